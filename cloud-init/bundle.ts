@@ -1,0 +1,32 @@
+// The day-2 bundle: what the fleet's reconcile command sends on stdin to host/apply. One line
+// per item, every value base64 so no byte of it is ever parsed as shell:
+//   agent-host-bundle 1
+//   file <path> <mode> <base64 content>
+//   conf <base64 host.conf>
+//   secret anthropic-api-key <base64 value | ->     ("-" removes the key: interactive /login)
+//   end
+// Pure; the secret is only ever handled by the caller inside a secret Output.
+import { createHash } from "crypto";
+import type { HostFileContent } from "./files";
+
+export const BUNDLE_HEADER = "agent-host-bundle 1";
+
+const b64 = (text: string): string => Buffer.from(text, "utf8").toString("base64");
+
+/** The part of the bundle that is not secret: host files and host.conf. */
+export function renderPublicBundle(files: readonly HostFileContent[], hostConf: string): string {
+  const lines = files.map((file) => `file ${file.path} ${file.mode} ${b64(file.content)}`);
+  lines.push(`conf ${b64(hostConf)}`);
+  return lines.join("\n");
+}
+
+/** sha256 of the public part; the command string carries it and apply checks it. */
+export function publicBundleSha256(publicBundle: string): string {
+  return createHash("sha256").update(publicBundle, "utf8").digest("hex");
+}
+
+/** The whole stdin: header, public part, the API key line, end marker. */
+export function renderBundle(publicBundle: string, apiKey: string | undefined): string {
+  const secretLine = `secret anthropic-api-key ${apiKey ? b64(apiKey) : "-"}`;
+  return `${BUNDLE_HEADER}\n${publicBundle}\n${secretLine}\nend\n`;
+}

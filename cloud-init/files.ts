@@ -1,0 +1,48 @@
+// The host files: real files in this folder, shipped verbatim to the VM by cloud-init at first
+// boot and by the fleet's reconcile command on every deploy. One list, so both paths ship the
+// same set. See HOST.md for what each one does.
+import { createHash } from "crypto";
+import { readFileSync } from "fs";
+import * as path from "path";
+
+export interface HostFile {
+  /** Path in the repository, relative to cloud-init/. */
+  source: string;
+  /** Absolute path on the VM. */
+  path: string;
+  /** Octal file mode on the VM. */
+  mode: "0755" | "0644";
+}
+
+export const HOST_FILES: readonly HostFile[] = [
+  { source: "host/agentctl", path: "/usr/local/bin/agentctl", mode: "0755" },
+  { source: "host/agent-wrapper", path: "/usr/local/lib/agent-host/agent-wrapper", mode: "0755" },
+  { source: "host/data-disk", path: "/usr/local/lib/agent-host/data-disk", mode: "0755" },
+  { source: "host/install-docker", path: "/usr/local/lib/agent-host/install-docker", mode: "0755" },
+  { source: "host/install-claude-code", path: "/usr/local/lib/agent-host/install-claude-code", mode: "0755" },
+  { source: "host/apply", path: "/usr/local/lib/agent-host/apply", mode: "0755" },
+  { source: "host/tmux.conf", path: "/etc/agent-host/tmux.conf", mode: "0644" },
+  { source: "host/sshd.conf", path: "/etc/ssh/sshd_config.d/60-agent-host.conf", mode: "0644" },
+  { source: "systemd/agent-host-data.service", path: "/etc/systemd/system/agent-host-data.service", mode: "0644" },
+  { source: "systemd/agent-host.service", path: "/etc/systemd/system/agent-host.service", mode: "0644" },
+  { source: "claude/managed-settings.json", path: "/etc/claude-code/managed-settings.json", mode: "0644" },
+];
+
+export interface HostFileContent extends HostFile {
+  content: string;
+}
+
+/** Reads every host file from `root` (default: this folder). */
+export function readHostFiles(root: string = __dirname): HostFileContent[] {
+  return HOST_FILES.map((file) => ({
+    ...file,
+    content: readFileSync(path.join(root, file.source), "utf8"),
+  }));
+}
+
+/** sha256 over every host file's path, mode and content: changes when any shipped byte does. */
+export function hostFilesHash(files: readonly HostFileContent[]): string {
+  const hash = createHash("sha256");
+  for (const file of files) hash.update(`${file.path}\0${file.mode}\0${file.content}\0`);
+  return hash.digest("hex");
+}

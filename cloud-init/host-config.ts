@@ -1,0 +1,77 @@
+// What the host needs to know, derived from the stack config, and the one place that writes it
+// as /etc/agent-host/host.conf (KEY=value lines the host scripts parse, never source). Used by
+// the renderer at first boot and by the fleet's reconcile command on every deploy. Pure.
+import { PER_AGENT_GIB, RESERVED_GIB, type StackConfig } from "../config";
+
+export const ADMIN_USER = "agent-admin";
+export const AGENT_USER = "agent";
+/** Pinned so files on the data disk keep their owner on a replaced VM (maybe a newer image). */
+export const AGENT_UID = 2000;
+/** GCE shows the data disk as /dev/disk/by-id/google-<deviceName>. */
+export const DATA_DEVICE_NAME = "workspaces";
+export const HOST_CONF_PATH = "/etc/agent-host/host.conf";
+export const API_KEY_PATH = "/etc/agent-host/secrets/anthropic-api-key";
+
+export interface HostSettings {
+  agentCount: number;
+  /** Highest count the host accepts (agentctl refuses more). */
+  agentMax: number;
+  claudeCodeVersion: string;
+  claudeCodeSource: StackConfig["claudeCodeSource"];
+  dockerSource: StackConfig["dockerSource"];
+  permissionMode: StackConfig["agentPermissionMode"];
+  /** systemd MemoryMax of each agent's scope, MiB. */
+  agentMemoryMaxMb: number;
+  /** systemd CPUQuota of each agent's scope, percent of one CPU. */
+  agentCpuQuotaPercent: number;
+  /** MemoryMax of agents.slice (all agents together), MiB; undefined = no slice limit. */
+  agentsMemoryMaxMb?: number;
+  /** Public keys allowed to log in as the admin user (the deploy key first). */
+  adminAuthorizedKeys: string[];
+}
+
+/**
+ * Sizes the per-agent limits from the machine: the memory left after the host's reserve is
+ * shared evenly (never below PER_AGENT_GIB), and each agent may burst to twice its even share of
+ * the CPUs, at least one full CPU. Unknown machine types get fixed, generous limits.
+ */
+export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string[]): HostSettings {
+  const { machine, agentCount } = config;
+  const usableMb = machine ? Math.floor((machine.memoryGib - RESERVED_GIB) * 1024) : undefined;
+  const perAgentFloorMb = Math.floor(PER_AGENT_GIB * 1024);
+  return {
+    agentCount,
+    agentMax: config.maxAgents,
+    claudeCodeVersion: config.claudeCodeVersion,
+    claudeCodeSource: config.claudeCodeSource,
+    dockerSource: config.dockerSource,
+    permissionMode: config.agentPermissionMode,
+    agentMemoryMaxMb: usableMb ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount)) : 2 * perAgentFloorMb,
+    agentCpuQuotaPercent: machine ? Math.max(100, Math.floor((machine.vcpus * 200) / agentCount)) : 200,
+    agentsMemoryMaxMb: usableMb,
+    adminAuthorizedKeys,
+  };
+}
+
+/** The host config file's text. Deterministic: same settings, same bytes. */
+export function renderHostConf(settings: HostSettings): string {
+  const lines: [string, string | number | undefined][] = [
+    ["AGENT_COUNT", settings.agentCount],
+    ["AGENT_MAX", settings.agentMax],
+    ["AGENT_USER", AGENT_USER],
+    ["PERMISSION_MODE", settings.permissionMode],
+    ["CLAUDE_CODE_VERSION", settings.claudeCodeVersion],
+    ["CLAUDE_CODE_SOURCE", settings.claudeCodeSource],
+    ["DOCKER_SOURCE", settings.dockerSource],
+    ["AGENT_MEMORY_MAX_MB", settings.agentMemoryMaxMb],
+    ["AGENT_CPU_QUOTA_PERCENT", settings.agentCpuQuotaPercent],
+    ["AGENTS_MEMORY_MAX_MB", settings.agentsMemoryMaxMb],
+    ["DATA_DEVICE", `/dev/disk/by-id/google-${DATA_DEVICE_NAME}`],
+    ["API_KEY_FILE", API_KEY_PATH],
+  ];
+  const body = lines
+    .filter(([, value]) => value !== undefined)
+    .map(([key, value]) => `${key}=${value}`)
+    .join("\n");
+  return `# Written by agent-host (pulumi up). Parsed by the host scripts, never sourced.\n${body}\n`;
+}

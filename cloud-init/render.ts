@@ -1,0 +1,91 @@
+// Pure renderer: typed host settings → the #cloud-config text the VM boots with. No Pulumi
+// import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
+import { stringify } from "yaml";
+import {
+  ADMIN_USER,
+  AGENT_UID,
+  AGENT_USER,
+  HOST_CONF_PATH,
+  renderHostConf,
+  type HostSettings,
+} from "./host-config";
+import { readHostFiles, type HostFileContent } from "./files";
+
+/** GCE refuses a metadata value above 256 KiB. */
+export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
+
+const LIB = "/usr/local/lib/agent-host";
+
+/** Packages every host gets; the sources add theirs (see packagesFor). */
+const BASE_PACKAGES = ["ca-certificates", "curl", "git", "gnupg", "jq", "tmux"];
+
+export function packagesFor(settings: HostSettings): string[] {
+  const packages = [...BASE_PACKAGES];
+  // Docker's apt repository needs its key checked first: install-docker does that in runcmd.
+  if (settings.dockerSource === "distro") packages.push("docker.io");
+  // The npm package's `claude` is a native binary; distro Node only runs its postinstall.
+  if (settings.claudeCodeSource === "npm") packages.push("nodejs", "npm");
+  return packages.sort();
+}
+
+/**
+ * Renders the user-data. Deterministic: the same settings and host files give the same bytes.
+ * Throws when the result would not fit in one metadata value.
+ */
+export function renderUserData(
+  settings: HostSettings,
+  files: readonly HostFileContent[] = readHostFiles(),
+): string {
+  const document = {
+    // The agent group's gid is pinned like the uid; groupadd --force is a no-op when it exists.
+    bootcmd: [["groupadd", "--force", "--gid", String(AGENT_UID), AGENT_USER]],
+    users: [
+      {
+        name: ADMIN_USER,
+        gecos: "agent-host admin (deploys and operates the agents)",
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: settings.adminAuthorizedKeys,
+      },
+      {
+        name: AGENT_USER,
+        gecos: "agent-host agents (unprivileged)",
+        shell: "/bin/bash",
+        uid: AGENT_UID,
+        primary_group: AGENT_USER,
+        no_user_group: true,
+        lock_passwd: true,
+      },
+    ],
+    disable_root: true,
+    ssh_pwauth: false,
+    package_update: true,
+    packages: packagesFor(settings),
+    write_files: [
+      ...files.map((file) => ({
+        path: file.path,
+        owner: "root:root",
+        permissions: file.mode,
+        content: file.content,
+      })),
+      { path: HOST_CONF_PATH, owner: "root:root", permissions: "0644", content: renderHostConf(settings) },
+    ],
+    runcmd: [
+      [`${LIB}/install-docker`],
+      [`${LIB}/install-claude-code`],
+      ["systemctl", "daemon-reload"],
+      ["systemctl", "enable", "--now", "agent-host-data.service"],
+      ["usermod", "--append", "--groups", "docker", AGENT_USER],
+      ["systemctl", "enable", "--now", "agent-host.service"],
+    ],
+  };
+  const text = `#cloud-config\n# Rendered by agent-host. Day-2 changes go through the fleet's reconcile command, not here:\n# cloud-init runs once per VM.\n${stringify(document, { lineWidth: 0 })}`;
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > METADATA_VALUE_LIMIT_BYTES) {
+    throw new Error(
+      `The rendered user-data is ${bytes} bytes, above GCE's ${METADATA_VALUE_LIMIT_BYTES}-byte metadata limit. Shrink the host files under cloud-init/.`,
+    );
+  }
+  return text;
+}

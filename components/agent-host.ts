@@ -1,0 +1,246 @@
+// The VM and everything it needs: a dedicated service account, a static address, an SSH
+// firewall rule that reaches this VM only, a data disk that outlives the VM, its snapshot
+// schedule, and the Shielded VM itself booting the rendered cloud-init.
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+
+/** The device name the data disk is attached with; the guest sees /dev/disk/by-id/google-<it>. */
+export { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+
+/** The only scopes the VM's service account gets: write logs and metrics, nothing else. */
+export const VM_SCOPES = [
+  "https://www.googleapis.com/auth/logging.write",
+  "https://www.googleapis.com/auth/monitoring.write",
+];
+/** Roles granted to the VM's service account in the project, to match VM_SCOPES. */
+export const VM_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter"];
+
+export interface AgentHostArgs {
+  project: string;
+  zone: string;
+  region: string;
+  /** GCE name of the VM; also the prefix of the other GCE names. Lowercase, at most 50 chars. */
+  instanceName: string;
+  /** Service account ID (6-30 chars). */
+  serviceAccountId: string;
+  machineType: string;
+  /** Image family as `project/family`; a family keeps the VM across image releases. */
+  image: string;
+  bootDiskSizeGb: number;
+  dataDiskSizeGb: number;
+  dataDiskType: string;
+  /** CIDRs allowed to reach tcp:22. */
+  sshSourceRanges: string[];
+  /** The #cloud-config text. Read by cloud-init at first boot only. */
+  userData: pulumi.Input<string>;
+  /**
+   * Spot VM: cheaper, stopped (not deleted) on preemption; the disks stay.
+   * @default false — a standard VM that live-migrates on host maintenance.
+   */
+  spot?: boolean;
+  /**
+   * Daily snapshots of the data disk kept this many days; 0 creates no schedule.
+   * @default 7
+   */
+  snapshotRetentionDays?: number;
+  /**
+   * Delete the data disk on `pulumi destroy`.
+   * @default false — destroy leaves the disk (workspaces, logins, conversations) in the project.
+   */
+  deleteDataDiskOnDestroy?: boolean;
+  /** VPC network. @default "default" */
+  network?: string;
+}
+
+export class AgentHost extends pulumi.ComponentResource {
+  public readonly instance: gcp.compute.Instance;
+  public readonly dataDisk: gcp.compute.Disk;
+  public readonly address: gcp.compute.Address;
+  public readonly serviceAccount: gcp.serviceaccount.Account;
+  public readonly firewall: gcp.compute.Firewall;
+  public readonly snapshotPolicy?: gcp.compute.ResourcePolicy;
+  /** The static external IP. */
+  public readonly publicIp: pulumi.Output<string>;
+  public readonly instanceName: pulumi.Output<string>;
+  /** Changes when the VM is replaced (new boot disk, new cloud-init run). */
+  public readonly instanceId: pulumi.Output<string>;
+
+  constructor(name: string, args: AgentHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent-host:host:AgentHost", name, {}, opts);
+    const network = args.network ?? "default";
+    const retention = args.snapshotRetentionDays ?? 7;
+    const labels = { "managed-by": "pulumi", app: "agent-host", "agent-host": args.instanceName };
+
+    this.serviceAccount = new gcp.serviceaccount.Account(
+      `${name}-sa`,
+      {
+        project: args.project,
+        accountId: args.serviceAccountId,
+        displayName: `agent-host VM ${args.instanceName}`,
+        description: "Identity of the agent-host VM: writes logs and metrics, nothing else.",
+      },
+      { parent: this },
+    );
+    const member = pulumi.interpolate`serviceAccount:${this.serviceAccount.email}`;
+    for (const role of VM_ROLES) {
+      new gcp.projects.IAMMember(
+        `${name}-${role.replace(/^roles\//, "").replace(/\./g, "-").toLowerCase()}`,
+        { project: args.project, role, member },
+        { parent: this },
+      );
+    }
+
+    this.address = new gcp.compute.Address(
+      `${name}-ip`,
+      {
+        project: args.project,
+        region: args.region,
+        name: `${args.instanceName}-ip`,
+        addressType: "EXTERNAL",
+        labels,
+      },
+      { parent: this },
+    );
+
+    // Targets the VM's service account, not a network tag: anyone who may edit instances can
+    // add a tag, while the service account is fixed by this stack.
+    this.firewall = new gcp.compute.Firewall(
+      `${name}-ssh`,
+      {
+        project: args.project,
+        name: `${args.instanceName}-ssh`,
+        network,
+        description: "SSH to the agent-host VM from the configured ranges only.",
+        direction: "INGRESS",
+        allows: [{ protocol: "tcp", ports: ["22"] }],
+        sourceRanges: args.sshSourceRanges,
+        targetServiceAccounts: [this.serviceAccount.email],
+      },
+      { parent: this },
+    );
+
+    // Holds /workspaces and the agent user's home. Lives apart from the VM so a replaced VM
+    // finds it again; retainOnDelete keeps it through `pulumi destroy` unless asked otherwise.
+    this.dataDisk = new gcp.compute.Disk(
+      `${name}-data`,
+      {
+        project: args.project,
+        zone: args.zone,
+        name: `${args.instanceName}-data`,
+        size: args.dataDiskSizeGb,
+        type: args.dataDiskType,
+        labels,
+      },
+      { parent: this, retainOnDelete: !(args.deleteDataDiskOnDestroy ?? false) },
+    );
+
+    if (retention > 0) {
+      this.snapshotPolicy = new gcp.compute.ResourcePolicy(
+        `${name}-snapshots`,
+        {
+          project: args.project,
+          region: args.region,
+          name: `${args.instanceName}-snapshots`,
+          description: "Daily snapshots of the agent-host data disk.",
+          snapshotSchedulePolicy: {
+            schedule: { dailySchedule: { daysInCycle: 1, startTime: "03:00" } },
+            retentionPolicy: {
+              maxRetentionDays: retention,
+              onSourceDiskDelete: "KEEP_AUTO_SNAPSHOTS",
+            },
+            snapshotProperties: { labels, guestFlush: false },
+          },
+        },
+        { parent: this },
+      );
+      new gcp.compute.DiskResourcePolicyAttachment(
+        `${name}-data-snapshots`,
+        {
+          project: args.project,
+          zone: args.zone,
+          disk: this.dataDisk.name,
+          name: this.snapshotPolicy.name,
+        },
+        { parent: this },
+      );
+    }
+
+    const scheduling: gcp.types.input.compute.InstanceScheduling = args.spot
+      ? {
+          provisioningModel: "SPOT",
+          preemptible: true,
+          automaticRestart: false,
+          onHostMaintenance: "TERMINATE",
+          instanceTerminationAction: "STOP",
+        }
+      : {
+          provisioningModel: "STANDARD",
+          preemptible: false,
+          automaticRestart: true,
+          onHostMaintenance: "MIGRATE",
+        };
+
+    this.instance = new gcp.compute.Instance(
+      `${name}-vm`,
+      {
+        project: args.project,
+        zone: args.zone,
+        name: args.instanceName,
+        machineType: args.machineType,
+        description: "agent-host: Claude Code agents in tmux (see the stack outputs).",
+        bootDisk: {
+          autoDelete: true,
+          initializeParams: {
+            image: args.image,
+            size: args.bootDiskSizeGb,
+            type: "pd-balanced",
+            labels,
+          },
+        },
+        attachedDisks: [
+          { source: this.dataDisk.selfLink, deviceName: DATA_DEVICE_NAME, mode: "READ_WRITE" },
+        ],
+        networkInterfaces: [
+          { network, accessConfigs: [{ natIp: this.address.address, networkTier: "PREMIUM" }] },
+        ],
+        serviceAccount: { email: this.serviceAccount.email, scopes: VM_SCOPES },
+        shieldedInstanceConfig: {
+          enableSecureBoot: true,
+          enableVtpm: true,
+          enableIntegrityMonitoring: true,
+        },
+        canIpForward: false,
+        metadata: {
+          "user-data": args.userData,
+          "block-project-ssh-keys": "TRUE",
+          "serial-port-enable": "FALSE",
+          // Keys come from cloud-init's users; OS Login would bypass them.
+          "enable-oslogin": "FALSE",
+        },
+        scheduling,
+        allowStoppingForUpdate: true,
+        labels,
+      },
+      {
+        parent: this,
+        dependsOn: [this.firewall],
+        // cloud-init reads user-data once per VM, so an in-place update would show a diff and
+        // change nothing on the running host. Day-2 state (agent count, host scripts, Claude Code
+        // version, API key) reaches the VM through the fleet's reconcile command, which also runs
+        // on a replaced VM.
+        ignoreChanges: ['metadata["user-data"]'],
+      },
+    );
+
+    this.publicIp = this.address.address;
+    this.instanceName = this.instance.name;
+    this.instanceId = this.instance.instanceId;
+    this.registerOutputs({
+      publicIp: this.publicIp,
+      instanceName: this.instanceName,
+      instanceId: this.instanceId,
+      dataDisk: this.dataDisk.name,
+    });
+  }
+}

@@ -1,0 +1,481 @@
+// The stack's configuration: every key, its default and its rule, in one place. Pure: no Pulumi
+// import, so the rules are tested without mocks and `npm run render` uses the very same parser.
+// index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
+
+/** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
+export type RawConfig = Readonly<Record<string, string | undefined>>;
+
+export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
+export type ClaudeCodeSource = (typeof CLAUDE_CODE_SOURCES)[number];
+
+export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
+export type DockerSource = (typeof DOCKER_SOURCES)[number];
+
+/** Claude Code's `--permission-mode` values. */
+export const PERMISSION_MODES = [
+  "default",
+  "acceptEdits",
+  "plan",
+  "dontAsk",
+  "bypassPermissions",
+] as const;
+export type PermissionMode = (typeof PERMISSION_MODES)[number];
+
+export const DATA_DISK_TYPES = ["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"] as const;
+
+/**
+ * Memory budget per agent. Claude Code's own process settles around 300-600 MiB; what the agent
+ * runs (git, a test suite, a build) spikes well above that, so 1.5 GiB per agent is the floor we
+ * size for, after RESERVED_GIB for the OS, Docker and the tmux server.
+ */
+export const PER_AGENT_GIB = 1.5;
+export const RESERVED_GIB = 2;
+
+/** Machine types the stack knows: memory (GiB) and vCPUs. Others are allowed, with a warning. */
+export const MACHINE_TYPES: Readonly<Record<string, { memoryGib: number; vcpus: number }>> = {
+  "e2-standard-2": { memoryGib: 8, vcpus: 2 },
+  "e2-standard-4": { memoryGib: 16, vcpus: 4 },
+  "e2-standard-8": { memoryGib: 32, vcpus: 8 },
+  "e2-standard-16": { memoryGib: 64, vcpus: 16 },
+  "e2-standard-32": { memoryGib: 128, vcpus: 32 },
+  "e2-highmem-2": { memoryGib: 16, vcpus: 2 },
+  "e2-highmem-4": { memoryGib: 32, vcpus: 4 },
+  "e2-highmem-8": { memoryGib: 64, vcpus: 8 },
+  "e2-highmem-16": { memoryGib: 128, vcpus: 16 },
+  "n2-standard-4": { memoryGib: 16, vcpus: 4 },
+  "n2-standard-8": { memoryGib: 32, vcpus: 8 },
+  "n2-standard-16": { memoryGib: 64, vcpus: 16 },
+  "n2-standard-32": { memoryGib: 128, vcpus: 32 },
+  "n2d-standard-8": { memoryGib: 32, vcpus: 8 },
+  "n2d-standard-16": { memoryGib: 64, vcpus: 16 },
+  "c3-standard-8": { memoryGib: 32, vcpus: 8 },
+  "c3-standard-22": { memoryGib: 88, vcpus: 22 },
+  "t2d-standard-8": { memoryGib: 32, vcpus: 8 },
+  "t2d-standard-16": { memoryGib: 64, vcpus: 16 },
+};
+
+/** Absolute ceiling whatever the machine: one tmux session stays readable, one reconcile stays fast. */
+export const MAX_AGENTS_ANY_MACHINE = 64;
+
+/** Pinned Claude Code release; every agent runs this one, auto-update off. */
+export const DEFAULT_CLAUDE_CODE_VERSION = "2.1.331";
+
+export const DEFAULTS = {
+  agentCount: 10,
+  machineType: "e2-standard-8",
+  image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64",
+  bootDiskSizeGb: 50,
+  dataDiskSizeGb: 200,
+  dataDiskType: "pd-balanced",
+  claudeCodeVersion: DEFAULT_CLAUDE_CODE_VERSION,
+  claudeCodeSource: "npm" as ClaudeCodeSource,
+  dockerSource: "docker-apt" as DockerSource,
+  sshAuthorizedKeys: [] as string[],
+  agentPermissionMode: "default" as PermissionMode,
+  snapshotRetentionDays: 7,
+  spot: false,
+  deleteDataDiskOnDestroy: false,
+} as const;
+
+export interface StackConfig {
+  /** GCP project from `gcp:project` (required: the service account's roles are granted in it). */
+  project: string;
+  /** Zone from `gcp:zone` (required), e.g. `europe-west1-b`. */
+  zone: string;
+  /** Region derived from the zone. */
+  region: string;
+  agentCount: number;
+  machineType: string;
+  /** Memory and vCPUs when the machine type is known; undefined for unknown types. */
+  machine?: { memoryGib: number; vcpus: number };
+  /** Highest agentCount the machine's memory allows (MAX_AGENTS_ANY_MACHINE when unknown). */
+  maxAgents: number;
+  image: string;
+  bootDiskSizeGb: number;
+  dataDiskSizeGb: number;
+  dataDiskType: string;
+  sshSourceRanges: string[];
+  claudeCodeVersion: string;
+  claudeCodeSource: ClaudeCodeSource;
+  dockerSource: DockerSource;
+  sshAuthorizedKeys: string[];
+  agentPermissionMode: PermissionMode;
+  snapshotRetentionDays: number;
+  spot: boolean;
+  deleteDataDiskOnDestroy: boolean;
+  /** Whether the anthropicApiKey secret is set (its value never enters StackConfig). */
+  hasApiKey: boolean;
+  /** Whether a deployPrivateKey secret is set (otherwise the stack generates one). */
+  hasDeployKey: boolean;
+}
+
+/** A configuration the stack refuses. The message names the key, the value and the fix. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export interface ParseResult {
+  config: StackConfig;
+  /** Things worth telling the user that do not stop the deployment. */
+  warnings: string[];
+}
+
+const KNOWN_KEYS = [
+  "agentCount",
+  "machineType",
+  "image",
+  "bootDiskSizeGb",
+  "dataDiskSizeGb",
+  "dataDiskType",
+  "sshSourceRanges",
+  "claudeCodeVersion",
+  "claudeCodeSource",
+  "dockerSource",
+  "anthropicApiKey",
+  "sshAuthorizedKeys",
+  "agentPermissionMode",
+  "snapshotRetentionDays",
+  "spot",
+  "deployPrivateKey",
+  "deleteDataDiskOnDestroy",
+] as const;
+export type ConfigKey = (typeof KNOWN_KEYS)[number];
+export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
+
+function show(value: string): string {
+  return JSON.stringify(value);
+}
+
+function parseInteger(key: string, raw: string | undefined, fallback: number, min: number, max: number, fix: string): number {
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const text = raw.trim();
+  if (!/^-?\d+$/.test(text)) {
+    throw new ConfigError(`${key} must be a whole number; got ${show(raw)}. ${fix}`);
+  }
+  const value = Number(text);
+  if (value < min || value > max) {
+    throw new ConfigError(`${key} must be between ${min} and ${max}; got ${value}. ${fix}`);
+  }
+  return value;
+}
+
+function parseBoolean(key: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const text = raw.trim().toLowerCase();
+  if (text === "true") return true;
+  if (text === "false") return false;
+  throw new ConfigError(
+    `${key} must be true or false; got ${show(raw)}. Run: pulumi config set ${key} false`,
+  );
+}
+
+function parseEnum<T extends string>(key: string, raw: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const text = raw.trim();
+  if ((allowed as readonly string[]).includes(text)) return text as T;
+  throw new ConfigError(
+    `${key} must be one of ${allowed.join(", ")}; got ${show(raw)}. Run: pulumi config set ${key} ${fallback}`,
+  );
+}
+
+function parseStringList(key: string, raw: string | undefined, example: string): string[] | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(
+      `${key} must be a list of strings; got ${show(raw)}. Set it with: pulumi config set --path '${key}[0]' ${example}`,
+    );
+  }
+  if (!Array.isArray(value) || !value.every((item) => typeof item === "string")) {
+    throw new ConfigError(
+      `${key} must be a list of strings; got ${show(raw)}. Set it with: pulumi config set --path '${key}[0]' ${example}`,
+    );
+  }
+  return value as string[];
+}
+
+/** IPv4 CIDR with a prefix length; the network address must have no host bits set. */
+export function validateCidr(key: string, cidr: string): void {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const fix = `Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.`;
+  if (!match) {
+    throw new ConfigError(`${key} has ${show(cidr)}, which is not an IPv4 CIDR. ${fix}`);
+  }
+  const octets = match.slice(1, 5).map(Number);
+  const prefix = Number(match[5]);
+  if (octets.some((o) => o > 255) || prefix > 32) {
+    throw new ConfigError(`${key} has ${show(cidr)}, which is not an IPv4 CIDR. ${fix}`);
+  }
+  const address = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  if ((address & ~mask) >>> 0 !== 0) {
+    const network = (address & mask) >>> 0;
+    const text = [24, 16, 8, 0].map((shift) => (network >>> shift) & 255).join(".");
+    throw new ConfigError(
+      `${key} has ${show(cidr)}, which has host bits set. Did you mean ${text}/${prefix}?`,
+    );
+  }
+}
+
+const SSH_KEY_TYPES = [
+  "ssh-ed25519",
+  "ssh-rsa",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "sk-ssh-ed25519@openssh.com",
+  "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+export function validateSshPublicKey(key: string, value: string): void {
+  const parts = value.trim().split(/\s+/);
+  const fix = `Give the one-line OpenSSH public key, e.g. the content of ~/.ssh/id_ed25519.pub.`;
+  if (/PRIVATE KEY/.test(value)) {
+    throw new ConfigError(
+      `${key} holds a private key; it must hold public keys only. Remove it with: pulumi config rm ${key}, then set the .pub content.`,
+    );
+  }
+  if (value.includes("\n") || parts.length < 2 || !SSH_KEY_TYPES.includes(parts[0]) || !/^[A-Za-z0-9+/]+={0,3}$/.test(parts[1])) {
+    throw new ConfigError(`${key} has ${show(value.slice(0, 40))}…, which is not an OpenSSH public key. ${fix}`);
+  }
+}
+
+const ZONE_RE = /^[a-z]+-[a-z]+[0-9]+-[a-z]$/;
+const MACHINE_TYPE_RE = /^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$/;
+const SEMVER_RE = /^\d+\.\d+\.\d+$/;
+
+/** Highest agent count a machine's memory allows, at PER_AGENT_GIB each after RESERVED_GIB. */
+export function maxAgentsFor(memoryGib: number): number {
+  return Math.max(0, Math.min(MAX_AGENTS_ANY_MACHINE, Math.floor((memoryGib - RESERVED_GIB) / PER_AGENT_GIB)));
+}
+
+/**
+ * Validates the raw configuration and returns the typed config. Throws ConfigError on the first
+ * problem, before the program registers any resource.
+ */
+export function parseConfig(raw: RawConfig): ParseResult {
+  const warnings: string[] = [];
+  const get = (key: ConfigKey): string | undefined => raw[`agent-host:${key}`];
+
+  const zone = raw["gcp:zone"]?.trim();
+  if (!zone) {
+    throw new ConfigError(
+      "gcp:zone is not set; the VM needs a zone. Run: pulumi config set gcp:zone europe-west1-b",
+    );
+  }
+  if (!ZONE_RE.test(zone)) {
+    throw new ConfigError(
+      `gcp:zone must be a zone such as europe-west1-b; got ${show(zone)}. Run: pulumi config set gcp:zone europe-west1-b`,
+    );
+  }
+  const project = raw["gcp:project"]?.trim();
+  if (!project) {
+    throw new ConfigError(
+      "gcp:project is not set; the stack needs the project that holds the VM. Run: pulumi config set gcp:project my-project-id",
+    );
+  }
+  if (!/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/.test(project)) {
+    throw new ConfigError(
+      `gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens); got ${show(project)}. Run: pulumi config set gcp:project my-project-id`,
+    );
+  }
+
+  const machineType = (get("machineType") ?? "").trim() || DEFAULTS.machineType;
+  if (!MACHINE_TYPE_RE.test(machineType)) {
+    throw new ConfigError(
+      `machineType must be a Compute Engine machine type such as e2-standard-8; got ${show(machineType)}. Run: pulumi config set machineType e2-standard-8`,
+    );
+  }
+  const machine = MACHINE_TYPES[machineType];
+  if (!machine) {
+    warnings.push(
+      `machineType ${machineType} is not one the stack knows; agentCount is not checked against its memory (${PER_AGENT_GIB} GiB per agent plus ${RESERVED_GIB} GiB for the host is the budget).`,
+    );
+  }
+  const maxAgents = machine ? maxAgentsFor(machine.memoryGib) : MAX_AGENTS_ANY_MACHINE;
+
+  const agentCountRaw = get("agentCount");
+  const agentCount = parseInteger("agentCount", agentCountRaw, DEFAULTS.agentCount, 1, Number.MAX_SAFE_INTEGER, "Run: pulumi config set agentCount 10");
+  if (agentCount > maxAgents) {
+    throw new ConfigError(
+      machine
+        ? `agentCount must be between 1 and ${maxAgents} for ${machineType} (${machine.memoryGib} GiB, ${PER_AGENT_GIB} GiB per agent after ${RESERVED_GIB} GiB for the host); got ${agentCount}. Lower agentCount or pick a larger machineType.`
+        : `agentCount must be between 1 and ${MAX_AGENTS_ANY_MACHINE}; got ${agentCount}. Lower agentCount.`,
+    );
+  }
+
+  const image = (get("image") ?? "").trim() || DEFAULTS.image;
+  if (/^(https?:|projects\/)|\/global\/images\//.test(image) || !/^[a-z][-a-z0-9]*\/[a-z][-a-z0-9]*$/.test(image)) {
+    throw new ConfigError(
+      `image must be an image family as project/family, not a pinned image or self link (a pinned image replaces the VM on every release); got ${show(image)}. Run: pulumi config set image ${DEFAULTS.image}`,
+    );
+  }
+  if (!/^ubuntu-os-cloud\//.test(image)) {
+    warnings.push(
+      `image ${image} is not an Ubuntu image: the VM must run cloud-init from the user-data metadata key (Debian's GCE images do not).`,
+    );
+  }
+
+  const bootDiskSizeGb = parseInteger("bootDiskSizeGb", get("bootDiskSizeGb"), DEFAULTS.bootDiskSizeGb, 20, 65536, "Run: pulumi config set bootDiskSizeGb 50");
+  const dataDiskSizeGb = parseInteger("dataDiskSizeGb", get("dataDiskSizeGb"), DEFAULTS.dataDiskSizeGb, 10, 65536, "Run: pulumi config set dataDiskSizeGb 200");
+  const dataDiskType = parseEnum("dataDiskType", get("dataDiskType"), DATA_DISK_TYPES, DEFAULTS.dataDiskType);
+
+  const ranges = parseStringList("sshSourceRanges", get("sshSourceRanges"), "203.0.113.7/32");
+  if (ranges === undefined) {
+    throw new ConfigError(
+      "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or 35.235.240.0/20 for IAP.",
+    );
+  }
+  if (ranges.length === 0) {
+    throw new ConfigError(
+      "sshSourceRanges is an empty list; nobody could reach the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32",
+    );
+  }
+  const seen = new Set<string>();
+  for (const cidr of ranges) {
+    validateCidr("sshSourceRanges", cidr);
+    if (seen.has(cidr)) {
+      throw new ConfigError(`sshSourceRanges lists ${show(cidr)} twice. Remove the duplicate.`);
+    }
+    seen.add(cidr);
+    if (cidr.endsWith("/0")) {
+      warnings.push(
+        "sshSourceRanges includes 0.0.0.0/0: SSH on the VM is open to the whole internet (key-only logins still apply). Prefer your own range or IAP's 35.235.240.0/20.",
+      );
+    }
+  }
+
+  const claudeCodeVersion = (get("claudeCodeVersion") ?? "").trim() || DEFAULTS.claudeCodeVersion;
+  if (!SEMVER_RE.test(claudeCodeVersion)) {
+    throw new ConfigError(
+      `claudeCodeVersion must be an exact release such as ${DEFAULT_CLAUDE_CODE_VERSION} (no ranges, no "latest": every agent runs one pinned version); got ${show(claudeCodeVersion)}. Run: pulumi config set claudeCodeVersion ${DEFAULT_CLAUDE_CODE_VERSION}`,
+    );
+  }
+  const claudeCodeSource = parseEnum("claudeCodeSource", get("claudeCodeSource"), CLAUDE_CODE_SOURCES, DEFAULTS.claudeCodeSource);
+  const dockerSource = parseEnum("dockerSource", get("dockerSource"), DOCKER_SOURCES, DEFAULTS.dockerSource);
+  const agentPermissionMode = parseEnum("agentPermissionMode", get("agentPermissionMode"), PERMISSION_MODES, DEFAULTS.agentPermissionMode);
+  if (agentPermissionMode === "bypassPermissions") {
+    warnings.push(
+      "agentPermissionMode is bypassPermissions: agents run every command without asking. They can still do anything the agent user and the docker group allow (docker is root-equivalent).",
+    );
+  }
+
+  const sshAuthorizedKeys = parseStringList("sshAuthorizedKeys", get("sshAuthorizedKeys"), "\"$(cat ~/.ssh/id_ed25519.pub)\"") ?? [];
+  for (const key of sshAuthorizedKeys) validateSshPublicKey("sshAuthorizedKeys", key);
+
+  const snapshotRetentionDays = parseInteger("snapshotRetentionDays", get("snapshotRetentionDays"), DEFAULTS.snapshotRetentionDays, 0, 3650, "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)");
+  const spot = parseBoolean("spot", get("spot"), DEFAULTS.spot);
+  const deleteDataDiskOnDestroy = parseBoolean("deleteDataDiskOnDestroy", get("deleteDataDiskOnDestroy"), DEFAULTS.deleteDataDiskOnDestroy);
+
+  const apiKey = get("anthropicApiKey");
+  if (apiKey !== undefined && apiKey !== "") {
+    // Never echo the value: only its shape is described.
+    if (/\s/.test(apiKey)) {
+      throw new ConfigError(
+        "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+      );
+    }
+    if (!/^sk-ant-/.test(apiKey)) {
+      throw new ConfigError(
+        "anthropicApiKey does not look like an Anthropic API key or OAuth token (they start with sk-ant-). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+      );
+    }
+  }
+  const deployKey = get("deployPrivateKey");
+  if (deployKey !== undefined && deployKey !== "" && !/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(deployKey.trim())) {
+    throw new ConfigError(
+      "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
+    );
+  }
+
+  for (const fullKey of Object.keys(raw)) {
+    const [namespace, key] = fullKey.split(":", 2);
+    if (namespace === "agent-host" && !(KNOWN_KEYS as readonly string[]).includes(key)) {
+      throw new ConfigError(
+        `agent-host:${key} is not a configuration key of this stack (a typo?). Known keys: ${KNOWN_KEYS.join(", ")}. Remove it with: pulumi config rm ${key}`,
+      );
+    }
+  }
+
+  return {
+    config: {
+      project,
+      zone,
+      region: zone.replace(/-[a-z]$/, ""),
+      agentCount,
+      machineType,
+      machine,
+      maxAgents,
+      image,
+      bootDiskSizeGb,
+      dataDiskSizeGb,
+      dataDiskType,
+      sshSourceRanges: ranges,
+      claudeCodeVersion,
+      claudeCodeSource,
+      dockerSource,
+      sshAuthorizedKeys,
+      agentPermissionMode,
+      snapshotRetentionDays,
+      spot,
+      deleteDataDiskOnDestroy,
+      hasApiKey: apiKey !== undefined && apiKey !== "",
+      hasDeployKey: deployKey !== undefined && deployKey !== "",
+    },
+    warnings,
+  };
+}
+
+/** GCE names this stack gives its resources, derived from the project and stack names. */
+export interface ResourceNames {
+  instance: string;
+  dataDisk: string;
+  serviceAccountId: string;
+}
+
+/**
+ * Names are a contract: a renamed VM or disk is a new VM or disk. GCE wants
+ * `[a-z]([-a-z0-9]*[a-z0-9])?`, the VM name at most 63 characters (we keep 50 so the `-data`,
+ * `-snapshots` suffixes fit), service account IDs 6-30.
+ */
+export function resourceNames(project: string, stack: string): ResourceNames {
+  const clean = (text: string) => text.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  const stackPart = clean(stack);
+  const instance = `${clean(project)}-${stackPart}`;
+  if (!stackPart || !/^[a-z]/.test(instance) || instance.length > 50) {
+    throw new ConfigError(
+      `The stack name ${show(stack)} gives the VM name ${show(instance)}, which GCE refuses (lowercase letters, digits and hyphens, starting with a letter, at most 50 characters here). Pick a shorter stack name: pulumi stack init dev`,
+    );
+  }
+  const serviceAccountId = `ah-${stackPart}`.slice(0, 30).replace(/-+$/, "").padEnd(6, "x");
+  return { instance, dataDisk: `${instance}-data`, serviceAccountId };
+}
+
+/** What the project already has under the data disk's name. */
+export interface ExistingDisk {
+  sizeGb: number;
+  type: string;
+}
+
+/**
+ * Refuses a data disk change that GCE can only make by recreating the disk, empty: a smaller
+ * size or another type. The disk holds every workspace and conversation.
+ */
+export function checkDataDisk(config: Pick<StackConfig, "dataDiskSizeGb" | "dataDiskType">, existing: ExistingDisk | undefined): void {
+  if (existing === undefined) return;
+  if (config.dataDiskSizeGb < existing.sizeGb) {
+    throw new ConfigError(
+      `dataDiskSizeGb is ${config.dataDiskSizeGb} but the data disk already has ${existing.sizeGb} GB; a disk cannot shrink (it would be recreated, empty). Run: pulumi config set dataDiskSizeGb ${existing.sizeGb}`,
+    );
+  }
+  if (config.dataDiskType !== existing.type) {
+    throw new ConfigError(
+      `dataDiskType is ${config.dataDiskType} but the data disk is ${existing.type}; changing the type recreates the disk, empty. Run: pulumi config set dataDiskType ${existing.type} (to move, snapshot the disk and restore it into a new stack)`,
+    );
+  }
+}

@@ -1,0 +1,129 @@
+// agent-host: one GCP VM running a team's Claude Code agents, one tmux window and workspace each.
+// Configuration is read and validated here, once, before any resource is registered; the
+// components get typed arguments. See README.md for the keys and the outputs.
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { AgentFleet } from "./components/agent-fleet";
+import { AgentHost } from "./components/agent-host";
+import { readHostFiles } from "./cloud-init/files";
+import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
+import { renderUserData } from "./cloud-init/render";
+import {
+  checkDataDisk,
+  ConfigError,
+  parseConfig,
+  resourceNames,
+  type RawConfig,
+  type StackConfig,
+} from "./config";
+
+/** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
+const SECRET_KEYS = ["anthropicApiKey", "deployPrivateKey"] as const;
+
+// The SDK marks isConfigSecret @internal (absent from its typings) but exports it at run time;
+// it is how `config.getSecret` knows. Without it the plain-text check is skipped.
+const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean })
+  .isConfigSecret;
+
+function readRawConfig(): RawConfig {
+  const raw = pulumi.runtime.allConfig();
+  for (const key of SECRET_KEYS) {
+    const full = `agent-host:${key}`;
+    if (raw[full] !== undefined && isConfigSecret && !isConfigSecret(full)) {
+      throw new ConfigError(
+        `${key} is stored in plain text in the stack's config file. Remove it with: pulumi config rm ${key}, then set it with: pulumi config set --secret ${key} <value>`,
+      );
+    }
+  }
+  return raw;
+}
+
+/** Size and type of the data disk this stack already has, if any (it cannot shrink). */
+async function existingDataDisk(config: StackConfig, diskName: string) {
+  try {
+    const disk = await gcp.compute.getDisk({ project: config.project, zone: config.zone, name: diskName });
+    return { sizeGb: disk.size, type: disk.type.replace(/^.*\//, "") };
+  } catch (error) {
+    if (/not ?found|404|notFound/i.test(String(error))) return undefined;
+    throw error;
+  }
+}
+
+export = async () => {
+  const raw = readRawConfig();
+  const { config, warnings } = parseConfig(raw);
+  for (const warning of warnings) pulumi.log.warn(warning);
+  const names = resourceNames(pulumi.getProject(), pulumi.getStack());
+  checkDataDisk(config, await existingDataDisk(config, names.dataDisk));
+
+  // The stack's own deploy key, used by the reconcile command; generated unless given.
+  const givenKey = raw["agent-host:deployPrivateKey"];
+  const deployKey = givenKey
+    ? {
+        privateKey: pulumi.secret(givenKey),
+        publicKey: tls
+          .getPublicKeyOutput({ privateKeyPem: pulumi.secret(givenKey) })
+          .publicKeyOpenssh.apply((key) => key.trim()),
+      }
+    : (() => {
+        const key = new tls.PrivateKey("deploy-key", { algorithm: "ED25519" });
+        return {
+          privateKey: key.privateKeyOpenssh,
+          publicKey: key.publicKeyOpenssh.apply((k) => k.trim()),
+        };
+      })();
+
+  const userData = deployKey.publicKey.apply((deployPublicKey) =>
+    renderUserData(hostSettingsFor(config, [deployPublicKey, ...config.sshAuthorizedKeys])),
+  );
+
+  const host = new AgentHost("agent-host", {
+    project: config.project,
+    zone: config.zone,
+    region: config.region,
+    instanceName: names.instance,
+    serviceAccountId: names.serviceAccountId,
+    machineType: config.machineType,
+    image: config.image,
+    bootDiskSizeGb: config.bootDiskSizeGb,
+    dataDiskSizeGb: config.dataDiskSizeGb,
+    dataDiskType: config.dataDiskType,
+    sshSourceRanges: config.sshSourceRanges,
+    userData,
+    spot: config.spot,
+    snapshotRetentionDays: config.snapshotRetentionDays,
+    deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
+  });
+
+  const apiKey = raw["agent-host:anthropicApiKey"];
+  const fleet = new AgentFleet(
+    "agent-host",
+    {
+      host: host.publicIp,
+      privateKey: deployKey.privateKey,
+      instanceId: host.instanceId,
+      agentCount: config.agentCount,
+      files: readHostFiles(),
+      hostConf: renderHostConf(hostSettingsFor(config, [])),
+      apiKey: apiKey ? pulumi.secret(apiKey) : undefined,
+    },
+    { dependsOn: [host] },
+  );
+
+  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
+  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${host.publicIp}`;
+  const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
+  return {
+    instanceName: host.instanceName,
+    zone: config.zone,
+    publicIp: host.publicIp,
+    sshCommand: ssh,
+    attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
+    agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
+    statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
+    agentCount: config.agentCount,
+    reconcileSummary: fleet.summary,
+    deployPrivateKey: pulumi.secret(deployKey.privateKey),
+  };
+};
