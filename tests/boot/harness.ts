@@ -171,6 +171,7 @@ export interface GuestProcess {
   argv: string[];
   cgroup: string[];
   rssKib: number;
+  pssKib: number;
 }
 
 export interface MachineOptions {
@@ -252,6 +253,7 @@ export class Machine {
       { stdio: ["ignore", out, out], detached: true },
     );
     fs.closeSync(out);
+    fs.writeFileSync(path.join(path.dirname(this.root), "nspawn.pid"), `${child.pid}\n`);
     this.child = child;
     this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
     await waitFor("the container's systemd to start", 60_000, () => {
@@ -329,7 +331,10 @@ export class Machine {
     try {
       await withDeadline(this.exited, 90_000, "the container to power off");
     } catch (error) {
-      log(`${(error as Error).message}; killing systemd-nspawn ${this.child.pid}`);
+      log(`${(error as Error).message}; killing the container`);
+      const leader = this.leaderPid();
+      // SIGKILL to the container's init ends its whole PID namespace.
+      if (leader !== undefined) process.kill(leader, "SIGKILL");
       this.child.kill("SIGKILL");
       await this.exited;
     }
@@ -391,4 +396,36 @@ export function freeLoopbackPort(): number {
   );
   for (let port = 2222; port < 2400; port++) if (!used.has(port)) return port;
   throw new Error("no free loopback port between 2222 and 2400");
+}
+
+/**
+ * Cleans up after an earlier run that was killed before its afterAll: powers off (kills) the
+ * systemd-nspawn it started, detaches its loop devices, removes its copies.
+ */
+export function removeStaleRuns(cacheDir: string): void {
+  if (!fs.existsSync(cacheDir)) return;
+  for (const entry of fs.readdirSync(cacheDir)) {
+    const match = /^run-(\d+)$/.exec(entry);
+    if (!match || fs.existsSync(`/proc/${match[1]}`)) continue;
+    const runDir = path.join(cacheDir, entry);
+    log(`removing stale run ${runDir}`);
+    for (const machine of fs.readdirSync(runDir)) {
+      const pidFile = path.join(runDir, machine, "nspawn.pid");
+      if (!fs.existsSync(pidFile)) continue;
+      const pid = Number(fs.readFileSync(pidFile, "utf8"));
+      const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") : "";
+      if (!cmdline.startsWith("systemd-nspawn") || !cmdline.includes(runDir)) continue;
+      // SIGKILL to the container's init ends its whole PID namespace; then nspawn itself.
+      for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+        const children = fs.readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/);
+        for (const child of children.filter(Boolean)) process.kill(Number(child), "SIGKILL");
+      }
+      process.kill(pid, "SIGKILL");
+    }
+    for (const file of fs.readdirSync(runDir).filter((f) => f.endsWith(".img"))) {
+      const loops = run("losetup", ["-j", path.join(runDir, file), "-O", "NAME", "-n"]).split("\n").filter(Boolean);
+      for (const loop of loops) spawnSync("losetup", ["-d", loop.trim()]);
+    }
+    fs.rmSync(runDir, { recursive: true, force: true });
+  }
 }

@@ -1,6 +1,6 @@
 # Runs inside the booted container (python3 is there for cloud-init): prints one JSON document
 # with every process as the container sees it, so the test can walk tmux pane -> wrapper ->
-# claude and read each one's uid, working directory, cgroups and memory without procps.
+# claude and read each one's uid, working directory, cgroups and memory (RSS, and PSS: shared pages split among sharers).
 import json
 import os
 
@@ -37,6 +37,10 @@ def main():
         if not status:
             continue
         rss_kib = int(status.get("VmRSS", "0 kB").split()[0])
+        pss_kib = 0
+        for line in read(f"/proc/{name}/smaps_rollup").splitlines():
+            if line.startswith("Pss:"):
+                pss_kib = int(line.split()[1])
         processes.append(
             {
                 "pid": int(name),
@@ -48,6 +52,7 @@ def main():
                 "argv": [a for a in read(f"/proc/{name}/cmdline").split("\0") if a],
                 "cgroup": read(f"/proc/{name}/cgroup").splitlines(),
                 "rssKib": rss_kib,
+                "pssKib": pss_kib,
             }
         )
     print(json.dumps(processes))

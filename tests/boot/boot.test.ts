@@ -1,0 +1,395 @@
+// Boot test (issue 6): the user-data the stack renders boots a real Debian 12 system (systemd as
+// PID 1, cloud-init 22.4 from a NoCloud seed) under systemd-nspawn into N running agents, which
+// survive a reconcile up and down, a reboot and a replaced VM on the same data disk. Everything
+// is checked from outside the container, and every wait has a deadline.
+//
+// N is 3: enough to see per-agent windows, workspaces and limits differ (and the scale-up to
+// N+2 = 5 crosses no tmux prefix trap by accident), small enough for 2 cores running the real
+// Claude Code binary several times over.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { parseConfig } from "../../config";
+import { hostSettingsFor } from "../../cloud-init/host-config";
+import { renderUserData } from "../../cloud-init/render";
+import {
+  DataDisk,
+  Machine,
+  ensureRootfs,
+  freeLoopbackPort,
+  log,
+  missingHostTools,
+  removeStaleRuns,
+  run,
+  waitFor,
+  type GuestProcess,
+  type Rootfs,
+} from "./harness";
+
+const N = 3;
+const MINUTE = 60_000;
+const CACHE_DIR = process.env.AGENT_HOST_BOOT_CACHE ?? "/var/cache/agent-host-boot";
+const KEEP = process.env.AGENT_HOST_BOOT_KEEP === "1";
+const IN_CI = process.env.CI === "true";
+const TMUX = ["tmux", "-S", "/run/agent-host/tmux.sock"];
+const STATE_DIR = "/home/agent/.agent-host";
+const AGENT_UID = 2000;
+
+/**
+ * What cloud-init may log as WARNING/ERROR here, each with why it is expected. Anything else
+ * fails the test.
+ */
+const ALLOWED_CLOUD_INIT_WARNINGS: { pattern: RegExp; reason: string }[] = [];
+
+function skipReason(): string | undefined {
+  if (process.platform !== "linux") return "the boot test needs Linux (systemd-nspawn)";
+  if (process.getuid?.() !== 0) {
+    return "the boot test needs root (debootstrap, losetup, systemd-nspawn); run `sudo npm run test:boot`";
+  }
+  const missing = missingHostTools();
+  if (missing.length > 0) {
+    const message = `the boot test needs ${missing.join(", ")}`;
+    // In CI a machine that cannot boot the container is a failure, never a skip.
+    if (IN_CI) throw new Error(`${message}; .ci/run must install them`);
+    return message;
+  }
+  return undefined;
+}
+
+const reason = skipReason();
+if (reason) {
+  // eslint-disable-next-line no-console
+  console.warn(`boot test skipped: ${reason}`);
+}
+const describeBoot = reason ? describe.skip : describe;
+
+/** Figures printed at the end. */
+const figures: string[] = [];
+function figure(line: string): void {
+  figures.push(line);
+}
+
+describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () => {
+  const runDir = path.join(CACHE_DIR, `run-${process.pid}`);
+  const keyFile = path.join(runDir, "deploy-key");
+  let rootfs: Rootfs;
+  let userData: string;
+  let disk: DataDisk;
+  let vm: Machine;
+  let sshPort: number;
+  let failedStep: string | undefined;
+  const machines: Machine[] = [];
+
+  /** Steps depend on each other: after a failure the rest report it instead of piling on. */
+  function step(name: string, timeoutMs: number, body: () => Promise<void> | void): void {
+    test(
+      name,
+      async () => {
+        if (failedStep) throw new Error(`not run: the earlier step "${failedStep}" failed`);
+        try {
+          await body();
+        } catch (error) {
+          failedStep = name;
+          const diagnostics = vm ? vm.diagnostics() : "";
+          (error as Error).message += `\n\n${diagnostics}`;
+          throw error;
+        }
+      },
+      timeoutMs,
+    );
+  }
+
+  function bootMachine(name: string, instanceId: string): Machine {
+    const machine = new Machine({ rootfs: rootfs.dir, workDir: runDir, name, instanceId, userData, disk, sshPort });
+    machines.push(machine);
+    return machine;
+  }
+
+  /** As the admin would after `pulumi up`: SSH in with the deploy key, sudo without a password. */
+  function adminSsh(command: string, timeoutMs = 5 * MINUTE): string {
+    return run(
+      "ssh",
+      [
+        "-i", keyFile, "-p", String(sshPort),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+        "agent-admin@127.0.0.1", command,
+      ],
+      { timeoutMs },
+    );
+  }
+
+  function cloudInitStatus(machine: Machine): string | undefined {
+    const result = machine.exec(["cloud-init", "status"]);
+    const status = /status: (\w+)/.exec(result.stdout)?.[1];
+    return status === "done" || status === "error" || status === "degraded" ? status : undefined;
+  }
+
+  async function waitCloudInit(machine: Machine): Promise<number> {
+    const status = await waitFor("cloud-init to finish", 12 * MINUTE, () => cloudInitStatus(machine), 2000);
+    const seconds = (Date.now() - machine.startedAt) / 1000;
+    expect(status).toBe("done");
+    return seconds;
+  }
+
+  interface AgentView {
+    name: string;
+    panePid: number;
+    claude: GuestProcess;
+    wrapper: GuestProcess;
+  }
+
+  function claudeRealPath(machine: Machine): string {
+    return machine.sh("readlink -f /usr/local/bin/claude").trim();
+  }
+
+  function windows(machine: Machine): { name: string; panePid: number; dead: boolean }[] {
+    const out = machine.sh(`${TMUX.join(" ")} list-windows -t '=agents' -F '#{window_name} #{pane_pid} #{pane_dead}'`);
+    return out
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" "))
+      .map(([name, pid, dead]) => ({ name, panePid: Number(pid), dead: dead === "1" }));
+  }
+
+  /** The agents when exactly `count` agent windows each run the real claude; else undefined. */
+  function runningAgents(machine: Machine, count: number, claudeBin: string): AgentView[] | undefined {
+    const wins = windows(machine);
+    const agentWins = wins.filter((w) => w.name.startsWith("agent-"));
+    if (agentWins.length !== count || agentWins.some((w) => w.dead)) return undefined;
+    const procs = machine.processes();
+    const byPid = new Map(procs.map((p) => [p.pid, p]));
+    const isClaude = (p: GuestProcess): boolean => p.exe === claudeBin || p.argv.slice(0, 2).includes(claudeBin);
+    const descends = (p: GuestProcess, ancestor: number): boolean => {
+      for (let q: GuestProcess | undefined = p, hops = 0; q && hops < 64; q = byPid.get(q.ppid), hops++) {
+        if (q.pid === ancestor) return true;
+      }
+      return false;
+    };
+    const views: AgentView[] = [];
+    for (const w of agentWins) {
+      const claudes = procs.filter((p) => isClaude(p) && descends(p, w.panePid) && !isClaude(byPid.get(p.ppid)!));
+      if (claudes.length !== 1) return undefined;
+      views.push({ name: w.name, panePid: w.panePid, claude: claudes[0], wrapper: byPid.get(w.panePid)! });
+    }
+    return views.sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
+  }
+
+  async function waitAgents(machine: Machine, count: number, what: string): Promise<AgentView[]> {
+    const bin = claudeRealPath(machine);
+    return waitFor(`${count} agents running (${what})`, 5 * MINUTE, () => runningAgents(machine, count, bin), 1000);
+  }
+
+  function expectedNames(count: number): string[] {
+    return Array.from({ length: count }, (_, i) => `agent-${i + 1}`);
+  }
+
+  function sessionIds(machine: Machine, count: number): string[] {
+    return expectedNames(count).map((name) => machine.sh(`cat ${STATE_DIR}/${name}/session-id`).trim());
+  }
+
+  beforeAll(async () => {
+    removeStaleRuns(CACHE_DIR);
+    fs.mkdirSync(runDir, { recursive: true });
+    run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "agent-host-boot-test", "-f", keyFile]);
+    const deployPublicKey = fs.readFileSync(`${keyFile}.pub`, "utf8").trim();
+
+    // The same functions index.ts calls; only the sources this machine cannot reach are swapped.
+    const { config } = parseConfig({
+      "gcp:zone": "europe-west1-b",
+      "agent-host:agentCount": String(N),
+      "agent-host:dockerSource": "distro",
+      "agent-host:claudeCodeSource": "npm",
+      "agent-host:sshSourceRanges": JSON.stringify(["127.0.0.1/32"]),
+    });
+    userData = renderUserData(hostSettingsFor(config, [deployPublicKey, ...config.sshAuthorizedKeys]));
+    fs.writeFileSync(path.join(runDir, "user-data"), userData);
+
+    // The packages the user-data installs are pre-installed in the cached tree (cloud-init still
+    // runs the whole user-data; apt finds them installed). Claude Code is not: it installs at boot.
+    const packages = (parse(userData) as { packages?: string[] }).packages ?? [];
+    rootfs = ensureRootfs(CACHE_DIR, packages);
+    figure(`bootstrap: ${rootfs.built === "cached" ? "cached" : `${rootfs.built} s`} (${rootfs.dir})`);
+
+    disk = new DataDisk(path.join(runDir, "workspaces.img"), 2048);
+    sshPort = freeLoopbackPort();
+    vm = bootMachine("agent-host-boot-1", `boot-test-${process.pid}-1`);
+    vm.provision();
+    await vm.start();
+  }, 20 * MINUTE);
+
+  afterAll(async () => {
+    for (const machine of machines) await machine.stop().catch((error) => log(String(error)));
+    disk?.detach();
+    if (KEEP || failedStep) log(`kept ${runDir} for inspection (console logs, user-data, disk image)`);
+    else fs.rmSync(runDir, { recursive: true, force: true });
+    // eslint-disable-next-line no-console
+    console.log(`boot test figures (N=${N}, ${os.cpus().length} CPUs):\n  ${figures.join("\n  ")}`);
+  }, 5 * MINUTE);
+
+  step("the data disk is blank before the first boot", MINUTE, () => {
+    expect(disk.fsUuid()).toBeUndefined();
+  });
+
+  step("cloud-init finishes with status done and no unexpected warnings", 13 * MINUTE, async () => {
+    const seconds = await waitCloudInit(vm);
+    figure(`container start -> cloud-init done: ${seconds.toFixed(0)} s`);
+    const result = JSON.parse(vm.sh("cat /run/cloud-init/result.json")) as { v1: { errors: string[] } };
+    expect(result.v1.errors).toEqual([]);
+    const logged = vm
+      .sh("grep -E '\\b(WARNING|ERROR|CRITICAL)\\b|Traceback' /var/log/cloud-init.log || true")
+      .split("\n")
+      .filter(Boolean);
+    const unexpected = logged.filter((line) => !ALLOWED_CLOUD_INIT_WARNINGS.some((a) => a.pattern.test(line)));
+    expect(unexpected).toEqual([]);
+  });
+
+  step("users: agent (uid 2000, no sudo) and agent-admin (sudo)", MINUTE, () => {
+    expect(vm.sh("id -u agent; id -g agent").trim().split("\n")).toEqual([String(AGENT_UID), String(AGENT_UID)]);
+    const agentSudo = vm.exec(["sudo", "-l", "-U", "agent"]);
+    expect(agentSudo.stdout).toMatch(/is not allowed to run sudo/);
+    expect(vm.sh("sudo -l -U agent-admin")).toMatch(/\(ALL\) NOPASSWD: ALL/);
+    // Key-only: the admin's password is locked.
+    expect(vm.sh("passwd -S agent-admin").split(" ")[1]).toBe("L");
+  });
+
+  step("Docker is installed", MINUTE, () => {
+    expect(vm.sh("docker --version")).toMatch(/^Docker version \d+\./);
+    expect(vm.sh("id -nG agent").split(/\s+/)).toContain("docker");
+  });
+
+  step("the real Claude Code binary is installed at the pinned version", MINUTE, () => {
+    const conf = vm.sh("cat /etc/agent-host/host.conf");
+    const pinned = /^CLAUDE_CODE_VERSION=(.+)$/m.exec(conf)?.[1];
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+    const version = vm.sh("runuser -u agent -- env HOME=/tmp DISABLE_AUTOUPDATER=1 /usr/local/bin/claude --version");
+    expect(version.trim()).toBe(`${pinned} (Claude Code)`);
+    // The native binary, not a JavaScript shim.
+    expect(vm.sh(`head -c 4 "$(readlink -f /usr/local/bin/claude)" | od -An -c`).replace(/\s+/g, "")).toBe("177ELF");
+  });
+
+  step(`tmux session agents has exactly ${N} agents, each the real claude as agent in its workspace, within limits`, 6 * MINUTE, async () => {
+    const agents = await waitAgents(vm, N, "first boot");
+    figure(`container start -> all ${N} agents running: ${((Date.now() - vm.startedAt) / 1000).toFixed(0)} s`);
+    expect(windows(vm).map((w) => w.name)).toEqual(["control", ...expectedNames(N)]);
+    const conf = vm.sh("cat /etc/agent-host/host.conf");
+    const memoryMaxBytes = Number(/^AGENT_MEMORY_MAX_MB=(\d+)$/m.exec(conf)![1]) * 1024 * 1024;
+    const cpuQuota = Number(/^AGENT_CPU_QUOTA_PERCENT=(\d+)$/m.exec(conf)![1]);
+    let kernelLimitsSeen = 0;
+    for (const agent of agents) {
+      expect(agent.claude.uid).toBe(AGENT_UID);
+      expect(agent.claude.cwd).toBe(`/workspaces/${agent.name}`);
+      expect(vm.sh(`stat -c %u /workspaces/${agent.name}`).trim()).toBe(String(AGENT_UID));
+      // The wrapper's systemd scope, under agents.slice, carries the limits.
+      const systemdPath = agent.claude.cgroup.find((line) => /^\d+:(name=systemd)?:/.test(line) && line.includes(".scope"))!;
+      const scope = path.basename(systemdPath.split(":")[2]);
+      expect(systemdPath).toMatch(new RegExp(`/agents\\.slice/agent-host-${agent.name}-[^/]+\\.scope$`));
+      expect(vm.sh(`cat /run/agent-host/${agent.name}/unit`).trim()).toBe(scope);
+      const props = vm.sh(`systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p ActiveState ${scope}`);
+      expect(props).toContain(`MemoryMax=${memoryMaxBytes}`);
+      expect(props).toContain(`CPUQuotaPerSecUSec=${cpuQuota / 100}s`);
+      expect(props).toContain("ActiveState=active");
+      // The kernel's own limit, where this host lets the container's systemd write it.
+      const kernel = vm.exec([
+        "bash", "-c",
+        `cat /sys/fs/cgroup${systemdPath.split(":")[2]}/memory.max 2>/dev/null || ` +
+          `cat /sys/fs/cgroup/memory${systemdPath.split(":")[2]}/memory.limit_in_bytes 2>/dev/null`,
+      ]);
+      if (kernel.status === 0) {
+        expect(Number(kernel.stdout.trim())).toBe(memoryMaxBytes);
+        kernelLimitsSeen += 1;
+      }
+      expect(agent.claude.rssKib * 1024).toBeLessThan(memoryMaxBytes);
+    }
+    figure(
+      kernelLimitsSeen === N
+        ? `memory limits: enforced by the kernel (memory.max = ${memoryMaxBytes} bytes per agent)`
+        : `memory limits: set on each agent's scope (MemoryMax=${memoryMaxBytes}), but not enforceable in this container: ` +
+            "the host's memory controller is cgroup v1 and nspawn mounts it read-only",
+    );
+    // What the harness itself costs per agent: the wrapper (claude excluded), and a share of tmux.
+    const procs = vm.processes();
+    const tmuxServer = procs.find((p) => p.comm.startsWith("tmux") && agents.some((a) => a.wrapper.ppid === p.pid))!;
+    const wrapperPss = agents.map((a) => a.wrapper.pssKib);
+    const perAgentKib = wrapperPss.reduce((a, b) => a + b, 0) / N + tmuxServer.pssKib / N;
+    figure(
+      `harness memory per agent (PSS, claude excluded): ${(perAgentKib / 1024).toFixed(1)} MiB ` +
+        `(wrapper ${(wrapperPss.reduce((a, b) => a + b, 0) / N / 1024).toFixed(1)} MiB + tmux server ` +
+        `${(tmuxServer.pssKib / 1024).toFixed(1)} MiB / ${N}); RSS: wrapper ${(agents[0].wrapper.rssKib / 1024).toFixed(1)} MiB, ` +
+        `tmux ${(tmuxServer.rssKib / 1024).toFixed(1)} MiB; claude itself ${(agents[0].claude.rssKib / 1024).toFixed(0)} MiB RSS`,
+    );
+  });
+
+  step("agentctl status --json agrees", MINUTE, () => {
+    const bin = claudeRealPath(vm);
+    const agents = runningAgents(vm, N, bin)!;
+    const status = JSON.parse(vm.sh("agentctl status --json")) as { name: string; state: string; pid: number }[];
+    expect(status.map((s) => [s.name, s.state, s.pid])).toEqual(agents.map((a) => [a.name, "running", a.claude.pid]));
+  });
+
+  step(`reconcile to ${N + 2} and back to ${N} as the admin over SSH keeps the removed workspaces`, 10 * MINUTE, async () => {
+    adminSsh(`sudo -n agentctl reconcile ${N + 2}`);
+    const up = await waitAgents(vm, N + 2, `after reconcile ${N + 2}`);
+    expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
+    const extra = expectedNames(N + 2).slice(N);
+    for (const name of extra) {
+      vm.sh(`runuser -u agent -- bash -c 'echo kept > /workspaces/${name}/boot-test-marker'`);
+    }
+    const extraSessions = extra.map((name) => vm.sh(`cat ${STATE_DIR}/${name}/session-id`).trim());
+    adminSsh(`sudo -n agentctl reconcile ${N}`);
+    const down = await waitAgents(vm, N, `after reconcile ${N}`);
+    expect(down.map((a) => a.name)).toEqual(expectedNames(N));
+    expect(windows(vm).map((w) => w.name)).toEqual(["control", ...expectedNames(N)]);
+    for (const [i, name] of extra.entries()) {
+      expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe("kept");
+      expect(vm.sh(`cat ${STATE_DIR}/${name}/session-id`).trim()).toBe(extraSessions[i]);
+    }
+  });
+
+  let markers: string[] = [];
+  let sessions: string[] = [];
+  let uuid: string | undefined;
+
+  step("a reboot brings every agent back with its workspace files and conversation id", 10 * MINUTE, async () => {
+    markers = expectedNames(N).map((name) => `${name}-${process.pid}-${Date.now()}`);
+    for (const [i, name] of expectedNames(N).entries()) {
+      vm.sh(`runuser -u agent -- bash -c 'echo ${markers[i]} > /workspaces/${name}/boot-test-marker'`);
+    }
+    sessions = sessionIds(vm, N);
+    const before = runningAgents(vm, N, claudeRealPath(vm))!.map((a) => a.claude.pid);
+    await vm.reboot();
+    const agents = await waitAgents(vm, N, "after reboot");
+    figure(`reboot -> all ${N} agents running: ${((Date.now() - vm.startedAt) / 1000).toFixed(0)} s`);
+    expect(agents.map((a) => a.name)).toEqual(expectedNames(N));
+    // Fresh processes, same conversations and files.
+    expect(agents.map((a) => a.claude.pid)).not.toEqual(before);
+    expect(sessionIds(vm, N)).toEqual(sessions);
+    for (const [i, name] of expectedNames(N).entries()) {
+      expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe(markers[i]);
+    }
+    expect(cloudInitStatus(vm)).toBe("done");
+  });
+
+  step("a replaced VM (fresh root filesystem, same data disk) reformats nothing and keeps the agents' state", 15 * MINUTE, async () => {
+    uuid = disk.fsUuid();
+    expect(uuid).toMatch(/^[0-9a-f-]{36}$/);
+    await vm.stop();
+    vm = bootMachine("agent-host-boot-2", `boot-test-${process.pid}-2`);
+    vm.provision();
+    await vm.start();
+    const seconds = await waitCloudInit(vm);
+    figure(`replaced VM: container start -> cloud-init done: ${seconds.toFixed(0)} s`);
+    const agents = await waitAgents(vm, N, "replaced VM");
+    figure(`replaced VM: container start -> all ${N} agents running: ${((Date.now() - vm.startedAt) / 1000).toFixed(0)} s`);
+    expect(agents.map((a) => a.name)).toEqual(expectedNames(N));
+    expect(disk.fsUuid()).toBe(uuid);
+    expect(sessionIds(vm, N)).toEqual(sessions);
+    for (const [i, name] of expectedNames(N).entries()) {
+      expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe(markers[i]);
+      expect(vm.sh(`stat -c %u:%g /workspaces/${name}/boot-test-marker`).trim()).toBe(`${AGENT_UID}:${AGENT_UID}`);
+    }
+    // The agents scaled away before the replacement kept their workspaces too.
+    expect(vm.sh(`cat /workspaces/agent-${N + 1}/boot-test-marker`).trim()).toBe("kept");
+  });
+});
