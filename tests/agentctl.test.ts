@@ -1,0 +1,623 @@
+// agentctl and the agent wrapper, driven for real: a tmux server on its own socket started the
+// way agent-host.service starts it (`agentctl server`), a stand-in `claude`
+// (tests/fixtures/claude) that records how it was started and keeps running, and a real
+// unprivileged user. Every wait polls a condition with a deadline.
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const REPO = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
+const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
+const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
+const STANDIN = path.join(REPO, "tests/fixtures/claude");
+const AGENT_USER = "agenttest";
+const AGENT_MAX = 12;
+const BACKOFF_MIN_SECONDS = 1;
+// Bound for "a killed claude runs again": the first backoff plus 2 s for the wrapper to notice,
+// start it, and for status to see it.
+const RESTART_BOUND_MS = BACKOFF_MIN_SECONDS * 1000 + 2000;
+const API_KEY_CANARY = `sk-ant-api03-CANARY${process.pid}x${Date.now()}`;
+const OAUTH_CANARY = `sk-ant-oat01-CANARY${process.pid}y${Date.now()}`;
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const haveTools = ["tmux", "shellcheck", "setpriv", "flock"].every(
+  (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
+);
+if (!isRoot || !haveTools) {
+  // eslint-disable-next-line no-console
+  console.warn(
+    `agentctl tests skipped: they need root (to create ${AGENT_USER} and drop privileges to it) and tmux, shellcheck, setpriv, flock`,
+  );
+}
+const suite = isRoot && haveTools ? describe : describe.skip;
+
+interface Host {
+  dir: string;
+  conf: string;
+  sock: string;
+  ws: string;
+  state: string;
+  run: string;
+  keyFile: string;
+  env: NodeJS.ProcessEnv;
+  server?: ChildProcess;
+}
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+interface Row {
+  name: string;
+  state: string;
+  exit_code: number | null;
+  pid: number | null;
+  uptime_seconds: number | null;
+  cpu_percent: number | null;
+  memory_bytes: number | null;
+  workspace_bytes: number | null;
+  restarts: number;
+}
+interface Record {
+  pid: number;
+  uid: number;
+  cwd: string;
+  argv: string[];
+  env: string[];
+}
+
+const hosts: Host[] = [];
+
+function makeHost(name: string, agentCount: number): Host {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `agentctl-${name}-`));
+  // The agent user must reach its workspace and state under this root-owned temp dir.
+  fs.chmodSync(dir, 0o755);
+  const h: Host = {
+    dir,
+    conf: path.join(dir, "host.conf"),
+    sock: path.join(dir, "run", "tmux.sock"),
+    ws: path.join(dir, "workspaces"),
+    state: path.join(dir, "state"),
+    run: path.join(dir, "run"),
+    keyFile: path.join(dir, "secrets", "anthropic-api-key"),
+    env: {
+      ...process.env,
+      AGENTCTL_CONFIG: path.join(dir, "host.conf"),
+      AGENT_WRAPPER: WRAPPER,
+      AGENTCTL_TMUX_CONF: TMUX_CONF,
+    },
+  };
+  delete h.env.TMUX;
+  fs.writeFileSync(
+    h.conf,
+    [
+      "# written by tests/agentctl.test.ts",
+      `AGENT_COUNT=${agentCount}`,
+      `AGENT_MAX=${AGENT_MAX}`,
+      `AGENT_USER=${AGENT_USER}`,
+      "PERMISSION_MODE=default",
+      `CLAUDE_BIN=${STANDIN}`,
+      "START_STAGGER_SECONDS=0.05",
+      `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
+      "RESTART_BACKOFF_MAX_SECONDS=4",
+      "STOP_TIMEOUT_SECONDS=5",
+      `WORKSPACES_DIR=${h.ws}`,
+      `STATE_DIR=${h.state}`,
+      `RUN_DIR=${h.run}`,
+      `TMUX_SOCKET=${h.sock}`,
+      `API_KEY_FILE=${h.keyFile}`,
+      "",
+    ].join("\n"),
+  );
+  hosts.push(h);
+  return h;
+}
+
+/** Starts the tmux server the way agent-host.service does: `agentctl server`, in the foreground. */
+function startServer(h: Host): void {
+  h.server = spawn(AGENTCTL, ["server"], { env: h.env, stdio: "ignore" });
+}
+
+function ctl(h: Host, args: string[]): Result {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(AGENTCTL, args, { env: h.env, encoding: "utf8", timeout: 60_000 });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms };
+}
+
+function ctlAsync(h: Host, args: string[], onStderr?: (text: string) => void): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const p = spawn(AGENTCTL, args, { env: h.env });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      onStderr?.(stderr);
+    });
+    p.on("error", reject);
+    p.on("close", (code) =>
+      resolve({ code, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6 }),
+    );
+  });
+}
+
+function tmux(h: Host, args: string[]): string {
+  const r = spawnSync("tmux", ["-S", h.sock, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Window names in the session, in tmux's order (duplicates would show up twice). */
+function windows(h: Host): string[] {
+  return tmux(h, ["list-windows", "-t", "=agents", "-F", "#{window_name}"]).trim().split("\n");
+}
+
+function agentNames(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `agent-${i + 1}`);
+}
+
+function expectExactly(h: Host, n: number): void {
+  const names = windows(h);
+  expect(new Set(names).size).toBe(names.length);
+  expect([...names].sort()).toEqual(["control", ...agentNames(n)].sort());
+}
+
+function status(h: Host): Row[] {
+  const r = ctl(h, ["status", "--json"]);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as Row[];
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined | null | false, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Waits until agent-1..n are all running; returns name → claude pid. */
+async function allRunning(h: Host, n: number): Promise<Map<string, number>> {
+  return waitFor(`agent-1..${n} running`, () => {
+    const rows = status(h).filter((r) => agentNames(n).includes(r.name));
+    if (rows.length !== n || rows.some((r) => r.state !== "running" || !r.pid)) return undefined;
+    return new Map(rows.map((r) => [r.name, r.pid as number]));
+  });
+}
+
+function records(h: Host, agent: string): Record[] {
+  const f = path.join(h.state, agent, "claude", "standin.jsonl");
+  if (!fs.existsSync(f)) return [];
+  return fs
+    .readFileSync(f, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record);
+}
+
+function lastRecord(h: Host, agent: string): Record {
+  const all = records(h, agent);
+  expect(all.length).toBeGreaterThan(0);
+  return all[all.length - 1];
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function ps(pid: number, fields: string): string {
+  return spawnSync("ps", ["-o", `${fields}=`, "-p", String(pid)], { encoding: "utf8" }).stdout.trim();
+}
+
+/** Every file under dir (path, size, mtime), to prove a bad input changed nothing. */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isSocket()) continue;
+      const st = fs.lstatSync(p);
+      out.push(`${p} ${st.size} ${st.mtimeMs}`);
+      if (e.isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+function filesContaining(dir: string, needle: string, except: string[]): string[] {
+  const hits: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && !except.includes(p) && fs.readFileSync(p).includes(needle)) hits.push(p);
+    }
+  };
+  walk(dir);
+  return hits;
+}
+
+function uidOf(user: string): number {
+  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
+}
+
+function stopHost(h: Host): void {
+  spawnSync("tmux", ["-S", h.sock, "kill-server"]);
+  h.server?.kill("SIGTERM");
+}
+
+suite("agentctl and agent-wrapper on a real tmux server", () => {
+  jest.setTimeout(60_000);
+  let h: Host;
+
+  beforeAll(async () => {
+    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
+    }
+    h = makeHost("main", 10);
+    fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
+    fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
+    startServer(h);
+    await waitFor("the tmux server socket", () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0);
+  });
+
+  afterAll(async () => {
+    const pids = hosts.flatMap((x) =>
+      fs.existsSync(x.state)
+        ? fs.readdirSync(x.state).flatMap((a) => records(x, a).map((r) => r.pid))
+        : [],
+    );
+    hosts.forEach(stopHost);
+    // The stand-ins die with their panes (SIGHUP); make sure, pid by pid, that none is left.
+    await waitFor("stand-in claudes to exit", () => pids.every((p) => !alive(p)), 10_000).catch(() => {
+      for (const p of pids.filter(alive)) {
+        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes(STANDIN)) process.kill(p, "SIGKILL");
+      }
+    });
+    for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
+  });
+
+  test("reconcile 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
+    const first = ctl(h, ["reconcile", "12", "--json"]);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toEqual({
+      desired: 12,
+      added: agentNames(12),
+      removed: [],
+      restarted: [],
+      running: 12,
+    });
+    expectExactly(h, 12);
+    const before = await allRunning(h, 12);
+
+    const noop = ctl(h, ["reconcile", "12", "--json"]);
+    expect(noop.code).toBe(0);
+    expect(JSON.parse(noop.stdout)).toEqual({ desired: 12, added: [], removed: [], restarted: [], running: 12 });
+    const human = ctl(h, ["reconcile", "12"]);
+    expect(human.stdout).toBe("reconcile: desired 12, running 12; no change\n");
+    expectExactly(h, 12);
+    expect(await allRunning(h, 12)).toEqual(before);
+    // eslint-disable-next-line no-console
+    console.log(
+      `agentctl reconcile wall time: 0 → 12 ${first.ms.toFixed(0)} ms; no-op 12 → 12 ${noop.ms.toFixed(0)} ms`,
+    );
+  });
+
+  test("each agent runs the pinned command as the agent user, in its workspace, with a stable session", async () => {
+    await allRunning(h, 12);
+    const uid = uidOf(AGENT_USER);
+    for (const name of agentNames(12)) {
+      const rec = lastRecord(h, name);
+      expect(rec.uid).toBe(uid);
+      expect(rec.cwd).toBe(path.join(h.ws, name));
+      const sessionId = fs.readFileSync(path.join(h.state, name, "session-id"), "utf8").trim();
+      expect(sessionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(rec.argv).toEqual(["--permission-mode", "default", "--session-id", sessionId]);
+      expect(rec.env).toEqual(expect.arrayContaining(["DISABLE_AUTOUPDATER", "CLAUDE_CONFIG_DIR", "HOME", "ANTHROPIC_API_KEY"]));
+      expect(rec.env).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
+      expect(fs.statSync(path.join(h.state, name, "claude")).uid).toBe(uid);
+      expect(fs.statSync(path.join(h.ws, name)).uid).toBe(uid);
+    }
+    // No systemd as PID 1 here: the wrapper says, once, that limits are not applied.
+    expect(fs.readFileSync(path.join(h.run, "agent-1", "wrapper.log"), "utf8")).toContain(
+      "systemd is not PID 1: running without memory/CPU limits",
+    );
+  });
+
+  test("status --json matches tmux and ps", async () => {
+    await allRunning(h, 12);
+    const rows = status(h);
+    const panes = new Map(
+      tmux(h, ["list-windows", "-t", "=agents", "-F", "#{window_name} #{pane_pid} #{pane_dead}"])
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" "))
+        .filter(([n]) => n !== "control")
+        .map(([n, pid, dead]) => [n, { pid: Number(pid), dead }]),
+    );
+    expect(rows.map((r) => r.name)).toEqual(agentNames(12));
+    expect([...panes.keys()].sort()).toEqual(agentNames(12).sort());
+    for (const r of rows) {
+      expect(r.state).toBe("running");
+      expect(panes.get(r.name)?.dead).toBe("0");
+      const pid = r.pid as number;
+      // The pid is the stand-in's own, runs as the agent user, and is the pane wrapper's child.
+      expect(lastRecord(h, r.name).pid).toBe(pid);
+      expect(ps(pid, "user")).toBe(AGENT_USER);
+      expect(ps(pid, "args")).toContain(STANDIN);
+      expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
+      expect(Math.abs(Number(ps(pid, "etimes")) - (r.uptime_seconds as number))).toBeLessThanOrEqual(2);
+      expect(r.memory_bytes).toBeGreaterThan(0);
+      expect(r.cpu_percent).toBeGreaterThanOrEqual(0);
+      expect(r.workspace_bytes).toBeGreaterThan(0);
+      expect(r.exit_code).toBeNull();
+    }
+    const table = ctl(h, ["status"]).stdout.trim().split("\n");
+    expect(table[0].split(/\s+/)).toEqual(["NAME", "STATE", "PID", "UPTIME", "CPU%", "MEM", "WORKSPACE", "RESTARTS"]);
+    expect(table).toHaveLength(13);
+  });
+
+  test("reconcile 10 → 12 → 3 → 12 → 1 → 10: exact windows, stayers keep their pid, nothing deleted", async () => {
+    let current = 12;
+    let pids = await allRunning(h, current);
+    const sessions = new Map(
+      agentNames(12).map((n) => [n, fs.readFileSync(path.join(h.state, n, "session-id"), "utf8").trim()]),
+    );
+    for (const target of [10, 12, 3, 12, 1, 10]) {
+      if (target === 3) {
+        for (let i = 4; i <= 12; i++) fs.writeFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), `agent ${i}\n`);
+      }
+      const r = ctl(h, ["reconcile", String(target), "--json"]);
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.desired).toBe(target);
+      expect(out.added).toEqual(agentNames(target).slice(current));
+      expect(out.removed).toEqual(agentNames(current).slice(target));
+      expect(out.restarted).toEqual([]);
+      expectExactly(h, target);
+      const now = await allRunning(h, target);
+      for (let i = 1; i <= Math.min(current, target); i++) {
+        expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+      }
+      for (const gone of agentNames(current).slice(target)) expect(alive(pids.get(gone) as number)).toBe(false);
+      if (target === 3) {
+        for (let i = 4; i <= 12; i++) {
+          expect(fs.readFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), "utf8")).toBe(`agent ${i}\n`);
+          expect(fs.readFileSync(path.join(h.state, `agent-${i}`, "session-id"), "utf8").trim()).toBe(
+            sessions.get(`agent-${i}`),
+          );
+        }
+      }
+      if (target === 12 && current === 3) {
+        // Scaling back up resumes each conversation instead of starting a new one.
+        for (let i = 4; i <= 12; i++) {
+          expect(lastRecord(h, `agent-${i}`).argv).toEqual([
+            "--permission-mode",
+            "default",
+            "--resume",
+            sessions.get(`agent-${i}`),
+          ]);
+        }
+      }
+      current = target;
+      pids = now;
+    }
+  });
+
+  test("the tmux prefix pitfall cannot bite: agent-1 missing while agent-10 exists", async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const id = tmux(h, ["list-windows", "-t", "=agents", "-F", "#{window_name} #{window_id}"])
+      .split("\n")
+      .find((l) => l.startsWith("agent-1 "))
+      ?.split(" ")[1] as string;
+    tmux(h, ["kill-window", "-t", id]);
+    await waitFor("agent-1's claude to exit", () => !alive(pids.get("agent-1") as number));
+
+    const restart = ctl(h, ["restart", "1"]);
+    expect(restart.code).toBe(2);
+    expect(ctl(h, ["logs", "1"]).code).toBe(2);
+    expect(status(h).find((r) => r.name === "agent-1")?.state).toBe("missing");
+
+    const r = ctl(h, ["reconcile", "10", "--json"]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ added: ["agent-1"], removed: [], restarted: [] });
+    expectExactly(h, 10);
+    const now = await allRunning(h, 10);
+    for (let i = 2; i <= 10; i++) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+  });
+
+  test(`a killed claude runs again within ${RESTART_BOUND_MS} ms, resuming its conversation`, async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const old = pids.get("agent-2") as number;
+    const t0 = Date.now();
+    process.kill(old, "SIGKILL");
+    const pid = await waitFor("agent-2 running again", () => {
+      const row = status(h).find((r) => r.name === "agent-2");
+      return row?.state === "running" && row.pid !== old ? row.pid : undefined;
+    });
+    const ms = Date.now() - t0;
+    // eslint-disable-next-line no-console
+    console.log(`killed claude of agent-2 running again after ${ms} ms (bound ${RESTART_BOUND_MS} ms)`);
+    expect(ms).toBeLessThan(RESTART_BOUND_MS);
+    expect(pid).not.toBe(old);
+    const sessionId = fs.readFileSync(path.join(h.state, "agent-2", "session-id"), "utf8").trim();
+    expect(lastRecord(h, "agent-2").argv).toEqual(["--permission-mode", "default", "--resume", sessionId]);
+    const row = status(h).find((r) => r.name === "agent-2") as Row;
+    expect(row.restarts).toBeGreaterThanOrEqual(1);
+    const others = await allRunning(h, 10);
+    for (let i = 1; i <= 10; i++) if (i !== 2) expect(others.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+  });
+
+  test("a dead wrapper shows as exited with its code; reconcile restarts it and ends the orphan", async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const wrapper = Number(tmux(h, ["display-message", "-p", "-t", "=agents:=agent-3", "#{pane_pid}"]).trim());
+    process.kill(wrapper, "SIGKILL");
+    const row = await waitFor("agent-3 exited", () => status(h).find((r) => r.name === "agent-3" && r.state === "exited"));
+    expect(row.exit_code).toBe(137);
+    expect(ctl(h, ["status"]).stdout).toMatch(/agent-3\s+exited \(code 137\)/);
+
+    const r = ctl(h, ["reconcile", "10", "--json"]);
+    expect(JSON.parse(r.stdout)).toEqual({ desired: 10, added: [], removed: [], restarted: ["agent-3"], running: 10 });
+    const now = await allRunning(h, 10);
+    expect(now.get("agent-3")).not.toBe(pids.get("agent-3"));
+    // The claude its killed wrapper left behind is gone: never two claudes on one conversation.
+    await waitFor("the orphaned claude to exit", () => !alive(pids.get("agent-3") as number), 5_000);
+    for (let i = 1; i <= 10; i++) if (i !== 3) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+  });
+
+  test("two reconciles at once (12 and 5): the end state is exactly one of them", async () => {
+    for (const start of [10, 3]) {
+      ctl(h, ["reconcile", String(start)]);
+      await allRunning(h, start);
+      const finished: number[] = [];
+      const run = (n: number): Promise<Result> =>
+        ctlAsync(h, ["reconcile", String(n), "--json"]).then((res) => {
+          finished.push(n);
+          return res;
+        });
+      const [a, b] = await Promise.all([run(12), run(5)]);
+      expect(a.code).toBe(0);
+      expect(b.code).toBe(0);
+      // The lock serializes them: the one that finished last holds.
+      const winner = finished[1];
+      expectExactly(h, winner);
+      await allRunning(h, winner);
+    }
+  });
+
+  test("bad input: exit 2, one line naming the input and the fix, nothing changed", async () => {
+    ctl(h, ["reconcile", "10"]);
+    await allRunning(h, 10);
+    const agents = agentNames(10).join(" ");
+    const cases: [string[], string][] = [
+      [["reconcile", "-1"], "agentctl: invalid agent count '-1': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
+      [["reconcile", "abc"], "agentctl: invalid agent count 'abc': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
+      [["reconcile", "0"], "agentctl: invalid agent count '0': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
+      [
+        ["reconcile", "13"],
+        `agentctl: agent count 13 is above AGENT_MAX=12 (sized from this machine's memory in ${h.conf}); use at most 12 or deploy a larger machineType`,
+      ],
+      [["frobnicate"], "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach)"],
+      [["restart", "99"], `agentctl: restart: there is no agent-99 (agents here: ${agents}); run 'agentctl status' to see them`],
+    ];
+    const snapshot = (): string[] => [
+      ...tmux(h, ["list-windows", "-t", "=agents", "-F", "#{window_id} #{window_name} #{pane_pid} #{pane_dead}"]).split("\n"),
+      ...tree(h.dir),
+    ];
+    for (const [args, message] of cases) {
+      const before = snapshot();
+      const r = ctl(h, args);
+      expect({ args, code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
+        args,
+        code: 2,
+        stderr: `${message}\n`,
+        stdout: "",
+      });
+      expect(snapshot()).toEqual(before);
+    }
+  });
+
+  test("restart N, logs N --lines K", async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const r = ctl(h, ["restart", "4"]);
+    expect(r.code).toBe(0);
+    const now = await allRunning(h, 10);
+    expect(now.get("agent-4")).not.toBe(pids.get("agent-4"));
+    for (let i = 1; i <= 10; i++) if (i !== 4) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+    const logs = await waitFor("agent-4's pane to show the stand-in", () => {
+      const out = ctl(h, ["logs", "4", "--lines", "3"]);
+      return out.stdout.includes(`stand-in claude pid ${now.get("agent-4")}`) ? out : undefined;
+    });
+    expect(logs.code).toBe(0);
+    expect(logs.stdout.trimEnd().split("\n").length).toBeLessThanOrEqual(3);
+  });
+
+  test("the API key never shows in argv, panes or logs; an OAuth token goes to CLAUDE_CODE_OAUTH_TOKEN", async () => {
+    ctl(h, ["reconcile", "10"]);
+    await allRunning(h, 10);
+    const leaks = (canary: string): string[] => {
+      const found: string[] = [];
+      const args = spawnSync("ps", ["-eo", "args"], { encoding: "utf8" }).stdout;
+      if (args.includes(canary)) found.push("ps -eo args");
+      for (const w of windows(h)) {
+        if (tmux(h, ["capture-pane", "-p", "-S", "-", "-t", `=agents:=${w}`]).includes(canary)) found.push(`pane ${w}`);
+      }
+      found.push(...filesContaining(h.dir, canary, [h.keyFile]));
+      // The root wrappers never hold it in their own environment either.
+      for (const line of tmux(h, ["list-panes", "-s", "-t", "=agents", "-F", "#{pane_pid}"]).trim().split("\n")) {
+        const env = fs.readFileSync(`/proc/${line}/environ`);
+        if (env.includes(canary)) found.push(`environ of wrapper ${line}`);
+      }
+      return found;
+    };
+    expect(lastRecord(h, "agent-1").env).toContain("ANTHROPIC_API_KEY");
+    expect(leaks(API_KEY_CANARY)).toEqual([]);
+
+    fs.writeFileSync(h.keyFile, `${OAUTH_CANARY}\n`, { mode: 0o600 });
+    const before = (await allRunning(h, 10)).get("agent-1");
+    expect(ctl(h, ["restart", "1"]).code).toBe(0);
+    await waitFor("agent-1 restarted", () =>
+      status(h).find((r) => r.name === "agent-1" && r.state === "running" && r.pid !== before),
+    );
+    const rec = lastRecord(h, "agent-1");
+    expect(rec.env).toContain("CLAUDE_CODE_OAUTH_TOKEN");
+    expect(rec.env).not.toContain("ANTHROPIC_API_KEY");
+    expect(leaks(OAUTH_CANARY)).toEqual([]);
+  });
+
+  test("a login made in one agent is copied to an agent without one (0600, owned by the agent)", async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const uid = uidOf(AGENT_USER);
+    const source = path.join(h.state, "agent-1", "claude", ".credentials.json");
+    const target = path.join(h.state, "agent-5", "claude", ".credentials.json");
+    fs.writeFileSync(source, '{"claudeAiOauth":{"accessToken":"test"}}\n', { mode: 0o600 });
+    fs.chownSync(source, uid, uid);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(ctl(h, ["restart", "5"]).code).toBe(0);
+    await waitFor("agent-5 restarted", () => status(h).find((r) => r.name === "agent-5" && r.state === "running" && r.pid !== pids.get("agent-5")));
+    const st = fs.statSync(target);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.uid).toBe(uid);
+    expect(fs.readFileSync(target, "utf8")).toBe(fs.readFileSync(source, "utf8"));
+  });
+
+  test("reconcile --boot waits for the tmux server systemd is still starting; the count comes from host.conf", async () => {
+    const boot = makeHost("boot", 2);
+    let sawWait = false;
+    const pending = ctlAsync(boot, ["reconcile", "--boot", "--json"], (err) => {
+      sawWait ||= err.includes("waiting up to 60s for the tmux server");
+    });
+    await waitFor("reconcile --boot to wait for the socket", () => sawWait);
+    startServer(boot);
+    const r = await pending;
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ desired: 2, added: agentNames(2), removed: [], restarted: [], running: 2 });
+    expectExactly(boot, 2);
+    await allRunning(boot, 2);
+    stopHost(boot);
+  });
+
+  test("shellcheck is clean (with the repo's .shellcheckrc: enable=all)", () => {
+    const r = spawnSync("shellcheck", [AGENTCTL, WRAPPER, STANDIN], { cwd: REPO, encoding: "utf8" });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+});
