@@ -26,7 +26,6 @@ const haveTools = ["tmux", "shellcheck", "setpriv", "flock"].every(
   (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
 );
 if (!isRoot || !haveTools) {
-  // eslint-disable-next-line no-console
   console.warn(
     `agentctl tests skipped: they need root (to create ${AGENT_USER} and drop privileges to it) and tmux, shellcheck, setpriv, flock`,
   );
@@ -173,7 +172,11 @@ function status(h: Host): Row[] {
   return JSON.parse(r.stdout) as Row[];
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, ms = 15_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | null | false,
+  ms = 15_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = probe();
@@ -218,7 +221,9 @@ function alive(pid: number): boolean {
 }
 
 function ps(pid: number, fields: string): string {
-  return spawnSync("ps", ["-o", `${fields}=`, "-p", String(pid)], { encoding: "utf8" }).stdout.trim();
+  return spawnSync("ps", ["-o", `${fields}=`, "-p", String(pid)], {
+    encoding: "utf8",
+  }).stdout.trim();
 }
 
 /** Every file under dir (path, size, mtime), to prove a bad input changed nothing. */
@@ -243,7 +248,8 @@ function filesContaining(dir: string, needle: string, except: string[]): string[
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile() && !except.includes(p) && fs.readFileSync(p).includes(needle)) hits.push(p);
+      else if (e.isFile() && !except.includes(p) && fs.readFileSync(p).includes(needle))
+        hits.push(p);
     }
   };
   walk(dir);
@@ -265,14 +271,19 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
   beforeAll(async () => {
     if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], { encoding: "utf8" });
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
+        encoding: "utf8",
+      });
       if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
     }
     h = makeHost("main", 10);
     fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
     fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
     startServer(h);
-    await waitFor("the tmux server socket", () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0);
+    await waitFor(
+      "the tmux server socket",
+      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
+    );
   });
 
   afterAll(async () => {
@@ -283,11 +294,14 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     );
     hosts.forEach(stopHost);
     // The stand-ins die with their panes (SIGHUP); make sure, pid by pid, that none is left.
-    await waitFor("stand-in claudes to exit", () => pids.every((p) => !alive(p)), 10_000).catch(() => {
-      for (const p of pids.filter(alive)) {
-        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes(STANDIN)) process.kill(p, "SIGKILL");
-      }
-    });
+    await waitFor("stand-in claudes to exit", () => pids.every((p) => !alive(p)), 10_000).catch(
+      () => {
+        for (const p of pids.filter(alive)) {
+          if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes(STANDIN))
+            process.kill(p, "SIGKILL");
+        }
+      },
+    );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
   });
 
@@ -306,12 +320,17 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
     const noop = ctl(h, ["reconcile", "12", "--json"]);
     expect(noop.code).toBe(0);
-    expect(JSON.parse(noop.stdout)).toEqual({ desired: 12, added: [], removed: [], restarted: [], running: 12 });
+    expect(JSON.parse(noop.stdout)).toEqual({
+      desired: 12,
+      added: [],
+      removed: [],
+      restarted: [],
+      running: 12,
+    });
     const human = ctl(h, ["reconcile", "12"]);
     expect(human.stdout).toBe("reconcile: desired 12, running 12; no change\n");
     expectExactly(h, 12);
     expect(await allRunning(h, 12)).toEqual(before);
-    // eslint-disable-next-line no-console
     console.log(
       `agentctl reconcile wall time: 0 → 12 ${first.ms.toFixed(0)} ms; no-op 12 → 12 ${noop.ms.toFixed(0)} ms`,
     );
@@ -327,7 +346,14 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       const sessionId = fs.readFileSync(path.join(h.state, name, "session-id"), "utf8").trim();
       expect(sessionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       expect(rec.argv).toEqual(["--permission-mode", "default", "--session-id", sessionId]);
-      expect(rec.env).toEqual(expect.arrayContaining(["DISABLE_AUTOUPDATER", "CLAUDE_CONFIG_DIR", "HOME", "ANTHROPIC_API_KEY"]));
+      expect(rec.env).toEqual(
+        expect.arrayContaining([
+          "DISABLE_AUTOUPDATER",
+          "CLAUDE_CONFIG_DIR",
+          "HOME",
+          "ANTHROPIC_API_KEY",
+        ]),
+      );
       expect(rec.env).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
       expect(fs.statSync(path.join(h.state, name, "claude")).uid).toBe(uid);
       expect(fs.statSync(path.join(h.ws, name)).uid).toBe(uid);
@@ -360,14 +386,25 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(ps(pid, "user")).toBe(AGENT_USER);
       expect(ps(pid, "args")).toContain(STANDIN);
       expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
-      expect(Math.abs(Number(ps(pid, "etimes")) - (r.uptime_seconds as number))).toBeLessThanOrEqual(2);
+      expect(
+        Math.abs(Number(ps(pid, "etimes")) - (r.uptime_seconds as number)),
+      ).toBeLessThanOrEqual(2);
       expect(r.memory_bytes).toBeGreaterThan(0);
       expect(r.cpu_percent).toBeGreaterThanOrEqual(0);
       expect(r.workspace_bytes).toBeGreaterThan(0);
       expect(r.exit_code).toBeNull();
     }
     const table = ctl(h, ["status"]).stdout.trim().split("\n");
-    expect(table[0].split(/\s+/)).toEqual(["NAME", "STATE", "PID", "UPTIME", "CPU%", "MEM", "WORKSPACE", "RESTARTS"]);
+    expect(table[0].split(/\s+/)).toEqual([
+      "NAME",
+      "STATE",
+      "PID",
+      "UPTIME",
+      "CPU%",
+      "MEM",
+      "WORKSPACE",
+      "RESTARTS",
+    ]);
     expect(table).toHaveLength(13);
   });
 
@@ -375,11 +412,15 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     let current = 12;
     let pids = await allRunning(h, current);
     const sessions = new Map(
-      agentNames(12).map((n) => [n, fs.readFileSync(path.join(h.state, n, "session-id"), "utf8").trim()]),
+      agentNames(12).map((n) => [
+        n,
+        fs.readFileSync(path.join(h.state, n, "session-id"), "utf8").trim(),
+      ]),
     );
     for (const target of [10, 12, 3, 12, 1, 10]) {
       if (target === 3) {
-        for (let i = 4; i <= 12; i++) fs.writeFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), `agent ${i}\n`);
+        for (let i = 4; i <= 12; i++)
+          fs.writeFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), `agent ${i}\n`);
       }
       const r = ctl(h, ["reconcile", String(target), "--json"]);
       expect(r.code).toBe(0);
@@ -393,13 +434,16 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       for (let i = 1; i <= Math.min(current, target); i++) {
         expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
       }
-      for (const gone of agentNames(current).slice(target)) expect(alive(pids.get(gone) as number)).toBe(false);
+      for (const gone of agentNames(current).slice(target))
+        expect(alive(pids.get(gone) as number)).toBe(false);
       if (target === 3) {
         for (let i = 4; i <= 12; i++) {
-          expect(fs.readFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), "utf8")).toBe(`agent ${i}\n`);
-          expect(fs.readFileSync(path.join(h.state, `agent-${i}`, "session-id"), "utf8").trim()).toBe(
-            sessions.get(`agent-${i}`),
+          expect(fs.readFileSync(path.join(h.ws, `agent-${i}`, "work.txt"), "utf8")).toBe(
+            `agent ${i}\n`,
           );
+          expect(
+            fs.readFileSync(path.join(h.state, `agent-${i}`, "session-id"), "utf8").trim(),
+          ).toBe(sessions.get(`agent-${i}`));
         }
       }
       if (target === 12 && current === 3) {
@@ -451,34 +495,56 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       return row?.state === "running" && row.pid !== old ? row.pid : undefined;
     });
     const ms = Date.now() - t0;
-    // eslint-disable-next-line no-console
-    console.log(`killed claude of agent-2 running again after ${ms} ms (bound ${RESTART_BOUND_MS} ms)`);
+    console.log(
+      `killed claude of agent-2 running again after ${ms} ms (bound ${RESTART_BOUND_MS} ms)`,
+    );
     expect(ms).toBeLessThan(RESTART_BOUND_MS);
     expect(pid).not.toBe(old);
     const sessionId = fs.readFileSync(path.join(h.state, "agent-2", "session-id"), "utf8").trim();
-    expect(lastRecord(h, "agent-2").argv).toEqual(["--permission-mode", "default", "--resume", sessionId]);
+    expect(lastRecord(h, "agent-2").argv).toEqual([
+      "--permission-mode",
+      "default",
+      "--resume",
+      sessionId,
+    ]);
     const row = status(h).find((r) => r.name === "agent-2") as Row;
     expect(row.restarts).toBeGreaterThanOrEqual(1);
     const others = await allRunning(h, 10);
-    for (let i = 1; i <= 10; i++) if (i !== 2) expect(others.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+    for (let i = 1; i <= 10; i++)
+      if (i !== 2) expect(others.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
   });
 
   test("a dead wrapper shows as exited with its code; reconcile restarts it and ends the orphan", async () => {
     ctl(h, ["reconcile", "10"]);
     const pids = await allRunning(h, 10);
-    const wrapper = Number(tmux(h, ["display-message", "-p", "-t", "=agents:=agent-3", "#{pane_pid}"]).trim());
+    const wrapper = Number(
+      tmux(h, ["display-message", "-p", "-t", "=agents:=agent-3", "#{pane_pid}"]).trim(),
+    );
     process.kill(wrapper, "SIGKILL");
-    const row = await waitFor("agent-3 exited", () => status(h).find((r) => r.name === "agent-3" && r.state === "exited"));
+    const row = await waitFor("agent-3 exited", () =>
+      status(h).find((r) => r.name === "agent-3" && r.state === "exited"),
+    );
     expect(row.exit_code).toBe(137);
     expect(ctl(h, ["status"]).stdout).toMatch(/agent-3\s+exited \(code 137\)/);
 
     const r = ctl(h, ["reconcile", "10", "--json"]);
-    expect(JSON.parse(r.stdout)).toEqual({ desired: 10, added: [], removed: [], restarted: ["agent-3"], running: 10 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      desired: 10,
+      added: [],
+      removed: [],
+      restarted: ["agent-3"],
+      running: 10,
+    });
     const now = await allRunning(h, 10);
     expect(now.get("agent-3")).not.toBe(pids.get("agent-3"));
     // The claude its killed wrapper left behind is gone: never two claudes on one conversation.
-    await waitFor("the orphaned claude to exit", () => !alive(pids.get("agent-3") as number), 5_000);
-    for (let i = 1; i <= 10; i++) if (i !== 3) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+    await waitFor(
+      "the orphaned claude to exit",
+      () => !alive(pids.get("agent-3") as number),
+      5_000,
+    );
+    for (let i = 1; i <= 10; i++)
+      if (i !== 3) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
   });
 
   test("two reconciles at once (12 and 5): the end state is exactly one of them", async () => {
@@ -506,18 +572,39 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     await allRunning(h, 10);
     const agents = agentNames(10).join(" ");
     const cases: [string[], string][] = [
-      [["reconcile", "-1"], "agentctl: invalid agent count '-1': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
-      [["reconcile", "abc"], "agentctl: invalid agent count 'abc': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
-      [["reconcile", "0"], "agentctl: invalid agent count '0': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'"],
+      [
+        ["reconcile", "-1"],
+        "agentctl: invalid agent count '-1': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+      ],
+      [
+        ["reconcile", "abc"],
+        "agentctl: invalid agent count 'abc': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+      ],
+      [
+        ["reconcile", "0"],
+        "agentctl: invalid agent count '0': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+      ],
       [
         ["reconcile", "13"],
         `agentctl: agent count 13 is above AGENT_MAX=12 (sized from this machine's memory in ${h.conf}); use at most 12 or deploy a larger machineType`,
       ],
-      [["frobnicate"], "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach)"],
-      [["restart", "99"], `agentctl: restart: there is no agent-99 (agents here: ${agents}); run 'agentctl status' to see them`],
+      [
+        ["frobnicate"],
+        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach)",
+      ],
+      [
+        ["restart", "99"],
+        `agentctl: restart: there is no agent-99 (agents here: ${agents}); run 'agentctl status' to see them`,
+      ],
     ];
     const snapshot = (): string[] => [
-      ...tmux(h, ["list-windows", "-t", "=agents", "-F", "#{window_id} #{window_name} #{pane_pid} #{pane_dead}"]).split("\n"),
+      ...tmux(h, [
+        "list-windows",
+        "-t",
+        "=agents",
+        "-F",
+        "#{window_id} #{window_name} #{pane_pid} #{pane_dead}",
+      ]).split("\n"),
       ...tree(h.dir),
     ];
     for (const [args, message] of cases) {
@@ -540,7 +627,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(r.code).toBe(0);
     const now = await allRunning(h, 10);
     expect(now.get("agent-4")).not.toBe(pids.get("agent-4"));
-    for (let i = 1; i <= 10; i++) if (i !== 4) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+    for (let i = 1; i <= 10; i++)
+      if (i !== 4) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
     const logs = await waitFor("agent-4's pane to show the stand-in", () => {
       const out = ctl(h, ["logs", "4", "--lines", "3"]);
       return out.stdout.includes(`stand-in claude pid ${now.get("agent-4")}`) ? out : undefined;
@@ -557,11 +645,14 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       const args = spawnSync("ps", ["-eo", "args"], { encoding: "utf8" }).stdout;
       if (args.includes(canary)) found.push("ps -eo args");
       for (const w of windows(h)) {
-        if (tmux(h, ["capture-pane", "-p", "-S", "-", "-t", `=agents:=${w}`]).includes(canary)) found.push(`pane ${w}`);
+        if (tmux(h, ["capture-pane", "-p", "-S", "-", "-t", `=agents:=${w}`]).includes(canary))
+          found.push(`pane ${w}`);
       }
       found.push(...filesContaining(h.dir, canary, [h.keyFile]));
       // The root wrappers never hold it in their own environment either.
-      for (const line of tmux(h, ["list-panes", "-s", "-t", "=agents", "-F", "#{pane_pid}"]).trim().split("\n")) {
+      for (const line of tmux(h, ["list-panes", "-s", "-t", "=agents", "-F", "#{pane_pid}"])
+        .trim()
+        .split("\n")) {
         const env = fs.readFileSync(`/proc/${line}/environ`);
         if (env.includes(canary)) found.push(`environ of wrapper ${line}`);
       }
@@ -592,7 +683,11 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     fs.chownSync(source, uid, uid);
     expect(fs.existsSync(target)).toBe(false);
     expect(ctl(h, ["restart", "5"]).code).toBe(0);
-    await waitFor("agent-5 restarted", () => status(h).find((r) => r.name === "agent-5" && r.state === "running" && r.pid !== pids.get("agent-5")));
+    await waitFor("agent-5 restarted", () =>
+      status(h).find(
+        (r) => r.name === "agent-5" && r.state === "running" && r.pid !== pids.get("agent-5"),
+      ),
+    );
     const st = fs.statSync(target);
     expect(st.mode & 0o777).toBe(0o600);
     expect(st.uid).toBe(uid);
@@ -609,14 +704,23 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     startServer(boot);
     const r = await pending;
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ desired: 2, added: agentNames(2), removed: [], restarted: [], running: 2 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      desired: 2,
+      added: agentNames(2),
+      removed: [],
+      restarted: [],
+      running: 2,
+    });
     expectExactly(boot, 2);
     await allRunning(boot, 2);
     stopHost(boot);
   });
 
   test("shellcheck is clean (with the repo's .shellcheckrc: enable=all)", () => {
-    const r = spawnSync("shellcheck", [AGENTCTL, WRAPPER, STANDIN], { cwd: REPO, encoding: "utf8" });
+    const r = spawnSync("shellcheck", [AGENTCTL, WRAPPER, STANDIN], {
+      cwd: REPO,
+      encoding: "utf8",
+    });
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
   });
