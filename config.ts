@@ -149,7 +149,14 @@ function show(value: string): string {
   return JSON.stringify(value);
 }
 
-function parseInteger(key: string, raw: string | undefined, fallback: number, min: number, max: number, fix: string): number {
+function parseInteger(
+  key: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  fix: string,
+): number {
   if (raw === undefined || raw.trim() === "") return fallback;
   const text = raw.trim();
   if (!/^-?\d+$/.test(text)) {
@@ -157,7 +164,8 @@ function parseInteger(key: string, raw: string | undefined, fallback: number, mi
   }
   const value = Number(text);
   if (value < min || value > max) {
-    throw new ConfigError(`${key} must be between ${min} and ${max}; got ${value}. ${fix}`);
+    const range = Number.isFinite(max) ? `between ${min} and ${max}` : `at least ${min}`;
+    throw new ConfigError(`${key} must be ${range}; got ${value}. ${fix}`);
   }
   return value;
 }
@@ -172,7 +180,12 @@ function parseBoolean(key: string, raw: string | undefined, fallback: boolean): 
   );
 }
 
-function parseEnum<T extends string>(key: string, raw: string | undefined, allowed: readonly T[], fallback: T): T {
+function parseEnum<T extends string>(
+  key: string,
+  raw: string | undefined,
+  allowed: readonly T[],
+  fallback: T,
+): T {
   if (raw === undefined || raw.trim() === "") return fallback;
   const text = raw.trim();
   if ((allowed as readonly string[]).includes(text)) return text as T;
@@ -181,7 +194,11 @@ function parseEnum<T extends string>(key: string, raw: string | undefined, allow
   );
 }
 
-function parseStringList(key: string, raw: string | undefined, example: string): string[] | undefined {
+function parseStringList(
+  key: string,
+  raw: string | undefined,
+  example: string,
+): string[] | undefined {
   if (raw === undefined || raw.trim() === "") return undefined;
   let value: unknown;
   try {
@@ -240,8 +257,15 @@ export function validateSshPublicKey(key: string, value: string): void {
       `${key} holds a private key; it must hold public keys only. Remove it with: pulumi config rm ${key}, then set the .pub content.`,
     );
   }
-  if (value.includes("\n") || parts.length < 2 || !SSH_KEY_TYPES.includes(parts[0]) || !/^[A-Za-z0-9+/]+={0,3}$/.test(parts[1])) {
-    throw new ConfigError(`${key} has ${show(value.slice(0, 40))}…, which is not an OpenSSH public key. ${fix}`);
+  if (
+    value.includes("\n") ||
+    parts.length < 2 ||
+    !SSH_KEY_TYPES.includes(parts[0]) ||
+    !/^[A-Za-z0-9+/]+={0,3}$/.test(parts[1])
+  ) {
+    throw new ConfigError(
+      `${key} has ${show(value.slice(0, 40))}…, which is not an OpenSSH public key. ${fix}`,
+    );
   }
 }
 
@@ -251,7 +275,10 @@ const SEMVER_RE = /^\d+\.\d+\.\d+$/;
 
 /** Highest agent count a machine's memory allows, at PER_AGENT_GIB each after RESERVED_GIB. */
 export function maxAgentsFor(memoryGib: number): number {
-  return Math.max(0, Math.min(MAX_AGENTS_ANY_MACHINE, Math.floor((memoryGib - RESERVED_GIB) / PER_AGENT_GIB)));
+  return Math.max(
+    0,
+    Math.min(MAX_AGENTS_ANY_MACHINE, Math.floor((memoryGib - RESERVED_GIB) / PER_AGENT_GIB)),
+  );
 }
 
 /**
@@ -300,7 +327,14 @@ export function parseConfig(raw: RawConfig): ParseResult {
   const maxAgents = machine ? maxAgentsFor(machine.memoryGib) : MAX_AGENTS_ANY_MACHINE;
 
   const agentCountRaw = get("agentCount");
-  const agentCount = parseInteger("agentCount", agentCountRaw, DEFAULTS.agentCount, 1, Number.MAX_SAFE_INTEGER, "Run: pulumi config set agentCount 10");
+  const agentCount = parseInteger(
+    "agentCount",
+    agentCountRaw,
+    DEFAULTS.agentCount,
+    1,
+    Infinity,
+    "Run: pulumi config set agentCount 10",
+  );
   if (agentCount > maxAgents) {
     throw new ConfigError(
       machine
@@ -310,7 +344,10 @@ export function parseConfig(raw: RawConfig): ParseResult {
   }
 
   const image = (get("image") ?? "").trim() || DEFAULTS.image;
-  if (/^(https?:|projects\/)|\/global\/images\//.test(image) || !/^[a-z][-a-z0-9]*\/[a-z][-a-z0-9]*$/.test(image)) {
+  if (
+    /^(https?:|projects\/)|\/global\/images\//.test(image) ||
+    !/^[a-z][-a-z0-9]*\/[a-z][-a-z0-9]*$/.test(image)
+  ) {
     throw new ConfigError(
       `image must be an image family as project/family, not a pinned image or self link (a pinned image replaces the VM on every release); got ${show(image)}. Run: pulumi config set image ${DEFAULTS.image}`,
     );
@@ -321,9 +358,28 @@ export function parseConfig(raw: RawConfig): ParseResult {
     );
   }
 
-  const bootDiskSizeGb = parseInteger("bootDiskSizeGb", get("bootDiskSizeGb"), DEFAULTS.bootDiskSizeGb, 20, 65536, "Run: pulumi config set bootDiskSizeGb 50");
-  const dataDiskSizeGb = parseInteger("dataDiskSizeGb", get("dataDiskSizeGb"), DEFAULTS.dataDiskSizeGb, 10, 65536, "Run: pulumi config set dataDiskSizeGb 200");
-  const dataDiskType = parseEnum("dataDiskType", get("dataDiskType"), DATA_DISK_TYPES, DEFAULTS.dataDiskType);
+  const bootDiskSizeGb = parseInteger(
+    "bootDiskSizeGb",
+    get("bootDiskSizeGb"),
+    DEFAULTS.bootDiskSizeGb,
+    20,
+    65536,
+    "Run: pulumi config set bootDiskSizeGb 50",
+  );
+  const dataDiskSizeGb = parseInteger(
+    "dataDiskSizeGb",
+    get("dataDiskSizeGb"),
+    DEFAULTS.dataDiskSizeGb,
+    10,
+    65536,
+    "Run: pulumi config set dataDiskSizeGb 200",
+  );
+  const dataDiskType = parseEnum(
+    "dataDiskType",
+    get("dataDiskType"),
+    DATA_DISK_TYPES,
+    DEFAULTS.dataDiskType,
+  );
 
   const ranges = parseStringList("sshSourceRanges", get("sshSourceRanges"), "203.0.113.7/32");
   if (ranges === undefined) {
@@ -356,21 +412,52 @@ export function parseConfig(raw: RawConfig): ParseResult {
       `claudeCodeVersion must be an exact release such as ${DEFAULT_CLAUDE_CODE_VERSION} (no ranges, no "latest": every agent runs one pinned version); got ${show(claudeCodeVersion)}. Run: pulumi config set claudeCodeVersion ${DEFAULT_CLAUDE_CODE_VERSION}`,
     );
   }
-  const claudeCodeSource = parseEnum("claudeCodeSource", get("claudeCodeSource"), CLAUDE_CODE_SOURCES, DEFAULTS.claudeCodeSource);
-  const dockerSource = parseEnum("dockerSource", get("dockerSource"), DOCKER_SOURCES, DEFAULTS.dockerSource);
-  const agentPermissionMode = parseEnum("agentPermissionMode", get("agentPermissionMode"), PERMISSION_MODES, DEFAULTS.agentPermissionMode);
+  const claudeCodeSource = parseEnum(
+    "claudeCodeSource",
+    get("claudeCodeSource"),
+    CLAUDE_CODE_SOURCES,
+    DEFAULTS.claudeCodeSource,
+  );
+  const dockerSource = parseEnum(
+    "dockerSource",
+    get("dockerSource"),
+    DOCKER_SOURCES,
+    DEFAULTS.dockerSource,
+  );
+  const agentPermissionMode = parseEnum(
+    "agentPermissionMode",
+    get("agentPermissionMode"),
+    PERMISSION_MODES,
+    DEFAULTS.agentPermissionMode,
+  );
   if (agentPermissionMode === "bypassPermissions") {
     warnings.push(
       "agentPermissionMode is bypassPermissions: agents run every command without asking. They can still do anything the agent user and the docker group allow (docker is root-equivalent).",
     );
   }
 
-  const sshAuthorizedKeys = parseStringList("sshAuthorizedKeys", get("sshAuthorizedKeys"), "\"$(cat ~/.ssh/id_ed25519.pub)\"") ?? [];
+  const sshAuthorizedKeys =
+    parseStringList(
+      "sshAuthorizedKeys",
+      get("sshAuthorizedKeys"),
+      '"$(cat ~/.ssh/id_ed25519.pub)"',
+    ) ?? [];
   for (const key of sshAuthorizedKeys) validateSshPublicKey("sshAuthorizedKeys", key);
 
-  const snapshotRetentionDays = parseInteger("snapshotRetentionDays", get("snapshotRetentionDays"), DEFAULTS.snapshotRetentionDays, 0, 3650, "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)");
+  const snapshotRetentionDays = parseInteger(
+    "snapshotRetentionDays",
+    get("snapshotRetentionDays"),
+    DEFAULTS.snapshotRetentionDays,
+    0,
+    3650,
+    "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
+  );
   const spot = parseBoolean("spot", get("spot"), DEFAULTS.spot);
-  const deleteDataDiskOnDestroy = parseBoolean("deleteDataDiskOnDestroy", get("deleteDataDiskOnDestroy"), DEFAULTS.deleteDataDiskOnDestroy);
+  const deleteDataDiskOnDestroy = parseBoolean(
+    "deleteDataDiskOnDestroy",
+    get("deleteDataDiskOnDestroy"),
+    DEFAULTS.deleteDataDiskOnDestroy,
+  );
 
   const apiKey = get("anthropicApiKey");
   if (apiKey !== undefined && apiKey !== "") {
@@ -387,7 +474,11 @@ export function parseConfig(raw: RawConfig): ParseResult {
     }
   }
   const deployKey = get("deployPrivateKey");
-  if (deployKey !== undefined && deployKey !== "" && !/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(deployKey.trim())) {
+  if (
+    deployKey !== undefined &&
+    deployKey !== "" &&
+    !/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(deployKey.trim())
+  ) {
     throw new ConfigError(
       "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
     );
@@ -444,7 +535,11 @@ export interface ResourceNames {
  * `-snapshots` suffixes fit), service account IDs 6-30.
  */
 export function resourceNames(project: string, stack: string): ResourceNames {
-  const clean = (text: string) => text.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  const clean = (text: string) =>
+    text
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, "-")
+      .replace(/^-+|-+$/g, "");
   const stackPart = clean(stack);
   const instance = `${clean(project)}-${stackPart}`;
   if (!stackPart || !/^[a-z]/.test(instance) || instance.length > 50) {
@@ -466,7 +561,10 @@ export interface ExistingDisk {
  * Refuses a data disk change that GCE can only make by recreating the disk, empty: a smaller
  * size or another type. The disk holds every workspace and conversation.
  */
-export function checkDataDisk(config: Pick<StackConfig, "dataDiskSizeGb" | "dataDiskType">, existing: ExistingDisk | undefined): void {
+export function checkDataDisk(
+  config: Pick<StackConfig, "dataDiskSizeGb" | "dataDiskType">,
+  existing: ExistingDisk | undefined,
+): void {
   if (existing === undefined) return;
   if (config.dataDiskSizeGb < existing.sizeGb) {
     throw new ConfigError(

@@ -42,7 +42,12 @@ function readRawConfig(): RawConfig {
 /** Size and type of the data disk this stack already has, if any (it cannot shrink). */
 async function existingDataDisk(config: StackConfig, diskName: string) {
   try {
-    const disk = await gcp.compute.getDisk({ project: config.project, zone: config.zone, name: diskName });
+    const disk = await gcp.compute.getDisk({
+      project: config.project,
+      zone: config.zone,
+      name: diskName,
+    });
+    if (!disk.size) return undefined;
     return { sizeGb: disk.size, type: disk.type.replace(/^.*\//, "") };
   } catch (error) {
     if (/not ?found|404|notFound/i.test(String(error))) return undefined;
@@ -74,9 +79,8 @@ export = async () => {
         };
       })();
 
-  const userData = deployKey.publicKey.apply((deployPublicKey) =>
-    renderUserData(hostSettingsFor(config, [deployPublicKey, ...config.sshAuthorizedKeys])),
-  );
+  const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
+  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
 
   const host = new AgentHost("agent-host", {
     project: config.project,
@@ -106,6 +110,7 @@ export = async () => {
       agentCount: config.agentCount,
       files: readHostFiles(),
       hostConf: renderHostConf(hostSettingsFor(config, [])),
+      adminAuthorizedKeys: adminKeys,
       apiKey: apiKey ? pulumi.secret(apiKey) : undefined,
     },
     { dependsOn: [host] },

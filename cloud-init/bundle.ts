@@ -3,6 +3,7 @@
 //   agent-host-bundle 1
 //   file <path> <mode> <base64 content>
 //   conf <base64 host.conf>
+//   keys <base64 authorized_keys of the admin user>
 //   secret anthropic-api-key <base64 value | ->     ("-" removes the key: interactive /login)
 //   end
 // Pure; the secret is only ever handled by the caller inside a secret Output.
@@ -13,10 +14,21 @@ export const BUNDLE_HEADER = "agent-host-bundle 1";
 
 const b64 = (text: string): string => Buffer.from(text, "utf8").toString("base64");
 
-/** The part of the bundle that is not secret: host files and host.conf. */
-export function renderPublicBundle(files: readonly HostFileContent[], hostConf: string): string {
+/**
+ * The part of the bundle that is not secret: host files, host.conf and the admin user's public
+ * keys (so a change to sshAuthorizedKeys or the deploy key reaches a running VM too).
+ */
+export function renderPublicBundle(
+  files: readonly HostFileContent[],
+  hostConf: string,
+  adminAuthorizedKeys: readonly string[],
+): string {
+  if (adminAuthorizedKeys.length === 0) {
+    throw new Error("The admin user needs at least one authorized key (the deploy key).");
+  }
   const lines = files.map((file) => `file ${file.path} ${file.mode} ${b64(file.content)}`);
   lines.push(`conf ${b64(hostConf)}`);
+  lines.push(`keys ${b64(`${adminAuthorizedKeys.join("\n")}\n`)}`);
   return lines.join("\n");
 }
 

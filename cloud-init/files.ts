@@ -19,13 +19,29 @@ export const HOST_FILES: readonly HostFile[] = [
   { source: "host/agent-wrapper", path: "/usr/local/lib/agent-host/agent-wrapper", mode: "0755" },
   { source: "host/data-disk", path: "/usr/local/lib/agent-host/data-disk", mode: "0755" },
   { source: "host/install-docker", path: "/usr/local/lib/agent-host/install-docker", mode: "0755" },
-  { source: "host/install-claude-code", path: "/usr/local/lib/agent-host/install-claude-code", mode: "0755" },
+  {
+    source: "host/install-claude-code",
+    path: "/usr/local/lib/agent-host/install-claude-code",
+    mode: "0755",
+  },
   { source: "host/apply", path: "/usr/local/lib/agent-host/apply", mode: "0755" },
   { source: "host/tmux.conf", path: "/etc/agent-host/tmux.conf", mode: "0644" },
   { source: "host/sshd.conf", path: "/etc/ssh/sshd_config.d/60-agent-host.conf", mode: "0644" },
-  { source: "systemd/agent-host-data.service", path: "/etc/systemd/system/agent-host-data.service", mode: "0644" },
-  { source: "systemd/agent-host.service", path: "/etc/systemd/system/agent-host.service", mode: "0644" },
-  { source: "claude/managed-settings.json", path: "/etc/claude-code/managed-settings.json", mode: "0644" },
+  {
+    source: "systemd/agent-host-data.service",
+    path: "/etc/systemd/system/agent-host-data.service",
+    mode: "0644",
+  },
+  {
+    source: "systemd/agent-host.service",
+    path: "/etc/systemd/system/agent-host.service",
+    mode: "0644",
+  },
+  {
+    source: "claude/managed-settings.json",
+    path: "/etc/claude-code/managed-settings.json",
+    mode: "0644",
+  },
 ];
 
 export interface HostFileContent extends HostFile {

@@ -46,8 +46,12 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     claudeCodeSource: config.claudeCodeSource,
     dockerSource: config.dockerSource,
     permissionMode: config.agentPermissionMode,
-    agentMemoryMaxMb: usableMb ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount)) : 2 * perAgentFloorMb,
-    agentCpuQuotaPercent: machine ? Math.max(100, Math.floor((machine.vcpus * 200) / agentCount)) : 200,
+    agentMemoryMaxMb: usableMb
+      ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount))
+      : 2 * perAgentFloorMb,
+    agentCpuQuotaPercent: machine
+      ? Math.max(100, Math.floor((machine.vcpus * 200) / agentCount))
+      : 200,
     agentsMemoryMaxMb: usableMb,
     adminAuthorizedKeys,
   };
@@ -59,6 +63,7 @@ export function renderHostConf(settings: HostSettings): string {
     ["AGENT_COUNT", settings.agentCount],
     ["AGENT_MAX", settings.agentMax],
     ["AGENT_USER", AGENT_USER],
+    ["ADMIN_USER", ADMIN_USER],
     ["PERMISSION_MODE", settings.permissionMode],
     ["CLAUDE_CODE_VERSION", settings.claudeCodeVersion],
     ["CLAUDE_CODE_SOURCE", settings.claudeCodeSource],

@@ -69,7 +69,12 @@ export function renderUserData(
         permissions: file.mode,
         content: file.content,
       })),
-      { path: HOST_CONF_PATH, owner: "root:root", permissions: "0644", content: renderHostConf(settings) },
+      {
+        path: HOST_CONF_PATH,
+        owner: "root:root",
+        permissions: "0644",
+        content: renderHostConf(settings),
+      },
     ],
     runcmd: [
       [`${LIB}/install-docker`],

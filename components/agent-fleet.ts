@@ -21,6 +21,8 @@ export interface AgentFleetArgs {
   files: readonly HostFileContent[];
   /** The text of /etc/agent-host/host.conf. */
   hostConf: string;
+  /** Public keys of the admin user (the deploy key first); rewritten on every run. */
+  adminAuthorizedKeys: pulumi.Input<string[]>;
   /**
    * Anthropic API key or OAuth token; travels only on stdin, lands root-only on the VM.
    * @default undefined — no key on the host; a person logs in once with /login.
@@ -46,16 +48,21 @@ export class AgentFleet extends pulumi.ComponentResource {
   constructor(name: string, args: AgentFleetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent-host:fleet:AgentFleet", name, {}, opts);
 
-    const publicBundle = renderPublicBundle(args.files, args.hostConf);
-    const sha = publicBundleSha256(publicBundle);
+    const publicBundle = pulumi
+      .output(args.adminAuthorizedKeys)
+      .apply((keys) => renderPublicBundle(args.files, args.hostConf, keys));
     const apply = pulumi
-      .output(args.instanceId)
-      .apply((id) => applyCommand(args.agentCount, sha, id));
+      .all([args.instanceId, publicBundle])
+      .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));
     // Secret whenever a key is configured; the public part alone otherwise.
     const stdin =
       args.apiKey === undefined
-        ? pulumi.output(renderBundle(publicBundle, undefined))
-        : pulumi.secret(pulumi.output(args.apiKey).apply((key) => renderBundle(publicBundle, key)));
+        ? publicBundle.apply((bundle) => renderBundle(bundle, undefined))
+        : pulumi.secret(
+            pulumi
+              .all([publicBundle, args.apiKey])
+              .apply(([bundle, key]) => renderBundle(bundle, key)),
+          );
 
     this.reconcile = new command.remote.Command(
       `${name}-reconcile`,

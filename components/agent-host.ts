@@ -85,7 +85,10 @@ export class AgentHost extends pulumi.ComponentResource {
     const member = pulumi.interpolate`serviceAccount:${this.serviceAccount.email}`;
     for (const role of VM_ROLES) {
       new gcp.projects.IAMMember(
-        `${name}-${role.replace(/^roles\//, "").replace(/\./g, "-").toLowerCase()}`,
+        `${name}-${role
+          .replace(/^roles\//, "")
+          .replace(/\./g, "-")
+          .toLowerCase()}`,
         { project: args.project, role, member },
         { parent: this },
       );

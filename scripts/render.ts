@@ -25,7 +25,9 @@ export function rawFromStackFile(text: string): Record<string, string> {
   for (const [key, value] of Object.entries(doc.config ?? {})) {
     if (value !== null && typeof value === "object" && "secure" in (value as object)) {
       // Encrypted values cannot be read here; a placeholder of the right shape stands in.
-      raw[qualify(key)] = key.endsWith("anthropicApiKey") ? "sk-ant-placeholder" : "-----BEGIN OPENSSH PRIVATE KEY-----";
+      raw[qualify(key)] = key.endsWith("anthropicApiKey")
+        ? "sk-ant-placeholder"
+        : "-----BEGIN OPENSSH PRIVATE KEY-----";
       continue;
     }
     raw[qualify(key)] = typeof value === "string" ? value : JSON.stringify(value);

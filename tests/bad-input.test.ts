@@ -1,0 +1,300 @@
+// Every configuration the stack refuses: the exact message (naming the key, the bad value and the
+// fix), thrown before any resource is registered.
+import { parseConfig, checkDataDisk, resourceNames, ConfigError } from "../config";
+import { BASE_CONFIG, registeredSoFar, runProgram } from "./harness";
+
+jest.setTimeout(60_000);
+
+const PUB =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonPersonPersonPersonPersonPersonPerso alice@laptop";
+
+type Case = [label: string, overrides: Record<string, string | undefined>, message: string];
+
+const CASES: Case[] = [
+  [
+    "agentCount not a number",
+    { "agent-host:agentCount": "ten" },
+    'agentCount must be a whole number; got "ten". Run: pulumi config set agentCount 10',
+  ],
+  [
+    "agentCount fractional",
+    { "agent-host:agentCount": "2.5" },
+    'agentCount must be a whole number; got "2.5". Run: pulumi config set agentCount 10',
+  ],
+  [
+    "agentCount zero",
+    { "agent-host:agentCount": "0" },
+    "agentCount must be at least 1; got 0. Run: pulumi config set agentCount 10",
+  ],
+  [
+    "agentCount negative",
+    { "agent-host:agentCount": "-3" },
+    "agentCount must be at least 1; got -3. Run: pulumi config set agentCount 10",
+  ],
+  [
+    "agentCount above the memory bound",
+    { "agent-host:agentCount": "21" },
+    "agentCount must be between 1 and 20 for e2-standard-8 (32 GiB, 1.5 GiB per agent after 2 GiB for the host); got 21. Lower agentCount or pick a larger machineType.",
+  ],
+  [
+    "agentCount above the bound of a small machine",
+    { "agent-host:agentCount": "5", "agent-host:machineType": "e2-standard-2" },
+    "agentCount must be between 1 and 4 for e2-standard-2 (8 GiB, 1.5 GiB per agent after 2 GiB for the host); got 5. Lower agentCount or pick a larger machineType.",
+  ],
+  [
+    "agentCount above the absolute ceiling on an unknown machine",
+    { "agent-host:agentCount": "65", "agent-host:machineType": "x9-mega-512" },
+    "agentCount must be between 1 and 64; got 65. Lower agentCount.",
+  ],
+  [
+    "machineType of the wrong form",
+    { "agent-host:machineType": "E2 Standard 8" },
+    'machineType must be a Compute Engine machine type such as e2-standard-8; got "E2 Standard 8". Run: pulumi config set machineType e2-standard-8',
+  ],
+  [
+    "image pinned by self link",
+    {
+      "agent-host:image":
+        "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20251001",
+    },
+    'image must be an image family as project/family, not a pinned image or self link (a pinned image replaces the VM on every release); got "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20251001". Run: pulumi config set image ubuntu-os-cloud/ubuntu-2404-lts-amd64',
+  ],
+  [
+    "image URL",
+    { "agent-host:image": "https://www.googleapis.com/compute/v1/projects/x/global/images/y" },
+    'image must be an image family as project/family, not a pinned image or self link (a pinned image replaces the VM on every release); got "https://www.googleapis.com/compute/v1/projects/x/global/images/y". Run: pulumi config set image ubuntu-os-cloud/ubuntu-2404-lts-amd64',
+  ],
+  [
+    "bootDiskSizeGb too small",
+    { "agent-host:bootDiskSizeGb": "10" },
+    "bootDiskSizeGb must be between 20 and 65536; got 10. Run: pulumi config set bootDiskSizeGb 50",
+  ],
+  [
+    "dataDiskSizeGb not a number",
+    { "agent-host:dataDiskSizeGb": "200GB" },
+    'dataDiskSizeGb must be a whole number; got "200GB". Run: pulumi config set dataDiskSizeGb 200',
+  ],
+  [
+    "dataDiskType unknown",
+    { "agent-host:dataDiskType": "hyperdisk-fast" },
+    'dataDiskType must be one of pd-standard, pd-balanced, pd-ssd, pd-extreme; got "hyperdisk-fast". Run: pulumi config set dataDiskType pd-balanced',
+  ],
+  [
+    "sshSourceRanges missing",
+    { "agent-host:sshSourceRanges": undefined },
+    "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or 35.235.240.0/20 for IAP.",
+  ],
+  [
+    "sshSourceRanges empty list",
+    { "agent-host:sshSourceRanges": "[]" },
+    "sshSourceRanges is an empty list; nobody could reach the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32",
+  ],
+  [
+    "sshSourceRanges not a list",
+    { "agent-host:sshSourceRanges": "203.0.113.7/32" },
+    "sshSourceRanges must be a list of strings; got \"203.0.113.7/32\". Set it with: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32",
+  ],
+  [
+    "sshSourceRanges list of numbers",
+    { "agent-host:sshSourceRanges": "[22]" },
+    "sshSourceRanges must be a list of strings; got \"[22]\". Set it with: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32",
+  ],
+  [
+    "sshSourceRanges without a prefix length",
+    { "agent-host:sshSourceRanges": '["203.0.113.7"]' },
+    'sshSourceRanges has "203.0.113.7", which is not an IPv4 CIDR. Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.',
+  ],
+  [
+    "sshSourceRanges octet out of range",
+    { "agent-host:sshSourceRanges": '["300.1.2.3/32"]' },
+    'sshSourceRanges has "300.1.2.3/32", which is not an IPv4 CIDR. Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.',
+  ],
+  [
+    "sshSourceRanges host bits set",
+    { "agent-host:sshSourceRanges": '["203.0.113.7/24"]' },
+    'sshSourceRanges has "203.0.113.7/24", which has host bits set. Did you mean 203.0.113.0/24?',
+  ],
+  [
+    "sshSourceRanges duplicate",
+    { "agent-host:sshSourceRanges": '["203.0.113.7/32","203.0.113.7/32"]' },
+    'sshSourceRanges lists "203.0.113.7/32" twice. Remove the duplicate.',
+  ],
+  [
+    "sshSourceRanges a hostname",
+    { "agent-host:sshSourceRanges": '["office.example.com"]' },
+    'sshSourceRanges has "office.example.com", which is not an IPv4 CIDR. Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.',
+  ],
+  [
+    "claudeCodeVersion a range",
+    { "agent-host:claudeCodeVersion": "^2.1.0" },
+    'claudeCodeVersion must be an exact release such as 2.1.331 (no ranges, no "latest": every agent runs one pinned version); got "^2.1.0". Run: pulumi config set claudeCodeVersion 2.1.331',
+  ],
+  [
+    "claudeCodeVersion latest",
+    { "agent-host:claudeCodeVersion": "latest" },
+    'claudeCodeVersion must be an exact release such as 2.1.331 (no ranges, no "latest": every agent runs one pinned version); got "latest". Run: pulumi config set claudeCodeVersion 2.1.331',
+  ],
+  [
+    "claudeCodeSource unknown",
+    { "agent-host:claudeCodeSource": "brew" },
+    'claudeCodeSource must be one of npm, native; got "brew". Run: pulumi config set claudeCodeSource npm',
+  ],
+  [
+    "dockerSource unknown",
+    { "agent-host:dockerSource": "snap" },
+    'dockerSource must be one of docker-apt, distro; got "snap". Run: pulumi config set dockerSource docker-apt',
+  ],
+  [
+    "agentPermissionMode unknown",
+    { "agent-host:agentPermissionMode": "yolo" },
+    'agentPermissionMode must be one of default, acceptEdits, plan, dontAsk, bypassPermissions; got "yolo". Run: pulumi config set agentPermissionMode default',
+  ],
+  [
+    "snapshotRetentionDays negative",
+    { "agent-host:snapshotRetentionDays": "-1" },
+    "snapshotRetentionDays must be between 0 and 3650; got -1. Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
+  ],
+  [
+    "spot not a boolean",
+    { "agent-host:spot": "yes" },
+    'spot must be true or false; got "yes". Run: pulumi config set spot false',
+  ],
+  [
+    "sshAuthorizedKeys a private key",
+    {
+      "agent-host:sshAuthorizedKeys": JSON.stringify(["-----BEGIN OPENSSH PRIVATE KEY-----\nabc"]),
+    },
+    "sshAuthorizedKeys holds a private key; it must hold public keys only. Remove it with: pulumi config rm sshAuthorizedKeys, then set the .pub content.",
+  ],
+  [
+    "sshAuthorizedKeys not a key",
+    { "agent-host:sshAuthorizedKeys": JSON.stringify(["hello world"]) },
+    'sshAuthorizedKeys has "hello world"…, which is not an OpenSSH public key. Give the one-line OpenSSH public key, e.g. the content of ~/.ssh/id_ed25519.pub.',
+  ],
+  [
+    "sshAuthorizedKeys with a newline",
+    { "agent-host:sshAuthorizedKeys": JSON.stringify([`${PUB}\n${PUB}`]) },
+    `sshAuthorizedKeys has ${JSON.stringify(PUB.slice(0, 40))}…, which is not an OpenSSH public key. Give the one-line OpenSSH public key, e.g. the content of ~/.ssh/id_ed25519.pub.`,
+  ],
+  [
+    "anthropicApiKey with whitespace",
+    { "agent-host:anthropicApiKey": "sk-ant-api03-abc def" },
+    "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+  ],
+  [
+    "anthropicApiKey of another vendor",
+    { "agent-host:anthropicApiKey": "sk-proj-abcdef" },
+    "anthropicApiKey does not look like an Anthropic API key or OAuth token (they start with sk-ant-). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+  ],
+  [
+    "deployPrivateKey a public key",
+    { "agent-host:deployPrivateKey": PUB },
+    "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
+  ],
+  [
+    "unknown key (typo)",
+    { "agent-host:agentCounts": "12" },
+    "agent-host:agentCounts is not a configuration key of this stack (a typo?). Known keys: agentCount, machineType, image, bootDiskSizeGb, dataDiskSizeGb, dataDiskType, sshSourceRanges, claudeCodeVersion, claudeCodeSource, dockerSource, anthropicApiKey, sshAuthorizedKeys, agentPermissionMode, snapshotRetentionDays, spot, deployPrivateKey, deleteDataDiskOnDestroy. Remove it with: pulumi config rm agentCounts",
+  ],
+  [
+    "zone missing",
+    { "gcp:zone": undefined },
+    "gcp:zone is not set; the VM needs a zone. Run: pulumi config set gcp:zone europe-west1-b",
+  ],
+  [
+    "zone given as a region",
+    { "gcp:zone": "europe-west1" },
+    'gcp:zone must be a zone such as europe-west1-b; got "europe-west1". Run: pulumi config set gcp:zone europe-west1-b',
+  ],
+  [
+    "project missing",
+    { "gcp:project": undefined },
+    "gcp:project is not set; the stack needs the project that holds the VM. Run: pulumi config set gcp:project my-project-id",
+  ],
+  [
+    "project of the wrong form",
+    { "gcp:project": "My Project" },
+    'gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens); got "My Project". Run: pulumi config set gcp:project my-project-id',
+  ],
+];
+
+const SECRET_KEYS = ["agent-host:anthropicApiKey", "agent-host:deployPrivateKey"];
+
+function configWith(overrides: Record<string, string | undefined>): Record<string, string> {
+  const merged: Record<string, string | undefined> = { ...BASE_CONFIG, ...overrides };
+  return Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined)) as Record<
+    string,
+    string
+  >;
+}
+
+describe.each(CASES)("refuses %s", (_label, overrides, message) => {
+  test("parseConfig throws the exact message", () => {
+    expect(() => parseConfig(configWith(overrides))).toThrow(new ConfigError(message));
+  });
+
+  test("the program throws it before registering any resource", async () => {
+    await expect(runProgram(configWith(overrides), { secretKeys: SECRET_KEYS })).rejects.toThrow(
+      message,
+    );
+    expect(registeredSoFar()).toEqual([]);
+  });
+});
+
+test("the table has at least 25 bad configurations", () => {
+  expect(CASES.length).toBeGreaterThanOrEqual(25);
+});
+
+describe("refusals that need the current state", () => {
+  test("a data disk smaller than the one that exists", async () => {
+    const message =
+      "dataDiskSizeGb is 100 but the data disk already has 200 GB; a disk cannot shrink (it would be recreated, empty). Run: pulumi config set dataDiskSizeGb 200";
+    expect(() =>
+      checkDataDisk(
+        { dataDiskSizeGb: 100, dataDiskType: "pd-balanced" },
+        { sizeGb: 200, type: "pd-balanced" },
+      ),
+    ).toThrow(message);
+    await expect(
+      runProgram(configWith({ "agent-host:dataDiskSizeGb": "100" }), {
+        existingDisk: { size: 200, type: "pd-balanced" },
+      }),
+    ).rejects.toThrow(message);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
+  test("a data disk of another type than the one that exists", async () => {
+    const message =
+      "dataDiskType is pd-ssd but the data disk is pd-balanced; changing the type recreates the disk, empty. Run: pulumi config set dataDiskType pd-balanced (to move, snapshot the disk and restore it into a new stack)";
+    await expect(
+      runProgram(configWith({ "agent-host:dataDiskType": "pd-ssd" }), {
+        existingDisk: { size: 200, type: "pd-balanced" },
+      }),
+    ).rejects.toThrow(message);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
+  test("a grown data disk is fine", async () => {
+    const run = await runProgram(configWith({ "agent-host:dataDiskSizeGb": "300" }), {
+      existingDisk: { size: 200, type: "pd-balanced" },
+    });
+    expect(run.resources.length).toBeGreaterThan(0);
+  });
+
+  test("a secret stored in plain text", async () => {
+    const message =
+      "anthropicApiKey is stored in plain text in the stack's config file. Remove it with: pulumi config rm anthropicApiKey, then set it with: pulumi config set --secret anthropicApiKey <value>";
+    await expect(
+      runProgram(configWith({ "agent-host:anthropicApiKey": "sk-ant-api03-plain" }), {
+        secretKeys: [],
+      }),
+    ).rejects.toThrow(message);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
+  test("a stack name GCE cannot use", () => {
+    expect(() => resourceNames("agent-host", "x".repeat(60))).toThrow(
+      /^The stack name "x{60}" gives the VM name "agent-host-x{60}", which GCE refuses/,
+    );
+  });
+});

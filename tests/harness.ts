@@ -1,0 +1,234 @@
+// Runs the Pulumi program under the SDK's mocks and records everything it registers, invokes,
+// warns and exports. Unexpected invokes throw. Shared by the stack, leak and policy tests.
+import * as pulumi from "@pulumi/pulumi";
+
+/** The SDK's marker for a secret value in mocked resource inputs. */
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+export const SIG_KEY = "4dabf18193072939515e22adb298388d";
+
+export interface RecordedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+  /** Resource options as the SDK sent them to the (mock) engine. */
+  options: { ignoreChanges: string[]; retainOnDelete: boolean };
+}
+
+export interface RecordedOutput {
+  value: unknown;
+  secret: boolean;
+}
+
+export interface ProgramRun {
+  resources: RecordedResource[];
+  outputs: Record<string, RecordedOutput>;
+  warnings: string[];
+  invokes: string[];
+}
+
+export const BASE_CONFIG: Record<string, string> = {
+  "gcp:project": "acme-agents",
+  "gcp:zone": "europe-west1-b",
+  "agent-host:sshSourceRanges": JSON.stringify(["203.0.113.7/32", "35.235.240.0/20"]),
+};
+
+export const MOCK_DEPLOY_PUBLIC_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyMockDeployKeyMockDeployKey0 deploy";
+export const MOCK_INSTANCE_ID = "4242424242424242";
+export const MOCK_IP = "198.51.100.10";
+export const MOCK_SUMMARY = '{"desired":10,"added":[],"removed":[],"restarted":[],"running":10}';
+
+export interface RunOptions {
+  /** Config keys (full, e.g. agent-host:anthropicApiKey) stored as secrets. */
+  secretKeys?: string[];
+  /** The data disk the project already has (for the shrink check). */
+  existingDisk?: { size: number; type: string };
+  /** Private key text the mocked tls.PrivateKey returns. */
+  generatedPrivateKey?: string;
+  stack?: string;
+}
+
+let state: {
+  resources: RecordedResource[];
+  invokes: string[];
+  options: RunOptions;
+} = { resources: [], invokes: [], options: {} };
+
+let mocked = false;
+
+/** Options the SDK put in each RegisterResource request, by type::name. */
+const sentOptions = new Map<string, RecordedResource["options"]>();
+
+// The mocks' newResource callback does not see resource options, but the request the SDK sends
+// carries them: record them on the way in.
+type RegisterRequest = {
+  getType(): string;
+  getName(): string;
+  getIgnorechangesList(): string[];
+  getRetainondelete(): boolean | undefined;
+};
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks") as {
+  MockMonitor: {
+    prototype: { registerResource(req: RegisterRequest, cb: unknown): Promise<void> };
+  };
+};
+const originalRegister = MockMonitor.prototype.registerResource;
+MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unknown) {
+  sentOptions.set(`${req.getType()}::${req.getName()}`, {
+    ignoreChanges: req.getIgnorechangesList(),
+    retainOnDelete: req.getRetainondelete() ?? false,
+  });
+  return originalRegister.call(this, req, cb);
+};
+
+function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+  const inputs = args.inputs as Record<string, unknown>;
+  switch (args.type) {
+    case "tls:index/privateKey:PrivateKey":
+      return {
+        ...inputs,
+        privateKeyOpenssh:
+          state.options.generatedPrivateKey ??
+          "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----\n",
+        publicKeyOpenssh: `${MOCK_DEPLOY_PUBLIC_KEY}\n`,
+      };
+    case "gcp:serviceaccount/account:Account":
+      return { ...inputs, email: `${inputs.accountId}@${inputs.project}.iam.gserviceaccount.com` };
+    case "gcp:compute/address:Address":
+      return { ...inputs, address: MOCK_IP };
+    case "gcp:compute/disk:Disk":
+      return {
+        ...inputs,
+        selfLink: `projects/${inputs.project}/zones/${inputs.zone}/disks/${inputs.name}`,
+      };
+    case "gcp:compute/resourcePolicy:ResourcePolicy":
+      return { ...inputs };
+    case "gcp:compute/instance:Instance":
+      return { ...inputs, instanceId: MOCK_INSTANCE_ID };
+    case "command:remote:Command":
+      return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    default:
+      return { ...inputs };
+  }
+}
+
+function ensureMocks(stack: string): void {
+  if (mocked) return;
+  pulumi.runtime.setMocks(
+    {
+      newResource(args) {
+        const options = sentOptions.get(`${args.type}::${args.name}`) ?? {
+          ignoreChanges: [],
+          retainOnDelete: false,
+        };
+        state.resources.push({ type: args.type, name: args.name, inputs: args.inputs, options });
+        return { id: `${args.name}-id`, state: mockState(args) };
+      },
+      call(args) {
+        state.invokes.push(args.token);
+        if (args.token === "gcp:compute/getDisk:getDisk") {
+          const disk = state.options.existingDisk;
+          // GCP answers a missing disk with a 404 error, whose text the SDK's mocks drop; an
+          // empty result takes the same "no disk yet" branch of index.ts.
+          if (!disk) return {};
+          return { size: disk.size, type: `projects/p/zones/z/diskTypes/${disk.type}` };
+        }
+        if (args.token === "tls:index/getPublicKey:getPublicKey") {
+          return { publicKeyOpenssh: `${MOCK_DEPLOY_PUBLIC_KEY}\n` };
+        }
+        throw new Error(`unexpected invoke ${args.token}`);
+      },
+    },
+    "agent-host",
+    stack,
+    false,
+  );
+  mocked = true;
+}
+
+/** Resolves an Output to its value and whether it is secret. */
+export function settle(output: unknown): Promise<RecordedOutput> {
+  if (!pulumi.Output.isInstance(output)) {
+    return Promise.resolve({ value: output, secret: false });
+  }
+  const out = output as pulumi.Output<unknown> & { isSecret: Promise<boolean> };
+  return new Promise((resolve) => {
+    out.apply(async (value) => {
+      resolve({ value, secret: await out.isSecret });
+      return value;
+    });
+  });
+}
+
+async function settleDeep(value: unknown): Promise<RecordedOutput> {
+  if (Array.isArray(value)) {
+    const items = await Promise.all(value.map(settleDeep));
+    return { value: items.map((i) => i.value), secret: items.some((i) => i.secret) };
+  }
+  return settle(value);
+}
+
+/** Evaluates index.ts with this config and returns what it did. */
+export async function runProgram(
+  config: Record<string, string>,
+  options: RunOptions = {},
+): Promise<ProgramRun> {
+  ensureMocks(options.stack ?? "dev");
+  state = { resources: [], invokes: [], options };
+  pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
+  const warnings: string[] = [];
+  const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(async (message: string) => {
+    warnings.push(message);
+  });
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const main = require("../index") as () => Promise<Record<string, unknown>>;
+    const exported = await main();
+    const outputs: Record<string, RecordedOutput> = {};
+    for (const [key, value] of Object.entries(exported)) outputs[key] = await settleDeep(value);
+    // Let registrations that no output depends on finish.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { resources: [...state.resources], outputs, warnings, invokes: [...state.invokes] };
+  } finally {
+    warn.mockRestore();
+  }
+}
+
+/** The resources registered so far by a run that threw (bad input). */
+export function registeredSoFar(): RecordedResource[] {
+  return [...state.resources];
+}
+
+export function byType(run: ProgramRun, type: string): RecordedResource[] {
+  return run.resources.filter((r) => r.type === type);
+}
+
+export function one(run: ProgramRun, type: string): RecordedResource {
+  const found = byType(run, type);
+  if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+  return found[0];
+}
+
+/** Strips the SDK's secret wrappers: the plain value of mocked inputs. */
+export function unwrap(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(unwrap);
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[SIG_KEY] === SECRET_SIG) return unwrap(obj.value);
+    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwrap(v)]));
+  }
+  return value;
+}
+
+/** Every string in `value` that is NOT inside a secret wrapper, with its path. */
+export function plainStrings(value: unknown, path = "$"): { path: string; text: string }[] {
+  if (typeof value === "string") return [{ path, text: value }];
+  if (Array.isArray(value)) return value.flatMap((v, i) => plainStrings(v, `${path}[${i}]`));
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[SIG_KEY] === SECRET_SIG) return [];
+    return Object.entries(obj).flatMap(([k, v]) => plainStrings(v, `${path}.${k}`));
+  }
+  return [];
+}

@@ -1,0 +1,257 @@
+// The renderer's output, checked by cloud-init's own validator (Debian's `cloud-init schema`) and
+// by ajv against the JSON schema the cloud-init package ships; the shipped scripts by shellcheck.
+import Ajv from "ajv-draft-04";
+import { execFileSync, spawnSync } from "child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { parseConfig } from "../config";
+import { HOST_FILES, readHostFiles } from "../cloud-init/files";
+import { hostSettingsFor, renderHostConf } from "../cloud-init/host-config";
+import { METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
+import { renderFromArgs } from "../scripts/render";
+import { BASE_CONFIG } from "./harness";
+
+const SCHEMA =
+  "/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json";
+const DEPLOY_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployDeployDeployDeployDeployDeployDeplo deploy";
+
+function render(overrides: Record<string, string> = {}): string {
+  const { config } = parseConfig({ ...BASE_CONFIG, ...overrides });
+  return renderUserData(hostSettingsFor(config, [DEPLOY_KEY, ...config.sshAuthorizedKeys]));
+}
+
+const COUNTS = [1, 10, 20];
+const work = mkdtempSync(path.join(tmpdir(), "render-test-"));
+
+describe.each(COUNTS)("user-data for %i agents", (count) => {
+  const text = render({ "agent-host:agentCount": String(count) });
+
+  test("passes `cloud-init schema -c` (Debian's cloud-init)", () => {
+    const file = path.join(work, `user-data-${count}.yaml`);
+    writeFileSync(file, text);
+    const result = spawnSync("cloud-init", ["schema", "-c", file], { encoding: "utf8" });
+    expect(result.stderr).not.toMatch(/Error|Invalid/);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/Valid cloud-config/);
+  });
+
+  test("passes ajv against the JSON schema the cloud-init package ships", () => {
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    // The schema uses format "uri" (apt mirrors), which ajv leaves to ajv-formats; a scheme check
+    // is all the user-data needs.
+    ajv.addFormat("uri", /^[a-z][a-z0-9+.-]*:/i);
+    const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA, "utf8")));
+    const ok = validate(parse(text));
+    expect(validate.errors ?? []).toEqual([]);
+    expect(ok).toBe(true);
+  });
+
+  test("fits in one metadata value and carries the count", () => {
+    expect(Buffer.byteLength(text)).toBeLessThan(METADATA_VALUE_LIMIT_BYTES);
+    const doc = parse(text);
+    const conf = doc.write_files.find(
+      (f: { path: string }) => f.path === "/etc/agent-host/host.conf",
+    );
+    expect(conf.content).toContain(`\nAGENT_COUNT=${count}\n`);
+  });
+});
+
+describe("what the user-data sets up", () => {
+  const text = render();
+  const doc = parse(text);
+
+  test("is deterministic", () => {
+    expect(render()).toBe(text);
+  });
+
+  test("starts with #cloud-config", () => {
+    expect(text.startsWith("#cloud-config\n")).toBe(true);
+  });
+
+  test("an admin user with sudo and keys only; an agent user without sudo, uid/gid pinned", () => {
+    expect(doc.users).toEqual([
+      {
+        name: "agent-admin",
+        gecos: "agent-host admin (deploys and operates the agents)",
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: [DEPLOY_KEY],
+      },
+      {
+        name: "agent",
+        gecos: "agent-host agents (unprivileged)",
+        shell: "/bin/bash",
+        uid: 2000,
+        primary_group: "agent",
+        no_user_group: true,
+        lock_passwd: true,
+      },
+    ]);
+    expect(doc.bootcmd).toEqual([["groupadd", "--force", "--gid", "2000", "agent"]]);
+    expect(doc.ssh_pwauth).toBe(false);
+    expect(doc.disable_root).toBe(true);
+  });
+
+  test("every host file verbatim, root-owned, with its mode; host.conf from the settings", () => {
+    const files = readHostFiles();
+    for (const file of files) {
+      const written = doc.write_files.find((f: { path: string }) => f.path === file.path);
+      expect(written).toEqual({
+        path: file.path,
+        owner: "root:root",
+        permissions: file.mode,
+        content: file.content,
+      });
+    }
+    const { config } = parseConfig({ ...BASE_CONFIG });
+    expect(
+      doc.write_files.find((f: { path: string }) => f.path === "/etc/agent-host/host.conf").content,
+    ).toBe(renderHostConf(hostSettingsFor(config, [])));
+    expect(doc.write_files).toHaveLength(files.length + 1);
+  });
+
+  test("runcmd: Docker, Claude Code, the data disk, docker group, then the agents' unit", () => {
+    expect(doc.runcmd).toEqual([
+      ["/usr/local/lib/agent-host/install-docker"],
+      ["/usr/local/lib/agent-host/install-claude-code"],
+      ["systemctl", "daemon-reload"],
+      ["systemctl", "enable", "--now", "agent-host-data.service"],
+      ["usermod", "--append", "--groups", "docker", "agent"],
+      ["systemctl", "enable", "--now", "agent-host.service"],
+    ]);
+  });
+
+  test("packages follow the sources", () => {
+    expect(doc.packages).toEqual([
+      "ca-certificates",
+      "curl",
+      "git",
+      "gnupg",
+      "jq",
+      "nodejs",
+      "npm",
+      "tmux",
+    ]);
+    expect(
+      parse(
+        render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
+      ).packages,
+    ).toEqual(["ca-certificates", "curl", "docker.io", "git", "gnupg", "jq", "tmux"]);
+  });
+
+  test("host.conf sizes the agents from the machine", () => {
+    expect(renderHostConf(hostSettingsFor(parseConfig({ ...BASE_CONFIG }).config, []))).toBe(
+      [
+        "# Written by agent-host (pulumi up). Parsed by the host scripts, never sourced.",
+        "AGENT_COUNT=10",
+        "AGENT_MAX=20",
+        "AGENT_USER=agent",
+        "ADMIN_USER=agent-admin",
+        "PERMISSION_MODE=default",
+        "CLAUDE_CODE_VERSION=2.1.331",
+        "CLAUDE_CODE_SOURCE=npm",
+        "DOCKER_SOURCE=docker-apt",
+        "AGENT_MEMORY_MAX_MB=3072",
+        "AGENT_CPU_QUOTA_PERCENT=160",
+        "AGENTS_MEMORY_MAX_MB=30720",
+        "DATA_DEVICE=/dev/disk/by-id/google-workspaces",
+        "API_KEY_FILE=/etc/agent-host/secrets/anthropic-api-key",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("never carries the API key", () => {
+    const canary = "sk-ant-api03-CANARY-render-0123456789";
+    const withKey = render({ "agent-host:anthropicApiKey": canary });
+    expect(withKey).not.toContain(canary);
+    expect(withKey).toBe(text);
+  });
+
+  test("refuses a user-data above GCE's metadata limit", () => {
+    const { config } = parseConfig({ ...BASE_CONFIG });
+    const huge = readHostFiles().map((f) =>
+      f.source === "host/agentctl" ? { ...f, content: "#".repeat(METADATA_VALUE_LIMIT_BYTES) } : f,
+    );
+    expect(() => renderUserData(hostSettingsFor(config, []), huge)).toThrow(
+      /^The rendered user-data is \d+ bytes, above GCE's 262144-byte metadata limit/,
+    );
+  });
+});
+
+describe("npm run render", () => {
+  test("prints what the stack renders for that config", () => {
+    const out = execFileSync(
+      "npx",
+      [
+        "ts-node",
+        "--transpile-only",
+        "scripts/render.ts",
+        "--set",
+        "agentCount=3",
+        "--set",
+        "dockerSource=distro",
+      ],
+      {
+        cwd: path.join(__dirname, ".."),
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    expect(out).toBe(renderFromArgs(["--set", "agentCount=3", "--set", "dockerSource=distro"]));
+    expect(out).toMatch(/\n\s+AGENT_COUNT=3\n/);
+  }, 60_000);
+
+  test("reads a stack file", () => {
+    const out = renderFromArgs(["--config", path.join(__dirname, "..", "Pulumi.dev.yaml")]);
+    expect(out).toContain("PERMISSION_MODE=acceptEdits\n");
+  });
+
+  test("a bad value exits 2 with the config message", () => {
+    const result = spawnSync(
+      "npx",
+      ["ts-node", "--transpile-only", "scripts/render.ts", "--set", "agentCount=0"],
+      {
+        cwd: path.join(__dirname, ".."),
+        encoding: "utf8",
+      },
+    );
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain(
+      "agentCount must be at least 1; got 0. Run: pulumi config set agentCount 10",
+    );
+  }, 60_000);
+});
+
+describe("shipped shell files", () => {
+  const scripts = HOST_FILES.filter((f) =>
+    readFileSync(path.join(__dirname, "..", "cloud-init", f.source), "utf8").startsWith("#!"),
+  );
+
+  test("there are shell scripts to check", () => {
+    expect(scripts.map((s) => s.source)).toEqual(
+      expect.arrayContaining([
+        "host/agentctl",
+        "host/agent-wrapper",
+        "host/apply",
+        "host/data-disk",
+      ]),
+    );
+  });
+
+  test.each(scripts.map((s) => s.source))(
+    "%s passes shellcheck (.shellcheckrc: enable=all)",
+    (source) => {
+      const result = spawnSync("shellcheck", [path.join("cloud-init", source)], {
+        cwd: path.join(__dirname, ".."),
+        encoding: "utf8",
+      });
+      expect(result.stdout).toBe("");
+      expect(result.status).toBe(0);
+    },
+  );
+});

@@ -1,0 +1,380 @@
+// The whole program under mocks: every resource with its exact type, name and the inputs that
+// matter; the outputs' exact text; what a count change or a host-script change touches.
+import * as files from "../cloud-init/files";
+import { readHostFiles } from "../cloud-init/files";
+import { parse } from "yaml";
+import {
+  BASE_CONFIG,
+  MOCK_DEPLOY_PUBLIC_KEY,
+  MOCK_INSTANCE_ID,
+  MOCK_IP,
+  MOCK_SUMMARY,
+  SECRET_SIG,
+  SIG_KEY,
+  byType,
+  one,
+  runProgram,
+  unwrap,
+  type ProgramRun,
+} from "./harness";
+
+jest.setTimeout(60_000);
+
+const GCP = "gcp:compute";
+const input = (r: { inputs: Record<string, unknown> }, key: string) => unwrap(r.inputs[key]);
+
+describe("default configuration", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runProgram({ ...BASE_CONFIG });
+  });
+
+  test("registers exactly these resources", () => {
+    expect(run.resources.map((r) => `${r.type}::${r.name}`).sort()).toEqual(
+      [
+        "agent-host:fleet:AgentFleet::agent-host",
+        "agent-host:host:AgentHost::agent-host",
+        "command:remote:Command::agent-host-reconcile",
+        `${GCP}/address:Address::agent-host-ip`,
+        `${GCP}/disk:Disk::agent-host-data`,
+        `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment::agent-host-data-snapshots`,
+        `${GCP}/firewall:Firewall::agent-host-ssh`,
+        `${GCP}/instance:Instance::agent-host-vm`,
+        `${GCP}/resourcePolicy:ResourcePolicy::agent-host-snapshots`,
+        "gcp:projects/iAMMember:IAMMember::agent-host-logging-logwriter",
+        "gcp:projects/iAMMember:IAMMember::agent-host-monitoring-metricwriter",
+        "gcp:serviceaccount/account:Account::agent-host-sa",
+        "tls:index/privateKey:PrivateKey::deploy-key",
+      ].sort(),
+    );
+  });
+
+  test("a dedicated service account with only the log and metric writer roles", () => {
+    const sa = one(run, "gcp:serviceaccount/account:Account");
+    expect(input(sa, "accountId")).toBe("ah-dev");
+    expect(input(sa, "project")).toBe("acme-agents");
+    const roles = byType(run, "gcp:projects/iAMMember:IAMMember").map((r) => unwrap(r.inputs));
+    expect(roles).toEqual([
+      {
+        project: "acme-agents",
+        role: "roles/logging.logWriter",
+        member: "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com",
+      },
+      {
+        project: "acme-agents",
+        role: "roles/monitoring.metricWriter",
+        member: "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com",
+      },
+    ]);
+  });
+
+  test("the firewall allows tcp:22 from the configured ranges to this VM's service account only", () => {
+    const fw = one(run, `${GCP}/firewall:Firewall`);
+    expect(unwrap(fw.inputs)).toMatchObject({
+      name: "agent-host-dev-ssh",
+      network: "default",
+      direction: "INGRESS",
+      allows: [{ protocol: "tcp", ports: ["22"] }],
+      sourceRanges: ["203.0.113.7/32", "35.235.240.0/20"],
+      targetServiceAccounts: ["ah-dev@acme-agents.iam.gserviceaccount.com"],
+    });
+    expect(fw.inputs.targetTags).toBeUndefined();
+  });
+
+  test("a static external address in the zone's region", () => {
+    expect(unwrap(one(run, `${GCP}/address:Address`).inputs)).toMatchObject({
+      name: "agent-host-dev-ip",
+      region: "europe-west1",
+      addressType: "EXTERNAL",
+    });
+  });
+
+  test("the data disk is separate, sized and typed from config, and kept on destroy", () => {
+    const disk = one(run, `${GCP}/disk:Disk`);
+    expect(unwrap(disk.inputs)).toMatchObject({
+      name: "agent-host-dev-data",
+      zone: "europe-west1-b",
+      size: 200,
+      type: "pd-balanced",
+    });
+    expect(disk.options.retainOnDelete).toBe(true);
+  });
+
+  test("daily snapshots kept 7 days, attached to the data disk", () => {
+    const policy = one(run, `${GCP}/resourcePolicy:ResourcePolicy`);
+    expect(unwrap(policy.inputs)).toMatchObject({
+      name: "agent-host-dev-snapshots",
+      region: "europe-west1",
+      snapshotSchedulePolicy: {
+        schedule: { dailySchedule: { daysInCycle: 1, startTime: "03:00" } },
+        retentionPolicy: { maxRetentionDays: 7, onSourceDiskDelete: "KEEP_AUTO_SNAPSHOTS" },
+      },
+    });
+    expect(
+      unwrap(one(run, `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment`).inputs),
+    ).toMatchObject({
+      disk: "agent-host-dev-data",
+      name: "agent-host-dev-snapshots",
+      zone: "europe-west1-b",
+    });
+  });
+
+  test("the VM: Shielded, hardened metadata, cloud-init in user-data, data disk by device name", () => {
+    const vm = one(run, `${GCP}/instance:Instance`);
+    const inputs = unwrap(vm.inputs) as Record<string, any>;
+    expect(inputs).toMatchObject({
+      name: "agent-host-dev",
+      zone: "europe-west1-b",
+      machineType: "e2-standard-8",
+      allowStoppingForUpdate: true,
+      canIpForward: false,
+      bootDisk: {
+        autoDelete: true,
+        initializeParams: { image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64", size: 50 },
+      },
+      attachedDisks: [
+        {
+          source: "projects/acme-agents/zones/europe-west1-b/disks/agent-host-dev-data",
+          deviceName: "workspaces",
+          mode: "READ_WRITE",
+        },
+      ],
+      networkInterfaces: [{ network: "default", accessConfigs: [{ natIp: MOCK_IP }] }],
+      serviceAccount: {
+        email: "ah-dev@acme-agents.iam.gserviceaccount.com",
+        scopes: [
+          "https://www.googleapis.com/auth/logging.write",
+          "https://www.googleapis.com/auth/monitoring.write",
+        ],
+      },
+      shieldedInstanceConfig: {
+        enableSecureBoot: true,
+        enableVtpm: true,
+        enableIntegrityMonitoring: true,
+      },
+      scheduling: {
+        provisioningModel: "STANDARD",
+        preemptible: false,
+        automaticRestart: true,
+        onHostMaintenance: "MIGRATE",
+      },
+    });
+    expect(inputs.metadataStartupScript).toBeUndefined();
+    expect(Object.keys(inputs.metadata).sort()).toEqual([
+      "block-project-ssh-keys",
+      "enable-oslogin",
+      "serial-port-enable",
+      "user-data",
+    ]);
+    expect(inputs.metadata["block-project-ssh-keys"]).toBe("TRUE");
+    expect(inputs.metadata["serial-port-enable"]).toBe("FALSE");
+    expect(inputs.metadata["user-data"]).toMatch(/^#cloud-config\n/);
+    const userData = parse(inputs.metadata["user-data"]);
+    expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY]);
+    expect(
+      userData.write_files.find((f: { path: string }) => f.path === "/etc/agent-host/host.conf")
+        .content,
+    ).toContain("AGENT_COUNT=10\n");
+    expect(vm.options.ignoreChanges).toEqual(['metadata["user-data"]']);
+  });
+
+  test("the reconcile command: admin user, deploy key (secret), dial retries, no Setenv, no delete", () => {
+    const cmd = one(run, "command:remote:Command");
+    // The private key makes the whole connection secret.
+    expect(cmd.inputs.connection).toMatchObject({ [SIG_KEY]: SECRET_SIG });
+    expect(unwrap(cmd.inputs.connection)).toEqual({
+      host: MOCK_IP,
+      port: 22,
+      user: "agent-admin",
+      privateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
+      dialErrorLimit: 60,
+      perDialTimeout: 15,
+    });
+    expect(cmd.inputs.addPreviousOutputInEnv).toBe(false);
+    expect(cmd.inputs.environment).toBeUndefined();
+    expect(cmd.inputs.triggers).toBeUndefined();
+    expect(cmd.inputs.delete).toBeUndefined();
+    expect(cmd.inputs.create).toMatch(
+      new RegExp(
+        `^sudo /usr/local/lib/agent-host/apply --agents 10 --bundle-sha256 [0-9a-f]{64} --instance-id ${MOCK_INSTANCE_ID}$`,
+      ),
+    );
+    expect(cmd.inputs.update).toBe(cmd.inputs.create);
+    const stdin = unwrap(cmd.inputs.stdin) as string;
+    expect(stdin.split("\n")[0]).toBe("agent-host-bundle 1");
+    expect(stdin).toContain("secret anthropic-api-key -\nend\n");
+    expect(stdin.match(/^file /gm)).toHaveLength(readHostFiles().length);
+  });
+
+  test("outputs: exact commands, the count, the host's summary, the deploy key as a secret", () => {
+    const ssh = `ssh -i ~/.ssh/agent-host-dev agent-admin@${MOCK_IP}`;
+    const values = Object.fromEntries(Object.entries(run.outputs).map(([k, v]) => [k, v.value]));
+    expect(values).toEqual({
+      instanceName: "agent-host-dev",
+      zone: "europe-west1-b",
+      publicIp: MOCK_IP,
+      sshCommand: ssh,
+      attachCommand: `${ssh} -t sudo agentctl attach`,
+      agentCommands: Array.from(
+        { length: 10 },
+        (_, i) => `${ssh} -t sudo agentctl attach ${i + 1}`,
+      ),
+      statusCommand: `${ssh} sudo agentctl status`,
+      agentCount: 10,
+      reconcileSummary: MOCK_SUMMARY,
+      deployPrivateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
+    });
+    const secretOutputs = Object.entries(run.outputs)
+      .filter(([, v]) => v.secret)
+      .map(([k]) => k);
+    expect(secretOutputs).toEqual(["deployPrivateKey"]);
+  });
+
+  test("no warnings for a sound configuration", () => {
+    expect(run.warnings).toEqual([]);
+    expect(run.invokes).toEqual(["gcp:compute/getDisk:getDisk"]);
+  });
+});
+
+describe("variants", () => {
+  test("spot: stopped on preemption, not deleted", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:spot": "true" });
+    expect(unwrap(one(run, `${GCP}/instance:Instance`).inputs.scheduling)).toEqual({
+      provisioningModel: "SPOT",
+      preemptible: true,
+      automaticRestart: false,
+      onHostMaintenance: "TERMINATE",
+      instanceTerminationAction: "STOP",
+    });
+  });
+
+  test("snapshotRetentionDays 0 creates no schedule", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" });
+    expect(byType(run, `${GCP}/resourcePolicy:ResourcePolicy`)).toHaveLength(0);
+    expect(
+      byType(run, `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment`),
+    ).toHaveLength(0);
+  });
+
+  test("deleteDataDiskOnDestroy lets destroy delete the disk", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:deleteDataDiskOnDestroy": "true" });
+    expect(one(run, `${GCP}/disk:Disk`).options.retainOnDelete).toBe(false);
+  });
+
+  test("a given deploy key is used instead of a generated one", async () => {
+    const key = "-----BEGIN OPENSSH PRIVATE KEY-----\ngiven\n-----END OPENSSH PRIVATE KEY-----";
+    const run = await runProgram(
+      { ...BASE_CONFIG, "agent-host:deployPrivateKey": key },
+      { secretKeys: ["agent-host:deployPrivateKey"] },
+    );
+    expect(byType(run, "tls:index/privateKey:PrivateKey")).toHaveLength(0);
+    expect(run.invokes).toContain("tls:index/getPublicKey:getPublicKey");
+    expect(
+      (unwrap(one(run, "command:remote:Command").inputs.connection) as Record<string, unknown>)
+        .privateKey,
+    ).toBe(key);
+  });
+
+  test("sshAuthorizedKeys join the deploy key on the admin user", async () => {
+    const person =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonPersonPersonPersonPersonPersonPerso alice@laptop";
+    const run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:sshAuthorizedKeys": JSON.stringify([person]),
+    });
+    const metadata = unwrap(one(run, `${GCP}/instance:Instance`).inputs.metadata) as Record<
+      string,
+      string
+    >;
+    const userData = parse(metadata["user-data"]);
+    expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY, person]);
+  });
+
+  test("a known-bad machine type warns but deploys", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:machineType": "m3-ultramem-32" });
+    expect(run.warnings).toEqual([
+      "machineType m3-ultramem-32 is not one the stack knows; agentCount is not checked against its memory (1.5 GiB per agent plus 2 GiB for the host is the budget).",
+    ]);
+    expect(byType(run, `${GCP}/instance:Instance`)).toHaveLength(1);
+  });
+
+  test("0.0.0.0/0 written explicitly deploys, with a warning", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:sshSourceRanges": '["0.0.0.0/0"]' });
+    expect(run.warnings).toEqual([
+      "sshSourceRanges includes 0.0.0.0/0: SSH on the VM is open to the whole internet (key-only logins still apply). Prefer your own range or IAP's 35.235.240.0/20.",
+    ]);
+    expect(unwrap(one(run, `${GCP}/firewall:Firewall`).inputs.sourceRanges)).toEqual(["0.0.0.0/0"]);
+  });
+});
+
+/** Inputs of every resource, keyed by type::name, secrets unwrapped. */
+function inputsByResource(run: ProgramRun): Map<string, unknown> {
+  return new Map(run.resources.map((r) => [`${r.type}::${r.name}`, unwrap(r.inputs)]));
+}
+
+function changedResources(a: ProgramRun, b: ProgramRun): string[] {
+  const left = inputsByResource(a);
+  const right = inputsByResource(b);
+  expect([...right.keys()].sort()).toEqual([...left.keys()].sort());
+  return [...left.keys()]
+    .filter((key) => JSON.stringify(left.get(key)) !== JSON.stringify(right.get(key)))
+    .sort();
+}
+
+/** The VM's inputs without user-data, which the VM ignores after creation (ignoreChanges). */
+function vmWithoutUserData(run: ProgramRun): unknown {
+  const inputs = unwrap(one(run, `${GCP}/instance:Instance`).inputs) as Record<string, any>;
+  const { "user-data": _userData, ...metadata } = inputs.metadata;
+  return { ...inputs, metadata };
+}
+
+describe("day-2 changes touch only the reconcile command", () => {
+  test("agentCount 10 → 12", async () => {
+    const ten = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "10" });
+    const twelve = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "12" });
+    const changed = changedResources(ten, twelve);
+    // The VM's desired user-data differs (it would boot a new VM with 12), but the VM ignores
+    // user-data changes: every other VM input is identical, so the VM is not updated.
+    expect(changed).toEqual([
+      "command:remote:Command::agent-host-reconcile",
+      `${GCP}/instance:Instance::agent-host-vm`,
+    ]);
+    expect(vmWithoutUserData(twelve)).toEqual(vmWithoutUserData(ten));
+    const cmd = one(twelve, "command:remote:Command");
+    expect(cmd.inputs.create).toContain("--agents 12 ");
+    expect(unwrap(cmd.inputs.stdin)).not.toEqual(
+      unwrap(one(ten, "command:remote:Command").inputs.stdin),
+    );
+  });
+
+  test("a changed host script", async () => {
+    const before = await runProgram({ ...BASE_CONFIG });
+    const original = files.readHostFiles;
+    const spy = jest
+      .spyOn(files, "readHostFiles")
+      .mockImplementation((root?: string) =>
+        original(root).map((f) =>
+          f.source === "host/agentctl" ? { ...f, content: `${f.content}\n# changed\n` } : f,
+        ),
+      );
+    try {
+      const after = await runProgram({ ...BASE_CONFIG });
+      expect(changedResources(before, after)).toEqual([
+        "command:remote:Command::agent-host-reconcile",
+        `${GCP}/instance:Instance::agent-host-vm`,
+      ]);
+      expect(vmWithoutUserData(after)).toEqual(vmWithoutUserData(before));
+      expect(one(after, "command:remote:Command").inputs.create).not.toEqual(
+        one(before, "command:remote:Command").inputs.create,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  test("nothing changes between two runs of the same config (deterministic)", async () => {
+    const a = await runProgram({ ...BASE_CONFIG });
+    const b = await runProgram({ ...BASE_CONFIG });
+    expect(changedResources(a, b)).toEqual([]);
+  });
+});
