@@ -11,7 +11,7 @@ const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const ACTIONLINT = path.join(ROOT, "scripts", "actionlint.sh");
 
 // The README's test command. `npm test` runs both jest projects; CI runs the "unit" project on
-// every pull request and the "boot" project in .ci/run (docs/ci-cd.md says why).
+// every pull request and the "boot" project in .ci/run (the README (CI/CD) says why).
 const README_TEST_COMMAND = "npm test";
 const CI_COMMANDS = [
   "npm ci",
@@ -233,7 +233,7 @@ describe("both workflows", () => {
     expect(authSteps).toHaveLength(1);
     expect(authSteps[0].uses).toBe("google-github-actions/auth@v2");
     // Previews run pull request code: they get a read-mostly service account; only the
-    // production environment may impersonate the deployer (docs/ci-cd.md binds each).
+    // production environment may impersonate the deployer (the README (CI/CD) binds each).
     expect(authSteps[0].with).toEqual({
       workload_identity_provider: "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
       service_account: `\${{ vars.${wf.serviceAccountVariable} }}`,
