@@ -75,6 +75,7 @@ export const DEFAULTS = {
   snapshotRetentionDays: 7,
   spot: false,
   deleteDataDiskOnDestroy: false,
+  extraPackages: [] as string[],
 } as const;
 
 export interface StackConfig {
@@ -107,7 +108,21 @@ export interface StackConfig {
   hasApiKey: boolean;
   /** Whether a deployPrivateKey secret is set (otherwise the stack generates one). */
   hasDeployKey: boolean;
+  /** The identity the agents commit with (both or neither). */
+  gitUserName?: string;
+  gitUserEmail?: string;
+  /** The team's repository; each agent's workspace is a checkout of it on branch agent-N. */
+  repository?: string;
+  /** Debian/Ubuntu packages installed for every agent, sorted, no duplicates. */
+  extraPackages: string[];
+  /** What the gitCredentials secret is (its value never enters StackConfig). */
+  gitCredentialsKind?: GitCredentialsKind;
+  /** host[:port] an HTTPS token is for (the repository's host, or github.com for a GitHub token). */
+  gitCredentialHost?: string;
 }
+
+/** A token for HTTPS remotes, or a private key for SSH remotes. */
+export type GitCredentialsKind = "token" | "ssh-key";
 
 /** A configuration the stack refuses. The message names the key, the value and the fix. */
 export class ConfigError extends Error {
@@ -141,6 +156,11 @@ const KNOWN_KEYS = [
   "spot",
   "deployPrivateKey",
   "deleteDataDiskOnDestroy",
+  "gitUserName",
+  "gitUserEmail",
+  "gitCredentials",
+  "repository",
+  "extraPackages",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
@@ -216,6 +236,12 @@ function parseStringList(
   return value as string[];
 }
 
+/** A string key's value, trimmed; undefined when unset or blank. */
+function optionalText(raw: string | undefined): string | undefined {
+  const text = raw?.trim();
+  return text ? text : undefined;
+}
+
 /** IPv4 CIDR with a prefix length; the network address must have no host bits set. */
 export function validateCidr(key: string, cidr: string): void {
   const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
@@ -268,6 +294,52 @@ export function validateSshPublicKey(key: string, value: string): void {
     );
   }
 }
+
+/** The forms of git remote the stack checks out: HTTPS, ssh:// and scp-like user@host:path. */
+export type RepositoryUrl = { scheme: "https" | "ssh"; host: string };
+
+const HOST_RE =
+  "[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*";
+const REPO_PATH_RE = "[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?";
+const HTTPS_URL_RE = new RegExp(`^https://(${HOST_RE}(?::\\d{1,5})?)/(${REPO_PATH_RE})$`);
+const SSH_URL_RE = new RegExp(
+  `^ssh://(?:[A-Za-z0-9][A-Za-z0-9._-]*@)?(${HOST_RE})(?::\\d{1,5})?/(${REPO_PATH_RE})$`,
+);
+const SCP_URL_RE = new RegExp(`^[A-Za-z0-9][A-Za-z0-9._-]*@(${HOST_RE}):(~?${REPO_PATH_RE})$`);
+const REPOSITORY_EXAMPLE = "https://github.com/acme/app.git";
+
+/**
+ * Parses the repository URL. The value ends up in host.conf (one line) and on git's command line
+ * as an argument, so only the characters a real remote needs are accepted.
+ */
+export function parseRepositoryUrl(key: string, value: string): RepositoryUrl {
+  const fix = `Use https://host/path(.git), ssh://[user@]host[:port]/path or user@host:path.git. Run: pulumi config set ${key} ${REPOSITORY_EXAMPLE}`;
+  if (/^https?:\/\/[^/]*@/.test(value)) {
+    throw new ConfigError(
+      `${key} must not carry credentials in the URL; got a URL with user info (not shown). Put the token in gitCredentials (pulumi config set --secret gitCredentials <token>) and run: pulumi config set ${key} <the URL without user@>`,
+    );
+  }
+  if (/^(http|git):\/\//.test(value)) {
+    throw new ConfigError(
+      `${key} must use https:// or SSH, not an unencrypted protocol; got ${show(value)}. ${fix}`,
+    );
+  }
+  const https = HTTPS_URL_RE.exec(value);
+  const ssh = SSH_URL_RE.exec(value) ?? SCP_URL_RE.exec(value);
+  const match = https ?? ssh;
+  if (match && !match[2].split("/").includes("..")) {
+    return { scheme: https ? "https" : "ssh", host: match[1] };
+  }
+  throw new ConfigError(`${key} must be a git URL; got ${show(value)}. ${fix}`);
+}
+
+/** Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric. */
+export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
+
+/** Token prefixes GitHub issues (classic, fine-grained, OAuth, user-to-server, server, refresh). */
+export const GITHUB_TOKEN_RE = /^(ghp_|github_pat_|gho_|ghu_|ghs_|ghr_)/;
+
+const PRIVATE_KEY_RE = /^-----BEGIN (OPENSSH |RSA |EC )?PRIVATE KEY-----/;
 
 const ZONE_RE = /^[a-z]+-[a-z]+[0-9]+-[a-z]$/;
 const MACHINE_TYPE_RE = /^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$/;
@@ -484,6 +556,100 @@ export function parseConfig(raw: RawConfig): ParseResult {
     );
   }
 
+  const gitUserName = optionalText(get("gitUserName"));
+  if (
+    gitUserName !== undefined &&
+    (/[\x00-\x1f\x7f<>]/.test(gitUserName) || gitUserName.length > 200)
+  ) {
+    throw new ConfigError(
+      `gitUserName must be a name on one line, without < or > (at most 200 characters); got ${show(gitUserName)}. Run: pulumi config set gitUserName "Acme Agents"`,
+    );
+  }
+  const gitUserEmail = optionalText(get("gitUserEmail"));
+  if (
+    gitUserEmail !== undefined &&
+    (!/^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(
+      gitUserEmail,
+    ) ||
+      gitUserEmail.length > 254)
+  ) {
+    throw new ConfigError(
+      `gitUserEmail must be an email address such as agents@acme.example; got ${show(gitUserEmail)}. Run: pulumi config set gitUserEmail agents@acme.example`,
+    );
+  }
+  if ((gitUserName === undefined) !== (gitUserEmail === undefined)) {
+    const missing = gitUserName === undefined ? "gitUserName" : "gitUserEmail";
+    throw new ConfigError(
+      `${missing} is not set but ${missing === "gitUserName" ? "gitUserEmail" : "gitUserName"} is; the agents' commits need both. Run: pulumi config set ${missing} ${missing === "gitUserName" ? '"Acme Agents"' : "agents@acme.example"}`,
+    );
+  }
+
+  const repository = optionalText(get("repository"));
+  const repositoryUrl =
+    repository === undefined ? undefined : parseRepositoryUrl("repository", repository);
+
+  const extraPackages = parseStringList(
+    "extraPackages",
+    get("extraPackages"),
+    "build-essential",
+  ) ?? [...DEFAULTS.extraPackages];
+  for (const name of extraPackages) {
+    if (!PACKAGE_NAME_RE.test(name)) {
+      throw new ConfigError(
+        `extraPackages has ${show(name)}, which is not a Debian/Ubuntu package name (lowercase letters, digits, + - . only; no spaces, versions or shell characters). Fix it with: pulumi config set --path 'extraPackages[${extraPackages.indexOf(name)}]' build-essential`,
+      );
+    }
+  }
+
+  // Never echo the value: only its shape is described.
+  const gitCredentials = get("gitCredentials");
+  let gitCredentialsKind: GitCredentialsKind | undefined;
+  let gitCredentialHost: string | undefined;
+  if (gitCredentials !== undefined && gitCredentials !== "") {
+    const setIt =
+      "Set it again with: pulumi config set --secret gitCredentials <token> (or < ~/.ssh/deploy-key for an SSH key)";
+    if (PRIVATE_KEY_RE.test(gitCredentials.trim())) {
+      if (!/-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----\s*$/.test(gitCredentials)) {
+        throw new ConfigError(
+          `gitCredentials starts like a private key but has no END line (cut off?). ${setIt}`,
+        );
+      }
+      gitCredentialsKind = "ssh-key";
+      if (repositoryUrl?.scheme === "https") {
+        throw new ConfigError(
+          `gitCredentials is an SSH private key but repository is an HTTPS URL (${show(repository as string)}). Use the repository's SSH URL (git@host:path.git), or put an HTTPS token in gitCredentials.`,
+        );
+      }
+    } else {
+      if (/\s/.test(gitCredentials)) {
+        throw new ConfigError(
+          `gitCredentials contains whitespace (a pasted newline, or a public key?); it must be a token, user:token, or an SSH private key. ${setIt}`,
+        );
+      }
+      if (!/^[\x21-\x7e]{8,2048}$/.test(gitCredentials)) {
+        throw new ConfigError(
+          `gitCredentials must be a token of 8 to 2048 printable characters, user:token, or an SSH private key. ${setIt}`,
+        );
+      }
+      gitCredentialsKind = "token";
+      const token = gitCredentials.slice(gitCredentials.indexOf(":") + 1);
+      if (repositoryUrl?.scheme === "ssh") {
+        throw new ConfigError(
+          `gitCredentials is a token but repository is an SSH URL (${show(repository as string)}). Use the repository's https:// URL, or put an SSH private key in gitCredentials.`,
+        );
+      }
+      if (repositoryUrl !== undefined) {
+        gitCredentialHost = repositoryUrl.host;
+      } else if (GITHUB_TOKEN_RE.test(token)) {
+        gitCredentialHost = "github.com";
+      } else {
+        throw new ConfigError(
+          `gitCredentials is a token that is not GitHub's, and repository is not set, so the host it is for is unknown (a token is only ever sent to that host). Run: pulumi config set repository ${REPOSITORY_EXAMPLE}`,
+        );
+      }
+    }
+  }
+
   for (const fullKey of Object.keys(raw)) {
     const [namespace, key] = fullKey.split(":", 2);
     if (namespace === "agent-host" && !(KNOWN_KEYS as readonly string[]).includes(key)) {
@@ -517,6 +683,12 @@ export function parseConfig(raw: RawConfig): ParseResult {
       deleteDataDiskOnDestroy,
       hasApiKey: apiKey !== undefined && apiKey !== "",
       hasDeployKey: deployKey !== undefined && deployKey !== "",
+      gitUserName,
+      gitUserEmail,
+      repository,
+      extraPackages: [...new Set(extraPackages)].sort(),
+      gitCredentialsKind,
+      gitCredentialHost,
     },
     warnings,
   };

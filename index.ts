@@ -19,7 +19,7 @@ import {
 } from "./config";
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
-const SECRET_KEYS = ["anthropicApiKey", "deployPrivateKey"] as const;
+const SECRET_KEYS = ["anthropicApiKey", "deployPrivateKey", "gitCredentials"] as const;
 
 // The SDK marks isConfigSecret @internal (absent from its typings) but exports it at run time;
 // it is how `config.getSecret` knows. Without it the plain-text check is skipped.
@@ -101,6 +101,7 @@ export = async () => {
   });
 
   const apiKey = raw["agent-host:anthropicApiKey"];
+  const gitCredentials = raw["agent-host:gitCredentials"];
   const fleet = new AgentFleet(
     "agent-host",
     {
@@ -112,6 +113,7 @@ export = async () => {
       hostConf: renderHostConf(hostSettingsFor(config, [])),
       adminAuthorizedKeys: adminKeys,
       apiKey: apiKey ? pulumi.secret(apiKey) : undefined,
+      gitCredentials: gitCredentials ? pulumi.secret(gitCredentials) : undefined,
     },
     { dependsOn: [host] },
   );

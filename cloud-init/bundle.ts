@@ -5,8 +5,9 @@
 //   conf <base64 host.conf>
 //   keys <base64 authorized_keys of the admin user>
 //   secret anthropic-api-key <base64 value | ->     ("-" removes the key: interactive /login)
+//   secret git-credentials <base64 value | ->       ("-" removes the agents' git credentials)
 //   end
-// Pure; the secret is only ever handled by the caller inside a secret Output.
+// Pure; the secrets are only ever handled by the caller inside a secret Output.
 import { createHash } from "crypto";
 import type { HostFileContent } from "./files";
 
@@ -37,8 +38,19 @@ export function publicBundleSha256(publicBundle: string): string {
   return createHash("sha256").update(publicBundle, "utf8").digest("hex");
 }
 
-/** The whole stdin: header, public part, the API key line, end marker. */
-export function renderBundle(publicBundle: string, apiKey: string | undefined): string {
-  const secretLine = `secret anthropic-api-key ${apiKey ? b64(apiKey) : "-"}`;
-  return `${BUNDLE_HEADER}\n${publicBundle}\n${secretLine}\nend\n`;
+/** The secrets the bundle carries; unset ones are sent as "-" (apply removes them). */
+export interface BundleSecrets {
+  apiKey?: string;
+  gitCredentials?: string;
+}
+
+/** The whole stdin: header, public part, one line per secret, end marker. */
+export function renderBundle(publicBundle: string, secrets: BundleSecrets = {}): string {
+  const line = (name: string, value: string | undefined) =>
+    `secret ${name} ${value ? b64(value) : "-"}`;
+  const secretLines = [
+    line("anthropic-api-key", secrets.apiKey),
+    line("git-credentials", secrets.gitCredentials),
+  ];
+  return `${BUNDLE_HEADER}\n${publicBundle}\n${secretLines.join("\n")}\nend\n`;
 }

@@ -28,6 +28,15 @@ export interface HostSettings {
   agentsMemoryMaxMb?: number;
   /** Public keys allowed to log in as the admin user (the deploy key first). */
   adminAuthorizedKeys: string[];
+  /** The agents' git identity (both or neither). */
+  gitUserName?: string;
+  gitUserEmail?: string;
+  /** The repository every agent's workspace is a worktree of. */
+  repository?: string;
+  /** host[:port] the HTTPS token in gitCredentials is for (its credential-store scope). */
+  gitCredentialHost?: string;
+  /** Debian/Ubuntu packages every agent gets. */
+  extraPackages: string[];
 }
 
 /**
@@ -54,6 +63,11 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
       : 200,
     agentsMemoryMaxMb: usableMb,
     adminAuthorizedKeys,
+    gitUserName: config.gitUserName,
+    gitUserEmail: config.gitUserEmail,
+    repository: config.repository,
+    gitCredentialHost: config.gitCredentialHost,
+    extraPackages: config.extraPackages,
   };
 }
 
@@ -73,6 +87,11 @@ export function renderHostConf(settings: HostSettings): string {
     ["AGENTS_MEMORY_MAX_MB", settings.agentsMemoryMaxMb],
     ["DATA_DEVICE", `/dev/disk/by-id/google-${DATA_DEVICE_NAME}`],
     ["API_KEY_FILE", API_KEY_PATH],
+    ["GIT_USER_NAME", settings.gitUserName],
+    ["GIT_USER_EMAIL", settings.gitUserEmail],
+    ["GIT_REPOSITORY", settings.repository],
+    ["GIT_CREDENTIAL_HOST", settings.gitCredentialHost],
+    ["EXTRA_PACKAGES", settings.extraPackages.join(" ") || undefined],
   ];
   const body = lines
     .filter(([, value]) => value !== undefined)

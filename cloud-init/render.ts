@@ -16,8 +16,8 @@ export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 
 const LIB = "/usr/local/lib/agent-host";
 
-/** Packages every host gets; the sources add theirs (see packagesFor). */
-const BASE_PACKAGES = ["ca-certificates", "curl", "git", "gnupg", "jq", "tmux"];
+/** Packages every host gets; the sources add theirs (see packagesFor). gh: the GitHub CLI. */
+const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "tmux"];
 
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
@@ -25,7 +25,9 @@ export function packagesFor(settings: HostSettings): string[] {
   if (settings.dockerSource === "distro") packages.push("docker.io");
   // The npm package's `claude` is a native binary; distro Node only runs its postinstall.
   if (settings.claudeCodeSource === "npm") packages.push("nodejs", "npm");
-  return packages.sort();
+  // The team's toolchain; apply installs the ones missing on every deploy as well.
+  packages.push(...settings.extraPackages);
+  return [...new Set(packages)].sort();
 }
 
 /**

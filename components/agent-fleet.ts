@@ -29,6 +29,12 @@ export interface AgentFleetArgs {
    */
   apiKey?: pulumi.Input<string>;
   /**
+   * HTTPS token or SSH private key for the agents' git; travels only on stdin, lands readable by
+   * the agent user only (through git).
+   * @default undefined — the agents have no git credentials (public repositories only).
+   */
+  gitCredentials?: pulumi.Input<string>;
+  /**
    * Dial attempts while the VM boots (sshd not up yet), each up to perDialTimeout seconds.
    * @default 60 (with 15 s each: up to 15 minutes for a first boot)
    */
@@ -54,14 +60,16 @@ export class AgentFleet extends pulumi.ComponentResource {
     const apply = pulumi
       .all([args.instanceId, publicBundle])
       .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));
-    // Secret whenever a key is configured; the public part alone otherwise.
+    // Secret whenever a secret is configured; the public part alone otherwise.
     const stdin =
-      args.apiKey === undefined
-        ? publicBundle.apply((bundle) => renderBundle(bundle, undefined))
+      args.apiKey === undefined && args.gitCredentials === undefined
+        ? publicBundle.apply((bundle) => renderBundle(bundle))
         : pulumi.secret(
             pulumi
-              .all([publicBundle, args.apiKey])
-              .apply(([bundle, key]) => renderBundle(bundle, key)),
+              .all([publicBundle, args.apiKey, args.gitCredentials])
+              .apply(([bundle, apiKey, gitCredentials]) =>
+                renderBundle(bundle, { apiKey, gitCredentials }),
+              ),
           );
 
     this.reconcile = new command.remote.Command(

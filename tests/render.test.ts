@@ -129,6 +129,7 @@ describe("what the user-data sets up", () => {
     expect(doc.packages).toEqual([
       "ca-certificates",
       "curl",
+      "gh",
       "git",
       "gnupg",
       "jq",
@@ -140,7 +141,58 @@ describe("what the user-data sets up", () => {
       parse(
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
       ).packages,
-    ).toEqual(["ca-certificates", "curl", "docker.io", "git", "gnupg", "jq", "tmux"]);
+    ).toEqual(["ca-certificates", "curl", "docker.io", "gh", "git", "gnupg", "jq", "tmux"]);
+  });
+
+  test("extraPackages join the packages, once each", () => {
+    expect(
+      parse(
+        render({
+          "agent-host:claudeCodeSource": "native",
+          "agent-host:dockerSource": "distro",
+          "agent-host:extraPackages": JSON.stringify([
+            "ripgrep",
+            "build-essential",
+            "jq",
+            "ripgrep",
+          ]),
+        }),
+      ).packages,
+    ).toEqual([
+      "build-essential",
+      "ca-certificates",
+      "curl",
+      "docker.io",
+      "gh",
+      "git",
+      "gnupg",
+      "jq",
+      "ripgrep",
+      "tmux",
+    ]);
+  });
+
+  test("host.conf carries the git identity, repository, token host and packages, never the secret", () => {
+    const canary = "ghp_CANARYrender0123456789abcdef";
+    const { config } = parseConfig({
+      ...BASE_CONFIG,
+      "agent-host:gitUserName": "Acme Agents",
+      "agent-host:gitUserEmail": "agents@acme.example",
+      "agent-host:repository": "https://git.acme.example:8443/team/app.git",
+      "agent-host:gitCredentials": canary,
+      "agent-host:extraPackages": JSON.stringify(["ripgrep", "build-essential"]),
+    });
+    const conf = renderHostConf(hostSettingsFor(config, []));
+    expect(conf.split("\n").slice(-6)).toEqual([
+      "GIT_USER_NAME=Acme Agents",
+      "GIT_USER_EMAIL=agents@acme.example",
+      "GIT_REPOSITORY=https://git.acme.example:8443/team/app.git",
+      "GIT_CREDENTIAL_HOST=git.acme.example:8443",
+      "EXTRA_PACKAGES=build-essential ripgrep",
+      "",
+    ]);
+    expect(JSON.stringify(config)).not.toContain(canary);
+    expect(renderUserData(hostSettingsFor(config, [DEPLOY_KEY]))).not.toContain(canary);
   });
 
   test("host.conf sizes the agents from the machine", () => {
