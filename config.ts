@@ -559,7 +559,8 @@ export function parseConfig(raw: RawConfig): ParseResult {
   const gitUserName = optionalText(get("gitUserName"));
   if (
     gitUserName !== undefined &&
-    (/[\x00-\x1f\x7f<>]/.test(gitUserName) || gitUserName.length > 200)
+    // No control characters (a newline would add a host.conf line); git strips < and >.
+    (/[\p{Cc}<>]/u.test(gitUserName) || gitUserName.length > 200)
   ) {
     throw new ConfigError(
       `gitUserName must be a name on one line, without < or > (at most 200 characters); got ${show(gitUserName)}. Run: pulumi config set gitUserName "Acme Agents"`,
