@@ -1,0 +1,470 @@
+// The rules of the agent-host policy pack as pure functions: a resource's type and inputs (plus
+// the few settings a person states on purpose) in, violation messages out. No Pulumi import, so
+// tests call them directly and policy/index.ts only adapts them to @pulumi/policy.
+import { gunzipSync } from "zlib";
+
+/** Resource inputs as the policy framework hands them over: plain JSON, secrets unwrapped. */
+export type Inputs = Readonly<Record<string, unknown>>;
+
+/** What a person stated on purpose; everything else is checked without exceptions. */
+export interface RuleSettings {
+  /** Policy config `allowWorldSsh: true` on ssh-not-open-to-world: SSH from 0.0.0.0/0 is intended. */
+  allowWorldSsh: boolean;
+  /** The stack config sets `snapshotRetentionDays` to 0: the data disk runs without snapshots. */
+  snapshotsOff: boolean;
+}
+
+export const STRICT: RuleSettings = { allowWorldSsh: false, snapshotsOff: false };
+
+export const FIREWALL = "gcp:compute/firewall:Firewall";
+export const INSTANCE = "gcp:compute/instance:Instance";
+export const INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate";
+export const DISK = "gcp:compute/disk:Disk";
+export const RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy";
+export const DISK_POLICY_ATTACHMENT =
+  "gcp:compute/diskResourcePolicyAttachment:DiskResourcePolicyAttachment";
+
+/** Types that carry a VM's settings (same input names on a VM and on a template). */
+const VM_TYPES = [INSTANCE, INSTANCE_TEMPLATE];
+
+/** The policy config file a person writes to allow SSH from the whole internet on purpose. */
+export const ALLOW_WORLD_SSH_HINT =
+  'set allowWorldSsh: true for ssh-not-open-to-world in a policy config file and pass it with --policy-pack-config (e.g. {"ssh-not-open-to-world": {"allowWorldSsh": true}})';
+
+/**
+ * Derives the settings from the stack's configuration (`agent-host:<key>` → raw string, as
+ * `pulumi.runtime.allConfig()` gives it) and the ssh-not-open-to-world policy's config.
+ */
+export function settingsFrom(
+  stackConfig: Readonly<Record<string, string | undefined>>,
+  sshPolicyConfig: { allowWorldSsh?: unknown } = {},
+): RuleSettings {
+  const retention = stackConfig["agent-host:snapshotRetentionDays"]?.trim();
+  return {
+    allowWorldSsh: sshPolicyConfig.allowWorldSsh === true,
+    snapshotsOff: retention !== undefined && /^0+$/.test(retention),
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+}
+
+function metadataOf(inputs: Inputs): Record<string, unknown> {
+  return isObject(inputs.metadata) ? inputs.metadata : {};
+}
+
+const show = (value: unknown) => JSON.stringify(value);
+
+// ---------------------------------------------------------------------------------------------
+// ssh-not-open-to-world
+
+/** Parses an IPv4 CIDR (a bare address is /32) into its first address and size; undefined if not IPv4. */
+function ipv4Range(cidr: string): { start: number; size: number } | undefined {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(cidr.trim());
+  if (!match) return undefined;
+  const octets = match.slice(1, 5).map(Number);
+  const prefix = match[5] === undefined ? 32 : Number(match[5]);
+  if (octets.some((o) => o > 255) || prefix > 32) return undefined;
+  const address = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const size = 2 ** (32 - prefix);
+  // GCE keeps only the network part: 1.2.3.4/0 is 0.0.0.0/0.
+  return { start: Math.floor(address / size) * size, size };
+}
+
+/** True when the ranges together cover every IPv4 address, or one is an IPv6 /0. */
+export function coversWholeInternet(ranges: readonly string[]): boolean {
+  if (ranges.some((r) => /^[0-9a-f:]*:[0-9a-f:]*\/0+$/i.test(r.trim()))) return true;
+  const intervals = ranges
+    .map(ipv4Range)
+    .filter((r): r is { start: number; size: number } => r !== undefined)
+    .sort((a, b) => a.start - b.start);
+  let covered = 0;
+  for (const { start, size } of intervals) {
+    if (start > covered) return false;
+    covered = Math.max(covered, start + size);
+  }
+  return covered >= 2 ** 32;
+}
+
+/** Whether one `allows` entry opens tcp:22 (named, in a range, or as "all ports"). */
+function allowsSsh(allow: unknown): boolean {
+  if (!isObject(allow)) return false;
+  const protocol = String(allow.protocol ?? "").toLowerCase();
+  if (protocol !== "tcp" && protocol !== "all" && protocol !== "6") return false;
+  const ports = stringList(allow.ports);
+  if (ports.length === 0) return true;
+  return ports.some((spec) => {
+    const range = /^(\d+)(?:-(\d+))?$/.exec(spec.trim());
+    if (!range) return false;
+    const low = Number(range[1]);
+    const high = range[2] === undefined ? low : Number(range[2]);
+    return low <= 22 && 22 <= high;
+  });
+}
+
+export function sshNotOpenToWorld(
+  type: string,
+  inputs: Inputs,
+  settings: RuleSettings = STRICT,
+): string[] {
+  if (type !== FIREWALL || settings.allowWorldSsh) return [];
+  if (String(inputs.direction ?? "INGRESS").toUpperCase() !== "INGRESS") return [];
+  if (inputs.disabled === true) return [];
+  const allows = Array.isArray(inputs.allows) ? inputs.allows : [];
+  if (!allows.some(allowsSsh)) return [];
+  const ranges = stringList(inputs.sourceRanges);
+  const fix = `Restrict sourceRanges to named networks (your address as /32, or IAP's 35.235.240.0/20: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32), or, if the whole internet is intended, ${ALLOW_WORLD_SSH_HINT}.`;
+  if (ranges.length === 0) {
+    if (stringList(inputs.sourceTags).length > 0) return [];
+    if (stringList(inputs.sourceServiceAccounts).length > 0) return [];
+    return [
+      `Firewall allows SSH (tcp:22) from the whole internet: it has no sourceRanges, sourceTags or sourceServiceAccounts, so GCE uses 0.0.0.0/0. ${fix}`,
+    ];
+  }
+  if (!coversWholeInternet(ranges)) return [];
+  return [
+    `Firewall allows SSH (tcp:22) from the whole internet: sourceRanges ${show(ranges)}. ${fix}`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// shielded-vm
+
+export function shieldedVm(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const config = isObject(inputs.shieldedInstanceConfig) ? inputs.shieldedInstanceConfig : {};
+  const off = ["enableSecureBoot", "enableVtpm", "enableIntegrityMonitoring"].filter(
+    (key) => config[key] !== true,
+  );
+  if (off.length === 0) return [];
+  return [
+    `Shielded VM is not fully on: shieldedInstanceConfig.${off.join(", ")} must be true (got ${off
+      .map((key) => `${key}=${show(config[key] ?? null)}`)
+      .join(
+        ", ",
+      )}). Set shieldedInstanceConfig { enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true } on a Shielded VM image (Ubuntu's GCE images are).`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// no-default-service-account, no-broad-scopes
+
+const DEFAULT_COMPUTE_SA = /^\d+-compute@developer\.gserviceaccount\.com$/;
+
+export function noDefaultServiceAccount(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const fix =
+    "Create a dedicated service account (gcp.serviceaccount.Account) with only the roles the VM needs and set serviceAccount.email to it.";
+  if (!isObject(inputs.serviceAccount)) {
+    return [
+      `The VM has no serviceAccount block, so nothing pins its identity (the console and gcloud attach the default compute service account). ${fix}`,
+    ];
+  }
+  const email = inputs.serviceAccount.email;
+  if (typeof email !== "string" || email.trim() === "") {
+    return [
+      `serviceAccount.email is not set, so GCE uses the project's default compute service account (Editor on the project by default). ${fix}`,
+    ];
+  }
+  if (DEFAULT_COMPUTE_SA.test(email.trim())) {
+    return [
+      `serviceAccount.email is the default compute service account ${show(email)} (Editor on the project by default). ${fix}`,
+    ];
+  }
+  return [];
+}
+
+/** Short name of a scope: the URL's last part, with gcloud's aliases resolved. */
+function scopeName(scope: string): string {
+  const short = scope.trim().replace(/^https:\/\/www\.googleapis\.com\/auth\//, "");
+  const aliases: Record<string, string> = {
+    "compute-rw": "compute",
+    "storage-full": "devstorage.full_control",
+    "storage-rw": "devstorage.read_write",
+    "sql-admin": "sqlservice.admin",
+  };
+  return aliases[short] ?? short;
+}
+
+/** Scopes that reach far beyond writing logs and metrics. */
+const BROAD_SCOPES = new Set([
+  "cloud-platform",
+  "cloud-platform.read-only",
+  "compute",
+  "devstorage.full_control",
+  "devstorage.read_write",
+  "iam",
+  "sqlservice.admin",
+  "source.full_control",
+  "source.read_write",
+]);
+
+export function noBroadScopes(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type) || !isObject(inputs.serviceAccount)) return [];
+  const broad = stringList(inputs.serviceAccount.scopes).filter((scope) => {
+    const name = scopeName(scope);
+    return BROAD_SCOPES.has(name) || /full_control$|\.admin$/.test(name);
+  });
+  if (broad.length === 0) return [];
+  return [
+    `serviceAccount.scopes include broad scopes ${show(broad)}: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// block-project-ssh-keys, serial-port-off, no-startup-script, no-ip-forwarding
+
+export function blockProjectSshKeys(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const value = metadataOf(inputs)["block-project-ssh-keys"];
+  if (String(value ?? "").toLowerCase() === "true") return [];
+  return [
+    `metadata["block-project-ssh-keys"] must be "TRUE" (got ${show(value ?? null)}): otherwise every project-wide SSH key logs in to this VM. Set metadata { "block-project-ssh-keys": "TRUE" }.`,
+  ];
+}
+
+export function serialPortOff(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const metadata = metadataOf(inputs);
+  if (!("serial-port-enable" in metadata)) return [];
+  const value = metadata["serial-port-enable"];
+  if (["false", "0"].includes(String(value ?? "").toLowerCase())) return [];
+  return [
+    `metadata["serial-port-enable"] is ${show(value ?? null)}: the interactive serial console bypasses the firewall and SSH keys. Remove the key or set it to "FALSE".`,
+  ];
+}
+
+export function noStartupScript(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const found: string[] = [];
+  if (typeof inputs.metadataStartupScript === "string" && inputs.metadataStartupScript !== "") {
+    found.push("metadataStartupScript");
+  }
+  const metadata = metadataOf(inputs);
+  for (const key of ["startup-script", "startup-script-url"]) {
+    if (key in metadata) found.push(`metadata["${key}"]`);
+  }
+  if (found.length === 0) return [];
+  return [
+    `${found.join(" and ")} set: a startup script runs as root on every boot, and metadataStartupScript replaces the VM on any change. Provision through cloud-init (metadata["user-data"]) and make day-2 changes through the reconcile command.`,
+  ];
+}
+
+export function noIpForwarding(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  if (inputs.canIpForward === undefined || inputs.canIpForward === false) return [];
+  return [
+    `canIpForward is ${show(inputs.canIpForward)}: the VM could route traffic for other addresses. Set canIpForward: false.`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// no-secrets-in-metadata
+
+/** Shapes of secrets; each message describes the shape, never the text found. */
+export const SECRET_SHAPES: readonly { label: string; pattern: RegExp }[] = [
+  { label: "an Anthropic API key or OAuth token (sk-ant-…)", pattern: /sk-ant-[A-Za-z0-9_-]{20,}/ },
+  {
+    label: "a private key (-----BEGIN … PRIVATE KEY-----)",
+    pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/,
+  },
+  { label: "an AWS access key ID (AKIA…)", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
+  { label: "a Google API key (AIza…)", pattern: /\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])/ },
+  {
+    label: "a Google service account key (JSON with private_key)",
+    pattern: /"type"\s*:\s*"service_account"[\s\S]*"private_key"/,
+  },
+  {
+    label: "a GitHub token (ghp_…, github_pat_…)",
+    pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/,
+  },
+];
+
+/** The labels of the secret shapes found in `text`. */
+export function secretShapesIn(text: string): string[] {
+  return SECRET_SHAPES.filter(({ pattern }) => pattern.test(text)).map(({ label }) => label);
+}
+
+/** user-data as cloud-init reads it: decoded when `user-data-encoding: base64`, gunzipped if gzip. */
+function decodedUserData(value: string): string | undefined {
+  try {
+    const bytes = Buffer.from(value, "base64");
+    const plain = bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes;
+    return plain.toString("utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function noSecretsInMetadata(type: string, inputs: Inputs): string[] {
+  if (!VM_TYPES.includes(type)) return [];
+  const metadata = metadataOf(inputs);
+  const texts: [where: string, text: string][] = [];
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== "string") continue;
+    texts.push([`metadata[${show(key)}]`, value]);
+    if (key === "user-data" && String(metadata["user-data-encoding"]).toLowerCase() === "base64") {
+      const decoded = decodedUserData(value);
+      if (decoded !== undefined) texts.push([`metadata["user-data"] (decoded)`, decoded]);
+    }
+  }
+  if (typeof inputs.metadataStartupScript === "string") {
+    texts.push(["metadataStartupScript", inputs.metadataStartupScript]);
+  }
+  const messages: string[] = [];
+  for (const [where, text] of texts) {
+    for (const label of secretShapesIn(text)) {
+      messages.push(
+        `${where} holds text shaped like ${label}. Instance metadata is plain text to anyone who can view the VM and to every process on it (the metadata server); ship secrets on the reconcile command's stdin from secret config (pulumi config set --secret …) instead, and rotate this one.`,
+      );
+    }
+  }
+  return messages;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resource rules, named as the policy pack names them.
+
+export interface ResourceRule {
+  name: string;
+  description: string;
+  check(type: string, inputs: Inputs, settings: RuleSettings): string[];
+}
+
+export const RESOURCE_RULES: readonly ResourceRule[] = [
+  {
+    name: "ssh-not-open-to-world",
+    description:
+      "No firewall rule opens SSH (tcp:22, or all ports) to 0.0.0.0/0 unless allowWorldSsh is set in the policy config.",
+    check: sshNotOpenToWorld,
+  },
+  {
+    name: "shielded-vm",
+    description: "The VM is a Shielded VM: secure boot, vTPM and integrity monitoring on.",
+    check: shieldedVm,
+  },
+  {
+    name: "no-default-service-account",
+    description: "The VM runs as a dedicated service account, not the default compute one.",
+    check: noDefaultServiceAccount,
+  },
+  {
+    name: "no-broad-scopes",
+    description: "The VM's service account has no broad OAuth scopes (cloud-platform, compute, …).",
+    check: noBroadScopes,
+  },
+  {
+    name: "block-project-ssh-keys",
+    description: "Project-wide SSH keys cannot log in to the VM.",
+    check: blockProjectSshKeys,
+  },
+  {
+    name: "serial-port-off",
+    description: "The interactive serial console is off.",
+    check: serialPortOff,
+  },
+  {
+    name: "no-startup-script",
+    description: "No metadataStartupScript and no startup-script metadata: cloud-init provisions.",
+    check: noStartupScript,
+  },
+  {
+    name: "no-ip-forwarding",
+    description: "The VM does not forward IP traffic (canIpForward false).",
+    check: noIpForwarding,
+  },
+  {
+    name: "no-secrets-in-metadata",
+    description:
+      "No secret-looking text (API keys, private keys, cloud credentials) in instance metadata.",
+    check: noSecretsInMetadata,
+  },
+];
+
+/** Every resource rule's violations for one resource, tagged with the rule's name. */
+export function checkResource(
+  type: string,
+  inputs: Inputs,
+  settings: RuleSettings = STRICT,
+): { policy: string; message: string }[] {
+  return RESOURCE_RULES.flatMap((rule) =>
+    rule.check(type, inputs, settings).map((message) => ({ policy: rule.name, message })),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// data-disk-snapshots (a stack rule: it relates disks, attachments and resource policies)
+
+export interface StackResource {
+  type: string;
+  /** Inputs (or, in a stack validation, outputs): plain JSON. */
+  props: Inputs;
+  urn?: string;
+}
+
+export const DATA_DISK_SNAPSHOTS = {
+  name: "data-disk-snapshots",
+  description:
+    "Every disk that is not a boot disk has a snapshot schedule attached, unless the stack config sets snapshotRetentionDays to 0.",
+};
+
+/** The last path segment: a disk or policy given as a name, a partial or a full self link. */
+const lastSegment = (value: unknown) =>
+  typeof value === "string" ? value.replace(/^.*\//, "") : "";
+
+export function dataDiskSnapshots(
+  resources: readonly StackResource[],
+  settings: RuleSettings = STRICT,
+): { urn?: string; message: string }[] {
+  if (settings.snapshotsOff) return [];
+  const bootDisks = new Set(
+    resources
+      .filter((r) => VM_TYPES.includes(r.type) && isObject(r.props.bootDisk))
+      .map((r) => lastSegment((r.props.bootDisk as Record<string, unknown>).source))
+      .filter((name) => name !== ""),
+  );
+  const attachments = resources.filter((r) => r.type === DISK_POLICY_ATTACHMENT);
+  const policies = new Map(
+    resources
+      .filter((r) => r.type === RESOURCE_POLICY)
+      .map((r) => [lastSegment(r.props.name), r.props] as const),
+  );
+  const violations: { urn?: string; message: string }[] = [];
+  for (const disk of resources.filter((r) => r.type === DISK)) {
+    const name = lastSegment(disk.props.name);
+    // A disk made from an image, or booted from, is a boot disk: it holds no workspaces.
+    if (typeof disk.props.image === "string" || bootDisks.has(name)) continue;
+    const label = name ? `Disk ${show(name)}` : "A disk";
+    const attached = attachments.filter(
+      (a) =>
+        lastSegment(a.props.disk) === name &&
+        (a.props.zone === undefined ||
+          disk.props.zone === undefined ||
+          a.props.zone === disk.props.zone),
+    );
+    if (attached.length === 0) {
+      violations.push({
+        urn: disk.urn,
+        message: `${label} (not a boot disk) has no snapshot schedule: no DiskResourcePolicyAttachment names it, so a deleted or corrupted disk loses every workspace. Attach a compute.ResourcePolicy with a snapshotSchedulePolicy (pulumi config set snapshotRetentionDays 7), or set snapshotRetentionDays to 0 in the stack config to run without snapshots on purpose.`,
+      });
+      continue;
+    }
+    const withoutSchedule = attached
+      .map((a) => lastSegment(a.props.name))
+      .filter(
+        (policy) => policies.has(policy) && !isObject(policies.get(policy)?.snapshotSchedulePolicy),
+      );
+    if (withoutSchedule.length === attached.length) {
+      violations.push({
+        urn: disk.urn,
+        message: `${label} is attached only to resource policies without a snapshotSchedulePolicy (${show(withoutSchedule)}). Give the policy a snapshotSchedulePolicy.`,
+      });
+    }
+  }
+  return violations;
+}

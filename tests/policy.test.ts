@@ -1,0 +1,658 @@
+// The policy pack's rules, called directly: for each, one compliant and one violating resource with
+// the exact message; then the stack's own resources (evaluated under mocks) against every rule.
+import {
+  ALLOW_WORLD_SSH_HINT,
+  DISK,
+  DISK_POLICY_ATTACHMENT,
+  FIREWALL,
+  INSTANCE,
+  RESOURCE_POLICY,
+  RESOURCE_RULES,
+  STRICT,
+  blockProjectSshKeys,
+  checkResource,
+  coversWholeInternet,
+  dataDiskSnapshots,
+  noBroadScopes,
+  noDefaultServiceAccount,
+  noIpForwarding,
+  noSecretsInMetadata,
+  noStartupScript,
+  serialPortOff,
+  settingsFrom,
+  shieldedVm,
+  sshNotOpenToWorld,
+  type RuleSettings,
+  type StackResource,
+} from "../policy/rules";
+import { spawn, type ChildProcess } from "child_process";
+import * as path from "path";
+import { gzipSync } from "zlib";
+import { BASE_CONFIG, runProgram, unwrap, type ProgramRun } from "./harness";
+
+jest.setTimeout(60_000);
+
+const SA = "ah-dev@acme-agents.iam.gserviceaccount.com";
+const SCOPES = [
+  "https://www.googleapis.com/auth/logging.write",
+  "https://www.googleapis.com/auth/monitoring.write",
+];
+/** A compliant VM, as the stack builds it; each test changes one thing. */
+const VM = {
+  name: "agent-host-dev",
+  bootDisk: { initializeParams: { image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64" } },
+  serviceAccount: { email: SA, scopes: SCOPES },
+  shieldedInstanceConfig: {
+    enableSecureBoot: true,
+    enableVtpm: true,
+    enableIntegrityMonitoring: true,
+  },
+  canIpForward: false,
+  metadata: {
+    "user-data": "#cloud-config\npackages: [tmux]\n",
+    "block-project-ssh-keys": "TRUE",
+    "serial-port-enable": "FALSE",
+  },
+};
+const FW = {
+  direction: "INGRESS",
+  allows: [{ protocol: "tcp", ports: ["22"] }],
+  sourceRanges: ["203.0.113.7/32", "35.235.240.0/20"],
+  targetServiceAccounts: [SA],
+};
+const withMetadata = (extra: Record<string, unknown>) => ({
+  ...VM,
+  metadata: { ...VM.metadata, ...extra },
+});
+
+const SSH_FIX = `Restrict sourceRanges to named networks (your address as /32, or IAP's 35.235.240.0/20: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32), or, if the whole internet is intended, ${ALLOW_WORLD_SSH_HINT}.`;
+const ALLOW: RuleSettings = { ...STRICT, allowWorldSsh: true };
+
+describe("ssh-not-open-to-world", () => {
+  test("compliant: tcp:22 from named ranges", () => {
+    expect(sshNotOpenToWorld(FIREWALL, FW)).toEqual([]);
+  });
+
+  test("violating: tcp:22 from 0.0.0.0/0", () => {
+    expect(sshNotOpenToWorld(FIREWALL, { ...FW, sourceRanges: ["0.0.0.0/0"] })).toEqual([
+      `Firewall allows SSH (tcp:22) from the whole internet: sourceRanges ["0.0.0.0/0"]. ${SSH_FIX}`,
+    ]);
+  });
+
+  test("the explicit allowance lets 0.0.0.0/0 through", () => {
+    expect(sshNotOpenToWorld(FIREWALL, { ...FW, sourceRanges: ["0.0.0.0/0"] }, ALLOW)).toEqual([]);
+  });
+
+  test.each([
+    ["all protocols, no ports", [{ protocol: "all" }]],
+    ["tcp with no ports (every port)", [{ protocol: "tcp" }]],
+    ["a port range containing 22", [{ protocol: "tcp", ports: ["1-1024"] }]],
+    ["protocol number 6", [{ protocol: "6", ports: ["22"] }]],
+  ])("violating: %s from ::/0", (_label, allows) => {
+    expect(sshNotOpenToWorld(FIREWALL, { ...FW, allows, sourceRanges: ["::/0"] })).toHaveLength(1);
+  });
+
+  test("violating: ranges that together cover the internet", () => {
+    const ranges = ["0.0.0.0/1", "128.0.0.0/1"];
+    expect(sshNotOpenToWorld(FIREWALL, { ...FW, sourceRanges: ranges })).toEqual([
+      `Firewall allows SSH (tcp:22) from the whole internet: sourceRanges ["0.0.0.0/1","128.0.0.0/1"]. ${SSH_FIX}`,
+    ]);
+  });
+
+  test("violating: no source at all (GCE then uses 0.0.0.0/0)", () => {
+    const { sourceRanges: _ranges, ...noSource } = FW;
+    expect(sshNotOpenToWorld(FIREWALL, noSource)).toEqual([
+      `Firewall allows SSH (tcp:22) from the whole internet: it has no sourceRanges, sourceTags or sourceServiceAccounts, so GCE uses 0.0.0.0/0. ${SSH_FIX}`,
+    ]);
+  });
+
+  test("not SSH, egress, or disabled: compliant even from 0.0.0.0/0", () => {
+    const world = { ...FW, sourceRanges: ["0.0.0.0/0"] };
+    expect(
+      sshNotOpenToWorld(FIREWALL, { ...world, allows: [{ protocol: "tcp", ports: ["443"] }] }),
+    ).toEqual([]);
+    expect(sshNotOpenToWorld(FIREWALL, { ...world, allows: [{ protocol: "udp" }] })).toEqual([]);
+    expect(sshNotOpenToWorld(FIREWALL, { ...world, direction: "EGRESS" })).toEqual([]);
+    expect(sshNotOpenToWorld(FIREWALL, { ...world, disabled: true })).toEqual([]);
+    expect(sshNotOpenToWorld(INSTANCE, world)).toEqual([]);
+  });
+
+  test("coverage: gaps and host bits", () => {
+    expect(coversWholeInternet(["0.0.0.0/1", "128.0.0.0/2"])).toBe(false);
+    expect(coversWholeInternet(["10.1.2.3/0"])).toBe(true);
+    expect(coversWholeInternet(["35.235.240.0/20"])).toBe(false);
+  });
+});
+
+describe("shielded-vm", () => {
+  test("compliant: all three on", () => {
+    expect(shieldedVm(INSTANCE, VM)).toEqual([]);
+  });
+
+  test("violating: secure boot off, vTPM unset", () => {
+    expect(
+      shieldedVm(INSTANCE, {
+        ...VM,
+        shieldedInstanceConfig: { enableSecureBoot: false, enableIntegrityMonitoring: true },
+      }),
+    ).toEqual([
+      "Shielded VM is not fully on: shieldedInstanceConfig.enableSecureBoot, enableVtpm must be true (got enableSecureBoot=false, enableVtpm=null). Set shieldedInstanceConfig { enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true } on a Shielded VM image (Ubuntu's GCE images are).",
+    ]);
+  });
+
+  test("violating: no shieldedInstanceConfig at all", () => {
+    const { shieldedInstanceConfig: _s, ...bare } = VM;
+    expect(shieldedVm(INSTANCE, bare)).toHaveLength(1);
+  });
+});
+
+describe("no-default-service-account", () => {
+  const FIX =
+    "Create a dedicated service account (gcp.serviceaccount.Account) with only the roles the VM needs and set serviceAccount.email to it.";
+
+  test("compliant: a dedicated account", () => {
+    expect(noDefaultServiceAccount(INSTANCE, VM)).toEqual([]);
+  });
+
+  test("violating: the default compute service account", () => {
+    expect(
+      noDefaultServiceAccount(INSTANCE, {
+        ...VM,
+        serviceAccount: {
+          email: "123456789012-compute@developer.gserviceaccount.com",
+          scopes: SCOPES,
+        },
+      }),
+    ).toEqual([
+      `serviceAccount.email is the default compute service account "123456789012-compute@developer.gserviceaccount.com" (Editor on the project by default). ${FIX}`,
+    ]);
+  });
+
+  test("violating: no email (GCE picks the default one)", () => {
+    expect(
+      noDefaultServiceAccount(INSTANCE, { ...VM, serviceAccount: { scopes: SCOPES } }),
+    ).toEqual([
+      `serviceAccount.email is not set, so GCE uses the project's default compute service account (Editor on the project by default). ${FIX}`,
+    ]);
+  });
+
+  test("violating: no serviceAccount block", () => {
+    const { serviceAccount: _sa, ...bare } = VM;
+    expect(noDefaultServiceAccount(INSTANCE, bare)).toEqual([
+      `The VM has no serviceAccount block, so nothing pins its identity (the console and gcloud attach the default compute service account). ${FIX}`,
+    ]);
+  });
+});
+
+describe("no-broad-scopes", () => {
+  test("compliant: logging and monitoring writers", () => {
+    expect(noBroadScopes(INSTANCE, VM)).toEqual([]);
+  });
+
+  test("violating: cloud-platform, compute-rw, storage-full", () => {
+    expect(
+      noBroadScopes(INSTANCE, {
+        ...VM,
+        serviceAccount: {
+          email: SA,
+          scopes: [
+            ...SCOPES,
+            "https://www.googleapis.com/auth/cloud-platform",
+            "compute-rw",
+            "storage-full",
+          ],
+        },
+      }),
+    ).toEqual([
+      'serviceAccount.scopes include broad scopes ["https://www.googleapis.com/auth/cloud-platform","compute-rw","storage-full"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.',
+    ]);
+  });
+});
+
+describe("block-project-ssh-keys", () => {
+  test.each(["TRUE", "true"])("compliant: %s", (value) => {
+    expect(
+      blockProjectSshKeys(INSTANCE, withMetadata({ "block-project-ssh-keys": value })),
+    ).toEqual([]);
+  });
+
+  test("violating: FALSE", () => {
+    expect(
+      blockProjectSshKeys(INSTANCE, withMetadata({ "block-project-ssh-keys": "FALSE" })),
+    ).toEqual([
+      'metadata["block-project-ssh-keys"] must be "TRUE" (got "FALSE"): otherwise every project-wide SSH key logs in to this VM. Set metadata { "block-project-ssh-keys": "TRUE" }.',
+    ]);
+  });
+
+  test("violating: absent", () => {
+    expect(blockProjectSshKeys(INSTANCE, { ...VM, metadata: {} })).toEqual([
+      'metadata["block-project-ssh-keys"] must be "TRUE" (got null): otherwise every project-wide SSH key logs in to this VM. Set metadata { "block-project-ssh-keys": "TRUE" }.',
+    ]);
+  });
+});
+
+describe("serial-port-off", () => {
+  test.each(["FALSE", "false", "0"])("compliant: %s", (value) => {
+    expect(serialPortOff(INSTANCE, withMetadata({ "serial-port-enable": value }))).toEqual([]);
+  });
+
+  test("compliant: absent", () => {
+    expect(serialPortOff(INSTANCE, { ...VM, metadata: {} })).toEqual([]);
+  });
+
+  test("violating: TRUE", () => {
+    expect(serialPortOff(INSTANCE, withMetadata({ "serial-port-enable": "TRUE" }))).toEqual([
+      'metadata["serial-port-enable"] is "TRUE": the interactive serial console bypasses the firewall and SSH keys. Remove the key or set it to "FALSE".',
+    ]);
+  });
+});
+
+describe("no-startup-script", () => {
+  const WHY =
+    'set: a startup script runs as root on every boot, and metadataStartupScript replaces the VM on any change. Provision through cloud-init (metadata["user-data"]) and make day-2 changes through the reconcile command.';
+
+  test("compliant: cloud-init user-data only", () => {
+    expect(noStartupScript(INSTANCE, VM)).toEqual([]);
+  });
+
+  test("violating: metadataStartupScript", () => {
+    expect(
+      noStartupScript(INSTANCE, { ...VM, metadataStartupScript: "#!/bin/bash\necho hi" }),
+    ).toEqual([`metadataStartupScript ${WHY}`]);
+  });
+
+  test("violating: startup-script metadata key", () => {
+    expect(noStartupScript(INSTANCE, withMetadata({ "startup-script": "echo hi" }))).toEqual([
+      `metadata["startup-script"] ${WHY}`,
+    ]);
+  });
+});
+
+describe("no-ip-forwarding", () => {
+  test("compliant: false, or unset (GCE's default)", () => {
+    expect(noIpForwarding(INSTANCE, VM)).toEqual([]);
+    const { canIpForward: _c, ...unset } = VM;
+    expect(noIpForwarding(INSTANCE, unset)).toEqual([]);
+  });
+
+  test("violating: true", () => {
+    expect(noIpForwarding(INSTANCE, { ...VM, canIpForward: true })).toEqual([
+      "canIpForward is true: the VM could route traffic for other addresses. Set canIpForward: false.",
+    ]);
+  });
+});
+
+describe("no-secrets-in-metadata", () => {
+  const AFTER =
+    "Instance metadata is plain text to anyone who can view the VM and to every process on it (the metadata server); ship secrets on the reconcile command's stdin from secret config (pulumi config set --secret …) instead, and rotate this one.";
+  const API_KEY = `sk-ant-api03-${"A".repeat(40)}`;
+  const PEM =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+
+  test("compliant: cloud-config that mentions the key prefix but holds no key", () => {
+    const userData = '#cloud-config\nruncmd:\n  - [sh, -c, "case $KEY in sk-ant-oat*) ;; esac"]\n';
+    expect(noSecretsInMetadata(INSTANCE, withMetadata({ "user-data": userData }))).toEqual([]);
+  });
+
+  test("violating: an API key in user-data", () => {
+    const userData = `#cloud-config\nwrite_files:\n  - path: /etc/key\n    content: ${API_KEY}\n`;
+    const messages = noSecretsInMetadata(INSTANCE, withMetadata({ "user-data": userData }));
+    expect(messages).toEqual([
+      `metadata["user-data"] holds text shaped like an Anthropic API key or OAuth token (sk-ant-…). ${AFTER}`,
+    ]);
+    // The message never repeats what it found.
+    expect(messages.join("")).not.toContain(API_KEY);
+  });
+
+  test("violating: a private key in another metadata key", () => {
+    expect(noSecretsInMetadata(INSTANCE, withMetadata({ "deploy-key": PEM }))).toEqual([
+      `metadata["deploy-key"] holds text shaped like a private key (-----BEGIN … PRIVATE KEY-----). ${AFTER}`,
+    ]);
+  });
+
+  test("violating: a key hidden in gzip+base64 user-data", () => {
+    const encoded = gzipSync(Buffer.from(`#cloud-config\n# ${API_KEY}\n`)).toString("base64");
+    expect(
+      noSecretsInMetadata(
+        INSTANCE,
+        withMetadata({ "user-data": encoded, "user-data-encoding": "base64" }),
+      ),
+    ).toEqual([
+      `metadata["user-data"] (decoded) holds text shaped like an Anthropic API key or OAuth token (sk-ant-…). ${AFTER}`,
+    ]);
+  });
+
+  test("violating: cloud credentials (AWS, Google API key, GitHub token)", () => {
+    const messages = noSecretsInMetadata(
+      INSTANCE,
+      withMetadata({
+        aws: "AKIAIOSFODNN7EXAMPLE",
+        google: `AIza${"b".repeat(35)}`,
+        github: `ghp_${"c".repeat(36)}`,
+      }),
+    );
+    expect(messages.map((m) => m.slice(0, m.indexOf(". Instance")))).toEqual([
+      'metadata["aws"] holds text shaped like an AWS access key ID (AKIA…)',
+      'metadata["google"] holds text shaped like a Google API key (AIza…)',
+      'metadata["github"] holds text shaped like a GitHub token (ghp_…, github_pat_…)',
+    ]);
+  });
+});
+
+describe("data-disk-snapshots", () => {
+  const disk: StackResource = {
+    type: DISK,
+    urn: "urn:disk",
+    props: { name: "agent-host-dev-data", zone: "europe-west1-b", size: 200 },
+  };
+  const policy: StackResource = {
+    type: RESOURCE_POLICY,
+    props: {
+      name: "agent-host-dev-snapshots",
+      snapshotSchedulePolicy: {
+        schedule: { dailySchedule: { daysInCycle: 1, startTime: "03:00" } },
+      },
+    },
+  };
+  const attachment: StackResource = {
+    type: DISK_POLICY_ATTACHMENT,
+    props: {
+      disk: "agent-host-dev-data",
+      zone: "europe-west1-b",
+      name: "agent-host-dev-snapshots",
+    },
+  };
+  const NO_SCHEDULE =
+    'Disk "agent-host-dev-data" (not a boot disk) has no snapshot schedule: no DiskResourcePolicyAttachment names it, so a deleted or corrupted disk loses every workspace. Attach a compute.ResourcePolicy with a snapshotSchedulePolicy (pulumi config set snapshotRetentionDays 7), or set snapshotRetentionDays to 0 in the stack config to run without snapshots on purpose.';
+
+  test("compliant: the data disk has an attached snapshot schedule", () => {
+    expect(dataDiskSnapshots([disk, policy, attachment])).toEqual([]);
+  });
+
+  test("violating: no attachment names the data disk", () => {
+    const other = { ...attachment, props: { ...attachment.props, disk: "some-other-disk" } };
+    expect(dataDiskSnapshots([disk, policy, other])).toEqual([
+      { urn: "urn:disk", message: NO_SCHEDULE },
+    ]);
+  });
+
+  test("violating: attached only to a policy without a snapshot schedule", () => {
+    const noSchedule = { ...policy, props: { name: "agent-host-dev-snapshots" } };
+    expect(dataDiskSnapshots([disk, noSchedule, attachment])).toEqual([
+      {
+        urn: "urn:disk",
+        message:
+          'Disk "agent-host-dev-data" is attached only to resource policies without a snapshotSchedulePolicy (["agent-host-dev-snapshots"]). Give the policy a snapshotSchedulePolicy.',
+      },
+    ]);
+  });
+
+  test("compliant: snapshotRetentionDays 0 in the stack config", () => {
+    const settings = settingsFrom({ "agent-host:snapshotRetentionDays": "0" });
+    expect(settings).toEqual({ allowWorldSsh: false, snapshotsOff: true });
+    expect(dataDiskSnapshots([disk], settings)).toEqual([]);
+  });
+
+  test("compliant: boot disks need no schedule (made from an image, or booted from)", () => {
+    const fromImage = {
+      ...disk,
+      props: { ...disk.props, image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64" },
+    };
+    const bootedFrom: StackResource = {
+      type: INSTANCE,
+      props: { bootDisk: { source: "projects/p/zones/europe-west1-b/disks/agent-host-dev-data" } },
+    };
+    expect(dataDiskSnapshots([fromImage])).toEqual([]);
+    expect(dataDiskSnapshots([disk, bootedFrom])).toEqual([]);
+  });
+});
+
+describe("settings", () => {
+  test("only explicit statements relax a rule", () => {
+    expect(settingsFrom({})).toEqual(STRICT);
+    expect(settingsFrom({ "agent-host:snapshotRetentionDays": "7" })).toEqual(STRICT);
+    expect(settingsFrom({}, { allowWorldSsh: "true" })).toEqual(STRICT);
+    expect(settingsFrom({}, { allowWorldSsh: true })).toEqual(ALLOW);
+  });
+});
+
+/** Every violation of every rule for the resources a run registered (secrets unwrapped, as the engine shows them to a policy pack). */
+function violations(run: ProgramRun, settings: RuleSettings): string[] {
+  const resources = run.resources.map((r) => ({
+    type: r.type,
+    props: unwrap(r.inputs) as Record<string, unknown>,
+  }));
+  return [
+    ...resources.flatMap((r) =>
+      checkResource(r.type, r.props, settings).map((v) => `${v.policy}: ${v.message}`),
+    ),
+    ...dataDiskSnapshots(resources, settings).map((v) => `data-disk-snapshots: ${v.message}`),
+  ];
+}
+
+describe("the stack's own resources pass every rule", () => {
+  const WORLD = { ...BASE_CONFIG, "agent-host:sshSourceRanges": '["0.0.0.0/0"]' };
+  const cases: [string, Record<string, string>, { allowWorldSsh?: boolean }][] = [
+    ["defaults", { ...BASE_CONFIG }, {}],
+    ["spot", { ...BASE_CONFIG, "agent-host:spot": "true" }, {}],
+    ["snapshotRetentionDays 0", { ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" }, {}],
+    ["0.0.0.0/0 with allowWorldSsh in the policy config", WORLD, { allowWorldSsh: true }],
+    [
+      "an API key and bypassPermissions",
+      {
+        ...BASE_CONFIG,
+        "agent-host:anthropicApiKey": `sk-ant-api03-${"K".repeat(60)}`,
+        "agent-host:agentPermissionMode": "bypassPermissions",
+      },
+      {},
+    ],
+  ];
+
+  test.each(cases)("%s", async (_label, config, policyConfig) => {
+    const run = await runProgram(config, {
+      secretKeys: config["agent-host:anthropicApiKey"] ? ["agent-host:anthropicApiKey"] : [],
+    });
+    // The rules saw the resources they are about.
+    const types = run.resources.map((r) => r.type);
+    expect(types).toEqual(expect.arrayContaining([FIREWALL, INSTANCE, DISK]));
+    expect(violations(run, settingsFrom(config, policyConfig))).toEqual([]);
+  });
+
+  test("0.0.0.0/0 without the allowance violates ssh-not-open-to-world, and only it", async () => {
+    const run = await runProgram(WORLD);
+    expect(violations(run, settingsFrom(WORLD, {}))).toEqual([
+      `ssh-not-open-to-world: Firewall allows SSH (tcp:22) from the whole internet: sourceRanges ["0.0.0.0/0"]. ${SSH_FIX}`,
+    ]);
+  });
+
+  test("snapshotRetentionDays 0 without it in the stack config violates data-disk-snapshots", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" });
+    expect(violations(run, STRICT)).toEqual([
+      expect.stringMatching(
+        /^data-disk-snapshots: Disk "agent-host-dev-data" \(not a boot disk\) has no snapshot schedule/,
+      ),
+    ]);
+  });
+
+  test("the pack has one policy per rule, names unique", () => {
+    const names = [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots"];
+    expect(new Set(names).size).toBe(names.length);
+    expect(names).toEqual([
+      "ssh-not-open-to-world",
+      "shielded-vm",
+      "no-default-service-account",
+      "no-broad-scopes",
+      "block-project-ssh-keys",
+      "serial-port-off",
+      "no-startup-script",
+      "no-ip-forwarding",
+      "no-secrets-in-metadata",
+      "data-disk-snapshots",
+    ]);
+  });
+});
+
+/**
+ * The pack as `pulumi preview --policy-pack policy` starts it: Pulumi's own runner
+ * (@pulumi/pulumi/cmd/run-policy-pack, ts-node with type checking, cwd policy/), spoken to over
+ * the analyzer gRPC protocol the engine uses. No Pulumi CLI here, so the engine is played by hand.
+ */
+describe("the pack under Pulumi's policy runner", () => {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const grpc = require("@grpc/grpc-js");
+  const services = require("@pulumi/pulumi/proto/analyzer_grpc_pb");
+  const analyzer = require("@pulumi/pulumi/proto/analyzer_pb");
+  const { Struct } = require("google-protobuf/google/protobuf/struct_pb");
+  const { Empty } = require("google-protobuf/google/protobuf/empty_pb");
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const started: { child: ChildProcess; client: any }[] = [];
+
+  /** Starts the pack with this stack config (as Pulumi passes it, in PULUMI_CONFIG). */
+  async function startPack(stackConfig: Record<string, string>): Promise<any> {
+    const child = spawn(
+      process.execPath,
+      [require.resolve("@pulumi/pulumi/cmd/run-policy-pack"), "127.0.0.1:0", "."],
+      {
+        cwd: path.join(__dirname, "..", "policy"),
+        env: { ...process.env, PULUMI_CONFIG: JSON.stringify(stackConfig) },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (chunk) => (stderr += chunk));
+    // The runner prints the port it serves on once the pack has loaded (and type-checked).
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no port within 90 s; stderr: ${stderr}`)),
+        90_000,
+      );
+      child.stdout?.on("data", (chunk: Buffer) => {
+        const match = /^(\d+)\s*$/m.exec(chunk.toString());
+        if (match) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`runner exited ${code}: ${stderr}`)));
+    });
+    const client = new services.AnalyzerClient(
+      `127.0.0.1:${port}`,
+      grpc.credentials.createInsecure(),
+    );
+    started.push({ child, client });
+    return client;
+  }
+
+  let client: any;
+  beforeAll(async () => {
+    client = await startPack({ "agent-host:snapshotRetentionDays": "0" });
+  }, 120_000);
+
+  afterAll(() => {
+    for (const { child, client } of started) {
+      client.close();
+      if (child.exitCode === null) child.kill();
+    }
+  });
+
+  const call = <T>(method: string, request: unknown, to = client): Promise<T> =>
+    new Promise((resolve, reject) =>
+      to[method](request, (err: Error | null, response: T) =>
+        err ? reject(err) : resolve(response),
+      ),
+    );
+  const resource = (type: string, name: string, props: Record<string, unknown>, message: any) => {
+    message.setType(type);
+    message.setName(name);
+    message.setUrn(`urn:pulumi:dev::agent-host::${type}::${name}`);
+    message.setProperties(Struct.fromJavaScript(props));
+    message.setOptions(new analyzer.AnalyzerResourceOptions());
+    return message;
+  };
+
+  const diagnostics = (response: any) =>
+    response.getDiagnosticsList().map((d: any) => ({
+      policy: d.getPolicyname(),
+      mandatory: d.getEnforcementlevel() === analyzer.EnforcementLevel.MANDATORY,
+      message: d.getMessage(),
+    }));
+
+  test("serves every policy, mandatory", async () => {
+    const info: any = await call("getAnalyzerInfo", new Empty());
+    expect(info.getName()).toBe("agent-host");
+    expect(info.getPoliciesList().map((p: any) => [p.getName(), p.getEnforcementlevel()])).toEqual(
+      [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots"].map((name) => [
+        name,
+        analyzer.EnforcementLevel.MANDATORY,
+      ]),
+    );
+  });
+
+  test("a world-open SSH firewall and a hardened-wrong VM are refused", async () => {
+    const fw = await call(
+      "analyze",
+      resource(
+        FIREWALL,
+        "fw",
+        { ...FW, sourceRanges: ["0.0.0.0/0"] },
+        new analyzer.AnalyzeRequest(),
+      ),
+    );
+    expect(diagnostics(fw)).toEqual([
+      {
+        policy: "ssh-not-open-to-world",
+        mandatory: true,
+        message: expect.stringContaining('sourceRanges ["0.0.0.0/0"]'),
+      },
+    ]);
+    const vm = await call(
+      "analyze",
+      resource(INSTANCE, "vm", { ...VM, canIpForward: true }, new analyzer.AnalyzeRequest()),
+    );
+    expect(diagnostics(vm).map((d: any) => d.policy)).toEqual(["no-ip-forwarding"]);
+  });
+
+  test("the stack config's snapshotRetentionDays reaches the stack rule", async () => {
+    const request = new analyzer.AnalyzeStackRequest();
+    request.setResourcesList([
+      resource(
+        DISK,
+        "data",
+        { name: "agent-host-dev-data", zone: "europe-west1-b" },
+        new analyzer.AnalyzerResource(),
+      ),
+    ]);
+    // Started with snapshotRetentionDays 0: a disk without a schedule is intended.
+    expect(diagnostics(await call("analyzeStack", request))).toEqual([]);
+    // Started with 7: the same disk is refused.
+    const strict = await startPack({ "agent-host:snapshotRetentionDays": "7" });
+    expect(diagnostics(await call("analyzeStack", request, strict))).toEqual([
+      {
+        policy: "data-disk-snapshots",
+        mandatory: true,
+        message: expect.stringContaining(
+          'Disk "agent-host-dev-data" (not a boot disk) has no snapshot schedule',
+        ),
+      },
+    ]);
+  }, 120_000);
+
+  test("the policy config's allowWorldSsh lets 0.0.0.0/0 through", async () => {
+    const config = new analyzer.PolicyConfig();
+    config.setEnforcementlevel(analyzer.EnforcementLevel.MANDATORY);
+    config.setProperties(Struct.fromJavaScript({ allowWorldSsh: true }));
+    const request = new analyzer.ConfigureAnalyzerRequest();
+    request.getPolicyconfigMap().set("ssh-not-open-to-world", config);
+    await call("configure", request);
+    const fw = await call(
+      "analyze",
+      resource(
+        FIREWALL,
+        "fw",
+        { ...FW, sourceRanges: ["0.0.0.0/0"] },
+        new analyzer.AnalyzeRequest(),
+      ),
+    );
+    expect(diagnostics(fw)).toEqual([]);
+  });
+});
