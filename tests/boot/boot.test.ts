@@ -101,7 +101,16 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   }
 
   function bootMachine(name: string, instanceId: string): Machine {
-    const machine = new Machine({ rootfs: rootfs.dir, workDir: runDir, name, instanceId, userData, disk, sshPort });
+    const machine = new Machine({
+      rootfs: rootfs.dir,
+      workDir: runDir,
+      name,
+      instanceId,
+      userData,
+      disk,
+      sshPort,
+      seedOnboarding: N + 2,
+    });
     machines.push(machine);
     return machine;
   }
@@ -197,6 +206,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
 
     // The same functions index.ts calls; only the sources this machine cannot reach are swapped.
     const { config } = parseConfig({
+      "gcp:project": "agent-host-boot-test",
       "gcp:zone": "europe-west1-b",
       "agent-host:agentCount": String(N),
       "agent-host:dockerSource": "distro",
@@ -288,7 +298,10 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       expect(vm.sh(`cat /run/agent-host/${agent.name}/unit`).trim()).toBe(scope);
       const props = vm.sh(`systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p ActiveState ${scope}`);
       expect(props).toContain(`MemoryMax=${memoryMaxBytes}`);
-      expect(props).toContain(`CPUQuotaPerSecUSec=${cpuQuota / 100}s`);
+      // systemd prints the quota as CPU time per second: 533% is "5.330000s", 50% "500ms".
+      const quota = /^CPUQuotaPerSecUSec=([\d.]+)(ms|s)$/m.exec(props);
+      expect(quota).not.toBeNull();
+      expect(Number(quota![1]) * (quota![2] === "s" ? 1000 : 1)).toBeCloseTo(cpuQuota * 10, 3);
       expect(props).toContain("ActiveState=active");
       // The kernel's own limit, where this host lets the container's systemd write it.
       const kernel = vm.exec([
