@@ -403,6 +403,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       "CPU%",
       "MEM",
       "WORKSPACE",
+      "BRANCH",
+      "UNSAVED",
       "RESTARTS",
     ]);
     expect(table).toHaveLength(13);
