@@ -45,6 +45,8 @@ export interface RunOptions {
   existingDisk?: { size: number; type: string };
   /** Private key text the mocked tls.PrivateKey returns. */
   generatedPrivateKey?: string;
+  /** Its public half (OpenSSH, one line), from the mocked key and tls.getPublicKey. */
+  generatedPublicKey?: string;
   stack?: string;
 }
 
@@ -82,6 +84,8 @@ MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unk
   return originalRegister.call(this, req, cb);
 };
 
+const deployPublicKey = (): string => state.options.generatedPublicKey ?? MOCK_DEPLOY_PUBLIC_KEY;
+
 function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   const inputs = args.inputs as Record<string, unknown>;
   switch (args.type) {
@@ -91,7 +95,7 @@ function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
         privateKeyOpenssh:
           state.options.generatedPrivateKey ??
           "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----\n",
-        publicKeyOpenssh: `${MOCK_DEPLOY_PUBLIC_KEY}\n`,
+        publicKeyOpenssh: `${deployPublicKey()}\n`,
       };
     case "gcp:serviceaccount/account:Account":
       return { ...inputs, email: `${inputs.accountId}@${inputs.project}.iam.gserviceaccount.com` };
@@ -135,7 +139,7 @@ function ensureMocks(stack: string): void {
           return { size: disk.size, type: `projects/p/zones/z/diskTypes/${disk.type}` };
         }
         if (args.token === "tls:index/getPublicKey:getPublicKey") {
-          return { publicKeyOpenssh: `${MOCK_DEPLOY_PUBLIC_KEY}\n` };
+          return { publicKeyOpenssh: `${deployPublicKey()}\n` };
         }
         throw new Error(`unexpected invoke ${args.token}`);
       },

@@ -1,0 +1,874 @@
+// Issue 5's proof that runs for real: the fleet's remote.Command, exactly as the mocked program
+// registers it (command string and stdin), executed through a real ssh client with the deploy key
+// against a real sshd on 127.0.0.1 (Debian's openssh-server, its own config and host key), as a
+// dedicated user with sudo. apply then installs the host files under AGENT_HOST_ROOT and
+// reconciles agents on a real tmux server with the stand-in claude of tests/fixtures/. Runs: 10
+// agents, 10 → 12 (timed), a changed host script, and a failed first boot (a `cloud-init` stand-in
+// that reports an error). Every wait has a deadline.
+//
+// What differs from the VM, and why: the test logs in as its own user (ADMIN below) rather than
+// agent-admin, at 127.0.0.1 rather than the static address, and host.conf.local points agentctl
+// at paths under the prefix. sshd's SetEnv (kept by sudo's env_keep) carries AGENT_HOST_ROOT and
+// the prefixed agent-wrapper and tmux.conf paths, because agentctl's defaults for those two are
+// the VM's absolute paths, which apply does not prefix. The command string names the VM's
+// /usr/local/lib/agent-host/apply: sshd runs in its own mount namespace where the prefix's
+// usr/local/lib is bound there. No systemd is PID 1 here, so agentctl starts the tmux server
+// itself (apply skips systemctl).
+import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import * as files from "../cloud-init/files";
+import { HOST_FILES } from "../cloud-init/files";
+import { ADMIN_USER } from "../cloud-init/host-config";
+import { APPLY_PATH } from "../components/agent-fleet";
+import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
+import {
+  BASE_CONFIG,
+  MOCK_INSTANCE_ID,
+  MOCK_IP,
+  one,
+  runProgram,
+  unwrap,
+  type ProgramRun,
+  type RecordedResource,
+} from "./harness";
+
+const REPO = path.resolve(__dirname, "..");
+const STANDIN = path.join(REPO, "tests/fixtures/claude");
+const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
+// Per run, so two runs of this file at once (several sessions share this machine) never remove
+// each other's users or sudo rule.
+const ADMIN = `fleet-admin-${process.pid}`;
+const AGENT = `fleet-agent-${process.pid}`;
+const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
+const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
+const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
+const SSH_TIMEOUT_MS = 120_000;
+// "In seconds" (issue 5): a 10 → 12 reconcile over loopback SSH must stay well under this.
+const SCALE_UP_BOUND_MS = 15_000;
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const TOOLS = [
+  "/usr/sbin/sshd",
+  "ssh",
+  "ssh-keygen",
+  "sudo",
+  "visudo",
+  "unshare",
+  "tmux",
+  "setpriv",
+  "flock",
+];
+const haveTools = TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
+if (!isRoot || !haveTools) {
+  console.warn(
+    `fleet-ssh tests skipped: they need root (users, sudoers, sshd) and ${TOOLS.join(", ")} (apt-get install openssh-server openssh-client sudo tmux)`,
+  );
+}
+const suite = isRoot && haveTools ? describe : describe.skip;
+
+interface SshResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  /** How many `ps` listings were taken while the command ran, and those that held a canary. */
+  psSamples: number;
+  psLeaks: string[];
+}
+interface Row {
+  name: string;
+  state: string;
+  pid: number | null;
+}
+interface StandinRecord {
+  pid: number;
+  uid: number;
+  cwd: string;
+  argv: string[];
+  env: string[];
+}
+
+// Everything the test creates lives under BASE (root-owned 0755 under /var/lib, so sshd's
+// StrictModes accepts the authorized_keys path under it; /tmp is world-writable and would not).
+let BASE = "";
+let ROOT = "";
+const p = {
+  conf: () => path.join(ROOT, "etc/agent-host/host.conf"),
+  confLocal: () => path.join(ROOT, "etc/agent-host/host.conf.local"),
+  keyFile: () => path.join(ROOT, "etc/agent-host/secrets/anthropic-api-key"),
+  agentctl: () => path.join(ROOT, "usr/local/bin/agentctl"),
+  wrapper: () => path.join(ROOT, "usr/local/lib/agent-host/agent-wrapper"),
+  tmuxConf: () => path.join(ROOT, "etc/agent-host/tmux.conf"),
+  claudeBin: () => path.join(ROOT, "usr/local/bin/claude"),
+  ws: () => path.join(ROOT, "workspaces"),
+  state: () => path.join(ROOT, "home/agent/.agent-host"),
+  run: () => path.join(ROOT, "run/agent-host"),
+  sock: () => path.join(ROOT, "run/agent-host/tmux.sock"),
+  adminKeys: () => path.join(ROOT, "home", ADMIN, ".ssh/authorized_keys"),
+  cloudInitDir: () => path.join(ROOT, "run/cloud-init"),
+  cloudInitLog: () => path.join(ROOT, "var/log/cloud-init-output.log"),
+};
+
+let sshd: ChildProcess | undefined;
+let sshdPort = 0;
+let knownHosts = "";
+let deployKey = { privateKey: "", publicKey: "" };
+const createdUsers: string[] = [];
+
+function sh(cmd: string, args: string[], input?: string): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr}${r.error ?? ""}`);
+  return r.stdout;
+}
+
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | null | false,
+  ms = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function ensureUser(name: string): void {
+  if (spawnSync("id", ["-u", name]).status === 0) return;
+  sh("useradd", ["--create-home", "--shell", "/bin/bash", name]);
+  createdUsers.push(name);
+}
+
+function uidOf(user: string): number {
+  return Number(sh("id", ["-u", user]).trim());
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function agentNames(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `agent-${i + 1}`);
+}
+
+function tmux(args: string[]): string {
+  return sh("tmux", ["-S", p.sock(), ...args]);
+}
+
+/** name → "pane pid|start command" of every window in the session. */
+function panes(): Map<string, { pid: number; command: string }> {
+  const out = tmux([
+    "list-windows",
+    "-t",
+    "=agents",
+    "-F",
+    "#{window_name}|#{pane_pid}|#{pane_start_command}",
+  ]);
+  const names = out.trim().split("\n");
+  const map = new Map(
+    names.map((l) => {
+      const [name, pid, ...command] = l.split("|");
+      return [name, { pid: Number(pid), command: command.join("|") }];
+    }),
+  );
+  expect(map.size).toBe(names.length);
+  return map;
+}
+
+function expectExactWindows(n: number): Map<string, { pid: number; command: string }> {
+  const all = panes();
+  expect([...all.keys()].sort()).toEqual(["control", ...agentNames(n)].sort());
+  for (const name of agentNames(n)) {
+    // The window runs the wrapper apply installed under the prefix, not some other copy.
+    expect(all.get(name)?.command).toContain(`${p.wrapper()} ${name.slice("agent-".length)} `);
+  }
+  return all;
+}
+
+function status(): Row[] {
+  const r = spawnSync(p.agentctl(), ["status", "--json"], {
+    env: { ...process.env, AGENTCTL_CONFIG: p.conf() },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as Row[];
+}
+
+/** Waits until agent-1..n all run a claude; returns name → claude pid. */
+async function allRunning(n: number): Promise<Map<string, number>> {
+  return waitFor(`agent-1..${n} running`, () => {
+    const rows = status().filter((r) => agentNames(n).includes(r.name));
+    if (rows.length !== n || rows.some((r) => r.state !== "running" || !r.pid)) return undefined;
+    return new Map(rows.map((r) => [r.name, r.pid as number]));
+  });
+}
+
+function records(agent: string): StandinRecord[] {
+  const f = path.join(p.state(), agent, "claude", "standin.jsonl");
+  if (!fs.existsSync(f)) return [];
+  return fs
+    .readFileSync(f, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as StandinRecord);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The remote.Command the program registered, with the values it carries. */
+function reconcileCommand(run: ProgramRun): {
+  resource: RecordedResource;
+  create: string;
+  stdin: string;
+  privateKey: string;
+} {
+  const resource = one(run, "command:remote:Command");
+  const inputs = unwrap(resource.inputs) as Record<string, any>;
+  expect(inputs.update).toBe(inputs.create);
+  expect(inputs.connection.user).toBe(ADMIN_USER);
+  expect(inputs.connection.host).toBe(MOCK_IP);
+  return {
+    resource,
+    create: inputs.create,
+    stdin: inputs.stdin,
+    privateKey: inputs.connection.privateKey,
+  };
+}
+
+/** The bundle's lines, decoded: host files, host.conf, the admin keys, the API key. */
+function decodeBundle(stdin: string): {
+  files: { path: string; mode: string; content: string }[];
+  conf: string;
+  keys: string;
+} {
+  const lines = stdin.trimEnd().split("\n");
+  const b64 = (s: string): string => Buffer.from(s, "base64").toString("utf8");
+  const field = (kind: string): string => {
+    const found = lines.filter((l) => l.startsWith(`${kind} `));
+    expect(found).toHaveLength(1);
+    return found[0].slice(kind.length + 1);
+  };
+  return {
+    files: lines
+      .filter((l) => l.startsWith("file "))
+      .map((l) => {
+        const [, file, mode, data] = l.split(" ");
+        return { path: file, mode, content: b64(data) };
+      }),
+    conf: b64(field("conf")),
+    keys: b64(field("keys")),
+  };
+}
+
+/** ps listings, taken every 25 ms while a command runs, that contain any of the needles. */
+function watchPs(needles: string[]): () => Promise<{ samples: number; leaks: string[] }> {
+  let samples = 0;
+  let busy = false;
+  const leaks: string[] = [];
+  const take = (): Promise<void> =>
+    new Promise((resolve) => {
+      busy = true;
+      execFile("ps", ["-eww", "-o", "pid=,args="], { maxBuffer: 16 << 20 }, (err, out) => {
+        busy = false;
+        if (!err) {
+          samples += 1;
+          for (const line of out.split("\n"))
+            if (needles.some((n) => line.includes(n))) leaks.push(line);
+        }
+        resolve();
+      });
+    });
+  const timer = setInterval(() => {
+    if (!busy) void take();
+  }, 25);
+  return async () => {
+    clearInterval(timer);
+    await waitFor("the last ps listing", () => !busy, 5_000);
+    return { samples, leaks };
+  };
+}
+
+/** Runs the resource's exact command string with its exact stdin over ssh, as the deploy key. */
+function sshRun(run: ProgramRun): Promise<SshResult> {
+  const { create, stdin, privateKey } = reconcileCommand(run);
+  const keyFile = path.join(BASE, "ssh", "deploy-key-from-resource");
+  fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
+  const stopPs = watchPs([API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")]);
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(
+      "ssh",
+      [
+        "-F",
+        "/dev/null",
+        "-i",
+        keyFile,
+        "-p",
+        String(sshdPort),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        `UserKnownHostsFile=${knownHosts}`,
+        "-o",
+        "ConnectTimeout=10",
+        `${ADMIN}@127.0.0.1`,
+        create,
+      ],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    const killer = setTimeout(() => child.kill("SIGKILL"), SSH_TIMEOUT_MS);
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      clearTimeout(killer);
+      void stopPs().then(({ samples, leaks }) =>
+        resolve({ code, stdout, stderr, ms, psSamples: samples, psLeaks: leaks }),
+      );
+    });
+    child.stdin.end(stdin);
+  });
+}
+
+function mode(file: string): number {
+  return fs.statSync(file).mode & 0o777;
+}
+
+/** Every host file, host.conf and the admin keys are on disk exactly as the bundle carries them. */
+function expectInstalled(run: ProgramRun): void {
+  const bundle = decodeBundle(reconcileCommand(run).stdin);
+  expect(bundle.files.map((f) => f.path).sort()).toEqual(HOST_FILES.map((f) => f.path).sort());
+  for (const f of bundle.files) {
+    const dest = path.join(ROOT, f.path);
+    expect({ path: f.path, content: fs.readFileSync(dest, "utf8") }).toEqual({
+      path: f.path,
+      content: f.content,
+    });
+    expect({ path: f.path, mode: mode(dest), uid: fs.statSync(dest).uid }).toEqual({
+      path: f.path,
+      mode: parseInt(f.mode, 8),
+      uid: 0,
+    });
+  }
+  const local = fs.readFileSync(p.confLocal(), "utf8");
+  expect(fs.readFileSync(p.conf(), "utf8")).toBe(
+    `${bundle.conf}# --- appended from ${p.confLocal()} ---\n${local}`,
+  );
+  expect(mode(p.conf())).toBe(0o644);
+  expect(bundle.keys).toBe(`${deployKey.publicKey}\n`);
+  expect(fs.readFileSync(p.adminKeys(), "utf8")).toBe(bundle.keys);
+  expect(mode(p.adminKeys())).toBe(0o600);
+  expect(fs.statSync(p.adminKeys()).uid).toBe(uidOf(ADMIN));
+}
+
+/** Host files of the run's bundle that differ from what is installed now (content or mode). */
+function pendingChanges(run: ProgramRun): string[] {
+  return decodeBundle(reconcileCommand(run).stdin)
+    .files.filter((f) => {
+      const dest = path.join(ROOT, f.path);
+      return (
+        !fs.existsSync(dest) ||
+        fs.readFileSync(dest, "utf8") !== f.content ||
+        mode(dest) !== parseInt(f.mode, 8)
+      );
+    })
+    .map((f) => f.path)
+    .sort();
+}
+
+/** apply installed exactly the files that differed, and said so. */
+function expectFileChangesReported(r: SshResult, pending: string[]): void {
+  expect(r.stderr).toContain(
+    `apply: host files: ${HOST_FILES.length} shipped, ${pending.length} changed\n`,
+  );
+  const updated = [...r.stderr.matchAll(/^apply: updated (\/\S+)$/gm)]
+    .map((m) => m[1])
+    .filter((f) => f !== "/etc/agent-host/host.conf");
+  expect(updated.sort()).toEqual(pending);
+}
+
+/** The API key: root-only where the wrapper reads it, and nowhere else it should not be. */
+function expectSecretKept(r: SshResult, run: ProgramRun): void {
+  expect(fs.readFileSync(p.keyFile(), "utf8")).toBe(API_KEY_CANARY);
+  expect({ mode: mode(p.keyFile()), uid: fs.statSync(p.keyFile()).uid }).toEqual({
+    mode: 0o600,
+    uid: 0,
+  });
+  expect(mode(path.dirname(p.keyFile()))).toBe(0o700);
+  expect(r.stdout).not.toContain(API_KEY_CANARY);
+  expect(r.stderr).not.toContain(API_KEY_CANARY);
+  expect(reconcileCommand(run).create).not.toContain(API_KEY_CANARY);
+  expect(r.psSamples).toBeGreaterThan(0);
+  expect(r.psLeaks).toEqual([]);
+  expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
+}
+
+function filesContaining(dir: string, needle: string, except: string[]): string[] {
+  const hits: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const f = path.join(d, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (e.isFile() && !except.includes(f) && fs.readFileSync(f).includes(needle))
+        hits.push(f);
+    }
+  };
+  walk(dir);
+  return hits;
+}
+
+/** Exit 0 and exactly this stdout; apply's stderr is in the message when not. */
+function expectSummary(r: SshResult, stdout: string): void {
+  expect({ code: r.code, stdout: r.stdout, stderr: r.code === 0 ? "" : r.stderr }).toEqual({
+    code: 0,
+    stdout,
+    stderr: "",
+  });
+}
+
+function summary(desired: number, added: string[], running = desired): string {
+  return `${JSON.stringify({ desired, added, removed: [], restarted: [], running })}\n`;
+}
+
+function program(agentCount: number): Promise<ProgramRun> {
+  return runProgram(
+    {
+      ...BASE_CONFIG,
+      "agent-host:agentCount": String(agentCount),
+      "agent-host:anthropicApiKey": API_KEY_CANARY,
+    },
+    {
+      secretKeys: ["agent-host:anthropicApiKey"],
+      generatedPrivateKey: deployKey.privateKey,
+      generatedPublicKey: deployKey.publicKey,
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Resources replaced by a count change", from the mocked 10- and 12-agent runs. The rule, per
+// resource whose recorded inputs differ between the two runs, is the engine's for these types:
+// - paths listed in the resource's ignoreChanges (as the SDK sent them) are not diffed at all;
+// - command:remote:Command is replaced only when `triggers` differs (DESIGN.md: a triggers
+//   change always replaces); a changed create/update/stdin/connection is an update (runs update);
+// - gcp compute Instance is replaced when a diff touches name, zone, project, bootDisk,
+//   networkInterfaces[].network or scheduling.provisioningModel/preemptible (DESIGN.md's
+//   replacing fields); any other diff is an in-place update (allowStoppingForUpdate);
+// - any other type with a diff counts as replaced: there is no rule for it here, so the
+//   assertion fails rather than guesses.
+
+type Change = "replace" | "update";
+
+function leaves(value: unknown, prefix: string[] = []): Map<string, string> {
+  const out = new Map<string, string>();
+  if (value && typeof value === "object") {
+    const entries = Array.isArray(value)
+      ? value.map((v, i) => [String(i), v] as const)
+      : Object.entries(value as Record<string, unknown>);
+    if (entries.length === 0) out.set(JSON.stringify(prefix), JSON.stringify(value));
+    for (const [k, v] of entries) for (const [lp, lv] of leaves(v, [...prefix, k])) out.set(lp, lv);
+  } else {
+    out.set(JSON.stringify(prefix), JSON.stringify(value));
+  }
+  return out;
+}
+
+/** 'metadata["user-data"]' → ["metadata", "user-data"]. */
+function ignorePath(spec: string): string[] {
+  return [...spec.matchAll(/\["([^"]+)"\]|([^.[\]]+)/g)].map((m) => m[1] ?? m[2]);
+}
+
+const startsWith = (pathParts: string[], prefix: string[]): boolean =>
+  prefix.every((part, i) => pathParts[i] === part);
+
+function classify(type: string, changedPaths: string[][]): Change {
+  if (type === "command:remote:Command") {
+    return changedPaths.some((c) => c[0] === "triggers") ? "replace" : "update";
+  }
+  if (type === "gcp:compute/instance:Instance") {
+    const replacing = (c: string[]): boolean =>
+      ["name", "zone", "project", "bootDisk"].includes(c[0]) ||
+      (c[0] === "networkInterfaces" && c[2] === "network") ||
+      (c[0] === "scheduling" && ["provisioningModel", "preemptible"].includes(c[1]));
+    return changedPaths.some(replacing) ? "replace" : "update";
+  }
+  return "replace";
+}
+
+function planChanges(before: ProgramRun, after: ProgramRun): Record<string, Change> {
+  const key = (r: RecordedResource): string => `${r.type}::${r.name}`;
+  const left = new Map(before.resources.map((r) => [key(r), r]));
+  const right = new Map(after.resources.map((r) => [key(r), r]));
+  expect([...right.keys()].sort()).toEqual([...left.keys()].sort());
+  const plan: Record<string, Change> = {};
+  for (const [k, a] of left) {
+    const b = right.get(k) as RecordedResource;
+    const ignored = a.options.ignoreChanges.map(ignorePath);
+    const la = leaves(unwrap(a.inputs));
+    const lb = leaves(unwrap(b.inputs));
+    const changed = [...new Set([...la.keys(), ...lb.keys()])]
+      .filter((leaf) => la.get(leaf) !== lb.get(leaf))
+      .map((leaf) => JSON.parse(leaf) as string[])
+      .filter((c) => !ignored.some((ig) => startsWith(c, ig)));
+    if (changed.length > 0) plan[k] = classify(a.type, changed);
+  }
+  return plan;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
+  jest.setTimeout(180_000);
+  const runs: Record<string, ProgramRun> = {};
+
+  beforeAll(async () => {
+    BASE = fs.mkdtempSync("/var/lib/agent-host-fleet-ssh-");
+    fs.chmodSync(BASE, 0o755);
+    ROOT = path.join(BASE, "root");
+    const sshDir = path.join(BASE, "ssh");
+    const bin = path.join(BASE, "bin");
+    fs.mkdirSync(ROOT, { mode: 0o755 });
+    fs.mkdirSync(sshDir, { mode: 0o700 });
+    fs.mkdirSync(bin, { mode: 0o755 });
+
+    ensureUser(ADMIN);
+    ensureUser(AGENT);
+    // A locked password ("!") makes sshd without PAM refuse even key logins; "*" is no password.
+    sh("usermod", ["-p", "*", ADMIN]);
+
+    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f", `${sshDir}/deploy`]);
+    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host", "-f", `${sshDir}/host`]);
+    deployKey = {
+      privateKey: fs.readFileSync(`${sshDir}/deploy`, "utf8"),
+      publicKey: fs.readFileSync(`${sshDir}/deploy.pub`, "utf8").trim(),
+    };
+
+    // What cloud-init leaves on a new VM before the first reconcile: the admin user's key.
+    const adminSsh = path.dirname(p.adminKeys());
+    fs.mkdirSync(adminSsh, { recursive: true, mode: 0o755 });
+    fs.chmodSync(adminSsh, 0o700);
+    fs.chownSync(adminSsh, uidOf(ADMIN), uidOf(ADMIN));
+    fs.writeFileSync(p.adminKeys(), `${deployKey.publicKey}\n`, { mode: 0o600 });
+    fs.chownSync(p.adminKeys(), uidOf(ADMIN), uidOf(ADMIN));
+
+    // Site overrides apply appends to host.conf: the test's users and paths, short delays.
+    fs.mkdirSync(path.dirname(p.confLocal()), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(
+      p.confLocal(),
+      [
+        "# tests/fleet-ssh.test.ts: this host's users and paths under AGENT_HOST_ROOT",
+        `AGENT_USER=${AGENT}`,
+        `ADMIN_USER=${ADMIN}`,
+        `CLAUDE_BIN=${p.claudeBin()}`,
+        `WORKSPACES_DIR=${p.ws()}`,
+        `STATE_DIR=${p.state()}`,
+        `RUN_DIR=${p.run()}`,
+        `TMUX_SOCKET=${p.sock()}`,
+        `API_KEY_FILE=${p.keyFile()}`,
+        "START_STAGGER_SECONDS=0.05",
+        "RESTART_BACKOFF_MIN_SECONDS=1",
+        "RESTART_BACKOFF_MAX_SECONDS=4",
+        "STOP_TIMEOUT_SECONDS=5",
+        "",
+      ].join("\n"),
+    );
+    // CLAUDE_BIN: the pinned version for install-claude-code's check (so it installs nothing,
+    // as on a VM that already has it), the recording stand-in for everything else.
+    fs.mkdirSync(path.dirname(p.claudeBin()), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(
+      p.claudeBin(),
+      [
+        "#!/bin/sh",
+        "# CLAUDE_BIN stand-in written by tests/fleet-ssh.test.ts",
+        `[ "$1" = --version ] && { echo '${DEFAULT_CLAUDE_CODE_VERSION} (Claude Code)'; exit 0; }`,
+        `exec '${STANDIN}' "$@"`,
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
+
+    const sudoers = [
+      "# tests/fleet-ssh.test.ts: the loopback admin user, as cloud-init sets up agent-admin",
+      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF"`,
+      `Defaults:${ADMIN} secure_path="${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"`,
+      `${ADMIN} ALL=(root) NOPASSWD: ALL`,
+      "",
+    ].join("\n");
+    fs.writeFileSync(`${sshDir}/sudoers`, sudoers, { mode: 0o440 });
+    sh("visudo", ["-c", "-q", "-f", `${sshDir}/sudoers`]);
+    fs.writeFileSync(SUDOERS, sudoers, { mode: 0o440 });
+
+    sshdPort = await freePort();
+    const sshdConfig = `${sshDir}/sshd_config`;
+    fs.writeFileSync(
+      sshdConfig,
+      [
+        "# tests/fleet-ssh.test.ts: loopback only, key only, one user",
+        `Port ${sshdPort}`,
+        "ListenAddress 127.0.0.1",
+        `HostKey ${sshDir}/host`,
+        `PidFile ${sshDir}/sshd.pid`,
+        `AuthorizedKeysFile ${path.join(ROOT, "home/%u/.ssh/authorized_keys")}`,
+        "StrictModes yes",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PermitRootLogin no",
+        `AllowUsers ${ADMIN}`,
+        "PrintMotd no",
+        "PrintLastLog no",
+        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()}`,
+        "",
+      ].join("\n"),
+    );
+    // sshd refuses to start without its privilege-separation directory (systemd makes it at
+    // boot). It stays: another run's sshd may be using it.
+    fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+    sh("/usr/sbin/sshd", ["-t", "-f", sshdConfig]);
+    // The command string runs /usr/local/lib/agent-host/apply, which cloud-init put there at
+    // first boot and every run re-installs from the bundle. Here that is the prefixed copy:
+    // sshd (and so every session, apply, and the tmux server agentctl starts) runs in its own
+    // mount namespace where $ROOT/usr/local/lib is bound on /usr/local/lib. Nothing outside
+    // BASE is written and the machine's own /usr/local/lib is untouched.
+    const lib = path.join(ROOT, "usr/local/lib");
+    fs.mkdirSync(path.join(lib, "agent-host"), { recursive: true, mode: 0o755 });
+    fs.copyFileSync(path.join(REPO, "cloud-init/host/apply"), path.join(ROOT, APPLY_PATH));
+    fs.chmodSync(path.join(ROOT, APPLY_PATH), 0o755);
+    let sshdLog = "";
+    sshd = spawn(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mount --bind "$1" /usr/local/lib && exec /usr/sbin/sshd -D -e -f "$2"',
+        "sh",
+        lib,
+        sshdConfig,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    sshd.stderr?.on("data", (d: Buffer) => (sshdLog += d.toString()));
+    await waitFor(
+      "sshd to listen",
+      () => sshdLog.includes(`Server listening on 127.0.0.1 port ${sshdPort}`),
+      10_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; sshd said: ${sshdLog}`);
+    });
+    const hostPub = fs.readFileSync(`${sshDir}/host.pub`, "utf8").trim();
+    knownHosts = `${sshDir}/known_hosts`;
+    fs.writeFileSync(knownHosts, `[127.0.0.1]:${sshdPort} ${hostPub}\n`);
+  });
+
+  afterAll(async () => {
+    const pids = fs.existsSync(p.state())
+      ? fs.readdirSync(p.state()).flatMap((a) => records(a).map((r) => r.pid))
+      : [];
+    if (ROOT && fs.existsSync(p.sock())) spawnSync("tmux", ["-S", p.sock(), "kill-server"]);
+    // The stand-ins die with their panes (SIGHUP); make sure, pid by pid, that none is left.
+    await waitFor("stand-in claudes to exit", () => pids.every((x) => !alive(x)), 10_000).catch(
+      () => {
+        for (const x of pids.filter(alive)) {
+          if (fs.readFileSync(`/proc/${x}/cmdline`, "utf8").includes(STANDIN))
+            process.kill(x, "SIGKILL");
+        }
+      },
+    );
+    if (sshd && sshd.exitCode === null) {
+      const exited = new Promise((r) => sshd?.once("exit", r));
+      sshd.kill("SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+      clearTimeout(timer);
+    }
+    fs.rmSync(SUDOERS, { force: true });
+    for (const user of createdUsers) spawnSync("userdel", ["--remove", user]);
+    if (BASE) fs.rmSync(BASE, { recursive: true, force: true });
+  });
+
+  test("10 agents: host files installed, windows reconciled, the summary is all stdout", async () => {
+    runs.ten = await program(10);
+    const { create } = reconcileCommand(runs.ten);
+    expect(create).toMatch(
+      new RegExp(
+        `^sudo ${APPLY_PATH} --agents 10 --bundle-sha256 [0-9a-f]{64} --instance-id ${MOCK_INSTANCE_ID}$`,
+      ),
+    );
+    // The deploy key the resource carries is the one sshd knows.
+    expect(reconcileCommand(runs.ten).privateKey).toBe(deployKey.privateKey);
+
+    // Every host file but apply, which cloud-init had already put there.
+    const pending = pendingChanges(runs.ten);
+    expect(pending).toEqual(
+      HOST_FILES.map((f) => f.path)
+        .filter((f) => f !== APPLY_PATH)
+        .sort(),
+    );
+    const r = await sshRun(runs.ten);
+    expectSummary(r, summary(10, agentNames(10)));
+    expect(r.stderr).toContain("apply: cloud-init: done");
+    expectFileChangesReported(r, pending);
+    expect(r.stderr).toContain(
+      `is already Claude Code ${DEFAULT_CLAUDE_CODE_VERSION}; nothing to do`,
+    );
+    expect(r.stderr).toContain("apply: stored a new API key (root-only, 0600)");
+    expect(fs.readFileSync(path.join(p.cloudInitDir(), "stand-in-calls"), "utf8")).toBe(
+      "status --wait\n",
+    );
+    expectInstalled(runs.ten);
+    expectExactWindows(10);
+    await allRunning(10);
+    const agentUid = uidOf(AGENT);
+    for (const name of agentNames(10)) {
+      const rec = records(name).at(-1) as StandinRecord;
+      expect(rec.uid).toBe(agentUid);
+      expect(rec.cwd).toBe(path.join(p.ws(), name));
+      expect(rec.env).toContain("ANTHROPIC_API_KEY");
+    }
+    expectSecretKept(r, runs.ten);
+  });
+
+  test("10 → 12: agent-11 and agent-12 added in seconds, the ten keep their processes", async () => {
+    const before = await allRunning(10);
+    const panesBefore = expectExactWindows(10);
+    runs.twelve = await program(12);
+    const pending = pendingChanges(runs.twelve);
+
+    const r = await sshRun(runs.twelve);
+    console.log(
+      `10 → 12 reconcile over loopback SSH (ssh client start to exit): ${r.ms.toFixed(0)} ms`,
+    );
+    expectSummary(r, summary(12, ["agent-11", "agent-12"]));
+    expect(r.ms).toBeLessThan(SCALE_UP_BOUND_MS);
+    expectFileChangesReported(r, pending);
+    expect(r.stderr).not.toContain("restarting every agent");
+    expectInstalled(runs.twelve);
+    expect(fs.readFileSync(p.conf(), "utf8")).toMatch(/^AGENT_COUNT=12$/m);
+    const panesAfter = expectExactWindows(12);
+    const after = await allRunning(12);
+    for (const name of agentNames(10)) {
+      expect({ name, claude: after.get(name), wrapper: panesAfter.get(name)?.pid }).toEqual({
+        name,
+        claude: before.get(name),
+        wrapper: panesBefore.get(name)?.pid,
+      });
+    }
+    expectSecretKept(r, runs.twelve);
+  });
+
+  test("a count change 10 → 12 replaces 0 resources: only the reconcile command is updated", () => {
+    const plan = planChanges(runs.ten, runs.twelve);
+    const replaced = Object.entries(plan).filter(([, c]) => c === "replace");
+    console.log(
+      `resources replaced by agentCount 10 → 12: ${replaced.length}; changes: ${JSON.stringify(plan)}`,
+    );
+    expect(plan).toEqual({ "command:remote:Command::agent-host-reconcile": "update" });
+    // The VM's user-data does differ (a new VM would boot with 12); ignoreChanges keeps it out.
+    const userData = (run: ProgramRun): unknown =>
+      (unwrap(one(run, "gcp:compute/instance:Instance").inputs) as Record<string, any>).metadata[
+        "user-data"
+      ];
+    expect(userData(runs.twelve)).not.toEqual(userData(runs.ten));
+    expect(replaced).toHaveLength(0);
+    // The rule can see a replacement: a trigger on the command would be one.
+    expect(classify("command:remote:Command", [["triggers", "0"]])).toBe("replace");
+  });
+
+  test("a changed host script is installed by the next run and runs it; agents untouched", async () => {
+    const before = await allRunning(12);
+    const original = files.readHostFiles;
+    const spy = jest
+      .spyOn(files, "readHostFiles")
+      .mockImplementation((root?: string) =>
+        original(root).map((f) =>
+          f.source === "host/agentctl" ? { ...f, content: `${f.content}${CHANGED_MARK}` } : f,
+        ),
+      );
+    try {
+      runs.changed = await program(12);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(reconcileCommand(runs.changed).create).not.toBe(reconcileCommand(runs.twelve).create);
+
+    // Only agentctl, unless someone edits other host files in this checkout meanwhile.
+    const pending = pendingChanges(runs.changed);
+    expect(pending).toContain("/usr/local/bin/agentctl");
+    const r = await sshRun(runs.changed);
+    expectSummary(r, summary(12, []));
+    expectFileChangesReported(r, pending);
+    expect(fs.readFileSync(p.agentctl(), "utf8").endsWith(CHANGED_MARK)).toBe(true);
+    expectInstalled(runs.changed);
+    expectExactWindows(12);
+    expect(await allRunning(12)).toEqual(before);
+    expectSecretKept(r, runs.changed);
+  });
+
+  test("a failed first boot: non-zero exit, the tail of cloud-init-output.log on stderr, nothing changed", async () => {
+    const before = await allRunning(12);
+    const panesBefore = expectExactWindows(12);
+    const confBefore = fs.readFileSync(p.conf(), "utf8");
+    const logLines = Array.from(
+      { length: 60 },
+      (_, i) => `Cloud-init v. 22.4 stand-in output line ${String(i + 1).padStart(2, "0")}`,
+    );
+    logLines.push("E: Unable to locate package does-not-exist-anywhere");
+    fs.mkdirSync(path.dirname(p.cloudInitLog()), { recursive: true });
+    fs.writeFileSync(p.cloudInitLog(), `${logLines.join("\n")}\n`);
+    fs.writeFileSync(path.join(p.cloudInitDir(), "stand-in-result"), "error\n");
+    try {
+      const r = await sshRun(await program(11));
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain(
+        `apply: cloud-init: boot provisioning FAILED (exit 1); last lines of ${p.cloudInitLog()}:\n${logLines.slice(-40).join("\n")}\n`,
+      );
+      expect(r.stderr).not.toContain(logLines[logLines.length - 41]);
+      expect(r.stderr).toContain(
+        "apply: error: the VM did not finish its first boot; fix the cause above, then run pulumi up again",
+      );
+      expect(r.stderr).not.toContain(API_KEY_CANARY);
+      // It stopped before installing anything: the changed agentctl, 12 agents, same processes.
+      expect(fs.readFileSync(p.conf(), "utf8")).toBe(confBefore);
+      expectInstalled(runs.changed);
+      const panesAfter = expectExactWindows(12);
+      expect(await allRunning(12)).toEqual(before);
+      for (const name of agentNames(12))
+        expect(panesAfter.get(name)?.pid).toBe(panesBefore.get(name)?.pid);
+    } finally {
+      fs.rmSync(path.join(p.cloudInitDir(), "stand-in-result"), { force: true });
+    }
+  });
+});
