@@ -471,9 +471,14 @@ export function parseConfig(raw: RawConfig): ParseResult {
       throw new ConfigError(`sshSourceRanges lists ${show(cidr)} twice. Remove the duplicate.`);
     }
     seen.add(cidr);
-    if (cidr.endsWith("/0")) {
+    const prefix = Number(cidr.split("/")[1]);
+    if (prefix === 0) {
       warnings.push(
         "sshSourceRanges includes 0.0.0.0/0: SSH on the VM is open to the whole internet (key-only logins still apply). Prefer your own range or IAP's 35.235.240.0/20.",
+      );
+    } else if (prefix < 8) {
+      warnings.push(
+        `sshSourceRanges includes ${cidr}, more than 16 million addresses: SSH is open to a large part of the internet. Prefer your own range or IAP's 35.235.240.0/20.`,
       );
     }
   }
@@ -539,9 +544,9 @@ export function parseConfig(raw: RawConfig): ParseResult {
         "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
       );
     }
-    if (!/^sk-ant-/.test(apiKey)) {
+    if (!/^sk-ant-[A-Za-z0-9_-]{20,}$/.test(apiKey)) {
       throw new ConfigError(
-        "anthropicApiKey does not look like an Anthropic API key or OAuth token (they start with sk-ant-). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+        "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
       );
     }
   }
@@ -549,10 +554,12 @@ export function parseConfig(raw: RawConfig): ParseResult {
   if (
     deployKey !== undefined &&
     deployKey !== "" &&
-    !/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(deployKey.trim())
+    !/^-----BEGIN (OPENSSH |RSA |EC )?PRIVATE KEY-----\r?\n[\s\S]+\n-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----$/.test(
+      deployKey.trim(),
+    )
   ) {
     throw new ConfigError(
-      "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
+      "deployPrivateKey must be a whole PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY----- through -----END ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
     );
   }
 

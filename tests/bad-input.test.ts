@@ -184,12 +184,22 @@ const CASES: Case[] = [
   [
     "anthropicApiKey of another vendor",
     { "agent-host:anthropicApiKey": "sk-proj-abcdef" },
-    "anthropicApiKey does not look like an Anthropic API key or OAuth token (they start with sk-ant-). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+    "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+  ],
+  [
+    "anthropicApiKey only the prefix",
+    { "agent-host:anthropicApiKey": "sk-ant-" },
+    "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+  ],
+  [
+    "deployPrivateKey only a header line",
+    { "agent-host:deployPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----" },
+    "deployPrivateKey must be a whole PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY----- through -----END ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
   ],
   [
     "deployPrivateKey a public key",
     { "agent-host:deployPrivateKey": PUB },
-    "deployPrivateKey must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
+    "deployPrivateKey must be a whole PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY----- through -----END ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
   ],
   [
     "repository without a scheme",

@@ -378,3 +378,25 @@ describe("day-2 changes touch only the reconcile command", () => {
     expect(changedResources(a, b)).toEqual([]);
   });
 });
+
+describe("accepted shapes worth a second look", () => {
+  test("a PKCS#8 deploy key is accepted", async () => {
+    const key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----";
+    const run = await runProgram(
+      { ...BASE_CONFIG, "agent-host:deployPrivateKey": key },
+      { secretKeys: ["agent-host:deployPrivateKey"] },
+    );
+    expect(byType(run, "tls:index/privateKey:PrivateKey")).toHaveLength(0);
+  });
+
+  test("a range wider than /8 deploys, with a warning", async () => {
+    const run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:sshSourceRanges": '["0.0.0.0/1","128.0.0.0/1"]',
+    });
+    expect(run.warnings).toEqual([
+      "sshSourceRanges includes 0.0.0.0/1, more than 16 million addresses: SSH is open to a large part of the internet. Prefer your own range or IAP's 35.235.240.0/20.",
+      "sshSourceRanges includes 128.0.0.0/1, more than 16 million addresses: SSH is open to a large part of the internet. Prefer your own range or IAP's 35.235.240.0/20.",
+    ]);
+  });
+});
