@@ -59,7 +59,11 @@ export function log(message: string): void {
 }
 
 /** Runs a host command; throws with its output when it fails. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): string {
   const result = spawnSync(cmd, args, {
     input: opts.input,
     encoding: "utf8",
@@ -68,7 +72,9 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
   });
   if (result.error) throw new Error(`${cmd} ${args.join(" ")}: ${result.error.message}`);
   if (result.status !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} exited ${result.status}:\n${result.stdout}\n${result.stderr}`);
+    throw new Error(
+      `${cmd} ${args.join(" ")} exited ${result.status}:\n${result.stdout}\n${result.stderr}`,
+    );
   }
   return result.stdout;
 }
@@ -91,7 +97,9 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       const detail = lastError instanceof Error ? `; last error: ${lastError.message}` : "";
-      throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${detail}`);
+      throw new Error(
+        `timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${detail}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
@@ -153,7 +161,9 @@ export class DataDisk {
 
   /** The file system UUID, or undefined while the disk is blank. */
   fsUuid(): string | undefined {
-    const result = spawnSync("blkid", ["-p", "-s", "UUID", "-o", "value", this.device], { encoding: "utf8" });
+    const result = spawnSync("blkid", ["-p", "-s", "UUID", "-o", "value", this.device], {
+      encoding: "utf8",
+    });
     return result.status === 0 ? result.stdout.trim() || undefined : undefined;
   }
 
@@ -275,13 +285,20 @@ export class Machine {
     fs.writeFileSync(path.join(path.dirname(this.root), "nspawn.pid"), `${child.pid}\n`);
     this.child = child;
     this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-    await waitFor("the container's systemd to start", 60_000, () => {
-      if (child.exitCode !== null) throw new Error(`systemd-nspawn exited ${child.exitCode}; see ${this.consoleLog}`);
-      const leader = this.leaderPid();
-      return leader !== undefined && fs.readFileSync(`/proc/${leader}/comm`, "utf8").trim() === "systemd"
-        ? leader
-        : undefined;
-    }, 200);
+    await waitFor(
+      "the container's systemd to start",
+      60_000,
+      () => {
+        if (child.exitCode !== null)
+          throw new Error(`systemd-nspawn exited ${child.exitCode}; see ${this.consoleLog}`);
+        const leader = this.leaderPid();
+        return leader !== undefined &&
+          fs.readFileSync(`/proc/${leader}/comm`, "utf8").trim() === "systemd"
+          ? leader
+          : undefined;
+      },
+      200,
+    );
   }
 
   /** The container's PID 1 as the host sees it: systemd-nspawn's child. */
@@ -297,7 +314,10 @@ export class Machine {
   }
 
   /** Runs a command in the guest as root with a clean environment. */
-  exec(argv: string[], opts: { input?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
+  exec(
+    argv: string[],
+    opts: { input?: string; timeoutMs?: number } = {},
+  ): SpawnSyncReturns<string> {
     const leader = this.leaderPid();
     if (leader === undefined) throw new Error(`${this.opts.name} is not running`);
     return spawnSync(
@@ -314,7 +334,12 @@ export class Machine {
         "LANG=C.UTF-8",
         ...argv,
       ],
-      { input: opts.input, encoding: "utf8", timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+      {
+        input: opts.input,
+        encoding: "utf8",
+        timeout: opts.timeoutMs ?? 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+      },
     );
   }
 
@@ -322,7 +347,9 @@ export class Machine {
   sh(script: string, opts: { timeoutMs?: number } = {}): string {
     const result = this.exec(["bash", "-c", script], opts);
     if (result.status !== 0) {
-      throw new Error(`in ${this.opts.name}: ${script}\nexit ${result.status ?? result.signal}\n${result.stdout}\n${result.stderr}`);
+      throw new Error(
+        `in ${this.opts.name}: ${script}\nexit ${result.status ?? result.signal}\n${result.stdout}\n${result.stderr}`,
+      );
     }
     return result.stdout;
   }
@@ -339,7 +366,8 @@ export class Machine {
     const exited = this.exited;
     this.exec(["systemctl", "reboot"]);
     const code = await withDeadline(exited!, 120_000, "the container to reboot");
-    if (code !== 133) throw new Error(`systemd-nspawn exited ${code} on reboot, expected 133 (reboot requested)`);
+    if (code !== 133)
+      throw new Error(`systemd-nspawn exited ${code} on reboot, expected 133 (reboot requested)`);
     await this.start();
   }
 
@@ -367,7 +395,10 @@ export class Machine {
     const parts = [
       ["cloud-init status --long", "cloud-init status --long"],
       ["cloud-init-output.log (tail)", "tail -n 120 /var/log/cloud-init-output.log"],
-      ["cloud-init.log warnings", "grep -E 'WARNING|ERROR|Traceback' /var/log/cloud-init.log | tail -n 40"],
+      [
+        "cloud-init.log warnings",
+        "grep -E 'WARNING|ERROR|Traceback' /var/log/cloud-init.log | tail -n 40",
+      ],
       ["failed units", "systemctl --failed --no-pager"],
       ["journal (tail)", "journalctl --no-pager -n 150"],
     ];
@@ -395,7 +426,10 @@ function tail(file: string, lines: number): string {
 async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms / 1000} s waiting for ${what}`)), ms);
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${ms / 1000} s waiting for ${what}`)),
+      ms,
+    );
   });
   try {
     return await Promise.race([promise, timeout]);
@@ -432,17 +466,24 @@ export function removeStaleRuns(cacheDir: string): void {
       const pidFile = path.join(runDir, machine, "nspawn.pid");
       if (!fs.existsSync(pidFile)) continue;
       const pid = Number(fs.readFileSync(pidFile, "utf8"));
-      const cmdline = fs.existsSync(`/proc/${pid}/cmdline`) ? fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") : "";
+      const cmdline = fs.existsSync(`/proc/${pid}/cmdline`)
+        ? fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")
+        : "";
       if (!cmdline.startsWith("systemd-nspawn") || !cmdline.includes(runDir)) continue;
       // SIGKILL to the container's init ends its whole PID namespace; then nspawn itself.
       for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-        const children = fs.readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/);
+        const children = fs
+          .readFileSync(`/proc/${pid}/task/${task}/children`, "utf8")
+          .trim()
+          .split(/\s+/);
         for (const child of children.filter(Boolean)) process.kill(Number(child), "SIGKILL");
       }
       process.kill(pid, "SIGKILL");
     }
     for (const file of fs.readdirSync(runDir).filter((f) => f.endsWith(".img"))) {
-      const loops = run("losetup", ["-j", path.join(runDir, file), "-O", "NAME", "-n"]).split("\n").filter(Boolean);
+      const loops = run("losetup", ["-j", path.join(runDir, file), "-O", "NAME", "-n"])
+        .split("\n")
+        .filter(Boolean);
       for (const loop of loops) spawnSync("losetup", ["-d", loop.trim()]);
     }
     fs.rmSync(runDir, { recursive: true, force: true });
