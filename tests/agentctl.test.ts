@@ -6,6 +6,7 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { unavailableSuite } from "./real-suite";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -25,12 +26,12 @@ const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 const haveTools = ["tmux", "shellcheck", "setpriv", "flock"].every(
   (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
 );
-if (!isRoot || !haveTools) {
-  console.warn(
-    `agentctl tests skipped: they need root (to create ${AGENT_USER} and drop privileges to it) and tmux, shellcheck, setpriv, flock`,
-  );
-}
-const suite = isRoot && haveTools ? describe : describe.skip;
+const suite =
+  isRoot && haveTools
+    ? describe
+    : unavailableSuite(
+        `agentctl tests skipped: they need root (to create ${AGENT_USER} and drop privileges to it) and tmux, shellcheck, setpriv, flock`,
+      );
 
 interface Host {
   dir: string;

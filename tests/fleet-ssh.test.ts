@@ -33,6 +33,7 @@ import {
   type ProgramRun,
   type RecordedResource,
 } from "./harness";
+import { unavailableSuite } from "./real-suite";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
@@ -61,12 +62,12 @@ const TOOLS = [
   "flock",
 ];
 const haveTools = TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
-if (!isRoot || !haveTools) {
-  console.warn(
-    `fleet-ssh tests skipped: they need root (users, sudoers, sshd) and ${TOOLS.join(", ")} (apt-get install openssh-server openssh-client sudo tmux)`,
-  );
-}
-const suite = isRoot && haveTools ? describe : describe.skip;
+const suite =
+  isRoot && haveTools
+    ? describe
+    : unavailableSuite(
+        `fleet-ssh tests skipped: they need root (users, sudoers, sshd) and ${TOOLS.join(", ")} (apt-get install openssh-server openssh-client sudo tmux)`,
+      );
 
 interface SshResult {
   code: number | null;

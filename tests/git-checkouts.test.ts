@@ -17,6 +17,7 @@ import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
+import { unavailableSuite } from "./real-suite";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
@@ -33,12 +34,12 @@ const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 const TOOLS = ["git", "/usr/sbin/sshd", "ssh", "ssh-keygen", "openssl", "tmux", "setpriv", "flock"];
 const haveTools = TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
 const haveGitShell = fs.existsSync("/usr/bin/git-shell");
-if (!isRoot || !haveTools || !haveGitShell) {
-  console.warn(
-    `git-checkouts tests skipped: they need root (users, sshd) and ${TOOLS.join(", ")}, git-shell`,
-  );
-}
-const suite = isRoot && haveTools && haveGitShell ? describe : describe.skip;
+const suite =
+  isRoot && haveTools && haveGitShell
+    ? describe
+    : unavailableSuite(
+        `git-checkouts tests skipped: they need root (users, sshd) and ${TOOLS.join(", ")}, git-shell`,
+      );
 
 interface Run {
   code: number | null;

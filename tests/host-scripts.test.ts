@@ -7,6 +7,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { unavailableSuite } from "./real-suite";
 
 const HOST = path.join(__dirname, "..", "cloud-init", "host");
 const DATA_DISK = path.join(HOST, "data-disk");
@@ -16,10 +17,9 @@ const CLAUDE_VERSION = "2.1.331";
 const DOCKER_FPR = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
 
 const isRoot = process.getuid?.() === 0;
-const describeRoot = isRoot ? describe : describe.skip;
-if (!isRoot) {
-  console.warn("host-scripts: skipped: loop devices and mounts need root");
-}
+const describeRoot = isRoot
+  ? describe
+  : unavailableSuite("host-scripts: skipped: loop devices and mounts need root");
 
 interface Result {
   status: number;
