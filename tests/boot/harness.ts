@@ -45,7 +45,6 @@ export const HOST_TOOLS: Record<string, string> = {
   blkid: "util-linux",
   "ssh-keygen": "openssh-client",
   ssh: "openssh-client",
-  ss: "iproute2",
 };
 
 export function missingHostTools(): string[] {
@@ -438,17 +437,19 @@ async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): P
   }
 }
 
-/** A free TCP port on loopback, as the host sees it now. */
+/** A TCP port nothing listens on now, as the host sees it (from /proc/net: no extra tool). */
 export function freeLoopbackPort(): number {
-  const used = new Set(
-    run("ss", ["-Htln"])
-      .split("\n")
-      .map((line) => /:(\d+)\s/.exec(line)?.[1])
-      .filter((port): port is string => port !== undefined)
-      .map(Number),
-  );
+  const used = new Set<number>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      // State 0A is LISTEN; the local address ends in :PORT in hex.
+      if (state === "0A" && local) used.add(parseInt(local.split(":")[1], 16));
+    }
+  }
   for (let port = 2222; port < 2400; port++) if (!used.has(port)) return port;
-  throw new Error("no free loopback port between 2222 and 2400");
+  throw new Error("no free TCP port between 2222 and 2400");
 }
 
 /**
