@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { unavailableSuite } from "./real-suite";
+import { filesContaining, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -173,20 +174,6 @@ function status(h: Host): Row[] {
   return JSON.parse(r.stdout) as Row[];
 }
 
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | null | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Waits until agent-1..n are all running; returns name → claude pid. */
 async function allRunning(h: Host, n: number): Promise<Map<string, number>> {
   return waitFor(`agent-1..${n} running`, () => {
@@ -241,20 +228,6 @@ function tree(dir: string): string[] {
   };
   walk(dir);
   return out.sort();
-}
-
-function filesContaining(dir: string, needle: string, except: string[]): string[] {
-  const hits: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && !except.includes(p) && fs.readFileSync(p).includes(needle))
-        hits.push(p);
-    }
-  };
-  walk(dir);
-  return hits;
 }
 
 function uidOf(user: string): number {

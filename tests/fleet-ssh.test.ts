@@ -34,6 +34,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
+import { filesContaining, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
@@ -122,20 +123,6 @@ function sh(cmd: string, args: string[], input?: string): string {
   const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 30_000 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr}${r.error ?? ""}`);
   return r.stdout;
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | null | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function ensureUser(name: string): void {
@@ -428,20 +415,6 @@ function expectSecretKept(r: SshResult, run: ProgramRun): void {
   expect(r.psSamples).toBeGreaterThan(0);
   expect(r.psLeaks).toEqual([]);
   expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
-}
-
-function filesContaining(dir: string, needle: string, except: string[]): string[] {
-  const hits: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const f = path.join(d, e.name);
-      if (e.isDirectory()) walk(f);
-      else if (e.isFile() && !except.includes(f) && fs.readFileSync(f).includes(needle))
-        hits.push(f);
-    }
-  };
-  walk(dir);
-  return hits;
 }
 
 /** Exit 0 and exactly this stdout; apply's stderr is in the message when not. */

@@ -18,6 +18,7 @@ import * as path from "path";
 import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
 import { unavailableSuite } from "./real-suite";
+import { filesContaining, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
@@ -111,20 +112,6 @@ function git(user: string, cwd: string, args: string[]): string {
   return r.stdout.trim();
 }
 
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | null | false,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -154,20 +141,6 @@ function freshHome(user: string): void {
 
 function writeExecutable(file: string, text: string): void {
   fs.writeFileSync(file, text, { mode: 0o755 });
-}
-
-/** Every file under dir whose content contains needle. */
-function filesContaining(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && fs.readFileSync(p).includes(needle)) hits.push(p);
-    }
-  };
-  if (fs.existsSync(dir)) walk(dir);
-  return hits.sort();
 }
 
 /**

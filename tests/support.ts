@@ -1,0 +1,33 @@
+// Small helpers shared by the suites that drive real processes.
+import * as fs from "fs";
+import * as path from "path";
+
+/** Polls `probe` every 50 ms until it returns something truthy; fails after `ms`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | null | false,
+  ms = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Every regular file under `dir` whose bytes contain `needle`, except the paths in `except`. */
+export function filesContaining(dir: string, needle: string, except: string[] = []): string[] {
+  const hits: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const f = path.join(d, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (e.isFile() && !except.includes(f) && fs.readFileSync(f).includes(needle))
+        hits.push(f);
+    }
+  };
+  if (fs.existsSync(dir)) walk(dir);
+  return hits.sort();
+}
