@@ -25,6 +25,7 @@ export const HOST_FILES: readonly HostFile[] = [
     mode: "0755",
   },
   { source: "host/apply", path: "/usr/local/lib/agent-host/apply", mode: "0755" },
+  { source: "host/first-boot", path: "/usr/local/lib/agent-host/first-boot", mode: "0755" },
   { source: "host/tmux.conf", path: "/etc/agent-host/tmux.conf", mode: "0644" },
   { source: "host/sshd.conf", path: "/etc/ssh/sshd_config.d/60-agent-host.conf", mode: "0644" },
   {

@@ -21,7 +21,7 @@ const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "t
 
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
-  // Docker's apt repository needs its key checked first: install-docker does that in runcmd.
+  // Docker's apt repository needs its key checked first: install-docker does that in first-boot.
   if (settings.dockerSource === "distro") packages.push("docker.io");
   // The npm package's `claude` is a native binary; distro Node only runs its postinstall.
   if (settings.claudeCodeSource === "npm") packages.push("nodejs", "npm");
@@ -78,14 +78,8 @@ export function renderUserData(
         content: renderHostConf(settings),
       },
     ],
-    runcmd: [
-      [`${LIB}/install-docker`],
-      [`${LIB}/install-claude-code`],
-      ["systemctl", "daemon-reload"],
-      ["systemctl", "enable", "--now", "agent-host-data.service"],
-      ["usermod", "--append", "--groups", "docker", AGENT_USER],
-      ["systemctl", "enable", "--now", "agent-host.service"],
-    ],
+    // One script, so a failed step fails cloud-init (runcmd entries run without `set -e`).
+    runcmd: [[`${LIB}/first-boot`]],
   };
   const text = `#cloud-config\n# Rendered by agent-host. Day-2 changes go through the fleet's reconcile command, not here:\n# cloud-init runs once per VM.\n${stringify(document, { lineWidth: 0 })}`;
   const bytes = Buffer.byteLength(text, "utf8");

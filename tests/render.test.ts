@@ -114,15 +114,8 @@ describe("what the user-data sets up", () => {
     expect(doc.write_files).toHaveLength(files.length + 1);
   });
 
-  test("runcmd: Docker, Claude Code, the data disk, docker group, then the agents' unit", () => {
-    expect(doc.runcmd).toEqual([
-      ["/usr/local/lib/agent-host/install-docker"],
-      ["/usr/local/lib/agent-host/install-claude-code"],
-      ["systemctl", "daemon-reload"],
-      ["systemctl", "enable", "--now", "agent-host-data.service"],
-      ["usermod", "--append", "--groups", "docker", "agent"],
-      ["systemctl", "enable", "--now", "agent-host.service"],
-    ]);
+  test("runcmd: one script, so a failed step fails cloud-init (tests/first-boot.test.ts)", () => {
+    expect(doc.runcmd).toEqual([["/usr/local/lib/agent-host/first-boot"]]);
   });
 
   test("packages follow the sources", () => {

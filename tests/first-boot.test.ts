@@ -1,0 +1,66 @@
+// first-boot runs the first boot's steps in order and stops at the first failure, so cloud-init
+// reports an error instead of "done" (runcmd entries alone run without `set -e`). Driven for real
+// with recording stand-ins for the installers, systemctl and usermod.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const SCRIPT = path.join(__dirname, "..", "cloud-init", "host", "first-boot");
+
+function setup(failing?: string) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "first-boot-"));
+  const lib = path.join(root, "usr/local/lib/agent-host");
+  const bin = path.join(root, "bin");
+  const calls = path.join(root, "calls");
+  fs.mkdirSync(lib, { recursive: true });
+  fs.mkdirSync(bin);
+  fs.mkdirSync(path.join(root, "etc/agent-host"), { recursive: true });
+  fs.writeFileSync(path.join(root, "etc/agent-host/host.conf"), "AGENT_USER=agent\n");
+  const stub = (file: string, name: string) =>
+    fs.writeFileSync(
+      file,
+      `#!/bin/sh\necho "${name} $*" >> "${calls}"\n${failing === name ? "exit 1\n" : ""}`,
+      { mode: 0o755 },
+    );
+  stub(path.join(lib, "install-docker"), "install-docker");
+  stub(path.join(lib, "install-claude-code"), "install-claude-code");
+  stub(path.join(bin, "systemctl"), "systemctl");
+  stub(path.join(bin, "usermod"), "usermod");
+  const result = spawnSync("bash", [SCRIPT], {
+    encoding: "utf8",
+    env: { PATH: `${bin}:/usr/bin:/bin`, AGENT_HOST_ROOT: root },
+  });
+  const recorded = fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : [];
+  fs.rmSync(root, { recursive: true, force: true });
+  return { status: result.status, stderr: result.stderr, calls: recorded };
+}
+
+test("runs every step in order", () => {
+  const r = setup();
+  expect(r.status).toBe(0);
+  expect(r.calls).toEqual([
+    "install-docker ",
+    "install-claude-code ",
+    "systemctl daemon-reload",
+    "systemctl enable --now agent-host-data.service",
+    "usermod --append --groups docker agent",
+    "systemctl enable --now agent-host.service",
+  ]);
+});
+
+test.each([
+  ["install-claude-code", 2],
+  ["install-docker", 1],
+])("a failed %s stops the boot there and exits non-zero", (failing, calls) => {
+  const r = setup(failing);
+  expect(r.status).not.toBe(0);
+  expect(r.calls).toHaveLength(calls);
+  expect(r.calls.join("\n")).not.toContain("agent-host.service");
+});
+
+test("a failing systemctl stops the boot before the agents start", () => {
+  const r = setup("systemctl");
+  expect(r.status).not.toBe(0);
+  expect(r.calls).toEqual(["install-docker ", "install-claude-code ", "systemctl daemon-reload"]);
+});
