@@ -67,8 +67,13 @@ export = async () => {
   const deployKey = givenKey
     ? {
         privateKey: pulumi.secret(givenKey),
+        // The tls provider reads OpenSSH-format keys and PEM (PKCS#1/#8) keys by different args.
         publicKey: tls
-          .getPublicKeyOutput({ privateKeyPem: pulumi.secret(givenKey) })
+          .getPublicKeyOutput(
+            /^-----BEGIN OPENSSH PRIVATE KEY-----/.test(givenKey.trim())
+              ? { privateKeyOpenssh: pulumi.secret(givenKey) }
+              : { privateKeyPem: pulumi.secret(givenKey) },
+          )
           .publicKeyOpenssh.apply((key) => key.trim()),
       }
     : (() => {

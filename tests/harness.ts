@@ -24,6 +24,8 @@ export interface ProgramRun {
   outputs: Record<string, RecordedOutput>;
   warnings: string[];
   invokes: string[];
+  /** Each invoke's token and arguments (secrets unwrapped by the mocks). */
+  invokeArgs: { token: string; inputs: Record<string, unknown> }[];
 }
 
 export const BASE_CONFIG: Record<string, string> = {
@@ -53,8 +55,9 @@ export interface RunOptions {
 let state: {
   resources: RecordedResource[];
   invokes: string[];
+  invokeArgs: ProgramRun["invokeArgs"];
   options: RunOptions;
-} = { resources: [], invokes: [], options: {} };
+} = { resources: [], invokes: [], invokeArgs: [], options: {} };
 
 let mocked = false;
 
@@ -131,6 +134,7 @@ function ensureMocks(stack: string): void {
       },
       call(args) {
         state.invokes.push(args.token);
+        state.invokeArgs.push({ token: args.token, inputs: args.inputs });
         if (args.token === "gcp:compute/getDisk:getDisk") {
           const disk = state.options.existingDisk;
           // GCP answers a missing disk with a 404 error, whose text the SDK's mocks drop; an
@@ -179,7 +183,7 @@ export async function runProgram(
   options: RunOptions = {},
 ): Promise<ProgramRun> {
   ensureMocks(options.stack ?? "dev");
-  state = { resources: [], invokes: [], options };
+  state = { resources: [], invokes: [], invokeArgs: [], options };
   pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
   const warnings: string[] = [];
   const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(async (message: string) => {
@@ -193,7 +197,13 @@ export async function runProgram(
     for (const [key, value] of Object.entries(exported)) outputs[key] = await settleDeep(value);
     // Let registrations that no output depends on finish.
     await new Promise((resolve) => setTimeout(resolve, 50));
-    return { resources: [...state.resources], outputs, warnings, invokes: [...state.invokes] };
+    return {
+      resources: [...state.resources],
+      outputs,
+      warnings,
+      invokes: [...state.invokes],
+      invokeArgs: [...state.invokeArgs],
+    };
   } finally {
     warn.mockRestore();
   }

@@ -268,7 +268,11 @@ describe("variants", () => {
       { secretKeys: ["agent-host:deployPrivateKey"] },
     );
     expect(byType(run, "tls:index/privateKey:PrivateKey")).toHaveLength(0);
-    expect(run.invokes).toContain("tls:index/getPublicKey:getPublicKey");
+    expect(
+      run.invokeArgs.find((i) => i.token === "tls:index/getPublicKey:getPublicKey")?.inputs,
+    ).toEqual({
+      privateKeyOpenssh: key,
+    });
     expect(
       (unwrap(one(run, "command:remote:Command").inputs.connection) as Record<string, unknown>)
         .privateKey,
@@ -387,6 +391,11 @@ describe("accepted shapes worth a second look", () => {
       { secretKeys: ["agent-host:deployPrivateKey"] },
     );
     expect(byType(run, "tls:index/privateKey:PrivateKey")).toHaveLength(0);
+    expect(
+      run.invokeArgs.find((i) => i.token === "tls:index/getPublicKey:getPublicKey")?.inputs,
+    ).toEqual({
+      privateKeyPem: key,
+    });
   });
 
   test("a range wider than /8 deploys, with a warning", async () => {
