@@ -8,7 +8,11 @@ export type Inputs = Readonly<Record<string, unknown>>;
 
 /** What a person stated on purpose; everything else is checked without exceptions. */
 export interface RuleSettings {
-  /** Policy config `allowWorldSsh: true` on ssh-not-open-to-world: SSH from 0.0.0.0/0 is intended. */
+  /**
+   * SSH from 0.0.0.0/0 is intended: the stack config lists `0.0.0.0/0` itself in
+   * sshSourceRanges (the only way the stack opens it), or the policy config says
+   * `allowWorldSsh: true` on ssh-not-open-to-world.
+   */
   allowWorldSsh: boolean;
   /** The stack config sets `snapshotRetentionDays` to 0: the data disk runs without snapshots. */
   snapshotsOff: boolean;
@@ -29,7 +33,17 @@ const VM_TYPES = [INSTANCE, INSTANCE_TEMPLATE];
 
 /** The policy config file a person writes to allow SSH from the whole internet on purpose. */
 export const ALLOW_WORLD_SSH_HINT =
-  'set allowWorldSsh: true for ssh-not-open-to-world in a policy config file and pass it with --policy-pack-config (e.g. {"ssh-not-open-to-world": {"allowWorldSsh": true}})';
+  'list 0.0.0.0/0 itself in the stack config (pulumi config set --path \'sshSourceRanges[0]\' 0.0.0.0/0), or set allowWorldSsh: true for ssh-not-open-to-world in a policy config file passed with --policy-pack-config (e.g. {"ssh-not-open-to-world": {"allowWorldSsh": true}})';
+
+/** Whether the stack config's sshSourceRanges (a JSON list) names 0.0.0.0/0 itself. */
+function configListsWorld(raw: string | undefined): boolean {
+  try {
+    const ranges: unknown = JSON.parse(raw ?? "[]");
+    return Array.isArray(ranges) && ranges.includes("0.0.0.0/0");
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Derives the settings from the stack's configuration (`agent-host:<key>` → raw string, as
@@ -41,7 +55,9 @@ export function settingsFrom(
 ): RuleSettings {
   const retention = stackConfig["agent-host:snapshotRetentionDays"]?.trim();
   return {
-    allowWorldSsh: sshPolicyConfig.allowWorldSsh === true,
+    allowWorldSsh:
+      sshPolicyConfig.allowWorldSsh === true ||
+      configListsWorld(stackConfig["agent-host:sshSourceRanges"]),
     snapshotsOff: retention !== undefined && /^0+$/.test(retention),
   };
 }
@@ -340,7 +356,7 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
   {
     name: "ssh-not-open-to-world",
     description:
-      "No firewall rule opens SSH (tcp:22, or all ports) to 0.0.0.0/0 unless allowWorldSsh is set in the policy config.",
+      "No firewall rule opens SSH (tcp:22, or all ports) to 0.0.0.0/0 unless the stack config lists 0.0.0.0/0 in sshSourceRanges or allowWorldSsh is set in the policy config.",
     check: sshNotOpenToWorld,
   },
   {

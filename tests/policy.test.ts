@@ -413,6 +413,13 @@ describe("settings", () => {
     expect(settingsFrom({ "agent-host:snapshotRetentionDays": "7" })).toEqual(STRICT);
     expect(settingsFrom({}, { allowWorldSsh: "true" })).toEqual(STRICT);
     expect(settingsFrom({}, { allowWorldSsh: true })).toEqual(ALLOW);
+    // Written explicitly in the stack config: the allowance. Covering the world some other
+    // way (two /1 ranges) is not an explicit statement.
+    expect(settingsFrom({ "agent-host:sshSourceRanges": '["0.0.0.0/0"]' })).toEqual(ALLOW);
+    expect(settingsFrom({ "agent-host:sshSourceRanges": '["0.0.0.0/1","128.0.0.0/1"]' })).toEqual(
+      STRICT,
+    );
+    expect(settingsFrom({ "agent-host:sshSourceRanges": "not json" })).toEqual(STRICT);
   });
 });
 
@@ -436,7 +443,8 @@ describe("the stack's own resources pass every rule", () => {
     ["defaults", { ...BASE_CONFIG }, {}],
     ["spot", { ...BASE_CONFIG, "agent-host:spot": "true" }, {}],
     ["snapshotRetentionDays 0", { ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" }, {}],
-    ["0.0.0.0/0 with allowWorldSsh in the policy config", WORLD, { allowWorldSsh: true }],
+    ["0.0.0.0/0 written in the stack config", WORLD, {}],
+    ["0.0.0.0/0 with allowWorldSsh in the policy config too", WORLD, { allowWorldSsh: true }],
     [
       "an API key and bypassPermissions",
       {
@@ -458,9 +466,11 @@ describe("the stack's own resources pass every rule", () => {
     expect(violations(run, settingsFrom(config, policyConfig))).toEqual([]);
   });
 
-  test("0.0.0.0/0 without the allowance violates ssh-not-open-to-world, and only it", async () => {
+  test("a firewall open to the world that the stack config does not list violates ssh-not-open-to-world, and only it", async () => {
+    // As if code (not config) had opened the firewall: the resources of a 0.0.0.0/0 run,
+    // judged with a stack config that never said so.
     const run = await runProgram(WORLD);
-    expect(violations(run, settingsFrom(WORLD, {}))).toEqual([
+    expect(violations(run, settingsFrom(BASE_CONFIG, {}))).toEqual([
       `ssh-not-open-to-world: Firewall allows SSH (tcp:22) from the whole internet: sourceRanges ["0.0.0.0/0"]. ${SSH_FIX}`,
     ]);
   });
