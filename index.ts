@@ -30,7 +30,8 @@ function readRawConfig(): RawConfig {
   const raw = pulumi.runtime.allConfig();
   for (const key of SECRET_KEYS) {
     const full = `agent-host:${key}`;
-    if (raw[full] !== undefined && isConfigSecret && !isConfigSecret(full)) {
+    // The CLI applies Pulumi.yaml's "" default to an unset key: only a value needs encrypting.
+    if (raw[full] && isConfigSecret && !isConfigSecret(full)) {
       throw new ConfigError(
         `${key} is stored in plain text in the stack's config file. Remove it with: pulumi config rm ${key}, then set it with: pulumi config set --secret ${key} <value>`,
       );

@@ -1,6 +1,8 @@
 // Runs the Pulumi program under the SDK's mocks and records everything it registers, invokes,
 // warns and exports. Unexpected invokes throw. Shared by the stack, leak and policy tests.
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "fs";
+import { parse as parseYaml } from "yaml";
 
 /** The SDK's marker for a secret value in mocked resource inputs. */
 export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
@@ -245,4 +247,23 @@ export function plainStrings(value: unknown, path = "$"): { path: string; text: 
     return Object.entries(obj).flatMap(([k, v]) => plainStrings(v, `${path}.${k}`));
   }
   return [];
+}
+
+/**
+ * The config the Pulumi CLI hands the program: the stack's values plus every Pulumi.yaml default
+ * for a key the stack does not set (primitives as text, lists and objects as JSON), which the
+ * SDK's mocks do not apply themselves.
+ */
+export function withProjectDefaults(config: Record<string, string>): Record<string, string> {
+  const project = parseYaml(readFileSync(`${__dirname}/../Pulumi.yaml`, "utf8"));
+  const merged = { ...config };
+  for (const [key, declaration] of Object.entries(
+    project.config as Record<string, { default?: unknown }>,
+  )) {
+    const full = `agent-host:${key}`;
+    if (merged[full] !== undefined || declaration.default === undefined) continue;
+    const value = declaration.default;
+    merged[full] = typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+  return merged;
 }

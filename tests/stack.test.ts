@@ -15,6 +15,7 @@ import {
   one,
   runProgram,
   unwrap,
+  withProjectDefaults,
   type ProgramRun,
 } from "./harness";
 
@@ -407,5 +408,23 @@ describe("accepted shapes worth a second look", () => {
       "sshSourceRanges includes 0.0.0.0/1, more than 16 million addresses: SSH is open to a large part of the internet. Prefer your own range or IAP's 35.235.240.0/20.",
       "sshSourceRanges includes 128.0.0.0/1, more than 16 million addresses: SSH is open to a large part of the internet. Prefer your own range or IAP's 35.235.240.0/20.",
     ]);
+  });
+});
+
+describe("as the Pulumi CLI runs it (Pulumi.yaml defaults applied)", () => {
+  test("every default is accepted and changes nothing the program registers", async () => {
+    const bare = await runProgram({ ...BASE_CONFIG });
+    const cli = await runProgram(withProjectDefaults({ ...BASE_CONFIG }));
+    expect(cli.warnings).toEqual([]);
+    expect(changedResources(bare, cli)).toEqual([]);
+  });
+
+  test('an unset optional secret is its "" default, not a plain-text secret', async () => {
+    const config = withProjectDefaults({ ...BASE_CONFIG });
+    expect(config["agent-host:anthropicApiKey"]).toBe("");
+    const run = await runProgram(config, { secretKeys: [] });
+    expect(unwrap(one(run, "command:remote:Command").inputs.stdin)).toContain(
+      "secret anthropic-api-key -\n",
+    );
   });
 });
