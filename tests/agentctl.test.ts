@@ -387,6 +387,23 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(table).toHaveLength(13);
   });
 
+  test("status reuses a workspace's size for a minute (du is costly on big trees)", () => {
+    const before = status(h).find((r) => r.name === "agent-1")?.workspace_bytes as number;
+    const big = path.join(h.ws, "agent-1", "size-cache-probe.bin");
+    fs.writeFileSync(big, Buffer.alloc(4 * 1024 * 1024));
+    try {
+      expect(status(h).find((r) => r.name === "agent-1")?.workspace_bytes).toBe(before);
+      // An hour-old cache entry is measured again.
+      const cache = path.join(h.run, "agent-1", "workspace-bytes");
+      const old = new Date(Date.now() - 3600_000);
+      fs.utimesSync(cache, old, old);
+      const after = status(h).find((r) => r.name === "agent-1")?.workspace_bytes as number;
+      expect(after).toBeGreaterThanOrEqual(before + 4 * 1024 * 1024);
+    } finally {
+      fs.rmSync(big);
+    }
+  });
+
   test("reconcile 10 → 12 → 3 → 12 → 1 → 10: exact windows, stayers keep their pid, nothing deleted", async () => {
     let current = 12;
     let pids = await allRunning(h, current);
