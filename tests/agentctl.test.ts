@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, waitFor } from "./support";
+import { filesContaining, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -184,13 +184,7 @@ async function allRunning(h: Host, n: number): Promise<Map<string, number>> {
 }
 
 function records(h: Host, agent: string): Record[] {
-  const f = path.join(h.state, agent, "claude", "standin.jsonl");
-  if (!fs.existsSync(f)) return [];
-  return fs
-    .readFileSync(f, "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as Record);
+  return standinRecords<Record>(path.join(h.state, agent));
 }
 
 function lastRecord(h: Host, agent: string): Record {

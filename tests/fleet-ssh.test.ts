@@ -16,7 +16,6 @@
 // itself (apply skips systemctl).
 import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
 import * as files from "../cloud-init/files";
 import { HOST_FILES } from "../cloud-init/files";
@@ -34,7 +33,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, waitFor } from "./support";
+import { filesContaining, freePort, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
@@ -135,17 +134,6 @@ function uidOf(user: string): number {
   return Number(sh("id", ["-u", user]).trim());
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function agentNames(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `agent-${i + 1}`);
 }
@@ -204,13 +192,7 @@ async function allRunning(n: number): Promise<Map<string, number>> {
 }
 
 function records(agent: string): StandinRecord[] {
-  const f = path.join(p.state(), agent, "claude", "standin.jsonl");
-  if (!fs.existsSync(f)) return [];
-  return fs
-    .readFileSync(f, "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as StandinRecord);
+  return standinRecords<StandinRecord>(path.join(p.state(), agent));
 }
 
 function alive(pid: number): boolean {

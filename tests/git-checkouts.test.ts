@@ -12,13 +12,12 @@
 import { ChildProcess, spawn, spawnSync, type SpawnSyncReturns } from "child_process";
 import { createHash } from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, waitFor } from "./support";
+import { filesContaining, freePort, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
@@ -110,17 +109,6 @@ function git(user: string, cwd: string, args: string[]): string {
   const r = asUser(user, ["git", ...args], cwd);
   if (r.status !== 0) throw new Error(`git ${args.join(" ")} as ${user} in ${cwd}: ${r.stderr}`);
   return r.stdout.trim();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function ensureUser(name: string, shell = "/bin/bash"): void {

@@ -1,5 +1,6 @@
 // Small helpers shared by the suites that drive real processes.
 import * as fs from "fs";
+import * as net from "net";
 import * as path from "path";
 
 /** Polls `probe` every 50 ms until it returns something truthy; fails after `ms`. */
@@ -30,4 +31,27 @@ export function filesContaining(dir: string, needle: string, except: string[] = 
   };
   if (fs.existsSync(dir)) walk(dir);
   return hits.sort();
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The JSON lines the stand-in claude (tests/fixtures/claude) recorded in a state folder. */
+export function standinRecords<T>(agentStateDir: string): T[] {
+  const f = path.join(agentStateDir, "claude", "standin.jsonl");
+  if (!fs.existsSync(f)) return [];
+  return fs
+    .readFileSync(f, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as T);
 }
