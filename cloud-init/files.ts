@@ -1,7 +1,6 @@
 // The host files: real files in this folder, shipped verbatim to the VM by cloud-init at first
 // boot and by the fleet's reconcile command on every deploy. One list, so both paths ship the
 // same set. See HOST.md for what each one does.
-import { createHash } from "crypto";
 import { readFileSync } from "fs";
 import * as path from "path";
 
@@ -55,11 +54,4 @@ export function readHostFiles(root: string = __dirname): HostFileContent[] {
     ...file,
     content: readFileSync(path.join(root, file.source), "utf8"),
   }));
-}
-
-/** sha256 over every host file's path, mode and content: changes when any shipped byte does. */
-export function hostFilesHash(files: readonly HostFileContent[]): string {
-  const hash = createHash("sha256");
-  for (const file of files) hash.update(`${file.path}\0${file.mode}\0${file.content}\0`);
-  return hash.digest("hex");
 }

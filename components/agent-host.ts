@@ -4,8 +4,6 @@
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 
-/** The device name the data disk is attached with; the guest sees /dev/disk/by-id/google-<it>. */
-export { DATA_DEVICE_NAME } from "../cloud-init/host-config";
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
 
 /** The only scopes the VM's service account gets: write logs and metrics, nothing else. */

@@ -18,21 +18,26 @@ function qualify(key: string): string {
   return key.includes(":") ? key : `agent-host:${key}`;
 }
 
-/** A Pulumi stack file's `config:` map as raw strings, the way the engine hands it over. */
-export function rawFromStackFile(text: string): Record<string, string> {
+/** A stack file's `config:` map as raw strings, the way the engine hands it over. */
+export interface StackFileConfig {
+  raw: Record<string, string>;
+  /** Keys whose values are encrypted (`secure:`): unreadable here, rendered as unset. */
+  encrypted: string[];
+}
+
+export function rawFromStackFile(text: string): StackFileConfig {
   const doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
-  const raw: Record<string, string> = {};
+  const result: StackFileConfig = { raw: {}, encrypted: [] };
   for (const [key, value] of Object.entries(doc.config ?? {})) {
+    // Secrets never enter the user-data (they travel on the reconcile command's stdin), so an
+    // encrypted value is left out rather than replaced by a stand-in the parser would refuse.
     if (value !== null && typeof value === "object" && "secure" in (value as object)) {
-      // Encrypted values cannot be read here; a placeholder of the right shape stands in.
-      raw[qualify(key)] = key.endsWith("anthropicApiKey")
-        ? "sk-ant-placeholder"
-        : "-----BEGIN OPENSSH PRIVATE KEY-----";
+      result.encrypted.push(qualify(key));
       continue;
     }
-    raw[qualify(key)] = typeof value === "string" ? value : JSON.stringify(value);
+    result.raw[qualify(key)] = typeof value === "string" ? value : JSON.stringify(value);
   }
-  return raw;
+  return result;
 }
 
 export function renderFromArgs(argv: string[]): string {
@@ -40,7 +45,13 @@ export function renderFromArgs(argv: string[]): string {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--config") {
-      Object.assign(raw, rawFromStackFile(readFileSync(argv[++i] ?? "", "utf8")));
+      const file = rawFromStackFile(readFileSync(argv[++i] ?? "", "utf8"));
+      Object.assign(raw, file.raw);
+      for (const key of file.encrypted) {
+        process.stderr.write(
+          `note: ${key} is encrypted; rendered as unset (secrets never enter the user-data).\n`,
+        );
+      }
     } else if (arg === "--set") {
       const pair = argv[++i] ?? "";
       const eq = pair.indexOf("=");
@@ -64,6 +75,11 @@ export function renderFromArgs(argv: string[]): string {
 }
 
 if (require.main === module) {
+  // `npm run render | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(0);
+    throw error;
+  });
   try {
     process.stdout.write(renderFromArgs(process.argv.slice(2)));
   } catch (error) {
