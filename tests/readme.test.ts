@@ -44,9 +44,10 @@ describe("configuration table", () => {
 
   test.each(Object.keys(project.config))("%s: the README's default is Pulumi.yaml's", (key) => {
     const yamlDefault = declared[key].default;
-    // An optional secret's "" default reads "unset" in the README.
-    const optionalSecret = declared[key].description.startsWith("Optional secret.");
-    const expected = optionalSecret && yamlDefault === "" ? undefined : yamlDefault;
+    // An optional key's "" default reads "unset" in the README: "" is how Pulumi.yaml declares an
+    // optional string (a key with no default is required by the CLI), and config.ts reads "" as unset.
+    const optional = declared[key].description.startsWith("Optional");
+    const expected = optional && yamlDefault === "" ? undefined : yamlDefault;
     expect(readmeDefault(table.get(key) ?? "")).toEqual(expected);
   });
 
