@@ -2,6 +2,8 @@
 // import, so the rules are tested without mocks and `npm run render` uses the very same parser.
 // index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
 
+import { secretShapesIn } from "./policy/rules";
+
 /** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
 
@@ -11,9 +13,14 @@ export type ClaudeCodeSource = (typeof CLAUDE_CODE_SOURCES)[number];
 export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
 export type DockerSource = (typeof DOCKER_SOURCES)[number];
 
-/** Claude Code's `--permission-mode` values. */
+/**
+ * Claude Code's `--permission-mode` values: what 2.1's `--help` lists (acceptEdits, auto,
+ * bypassPermissions, manual, dontAsk, plan) plus `default`, which it still accepts (hidden).
+ */
 export const PERMISSION_MODES = [
   "default",
+  "auto",
+  "manual",
   "acceptEdits",
   "plan",
   "dontAsk",
@@ -22,6 +29,36 @@ export const PERMISSION_MODES = [
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
 
 export const DATA_DISK_TYPES = ["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"] as const;
+
+/**
+ * Where the agents' Claude runs: `vertex` (Vertex AI, signed in by the VM's service account: no
+ * secret anywhere) or `anthropic` (Anthropic's API with anthropicApiKey, or one `agentctl login`).
+ */
+export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;
+export type ClaudeProvider = (typeof CLAUDE_PROVIDERS)[number];
+
+/**
+ * Vertex AI locations that serve Anthropic's Claude models: the global endpoint, the `us` and `eu`
+ * multi-regions, and the regions Google's and Anthropic's Vertex pages list for Claude. Claude Code
+ * 2.1.331 builds the host from CLOUD_ML_REGION (global → aiplatform.googleapis.com, us/eu →
+ * aiplatform.<us|eu>.rep.googleapis.com, else <region>-aiplatform.googleapis.com); any other
+ * region answers every request with "not servable in region". Which models a location serves
+ * differs: check the model's card in Model Garden.
+ */
+export const VERTEX_CLAUDE_REGIONS = [
+  "global",
+  "us",
+  "eu",
+  "us-east5",
+  "us-central1",
+  "us-east1",
+  "us-east4",
+  "us-west1",
+  "europe-west1",
+  "europe-west4",
+  "asia-east1",
+  "asia-southeast1",
+] as const;
 
 /**
  * Memory budget per agent. Claude Code's own process settles around 300-600 MiB; what the agent
@@ -76,6 +113,11 @@ export const DEFAULTS = {
   spot: false,
   deleteDataDiskOnDestroy: false,
   extraPackages: [] as string[],
+  claudeProvider: "anthropic" as ClaudeProvider,
+  vertexRegion: "global",
+  claudeModel: "",
+  anthropicBaseUrl: "",
+  vertexBaseUrl: "",
 } as const;
 
 export interface StackConfig {
@@ -106,6 +148,8 @@ export interface StackConfig {
   deleteDataDiskOnDestroy: boolean;
   /** Whether the anthropicApiKey secret is set (its value never enters StackConfig). */
   hasApiKey: boolean;
+  /** Where the agents' Claude runs, and how it signs in there. */
+  claude: ClaudeSettings;
   /** Whether a deployPrivateKey secret is set (otherwise the stack generates one). */
   hasDeployKey: boolean;
   /** The identity the agents commit with (both or neither). */
@@ -161,6 +205,11 @@ const KNOWN_KEYS = [
   "gitCredentials",
   "repository",
   "extraPackages",
+  "claudeProvider",
+  "vertexRegion",
+  "claudeModel",
+  "anthropicBaseUrl",
+  "vertexBaseUrl",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
@@ -550,6 +599,11 @@ export function parseConfig(raw: RawConfig): ParseResult {
       );
     }
   }
+  const claude = parseClaudeSettings(
+    get,
+    { project, hasApiKey: apiKey !== undefined && apiKey !== "" },
+    warnings,
+  );
   const deployKey = get("deployPrivateKey");
   if (
     deployKey !== undefined &&
@@ -690,6 +744,7 @@ export function parseConfig(raw: RawConfig): ParseResult {
       spot,
       deleteDataDiskOnDestroy,
       hasApiKey: apiKey !== undefined && apiKey !== "",
+      claude,
       hasDeployKey: deployKey !== undefined && deployKey !== "",
       gitUserName,
       gitUserEmail,
@@ -700,6 +755,158 @@ export function parseConfig(raw: RawConfig): ParseResult {
     },
     warnings,
   };
+}
+
+/** Where the agents' Claude runs and how it signs in; what host.conf's CLAUDE_* keys carry. */
+export interface ClaudeSettings {
+  provider: ClaudeProvider;
+  /** Vertex only: the project the requests go to and bill to (the stack's gcp:project). */
+  vertexProjectId?: string;
+  /** Vertex only: CLOUD_ML_REGION, one of VERTEX_CLAUDE_REGIONS. */
+  vertexRegion?: string;
+  /** ANTHROPIC_MODEL for every agent; undefined: Claude Code's default model. */
+  model?: string;
+  /** Anthropic only: an LLM gateway in front of Anthropic's API (no trailing slash). */
+  anthropicBaseUrl?: string;
+  /** Vertex only: a Vertex endpoint other than Google's public one, e.g. Private Service Connect. */
+  vertexBaseUrl?: string;
+}
+
+/** Model IDs and aliases: Anthropic's (claude-sonnet-4-5-20250929), Vertex's (…@20250929), sonnet[1m]. */
+const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:@[\]-]{0,127}$/;
+/** An Anthropic API model ID ends in -YYYYMMDD; Vertex writes the same model …@YYYYMMDD. */
+const DATED_ANTHROPIC_MODEL_RE = /^(claude-[a-z0-9.-]+)-(\d{8})$/;
+const LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"];
+
+/**
+ * A base URL the agents send every request to. It lands in host.conf and in each agent's
+ * environment, which are not secret: whatever could be a credential (user info, a query string,
+ * a key's shape) is refused without echoing the value. https only, except a gateway on the VM
+ * itself (loopback).
+ */
+export function parseEndpointUrl(key: string, raw: string | undefined): string | undefined {
+  const value = optionalText(raw);
+  if (value === undefined) return undefined;
+  const unset = `Run: pulumi config rm ${key}`;
+  const keyHint =
+    key === "vertexBaseUrl"
+      ? "let the VM's service account sign in (Vertex AI needs no key)"
+      : "put a key in anthropicApiKey (pulumi config set --secret anthropicApiKey <key>)";
+  const example =
+    key === "vertexBaseUrl"
+      ? "https://us-east5-aiplatform.googleapis.com/v1"
+      : "https://llm-gateway.example.com/anthropic";
+  // Checked on the raw text first: URL parsing would keep it, but the message must not show it.
+  if (secretShapesIn(value).length > 0) {
+    throw new ConfigError(
+      `${key} holds text shaped like a credential (not shown); it is written in plain text to the VM. Give the URL only and ${keyHint}. ${unset}, then: pulumi config set ${key} ${example}`,
+    );
+  }
+  if (/[\s"'\\`$]/.test(value)) {
+    throw new ConfigError(
+      `${key} must be a URL without spaces, quotes, backslashes or $; got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(
+      `${key} must be an absolute URL such as ${example}; got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+    );
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new ConfigError(
+      `${key} must not carry credentials in the URL; got a URL with user info (not shown). It is written in plain text to the VM: give the URL without user@ (pulumi config set ${key} ${example}) and ${keyHint}.`,
+    );
+  }
+  if (url.search !== "" || url.hash !== "" || /[?#]/.test(value)) {
+    throw new ConfigError(
+      `${key} must not have a query string or fragment (they can carry keys, and Claude Code appends its own path); got a URL with ? or # (not shown). Run: pulumi config set ${key} ${example}`,
+    );
+  }
+  const loopback = LOOPBACK_HOSTS.includes(url.hostname);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
+    throw new ConfigError(
+      `${key} must use https:// (plain http only for a gateway on the VM itself, 127.0.0.1 or localhost); got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+    );
+  }
+  return value.replace(/\/+$/, "");
+}
+
+/**
+ * How the agents reach Claude: the provider, its region or base URL, the model, and the rules
+ * between them and anthropicApiKey. Throws ConfigError naming the keys and the fix.
+ */
+export function parseClaudeSettings(
+  get: (key: ConfigKey) => string | undefined,
+  context: { project: string; hasApiKey: boolean },
+  warnings: string[],
+): ClaudeSettings {
+  const provider = parseEnum(
+    "claudeProvider",
+    get("claudeProvider"),
+    CLAUDE_PROVIDERS,
+    DEFAULTS.claudeProvider,
+  );
+  const regionText = optionalText(get("vertexRegion")) ?? DEFAULTS.vertexRegion;
+  if (!(VERTEX_CLAUDE_REGIONS as readonly string[]).includes(regionText)) {
+    throw new ConfigError(
+      `vertexRegion must be a Vertex AI location that serves Claude (${VERTEX_CLAUDE_REGIONS.join(", ")}); got ${show(regionText)}. Run: pulumi config set vertexRegion ${DEFAULTS.vertexRegion}`,
+    );
+  }
+  const anthropicBaseUrl = parseEndpointUrl("anthropicBaseUrl", get("anthropicBaseUrl"));
+  const vertexBaseUrl = parseEndpointUrl("vertexBaseUrl", get("vertexBaseUrl"));
+
+  const model = optionalText(get("claudeModel"));
+  if (model !== undefined && !MODEL_RE.test(model)) {
+    throw new ConfigError(
+      `claudeModel must be a Claude model ID or alias (letters, digits and . _ - : @ [ ], at most 128 characters), e.g. sonnet, claude-sonnet-4-5-20250929, or on Vertex AI claude-sonnet-4-5@20250929; got ${show(model)}. Run: pulumi config set claudeModel sonnet (or pulumi config rm claudeModel for Claude Code's default)`,
+    );
+  }
+
+  if (provider === "vertex") {
+    if (context.hasApiKey) {
+      throw new ConfigError(
+        "anthropicApiKey is set but claudeProvider is vertex: on Vertex AI every agent signs in with the VM's service account, and the key would sit on the VM unused. Remove it with: pulumi config rm anthropicApiKey (or keep it and run: pulumi config set claudeProvider anthropic)",
+      );
+    }
+    if (anthropicBaseUrl !== undefined) {
+      throw new ConfigError(
+        `anthropicBaseUrl is set (${show(anthropicBaseUrl)}) but claudeProvider is vertex, which never calls Anthropic's API. For another Vertex endpoint (e.g. Private Service Connect) use vertexBaseUrl. Run: pulumi config rm anthropicBaseUrl`,
+      );
+    }
+    const dated = model === undefined ? null : DATED_ANTHROPIC_MODEL_RE.exec(model);
+    if (dated && vertexBaseUrl === undefined) {
+      throw new ConfigError(
+        `claudeModel ${show(model as string)} is an Anthropic API model ID, which Vertex AI does not serve (it writes the version after @). Run: pulumi config set claudeModel ${dated[1]}@${dated[2]}`,
+      );
+    }
+    if (vertexBaseUrl !== undefined && !/\/v1(beta1)?$/.test(vertexBaseUrl)) {
+      warnings.push(
+        `vertexBaseUrl ${vertexBaseUrl} does not end in /v1: Claude Code appends /projects/<project>/locations/<region>/publishers/anthropic/models/<model>:streamRawPredict to it, and Vertex's paths start with /v1.`,
+      );
+    }
+    return {
+      provider,
+      vertexProjectId: context.project,
+      vertexRegion: regionText,
+      model,
+      vertexBaseUrl,
+    };
+  }
+
+  if (vertexBaseUrl !== undefined) {
+    throw new ConfigError(
+      `vertexBaseUrl is set (${show(vertexBaseUrl)}) but claudeProvider is anthropic. Run: pulumi config set claudeProvider vertex to use Vertex AI, or pulumi config rm vertexBaseUrl (a gateway in front of Anthropic's API goes in anthropicBaseUrl)`,
+    );
+  }
+  if (model !== undefined && model.includes("@") && anthropicBaseUrl === undefined) {
+    throw new ConfigError(
+      `claudeModel ${show(model)} is a Vertex AI model ID (version after @), which Anthropic's API does not serve. Run: pulumi config set claudeModel ${model.replace("@", "-")} (or pulumi config set claudeProvider vertex)`,
+    );
+  }
+  return { provider, model, anthropicBaseUrl };
 }
 
 /** GCE names this stack gives its resources, derived from the project and stack names. */

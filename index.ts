@@ -104,6 +104,7 @@ export = async () => {
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
     deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
+    vertex: config.claude.provider === "vertex",
   });
 
   const apiKey = raw["agent-host:anthropicApiKey"];

@@ -37,6 +37,8 @@ export interface HostSettings {
   gitCredentialHost?: string;
   /** Debian/Ubuntu packages every agent gets. */
   extraPackages: string[];
+  /** Where the agents' Claude runs and how it signs in (no secret: the key travels apart). */
+  claude: StackConfig["claude"];
 }
 
 /**
@@ -68,6 +70,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     repository: config.repository,
     gitCredentialHost: config.gitCredentialHost,
     extraPackages: config.extraPackages,
+    claude: config.claude,
   };
 }
 
@@ -92,6 +95,12 @@ export function renderHostConf(settings: HostSettings): string {
     ["GIT_REPOSITORY", settings.repository],
     ["GIT_CREDENTIAL_HOST", settings.gitCredentialHost],
     ["EXTRA_PACKAGES", settings.extraPackages.join(" ") || undefined],
+    ["CLAUDE_PROVIDER", settings.claude.provider],
+    ["VERTEX_PROJECT_ID", settings.claude.vertexProjectId],
+    ["VERTEX_REGION", settings.claude.vertexRegion],
+    ["CLAUDE_MODEL", settings.claude.model],
+    ["ANTHROPIC_BASE_URL", settings.claude.anthropicBaseUrl],
+    ["VERTEX_BASE_URL", settings.claude.vertexBaseUrl],
   ];
   const body = lines
     .filter(([, value]) => value !== undefined)

@@ -14,6 +14,18 @@ export const VM_SCOPES = [
 /** Roles granted to the VM's service account in the project, to match VM_SCOPES. */
 export const VM_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter"];
 
+/**
+ * Vertex AI takes only this scope (it has no narrower one); with it the service account's IAM
+ * roles alone decide what the VM may do, so the vertex role below is all it adds.
+ */
+export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
+/**
+ * What the agents need to call Claude on Vertex AI: aiplatform.endpoints.predict (invoke a model)
+ * and aiplatform.endpoints.computeTokens (count tokens). Claude Code's Vertex page names this
+ * role; it is the narrowest predefined role holding both.
+ */
+export const VERTEX_ROLE = "roles/aiplatform.user";
+
 export interface AgentHostArgs {
   project: string;
   zone: string;
@@ -49,6 +61,12 @@ export interface AgentHostArgs {
   deleteDataDiskOnDestroy?: boolean;
   /** VPC network. @default "default" */
   network?: string;
+  /**
+   * The agents call Claude on Vertex AI as the VM's service account: it gets VERTEX_ROLE in the
+   * project and the VM gets the cloud-platform scope (a change stops and starts the VM).
+   * @default false — no Vertex AI access; the VM keeps VM_SCOPES.
+   */
+  vertex?: boolean;
 }
 
 export class AgentHost extends pulumi.ComponentResource {
@@ -88,6 +106,13 @@ export class AgentHost extends pulumi.ComponentResource {
           .replace(/\./g, "-")
           .toLowerCase()}`,
         { project: args.project, role, member },
+        { parent: this },
+      );
+    }
+    if (args.vertex) {
+      new gcp.projects.IAMMember(
+        `${name}-aiplatform-user`,
+        { project: args.project, role: VERTEX_ROLE, member },
         { parent: this },
       );
     }
@@ -205,7 +230,10 @@ export class AgentHost extends pulumi.ComponentResource {
         networkInterfaces: [
           { network, accessConfigs: [{ natIp: this.address.address, networkTier: "PREMIUM" }] },
         ],
-        serviceAccount: { email: this.serviceAccount.email, scopes: VM_SCOPES },
+        serviceAccount: {
+          email: this.serviceAccount.email,
+          scopes: args.vertex ? [CLOUD_PLATFORM_SCOPE] : VM_SCOPES,
+        },
         shieldedInstanceConfig: {
           enableSecureBoot: true,
           enableVtpm: true,

@@ -9,8 +9,10 @@ import {
 import {
   DATA_DISK_SNAPSHOTS,
   RESOURCE_RULES,
+  WORK_HOURS_CAN_RUN,
   dataDiskSnapshots,
   settingsFrom,
+  workHoursCanRun,
   type RuleSettings,
 } from "./rules";
 
@@ -54,9 +56,17 @@ const snapshotPolicy: StackValidationPolicy = {
   },
 };
 
+const workHoursPolicy: StackValidationPolicy = {
+  ...WORK_HOURS_CAN_RUN,
+  validateStack: (args, reportViolation) => {
+    const resources = args.resources.map((r) => ({ type: r.type, props: r.props, urn: r.urn }));
+    for (const { urn, message } of workHoursCanRun(resources)) reportViolation(message, urn);
+  },
+};
+
 new PolicyPack("agent-host", {
   description:
-    "Guardrails of the agent-host stack: SSH only from named ranges, Shielded VM, a dedicated service account with narrow scopes, no project SSH keys, no serial port, no startup script, no IP forwarding, no secrets in metadata, snapshots of the data disk.",
+    "Guardrails of the agent-host stack: SSH only from named ranges, Shielded VM, a dedicated service account with narrow scopes, no project SSH keys, no serial port, no startup script, no IP forwarding, no secrets in metadata, snapshots of the data disk, work hours that can run with a grant on the VM only.",
   enforcementLevel: "mandatory",
-  policies: [...resourcePolicies, snapshotPolicy],
+  policies: [...resourcePolicies, snapshotPolicy, workHoursPolicy],
 });

@@ -25,6 +25,12 @@ export const INSTANCE = "gcp:compute/instance:Instance";
 export const INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate";
 export const DISK = "gcp:compute/disk:Disk";
 export const RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy";
+export const INSTANCE_IAM_MEMBER = "gcp:compute/instanceIAMMember:InstanceIAMMember";
+/** Project-level IAM resources: a grant here reaches every VM in the project. */
+export const PROJECT_IAM_TYPES = [
+  "gcp:projects/iAMMember:IAMMember",
+  "gcp:projects/iAMBinding:IAMBinding",
+];
 export const DISK_POLICY_ATTACHMENT =
   "gcp:compute/diskResourcePolicyAttachment:DiskResourcePolicyAttachment";
 
@@ -344,6 +350,77 @@ export function noSecretsInMetadata(type: string, inputs: Inputs): string[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// instance-schedule-valid and schedule-grant-on-instance-only (work hours)
+
+/** A unix-cron line as GCE's instance schedules take it: five fields. */
+const CRON_RE = /^(\S+\s+){4}\S+$/;
+const CRON_FIELD_RE =
+  /^(\*|\d{1,2}(-\d{1,2})?)(\/\d{1,2})?(,(\*|\d{1,2}(-\d{1,2})?)(\/\d{1,2})?)*$/;
+
+/** GCE wants a tz database name; Node's ICU holds the same database. */
+function isTimeZone(zone: unknown): boolean {
+  if (typeof zone !== "string" || !/^[A-Za-z][A-Za-z0-9_+\-/]*$/.test(zone)) return false;
+  try {
+    const resolved = new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions()
+      .timeZone;
+    return resolved === zone || resolved.toLowerCase() !== zone.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+export function instanceScheduleValid(type: string, inputs: Inputs): string[] {
+  if (type !== RESOURCE_POLICY || !isObject(inputs.instanceSchedulePolicy)) return [];
+  const policy = inputs.instanceSchedulePolicy;
+  const messages: string[] = [];
+  if (!isTimeZone(policy.timeZone)) {
+    messages.push(
+      `The instance schedule's timeZone ${show(policy.timeZone)} is not a tz database name (e.g. Europe/Berlin): GCE refuses it. Fix workTimeZone in the stack config.`,
+    );
+  }
+  const crons = ["vmStartSchedule", "vmStopSchedule"]
+    .filter((key) => policy[key] !== undefined)
+    .map((key) => [key, isObject(policy[key]) ? policy[key].schedule : undefined] as const);
+  if (crons.length === 0) {
+    messages.push("The instance schedule has neither vmStartSchedule nor vmStopSchedule.");
+  }
+  for (const [key, cron] of crons) {
+    if (
+      typeof cron !== "string" ||
+      !CRON_RE.test(cron.trim()) ||
+      !cron
+        .trim()
+        .split(/\s+/)
+        .every((field) => CRON_FIELD_RE.test(field))
+    ) {
+      messages.push(
+        `The instance schedule's ${key} ${show(cron)} is not a five-field unix-cron line (minute hour day month weekday).`,
+      );
+    }
+  }
+  return messages;
+}
+
+/** The Compute Engine Service Agent, which runs instance schedules. */
+const COMPUTE_SERVICE_AGENT_RE = /service-\d+@compute-system\.iam\.gserviceaccount\.com$/;
+
+/**
+ * The service agent's start/stop grant belongs on the VM: a project-wide one lets every instance
+ * schedule in the project start and stop every VM in it.
+ */
+export function scheduleGrantOnInstanceOnly(type: string, inputs: Inputs): string[] {
+  if (!PROJECT_IAM_TYPES.includes(type)) return [];
+  const members = [inputs.member, ...stringList(inputs.members)].filter(
+    (m): m is string => typeof m === "string",
+  );
+  const agents = members.filter((m) => COMPUTE_SERVICE_AGENT_RE.test(m));
+  return agents.map(
+    (member) =>
+      `The Compute Engine Service Agent (${member}) gets ${show(inputs.role)} on the whole project; grant the work-hour schedule's start/stop on the VM only (compute.InstanceIAMMember).`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The resource rules, named as the policy pack names them.
 
 export interface ResourceRule {
@@ -399,6 +476,18 @@ export const RESOURCE_RULES: readonly ResourceRule[] = [
     description:
       "No secret-looking text (API keys, private keys, cloud credentials) in instance metadata.",
     check: noSecretsInMetadata,
+  },
+  {
+    name: "instance-schedule-valid",
+    description:
+      "A work-hour instance schedule has a tz database time zone and five-field cron lines.",
+    check: instanceScheduleValid,
+  },
+  {
+    name: "schedule-grant-on-instance-only",
+    description:
+      "The Compute Engine Service Agent gets no project-wide role; the schedule's start/stop is granted on the VM.",
+    check: scheduleGrantOnInstanceOnly,
   },
 ];
 
@@ -479,6 +568,46 @@ export function dataDiskSnapshots(
       violations.push({
         urn: disk.urn,
         message: `${label} is attached only to resource policies without a snapshotSchedulePolicy (${show(withoutSchedule)}). Give the policy a snapshotSchedulePolicy.`,
+      });
+    }
+  }
+  return violations;
+}
+
+// ---------------------------------------------------------------------------------------------
+// work-hours-can-run (a stack rule: it relates the schedule, the VM and the IAM grant)
+
+export const WORK_HOURS_CAN_RUN = {
+  name: "work-hours-can-run",
+  description:
+    "A VM with an instance schedule attached lets the Compute Engine Service Agent start and stop it (an InstanceIAMMember on that VM); without it the schedule silently does nothing.",
+};
+
+export function workHoursCanRun(
+  resources: readonly StackResource[],
+): { urn?: string; message: string }[] {
+  const schedules = new Set(
+    resources
+      .filter((r) => r.type === RESOURCE_POLICY && isObject(r.props.instanceSchedulePolicy))
+      .map((r) => lastSegment(r.props.name)),
+  );
+  const grants = resources.filter(
+    (r) =>
+      r.type === INSTANCE_IAM_MEMBER &&
+      typeof r.props.member === "string" &&
+      COMPUTE_SERVICE_AGENT_RE.test(r.props.member),
+  );
+  const violations: { urn?: string; message: string }[] = [];
+  for (const vm of resources.filter((r) => r.type === INSTANCE)) {
+    const attached = [vm.props.resourcePolicies, ...stringList(vm.props.resourcePolicies)]
+      .map(lastSegment)
+      .filter((name) => schedules.has(name));
+    if (attached.length === 0) continue;
+    const name = lastSegment(vm.props.name);
+    if (!grants.some((g) => lastSegment(g.props.instanceName) === name)) {
+      violations.push({
+        urn: vm.urn,
+        message: `VM ${show(name)} follows the instance schedule ${show(attached[0])}, but no InstanceIAMMember lets the Compute Engine Service Agent start and stop it: GCE would skip every scheduled start and stop.`,
       });
     }
   }

@@ -1,6 +1,6 @@
 // Every configuration the stack refuses: the exact message (naming the key, the bad value and the
 // fix), thrown before any resource is registered.
-import { parseConfig, checkDataDisk, resourceNames, ConfigError } from "../config";
+import { parseConfig, checkDataDisk, resourceNames, ConfigError, CONFIG_KEYS } from "../config";
 import { BASE_CONFIG, registeredSoFar, runProgram } from "./harness";
 
 jest.setTimeout(60_000);
@@ -147,7 +147,7 @@ const CASES: Case[] = [
   [
     "agentPermissionMode unknown",
     { "agent-host:agentPermissionMode": "yolo" },
-    'agentPermissionMode must be one of default, acceptEdits, plan, dontAsk, bypassPermissions; got "yolo". Run: pulumi config set agentPermissionMode default',
+    'agentPermissionMode must be one of default, auto, manual, acceptEdits, plan, dontAsk, bypassPermissions; got "yolo". Run: pulumi config set agentPermissionMode default',
   ],
   [
     "snapshotRetentionDays negative",
@@ -310,7 +310,99 @@ const CASES: Case[] = [
   [
     "unknown key (typo)",
     { "agent-host:agentCounts": "12" },
-    "agent-host:agentCounts is not a configuration key of this stack (a typo?). Known keys: agentCount, machineType, image, bootDiskSizeGb, dataDiskSizeGb, dataDiskType, sshSourceRanges, claudeCodeVersion, claudeCodeSource, dockerSource, anthropicApiKey, sshAuthorizedKeys, agentPermissionMode, snapshotRetentionDays, spot, deployPrivateKey, deleteDataDiskOnDestroy, gitUserName, gitUserEmail, gitCredentials, repository, extraPackages. Remove it with: pulumi config rm agentCounts",
+    `agent-host:agentCounts is not a configuration key of this stack (a typo?). Known keys: ${CONFIG_KEYS.join(", ")}. Remove it with: pulumi config rm agentCounts`,
+  ],
+  [
+    "claudeProvider unknown",
+    { "agent-host:claudeProvider": "bedrock" },
+    'claudeProvider must be one of anthropic, vertex; got "bedrock". Run: pulumi config set claudeProvider anthropic',
+  ],
+  [
+    "vertexRegion where Claude is not served",
+    { "agent-host:claudeProvider": "vertex", "agent-host:vertexRegion": "europe-west3" },
+    'vertexRegion must be a Vertex AI location that serves Claude (global, us, eu, us-east5, us-central1, us-east1, us-east4, us-west1, europe-west1, europe-west4, asia-east1, asia-southeast1); got "europe-west3". Run: pulumi config set vertexRegion global',
+  ],
+  [
+    "vertexRegion given as a zone",
+    { "agent-host:claudeProvider": "vertex", "agent-host:vertexRegion": "us-east5-a" },
+    'vertexRegion must be a Vertex AI location that serves Claude (global, us, eu, us-east5, us-central1, us-east1, us-east4, us-west1, europe-west1, europe-west4, asia-east1, asia-southeast1); got "us-east5-a". Run: pulumi config set vertexRegion global',
+  ],
+  [
+    "vertex with an API key",
+    {
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:anthropicApiKey": `sk-ant-api03-${"K".repeat(40)}`,
+    },
+    "anthropicApiKey is set but claudeProvider is vertex: on Vertex AI every agent signs in with the VM's service account, and the key would sit on the VM unused. Remove it with: pulumi config rm anthropicApiKey (or keep it and run: pulumi config set claudeProvider anthropic)",
+  ],
+  [
+    "vertex with anthropicBaseUrl",
+    {
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:anthropicBaseUrl": "https://llm.acme.example/anthropic",
+    },
+    'anthropicBaseUrl is set ("https://llm.acme.example/anthropic") but claudeProvider is vertex, which never calls Anthropic\'s API. For another Vertex endpoint (e.g. Private Service Connect) use vertexBaseUrl. Run: pulumi config rm anthropicBaseUrl',
+  ],
+  [
+    "vertexBaseUrl without vertex",
+    { "agent-host:vertexBaseUrl": "https://vertex-psc.p.googleapis.com/v1" },
+    'vertexBaseUrl is set ("https://vertex-psc.p.googleapis.com/v1") but claudeProvider is anthropic. Run: pulumi config set claudeProvider vertex to use Vertex AI, or pulumi config rm vertexBaseUrl (a gateway in front of Anthropic\'s API goes in anthropicBaseUrl)',
+  ],
+  [
+    "claudeModel an Anthropic API ID on Vertex",
+    {
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:claudeModel": "claude-sonnet-4-5-20250929",
+    },
+    'claudeModel "claude-sonnet-4-5-20250929" is an Anthropic API model ID, which Vertex AI does not serve (it writes the version after @). Run: pulumi config set claudeModel claude-sonnet-4-5@20250929',
+  ],
+  [
+    "claudeModel a Vertex ID on Anthropic's API",
+    { "agent-host:claudeModel": "claude-opus-4-1@20250805" },
+    'claudeModel "claude-opus-4-1@20250805" is a Vertex AI model ID (version after @), which Anthropic\'s API does not serve. Run: pulumi config set claudeModel claude-opus-4-1-20250805 (or pulumi config set claudeProvider vertex)',
+  ],
+  [
+    "claudeModel with a space (a second host.conf word)",
+    { "agent-host:claudeModel": "sonnet --dangerously-skip-permissions" },
+    'claudeModel must be a Claude model ID or alias (letters, digits and . _ - : @ [ ], at most 128 characters), e.g. sonnet, claude-sonnet-4-5-20250929, or on Vertex AI claude-sonnet-4-5@20250929; got "sonnet --dangerously-skip-permissions". Run: pulumi config set claudeModel sonnet (or pulumi config rm claudeModel for Claude Code\'s default)',
+  ],
+  [
+    "anthropicBaseUrl with credentials in it (not echoed)",
+    { "agent-host:anthropicBaseUrl": "https://team:hunter2@llm.acme.example" },
+    "anthropicBaseUrl must not carry credentials in the URL; got a URL with user info (not shown). It is written in plain text to the VM: give the URL without user@ (pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic) and put a key in anthropicApiKey (pulumi config set --secret anthropicApiKey <key>).",
+  ],
+  [
+    "anthropicBaseUrl with a key in the query (not echoed)",
+    { "agent-host:anthropicBaseUrl": "https://llm.acme.example/anthropic?key=hunter2" },
+    "anthropicBaseUrl must not have a query string or fragment (they can carry keys, and Claude Code appends its own path); got a URL with ? or # (not shown). Run: pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic",
+  ],
+  [
+    "anthropicBaseUrl with an API key in its path (not echoed)",
+    { "agent-host:anthropicBaseUrl": `https://llm.acme.example/sk-ant-api03-${"Q".repeat(30)}` },
+    "anthropicBaseUrl holds text shaped like a credential (not shown); it is written in plain text to the VM. Give the URL only and put a key in anthropicApiKey (pulumi config set --secret anthropicApiKey <key>). Run: pulumi config rm anthropicBaseUrl, then: pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic",
+  ],
+  [
+    "anthropicBaseUrl over plain http to another host",
+    { "agent-host:anthropicBaseUrl": "http://llm.acme.example" },
+    'anthropicBaseUrl must use https:// (plain http only for a gateway on the VM itself, 127.0.0.1 or localhost); got "http://llm.acme.example". Run: pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic',
+  ],
+  [
+    "anthropicBaseUrl not a URL",
+    { "agent-host:anthropicBaseUrl": "llm.acme.example" },
+    'anthropicBaseUrl must be an absolute URL such as https://llm-gateway.example.com/anthropic; got "llm.acme.example". Run: pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic',
+  ],
+  [
+    "anthropicBaseUrl with a newline (a second host.conf line)",
+    { "agent-host:anthropicBaseUrl": "https://llm.acme.example\nCLAUDE_PROVIDER=vertex" },
+    'anthropicBaseUrl must be a URL without spaces, quotes, backslashes or $; got "https://llm.acme.example\\nCLAUDE_PROVIDER=vertex". Run: pulumi config set anthropicBaseUrl https://llm-gateway.example.com/anthropic',
+  ],
+  [
+    "vertexBaseUrl with user info (not echoed)",
+    {
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexBaseUrl": "https://sa:secret@vertex-psc.p.googleapis.com/v1",
+    },
+    "vertexBaseUrl must not carry credentials in the URL; got a URL with user info (not shown). It is written in plain text to the VM: give the URL without user@ (pulumi config set vertexBaseUrl https://us-east5-aiplatform.googleapis.com/v1) and let the VM's service account sign in (Vertex AI needs no key).",
   ],
   [
     "zone missing",

@@ -40,6 +40,7 @@ export const MOCK_DEPLOY_PUBLIC_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyMockDeployKeyMockDeployKey0 deploy";
 export const MOCK_INSTANCE_ID = "4242424242424242";
 export const MOCK_IP = "198.51.100.10";
+export const MOCK_PROJECT_NUMBER = "123456789012";
 export const MOCK_SUMMARY = '{"desired":10,"added":[],"removed":[],"restarted":[],"running":10}';
 
 export interface RunOptions {
@@ -112,7 +113,12 @@ function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
         selfLink: `projects/${inputs.project}/zones/${inputs.zone}/disks/${inputs.name}`,
       };
     case "gcp:compute/resourcePolicy:ResourcePolicy":
-      return { ...inputs };
+      return {
+        ...inputs,
+        selfLink: `https://www.googleapis.com/compute/v1/projects/${inputs.project}/regions/${inputs.region}/resourcePolicies/${inputs.name}`,
+      };
+    case "gcp:projects/iAMCustomRole:IAMCustomRole":
+      return { ...inputs, name: `projects/${inputs.project}/roles/${inputs.roleId}` };
     case "gcp:compute/instance:Instance":
       return { ...inputs, instanceId: MOCK_INSTANCE_ID };
     case "command:remote:Command":
@@ -143,6 +149,15 @@ function ensureMocks(stack: string): void {
           // empty result takes the same "no disk yet" branch of index.ts.
           if (!disk) return {};
           return { size: disk.size, type: `projects/p/zones/z/diskTypes/${disk.type}` };
+        }
+        if (args.token === "gcp:organizations/getProject:getProject") {
+          // The project number names the Compute Engine Service Agent (work-hour schedule).
+          return { projectId: args.inputs.projectId, number: MOCK_PROJECT_NUMBER };
+        }
+        if (args.token === "gcp:compute/getInstance:getInstance") {
+          // No VM yet: GCP's 404, whose text the mocks drop, like getDisk's above.
+          const status = state.options.instanceStatus;
+          return status ? { name: args.inputs.name, currentStatus: status } : {};
         }
         if (args.token === "tls:index/getPublicKey:getPublicKey") {
           return { publicKeyOpenssh: `${deployPublicKey()}\n` };

@@ -13,15 +13,18 @@ import {
   checkResource,
   coversWholeInternet,
   dataDiskSnapshots,
+  instanceScheduleValid,
   noBroadScopes,
   noDefaultServiceAccount,
   noIpForwarding,
   noSecretsInMetadata,
   noStartupScript,
+  scheduleGrantOnInstanceOnly,
   serialPortOff,
   settingsFrom,
   shieldedVm,
   sshNotOpenToWorld,
+  workHoursCanRun,
   type RuleSettings,
   type StackResource,
 } from "../policy/rules";
@@ -407,6 +410,127 @@ describe("data-disk-snapshots", () => {
   });
 });
 
+describe("instance-schedule-valid", () => {
+  const SCHEDULE = {
+    name: "agent-host-dev-work-hours",
+    instanceSchedulePolicy: {
+      timeZone: "Europe/Berlin",
+      vmStartSchedule: { schedule: "0 8 * * 1-5" },
+      vmStopSchedule: { schedule: "0 19 * * 1-5" },
+    },
+  };
+  const withPolicy = (policy: Record<string, unknown>) => ({
+    ...SCHEDULE,
+    instanceSchedulePolicy: { ...SCHEDULE.instanceSchedulePolicy, ...policy },
+  });
+
+  test("the stack's schedule passes; a snapshot policy is not its business", () => {
+    expect(instanceScheduleValid(RESOURCE_POLICY, SCHEDULE)).toEqual([]);
+    expect(
+      instanceScheduleValid(RESOURCE_POLICY, { snapshotSchedulePolicy: { schedule: {} } }),
+    ).toEqual([]);
+  });
+
+  test.each(["Mars/Olympus_Mons", "europe/berlin", "CET; rm -rf /", 3])(
+    "time zone %j is refused",
+    (timeZone) => {
+      expect(instanceScheduleValid(RESOURCE_POLICY, withPolicy({ timeZone }))).toEqual([
+        `The instance schedule's timeZone ${JSON.stringify(timeZone)} is not a tz database name (e.g. Europe/Berlin): GCE refuses it. Fix workTimeZone in the stack config.`,
+      ]);
+    },
+  );
+
+  test.each(["0 8 * *", "at 8", "0 8 * * MON-FRI;", ""])("cron %j is refused", (schedule) => {
+    expect(
+      instanceScheduleValid(RESOURCE_POLICY, withPolicy({ vmStartSchedule: { schedule } })),
+    ).toEqual([
+      `The instance schedule's vmStartSchedule ${JSON.stringify(schedule)} is not a five-field unix-cron line (minute hour day month weekday).`,
+    ]);
+  });
+
+  test("a schedule that neither starts nor stops is refused", () => {
+    expect(
+      instanceScheduleValid(RESOURCE_POLICY, {
+        instanceSchedulePolicy: { timeZone: "UTC" },
+      }),
+    ).toEqual(["The instance schedule has neither vmStartSchedule nor vmStopSchedule."]);
+  });
+});
+
+describe("schedule-grant-on-instance-only", () => {
+  const AGENT = "serviceAccount:service-123456789012@compute-system.iam.gserviceaccount.com";
+  test("the service agent on the VM passes (not a project IAM type)", () => {
+    expect(
+      scheduleGrantOnInstanceOnly("gcp:compute/instanceIAMMember:InstanceIAMMember", {
+        member: AGENT,
+        role: "projects/p/roles/agentHostStartStop_x",
+      }),
+    ).toEqual([]);
+  });
+  test("the VM's own account on the project passes", () => {
+    expect(
+      scheduleGrantOnInstanceOnly("gcp:projects/iAMMember:IAMMember", {
+        member: "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com",
+        role: "roles/logging.logWriter",
+      }),
+    ).toEqual([]);
+  });
+  test.each([
+    ["gcp:projects/iAMMember:IAMMember", { member: AGENT, role: "roles/compute.instanceAdmin.v1" }],
+    [
+      "gcp:projects/iAMBinding:IAMBinding",
+      { members: ["user:a@b.example", AGENT], role: "roles/compute.instanceAdmin.v1" },
+    ],
+  ])("%s granting the service agent a project role is refused", (type, inputs) => {
+    expect(scheduleGrantOnInstanceOnly(type, inputs)).toEqual([
+      `The Compute Engine Service Agent (${AGENT}) gets "roles/compute.instanceAdmin.v1" on the whole project; grant the work-hour schedule's start/stop on the VM only (compute.InstanceIAMMember).`,
+    ]);
+  });
+});
+
+describe("work-hours-can-run", () => {
+  const resources = [
+    {
+      type: RESOURCE_POLICY,
+      props: { name: "vm-work-hours", instanceSchedulePolicy: { timeZone: "UTC" } },
+    },
+    {
+      type: INSTANCE,
+      props: {
+        name: "vm",
+        resourcePolicies:
+          "https://www.googleapis.com/compute/v1/projects/p/regions/r/resourcePolicies/vm-work-hours",
+      },
+    },
+  ];
+  const grant = (instanceName: string) => ({
+    type: "gcp:compute/instanceIAMMember:InstanceIAMMember",
+    props: {
+      instanceName,
+      member: "serviceAccount:service-1@compute-system.iam.gserviceaccount.com",
+    },
+  });
+
+  test("a scheduled VM with the service agent's grant on it passes", () => {
+    expect(workHoursCanRun([...resources, grant("vm")])).toEqual([]);
+  });
+  test("a VM without a schedule needs no grant", () => {
+    expect(workHoursCanRun([{ type: INSTANCE, props: { name: "vm" } }])).toEqual([]);
+  });
+  test.each([
+    ["no grant", []],
+    ["a grant on another VM", [grant("other")]],
+  ])("a scheduled VM with %s is refused", (_label, extra) => {
+    expect(workHoursCanRun([...resources, ...extra])).toEqual([
+      {
+        urn: undefined,
+        message:
+          'VM "vm" follows the instance schedule "vm-work-hours", but no InstanceIAMMember lets the Compute Engine Service Agent start and stop it: GCE would skip every scheduled start and stop.',
+      },
+    ]);
+  });
+});
+
 describe("settings", () => {
   test("only explicit statements relax a rule", () => {
     expect(settingsFrom({})).toEqual(STRICT);
@@ -434,6 +558,7 @@ function violations(run: ProgramRun, settings: RuleSettings): string[] {
       checkResource(r.type, r.props, settings).map((v) => `${v.policy}: ${v.message}`),
     ),
     ...dataDiskSnapshots(resources, settings).map((v) => `data-disk-snapshots: ${v.message}`),
+    ...workHoursCanRun(resources).map((v) => `work-hours-can-run: ${v.message}`),
   ];
 }
 
@@ -443,6 +568,16 @@ describe("the stack's own resources pass every rule", () => {
     ["defaults", { ...BASE_CONFIG }, {}],
     ["spot", { ...BASE_CONFIG, "agent-host:spot": "true" }, {}],
     ["snapshotRetentionDays 0", { ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" }, {}],
+    [
+      "work hours",
+      {
+        ...BASE_CONFIG,
+        "agent-host:workHoursStart": "08:00",
+        "agent-host:workHoursStop": "19:00",
+        "agent-host:workTimeZone": "Europe/Berlin",
+      },
+      {},
+    ],
     ["0.0.0.0/0 written in the stack config", WORLD, {}],
     ["0.0.0.0/0 with allowWorldSsh in the policy config too", WORLD, { allowWorldSsh: true }],
     [
@@ -485,7 +620,11 @@ describe("the stack's own resources pass every rule", () => {
   });
 
   test("the pack has one policy per rule, names unique", () => {
-    const names = [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots"];
+    const names = [
+      ...RESOURCE_RULES.map((r) => r.name),
+      "data-disk-snapshots",
+      "work-hours-can-run",
+    ];
     expect(new Set(names).size).toBe(names.length);
     expect(names).toEqual([
       "ssh-not-open-to-world",
@@ -497,7 +636,10 @@ describe("the stack's own resources pass every rule", () => {
       "no-startup-script",
       "no-ip-forwarding",
       "no-secrets-in-metadata",
+      "instance-schedule-valid",
+      "schedule-grant-on-instance-only",
       "data-disk-snapshots",
+      "work-hours-can-run",
     ]);
   });
 });
@@ -591,10 +733,9 @@ describe("the pack under Pulumi's policy runner", () => {
     const info: any = await call("getAnalyzerInfo", new Empty());
     expect(info.getName()).toBe("agent-host");
     expect(info.getPoliciesList().map((p: any) => [p.getName(), p.getEnforcementlevel()])).toEqual(
-      [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots"].map((name) => [
-        name,
-        analyzer.EnforcementLevel.MANDATORY,
-      ]),
+      [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots", "work-hours-can-run"].map(
+        (name) => [name, analyzer.EnforcementLevel.MANDATORY],
+      ),
     );
   });
 
