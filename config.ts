@@ -1,6 +1,7 @@
 // The stack's configuration: every key, its default and its rule, in one place. Pure: no Pulumi
 // import, so the rules are tested without mocks and `npm run render` uses the very same parser.
 // index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
+import { parseWorkHours, WORK_HOURS_DEFAULTS, type WorkSchedule } from "./schedule";
 
 import { secretShapesIn } from "./policy/rules";
 
@@ -94,6 +95,14 @@ export const MACHINE_TYPES: Readonly<Record<string, { memoryGib: number; vcpus: 
 /** Absolute ceiling whatever the machine: one tmux session stays readable, one reconcile stays fast. */
 export const MAX_AGENTS_ANY_MACHINE = 64;
 
+/**
+ * autoStopMinutes: 0 turns the agent-aware auto-stop off; otherwise the minutes (AUTO_STOP_MIN..
+ * AUTO_STOP_MAX) every agent must be idle and nobody attached before the VM powers off. Below 10,
+ * a dropped SSH connection or a short walk away would stop the VM under a person.
+ */
+export const AUTO_STOP_MIN = 10;
+export const AUTO_STOP_MAX = 24 * 60;
+
 /** Pinned Claude Code release; every agent runs this one, auto-update off. */
 export const DEFAULT_CLAUDE_CODE_VERSION = "2.1.331";
 
@@ -118,6 +127,8 @@ export const DEFAULTS = {
   claudeModel: "",
   anthropicBaseUrl: "",
   vertexBaseUrl: "",
+  ...WORK_HOURS_DEFAULTS,
+  autoStopMinutes: 60,
 } as const;
 
 export interface StackConfig {
@@ -163,18 +174,18 @@ export interface StackConfig {
   gitCredentialsKind?: GitCredentialsKind;
   /** host[:port] an HTTPS token is for (the repository's host, or github.com for a GitHub token). */
   gitCredentialHost?: string;
+  /** Work hours: GCE starts and stops the VM on this schedule; undefined = no schedule. */
+  workSchedule?: WorkSchedule;
+  /** Minutes of all-idle, nobody-there before the VM powers itself off; 0 = never. */
+  autoStopMinutes: number;
 }
 
 /** A token for HTTPS remotes, or a private key for SSH remotes. */
 export type GitCredentialsKind = "token" | "ssh-key";
 
-/** A configuration the stack refuses. The message names the key, the value and the fix. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
+// In its own module so the pure parsers config.ts imports (schedule.ts) can throw it too.
+export { ConfigError } from "./config-error";
+import { ConfigError } from "./config-error";
 
 export interface ParseResult {
   config: StackConfig;
@@ -210,6 +221,11 @@ const KNOWN_KEYS = [
   "claudeModel",
   "anthropicBaseUrl",
   "vertexBaseUrl",
+  "workHoursStart",
+  "workHoursStop",
+  "workDays",
+  "workTimeZone",
+  "autoStopMinutes",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
@@ -712,6 +728,21 @@ export function parseConfig(raw: RawConfig): ParseResult {
     }
   }
 
+  const workSchedule = parseWorkHours((key) => get(key));
+  const autoStopMinutes = parseInteger(
+    "autoStopMinutes",
+    get("autoStopMinutes"),
+    DEFAULTS.autoStopMinutes,
+    0,
+    AUTO_STOP_MAX,
+    `Run: pulumi config set autoStopMinutes ${DEFAULTS.autoStopMinutes} (0 turns auto-stop off)`,
+  );
+  if (autoStopMinutes > 0 && autoStopMinutes < AUTO_STOP_MIN) {
+    throw new ConfigError(
+      `autoStopMinutes must be 0 (off) or between ${AUTO_STOP_MIN} and ${AUTO_STOP_MAX}; got ${autoStopMinutes}: a dropped SSH connection would stop the VM under a person. Run: pulumi config set autoStopMinutes ${AUTO_STOP_MIN}`,
+    );
+  }
+
   for (const fullKey of Object.keys(raw)) {
     const [namespace, key] = fullKey.split(":", 2);
     if (namespace === "agent-host" && !(KNOWN_KEYS as readonly string[]).includes(key)) {
@@ -752,6 +783,8 @@ export function parseConfig(raw: RawConfig): ParseResult {
       extraPackages: [...new Set(extraPackages)].sort(),
       gitCredentialsKind,
       gitCredentialHost,
+      workSchedule,
+      autoStopMinutes,
     },
     warnings,
   };

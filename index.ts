@@ -104,6 +104,11 @@ export = async () => {
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
     deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
+    workSchedule: config.workSchedule,
+    // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
+    projectNumber: config.workSchedule
+      ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
+      : undefined,
     vertex: config.claude.provider === "vertex",
   });
 

@@ -5,6 +5,18 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+import { scheduleCrons, type WorkSchedule } from "../schedule";
+
+/**
+ * What GCE's instance schedule needs from the Compute Engine Service Agent, and nothing more
+ * ("Scheduling a VM instance to start and stop", Before you begin: compute.instances.start and
+ * compute.instances.stop). Granted through a custom role on this one VM, not a project role.
+ */
+export const SCHEDULE_PERMISSIONS = ["compute.instances.start", "compute.instances.stop"];
+
+/** The Compute Engine Service Agent of a project: the identity that runs instance schedules. */
+export const computeServiceAgent = (projectNumber: string) =>
+  `service-${projectNumber}@compute-system.iam.gserviceaccount.com`;
 
 /** The only scopes the VM's service account gets: write logs and metrics, nothing else. */
 export const VM_SCOPES = [
@@ -67,6 +79,14 @@ export interface AgentHostArgs {
    * @default false — no Vertex AI access; the VM keeps VM_SCOPES.
    */
   vertex?: boolean;
+  /**
+   * Work hours: GCE starts and stops the VM on this schedule (an instance schedule resource
+   * policy attached to the VM) and the Compute Engine Service Agent may start and stop this VM.
+   * @default undefined — no schedule; the VM runs until stopped (or auto-stopped on the host).
+   */
+  workSchedule?: WorkSchedule;
+  /** The project's number (gcp.organizations.getProject); required with workSchedule. */
+  projectNumber?: pulumi.Input<string>;
 }
 
 export class AgentHost extends pulumi.ComponentResource {
@@ -76,6 +96,7 @@ export class AgentHost extends pulumi.ComponentResource {
   public readonly serviceAccount: gcp.serviceaccount.Account;
   public readonly firewall: gcp.compute.Firewall;
   public readonly snapshotPolicy?: gcp.compute.ResourcePolicy;
+  public readonly workHoursPolicy?: gcp.compute.ResourcePolicy;
   /** The static external IP. */
   public readonly publicIp: pulumi.Output<string>;
   public readonly instanceName: pulumi.Output<string>;
@@ -192,6 +213,30 @@ export class AgentHost extends pulumi.ComponentResource {
       );
     }
 
+    // GCE runs an instance schedule in the VM's region; the instance takes at most one (the
+    // provider's resource_policies has MaxItems 1), and updates it in place (no ForceNew:
+    // resourceComputeInstanceUpdate removes and adds resource policies on a running VM).
+    if (args.workSchedule) {
+      const crons = scheduleCrons(args.workSchedule);
+      this.workHoursPolicy = new gcp.compute.ResourcePolicy(
+        `${name}-work-hours`,
+        {
+          project: args.project,
+          region: args.region,
+          name: `${args.instanceName}-work-hours`,
+          description: "Work hours of the agent-host VM: GCE starts and stops it on this schedule.",
+          instanceSchedulePolicy: {
+            timeZone: args.workSchedule.timeZone,
+            ...(crons.vmStartSchedule
+              ? { vmStartSchedule: { schedule: crons.vmStartSchedule } }
+              : {}),
+            ...(crons.vmStopSchedule ? { vmStopSchedule: { schedule: crons.vmStopSchedule } } : {}),
+          },
+        },
+        { parent: this },
+      );
+    }
+
     const scheduling: gcp.types.input.compute.InstanceScheduling = args.spot
       ? {
           provisioningModel: "SPOT",
@@ -248,6 +293,7 @@ export class AgentHost extends pulumi.ComponentResource {
           "enable-oslogin": "FALSE",
         },
         scheduling,
+        ...(this.workHoursPolicy ? { resourcePolicies: this.workHoursPolicy.selfLink } : {}),
         allowStoppingForUpdate: true,
         labels,
       },
@@ -261,6 +307,41 @@ export class AgentHost extends pulumi.ComponentResource {
         ignoreChanges: ['metadata["user-data"]'],
       },
     );
+
+    if (this.workHoursPolicy) {
+      if (args.projectNumber === undefined) {
+        throw new Error("AgentHost: workSchedule needs projectNumber (the service agent's name).");
+      }
+      // A custom role with exactly the two permissions, bound on this VM only: the service
+      // agent may start and stop this VM and nothing else. The provider undeletes a role of the
+      // same id that a destroy soft-deleted (resourceGoogleProjectIamCustomRoleCreate), so
+      // destroy then up works within IAM's 37-day window too.
+      const role = new gcp.projects.IAMCustomRole(
+        `${name}-start-stop`,
+        {
+          project: args.project,
+          roleId: `agentHostStartStop_${args.instanceName.replace(/-/g, "_")}`.slice(0, 64),
+          title: `agent-host start/stop ${args.instanceName}`,
+          description: "Lets the Compute Engine Service Agent run the VM's work-hour schedule.",
+          permissions: SCHEDULE_PERMISSIONS,
+          stage: "GA",
+        },
+        { parent: this },
+      );
+      new gcp.compute.InstanceIAMMember(
+        `${name}-schedule-agent`,
+        {
+          project: args.project,
+          zone: args.zone,
+          instanceName: this.instance.name,
+          role: role.name,
+          member: pulumi
+            .output(args.projectNumber)
+            .apply((n) => `serviceAccount:${computeServiceAgent(n)}`),
+        },
+        { parent: this },
+      );
+    }
 
     this.publicIp = this.address.address;
     this.instanceName = this.instance.name;

@@ -424,6 +424,56 @@ const CASES: Case[] = [
     { "gcp:project": "My Project" },
     'gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens); got "My Project". Run: pulumi config set gcp:project my-project-id',
   ],
+  [
+    "workHoursStart not HH:MM",
+    { "agent-host:workHoursStart": "8am" },
+    'workHoursStart must be a time of day as HH:MM (24-hour clock, e.g. 08:30 or 19:00); got "8am". Run: pulumi config set workHoursStart 08:00',
+  ],
+  [
+    "workHoursStop past midnight",
+    { "agent-host:workHoursStart": "08:00", "agent-host:workHoursStop": "24:00" },
+    'workHoursStop must be a time of day as HH:MM (24-hour clock, e.g. 08:30 or 19:00); got "24:00". Run: pulumi config set workHoursStop 19:00',
+  ],
+  [
+    "workHoursStart equal to workHoursStop",
+    { "agent-host:workHoursStart": "9:00", "agent-host:workHoursStop": "09:00" },
+    "workHoursStart and workHoursStop are both 09:00; the VM would start and stop at once. Run: pulumi config set workHoursStop 19:00",
+  ],
+  [
+    "workDays not day names",
+    { "agent-host:workHoursStop": "19:00", "agent-host:workDays": "Weekdays" },
+    'workDays has "Weekdays", not a day name; got "Weekdays". Use three-letter day names, ranges and commas, e.g. Mon-Fri or Mon,Wed,Fri. Run: pulumi config set workDays Mon-Fri',
+  ],
+  [
+    "workDays with an open range",
+    { "agent-host:workHoursStop": "19:00", "agent-host:workDays": "Mon-" },
+    'workDays must be day names, ranges and commas; got "Mon-". Use three-letter day names, ranges and commas, e.g. Mon-Fri or Mon,Wed,Fri. Run: pulumi config set workDays Mon-Fri',
+  ],
+  [
+    "workTimeZone unknown",
+    { "agent-host:workHoursStop": "19:00", "agent-host:workTimeZone": "Mars/Olympus_Mons" },
+    'workTimeZone must be an IANA time zone name such as Europe/Berlin or America/New_York; got "Mars/Olympus_Mons". Run: pulumi config set workTimeZone Europe/Berlin',
+  ],
+  [
+    "workTimeZone in the wrong case",
+    { "agent-host:workHoursStop": "19:00", "agent-host:workTimeZone": "europe/berlin" },
+    'workTimeZone must be an IANA time zone name such as Europe/Berlin or America/New_York; got "europe/berlin". Did you mean Europe/Berlin? Run: pulumi config set workTimeZone Europe/Berlin',
+  ],
+  [
+    "autoStopMinutes below the floor",
+    { "agent-host:autoStopMinutes": "5" },
+    "autoStopMinutes must be 0 (off) or between 10 and 1440; got 5: a dropped SSH connection would stop the VM under a person. Run: pulumi config set autoStopMinutes 10",
+  ],
+  [
+    "autoStopMinutes with a unit",
+    { "agent-host:autoStopMinutes": "1h" },
+    'autoStopMinutes must be a whole number; got "1h". Run: pulumi config set autoStopMinutes 60 (0 turns auto-stop off)',
+  ],
+  [
+    "autoStopMinutes above a day",
+    { "agent-host:autoStopMinutes": "2000" },
+    "autoStopMinutes must be between 0 and 1440; got 2000. Run: pulumi config set autoStopMinutes 60 (0 turns auto-stop off)",
+  ],
 ];
 
 const SECRET_KEYS = [

@@ -53,6 +53,8 @@ export interface RunOptions {
   /** Its public half (OpenSSH, one line), from the mocked key and tls.getPublicKey. */
   generatedPublicKey?: string;
   stack?: string;
+  /** currentStatus getInstance reports for the VM (RUNNING, TERMINATED, …); unset: no VM yet. */
+  instanceStatus?: string;
 }
 
 let state: {
