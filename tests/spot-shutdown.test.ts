@@ -1,0 +1,208 @@
+// Spot that loses nothing (issue 16, point 4), on the real agent-wrapper: a stop that comes from
+// systemd (a shutdown, a Spot preemption's ACPI warning) without agentctl's stop marker gives a
+// claude that hangs on SIGTERM only SHUTDOWN_STOP_TIMEOUT_SECONDS before SIGKILL, the wrapper
+// finishes its stop path, and the next start resumes the same conversation. agentctl's own stops
+// keep STOP_TIMEOUT_SECONDS. The systemd side (TimeoutStopSec, the scope's stop timeout) is read
+// from the shipped unit and the wrapper's systemd-run line.
+import { spawn, spawnSync, type ChildProcess } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { unavailableSuite } from "./real-suite";
+import { waitFor } from "./support";
+
+const REPO = path.join(__dirname, "..");
+const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
+const UNIT = path.join(REPO, "cloud-init/systemd/agent-host.service");
+const AGENT_USER = "agenttest";
+const SHUTDOWN_BUDGET = 1;
+const AGENTCTL_BUDGET = 4;
+
+// A claude that ignores SIGTERM (stuck in a tool, say): it logs the signal and keeps running, so
+// only the wrapper's SIGKILL ends it. Like the real one it creates its transcript on --session-id.
+const HUNG_CLAUDE = `#!/usr/bin/env bash
+set -euo pipefail
+main() {
+  local log="\${CLAUDE_CONFIG_DIR}/hung.log" prev="" arg
+  printf 'start %s %s\\n' "$$" "$*" >>"\${log}"
+  for arg in "$@"; do
+    if [[ "\${prev}" == --session-id ]]; then
+      mkdir -p "\${CLAUDE_CONFIG_DIR}/projects/\${PWD//\\//-}"
+      printf '{"type":"user"}\\n' >"\${CLAUDE_CONFIG_DIR}/projects/\${PWD//\\//-}/\${arg}.jsonl"
+    fi
+    prev="\${arg}"
+  done
+  trap 'printf "TERM %s\\n" "$$" >>"\${log}"' TERM
+  while :; do sleep 0.1; done
+}
+main "$@"
+`;
+
+const isRoot = process.getuid?.() === 0;
+const hasTools = ["setpriv", "useradd"].every(
+  (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
+);
+const suite =
+  isRoot && hasTools ? describe : unavailableSuite("spot-shutdown needs root, setpriv and useradd");
+
+interface Host {
+  dir: string;
+  run: string;
+  claudeDir: string;
+  env: NodeJS.ProcessEnv;
+}
+
+function makeHost(): Host {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "spot-shutdown-"));
+  fs.chmodSync(dir, 0o755);
+  const bin = path.join(dir, "hung-claude");
+  fs.writeFileSync(bin, HUNG_CLAUDE, { mode: 0o755 });
+  const state = path.join(dir, "state");
+  const conf = path.join(dir, "host.conf");
+  fs.writeFileSync(
+    conf,
+    [
+      `AGENT_USER=${AGENT_USER}`,
+      `CLAUDE_BIN=${bin}`,
+      `STOP_TIMEOUT_SECONDS=${AGENTCTL_BUDGET}`,
+      `SHUTDOWN_STOP_TIMEOUT_SECONDS=${SHUTDOWN_BUDGET}`,
+      "START_STAGGER_SECONDS=0",
+      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
+      `STATE_DIR=${state}`,
+      `RUN_DIR=${path.join(dir, "run")}`,
+      `API_KEY_FILE=${path.join(dir, "no-key")}`,
+      "",
+    ].join("\n"),
+  );
+  const env = { ...process.env, AGENTCTL_CONFIG: conf };
+  delete env.TMUX;
+  return {
+    dir,
+    run: path.join(dir, "run", "agent-1"),
+    claudeDir: path.join(state, "agent-1", "claude"),
+    env,
+  };
+}
+
+const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Starts the wrapper for agent 1 and waits for its claude to run; returns claude's pid. */
+async function startWrapper(
+  h: Host,
+): Promise<{ wrapper: ChildProcess; claude: number; exited: Promise<number | null> }> {
+  const wrapper = spawn(WRAPPER, ["1", "--delay", "0"], { env: h.env, stdio: "ignore" });
+  const exited = new Promise<number | null>((resolve) =>
+    wrapper.once("exit", (code) => resolve(code)),
+  );
+  const starts = read(path.join(h.claudeDir, "hung.log")).match(/^start /gm)?.length ?? 0;
+  const claude = await waitFor("claude started by the wrapper", () => {
+    const lines = read(path.join(h.claudeDir, "hung.log"))
+      .split("\n")
+      .filter((l) => l.startsWith("start "));
+    return lines.length > starts ? Number(lines[lines.length - 1].split(" ")[1]) : undefined;
+  });
+  await waitFor(
+    "the trap set in claude",
+    () => alive(claude) && read(path.join(h.run, "pid")).trim() !== "",
+  );
+  return { wrapper, claude, exited };
+}
+
+suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper", () => {
+  jest.setTimeout(60_000);
+  let h: Host;
+
+  beforeAll(() => {
+    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
+        encoding: "utf8",
+      });
+      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
+    }
+    h = makeHost();
+  });
+
+  afterAll(() => {
+    for (const line of read(path.join(h.claudeDir, "hung.log")).split("\n")) {
+      const pid = Number(line.split(" ")[1]);
+      if (line.startsWith("start ") && alive(pid)) process.kill(pid, "SIGKILL");
+    }
+    fs.rmSync(h.dir, { recursive: true, force: true });
+  });
+
+  test("no stop marker: claude gets SIGTERM at once and SIGKILL after the shutdown budget; the wrapper finishes", async () => {
+    const { wrapper, claude, exited } = await startWrapper(h);
+    const t0 = Date.now();
+    wrapper.kill("SIGTERM");
+    // The stop signal reaches claude at once (its trap logs it) ...
+    await waitFor("claude's SIGTERM", () =>
+      read(path.join(h.claudeDir, "hung.log")).includes(`TERM ${claude}`),
+    );
+    const termMs = Date.now() - t0;
+    // ... it ignores it, and the wrapper ends it and itself.
+    expect(await exited).toBe(0);
+    const doneMs = Date.now() - t0;
+    expect(alive(claude)).toBe(false);
+    const log = read(path.join(h.run, "wrapper.log"));
+    expect(log).toContain(
+      `stop requested by shutdown (no stop marker); stopping claude (SIGKILL after ${SHUTDOWN_BUDGET}s)`,
+    );
+    expect(log).toMatch(/stopped; workspace and conversation are kept\n$/);
+    expect(fs.existsSync(path.join(h.run, "pid"))).toBe(false);
+    console.log(
+      `shutdown stop: SIGTERM reached claude after ${termMs} ms; wrapper done after ${doneMs} ms (budget ${SHUTDOWN_BUDGET} s)`,
+    );
+  });
+
+  test("the next start resumes the same conversation", async () => {
+    const sessionId = read(path.join(h.dir, "state", "agent-1", "session-id")).trim();
+    expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    const { wrapper, claude, exited } = await startWrapper(h);
+    const starts = read(path.join(h.claudeDir, "hung.log"))
+      .split("\n")
+      .filter((l) => l.startsWith("start "));
+    expect(starts[0]).toContain(`--session-id ${sessionId}`);
+    expect(starts[starts.length - 1]).toContain(`--resume ${sessionId}`);
+    expect(starts[starts.length - 1].split(" ")[1]).toBe(String(claude));
+    // agentctl's own stop (restart, scale-down) writes the marker first and keeps its longer budget.
+    fs.writeFileSync(path.join(h.run, "stop"), "");
+    wrapper.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(alive(claude)).toBe(false);
+    expect(read(path.join(h.run, "wrapper.log"))).toContain(
+      `stop requested by agentctl; stopping claude (SIGKILL after ${AGENTCTL_BUDGET}s)`,
+    );
+  });
+});
+
+describe("the systemd side of a shutdown", () => {
+  const unit = fs.readFileSync(UNIT, "utf8");
+  const wrapper = fs.readFileSync(WRAPPER, "utf8");
+  const seconds = (re: RegExp, text: string) => Number(re.exec(text)?.[1]);
+
+  test("the unit signals every process at once and gives up before a preemption's 30 s", () => {
+    expect(unit).toMatch(/^KillMode=control-group$/m);
+    const stop = seconds(/^TimeoutStopSec=(\d+)s$/m, unit);
+    const budget = seconds(/^\s*SHUTDOWN_STOP_TIMEOUT_SECONDS=(\d+)$/m, wrapper);
+    expect(budget).toBeLessThan(stop);
+    expect(stop).toBeLessThan(30);
+  });
+
+  test("each claude's scope is stopped with the service, and killed soon after the wrapper's budget", () => {
+    expect(wrapper).toContain("-p PartOf=agent-host.service");
+    expect(wrapper).toContain('-p "TimeoutStopSec=$((${SHUTDOWN_STOP_TIMEOUT_SECONDS%.*} + 5))"');
+  });
+
+  test("agents stop before the data disk is unmounted (ordered after it, so stopped before it)", () => {
+    expect(unit).toMatch(/^After=agent-host-data\.service/m);
+    expect(unit).toMatch(/^Requires=agent-host-data\.service$/m);
+  });
+});
