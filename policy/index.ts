@@ -7,9 +7,11 @@ import {
   type StackValidationPolicy,
 } from "@pulumi/policy";
 import {
+  CLOUD_PLATFORM_NARROW_ROLES,
   DATA_DISK_SNAPSHOTS,
   RESOURCE_RULES,
   WORK_HOURS_CAN_RUN,
+  cloudPlatformNarrowRoles,
   dataDiskSnapshots,
   settingsFrom,
   workHoursCanRun,
@@ -64,9 +66,19 @@ const workHoursPolicy: StackValidationPolicy = {
   },
 };
 
+const cloudPlatformPolicy: StackValidationPolicy = {
+  ...CLOUD_PLATFORM_NARROW_ROLES,
+  validateStack: (args, reportViolation) => {
+    const resources = args.resources.map((r) => ({ type: r.type, props: r.props, urn: r.urn }));
+    for (const { urn, message } of cloudPlatformNarrowRoles(resources)) {
+      reportViolation(message, urn);
+    }
+  },
+};
+
 new PolicyPack("agent-host", {
   description:
-    "Guardrails of the agent-host stack: SSH only from named ranges, Shielded VM, a dedicated service account with narrow scopes, no project SSH keys, no serial port, no startup script, no IP forwarding, no secrets in metadata, snapshots of the data disk, work hours that can run with a grant on the VM only.",
+    "Guardrails of the agent-host stack: SSH only from named ranges, Shielded VM, a dedicated service account with narrow scopes (cloud-platform only for Claude on Vertex AI, with narrow roles), no project SSH keys, no serial port, no startup script, no IP forwarding, no secrets in metadata, snapshots of the data disk, work hours that can run with a grant on the VM only.",
   enforcementLevel: "mandatory",
-  policies: [...resourcePolicies, snapshotPolicy, workHoursPolicy],
+  policies: [...resourcePolicies, snapshotPolicy, workHoursPolicy, cloudPlatformPolicy],
 });

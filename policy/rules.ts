@@ -16,9 +16,19 @@ export interface RuleSettings {
   allowWorldSsh: boolean;
   /** The stack config sets `snapshotRetentionDays` to 0: the data disk runs without snapshots. */
   snapshotsOff: boolean;
+  /**
+   * The stack config sets `claudeProvider` to `vertex`: the agents call Claude on Vertex AI, which
+   * takes only the cloud-platform scope. no-broad-scopes then lets that one scope through, and
+   * cloud-platform-narrow-roles holds the service account's grants to NARROW_ROLES instead.
+   */
+  claudeOnVertex: boolean;
 }
 
-export const STRICT: RuleSettings = { allowWorldSsh: false, snapshotsOff: false };
+export const STRICT: RuleSettings = {
+  allowWorldSsh: false,
+  snapshotsOff: false,
+  claudeOnVertex: false,
+};
 
 export const FIREWALL = "gcp:compute/firewall:Firewall";
 export const INSTANCE = "gcp:compute/instance:Instance";
@@ -65,6 +75,7 @@ export function settingsFrom(
       sshPolicyConfig.allowWorldSsh === true ||
       configListsWorld(stackConfig["agent-host:sshSourceRanges"]),
     snapshotsOff: retention !== undefined && /^0+$/.test(retention),
+    claudeOnVertex: stackConfig["agent-host:claudeProvider"]?.trim() === "vertex",
   };
 }
 
@@ -226,15 +237,24 @@ const BROAD_SCOPES = new Set([
   "source.read_write",
 ]);
 
-export function noBroadScopes(type: string, inputs: Inputs): string[] {
+export function noBroadScopes(
+  type: string,
+  inputs: Inputs,
+  settings: RuleSettings = STRICT,
+): string[] {
   if (!VM_TYPES.includes(type) || !isObject(inputs.serviceAccount)) return [];
   const broad = stringList(inputs.serviceAccount.scopes).filter((scope) => {
     const name = scopeName(scope);
+    // Vertex AI accepts no narrower scope; cloud-platform-narrow-roles bounds it by IAM instead.
+    if (name === "cloud-platform" && settings.claudeOnVertex) return false;
     return BROAD_SCOPES.has(name) || /full_control$|\.admin$/.test(name);
   });
   if (broad.length === 0) return [];
+  const vertexHint = broad.some((scope) => scopeName(scope) === "cloud-platform")
+    ? " cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account's roles."
+    : "";
   return [
-    `serviceAccount.scopes include broad scopes ${show(broad)}: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.`,
+    `serviceAccount.scopes include broad scopes ${show(broad)}: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.${vertexHint}`,
   ];
 }
 
@@ -608,6 +628,112 @@ export function workHoursCanRun(
       violations.push({
         urn: vm.urn,
         message: `VM ${show(name)} follows the instance schedule ${show(attached[0])}, but no InstanceIAMMember lets the Compute Engine Service Agent start and stop it: GCE would skip every scheduled start and stop.`,
+      });
+    }
+  }
+  return violations;
+}
+
+// ---------------------------------------------------------------------------------------------
+// cloud-platform-narrow-roles (a stack rule: it relates the VM, its service account and grants)
+
+export const SERVICE_ACCOUNT = "gcp:serviceaccount/account:Account";
+export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
+
+/**
+ * The roles a VM with the cloud-platform scope may hold, each with why it is narrow. With
+ * cloud-platform, scopes no longer limit anything: the account's IAM roles are exactly what
+ * every process on the VM (every agent) can do through the metadata server.
+ */
+export const NARROW_ROLES: Readonly<Record<string, string>> = {
+  "roles/aiplatform.user":
+    "call Vertex AI models (aiplatform.endpoints.predict, aiplatform.endpoints.computeTokens): Claude",
+  "roles/logging.logWriter": "write log entries",
+  "roles/monitoring.metricWriter": "write metrics",
+};
+/** The role that justifies cloud-platform: without it nothing on the VM needs the scope. */
+export const CLOUD_PLATFORM_PURPOSE_ROLE = "roles/aiplatform.user";
+
+export const CLOUD_PLATFORM_NARROW_ROLES = {
+  name: "cloud-platform-narrow-roles",
+  description:
+    "A VM with the cloud-platform scope runs as a service account this stack creates, which this stack grants roles/aiplatform.user and no role outside a short list of narrow ones (IAM alone then bounds what the VM can do).",
+};
+
+/** Grants made by the resources of the stack to `member`: role, and where it came from. */
+function grantsTo(
+  resources: readonly StackResource[],
+  member: string,
+): { role: string; urn?: string; type: string }[] {
+  const grants: { role: string; urn?: string; type: string }[] = [];
+  for (const r of resources) {
+    if (/\/iAM(Member|Binding):/.test(r.type)) {
+      const members = [r.props.member, ...stringList(r.props.members)];
+      if (members.includes(member)) {
+        grants.push({ role: String(r.props.role ?? ""), urn: r.urn, type: r.type });
+      }
+    } else if (/\/iAMPolicy:/.test(r.type) && typeof r.props.policyData === "string") {
+      // A whole policy document: read its bindings the way IAM does.
+      let bindings: unknown = [];
+      try {
+        bindings = (JSON.parse(r.props.policyData) as { bindings?: unknown }).bindings ?? [];
+      } catch {
+        bindings = [];
+      }
+      for (const binding of Array.isArray(bindings) ? bindings : []) {
+        if (isObject(binding) && stringList(binding.members).includes(member)) {
+          grants.push({ role: String(binding.role ?? ""), urn: r.urn, type: r.type });
+        }
+      }
+    }
+  }
+  return grants;
+}
+
+/**
+ * A service account's email: its output, or (from its inputs, before it exists) what GCP makes of
+ * a user-managed account's id and project, <accountId>@<project>.iam.gserviceaccount.com.
+ */
+function accountEmail(account: StackResource): string | undefined {
+  const { email, accountId, project } = account.props;
+  if (typeof email === "string") return email;
+  if (typeof accountId === "string" && typeof project === "string") {
+    return `${accountId}@${project}.iam.gserviceaccount.com`;
+  }
+  return undefined;
+}
+
+export function cloudPlatformNarrowRoles(
+  resources: readonly StackResource[],
+): { urn?: string; message: string }[] {
+  const violations: { urn?: string; message: string }[] = [];
+  for (const vm of resources.filter((r) => VM_TYPES.includes(r.type))) {
+    const account = isObject(vm.props.serviceAccount) ? vm.props.serviceAccount : {};
+    if (!stringList(account.scopes).some((scope) => scopeName(scope) === "cloud-platform")) {
+      continue;
+    }
+    const email = typeof account.email === "string" ? account.email.trim() : "";
+    const label = `The VM ${show(lastSegment(vm.props.name))} has the cloud-platform scope`;
+    const created = resources.some((r) => r.type === SERVICE_ACCOUNT && accountEmail(r) === email);
+    if (!created) {
+      violations.push({
+        urn: vm.urn,
+        message: `${label} and runs as ${show(email)}, which this stack does not create: roles granted to it elsewhere would all reach every process on the VM. Run it as a dedicated gcp.serviceaccount.Account of this stack.`,
+      });
+      continue;
+    }
+    const grants = grantsTo(resources, `serviceAccount:${email}`);
+    const broad = grants.filter((g) => !(g.role in NARROW_ROLES));
+    for (const grant of broad) {
+      violations.push({
+        urn: grant.urn ?? vm.urn,
+        message: `${label}, so its service account ${email} can use all of ${show(grant.role)} (granted by ${grant.type}) from any process on the VM. With cloud-platform only these roles are allowed: ${Object.keys(NARROW_ROLES).join(", ")}. Remove the grant, or drop the scope.`,
+      });
+    }
+    if (!grants.some((g) => g.role === CLOUD_PLATFORM_PURPOSE_ROLE)) {
+      violations.push({
+        urn: vm.urn,
+        message: `${label} but its service account ${email} is not granted ${CLOUD_PLATFORM_PURPOSE_ROLE}: nothing on the VM needs cloud-platform. Use the narrow scopes (logging.write, monitoring.write), or set claudeProvider to vertex.`,
       });
     }
   }

@@ -10,7 +10,10 @@ import {
   RESOURCE_RULES,
   STRICT,
   blockProjectSshKeys,
+  CLOUD_PLATFORM,
+  SERVICE_ACCOUNT,
   checkResource,
+  cloudPlatformNarrowRoles,
   coversWholeInternet,
   dataDiskSnapshots,
   instanceScheduleValid,
@@ -207,8 +210,139 @@ describe("no-broad-scopes", () => {
         },
       }),
     ).toEqual([
-      'serviceAccount.scopes include broad scopes ["https://www.googleapis.com/auth/cloud-platform","compute-rw","storage-full"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.',
+      'serviceAccount.scopes include broad scopes ["https://www.googleapis.com/auth/cloud-platform","compute-rw","storage-full"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account. cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account\'s roles.',
     ]);
+  });
+
+  const VERTEX: RuleSettings = { ...STRICT, claudeOnVertex: true };
+  const withScopes = (scopes: string[]) => ({ ...VM, serviceAccount: { email: SA, scopes } });
+
+  test("claudeProvider vertex lets cloud-platform through, and nothing else", () => {
+    expect(noBroadScopes(INSTANCE, withScopes([CLOUD_PLATFORM]), VERTEX)).toEqual([]);
+    expect(noBroadScopes(INSTANCE, withScopes([CLOUD_PLATFORM, "compute-rw"]), VERTEX)).toEqual([
+      'serviceAccount.scopes include broad scopes ["compute-rw"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.',
+    ]);
+    // cloud-platform.read-only is another scope: not what Vertex needs.
+    expect(
+      noBroadScopes(
+        INSTANCE,
+        withScopes(["https://www.googleapis.com/auth/cloud-platform.read-only"]),
+        VERTEX,
+      ),
+    ).toHaveLength(1);
+    expect(settingsFrom({ "agent-host:claudeProvider": "vertex" })).toEqual(VERTEX);
+    expect(settingsFrom({ "agent-host:claudeProvider": "anthropic" })).toEqual(STRICT);
+  });
+});
+
+describe("cloud-platform-narrow-roles", () => {
+  const MEMBER = `serviceAccount:${SA}`;
+  const account: StackResource = {
+    type: SERVICE_ACCOUNT,
+    props: { accountId: "ah-dev", email: SA },
+  };
+  const vm = (scopes: string[], email = SA): StackResource => ({
+    type: INSTANCE,
+    urn: "urn:vm",
+    props: { ...VM, serviceAccount: { email, scopes } },
+  });
+  const grant = (role: string, extra: Record<string, unknown> = {}): StackResource => ({
+    type: "gcp:projects/iAMMember:IAMMember",
+    urn: `urn:${role}`,
+    props: { project: "acme-agents", role, member: MEMBER, ...extra },
+  });
+  const HEAD = 'The VM "agent-host-dev" has the cloud-platform scope';
+  const ALLOWED = "roles/aiplatform.user, roles/logging.logWriter, roles/monitoring.metricWriter";
+
+  test("compliant: the stack's own account, granted roles/aiplatform.user (and log/metric writers)", () => {
+    expect(
+      cloudPlatformNarrowRoles([
+        account,
+        vm([CLOUD_PLATFORM]),
+        grant("roles/aiplatform.user"),
+        grant("roles/logging.logWriter"),
+      ]),
+    ).toEqual([]);
+  });
+
+  test("compliant: a VM without cloud-platform is not this rule's business", () => {
+    expect(cloudPlatformNarrowRoles([account, vm(SCOPES), grant("roles/editor")])).toEqual([]);
+  });
+
+  test("violating: a broad role next to the Vertex one, by IAMMember, IAMBinding or IAMPolicy", () => {
+    const binding: StackResource = {
+      type: "gcp:projects/iAMBinding:IAMBinding",
+      urn: "urn:binding",
+      props: { role: "roles/storage.admin", members: ["user:a@acme.example", MEMBER] },
+    };
+    const policy: StackResource = {
+      type: "gcp:projects/iAMPolicy:IAMPolicy",
+      urn: "urn:policy",
+      props: {
+        policyData: JSON.stringify({ bindings: [{ role: "roles/owner", members: [MEMBER] }] }),
+      },
+    };
+    expect(
+      cloudPlatformNarrowRoles([
+        account,
+        vm([CLOUD_PLATFORM]),
+        grant("roles/aiplatform.user"),
+        grant("roles/editor"),
+        binding,
+        policy,
+      ]),
+    ).toEqual([
+      {
+        urn: "urn:roles/editor",
+        message: `${HEAD}, so its service account ${SA} can use all of "roles/editor" (granted by gcp:projects/iAMMember:IAMMember) from any process on the VM. With cloud-platform only these roles are allowed: ${ALLOWED}. Remove the grant, or drop the scope.`,
+      },
+      {
+        urn: "urn:binding",
+        message: `${HEAD}, so its service account ${SA} can use all of "roles/storage.admin" (granted by gcp:projects/iAMBinding:IAMBinding) from any process on the VM. With cloud-platform only these roles are allowed: ${ALLOWED}. Remove the grant, or drop the scope.`,
+      },
+      {
+        urn: "urn:policy",
+        message: `${HEAD}, so its service account ${SA} can use all of "roles/owner" (granted by gcp:projects/iAMPolicy:IAMPolicy) from any process on the VM. With cloud-platform only these roles are allowed: ${ALLOWED}. Remove the grant, or drop the scope.`,
+      },
+    ]);
+  });
+
+  test("violating: cloud-platform without the Vertex role (nothing needs it)", () => {
+    expect(
+      cloudPlatformNarrowRoles([account, vm([CLOUD_PLATFORM]), grant("roles/logging.logWriter")]),
+    ).toEqual([
+      {
+        urn: "urn:vm",
+        message: `${HEAD} but its service account ${SA} is not granted roles/aiplatform.user: nothing on the VM needs cloud-platform. Use the narrow scopes (logging.write, monitoring.write), or set claudeProvider to vertex.`,
+      },
+    ]);
+  });
+
+  test("violating: an account this stack does not create (its grants are out of sight)", () => {
+    const other = "shared-ci@acme-agents.iam.gserviceaccount.com";
+    expect(
+      cloudPlatformNarrowRoles([
+        account,
+        vm([CLOUD_PLATFORM], other),
+        grant("roles/aiplatform.user"),
+      ]),
+    ).toEqual([
+      {
+        urn: "urn:vm",
+        message: `${HEAD} and runs as "${other}", which this stack does not create: roles granted to it elsewhere would all reach every process on the VM. Run it as a dedicated gcp.serviceaccount.Account of this stack.`,
+      },
+    ]);
+  });
+
+  test("a grant to someone else, or a grant on the account itself to a person, is not counted", () => {
+    expect(
+      cloudPlatformNarrowRoles([
+        account,
+        vm([CLOUD_PLATFORM]),
+        grant("roles/aiplatform.user"),
+        grant("roles/owner", { member: "user:admin@acme.example" }),
+      ]),
+    ).toEqual([]);
   });
 });
 
@@ -392,7 +526,7 @@ describe("data-disk-snapshots", () => {
 
   test("compliant: snapshotRetentionDays 0 in the stack config", () => {
     const settings = settingsFrom({ "agent-host:snapshotRetentionDays": "0" });
-    expect(settings).toEqual({ allowWorldSsh: false, snapshotsOff: true });
+    expect(settings).toEqual({ allowWorldSsh: false, snapshotsOff: true, claudeOnVertex: false });
     expect(dataDiskSnapshots([disk], settings)).toEqual([]);
   });
 
@@ -559,6 +693,7 @@ function violations(run: ProgramRun, settings: RuleSettings): string[] {
     ),
     ...dataDiskSnapshots(resources, settings).map((v) => `data-disk-snapshots: ${v.message}`),
     ...workHoursCanRun(resources).map((v) => `work-hours-can-run: ${v.message}`),
+    ...cloudPlatformNarrowRoles(resources).map((v) => `cloud-platform-narrow-roles: ${v.message}`),
   ];
 }
 
@@ -579,6 +714,7 @@ describe("the stack's own resources pass every rule", () => {
       {},
     ],
     ["0.0.0.0/0 written in the stack config", WORLD, {}],
+    ["Claude on Vertex AI", { ...BASE_CONFIG, "agent-host:claudeProvider": "vertex" }, {}],
     ["0.0.0.0/0 with allowWorldSsh in the policy config too", WORLD, { allowWorldSsh: true }],
     [
       "an API key and bypassPermissions",
@@ -610,6 +746,15 @@ describe("the stack's own resources pass every rule", () => {
     ]);
   });
 
+  test("the Vertex VM judged with a stack config that does not say vertex violates no-broad-scopes, and only it", async () => {
+    const run = await runProgram({ ...BASE_CONFIG, "agent-host:claudeProvider": "vertex" });
+    expect(violations(run, settingsFrom(BASE_CONFIG, {}))).toEqual([
+      expect.stringMatching(
+        /^no-broad-scopes: serviceAccount.scopes include broad scopes \["https:\/\/www.googleapis.com\/auth\/cloud-platform"\]/,
+      ),
+    ]);
+  });
+
   test("snapshotRetentionDays 0 without it in the stack config violates data-disk-snapshots", async () => {
     const run = await runProgram({ ...BASE_CONFIG, "agent-host:snapshotRetentionDays": "0" });
     expect(violations(run, STRICT)).toEqual([
@@ -624,6 +769,7 @@ describe("the stack's own resources pass every rule", () => {
       ...RESOURCE_RULES.map((r) => r.name),
       "data-disk-snapshots",
       "work-hours-can-run",
+      "cloud-platform-narrow-roles",
     ];
     expect(new Set(names).size).toBe(names.length);
     expect(names).toEqual([
@@ -640,6 +786,7 @@ describe("the stack's own resources pass every rule", () => {
       "schedule-grant-on-instance-only",
       "data-disk-snapshots",
       "work-hours-can-run",
+      "cloud-platform-narrow-roles",
     ]);
   });
 });
@@ -733,9 +880,12 @@ describe("the pack under Pulumi's policy runner", () => {
     const info: any = await call("getAnalyzerInfo", new Empty());
     expect(info.getName()).toBe("agent-host");
     expect(info.getPoliciesList().map((p: any) => [p.getName(), p.getEnforcementlevel()])).toEqual(
-      [...RESOURCE_RULES.map((r) => r.name), "data-disk-snapshots", "work-hours-can-run"].map(
-        (name) => [name, analyzer.EnforcementLevel.MANDATORY],
-      ),
+      [
+        ...RESOURCE_RULES.map((r) => r.name),
+        "data-disk-snapshots",
+        "work-hours-can-run",
+        "cloud-platform-narrow-roles",
+      ].map((name) => [name, analyzer.EnforcementLevel.MANDATORY]),
     );
   });
 
@@ -784,6 +934,65 @@ describe("the pack under Pulumi's policy runner", () => {
         message: expect.stringContaining(
           'Disk "agent-host-dev-data" (not a boot disk) has no snapshot schedule',
         ),
+      },
+    ]);
+  }, 120_000);
+
+  test("claudeProvider vertex in the stack config: cloud-platform passes no-broad-scopes, and the stack rule holds its roles", async () => {
+    const vertexVm = {
+      ...VM,
+      serviceAccount: { email: SA, scopes: ["https://www.googleapis.com/auth/cloud-platform"] },
+    };
+    // Started without claudeProvider: the scope is refused.
+    const refused = await call(
+      "analyze",
+      resource(INSTANCE, "vm", vertexVm, new analyzer.AnalyzeRequest()),
+    );
+    expect(diagnostics(refused).map((d: any) => d.policy)).toEqual(["no-broad-scopes"]);
+    const vertex = await startPack({ "agent-host:claudeProvider": "vertex" });
+    const vm = await call(
+      "analyze",
+      resource(INSTANCE, "vm", vertexVm, new analyzer.AnalyzeRequest()),
+      vertex,
+    );
+    expect(diagnostics(vm)).toEqual([]);
+    const stackResources = (roles: string[]) => {
+      const request = new analyzer.AnalyzeStackRequest();
+      request.setResourcesList([
+        resource(
+          "gcp:serviceaccount/account:Account",
+          "sa",
+          { accountId: "ah-dev", email: SA },
+          new analyzer.AnalyzerResource(),
+        ),
+        resource(INSTANCE, "vm", vertexVm, new analyzer.AnalyzerResource()),
+        ...roles.map((role) =>
+          resource(
+            "gcp:projects/iAMMember:IAMMember",
+            role.replace(/\W/g, "-"),
+            { role, member: `serviceAccount:${SA}`, project: "acme-agents" },
+            new analyzer.AnalyzerResource(),
+          ),
+        ),
+      ]);
+      return request;
+    };
+    expect(
+      diagnostics(await call("analyzeStack", stackResources(["roles/aiplatform.user"]), vertex)),
+    ).toEqual([]);
+    expect(
+      diagnostics(
+        await call(
+          "analyzeStack",
+          stackResources(["roles/aiplatform.user", "roles/compute.admin"]),
+          vertex,
+        ),
+      ),
+    ).toEqual([
+      {
+        policy: "cloud-platform-narrow-roles",
+        mandatory: true,
+        message: expect.stringContaining('can use all of "roles/compute.admin"'),
       },
     ]);
   }, 120_000);

@@ -428,3 +428,117 @@ describe("as the Pulumi CLI runs it (Pulumi.yaml defaults applied)", () => {
     );
   });
 });
+
+describe("sign-in providers (issue 14)", () => {
+  const IAM = "gcp:projects/iAMMember:IAMMember";
+  const SA_MEMBER = "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com";
+  /** The host.conf the reconcile command ships (the bundle's conf line). */
+  const shippedHostConf = (run: ProgramRun): string => {
+    const stdin = unwrap(one(run, "command:remote:Command").inputs.stdin) as string;
+    const line = stdin.split("\n").find((l) => l.startsWith("conf "));
+    return Buffer.from((line ?? "").slice("conf ".length), "base64").toString("utf8");
+  };
+  const confKeys = (conf: string, keys: string[]) =>
+    conf
+      .split("\n")
+      .filter((l) => keys.some((k) => l.startsWith(`${k}=`)))
+      .sort();
+  const CLAUDE_KEYS = [
+    "CLAUDE_PROVIDER",
+    "VERTEX_PROJECT_ID",
+    "VERTEX_REGION",
+    "CLAUDE_MODEL",
+    "ANTHROPIC_BASE_URL",
+    "VERTEX_BASE_URL",
+  ];
+
+  test("anthropic (the default): no Vertex role, no cloud-platform scope, CLAUDE_PROVIDER=anthropic only", async () => {
+    const run = await runProgram({ ...BASE_CONFIG });
+    const vertexGrants = byType(run, IAM).filter(
+      (r) => input(r, "role") === "roles/aiplatform.user",
+    );
+    expect(vertexGrants).toEqual([]);
+    const scopes = (
+      input(one(run, `${GCP}/instance:Instance`), "serviceAccount") as {
+        scopes: string[];
+      }
+    ).scopes;
+    expect(scopes).not.toContain("https://www.googleapis.com/auth/cloud-platform");
+    expect(confKeys(shippedHostConf(run), CLAUDE_KEYS)).toEqual(["CLAUDE_PROVIDER=anthropic"]);
+  });
+
+  test("vertex: roles/aiplatform.user for the VM's own service account, the cloud-platform scope alone, the project and region in host.conf", async () => {
+    const run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexRegion": "us-east5",
+      "agent-host:claudeModel": "claude-sonnet-4-5@20250929",
+    });
+    const grant = byType(run, IAM).find((r) => r.name === "agent-host-aiplatform-user");
+    expect(grant && unwrap(grant.inputs)).toEqual({
+      project: "acme-agents",
+      role: "roles/aiplatform.user",
+      member: SA_MEMBER,
+    });
+    expect(
+      byType(run, IAM).filter((r) => input(r, "role") === "roles/aiplatform.user"),
+    ).toHaveLength(1);
+    expect(input(one(run, `${GCP}/instance:Instance`), "serviceAccount")).toEqual({
+      email: "ah-dev@acme-agents.iam.gserviceaccount.com",
+      scopes: ["https://www.googleapis.com/auth/cloud-platform"],
+    });
+    expect(confKeys(shippedHostConf(run), CLAUDE_KEYS)).toEqual([
+      "CLAUDE_MODEL=claude-sonnet-4-5@20250929",
+      "CLAUDE_PROVIDER=vertex",
+      "VERTEX_PROJECT_ID=acme-agents",
+      "VERTEX_REGION=us-east5",
+    ]);
+    // Nothing secret travels: the API key line of the bundle is empty.
+    expect(unwrap(one(run, "command:remote:Command").inputs.stdin)).toContain(
+      "secret anthropic-api-key -\n",
+    );
+  });
+
+  test("vertex with a Private Service Connect endpoint, anthropic with a gateway", async () => {
+    const vertex = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexBaseUrl": "https://us-east5-aiplatform-psc.p.googleapis.com/v1/",
+    });
+    expect(confKeys(shippedHostConf(vertex), CLAUDE_KEYS)).toEqual([
+      "CLAUDE_PROVIDER=vertex",
+      "VERTEX_BASE_URL=https://us-east5-aiplatform-psc.p.googleapis.com/v1",
+      "VERTEX_PROJECT_ID=acme-agents",
+      "VERTEX_REGION=global",
+    ]);
+    const gateway = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:anthropicBaseUrl": "https://llm.acme.example/anthropic",
+      "agent-host:claudeModel": "sonnet",
+    });
+    expect(confKeys(shippedHostConf(gateway), CLAUDE_KEYS)).toEqual([
+      "ANTHROPIC_BASE_URL=https://llm.acme.example/anthropic",
+      "CLAUDE_MODEL=sonnet",
+      "CLAUDE_PROVIDER=anthropic",
+    ]);
+    expect(gateway.warnings).toEqual([]);
+  });
+
+  test("a vertexBaseUrl without /v1 is accepted with a warning", async () => {
+    const run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexBaseUrl": "https://vertex-psc.example.internal",
+    });
+    expect(run.warnings).toEqual([
+      "vertexBaseUrl https://vertex-psc.example.internal does not end in /v1: Claude Code appends /projects/<project>/locations/<region>/publishers/anthropic/models/<model>:streamRawPredict to it, and Vertex's paths start with /v1.",
+    ]);
+  });
+
+  test("auto and manual permission modes reach host.conf", async () => {
+    for (const mode of ["auto", "manual"]) {
+      const run = await runProgram({ ...BASE_CONFIG, "agent-host:agentPermissionMode": mode });
+      expect(shippedHostConf(run)).toContain(`\nPERMISSION_MODE=${mode}\n`);
+    }
+  });
+});
