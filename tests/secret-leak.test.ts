@@ -7,12 +7,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { gunzipSync } from "zlib";
+import { secretShapesIn } from "../policy/rules";
 import {
   BASE_CONFIG,
   SECRET_SIG,
   SIG_KEY,
   one,
   plainStrings,
+  registeredSoFar,
   runProgram,
   unwrap,
   type ProgramRun,
@@ -22,6 +24,9 @@ jest.setTimeout(60_000);
 
 const API_KEY_TOKEN = "CANARYapikey7f3e9c1d2b4a6e8f0a1b2c3d4e5f6a7b8c9d0e1f";
 const API_KEY = `sk-ant-api03-${API_KEY_TOKEN}-AA`;
+/** A `claude setup-token` token: the same key, the other shape it takes. */
+const SETUP_TOKEN_TOKEN = "CANARYsetupToken3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d";
+const SETUP_TOKEN = `sk-ant-oat01-${SETUP_TOKEN_TOKEN}-BB`;
 const GENERATED_TOKEN = "CANARYgeneratedDeployKey0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d";
 const GIVEN_TOKEN = "CANARYgivenDeployKey9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a";
 const pem = (token: string) =>
@@ -119,6 +124,8 @@ interface Scenario {
   config: Record<string, string>;
   options: Parameters<typeof runProgram>[1];
   deployToken: string;
+  /** The anthropicApiKey value and its canary; none on Vertex AI, where there is no key. */
+  apiKey?: { value: string; token: string };
 }
 
 const SCENARIOS: Scenario[] = [
@@ -135,6 +142,7 @@ const SCENARIOS: Scenario[] = [
       generatedPrivateKey: pem(GENERATED_TOKEN),
     },
     deployToken: GENERATED_TOKEN,
+    apiKey: { value: API_KEY, token: API_KEY_TOKEN },
   },
   {
     label: "deploy key given in config",
@@ -150,6 +158,35 @@ const SCENARIOS: Scenario[] = [
       generatedPrivateKey: pem(GENERATED_TOKEN),
     },
     deployToken: GIVEN_TOKEN,
+    apiKey: { value: API_KEY, token: API_KEY_TOKEN },
+  },
+  {
+    // The gateway URL and the model are plain settings (host.conf); the token beside them is not.
+    label: "setup-token through a gateway",
+    config: {
+      ...BASE_CONFIG,
+      "agent-host:anthropicApiKey": SETUP_TOKEN,
+      "agent-host:anthropicBaseUrl": "https://llm.acme.example/anthropic",
+      "agent-host:claudeModel": "sonnet",
+      "agent-host:agentPermissionMode": "bypassPermissions",
+    },
+    options: {
+      secretKeys: ["agent-host:anthropicApiKey"],
+      generatedPrivateKey: pem(GENERATED_TOKEN),
+    },
+    deployToken: GENERATED_TOKEN,
+    apiKey: { value: SETUP_TOKEN, token: SETUP_TOKEN_TOKEN },
+  },
+  {
+    label: "Vertex AI (no key at all)",
+    config: {
+      ...BASE_CONFIG,
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexRegion": "europe-west1",
+      "agent-host:agentPermissionMode": "bypassPermissions",
+    },
+    options: { secretKeys: [], generatedPrivateKey: pem(GENERATED_TOKEN) },
+    deployToken: GENERATED_TOKEN,
   },
 ];
 
@@ -204,10 +241,18 @@ const TRACED: Record<string, string[]> = {
   "deploy key given in config": [
     "RegisterResource RPC finished: resource:agent-host-reconcile[command:remote:Command]",
   ],
+  "setup-token through a gateway": [
+    "RegisterResource RPC finished: resource:agent-host-reconcile[command:remote:Command]",
+    "RegisterResource RPC finished: resource:deploy-key[tls:index/privateKey:PrivateKey]",
+  ],
+  "Vertex AI (no key at all)": [
+    "RegisterResource RPC finished: resource:agent-host-reconcile[command:remote:Command]",
+    "RegisterResource RPC finished: resource:deploy-key[tls:index/privateKey:PrivateKey]",
+  ],
 };
 
-const CANARIES = (s: Scenario) => [
-  ["API key", API_KEY_TOKEN],
+const CANARIES = (s: Scenario): [string, string][] => [
+  ...(s.apiKey ? [["API key", s.apiKey.token] as [string, string]] : []),
   ["deploy key", s.deployToken],
 ];
 
@@ -230,13 +275,25 @@ describe.each(SCENARIOS)("$label", (scenario) => {
     expect(observed.logged.join("\n")).toContain("agentPermissionMode is bypassPermissions");
   });
 
-  test("the API key is in the reconcile command's secret stdin, and only there", () => {
+  test("the API key is in the reconcile command's secret stdin, and only there (on Vertex AI: no key anywhere)", () => {
     const cmd = one(observed.run, "command:remote:Command");
+    const { apiKey } = scenario;
+    if (apiKey === undefined) {
+      expect(unwrap(cmd.inputs.stdin)).toContain("secret anthropic-api-key -\n");
+      // No Anthropic key or token shape anywhere, secret or not: in every resource's inputs.
+      const everything = observed.run.resources.map((r) => allText(r.inputs)).join("\n");
+      // (agentctl's own text names the prefix in a pattern; the shape is a whole key.)
+      expect(secretShapesIn(everything)).not.toContain(
+        "an Anthropic API key or OAuth token (sk-ant-…)",
+      );
+      expect(everything).toContain("sk-ant-");
+      return;
+    }
     expect(cmd.inputs.stdin).toMatchObject({ [SIG_KEY]: SECRET_SIG });
     expect(unwrap(cmd.inputs.stdin)).toContain(
-      `secret anthropic-api-key ${Buffer.from(API_KEY).toString("base64")}\n`,
+      `secret anthropic-api-key ${Buffer.from(apiKey.value).toString("base64")}\n`,
     );
-    expect(secretLocations(observed.run, API_KEY_TOKEN)).toEqual([
+    expect(secretLocations(observed.run, apiKey.token)).toEqual([
       "command:remote:Command::agent-host-reconcile $.stdin",
     ]);
   });
@@ -275,6 +332,52 @@ test("the canary forms catch an encoded leak (the search itself can fail)", () =
 });
 
 test("leak check count", () => {
-  // 2 scenarios × 2 canaries × 6 sinks.
-  expect(SCENARIOS.length * 2 * Object.keys(SINKS).length).toBe(24);
+  // 3 scenarios × 2 canaries + 1 (Vertex: the deploy key only) × 6 sinks.
+  const canaries = SCENARIOS.reduce((n, s) => n + CANARIES(s).length, 0);
+  expect(canaries * Object.keys(SINKS).length).toBe(42);
+});
+
+/**
+ * anthropicBaseUrl and vertexBaseUrl are not secrets (host.conf, each agent's environment), so a
+ * credential must never get into them: each way of putting one there is refused before any
+ * resource exists, and neither the refusal nor anything logged repeats it.
+ */
+describe.each([
+  ["anthropicBaseUrl", "user info", (t: string) => `https://team:${t}@llm.acme.example/anthropic`],
+  ["anthropicBaseUrl", "a query string", (t: string) => `https://llm.acme.example/a?key=${t}`],
+  ["anthropicBaseUrl", "a fragment", (t: string) => `https://llm.acme.example/a#${t}`],
+  [
+    "anthropicBaseUrl",
+    "a key in the path",
+    (t: string) => `https://llm.acme.example/sk-ant-api03-${t}`,
+  ],
+  ["vertexBaseUrl", "user info", (t: string) => `https://sa:${t}@vertex.example.internal/v1`],
+])("a credential in %s (%s)", (key, _how, url) => {
+  const CANARY = "CANARYurlSecret4d3c2b1a0f9e8d7c6b5a";
+  test("is refused before any resource, and the canary is in no message or log", async () => {
+    const config = {
+      ...BASE_CONFIG,
+      ...(key === "vertexBaseUrl" ? { "agent-host:claudeProvider": "vertex" } : {}),
+      [`agent-host:${key}`]: url(CANARY),
+    };
+    let message = "";
+    const logged: string[] = [];
+    const spies = (["log", "info", "warn", "error", "debug"] as const).map((level) =>
+      jest.spyOn(console, level).mockImplementation((...args: unknown[]) => {
+        logged.push(args.map(String).join(" "));
+      }),
+    );
+    try {
+      await runProgram(config, {});
+    } catch (error) {
+      message = String(error);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(message).toMatch(new RegExp(`^ConfigError: ${key} `));
+    expect(message).toContain("(not shown)");
+    expect(contains(message, CANARY)).toBe(false);
+    expect(logged.filter((line) => contains(line, CANARY))).toEqual([]);
+    expect(registeredSoFar()).toEqual([]);
+  });
 });
