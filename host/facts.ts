@@ -1,0 +1,121 @@
+// What agentctl knows about each agent's process, gathered as root: the tmux window, the wrapper's
+// run files (RUN_DIR/agent-N: pid, last-exit) and /proc. Feeds host/effective.ts.
+import * as fs from "fs";
+import * as path from "path";
+import type { HostConf } from "./conf";
+import { effectiveState, type Effective, type ProcessFacts } from "./effective";
+import { readStatus } from "./store";
+import type { Recorded } from "./state";
+import { agentWindows } from "./tmux";
+
+const readSmall = (file: string): string | undefined => {
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+};
+
+let bootTimeMs: number | undefined;
+function bootTime(): number {
+  if (bootTimeMs === undefined) {
+    const m = /^btime (\d+)$/m.exec(readSmall("/proc/stat") ?? "");
+    bootTimeMs = m ? Number(m[1]) * 1000 : 0;
+  }
+  return bootTimeMs;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from Node). */
+const CLOCK_TICKS = 100;
+
+interface ProcStat {
+  ppid: number;
+  startedAt: number;
+}
+
+function procStat(pid: number): ProcStat | undefined {
+  const text = readSmall(`/proc/${pid}/stat`);
+  if (!text) return undefined;
+  // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return {
+    ppid: Number(fields[1]),
+    startedAt: bootTime() + (Number(fields[19]) * 1000) / CLOCK_TICKS,
+  };
+}
+
+/** Whether any descendant of `root` started at or after `since` (epoch ms). */
+export function descendantStartedSince(root: number, since: number): boolean {
+  let pids: number[];
+  try {
+    pids = fs
+      .readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number);
+  } catch {
+    return false;
+  }
+  const stats = new Map<number, ProcStat>();
+  for (const pid of pids) {
+    const st = procStat(pid);
+    if (st) stats.set(pid, st);
+  }
+  for (const [pid, st] of stats) {
+    if (pid === root || st.startedAt + 10 < since) continue;
+    let p = st.ppid;
+    for (let hops = 0; hops < 64 && p > 1; hops++) {
+      if (p === root) return true;
+      p = stats.get(p)?.ppid ?? 0;
+    }
+  }
+  return false;
+}
+
+export function agentUid(user: string): number | undefined {
+  const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
+  const uid = line ? Number(line.split(":")[2]) : NaN;
+  return Number.isFinite(uid) ? uid : undefined;
+}
+
+/** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
+export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknown>): number[] {
+  const desired = Number(readSmall(path.join(conf.runDir, "desired")));
+  const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
+  const all = new Set<number>(windows.keys());
+  for (let i = 1; i <= count; i++) all.add(i);
+  return [...all].sort((a, b) => a - b);
+}
+
+export interface Snapshot {
+  rows: Effective[];
+  recorded: Map<number, Recorded | undefined>;
+}
+
+/** Every agent's effective state, now. */
+export function snapshot(conf: HostConf): Snapshot {
+  const windows = agentWindows(conf.tmuxSocket);
+  const uid = agentUid(conf.agentUser);
+  const rows: Effective[] = [];
+  const recorded = new Map<number, Recorded | undefined>();
+  for (const n of agentNumbers(conf, windows)) {
+    const w = windows.get(n);
+    const run = path.join(conf.runDir, `agent-${n}`);
+    const rec = readStatus(path.join(conf.stateDir, `agent-${n}`), uid);
+    recorded.set(n, rec);
+    const facts: ProcessFacts = { n, window: w !== undefined, dead: w?.dead ?? false };
+    if (w?.exitCode !== undefined) facts.exitCode = w.exitCode;
+    const pid = Number(readSmall(path.join(run, "pid")));
+    const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : undefined;
+    if (w && !w.dead && st) {
+      facts.pid = pid;
+      facts.startedAt = st.startedAt;
+      if (rec?.state === "needs-permission")
+        facts.childSinceState = descendantStartedSince(pid, rec.since);
+    }
+    const lastExit = Number(readSmall(path.join(run, "last-exit")));
+    if (readSmall(path.join(run, "last-exit")) !== undefined && Number.isFinite(lastExit))
+      facts.lastExit = lastExit;
+    rows.push(effectiveState(facts, rec));
+  }
+  return { rows, recorded };
+}
