@@ -35,60 +35,155 @@ __export(main_exports, {
   main: () => main
 });
 module.exports = __toCommonJS(main_exports);
-var fs7 = __toESM(require("fs"));
+var fs9 = __toESM(require("fs"));
+var os3 = __toESM(require("os"));
+
+// host/autostop-main.ts
 var os2 = __toESM(require("os"));
 
-// host/conf.ts
+// host/autostop.ts
+var BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
+function blockers(input) {
+  const reasons = [];
+  for (const a of input.agents) {
+    if (BUSY_STATES.has(a.state)) {
+      reasons.push(`agent-${a.n} ${a.state}${a.reason ? ` (${a.reason})` : ""}`);
+    }
+  }
+  for (const client of input.presence.tmuxClients) reasons.push(`tmux client attached (${client})`);
+  for (const session of input.presence.sshSessions) reasons.push(`SSH session ${session}`);
+  return reasons;
+}
+function quietSince(input) {
+  let since = Math.max(input.bootAt, input.lastBusyAt ?? 0);
+  for (const a of input.agents) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.min(since, input.now);
+}
+function decide(input) {
+  if (input.limitMs <= 0) return { kind: "off" };
+  const reasons = blockers(input);
+  if (reasons.length > 0) return { kind: "held", reasons };
+  const since = quietSince(input);
+  const stopAt = since + input.limitMs;
+  return input.now >= stopAt ? { kind: "stop", quietSince: since } : { kind: "waiting", quietSince: since, stopAt };
+}
+function shortDuration(ms) {
+  const s = Math.max(0, Math.round(ms / 1e3));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  if (s < 86400)
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
+}
+function describeDecision(decision, now, limitMs) {
+  switch (decision.kind) {
+    case "off":
+      return "auto-stop: off (autoStopMinutes 0)";
+    case "held": {
+      const shown = decision.reasons.slice(0, 4).join("; ");
+      const more = decision.reasons.length > 4 ? `; +${decision.reasons.length - 4} more` : "";
+      return `auto-stop: not counting (${shortDuration(limitMs)} of quiet needed): ${shown}${more}`;
+    }
+    case "waiting":
+      return `auto-stop: in ${shortDuration(decision.stopAt - now)} (quiet for ${shortDuration(now - decision.quietSince)}: every agent idle or waiting on you, nobody attached)`;
+    case "stop":
+      return `auto-stop: stopping now (quiet for ${shortDuration(now - decision.quietSince)})`;
+  }
+}
+function agentsIdleFor(agents, now, bootAt) {
+  if (agents.some((a) => BUSY_STATES.has(a.state))) return void 0;
+  let since = bootAt;
+  for (const a of agents) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.max(0, now - since);
+}
+
+// host/autostop-run.ts
+var import_child_process = require("child_process");
 var fs = __toESM(require("fs"));
-var DEFAULT_CONFIG = "/etc/agent-host/host.conf";
-var HOST_CONF_DEFAULTS = {
-  agentCount: 1,
-  agentUser: "agent",
-  adminUser: "agent-admin",
-  stateDir: "/home/agent/.agent-host",
-  runDir: "/run/agent-host",
-  tmuxSocket: "/run/agent-host/tmux.sock",
-  notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
-  notifyOnIdle: true
-};
-function parseHostConf(text) {
-  const values = /* @__PURE__ */ new Map();
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/\r$/, "");
-    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (!m) continue;
-    values.set(m[1], m[2].trimEnd());
-  }
-  const d = HOST_CONF_DEFAULTS;
-  const text_ = (key, fallback) => values.get(key) || fallback;
-  const num = (key, fallback) => {
-    const v = Number(values.get(key));
-    return values.has(key) && Number.isFinite(v) && v >= 0 ? v : fallback;
-  };
-  const bool = (key, fallback) => {
-    const v = values.get(key)?.toLowerCase();
-    return v === "true" ? true : v === "false" ? false : fallback;
-  };
-  return {
-    agentCount: num("AGENT_COUNT", d.agentCount),
-    agentUser: text_("AGENT_USER", d.agentUser),
-    adminUser: text_("ADMIN_USER", d.adminUser),
-    stateDir: text_("STATE_DIR", d.stateDir),
-    runDir: text_("RUN_DIR", d.runDir),
-    tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
-    notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),
-    notifyOnIdle: bool("NOTIFY_ON_IDLE", d.notifyOnIdle)
-  };
-}
-function loadHostConf(env = process.env) {
-  const file = env.AGENTCTL_CONFIG || DEFAULT_CONFIG;
-  let text = "";
+var path = __toESM(require("path"));
+var STATE_FILE = "autostop.json";
+function readState(runDir) {
   try {
-    text = fs.readFileSync(file, "utf8");
+    const v = JSON.parse(fs.readFileSync(path.join(runDir, STATE_FILE), "utf8"));
+    return typeof v === "object" && v !== null ? v : {};
   } catch {
+    return {};
   }
-  return parseHostConf(text);
 }
+function writeState(runDir, state) {
+  const file = path.join(runDir, STATE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(state)}
+`, { mode: 420 });
+  fs.renameSync(tmp, file);
+}
+function stopArgv(command) {
+  const argv = command.trim().split(/\s+/).filter(Boolean);
+  return argv.length > 0 ? argv : ["systemctl", "poweroff"];
+}
+async function pollOnce(settings, deps) {
+  const now = deps.now();
+  const state = readState(settings.runDir);
+  const decision = decide({
+    now,
+    limitMs: settings.limitMs,
+    bootAt: deps.bootAt,
+    lastBusyAt: state.lastBusyAt,
+    agents: deps.agents(),
+    presence: deps.presence()
+  });
+  const next = {
+    ...state,
+    updated: now,
+    line: describeDecision(decision, now, settings.limitMs)
+  };
+  if (decision.kind === "held") next.lastBusyAt = now;
+  if (decision.kind === "stop") {
+    const quiet = Math.round((now - decision.quietSince) / 6e4);
+    const text = `stopping the VM: every agent idle or waiting on a person and nobody attached for ${quiet} min (autoStopMinutes). Disks and address stay; start it again with the stack's startCommand.`;
+    deps.log(text);
+    if (deps.notify) await deps.notify(text);
+    const argv = stopArgv(settings.command);
+    const r = (0, import_child_process.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    if (r.status !== 0) {
+      deps.log(
+        `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
+      );
+    }
+    next.stoppedAt = now;
+    next.lastBusyAt = now;
+  }
+  writeState(settings.runDir, next);
+  return decision;
+}
+var sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+async function runAutoStop(settings, deps) {
+  fs.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  if (settings.limitMs <= 0) {
+    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
+    writeState(settings.runDir, {
+      line: describeDecision({ kind: "off" }, deps.now(), 0),
+      updated: deps.now()
+    });
+    return 0;
+  }
+  deps.log(
+    `auto-stop: the VM stops after ${Math.round(settings.limitMs / 1e3)} s with every agent idle and nobody attached (${stopArgv(settings.command).join(" ")})`
+  );
+  for (let polls = 0; settings.maxPolls === void 0 || polls < settings.maxPolls; polls++) {
+    try {
+      await pollOnce(settings, deps);
+    } catch (error) {
+      deps.log(`auto-stop: poll failed: ${error.message}`);
+    }
+    await sleep(settings.pollMs);
+  }
+  return 0;
+}
+
+// host/facts.ts
+var fs3 = __toESM(require("fs"));
+var path3 = __toESM(require("path"));
 
 // host/text.ts
 var REASON_MAX_CHARS = 160;
@@ -167,7 +262,7 @@ function authFailure(error) {
     error
   );
 }
-function decide(prev, input, now, opts) {
+function decide2(prev, input, now, opts) {
   const event = str(input.hook_event_name) ?? "";
   const tool = str(input.tool_name) ?? "";
   const state = prev?.state;
@@ -264,7 +359,7 @@ function decide(prev, input, now, opts) {
   }
 }
 function applyHook(prev, input, now, opts = {}) {
-  const change = decide(prev, input, now, opts);
+  const change = decide2(prev, input, now, opts);
   if (!change) return void 0;
   const event = str(input.hook_event_name) ?? "";
   const turn = change.turn === null ? void 0 : change.turn ?? prev?.turn;
@@ -404,13 +499,9 @@ function tmuxMark(state) {
   }
 }
 
-// host/facts.ts
-var fs3 = __toESM(require("fs"));
-var path2 = __toESM(require("path"));
-
 // host/store.ts
 var fs2 = __toESM(require("fs"));
-var path = __toESM(require("path"));
+var path2 = __toESM(require("path"));
 var STATUS_FILE = "status.json";
 var EVENTS_FILE = "events.jsonl";
 var LOCK_FILE = "status.lock";
@@ -463,11 +554,11 @@ function readBounded(file, maxBytes, uid) {
   }
 }
 function readStatus(dir, uid) {
-  const text = readBounded(path.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
+  const text = readBounded(path2.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
   return text === void 0 ? void 0 : parseRecorded(text);
 }
 function readTransitions(dir, after, uid) {
-  const text = readBounded(path.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
+  const text = readBounded(path2.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
   if (!text) return [];
   const out = [];
   for (const line of text.split("\n")) {
@@ -478,7 +569,7 @@ function readTransitions(dir, after, uid) {
   return out.sort((a, b) => a.seq - b.seq);
 }
 function appendTransition(dir, t) {
-  const file = path.join(dir, EVENTS_FILE);
+  const file = path2.join(dir, EVENTS_FILE);
   const fd = fs2.openSync(
     file,
     fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_APPEND | fs2.constants.O_NOFOLLOW,
@@ -499,7 +590,7 @@ function appendTransition(dir, t) {
   }
 }
 function withLock(dir, fn) {
-  const lock = path.join(dir, LOCK_FILE);
+  const lock = path2.join(dir, LOCK_FILE);
   const deadline = Date.now() + LOCK_WAIT_MS;
   let held = false;
   while (!held) {
@@ -535,11 +626,11 @@ function withLock(dir, fn) {
 }
 
 // host/tmux.ts
-var import_child_process = require("child_process");
+var import_child_process2 = require("child_process");
 var SESSION = "agents";
 var windowTarget = (n) => `=${SESSION}:=agent-${n}`;
 function tmux(socket, args, input) {
-  const r = (0, import_child_process.spawnSync)("tmux", ["-S", socket, ...args], {
+  const r = (0, import_child_process2.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
     input,
     timeout: 1e4
@@ -625,7 +716,7 @@ function agentUid(user) {
   return Number.isFinite(uid) ? uid : void 0;
 }
 function agentNumbers(conf, windows) {
-  const desired = Number(readSmall(path2.join(conf.runDir, "desired")));
+  const desired = Number(readSmall(path3.join(conf.runDir, "desired")));
   const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
@@ -638,12 +729,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run = path2.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path2.join(conf.stateDir, `agent-${n}`), uid);
+    const run = path3.join(conf.runDir, `agent-${n}`);
+    const rec = readStatus(path3.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path2.join(run, "pid")));
+    const pid = Number(readSmall(path3.join(run, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -651,52 +742,13 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path2.join(run, "last-exit")));
-    if (readSmall(path2.join(run, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path3.join(run, "last-exit")));
+    if (readSmall(path3.join(run, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
   return { rows, recorded };
 }
-
-// host/hook.ts
-var fs4 = __toESM(require("fs"));
-var path3 = __toESM(require("path"));
-function recordHook(env, payload, now) {
-  const dir = env.AGENT_HOST_STATE_DIR;
-  if (!dir || !path3.isAbsolute(dir) || !fs4.existsSync(dir)) return false;
-  let input;
-  try {
-    input = JSON.parse(payload);
-  } catch {
-    return false;
-  }
-  if (!input || typeof input !== "object") return false;
-  return withLock(dir, () => {
-    const result = applyHook(readStatus(dir), input, now);
-    if (!result) return false;
-    writeAtomic(path3.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
-`);
-    if (result.transition) appendTransition(dir, result.transition);
-    return true;
-  });
-}
-function hookMain() {
-  try {
-    const payload = fs4.readFileSync(0, "utf8");
-    recordHook(process.env, payload, Date.now());
-  } catch (error) {
-    process.stderr.write(`agent-host hook: ${error.message}
-`);
-  }
-  return 0;
-}
-
-// host/monitor.ts
-var import_child_process2 = require("child_process");
-var fs5 = __toESM(require("fs"));
-var os = __toESM(require("os"));
-var path4 = __toESM(require("path"));
 
 // host/notify.ts
 var http = __toESM(require("http"));
@@ -728,17 +780,21 @@ var HEADLINE = {
   "signed-out": "is signed out",
   exited: "has stopped",
   "turn-done": "finished its turn",
-  test: "test message from agent-host"
+  test: "test message from agent-host",
+  // The VM itself, not one agent (host/autostop-main.ts): the reason says why.
+  "auto-stop": "is stopping itself (auto-stop)"
 };
 function attachCommand(adminUser, host, agent) {
   return `ssh -t ${adminUser}@${host} sudo agentctl attach ${agent}`;
 }
 function title(m) {
+  if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}`;
   return m.event === "test" ? `agent-host on ${m.host}: test` : `agent-${m.agent} ${HEADLINE[m.event]}`;
 }
 function messageText(m) {
   const reason = reasonText(m.reason);
   if (m.event === "test") return `agent-host on ${m.host}: notifications work. Attach: ${m.attach}`;
+  if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}: ${reason}`;
   return `agent-${m.agent} on ${m.host} ${HEADLINE[m.event]}${reason ? `: ${reason}` : ""}
 Attach: ${m.attach}`;
 }
@@ -933,6 +989,10 @@ var Notifier = class {
 };
 
 // host/monitor.ts
+var import_child_process3 = require("child_process");
+var fs4 = __toESM(require("fs"));
+var os = __toESM(require("os"));
+var path4 = __toESM(require("path"));
 var POLL_MS = 500;
 var SEEN_FILE = "notify-seen.json";
 var PID_FILE = "monitor.pid";
@@ -943,7 +1003,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs5.statSync(file);
+      st = fs4.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -961,7 +1021,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs5.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs4.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -972,11 +1032,11 @@ function claim(runDir) {
   const file = path4.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs5.writeFileSync(file, `${process.pid}
+      fs4.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs5.readFileSync(file, "utf8").trim());
+      const pid = Number(fs4.readFileSync(file, "utf8").trim());
       let alive = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -987,7 +1047,7 @@ function claim(runDir) {
         }
       }
       if (alive) return false;
-      fs5.rmSync(file, { force: true });
+      fs4.rmSync(file, { force: true });
     }
   }
   return false;
@@ -1001,7 +1061,7 @@ var Monitor = class {
   constructor(opts) {
     this.opts = opts;
     const { conf } = opts;
-    fs5.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+    fs4.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
     this.seenFile = path4.join(conf.runDir, SEEN_FILE);
     this.seen = loadSeen(this.seenFile);
     this.notifying = claim(conf.runDir);
@@ -1025,8 +1085,8 @@ var Monitor = class {
     if (!this.notifying) return;
     const file = path4.join(this.opts.conf.runDir, PID_FILE);
     try {
-      if (fs5.readFileSync(file, "utf8").trim() === String(process.pid))
-        fs5.rmSync(file, { force: true });
+      if (fs4.readFileSync(file, "utf8").trim() === String(process.pid))
+        fs4.rmSync(file, { force: true });
     } catch {
     }
   }
@@ -1094,7 +1154,7 @@ var Monitor = class {
   refreshFullTable() {
     if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
     this.fullTableAt = Date.now();
-    const p = (0, import_child_process2.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+    const p = (0, import_child_process3.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
     let out = "";
     p.stdout.on("data", (d) => out += d.toString());
     p.on("close", () => this.fullTable = out);
@@ -1139,8 +1199,231 @@ var Monitor = class {
   }
 };
 
-// host/send.ts
+// host/presence.ts
+var import_child_process4 = require("child_process");
+var fs5 = __toESM(require("fs"));
+var path5 = __toESM(require("path"));
+var SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
+function sshSessionOf(cmdline) {
+  return SSH_SESSION_RE.exec(cmdline.replace(/\0/g, " ").trimEnd())?.[1];
+}
+function sshSessions(procRoot = "/proc") {
+  let pids;
+  try {
+    pids = fs5.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+  } catch {
+    return [];
+  }
+  const sessions = [];
+  for (const pid of pids) {
+    let cmdline;
+    try {
+      cmdline = fs5.readFileSync(path5.join(procRoot, pid, "cmdline"), "utf8");
+    } catch {
+      continue;
+    }
+    const session = sshSessionOf(cmdline);
+    if (session) sessions.push(`${session} (pid ${pid})`);
+  }
+  return sessions.sort();
+}
+function tmuxClients(socket) {
+  const r = (0, import_child_process4.spawnSync)(
+    "tmux",
+    ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
+    {
+      encoding: "utf8",
+      timeout: 1e4
+    }
+  );
+  if (r.status !== 0) return [];
+  return (r.stdout ?? "").split("\n").map((l) => l.trim()).filter(Boolean);
+}
+function presence(socket, procRoot = "/proc") {
+  return { tmuxClients: tmuxClients(socket), sshSessions: sshSessions(procRoot) };
+}
+function bootTime2(procRoot = "/proc") {
+  try {
+    const m = /^btime (\d+)$/m.exec(fs5.readFileSync(path5.join(procRoot, "stat"), "utf8"));
+    return m ? Number(m[1]) * 1e3 : void 0;
+  } catch {
+    return void 0;
+  }
+}
+
+// host/autostop-main.ts
+function agentActivity(conf) {
+  return snapshot(conf).rows.map((r) => ({
+    n: r.n,
+    state: r.state,
+    since: r.since,
+    reason: r.reason
+  }));
+}
+var NOTIFY_TIMEOUT_MS = 15e3;
+async function autostopCommand(conf, log2) {
+  const webhook = webhookReader(conf.notifyWebhookFile);
+  const host = os2.hostname();
+  return runAutoStop(
+    {
+      runDir: conf.runDir,
+      limitMs: conf.autoStopSeconds * 1e3,
+      pollMs: conf.autoStopPollSeconds * 1e3,
+      command: conf.autoStopCommand
+    },
+    {
+      now: () => Date.now(),
+      bootAt: bootTime2() ?? Date.now(),
+      agents: () => agentActivity(conf),
+      presence: () => presence(conf.tmuxSocket),
+      log: log2,
+      notify: async (text) => {
+        if (!webhook()) return;
+        const notifier = new Notifier({ webhook, log: log2 });
+        const sent = notifier.deliver({
+          agent: 0,
+          event: "auto-stop",
+          reason: text,
+          at: Date.now(),
+          host,
+          attach: attachCommand(conf.adminUser, host, 1).replace(/ 1$/, "")
+        });
+        await Promise.race([
+          sent,
+          new Promise((resolve) => setTimeout(resolve, NOTIFY_TIMEOUT_MS))
+        ]);
+      }
+    }
+  );
+}
+var uptimeMs = () => os2.uptime() * 1e3;
+function autostopStatus(conf, json) {
+  const now = Date.now();
+  const bootAt = bootTime2() ?? now - uptimeMs();
+  const agents = agentActivity(conf);
+  const idleMs = agentsIdleFor(agents, now, bootAt);
+  const decision = decide({
+    now,
+    limitMs: conf.autoStopSeconds * 1e3,
+    bootAt,
+    lastBusyAt: readState(conf.runDir).lastBusyAt,
+    agents,
+    presence: presence(conf.tmuxSocket)
+  });
+  if (json) {
+    return `${JSON.stringify({
+      vm_uptime_seconds: Math.round((now - bootAt) / 1e3),
+      agents_idle_seconds: idleMs === void 0 ? null : Math.round(idleMs / 1e3),
+      auto_stop: {
+        kind: decision.kind,
+        limit_seconds: conf.autoStopSeconds,
+        ...decision.kind === "waiting" ? { stop_in_seconds: Math.round((decision.stopAt - now) / 1e3) } : {},
+        ...decision.kind === "held" ? { held_by: decision.reasons } : {}
+      }
+    })}
+`;
+  }
+  const busy = agents.filter((a) => a.state === "working" || a.state === "starting").length;
+  const idleText = idleMs === void 0 ? `${busy} of ${agents.length} agents busy` : `every agent idle for ${shortDuration(idleMs)}`;
+  return `VM up ${shortDuration(now - bootAt)}; ${idleText}
+${describeDecision(decision, now, conf.autoStopSeconds * 1e3)}
+`;
+}
+
+// host/conf.ts
 var fs6 = __toESM(require("fs"));
+var DEFAULT_CONFIG = "/etc/agent-host/host.conf";
+var HOST_CONF_DEFAULTS = {
+  agentCount: 1,
+  agentUser: "agent",
+  adminUser: "agent-admin",
+  stateDir: "/home/agent/.agent-host",
+  runDir: "/run/agent-host",
+  tmuxSocket: "/run/agent-host/tmux.sock",
+  notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
+  notifyOnIdle: true,
+  // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
+  autoStopSeconds: 0,
+  autoStopCommand: "systemctl poweroff",
+  autoStopPollSeconds: 15
+};
+function parseHostConf(text) {
+  const values = /* @__PURE__ */ new Map();
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (!m) continue;
+    values.set(m[1], m[2].trimEnd());
+  }
+  const d = HOST_CONF_DEFAULTS;
+  const text_ = (key, fallback) => values.get(key) || fallback;
+  const num = (key, fallback) => {
+    const v = Number(values.get(key));
+    return values.has(key) && Number.isFinite(v) && v >= 0 ? v : fallback;
+  };
+  const bool = (key, fallback) => {
+    const v = values.get(key)?.toLowerCase();
+    return v === "true" ? true : v === "false" ? false : fallback;
+  };
+  return {
+    agentCount: num("AGENT_COUNT", d.agentCount),
+    agentUser: text_("AGENT_USER", d.agentUser),
+    adminUser: text_("ADMIN_USER", d.adminUser),
+    stateDir: text_("STATE_DIR", d.stateDir),
+    runDir: text_("RUN_DIR", d.runDir),
+    tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
+    notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),
+    notifyOnIdle: bool("NOTIFY_ON_IDLE", d.notifyOnIdle),
+    autoStopSeconds: num("AUTO_STOP_SECONDS", d.autoStopSeconds),
+    autoStopCommand: text_("AUTO_STOP_COMMAND", d.autoStopCommand),
+    autoStopPollSeconds: num("AUTO_STOP_POLL_SECONDS", d.autoStopPollSeconds) || d.autoStopPollSeconds
+  };
+}
+function loadHostConf(env = process.env) {
+  const file = env.AGENTCTL_CONFIG || DEFAULT_CONFIG;
+  let text = "";
+  try {
+    text = fs6.readFileSync(file, "utf8");
+  } catch {
+  }
+  return parseHostConf(text);
+}
+
+// host/hook.ts
+var fs7 = __toESM(require("fs"));
+var path6 = __toESM(require("path"));
+function recordHook(env, payload, now) {
+  const dir = env.AGENT_HOST_STATE_DIR;
+  if (!dir || !path6.isAbsolute(dir) || !fs7.existsSync(dir)) return false;
+  let input;
+  try {
+    input = JSON.parse(payload);
+  } catch {
+    return false;
+  }
+  if (!input || typeof input !== "object") return false;
+  return withLock(dir, () => {
+    const result = applyHook(readStatus(dir), input, now);
+    if (!result) return false;
+    writeAtomic(path6.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
+`);
+    if (result.transition) appendTransition(dir, result.transition);
+    return true;
+  });
+}
+function hookMain() {
+  try {
+    const payload = fs7.readFileSync(0, "utf8");
+    recordHook(process.env, payload, Date.now());
+  } catch (error) {
+    process.stderr.write(`agent-host hook: ${error.message}
+`);
+  }
+  return 0;
+}
+
+// host/send.ts
+var fs8 = __toESM(require("fs"));
 var SEND_MAX_BYTES = 64 * 1024;
 var PASTE_SHOWN_MS = 3e3;
 var UsageError = class extends Error {
@@ -1211,7 +1494,7 @@ function refusal(row, force) {
     return `${row.name} is signed out (${row.reason}); sign it in first, or use --force`;
   return void 0;
 }
-var sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+var sleep2 = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 function capture(conf, n) {
   return tmux(conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]).stdout;
 }
@@ -1236,7 +1519,7 @@ function typeInto(conf, n, text) {
     throw new Error(`tmux paste-buffer: ${paste.stderr.trim()}`);
   }
   const deadline = Date.now() + PASTE_SHOWN_MS;
-  while (Date.now() < deadline && capture(conf, n) === before) sleep(20);
+  while (Date.now() < deadline && capture(conf, n) === before) sleep2(20);
   const enter = tmux(conf.tmuxSocket, ["send-keys", "-t", target, "Enter"]);
   if (enter.code !== 0) throw new Error(`tmux send-keys: ${enter.stderr.trim()}`);
 }
@@ -1267,7 +1550,7 @@ function send(conf, args, log2) {
 var readStdinText = () => {
   if (process.stdin.isTTY)
     throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
-  return fs6.readFileSync(0, "utf8");
+  return fs8.readFileSync(0, "utf8");
 };
 
 // host/main.ts
@@ -1316,7 +1599,7 @@ async function notifyTest() {
     );
     return 2;
   }
-  const host = os2.hostname();
+  const host = os3.hostname();
   const notifier = new Notifier({ webhook, log });
   const ok = await notifier.deliver({
     agent: 0,
@@ -1333,7 +1616,7 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs7.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs9.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
@@ -1353,9 +1636,14 @@ async function main(argv) {
         return sendCommand(rest);
       case "notify-test":
         return await notifyTest();
+      case "autostop":
+        return await autostopCommand(loadHostConf(), log);
+      case "autostop-status":
+        process.stdout.write(autostopStatus(loadHostConf(), rest[0] === "--json"));
+        return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, states, watch, monitor, send, notify-test)`
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, states, watch, monitor, send, notify-test, autostop, autostop-status)`
         );
         return 2;
     }
