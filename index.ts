@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { AgentFleet } from "./components/agent-fleet";
 import { AgentHost } from "./components/agent-host";
+import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
 import { renderUserData } from "./cloud-init/render";
@@ -48,6 +49,7 @@ async function existingDataDisk(config: StackConfig, diskName: string) {
       zone: config.zone,
       name: diskName,
     });
+    // GCP answers a missing disk with a 404; the SDK's mocks answer with an empty result.
     if (!disk.size) return undefined;
     return { sizeGb: disk.size, type: disk.type.replace(/^.*\//, "") };
   } catch (error) {
@@ -56,12 +58,44 @@ async function existingDataDisk(config: StackConfig, diskName: string) {
   }
 }
 
+/** The VM's live state (RUNNING, TERMINATED, …), or undefined when there is no VM yet. */
+async function liveInstanceStatus(vm: VmLocation): Promise<string | undefined> {
+  try {
+    const instance = await gcp.compute.getInstance({
+      project: vm.project,
+      zone: vm.zone,
+      name: vm.name,
+    });
+    return instance.currentStatus || undefined;
+  } catch (error) {
+    if (/not ?found|404|notFound/i.test(String(error))) return undefined;
+    throw error;
+  }
+}
+
+/** Set by scripts/destroy.sh: its targeted `up` records an option in the state and dials nothing. */
+const ALLOW_STOPPED_VM_ENV = "AGENT_HOST_ALLOW_STOPPED_VM";
+
 export = async () => {
   const raw = readRawConfig();
   const { config, warnings } = parseConfig(raw);
   for (const warning of warnings) pulumi.log.warn(warning);
   const names = resourceNames(pulumi.getProject(), pulumi.getStack());
-  checkDataDisk(config, await existingDataDisk(config, names.dataDisk));
+  const existingDisk = await existingDataDisk(config, names.dataDisk);
+  checkDataDisk(config, existingDisk);
+
+  // A stopped VM: fail now, with the way out, instead of dialing SSH for minutes. A preview
+  // dials nothing, so it only warns.
+  const vm = { project: config.project, zone: config.zone, name: names.instance };
+  const stopped = stoppedVmMessage(vm, await liveInstanceStatus(vm));
+  if (stopped) {
+    if (pulumi.runtime.isDryRun() || process.env[ALLOW_STOPPED_VM_ENV] === "1") {
+      pulumi.log.warn(stopped);
+    } else {
+      // RunError: the CLI prints the message alone, without a stack trace.
+      throw new pulumi.RunError(stopped);
+    }
+  }
 
   // The stack's own deploy key, used by the reconcile command; generated unless given.
   const givenKey = raw["agent-host:deployPrivateKey"];
@@ -104,12 +138,15 @@ export = async () => {
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
     deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
+    // A disk that outlived a `pulumi destroy` is adopted, with its data; once it is in the state
+    // under the same ID, the engine treats the import as a normal step.
+    adoptDataDisk: existingDisk !== undefined,
+    vertex: config.claude.provider === "vertex",
     workSchedule: config.workSchedule,
     // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
     projectNumber: config.workSchedule
       ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
       : undefined,
-    vertex: config.claude.provider === "vertex",
   });
 
   const apiKey = raw["agent-host:anthropicApiKey"];
@@ -141,6 +178,7 @@ export = async () => {
     attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
     agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
     statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
+    startCommand: startCommand(vm),
     agentCount: config.agentCount,
     reconcileSummary: fleet.summary,
     deployPrivateKey: pulumi.secret(deployKey.privateKey),

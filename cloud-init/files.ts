@@ -38,6 +38,11 @@ export const HOST_FILES: readonly HostFile[] = [
     mode: "0644",
   },
   {
+    source: "systemd/agent-host-autostop.service",
+    path: "/etc/systemd/system/agent-host-autostop.service",
+    mode: "0644",
+  },
+  {
     source: "claude/managed-settings.json",
     path: "/etc/claude-code/managed-settings.json",
     mode: "0644",

@@ -37,6 +37,8 @@ export interface HostSettings {
   gitCredentialHost?: string;
   /** Debian/Ubuntu packages every agent gets. */
   extraPackages: string[];
+  /** Quiet time before the VM powers itself off (autoStopMinutes × 60); 0 = never. */
+  autoStopSeconds: number;
   /** Where the agents' Claude runs and how it signs in (no secret: the key travels apart). */
   claude: StackConfig["claude"];
 }
@@ -70,13 +72,20 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     repository: config.repository,
     gitCredentialHost: config.gitCredentialHost,
     extraPackages: config.extraPackages,
+    autoStopSeconds: config.autoStopMinutes * 60,
     claude: config.claude,
   };
 }
 
-/** The host config file's text. Deterministic: same settings, same bytes. */
-export function renderHostConf(settings: HostSettings): string {
-  const lines: [string, string | number | undefined][] = [
+/**
+ * host.conf keys whose values follow agentCount. They reach the VM only through the fleet's
+ * reconcile command, never through user-data: the VM's user-data must not change with the count,
+ * or a count change would update the VM (see README, Architecture).
+ */
+export const COUNT_DERIVED_KEYS = ["AGENT_COUNT", "AGENT_MEMORY_MAX_MB", "AGENT_CPU_QUOTA_PERCENT"];
+
+function hostConfLines(settings: HostSettings): [string, string | number | undefined][] {
+  return [
     ["AGENT_COUNT", settings.agentCount],
     ["AGENT_MAX", settings.agentMax],
     ["AGENT_USER", AGENT_USER],
@@ -95,6 +104,7 @@ export function renderHostConf(settings: HostSettings): string {
     ["GIT_REPOSITORY", settings.repository],
     ["GIT_CREDENTIAL_HOST", settings.gitCredentialHost],
     ["EXTRA_PACKAGES", settings.extraPackages.join(" ") || undefined],
+    ["AUTO_STOP_SECONDS", settings.autoStopSeconds],
     ["CLAUDE_PROVIDER", settings.claude.provider],
     ["VERTEX_PROJECT_ID", settings.claude.vertexProjectId],
     ["VERTEX_REGION", settings.claude.vertexRegion],
@@ -102,9 +112,28 @@ export function renderHostConf(settings: HostSettings): string {
     ["ANTHROPIC_BASE_URL", settings.claude.anthropicBaseUrl],
     ["VERTEX_BASE_URL", settings.claude.vertexBaseUrl],
   ];
+}
+
+function formatHostConf(lines: [string, string | number | undefined][]): string {
   const body = lines
     .filter(([, value]) => value !== undefined)
     .map(([key, value]) => `${key}=${value}`)
     .join("\n");
   return `# Written by agent-host (pulumi up). Parsed by the host scripts, never sourced.\n${body}\n`;
+}
+
+/** The host config file's text, as the reconcile command installs it. Deterministic. */
+export function renderHostConf(settings: HostSettings): string {
+  return formatHostConf(hostConfLines(settings));
+}
+
+/**
+ * The host.conf a VM boots with (in user-data): everything but COUNT_DERIVED_KEYS. Until the
+ * reconcile command installs the full file, agentctl's defaults apply (one agent, default
+ * limits); the reconcile command runs right after every first boot and brings the count.
+ */
+export function renderBootHostConf(settings: HostSettings): string {
+  return formatHostConf(
+    hostConfLines(settings).filter(([key]) => !COUNT_DERIVED_KEYS.includes(key)),
+  );
 }

@@ -6,7 +6,7 @@ import {
   AGENT_UID,
   AGENT_USER,
   HOST_CONF_PATH,
-  renderHostConf,
+  renderBootHostConf,
   type HostSettings,
 } from "./host-config";
 import { readHostFiles, type HostFileContent } from "./files";
@@ -31,7 +31,9 @@ export function packagesFor(settings: HostSettings): string[] {
 }
 
 /**
- * Renders the user-data. Deterministic: the same settings and host files give the same bytes.
+ * Renders the user-data. Deterministic: the same settings and host files give the same bytes,
+ * whatever agentCount is (the VM updates its user-data in place, and a count change must not
+ * touch the VM). The reconcile command installs the full host.conf right after the first boot.
  * Throws when the result would not fit in one metadata value.
  */
 export function renderUserData(
@@ -75,7 +77,8 @@ export function renderUserData(
         path: HOST_CONF_PATH,
         owner: "root:root",
         permissions: "0644",
-        content: renderHostConf(settings),
+        // Without the count-derived keys: the VM's user-data must not change with agentCount.
+        content: renderBootHostConf(settings),
       },
     ],
     // One script, so a failed step fails cloud-init (runcmd entries run without `set -e`).

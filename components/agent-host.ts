@@ -18,13 +18,19 @@ export const SCHEDULE_PERMISSIONS = ["compute.instances.start", "compute.instanc
 export const computeServiceAgent = (projectNumber: string) =>
   `service-${projectNumber}@compute-system.iam.gserviceaccount.com`;
 
-/** The only scopes the VM's service account gets: write logs and metrics, nothing else. */
-export const VM_SCOPES = [
-  "https://www.googleapis.com/auth/logging.write",
-  "https://www.googleapis.com/auth/monitoring.write",
-];
-/** Roles granted to the VM's service account in the project, to match VM_SCOPES. */
-export const VM_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter"];
+/**
+ * OAuth scopes of the VM's service account when it calls no Google API: none. Nothing the stack
+ * puts on the VM writes to Cloud Logging or Monitoring (no Ops Agent is installed; the host
+ * scripts and agents log to the journal and files), so a token from the metadata server is of
+ * no use to an agent. An empty list still attaches the account, which the SSH firewall rule
+ * targets (the GCP provider keeps the account without scopes since magic-modules PR 10358).
+ */
+export const VM_SCOPES: readonly string[] = [];
+/**
+ * Project roles every VM's service account gets: none, for the same reason (the logWriter and
+ * metricWriter grants had no user on the VM). The one conditional grant is VERTEX_ROLE.
+ */
+export const VM_ROLES: readonly string[] = [];
 
 /**
  * Vertex AI takes only this scope (it has no narrower one); with it the service account's IAM
@@ -74,6 +80,12 @@ export interface AgentHostArgs {
   /** VPC network. @default "default" */
   network?: string;
   /**
+   * The data disk exists in GCP (getDisk found it): adopt it with the `import` option. The engine
+   * imports only when the disk is not in the state under this ID; otherwise it is a normal step.
+   * @default false — the stack creates the disk.
+   */
+  adoptDataDisk?: boolean;
+  /**
    * The agents call Claude on Vertex AI as the VM's service account: it gets VERTEX_ROLE in the
    * project and the VM gets the cloud-platform scope (a change stops and starts the VM).
    * @default false — no Vertex AI access; the VM keeps VM_SCOPES.
@@ -87,6 +99,15 @@ export interface AgentHostArgs {
   workSchedule?: WorkSchedule;
   /** The project's number (gcp.organizations.getProject); required with workSchedule. */
   projectNumber?: pulumi.Input<string>;
+}
+
+/**
+ * The ID the GCP provider gives a disk (resourceComputeDiskCreate: projects/{{project}}/zones/
+ * {{zone}}/disks/{{name}}). An `import` with exactly this ID is no import at all once the disk
+ * is in the state (step_generator.go: isImport needs old == nil or old's ID != the goal's ID).
+ */
+export function dataDiskId(project: string, zone: string, name: string): string {
+  return `projects/${project}/zones/${zone}/disks/${name}`;
 }
 
 export class AgentHost extends pulumi.ComponentResource {
@@ -115,7 +136,8 @@ export class AgentHost extends pulumi.ComponentResource {
         project: args.project,
         accountId: args.serviceAccountId,
         displayName: `agent-host VM ${args.instanceName}`,
-        description: "Identity of the agent-host VM: writes logs and metrics, nothing else.",
+        description:
+          "Identity of the agent-host VM, targeted by its SSH firewall rule. No project roles unless the agents use Vertex AI.",
       },
       { parent: this },
     );
@@ -169,17 +191,24 @@ export class AgentHost extends pulumi.ComponentResource {
 
     // Holds /workspaces and the agent user's home. Lives apart from the VM so a replaced VM
     // finds it again; retainOnDelete keeps it through `pulumi destroy` unless asked otherwise.
+    // A kept disk is no longer in the state, so the next `up` adopts it (import) instead of
+    // failing to create a disk of the same name.
+    const diskName = `${args.instanceName}-data`;
     this.dataDisk = new gcp.compute.Disk(
       `${name}-data`,
       {
         project: args.project,
         zone: args.zone,
-        name: `${args.instanceName}-data`,
+        name: diskName,
         size: args.dataDiskSizeGb,
         type: args.dataDiskType,
         labels,
       },
-      { parent: this, retainOnDelete: !(args.deleteDataDiskOnDestroy ?? false) },
+      {
+        parent: this,
+        retainOnDelete: !(args.deleteDataDiskOnDestroy ?? false),
+        import: args.adoptDataDisk ? dataDiskId(args.project, args.zone, diskName) : undefined,
+      },
     );
 
     if (retention > 0) {
@@ -277,7 +306,7 @@ export class AgentHost extends pulumi.ComponentResource {
         ],
         serviceAccount: {
           email: this.serviceAccount.email,
-          scopes: args.vertex ? [CLOUD_PLATFORM_SCOPE] : VM_SCOPES,
+          scopes: args.vertex ? [CLOUD_PLATFORM_SCOPE] : [...VM_SCOPES],
         },
         shieldedInstanceConfig: {
           enableSecureBoot: true,
@@ -300,11 +329,12 @@ export class AgentHost extends pulumi.ComponentResource {
       {
         parent: this,
         dependsOn: [this.firewall],
-        // cloud-init reads user-data once per VM, so an in-place update would show a diff and
-        // change nothing on the running host. Day-2 state (agent count, host scripts, Claude Code
-        // version, API key) reaches the VM through the fleet's reconcile command, which also runs
-        // on a replaced VM.
-        ignoreChanges: ['metadata["user-data"]'],
+        // No ignoreChanges on user-data: the engine builds a replacement from the goal state,
+        // and an ignored input keeps its OLD value there (step_generator.go,
+        // processIgnoreChanges), so a replaced VM would boot the first VM's keys and scripts.
+        // user-data holds nothing that follows agentCount, so a count change leaves the VM
+        // alone; a key or host-file change updates the metadata in place (the provider's
+        // setMetadata, no stop) and only a future replacement boots it.
       },
     );
 

@@ -13,7 +13,7 @@ export interface RecordedResource {
   name: string;
   inputs: Record<string, unknown>;
   /** Resource options as the SDK sent them to the (mock) engine. */
-  options: { ignoreChanges: string[]; retainOnDelete: boolean };
+  options: { ignoreChanges: string[]; retainOnDelete: boolean; importId: string };
 }
 
 export interface RecordedOutput {
@@ -55,6 +55,21 @@ export interface RunOptions {
   stack?: string;
   /** currentStatus getInstance reports for the VM (RUNNING, TERMINATED, …); unset: no VM yet. */
   instanceStatus?: string;
+  /**
+   * A stateful stand-in for the engine and the cloud (tests/engine/lifecycle.ts): it answers
+   * every registration and the invokes it knows; the rest fall through to the mocks below.
+   */
+  engine?: MockEngine;
+}
+
+/** What the lifecycle engine plugs in: registrations and invokes, answered from its state. */
+export interface MockEngine {
+  newResource(
+    args: pulumi.runtime.MockResourceArgs,
+    options: RecordedResource["options"],
+  ): { id: string; state: Record<string, unknown> };
+  /** undefined: not this engine's invoke. */
+  call(token: string, inputs: Record<string, unknown>): Record<string, unknown> | undefined;
 }
 
 let state: {
@@ -76,6 +91,7 @@ type RegisterRequest = {
   getName(): string;
   getIgnorechangesList(): string[];
   getRetainondelete(): boolean | undefined;
+  getImportid(): string;
 };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks") as {
@@ -88,6 +104,7 @@ MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unk
   sentOptions.set(`${req.getType()}::${req.getName()}`, {
     ignoreChanges: req.getIgnorechangesList(),
     retainOnDelete: req.getRetainondelete() ?? false,
+    importId: req.getImportid() ?? "",
   });
   return originalRegister.call(this, req, cb);
 };
@@ -138,13 +155,17 @@ function ensureMocks(stack: string): void {
         const options = sentOptions.get(`${args.type}::${args.name}`) ?? {
           ignoreChanges: [],
           retainOnDelete: false,
+          importId: "",
         };
         state.resources.push({ type: args.type, name: args.name, inputs: args.inputs, options });
+        if (state.options.engine) return state.options.engine.newResource(args, options);
         return { id: `${args.name}-id`, state: mockState(args) };
       },
       call(args) {
         state.invokes.push(args.token);
         state.invokeArgs.push({ token: args.token, inputs: args.inputs });
+        const answer = state.options.engine?.call(args.token, args.inputs);
+        if (answer !== undefined) return answer;
         if (args.token === "gcp:compute/getDisk:getDisk") {
           const disk = state.options.existingDisk;
           // GCP answers a missing disk with a 404 error, whose text the SDK's mocks drop; an

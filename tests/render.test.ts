@@ -9,7 +9,12 @@ import * as path from "path";
 import { parse } from "yaml";
 import { parseConfig } from "../config";
 import { HOST_FILES, readHostFiles } from "../cloud-init/files";
-import { hostSettingsFor, renderHostConf } from "../cloud-init/host-config";
+import {
+  COUNT_DERIVED_KEYS,
+  hostSettingsFor,
+  renderBootHostConf,
+  renderHostConf,
+} from "../cloud-init/host-config";
 import { METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
 import { renderFromArgs } from "../scripts/render";
 import { BASE_CONFIG } from "./harness";
@@ -49,14 +54,30 @@ describe.each(COUNTS)("user-data for %i agents", (count) => {
     expect(ok).toBe(true);
   });
 
-  test("fits in one metadata value and carries the count", () => {
+  test("fits in one metadata value and carries nothing that follows the count", () => {
     expect(Buffer.byteLength(text)).toBeLessThan(METADATA_VALUE_LIMIT_BYTES);
     const doc = parse(text);
     const conf = doc.write_files.find(
       (f: { path: string }) => f.path === "/etc/agent-host/host.conf",
     );
-    expect(conf.content).toContain(`\nAGENT_COUNT=${count}\n`);
+    for (const key of COUNT_DERIVED_KEYS) expect(conf.content).not.toContain(`\n${key}=`);
+    // Everything else of host.conf is there, as the reconcile command writes it.
+    const { config } = parseConfig({ ...BASE_CONFIG, "agent-host:agentCount": String(count) });
+    const full = renderHostConf(hostSettingsFor(config, []));
+    const withoutCount = full
+      .split("\n")
+      .filter((line) => !COUNT_DERIVED_KEYS.some((key) => line.startsWith(`${key}=`)))
+      .join("\n");
+    expect(conf.content).toBe(withoutCount);
+    expect(full).toContain(`\nAGENT_COUNT=${count}\n`);
   });
+});
+
+test("the user-data is the same bytes whatever agentCount is (a count change leaves the VM alone)", () => {
+  const texts = COUNTS.map((count) => render({ "agent-host:agentCount": String(count) }));
+  expect(new Set(texts).size).toBe(1);
+  // A value that does reach the VM at boot does change it.
+  expect(render({ "agent-host:claudeCodeVersion": "2.1.300" })).not.toBe(texts[0]);
 });
 
 describe("what the user-data sets up", () => {
@@ -110,7 +131,7 @@ describe("what the user-data sets up", () => {
     const { config } = parseConfig({ ...BASE_CONFIG });
     expect(
       doc.write_files.find((f: { path: string }) => f.path === "/etc/agent-host/host.conf").content,
-    ).toBe(renderHostConf(hostSettingsFor(config, [])));
+    ).toBe(renderBootHostConf(hostSettingsFor(config, [])));
     expect(doc.write_files).toHaveLength(files.length + 1);
   });
 
@@ -248,7 +269,12 @@ describe("npm run render", () => {
       },
     );
     expect(out).toBe(renderFromArgs(["--set", "agentCount=3", "--set", "dockerSource=distro"]));
-    expect(out).toMatch(/\n\s+AGENT_COUNT=3\n/);
+    // The count is not in user-data (README, Architecture); the source setting is.
+    expect(out).toMatch(/\n\s+DOCKER_SOURCE=distro\n/);
+    const conf = (
+      parse(out) as { write_files: { path: string; content: string }[] }
+    ).write_files.find((f) => f.path === "/etc/agent-host/host.conf");
+    expect(conf?.content).not.toMatch(/^AGENT_COUNT=/m);
   }, 60_000);
 
   test("reads a stack file", () => {

@@ -13,6 +13,7 @@ import {
   SIG_KEY,
   byType,
   one,
+  registeredSoFar,
   runProgram,
   unwrap,
   withProjectDefaults,
@@ -42,31 +43,18 @@ describe("default configuration", () => {
         `${GCP}/firewall:Firewall::agent-host-ssh`,
         `${GCP}/instance:Instance::agent-host-vm`,
         `${GCP}/resourcePolicy:ResourcePolicy::agent-host-snapshots`,
-        "gcp:projects/iAMMember:IAMMember::agent-host-logging-logwriter",
-        "gcp:projects/iAMMember:IAMMember::agent-host-monitoring-metricwriter",
         "gcp:serviceaccount/account:Account::agent-host-sa",
         "tls:index/privateKey:PrivateKey::deploy-key",
       ].sort(),
     );
   });
 
-  test("a dedicated service account with only the log and metric writer roles", () => {
+  test("a dedicated service account with no project role (nothing on the VM calls a Google API)", () => {
     const sa = one(run, "gcp:serviceaccount/account:Account");
     expect(input(sa, "accountId")).toBe("ah-dev");
     expect(input(sa, "project")).toBe("acme-agents");
-    const roles = byType(run, "gcp:projects/iAMMember:IAMMember").map((r) => unwrap(r.inputs));
-    expect(roles).toEqual([
-      {
-        project: "acme-agents",
-        role: "roles/logging.logWriter",
-        member: "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com",
-      },
-      {
-        project: "acme-agents",
-        role: "roles/monitoring.metricWriter",
-        member: "serviceAccount:ah-dev@acme-agents.iam.gserviceaccount.com",
-      },
-    ]);
+    // No Ops Agent or other writer of logs or metrics runs on the VM: no logWriter/metricWriter.
+    expect(byType(run, "gcp:projects/iAMMember:IAMMember")).toEqual([]);
   });
 
   test("the firewall allows tcp:22 from the configured ranges to this VM's service account only", () => {
@@ -99,6 +87,8 @@ describe("default configuration", () => {
       type: "pd-balanced",
     });
     expect(disk.options.retainOnDelete).toBe(true);
+    // No disk in the project yet: created, not imported.
+    expect(disk.options.importId).toBe("");
   });
 
   test("daily snapshots kept 7 days, attached to the data disk", () => {
@@ -143,10 +133,8 @@ describe("default configuration", () => {
       networkInterfaces: [{ network: "default", accessConfigs: [{ natIp: MOCK_IP }] }],
       serviceAccount: {
         email: "ah-dev@acme-agents.iam.gserviceaccount.com",
-        scopes: [
-          "https://www.googleapis.com/auth/logging.write",
-          "https://www.googleapis.com/auth/monitoring.write",
-        ],
+        // Attached (the firewall targets it) but with no scope: its tokens reach no API.
+        scopes: [],
       },
       shieldedInstanceConfig: {
         enableSecureBoot: true,
@@ -172,11 +160,14 @@ describe("default configuration", () => {
     expect(inputs.metadata["user-data"]).toMatch(/^#cloud-config\n/);
     const userData = parse(inputs.metadata["user-data"]);
     expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY]);
-    expect(
-      userData.write_files.find((f: { path: string }) => f.path === "/etc/agent-host/host.conf")
-        .content,
-    ).toContain("AGENT_COUNT=10\n");
-    expect(vm.options.ignoreChanges).toEqual(['metadata["user-data"]']);
+    const bootConf = userData.write_files.find(
+      (f: { path: string }) => f.path === "/etc/agent-host/host.conf",
+    ).content;
+    // The count reaches the VM through the reconcile command only (README, Architecture).
+    expect(bootConf).not.toMatch(/^(AGENT_COUNT|AGENT_MEMORY_MAX_MB|AGENT_CPU_QUOTA_PERCENT)=/m);
+    expect(bootConf).toContain("AGENT_MAX=20\n");
+    // A replacement boots from the goal state: an ignored user-data would be the first VM's.
+    expect(vm.options.ignoreChanges).toEqual([]);
   });
 
   test("the reconcile command: admin user, deploy key (secret), dial retries, no Setenv, no delete", () => {
@@ -221,6 +212,8 @@ describe("default configuration", () => {
         (_, i) => `${ssh} -t sudo agentctl attach ${i + 1}`,
       ),
       statusCommand: `${ssh} sudo agentctl status`,
+      startCommand:
+        "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
       agentCount: 10,
       reconcileSummary: MOCK_SUMMARY,
       deployPrivateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
@@ -233,7 +226,15 @@ describe("default configuration", () => {
 
   test("no warnings for a sound configuration", () => {
     expect(run.warnings).toEqual([]);
-    expect(run.invokes).toEqual(["gcp:compute/getDisk:getDisk"]);
+    expect(run.invokes).toEqual([
+      "gcp:compute/getDisk:getDisk",
+      "gcp:compute/getInstance:getInstance",
+    ]);
+    expect(run.invokeArgs[1].inputs).toEqual({
+      project: "acme-agents",
+      zone: "europe-west1-b",
+      name: "agent-host-dev",
+    });
   });
 });
 
@@ -326,7 +327,7 @@ function changedResources(a: ProgramRun, b: ProgramRun): string[] {
     .sort();
 }
 
-/** The VM's inputs without user-data, which the VM ignores after creation (ignoreChanges). */
+/** The VM's inputs without user-data (updated in place: the provider's setMetadata). */
 function vmWithoutUserData(run: ProgramRun): unknown {
   const inputs = unwrap(one(run, `${GCP}/instance:Instance`).inputs) as Record<string, any>;
   const { "user-data": _userData, ...metadata } = inputs.metadata;
@@ -338,13 +339,8 @@ describe("day-2 changes touch only the reconcile command", () => {
     const ten = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "10" });
     const twelve = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "12" });
     const changed = changedResources(ten, twelve);
-    // The VM's desired user-data differs (it would boot a new VM with 12), but the VM ignores
-    // user-data changes: every other VM input is identical, so the VM is not updated.
-    expect(changed).toEqual([
-      "command:remote:Command::agent-host-reconcile",
-      `${GCP}/instance:Instance::agent-host-vm`,
-    ]);
-    expect(vmWithoutUserData(twelve)).toEqual(vmWithoutUserData(ten));
+    // Nothing of the VM follows the count, user-data included: only the command changes.
+    expect(changed).toEqual(["command:remote:Command::agent-host-reconcile"]);
     const cmd = one(twelve, "command:remote:Command");
     expect(cmd.inputs.create).toContain("--agents 12 ");
     expect(unwrap(cmd.inputs.stdin)).not.toEqual(
@@ -364,11 +360,19 @@ describe("day-2 changes touch only the reconcile command", () => {
       );
     try {
       const after = await runProgram({ ...BASE_CONFIG });
+      // The command ships it now; the VM's user-data follows in place (no ForceNew on
+      // metadata), so a later replacement boots the current file too.
       expect(changedResources(before, after)).toEqual([
         "command:remote:Command::agent-host-reconcile",
         `${GCP}/instance:Instance::agent-host-vm`,
       ]);
       expect(vmWithoutUserData(after)).toEqual(vmWithoutUserData(before));
+      const userData = (r: ProgramRun) =>
+        (unwrap(one(r, `${GCP}/instance:Instance`).inputs.metadata) as Record<string, string>)[
+          "user-data"
+        ];
+      expect(userData(after)).toContain("# changed");
+      expect(userData(before)).not.toContain("# changed");
       expect(one(after, "command:remote:Command").inputs.create).not.toEqual(
         one(before, "command:remote:Command").inputs.create,
       );
@@ -381,6 +385,70 @@ describe("day-2 changes touch only the reconcile command", () => {
     const a = await runProgram({ ...BASE_CONFIG });
     const b = await runProgram({ ...BASE_CONFIG });
     expect(changedResources(a, b)).toEqual([]);
+  });
+});
+
+describe("a data disk that outlived the stack (pulumi destroy keeps it)", () => {
+  test("is adopted with the import option, by the ID the provider gives a disk", async () => {
+    const run = await runProgram(
+      { ...BASE_CONFIG },
+      { existingDisk: { size: 200, type: "pd-balanced" } },
+    );
+    const disk = one(run, `${GCP}/disk:Disk`);
+    expect(disk.options.importId).toBe(
+      "projects/acme-agents/zones/europe-west1-b/disks/agent-host-dev-data",
+    );
+    // The inputs are the ones the stack would create it with: an import then diffs as usual.
+    expect(unwrap(disk.inputs)).toMatchObject({ name: "agent-host-dev-data", size: 200 });
+    expect(disk.options.retainOnDelete).toBe(true);
+  });
+
+  test("a larger configured size is kept in the inputs (the engine grows it after the import)", async () => {
+    const run = await runProgram(
+      { ...BASE_CONFIG, "agent-host:dataDiskSizeGb": "300" },
+      { existingDisk: { size: 200, type: "pd-balanced" } },
+    );
+    expect(unwrap(one(run, `${GCP}/disk:Disk`).inputs.size)).toBe(300);
+  });
+});
+
+describe("a VM that is not running", () => {
+  const start =
+    "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents";
+
+  test.each(["TERMINATED", "STOPPED", "STOPPING"])(
+    "%s: up stops before registering anything, saying how to start it",
+    async (status) => {
+      const error = await runProgram({ ...BASE_CONFIG }, { instanceStatus: status }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message).toContain(`The VM agent-host-dev is ${status}`);
+      expect(error?.message).toContain(`Start it with: ${start}`);
+      expect(registeredSoFar()).toEqual([]);
+    },
+  );
+
+  test("SUSPENDED: the message says resume", async () => {
+    await expect(runProgram({ ...BASE_CONFIG }, { instanceStatus: "SUSPENDED" })).rejects.toThrow(
+      "Start it with: gcloud compute instances resume agent-host-dev --zone europe-west1-b --project acme-agents, then run pulumi up again.",
+    );
+  });
+
+  test.each(["RUNNING", "PROVISIONING", "STAGING"])("%s: up goes on", async (status) => {
+    const run = await runProgram({ ...BASE_CONFIG }, { instanceStatus: status });
+    expect(byType(run, "command:remote:Command")).toHaveLength(1);
+    expect(run.warnings).toEqual([]);
+  });
+
+  test("scripts/destroy.sh's targeted up (AGENT_HOST_ALLOW_STOPPED_VM=1) warns instead", async () => {
+    process.env.AGENT_HOST_ALLOW_STOPPED_VM = "1";
+    try {
+      const run = await runProgram({ ...BASE_CONFIG }, { instanceStatus: "TERMINATED" });
+      expect(run.warnings).toEqual([expect.stringContaining(`Start it with: ${start}`)]);
+    } finally {
+      delete process.env.AGENT_HOST_ALLOW_STOPPED_VM;
+    }
   });
 });
 
