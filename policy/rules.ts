@@ -254,7 +254,7 @@ export function noBroadScopes(
     ? " cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account's roles."
     : "";
   return [
-    `serviceAccount.scopes include broad scopes ${show(broad)}: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.${vertexHint}`,
+    `serviceAccount.scopes include broad scopes ${show(broad)}: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs (the agent-host VM calls no Google API and needs no scope), and grant IAM roles to the dedicated service account.${vertexHint}`,
   ];
 }
 
@@ -733,7 +733,7 @@ export function cloudPlatformNarrowRoles(
     if (!grants.some((g) => g.role === CLOUD_PLATFORM_PURPOSE_ROLE)) {
       violations.push({
         urn: vm.urn,
-        message: `${label} but its service account ${email} is not granted ${CLOUD_PLATFORM_PURPOSE_ROLE}: nothing on the VM needs cloud-platform. Use the narrow scopes (logging.write, monitoring.write), or set claudeProvider to vertex.`,
+        message: `${label} but its service account ${email} is not granted ${CLOUD_PLATFORM_PURPOSE_ROLE}: nothing on the VM needs cloud-platform. Give the VM no scopes (nothing on it calls a Google API), or set claudeProvider to vertex.`,
       });
     }
   }

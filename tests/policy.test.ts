@@ -195,6 +195,12 @@ describe("no-broad-scopes", () => {
     expect(noBroadScopes(INSTANCE, VM)).toEqual([]);
   });
 
+  test("compliant: no scope at all (this stack's VM unless it uses Vertex AI)", () => {
+    const noScopes = { ...VM, serviceAccount: { email: SA, scopes: [] } };
+    expect(noBroadScopes(INSTANCE, noScopes)).toEqual([]);
+    expect(noDefaultServiceAccount(INSTANCE, noScopes)).toEqual([]);
+  });
+
   test("violating: cloud-platform, compute-rw, storage-full", () => {
     expect(
       noBroadScopes(INSTANCE, {
@@ -210,7 +216,7 @@ describe("no-broad-scopes", () => {
         },
       }),
     ).toEqual([
-      'serviceAccount.scopes include broad scopes ["https://www.googleapis.com/auth/cloud-platform","compute-rw","storage-full"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account. cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account\'s roles.',
+      'serviceAccount.scopes include broad scopes ["https://www.googleapis.com/auth/cloud-platform","compute-rw","storage-full"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs (the agent-host VM calls no Google API and needs no scope), and grant IAM roles to the dedicated service account. cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account\'s roles.',
     ]);
   });
 
@@ -220,7 +226,7 @@ describe("no-broad-scopes", () => {
   test("claudeProvider vertex lets cloud-platform through, and nothing else", () => {
     expect(noBroadScopes(INSTANCE, withScopes([CLOUD_PLATFORM]), VERTEX)).toEqual([]);
     expect(noBroadScopes(INSTANCE, withScopes([CLOUD_PLATFORM, "compute-rw"]), VERTEX)).toEqual([
-      'serviceAccount.scopes include broad scopes ["compute-rw"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs, e.g. https://www.googleapis.com/auth/logging.write and https://www.googleapis.com/auth/monitoring.write, and grant IAM roles to the dedicated service account.',
+      'serviceAccount.scopes include broad scopes ["compute-rw"]: any process on the VM (every agent) can use them through the metadata server. Keep only what the VM needs (the agent-host VM calls no Google API and needs no scope), and grant IAM roles to the dedicated service account.',
     ]);
     // cloud-platform.read-only is another scope: not what Vertex needs.
     expect(
@@ -313,7 +319,7 @@ describe("cloud-platform-narrow-roles", () => {
     ).toEqual([
       {
         urn: "urn:vm",
-        message: `${HEAD} but its service account ${SA} is not granted roles/aiplatform.user: nothing on the VM needs cloud-platform. Use the narrow scopes (logging.write, monitoring.write), or set claudeProvider to vertex.`,
+        message: `${HEAD} but its service account ${SA} is not granted roles/aiplatform.user: nothing on the VM needs cloud-platform. Give the VM no scopes (nothing on it calls a Google API), or set claudeProvider to vertex.`,
       },
     ]);
   });

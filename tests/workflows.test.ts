@@ -391,3 +391,264 @@ describe("scripts/actionlint.sh", () => {
     expect(empty.stderr).toContain("no *.yml or *.yaml file in directory");
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The README's one-time setup (CI/CD) against the workflows and the stack.
+
+/** The README's "### One-time setup" section. */
+function setupSection(): string {
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf("\n### One-time setup\n");
+  expect(start).toBeGreaterThan(-1);
+  const rest = readme.slice(start + 1);
+  const end = rest.indexOf("\n### ", 1);
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
+/** The commands of the setup's bash blocks, in order, with backslash continuations joined. */
+function setupCommands(): string[] {
+  const blocks = [...setupSection().matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]);
+  return blocks.flatMap((block) =>
+    block
+      .replace(/\\\n\s*/g, " ")
+      .split("\n")
+      .map((line) => line.replace(/\s+#.*$/, "").trim())
+      .filter((line) => line !== "" && !line.startsWith("#")),
+  );
+}
+
+/**
+ * Which backend a `pulumi` command uses: PULUMI_BACKEND_URL, else Pulumi.yaml's backend.url,
+ * else what `pulumi login` stored. Ported from pulumi/pulumi pkg/workspace/creds.go,
+ * `GetCurrentCloudURLWithSource`.
+ */
+function backendOf(
+  env: Map<string, string>,
+  projectBackendUrl: string | undefined,
+  loggedIn: string | undefined,
+): string | undefined {
+  return env.get("PULUMI_BACKEND_URL") || projectBackendUrl || loggedIn;
+}
+
+/** Each `pulumi` command of the setup with the backend it runs against, shell state tracked. */
+function pulumiCommandsWithBackend(): { command: string; backend: string | undefined }[] {
+  const project = parse(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"));
+  const env = new Map<string, string>();
+  let loggedIn: string | undefined;
+  const found: { command: string; backend: string | undefined }[] = [];
+  for (const line of setupCommands()) {
+    const exported = /^export ([A-Z_]+)=(.*)$/.exec(line);
+    if (exported) {
+      env.set(exported[1], exported[2].replace(/^"(.*)"$/, "$1"));
+      continue;
+    }
+    const unset = /^env -u ([A-Z_]+) (pulumi .*)$/.exec(line);
+    const command = unset ? unset[2] : line;
+    if (!command.startsWith("pulumi ")) continue;
+    const commandEnv = new Map(env);
+    if (unset) commandEnv.delete(unset[1]);
+    const backend = backendOf(commandEnv, project.backend?.url, loggedIn);
+    found.push({ command, backend });
+    const login = /^pulumi login "?([^"\s]+)"?/.exec(command);
+    if (login) loggedIn = login[1];
+  }
+  return found;
+}
+
+describe("README one-time setup agrees with the workflows", () => {
+  const pulumiActionsSteps = all.flatMap(({ file, workflow }) =>
+    allSteps(workflow)
+      .filter((s) => s.uses?.split("@")[0] === "pulumi/actions")
+      .map((step) => ({ file, step })),
+  );
+
+  test("the workflows read the stack from vars.PULUMI_BACKEND_URL and vars.PULUMI_STACK", () => {
+    expect(pulumiActionsSteps.map((s) => s.file).sort()).toEqual([
+      "deploy.yml",
+      "pull-request.yml",
+    ]);
+    for (const { step } of pulumiActionsSteps) {
+      expect(step.env?.PULUMI_BACKEND_URL).toBe("${{ vars.PULUMI_BACKEND_URL }}");
+      expect(step.with?.["stack-name"]).toBe("${{ vars.PULUMI_STACK }}");
+    }
+  });
+
+  test("the setup sets those variables to its bucket and stack", () => {
+    const commands = setupCommands();
+    expect(commands).toContain(
+      'gh variable set PULUMI_BACKEND_URL --repo "$GITHUB_REPO" --body "$BUCKET"',
+    );
+    expect(commands).toContain(
+      'gh variable set PULUMI_STACK --repo "$GITHUB_REPO" --body "$STACK"',
+    );
+    expect(commands.find((c) => c.startsWith("BUCKET="))).toMatch(/^BUCKET="gs:\/\//);
+  });
+
+  test("Pulumi.yaml names a backend, so `pulumi login` alone would not reach the bucket", () => {
+    const project = parse(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"));
+    expect(project.backend?.url).toBe("file://~");
+    expect(backendOf(new Map(), project.backend.url, "$BUCKET")).toBe("file://~");
+    expect(
+      backendOf(new Map([["PULUMI_BACKEND_URL", "$BUCKET"]]), project.backend.url, undefined),
+    ).toBe("$BUCKET");
+  });
+
+  test("every pulumi command of the setup that creates, configures or imports the stack runs against the bucket", () => {
+    const commands = pulumiCommandsWithBackend();
+    const writes = commands.filter(({ command }) =>
+      /^pulumi (stack init|stack import|config set|stack ls)\b/.test(command),
+    );
+    expect(writes.map((c) => c.command)).toEqual(
+      expect.arrayContaining([
+        'pulumi stack init "$STACK" --secrets-provider passphrase',
+        'pulumi stack import --stack "$STACK" --file state.json',
+      ]),
+    );
+    for (const { command, backend } of writes) {
+      expect({ command, backend }).toEqual({ command, backend: "$BUCKET" });
+    }
+    // The one command meant for the old local stack: exporting it before the move.
+    const exports = commands.filter(({ command }) => command.startsWith("pulumi stack export"));
+    expect(exports).toEqual([
+      { command: 'pulumi stack export --stack "$STACK" --file state.json', backend: "file://~" },
+    ]);
+  });
+});
+
+describe("README one-time setup: the deployer's and previewer's roles cover the stack", () => {
+  /**
+   * What each resource type the stack registers, and each data source it reads, needs: the
+   * role that grants it to the deployer (pulumi up) and, for reads, to the previewer. A type
+   * that is not here fails the test: add the role to the README's step 5 and to this table.
+   */
+  const NEEDS: Record<string, { deployer?: string[]; previewer?: string[] }> = {
+    "gcp:compute/address:Address": { deployer: ["roles/compute.admin"] },
+    "gcp:compute/disk:Disk": { deployer: ["roles/compute.admin"] },
+    "gcp:compute/diskResourcePolicyAttachment:DiskResourcePolicyAttachment": {
+      deployer: ["roles/compute.admin"],
+    },
+    "gcp:compute/firewall:Firewall": { deployer: ["roles/compute.admin"] },
+    // Creating a VM that runs as a service account needs actAs on it.
+    "gcp:compute/instance:Instance": {
+      deployer: ["roles/compute.admin", "roles/iam.serviceAccountUser"],
+    },
+    "gcp:compute/instanceIAMMember:InstanceIAMMember": { deployer: ["roles/compute.admin"] },
+    "gcp:compute/resourcePolicy:ResourcePolicy": { deployer: ["roles/compute.admin"] },
+    "gcp:serviceaccount/account:Account": { deployer: ["roles/iam.serviceAccountAdmin"] },
+    "gcp:projects/iAMMember:IAMMember": { deployer: ["roles/resourcemanager.projectIamAdmin"] },
+    "gcp:projects/iAMCustomRole:IAMCustomRole": { deployer: ["roles/iam.roleAdmin"] },
+    // Reads, during preview and up alike.
+    "gcp:compute/getDisk:getDisk": {
+      deployer: ["roles/compute.admin"],
+      previewer: ["roles/compute.viewer"],
+    },
+    "gcp:compute/getInstance:getInstance": {
+      deployer: ["roles/compute.admin"],
+      previewer: ["roles/compute.viewer"],
+    },
+    "gcp:organizations/getProject:getProject": {
+      deployer: ["roles/browser"],
+      previewer: ["roles/browser"],
+    },
+    // Nothing in GCP: a key pair in the state, and commands over SSH.
+    "tls:index/privateKey:PrivateKey": {},
+    "tls:index/getPublicKey:getPublicKey": {},
+    "command:remote:Command": {},
+  };
+
+  /** Every role the setup grants each account in the project, and the conditional ones. */
+  function grants(): { roles: Map<string, Set<string>>; conditional: Map<string, string> } {
+    const roles = new Map<string, Set<string>>([
+      ["DEPLOYER", new Set()],
+      ["PREVIEWER", new Set()],
+    ]);
+    const conditional = new Map<string, string>();
+    let loop: string[] = [];
+    for (const command of setupCommands()) {
+      const forLoop = /^for role in (.*); do$/.exec(command);
+      if (forLoop) loop = forLoop[1].split(/\s+/);
+      if (command === "done") loop = [];
+      if (!/gcloud projects add-iam-policy-binding "\$PROJECT_ID"/.test(command)) continue;
+      const account = /--member "serviceAccount:\$\{(DEPLOYER|PREVIEWER)\}"/.exec(command)?.[1];
+      const role = /--role "?([^"\s]+)"?/.exec(command)?.[1];
+      expect(account && role).toBeTruthy();
+      const granted = role === "$role" ? loop : [role as string];
+      for (const r of granted) roles.get(account as string)?.add(r);
+      const file = /--condition-from-file (\S+)/.exec(command)?.[1];
+      if (file) conditional.set(`${account}:${role}`, file);
+    }
+    return { roles, conditional };
+  }
+
+  let run: Awaited<ReturnType<typeof import("./harness").runProgram>>;
+  beforeAll(async () => {
+    const { BASE_CONFIG, runProgram } = await import("./harness");
+    // Every optional resource on: Vertex AI (the project grant) and work hours (custom role,
+    // schedule, getProject).
+    run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:claudeProvider": "vertex",
+      "agent-host:vertexRegion": "us-east5",
+      "agent-host:workHoursStart": "08:00",
+      "agent-host:workHoursStop": "19:00",
+    });
+  }, 60_000);
+
+  test("every resource type and data source the stack uses is in the table", () => {
+    const used = new Set([
+      ...run.resources.map((r) => r.type).filter((t) => !t.startsWith("agent-host:")),
+      ...run.invokes,
+    ]);
+    expect([...used].filter((t) => !(t in NEEDS)).sort()).toEqual([]);
+    expect(used.has("gcp:projects/iAMMember:IAMMember")).toBe(true);
+    expect(used.has("gcp:projects/iAMCustomRole:IAMCustomRole")).toBe(true);
+  });
+
+  test("the setup grants the deployer and the previewer what those types need", () => {
+    const { roles } = grants();
+    const used = new Set([...run.resources.map((r) => r.type), ...run.invokes]);
+    for (const type of used) {
+      for (const role of NEEDS[type]?.deployer ?? []) {
+        expect({ type, role, deployer: roles.get("DEPLOYER")?.has(role) }).toEqual({
+          type,
+          role,
+          deployer: true,
+        });
+      }
+      for (const role of NEEDS[type]?.previewer ?? []) {
+        expect({ type, role, previewer: roles.get("PREVIEWER")?.has(role) }).toEqual({
+          type,
+          role,
+          previewer: true,
+        });
+      }
+    }
+    // Nothing that writes is granted to the previewer.
+    expect([...(roles.get("PREVIEWER") ?? [])].sort()).toEqual([
+      "roles/browser",
+      "roles/compute.viewer",
+      "roles/iam.serviceAccountViewer",
+    ]);
+  });
+
+  test("the deployer's project IAM admin role is conditional: it may grant exactly the roles the stack grants", () => {
+    const { conditional } = grants();
+    expect([...conditional.keys()]).toEqual(["DEPLOYER:roles/resourcemanager.projectIamAdmin"]);
+    const projectGrants = [
+      ...new Set(
+        run.resources
+          .filter((r) => r.type === "gcp:projects/iAMMember:IAMMember")
+          .map((r) => String(r.inputs.role)),
+      ),
+    ].sort();
+    expect(projectGrants).toEqual(["roles/aiplatform.user"]);
+    const expression = setupCommands()
+      .join("\n")
+      .match(
+        /expression: (api\.getAttribute\('iam\.googleapis\.com\/modifiedGrantsByRole', \[\]\)\.hasOnly\(\[(.*?)\]\))/,
+      );
+    expect(expression).not.toBeNull();
+    const allowed = [...(expression?.[2] ?? "").matchAll(/'([^']+)'/g)].map((m) => m[1]).sort();
+    expect(allowed).toEqual(projectGrants);
+  });
+});

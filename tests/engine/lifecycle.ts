@@ -14,8 +14,8 @@
 // - Delete before replace: pulumi-terraform-bridge pkg/tfbridge/provider.go Diff sets
 //   DeleteBeforeReplace when nameRequiresDeleteBeforeReplace (pkg/tfbridge/schema.go): the name
 //   was given by the program, not auto-named. Every GCE name here is given.
-// - retainOnDelete (step_generator.go and step.go DeleteStep): read from the STATE at delete
-//   time; a retained resource leaves the state and stays in the cloud.
+// - retainOnDelete (step.go, DeleteStep.Apply: `else if s.old.RetainOnDelete` → no delete):
+//   read from the STATE at delete time; a retained resource leaves the state, stays in the cloud.
 // - import (step_generator.go, isImport): an import happens when the goal has an ID and the
 //   resource is not in the state, or is there under another ID; otherwise the step is a normal
 //   one. The import step reads the object (missing: the deployment fails), then the normal diff
