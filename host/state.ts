@@ -158,11 +158,13 @@ function decide(
       };
     }
     case "PreToolUse": {
-      if (tool === "AskUserQuestion")
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
+      // A question is a tool use too: the turn did something a person may want to hear about.
       const turn = prev?.turn
         ? { ...prev.turn, tools: prev.turn.tools + 1 }
         : { started: now, tools: 1 };
+      if (tool === "AskUserQuestion") {
+        return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
+      }
       return { state: "working", reason: describeTool(tool, input.tool_input), turn };
     }
     case "PermissionRequest":

@@ -291,9 +291,10 @@ function decide2(prev, input, now, opts) {
       };
     }
     case "PreToolUse": {
-      if (tool === "AskUserQuestion")
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
       const turn = prev?.turn ? { ...prev.turn, tools: prev.turn.tools + 1 } : { started: now, tools: 1 };
+      if (tool === "AskUserQuestion") {
+        return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
+      }
       return { state: "working", reason: describeTool(tool, input.tool_input), turn };
     }
     case "PermissionRequest":
