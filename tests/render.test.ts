@@ -197,13 +197,12 @@ describe("what the user-data sets up", () => {
       "agent-host:extraPackages": JSON.stringify(["ripgrep", "build-essential"]),
     });
     const conf = renderHostConf(hostSettingsFor(config, []));
-    expect(conf.split("\n").slice(-6)).toEqual([
+    expect(conf.split("\n").filter((line) => /^(GIT_|EXTRA_PACKAGES=)/.test(line))).toEqual([
       "GIT_USER_NAME=Acme Agents",
       "GIT_USER_EMAIL=agents@acme.example",
       "GIT_REPOSITORY=https://git.acme.example:8443/team/app.git",
       "GIT_CREDENTIAL_HOST=git.acme.example:8443",
       "EXTRA_PACKAGES=build-essential ripgrep",
-      "",
     ]);
     expect(JSON.stringify(config)).not.toContain(canary);
     expect(renderUserData(hostSettingsFor(config, [DEPLOY_KEY]))).not.toContain(canary);
@@ -226,6 +225,8 @@ describe("what the user-data sets up", () => {
         "AGENTS_MEMORY_MAX_MB=30720",
         "DATA_DEVICE=/dev/disk/by-id/google-workspaces",
         "API_KEY_FILE=/etc/agent-host/secrets/anthropic-api-key",
+        "AUTO_STOP_SECONDS=3600",
+        "CLAUDE_PROVIDER=anthropic",
         "",
       ].join("\n"),
     );
