@@ -3,6 +3,7 @@
 import * as files from "../cloud-init/files";
 import { readHostFiles } from "../cloud-init/files";
 import { parse } from "yaml";
+import { DEFAULTS, VERTEX_CLAUDE_REGIONS, parseConfig } from "../config";
 import {
   BASE_CONFIG,
   MOCK_DEPLOY_PUBLIC_KEY,
@@ -601,6 +602,38 @@ describe("sign-in providers (issue 14)", () => {
     expect(run.warnings).toEqual([
       "vertexBaseUrl https://vertex-psc.example.internal does not end in /v1: Claude Code appends /projects/<project>/locations/<region>/publishers/anthropic/models/<model>:streamRawPredict to it, and Vertex's paths start with /v1.",
     ]);
+  });
+
+  test("accepted shapes: a gateway on the VM itself, model aliases, every Vertex location", () => {
+    const claude = (extra: Record<string, string>) =>
+      parseConfig({ ...BASE_CONFIG, ...extra }).config.claude;
+    expect(claude({})).toEqual({ provider: "anthropic" });
+    expect(claude({ "agent-host:anthropicBaseUrl": "http://127.0.0.1:4000/" })).toEqual({
+      provider: "anthropic",
+      anthropicBaseUrl: "http://127.0.0.1:4000",
+    });
+    expect(claude({ "agent-host:claudeModel": "sonnet[1m]" }).model).toBe("sonnet[1m]");
+    // Behind a gateway the model name is the gateway's business.
+    expect(
+      claude({
+        "agent-host:anthropicBaseUrl": "https://llm.acme.example",
+        "agent-host:claudeModel": "claude-sonnet-4-5@20250929",
+      }).model,
+    ).toBe("claude-sonnet-4-5@20250929");
+    for (const region of VERTEX_CLAUDE_REGIONS) {
+      expect(
+        claude({ "agent-host:claudeProvider": "vertex", "agent-host:vertexRegion": region }),
+      ).toEqual({ provider: "vertex", vertexProjectId: "acme-agents", vertexRegion: region });
+    }
+  });
+
+  test("every Vertex location is one Claude Code 2.1.331 takes (it silently uses us-east5 otherwise)", () => {
+    // The pinned binary reads CLOUD_ML_REGION only if it matches /^[a-z]{2,}(?:-[a-z0-9]+){0,4}$/i
+    // and falls back to us-east5 (strings of @anthropic-ai/claude-code-linux-x64 2.1.331).
+    for (const region of VERTEX_CLAUDE_REGIONS) {
+      expect(region).toMatch(/^[a-z]{2,}(?:-[a-z0-9]+){0,4}$/i);
+    }
+    expect(DEFAULTS.vertexRegion).toBe("global");
   });
 
   test("auto and manual permission modes reach host.conf", async () => {
