@@ -39,8 +39,9 @@ export const VM_ROLES: readonly string[] = [];
 export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 /**
  * What the agents need to call Claude on Vertex AI: aiplatform.endpoints.predict (invoke a model)
- * and aiplatform.endpoints.computeTokens (count tokens). Claude Code's Vertex page names this
- * role; it is the narrowest predefined role holding both.
+ * and aiplatform.endpoints.computeTokens (count tokens), the two permissions Claude Code's Vertex
+ * page lists under this role. The role holds more of Vertex AI than that; a custom role with just
+ * those two would be narrower, at the price of iam.roles.create for whoever deploys.
  */
 export const VERTEX_ROLE = "roles/aiplatform.user";
 
