@@ -46,6 +46,7 @@ test("runs every step in order", () => {
     "systemctl enable --now agent-host-data.service",
     "usermod --append --groups docker agent",
     "systemctl enable --now agent-host.service",
+    "systemctl enable --now agent-host-autostop.service",
   ]);
 });
 

@@ -74,7 +74,7 @@ function makeHost(): Host {
       "",
     ].join("\n"),
   );
-  const env = { ...process.env, AGENTCTL_CONFIG: conf };
+  const env: NodeJS.ProcessEnv = { ...process.env, AGENTCTL_CONFIG: conf };
   delete env.TMUX;
   return {
     dir,
