@@ -4,7 +4,14 @@
 // updates, replaces, deletes or imports; that the VM accepts the configured deploy key; that the
 // data disk is the same disk (same contents).
 import { VM_ROLES } from "../components/agent-host";
-import { LifecycleEngine, type Op, type StepLog } from "./engine/lifecycle";
+import {
+  changedPaths,
+  LifecycleEngine,
+  processIgnoreChanges,
+  replaces,
+  type Op,
+  type StepLog,
+} from "./engine/lifecycle";
 import { BASE_CONFIG } from "./harness";
 
 jest.setTimeout(120_000);
@@ -253,5 +260,48 @@ describe("retainOnDelete is read from the state at destroy", () => {
     } finally {
       engine.dispose();
     }
+  });
+});
+
+describe("the stand-in engine's rules on their own", () => {
+  const INSTANCE = "gcp:compute/instance:Instance";
+  const old = {
+    name: "vm",
+    metadata: { "user-data": "first boot's", "block-project-ssh-keys": "TRUE" },
+    bootDisk: { initializeParams: { image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64" } },
+  };
+
+  test("ignoreChanges: the goal takes the old value, and a replacement is built from that goal", () => {
+    const goal = {
+      ...old,
+      metadata: { ...old.metadata, "user-data": "current" },
+      bootDisk: { initializeParams: { image: "ubuntu-os-cloud/ubuntu-2504-amd64" } },
+    };
+    const processed = processIgnoreChanges(goal, old, ['metadata["user-data"]']);
+    expect(processed.metadata).toEqual(old.metadata);
+    const paths = changedPaths(old, processed);
+    expect(paths).toEqual([["bootDisk", "initializeParams", "image"]]);
+    expect(replaces(INSTANCE, paths, old, processed)).toBe(true);
+  });
+
+  test("ForceNew: user-data, machine type and labels update in place; image, zone, spot replace", () => {
+    const inPlace = [["metadata", "user-data"], ["machineType"], ["labels", "app"]];
+    for (const path of inPlace) expect(replaces(INSTANCE, [path], old, old)).toBe(false);
+    const replacing = [
+      ["bootDisk", "initializeParams", "image"],
+      ["zone"],
+      ["scheduling", "provisioningModel"],
+      ["scheduling", "preemptible"],
+    ];
+    for (const path of replacing) expect(replaces(INSTANCE, [path], old, old)).toBe(true);
+    // A command's triggers replace it; any other input runs its update.
+    expect(replaces("command:remote:Command", [["triggers", "0"]], {}, {})).toBe(true);
+    expect(replaces("command:remote:Command", [["create"], ["stdin"]], {}, {})).toBe(false);
+  });
+
+  test("a disk grows in place and is replaced when it would shrink (IsDiskShrinkage)", () => {
+    const DISK_TYPE = "gcp:compute/disk:Disk";
+    expect(replaces(DISK_TYPE, [["size"]], { size: 200 }, { size: 300 })).toBe(false);
+    expect(replaces(DISK_TYPE, [["size"]], { size: 300 }, { size: 200 })).toBe(true);
   });
 });

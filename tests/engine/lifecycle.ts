@@ -257,7 +257,8 @@ export function changedPaths(a: unknown, b: unknown, prefix: string[] = []): str
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }
 
-function replaces(type: string, paths: string[][], old: Inputs, goal: Inputs): boolean {
+/** Does the provider replace the resource for these changed paths? */
+export function replaces(type: string, paths: string[][], old: Inputs, goal: Inputs): boolean {
   const rules = (FORCE_NEW[type] ?? []).map(parsePath);
   const hit = paths.some((p) => rules.some((rule) => rule.every((part, i) => p[i] === part)));
   // IsDiskShrinkage: a smaller size recreates the disk.
