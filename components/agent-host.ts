@@ -74,7 +74,8 @@ export interface AgentHostArgs {
    */
   snapshotRetentionDays?: number;
   /**
-   * Delete the data disk on `pulumi destroy`.
+   * Delete the data disk on `pulumi destroy`. The engine reads this (retainOnDelete) from the
+   * state at destroy, so it takes a `pulumi up` first: scripts/destroy.sh --delete-data.
    * @default false — destroy leaves the disk (workspaces, logins, conversations) in the project.
    */
   deleteDataDiskOnDestroy?: boolean;
