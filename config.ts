@@ -129,6 +129,7 @@ export const DEFAULTS = {
   vertexBaseUrl: "",
   ...WORK_HOURS_DEFAULTS,
   autoStopMinutes: 60,
+  notifyOnIdle: true,
 } as const;
 
 export interface StackConfig {
@@ -178,6 +179,10 @@ export interface StackConfig {
   workSchedule?: WorkSchedule;
   /** Minutes of all-idle, nobody-there before the VM powers itself off; 0 = never. */
   autoStopMinutes: number;
+  /** Which receiver the notifyWebhookUrl secret is (its value never enters StackConfig). */
+  notifyWebhookKind?: WebhookKind;
+  /** Also notify when an agent finishes a turn after real work (not only when it needs you). */
+  notifyOnIdle: boolean;
 }
 
 /** A token for HTTPS remotes, or a private key for SSH remotes. */
@@ -186,6 +191,7 @@ export type GitCredentialsKind = "token" | "ssh-key";
 // In its own module so the pure parsers config.ts imports (schedule.ts) can throw it too.
 export { ConfigError } from "./config-error";
 import { ConfigError } from "./config-error";
+import { parseWebhook, type WebhookKind } from "./host/webhook";
 
 export interface ParseResult {
   config: StackConfig;
@@ -226,6 +232,8 @@ const KNOWN_KEYS = [
   "workDays",
   "workTimeZone",
   "autoStopMinutes",
+  "notifyWebhookUrl",
+  "notifyOnIdle",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
@@ -743,6 +751,9 @@ export function parseConfig(raw: RawConfig): ParseResult {
     );
   }
 
+  const notifyWebhookKind = parseNotifyWebhook(get("notifyWebhookUrl"));
+  const notifyOnIdle = parseBoolean("notifyOnIdle", get("notifyOnIdle"), DEFAULTS.notifyOnIdle);
+
   for (const fullKey of Object.keys(raw)) {
     const [namespace, key] = fullKey.split(":", 2);
     if (namespace === "agent-host" && !(KNOWN_KEYS as readonly string[]).includes(key)) {
@@ -785,9 +796,34 @@ export function parseConfig(raw: RawConfig): ParseResult {
       gitCredentialHost,
       workSchedule,
       autoStopMinutes,
+      notifyWebhookKind,
+      notifyOnIdle,
     },
     warnings,
   };
+}
+
+/**
+ * The notification webhook (a secret: a Slack webhook or an ntfy topic URL is itself the
+ * credential). Only its shape is described in an error, never its value. HTTPS only: the messages
+ * name the agents, their commands and the VM.
+ */
+export function parseNotifyWebhook(raw: string | undefined): WebhookKind | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const fix =
+    "Set it again with: pulumi config set --secret notifyWebhookUrl https://hooks.slack.com/services/... (Slack), https://ntfy.sh/<topic> (ntfy), or any https:// URL (JSON body); prefix slack:, ntfy: or json: to choose the format for another host";
+  if (/\s/.test(raw.trim()) || raw.trim() === "") {
+    throw new ConfigError(
+      `notifyWebhookUrl contains whitespace (a pasted newline or space?); its value is not shown (a secret). ${fix}`,
+    );
+  }
+  const hook = parseWebhook(raw);
+  if (!hook || hook.url.protocol !== "https:" || !hook.url.hostname) {
+    throw new ConfigError(
+      `notifyWebhookUrl must be an https:// URL, optionally prefixed slack:, ntfy: or json:; got a value that is not (not shown: it is a secret). ${fix}`,
+    );
+  }
+  return hook.kind;
 }
 
 /** Where the agents' Claude runs and how it signs in; what host.conf's CLAUDE_* keys carry. */

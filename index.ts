@@ -20,7 +20,12 @@ import {
 } from "./config";
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
-const SECRET_KEYS = ["anthropicApiKey", "deployPrivateKey", "gitCredentials"] as const;
+const SECRET_KEYS = [
+  "anthropicApiKey",
+  "deployPrivateKey",
+  "gitCredentials",
+  "notifyWebhookUrl",
+] as const;
 
 // The SDK marks isConfigSecret @internal (absent from its typings) but exports it at run time;
 // it is how `config.getSecret` knows. Without it the plain-text check is skipped.
@@ -151,6 +156,7 @@ export = async () => {
 
   const apiKey = raw["agent-host:anthropicApiKey"];
   const gitCredentials = raw["agent-host:gitCredentials"];
+  const notifyWebhookUrl = raw["agent-host:notifyWebhookUrl"];
   const fleet = new AgentFleet(
     "agent-host",
     {
@@ -163,6 +169,7 @@ export = async () => {
       adminAuthorizedKeys: adminKeys,
       apiKey: apiKey ? pulumi.secret(apiKey) : undefined,
       gitCredentials: gitCredentials ? pulumi.secret(gitCredentials) : undefined,
+      notifyWebhookUrl: notifyWebhookUrl ? pulumi.secret(notifyWebhookUrl.trim()) : undefined,
     },
     { dependsOn: [host] },
   );

@@ -6,6 +6,7 @@
 //   keys <base64 authorized_keys of the admin user>
 //   secret anthropic-api-key <base64 value | ->     ("-" removes the key: interactive /login)
 //   secret git-credentials <base64 value | ->       ("-" removes the agents' git credentials)
+//   secret notify-webhook-url <base64 value | ->    ("-" removes it: no notifications)
 //   end
 // Pure; the secrets are only ever handled by the caller inside a secret Output.
 import { createHash } from "crypto";
@@ -42,6 +43,7 @@ export function publicBundleSha256(publicBundle: string): string {
 export interface BundleSecrets {
   apiKey?: string;
   gitCredentials?: string;
+  notifyWebhookUrl?: string;
 }
 
 /** The whole stdin: header, public part, one line per secret, end marker. */
@@ -51,6 +53,7 @@ export function renderBundle(publicBundle: string, secrets: BundleSecrets = {}):
   const secretLines = [
     line("anthropic-api-key", secrets.apiKey),
     line("git-credentials", secrets.gitCredentials),
+    line("notify-webhook-url", secrets.notifyWebhookUrl),
   ];
   return `${BUNDLE_HEADER}\n${publicBundle}\n${secretLines.join("\n")}\nend\n`;
 }

@@ -39,6 +39,8 @@ export interface HostSettings {
   extraPackages: string[];
   /** Quiet time before the VM powers itself off (autoStopMinutes × 60); 0 = never. */
   autoStopSeconds: number;
+  /** Notify (when notifyWebhookUrl is set) of turns finished after real work, too. */
+  notifyOnIdle: boolean;
   /** Where the agents' Claude runs and how it signs in (no secret: the key travels apart). */
   claude: StackConfig["claude"];
 }
@@ -73,6 +75,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     gitCredentialHost: config.gitCredentialHost,
     extraPackages: config.extraPackages,
     autoStopSeconds: config.autoStopMinutes * 60,
+    notifyOnIdle: config.notifyOnIdle,
     claude: config.claude,
   };
 }
@@ -105,6 +108,7 @@ function hostConfLines(settings: HostSettings): [string, string | number | undef
     ["GIT_CREDENTIAL_HOST", settings.gitCredentialHost],
     ["EXTRA_PACKAGES", settings.extraPackages.join(" ") || undefined],
     ["AUTO_STOP_SECONDS", settings.autoStopSeconds],
+    ["NOTIFY_ON_IDLE", String(settings.notifyOnIdle)],
     ["CLAUDE_PROVIDER", settings.claude.provider],
     ["VERTEX_PROJECT_ID", settings.claude.vertexProjectId],
     ["VERTEX_REGION", settings.claude.vertexRegion],

@@ -16,15 +16,19 @@ export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 
 const LIB = "/usr/local/lib/agent-host";
 
-/** Packages every host gets; the sources add theirs (see packagesFor). gh: the GitHub CLI. */
-const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "tmux"];
+/**
+ * Packages every host gets; the sources add theirs (see packagesFor). gh: the GitHub CLI. nodejs
+ * runs the host logic (agent-host.js: the hooks' recorder, the control window, send), whatever
+ * the Claude Code source.
+ */
+const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
 
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
   // Docker's apt repository needs its key checked first: install-docker does that in first-boot.
   if (settings.dockerSource === "distro") packages.push("docker.io");
   // The npm package's `claude` is a native binary; distro Node only runs its postinstall.
-  if (settings.claudeCodeSource === "npm") packages.push("nodejs", "npm");
+  if (settings.claudeCodeSource === "npm") packages.push("npm");
   // The team's toolchain; apply installs the ones missing on every deploy as well.
   packages.push(...settings.extraPackages);
   return [...new Set(packages)].sort();

@@ -35,6 +35,12 @@ export interface AgentFleetArgs {
    */
   gitCredentials?: pulumi.Input<string>;
   /**
+   * The notification webhook (Slack, ntfy or any HTTPS URL); travels only on stdin, lands
+   * root-only on the VM, read by the control window's monitor.
+   * @default undefined — no notifications (agentctl status and tmux still show who needs you).
+   */
+  notifyWebhookUrl?: pulumi.Input<string>;
+  /**
    * Dial attempts while the VM boots (sshd not up yet), each up to perDialTimeout seconds.
    * @default 60 (with 15 s each: up to 15 minutes for a first boot)
    */
@@ -62,13 +68,15 @@ export class AgentFleet extends pulumi.ComponentResource {
       .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));
     // Secret whenever a secret is configured; the public part alone otherwise.
     const stdin =
-      args.apiKey === undefined && args.gitCredentials === undefined
+      args.apiKey === undefined &&
+      args.gitCredentials === undefined &&
+      args.notifyWebhookUrl === undefined
         ? publicBundle.apply((bundle) => renderBundle(bundle))
         : pulumi.secret(
             pulumi
-              .all([publicBundle, args.apiKey, args.gitCredentials])
-              .apply(([bundle, apiKey, gitCredentials]) =>
-                renderBundle(bundle, { apiKey, gitCredentials }),
+              .all([publicBundle, args.apiKey, args.gitCredentials, args.notifyWebhookUrl])
+              .apply(([bundle, apiKey, gitCredentials, notifyWebhookUrl]) =>
+                renderBundle(bundle, { apiKey, gitCredentials, notifyWebhookUrl }),
               ),
           );
 

@@ -67,7 +67,8 @@ export function parseHostConf(text: string): HostConf {
     notifyOnIdle: bool("NOTIFY_ON_IDLE", d.notifyOnIdle),
     autoStopSeconds: num("AUTO_STOP_SECONDS", d.autoStopSeconds),
     autoStopCommand: text_("AUTO_STOP_COMMAND", d.autoStopCommand),
-    autoStopPollSeconds: num("AUTO_STOP_POLL_SECONDS", d.autoStopPollSeconds) || d.autoStopPollSeconds,
+    autoStopPollSeconds:
+      num("AUTO_STOP_POLL_SECONDS", d.autoStopPollSeconds) || d.autoStopPollSeconds,
   };
 }
 

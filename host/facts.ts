@@ -16,21 +16,23 @@ const readSmall = (file: string): string | undefined => {
   }
 };
 
-let bootTimeMs: number | undefined;
-function bootTime(): number {
-  if (bootTimeMs === undefined) {
-    const m = /^btime (\d+)$/m.exec(readSmall("/proc/stat") ?? "");
-    bootTimeMs = m ? Number(m[1]) * 1000 : 0;
-  }
-  return bootTimeMs;
-}
-
 /** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from Node). */
 const CLOCK_TICKS = 100;
 
+/**
+ * Epoch ms of a moment given in clock ticks since boot. Measured back from now with the uptime
+ * (10 ms resolution): /proc/stat's btime is whole seconds and moves with clock adjustments, which
+ * put a fresh process up to a second off.
+ */
+function epochOfTicks(ticks: number): number {
+  const uptime = Number((readSmall("/proc/uptime") ?? "0").split(" ")[0]);
+  return Date.now() - (uptime - ticks / CLOCK_TICKS) * 1000;
+}
+
 interface ProcStat {
   ppid: number;
-  startedAt: number;
+  /** Start, in clock ticks since boot. */
+  ticks: number;
 }
 
 function procStat(pid: number): ProcStat | undefined {
@@ -38,10 +40,7 @@ function procStat(pid: number): ProcStat | undefined {
   if (!text) return undefined;
   // The command name is in parentheses and may hold spaces: fields start after the last ')'.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return {
-    ppid: Number(fields[1]),
-    startedAt: bootTime() + (Number(fields[19]) * 1000) / CLOCK_TICKS,
-  };
+  return { ppid: Number(fields[1]), ticks: Number(fields[19]) };
 }
 
 /** Whether any descendant of `root` started at or after `since` (epoch ms). */
@@ -60,8 +59,9 @@ export function descendantStartedSince(root: number, since: number): boolean {
     const st = procStat(pid);
     if (st) stats.set(pid, st);
   }
+  const zero = epochOfTicks(0);
   for (const [pid, st] of stats) {
-    if (pid === root || st.startedAt + 10 < since) continue;
+    if (pid === root || zero + (st.ticks * 1000) / CLOCK_TICKS + 10 < since) continue;
     let p = st.ppid;
     for (let hops = 0; hops < 64 && p > 1; hops++) {
       if (p === root) return true;
@@ -108,7 +108,7 @@ export function snapshot(conf: HostConf): Snapshot {
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : undefined;
     if (w && !w.dead && st) {
       facts.pid = pid;
-      facts.startedAt = st.startedAt;
+      facts.startedAt = epochOfTicks(st.ticks);
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }

@@ -569,6 +569,32 @@ describe("refusals that need the current state", () => {
     expect(registeredSoFar()).toEqual([]);
   });
 
+  test("a notification webhook stored in plain text", async () => {
+    const message =
+      "notifyWebhookUrl is stored in plain text in the stack's config file. Remove it with: pulumi config rm notifyWebhookUrl, then set it with: pulumi config set --secret notifyWebhookUrl <value>";
+    await expect(
+      runProgram(configWith({ "agent-host:notifyWebhookUrl": "https://ntfy.sh/plain-topic" }), {
+        secretKeys: [],
+      }),
+    ).rejects.toThrow(message);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
+  test.each([
+    ["http://ntfy.sh/topic-CANARYhook", "must be an https:// URL"],
+    ["ntfy.sh/topic-CANARYhook", "must be an https:// URL"],
+    ["slack:ftp://hooks.slack.com/CANARYhook", "must be an https:// URL"],
+    ["https://hooks.slack.com/services/T/B/CANARY hook", "contains whitespace"],
+  ])("a notification webhook that is not an https URL: %j", async (value, words) => {
+    const run = runProgram(configWith({ "agent-host:notifyWebhookUrl": value }), {
+      secretKeys: ["agent-host:notifyWebhookUrl"],
+    });
+    await expect(run).rejects.toThrow(`notifyWebhookUrl ${words}`);
+    await expect(run).rejects.toThrow("pulumi config set --secret notifyWebhookUrl");
+    await expect(run).rejects.not.toThrow(/CANARY ?hook/);
+    expect(registeredSoFar()).toEqual([]);
+  });
+
   test("a stack name GCE cannot use", () => {
     expect(() => resourceNames("agent-host", "x".repeat(60))).toThrow(
       /^The stack name "x{60}" gives the VM name "agent-host-x{60}", which GCE refuses/,

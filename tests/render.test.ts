@@ -155,7 +155,17 @@ describe("what the user-data sets up", () => {
       parse(
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
       ).packages,
-    ).toEqual(["ca-certificates", "curl", "docker.io", "gh", "git", "gnupg", "jq", "tmux"]);
+    ).toEqual([
+      "ca-certificates",
+      "curl",
+      "docker.io",
+      "gh",
+      "git",
+      "gnupg",
+      "jq",
+      "nodejs",
+      "tmux",
+    ]);
   });
 
   test("extraPackages join the packages, once each", () => {
@@ -181,6 +191,7 @@ describe("what the user-data sets up", () => {
       "git",
       "gnupg",
       "jq",
+      "nodejs",
       "ripgrep",
       "tmux",
     ]);
@@ -226,6 +237,7 @@ describe("what the user-data sets up", () => {
         "DATA_DEVICE=/dev/disk/by-id/google-workspaces",
         "API_KEY_FILE=/etc/agent-host/secrets/anthropic-api-key",
         "AUTO_STOP_SECONDS=3600",
+        "NOTIFY_ON_IDLE=true",
         "CLAUDE_PROVIDER=anthropic",
         "",
       ].join("\n"),
@@ -300,8 +312,11 @@ describe("npm run render", () => {
 });
 
 describe("shipped shell files", () => {
+  // Shell scripts only: agent-host.js (#!/usr/bin/env node) is checked by tsc and ESLint.
   const scripts = HOST_FILES.filter((f) =>
-    readFileSync(path.join(__dirname, "..", "cloud-init", f.source), "utf8").startsWith("#!"),
+    /^#!.*\b(ba)?sh\b/.test(
+      readFileSync(path.join(__dirname, "..", "cloud-init", f.source), "utf8"),
+    ),
   );
 
   test("there are shell scripts to check", () => {

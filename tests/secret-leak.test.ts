@@ -28,6 +28,9 @@ const API_KEY = `sk-ant-api03-${API_KEY_TOKEN}-AA`;
 const SETUP_TOKEN_TOKEN = "CANARYsetupToken3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d";
 const SETUP_TOKEN = `sk-ant-oat01-${SETUP_TOKEN_TOKEN}-BB`;
 const GENERATED_TOKEN = "CANARYgeneratedDeployKey0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d";
+// A Slack incoming webhook's path is its credential.
+const WEBHOOK_TOKEN = "CANARYwebhook5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f";
+const WEBHOOK = `https://hooks.slack.com/services/T0CANARY/B0CANARY/${WEBHOOK_TOKEN}`;
 const GIVEN_TOKEN = "CANARYgivenDeployKey9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a";
 const pem = (token: string) =>
   `-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n${token}\n-----END OPENSSH PRIVATE KEY-----\n`;
@@ -126,6 +129,8 @@ interface Scenario {
   deployToken: string;
   /** The anthropicApiKey value and its canary; none on Vertex AI, where there is no key. */
   apiKey?: { value: string; token: string };
+  /** The notifyWebhookUrl value and its canary, when the scenario sets one. */
+  webhook?: { value: string; token: string };
 }
 
 const SCENARIOS: Scenario[] = [
@@ -134,15 +139,17 @@ const SCENARIOS: Scenario[] = [
     config: {
       ...BASE_CONFIG,
       "agent-host:anthropicApiKey": API_KEY,
+      "agent-host:notifyWebhookUrl": WEBHOOK,
       // Its warning proves the log channel is recorded.
       "agent-host:agentPermissionMode": "bypassPermissions",
     },
     options: {
-      secretKeys: ["agent-host:anthropicApiKey"],
+      secretKeys: ["agent-host:anthropicApiKey", "agent-host:notifyWebhookUrl"],
       generatedPrivateKey: pem(GENERATED_TOKEN),
     },
     deployToken: GENERATED_TOKEN,
     apiKey: { value: API_KEY, token: API_KEY_TOKEN },
+    webhook: { value: WEBHOOK, token: WEBHOOK_TOKEN },
   },
   {
     label: "deploy key given in config",
@@ -254,6 +261,7 @@ const TRACED: Record<string, string[]> = {
 const CANARIES = (s: Scenario): [string, string][] => [
   ...(s.apiKey ? [["API key", s.apiKey.token] as [string, string]] : []),
   ["deploy key", s.deployToken],
+  ...(s.webhook ? [["notification webhook", s.webhook.token] as [string, string]] : []),
 ];
 
 describe.each(SCENARIOS)("$label", (scenario) => {
@@ -298,6 +306,22 @@ describe.each(SCENARIOS)("$label", (scenario) => {
     ]);
   });
 
+  test("the webhook URL is in the reconcile command's secret stdin, and only there (else its line is '-')", () => {
+    const cmd = one(observed.run, "command:remote:Command");
+    const { webhook } = scenario;
+    if (webhook === undefined) {
+      expect(unwrap(cmd.inputs.stdin)).toContain("secret notify-webhook-url -\n");
+      return;
+    }
+    expect(cmd.inputs.stdin).toMatchObject({ [SIG_KEY]: SECRET_SIG });
+    expect(unwrap(cmd.inputs.stdin)).toContain(
+      `secret notify-webhook-url ${Buffer.from(webhook.value).toString("base64")}\n`,
+    );
+    expect(secretLocations(observed.run, webhook.token)).toEqual([
+      "command:remote:Command::agent-host-reconcile $.stdin",
+    ]);
+  });
+
   test("the deploy key is in the reconcile command's secret connection, and only there", () => {
     const cmd = one(observed.run, "command:remote:Command");
     expect(cmd.inputs.connection).toMatchObject({ [SIG_KEY]: SECRET_SIG });
@@ -332,9 +356,9 @@ test("the canary forms catch an encoded leak (the search itself can fail)", () =
 });
 
 test("leak check count", () => {
-  // 3 scenarios × 2 canaries + 1 (Vertex: the deploy key only) × 6 sinks.
+  // (3 scenarios × 2 canaries + 1 (Vertex: the deploy key only) + 1 webhook) × 6 sinks.
   const canaries = SCENARIOS.reduce((n, s) => n + CANARIES(s).length, 0);
-  expect(canaries * Object.keys(SINKS).length).toBe(42);
+  expect(canaries * Object.keys(SINKS).length).toBe(48);
 });
 
 /**

@@ -195,7 +195,9 @@ describe("default configuration", () => {
     expect(cmd.inputs.update).toBe(cmd.inputs.create);
     const stdin = unwrap(cmd.inputs.stdin) as string;
     expect(stdin.split("\n")[0]).toBe("agent-host-bundle 1");
-    expect(stdin).toContain("secret anthropic-api-key -\nsecret git-credentials -\nend\n");
+    expect(stdin).toContain(
+      "secret anthropic-api-key -\nsecret git-credentials -\nsecret notify-webhook-url -\nend\n",
+    );
     expect(stdin.match(/^file /gm)).toHaveLength(readHostFiles().length);
   });
 

@@ -671,23 +671,16 @@ var readSmall = (file) => {
     return void 0;
   }
 };
-var bootTimeMs;
-function bootTime() {
-  if (bootTimeMs === void 0) {
-    const m = /^btime (\d+)$/m.exec(readSmall("/proc/stat") ?? "");
-    bootTimeMs = m ? Number(m[1]) * 1e3 : 0;
-  }
-  return bootTimeMs;
-}
 var CLOCK_TICKS = 100;
+function epochOfTicks(ticks) {
+  const uptime2 = Number((readSmall("/proc/uptime") ?? "0").split(" ")[0]);
+  return Date.now() - (uptime2 - ticks / CLOCK_TICKS) * 1e3;
+}
 function procStat(pid) {
   const text = readSmall(`/proc/${pid}/stat`);
   if (!text) return void 0;
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return {
-    ppid: Number(fields[1]),
-    startedAt: bootTime() + Number(fields[19]) * 1e3 / CLOCK_TICKS
-  };
+  return { ppid: Number(fields[1]), ticks: Number(fields[19]) };
 }
 function descendantStartedSince(root, since) {
   let pids;
@@ -701,8 +694,9 @@ function descendantStartedSince(root, since) {
     const st = procStat(pid);
     if (st) stats.set(pid, st);
   }
+  const zero = epochOfTicks(0);
   for (const [pid, st] of stats) {
-    if (pid === root || st.startedAt + 10 < since) continue;
+    if (pid === root || zero + st.ticks * 1e3 / CLOCK_TICKS + 10 < since) continue;
     let p = st.ppid;
     for (let hops = 0; hops < 64 && p > 1; hops++) {
       if (p === root) return true;
@@ -739,7 +733,7 @@ function snapshot(conf) {
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
-      facts.startedAt = st.startedAt;
+      facts.startedAt = epochOfTicks(st.ticks);
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
@@ -754,6 +748,8 @@ function snapshot(conf) {
 // host/notify.ts
 var http = __toESM(require("http"));
 var https = __toESM(require("https"));
+
+// host/webhook.ts
 function parseWebhook(raw) {
   let text = raw.trim();
   let kind;
@@ -775,6 +771,8 @@ function parseWebhook(raw) {
   }
   return { kind, url };
 }
+
+// host/notify.ts
 var HEADLINE = {
   "needs-permission": "needs your permission",
   "needs-answer": "asks you a question",
@@ -1243,7 +1241,7 @@ function tmuxClients(socket) {
 function presence(socket, procRoot = "/proc") {
   return { tmuxClients: tmuxClients(socket), sshSessions: sshSessions(procRoot) };
 }
-function bootTime2(procRoot = "/proc") {
+function bootTime(procRoot = "/proc") {
   try {
     const m = /^btime (\d+)$/m.exec(fs5.readFileSync(path5.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
@@ -1274,7 +1272,7 @@ async function autostopCommand(conf, log2) {
     },
     {
       now: () => Date.now(),
-      bootAt: bootTime2() ?? Date.now(),
+      bootAt: bootTime() ?? Date.now(),
       agents: () => agentActivity(conf),
       presence: () => presence(conf.tmuxSocket),
       log: log2,
@@ -1300,7 +1298,7 @@ async function autostopCommand(conf, log2) {
 var uptimeMs = () => os2.uptime() * 1e3;
 function autostopStatus(conf, json) {
   const now = Date.now();
-  const bootAt = bootTime2() ?? now - uptimeMs();
+  const bootAt = bootTime() ?? now - uptimeMs();
   const agents = agentActivity(conf);
   const idleMs = agentsIdleFor(agents, now, bootAt);
   const decision = decide({
