@@ -865,6 +865,8 @@ export function parseEndpointUrl(key: string, raw: string | undefined): string |
     key === "vertexBaseUrl"
       ? "https://us-east5-aiplatform.googleapis.com/v1"
       : "https://llm-gateway.example.com/anthropic";
+  // Whatever holds @, ? or # may hold a credential in any position: never echo it.
+  const shown = /[@?#]/.test(value) ? "a value with @, ? or # (not shown)" : show(value);
   // Checked on the raw text first: URL parsing would keep it, but the message must not show it.
   if (secretShapesIn(value).length > 0) {
     throw new ConfigError(
@@ -873,7 +875,7 @@ export function parseEndpointUrl(key: string, raw: string | undefined): string |
   }
   if (/[\s"'\\`$]/.test(value)) {
     throw new ConfigError(
-      `${key} must be a URL without spaces, quotes, backslashes or $; got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+      `${key} must be a URL without spaces, quotes, backslashes or $; got ${shown}. Run: pulumi config set ${key} ${example}`,
     );
   }
   let url: URL;
@@ -881,7 +883,7 @@ export function parseEndpointUrl(key: string, raw: string | undefined): string |
     url = new URL(value);
   } catch {
     throw new ConfigError(
-      `${key} must be an absolute URL such as ${example}; got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+      `${key} must be an absolute URL such as ${example}; got ${shown}. Run: pulumi config set ${key} ${example}`,
     );
   }
   if (url.username !== "" || url.password !== "") {
@@ -897,7 +899,7 @@ export function parseEndpointUrl(key: string, raw: string | undefined): string |
   const loopback = LOOPBACK_HOSTS.includes(url.hostname);
   if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
     throw new ConfigError(
-      `${key} must use https:// (plain http only for a gateway on the VM itself, 127.0.0.1 or localhost); got ${show(value)}. Run: pulumi config set ${key} ${example}`,
+      `${key} must use https:// (plain http only for a gateway on the VM itself, 127.0.0.1 or localhost); got ${shown}. Run: pulumi config set ${key} ${example}`,
     );
   }
   return value.replace(/\/+$/, "");

@@ -376,6 +376,9 @@ describe.each([
     (t: string) => `https://llm.acme.example/sk-ant-api03-${t}`,
   ],
   ["vertexBaseUrl", "user info", (t: string) => `https://sa:${t}@vertex.example.internal/v1`],
+  ["anthropicBaseUrl", "user info without a scheme", (t: string) => `team:${t}@llm.acme.example`],
+  ["anthropicBaseUrl", "a query without a scheme", (t: string) => `llm.acme.example/?key=${t}`],
+  ["anthropicBaseUrl", "user info over http", (t: string) => `http://team:${t}@llm.acme.example`],
 ])("a credential in %s (%s)", (key, _how, url) => {
   const CANARY = "CANARYurlSecret4d3c2b1a0f9e8d7c6b5a";
   test("is refused before any resource, and the canary is in no message or log", async () => {
