@@ -920,6 +920,14 @@ export function parseClaudeSettings(
     CLAUDE_PROVIDERS,
     DEFAULTS.claudeProvider,
   );
+  // A key pasted into the wrong setting would land in plain host.conf, or in an error message.
+  for (const key of ["vertexRegion", "claudeModel"] as const) {
+    if (secretShapesIn(get(key) ?? "").length > 0) {
+      throw new ConfigError(
+        `${key} holds text shaped like a credential (not shown); it is a plain setting, written to the VM as is. Run: pulumi config rm ${key}, and put a key in anthropicApiKey (pulumi config set --secret anthropicApiKey <key>)`,
+      );
+    }
+  }
   const regionText = optionalText(get("vertexRegion")) ?? DEFAULTS.vertexRegion;
   if (!(VERTEX_CLAUDE_REGIONS as readonly string[]).includes(regionText)) {
     throw new ConfigError(

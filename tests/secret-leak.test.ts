@@ -362,7 +362,7 @@ test("leak check count", () => {
 });
 
 /**
- * anthropicBaseUrl and vertexBaseUrl are not secrets (host.conf, each agent's environment), so a
+ * anthropicBaseUrl, vertexBaseUrl, claudeModel and vertexRegion are not secrets (host.conf, each agent's environment), so a
  * credential must never get into them: each way of putting one there is refused before any
  * resource exists, and neither the refusal nor anything logged repeats it.
  */
@@ -379,12 +379,14 @@ describe.each([
   ["anthropicBaseUrl", "user info without a scheme", (t: string) => `team:${t}@llm.acme.example`],
   ["anthropicBaseUrl", "a query without a scheme", (t: string) => `llm.acme.example/?key=${t}`],
   ["anthropicBaseUrl", "user info over http", (t: string) => `http://team:${t}@llm.acme.example`],
+  ["claudeModel", "a key pasted into it", (t: string) => `sk-ant-api03-${t}`],
+  ["vertexRegion", "a key pasted into it", (t: string) => `sk-ant-oat01-${t}`],
 ])("a credential in %s (%s)", (key, _how, url) => {
   const CANARY = "CANARYurlSecret4d3c2b1a0f9e8d7c6b5a";
   test("is refused before any resource, and the canary is in no message or log", async () => {
     const config = {
       ...BASE_CONFIG,
-      ...(key === "vertexBaseUrl" ? { "agent-host:claudeProvider": "vertex" } : {}),
+      ...(key.startsWith("vertex") ? { "agent-host:claudeProvider": "vertex" } : {}),
       [`agent-host:${key}`]: url(CANARY),
     };
     let message = "";
