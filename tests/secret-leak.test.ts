@@ -362,9 +362,9 @@ test("leak check count", () => {
 });
 
 /**
- * anthropicBaseUrl, vertexBaseUrl, claudeModel and vertexRegion are not secrets (host.conf, each agent's environment), so a
- * credential must never get into them: each way of putting one there is refused before any
- * resource exists, and neither the refusal nor anything logged repeats it.
+ * anthropicBaseUrl, vertexBaseUrl, claudeModel and vertexRegion are not secrets (host.conf, each
+ * agent's environment), so a credential must never get into them: each way of putting one there
+ * is refused before any resource exists, and neither the refusal nor anything logged repeats it.
  */
 describe.each([
   ["anthropicBaseUrl", "user info", (t: string) => `https://team:${t}@llm.acme.example/anthropic`],
