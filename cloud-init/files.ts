@@ -16,6 +16,11 @@ export interface HostFile {
 export const HOST_FILES: readonly HostFile[] = [
   { source: "host/agentctl", path: "/usr/local/bin/agentctl", mode: "0755" },
   { source: "host/agent-wrapper", path: "/usr/local/lib/agent-host/agent-wrapper", mode: "0755" },
+  {
+    source: "host/seed-claude-config",
+    path: "/usr/local/lib/agent-host/seed-claude-config",
+    mode: "0755",
+  },
   // Generated from host/*.ts by scripts/build-host.ts (tests/host-bundle.test.ts keeps it current).
   { source: "host/agent-host.js", path: "/usr/local/lib/agent-host/agent-host.js", mode: "0755" },
   { source: "host/data-disk", path: "/usr/local/lib/agent-host/data-disk", mode: "0755" },

@@ -13,6 +13,7 @@ import { parse } from "yaml";
 import { parseConfig } from "../../config";
 import { hostSettingsFor } from "../../cloud-init/host-config";
 import { renderUserData } from "../../cloud-init/render";
+import { atClaudePrompt } from "../fixtures/real-claude";
 import {
   DataDisk,
   Machine,
@@ -134,7 +135,6 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       userData,
       disk,
       sshPort,
-      seedOnboarding: N + 2,
     });
     machines.push(machine);
     return machine;
@@ -496,11 +496,31 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       name: string;
       state: string;
       pid: number;
+      auth: string;
+      signin: string;
     }[];
-    expect(status.map((s) => [s.name, s.state, s.pid])).toEqual(
-      agents.map((a) => [a.name, "running", a.claude.pid]),
+    // No key is configured here and nobody ran `agentctl login`: signed in they are not.
+    expect(status.map((s) => [s.name, s.state, s.pid, s.auth, s.signin])).toEqual(
+      agents.map((a) => [a.name, "running", a.claude.pid, "none", "needs-login"]),
     );
   });
+
+  step(
+    "every window is at Claude Code's prompt with no keypress (the product's own seeding)",
+    2 * MINUTE,
+    async () => {
+      for (const name of expectedNames(N)) {
+        await waitFor(
+          `${name} at the ❯ prompt`,
+          MINUTE,
+          () =>
+            atClaudePrompt(vm.sh(`${TMUX.join(" ")} capture-pane -p -t '=agents:=${name}'`)) ||
+            undefined,
+          1000,
+        );
+      }
+    },
+  );
 
   step(
     `reconcile to ${N + 2} and back to ${N} as the admin over SSH keeps the removed workspaces`,

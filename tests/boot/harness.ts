@@ -11,7 +11,6 @@ import * as path from "path";
 export const REPO = path.resolve(__dirname, "../..");
 const BUILD_ROOTFS = path.join(REPO, "scripts/boot/build-rootfs");
 const PROCESSES_PY = path.join(__dirname, "guest/processes.py");
-const SEED_ONBOARDING = path.join(__dirname, "guest/seed-claude-onboarding");
 
 /**
  * What a cloud image has before cloud-init runs. `minbase` lacks most of it: without `locales`
@@ -195,11 +194,6 @@ export interface MachineOptions {
   disk: DataDisk;
   /** Loopback port the guest's sshd listens on (the container shares the host's network). */
   sshPort: number;
-  /**
-   * Agents 1..this get Claude Code's onboarding marked done before agent-host.service starts
-   * them (guest/seed-claude-onboarding says why). 0: none.
-   */
-  seedOnboarding: number;
 }
 
 /**
@@ -245,19 +239,6 @@ export class Machine {
       path.join(this.root, "etc/ssh/sshd_config.d/10-boot-test.conf"),
       `# agent-host boot test: the container shares the host's network.\nPort ${this.opts.sshPort}\nListenAddress 127.0.0.1\n`,
     );
-    if (this.opts.seedOnboarding > 0) {
-      const lib = path.join(this.root, "usr/local/lib/agent-host-boot-test");
-      fs.mkdirSync(lib, { recursive: true });
-      fs.copyFileSync(SEED_ONBOARDING, path.join(lib, "seed-claude-onboarding"));
-      fs.chmodSync(path.join(lib, "seed-claude-onboarding"), 0o755);
-      const dropIn = path.join(this.root, "etc/systemd/system/agent-host.service.d");
-      fs.mkdirSync(dropIn, { recursive: true });
-      fs.writeFileSync(
-        path.join(dropIn, "90-boot-test.conf"),
-        "# agent-host boot test only: api.anthropic.com is unreachable here (see the script).\n" +
-          `[Service]\nExecStartPre=/usr/local/lib/agent-host-boot-test/seed-claude-onboarding ${this.opts.seedOnboarding}\n`,
-      );
-    }
   }
 
   /** Starts systemd-nspawn in the background; returns when the container's init is running. */

@@ -1,0 +1,589 @@
+// The real Claude Code (the pinned 2.1.331 from the npm registry, tests/fixtures/real-claude.ts)
+// under agentctl and agent-wrapper, in real tmux windows, as an unprivileged agent user as in
+// production, against a stand-in of the Messages API and of Vertex AI on 127.0.0.1
+// (tests/fixtures/messages-api.ts). Nothing here prepares the agents' Claude config: every window
+// must reach the prompt through the product's own seeding (seed-claude-config).
+//
+// The binary's traffic stays on this machine: CLAUDE_ENV (host.conf) gives it
+// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 and an HTTPS_PROXY on a loopback port where nothing
+// listens (NO_PROXY for the stand-in), so anything meant for Anthropic's or Google's hosts is
+// refused on 127.0.0.1. Vertex auth: CLAUDE_CODE_SKIP_VERTEX_AUTH=1, also through CLAUDE_ENV (on
+// the VM, google-auth takes the service account's token from the metadata server instead).
+//
+// `agentctl login` runs the real `claude setup-token` as the agent user; its OAuth exchange needs
+// claude.ai and platform.claude.com, which no stand-in here can honestly play, so the test ends
+// setup-token and pastes a recorded token: what is proven is the storing (root-only) and that
+// every restarted agent signs in with it.
+//
+// Figures (time for 12 agents to reach the prompt, their memory) are printed, not asserted.
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
+import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import { unavailableSuite } from "./real-suite";
+import { filesContaining, freePort } from "./support";
+
+const REPO = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
+const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
+const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
+const AGENT_USER = "claudereal";
+const COUNT = 12;
+const NONCE = randomBytes(4).toString("hex");
+// Look like what Anthropic issues; nothing outside 127.0.0.1 ever sees them.
+const API_KEY = `sk-ant-api03-REALTEST${NONCE}${"k".repeat(60)}`;
+const RECORDED_TOKEN = `sk-ant-oat01-RECORDED${NONCE}${"t".repeat(70)}`;
+const VERTEX = {
+  project: "agent-host-test",
+  region: "us-east5",
+  model: "claude-sonnet-4-5@20250929",
+};
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const haveTools = ["tmux", "setpriv", "flock", "jq", "npm"].every(
+  (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
+);
+const suite =
+  isRoot && haveTools
+    ? describe
+    : unavailableSuite(
+        `real Claude Code tests skipped: they need root (to run the agents as ${AGENT_USER}) and tmux, setpriv, flock, jq, npm`,
+      );
+
+interface Row {
+  name: string;
+  state: string;
+  exit_code: number | null;
+  pid: number | null;
+  memory_bytes: number | null;
+  restarts: number;
+  signin: string | null;
+  auth: string | null;
+  last_exit_reason: string | null;
+}
+
+interface Host {
+  dir: string;
+  conf: string;
+  sock: string;
+  ws: string;
+  state: string;
+  run: string;
+  keyFile: string;
+  tokenFile: string;
+  env: NodeJS.ProcessEnv;
+  server?: ChildProcess;
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Polls an async probe every `everyMs` until it returns something truthy; fails after `ms`. */
+async function poll<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  ms: number,
+  everyMs = 500,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** agentctl without blocking this process: the stand-in API answers from its event loop. */
+function ctl(h: Host, args: string[], stdin?: string): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(AGENTCTL, args, { env: h.env });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end(stdin ?? "");
+  });
+}
+
+async function status(h: Host): Promise<Row[]> {
+  const r = await ctl(h, ["status", "--json"]);
+  if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
+  const num = (x: Row) => Number(x.name.replace("agent-", ""));
+  return (JSON.parse(r.stdout) as Row[]).sort((a, b) => num(a) - num(b));
+}
+
+function tmux(sock: string, args: string[]): string {
+  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const target = (n: number) => `=agents:=agent-${n}`;
+const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
+
+const atPrompt = atClaudePrompt;
+
+/** Types a prompt the way a person does: the text, then (once it shows) Enter. */
+async function typePrompt(h: Host, n: number, text: string): Promise<void> {
+  tmux(h.sock, ["send-keys", "-t", target(n), "-l", text]);
+  await poll(`agent-${n} to show the typed text`, () => pane(h, n).includes(text), 20_000, 200);
+  tmux(h.sock, ["send-keys", "-t", target(n), "Enter"]);
+}
+
+const conversation = (r: RecordedRequest) => JSON.stringify(r.body?.messages ?? []);
+
+function writeConf(h: Host, extra: Record<string, string>): void {
+  const base: Record<string, string> = {
+    AGENT_COUNT: String(COUNT),
+    AGENT_MAX: "24",
+    AGENT_USER,
+    PERMISSION_MODE: "bypassPermissions",
+    START_STAGGER_SECONDS: "0.25",
+    RESTART_BACKOFF_MIN_SECONDS: "1",
+    RESTART_BACKOFF_MAX_SECONDS: "2",
+    STOP_TIMEOUT_SECONDS: "10",
+    WORKSPACES_DIR: h.ws,
+    STATE_DIR: h.state,
+    RUN_DIR: h.run,
+    TMUX_SOCKET: h.sock,
+    API_KEY_FILE: h.keyFile,
+    LOGIN_TOKEN_FILE: h.tokenFile,
+  };
+  const all = { ...base, ...extra };
+  fs.writeFileSync(
+    h.conf,
+    `# written by tests/real-claude.test.ts\n${Object.entries(all)
+      .map(([k, v]) => `${k}=${v}`)
+      .join("\n")}\n`,
+  );
+}
+
+function claudePid(h: Host, n: number): number {
+  return Number(fs.readFileSync(path.join(h.run, `agent-${n}`, "pid"), "utf8").trim());
+}
+
+/** NAME=value pairs of a process's environment (root reads any /proc/PID/environ). */
+function environOf(pid: number): Map<string, string> {
+  const raw = fs.readFileSync(`/proc/${pid}/environ`, "utf8");
+  return new Map(
+    raw
+      .split("\0")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+}
+
+function uidOf(user: string): number {
+  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
+}
+
+suite("the real Claude Code under agentctl, against a stand-in API", () => {
+  jest.setTimeout(300_000);
+  let api: MessagesApi;
+  let h: Host;
+  let claudeEnv: string;
+
+  beforeAll(async () => {
+    const bin = realClaudeBin();
+    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
+        encoding: "utf8",
+      });
+      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
+    }
+    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
+    const deadProxy = `http://127.0.0.1:${await freePort()}`;
+    claudeEnv = [
+      "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+      `HTTPS_PROXY=${deadProxy}`,
+      `HTTP_PROXY=${deadProxy}`,
+      "NO_PROXY=127.0.0.1,localhost",
+    ].join(" ");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "real-claude-"));
+    fs.chmodSync(dir, 0o755);
+    h = {
+      dir,
+      conf: path.join(dir, "host.conf"),
+      sock: path.join(dir, "run", "tmux.sock"),
+      ws: path.join(dir, "workspaces"),
+      state: path.join(dir, "state"),
+      run: path.join(dir, "run"),
+      keyFile: path.join(dir, "secrets", "anthropic-api-key"),
+      tokenFile: path.join(dir, "data", "agent-host", "claude-login-token"),
+      env: {
+        PATH: process.env.PATH,
+        LANG: "C.UTF-8",
+        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
+        AGENT_WRAPPER: WRAPPER,
+        AGENTCTL_TMUX_CONF: TMUX_CONF,
+      },
+    };
+    writeConf(h, { CLAUDE_BIN: bin, ANTHROPIC_BASE_URL: api.url, CLAUDE_ENV: claudeEnv });
+    fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
+    fs.writeFileSync(h.keyFile, `${API_KEY}\n`, { mode: 0o600 });
+    h.server = spawn(AGENTCTL, ["server"], { env: h.env, stdio: "ignore" });
+    await poll(
+      "the tmux server",
+      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
+      15_000,
+      100,
+    );
+  });
+
+  afterAll(async () => {
+    if (!h) return;
+    const pids = fs.existsSync(h.run)
+      ? fs
+          .readdirSync(h.run)
+          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
+          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
+      : [];
+    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
+    h.server?.kill("SIGTERM");
+    // Each claude dies with its pane (SIGHUP); any that did not, pid by pid.
+    for (const p of pids) {
+      try {
+        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
+          process.kill(p, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await api?.close();
+    fs.rmSync(h.dir, { recursive: true, force: true });
+  });
+
+  test(`${COUNT} agents reach the ❯ prompt with no keypress, in bypassPermissions mode`, async () => {
+    const t0 = Date.now();
+    const r = await ctl(h, ["reconcile", String(COUNT)]);
+    expect(r.code).toBe(0);
+    const ready = new Map<number, number>();
+    await poll(
+      `${COUNT} windows at the prompt`,
+      () => {
+        for (let n = 1; n <= COUNT; n++) {
+          if (!ready.has(n) && atPrompt(pane(h, n))) ready.set(n, Date.now() - t0);
+        }
+        return ready.size === COUNT;
+      },
+      240_000,
+    );
+    for (let n = 1; n <= COUNT; n++) {
+      const text = pane(h, n);
+      // The mode the operator chose, really in effect (not the silent fallback to default).
+      expect(text).toContain("bypass permissions on");
+      for (const dialog of [
+        "Do you want to use this API key",
+        "Is this a project you created or one you trust",
+        "Unable to connect to Anthropic services",
+        "running in Bypass Permissions mode",
+      ])
+        expect(text).not.toContain(dialog);
+    }
+    const rows = await status(h);
+    expect(rows.map((x) => [x.name, x.state, x.signin, x.auth])).toEqual(
+      Array.from({ length: COUNT }, (_, i) => [
+        `agent-${i + 1}`,
+        "running",
+        "signed-in",
+        "api-key config",
+      ]),
+    );
+    const uid = uidOf(AGENT_USER);
+    for (const row of rows) expect(fs.statSync(`/proc/${row.pid}`).uid).toBe(uid);
+    const mem = rows.reduce((a, x) => a + (x.memory_bytes ?? 0), 0);
+    console.log(
+      `real claude ${COUNT} agents: ${(Math.max(...ready.values()) / 1000).toFixed(
+        1,
+      )} s to the last prompt (first ${(Math.min(...ready.values()) / 1000).toFixed(
+        1,
+      )} s); memory ${(mem / 2 ** 20).toFixed(0)} MiB in all, ${(mem / COUNT / 2 ** 20).toFixed(0)} MiB each`,
+    );
+  });
+
+  test("a prompt typed into agent 5 gets the stand-in's reply", async () => {
+    api.reply({ text: `PONG ${NONCE}` });
+    await typePrompt(h, 5, `ping ${NONCE}`);
+    const req = await api.waitForRequest(
+      (x) => x.scripted && conversation(x).includes(`ping ${NONCE}`),
+      60_000,
+    );
+    expect(req.path).toBe("/v1/messages");
+    expect(req.headers["x-api-key"]).toBe(API_KEY);
+    expect(req.body?.stream).toBe(true);
+    await poll("agent-5 to show the reply", () => pane(h, 5).includes(`PONG ${NONCE}`), 30_000);
+  });
+
+  test("after `agentctl restart 5` the next request carries the earlier messages", async () => {
+    const sessionId = fs.readFileSync(path.join(h.state, "agent-5", "session-id"), "utf8").trim();
+    const before = claudePid(h, 5);
+    const r = await ctl(h, ["restart", "5"]);
+    expect(r.code).toBe(0);
+    await poll(
+      "agent-5's new claude at the prompt",
+      () =>
+        fs.existsSync(path.join(h.run, "agent-5", "pid")) &&
+        claudePid(h, 5) !== before &&
+        atPrompt(pane(h, 5)),
+      60_000,
+    );
+    const log = fs.readFileSync(path.join(h.run, "agent-5", "wrapper.log"), "utf8");
+    expect(log).toContain(`(--resume ${sessionId})`);
+    api.reply({ text: `second ${NONCE}` });
+    await typePrompt(h, 5, `again ${NONCE}`);
+    const req = await api.waitForRequest(
+      (x) => x.scripted && conversation(x).includes(`again ${NONCE}`),
+      60_000,
+    );
+    const msgs = conversation(req);
+    expect(msgs).toContain(`ping ${NONCE}`);
+    expect(msgs).toContain(`PONG ${NONCE}`);
+    await poll(
+      "agent-5 to show the second reply",
+      () => pane(h, 5).includes(`second ${NONCE}`),
+      30_000,
+    );
+  });
+
+  test("a claude that keeps exiting shows as restarting with its exit code and reason, never running", async () => {
+    // The test plays a kernel that OOM-kills agent-12's claude each time it starts (SIGKILL by
+    // pid): the wrapper restarts it after a second, so most polls find a live claude.
+    const killed = new Set<number>();
+    const pidFile = path.join(h.run, "agent-12", "pid");
+    const killNewClaude = (): void => {
+      if (!fs.existsSync(pidFile)) return;
+      const pid = Number(fs.readFileSync(pidFile, "utf8"));
+      if (!pid || killed.has(pid)) return;
+      try {
+        if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("claude")) {
+          process.kill(pid, "SIGKILL");
+          killed.add(pid);
+        }
+      } catch {
+        // it ended by itself between the read and the kill
+      }
+    };
+    const seen: string[] = [];
+    const looping = await poll(
+      "agent-12 restarting after at least three short runs",
+      async () => {
+        killNewClaude();
+        const row = (await status(h)).find((x) => x.name === "agent-12");
+        if (row && (seen.length > 0 || row.state === "restarting")) seen.push(row.state);
+        return row && row.state === "restarting" && row.restarts >= 3 ? row : undefined;
+      },
+      120_000,
+      200,
+    );
+    expect(looping.exit_code).toBe(137);
+    expect(looping.last_exit_reason).toBe("killed by signal 9 (SIGKILL)");
+    // From the first restarting on, no poll says running: a claude alive for a second between two
+    // crashes is not running.
+    for (let i = 0; i < 15; i++) {
+      killNewClaude();
+      seen.push(((await status(h)).find((x) => x.name === "agent-12") as Row).state);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(seen.filter((x) => x !== "restarting")).toEqual([]);
+    // Left alone, it comes back: restarting for its first STABLE_RUN_SECONDS, then running.
+    await poll("agent-12 back at the prompt", () => atPrompt(pane(h, 12)), 60_000);
+    const row = await poll(
+      "agent-12 running again",
+      async () => (await status(h)).find((x) => x.name === "agent-12" && x.state === "running"),
+      90_000,
+      2000,
+    );
+    expect(row.signin).toBe("signed-in");
+  });
+
+  test("a 401 from the API shows as key-rejected in status --json", async () => {
+    api.rejectCredential(API_KEY);
+    await typePrompt(h, 7, `hello ${NONCE}`);
+    await api.waitForRequest(
+      (x) => x.status === 401 && conversation(x).includes(`hello ${NONCE}`),
+      60_000,
+    );
+    const row = await poll(
+      "agent-7 key-rejected",
+      async () =>
+        (await status(h)).find((x) => x.name === "agent-7" && x.signin === "key-rejected"),
+      60_000,
+    );
+    expect(row.state).toBe("running");
+    const others = (await status(h)).filter((x) => x.name !== "agent-7");
+    expect(others.map((x) => x.signin)).toEqual(others.map(() => "signed-in"));
+  });
+
+  test("`agentctl login` runs setup-token as the agent, stores the token root-only, and restarted agents use it", async () => {
+    expect((await ctl(h, ["reconcile", "3"])).code).toBe(0);
+    fs.rmSync(h.keyFile);
+    // A wrong token is refused before anything is stored.
+    const bad = await ctl(h, ["login", "--token-stdin"], "sk-ant-api03-not-a-login-token\n");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/not a token from 'claude setup-token'/);
+    expect(fs.existsSync(h.tokenFile)).toBe(false);
+
+    // The person's terminal: its own tmux server, running `agentctl login`.
+    const term = path.join(h.dir, "terminal.sock");
+    const envArgs = Object.entries(h.env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+    tmux(term, [
+      "-f",
+      "/dev/null",
+      "new-session",
+      "-d",
+      "-s",
+      "t",
+      "-x",
+      "160",
+      "-y",
+      "45",
+      ...envArgs,
+      AGENTCTL,
+      "login",
+      // Keep the pane's text after `agentctl login` exits (for the asserts, and a failure's cause).
+      ";",
+      "set-option",
+      "-w",
+      "-t",
+      "=t:0",
+      "remain-on-exit",
+      "on",
+    ]);
+    try {
+      const shot = () => tmux(term, ["capture-pane", "-p", "-t", "=t:0"]);
+      await poll(
+        "setup-token's sign-in screen",
+        () => shot().includes("Paste code here if prompted"),
+        60_000,
+      );
+      // setup-token below this terminal's agentctl (not some other login's).
+      const panePid = Number(tmux(term, ["display-message", "-p", "-t", "=t:0", "#{pane_pid}"]));
+      const procs = spawnSync("ps", ["-eo", "pid=,ppid=,uid=,args="], { encoding: "utf8" })
+        .stdout.split("\n")
+        .filter((l) => l.trim())
+        .map((l) => l.trim().split(/\s+/));
+      const parent = new Map(procs.map((f) => [Number(f[0]), Number(f[1])]));
+      const below = (pid: number): boolean => {
+        for (let p = pid, hops = 0; p > 1 && hops < 16; p = parent.get(p) ?? 0, hops++)
+          if (p === panePid) return true;
+        return false;
+      };
+      const setup = procs
+        .map((f) => [f[0], f[2], ...f.slice(3)])
+        .find(
+          (f) => f.slice(2).join(" ").endsWith("claude.exe setup-token") && below(Number(f[0])),
+        );
+      expect(setup).toBeDefined();
+      expect(Number(setup?.[1])).toBe(uidOf(AGENT_USER));
+      // The OAuth exchange cannot happen here: end setup-token, then paste a recorded token.
+      process.kill(Number(setup?.[0]), "SIGTERM");
+      await poll("the paste prompt", () => shot().includes("Paste the token"), 30_000);
+      tmux(term, ["send-keys", "-t", "=t:0", "-l", RECORDED_TOKEN]);
+      tmux(term, ["send-keys", "-t", "=t:0", "Enter"]);
+      // It stores the token, restarts every agent with it, and exits 0.
+      const paneState = () =>
+        tmux(term, ["display-message", "-p", "-t", "=t:0", "#{pane_dead} #{pane_dead_status}"]);
+      await poll("agentctl login to finish", () => paneState().startsWith("1"), 90_000);
+      expect(paneState().trim()).toBe("1 0");
+      expect(shot()).toMatch(/restarted agent-3/);
+      // read -s: the token never showed in the terminal.
+      expect(shot()).not.toContain(RECORDED_TOKEN);
+    } finally {
+      spawnSync("tmux", ["-S", term, "kill-server"]);
+    }
+    const st = fs.statSync(h.tokenFile);
+    expect([st.uid, st.mode & 0o777]).toEqual([0, 0o600]);
+    expect(fs.statSync(path.dirname(h.tokenFile)).mode & 0o777).toBe(0o700);
+    expect(fs.readFileSync(h.tokenFile, "utf8").trim()).toBe(RECORDED_TOKEN);
+
+    const rows = await poll(
+      "agents 1-3 restarted with the login",
+      async () => {
+        const all = await status(h);
+        return all.length === 3 &&
+          all.every((x) => x.auth === "oauth-token login" && x.signin === "signed-in")
+          ? all
+          : undefined;
+      },
+      90_000,
+    );
+    await poll("agent-2 at the prompt", () => atPrompt(pane(h, 2)), 60_000);
+    api.reply({ text: `logged in ${NONCE}` });
+    await typePrompt(h, 2, `with login ${NONCE}`);
+    const req = await api.waitForRequest(
+      (x) => x.scripted && conversation(x).includes(`with login ${NONCE}`),
+      60_000,
+    );
+    expect(req.headers.authorization).toBe(`Bearer ${RECORDED_TOKEN}`);
+    expect(req.headers["x-api-key"]).toBeUndefined();
+    // The token is in claude's environment only: never in argv, a pane, or the agents' files.
+    const argv = spawnSync("ps", ["-eo", "args="], { encoding: "utf8" }).stdout;
+    expect(argv).not.toContain(RECORDED_TOKEN);
+    for (let n = 1; n <= 3; n++) expect(pane(h, n)).not.toContain(RECORDED_TOKEN);
+    expect(filesContaining(h.dir, RECORDED_TOKEN)).toEqual([h.tokenFile]);
+    expect(environOf(rows[0].pid as number).get("CLAUDE_CODE_OAUTH_TOKEN")).toBe(RECORDED_TOKEN);
+  });
+
+  test("Vertex AI: the agent reaches :streamRawPredict with no key anywhere on the host", async () => {
+    fs.rmSync(h.tokenFile, { force: true });
+    writeConf(h, {
+      CLAUDE_BIN: realClaudeBin(),
+      AGENT_COUNT: "1",
+      CLAUDE_PROVIDER: "vertex",
+      VERTEX_PROJECT_ID: VERTEX.project,
+      VERTEX_REGION: VERTEX.region,
+      VERTEX_BASE_URL: `${api.url}/v1`,
+      CLAUDE_MODEL: VERTEX.model,
+      // On the VM google-auth gets the service account's token from the metadata server.
+      CLAUDE_ENV: `${claudeEnv} CLAUDE_CODE_SKIP_VERTEX_AUTH=1`,
+    });
+    expect((await ctl(h, ["reconcile", "1"])).code).toBe(0);
+    expect((await ctl(h, ["restart", "1"])).code).toBe(0);
+    const row = await poll(
+      "agent-1 on Vertex",
+      async () =>
+        (await status(h)).find(
+          (x) => x.name === "agent-1" && x.auth === "vertex" && x.state === "running",
+        ),
+      60_000,
+    );
+    expect(row.signin).toBe("signed-in");
+    await poll("agent-1 at the prompt", () => atPrompt(pane(h, 1)), 60_000);
+    api.reply({ text: `vertex ${NONCE}` });
+    await typePrompt(h, 1, `on vertex ${NONCE}`);
+    const req = await api.waitForRequest(
+      (x) => x.api === "vertex" && x.scripted && conversation(x).includes(`on vertex ${NONCE}`),
+      60_000,
+    );
+    expect(req.path).toBe(
+      `/v1/projects/${VERTEX.project}/locations/${VERTEX.region}/publishers/anthropic/models/${VERTEX.model}:streamRawPredict`,
+    );
+    expect(req.headers["x-api-key"]).toBeUndefined();
+    expect(req.headers.authorization).toBeUndefined();
+    await poll(
+      "agent-1 to show the Vertex reply",
+      () => pane(h, 1).includes(`vertex ${NONCE}`),
+      30_000,
+    );
+    const env = environOf(claudePid(h, 1));
+    expect(env.get("CLAUDE_CODE_USE_VERTEX")).toBe("1");
+    expect(env.get("ANTHROPIC_VERTEX_PROJECT_ID")).toBe(VERTEX.project);
+    expect(env.get("CLOUD_ML_REGION")).toBe(VERTEX.region);
+    expect(env.get("ANTHROPIC_MODEL")).toBe(VERTEX.model);
+    for (const k of ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"])
+      expect(env.has(k)).toBe(false);
+    // No key file, no login, and no Anthropic key or token in any file the host has.
+    expect(fs.existsSync(h.keyFile) || fs.existsSync(h.tokenFile)).toBe(false);
+    expect(filesContaining(h.dir, "sk-ant-a")).toEqual([]);
+    expect(filesContaining(h.dir, "sk-ant-o")).toEqual([]);
+  });
+});
