@@ -208,7 +208,13 @@ function decide(
         tool === "AskUserQuestion"
           ? "question answered"
           : `${describeTool(tool, input.tool_input)} (${verb})`;
-      return { state: "working", reason: reasonText(what) };
+      // The managed settings run PreToolUse for AskUserQuestion only (one hook process less per
+      // tool call): a finished tool is what counts it for the turn.
+      const turn =
+        tool === "AskUserQuestion" || !prev?.turn
+          ? prev?.turn
+          : { ...prev.turn, tools: prev.turn.tools + 1 };
+      return { state: "working", reason: reasonText(what), ...(turn ? { turn } : {}) };
     }
     case "Stop": {
       const answer = lastLine(str(input.last_assistant_message) ?? "");

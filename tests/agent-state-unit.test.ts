@@ -88,6 +88,29 @@ describe("the hook state machine, fed the real binary's payloads", () => {
     expect(transitions.map((t) => t.seq)).toEqual(transitions.map((_, i) => i + 1));
   });
 
+  test("as the managed settings deliver them (PreToolUse for AskUserQuestion only): same states, same messages", () => {
+    const delivered = PAYLOADS.filter(
+      (p) => p.hook_event_name !== "PreToolUse" || p.tool_name === "AskUserQuestion",
+    );
+    const { transitions } = replay(delivered);
+    expect(transitions.map((t) => [t.state, t.notify ?? ""])).toEqual([
+      ["idle", ""],
+      ["working", ""],
+      ["needs-permission", "needs-you"],
+      ["working", ""],
+      ["needs-answer", "needs-you"],
+      ["working", ""],
+      ["idle", "turn-done"],
+    ]);
+    // A turn whose only tool ran without asking is still real work.
+    const quiet = replay([
+      { hook_event_name: "UserPromptSubmit", prompt: "list files" },
+      { hook_event_name: "PostToolUse", tool_name: "Bash", tool_input: { command: "ls" } },
+      { hook_event_name: "Stop", last_assistant_message: "Two files." },
+    ]);
+    expect(quiet.transitions.pop()?.notify).toBe("turn-done");
+  });
+
   test("the permission_prompt Notification after a PermissionRequest changes nothing", () => {
     const upTo = PAYLOADS.slice(0, 4);
     const { rec } = replay(upTo);

@@ -53,10 +53,12 @@ test("the bundle is shipped where the managed hooks and agentctl look for it", (
       "UserPromptSubmit",
     ].sort(),
   );
+  const hook = { type: "command", command: `${shipped?.path} hook`, timeout: 10 };
   for (const event of events) {
-    expect(settings.hooks[event]).toEqual([
-      { hooks: [{ type: "command", command: `${shipped?.path} hook`, timeout: 10 }] },
-    ]);
+    // PreToolUse only for the question tool: PostToolUse counts the others (one process less
+    // per tool call, and the hooks are synchronous so their order is the events' order).
+    const matcher = event === "PreToolUse" ? { matcher: "AskUserQuestion" } : {};
+    expect(settings.hooks[event]).toEqual([{ ...matcher, hooks: [hook] }]);
   }
   const agentctl = fs.readFileSync(path.join(REPO, "cloud-init/host/agentctl"), "utf8");
   expect(agentctl).toContain(`readonly DEFAULT_AGENT_HOST_JS="${shipped?.path}"`);

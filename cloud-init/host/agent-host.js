@@ -7,6 +7,14 @@ var __getOwnPropDesc = Object.getOwnPropertyDescriptor;
 var __getOwnPropNames = Object.getOwnPropertyNames;
 var __getProtoOf = Object.getPrototypeOf;
 var __hasOwnProp = Object.prototype.hasOwnProperty;
+var __esm = (fn, res, err) => function __init() {
+  if (err) throw err[0];
+  try {
+    return fn && (res = (0, fn[__getOwnPropNames(fn)[0]])(fn = 0)), res;
+  } catch (e) {
+    throw err = [e], e;
+  }
+};
 var __export = (target, all) => {
   for (var name in all)
     __defProp(target, name, { get: all[name], enumerable: true });
@@ -29,185 +37,7 @@ var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__ge
 ));
 var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
 
-// host/main.ts
-var main_exports = {};
-__export(main_exports, {
-  main: () => main
-});
-module.exports = __toCommonJS(main_exports);
-var fs9 = __toESM(require("fs"));
-var os3 = __toESM(require("os"));
-
-// host/autostop-main.ts
-var os2 = __toESM(require("os"));
-
-// host/autostop.ts
-var BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
-function blockers(input) {
-  const reasons = [];
-  for (const a of input.agents) {
-    if (BUSY_STATES.has(a.state)) {
-      reasons.push(`agent-${a.n} ${a.state}${a.reason ? ` (${a.reason})` : ""}`);
-    }
-  }
-  for (const client of input.presence.tmuxClients) reasons.push(`tmux client attached (${client})`);
-  for (const session of input.presence.sshSessions) reasons.push(`SSH session ${session}`);
-  return reasons;
-}
-function quietSince(input) {
-  let since = Math.max(input.bootAt, input.lastBusyAt ?? 0);
-  for (const a of input.agents) if (a.since !== void 0) since = Math.max(since, a.since);
-  return Math.min(since, input.now);
-}
-function decide(input) {
-  if (input.limitMs <= 0) return { kind: "off" };
-  const reasons = blockers(input);
-  if (reasons.length > 0) return { kind: "held", reasons };
-  const since = quietSince(input);
-  const stopAt = since + input.limitMs;
-  return input.now >= stopAt ? { kind: "stop", quietSince: since } : { kind: "waiting", quietSince: since, stopAt };
-}
-function shortDuration(ms) {
-  const s = Math.max(0, Math.round(ms / 1e3));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  if (s < 86400)
-    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
-  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
-}
-function describeDecision(decision, now, limitMs) {
-  switch (decision.kind) {
-    case "off":
-      return "auto-stop: off (autoStopMinutes 0)";
-    case "held": {
-      const shown = decision.reasons.slice(0, 4).join("; ");
-      const more = decision.reasons.length > 4 ? `; +${decision.reasons.length - 4} more` : "";
-      return `auto-stop: not counting (${shortDuration(limitMs)} of quiet needed): ${shown}${more}`;
-    }
-    case "waiting":
-      return `auto-stop: in ${shortDuration(decision.stopAt - now)} (quiet for ${shortDuration(now - decision.quietSince)}: every agent idle or waiting on you, nobody attached)`;
-    case "stop":
-      return `auto-stop: stopping now (quiet for ${shortDuration(now - decision.quietSince)})`;
-  }
-}
-function agentsIdleFor(agents, now, bootAt) {
-  if (agents.some((a) => BUSY_STATES.has(a.state))) return void 0;
-  let since = bootAt;
-  for (const a of agents) if (a.since !== void 0) since = Math.max(since, a.since);
-  return Math.max(0, now - since);
-}
-
-// host/autostop-run.ts
-var import_child_process = require("child_process");
-var fs = __toESM(require("fs"));
-var path = __toESM(require("path"));
-var STATE_FILE = "autostop.json";
-function readState(runDir) {
-  try {
-    const v = JSON.parse(fs.readFileSync(path.join(runDir, STATE_FILE), "utf8"));
-    return typeof v === "object" && v !== null ? v : {};
-  } catch {
-    return {};
-  }
-}
-function writeState(runDir, state) {
-  const file = path.join(runDir, STATE_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(state)}
-`, { mode: 420 });
-  fs.renameSync(tmp, file);
-}
-function stopArgv(command) {
-  const argv = command.trim().split(/\s+/).filter(Boolean);
-  return argv.length > 0 ? argv : ["systemctl", "poweroff"];
-}
-async function pollOnce(settings, deps) {
-  const now = deps.now();
-  const state = readState(settings.runDir);
-  const decision = decide({
-    now,
-    limitMs: settings.limitMs,
-    bootAt: deps.bootAt,
-    lastBusyAt: state.lastBusyAt,
-    agents: deps.agents(),
-    presence: deps.presence()
-  });
-  const next = {
-    ...state,
-    updated: now,
-    line: describeDecision(decision, now, settings.limitMs)
-  };
-  if (decision.kind === "held") next.lastBusyAt = now;
-  if (decision.kind === "stop") {
-    const quiet = Math.round((now - decision.quietSince) / 6e4);
-    const text = `stopping the VM: every agent idle or waiting on a person and nobody attached for ${quiet} min (autoStopMinutes). Disks and address stay; start it again with the stack's startCommand.`;
-    deps.log(text);
-    if (deps.notify) await deps.notify(text);
-    const argv = stopArgv(settings.command);
-    const r = (0, import_child_process.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
-    if (r.status !== 0) {
-      deps.log(
-        `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
-      );
-    }
-    next.stoppedAt = now;
-    next.lastBusyAt = now;
-  }
-  writeState(settings.runDir, next);
-  return decision;
-}
-var sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-async function runAutoStop(settings, deps) {
-  fs.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
-  if (settings.limitMs <= 0) {
-    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
-    writeState(settings.runDir, {
-      line: describeDecision({ kind: "off" }, deps.now(), 0),
-      updated: deps.now()
-    });
-    return 0;
-  }
-  deps.log(
-    `auto-stop: the VM stops after ${Math.round(settings.limitMs / 1e3)} s with every agent idle and nobody attached (${stopArgv(settings.command).join(" ")})`
-  );
-  for (let polls = 0; settings.maxPolls === void 0 || polls < settings.maxPolls; polls++) {
-    try {
-      await pollOnce(settings, deps);
-    } catch (error) {
-      deps.log(`auto-stop: poll failed: ${error.message}`);
-    }
-    await sleep(settings.pollMs);
-  }
-  return 0;
-}
-
-// host/facts.ts
-var fs3 = __toESM(require("fs"));
-var path3 = __toESM(require("path"));
-
 // host/text.ts
-var REASON_MAX_CHARS = 160;
-var REDACTIONS = [
-  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
-  /\bsk-ant-[A-Za-z0-9_-]{8,}/g,
-  /\bsk-[A-Za-z0-9_-]{20,}/g,
-  /\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}/g,
-  /\bgithub_pat_[A-Za-z0-9_]{20,}/g,
-  /\bglpat-[A-Za-z0-9_-]{16,}/g,
-  /\bxox[abposr]-[A-Za-z0-9-]{10,}/g,
-  /\bAKIA[0-9A-Z]{16}\b/g,
-  /\bAIza[0-9A-Za-z_-]{30,}/g,
-  /\bya29\.[0-9A-Za-z_-]{20,}/g,
-  /\btk_[A-Za-z0-9]{20,}/g,
-  /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
-  /\bhttps:\/\/hooks\.slack\.com\/[^\s"'<>]+/g
-];
-var REDACT_AUTH_HEADER = /\b(authorization|proxy-authorization)(\s*[:=]\s*)(?:bearer|basic|token)?\s*[^\s"']+/gi;
-var REDACT_BEARER = /\b(bearer|token)(\s+)[A-Za-z0-9._~+/=-]{12,}/gi;
-var REDACT_URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:"']+:[^\s/@"']+@/gi;
-var REDACT_ASSIGNMENT = /\b([A-Za-z0-9_]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[A-Za-z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s"'&;]+)/gi;
-var REDACT_LONG_RANDOM = /\b(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{32,}={0,2}/g;
-var REDACTED = "[redacted]";
 function redact(text) {
   let out = text;
   for (const re of REDACTIONS) out = out.replace(re, REDACTED);
@@ -227,23 +57,36 @@ function lastLine(text) {
 function reasonText(text, max = REASON_MAX_CHARS) {
   return oneLine(redact(text), max);
 }
+var REASON_MAX_CHARS, REDACTIONS, REDACT_AUTH_HEADER, REDACT_BEARER, REDACT_URL_USERINFO, REDACT_ASSIGNMENT, REDACT_LONG_RANDOM, REDACTED;
+var init_text = __esm({
+  "host/text.ts"() {
+    "use strict";
+    REASON_MAX_CHARS = 160;
+    REDACTIONS = [
+      /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+      /\bsk-ant-[A-Za-z0-9_-]{8,}/g,
+      /\bsk-[A-Za-z0-9_-]{20,}/g,
+      /\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}/g,
+      /\bgithub_pat_[A-Za-z0-9_]{20,}/g,
+      /\bglpat-[A-Za-z0-9_-]{16,}/g,
+      /\bxox[abposr]-[A-Za-z0-9-]{10,}/g,
+      /\bAKIA[0-9A-Z]{16}\b/g,
+      /\bAIza[0-9A-Za-z_-]{30,}/g,
+      /\bya29\.[0-9A-Za-z_-]{20,}/g,
+      /\btk_[A-Za-z0-9]{20,}/g,
+      /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
+      /\bhttps:\/\/hooks\.slack\.com\/[^\s"'<>]+/g
+    ];
+    REDACT_AUTH_HEADER = /\b(authorization|proxy-authorization)(\s*[:=]\s*)(?:bearer|basic|token)?\s*[^\s"']+/gi;
+    REDACT_BEARER = /\b(bearer|token)(\s+)[A-Za-z0-9._~+/=-]{12,}/gi;
+    REDACT_URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:"']+:[^\s/@"']+@/gi;
+    REDACT_ASSIGNMENT = /\b([A-Za-z0-9_]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[A-Za-z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s"'&;]+)/gi;
+    REDACT_LONG_RANDOM = /\b(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{32,}={0,2}/g;
+    REDACTED = "[redacted]";
+  }
+});
 
 // host/state.ts
-var RECORDED_STATES = [
-  "working",
-  "needs-permission",
-  "needs-answer",
-  "idle",
-  "signed-out"
-];
-var DEFAULT_REAL_WORK_SECONDS = 30;
-var str = (v) => typeof v === "string" ? v : void 0;
-var obj = (v) => v && typeof v === "object" && !Array.isArray(v) ? v : {};
-var NEEDS_YOU = /* @__PURE__ */ new Set([
-  "needs-permission",
-  "needs-answer",
-  "signed-out"
-]);
 function describeTool(name, input) {
   const i = obj(input);
   const detail = str(i.command) ?? str(i.file_path) ?? str(i.notebook_path) ?? str(i.url) ?? str(i.query) ?? str(i.pattern) ?? str(i.description) ?? str(i.prompt);
@@ -262,7 +105,7 @@ function authFailure(error) {
     error
   );
 }
-function decide2(prev, input, now, opts) {
+function decide(prev, input, now, opts) {
   const event = str(input.hook_event_name) ?? "";
   const tool = str(input.tool_name) ?? "";
   const state = prev?.state;
@@ -325,7 +168,8 @@ function decide2(prev, input, now, opts) {
     case "PermissionDenied": {
       const verb = event === "PostToolUseFailure" ? "failed" : event === "PermissionDenied" ? "denied" : "done";
       const what = tool === "AskUserQuestion" ? "question answered" : `${describeTool(tool, input.tool_input)} (${verb})`;
-      return { state: "working", reason: reasonText(what) };
+      const turn = tool === "AskUserQuestion" || !prev?.turn ? prev?.turn : { ...prev.turn, tools: prev.turn.tools + 1 };
+      return { state: "working", reason: reasonText(what), ...turn ? { turn } : {} };
     }
     case "Stop": {
       const answer = lastLine(str(input.last_assistant_message) ?? "");
@@ -360,7 +204,7 @@ function decide2(prev, input, now, opts) {
   }
 }
 function applyHook(prev, input, now, opts = {}) {
-  const change = decide2(prev, input, now, opts);
+  const change = decide(prev, input, now, opts);
   if (!change) return void 0;
   const event = str(input.hook_event_name) ?? "";
   const turn = change.turn === null ? void 0 : change.turn ?? prev?.turn;
@@ -434,6 +278,314 @@ function parseTransition(line) {
     ...notify ? { notify } : {}
   };
 }
+var RECORDED_STATES, DEFAULT_REAL_WORK_SECONDS, str, obj, NEEDS_YOU;
+var init_state = __esm({
+  "host/state.ts"() {
+    "use strict";
+    init_text();
+    RECORDED_STATES = [
+      "working",
+      "needs-permission",
+      "needs-answer",
+      "idle",
+      "signed-out"
+    ];
+    DEFAULT_REAL_WORK_SECONDS = 30;
+    str = (v) => typeof v === "string" ? v : void 0;
+    obj = (v) => v && typeof v === "object" && !Array.isArray(v) ? v : {};
+    NEEDS_YOU = /* @__PURE__ */ new Set([
+      "needs-permission",
+      "needs-answer",
+      "signed-out"
+    ]);
+  }
+});
+
+// host/store.ts
+function writeAtomic(file, content, mode = 384) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(
+    tmp,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW,
+    mode
+  );
+  try {
+    fs.writeSync(fd, content);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+function readBounded(file, maxBytes, uid) {
+  let fd;
+  try {
+    fd = fs.openSync(
+      file,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+    );
+  } catch {
+    return void 0;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || uid !== void 0 && st.uid !== uid) return void 0;
+    const size = Math.min(st.size, maxBytes);
+    const buf = Buffer.alloc(size);
+    let off = 0;
+    while (off < size) {
+      const n = fs.readSync(fd, buf, off, size - off, off);
+      if (n <= 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off).toString("utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+function readStatus(dir, uid) {
+  const text = readBounded(path.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
+  return text === void 0 ? void 0 : parseRecorded(text);
+}
+function readTransitions(dir, after, uid) {
+  const text = readBounded(path.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
+  if (!text) return [];
+  const out = [];
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    const t = parseTransition(line);
+    if (t && t.seq > after) out.push(t);
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+function appendTransition(dir, t) {
+  const file = path.join(dir, EVENTS_FILE);
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NOFOLLOW,
+    384
+  );
+  let size;
+  try {
+    fs.writeSync(fd, `${JSON.stringify(t)}
+`);
+    size = fs.fstatSync(fd).size;
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (size > EVENTS_MAX_BYTES) {
+    const lines = fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
+    writeAtomic(file, `${lines.slice(Math.floor(lines.length / 2)).join("\n")}
+`);
+  }
+}
+function withLock(dir, fn) {
+  const lock = path.join(dir, LOCK_FILE);
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let held = false;
+  while (!held) {
+    try {
+      fs.closeSync(
+        fs.openSync(
+          lock,
+          fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+          384
+        )
+      );
+      held = true;
+    } catch {
+      let age = 0;
+      try {
+        age = Date.now() - fs.lstatSync(lock).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age > STALE_LOCK_MS) {
+        fs.rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) break;
+      sleepSync(5);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    if (held) fs.rmSync(lock, { force: true });
+  }
+}
+var fs, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync;
+var init_store = __esm({
+  "host/store.ts"() {
+    "use strict";
+    fs = __toESM(require("fs"));
+    path = __toESM(require("path"));
+    init_state();
+    STATUS_FILE = "status.json";
+    EVENTS_FILE = "events.jsonl";
+    LOCK_FILE = "status.lock";
+    STATUS_MAX_BYTES = 16 * 1024;
+    EVENTS_MAX_BYTES = 256 * 1024;
+    STALE_LOCK_MS = 2e3;
+    LOCK_WAIT_MS = 1500;
+    sleepSync = (ms) => {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    };
+  }
+});
+
+// host/autostop.ts
+function blockers(input) {
+  const reasons = [];
+  for (const a of input.agents) {
+    if (BUSY_STATES.has(a.state)) {
+      reasons.push(`agent-${a.n} ${a.state}${a.reason ? ` (${a.reason})` : ""}`);
+    }
+  }
+  for (const client of input.presence.tmuxClients) reasons.push(`tmux client attached (${client})`);
+  for (const session of input.presence.sshSessions) reasons.push(`SSH session ${session}`);
+  return reasons;
+}
+function quietSince(input) {
+  let since = Math.max(input.bootAt, input.lastBusyAt ?? 0);
+  for (const a of input.agents) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.min(since, input.now);
+}
+function decide2(input) {
+  if (input.limitMs <= 0) return { kind: "off" };
+  const reasons = blockers(input);
+  if (reasons.length > 0) return { kind: "held", reasons };
+  const since = quietSince(input);
+  const stopAt = since + input.limitMs;
+  return input.now >= stopAt ? { kind: "stop", quietSince: since } : { kind: "waiting", quietSince: since, stopAt };
+}
+function shortDuration(ms) {
+  const s = Math.max(0, Math.round(ms / 1e3));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  if (s < 86400)
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
+}
+function describeDecision(decision, now, limitMs) {
+  switch (decision.kind) {
+    case "off":
+      return "auto-stop: off (autoStopMinutes 0)";
+    case "held": {
+      const shown = decision.reasons.slice(0, 4).join("; ");
+      const more = decision.reasons.length > 4 ? `; +${decision.reasons.length - 4} more` : "";
+      return `auto-stop: not counting (${shortDuration(limitMs)} of quiet needed): ${shown}${more}`;
+    }
+    case "waiting":
+      return `auto-stop: in ${shortDuration(decision.stopAt - now)} (quiet for ${shortDuration(now - decision.quietSince)}: every agent idle or waiting on you, nobody attached)`;
+    case "stop":
+      return `auto-stop: stopping now (quiet for ${shortDuration(now - decision.quietSince)})`;
+  }
+}
+function agentsIdleFor(agents, now, bootAt) {
+  if (agents.some((a) => BUSY_STATES.has(a.state))) return void 0;
+  let since = bootAt;
+  for (const a of agents) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.max(0, now - since);
+}
+var BUSY_STATES;
+var init_autostop = __esm({
+  "host/autostop.ts"() {
+    "use strict";
+    BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
+  }
+});
+
+// host/autostop-run.ts
+function readState(runDir) {
+  try {
+    const v = JSON.parse(fs3.readFileSync(path3.join(runDir, STATE_FILE), "utf8"));
+    return typeof v === "object" && v !== null ? v : {};
+  } catch {
+    return {};
+  }
+}
+function writeState(runDir, state) {
+  const file = path3.join(runDir, STATE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs3.writeFileSync(tmp, `${JSON.stringify(state)}
+`, { mode: 420 });
+  fs3.renameSync(tmp, file);
+}
+function stopArgv(command) {
+  const argv = command.trim().split(/\s+/).filter(Boolean);
+  return argv.length > 0 ? argv : ["systemctl", "poweroff"];
+}
+async function pollOnce(settings, deps) {
+  const now = deps.now();
+  const state = readState(settings.runDir);
+  const decision = decide2({
+    now,
+    limitMs: settings.limitMs,
+    bootAt: deps.bootAt,
+    lastBusyAt: state.lastBusyAt,
+    agents: deps.agents(),
+    presence: deps.presence()
+  });
+  const next = {
+    ...state,
+    updated: now,
+    line: describeDecision(decision, now, settings.limitMs)
+  };
+  if (decision.kind === "held") next.lastBusyAt = now;
+  if (decision.kind === "stop") {
+    const quiet = Math.round((now - decision.quietSince) / 6e4);
+    const text = `stopping the VM: every agent idle or waiting on a person and nobody attached for ${quiet} min (autoStopMinutes). Disks and address stay; start it again with the stack's startCommand.`;
+    deps.log(text);
+    if (deps.notify) await deps.notify(text);
+    const argv = stopArgv(settings.command);
+    const r = (0, import_child_process.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    if (r.status !== 0) {
+      deps.log(
+        `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
+      );
+    }
+    next.stoppedAt = now;
+    next.lastBusyAt = now;
+  }
+  writeState(settings.runDir, next);
+  return decision;
+}
+async function runAutoStop(settings, deps) {
+  fs3.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  if (settings.limitMs <= 0) {
+    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
+    writeState(settings.runDir, {
+      line: describeDecision({ kind: "off" }, deps.now(), 0),
+      updated: deps.now()
+    });
+    return 0;
+  }
+  deps.log(
+    `auto-stop: the VM stops after ${Math.round(settings.limitMs / 1e3)} s with every agent idle and nobody attached (${stopArgv(settings.command).join(" ")})`
+  );
+  for (let polls = 0; settings.maxPolls === void 0 || polls < settings.maxPolls; polls++) {
+    try {
+      await pollOnce(settings, deps);
+    } catch (error) {
+      deps.log(`auto-stop: poll failed: ${error.message}`);
+    }
+    await sleep(settings.pollMs);
+  }
+  return 0;
+}
+var import_child_process, fs3, path3, STATE_FILE, sleep;
+var init_autostop_run = __esm({
+  "host/autostop-run.ts"() {
+    "use strict";
+    import_child_process = require("child_process");
+    fs3 = __toESM(require("fs"));
+    path3 = __toESM(require("path"));
+    init_autostop();
+    STATE_FILE = "autostop.json";
+    sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  }
+});
 
 // host/effective.ts
 function needsYou(state) {
@@ -499,137 +651,14 @@ function tmuxMark(state) {
       return "";
   }
 }
-
-// host/store.ts
-var fs2 = __toESM(require("fs"));
-var path2 = __toESM(require("path"));
-var STATUS_FILE = "status.json";
-var EVENTS_FILE = "events.jsonl";
-var LOCK_FILE = "status.lock";
-var STATUS_MAX_BYTES = 16 * 1024;
-var EVENTS_MAX_BYTES = 256 * 1024;
-var STALE_LOCK_MS = 2e3;
-var LOCK_WAIT_MS = 1500;
-var sleepSync = (ms) => {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-};
-function writeAtomic(file, content, mode = 384) {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs2.openSync(
-    tmp,
-    fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_TRUNC | fs2.constants.O_NOFOLLOW,
-    mode
-  );
-  try {
-    fs2.writeSync(fd, content);
-    fs2.fsyncSync(fd);
-  } finally {
-    fs2.closeSync(fd);
+var init_effective = __esm({
+  "host/effective.ts"() {
+    "use strict";
+    init_state();
   }
-  fs2.renameSync(tmp, file);
-}
-function readBounded(file, maxBytes, uid) {
-  let fd;
-  try {
-    fd = fs2.openSync(
-      file,
-      fs2.constants.O_RDONLY | fs2.constants.O_NOFOLLOW | fs2.constants.O_NONBLOCK
-    );
-  } catch {
-    return void 0;
-  }
-  try {
-    const st = fs2.fstatSync(fd);
-    if (!st.isFile() || uid !== void 0 && st.uid !== uid) return void 0;
-    const size = Math.min(st.size, maxBytes);
-    const buf = Buffer.alloc(size);
-    let off = 0;
-    while (off < size) {
-      const n = fs2.readSync(fd, buf, off, size - off, off);
-      if (n <= 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off).toString("utf8");
-  } finally {
-    fs2.closeSync(fd);
-  }
-}
-function readStatus(dir, uid) {
-  const text = readBounded(path2.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
-  return text === void 0 ? void 0 : parseRecorded(text);
-}
-function readTransitions(dir, after, uid) {
-  const text = readBounded(path2.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
-  if (!text) return [];
-  const out = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const t = parseTransition(line);
-    if (t && t.seq > after) out.push(t);
-  }
-  return out.sort((a, b) => a.seq - b.seq);
-}
-function appendTransition(dir, t) {
-  const file = path2.join(dir, EVENTS_FILE);
-  const fd = fs2.openSync(
-    file,
-    fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_APPEND | fs2.constants.O_NOFOLLOW,
-    384
-  );
-  let size;
-  try {
-    fs2.writeSync(fd, `${JSON.stringify(t)}
-`);
-    size = fs2.fstatSync(fd).size;
-  } finally {
-    fs2.closeSync(fd);
-  }
-  if (size > EVENTS_MAX_BYTES) {
-    const lines = fs2.readFileSync(file, "utf8").split("\n").filter(Boolean);
-    writeAtomic(file, `${lines.slice(Math.floor(lines.length / 2)).join("\n")}
-`);
-  }
-}
-function withLock(dir, fn) {
-  const lock = path2.join(dir, LOCK_FILE);
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  let held = false;
-  while (!held) {
-    try {
-      fs2.closeSync(
-        fs2.openSync(
-          lock,
-          fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_EXCL | fs2.constants.O_NOFOLLOW,
-          384
-        )
-      );
-      held = true;
-    } catch {
-      let age = 0;
-      try {
-        age = Date.now() - fs2.lstatSync(lock).mtimeMs;
-      } catch {
-        continue;
-      }
-      if (age > STALE_LOCK_MS) {
-        fs2.rmSync(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) break;
-      sleepSync(5);
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    if (held) fs2.rmSync(lock, { force: true });
-  }
-}
+});
 
 // host/tmux.ts
-var import_child_process2 = require("child_process");
-var SESSION = "agents";
-var windowTarget = (n) => `=${SESSION}:=agent-${n}`;
 function tmux(socket, args, input) {
   const r = (0, import_child_process2.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
@@ -662,16 +691,17 @@ function agentWindows(socket) {
   }
   return out;
 }
+var import_child_process2, SESSION, windowTarget;
+var init_tmux = __esm({
+  "host/tmux.ts"() {
+    "use strict";
+    import_child_process2 = require("child_process");
+    SESSION = "agents";
+    windowTarget = (n) => `=${SESSION}:=agent-${n}`;
+  }
+});
 
 // host/facts.ts
-var readSmall = (file) => {
-  try {
-    return fs3.readFileSync(file, "utf8").trim();
-  } catch {
-    return void 0;
-  }
-};
-var CLOCK_TICKS = 100;
 function epochOfTicks(ticks) {
   const uptime2 = Number((readSmall("/proc/uptime") ?? "0").split(" ")[0]);
   return Date.now() - (uptime2 - ticks / CLOCK_TICKS) * 1e3;
@@ -685,7 +715,7 @@ function procStat(pid) {
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs3.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs4.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -711,7 +741,7 @@ function agentUid(user) {
   return Number.isFinite(uid) ? uid : void 0;
 }
 function agentNumbers(conf, windows) {
-  const desired = Number(readSmall(path3.join(conf.runDir, "desired")));
+  const desired = Number(readSmall(path4.join(conf.runDir, "desired")));
   const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
@@ -724,12 +754,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run = path3.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path3.join(conf.stateDir, `agent-${n}`), uid);
+    const run2 = path4.join(conf.runDir, `agent-${n}`);
+    const rec = readStatus(path4.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path3.join(run, "pid")));
+    const pid = Number(readSmall(path4.join(run2, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -737,17 +767,32 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path3.join(run, "last-exit")));
-    if (readSmall(path3.join(run, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path4.join(run2, "last-exit")));
+    if (readSmall(path4.join(run2, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
   return { rows, recorded };
 }
-
-// host/notify.ts
-var http = __toESM(require("http"));
-var https = __toESM(require("https"));
+var fs4, path4, readSmall, CLOCK_TICKS;
+var init_facts = __esm({
+  "host/facts.ts"() {
+    "use strict";
+    fs4 = __toESM(require("fs"));
+    path4 = __toESM(require("path"));
+    init_effective();
+    init_store();
+    init_tmux();
+    readSmall = (file) => {
+      try {
+        return fs4.readFileSync(file, "utf8").trim();
+      } catch {
+        return void 0;
+      }
+    };
+    CLOCK_TICKS = 100;
+  }
+});
 
 // host/webhook.ts
 function parseWebhook(raw) {
@@ -771,18 +816,13 @@ function parseWebhook(raw) {
   }
   return { kind, url };
 }
+var init_webhook = __esm({
+  "host/webhook.ts"() {
+    "use strict";
+  }
+});
 
 // host/notify.ts
-var HEADLINE = {
-  "needs-permission": "needs your permission",
-  "needs-answer": "asks you a question",
-  "signed-out": "is signed out",
-  exited: "has stopped",
-  "turn-done": "finished its turn",
-  test: "test message from agent-host",
-  // The VM itself, not one agent (host/autostop-main.ts): the reason says why.
-  "auto-stop": "is stopping itself (auto-stop)"
-};
 function attachCommand(adminUser, host, agent) {
   return `ssh -t ${adminUser}@${host} sudo agentctl attach ${agent}`;
 }
@@ -797,8 +837,6 @@ function messageText(m) {
   return `agent-${m.agent} on ${m.host} ${HEADLINE[m.event]}${reason ? `: ${reason}` : ""}
 Attach: ${m.attach}`;
 }
-var slackEscape = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-var ascii = (s) => s.replace(/[^\x20-\x7e]/g, "?");
 function renderRequest(hook, m) {
   const text = messageText(m);
   if (hook.kind === "slack") {
@@ -888,121 +926,135 @@ function backoffMs(attempt, d) {
   if (d?.retryAfter !== void 0) return Math.min(d.retryAfter, 300) * 1e3;
   return Math.min(1e3 * 2 ** (attempt - 1), 6e4);
 }
-var MAX_ATTEMPTS = 6;
-var DEDUP_WINDOW_MS = 6e4;
-var RATE_BURST = 10;
-var RATE_INTERVAL_MS = 3e3;
-var QUEUE_MAX = 100;
-var Notifier = class {
-  constructor(opts) {
-    this.opts = opts;
-    this.refilled = this.now();
-  }
-  opts;
-  queue = [];
-  recent = /* @__PURE__ */ new Map();
-  tokens = RATE_BURST;
-  refilled;
-  running = false;
-  idleWaiters = [];
-  sent = 0;
-  failed = 0;
-  now() {
-    return this.opts.now ? this.opts.now() : Date.now();
-  }
-  sleep(ms) {
-    return this.opts.sleep ? this.opts.sleep(ms) : new Promise((r) => setTimeout(r, ms));
-  }
-  /** Queues a message; false when it was a duplicate or there is no webhook. */
-  enqueue(m) {
-    if (!this.opts.webhook()) return false;
-    const key = `${m.agent}\0${m.event}\0${reasonText(m.reason)}`;
-    const now = this.now();
-    for (const [k, t] of this.recent) if (now - t > DEDUP_WINDOW_MS) this.recent.delete(k);
-    if (m.event !== "test" && this.recent.has(key)) return false;
-    this.recent.set(key, now);
-    this.queue.push(m);
-    if (this.queue.length > QUEUE_MAX) {
-      const dropped = this.queue.shift();
-      this.opts.log(`notify: queue full, dropped agent-${dropped.agent} ${dropped.event}`);
-    }
-    if (!this.running) void this.drain();
-    return true;
-  }
-  /** Resolves when the queue is empty and nothing is in flight. */
-  idle() {
-    if (!this.running && this.queue.length === 0) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
-  }
-  async takeToken() {
-    for (; ; ) {
-      const now = this.now();
-      const earned = Math.floor((now - this.refilled) / RATE_INTERVAL_MS);
-      if (earned > 0) {
-        this.tokens = Math.min(RATE_BURST, this.tokens + earned);
-        this.refilled += earned * RATE_INTERVAL_MS;
+var http, https, HEADLINE, slackEscape, ascii, MAX_ATTEMPTS, DEDUP_WINDOW_MS, RATE_BURST, RATE_INTERVAL_MS, QUEUE_MAX, Notifier;
+var init_notify = __esm({
+  "host/notify.ts"() {
+    "use strict";
+    http = __toESM(require("http"));
+    https = __toESM(require("https"));
+    init_text();
+    init_webhook();
+    HEADLINE = {
+      "needs-permission": "needs your permission",
+      "needs-answer": "asks you a question",
+      "signed-out": "is signed out",
+      exited: "has stopped",
+      "turn-done": "finished its turn",
+      test: "test message from agent-host",
+      // The VM itself, not one agent (host/autostop-main.ts): the reason says why.
+      "auto-stop": "is stopping itself (auto-stop)"
+    };
+    slackEscape = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    ascii = (s) => s.replace(/[^\x20-\x7e]/g, "?");
+    MAX_ATTEMPTS = 6;
+    DEDUP_WINDOW_MS = 6e4;
+    RATE_BURST = 10;
+    RATE_INTERVAL_MS = 3e3;
+    QUEUE_MAX = 100;
+    Notifier = class {
+      constructor(opts) {
+        this.opts = opts;
+        this.refilled = this.now();
       }
-      if (this.tokens > 0) {
-        this.tokens--;
-        return;
+      opts;
+      queue = [];
+      recent = /* @__PURE__ */ new Map();
+      tokens = RATE_BURST;
+      refilled;
+      running = false;
+      idleWaiters = [];
+      sent = 0;
+      failed = 0;
+      now() {
+        return this.opts.now ? this.opts.now() : Date.now();
       }
-      await this.sleep(RATE_INTERVAL_MS - (now - this.refilled));
-    }
-  }
-  async drain() {
-    this.running = true;
-    try {
-      while (this.queue.length > 0) {
-        const m = this.queue.shift();
-        await this.takeToken();
-        await this.deliver(m);
+      sleep(ms) {
+        return this.opts.sleep ? this.opts.sleep(ms) : new Promise((r) => setTimeout(r, ms));
       }
-    } finally {
-      this.running = false;
-      for (const w of this.idleWaiters.splice(0)) w();
-    }
-  }
-  /** Sends one message with retries; true when the receiver accepted it. */
-  async deliver(m) {
-    const send2 = this.opts.send ?? ((req) => post(req));
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const hook = this.opts.webhook();
-      if (!hook) return false;
-      const d = await send2(renderRequest(hook, m));
-      if (d.status >= 200 && d.status < 300) {
-        this.sent++;
+      /** Queues a message; false when it was a duplicate or there is no webhook. */
+      enqueue(m) {
+        if (!this.opts.webhook()) return false;
+        const key = `${m.agent}\0${m.event}\0${reasonText(m.reason)}`;
+        const now = this.now();
+        for (const [k, t] of this.recent) if (now - t > DEDUP_WINDOW_MS) this.recent.delete(k);
+        if (m.event !== "test" && this.recent.has(key)) return false;
+        this.recent.set(key, now);
+        this.queue.push(m);
+        if (this.queue.length > QUEUE_MAX) {
+          const dropped = this.queue.shift();
+          this.opts.log(`notify: queue full, dropped agent-${dropped.agent} ${dropped.event}`);
+        }
+        if (!this.running) void this.drain();
         return true;
       }
-      const what = `notify: agent-${m.agent} ${m.event}: ${hook.kind} webhook answered ${d.status || "nothing"}`;
-      if (!retryable(d) || attempt === MAX_ATTEMPTS) {
-        this.opts.log(`${what}; giving up after ${attempt} attempt(s)`);
-        this.failed++;
+      /** Resolves when the queue is empty and nothing is in flight. */
+      idle() {
+        if (!this.running && this.queue.length === 0) return Promise.resolve();
+        return new Promise((r) => this.idleWaiters.push(r));
+      }
+      async takeToken() {
+        for (; ; ) {
+          const now = this.now();
+          const earned = Math.floor((now - this.refilled) / RATE_INTERVAL_MS);
+          if (earned > 0) {
+            this.tokens = Math.min(RATE_BURST, this.tokens + earned);
+            this.refilled += earned * RATE_INTERVAL_MS;
+          }
+          if (this.tokens > 0) {
+            this.tokens--;
+            return;
+          }
+          await this.sleep(RATE_INTERVAL_MS - (now - this.refilled));
+        }
+      }
+      async drain() {
+        this.running = true;
+        try {
+          while (this.queue.length > 0) {
+            const m = this.queue.shift();
+            await this.takeToken();
+            await this.deliver(m);
+          }
+        } finally {
+          this.running = false;
+          for (const w of this.idleWaiters.splice(0)) w();
+        }
+      }
+      /** Sends one message with retries; true when the receiver accepted it. */
+      async deliver(m) {
+        const send2 = this.opts.send ?? ((req) => post(req));
+        for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+          const hook = this.opts.webhook();
+          if (!hook) return false;
+          const d = await send2(renderRequest(hook, m));
+          if (d.status >= 200 && d.status < 300) {
+            this.sent++;
+            return true;
+          }
+          const what = `notify: agent-${m.agent} ${m.event}: ${hook.kind} webhook answered ${d.status || "nothing"}`;
+          if (!retryable(d) || attempt === MAX_ATTEMPTS) {
+            this.opts.log(`${what}; giving up after ${attempt} attempt(s)`);
+            this.failed++;
+            return false;
+          }
+          const wait = backoffMs(attempt, d);
+          this.opts.log(`${what}; retrying in ${Math.round(wait / 1e3)}s`);
+          await this.sleep(wait);
+        }
         return false;
       }
-      const wait = backoffMs(attempt, d);
-      this.opts.log(`${what}; retrying in ${Math.round(wait / 1e3)}s`);
-      await this.sleep(wait);
-    }
-    return false;
+    };
   }
-};
+});
 
 // host/monitor.ts
-var import_child_process3 = require("child_process");
-var fs4 = __toESM(require("fs"));
-var os = __toESM(require("os"));
-var path4 = __toESM(require("path"));
-var POLL_MS = 500;
-var SEEN_FILE = "notify-seen.json";
-var PID_FILE = "monitor.pid";
-var WEBHOOK_MAX_BYTES = 4096;
 function webhookReader(file) {
   let stamp = "";
   let hook;
   return () => {
     let st;
     try {
-      st = fs4.statSync(file);
+      st = fs5.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -1020,7 +1072,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs4.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs5.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -1028,14 +1080,14 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path4.join(runDir, PID_FILE);
+  const file = path5.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs4.writeFileSync(file, `${process.pid}
+      fs5.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs4.readFileSync(file, "utf8").trim());
+      const pid = Number(fs5.readFileSync(file, "utf8").trim());
       let alive = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -1046,170 +1098,186 @@ function claim(runDir) {
         }
       }
       if (alive) return false;
-      fs4.rmSync(file, { force: true });
+      fs5.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var EVENT_FOR = {
-  "needs-permission": "needs-permission",
-  "needs-answer": "needs-answer",
-  "signed-out": "signed-out"
-};
-var Monitor = class {
-  constructor(opts) {
-    this.opts = opts;
-    const { conf } = opts;
-    fs4.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-    this.seenFile = path4.join(conf.runDir, SEEN_FILE);
-    this.seen = loadSeen(this.seenFile);
-    this.notifying = claim(conf.runDir);
-    this.host = opts.hostName ?? os.hostname();
-    this.uid = agentUid(conf.agentUser);
-    this.notifier = new Notifier({ webhook: webhookReader(conf.notifyWebhookFile), log: opts.log });
-  }
-  opts;
-  notifier;
-  seenFile;
-  seen;
-  marks = /* @__PURE__ */ new Map();
-  waiting = "";
-  lastState = /* @__PURE__ */ new Map();
-  notifying;
-  fullTable = "";
-  fullTableAt = 0;
-  host;
-  uid;
-  release() {
-    if (!this.notifying) return;
-    const file = path4.join(this.opts.conf.runDir, PID_FILE);
-    try {
-      if (fs4.readFileSync(file, "utf8").trim() === String(process.pid))
-        fs4.rmSync(file, { force: true });
-    } catch {
-    }
-  }
-  message(n, event, reason, at) {
-    return {
-      agent: n,
-      event,
-      reason,
-      at,
-      host: this.host,
-      attach: attachCommand(this.opts.conf.adminUser, this.host, n)
+var import_child_process3, fs5, os, path5, POLL_MS, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var init_monitor = __esm({
+  "host/monitor.ts"() {
+    "use strict";
+    import_child_process3 = require("child_process");
+    fs5 = __toESM(require("fs"));
+    os = __toESM(require("os"));
+    path5 = __toESM(require("path"));
+    init_effective();
+    init_facts();
+    init_notify();
+    init_store();
+    init_tmux();
+    init_facts();
+    POLL_MS = 500;
+    SEEN_FILE = "notify-seen.json";
+    PID_FILE = "monitor.pid";
+    WEBHOOK_MAX_BYTES = 4096;
+    EVENT_FOR = {
+      "needs-permission": "needs-permission",
+      "needs-answer": "needs-answer",
+      "signed-out": "signed-out"
     };
-  }
-  /** One round: read, mark, notify. Returns the rows (sorted for display). */
-  tick() {
-    const { conf } = this.opts;
-    const { rows, recorded } = snapshot(conf);
-    let seenChanged = false;
-    for (const row of rows) {
-      const mark = tmuxMark(row.state);
-      if (row.state !== "missing" && this.marks.get(row.n) !== mark) {
-        const t = windowTarget(row.n);
-        const ok = tmux(conf.tmuxSocket, ["set-option", "-w", "-t", t, "@agent_mark", mark]).code === 0 && tmux(conf.tmuxSocket, ["set-option", "-w", "-t", t, "@agent_state", row.state]).code === 0;
-        if (ok) this.marks.set(row.n, mark);
+    Monitor = class {
+      constructor(opts) {
+        this.opts = opts;
+        const { conf } = opts;
+        fs5.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path5.join(conf.runDir, SEEN_FILE);
+        this.seen = loadSeen(this.seenFile);
+        this.notifying = claim(conf.runDir);
+        this.host = opts.hostName ?? os.hostname();
+        this.uid = agentUid(conf.agentUser);
+        this.notifier = new Notifier({ webhook: webhookReader(conf.notifyWebhookFile), log: opts.log });
       }
-      if (!this.notifying) continue;
-      const rec = recorded.get(row.n);
-      const seen = this.seen.get(row.n);
-      if (rec && (seen === void 0 || rec.seq < seen)) {
-        this.seen.set(row.n, rec.seq);
-        seenChanged = true;
-      } else if (rec && seen !== void 0 && rec.seq > seen) {
-        const dir = path4.join(conf.stateDir, `agent-${row.n}`);
-        for (const t of readTransitions(dir, seen, this.uid)) {
-          if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
-            this.notifier.enqueue(
-              this.message(row.n, EVENT_FOR[t.state], t.reason, t.at)
-            );
-          } else if (t.notify === "turn-done" && conf.notifyOnIdle) {
-            this.notifier.enqueue(this.message(row.n, "turn-done", t.reason, t.at));
+      opts;
+      notifier;
+      seenFile;
+      seen;
+      marks = /* @__PURE__ */ new Map();
+      waiting = "";
+      lastState = /* @__PURE__ */ new Map();
+      notifying;
+      fullTable = "";
+      fullTableAt = 0;
+      host;
+      uid;
+      release() {
+        if (!this.notifying) return;
+        const file = path5.join(this.opts.conf.runDir, PID_FILE);
+        try {
+          if (fs5.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs5.rmSync(file, { force: true });
+        } catch {
+        }
+      }
+      message(n, event, reason, at) {
+        return {
+          agent: n,
+          event,
+          reason,
+          at,
+          host: this.host,
+          attach: attachCommand(this.opts.conf.adminUser, this.host, n)
+        };
+      }
+      /** One round: read, mark, notify. Returns the rows (sorted for display). */
+      tick() {
+        const { conf } = this.opts;
+        const { rows, recorded } = snapshot(conf);
+        let seenChanged = false;
+        for (const row of rows) {
+          const mark = tmuxMark(row.state);
+          if (row.state !== "missing" && this.marks.get(row.n) !== mark) {
+            const t = windowTarget(row.n);
+            const ok = tmux(conf.tmuxSocket, ["set-option", "-w", "-t", t, "@agent_mark", mark]).code === 0 && tmux(conf.tmuxSocket, ["set-option", "-w", "-t", t, "@agent_state", row.state]).code === 0;
+            if (ok) this.marks.set(row.n, mark);
+          }
+          if (!this.notifying) continue;
+          const rec = recorded.get(row.n);
+          const seen = this.seen.get(row.n);
+          if (rec && (seen === void 0 || rec.seq < seen)) {
+            this.seen.set(row.n, rec.seq);
+            seenChanged = true;
+          } else if (rec && seen !== void 0 && rec.seq > seen) {
+            const dir = path5.join(conf.stateDir, `agent-${row.n}`);
+            for (const t of readTransitions(dir, seen, this.uid)) {
+              if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
+                this.notifier.enqueue(
+                  this.message(row.n, EVENT_FOR[t.state], t.reason, t.at)
+                );
+              } else if (t.notify === "turn-done" && conf.notifyOnIdle) {
+                this.notifier.enqueue(this.message(row.n, "turn-done", t.reason, t.at));
+              }
+            }
+            this.seen.set(row.n, rec.seq);
+            seenChanged = true;
+          }
+          const before = this.lastState.get(row.n);
+          if (before !== void 0 && before !== row.state && (row.state === "exited" || row.state === "signed-out" && rec?.state !== "signed-out")) {
+            this.notifier.enqueue(this.message(row.n, row.state, row.reason, Date.now()));
+          }
+          this.lastState.set(row.n, row.state);
+        }
+        if (seenChanged) {
+          writeAtomic(this.seenFile, `${JSON.stringify(Object.fromEntries(this.seen))}
+`);
+        }
+        const waitingRows = rows.filter((r) => r.needsYou);
+        const waiting = waitingRows.length ? `${waitingRows.length} need${waitingRows.length === 1 ? "s" : ""} you: ${waitingRows.map((r) => r.name).join(" ")}` : "";
+        if (waiting !== this.waiting) {
+          if (tmux(conf.tmuxSocket, ["set-option", "-t", `=${SESSION}:`, "@agents_waiting", waiting]).code === 0) {
+            this.waiting = waiting;
           }
         }
-        this.seen.set(row.n, rec.seq);
-        seenChanged = true;
+        return sortForStatus(rows);
       }
-      const before = this.lastState.get(row.n);
-      if (before !== void 0 && before !== row.state && (row.state === "exited" || row.state === "signed-out" && rec?.state !== "signed-out")) {
-        this.notifier.enqueue(this.message(row.n, row.state, row.reason, Date.now()));
+      refreshFullTable() {
+        if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
+        this.fullTableAt = Date.now();
+        const p = (0, import_child_process3.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        let out = "";
+        p.stdout.on("data", (d) => out += d.toString());
+        p.on("close", () => this.fullTable = out);
+        p.on("error", () => void 0);
       }
-      this.lastState.set(row.n, row.state);
-    }
-    if (seenChanged) {
-      writeAtomic(this.seenFile, `${JSON.stringify(Object.fromEntries(this.seen))}
-`);
-    }
-    const waitingRows = rows.filter((r) => r.needsYou);
-    const waiting = waitingRows.length ? `${waitingRows.length} need${waitingRows.length === 1 ? "s" : ""} you: ${waitingRows.map((r) => r.name).join(" ")}` : "";
-    if (waiting !== this.waiting) {
-      if (tmux(conf.tmuxSocket, ["set-option", "-t", `=${SESSION}:`, "@agents_waiting", waiting]).code === 0) {
-        this.waiting = waiting;
-      }
-    }
-    return sortForStatus(rows);
-  }
-  refreshFullTable() {
-    if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
-    this.fullTableAt = Date.now();
-    const p = (0, import_child_process3.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    p.stdout.on("data", (d) => out += d.toString());
-    p.on("close", () => this.fullTable = out);
-    p.on("error", () => void 0);
-  }
-  render(rows) {
-    const now = Date.now();
-    const waiting = rows.filter((r) => r.needsYou).length;
-    const lines = [
-      `agent-host control: ${waiting ? `\x1B[1;7m ${waiting} NEED${waiting === 1 ? "S" : ""} YOU \x1B[0m` : "nobody needs you"}   (${new Date(now).toISOString().slice(11, 19)} UTC; Ctrl-b N opens agent-N; agentctl send N "text")`,
-      ""
-    ];
-    const w = Math.max(4, ...rows.map((r) => r.name.length));
-    const sw = Math.max(5, ...rows.map((r) => r.state.length));
-    lines.push(`${"NAME".padEnd(w)}  ${"STATE".padEnd(sw)}  ${"SINCE".padEnd(7)}  WHY`);
-    for (const r of rows) {
-      const since = r.since !== void 0 ? humanDuration((now - r.since) / 1e3) : "-";
-      const cols = process.stdout.columns || 160;
-      const line = `${r.name.padEnd(w)}  ${r.state.padEnd(sw)}  ${since.padEnd(7)}  ${r.reason}`.slice(
-        0,
-        cols
-      );
-      lines.push(r.needsYou ? `\x1B[1;33;7m${line}\x1B[0m` : line);
-    }
-    if (this.fullTable) lines.push("", this.fullTable.trimEnd());
-    return lines.join("\n");
-  }
-  async run() {
-    for (; ; ) {
-      try {
-        const rows = this.tick();
-        if (this.opts.display) {
-          this.refreshFullTable();
-          process.stdout.write(`\x1B[H\x1B[2J${this.render(rows)}
-`);
+      render(rows) {
+        const now = Date.now();
+        const waiting = rows.filter((r) => r.needsYou).length;
+        const lines = [
+          `agent-host control: ${waiting ? `\x1B[1;7m ${waiting} NEED${waiting === 1 ? "S" : ""} YOU \x1B[0m` : "nobody needs you"}   (${new Date(now).toISOString().slice(11, 19)} UTC; Ctrl-b N opens agent-N; agentctl send N "text")`,
+          ""
+        ];
+        const w = Math.max(4, ...rows.map((r) => r.name.length));
+        const sw = Math.max(5, ...rows.map((r) => r.state.length));
+        lines.push(`${"NAME".padEnd(w)}  ${"STATE".padEnd(sw)}  ${"SINCE".padEnd(7)}  WHY`);
+        for (const r of rows) {
+          const since = r.since !== void 0 ? humanDuration((now - r.since) / 1e3) : "-";
+          const cols = process.stdout.columns || 160;
+          const line = `${r.name.padEnd(w)}  ${r.state.padEnd(sw)}  ${since.padEnd(7)}  ${r.reason}`.slice(
+            0,
+            cols
+          );
+          lines.push(r.needsYou ? `\x1B[1;33;7m${line}\x1B[0m` : line);
         }
-      } catch (error) {
-        this.opts.log(`monitor: ${error.message}`);
+        if (this.fullTable) lines.push("", this.fullTable.trimEnd());
+        return lines.join("\n");
       }
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+      async run() {
+        for (; ; ) {
+          try {
+            const rows = this.tick();
+            if (this.opts.display) {
+              this.refreshFullTable();
+              process.stdout.write(`\x1B[H\x1B[2J${this.render(rows)}
+`);
+            }
+          } catch (error) {
+            this.opts.log(`monitor: ${error.message}`);
+          }
+          await new Promise((r) => setTimeout(r, POLL_MS));
+        }
+      }
+    };
   }
-};
+});
 
 // host/presence.ts
-var import_child_process4 = require("child_process");
-var fs5 = __toESM(require("fs"));
-var path5 = __toESM(require("path"));
-var SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
 function sshSessionOf(cmdline) {
   return SSH_SESSION_RE.exec(cmdline.replace(/\0/g, " ").trimEnd())?.[1];
 }
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs5.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs6.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -1217,7 +1285,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs5.readFileSync(path5.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs6.readFileSync(path6.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -1243,12 +1311,22 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs5.readFileSync(path5.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs6.readFileSync(path6.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
+var import_child_process4, fs6, path6, SSH_SESSION_RE;
+var init_presence = __esm({
+  "host/presence.ts"() {
+    "use strict";
+    import_child_process4 = require("child_process");
+    fs6 = __toESM(require("fs"));
+    path6 = __toESM(require("path"));
+    SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
+  }
+});
 
 // host/autostop-main.ts
 function agentActivity(conf) {
@@ -1259,7 +1337,6 @@ function agentActivity(conf) {
     reason: r.reason
   }));
 }
-var NOTIFY_TIMEOUT_MS = 15e3;
 async function autostopCommand(conf, log2) {
   const webhook = webhookReader(conf.notifyWebhookFile);
   const host = os2.hostname();
@@ -1295,13 +1372,12 @@ async function autostopCommand(conf, log2) {
     }
   );
 }
-var uptimeMs = () => os2.uptime() * 1e3;
 function autostopStatus(conf, json) {
   const now = Date.now();
   const bootAt = bootTime() ?? now - uptimeMs();
   const agents = agentActivity(conf);
   const idleMs = agentsIdleFor(agents, now, bootAt);
-  const decision = decide({
+  const decision = decide2({
     now,
     limitMs: conf.autoStopSeconds * 1e3,
     bootAt,
@@ -1328,24 +1404,23 @@ function autostopStatus(conf, json) {
 ${describeDecision(decision, now, conf.autoStopSeconds * 1e3)}
 `;
 }
+var os2, NOTIFY_TIMEOUT_MS, uptimeMs;
+var init_autostop_main = __esm({
+  "host/autostop-main.ts"() {
+    "use strict";
+    os2 = __toESM(require("os"));
+    init_autostop();
+    init_autostop_run();
+    init_facts();
+    init_notify();
+    init_monitor();
+    init_presence();
+    NOTIFY_TIMEOUT_MS = 15e3;
+    uptimeMs = () => os2.uptime() * 1e3;
+  }
+});
 
 // host/conf.ts
-var fs6 = __toESM(require("fs"));
-var DEFAULT_CONFIG = "/etc/agent-host/host.conf";
-var HOST_CONF_DEFAULTS = {
-  agentCount: 1,
-  agentUser: "agent",
-  adminUser: "agent-admin",
-  stateDir: "/home/agent/.agent-host",
-  runDir: "/run/agent-host",
-  tmuxSocket: "/run/agent-host/tmux.sock",
-  notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
-  notifyOnIdle: true,
-  // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
-  autoStopSeconds: 0,
-  autoStopCommand: "systemctl poweroff",
-  autoStopPollSeconds: 15
-};
 function parseHostConf(text) {
   const values = /* @__PURE__ */ new Map();
   for (const raw of text.split("\n")) {
@@ -1382,52 +1457,35 @@ function loadHostConf(env = process.env) {
   const file = env.AGENTCTL_CONFIG || DEFAULT_CONFIG;
   let text = "";
   try {
-    text = fs6.readFileSync(file, "utf8");
+    text = fs7.readFileSync(file, "utf8");
   } catch {
   }
   return parseHostConf(text);
 }
-
-// host/hook.ts
-var fs7 = __toESM(require("fs"));
-var path6 = __toESM(require("path"));
-function recordHook(env, payload, now) {
-  const dir = env.AGENT_HOST_STATE_DIR;
-  if (!dir || !path6.isAbsolute(dir) || !fs7.existsSync(dir)) return false;
-  let input;
-  try {
-    input = JSON.parse(payload);
-  } catch {
-    return false;
+var fs7, DEFAULT_CONFIG, HOST_CONF_DEFAULTS;
+var init_conf = __esm({
+  "host/conf.ts"() {
+    "use strict";
+    fs7 = __toESM(require("fs"));
+    DEFAULT_CONFIG = "/etc/agent-host/host.conf";
+    HOST_CONF_DEFAULTS = {
+      agentCount: 1,
+      agentUser: "agent",
+      adminUser: "agent-admin",
+      stateDir: "/home/agent/.agent-host",
+      runDir: "/run/agent-host",
+      tmuxSocket: "/run/agent-host/tmux.sock",
+      notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
+      notifyOnIdle: true,
+      // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
+      autoStopSeconds: 0,
+      autoStopCommand: "systemctl poweroff",
+      autoStopPollSeconds: 15
+    };
   }
-  if (!input || typeof input !== "object") return false;
-  return withLock(dir, () => {
-    const result = applyHook(readStatus(dir), input, now);
-    if (!result) return false;
-    writeAtomic(path6.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
-`);
-    if (result.transition) appendTransition(dir, result.transition);
-    return true;
-  });
-}
-function hookMain() {
-  try {
-    const payload = fs7.readFileSync(0, "utf8");
-    recordHook(process.env, payload, Date.now());
-  } catch (error) {
-    process.stderr.write(`agent-host hook: ${error.message}
-`);
-  }
-  return 0;
-}
+});
 
 // host/send.ts
-var fs8 = __toESM(require("fs"));
-var SEND_MAX_BYTES = 64 * 1024;
-var PASTE_SHOWN_MS = 3e3;
-var UsageError = class extends Error {
-};
-var USAGE = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
 function parseSendArgs(argv, readStdin, readFile) {
   let force = false;
   let file;
@@ -1493,7 +1551,6 @@ function refusal(row, force) {
     return `${row.name} is signed out (${row.reason}); sign it in first, or use --force`;
   return void 0;
 }
-var sleep2 = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 function capture(conf, n) {
   return tmux(conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]).stdout;
 }
@@ -1546,17 +1603,32 @@ function send(conf, args, log2) {
   }
   return result;
 }
-var readStdinText = () => {
-  if (process.stdin.isTTY)
-    throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
-  return fs8.readFileSync(0, "utf8");
-};
+var fs8, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE, sleep2, readStdinText;
+var init_send = __esm({
+  "host/send.ts"() {
+    "use strict";
+    fs8 = __toESM(require("fs"));
+    init_facts();
+    init_tmux();
+    SEND_MAX_BYTES = 64 * 1024;
+    PASTE_SHOWN_MS = 3e3;
+    UsageError = class extends Error {
+    };
+    USAGE = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
+    sleep2 = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    readStdinText = () => {
+      if (process.stdin.isTTY)
+        throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
+      return fs8.readFileSync(0, "utf8");
+    };
+  }
+});
 
-// host/main.ts
-var log = (line) => {
-  process.stderr.write(`agentctl: ${line}
-`);
-};
+// host/commands.ts
+var commands_exports = {};
+__export(commands_exports, {
+  run: () => run
+});
 function states() {
   const conf = loadHostConf();
   const now = Date.now();
@@ -1619,12 +1691,9 @@ function sendCommand(argv) {
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
-async function main(argv) {
-  const [cmd, ...rest] = argv;
+async function run(cmd, rest) {
   try {
     switch (cmd) {
-      case "hook":
-        return hookMain();
       case "states":
         return states();
       case "watch":
@@ -1654,6 +1723,76 @@ async function main(argv) {
     log(error.message);
     return 1;
   }
+}
+var fs9, os3, log;
+var init_commands = __esm({
+  "host/commands.ts"() {
+    "use strict";
+    fs9 = __toESM(require("fs"));
+    os3 = __toESM(require("os"));
+    init_autostop_main();
+    init_conf();
+    init_effective();
+    init_facts();
+    init_monitor();
+    init_notify();
+    init_send();
+    init_text();
+    log = (line) => {
+      process.stderr.write(`agentctl: ${line}
+`);
+    };
+  }
+});
+
+// host/main.ts
+var main_exports = {};
+__export(main_exports, {
+  main: () => main
+});
+module.exports = __toCommonJS(main_exports);
+
+// host/hook.ts
+var fs2 = __toESM(require("fs"));
+init_state();
+init_store();
+var path2 = __toESM(require("path"));
+function recordHook(env, payload, now) {
+  const dir = env.AGENT_HOST_STATE_DIR;
+  if (!dir || !path2.isAbsolute(dir) || !fs2.existsSync(dir)) return false;
+  let input;
+  try {
+    input = JSON.parse(payload);
+  } catch {
+    return false;
+  }
+  if (!input || typeof input !== "object") return false;
+  return withLock(dir, () => {
+    const result = applyHook(readStatus(dir), input, now);
+    if (!result) return false;
+    writeAtomic(path2.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
+`);
+    if (result.transition) appendTransition(dir, result.transition);
+    return true;
+  });
+}
+function hookMain() {
+  try {
+    const payload = fs2.readFileSync(0, "utf8");
+    recordHook(process.env, payload, Date.now());
+  } catch (error) {
+    process.stderr.write(`agent-host hook: ${error.message}
+`);
+  }
+  return 0;
+}
+
+// host/main.ts
+async function main(argv) {
+  const [cmd, ...rest] = argv;
+  if (cmd === "hook") return hookMain();
+  const { run: run2 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
+  return run2(cmd, rest);
 }
 if (require.main === module) {
   void main(process.argv.slice(2)).then((code) => {

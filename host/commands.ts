@@ -1,0 +1,115 @@
+// The commands of agent-host.js other than `hook` (host/main.ts), loaded only when one of them
+// runs: the recorder, which Claude Code waits for on every hook event, never loads them.
+import * as fs from "fs";
+import * as os from "os";
+import { autostopCommand, autostopStatus } from "./autostop-main";
+import { loadHostConf } from "./conf";
+import { sortForStatus } from "./effective";
+import { snapshot } from "./facts";
+import { Monitor, webhookReader } from "./monitor";
+import { attachCommand, Notifier } from "./notify";
+import { parseSendArgs, readStdinText, send, UsageError } from "./send";
+import { oneLine } from "./text";
+
+const log = (line: string): void => {
+  process.stderr.write(`agentctl: ${line}\n`);
+};
+
+function states(): number {
+  const conf = loadHostConf();
+  const now = Date.now();
+  const rows = sortForStatus(snapshot(conf).rows);
+  const out = rows.map((r, rank) =>
+    [
+      r.n,
+      r.state,
+      r.since !== undefined ? Math.floor(r.since / 1000) : "-",
+      r.since !== undefined ? Math.max(0, Math.floor((now - r.since) / 1000)) : "-",
+      r.needsYou ? 1 : 0,
+      rank,
+      oneLine(r.reason).replace(/\t/g, " ") || "-",
+    ].join("\t"),
+  );
+  process.stdout.write(out.length ? `${out.join("\n")}\n` : "");
+  return 0;
+}
+
+async function monitor(display: boolean): Promise<number> {
+  const conf = loadHostConf();
+  const m = new Monitor({ conf, display, log, agentctl: process.env.AGENTCTL_SELF });
+  const stop = () => {
+    m.release();
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGHUP", stop);
+  // Ctrl-C in the control window must not end the notifications: detach instead (Ctrl-b d).
+  process.on("SIGINT", () => log("the control window keeps running; detach with Ctrl-b d"));
+  return m.run();
+}
+
+async function notifyTest(): Promise<number> {
+  const conf = loadHostConf();
+  const webhook = webhookReader(conf.notifyWebhookFile);
+  const hook = webhook();
+  if (!hook) {
+    log(
+      `no webhook configured (${conf.notifyWebhookFile} is missing or empty); run: pulumi config set --secret notifyWebhookUrl <Slack, ntfy or https URL>, then pulumi up`,
+    );
+    return 2;
+  }
+  const host = os.hostname();
+  const notifier = new Notifier({ webhook, log });
+  const ok = await notifier.deliver({
+    agent: 0,
+    event: "test",
+    reason: "",
+    at: Date.now(),
+    host,
+    attach: attachCommand(conf.adminUser, host, 1).replace(/ 1$/, ""),
+  });
+  if (ok) process.stdout.write(`notify-test: the ${hook.kind} webhook accepted the test message\n`);
+  else log(`notify-test: the ${hook.kind} webhook did not accept the test message (see above)`);
+  return ok ? 0 : 1;
+}
+
+function sendCommand(argv: string[]): number {
+  const conf = loadHostConf();
+  const args = parseSendArgs(argv, readStdinText, (f) => fs.readFileSync(f, "utf8"));
+  const r = send(conf, args, log);
+  return r.refused.length > 0 ? 1 : 0;
+}
+
+export async function run(cmd: string | undefined, rest: string[]): Promise<number> {
+  try {
+    switch (cmd) {
+      case "states":
+        return states();
+      case "watch":
+        return await monitor(true);
+      case "monitor":
+        return await monitor(false);
+      case "send":
+        return sendCommand(rest);
+      case "notify-test":
+        return await notifyTest();
+      case "autostop":
+        return await autostopCommand(loadHostConf(), log);
+      case "autostop-status":
+        process.stdout.write(autostopStatus(loadHostConf(), rest[0] === "--json"));
+        return 0;
+      default:
+        log(
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, states, watch, monitor, send, notify-test, autostop, autostop-status)`,
+        );
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      log(error.message);
+      return 2;
+    }
+    log((error as Error).message);
+    return 1;
+  }
+}

@@ -1,0 +1,149 @@
+// What the hooks cost an agent, measured on this machine (issue 15.5). Prints figures, asserts
+// nothing. Run: npm run --silent bench:hooks [-- RUNS]
+//
+// - per event: the wall time of one `agent-host.js hook` run (what Claude Code waits for, the
+//   managed hooks being synchronous), fed the payloads the real 2.1.331 sent
+//   (tests/fixtures/hook-payloads-2.1.331.jsonl), beside a bare `node -e 0` (Node's own start);
+// - per agent: the recorder keeps nothing running; its peak RSS while it runs;
+// - the monitor (one process for all agents, the control window): RSS, PSS and CPU while it
+//   watches 12 agents' state files, and one `agent-host.js states` call (what agentctl status adds).
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const ROOT = path.resolve(__dirname, "..");
+const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
+const PAYLOADS = fs
+  .readFileSync(path.join(ROOT, "tests/fixtures/hook-payloads-2.1.331.jsonl"), "utf8")
+  .trim()
+  .split("\n");
+const AGENTS = 12;
+
+function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function stats(values: number[]): string {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  return `median ${at(0.5).toFixed(1)} ms, p90 ${at(0.9).toFixed(1)} ms, max ${v[v.length - 1].toFixed(1)} ms`;
+}
+
+function timeRun(args: string[], input: string, env: NodeJS.ProcessEnv): number {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, args, { input, env, stdio: ["pipe", "ignore", "pipe"] });
+  const took = ms(t);
+  if (r.status !== 0) throw new Error(`${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
+  return took;
+}
+
+/** Peak RSS (KiB) of one run, from GNU time when it is installed. */
+function peakRssKib(args: string[], input: string, env: NodeJS.ProcessEnv): number | undefined {
+  if (!fs.existsSync("/usr/bin/time")) return undefined;
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, ...args], {
+    input,
+    env,
+    encoding: "utf8",
+  });
+  const kib = Number(r.stderr.trim().split("\n").pop());
+  return Number.isFinite(kib) ? kib : undefined;
+}
+
+function smapsKib(pid: number, field: "Rss" | "Pss"): number {
+  const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
+}
+
+function cpuTicks(pid: number): number {
+  const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]);
+}
+
+async function main(): Promise<void> {
+  const runs = Number(process.argv[2] ?? 20);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-hooks-"));
+  try {
+    const state = path.join(dir, "state");
+    for (let n = 1; n <= AGENTS; n++)
+      fs.mkdirSync(path.join(state, `agent-${n}`), { recursive: true });
+    const env = { PATH: process.env.PATH, AGENT_HOST_STATE_DIR: path.join(state, "agent-1") };
+    console.log(
+      `hook latency, ${runs} runs each (${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}):`,
+    );
+    const bare: number[] = [];
+    for (let i = 0; i < runs; i++) bare.push(timeRun(["-e", "0"], "", env));
+    console.log(`  node -e 0 (Node's start alone)      ${stats(bare)}`);
+    const all: number[] = [];
+    for (const payload of PAYLOADS) {
+      const event = JSON.parse(payload) as { hook_event_name: string; tool_name?: string };
+      const label = `${event.hook_event_name}${event.tool_name ? ` (${event.tool_name})` : ""}`;
+      const times: number[] = [];
+      for (let i = 0; i < runs; i++) times.push(timeRun([BUNDLE, "hook"], payload, env));
+      all.push(...times);
+      console.log(`  ${label.padEnd(36)} ${stats(times)}`);
+    }
+    console.log(`  every event                          ${stats(all)}`);
+    const bareMedian = [...bare].sort((a, b) => a - b)[Math.floor(bare.length / 2)];
+    const allMedian = [...all].sort((a, b) => a - b)[Math.floor(all.length / 2)];
+    console.log(
+      `  the recorder's own work over Node's start: ${(allMedian - bareMedian).toFixed(1)} ms (medians)`,
+    );
+    const rss = peakRssKib([BUNDLE, "hook"], PAYLOADS[3], env);
+    console.log(
+      `per agent: nothing stays running (one short process per hook event)${rss ? `; peak RSS of one run ${(rss / 1024).toFixed(1)} MiB` : ""}`,
+    );
+
+    // The monitor over 12 agents with recorded states (no tmux server: marks are skipped).
+    for (let n = 1; n <= AGENTS; n++) {
+      const env1 = { ...env, AGENT_HOST_STATE_DIR: path.join(state, `agent-${n}`) };
+      for (const payload of PAYLOADS.slice(0, 4)) timeRun([BUNDLE, "hook"], payload, env1);
+    }
+    const conf = path.join(dir, "host.conf");
+    fs.writeFileSync(
+      conf,
+      [
+        `AGENT_COUNT=${AGENTS}`,
+        `AGENT_USER=${os.userInfo().username}`,
+        `STATE_DIR=${state}`,
+        `RUN_DIR=${path.join(dir, "run")}`,
+        `TMUX_SOCKET=${path.join(dir, "run", "tmux.sock")}`,
+        `NOTIFY_WEBHOOK_FILE=${path.join(dir, "no-webhook")}`,
+        "",
+      ].join("\n"),
+    );
+    const confEnv = { PATH: process.env.PATH, AGENTCTL_CONFIG: conf };
+    const statesTimes: number[] = [];
+    for (let i = 0; i < Math.min(runs, 10); i++)
+      statesTimes.push(timeRun([BUNDLE, "states"], "", confEnv));
+    console.log(
+      `agent-host.js states, ${AGENTS} agents (what agentctl status adds): ${stats(statesTimes)}`,
+    );
+    const monitor = spawn(process.execPath, [BUNDLE, "monitor"], { env: confEnv, stdio: "ignore" });
+    try {
+      const pid = monitor.pid as number;
+      await new Promise((r) => setTimeout(r, 3000)); // warm up: a few rounds of its 500 ms poll
+      const ticks0 = cpuTicks(pid);
+      const t0 = process.hrtime.bigint();
+      await new Promise((r) => setTimeout(r, 10_000));
+      const cpuMs = (cpuTicks(pid) - ticks0) * 10;
+      const wallMs = ms(t0);
+      const rssKib = smapsKib(pid, "Rss");
+      const pssKib = smapsKib(pid, "Pss");
+      console.log(
+        `monitor (one process, ${AGENTS} agents): RSS ${(rssKib / 1024).toFixed(1)} MiB, PSS ${(pssKib / 1024).toFixed(1)} MiB ` +
+          `(${(pssKib / 1024 / AGENTS).toFixed(2)} MiB per agent); CPU ${((cpuMs / wallMs) * 100).toFixed(2)}% of one core`,
+      );
+    } finally {
+      monitor.kill("SIGTERM");
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});
