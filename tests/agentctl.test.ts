@@ -89,6 +89,7 @@ function makeHost(name: string, agentCount: number): Host {
       AGENTCTL_CONFIG: path.join(dir, "host.conf"),
       AGENT_WRAPPER: WRAPPER,
       AGENTCTL_TMUX_CONF: TMUX_CONF,
+      AGENT_HOST_JS: path.join(REPO, "cloud-init/host/agent-host.js"),
     },
   };
   delete h.env.TMUX;
@@ -369,6 +370,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(table[0].split(/\s+/)).toEqual([
       "NAME",
       "STATE",
+      "SINCE",
       "PID",
       "UPTIME",
       "CPU%",
@@ -377,8 +379,13 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       "BRANCH",
       "UNSAVED",
       "RESTARTS",
+      "SIGNIN",
+      "WHY",
     ]);
-    expect(table).toHaveLength(13);
+    // Header, 12 agents, then the VM's uptime and the auto-stop line (host/autostop-main.ts).
+    expect(table).toHaveLength(15);
+    expect(table[13]).toMatch(/^VM up \S+; /);
+    expect(table[14]).toMatch(/^auto-stop: /);
   });
 
   test("status reuses a workspace's size for a minute (du is costly on big trees)", () => {
@@ -663,7 +670,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(leaks(OAUTH_CANARY)).toEqual([]);
   });
 
-  test("a login made in one agent is copied to an agent without one (0600, owned by the agent)", async () => {
+  test("a /login made in one agent is never copied to another (copies of one OAuth login revoke each other)", async () => {
     ctl(h, ["reconcile", "10"]);
     const pids = await allRunning(h, 10);
     const uid = uidOf(AGENT_USER);
@@ -671,17 +678,46 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const target = path.join(h.state, "agent-5", "claude", ".credentials.json");
     fs.writeFileSync(source, '{"claudeAiOauth":{"accessToken":"test"}}\n', { mode: 0o600 });
     fs.chownSync(source, uid, uid);
-    expect(fs.existsSync(target)).toBe(false);
     expect(ctl(h, ["restart", "5"]).code).toBe(0);
     await waitFor("agent-5 restarted", () =>
       status(h).find(
         (r) => r.name === "agent-5" && r.state === "running" && r.pid !== pids.get("agent-5"),
       ),
     );
-    const st = fs.statSync(target);
-    expect(st.mode & 0o777).toBe(0o600);
-    expect(st.uid).toBe(uid);
-    expect(fs.readFileSync(target, "utf8")).toBe(fs.readFileSync(source, "utf8"));
+    expect(fs.existsSync(target)).toBe(false);
+    fs.rmSync(source);
+  });
+
+  test("PERMISSION_MODE: Claude Code 2.1's auto and manual start; a mode it lacks is refused, naming the key", async () => {
+    const p = makeHost("modes", 1);
+    const conf = fs.readFileSync(p.conf, "utf8");
+    fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", "PERMISSION_MODE=yolo"));
+    const bad = ctl(p, ["reconcile", "1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      "PERMISSION_MODE=yolo in " +
+        p.conf +
+        " is not a Claude Code permission mode; use one of: default acceptEdits auto bypassPermissions manual dontAsk plan",
+    );
+    expect(fs.existsSync(path.join(p.run, "desired"))).toBe(false);
+    startServer(p);
+    await waitFor(
+      "the tmux server",
+      () => spawnSync("tmux", ["-S", p.sock, "list-sessions"]).status === 0,
+    );
+    const runs: [string, string[]][] = [
+      ["auto", ["reconcile", "1"]],
+      ["manual", ["restart", "1"]],
+    ];
+    for (const [mode, command] of runs) {
+      fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", `PERMISSION_MODE=${mode}`));
+      expect(ctl(p, command).code).toBe(0);
+      const rec = await waitFor(`agent-1 started with --permission-mode ${mode}`, () =>
+        records(p, "agent-1").find((r) => r.argv[1] === mode),
+      );
+      expect(rec.argv.slice(0, 2)).toEqual(["--permission-mode", mode]);
+    }
+    stopHost(p);
   });
 
   test("reconcile --boot waits for the tmux server systemd is still starting; the count comes from host.conf", async () => {
