@@ -6,7 +6,7 @@ import type { HostConf } from "./conf";
 import { effectiveState, type Effective, type ProcessFacts } from "./effective";
 import { readStatus } from "./store";
 import type { Recorded } from "./state";
-import { agentWindows } from "./tmux";
+import { agentWindows, tmux, windowTarget } from "./tmux";
 
 const readSmall = (file: string): string | undefined => {
   try {
@@ -64,11 +64,29 @@ export function descendantStartedSince(root: number, since: number): boolean {
     if (pid === root || zero + (st.ticks * 1000) / CLOCK_TICKS + 10 < since) continue;
     let p = st.ppid;
     for (let hops = 0; hops < 64 && p > 1; hops++) {
-      if (p === root) return true;
+      if (p === root) {
+        if (runsACommand(pid)) return true;
+        break;
+      }
       p = stats.get(p)?.ppid ?? 0;
     }
   }
   return false;
+}
+
+/**
+ * Whether a process of claude's is work for the agent (claude 2.1.331 runs a Bash tool use as
+ * `/bin/bash -c 'source <snapshot> … eval <command>'`), not one of its hooks: the Notification
+ * hook fires while the permission dialog still waits.
+ */
+function runsACommand(pid: number): boolean {
+  let argv: string[];
+  try {
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return false;
+  }
+  return !argv.some((a) => a.includes("agent-host.js"));
 }
 
 export function agentUid(user: string): number | undefined {
@@ -84,6 +102,32 @@ export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknow
   const all = new Set<number>(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
+}
+
+// What Claude Code 2.1.331 shows in its pane when its credential is refused or missing: the same
+// patterns as agentctl's KEY_REJECTED_RE and NEEDS_LOGIN_RE (tests/host-bundle.test.ts keeps the
+// two copies equal), measured with the real binary (tests/real-claude.test.ts).
+export const KEY_REJECTED_RE =
+  /(^|[^0-9])401 [^·]*(invalid|expired|revoked|authentication)|Invalid API key|Invalid bearer token|OAuth token (has expired|revoked|is invalid)|API Error: 401/;
+export const NEEDS_LOGIN_RE =
+  /Not logged in|Please run \/login|Select login method|Paste code here if prompted/;
+
+/** A pane is read at most this often per agent: the monitor polls every 500 ms. */
+const PANE_EVERY_MS = 3000;
+const paneCache = new Map<number, { at: number; signedOut?: string }>();
+
+/** Why agent n is signed out, from what its pane shows; undefined when it is not. */
+function paneSignedOut(conf: HostConf, n: number, now: number): string | undefined {
+  const cached = paneCache.get(n);
+  if (cached && now - cached.at < PANE_EVERY_MS) return cached.signedOut;
+  const pane = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
+  const signedOut = KEY_REJECTED_RE.test(pane)
+    ? "the API refuses the key or token (401); set a new one (anthropicApiKey) or run sudo agentctl login"
+    : NEEDS_LOGIN_RE.test(pane)
+      ? "not signed in: run sudo agentctl login, or set anthropicApiKey"
+      : undefined;
+  paneCache.set(n, { at: now, signedOut });
+  return signedOut;
 }
 
 export interface Snapshot {
@@ -109,6 +153,8 @@ export function snapshot(conf: HostConf): Snapshot {
     if (w && !w.dead && st) {
       facts.pid = pid;
       facts.startedAt = epochOfTicks(st.ticks);
+      const signedOut = paneSignedOut(conf, n, Date.now());
+      if (signedOut) facts.signedOut = signedOut;
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }

@@ -5,7 +5,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { spawn } from "child_process";
 import { parseHostConf } from "../host/conf";
+import { descendantStartedSince } from "../host/facts";
 import { effectiveState, sortForStatus, type ProcessFacts } from "../host/effective";
 import { recordHook } from "../host/hook";
 import {
@@ -314,6 +316,32 @@ describe("the state a person sees", () => {
       needsYou: false,
       reason: "approved, running Bash: make",
     });
+  });
+
+  test("a process claude started since the dialog counts as running work; its own hooks do not", async () => {
+    const since = Date.now();
+    // What a hook's process looks like: node running agent-host.js hook.
+    const hook = spawn(process.execPath, [
+      "-e",
+      "setTimeout(() => {}, 5000)",
+      "/usr/local/lib/agent-host/agent-host.js",
+      "hook",
+    ]);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      expect(descendantStartedSince(process.pid, since)).toBe(false);
+      const work = spawn("sh", ["-c", "sleep 5"]);
+      try {
+        await new Promise((r) => setTimeout(r, 200));
+        expect(descendantStartedSince(process.pid, since)).toBe(true);
+        // A process older than the state does not count.
+        expect(descendantStartedSince(process.pid, Date.now() + 1000)).toBe(false);
+      } finally {
+        work.kill();
+      }
+    } finally {
+      hook.kill();
+    }
   });
 
   test("who needs you sorts first, longest waiting first; the rest by number", () => {
