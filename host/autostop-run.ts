@@ -13,6 +13,7 @@ import * as path from "path";
 import {
   decide,
   describeDecision,
+  shortDuration,
   type AgentActivity,
   type AutoStopDecision,
   type Presence,
@@ -96,8 +97,8 @@ export async function pollOnce(
   };
   if (decision.kind === "held") next.lastBusyAt = now;
   if (decision.kind === "stop") {
-    const quiet = Math.round((now - decision.quietSince) / 60_000);
-    const text = `stopping the VM: every agent idle or waiting on a person and nobody attached for ${quiet} min (autoStopMinutes). Disks and address stay; start it again with the stack's startCommand.`;
+    // One line of at most 160 characters: it is the notification's reason (host/text.ts).
+    const text = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
     deps.log(text);
     if (deps.notify) await deps.notify(text);
     const argv = stopArgv(settings.command);

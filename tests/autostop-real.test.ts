@@ -1,0 +1,541 @@
+// Issue 16's proof of the agent-aware auto-stop, with the real Claude Code (the pinned 2.1.331)
+// against the Messages API stand-in, in real tmux, its state recorded by the shipped managed hooks
+// (issue 15). Everything runs in its own mount and PID namespace: the hooks' paths
+// (/etc/claude-code, /usr/local/lib/agent-host) are bind mounts of this test's copies, and /proc
+// shows only this test's processes, so the SSH sessions the auto-stop counts are this test's own
+// (sshd on 127.0.0.1, started inside), not other suites' on this machine.
+//
+// The stop goes through a stand-in for systemctl (the daemon's AUTO_STOP_COMMAND): it records the
+// call, so this machine keeps running.
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as http from "http";
+import type { AddressInfo } from "net";
+import * as os from "os";
+import * as path from "path";
+import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
+import { realClaudeBin } from "./fixtures/real-claude";
+import { unavailableSuite } from "./real-suite";
+import { freePort } from "./support";
+
+const REPO = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
+const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
+const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
+const BUNDLE = path.join(REPO, "cloud-init/host/agent-host.js");
+const MANAGED = path.join(REPO, "cloud-init/claude/managed-settings.json");
+const MANAGED_DIR = "/etc/claude-code";
+const LIB_DIR = "/usr/local/lib/agent-host";
+const AGENT_USER = "claudestop";
+const COUNT = 2;
+const QUIET_SECONDS = 4;
+const NONCE = randomBytes(4).toString("hex");
+const API_KEY = `sk-ant-api03-STOPTEST${NONCE}${"k".repeat(60)}`;
+
+// Stand-in for systemctl, as the daemon calls it (`systemctl poweroff`). Enforces what the real
+// one does for this verb: only root may power off without a polkit agent (systemd
+// src/systemctl/systemctl-start-special.c: start_special → logind's PowerOff, refused as "Access
+// denied" to others), and an unknown verb is refused ("Unknown command verb"). It records the
+// call instead of powering off.
+const SYSTEMCTL_STANDIN = `#!/usr/bin/env bash
+set -euo pipefail
+main() {
+  [[ "\${1:-}" == poweroff && $# -eq 1 ]] || { printf 'Unknown command verb %s.\\n' "\${1:-}" >&2; exit 1; }
+  [[ "$(id -u)" == 0 ]] || { printf 'Call to PowerOff failed: Access denied\\n' >&2; exit 1; }
+  printf '%s poweroff\\n' "$(date +%s%3N)" >>"\${0%/*}/poweroff.log"
+}
+main "$@"
+`;
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const haveTools =
+  [
+    "tmux",
+    "setpriv",
+    "flock",
+    "jq",
+    "npm",
+    "unshare",
+    "nsenter",
+    "mount",
+    "script",
+    "ssh",
+    "ssh-keygen",
+  ].every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0) &&
+  fs.existsSync("/usr/sbin/sshd");
+const suite =
+  isRoot && haveTools
+    ? describe
+    : unavailableSuite(
+        `auto-stop tests skipped: they need root and tmux, setpriv, flock, jq, npm, unshare, nsenter, mount, script, ssh, sshd`,
+      );
+
+interface AutoStopJson {
+  vm_uptime_seconds: number;
+  agents_idle_seconds: number | null;
+  auto_stop: { kind: string; limit_seconds: number; stop_in_seconds?: number; held_by?: string[] };
+}
+
+async function poll<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  ms: number,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end();
+  });
+}
+
+const atPrompt = (text: string) => {
+  const lines = text.split("\n");
+  // Claude Code draws the prompt as "❯" and a no-break space.
+  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
+};
+
+suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", () => {
+  jest.setTimeout(1_200_000);
+  let api: MessagesApi;
+  let dir: string;
+  let sock: string;
+  let stateDir: string;
+  let env: NodeJS.ProcessEnv;
+  let server: ChildProcess | undefined;
+  let nsPid = 0;
+  let sshd: ChildProcess | undefined;
+  let daemon: ChildProcess | undefined;
+  const hooks: { body: string }[] = [];
+  let receiver: http.Server | undefined;
+
+  /** A command inside the test's namespaces (the PID namespace's /proc, the bind mounts). */
+  const inNs = (args: string[]) => ["-t", String(nsPid), "-p", "-m", "--", ...args];
+  const ctl = (args: string[]) => run("nsenter", inNs([AGENTCTL, ...args]), env);
+  const autostop = async (): Promise<AutoStopJson> => {
+    const r = await ctl(["autostop", "--json"]);
+    if (r.code !== 0) throw new Error(`agentctl autostop --json: ${r.code} ${r.stderr}`);
+    return JSON.parse(r.stdout) as AutoStopJson;
+  };
+  const tmux = (args: string[]) => {
+    const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const pane = (n: number) => tmux(["capture-pane", "-p", "-t", `=agents:=agent-${n}`]);
+  const recorded = (n: number): { state: string; event: string; reason: string } | undefined => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(stateDir, `agent-${n}`, "status.json"), "utf8"));
+    } catch {
+      return undefined;
+    }
+  };
+  const say = async (n: number, text: string) => {
+    tmux(["send-keys", "-t", `=agents:=agent-${n}`, "-l", text]);
+    await poll(`agent-${n} shows the typed text`, () => pane(n).includes(text), 20_000, 100);
+    tmux(["send-keys", "-t", `=agents:=agent-${n}`, "Enter"]);
+  };
+  const poweroffs = () =>
+    fs.existsSync(path.join(dir, "bin", "poweroff.log"))
+      ? fs
+          .readFileSync(path.join(dir, "bin", "poweroff.log"), "utf8")
+          .split("\n")
+          .filter(Boolean)
+      : [];
+
+  beforeAll(async () => {
+    const bin = realClaudeBin();
+    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
+        encoding: "utf8",
+      });
+      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
+    }
+    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
+    receiver = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        hooks.push({ body });
+        res.writeHead(200).end("ok");
+      });
+    });
+    await new Promise<void>((resolve) => receiver?.listen(0, "127.0.0.1", resolve));
+    const deadProxy = `http://127.0.0.1:${await freePort()}`;
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "autostop-real-"));
+    fs.chmodSync(dir, 0o755);
+    sock = path.join(dir, "run", "tmux.sock");
+    stateDir = path.join(dir, "state");
+    fs.mkdirSync(path.join(dir, "bin"), { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
+    const secrets = path.join(dir, "secrets");
+    fs.mkdirSync(secrets, { mode: 0o700 });
+    fs.writeFileSync(path.join(secrets, "anthropic-api-key"), `${API_KEY}\n`, { mode: 0o600 });
+    const port = (receiver.address() as AddressInfo).port;
+    fs.writeFileSync(
+      path.join(secrets, "notify-webhook-url"),
+      `json:http://127.0.0.1:${port}/hook\n`,
+      {
+        mode: 0o600,
+      },
+    );
+    const conf: Record<string, string> = {
+      AGENT_COUNT: String(COUNT),
+      AGENT_USER,
+      // The agents run tools without asking: a tool call is a turn that holds the stop by itself.
+      PERMISSION_MODE: "bypassPermissions",
+      CLAUDE_BIN: bin,
+      ANTHROPIC_BASE_URL: api.url,
+      CLAUDE_ENV: [
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        `HTTPS_PROXY=${deadProxy}`,
+        `HTTP_PROXY=${deadProxy}`,
+        "NO_PROXY=127.0.0.1,localhost",
+      ].join(" "),
+      START_STAGGER_SECONDS: "0.25",
+      STOP_TIMEOUT_SECONDS: "10",
+      WORKSPACES_DIR: path.join(dir, "workspaces"),
+      STATE_DIR: stateDir,
+      RUN_DIR: path.join(dir, "run"),
+      TMUX_SOCKET: sock,
+      API_KEY_FILE: path.join(secrets, "anthropic-api-key"),
+      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
+      NOTIFY_WEBHOOK_FILE: path.join(secrets, "notify-webhook-url"),
+      AUTO_STOP_SECONDS: String(QUIET_SECONDS),
+      AUTO_STOP_POLL_SECONDS: "0.5",
+      AUTO_STOP_COMMAND: `${path.join(dir, "bin", "systemctl")} poweroff`,
+    };
+    fs.writeFileSync(
+      path.join(dir, "host.conf"),
+      `${Object.entries(conf)
+        .map(([k, v]) => `${k}=${v}`)
+        .join("\n")}\n`,
+    );
+    env = {
+      PATH: process.env.PATH,
+      LANG: "C.UTF-8",
+      AGENTCTL_CONFIG: path.join(dir, "host.conf"),
+      AGENT_WRAPPER: WRAPPER,
+      AGENTCTL_TMUX_CONF: TMUX_CONF,
+      AGENT_HOST_JS: path.join(LIB_DIR, "agent-host.js"),
+    };
+    const managed = path.join(dir, "managed");
+    const lib = path.join(dir, "lib");
+    fs.mkdirSync(managed, { mode: 0o755 });
+    fs.mkdirSync(lib, { mode: 0o755 });
+    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
+    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
+    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
+    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
+    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
+      fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
+    }
+    // PID 1 of the namespace is sh (it reaps what it started); the tmux server is its child.
+    server = spawn(
+      "unshare",
+      [
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && "$5" server',
+        "sh",
+        managed,
+        MANAGED_DIR,
+        lib,
+        LIB_DIR,
+        AGENTCTL,
+      ],
+      { env, stdio: "ignore" },
+    );
+    // The namespace's PID 1, seen from here: the child unshare forked.
+    nsPid = await poll(
+      "the namespace's first process",
+      () => {
+        const kids = fs
+          .readFileSync(`/proc/${server?.pid}/task/${server?.pid}/children`, "utf8")
+          .trim();
+        return kids ? Number(kids.split(" ")[0]) : undefined;
+      },
+      10_000,
+      50,
+    );
+    await poll(
+      "the tmux server",
+      () => spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0,
+      15_000,
+      100,
+    );
+    expect((await ctl(["reconcile", String(COUNT)])).code).toBe(0);
+    try {
+      await poll(
+        `${COUNT} windows at the prompt`,
+        () => [1, 2].every((n) => atPrompt(pane(n))),
+        // Minutes on a loaded 2-core machine: other suites run real claudes too.
+        600_000,
+        500,
+      );
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; agent-1's pane:\n${pane(1)}`);
+    }
+    await poll(
+      "every agent idle",
+      () => [1, 2].every((n) => recorded(n)?.state === "idle"),
+      60_000,
+    );
+  });
+
+  afterAll(async () => {
+    daemon?.kill("SIGTERM");
+    sshd?.kill("SIGTERM");
+    if (sock) spawnSync("tmux", ["-S", sock, "kill-server"]);
+    // Ending the namespace's PID 1 ends every process in it (claude included).
+    if (nsPid) {
+      try {
+        process.kill(nsPid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    server?.kill("SIGKILL");
+    await api?.close();
+    await new Promise((resolve) => receiver?.close(resolve));
+    // The empty mount points stay: another suite's namespace may be using them right now, and
+    // removing a mount point detaches the mounts on it in every namespace.
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("an agent after Stop counts as idle: nothing holds the stop, and the idle time is shown", async () => {
+    await say(1, `say hello ${NONCE}`);
+    await poll(
+      "agent-1's Stop",
+      () => recorded(1)?.event === "Stop" && recorded(1)?.state === "idle",
+      60_000,
+    );
+    const s = await autostop();
+    expect(s.auto_stop.held_by).toBeUndefined();
+    expect(["waiting", "stop"]).toContain(s.auto_stop.kind);
+    expect(s.agents_idle_seconds).not.toBeNull();
+    expect(s.vm_uptime_seconds).toBeGreaterThan(0);
+    // The table's lines as a person reads them.
+    const table = await ctl(["status"]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^VM up \S+; every agent idle for \S+$/m);
+    expect(table.stdout).toMatch(/^auto-stop: (in|stopping now)/m);
+  });
+
+  test("an agent inside a long tool call counts as working, from the tool's start to its end", async () => {
+    const done = path.join(dir, "workspaces", "agent-2", "long.txt");
+    const command = `sleep 6 && echo long-${NONCE} > long.txt`;
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
+    api.reply({ text: `Long step finished for ${NONCE}.` });
+    await say(2, `run the long step ${NONCE}`);
+    await poll("agent-2 working", () => recorded(2)?.state === "working", 60_000, 100);
+    const seen: string[][] = [];
+    while (!fs.existsSync(done)) {
+      const s = await autostop();
+      if (fs.existsSync(done)) break;
+      seen.push(s.auto_stop.held_by ?? [s.auto_stop.kind]);
+      if (seen.length > 200) throw new Error("the long step never finished");
+    }
+    expect(seen.length).toBeGreaterThan(2);
+    for (const reasons of seen)
+      expect(reasons).toEqual([expect.stringMatching(/^agent-2 working/)]);
+    await poll("agent-2 idle after the tool", () => recorded(2)?.state === "idle", 60_000);
+    expect((await autostop()).auto_stop.held_by).toBeUndefined();
+  });
+
+  test("a real tmux client attached holds the stop; detaching releases it", async () => {
+    // `script` gives the client the terminal tmux needs.
+    const client = spawn(
+      "script",
+      ["-qfec", `tmux -S ${sock} attach-session -t =agents`, "/dev/null"],
+      {
+        stdio: ["pipe", "ignore", "ignore"],
+        env: { PATH: process.env.PATH, TERM: "xterm-256color" },
+      },
+    );
+    try {
+      const held = await poll(
+        "the attached client holds the stop",
+        async () => {
+          const s = await autostop();
+          return s.auto_stop.held_by?.some((r) => r.startsWith("tmux client attached"))
+            ? s
+            : undefined;
+        },
+        120_000,
+      );
+      expect(held.auto_stop.kind).toBe("held");
+    } finally {
+      spawnSync("tmux", ["-S", sock, "detach-client", "-a", "-s", "=agents"]);
+      spawnSync("tmux", ["-S", sock, "detach-client", "-s", "=agents"]);
+      client.kill("SIGTERM");
+    }
+    await poll(
+      "released after the detach",
+      async () => (await autostop()).auto_stop.kind !== "held",
+      20_000,
+    );
+  });
+
+  describe("SSH sessions and the stop itself", () => {
+    let port = 0;
+    let keyDir = "";
+    const sshArgs = () => [
+      "-i",
+      path.join(keyDir, "user"),
+      "-p",
+      String(port),
+      "-o",
+      "StrictHostKeyChecking=no",
+      "-o",
+      "UserKnownHostsFile=/dev/null",
+      "-o",
+      "BatchMode=yes",
+      "root@127.0.0.1",
+    ];
+
+    beforeAll(async () => {
+      // sshd on 127.0.0.1 inside the namespace: its session processes are what the auto-stop
+      // sees in /proc, exactly as on the VM.
+      // Root-owned 0755 all the way up (sshd's StrictModes refuses keys under the world-writable
+      // /tmp).
+      keyDir = fs.mkdtempSync("/var/lib/agent-host-autostop-ssh-");
+      fs.chmodSync(keyDir, 0o755);
+      for (const k of ["host", "user"]) {
+        spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(keyDir, k)]);
+      }
+      fs.copyFileSync(path.join(keyDir, "user.pub"), path.join(keyDir, "authorized_keys"));
+      fs.chmodSync(path.join(keyDir, "authorized_keys"), 0o600);
+      port = await freePort();
+      fs.writeFileSync(
+        path.join(keyDir, "sshd_config"),
+        [
+          `Port ${port}`,
+          "ListenAddress 127.0.0.1",
+          `HostKey ${path.join(keyDir, "host")}`,
+          `PidFile ${path.join(keyDir, "sshd.pid")}`,
+          `AuthorizedKeysFile ${path.join(keyDir, "authorized_keys")}`,
+          "PermitRootLogin prohibit-password",
+          "PasswordAuthentication no",
+          "KbdInteractiveAuthentication no",
+          "UsePAM no",
+          "",
+        ].join("\n"),
+      );
+      fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+      let log = "";
+      sshd = spawn(
+        "nsenter",
+        inNs(["/usr/sbin/sshd", "-D", "-e", "-f", path.join(keyDir, "sshd_config")]),
+        {
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+      sshd.stderr?.on("data", (d: Buffer) => (log += d.toString()));
+      try {
+        await poll(
+          "sshd to accept",
+          () => spawnSync("ssh", [...sshArgs(), "true"], { timeout: 60_000 }).status === 0,
+          // Generous: other suites load this 2-core machine (load averages of 40 were seen).
+          180_000,
+          200,
+        );
+      } catch (error) {
+        throw new Error(`${(error as Error).message}; sshd said: ${log}`);
+      }
+    });
+
+    afterAll(() => {
+      if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
+    });
+
+    test("an SSH session on 127.0.0.1 holds the stop; the daemon powers off once it ends and the quiet time has passed, through the stand-in", async () => {
+      const session = spawn("ssh", [...sshArgs(), "sleep 300"], { stdio: "ignore" });
+      try {
+        await poll(
+          "the SSH session holds the stop",
+          async () =>
+            (await autostop()).auto_stop.held_by?.some((r) => /^SSH session root@notty/.test(r)),
+          120_000,
+        );
+        // The daemon, as agent-host-autostop.service runs it, with the stand-in as its stop command.
+        let daemonLog = "";
+        daemon = spawn("nsenter", inNs(["node", path.join(LIB_DIR, "agent-host.js"), "autostop"]), {
+          env,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        daemon.stderr?.on("data", (d: Buffer) => (daemonLog += d.toString()));
+        const state = path.join(dir, "run", "autostop.json");
+        await poll(
+          "the daemon's record names the SSH session",
+          () =>
+            fs.existsSync(state) && /SSH session root@notty/.test(fs.readFileSync(state, "utf8")),
+          120_000,
+        );
+        expect(poweroffs()).toEqual([]);
+        expect(daemonLog).toContain("auto-stop: the VM stops after 4 s");
+      } finally {
+        session.kill("SIGTERM");
+      }
+      const ended = Date.now();
+      await poll(
+        "the session gone from /proc",
+        async () => (await autostop()).auto_stop.kind !== "held",
+        120_000,
+      );
+      const calls = await poll(
+        "the stand-in poweroff",
+        () => (poweroffs().length > 0 ? poweroffs() : undefined),
+        30_000,
+      );
+      expect(calls).toHaveLength(1);
+      // Not before the quiet time after the last person left.
+      expect(Number(calls[0].split(" ")[0])).toBeGreaterThanOrEqual(
+        ended + QUIET_SECONDS * 1000 - 1000,
+      );
+      // One message on the notification channel, saying why and how to start again.
+      // One auto-stop message on the notification channel, saying why and how to start again
+      // (the monitor's own messages, such as agent-2's finished long turn, go there too).
+      const stops = () =>
+        hooks
+          .map((x) => JSON.parse(x.body) as { event: string; text: string })
+          .filter((b) => b.event === "auto-stop");
+      await poll("the auto-stop notification", () => stops().length > 0, 120_000);
+      expect(stops()).toHaveLength(1);
+      expect(stops()[0].text).toMatch(
+        /stopping itself \(auto-stop\): stopping the VM after \d+s with every agent idle or waiting on a person and nobody attached/,
+      );
+      expect(stops()[0].text).toContain("startCommand");
+      for (const x of hooks) expect(x.body).not.toContain(API_KEY);
+    });
+  });
+});
