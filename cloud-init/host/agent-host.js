@@ -728,11 +728,23 @@ function descendantStartedSince(root, since) {
     if (pid === root || zero + st.ticks * 1e3 / CLOCK_TICKS + 10 < since) continue;
     let p = st.ppid;
     for (let hops = 0; hops < 64 && p > 1; hops++) {
-      if (p === root) return true;
+      if (p === root) {
+        if (runsACommand(pid)) return true;
+        break;
+      }
       p = stats.get(p)?.ppid ?? 0;
     }
   }
   return false;
+}
+function runsACommand(pid) {
+  let argv;
+  try {
+    argv = fs4.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return false;
+  }
+  return !argv.some((a) => a.includes("agent-host.js"));
 }
 function agentUid(user) {
   const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
@@ -745,6 +757,14 @@ function agentNumbers(conf, windows) {
   const all = new Set(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
+}
+function paneSignedOut(conf, n, now) {
+  const cached = paneCache.get(n);
+  if (cached && now - cached.at < PANE_EVERY_MS) return cached.signedOut;
+  const pane = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
+  const signedOut = KEY_REJECTED_RE.test(pane) ? "the API refuses the key or token (401); set a new one (anthropicApiKey) or run sudo agentctl login" : NEEDS_LOGIN_RE.test(pane) ? "not signed in: run sudo agentctl login, or set anthropicApiKey" : void 0;
+  paneCache.set(n, { at: now, signedOut });
+  return signedOut;
 }
 function snapshot(conf) {
   const windows = agentWindows(conf.tmuxSocket);
@@ -763,6 +783,8 @@ function snapshot(conf) {
     if (w && !w.dead && st) {
       facts.pid = pid;
       facts.startedAt = epochOfTicks(st.ticks);
+      const signedOut = paneSignedOut(conf, n, Date.now());
+      if (signedOut) facts.signedOut = signedOut;
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
@@ -773,7 +795,7 @@ function snapshot(conf) {
   }
   return { rows, recorded };
 }
-var fs4, path4, readSmall, CLOCK_TICKS;
+var fs4, path4, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/facts.ts"() {
     "use strict";
@@ -790,6 +812,10 @@ var init_facts = __esm({
       }
     };
     CLOCK_TICKS = 100;
+    KEY_REJECTED_RE = /(^|[^0-9])401 [^·]*(invalid|expired|revoked|authentication)|Invalid API key|Invalid bearer token|OAuth token (has expired|revoked|is invalid)|API Error: 401/;
+    NEEDS_LOGIN_RE = /Not logged in|Please run \/login|Select login method|Paste code here if prompted/;
+    PANE_EVERY_MS = 3e3;
+    paneCache = /* @__PURE__ */ new Map();
   }
 });
 
