@@ -704,6 +704,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     await waitFor(
       "the tmux server",
       () => spawnSync("tmux", ["-S", p.sock, "list-sessions"]).status === 0,
+      60_000,
     );
     const runs: [string, string[]][] = [
       ["auto", ["reconcile", "1"]],
@@ -712,8 +713,10 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     for (const [mode, command] of runs) {
       fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", `PERMISSION_MODE=${mode}`));
       expect(ctl(p, command).code).toBe(0);
-      const rec = await waitFor(`agent-1 started with --permission-mode ${mode}`, () =>
-        records(p, "agent-1").find((r) => r.argv[1] === mode),
+      const rec = await waitFor(
+        `agent-1 started with --permission-mode ${mode}`,
+        () => records(p, "agent-1").find((r) => r.argv[1] === mode),
+        60_000,
       );
       expect(rec.argv.slice(0, 2)).toEqual(["--permission-mode", mode]);
     }
