@@ -410,7 +410,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     await poll(
       "agent-1 shows the typed text",
       () => pane(h, 1).includes(`write the file ${NONCE}`),
-      20_000,
+      60_000,
       100,
     );
     tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
@@ -509,7 +509,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     await poll(
       "agent-2 shows the typed text",
       () => pane(h, 2).includes(`pick a database ${NONCE}`),
-      20_000,
+      60_000,
       100,
     );
     tmux(h.sock, ["send-keys", "-t", target(2), "Enter"]);
@@ -556,7 +556,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     await poll(
       "agent-1 shows the typed text",
       () => pane(h, 1).includes(`run the long step ${NONCE}`),
-      20_000,
+      60_000,
       100,
     );
     tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
@@ -650,7 +650,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     await poll(
       "agent-3 shows the typed text",
       () => pane(h, 3).includes(`retry case ${NONCE}`),
-      20_000,
+      60_000,
       100,
     );
     tmux(h.sock, ["send-keys", "-t", target(3), "Enter"]);
