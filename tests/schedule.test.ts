@@ -229,3 +229,43 @@ test("a stop time alone gives a stop-only schedule", async () => {
     vmStopSchedule: { schedule: "30 20 * * 1-5" },
   });
 });
+
+describe("turning work hours on and off, through the lifecycle engine (tests/engine/lifecycle.ts)", () => {
+  // The engine replaces a resource only when a FORCE_NEW path changes (ported from the provider's
+  // schemas); resource_policies is not ForceNew (resource_compute_instance.go: Optional, updated
+  // by resourceComputeInstanceUpdate through removeResourcePolicies/addResourcePolicies).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { LifecycleEngine } = require("./engine/lifecycle") as typeof import("./engine/lifecycle");
+  const engine = new LifecycleEngine();
+  afterAll(() => engine.dispose());
+  const VM = "agent-host-vm";
+  // The engine logs each operation by resource name.
+  const ADDED = ["agent-host-work-hours", "agent-host-start-stop", "agent-host-schedule-agent"];
+  const hours = {
+    "agent-host:workHoursStart": "08:00",
+    "agent-host:workHoursStop": "19:00",
+    "agent-host:workTimeZone": "Europe/Berlin",
+  };
+
+  test("on: the schedule, the role and the grant are created, and the VM is updated, not replaced", async () => {
+    expect((await engine.up({ ...BASE_CONFIG })).error).toBeUndefined();
+    const log = await engine.up({ ...BASE_CONFIG, ...hours });
+    expect(log.error).toBeUndefined();
+    expect(log.ops[VM]).toBe("update");
+    for (const name of ADDED) expect(log.ops[name]).toBe("create");
+  });
+
+  test("new hours update the schedule in place; the VM is untouched", async () => {
+    const log = await engine.up({ ...BASE_CONFIG, ...hours, "agent-host:workHoursStop": "20:00" });
+    expect(log.error).toBeUndefined();
+    expect(log.ops[VM]).toBeUndefined();
+    expect(log.ops["agent-host-work-hours"]).toBe("update");
+  });
+
+  test("off: the VM is updated (policy detached), the schedule, role and grant are deleted", async () => {
+    const log = await engine.up({ ...BASE_CONFIG });
+    expect(log.error).toBeUndefined();
+    expect(log.ops[VM]).toBe("update");
+    for (const name of ADDED) expect(log.ops[name]).toBe("delete");
+  });
+});
