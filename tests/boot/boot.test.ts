@@ -331,7 +331,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     vm = bootMachine("agent-host-boot-1", `boot-test-${process.pid}-1`);
     vm.provision();
     await vm.start();
-  }, 20 * MINUTE);
+  }, 50 * MINUTE);
 
   afterAll(async () => {
     for (const machine of machines) await machine.stop().catch((error) => log(String(error)));

@@ -134,7 +134,8 @@ export function ensureRootfs(cacheDir: string, preload: readonly string[]): Root
   const result = spawnSync(BUILD_ROOTFS, [dir, BASE_PACKAGES.join(","), preload.join(",")], {
     stdio: ["ignore", "inherit", "pipe"],
     encoding: "utf8",
-    timeout: 15 * 60_000,
+    // Cold cache: ~10 min on an idle 2-core machine; one shared with other test runs took over 15.
+    timeout: 40 * 60_000,
     maxBuffer: 256 * 1024 * 1024,
   });
   if (result.status !== 0) {
