@@ -44,6 +44,7 @@ const ADMIN = `fleet-admin-${process.pid}`;
 const AGENT = `fleet-agent-${process.pid}`;
 const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
 const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
+const WEBHOOK_CANARY = `https://ntfy.sh/FLEETHOOK${process.pid}x${Date.now()}`;
 const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
 const SSH_TIMEOUT_MS = 120_000;
 // "In seconds" (issue 5): a 10 → 12 reconcile over loopback SSH must stay well under this.
@@ -99,6 +100,7 @@ const p = {
   conf: () => path.join(ROOT, "etc/agent-host/host.conf"),
   confLocal: () => path.join(ROOT, "etc/agent-host/host.conf.local"),
   keyFile: () => path.join(ROOT, "etc/agent-host/secrets/anthropic-api-key"),
+  webhookFile: () => path.join(ROOT, "etc/agent-host/secrets/notify-webhook-url"),
   agentctl: () => path.join(ROOT, "usr/local/bin/agentctl"),
   wrapper: () => path.join(ROOT, "usr/local/lib/agent-host/agent-wrapper"),
   tmuxConf: () => path.join(ROOT, "etc/agent-host/tmux.conf"),
@@ -397,6 +399,14 @@ function expectSecretKept(r: SshResult, run: ProgramRun): void {
   expect(r.psSamples).toBeGreaterThan(0);
   expect(r.psLeaks).toEqual([]);
   expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
+  // notifyWebhookUrl: the same way, root-only where the monitor reads it.
+  expect(fs.readFileSync(p.webhookFile(), "utf8")).toBe(WEBHOOK_CANARY);
+  expect({ mode: mode(p.webhookFile()), uid: fs.statSync(p.webhookFile()).uid }).toEqual({
+    mode: 0o600,
+    uid: 0,
+  });
+  expect(`${r.stdout}${r.stderr}${reconcileCommand(run).create}`).not.toContain(WEBHOOK_CANARY);
+  expect(filesContaining(ROOT, WEBHOOK_CANARY, [p.webhookFile()])).toEqual([]);
 }
 
 /** Exit 0 and exactly this stdout; apply's stderr is in the message when not. */
@@ -418,9 +428,10 @@ function program(agentCount: number): Promise<ProgramRun> {
       ...BASE_CONFIG,
       "agent-host:agentCount": String(agentCount),
       "agent-host:anthropicApiKey": API_KEY_CANARY,
+      "agent-host:notifyWebhookUrl": WEBHOOK_CANARY,
     },
     {
-      secretKeys: ["agent-host:anthropicApiKey"],
+      secretKeys: ["agent-host:anthropicApiKey", "agent-host:notifyWebhookUrl"],
       generatedPrivateKey: deployKey.privateKey,
       generatedPublicKey: deployKey.publicKey,
     },
