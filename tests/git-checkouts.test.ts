@@ -101,7 +101,9 @@ function asUser(
       "GIT_TERMINAL_PROMPT=0",
       ...args,
     ],
-    { encoding: "utf8", cwd, input, timeout: 60_000 },
+    // Never the test's own cwd: CI's clone may sit in a directory the user cannot enter (git
+    // then stops with "Unable to read current working directory").
+    { encoding: "utf8", cwd: cwd ?? home, input, timeout: 60_000 },
   );
 }
 
@@ -513,7 +515,7 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       const { command, stdin, stdinSecret } = stdinOf(run);
       expect(stdinSecret).toBe(true);
       expect(stdin).toContain(
-        `\nsecret git-credentials ${Buffer.from(TOKEN).toString("base64")}\nend\n`,
+        `\nsecret git-credentials ${Buffer.from(TOKEN).toString("base64")}\n`,
       );
       expect(command).not.toContain(TOKEN);
       const vm = unwrap(one(run, "gcp:compute/instance:Instance").inputs) as Record<string, any>;
