@@ -1,5 +1,8 @@
-// Two projects: "unit" (mocks, plus real tmux, sshd and cloud-init's validators on this machine)
-// and "boot" (boots the rendered user-data under systemd-nspawn; minutes). `npm test` runs both.
+// Three projects; `npm test` runs them all.
+// - pure: mocks and pure logic; no root, no real tools beyond node and bash; seconds.
+// - host: what runs on the VM, run for real here: tmux, sshd, git servers, cloud-init's
+//   validator, shellcheck, the real Claude Code; needs root (users, setpriv, namespaces).
+// - boot: boots the rendered user-data under systemd-nspawn; minutes.
 const common = {
   testEnvironment: "node",
   testEnvironmentOptions: { globalsCleanup: "off" },
@@ -7,14 +10,32 @@ const common = {
   // the suite fast.
   transform: { "^.+\\.ts$": ["ts-jest", { diagnostics: false }] },
 };
+
+/** The suites that drive real host tools (the rest of tests/*.test.ts is pure). */
+const HOST_SUITES = [
+  "agent-state",
+  "agentctl",
+  "autostop-real",
+  "first-boot",
+  "fleet-ssh",
+  "git-checkouts",
+  "host-scripts",
+  "real-claude",
+  "render",
+  "seed-claude-config",
+  "spot-shutdown",
+  "workflows",
+].map((name) => `<rootDir>/tests/${name}.test.ts`);
+
 module.exports = {
   projects: [
     {
       ...common,
-      displayName: "unit",
-      testMatch: ["<rootDir>/tests/**/*.test.ts"],
-      testPathIgnorePatterns: ["<rootDir>/tests/boot/"],
+      displayName: "pure",
+      testMatch: ["<rootDir>/tests/*.test.ts"],
+      testPathIgnorePatterns: HOST_SUITES.map((suite) => `${suite}$`),
     },
+    { ...common, displayName: "host", testMatch: HOST_SUITES },
     { ...common, displayName: "boot", testMatch: ["<rootDir>/tests/boot/**/*.test.ts"] },
   ],
 };

@@ -10,8 +10,8 @@ const ROOT = path.resolve(__dirname, "..");
 const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const ACTIONLINT = path.join(ROOT, "scripts", "actionlint.sh");
 
-// The README's test command. `npm test` runs both jest projects; CI runs the "unit" project on
-// every pull request and the "boot" project in .ci/run (the README (CI/CD) says why).
+// The README's test command. `npm test` runs the pure, host and boot jest projects; CI runs
+// `test:unit` (pure + host) on every pull request and the boot project in .ci/run (README, CI/CD).
 const README_TEST_COMMAND = "npm test";
 const CI_COMMANDS = [
   "npm ci",
@@ -131,14 +131,15 @@ describe("pull-request.yml", () => {
 
   it("runs the README's tests (the unit half of `npm test`), lint, typecheck and actionlint", () => {
     expect(runCommands(testJob).slice(1)).toEqual(CI_COMMANDS);
-    // `npm test` = the unit project + the boot project; CI runs the unit one here.
+    // `npm test` = the pure, host and boot projects; CI runs pure and host here.
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
     expect(pkg.scripts.test).toBe("jest");
-    expect(pkg.scripts["test:unit"]).toBe("jest --selectProjects unit");
+    expect(pkg.scripts["test:unit"]).toBe("jest --selectProjects pure host");
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const jestConfig = require(path.join(ROOT, "jest.config.js"));
     expect(jestConfig.projects.map((p: { displayName: string }) => p.displayName)).toEqual([
-      "unit",
+      "pure",
+      "host",
       "boot",
     ]);
     const readme = path.join(ROOT, "README.md");
