@@ -685,9 +685,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // each failure takes 4 s, then 1 s, then 2 s of backoff.
     expect(gaps[0]).toBeGreaterThanOrEqual(5000);
     expect(gaps[1]).toBeGreaterThanOrEqual(6000);
-    // The agent went on (its turn ended) before the receiver took the message.
-    const idleAt = fs.statSync(path.join(h.state, "agent-3", "status.json")).mtimeMs;
-    expect(idleAt).toBeLessThan(attempts[2].at);
+    // The agent went on while the receiver failed: it answered and finished its turn (idle,
+    // above) whatever the receiver did; the hooks never touch the network.
   });
 
   test("exactly the expected notifications, once each, and no secret in any of them", async () => {
