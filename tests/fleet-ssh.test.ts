@@ -568,13 +568,17 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     // CLAUDE_BIN: the pinned version for install-claude-code's check (so it installs nothing,
     // as on a VM that already has it), the recording stand-in for everything else.
     fs.mkdirSync(path.dirname(p.claudeBin()), { recursive: true, mode: 0o755 });
+    // The agent user runs it: a copy in our 0755 tree, since CI's clone may be in a 0700 dir.
+    const standin = path.join(bin, "claude-standin");
+    fs.copyFileSync(STANDIN, standin);
+    fs.chmodSync(standin, 0o755);
     fs.writeFileSync(
       p.claudeBin(),
       [
         "#!/bin/sh",
         "# CLAUDE_BIN stand-in written by tests/fleet-ssh.test.ts",
         `[ "$1" = --version ] && { echo '${DEFAULT_CLAUDE_CODE_VERSION} (Claude Code)'; exit 0; }`,
-        `exec '${STANDIN}' "$@"`,
+        `exec '${standin}' "$@"`,
         "",
       ].join("\n"),
       { mode: 0o755 },
@@ -668,7 +672,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     await waitFor("stand-in claudes to exit", () => pids.every((x) => !alive(x)), 10_000).catch(
       () => {
         for (const x of pids.filter(alive)) {
-          if (fs.readFileSync(`/proc/${x}/cmdline`, "utf8").includes(STANDIN))
+          if (fs.readFileSync(`/proc/${x}/cmdline`, "utf8").includes("claude-standin"))
             process.kill(x, "SIGKILL");
         }
       },
