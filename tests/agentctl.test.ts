@@ -13,7 +13,16 @@ const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
 const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
 const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
-const STANDIN = path.join(REPO, "tests/fixtures/claude");
+const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
+/** The agent user runs the stand-in: a copy in a 0755 dir, since CI's clone may be in a 0700 one. */
+const STANDIN = (() => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentctl-standin-"));
+  fs.chmodSync(dir, 0o755);
+  const copy = path.join(dir, "claude");
+  fs.copyFileSync(STANDIN_SOURCE, copy);
+  fs.chmodSync(copy, 0o755);
+  return copy;
+})();
 const AGENT_USER = "agenttest";
 const AGENT_MAX = 12;
 const BACKOFF_MIN_SECONDS = 1;
@@ -587,7 +596,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       ],
       [
         ["frobnicate"],
-        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach)",
+        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach, send, notify-test)",
       ],
       [
         ["restart", "99"],
@@ -753,7 +762,10 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       .map((f) => path.join(dir, f))
       .filter((f) => /^#!.*\b(bash|sh)\b/.test(fs.readFileSync(f, "utf8").split("\n")[0]));
     expect(scripts).toEqual(expect.arrayContaining([AGENTCTL, WRAPPER]));
-    const r = spawnSync("shellcheck", [...scripts, STANDIN], { cwd: REPO, encoding: "utf8" });
+    const r = spawnSync("shellcheck", [...scripts, STANDIN_SOURCE], {
+      cwd: REPO,
+      encoding: "utf8",
+    });
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
   });

@@ -11,7 +11,10 @@ import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { parseConfig } from "../../config";
-import { hostSettingsFor } from "../../cloud-init/host-config";
+import { hostSettingsFor, renderHostConf } from "../../cloud-init/host-config";
+import { publicBundleSha256, renderBundle, renderPublicBundle } from "../../cloud-init/bundle";
+import { readHostFiles } from "../../cloud-init/files";
+import { applyCommand } from "../../components/agent-fleet";
 import { renderUserData } from "../../cloud-init/render";
 import { atClaudePrompt } from "../fixtures/real-claude";
 import {
@@ -104,6 +107,8 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   let disk: DataDisk;
   let vm: Machine;
   let sshPort: number;
+  let deployPublicKey: string;
+  let config: ReturnType<typeof parseConfig>["config"];
   let failedStep: string | undefined;
   const machines: Machine[] = [];
 
@@ -141,7 +146,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   }
 
   /** As the admin would after `pulumi up`: SSH in with the deploy key, sudo without a password. */
-  function adminSsh(command: string, timeoutMs = 5 * MINUTE): string {
+  function adminSsh(command: string, timeoutMs = 5 * MINUTE, input?: string): string {
     return run(
       "ssh",
       [
@@ -164,7 +169,26 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
         "agent-admin@127.0.0.1",
         command,
       ],
-      { timeoutMs },
+      { timeoutMs, input },
+    );
+  }
+
+  /**
+   * What `pulumi up` runs once the VM exists: the fleet's reconcile command, over SSH with the
+   * deploy key, its bundle on stdin (components/agent-fleet.ts). The user-data holds nothing that
+   * follows agentCount, so the count and the per-agent limits arrive this way.
+   */
+  function reconcileCommand(instanceId: string): string {
+    const settings = hostSettingsFor(config, [deployPublicKey, ...config.sshAuthorizedKeys]);
+    const bundle = renderPublicBundle(
+      readHostFiles(),
+      renderHostConf(settings),
+      settings.adminAuthorizedKeys,
+    );
+    return adminSsh(
+      applyCommand(N, publicBundleSha256(bundle), instanceId),
+      10 * MINUTE,
+      renderBundle(bundle),
     );
   }
 
@@ -302,17 +326,17 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       "-f",
       keyFile,
     ]);
-    const deployPublicKey = fs.readFileSync(`${keyFile}.pub`, "utf8").trim();
+    deployPublicKey = fs.readFileSync(`${keyFile}.pub`, "utf8").trim();
 
     // The same functions index.ts calls; only the sources this machine cannot reach are swapped.
-    const { config } = parseConfig({
+    ({ config } = parseConfig({
       "gcp:project": "agent-host-boot-test",
       "gcp:zone": "europe-west1-b",
       "agent-host:agentCount": String(N),
       "agent-host:dockerSource": "distro",
       "agent-host:claudeCodeSource": "npm",
       "agent-host:sshSourceRanges": JSON.stringify(["127.0.0.1/32"]),
-    });
+    }));
     userData = renderUserData(
       hostSettingsFor(config, [deployPublicKey, ...config.sshAuthorizedKeys]),
     );
@@ -425,6 +449,8 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     `tmux session agents has exactly ${N} agents, each the real claude as agent in its workspace, within limits`,
     6 * MINUTE,
     async () => {
+      const summary = JSON.parse(reconcileCommand("boot-1")) as { desired: number };
+      expect(summary.desired).toBe(N);
       const agents = await waitAgents(vm, N, "first boot");
       figure(`container start -> all ${N} agents running: ${upSeconds(vm)} s`);
       expect(windows(vm).map((w) => w.name)).toEqual(["control", ...expectedNames(N)]);
@@ -586,6 +612,8 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       await vm.start();
       const seconds = await waitCloudInit(vm);
       figure(`replaced VM: container start -> cloud-init done: ${seconds.toFixed(0)} s`);
+      // A new instance id: the reconcile command runs again, as `pulumi up` does after a replace.
+      reconcileCommand("boot-2");
       const agents = await waitAgents(vm, N, "replaced VM");
       figure(`replaced VM: container start -> all ${N} agents running: ${upSeconds(vm)} s`);
       expect(agents.map((a) => a.name)).toEqual(expectedNames(N));
