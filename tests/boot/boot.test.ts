@@ -1,7 +1,8 @@
 // Boot test (issue 6): the user-data the stack renders boots a real Debian 12 system (systemd as
 // PID 1, cloud-init 22.4 from a NoCloud seed) under systemd-nspawn into N running agents, which
-// survive a reconcile up and down, a reboot and a replaced VM on the same data disk. Everything
-// is checked from outside the container, and every wait has a deadline.
+// survive a reconcile up and down, a reboot, a power-off and start (issue 16: auto-stop, Spot)
+// and a replaced VM on the same data disk. Everything is checked from outside the container, and
+// every wait has a deadline.
 //
 // N is 3: enough to see per-agent windows, workspaces and limits differ (and the scale-up to
 // N+2 = 5 crosses no tmux prefix trap by accident), small enough for 2 cores running the real
@@ -16,6 +17,8 @@ import { publicBundleSha256, renderBundle, renderPublicBundle } from "../../clou
 import { readHostFiles } from "../../cloud-init/files";
 import { applyCommand } from "../../components/agent-fleet";
 import { renderUserData } from "../../cloud-init/render";
+import { parseHostConf } from "../../host/conf";
+import { stopArgv } from "../../host/autostop-run";
 import { atClaudePrompt } from "../fixtures/real-claude";
 import {
   DataDisk,
@@ -300,6 +303,16 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       },
       1000,
     );
+  }
+
+  function pane(machine: Machine, name: string): string {
+    return machine.sh(`${TMUX.join(" ")} capture-pane -p -t '=agents:=${name}'`);
+  }
+
+  /** The value after `flag` in an argv, or undefined when the flag is not there. */
+  function flagValue(argv: string[], flag: string): string | undefined {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
   }
 
   function expectedNames(count: number): string[] {
@@ -597,6 +610,98 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
         expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe(markers[i]);
       }
       expect(cloudInitStatus(vm)).toBe("done");
+    },
+  );
+
+  step(
+    "a power-off (what auto-stop and a Spot preemption do) and a start bring every agent back on its own conversation",
+    20 * MINUTE,
+    async () => {
+      const names = expectedNames(N);
+      const instanceId = vm.sh("cat /var/lib/cloud/data/instance-id").trim();
+      expect(instanceId).toBe(`boot-test-${process.pid}-1`);
+      // cloud-init writes a per-instance module's semaphore when it runs the module and skips the
+      // module while it exists (cloudinit/helpers.py, Runners.run): a start of the same VM must
+      // leave every one as it was, or first-boot work ran again.
+      const semaphoresCmd = "cd /var/lib/cloud/instance/sem && stat -c '%n %Y' -- *";
+      const semaphores = vm.sh(semaphoresCmd);
+      const ids = sessionIds(vm, N);
+      expect(ids).toEqual(sessions);
+      // Nothing was typed yet, so no transcript exists and the wrapper started each claude on a
+      // new conversation under the kept id: the --resume checked after the start is the
+      // conversation's doing, not something the wrapper passes anyway.
+      const before = await waitAgents(vm, N, "before the power-off");
+      expect(before.map((a) => flagValue(a.claude.argv, "--session-id"))).toEqual(ids);
+
+      // A person's prompt in each window. Claude Code appends it to the transcript as it is
+      // submitted, signed in or not (here it answers "Not logged in"), which is all a resume needs.
+      const nonce = `${process.pid}-${Date.now().toString(36)}`;
+      const prompts = names.map((name) => `power-off check ${name} ${nonce}`);
+      for (const [i, name] of names.entries()) {
+        await waitFor(
+          `${name} at the ❯ prompt`,
+          MINUTE,
+          () => atClaudePrompt(pane(vm, name)) || undefined,
+        );
+        vm.sh(`${TMUX.join(" ")} send-keys -t '=agents:=${name}' -l '${prompts[i]}'`);
+        await waitFor(
+          `${name} to show the typed prompt`,
+          20_000,
+          () => pane(vm, name).includes(prompts[i]) || undefined,
+          200,
+        );
+        vm.sh(`${TMUX.join(" ")} send-keys -t '=agents:=${name}' Enter`);
+        await waitFor(`${name}'s transcript ${ids[i]}.jsonl to hold the prompt`, MINUTE, () => {
+          const found = vm.exec([
+            "bash",
+            "-c",
+            `f="$(find ${STATE_DIR}/${name}/claude/projects -type f -name '${ids[i]}.jsonl' -print -quit)" && ` +
+              `[[ -n "$f" ]] && grep -qF -- '${prompts[i]}' "$f"`,
+          ]);
+          return found.status === 0 || undefined;
+        });
+      }
+
+      // The auto-stop daemon's own stop command, as the guest's host.conf sets it (default
+      // `systemctl poweroff`); a Spot preemption is the same ACPI shutdown, sent from outside.
+      const stopCommand = stopArgv(
+        parseHostConf(vm.sh("cat /etc/agent-host/host.conf")).autoStopCommand,
+      );
+      const poweringOff = Date.now();
+      const code = await vm.shutDown(stopCommand);
+      figure(
+        `power-off (${stopCommand.join(" ")}) -> container exited: ${((Date.now() - poweringOff) / 1000).toFixed(0)} s`,
+      );
+      // systemd-nspawn exits with the container's status: 0 for a power-off, 133 for a reboot.
+      expect(code).toBe(0);
+
+      // The same machine again: the same root file system, data disk and instance id.
+      await vm.start();
+      await waitCloudInit(vm);
+      expect(vm.sh("cat /var/lib/cloud/data/instance-id").trim()).toBe(instanceId);
+      expect(vm.sh(semaphoresCmd)).toBe(semaphores);
+      const agents = await waitAgents(vm, N, "after power-off and start");
+      figure(`power-off -> start -> all ${N} agents running: ${upSeconds(vm)} s`);
+      expect(agents.map((a) => a.name)).toEqual(names);
+      expect(sessionIds(vm, N)).toEqual(ids);
+      for (const [i, name] of names.entries()) {
+        expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe(markers[i]);
+        // Resumed, not merely kept: the running claude got --resume with its own id, every start
+        // since the boot did (RUN_DIR is a tmpfs, so the log is this boot's), and the window shows
+        // the conversation typed before the power-off.
+        expect(flagValue(agents[i].claude.argv, "--resume")).toBe(ids[i]);
+        const starts = vm
+          .sh(`cat /run/agent-host/${name}/wrapper.log`)
+          .split("\n")
+          .filter((line) => line.includes("starting claude"));
+        expect(starts.length).toBeGreaterThan(0);
+        for (const line of starts) expect(line).toMatch(new RegExp(`\\(--resume ${ids[i]}\\)$`));
+        await waitFor(
+          `${name} to show the conversation from before the power-off`,
+          MINUTE,
+          () => pane(vm, name).includes(prompts[i]) || undefined,
+        );
+      }
     },
   );
 

@@ -200,7 +200,8 @@ export interface MachineOptions {
 /**
  * One "VM": a fresh copy of the cached tree with its own NoCloud seed. A reboot inside the
  * guest ends systemd-nspawn with exit status 133; like systemd-nspawn@.service
- * (RestartForceExitStatus=133) the harness then starts the same tree again.
+ * (RestartForceExitStatus=133) the harness then starts the same tree again. A power-off ends it
+ * with 0, and the tree stays as it is until `start()` boots it again (a stopped VM started).
  */
 export class Machine {
   readonly root: string;
@@ -350,6 +351,21 @@ export class Machine {
     if (code !== 133)
       throw new Error(`systemd-nspawn exited ${code} on reboot, expected 133 (reboot requested)`);
     await this.start();
+  }
+
+  /**
+   * Runs `argv` in the guest (a command that shuts it down, e.g. `systemctl poweroff`) and waits
+   * for systemd-nspawn to exit; returns its exit status (0 for a power-off, 133 for a reboot).
+   * Nothing starts again: `start()` boots the same tree, as starting a stopped VM does. Throws at
+   * the deadline, leaving the container to `stop()`.
+   */
+  async shutDown(argv: string[], timeoutMs = 120_000): Promise<number | null> {
+    const exited = this.exited;
+    if (!exited || this.leaderPid() === undefined)
+      throw new Error(`${this.opts.name} is not running`);
+    // The command's own status means little: it may be killed as the system goes down.
+    this.exec(argv);
+    return withDeadline(exited, timeoutMs, `the container to shut down after ${argv.join(" ")}`);
   }
 
   /** Powers the guest off; kills it when it does not stop within the deadline. */
