@@ -13,6 +13,7 @@ import {
 } from "./autostop";
 import { readState, runAutoStop } from "./autostop-run";
 import type { HostConf } from "./conf";
+import type { Effective } from "./effective";
 import { snapshot } from "./facts";
 import { attachCommand, Notifier } from "./notify";
 import { webhookReader } from "./monitor";
@@ -20,12 +21,11 @@ import { bootTime, presence } from "./presence";
 
 /** Every agent's state as the auto-stop sees it. */
 export function agentActivity(conf: HostConf): AgentActivity[] {
-  return snapshot(conf).rows.map((r) => ({
-    n: r.n,
-    state: r.state,
-    since: r.since,
-    reason: r.reason,
-  }));
+  return activityOf(snapshot(conf).rows);
+}
+
+export function activityOf(rows: readonly Effective[]): AgentActivity[] {
+  return rows.map((r) => ({ n: r.n, state: r.state, since: r.since, reason: r.reason }));
 }
 
 const NOTIFY_TIMEOUT_MS = 15_000;
@@ -74,10 +74,14 @@ export async function autostopCommand(
 const uptimeMs = () => os.uptime() * 1000;
 
 /** The lines under `agentctl status`'s table; with json, one JSON object. */
-export function autostopStatus(conf: HostConf, json: boolean): string {
+/** agents: their states when the caller has them already (agentctl status), else read now. */
+export function autostopStatus(
+  conf: HostConf,
+  json: boolean,
+  agents: AgentActivity[] = agentActivity(conf),
+): string {
   const now = Date.now();
   const bootAt = bootTime() ?? now - uptimeMs();
-  const agents = agentActivity(conf);
   const idleMs = agentsIdleFor(agents, now, bootAt);
   const decision = decide({
     now,

@@ -2,35 +2,33 @@
 // runs: the recorder, which Claude Code waits for on every hook event, never loads them.
 import * as fs from "fs";
 import * as os from "os";
-import { autostopCommand, autostopStatus } from "./autostop-main";
+import { activityOf, autostopCommand, autostopStatus } from "./autostop-main";
 import { loadHostConf } from "./conf";
-import { sortForStatus } from "./effective";
-import { snapshot } from "./facts";
 import { Monitor, webhookReader } from "./monitor";
 import { attachCommand, Notifier } from "./notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./send";
-import { oneLine } from "./text";
+import { statusRows, toJson, toTable } from "./status";
 
 const log = (line: string): void => {
   process.stderr.write(`agentctl: ${line}\n`);
 };
 
-function states(): number {
+async function status(argv: string[]): Promise<number> {
+  const json = argv.length === 1 && argv[0] === "--json";
+  if (argv.length > 0 && !json)
+    throw new UsageError(
+      `status: unknown option '${argv.find((a) => a !== "--json") ?? argv[1]}'; use 'agentctl status' or 'agentctl status --json'`,
+    );
   const conf = loadHostConf();
-  const now = Date.now();
-  const rows = sortForStatus(snapshot(conf).rows);
-  const out = rows.map((r, rank) =>
-    [
-      r.n,
-      r.state,
-      r.since !== undefined ? Math.floor(r.since / 1000) : "-",
-      r.since !== undefined ? Math.max(0, Math.floor((now - r.since) / 1000)) : "-",
-      r.needsYou ? 1 : 0,
-      rank,
-      oneLine(r.reason).replace(/\t/g, " ") || "-",
-    ].join("\t"),
-  );
-  process.stdout.write(out.length ? `${out.join("\n")}\n` : "");
+  const { rows, effective } = await statusRows(conf, log);
+  if (json) {
+    process.stdout.write(toJson(rows));
+    return 0;
+  }
+  process.stdout.write(toTable(rows));
+  // Under the table: VM uptime, how long the agents have been idle, and when the auto-stop comes
+  // or what holds it (`agentctl autostop --json` gives the same as JSON).
+  process.stdout.write(autostopStatus(conf, false, activityOf(effective)));
   return 0;
 }
 
@@ -83,8 +81,8 @@ function sendCommand(argv: string[]): number {
 export async function run(cmd: string | undefined, rest: string[]): Promise<number> {
   try {
     switch (cmd) {
-      case "states":
-        return states();
+      case "status":
+        return await status(rest);
       case "watch":
         return await monitor(true);
       case "monitor":
@@ -100,7 +98,7 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, states, watch, monitor, send, notify-test, autostop, autostop-status)`,
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, status, watch, monitor, send, notify-test, autostop, autostop-status)`,
         );
         return 2;
     }

@@ -10,6 +10,7 @@ export interface HostConf {
   agentUser: string;
   adminUser: string;
   stateDir: string;
+  workspacesDir: string;
   runDir: string;
   tmuxSocket: string;
   /** Root-only file holding the webhook URL; absent or empty = no notifications. */
@@ -28,6 +29,7 @@ export const HOST_CONF_DEFAULTS: HostConf = {
   agentUser: "agent",
   adminUser: "agent-admin",
   stateDir: "/home/agent/.agent-host",
+  workspacesDir: "/workspaces",
   runDir: "/run/agent-host",
   tmuxSocket: "/run/agent-host/tmux.sock",
   notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
@@ -61,6 +63,7 @@ export function parseHostConf(text: string): HostConf {
     agentUser: text_("AGENT_USER", d.agentUser),
     adminUser: text_("ADMIN_USER", d.adminUser),
     stateDir: text_("STATE_DIR", d.stateDir),
+    workspacesDir: text_("WORKSPACES_DIR", d.workspacesDir),
     runDir: text_("RUN_DIR", d.runDir),
     tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
     notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),

@@ -104,9 +104,10 @@ export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknow
   return [...all].sort((a, b) => a - b);
 }
 
-// What Claude Code 2.1.331 shows in its pane when its credential is refused or missing: the same
-// patterns as agentctl's KEY_REJECTED_RE and NEEDS_LOGIN_RE (tests/host-bundle.test.ts keeps the
-// two copies equal), measured with the real binary (tests/real-claude.test.ts).
+// What Claude Code 2.1.331 shows in its pane (captured with the real binary against the stand-in
+// API, tests/real-claude.test.ts): a refused key or token while retrying ("401 invalid x-api-key ·
+// retrying in 2s · attempt 4/10") and after ("Invalid API key · Fix external API key"), and a
+// missing sign-in ("Not logged in · Please run /login", the /login method picker).
 export const KEY_REJECTED_RE =
   /(^|[^0-9])401 [^·]*(invalid|expired|revoked|authentication)|Invalid API key|Invalid bearer token|OAuth token (has expired|revoked|is invalid)|API Error: 401/;
 export const NEEDS_LOGIN_RE =
@@ -114,20 +115,25 @@ export const NEEDS_LOGIN_RE =
 
 /** A pane is read at most this often per agent: the monitor polls every 500 ms. */
 const PANE_EVERY_MS = 3000;
-const paneCache = new Map<number, { at: number; signedOut?: string }>();
+const paneCache = new Map<number, { at: number; text: string }>();
+
+/** What agent n's pane shows (joined lines), read at most every PANE_EVERY_MS. */
+export function paneText(conf: HostConf, n: number, now = Date.now()): string {
+  const cached = paneCache.get(n);
+  if (cached && now - cached.at < PANE_EVERY_MS) return cached.text;
+  const text = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
+  paneCache.set(n, { at: now, text });
+  return text;
+}
 
 /** Why agent n is signed out, from what its pane shows; undefined when it is not. */
 function paneSignedOut(conf: HostConf, n: number, now: number): string | undefined {
-  const cached = paneCache.get(n);
-  if (cached && now - cached.at < PANE_EVERY_MS) return cached.signedOut;
-  const pane = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
-  const signedOut = KEY_REJECTED_RE.test(pane)
+  const pane = paneText(conf, n, now);
+  return KEY_REJECTED_RE.test(pane)
     ? "the API refuses the key or token (401); set a new one (anthropicApiKey) or run sudo agentctl login"
     : NEEDS_LOGIN_RE.test(pane)
       ? "not signed in: run sudo agentctl login, or set anthropicApiKey"
       : undefined;
-  paneCache.set(n, { at: now, signedOut });
-  return signedOut;
 }
 
 export interface Snapshot {

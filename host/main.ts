@@ -3,8 +3,7 @@
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
-//   states         one tab-separated line per agent for agentctl status:
-//                  N, state, since (epoch s or -), seconds in state (or -), needs you (1/0), rank, why
+//   status [--json]  agentctl status: one row per agent (host/status.ts)
 //   watch          the control window: live view, tmux marks, notifications
 //   monitor        the same without the view
 //   send ...       type a prompt into agents (host/send.ts)

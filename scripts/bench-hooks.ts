@@ -6,7 +6,7 @@
 //   (tests/fixtures/hook-payloads-2.1.331.jsonl), beside a bare `node -e 0` (Node's own start);
 // - per agent: the recorder keeps nothing running; its peak RSS while it runs;
 // - the monitor (one process for all agents, the control window): RSS, PSS and CPU while it
-//   watches 12 agents' state files, and one `agent-host.js states` call (what agentctl status adds).
+//   watches 12 agents' state files, and one `agent-host.js status --json` (what agentctl status runs; no tmux server here).
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -116,9 +116,9 @@ async function main(): Promise<void> {
     const confEnv = { PATH: process.env.PATH, AGENTCTL_CONFIG: conf };
     const statesTimes: number[] = [];
     for (let i = 0; i < Math.min(runs, 10); i++)
-      statesTimes.push(timeRun([BUNDLE, "states"], "", confEnv));
+      statesTimes.push(timeRun([BUNDLE, "status", "--json"], "", confEnv));
     console.log(
-      `agent-host.js states, ${AGENTS} agents (what agentctl status adds): ${stats(statesTimes)}`,
+      `agent-host.js status --json, ${AGENTS} agents, no tmux server: ${stats(statesTimes)}`,
     );
     const monitor = spawn(process.execPath, [BUNDLE, "monitor"], { env: confEnv, stdio: "ignore" });
     try {

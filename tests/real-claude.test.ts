@@ -490,10 +490,18 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       tmux(term, ["send-keys", "-t", "=t:0", "-l", RECORDED_TOKEN]);
       tmux(term, ["send-keys", "-t", "=t:0", "Enter"]);
       // It stores the token, restarts every agent with it, and exits 0.
+      // tmux marks a pane dead when its pty closes and fills in the exit status when it reaps
+      // the process, a moment later: wait for both (a signal shows as "signal N").
       const paneState = () =>
-        tmux(term, ["display-message", "-p", "-t", "=t:0", "#{pane_dead} #{pane_dead_status}"]);
-      await poll("agentctl login to finish", () => paneState().startsWith("1"), 90_000);
-      expect(paneState().trim()).toBe("1 0");
+        tmux(term, [
+          "display-message",
+          "-p",
+          "-t",
+          "=t:0",
+          "#{pane_dead} #{pane_dead_status}#{?pane_dead_signal,signal #{pane_dead_signal},}",
+        ]).trim();
+      await poll("agentctl login to finish", () => /^1 \S/.test(paneState()), 90_000);
+      expect(paneState()).toBe("1 0");
       expect(shot()).toMatch(/restarted agent-3/);
       // read -s: the token never showed in the terminal.
       expect(shot()).not.toContain(RECORDED_TOKEN);

@@ -677,10 +677,10 @@ function agentWindows(socket) {
   ]);
   if (r.code !== 0) return out;
   for (const line of r.stdout.split("\n")) {
-    const [id, dead, pid, status, signal, ...rest] = line.split("|");
+    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
     const m = /^agent-([1-9][0-9]*)$/.exec(rest.join("|"));
     if (!m || out.has(Number(m[1]))) continue;
-    const code = signal ? 128 + Number(signal) : status ? Number(status) : void 0;
+    const code = signal ? 128 + Number(signal) : status2 ? Number(status2) : void 0;
     out.set(Number(m[1]), {
       id,
       dead: dead === "1",
@@ -758,13 +758,16 @@ function agentNumbers(conf, windows) {
   for (let i = 1; i <= count; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
 }
-function paneSignedOut(conf, n, now) {
+function paneText(conf, n, now = Date.now()) {
   const cached = paneCache.get(n);
-  if (cached && now - cached.at < PANE_EVERY_MS) return cached.signedOut;
-  const pane = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
-  const signedOut = KEY_REJECTED_RE.test(pane) ? "the API refuses the key or token (401); set a new one (anthropicApiKey) or run sudo agentctl login" : NEEDS_LOGIN_RE.test(pane) ? "not signed in: run sudo agentctl login, or set anthropicApiKey" : void 0;
-  paneCache.set(n, { at: now, signedOut });
-  return signedOut;
+  if (cached && now - cached.at < PANE_EVERY_MS) return cached.text;
+  const text = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
+  paneCache.set(n, { at: now, text });
+  return text;
+}
+function paneSignedOut(conf, n, now) {
+  const pane = paneText(conf, n, now);
+  return KEY_REJECTED_RE.test(pane) ? "the API refuses the key or token (401); set a new one (anthropicApiKey) or run sudo agentctl login" : NEEDS_LOGIN_RE.test(pane) ? "not signed in: run sudo agentctl login, or set anthropicApiKey" : void 0;
 }
 function snapshot(conf) {
   const windows = agentWindows(conf.tmuxSocket);
@@ -773,12 +776,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run2 = path4.join(conf.runDir, `agent-${n}`);
+    const run3 = path4.join(conf.runDir, `agent-${n}`);
     const rec = readStatus(path4.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path4.join(run2, "pid")));
+    const pid = Number(readSmall(path4.join(run3, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -788,8 +791,8 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path4.join(run2, "last-exit")));
-    if (readSmall(path4.join(run2, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path4.join(run3, "last-exit")));
+    if (readSmall(path4.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
@@ -1355,12 +1358,10 @@ var init_presence = __esm({
 
 // host/autostop-main.ts
 function agentActivity(conf) {
-  return snapshot(conf).rows.map((r) => ({
-    n: r.n,
-    state: r.state,
-    since: r.since,
-    reason: r.reason
-  }));
+  return activityOf(snapshot(conf).rows);
+}
+function activityOf(rows) {
+  return rows.map((r) => ({ n: r.n, state: r.state, since: r.since, reason: r.reason }));
 }
 async function autostopCommand(conf, log2) {
   const webhook = webhookReader(conf.notifyWebhookFile);
@@ -1397,10 +1398,9 @@ async function autostopCommand(conf, log2) {
     }
   );
 }
-function autostopStatus(conf, json) {
+function autostopStatus(conf, json, agents = agentActivity(conf)) {
   const now = Date.now();
   const bootAt = bootTime() ?? now - uptimeMs();
-  const agents = agentActivity(conf);
   const idleMs = agentsIdleFor(agents, now, bootAt);
   const decision = decide2({
     now,
@@ -1469,6 +1469,7 @@ function parseHostConf(text) {
     agentUser: text_("AGENT_USER", d.agentUser),
     adminUser: text_("ADMIN_USER", d.adminUser),
     stateDir: text_("STATE_DIR", d.stateDir),
+    workspacesDir: text_("WORKSPACES_DIR", d.workspacesDir),
     runDir: text_("RUN_DIR", d.runDir),
     tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
     notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),
@@ -1498,6 +1499,7 @@ var init_conf = __esm({
       agentUser: "agent",
       adminUser: "agent-admin",
       stateDir: "/home/agent/.agent-host",
+      workspacesDir: "/workspaces",
       runDir: "/run/agent-host",
       tmuxSocket: "/run/agent-host/tmux.sock",
       notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
@@ -1649,28 +1651,396 @@ var init_send = __esm({
   }
 });
 
+// host/status.ts
+function humanBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let b = bytes;
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) {
+    b /= 1024;
+    i++;
+  }
+  return i === 0 ? `${Math.floor(b)}B` : `${b.toFixed(1)}${units[i]}`;
+}
+function unsavedText(r) {
+  if (r.uncommitted_files === null) return void 0;
+  const parts = [];
+  if (r.uncommitted_files > 0) parts.push(`${r.uncommitted_files} uncommitted`);
+  if ((r.unpushed_commits ?? 0) > 0) parts.push(`${r.unpushed_commits} unpushed`);
+  return parts.length ? parts.join(", ") : "no";
+}
+function cut(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+function toJson(rows) {
+  const ordered = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
+  return `${JSON.stringify(ordered)}
+`;
+}
+function alignColumns(lines) {
+  const widths = [];
+  for (const cells of lines)
+    cells.forEach((c, i) => widths[i] = Math.max(widths[i] ?? 0, [...c].length));
+  return lines.map(
+    (cells) => cells.map((c, i) => i < cells.length - 1 ? c + " ".repeat(widths[i] - [...c].length + 2) : c).join("")
+  ).join("\n");
+}
+function toTable(rows) {
+  const shown = COLUMNS.filter((c) => c.header !== void 0);
+  const lines = [
+    shown.map((c) => c.header),
+    ...rows.map(
+      (r) => shown.map((c) => {
+        const v = c.cell ? c.cell(r) : r[c.key];
+        return v === null || v === void 0 || v === "" ? "-" : String(v);
+      })
+    )
+  ];
+  return `${alignColumns(lines)}
+`;
+}
+function processState(window, files, etimes) {
+  const none = { exitCode: null, pid: null };
+  if (!window) return { state: "missing", text: "missing", ...none };
+  if (window.dead) {
+    return {
+      state: "exited",
+      text: `exited (code ${window.exitCode ?? "?"})`,
+      exitCode: window.exitCode ?? null,
+      pid: null
+    };
+  }
+  const reason = files.lastExitReason ? `: ${files.lastExitReason}` : "";
+  const pid = whole(files.pid);
+  const up = pid !== void 0 && pid > 0 ? etimes(pid) : void 0;
+  const lastExit = whole(files.lastExit) ?? null;
+  if (pid !== void 0 && up !== void 0) {
+    const [, ran] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
+    if (ran !== void 0 && up < STABLE_RUN_SECONDS && ran < STABLE_RUN_SECONDS) {
+      return {
+        state: "restarting",
+        text: `restarting (exited with code ${lastExit ?? "?"} after ${ran}s${reason})`,
+        exitCode: lastExit,
+        pid
+      };
+    }
+    return { state: "running", text: "running", exitCode: null, pid };
+  }
+  if (files.lastExit !== void 0) {
+    return {
+      state: "restarting",
+      text: `restarting (exited with code ${files.lastExit}${reason})`,
+      exitCode: lastExit,
+      pid: null
+    };
+  }
+  return { state: "starting", text: "starting", ...none };
+}
+function signinState(live, auth, pane, hasCredentials) {
+  if (!live) return null;
+  if (KEY_REJECTED_RE.test(pane)) return "key-rejected";
+  if (NEEDS_LOGIN_RE.test(pane)) return "needs-login";
+  if (auth === "none") return hasCredentials ? "signed-in" : "needs-login";
+  return auth ? "signed-in" : null;
+}
+function readProcs(procRoot = "/proc") {
+  const out = /* @__PURE__ */ new Map();
+  let entries;
+  try {
+    entries = fs9.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const d of entries) {
+    let text;
+    try {
+      text = fs9.readFileSync(path7.join(procRoot, d, "stat"), "utf8");
+    } catch {
+      continue;
+    }
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    out.set(Number(d), {
+      ppid: Number(f[1]),
+      cpuTicks: Number(f[11]) + Number(f[12]),
+      startTicks: Number(f[19]),
+      rssPages: Number(f[21])
+    });
+  }
+  return out;
+}
+function treeUsage(procs, root, uptimeSeconds2) {
+  let cpu = 0;
+  let rss = 0;
+  for (const [pid, p] of procs) {
+    let q = pid;
+    for (let hops = 0; q !== root && hops < 64; hops++) q = procs.get(q)?.ppid ?? 0;
+    if (q !== root) continue;
+    const seconds = Math.floor(uptimeSeconds2 - p.startTicks / CLOCK_TICKS2);
+    if (seconds > 0) cpu += Math.floor(p.cpuTicks * 1e3 / CLOCK_TICKS2 / seconds) / 10;
+    rss += p.rssPages * PAGE_BYTES;
+  }
+  return { cpu: Math.round(cpu * 10) / 10, rss };
+}
+async function workspaceBytes(ws, cache) {
+  try {
+    if (Date.now() - fs9.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole(fs9.readFileSync(cache, "utf8"));
+      if (cached !== void 0) return cached;
+    }
+  } catch {
+  }
+  let bytes;
+  try {
+    bytes = whole((await run("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
+  } catch (error) {
+    bytes = whole(String(error.stdout ?? "").split("	")[0]);
+  }
+  if (bytes === void 0) return null;
+  if (fs9.existsSync(path7.dirname(cache))) {
+    try {
+      fs9.writeFileSync(`${cache}.tmp`, `${bytes}
+`);
+      fs9.renameSync(`${cache}.tmp`, cache);
+    } catch {
+    }
+  }
+  return bytes;
+}
+function agentUser(user) {
+  const line = (readSmall2("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
+  const f = line?.split(":");
+  if (!f || agentUid(user) === void 0) return void 0;
+  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+}
+async function gitAsAgent(u, conf, args) {
+  const home = fs9.existsSync(u.home) ? u.home : "/";
+  const r = await run(
+    "setpriv",
+    [
+      `--reuid=${u.uid}`,
+      `--regid=${u.gid}`,
+      "--init-groups",
+      "--",
+      "env",
+      "-i",
+      `HOME=${u.home}`,
+      `USER=${conf.agentUser}`,
+      `LOGNAME=${conf.agentUser}`,
+      `PATH=${SYSTEM_PATH}`,
+      "LANG=C.UTF-8",
+      "GIT_TERMINAL_PROMPT=0",
+      `GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`,
+      "timeout",
+      String(GIT_QUERY_TIMEOUT_SECONDS),
+      "git",
+      ...args
+    ],
+    { cwd: home, timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1e3 }
+  );
+  return r.stdout;
+}
+async function checkoutState(u, conf, ws) {
+  if (!u || !fs9.existsSync(path7.join(ws, ".git"))) return void 0;
+  let out;
+  try {
+    out = await gitAsAgent(u, conf, [
+      "-C",
+      ws,
+      "--no-optional-locks",
+      "status",
+      "--porcelain=v2",
+      "--branch"
+    ]);
+  } catch {
+    return void 0;
+  }
+  let branch = "";
+  let files = 0;
+  for (const line of out.split("\n")) {
+    if (line.startsWith("# branch.head ")) branch = line.slice("# branch.head ".length);
+    else if (line && !line.startsWith("#")) files++;
+  }
+  const commits = await gitAsAgent(u, conf, [
+    "-C",
+    ws,
+    "--no-optional-locks",
+    "rev-list",
+    "--count",
+    "HEAD",
+    "--not",
+    "--remotes"
+  ]).then(
+    (s) => whole(s) ?? 0,
+    () => 0
+  );
+  return { branch, files, commits };
+}
+function uptimeSeconds() {
+  return Number((readSmall2("/proc/uptime") ?? "0").split(" ")[0]);
+}
+async function gatherRow(conf, n, window, effective, procs, user) {
+  const name = `agent-${n}`;
+  const dir = path7.join(conf.runDir, name);
+  const file = (f) => readSmall2(path7.join(dir, f));
+  const files = {
+    pid: file("pid"),
+    restarts: file("restarts"),
+    lastExit: file("last-exit"),
+    lastRun: file("last-run"),
+    lastExitReason: file("last-exit-reason"),
+    auth: file("auth")
+  };
+  const up = uptimeSeconds();
+  const etimes = (pid) => {
+    const p = procs.get(pid);
+    return p ? Math.max(0, Math.floor(up - p.startTicks / CLOCK_TICKS2)) : void 0;
+  };
+  const proc = processState(window, files, etimes);
+  const live = window !== void 0 && !window.dead;
+  const ws = path7.join(conf.workspacesDir, name);
+  const pane = live ? paneText(conf, n) : "";
+  const [bytes, checkout] = await Promise.all([
+    fs9.existsSync(ws) ? workspaceBytes(ws, path7.join(dir, "workspace-bytes")) : null,
+    checkoutState(user, conf, ws)
+  ]);
+  const running = proc.state === "running" && proc.pid !== null;
+  const usage = running ? treeUsage(procs, proc.pid, up) : void 0;
+  const now = Date.now();
+  return {
+    name,
+    agent_state: effective?.state ?? proc.state,
+    state_seconds: effective?.since !== void 0 ? Math.max(0, Math.floor((now - effective.since) / 1e3)) : null,
+    state_since: effective?.since !== void 0 ? Math.floor(effective.since / 1e3) : null,
+    needs_you: effective ? effective.needsYou : null,
+    state: proc.state,
+    exit_code: proc.exitCode,
+    pid: proc.pid,
+    uptime_seconds: running ? etimes(proc.pid) ?? null : null,
+    cpu_percent: usage ? usage.cpu : null,
+    memory_bytes: usage ? usage.rss : null,
+    workspace_bytes: bytes,
+    branch: checkout ? checkout.branch : null,
+    unsaved: checkout ? checkout.files + checkout.commits > 0 : null,
+    uncommitted_files: checkout ? checkout.files : null,
+    unpushed_commits: checkout ? checkout.commits : null,
+    restarts: whole(files.restarts) ?? 0,
+    signin: signinState(
+      live,
+      files.auth,
+      pane,
+      fs9.existsSync(path7.join(conf.stateDir, name, "claude", ".credentials.json"))
+    ),
+    auth: files.auth || null,
+    last_exit_reason: files.lastExitReason || null,
+    why: effective ? oneLine(effective.reason) : proc.text
+  };
+}
+async function statusRows(conf, log2) {
+  if (tmux(conf.tmuxSocket, ["list-sessions"]).code !== 0)
+    log2(`warning: no tmux server on ${conf.tmuxSocket}; every agent is missing`);
+  const windows = agentWindows(conf.tmuxSocket);
+  const procs = readProcs();
+  const user = agentUser(conf.agentUser);
+  const effective = sortForStatus(snapshot(conf).rows);
+  const byN = new Map(effective.map((e) => [e.n, e]));
+  const order = [
+    ...effective.map((e) => e.n),
+    ...[...windows.keys()].filter((n) => !byN.has(n)).sort((a, b) => a - b)
+  ];
+  const rows = await Promise.all(
+    order.map((n) => gatherRow(conf, n, windows.get(n), byN.get(n), procs, user))
+  );
+  return { rows, effective };
+}
+var import_child_process5, fs9, path7, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH;
+var init_status = __esm({
+  "host/status.ts"() {
+    "use strict";
+    import_child_process5 = require("child_process");
+    fs9 = __toESM(require("fs"));
+    path7 = __toESM(require("path"));
+    import_util = require("util");
+    init_effective();
+    init_facts();
+    init_text();
+    init_tmux();
+    run = (0, import_util.promisify)(import_child_process5.execFile);
+    WHY_MAX_CHARS = 72;
+    COLUMNS = [
+      { key: "name", header: "NAME" },
+      { key: "agent_state", header: "STATE" },
+      {
+        key: "state_seconds",
+        header: "SINCE",
+        cell: (r) => r.state_seconds === null ? void 0 : humanDuration(r.state_seconds)
+      },
+      { key: "state_since" },
+      { key: "needs_you" },
+      { key: "state" },
+      { key: "exit_code" },
+      { key: "pid", header: "PID" },
+      {
+        key: "uptime_seconds",
+        header: "UPTIME",
+        cell: (r) => r.uptime_seconds === null ? void 0 : humanDuration(r.uptime_seconds)
+      },
+      { key: "cpu_percent", header: "CPU%", cell: (r) => r.cpu_percent?.toFixed(1) },
+      {
+        key: "memory_bytes",
+        header: "MEM",
+        cell: (r) => r.memory_bytes === null ? void 0 : humanBytes(r.memory_bytes)
+      },
+      {
+        key: "workspace_bytes",
+        header: "WORKSPACE",
+        cell: (r) => r.workspace_bytes === null ? void 0 : humanBytes(r.workspace_bytes)
+      },
+      { key: "branch", header: "BRANCH" },
+      { key: "unsaved", header: "UNSAVED", cell: (r) => unsavedText(r) },
+      { key: "uncommitted_files" },
+      { key: "unpushed_commits" },
+      { key: "restarts", header: "RESTARTS" },
+      { key: "signin", header: "SIGNIN" },
+      { key: "auth" },
+      { key: "last_exit_reason" },
+      { key: "why", header: "WHY", cell: (r) => cut(r.why || "-", WHY_MAX_CHARS) }
+    ];
+    STABLE_RUN_SECONDS = 30;
+    whole = (s) => s !== void 0 && /^-?\d+$/.test(s.trim()) ? Number(s.trim()) : void 0;
+    CLOCK_TICKS2 = 100;
+    PAGE_BYTES = 4096;
+    readSmall2 = (file) => {
+      try {
+        return fs9.readFileSync(file, "utf8").trim();
+      } catch {
+        return void 0;
+      }
+    };
+    SIZE_CACHE_SECONDS = 60;
+    GIT_QUERY_TIMEOUT_SECONDS = 20;
+    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  }
+});
+
 // host/commands.ts
 var commands_exports = {};
 __export(commands_exports, {
-  run: () => run
+  run: () => run2
 });
-function states() {
+async function status(argv) {
+  const json = argv.length === 1 && argv[0] === "--json";
+  if (argv.length > 0 && !json)
+    throw new UsageError(
+      `status: unknown option '${argv.find((a) => a !== "--json") ?? argv[1]}'; use 'agentctl status' or 'agentctl status --json'`
+    );
   const conf = loadHostConf();
-  const now = Date.now();
-  const rows = sortForStatus(snapshot(conf).rows);
-  const out = rows.map(
-    (r, rank) => [
-      r.n,
-      r.state,
-      r.since !== void 0 ? Math.floor(r.since / 1e3) : "-",
-      r.since !== void 0 ? Math.max(0, Math.floor((now - r.since) / 1e3)) : "-",
-      r.needsYou ? 1 : 0,
-      rank,
-      oneLine(r.reason).replace(/\t/g, " ") || "-"
-    ].join("	")
-  );
-  process.stdout.write(out.length ? `${out.join("\n")}
-` : "");
+  const { rows, effective } = await statusRows(conf, log);
+  if (json) {
+    process.stdout.write(toJson(rows));
+    return 0;
+  }
+  process.stdout.write(toTable(rows));
+  process.stdout.write(autostopStatus(conf, false, activityOf(effective)));
   return 0;
 }
 async function monitor(display) {
@@ -1712,15 +2082,15 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs9.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs10.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
-async function run(cmd, rest) {
+async function run2(cmd, rest) {
   try {
     switch (cmd) {
-      case "states":
-        return states();
+      case "status":
+        return await status(rest);
       case "watch":
         return await monitor(true);
       case "monitor":
@@ -1736,7 +2106,7 @@ async function run(cmd, rest) {
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, states, watch, monitor, send, notify-test, autostop, autostop-status)`
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, status, watch, monitor, send, notify-test, autostop, autostop-status)`
         );
         return 2;
     }
@@ -1749,20 +2119,18 @@ async function run(cmd, rest) {
     return 1;
   }
 }
-var fs9, os3, log;
+var fs10, os3, log;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs9 = __toESM(require("fs"));
+    fs10 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_autostop_main();
     init_conf();
-    init_effective();
-    init_facts();
     init_monitor();
     init_notify();
     init_send();
-    init_text();
+    init_status();
     log = (line) => {
       process.stderr.write(`agentctl: ${line}
 `);
@@ -1816,8 +2184,8 @@ function hookMain() {
 async function main(argv) {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
-  const { run: run2 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
-  return run2(cmd, rest);
+  const { run: run3 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
+  return run3(cmd, rest);
 }
 if (require.main === module) {
   void main(process.argv.slice(2)).then((code) => {

@@ -1,0 +1,191 @@
+// What agentctl costs on this machine (issue 13's figures). Prints figures, asserts nothing; the
+// behaviour is proven by tests/agentctl.test.ts. Run as root: npm run --silent bench:agentctl [-- RUNS]
+//
+// A real tmux server started the way agent-host.service starts it (`agentctl server`), the
+// stand-in claude (tests/fixtures/claude, copied to a 0755 folder) run as a real unprivileged
+// user, 12 agents:
+// - reconcile 0 → 12 and the no-op 12 → 12 (wall time of the agentctl command);
+// - `agentctl status --json` and `agentctl status` with 12 running agents;
+// - a killed claude: from the SIGKILL to its wrapper's next claude process (read from the
+//   wrapper's pid file and /proc, not through status), with the first backoff of 1 s;
+// - the supervisor's memory per agent: PSS and RSS of each agent-wrapper (the pane's process).
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+const ROOT = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
+const AGENT_USER = "agenttest";
+const AGENTS = 12;
+const RUNS = Math.max(1, Number(process.argv[2] ?? 5));
+const BACKOFF_MIN_SECONDS = 1;
+
+function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function stats(values: number[]): string {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  return `median ${at(0.5).toFixed(0)} ms, min ${v[0].toFixed(0)} ms, max ${v[v.length - 1].toFixed(0)} ms (${v.length} runs)`;
+}
+
+function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
+  const r = spawnSync(cmd, args, { env, encoding: "utf8", timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The claude pid agent-N's wrapper recorded, if that process is alive. */
+function claudePid(run: string, n: number): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(run, `agent-${n}`, "pid"), "utf8").trim());
+    return pid > 0 && fs.existsSync(`/proc/${pid}`) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** PSS and RSS (KiB) of one process, from /proc/PID/smaps_rollup. */
+function memory(pid: number): { pss: number; rss: number } {
+  const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
+  return { pss: field("Pss"), rss: field("Rss") };
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
+  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
+    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-agentctl-"));
+  fs.chmodSync(dir, 0o755);
+  const standin = path.join(dir, "claude");
+  fs.copyFileSync(path.join(ROOT, "tests/fixtures/claude"), standin);
+  fs.chmodSync(standin, 0o755);
+  const run = path.join(dir, "run");
+  const sock = path.join(run, "tmux.sock");
+  const conf = path.join(dir, "host.conf");
+  fs.writeFileSync(
+    conf,
+    [
+      `AGENT_COUNT=${AGENTS}`,
+      `AGENT_MAX=${AGENTS}`,
+      `AGENT_USER=${AGENT_USER}`,
+      "PERMISSION_MODE=default",
+      `CLAUDE_BIN=${standin}`,
+      "START_STAGGER_SECONDS=0.05",
+      `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
+      "RESTART_BACKOFF_MAX_SECONDS=4",
+      "STOP_TIMEOUT_SECONDS=5",
+      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
+      `STATE_DIR=${path.join(dir, "state")}`,
+      `RUN_DIR=${run}`,
+      `TMUX_SOCKET=${sock}`,
+      "",
+    ].join("\n"),
+  );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    AGENTCTL_CONFIG: conf,
+    AGENT_WRAPPER: path.join(ROOT, "cloud-init/host/agent-wrapper"),
+    AGENTCTL_TMUX_CONF: path.join(ROOT, "cloud-init/host/tmux.conf"),
+    AGENT_HOST_JS: path.join(ROOT, "cloud-init/host/agent-host.js"),
+  };
+  delete env.TMUX;
+  const ctl = (args: string[]): number => {
+    const t = process.hrtime.bigint();
+    must(AGENTCTL, args, env);
+    return ms(t);
+  };
+  let server: ChildProcess | undefined;
+  const stop = () => {
+    spawnSync("tmux", ["-S", sock, "kill-server"]);
+    server?.kill("SIGTERM");
+  };
+  const allUp = () =>
+    until(`${AGENTS} claudes`, () => {
+      const pids = Array.from({ length: AGENTS }, (_, i) => claudePid(run, i + 1));
+      return pids.every(Boolean) ? (pids as number[]) : undefined;
+    });
+  try {
+    const reconcile: number[] = [];
+    const noop: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      server = spawn(AGENTCTL, ["server"], { env, stdio: "ignore" });
+      await until("the tmux server", () =>
+        spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0 ? true : undefined,
+      );
+      reconcile.push(ctl(["reconcile", String(AGENTS), "--json"]));
+      await allUp();
+      noop.push(ctl(["reconcile", String(AGENTS), "--json"]));
+      if (i < RUNS - 1) {
+        stop();
+        await until("the tmux server to end", () =>
+          spawnSync("tmux", ["-S", sock, "list-sessions"]).status !== 0 ? true : undefined,
+        );
+      }
+    }
+    console.log(`reconcile 0 → ${AGENTS}: ${stats(reconcile)}`);
+    console.log(`reconcile ${AGENTS} → ${AGENTS} (no-op): ${stats(noop)}`);
+
+    const statusJson = Array.from({ length: RUNS }, () => ctl(["status", "--json"]));
+    const statusTable = Array.from({ length: RUNS }, () => ctl(["status"]));
+    console.log(`status --json, ${AGENTS} running agents: ${stats(statusJson)}`);
+    console.log(`status (table), ${AGENTS} running agents: ${stats(statusTable)}`);
+
+    const restart: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const n = 1 + (i % AGENTS);
+      const old = await until(`agent-${n}'s claude`, () => claudePid(run, n));
+      const t = process.hrtime.bigint();
+      process.kill(old, "SIGKILL");
+      await until(`agent-${n}'s next claude`, () => {
+        const pid = claudePid(run, n);
+        return pid !== undefined && pid !== old ? pid : undefined;
+      });
+      restart.push(ms(t));
+    }
+    console.log(
+      `a killed claude running again (first backoff ${BACKOFF_MIN_SECONDS} s): ${stats(restart)}`,
+    );
+
+    const panes = must("tmux", [
+      "-S",
+      sock,
+      "list-panes",
+      "-s",
+      "-t",
+      "=agents",
+      "-F",
+      "#{window_name} #{pane_pid}",
+    ])
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "))
+      .filter(([name]) => name.startsWith("agent-"))
+      .map(([, pid]) => memory(Number(pid)));
+    const avg = (k: "pss" | "rss") => panes.reduce((s, m) => s + m[k], 0) / panes.length / 1024;
+    console.log(
+      `supervisor (agent-wrapper) per agent, ${panes.length} agents: PSS ${avg("pss").toFixed(2)} MiB, RSS ${avg("rss").toFixed(2)} MiB`,
+    );
+  } finally {
+    stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
