@@ -353,9 +353,12 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       path.join(bin, "gh"),
       `#!/bin/bash\nsum="$(sha256sum | cut -d ' ' -f 1)"\nprintf '%s|%s|%s\\n' "$(id -un)" "$*" "$sum" >>'${calls}'\n`,
     );
+    // The agent runs a copy: CI's clone may sit in a directory the agent cannot enter.
+    const standin = path.join(bin, "claude-standin");
+    writeExecutable(standin, fs.readFileSync(STANDIN, "utf8"));
     writeExecutable(
       path.join(bin, "claude"),
-      `#!/bin/sh\nif [ "$1" = --version ]; then echo "2.1.331 (Claude Code)"; exit 0; fi\nexec '${STANDIN}' "$@"\n`,
+      `#!/bin/sh\nif [ "$1" = --version ]; then echo "2.1.331 (Claude Code)"; exit 0; fi\nexec '${standin}' "$@"\n`,
     );
 
     // HTTPS: a self-signed certificate for 127.0.0.1 that the agent's git is told to trust.
