@@ -161,9 +161,9 @@ export function toTable(rows: readonly StatusRow[]): string {
 // pure: one agent's process state and sign-in, from the facts gathered below
 
 /**
- * A claude whose current run and previous run both lasted less than this is restarting, not
- * running: one that exits within seconds (offline onboarding, a bad flag) is alive most of the
- * time between its crashes, so a poll would otherwise catch it "running".
+ * A claude younger than this whose last two runs both ended sooner is restarting, not running:
+ * one that exits within seconds (offline onboarding, a bad flag) is alive most of the time
+ * between its crashes, so a poll would otherwise catch it "running". One crash is not a loop.
  */
 export const STABLE_RUN_SECONDS = 30;
 
@@ -171,7 +171,7 @@ export interface RunFiles {
   pid?: string;
   restarts?: string;
   lastExit?: string;
-  /** "END_EPOCH SECONDS_RAN" of claude's previous run. */
+  /** "END_EPOCH SECONDS_RAN PREVIOUS_SECONDS_RAN" of claude's last run (and the one before, or -). */
   lastRun?: string;
   lastExitReason?: string;
   /** What the wrapper handed claude: "api-key config", "oauth-token login", "vertex", "none". */
@@ -210,8 +210,9 @@ export function processState(
   const up = pid !== undefined && pid > 0 ? etimes(pid) : undefined;
   const lastExit = whole(files.lastExit) ?? null;
   if (pid !== undefined && up !== undefined) {
-    const [, ran] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
-    if (ran !== undefined && up < STABLE_RUN_SECONDS && ran < STABLE_RUN_SECONDS) {
+    const [, ran, before] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
+    const short = (s: number | undefined) => s !== undefined && s < STABLE_RUN_SECONDS;
+    if (up < STABLE_RUN_SECONDS && short(ran) && short(before)) {
       return {
         state: "restarting",
         text: `restarting (exited with code ${lastExit ?? "?"} after ${ran}s${reason})`,

@@ -46,18 +46,17 @@ describe("processState: the window and the wrapper's run files", () => {
     });
   });
 
-  test(`alive, but this run and the one before both shorter than ${STABLE_RUN_SECONDS} s: restarting`, () => {
-    const files = { pid: "4242", lastRun: "1700000000 3", lastExit: "1", lastExitReason: "boom" };
+  test(`alive, but younger than ${STABLE_RUN_SECONDS} s after two runs shorter than that: restarting`, () => {
+    const files = { pid: "4242", lastRun: "1700000000 3 4", lastExit: "1", lastExitReason: "boom" };
     expect(processState(live, files, alive(2))).toEqual({
       state: "restarting",
       text: "restarting (exited with code 1 after 3s: boom)",
       exitCode: 1,
       pid: 4242,
     });
-    // The previous run was long: one crash is not a loop.
-    expect(processState(live, { ...files, lastRun: "1700000000 600" }, alive(2)).state).toBe(
-      "running",
-    );
+    // One short run, after a long one or none (a fresh wrapper): one crash is not a loop.
+    for (const lastRun of ["1700000000 3 600", "1700000000 3 -", "1700000000 600 3"])
+      expect(processState(live, { ...files, lastRun }, alive(2)).state).toBe("running");
     // This run has lasted: it is running again.
     expect(processState(live, files, alive(STABLE_RUN_SECONDS)).state).toBe("running");
   });

@@ -1715,8 +1715,9 @@ function processState(window, files, etimes) {
   const up = pid !== void 0 && pid > 0 ? etimes(pid) : void 0;
   const lastExit = whole(files.lastExit) ?? null;
   if (pid !== void 0 && up !== void 0) {
-    const [, ran] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
-    if (ran !== void 0 && up < STABLE_RUN_SECONDS && ran < STABLE_RUN_SECONDS) {
+    const [, ran, before] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
+    const short = (s) => s !== void 0 && s < STABLE_RUN_SECONDS;
+    if (up < STABLE_RUN_SECONDS && short(ran) && short(before)) {
       return {
         state: "restarting",
         text: `restarting (exited with code ${lastExit ?? "?"} after ${ran}s${reason})`,
