@@ -614,7 +614,6 @@ describeRoot("install-claude-code", () => {
       expect(again.stderr).toContain(`is already Claude Code ${CLAUDE_VERSION}; nothing to do`);
       expect(again.stdout).toBe(`${CLAUDE_VERSION} (Claude Code)\n`);
       expect(fs.existsSync(npmMarker)).toBe(false);
-      expect(again.ms).toBeLessThan(5_000);
     }, 30_000);
 
     test("another pinned version is not mistaken for the installed one", () => {
