@@ -225,6 +225,8 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
         AGENTCTL_CONFIG: path.join(dir, "host.conf"),
         AGENT_WRAPPER: WRAPPER,
         AGENTCTL_TMUX_CONF: TMUX_CONF,
+        // status runs as root: the repo's bundle, wherever the clone is.
+        AGENT_HOST_JS: path.join(REPO, "cloud-init/host/agent-host.js"),
       },
     };
     writeConf(h, { CLAUDE_BIN: bin, ANTHROPIC_BASE_URL: api.url, CLAUDE_ENV: claudeEnv });
