@@ -449,8 +449,11 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       "-y",
       "45",
       ...envArgs,
-      AGENTCTL,
-      "login",
+      // The exit code, printed: tmux 3.3a leaves #{pane_dead_status} empty now and then for a
+      // server's first pane (seen in CI and by hand), so it is not asked.
+      "sh",
+      "-c",
+      `'${AGENTCTL}' login; echo "agentctl login exited $?"`,
       // Keep the pane's text after `agentctl login` exits (for the asserts, and a failure's cause).
       ";",
       "set-option",
@@ -492,18 +495,12 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       tmux(term, ["send-keys", "-t", "=t:0", "-l", RECORDED_TOKEN]);
       tmux(term, ["send-keys", "-t", "=t:0", "Enter"]);
       // It stores the token, restarts every agent with it, and exits 0.
-      // tmux marks a pane dead when its pty closes and fills in the exit status when it reaps
-      // the process, a moment later: wait for both (a signal shows as "signal N").
-      const paneState = () =>
-        tmux(term, [
-          "display-message",
-          "-p",
-          "-t",
-          "=t:0",
-          "#{pane_dead} #{pane_dead_status}#{?pane_dead_signal,signal #{pane_dead_signal},}",
-        ]).trim();
-      await poll("agentctl login to finish", () => /^1 \S/.test(paneState()), 90_000);
-      expect(paneState()).toBe("1 0");
+      await poll(
+        "agentctl login to finish",
+        () => /agentctl login exited \d+/.test(shot()),
+        90_000,
+      );
+      expect(shot()).toMatch(/^agentctl login exited 0$/m);
       expect(shot()).toMatch(/restarted agent-3/);
       // read -s: the token never showed in the terminal.
       expect(shot()).not.toContain(RECORDED_TOKEN);
