@@ -20,7 +20,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort } from "./support";
+import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -102,39 +102,9 @@ interface Host {
   server?: ChildProcess;
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-async function poll<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  ms: number,
-  everyMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** agentctl without blocking this process: the stand-in API answers from its event loop. */
-function ctl(h: Host, args: string[], stdin?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(AGENTCTL, args, { env: h.env });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(stdin ?? "");
-  });
+function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
+  return runAsync(AGENTCTL, args, h.env, stdin);
 }
 
 async function status(h: Host): Promise<Row[]> {
@@ -580,7 +550,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // From then until the command's file appears, every look says working (no hook fires on an
     // approval: the running command is what says so).
     const seen: string[] = [];
-    let refused: Result | undefined;
+    let refused: RunResult | undefined;
     while (!fs.existsSync(done)) {
       const x = await row(h, 1);
       if (fs.existsSync(done)) break;

@@ -17,7 +17,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort } from "./support";
+import { freePort, poll, runAsync } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -77,40 +77,6 @@ interface AutoStopJson {
   auto_stop: { kind: string; limit_seconds: number; stop_in_seconds?: number; held_by?: string[] };
 }
 
-async function poll<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  ms: number,
-  everyMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end();
-  });
-}
-
 const atPrompt = (text: string) => {
   const lines = text.split("\n");
   // Claude Code draws the prompt as "❯" and a no-break space.
@@ -133,7 +99,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
 
   /** A command inside the test's namespaces (the PID namespace's /proc, the bind mounts). */
   const inNs = (args: string[]) => ["-t", String(nsPid), "-p", "-m", "--", ...args];
-  const ctl = (args: string[]) => run("nsenter", inNs([AGENTCTL, ...args]), env);
+  const ctl = (args: string[]) => runAsync("nsenter", inNs([AGENTCTL, ...args]), env);
   const autostop = async (): Promise<AutoStopJson> => {
     const r = await ctl(["autostop", "--json"]);
     if (r.code !== 0) throw new Error(`agentctl autostop --json: ${r.code} ${r.stderr}`);

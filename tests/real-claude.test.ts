@@ -24,7 +24,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort } from "./support";
+import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
@@ -78,40 +78,9 @@ interface Host {
   server?: ChildProcess;
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Polls an async probe every `everyMs` until it returns something truthy; fails after `ms`. */
-async function poll<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  ms: number,
-  everyMs = 500,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** agentctl without blocking this process: the stand-in API answers from its event loop. */
-function ctl(h: Host, args: string[], stdin?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(AGENTCTL, args, { env: h.env });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    p.on("error", reject);
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(stdin ?? "");
-  });
+function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
+  return runAsync(AGENTCTL, args, h.env, stdin);
 }
 
 async function status(h: Host): Promise<Row[]> {

@@ -1,4 +1,5 @@
 // Small helpers shared by the suites that drive real processes.
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
@@ -54,4 +55,48 @@ export function standinRecords<T>(agentStateDir: string): T[] {
     .trim()
     .split("\n")
     .map((l) => JSON.parse(l) as T);
+}
+
+/** Polls a probe, which may be async, every `everyMs` until it returns something truthy; fails after `ms`. */
+export async function poll<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  ms: number,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * A command run without blocking this process: a stand-in server living in it (the Messages API,
+ * a webhook receiver) keeps answering from the event loop meanwhile.
+ */
+export function runAsync(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  stdin = "",
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end(stdin);
+  });
 }
