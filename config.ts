@@ -1,7 +1,9 @@
-// The stack's configuration: every key, its default and its rule, in one place. Pure: no Pulumi
-// import, so the rules are tested without mocks and `npm run render` uses the very same parser.
+// The stack's configuration: every key's rule (the keys, types and defaults are declared once, in
+// config-keys.ts). Pure: no Pulumi import, so the rules are tested without mocks and
+// `npm run render` uses the very same parser.
 // index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
-import { parseWorkHours, WORK_HOURS_DEFAULTS, type WorkSchedule } from "./schedule";
+import { CONFIG_KEY_TABLE as KEYS } from "./config-keys";
+import { parseWorkHours, type WorkSchedule } from "./schedule";
 
 import { secretShapesIn } from "./policy/rules";
 
@@ -104,32 +106,37 @@ export const AUTO_STOP_MIN = 10;
 export const AUTO_STOP_MAX = 24 * 60;
 
 /** Pinned Claude Code release; every agent runs this one, auto-update off. */
-export const DEFAULT_CLAUDE_CODE_VERSION = "2.1.331";
+export const DEFAULT_CLAUDE_CODE_VERSION = KEYS.claudeCodeVersion.default;
 
+/** The defaults parseConfig falls back to: Pulumi.yaml's, from config-keys.ts, typed for the code. */
 export const DEFAULTS = {
-  agentCount: 10,
-  machineType: "e2-standard-8",
-  image: "ubuntu-os-cloud/ubuntu-2404-lts-amd64",
-  bootDiskSizeGb: 50,
-  dataDiskSizeGb: 200,
-  dataDiskType: "pd-balanced",
+  agentCount: KEYS.agentCount.default,
+  machineType: KEYS.machineType.default,
+  image: KEYS.image.default,
+  bootDiskSizeGb: KEYS.bootDiskSizeGb.default,
+  dataDiskSizeGb: KEYS.dataDiskSizeGb.default,
+  dataDiskType: KEYS.dataDiskType.default,
   claudeCodeVersion: DEFAULT_CLAUDE_CODE_VERSION,
-  claudeCodeSource: "npm" as ClaudeCodeSource,
-  dockerSource: "docker-apt" as DockerSource,
-  sshAuthorizedKeys: [] as string[],
-  agentPermissionMode: "default" as PermissionMode,
-  snapshotRetentionDays: 7,
-  spot: false,
-  deleteDataDiskOnDestroy: false,
-  extraPackages: [] as string[],
-  claudeProvider: "anthropic" as ClaudeProvider,
-  vertexRegion: "global",
-  claudeModel: "",
-  anthropicBaseUrl: "",
-  vertexBaseUrl: "",
-  ...WORK_HOURS_DEFAULTS,
-  autoStopMinutes: 60,
-  notifyOnIdle: true,
+  claudeCodeSource: KEYS.claudeCodeSource.default as ClaudeCodeSource,
+  dockerSource: KEYS.dockerSource.default as DockerSource,
+  sshAuthorizedKeys: [...KEYS.sshAuthorizedKeys.default] as string[],
+  agentPermissionMode: KEYS.agentPermissionMode.default as PermissionMode,
+  snapshotRetentionDays: KEYS.snapshotRetentionDays.default,
+  spot: KEYS.spot.default,
+  deleteDataDiskOnDestroy: KEYS.deleteDataDiskOnDestroy.default,
+  extraPackages: [...KEYS.extraPackages.default] as string[],
+  claudeProvider: KEYS.claudeProvider.default as ClaudeProvider,
+  vertexRegion: KEYS.vertexRegion.default,
+  claudeModel: KEYS.claudeModel.default,
+  anthropicBaseUrl: KEYS.anthropicBaseUrl.default,
+  vertexBaseUrl: KEYS.vertexBaseUrl.default,
+  // schedule.ts's WORK_HOURS_DEFAULTS holds the same four; tests/config-keys.test.ts ties them.
+  workHoursStart: KEYS.workHoursStart.default,
+  workHoursStop: KEYS.workHoursStop.default,
+  workDays: KEYS.workDays.default,
+  workTimeZone: KEYS.workTimeZone.default,
+  autoStopMinutes: KEYS.autoStopMinutes.default,
+  notifyOnIdle: KEYS.notifyOnIdle.default,
 } as const;
 
 export interface StackConfig {
@@ -199,43 +206,9 @@ export interface ParseResult {
   warnings: string[];
 }
 
-const KNOWN_KEYS = [
-  "agentCount",
-  "machineType",
-  "image",
-  "bootDiskSizeGb",
-  "dataDiskSizeGb",
-  "dataDiskType",
-  "sshSourceRanges",
-  "claudeCodeVersion",
-  "claudeCodeSource",
-  "dockerSource",
-  "anthropicApiKey",
-  "sshAuthorizedKeys",
-  "agentPermissionMode",
-  "snapshotRetentionDays",
-  "spot",
-  "deployPrivateKey",
-  "deleteDataDiskOnDestroy",
-  "gitUserName",
-  "gitUserEmail",
-  "gitCredentials",
-  "repository",
-  "extraPackages",
-  "claudeProvider",
-  "vertexRegion",
-  "claudeModel",
-  "anthropicBaseUrl",
-  "vertexBaseUrl",
-  "workHoursStart",
-  "workHoursStop",
-  "workDays",
-  "workTimeZone",
-  "autoStopMinutes",
-  "notifyWebhookUrl",
-  "notifyOnIdle",
-] as const;
-export type ConfigKey = (typeof KNOWN_KEYS)[number];
+/** Every `agent-host:` key, as config-keys.ts declares them. */
+export type ConfigKey = keyof typeof KEYS;
+const KNOWN_KEYS = Object.keys(KEYS) as ConfigKey[];
 export const CONFIG_KEYS: readonly ConfigKey[] = KNOWN_KEYS;
 
 function show(value: string): string {

@@ -1,0 +1,240 @@
+// Every `agent-host:` configuration key, declared once: its Pulumi.yaml type, its default exactly
+// as Pulumi.yaml writes it, its description, and whether it holds a secret. config.ts derives its
+// key list and DEFAULTS from this table; tests/config-keys.test.ts fails when Pulumi.yaml's
+// `config:` block, the README's configuration table or parseConfig drift from it. Adding a key is
+// one entry here plus its rule in config.ts and its tests. Pure: imports nothing.
+
+interface KeyBase {
+  /** Pulumi.yaml's description, word for word (one line). */
+  readonly description: string;
+  /**
+   * The value is a credential: never echoed, never in plain state. Pulumi.yaml does not mark it
+   * `secret: true` (the CLI would refuse its "" default as not encrypted); index.ts refuses it
+   * stored in plain text instead.
+   */
+  readonly secret?: true;
+}
+
+/**
+ * One key. `default` is Pulumi.yaml's, as YAML holds it; a key without one is required by the
+ * Pulumi CLI (an optional key MUST have a default). An optional string's "" default reads "unset"
+ * in the README, and config.ts reads "" as unset.
+ */
+export type ConfigKeySpec = KeyBase &
+  (
+    | { readonly type: "string"; readonly default?: string }
+    | { readonly type: "integer"; readonly default?: number }
+    | { readonly type: "boolean"; readonly default?: boolean }
+    // Every list key is a list of strings (Pulumi.yaml `items: {type: string}`).
+    | { readonly type: "array"; readonly default?: readonly string[] }
+  );
+
+/** In the order parseConfig's "Known keys" message lists them. */
+export const CONFIG_KEY_TABLE = {
+  agentCount: {
+    type: "integer",
+    default: 10,
+    description:
+      "Number of Claude Code agents (tmux windows agent-1..N). At least 1; at most what the machine's memory allows at 1.5 GiB per agent after 2 GiB for the host. Changing it reconciles in place, in seconds.",
+  },
+  machineType: {
+    type: "string",
+    default: "e2-standard-8",
+    description:
+      "Compute Engine machine type. Unknown types are allowed with a warning (agentCount is then not checked against memory). Changes stop and start the VM.",
+  },
+  image: {
+    type: "string",
+    default: "ubuntu-os-cloud/ubuntu-2404-lts-amd64",
+    description:
+      "Boot image family as project/family (an image with cloud-init). Never a pinned image; changing it replaces the VM (the data disk stays).",
+  },
+  bootDiskSizeGb: {
+    type: "integer",
+    default: 50,
+    description: "Boot disk size in GB (20 or more). The boot disk holds only the OS and tools.",
+  },
+  dataDiskSizeGb: {
+    type: "integer",
+    default: 200,
+    description:
+      "Data disk size in GB (workspaces, the agent user's home, logins, conversations). Grows in place; shrinking is refused.",
+  },
+  dataDiskType: {
+    type: "string",
+    default: "pd-balanced",
+    description:
+      "Data disk type (pd-standard, pd-balanced, pd-ssd, pd-extreme). Changing it is refused (it would recreate the disk).",
+  },
+  sshSourceRanges: {
+    type: "array",
+    description:
+      "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32 or IAP's 35.235.240.0/20. 0.0.0.0/0 only when written explicitly, with a warning.",
+  },
+  claudeCodeVersion: {
+    type: "string",
+    default: "2.1.331",
+    description:
+      "Exact Claude Code release every agent runs. Auto-update is off; changing it updates the host and restarts the agents (conversations resume).",
+  },
+  claudeCodeSource: {
+    type: "string",
+    default: "npm",
+    description:
+      "Where the VM gets Claude Code, npm (the @anthropic-ai/claude-code package, native binary) or native (Anthropic's installer).",
+  },
+  dockerSource: {
+    type: "string",
+    default: "docker-apt",
+    description:
+      "docker-apt (Docker's official apt repository, signing key checked against its fingerprint) or distro (Ubuntu's docker.io).",
+  },
+  anthropicApiKey: {
+    type: "string",
+    default: "",
+    secret: true,
+    description:
+      "Optional secret. Anthropic API key (sk-ant-api...) or long-lived token from `claude setup-token` (sk-ant-oat...), for claudeProvider anthropic (refused with vertex). Unset means a person runs `sudo agentctl login` once on the VM; that one token serves every agent and persists on the data disk.",
+  },
+  sshAuthorizedKeys: {
+    type: "array",
+    default: [],
+    description:
+      "OpenSSH public keys of the people who may log in as the admin user (agent-admin), beside the stack's own deploy key.",
+  },
+  agentPermissionMode: {
+    type: "string",
+    default: "default",
+    description:
+      "Claude Code --permission-mode for every agent (default, auto, manual, acceptEdits, plan, dontAsk, bypassPermissions). default leaves the choice to Claude Code.",
+  },
+  snapshotRetentionDays: {
+    type: "integer",
+    default: 7,
+    description:
+      "Daily snapshots of the data disk are kept this many days; 0 creates no snapshot schedule.",
+  },
+  spot: {
+    type: "boolean",
+    default: false,
+    description:
+      "Run as a Spot VM, stopped (not deleted) on preemption. Changing it replaces the VM (the data disk stays).",
+  },
+  deployPrivateKey: {
+    type: "string",
+    default: "",
+    secret: true,
+    description:
+      "Optional secret. The private key the stack deploys with (OpenSSH or PEM). Unset means the stack generates an ED25519 key with @pulumi/tls.",
+  },
+  deleteDataDiskOnDestroy: {
+    type: "boolean",
+    default: false,
+    description:
+      "Delete the data disk on pulumi destroy. By default destroy leaves it (workspaces, logins, conversations) in the project.",
+  },
+  gitUserName: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. The name the agents commit with (git user.name of the agent user). Set together with gitUserEmail.",
+  },
+  gitUserEmail: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. The email the agents commit with (git user.email of the agent user). Set together with gitUserName.",
+  },
+  gitCredentials: {
+    type: "string",
+    default: "",
+    secret: true,
+    description:
+      "Optional secret. A token for HTTPS remotes (or user:token), or an SSH private key for SSH remotes. Readable only by the agent user, through git (credential store scoped to the repository's host, or ssh); a GitHub token also logs in the GitHub CLI (gh).",
+  },
+  repository: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. The team's repository (https://host/path.git, ssh://[user@]host[:port]/path or user@host:path.git). When set, each new or empty workspace becomes a git worktree of it on its own branch agent-N; existing checkouts are never reset, cleaned or deleted.",
+  },
+  extraPackages: {
+    type: "array",
+    default: [],
+    description:
+      "Debian/Ubuntu package names installed for every agent (one toolchain for all), at first boot and on every pulumi up.",
+  },
+  claudeProvider: {
+    type: "string",
+    default: "anthropic",
+    description:
+      "Where the agents' Claude runs. vertex (recommended on GCP) calls Claude on Vertex AI in gcp:project as the VM's service account (granted roles/aiplatform.user; no secret anywhere); anthropic calls Anthropic's API with anthropicApiKey or one `agentctl login`. A change stops and starts the VM (its scopes change).",
+  },
+  vertexRegion: {
+    type: "string",
+    default: "global",
+    description:
+      "With claudeProvider vertex, the Vertex AI location the agents call (CLOUD_ML_REGION), one of global, us, eu, us-east5, us-central1, us-east1, us-east4, us-west1, europe-west1, europe-west4, asia-east1, asia-southeast1. The model must be enabled there.",
+  },
+  claudeModel: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. The model every agent uses (ANTHROPIC_MODEL), an alias (sonnet, opus) or an ID (claude-sonnet-4-5-20250929; on Vertex AI claude-sonnet-4-5@20250929). Unset means Claude Code's default.",
+  },
+  anthropicBaseUrl: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. An LLM gateway in front of Anthropic's API (ANTHROPIC_BASE_URL), https:// (http only on 127.0.0.1). Not a secret, so no user info, query string or key in it. Only with claudeProvider anthropic.",
+  },
+  vertexBaseUrl: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. Another Vertex AI endpoint (ANTHROPIC_VERTEX_BASE_URL), e.g. a Private Service Connect endpoint ending in /v1. Only with claudeProvider vertex.",
+  },
+  workHoursStart: {
+    type: "string",
+    default: "",
+    description:
+      "Optional work hours. Time of day (HH:MM, 24-hour, in workTimeZone) GCE starts the VM on each of workDays, through an instance schedule. Unset means no scheduled start.",
+  },
+  workHoursStop: {
+    type: "string",
+    default: "",
+    description:
+      "Optional work hours. Time of day (HH:MM, 24-hour, in workTimeZone) GCE stops the VM on each of workDays (earlier than workHoursStart means the next morning). Unset means no scheduled stop.",
+  },
+  workDays: {
+    type: "string",
+    default: "Mon-Fri",
+    description:
+      "Days the work-hour schedule applies, as three-letter names, ranges and commas (Mon-Fri, Mon,Wed,Fri, Sun-Thu). Used only when workHoursStart or workHoursStop is set.",
+  },
+  workTimeZone: {
+    type: "string",
+    default: "UTC",
+    description:
+      "IANA time zone of workHoursStart and workHoursStop (Europe/Berlin, America/New_York); daylight saving time is followed.",
+  },
+  autoStopMinutes: {
+    type: "integer",
+    default: 60,
+    description:
+      "The VM powers itself off after this many minutes in which every agent was idle or waiting on a person, no agent ran a tool, and nobody was attached to tmux or logged in over SSH. 0 turns it off; otherwise 10 to 1440. Disks and the address stay; start it again with the startCommand output.",
+  },
+  notifyWebhookUrl: {
+    type: "string",
+    default: "",
+    secret: true,
+    description:
+      "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see README). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
+  },
+  notifyOnIdle: {
+    type: "boolean",
+    default: true,
+    description:
+      "Also notify when an agent finishes a turn after real work (a tool use, or 30 s or more), not only when it needs you. Needs notifyWebhookUrl.",
+  },
+} as const satisfies Readonly<Record<string, ConfigKeySpec>>;
