@@ -5,33 +5,13 @@ import * as path from "path";
 import { parse } from "yaml";
 import { CONFIG_KEYS, DEFAULTS } from "../config";
 import { BASE_CONFIG, runProgram } from "./harness";
+import { readmeDefault, tableAfter as readmeTable } from "./readme-tables";
 
 const ROOT = path.join(__dirname, "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
 const project = parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"));
 
-/** Rows of the markdown table that follows `## <heading>`: first cell → second cell. */
-function tableAfter(heading: string): Map<string, string> {
-  const start = readme.indexOf(`\n## ${heading}\n`);
-  expect(start).toBeGreaterThan(-1);
-  const section = readme.slice(start + 1).split(/\n## /)[0];
-  const rows = section.split("\n").filter((line) => /^\| `[^`]+` \|/.test(line));
-  return new Map(
-    rows.map((line) => {
-      const cells = line.split(" | ").map((cell) => cell.replace(/^\| /, "").trim());
-      return [cells[0].replace(/`/g, ""), cells[1]];
-    }),
-  );
-}
-
-function readmeDefault(cell: string): unknown {
-  if (cell === "required" || cell === "unset") return undefined;
-  const text = cell.replace(/`/g, "");
-  if (/^-?\d+$/.test(text)) return Number(text);
-  if (text === "true" || text === "false") return text === "true";
-  if (text === "[]") return [];
-  return text;
-}
+const tableAfter = (heading: string) => readmeTable(readme, heading);
 
 describe("configuration table", () => {
   const table = tableAfter("Configuration");

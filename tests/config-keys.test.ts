@@ -1,0 +1,204 @@
+// config-keys.ts is the one declaration of every `agent-host:` key. Pulumi.yaml's `config:` block
+// and the README's configuration table are written by hand beside it, so this suite fails, naming
+// the key and the difference, as soon as either drifts; and it checks that parseConfig reads and
+// validates every key the table declares.
+import { readFileSync } from "fs";
+import * as path from "path";
+import { parse } from "yaml";
+import { CONFIG_KEYS, ConfigError, parseConfig, type RawConfig } from "../config";
+import { CONFIG_KEY_TABLE, type ConfigKeySpec } from "../config-keys";
+import { WORK_HOURS_DEFAULTS } from "../schedule";
+import { BASE_CONFIG } from "./harness";
+import { readmeDefault, tableRows } from "./readme-tables";
+
+const ROOT = path.join(__dirname, "..");
+const TABLE: Readonly<Record<string, ConfigKeySpec>> = CONFIG_KEY_TABLE;
+const KEYS = Object.keys(TABLE);
+const declared: Record<string, Record<string, unknown>> = parse(
+  readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"),
+).config;
+const readmeRows = tableRows(readFileSync(path.join(ROOT, "README.md"), "utf8"), "Configuration");
+
+const show = (value: unknown): string => (value === undefined ? "none" : JSON.stringify(value));
+const same = (a: unknown, b: unknown): boolean => show(a) === show(b);
+
+/** How Pulumi.yaml's entry for `key` differs from the table's; [] when it agrees. */
+function pulumiYamlDrift(key: string): string[] {
+  const spec = TABLE[key];
+  const entry = declared[key];
+  if (entry === undefined) return [`${key}: missing from Pulumi.yaml's config block`];
+  const drift: string[] = [];
+  const differs = (what: string, yamlValue: unknown, tableValue: unknown) => {
+    if (!same(yamlValue, tableValue)) {
+      drift.push(
+        `${key}: Pulumi.yaml's ${what} is ${show(yamlValue)}, config-keys.ts says ${show(tableValue)}`,
+      );
+    }
+  };
+  differs("type", entry.type, spec.type);
+  differs("items", entry.items, spec.type === "array" ? { type: "string" } : undefined);
+  differs("default", entry.default, spec.default);
+  if ("default" in entry !== "default" in spec) {
+    drift.push(
+      `${key}: Pulumi.yaml ${"default" in entry ? "has" : "has no"} default but config-keys.ts ${"default" in spec ? "has" : "has none"} (a key with no default is required by the CLI)`,
+    );
+  }
+  differs("description", entry.description, spec.description);
+  // The optional secrets carry "" defaults, which the CLI refuses under `secret: true` (see the
+  // comment in Pulumi.yaml); their description says what they are instead.
+  differs("secret flag", entry.secret, undefined);
+  if ((spec.secret ?? false) !== String(entry.description).startsWith("Optional secret.")) {
+    drift.push(
+      `${key}: config-keys.ts says ${spec.secret ? "secret" : "not secret"}, but Pulumi.yaml's description ${spec.secret ? "does not start" : "starts"} with "Optional secret."`,
+    );
+  }
+  const extra = Object.keys(entry).filter(
+    (field) => !["type", "items", "default", "description"].includes(field),
+  );
+  if (extra.length > 0) drift.push(`${key}: Pulumi.yaml has fields the table lacks: ${extra}`);
+  return drift;
+}
+
+/** How the README's row for `key` differs from the table's default and secret flag; [] when it agrees. */
+function readmeDrift(key: string): string[] {
+  const spec = TABLE[key];
+  const cells = readmeRows.get(key);
+  if (cells === undefined) return [`${key}: missing from the README's configuration table`];
+  const drift: string[] = [];
+  // The README writes "required" for a key with no default and "unset" for an optional "".
+  const expected = spec.default === undefined ? "required" : spec.default === "" ? "unset" : null;
+  if (expected !== null ? cells[1] !== expected : !same(readmeDefault(cells[1]), spec.default)) {
+    drift.push(
+      `${key}: the README's default is ${cells[1]}, config-keys.ts says ${expected ?? show(spec.default)}`,
+    );
+  }
+  if ((spec.secret ?? false) !== cells[2].startsWith("Secret.")) {
+    drift.push(
+      `${key}: config-keys.ts says ${spec.secret ? "secret" : "not secret"}, but the README's description ${spec.secret ? "does not start" : "starts"} with "Secret."`,
+    );
+  }
+  return drift;
+}
+
+describe("Pulumi.yaml's config block is the table", () => {
+  test("declares exactly the table's keys", () => {
+    const yamlKeys = Object.keys(declared);
+    expect({
+      missingFromPulumiYaml: KEYS.filter((key) => !yamlKeys.includes(key)),
+      notInTable: yamlKeys.filter((key) => !KEYS.includes(key)),
+    }).toEqual({ missingFromPulumiYaml: [], notInTable: [] });
+  });
+
+  test.each(KEYS)("%s: type, default, description and secret flag agree", (key) => {
+    expect(pulumiYamlDrift(key)).toEqual([]);
+  });
+});
+
+describe("the README's configuration table is the table", () => {
+  test("lists exactly the table's keys", () => {
+    const readmeKeys = [...readmeRows.keys()];
+    expect({
+      missingFromReadme: KEYS.filter((key) => !readmeKeys.includes(key)),
+      notInTable: readmeKeys.filter((key) => !KEYS.includes(key)),
+    }).toEqual({ missingFromReadme: [], notInTable: [] });
+  });
+
+  test.each(KEYS)("%s: default and secret flag agree", (key) => {
+    expect(readmeDrift(key)).toEqual([]);
+  });
+});
+
+describe("config.ts reads the table", () => {
+  test("its key list is the table's keys, in the table's order", () => {
+    expect([...CONFIG_KEYS]).toEqual(KEYS);
+  });
+
+  test("schedule.ts's work-hour defaults are the table's", () => {
+    const drift = Object.entries(WORK_HOURS_DEFAULTS)
+      .filter(([key, value]) => !same(value, TABLE[key]?.default))
+      .map(
+        ([key, value]) =>
+          `${key}: schedule.ts has ${show(value)}, config-keys.ts says ${show(TABLE[key]?.default)}`,
+      );
+    expect(drift).toEqual([]);
+  });
+
+  test("parseConfig reads every key of the table", () => {
+    const read = new Set<string>();
+    const raw = new Proxy(BASE_CONFIG, {
+      get(target, property, receiver) {
+        if (typeof property === "string") read.add(property);
+        return Reflect.get(target, property, receiver);
+      },
+    });
+    parseConfig(raw as RawConfig);
+    expect(KEYS.filter((key) => !read.has(`agent-host:${key}`))).toEqual([]);
+  });
+
+  /**
+   * A value each key's own rule refuses. Adding a key adds a line here: the test below fails for
+   * a key the table declares without one.
+   */
+  const BAD: Record<string, string> = {
+    agentCount: "0",
+    machineType: "E2 Standard 8",
+    image: "projects/x/global/images/y",
+    bootDiskSizeGb: "10",
+    dataDiskSizeGb: "ten",
+    dataDiskType: "hyperdisk-fast",
+    sshSourceRanges: '["203.0.113.7"]',
+    claudeCodeVersion: "latest",
+    claudeCodeSource: "brew",
+    dockerSource: "snap",
+    anthropicApiKey: "sk-ant-short",
+    sshAuthorizedKeys: '["not a key"]',
+    agentPermissionMode: "yolo",
+    snapshotRetentionDays: "-1",
+    spot: "maybe",
+    deployPrivateKey: "not a private key",
+    deleteDataDiskOnDestroy: "maybe",
+    gitUserName: "<agents>",
+    gitUserEmail: "not-an-email",
+    gitCredentials: "token with spaces",
+    repository: "ftp://example.test/r.git",
+    extraPackages: '["Not A Package"]',
+    claudeProvider: "openai",
+    vertexRegion: "mars-north1",
+    claudeModel: "not a model!",
+    anthropicBaseUrl: "ftp://gateway.example.test",
+    vertexBaseUrl: "not a url",
+    workHoursStart: "25:00",
+    workHoursStop: "9am",
+    workDays: "Funday",
+    workTimeZone: "Mars/Olympus",
+    autoStopMinutes: "5",
+    notifyWebhookUrl: "http://hooks.example.test/x",
+    notifyOnIdle: "maybe",
+  };
+
+  test("every key of the table has a bad value below, and no other key does", () => {
+    expect({
+      keysWithoutBadValue: KEYS.filter((key) => !(key in BAD)),
+      badValuesForNoKey: Object.keys(BAD).filter((key) => !KEYS.includes(key)),
+    }).toEqual({ keysWithoutBadValue: [], badValuesForNoKey: [] });
+  });
+
+  test.each(KEYS.filter((key) => key in BAD))(
+    "%s: a bad value is refused by its own rule, naming the key",
+    (key) => {
+      const value = BAD[key];
+      let error: unknown;
+      try {
+        parseConfig({ ...BASE_CONFIG, [`agent-host:${key}`]: value });
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as Error).message;
+      expect(message).not.toContain("is not a configuration key");
+      expect(message.startsWith(`${key} `)).toBe(true);
+      // A secret's value is never shown, not even a refused one.
+      if (TABLE[key].secret) expect(message).not.toContain(value);
+    },
+  );
+});
