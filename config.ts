@@ -399,14 +399,111 @@ export function maxAgentsFor(memoryGib: number): number {
   );
 }
 
+type Get = (key: ConfigKey) => string | undefined;
+
 /**
  * Validates the raw configuration and returns the typed config. Throws ConfigError on the first
- * problem, before the program registers any resource.
+ * problem, before the program registers any resource: each key's own rule first (parseEachKey),
+ * then the rules between keys (checkAcrossKeys).
  */
 export function parseConfig(raw: RawConfig): ParseResult {
   const warnings: string[] = [];
-  const get = (key: ConfigKey): string | undefined => raw[`agent-host:${key}`];
+  const get: Get = (key) => raw[`agent-host:${key}`];
+  const { zone, project } = parseGcpKeys(raw);
+  const keys = parseEachKey(get, warnings);
+  const { claude, gitCredentialHost } = checkAcrossKeys(keys, project, warnings);
+  refuseUnknownKeys(raw);
+  return {
+    config: {
+      project,
+      zone,
+      region: zone.replace(/-[a-z]$/, ""),
+      agentCount: keys.agentCount,
+      machineType: keys.machineType,
+      machine: keys.machine,
+      maxAgents: keys.maxAgents,
+      image: keys.image,
+      bootDiskSizeGb: keys.bootDiskSizeGb,
+      dataDiskSizeGb: keys.dataDiskSizeGb,
+      dataDiskType: keys.dataDiskType,
+      sshSourceRanges: keys.sshSourceRanges,
+      claudeCodeVersion: keys.claudeCodeVersion,
+      claudeCodeSource: keys.claudeCodeSource,
+      dockerSource: keys.dockerSource,
+      sshAuthorizedKeys: keys.sshAuthorizedKeys,
+      agentPermissionMode: keys.agentPermissionMode,
+      snapshotRetentionDays: keys.snapshotRetentionDays,
+      spot: keys.spot,
+      deleteDataDiskOnDestroy: keys.deleteDataDiskOnDestroy,
+      hasApiKey: keys.hasApiKey,
+      claude,
+      hasDeployKey: keys.hasDeployKey,
+      gitUserName: keys.gitUserName,
+      gitUserEmail: keys.gitUserEmail,
+      repository: keys.repository?.text,
+      extraPackages: keys.extraPackages,
+      gitCredentialsKind: keys.gitCredentials?.kind,
+      gitCredentialHost,
+      workSchedule: keys.workSchedule,
+      autoStopMinutes: keys.autoStopMinutes,
+      notifyWebhookKind: keys.notifyWebhookKind,
+      notifyOnIdle: keys.notifyOnIdle,
+    },
+    warnings,
+  };
+}
 
+/** Each `agent-host:` key by its own rule, in the order the keys are checked. */
+function parseEachKey(get: Get, warnings: string[]) {
+  // Object literals evaluate in source order: this order is the order of the checks.
+  return {
+    ...parseMachineType(get, warnings),
+    agentCount: integerKey(get, "agentCount"),
+    image: parseImage(get, warnings),
+    bootDiskSizeGb: integerKey(get, "bootDiskSizeGb"),
+    dataDiskSizeGb: integerKey(get, "dataDiskSizeGb"),
+    dataDiskType: enumKey(get, "dataDiskType"),
+    sshSourceRanges: parseSshSourceRanges(get, warnings),
+    claudeCodeVersion: parseClaudeCodeVersion(get),
+    claudeCodeSource: enumKey(get, "claudeCodeSource"),
+    dockerSource: enumKey(get, "dockerSource"),
+    agentPermissionMode: parsePermissionMode(get, warnings),
+    sshAuthorizedKeys: parseSshAuthorizedKeys(get),
+    snapshotRetentionDays: integerKey(get, "snapshotRetentionDays"),
+    spot: booleanKey(get, "spot"),
+    deleteDataDiskOnDestroy: booleanKey(get, "deleteDataDiskOnDestroy"),
+    hasApiKey: checkApiKey(get("anthropicApiKey")),
+    claude: parseClaudeKeys(get),
+    hasDeployKey: checkDeployKey(get("deployPrivateKey")),
+    gitUserName: parseGitUserName(get("gitUserName")),
+    gitUserEmail: parseGitUserEmail(get("gitUserEmail")),
+    repository: parseRepository(get("repository")),
+    extraPackages: parseExtraPackages(get("extraPackages")),
+    gitCredentials: parseGitCredentials(get("gitCredentials")),
+    workSchedule: parseWorkHours((key) => get(key)),
+    autoStopMinutes: parseAutoStopMinutes(get),
+    notifyWebhookKind: parseNotifyWebhook(get("notifyWebhookUrl")),
+    notifyOnIdle: booleanKey(get, "notifyOnIdle"),
+  };
+}
+
+type KeyValues = ReturnType<typeof parseEachKey>;
+
+/** The rules between keys, once each key has passed its own. */
+function checkAcrossKeys(
+  keys: KeyValues,
+  project: string,
+  warnings: string[],
+): { claude: ClaudeSettings; gitCredentialHost?: string } {
+  checkAgentCountFitsMachine(keys);
+  const claude = claudeAcrossKeys(keys.claude, { project, hasApiKey: keys.hasApiKey }, warnings);
+  checkGitIdentity(keys.gitUserName, keys.gitUserEmail);
+  const gitCredentialHost = gitCredentialHostFor(keys.gitCredentials, keys.repository);
+  return { claude, gitCredentialHost };
+}
+
+/** The provider's own keys, gcp:zone and gcp:project: both required. */
+function parseGcpKeys(raw: RawConfig): { zone: string; project: string } {
   const zone = raw["gcp:zone"]?.trim();
   if (!zone) {
     throw new ConfigError(
@@ -429,38 +526,71 @@ export function parseConfig(raw: RawConfig): ParseResult {
       `gcp:project must be a project ID (6-30 lowercase letters, digits, hyphens); got ${show(project)}. Run: pulumi config set gcp:project my-project-id`,
     );
   }
+  return { zone, project };
+}
 
+/** The integer keys' bounds and the fix their messages give. */
+const INTEGER_RULES = {
+  agentCount: { min: 1, max: Infinity, fix: "Run: pulumi config set agentCount 10" },
+  bootDiskSizeGb: { min: 20, max: 65536, fix: "Run: pulumi config set bootDiskSizeGb 50" },
+  dataDiskSizeGb: { min: 10, max: 65536, fix: "Run: pulumi config set dataDiskSizeGb 200" },
+  snapshotRetentionDays: {
+    min: 0,
+    max: 3650,
+    fix: "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
+  },
+  autoStopMinutes: {
+    min: 0,
+    max: AUTO_STOP_MAX,
+    fix: `Run: pulumi config set autoStopMinutes ${DEFAULTS.autoStopMinutes} (0 turns auto-stop off)`,
+  },
+} as const;
+
+function integerKey(get: Get, key: keyof typeof INTEGER_RULES): number {
+  const { min, max, fix } = INTEGER_RULES[key];
+  return parseInteger(key, get(key), DEFAULTS[key], min, max, fix);
+}
+
+/** The keys that take one of a fixed list of values. */
+const ENUM_VALUES = {
+  dataDiskType: DATA_DISK_TYPES,
+  claudeCodeSource: CLAUDE_CODE_SOURCES,
+  dockerSource: DOCKER_SOURCES,
+  agentPermissionMode: PERMISSION_MODES,
+  claudeProvider: CLAUDE_PROVIDERS,
+} as const;
+
+function enumKey<K extends keyof typeof ENUM_VALUES>(
+  get: Get,
+  key: K,
+): (typeof ENUM_VALUES)[K][number] {
+  const allowed: readonly string[] = ENUM_VALUES[key];
+  return parseEnum(key, get(key), allowed, DEFAULTS[key]) as (typeof ENUM_VALUES)[K][number];
+}
+
+function booleanKey(get: Get, key: "spot" | "deleteDataDiskOnDestroy" | "notifyOnIdle"): boolean {
+  return parseBoolean(key, get(key), DEFAULTS[key]);
+}
+
+/** machineType, the machine it names when the stack knows it, and the agents its memory allows. */
+function parseMachineType(get: Get, warnings: string[]) {
   const machineType = (get("machineType") ?? "").trim() || DEFAULTS.machineType;
   if (!MACHINE_TYPE_RE.test(machineType)) {
     throw new ConfigError(
       `machineType must be a Compute Engine machine type such as e2-standard-8; got ${show(machineType)}. Run: pulumi config set machineType e2-standard-8`,
     );
   }
-  const machine = MACHINE_TYPES[machineType];
+  const machine: StackConfig["machine"] = MACHINE_TYPES[machineType];
   if (!machine) {
     warnings.push(
       `machineType ${machineType} is not one the stack knows; agentCount is not checked against its memory (${PER_AGENT_GIB} GiB per agent plus ${RESERVED_GIB} GiB for the host is the budget).`,
     );
   }
   const maxAgents = machine ? maxAgentsFor(machine.memoryGib) : MAX_AGENTS_ANY_MACHINE;
+  return { machineType, machine, maxAgents };
+}
 
-  const agentCountRaw = get("agentCount");
-  const agentCount = parseInteger(
-    "agentCount",
-    agentCountRaw,
-    DEFAULTS.agentCount,
-    1,
-    Infinity,
-    "Run: pulumi config set agentCount 10",
-  );
-  if (agentCount > maxAgents) {
-    throw new ConfigError(
-      machine
-        ? `agentCount must be between 1 and ${maxAgents} for ${machineType} (${machine.memoryGib} GiB, ${PER_AGENT_GIB} GiB per agent after ${RESERVED_GIB} GiB for the host); got ${agentCount}. Lower agentCount or pick a larger machineType.`
-        : `agentCount must be between 1 and ${MAX_AGENTS_ANY_MACHINE}; got ${agentCount}. Lower agentCount.`,
-    );
-  }
-
+function parseImage(get: Get, warnings: string[]): string {
   const image = (get("image") ?? "").trim() || DEFAULTS.image;
   if (
     /^(https?:|projects\/)|\/global\/images\//.test(image) ||
@@ -475,30 +605,10 @@ export function parseConfig(raw: RawConfig): ParseResult {
       `image ${image} is not an Ubuntu image: the VM must run cloud-init from the user-data metadata key (Debian's GCE images do not).`,
     );
   }
+  return image;
+}
 
-  const bootDiskSizeGb = parseInteger(
-    "bootDiskSizeGb",
-    get("bootDiskSizeGb"),
-    DEFAULTS.bootDiskSizeGb,
-    20,
-    65536,
-    "Run: pulumi config set bootDiskSizeGb 50",
-  );
-  const dataDiskSizeGb = parseInteger(
-    "dataDiskSizeGb",
-    get("dataDiskSizeGb"),
-    DEFAULTS.dataDiskSizeGb,
-    10,
-    65536,
-    "Run: pulumi config set dataDiskSizeGb 200",
-  );
-  const dataDiskType = parseEnum(
-    "dataDiskType",
-    get("dataDiskType"),
-    DATA_DISK_TYPES,
-    DEFAULTS.dataDiskType,
-  );
-
+function parseSshSourceRanges(get: Get, warnings: string[]): string[] {
   const ranges = parseStringList("sshSourceRanges", get("sshSourceRanges"), "203.0.113.7/32");
   if (ranges === undefined) {
     throw new ConfigError(
@@ -528,37 +638,30 @@ export function parseConfig(raw: RawConfig): ParseResult {
       );
     }
   }
+  return ranges;
+}
 
+function parseClaudeCodeVersion(get: Get): string {
   const claudeCodeVersion = (get("claudeCodeVersion") ?? "").trim() || DEFAULTS.claudeCodeVersion;
   if (!SEMVER_RE.test(claudeCodeVersion)) {
     throw new ConfigError(
       `claudeCodeVersion must be an exact release such as ${DEFAULT_CLAUDE_CODE_VERSION} (no ranges, no "latest": every agent runs one pinned version); got ${show(claudeCodeVersion)}. Run: pulumi config set claudeCodeVersion ${DEFAULT_CLAUDE_CODE_VERSION}`,
     );
   }
-  const claudeCodeSource = parseEnum(
-    "claudeCodeSource",
-    get("claudeCodeSource"),
-    CLAUDE_CODE_SOURCES,
-    DEFAULTS.claudeCodeSource,
-  );
-  const dockerSource = parseEnum(
-    "dockerSource",
-    get("dockerSource"),
-    DOCKER_SOURCES,
-    DEFAULTS.dockerSource,
-  );
-  const agentPermissionMode = parseEnum(
-    "agentPermissionMode",
-    get("agentPermissionMode"),
-    PERMISSION_MODES,
-    DEFAULTS.agentPermissionMode,
-  );
+  return claudeCodeVersion;
+}
+
+function parsePermissionMode(get: Get, warnings: string[]): PermissionMode {
+  const agentPermissionMode = enumKey(get, "agentPermissionMode");
   if (agentPermissionMode === "bypassPermissions") {
     warnings.push(
       "agentPermissionMode is bypassPermissions: agents run every command without asking. They can still do anything the agent user and the docker group allow (docker is root-equivalent).",
     );
   }
+  return agentPermissionMode;
+}
 
+function parseSshAuthorizedKeys(get: Get): string[] {
   const sshAuthorizedKeys =
     parseStringList(
       "sshAuthorizedKeys",
@@ -566,45 +669,29 @@ export function parseConfig(raw: RawConfig): ParseResult {
       '"$(cat ~/.ssh/id_ed25519.pub)"',
     ) ?? [];
   for (const key of sshAuthorizedKeys) validateSshPublicKey("sshAuthorizedKeys", key);
+  return sshAuthorizedKeys;
+}
 
-  const snapshotRetentionDays = parseInteger(
-    "snapshotRetentionDays",
-    get("snapshotRetentionDays"),
-    DEFAULTS.snapshotRetentionDays,
-    0,
-    3650,
-    "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
-  );
-  const spot = parseBoolean("spot", get("spot"), DEFAULTS.spot);
-  const deleteDataDiskOnDestroy = parseBoolean(
-    "deleteDataDiskOnDestroy",
-    get("deleteDataDiskOnDestroy"),
-    DEFAULTS.deleteDataDiskOnDestroy,
-  );
-
-  const apiKey = get("anthropicApiKey");
-  if (apiKey !== undefined && apiKey !== "") {
-    // Never echo the value: only its shape is described.
-    if (/\s/.test(apiKey)) {
-      throw new ConfigError(
-        "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
-      );
-    }
-    if (!/^sk-ant-[A-Za-z0-9_-]{20,}$/.test(apiKey)) {
-      throw new ConfigError(
-        "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
-      );
-    }
+/** Whether the anthropicApiKey secret is set; only its shape is checked, and never echoed. */
+function checkApiKey(apiKey: string | undefined): boolean {
+  if (apiKey === undefined || apiKey === "") return false;
+  if (/\s/.test(apiKey)) {
+    throw new ConfigError(
+      "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+    );
   }
-  const claude = parseClaudeSettings(
-    get,
-    { project, hasApiKey: apiKey !== undefined && apiKey !== "" },
-    warnings,
-  );
-  const deployKey = get("deployPrivateKey");
+  if (!/^sk-ant-[A-Za-z0-9_-]{20,}$/.test(apiKey)) {
+    throw new ConfigError(
+      "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
+    );
+  }
+  return true;
+}
+
+/** Whether the deployPrivateKey secret is set; only its shape is checked, and never echoed. */
+function checkDeployKey(deployKey: string | undefined): boolean {
+  if (deployKey === undefined || deployKey === "") return false;
   if (
-    deployKey !== undefined &&
-    deployKey !== "" &&
     !/^-----BEGIN (OPENSSH |RSA |EC )?PRIVATE KEY-----\r?\n[\s\S]+\n-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----$/.test(
       deployKey.trim(),
     )
@@ -613,8 +700,11 @@ export function parseConfig(raw: RawConfig): ParseResult {
       "deployPrivateKey must be a whole PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY----- through -----END ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
     );
   }
+  return true;
+}
 
-  const gitUserName = optionalText(get("gitUserName"));
+function parseGitUserName(raw: string | undefined): string | undefined {
+  const gitUserName = optionalText(raw);
   if (
     gitUserName !== undefined &&
     // No control characters (a newline would add a host.conf line); git strips < and >.
@@ -624,7 +714,11 @@ export function parseConfig(raw: RawConfig): ParseResult {
       `gitUserName must be a name on one line, without < or > (at most 200 characters); got ${show(gitUserName)}. Run: pulumi config set gitUserName "Acme Agents"`,
     );
   }
-  const gitUserEmail = optionalText(get("gitUserEmail"));
+  return gitUserName;
+}
+
+function parseGitUserEmail(raw: string | undefined): string | undefined {
+  const gitUserEmail = optionalText(raw);
   if (
     gitUserEmail !== undefined &&
     (!/^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(
@@ -636,22 +730,21 @@ export function parseConfig(raw: RawConfig): ParseResult {
       `gitUserEmail must be an email address such as agents@acme.example; got ${show(gitUserEmail)}. Run: pulumi config set gitUserEmail agents@acme.example`,
     );
   }
-  if ((gitUserName === undefined) !== (gitUserEmail === undefined)) {
-    const missing = gitUserName === undefined ? "gitUserName" : "gitUserEmail";
-    throw new ConfigError(
-      `${missing} is not set but ${missing === "gitUserName" ? "gitUserEmail" : "gitUserName"} is; the agents' commits need both. Run: pulumi config set ${missing} ${missing === "gitUserName" ? '"Acme Agents"' : "agents@acme.example"}`,
-    );
-  }
+  return gitUserEmail;
+}
 
-  const repository = optionalText(get("repository"));
-  const repositoryUrl =
-    repository === undefined ? undefined : parseRepositoryUrl("repository", repository);
+function parseRepository(
+  raw: string | undefined,
+): { text: string; url: RepositoryUrl } | undefined {
+  const text = optionalText(raw);
+  return text === undefined ? undefined : { text, url: parseRepositoryUrl("repository", text) };
+}
 
-  const extraPackages = parseStringList(
-    "extraPackages",
-    get("extraPackages"),
-    "build-essential",
-  ) ?? [...DEFAULTS.extraPackages];
+/** Sorted, without duplicates; a refused name's index is the one the user wrote. */
+function parseExtraPackages(raw: string | undefined): string[] {
+  const extraPackages = parseStringList("extraPackages", raw, "build-essential") ?? [
+    ...DEFAULTS.extraPackages,
+  ];
   for (const name of extraPackages) {
     if (!PACKAGE_NAME_RE.test(name)) {
       throw new ConfigError(
@@ -659,74 +752,96 @@ export function parseConfig(raw: RawConfig): ParseResult {
       );
     }
   }
+  return [...new Set(extraPackages)].sort();
+}
 
-  // Never echo the value: only its shape is described.
-  const gitCredentials = get("gitCredentials");
-  let gitCredentialsKind: GitCredentialsKind | undefined;
-  let gitCredentialHost: string | undefined;
-  if (gitCredentials !== undefined && gitCredentials !== "") {
-    const setIt =
-      "Set it again with: pulumi config set --secret gitCredentials <token> (or < ~/.ssh/deploy-key for an SSH key)";
-    if (PRIVATE_KEY_RE.test(gitCredentials.trim())) {
-      if (!/-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----\s*$/.test(gitCredentials)) {
-        throw new ConfigError(
-          `gitCredentials starts like a private key but has no END line (cut off?). ${setIt}`,
-        );
-      }
-      gitCredentialsKind = "ssh-key";
-      if (repositoryUrl?.scheme === "https") {
-        throw new ConfigError(
-          `gitCredentials is an SSH private key but repository is an HTTPS URL (${show(repository as string)}). Use the repository's SSH URL (git@host:path.git), or put an HTTPS token in gitCredentials.`,
-        );
-      }
-    } else {
-      if (/\s/.test(gitCredentials)) {
-        throw new ConfigError(
-          `gitCredentials contains whitespace (a pasted newline, or a public key?); it must be a token, user:token, or an SSH private key. ${setIt}`,
-        );
-      }
-      if (!/^[\x21-\x7e]{8,2048}$/.test(gitCredentials)) {
-        throw new ConfigError(
-          `gitCredentials must be a token of 8 to 2048 printable characters, user:token, or an SSH private key. ${setIt}`,
-        );
-      }
-      gitCredentialsKind = "token";
-      const token = gitCredentials.slice(gitCredentials.indexOf(":") + 1);
-      if (repositoryUrl?.scheme === "ssh") {
-        throw new ConfigError(
-          `gitCredentials is a token but repository is an SSH URL (${show(repository as string)}). Use the repository's https:// URL, or put an SSH private key in gitCredentials.`,
-        );
-      }
-      if (repositoryUrl !== undefined) {
-        gitCredentialHost = repositoryUrl.host;
-      } else if (GITHUB_TOKEN_RE.test(token)) {
-        gitCredentialHost = "github.com";
-      } else {
-        throw new ConfigError(
-          `gitCredentials is a token that is not GitHub's, and repository is not set, so the host it is for is unknown (a token is only ever sent to that host). Run: pulumi config set repository ${REPOSITORY_EXAMPLE}`,
-        );
-      }
+const SET_GIT_CREDENTIALS_AGAIN =
+  "Set it again with: pulumi config set --secret gitCredentials <token> (or < ~/.ssh/deploy-key for an SSH key)";
+
+/** What the gitCredentials secret is, by its shape alone; its value is never echoed. */
+function parseGitCredentials(
+  raw: string | undefined,
+): { kind: "ssh-key" } | { kind: "token"; token: string } | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (PRIVATE_KEY_RE.test(raw.trim())) {
+    if (!/-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----\s*$/.test(raw)) {
+      throw new ConfigError(
+        `gitCredentials starts like a private key but has no END line (cut off?). ${SET_GIT_CREDENTIALS_AGAIN}`,
+      );
     }
+    return { kind: "ssh-key" };
   }
+  if (/\s/.test(raw)) {
+    throw new ConfigError(
+      `gitCredentials contains whitespace (a pasted newline, or a public key?); it must be a token, user:token, or an SSH private key. ${SET_GIT_CREDENTIALS_AGAIN}`,
+    );
+  }
+  if (!/^[\x21-\x7e]{8,2048}$/.test(raw)) {
+    throw new ConfigError(
+      `gitCredentials must be a token of 8 to 2048 printable characters, user:token, or an SSH private key. ${SET_GIT_CREDENTIALS_AGAIN}`,
+    );
+  }
+  return { kind: "token", token: raw.slice(raw.indexOf(":") + 1) };
+}
 
-  const workSchedule = parseWorkHours((key) => get(key));
-  const autoStopMinutes = parseInteger(
-    "autoStopMinutes",
-    get("autoStopMinutes"),
-    DEFAULTS.autoStopMinutes,
-    0,
-    AUTO_STOP_MAX,
-    `Run: pulumi config set autoStopMinutes ${DEFAULTS.autoStopMinutes} (0 turns auto-stop off)`,
-  );
+function parseAutoStopMinutes(get: Get): number {
+  const autoStopMinutes = integerKey(get, "autoStopMinutes");
   if (autoStopMinutes > 0 && autoStopMinutes < AUTO_STOP_MIN) {
     throw new ConfigError(
       `autoStopMinutes must be 0 (off) or between ${AUTO_STOP_MIN} and ${AUTO_STOP_MAX}; got ${autoStopMinutes}: a dropped SSH connection would stop the VM under a person. Run: pulumi config set autoStopMinutes ${AUTO_STOP_MIN}`,
     );
   }
+  return autoStopMinutes;
+}
 
-  const notifyWebhookKind = parseNotifyWebhook(get("notifyWebhookUrl"));
-  const notifyOnIdle = parseBoolean("notifyOnIdle", get("notifyOnIdle"), DEFAULTS.notifyOnIdle);
+function checkAgentCountFitsMachine(keys: KeyValues): void {
+  const { agentCount, maxAgents, machine, machineType } = keys;
+  if (agentCount <= maxAgents) return;
+  throw new ConfigError(
+    machine
+      ? `agentCount must be between 1 and ${maxAgents} for ${machineType} (${machine.memoryGib} GiB, ${PER_AGENT_GIB} GiB per agent after ${RESERVED_GIB} GiB for the host); got ${agentCount}. Lower agentCount or pick a larger machineType.`
+      : `agentCount must be between 1 and ${MAX_AGENTS_ANY_MACHINE}; got ${agentCount}. Lower agentCount.`,
+  );
+}
 
+function checkGitIdentity(gitUserName?: string, gitUserEmail?: string): void {
+  if ((gitUserName === undefined) === (gitUserEmail === undefined)) return;
+  const missing = gitUserName === undefined ? "gitUserName" : "gitUserEmail";
+  throw new ConfigError(
+    `${missing} is not set but ${missing === "gitUserName" ? "gitUserEmail" : "gitUserName"} is; the agents' commits need both. Run: pulumi config set ${missing} ${missing === "gitUserName" ? '"Acme Agents"' : "agents@acme.example"}`,
+  );
+}
+
+/**
+ * The host an HTTPS token is for (a token is only ever sent to that host): the repository's, or
+ * github.com for a GitHub token. Refuses credentials of the wrong kind for the repository's URL.
+ */
+function gitCredentialHostFor(
+  credentials: KeyValues["gitCredentials"],
+  repository: KeyValues["repository"],
+): string | undefined {
+  if (credentials === undefined) return undefined;
+  if (credentials.kind === "ssh-key") {
+    if (repository?.url.scheme === "https") {
+      throw new ConfigError(
+        `gitCredentials is an SSH private key but repository is an HTTPS URL (${show(repository.text)}). Use the repository's SSH URL (git@host:path.git), or put an HTTPS token in gitCredentials.`,
+      );
+    }
+    return undefined;
+  }
+  if (repository?.url.scheme === "ssh") {
+    throw new ConfigError(
+      `gitCredentials is a token but repository is an SSH URL (${show(repository.text)}). Use the repository's https:// URL, or put an SSH private key in gitCredentials.`,
+    );
+  }
+  if (repository !== undefined) return repository.url.host;
+  if (GITHUB_TOKEN_RE.test(credentials.token)) return "github.com";
+  throw new ConfigError(
+    `gitCredentials is a token that is not GitHub's, and repository is not set, so the host it is for is unknown (a token is only ever sent to that host). Run: pulumi config set repository ${REPOSITORY_EXAMPLE}`,
+  );
+}
+
+function refuseUnknownKeys(raw: RawConfig): void {
   for (const fullKey of Object.keys(raw)) {
     const [namespace, key] = fullKey.split(":", 2);
     if (namespace === "agent-host" && !(KNOWN_KEYS as readonly string[]).includes(key)) {
@@ -735,45 +850,6 @@ export function parseConfig(raw: RawConfig): ParseResult {
       );
     }
   }
-
-  return {
-    config: {
-      project,
-      zone,
-      region: zone.replace(/-[a-z]$/, ""),
-      agentCount,
-      machineType,
-      machine,
-      maxAgents,
-      image,
-      bootDiskSizeGb,
-      dataDiskSizeGb,
-      dataDiskType,
-      sshSourceRanges: ranges,
-      claudeCodeVersion,
-      claudeCodeSource,
-      dockerSource,
-      sshAuthorizedKeys,
-      agentPermissionMode,
-      snapshotRetentionDays,
-      spot,
-      deleteDataDiskOnDestroy,
-      hasApiKey: apiKey !== undefined && apiKey !== "",
-      claude,
-      hasDeployKey: deployKey !== undefined && deployKey !== "",
-      gitUserName,
-      gitUserEmail,
-      repository,
-      extraPackages: [...new Set(extraPackages)].sort(),
-      gitCredentialsKind,
-      gitCredentialHost,
-      workSchedule,
-      autoStopMinutes,
-      notifyWebhookKind,
-      notifyOnIdle,
-    },
-    warnings,
-  };
 }
 
 /**
@@ -878,21 +954,9 @@ export function parseEndpointUrl(key: string, raw: string | undefined): string |
   return value.replace(/\/+$/, "");
 }
 
-/**
- * How the agents reach Claude: the provider, its region or base URL, the model, and the rules
- * between them and anthropicApiKey. Throws ConfigError naming the keys and the fix.
- */
-export function parseClaudeSettings(
-  get: (key: ConfigKey) => string | undefined,
-  context: { project: string; hasApiKey: boolean },
-  warnings: string[],
-): ClaudeSettings {
-  const provider = parseEnum(
-    "claudeProvider",
-    get("claudeProvider"),
-    CLAUDE_PROVIDERS,
-    DEFAULTS.claudeProvider,
-  );
+/** The Claude keys, each by its own rule; claudeAcrossKeys applies the rules between them. */
+function parseClaudeKeys(get: Get) {
+  const provider = enumKey(get, "claudeProvider");
   // A key pasted into the wrong setting would land in plain host.conf, or in an error message.
   for (const key of ["vertexRegion", "claudeModel"] as const) {
     if (secretShapesIn(get(key) ?? "").length > 0) {
@@ -901,53 +965,43 @@ export function parseClaudeSettings(
       );
     }
   }
-  const regionText = optionalText(get("vertexRegion")) ?? DEFAULTS.vertexRegion;
-  if (!(VERTEX_CLAUDE_REGIONS as readonly string[]).includes(regionText)) {
+  const region = optionalText(get("vertexRegion")) ?? DEFAULTS.vertexRegion;
+  if (!(VERTEX_CLAUDE_REGIONS as readonly string[]).includes(region)) {
     throw new ConfigError(
-      `vertexRegion must be a Vertex AI location that serves Claude (${VERTEX_CLAUDE_REGIONS.join(", ")}); got ${show(regionText)}. Run: pulumi config set vertexRegion ${DEFAULTS.vertexRegion}`,
+      `vertexRegion must be a Vertex AI location that serves Claude (${VERTEX_CLAUDE_REGIONS.join(", ")}); got ${show(region)}. Run: pulumi config set vertexRegion ${DEFAULTS.vertexRegion}`,
     );
   }
   const anthropicBaseUrl = parseEndpointUrl("anthropicBaseUrl", get("anthropicBaseUrl"));
   const vertexBaseUrl = parseEndpointUrl("vertexBaseUrl", get("vertexBaseUrl"));
-
   const model = optionalText(get("claudeModel"));
   if (model !== undefined && !MODEL_RE.test(model)) {
     throw new ConfigError(
       `claudeModel must be a Claude model ID or alias (letters, digits and . _ - : @ [ ], at most 128 characters), e.g. sonnet, claude-sonnet-4-5-20250929, or on Vertex AI claude-sonnet-4-5@20250929; got ${show(model)}. Run: pulumi config set claudeModel sonnet (or pulumi config rm claudeModel for Claude Code's default)`,
     );
   }
+  return { provider, region, anthropicBaseUrl, vertexBaseUrl, model };
+}
 
+/**
+ * How the agents reach Claude: the provider, its region or base URL, the model, and the rules
+ * between them and anthropicApiKey. Throws ConfigError naming the keys and the fix.
+ */
+function claudeAcrossKeys(
+  keys: ReturnType<typeof parseClaudeKeys>,
+  context: { project: string; hasApiKey: boolean },
+  warnings: string[],
+): ClaudeSettings {
+  const { provider, region, anthropicBaseUrl, vertexBaseUrl, model } = keys;
   if (provider === "vertex") {
-    if (context.hasApiKey) {
-      throw new ConfigError(
-        "anthropicApiKey is set but claudeProvider is vertex: on Vertex AI every agent signs in with the VM's service account, and the key would sit on the VM unused. Remove it with: pulumi config rm anthropicApiKey (or keep it and run: pulumi config set claudeProvider anthropic)",
-      );
-    }
-    if (anthropicBaseUrl !== undefined) {
-      throw new ConfigError(
-        `anthropicBaseUrl is set (${show(anthropicBaseUrl)}) but claudeProvider is vertex, which never calls Anthropic's API. For another Vertex endpoint (e.g. Private Service Connect) use vertexBaseUrl. Run: pulumi config rm anthropicBaseUrl`,
-      );
-    }
-    const dated = model === undefined ? null : DATED_ANTHROPIC_MODEL_RE.exec(model);
-    if (dated && vertexBaseUrl === undefined) {
-      throw new ConfigError(
-        `claudeModel ${show(model as string)} is an Anthropic API model ID, which Vertex AI does not serve (it writes the version after @). Run: pulumi config set claudeModel ${dated[1]}@${dated[2]}`,
-      );
-    }
-    if (vertexBaseUrl !== undefined && !/\/v1(beta1)?$/.test(vertexBaseUrl)) {
-      warnings.push(
-        `vertexBaseUrl ${vertexBaseUrl} does not end in /v1: Claude Code appends /projects/<project>/locations/<region>/publishers/anthropic/models/<model>:streamRawPredict to it, and Vertex's paths start with /v1.`,
-      );
-    }
+    checkVertexKeys(keys, context.hasApiKey, warnings);
     return {
       provider,
       vertexProjectId: context.project,
-      vertexRegion: regionText,
+      vertexRegion: region,
       model,
       vertexBaseUrl,
     };
   }
-
   if (vertexBaseUrl !== undefined) {
     throw new ConfigError(
       `vertexBaseUrl is set (${show(vertexBaseUrl)}) but claudeProvider is anthropic. Run: pulumi config set claudeProvider vertex to use Vertex AI, or pulumi config rm vertexBaseUrl (a gateway in front of Anthropic's API goes in anthropicBaseUrl)`,
@@ -959,6 +1013,36 @@ export function parseClaudeSettings(
     );
   }
   return { provider, model, anthropicBaseUrl };
+}
+
+/** With claudeProvider vertex: no Anthropic key or gateway, and a model ID Vertex serves. */
+function checkVertexKeys(
+  keys: ReturnType<typeof parseClaudeKeys>,
+  hasApiKey: boolean,
+  warnings: string[],
+): void {
+  const { anthropicBaseUrl, vertexBaseUrl, model } = keys;
+  if (hasApiKey) {
+    throw new ConfigError(
+      "anthropicApiKey is set but claudeProvider is vertex: on Vertex AI every agent signs in with the VM's service account, and the key would sit on the VM unused. Remove it with: pulumi config rm anthropicApiKey (or keep it and run: pulumi config set claudeProvider anthropic)",
+    );
+  }
+  if (anthropicBaseUrl !== undefined) {
+    throw new ConfigError(
+      `anthropicBaseUrl is set (${show(anthropicBaseUrl)}) but claudeProvider is vertex, which never calls Anthropic's API. For another Vertex endpoint (e.g. Private Service Connect) use vertexBaseUrl. Run: pulumi config rm anthropicBaseUrl`,
+    );
+  }
+  const dated = model === undefined ? null : DATED_ANTHROPIC_MODEL_RE.exec(model);
+  if (dated && vertexBaseUrl === undefined) {
+    throw new ConfigError(
+      `claudeModel ${show(model as string)} is an Anthropic API model ID, which Vertex AI does not serve (it writes the version after @). Run: pulumi config set claudeModel ${dated[1]}@${dated[2]}`,
+    );
+  }
+  if (vertexBaseUrl !== undefined && !/\/v1(beta1)?$/.test(vertexBaseUrl)) {
+    warnings.push(
+      `vertexBaseUrl ${vertexBaseUrl} does not end in /v1: Claude Code appends /projects/<project>/locations/<region>/publishers/anthropic/models/<model>:streamRawPredict to it, and Vertex's paths start with /v1.`,
+    );
+  }
 }
 
 /** GCE names this stack gives its resources, derived from the project and stack names. */
