@@ -111,7 +111,23 @@ describe("the README's configuration table is the table", () => {
 describe("config.ts reads the table", () => {
   test("its key list is the table's keys, in the table's order", () => {
     expect([...CONFIG_KEYS]).toEqual(KEYS);
+    expect(() => parseConfig({ ...BASE_CONFIG, "agent-host:notAKey": "x" })).toThrow(
+      `Known keys: ${KEYS.join(", ")}.`,
+    );
   });
+
+  // The CLI hands the program every declared default as a config value (lists as JSON text), so
+  // each default must pass its key's rule and mean what leaving the key unset means.
+  test.each(KEYS.filter((key) => TABLE[key].default !== undefined))(
+    "%s: the declared default is accepted and means the same as unset",
+    (key) => {
+      const value = TABLE[key].default;
+      const text = Array.isArray(value) ? JSON.stringify(value) : String(value);
+      expect(parseConfig({ ...BASE_CONFIG, [`agent-host:${key}`]: text })).toEqual(
+        parseConfig(BASE_CONFIG),
+      );
+    },
+  );
 
   test("schedule.ts's work-hour defaults are the table's", () => {
     const drift = Object.entries(WORK_HOURS_DEFAULTS)
