@@ -568,8 +568,13 @@ function enumKey<K extends keyof typeof ENUM_VALUES>(
   return parseEnum(key, get(key), allowed, DEFAULTS[key]) as (typeof ENUM_VALUES)[K][number];
 }
 
-function booleanKey(get: Get, key: "spot" | "deleteDataDiskOnDestroy" | "notifyOnIdle"): boolean {
-  return parseBoolean(key, get(key), DEFAULTS[key]);
+/** The keys config-keys.ts declares `boolean`: their rule is the type alone. */
+type BooleanKey = {
+  [K in ConfigKey]: (typeof KEYS)[K]["type"] extends "boolean" ? K : never;
+}[ConfigKey];
+
+function booleanKey(get: Get, key: BooleanKey): boolean {
+  return parseBoolean(key, get(key), KEYS[key].default);
 }
 
 /** machineType, the machine it names when the stack knows it, and the agents its memory allows. */
