@@ -84,7 +84,9 @@ async function main(): Promise<void> {
       `AGENT_USER=${AGENT_USER}`,
       "PERMISSION_MODE=default",
       `CLAUDE_BIN=${standin}`,
-      "START_STAGGER_SECONDS=0.05",
+      // The VM's default (host.conf): agents start 2 s apart, so the figure is agentctl's own
+      // work, not the 12 wrappers' first starts competing with it for this machine's 2 cores.
+      "START_STAGGER_SECONDS=2",
       `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
       "RESTART_BACKOFF_MAX_SECONDS=4",
       "STOP_TIMEOUT_SECONDS=5",
