@@ -5,7 +5,8 @@
 import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { ConfigError, parseConfig } from "../config";
+import { parseConfig } from "../config";
+import { expectConfigError, thrownBy } from "./errors";
 import {
   asRawConfig,
   CliError,
@@ -135,16 +136,19 @@ describe('config.ts reads the "" default of an optional key as unset', () => {
   });
 
   test('gitUserName set with gitUserEmail left at its "" default is refused, naming the missing key', () => {
-    expect(() =>
-      parseConfig({
-        ...base,
-        "agent-host:gitUserName": "Acme Agents",
-        "agent-host:gitUserEmail": "",
-      }),
-    ).toThrow(
-      new ConfigError(
-        "gitUserEmail is not set but gitUserName is; the agents' commits need both. Run: pulumi config set gitUserEmail agents@acme.example",
+    expectConfigError(
+      thrownBy(() =>
+        parseConfig({
+          ...base,
+          "agent-host:gitUserName": "Acme Agents",
+          "agent-host:gitUserEmail": "",
+        }),
       ),
+      {
+        key: "gitUserEmail",
+        said: "is not set",
+        fix: "pulumi config set gitUserEmail agents@acme.example",
+      },
     );
   });
 });
