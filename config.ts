@@ -4,6 +4,17 @@
 // index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
 import { CONFIG_KEY_TABLE as KEYS } from "./config-keys";
 import { parseWorkHours, type WorkSchedule } from "./schedule";
+import {
+  ANTHROPIC_KEY_RE,
+  GITHUB_TOKEN_RE,
+  PACKAGE_NAME_RE,
+  PRIVATE_KEY_BEGIN_RE,
+  PRIVATE_KEY_END_RE,
+  WHOLE_PRIVATE_KEY_RE,
+  ipv4Network,
+  ipv4Text,
+  parseIpv4,
+} from "./shared-rules";
 
 import { secretShapesIn } from "./policy/rules";
 
@@ -290,23 +301,15 @@ function optionalText(raw: string | undefined): string | undefined {
 
 /** IPv4 CIDR with a prefix length; the network address must have no host bits set. */
 export function validateCidr(key: string, cidr: string): void {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const parsed = parseIpv4(cidr);
   const fix = `Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.`;
-  if (!match) {
+  if (parsed === undefined || parsed.prefix === undefined) {
     throw new ConfigError(`${key} has ${show(cidr)}, which is not an IPv4 CIDR. ${fix}`);
   }
-  const octets = match.slice(1, 5).map(Number);
-  const prefix = Number(match[5]);
-  if (octets.some((o) => o > 255) || prefix > 32) {
-    throw new ConfigError(`${key} has ${show(cidr)}, which is not an IPv4 CIDR. ${fix}`);
-  }
-  const address = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  if ((address & ~mask) >>> 0 !== 0) {
-    const network = (address & mask) >>> 0;
-    const text = [24, 16, 8, 0].map((shift) => (network >>> shift) & 255).join(".");
+  const network = ipv4Network(parsed.address, parsed.prefix);
+  if (network !== parsed.address) {
     throw new ConfigError(
-      `${key} has ${show(cidr)}, which has host bits set. Did you mean ${text}/${prefix}?`,
+      `${key} has ${show(cidr)}, which has host bits set. Did you mean ${ipv4Text(network)}/${parsed.prefix}?`,
     );
   }
 }
@@ -378,14 +381,6 @@ export function parseRepositoryUrl(key: string, value: string): RepositoryUrl {
   }
   throw new ConfigError(`${key} must be a git URL; got ${show(value)}. ${fix}`);
 }
-
-/** Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric. */
-export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
-
-/** Token prefixes GitHub issues (classic, fine-grained, OAuth, user-to-server, server, refresh). */
-export const GITHUB_TOKEN_RE = /^(ghp_|github_pat_|gho_|ghu_|ghs_|ghr_)/;
-
-const PRIVATE_KEY_RE = /^-----BEGIN (OPENSSH |RSA |EC )?PRIVATE KEY-----/;
 
 const ZONE_RE = /^[a-z]+-[a-z]+[0-9]+-[a-z]$/;
 const MACHINE_TYPE_RE = /^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$/;
@@ -685,7 +680,7 @@ function checkApiKey(apiKey: string | undefined): boolean {
       "anthropicApiKey contains whitespace (a pasted newline?). Set it again with: pulumi config set --secret anthropicApiKey <key>",
     );
   }
-  if (!/^sk-ant-[A-Za-z0-9_-]{20,}$/.test(apiKey)) {
+  if (!ANTHROPIC_KEY_RE.test(apiKey)) {
     throw new ConfigError(
       "anthropicApiKey does not look like an Anthropic API key or OAuth token (sk-ant- followed by at least 20 letters, digits, - or _). Set it again with: pulumi config set --secret anthropicApiKey <key>",
     );
@@ -696,11 +691,7 @@ function checkApiKey(apiKey: string | undefined): boolean {
 /** Whether the deployPrivateKey secret is set; only its shape is checked, and never echoed. */
 function checkDeployKey(deployKey: string | undefined): boolean {
   if (deployKey === undefined || deployKey === "") return false;
-  if (
-    !/^-----BEGIN (OPENSSH |RSA |EC )?PRIVATE KEY-----\r?\n[\s\S]+\n-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----$/.test(
-      deployKey.trim(),
-    )
-  ) {
+  if (!WHOLE_PRIVATE_KEY_RE.test(deployKey.trim())) {
     throw new ConfigError(
       "deployPrivateKey must be a whole PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY----- through -----END ... PRIVATE KEY-----). Set it with: pulumi config set --secret deployPrivateKey < ~/.ssh/agent-host-deploy, or unset it to let the stack generate one.",
     );
@@ -768,8 +759,8 @@ function parseGitCredentials(
   raw: string | undefined,
 ): { kind: "ssh-key" } | { kind: "token"; token: string } | undefined {
   if (raw === undefined || raw === "") return undefined;
-  if (PRIVATE_KEY_RE.test(raw.trim())) {
-    if (!/-----END (OPENSSH |RSA |EC )?PRIVATE KEY-----\s*$/.test(raw)) {
+  if (PRIVATE_KEY_BEGIN_RE.test(raw.trim())) {
+    if (!PRIVATE_KEY_END_RE.test(raw)) {
       throw new ConfigError(
         `gitCredentials starts like a private key but has no END line (cut off?). ${SET_GIT_CREDENTIALS_AGAIN}`,
       );

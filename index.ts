@@ -18,6 +18,7 @@ import {
   type RawConfig,
   type StackConfig,
 } from "./config";
+import { OPENSSH_PRIVATE_KEY_RE } from "./shared-rules";
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
 const SECRET_KEYS = [
@@ -110,7 +111,7 @@ export = async () => {
         // The tls provider reads OpenSSH-format keys and PEM (PKCS#1/#8) keys by different args.
         publicKey: tls
           .getPublicKeyOutput(
-            /^-----BEGIN OPENSSH PRIVATE KEY-----/.test(givenKey.trim())
+            OPENSSH_PRIVATE_KEY_RE.test(givenKey.trim())
               ? { privateKeyOpenssh: pulumi.secret(givenKey) }
               : { privateKeyPem: pulumi.secret(givenKey) },
           )

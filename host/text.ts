@@ -1,6 +1,7 @@
 // One-line reasons: what a status row, a tmux window mark and a notification may carry about an
 // agent. Everything an agent produced (a command, a question, the end of an answer) passes through
 // here before it is stored or sent: one line, bounded, and with anything token-shaped removed.
+import { ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_PREFIX, githubTokenShape } from "../shared-rules";
 
 /** Longest reason kept; a status table and a phone notification both show one line. */
 export const REASON_MAX_CHARS = 160;
@@ -10,10 +11,9 @@ export const REASON_MAX_CHARS = 160;
 // runs of base64/hex that look like random keys.
 const REDACTIONS: readonly RegExp[] = [
   /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
-  /\bsk-ant-[A-Za-z0-9_-]{8,}/g,
+  new RegExp(`\\b${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{8,}`, "g"),
   /\bsk-[A-Za-z0-9_-]{20,}/g,
-  /\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}/g,
-  /\bgithub_pat_[A-Za-z0-9_]{20,}/g,
+  new RegExp(githubTokenShape(20, 20), "g"),
   /\bglpat-[A-Za-z0-9_-]{16,}/g,
   /\bxox[abposr]-[A-Za-z0-9-]{10,}/g,
   /\bAKIA[0-9A-Z]{16}\b/g,

@@ -2,6 +2,14 @@
 // the few settings a person states on purpose) in, violation messages out. No Pulumi import, so
 // tests call them directly and policy/index.ts only adapts them to @pulumi/policy.
 import { gunzipSync } from "zlib";
+import { checkTimeZone } from "../schedule";
+import {
+  ANTHROPIC_KEY_SHAPE,
+  PRIVATE_KEY_SHAPE,
+  githubTokenShape,
+  ipv4Network,
+  parseIpv4,
+} from "../shared-rules";
 
 /** Resource inputs as the policy framework hands them over: plain JSON, secrets unwrapped. */
 export type Inputs = Readonly<Record<string, unknown>>;
@@ -98,15 +106,11 @@ const show = (value: unknown) => JSON.stringify(value);
 
 /** Parses an IPv4 CIDR (a bare address is /32) into its first address and size; undefined if not IPv4. */
 function ipv4Range(cidr: string): { start: number; size: number } | undefined {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(cidr.trim());
-  if (!match) return undefined;
-  const octets = match.slice(1, 5).map(Number);
-  const prefix = match[5] === undefined ? 32 : Number(match[5]);
-  if (octets.some((o) => o > 255) || prefix > 32) return undefined;
-  const address = octets.reduce((acc, o) => acc * 256 + o, 0);
-  const size = 2 ** (32 - prefix);
+  const parsed = parseIpv4(cidr.trim());
+  if (!parsed) return undefined;
+  const prefix = parsed.prefix ?? 32;
   // GCE keeps only the network part: 1.2.3.4/0 is 0.0.0.0/0.
-  return { start: Math.floor(address / size) * size, size };
+  return { start: ipv4Network(parsed.address, prefix), size: 2 ** (32 - prefix) };
 }
 
 /** True when the ranges together cover every IPv4 address, or one is an IPv6 /0. */
@@ -310,11 +314,11 @@ export function noIpForwarding(type: string, inputs: Inputs): string[] {
 
 /** Shapes of secrets; each message describes the shape, never the text found. */
 export const SECRET_SHAPES: readonly { label: string; pattern: RegExp }[] = [
-  { label: "an Anthropic API key or OAuth token (sk-ant-…)", pattern: /sk-ant-[A-Za-z0-9_-]{20,}/ },
   {
-    label: "a private key (-----BEGIN … PRIVATE KEY-----)",
-    pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/,
+    label: "an Anthropic API key or OAuth token (sk-ant-…)",
+    pattern: new RegExp(ANTHROPIC_KEY_SHAPE),
   },
+  { label: "a private key (-----BEGIN … PRIVATE KEY-----)", pattern: PRIVATE_KEY_SHAPE },
   { label: "an AWS access key ID (AKIA…)", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
   { label: "a Google API key (AIza…)", pattern: /\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])/ },
   {
@@ -323,7 +327,7 @@ export const SECRET_SHAPES: readonly { label: string; pattern: RegExp }[] = [
   },
   {
     label: "a GitHub token (ghp_…, github_pat_…)",
-    pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/,
+    pattern: new RegExp(githubTokenShape(36, 22)),
   },
 ];
 
@@ -379,14 +383,7 @@ const CRON_FIELD_RE =
 
 /** GCE wants a tz database name; Node's ICU holds the same database. */
 function isTimeZone(zone: unknown): boolean {
-  if (typeof zone !== "string" || !/^[A-Za-z][A-Za-z0-9_+\-/]*$/.test(zone)) return false;
-  try {
-    const resolved = new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions()
-      .timeZone;
-    return resolved === zone || resolved.toLowerCase() !== zone.toLowerCase();
-  } catch {
-    return false;
-  }
+  return typeof zone === "string" && checkTimeZone(zone).valid;
 }
 
 export function instanceScheduleValid(type: string, inputs: Inputs): string[] {

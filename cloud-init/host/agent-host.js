@@ -37,6 +37,41 @@ var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__ge
 ));
 var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
 
+// shared-rules.ts
+function anyOf(words) {
+  return words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+}
+function githubTokenShape(classicChars, fineChars) {
+  return `\\b(?:(?:${anyOf(GITHUB_CLASSIC_TOKEN_PREFIXES)})[A-Za-z0-9]{${classicChars},}|${GITHUB_FINE_GRAINED_TOKEN_PREFIX}[A-Za-z0-9_]{${fineChars},})`;
+}
+var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE;
+var init_shared_rules = __esm({
+  "shared-rules.ts"() {
+    "use strict";
+    GITHUB_CLASSIC_TOKEN_PREFIXES = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"];
+    GITHUB_FINE_GRAINED_TOKEN_PREFIX = "github_pat_";
+    GITHUB_TOKEN_PREFIXES = [
+      ...GITHUB_CLASSIC_TOKEN_PREFIXES,
+      GITHUB_FINE_GRAINED_TOKEN_PREFIX
+    ];
+    GITHUB_TOKEN_RE = new RegExp(`^(${anyOf(GITHUB_TOKEN_PREFIXES)})`);
+    ANTHROPIC_KEY_PREFIX = "sk-ant-";
+    ANTHROPIC_KEY_CHARS = "[A-Za-z0-9_-]";
+    ANTHROPIC_KEY_SHAPE = `${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{20,}`;
+    ANTHROPIC_KEY_RE = new RegExp(`^${ANTHROPIC_KEY_SHAPE}$`);
+    ANTHROPIC_OAUTH_TOKEN_PREFIX = `${ANTHROPIC_KEY_PREFIX}oat`;
+    ANTHROPIC_SETUP_TOKEN_RE = new RegExp(
+      `^${ANTHROPIC_OAUTH_TOKEN_PREFIX}[0-9]{2}-${ANTHROPIC_KEY_CHARS}{20,}$`
+    );
+    PRIVATE_KEY_TYPE = "(OPENSSH |RSA |EC )?";
+    PRIVATE_KEY_BEGIN_RE = new RegExp(`^-----BEGIN ${PRIVATE_KEY_TYPE}PRIVATE KEY-----`);
+    PRIVATE_KEY_END_RE = new RegExp(`-----END ${PRIVATE_KEY_TYPE}PRIVATE KEY-----\\s*$`);
+    WHOLE_PRIVATE_KEY_RE = new RegExp(
+      `^-----BEGIN ${PRIVATE_KEY_TYPE}PRIVATE KEY-----\\r?\\n[\\s\\S]+\\n-----END ${PRIVATE_KEY_TYPE}PRIVATE KEY-----$`
+    );
+  }
+});
+
 // host/text.ts
 function redact(text) {
   let out = text;
@@ -61,13 +96,13 @@ var REASON_MAX_CHARS, REDACTIONS, REDACT_AUTH_HEADER, REDACT_BEARER, REDACT_URL_
 var init_text = __esm({
   "host/text.ts"() {
     "use strict";
+    init_shared_rules();
     REASON_MAX_CHARS = 160;
     REDACTIONS = [
       /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
-      /\bsk-ant-[A-Za-z0-9_-]{8,}/g,
+      new RegExp(`\\b${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{8,}`, "g"),
       /\bsk-[A-Za-z0-9_-]{20,}/g,
-      /\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}/g,
-      /\bgithub_pat_[A-Za-z0-9_]{20,}/g,
+      new RegExp(githubTokenShape(20, 20), "g"),
       /\bglpat-[A-Za-z0-9_-]{16,}/g,
       /\bxox[abposr]-[A-Za-z0-9-]{10,}/g,
       /\bAKIA[0-9A-Z]{16}\b/g,

@@ -1,0 +1,102 @@
+// Rules that more than one part of the stack applies: the config check (config.ts, index.ts), the
+// policy pack (policy/rules.ts) and the host (host/*.ts, and the bash in cloud-init/host). Each is
+// written here once; the TypeScript imports it, and tests/shared-rules.test.ts fails when a bash
+// copy (bash cannot import it) drifts from it. Pure and import-free, so the policy pack and the
+// host bundle can take it without pulling in the stack.
+
+/** Regex source matching any one of `words` literally. */
+function anyOf(words: readonly string[]): string {
+  return words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+}
+
+/**
+ * Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric.
+ * Copy: cloud-init/host/apply PACKAGE_RE.
+ */
+export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
+
+/**
+ * GitHub's classic token prefixes: personal access, OAuth, user-to-server, server-to-server and
+ * refresh tokens (github.blog "Behind GitHub's new authentication token formats"), followed by
+ * base62 characters.
+ */
+export const GITHUB_CLASSIC_TOKEN_PREFIXES = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"] as const;
+/** A fine-grained personal access token's prefix, followed by base62 characters and `_`. */
+export const GITHUB_FINE_GRAINED_TOKEN_PREFIX = "github_pat_";
+/** Every GitHub token prefix. */
+export const GITHUB_TOKEN_PREFIXES: readonly string[] = [
+  ...GITHUB_CLASSIC_TOKEN_PREFIXES,
+  GITHUB_FINE_GRAINED_TOKEN_PREFIX,
+];
+/** A value that starts like a GitHub token. Copy: cloud-init/host/apply GITHUB_TOKEN_RE. */
+export const GITHUB_TOKEN_RE = new RegExp(`^(${anyOf(GITHUB_TOKEN_PREFIXES)})`);
+/**
+ * Regex source of a GitHub token somewhere in a text: a classic one with at least
+ * `classicChars` characters after the prefix, or a fine-grained one with at least `fineChars`.
+ */
+export function githubTokenShape(classicChars: number, fineChars: number): string {
+  return (
+    `\\b(?:(?:${anyOf(GITHUB_CLASSIC_TOKEN_PREFIXES)})[A-Za-z0-9]{${classicChars},}` +
+    `|${GITHUB_FINE_GRAINED_TOKEN_PREFIX}[A-Za-z0-9_]{${fineChars},})`
+  );
+}
+
+/** Every Anthropic credential starts so: API keys (sk-ant-api03-…) and OAuth tokens (sk-ant-oat01-…). */
+export const ANTHROPIC_KEY_PREFIX = "sk-ant-";
+/** The characters after the prefix. */
+export const ANTHROPIC_KEY_CHARS = "[A-Za-z0-9_-]";
+/** Regex source of an Anthropic API key or OAuth token inside a text. */
+export const ANTHROPIC_KEY_SHAPE = `${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{20,}`;
+/** A whole value that is an Anthropic API key or OAuth token (the anthropicApiKey rule). */
+export const ANTHROPIC_KEY_RE = new RegExp(`^${ANTHROPIC_KEY_SHAPE}$`);
+/** The OAuth token's prefix: a credential that starts so is a token, else an API key. */
+export const ANTHROPIC_OAUTH_TOKEN_PREFIX = `${ANTHROPIC_KEY_PREFIX}oat`;
+/**
+ * What `claude setup-token` prints (sk-ant-oat01-…), the only thing `agentctl login` stores.
+ * Copy: cloud-init/host/agentctl SETUP_TOKEN_RE.
+ */
+export const ANTHROPIC_SETUP_TOKEN_RE = new RegExp(
+  `^${ANTHROPIC_OAUTH_TOKEN_PREFIX}[0-9]{2}-${ANTHROPIC_KEY_CHARS}{20,}$`,
+);
+
+/** The PEM / OpenSSH private key types the stack takes: OpenSSH, PKCS#1 RSA, SEC1 EC, PKCS#8. */
+const PRIVATE_KEY_TYPE = "(OPENSSH |RSA |EC )?";
+/** A value that starts like a private key the stack takes. */
+export const PRIVATE_KEY_BEGIN_RE = new RegExp(`^-----BEGIN ${PRIVATE_KEY_TYPE}PRIVATE KEY-----`);
+/** A private key's END line at the end of a value (trailing blanks allowed). */
+export const PRIVATE_KEY_END_RE = new RegExp(`-----END ${PRIVATE_KEY_TYPE}PRIVATE KEY-----\\s*$`);
+/** A whole private key, BEGIN line through END line, nothing around it (trim first). */
+export const WHOLE_PRIVATE_KEY_RE = new RegExp(
+  `^-----BEGIN ${PRIVATE_KEY_TYPE}PRIVATE KEY-----\\r?\\n[\\s\\S]+\\n-----END ${PRIVATE_KEY_TYPE}PRIVATE KEY-----$`,
+);
+/** An OpenSSH-format private key (the rest are PEM). */
+export const OPENSSH_PRIVATE_KEY_RE = /^-----BEGIN OPENSSH PRIVATE KEY-----/;
+/** Any private key's BEGIN line inside a text, of any type (ENCRYPTED, DSA, …). */
+export const PRIVATE_KEY_SHAPE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/** An IPv4 address as a number, with its /prefix when one was written. */
+export interface Ipv4 {
+  address: number;
+  prefix?: number;
+}
+
+/** Parses `a.b.c.d` or `a.b.c.d/n`; undefined when it is not IPv4 (octet > 255, prefix > 32). */
+export function parseIpv4(text: string): Ipv4 | undefined {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(text);
+  if (!match) return undefined;
+  const octets = match.slice(1, 5).map(Number);
+  const prefix = match[5] === undefined ? undefined : Number(match[5]);
+  if (octets.some((o) => o > 255) || (prefix !== undefined && prefix > 32)) return undefined;
+  return { address: octets.reduce((acc, o) => acc * 256 + o, 0), prefix };
+}
+
+/** The network address of `address`/`prefix`: the host bits cleared. */
+export function ipv4Network(address: number, prefix: number): number {
+  const size = 2 ** (32 - prefix);
+  return Math.floor(address / size) * size;
+}
+
+/** Dotted-quad text of an IPv4 address given as a number. */
+export function ipv4Text(address: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(address / 2 ** shift) % 256).join(".");
+}

@@ -1,0 +1,144 @@
+// The bash on the VM cannot import shared-rules.ts or config.ts, so it keeps copies of a few rules:
+// apply's package-name and GitHub-token patterns, agentctl's setup-token pattern, the permission
+// modes agentctl and agent-wrapper accept, how agent-wrapper tells a token from an API key. Each
+// copy must say what the TypeScript definition says; a drifted one would refuse on the VM what the
+// stack accepted, or accept what it refused.
+import * as fs from "fs";
+import * as path from "path";
+import { PERMISSION_MODES } from "../config";
+import {
+  ANTHROPIC_KEY_PREFIX,
+  ANTHROPIC_KEY_RE,
+  ANTHROPIC_OAUTH_TOKEN_PREFIX,
+  ANTHROPIC_SETUP_TOKEN_RE,
+  GITHUB_TOKEN_PREFIXES,
+  PACKAGE_NAME_RE,
+  PRIVATE_KEY_BEGIN_RE,
+} from "../shared-rules";
+
+const HOST = path.join(__dirname, "..", "cloud-init", "host");
+const read = (file: string) => fs.readFileSync(path.join(HOST, file), "utf8");
+
+/** One bash copy of a rule: where it is, how to find it in the text, what TypeScript says. */
+interface Copy {
+  file: string;
+  rule: string;
+  /** The copy's value in the bash text; undefined when the text no longer holds it. */
+  find: (text: string) => string | undefined;
+  /** The TypeScript definition, in the form the bash writes it. */
+  ts: string;
+  /** Lists whose order carries no meaning are compared as sets. */
+  normalize?: (value: string) => string;
+}
+
+/** `readonly NAME='value'` or `readonly NAME="value"`. */
+const readonlyValue = (name: string) => (text: string) =>
+  new RegExp(`^readonly ${name}=(['"])(.*)\\1$`, "m").exec(text)?.[2];
+const words = (value: string) => value.split(/\s+/).filter(Boolean).sort().join(" ");
+/** `^(a|b|c)` → its alternatives as a set. */
+const alternatives = (value: string) => {
+  const inner = /^\^\((.*)\)$/.exec(value)?.[1];
+  return inner === undefined ? `not ^(…|…): ${value}` : inner.split("|").sort().join("|");
+};
+
+const COPIES: Copy[] = [
+  {
+    file: "apply",
+    rule: "PACKAGE_RE (shared-rules.ts PACKAGE_NAME_RE)",
+    find: readonlyValue("PACKAGE_RE"),
+    ts: PACKAGE_NAME_RE.source,
+  },
+  {
+    file: "apply",
+    rule: "GITHUB_TOKEN_RE (shared-rules.ts GITHUB_TOKEN_PREFIXES)",
+    find: readonlyValue("GITHUB_TOKEN_RE"),
+    ts: `^(${GITHUB_TOKEN_PREFIXES.join("|")})`,
+    normalize: alternatives,
+  },
+  {
+    file: "agentctl",
+    rule: "SETUP_TOKEN_RE (shared-rules.ts ANTHROPIC_SETUP_TOKEN_RE)",
+    find: readonlyValue("SETUP_TOKEN_RE"),
+    ts: ANTHROPIC_SETUP_TOKEN_RE.source,
+  },
+  ...["agentctl", "agent-wrapper"].map((file) => ({
+    file,
+    rule: "PERMISSION_MODES (config.ts PERMISSION_MODES)",
+    find: readonlyValue("PERMISSION_MODES"),
+    ts: PERMISSION_MODES.join(" "),
+    normalize: words,
+  })),
+  {
+    file: "agent-wrapper",
+    rule: "the OAuth token prefix CRED_KIND tests (shared-rules.ts ANTHROPIC_OAUTH_TOKEN_PREFIX)",
+    find: (text) => /\[\[ "\$\{CRED\}" == ([^\s*\]]+)\* \]\]/.exec(text)?.[1],
+    ts: ANTHROPIC_OAUTH_TOKEN_PREFIX,
+  },
+  {
+    file: "agent-wrapper",
+    rule: "the key prefix the exit reason skips lines on (shared-rules.ts ANTHROPIC_KEY_PREFIX)",
+    find: (text) => /\|\| \/([^/]*)\/ \{ next \}/.exec(text)?.[1],
+    ts: ANTHROPIC_KEY_PREFIX,
+  },
+];
+
+/** Why the copy in `text` is not the TypeScript definition; undefined when it is. */
+function drift(copy: Copy, text: string): string | undefined {
+  const found = copy.find(text);
+  if (found === undefined) {
+    return `cloud-init/host/${copy.file}: ${copy.rule} not found (renamed? update tests/shared-rules.test.ts)`;
+  }
+  const norm = copy.normalize ?? ((v: string) => v);
+  if (norm(found) === norm(copy.ts)) return undefined;
+  return `cloud-init/host/${copy.file}: ${copy.rule} is ${JSON.stringify(found)} in bash but ${JSON.stringify(copy.ts)} in TypeScript; make the bash say what TypeScript says`;
+}
+
+test.each(COPIES.map((c) => [`${c.file}: ${c.rule}`, c] as const))(
+  "%s is the TypeScript definition",
+  (_name, copy) => {
+    expect(drift(copy, read(copy.file))).toBeUndefined();
+  },
+);
+
+test("a drifted copy is reported with the file, the rule and both values", () => {
+  const copy = COPIES[0];
+  // A function, not a string: "$'" in a replacement string means "the text after the match".
+  const text = read(copy.file).replace(
+    /^readonly PACKAGE_RE=.*$/m,
+    () => "readonly PACKAGE_RE='^[a-z0-9][a-z0-9+.-]*$'",
+  );
+  expect(drift(copy, text)).toBe(
+    `cloud-init/host/apply: PACKAGE_RE (shared-rules.ts PACKAGE_NAME_RE) is "^[a-z0-9][a-z0-9+.-]*$" in bash but "^[a-z0-9][a-z0-9+.-]+$" in TypeScript; make the bash say what TypeScript says`,
+  );
+  expect(drift(copy, text.replace(/^readonly PACKAGE_RE=.*$/m, ""))).toMatch(/not found/);
+  const modes = COPIES.find((c) => c.file === "agentctl" && c.rule.startsWith("PERMISSION"))!;
+  expect(
+    drift(modes, 'readonly PERMISSION_MODES="default acceptEdits auto manual dontAsk plan"'),
+  ).toMatch(/PERMISSION_MODES .* in bash but .*bypassPermissions.* in TypeScript/);
+});
+
+test("a token agentctl login stores is one anthropicApiKey would take too", () => {
+  const token = `${ANTHROPIC_OAUTH_TOKEN_PREFIX}01-${"a".repeat(20)}`;
+  expect(ANTHROPIC_SETUP_TOKEN_RE.test(token)).toBe(true);
+  expect(ANTHROPIC_KEY_RE.test(token)).toBe(true);
+  expect(ANTHROPIC_SETUP_TOKEN_RE.test(`${ANTHROPIC_KEY_PREFIX}api03-${"a".repeat(20)}`)).toBe(
+    false,
+  );
+});
+
+// apply's grep is looser than config's rule on purpose (any BEGIN … PRIVATE KEY line): it only
+// ever sees values config took, where a token has no blanks and a key starts with a BEGIN line.
+test("apply tells every private key type config takes from a token", () => {
+  const grep = /grep -q -e '([^']*PRIVATE KEY[^']*)' -- "\$\{WORK\}\/git-credentials"/.exec(
+    read("apply"),
+  )?.[1];
+  expect(grep).toBeDefined();
+  const apply = new RegExp(grep!);
+  for (const type of ["", "OPENSSH ", "RSA ", "EC "]) {
+    const key = `-----BEGIN ${type}PRIVATE KEY-----\nAAAA\n-----END ${type}PRIVATE KEY-----\n`;
+    expect([type, PRIVATE_KEY_BEGIN_RE.test(key), apply.test(key)]).toEqual([type, true, true]);
+  }
+  for (const token of ["ghp_abcdefgh12345678", "user:glpat-abcdefgh12345678"]) {
+    expect([token, apply.test(token)]).toEqual([token, false]);
+  }
+});
