@@ -2,6 +2,7 @@
 // agent. Everything an agent produced (a command, a question, the end of an answer) passes through
 // here before it is stored or sent: one line, bounded, and with anything token-shaped removed.
 import { ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_PREFIX, githubTokenShape } from "../shared-rules";
+import { SLACK_WEBHOOK_HOST } from "./webhook";
 
 /** Longest reason kept; a status table and a phone notification both show one line. */
 export const REASON_MAX_CHARS = 160;
@@ -21,7 +22,7 @@ const REDACTIONS: readonly RegExp[] = [
   /\bya29\.[0-9A-Za-z_-]{20,}/g,
   /\btk_[A-Za-z0-9]{20,}/g,
   /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
-  /\bhttps:\/\/hooks\.slack\.com\/[^\s"'<>]+/g,
+  new RegExp(`\\bhttps://${SLACK_WEBHOOK_HOST.replace(/\./g, "\\.")}/[^\\s"'<>]+`, "g"),
 ];
 const REDACT_AUTH_HEADER =
   /\b(authorization|proxy-authorization)(\s*[:=]\s*)(?:bearer|basic|token)?\s*[^\s"']+/gi;

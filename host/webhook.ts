@@ -3,6 +3,9 @@
 
 export type WebhookKind = "slack" | "ntfy" | "json";
 
+/** Where Slack's incoming webhooks live: a URL on this host is itself the credential. */
+export const SLACK_WEBHOOK_HOST = "hooks.slack.com";
+
 export interface Webhook {
   kind: WebhookKind;
   url: URL;
@@ -30,7 +33,7 @@ export function parseWebhook(raw: string): Webhook | undefined {
   if (!kind) {
     const host = url.hostname.toLowerCase();
     kind =
-      host === "hooks.slack.com"
+      host === SLACK_WEBHOOK_HOST
         ? "slack"
         : host === "ntfy.sh" || host.startsWith("ntfy.")
           ? "ntfy"

@@ -1,11 +1,17 @@
 // The bash on the VM cannot import shared-rules.ts or config.ts, so it keeps copies of a few rules:
 // apply's package-name and GitHub-token patterns, agentctl's setup-token pattern, the permission
-// modes agentctl and agent-wrapper accept, how agent-wrapper tells a token from an API key. Each
-// copy must say what the TypeScript definition says; a drifted one would refuse on the VM what the
-// stack accepted, or accept what it refused.
+// modes, providers and install sources the scripts accept, how agent-wrapper tells a token from an
+// API key. Each copy must say what the TypeScript definition says; a drifted one would refuse on
+// the VM what the stack accepted, or accept what it refused.
 import * as fs from "fs";
 import * as path from "path";
-import { PERMISSION_MODES } from "../config";
+import {
+  CLAUDE_CODE_SOURCES,
+  CLAUDE_PROVIDERS,
+  DOCKER_SOURCES,
+  PERMISSION_MODES,
+  parseRepositoryUrl,
+} from "../config";
 import {
   ANTHROPIC_KEY_PREFIX,
   ANTHROPIC_KEY_RE,
@@ -35,6 +41,15 @@ interface Copy {
 const readonlyValue = (name: string) => (text: string) =>
   new RegExp(`^readonly ${name}=(['"])(.*)\\1$`, "m").exec(text)?.[2];
 const words = (value: string) => value.split(/\s+/).filter(Boolean).sort().join(" ");
+/** The labels of the arms of `case "<subject>" in` (the first one), but `*`. */
+const caseArms = (subject: string) => (text: string) => {
+  const start = text.indexOf(`case "${subject}" in`);
+  if (start < 0) return undefined;
+  const block = text.slice(start, text.indexOf("esac", start));
+  return [...block.matchAll(/^\s*([a-z][a-z0-9 |-]*)\)/gm)]
+    .flatMap((m) => m[1].split("|").map((w) => w.trim()))
+    .join(" ");
+};
 /** `^(a|b|c)` → its alternatives as a set. */
 const alternatives = (value: string) => {
   const inner = /^\^\((.*)\)$/.exec(value)?.[1];
@@ -68,6 +83,37 @@ const COPIES: Copy[] = [
     ts: PERMISSION_MODES.join(" "),
     normalize: words,
   })),
+  {
+    file: "agentctl",
+    rule: "the CLAUDE_PROVIDER values load_config accepts (config.ts CLAUDE_PROVIDERS)",
+    find: (text) => {
+      const line = /^\s*\[\[ "\$\{CLAUDE_PROVIDER\}" == .*\]\] \|\|$/m.exec(text)?.[0];
+      return line && [...line.matchAll(/== (\S+)/g)].map((m) => m[1]).join(" ");
+    },
+    ts: CLAUDE_PROVIDERS.join(" "),
+    normalize: words,
+  },
+  {
+    file: "agent-wrapper",
+    rule: "the CLAUDE_PROVIDER values load_config accepts (config.ts CLAUDE_PROVIDERS)",
+    find: caseArms("${CLAUDE_PROVIDER}"),
+    ts: CLAUDE_PROVIDERS.join(" "),
+    normalize: words,
+  },
+  {
+    file: "install-claude-code",
+    rule: "the CLAUDE_CODE_SOURCE values (config.ts CLAUDE_CODE_SOURCES)",
+    find: caseArms("${CONF[CLAUDE_CODE_SOURCE]}"),
+    ts: CLAUDE_CODE_SOURCES.join(" "),
+    normalize: words,
+  },
+  {
+    file: "install-docker",
+    rule: "the DOCKER_SOURCE values (config.ts DOCKER_SOURCES)",
+    find: caseArms("${CONF[DOCKER_SOURCE]}"),
+    ts: DOCKER_SOURCES.join(" "),
+    normalize: words,
+  },
   {
     file: "agent-wrapper",
     rule: "the OAuth token prefix CRED_KIND tests (shared-rules.ts ANTHROPIC_OAUTH_TOKEN_PREFIX)",
@@ -115,6 +161,12 @@ test("a drifted copy is reported with the file, the rule and both values", () =>
   expect(
     drift(modes, 'readonly PERMISSION_MODES="default acceptEdits auto manual dontAsk plan"'),
   ).toMatch(/PERMISSION_MODES .* in bash but .*bypassPermissions.* in TypeScript/);
+  const docker = COPIES.find((c) => c.file === "install-docker")!;
+  const snap = read("install-docker").replace(
+    "distro | docker-apt)",
+    "distro | docker-apt | snap)",
+  );
+  expect(drift(docker, snap)).toMatch(/DOCKER_SOURCE .*"distro docker-apt snap" in bash/);
 });
 
 test("a token agentctl login stores is one anthropicApiKey would take too", () => {
@@ -140,5 +192,21 @@ test("apply tells every private key type config takes from a token", () => {
   }
   for (const token of ["ghp_abcdefgh12345678", "user:glpat-abcdefgh12345678"]) {
     expect([token, apply.test(token)]).toEqual([token, false]);
+  }
+});
+
+// config.ts derives GIT_CREDENTIAL_HOST from the repository URL (or github.com for a GitHub token);
+// apply refuses to install the token for a host its own pattern does not take.
+test("apply takes every git credential host config derives", () => {
+  const pattern = /\[\[ "\$\{host\}" =~ (\S+) \]\]/.exec(read("apply"))?.[1];
+  expect(pattern).toBeDefined();
+  const apply = new RegExp(pattern!);
+  const hosts = [
+    "https://github.com/acme/app.git",
+    "https://git.example.test:8443/team/app",
+    "https://a-b.example.com/x/y/z.git",
+  ].map((url) => parseRepositoryUrl("repository", url).host);
+  for (const host of [...hosts, "github.com"]) {
+    expect([host, apply.test(host)]).toEqual([host, true]);
   }
 });

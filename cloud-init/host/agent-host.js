@@ -72,6 +72,36 @@ var init_shared_rules = __esm({
   }
 });
 
+// host/webhook.ts
+function parseWebhook(raw) {
+  let text = raw.trim();
+  let kind;
+  const forced = /^(slack|ntfy|json):(?=https?:\/\/)/i.exec(text);
+  if (forced) {
+    kind = forced[1].toLowerCase();
+    text = text.slice(forced[0].length);
+  }
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    return void 0;
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return void 0;
+  if (!kind) {
+    const host = url.hostname.toLowerCase();
+    kind = host === SLACK_WEBHOOK_HOST ? "slack" : host === "ntfy.sh" || host.startsWith("ntfy.") ? "ntfy" : "json";
+  }
+  return { kind, url };
+}
+var SLACK_WEBHOOK_HOST;
+var init_webhook = __esm({
+  "host/webhook.ts"() {
+    "use strict";
+    SLACK_WEBHOOK_HOST = "hooks.slack.com";
+  }
+});
+
 // host/text.ts
 function redact(text) {
   let out = text;
@@ -97,6 +127,7 @@ var init_text = __esm({
   "host/text.ts"() {
     "use strict";
     init_shared_rules();
+    init_webhook();
     REASON_MAX_CHARS = 160;
     REDACTIONS = [
       /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
@@ -110,7 +141,7 @@ var init_text = __esm({
       /\bya29\.[0-9A-Za-z_-]{20,}/g,
       /\btk_[A-Za-z0-9]{20,}/g,
       /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
-      /\bhttps:\/\/hooks\.slack\.com\/[^\s"'<>]+/g
+      new RegExp(`\\bhttps://${SLACK_WEBHOOK_HOST.replace(/\./g, "\\.")}/[^\\s"'<>]+`, "g")
     ];
     REDACT_AUTH_HEADER = /\b(authorization|proxy-authorization)(\s*[:=]\s*)(?:bearer|basic|token)?\s*[^\s"']+/gi;
     REDACT_BEARER = /\b(bearer|token)(\s+)[A-Za-z0-9._~+/=-]{12,}/gi;
@@ -854,34 +885,6 @@ var init_facts = __esm({
     NEEDS_LOGIN_RE = /Not logged in|Please run \/login|Select login method|Paste code here if prompted/;
     PANE_EVERY_MS = 3e3;
     paneCache = /* @__PURE__ */ new Map();
-  }
-});
-
-// host/webhook.ts
-function parseWebhook(raw) {
-  let text = raw.trim();
-  let kind;
-  const forced = /^(slack|ntfy|json):(?=https?:\/\/)/i.exec(text);
-  if (forced) {
-    kind = forced[1].toLowerCase();
-    text = text.slice(forced[0].length);
-  }
-  let url;
-  try {
-    url = new URL(text);
-  } catch {
-    return void 0;
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") return void 0;
-  if (!kind) {
-    const host = url.hostname.toLowerCase();
-    kind = host === "hooks.slack.com" ? "slack" : host === "ntfy.sh" || host.startsWith("ntfy.") ? "ntfy" : "json";
-  }
-  return { kind, url };
-}
-var init_webhook = __esm({
-  "host/webhook.ts"() {
-    "use strict";
   }
 });
 
