@@ -74,6 +74,31 @@ export const OPENSSH_PRIVATE_KEY_RE = /^-----BEGIN OPENSSH PRIVATE KEY-----/;
 /** Any private key's BEGIN line inside a text, of any type (ENCRYPTED, DSA, …). */
 export const PRIVATE_KEY_SHAPE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
 
+/**
+ * Vertex AI takes only this scope (it has no narrower one); with it the service account's IAM
+ * roles alone decide what the VM may do. The stack gives it to the VM with claudeProvider vertex;
+ * the policy pack lets it through then, and only then.
+ */
+export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
+/**
+ * What the agents need to call Claude on Vertex AI: aiplatform.endpoints.predict (invoke a model)
+ * and aiplatform.endpoints.computeTokens (count tokens), the two permissions Claude Code's Vertex
+ * page lists under this role. The role holds more of Vertex AI than that; a custom role with just
+ * those two would be narrower, at the price of iam.roles.create for whoever deploys. The stack
+ * grants it with claudeProvider vertex; the policy pack wants it wherever cloud-platform is.
+ */
+export const VERTEX_ROLE = "roles/aiplatform.user";
+
+/** Where a project's Compute Engine Service Agent (which runs instance schedules) lives. */
+const COMPUTE_SERVICE_AGENT_DOMAIN = "compute-system.iam.gserviceaccount.com";
+/** The Compute Engine Service Agent of a project: the identity that runs instance schedules. */
+export const computeServiceAgent = (projectNumber: string) =>
+  `service-${projectNumber}@${COMPUTE_SERVICE_AGENT_DOMAIN}`;
+/** A member string that ends in any project's Compute Engine Service Agent. */
+export const COMPUTE_SERVICE_AGENT_RE = new RegExp(
+  `service-\\d+@${anyOf([COMPUTE_SERVICE_AGENT_DOMAIN])}$`,
+);
+
 /** An IPv4 address as a number, with its /prefix when one was written. */
 export interface Ipv4 {
   address: number;

@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
 import { scheduleCrons, type WorkSchedule } from "../schedule";
+import { CLOUD_PLATFORM_SCOPE, VERTEX_ROLE, computeServiceAgent } from "../shared-rules";
 
 /**
  * What GCE's instance schedule needs from the Compute Engine Service Agent, and nothing more
@@ -13,10 +14,6 @@ import { scheduleCrons, type WorkSchedule } from "../schedule";
  * compute.instances.stop). Granted through a custom role on this one VM, not a project role.
  */
 export const SCHEDULE_PERMISSIONS = ["compute.instances.start", "compute.instances.stop"];
-
-/** The Compute Engine Service Agent of a project: the identity that runs instance schedules. */
-export const computeServiceAgent = (projectNumber: string) =>
-  `service-${projectNumber}@compute-system.iam.gserviceaccount.com`;
 
 /**
  * OAuth scopes of the VM's service account when it calls no Google API: none. Nothing the stack
@@ -31,19 +28,6 @@ export const VM_SCOPES: readonly string[] = [];
  * metricWriter grants had no user on the VM). The one conditional grant is VERTEX_ROLE.
  */
 export const VM_ROLES: readonly string[] = [];
-
-/**
- * Vertex AI takes only this scope (it has no narrower one); with it the service account's IAM
- * roles alone decide what the VM may do, so the vertex role below is all it adds.
- */
-export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
-/**
- * What the agents need to call Claude on Vertex AI: aiplatform.endpoints.predict (invoke a model)
- * and aiplatform.endpoints.computeTokens (count tokens), the two permissions Claude Code's Vertex
- * page lists under this role. The role holds more of Vertex AI than that; a custom role with just
- * those two would be narrower, at the price of iam.roles.create for whoever deploys.
- */
-export const VERTEX_ROLE = "roles/aiplatform.user";
 
 export interface AgentHostArgs {
   project: string;

@@ -5,7 +5,10 @@ import { gunzipSync } from "zlib";
 import { checkTimeZone } from "../schedule";
 import {
   ANTHROPIC_KEY_SHAPE,
+  CLOUD_PLATFORM_SCOPE,
+  COMPUTE_SERVICE_AGENT_RE,
   PRIVATE_KEY_SHAPE,
+  VERTEX_ROLE,
   githubTokenShape,
   ipv4Network,
   parseIpv4,
@@ -228,6 +231,9 @@ function scopeName(scope: string): string {
   return aliases[short] ?? short;
 }
 
+/** The scope the stack gives a VM whose agents use Vertex AI, by its short name. */
+const CLOUD_PLATFORM_NAME = scopeName(CLOUD_PLATFORM_SCOPE);
+
 /** Scopes that reach far beyond writing logs and metrics. */
 const BROAD_SCOPES = new Set([
   "cloud-platform",
@@ -250,11 +256,11 @@ export function noBroadScopes(
   const broad = stringList(inputs.serviceAccount.scopes).filter((scope) => {
     const name = scopeName(scope);
     // Vertex AI accepts no narrower scope; cloud-platform-narrow-roles bounds it by IAM instead.
-    if (name === "cloud-platform" && settings.claudeOnVertex) return false;
+    if (name === CLOUD_PLATFORM_NAME && settings.claudeOnVertex) return false;
     return BROAD_SCOPES.has(name) || /full_control$|\.admin$/.test(name);
   });
   if (broad.length === 0) return [];
-  const vertexHint = broad.some((scope) => scopeName(scope) === "cloud-platform")
+  const vertexHint = broad.some((scope) => scopeName(scope) === CLOUD_PLATFORM_NAME)
     ? " cloud-platform alone is accepted only when the stack config sets claudeProvider to vertex (pulumi config set claudeProvider vertex), and then cloud-platform-narrow-roles limits the account's roles."
     : "";
   return [
@@ -417,9 +423,6 @@ export function instanceScheduleValid(type: string, inputs: Inputs): string[] {
   }
   return messages;
 }
-
-/** The Compute Engine Service Agent, which runs instance schedules. */
-const COMPUTE_SERVICE_AGENT_RE = /service-\d+@compute-system\.iam\.gserviceaccount\.com$/;
 
 /**
  * The service agent's start/stop grant belongs on the VM: a project-wide one lets every instance
@@ -635,7 +638,6 @@ export function workHoursCanRun(
 // cloud-platform-narrow-roles (a stack rule: it relates the VM, its service account and grants)
 
 export const SERVICE_ACCOUNT = "gcp:serviceaccount/account:Account";
-export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
 
 /**
  * The roles a VM with the cloud-platform scope may hold, each with why it is narrow. With
@@ -643,18 +645,14 @@ export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
  * every process on the VM (every agent) can do through the metadata server.
  */
 export const NARROW_ROLES: Readonly<Record<string, string>> = {
-  "roles/aiplatform.user":
+  [VERTEX_ROLE]:
     "call Vertex AI models (aiplatform.endpoints.predict, aiplatform.endpoints.computeTokens): Claude",
   "roles/logging.logWriter": "write log entries",
   "roles/monitoring.metricWriter": "write metrics",
 };
-/** The role that justifies cloud-platform: without it nothing on the VM needs the scope. */
-export const CLOUD_PLATFORM_PURPOSE_ROLE = "roles/aiplatform.user";
-
 export const CLOUD_PLATFORM_NARROW_ROLES = {
   name: "cloud-platform-narrow-roles",
-  description:
-    "A VM with the cloud-platform scope runs as a service account this stack creates, which this stack grants roles/aiplatform.user and no role outside a short list of narrow ones (IAM alone then bounds what the VM can do).",
+  description: `A VM with the cloud-platform scope runs as a service account this stack creates, which this stack grants ${VERTEX_ROLE} and no role outside a short list of narrow ones (IAM alone then bounds what the VM can do).`,
 };
 
 /** Grants made by the resources of the stack to `member`: role, and where it came from. */
@@ -706,7 +704,7 @@ export function cloudPlatformNarrowRoles(
   const violations: { urn?: string; message: string }[] = [];
   for (const vm of resources.filter((r) => VM_TYPES.includes(r.type))) {
     const account = isObject(vm.props.serviceAccount) ? vm.props.serviceAccount : {};
-    if (!stringList(account.scopes).some((scope) => scopeName(scope) === "cloud-platform")) {
+    if (!stringList(account.scopes).some((scope) => scopeName(scope) === CLOUD_PLATFORM_NAME)) {
       continue;
     }
     const email = typeof account.email === "string" ? account.email.trim() : "";
@@ -727,10 +725,11 @@ export function cloudPlatformNarrowRoles(
         message: `${label}, so its service account ${email} can use all of ${show(grant.role)} (granted by ${grant.type}) from any process on the VM. With cloud-platform only these roles are allowed: ${Object.keys(NARROW_ROLES).join(", ")}. Remove the grant, or drop the scope.`,
       });
     }
-    if (!grants.some((g) => g.role === CLOUD_PLATFORM_PURPOSE_ROLE)) {
+    // The role that justifies cloud-platform: without it nothing on the VM needs the scope.
+    if (!grants.some((g) => g.role === VERTEX_ROLE)) {
       violations.push({
         urn: vm.urn,
-        message: `${label} but its service account ${email} is not granted ${CLOUD_PLATFORM_PURPOSE_ROLE}: nothing on the VM needs cloud-platform. Give the VM no scopes (nothing on it calls a Google API), or set claudeProvider to vertex.`,
+        message: `${label} but its service account ${email} is not granted ${VERTEX_ROLE}: nothing on the VM needs cloud-platform. Give the VM no scopes (nothing on it calls a Google API), or set claudeProvider to vertex.`,
       });
     }
   }

@@ -10,7 +10,6 @@ import {
   RESOURCE_RULES,
   STRICT,
   blockProjectSshKeys,
-  CLOUD_PLATFORM,
   SERVICE_ACCOUNT,
   checkResource,
   cloudPlatformNarrowRoles,
@@ -31,6 +30,7 @@ import {
   type RuleSettings,
   type StackResource,
 } from "../policy/rules";
+import { CLOUD_PLATFORM_SCOPE as CLOUD_PLATFORM } from "../shared-rules";
 import { spawn, type ChildProcess } from "child_process";
 import * as path from "path";
 import { gzipSync } from "zlib";
