@@ -14,9 +14,8 @@ import {
   ipv4Network,
   ipv4Text,
   parseIpv4,
+  secretShapesIn,
 } from "./shared-rules";
-
-import { secretShapesIn } from "./policy/rules";
 
 /** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;

@@ -20,9 +20,9 @@ export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
  * refresh tokens (github.blog "Behind GitHub's new authentication token formats"), followed by
  * base62 characters.
  */
-export const GITHUB_CLASSIC_TOKEN_PREFIXES = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"] as const;
+const GITHUB_CLASSIC_TOKEN_PREFIXES = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"] as const;
 /** A fine-grained personal access token's prefix, followed by base62 characters and `_`. */
-export const GITHUB_FINE_GRAINED_TOKEN_PREFIX = "github_pat_";
+const GITHUB_FINE_GRAINED_TOKEN_PREFIX = "github_pat_";
 /** Every GitHub token prefix. */
 export const GITHUB_TOKEN_PREFIXES: readonly string[] = [
   ...GITHUB_CLASSIC_TOKEN_PREFIXES,
@@ -46,7 +46,7 @@ export const ANTHROPIC_KEY_PREFIX = "sk-ant-";
 /** The characters after the prefix. */
 export const ANTHROPIC_KEY_CHARS = "[A-Za-z0-9_-]";
 /** Regex source of an Anthropic API key or OAuth token inside a text. */
-export const ANTHROPIC_KEY_SHAPE = `${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{20,}`;
+const ANTHROPIC_KEY_SHAPE = `${ANTHROPIC_KEY_PREFIX}${ANTHROPIC_KEY_CHARS}{20,}`;
 /** A whole value that is an Anthropic API key or OAuth token (the anthropicApiKey rule). */
 export const ANTHROPIC_KEY_RE = new RegExp(`^${ANTHROPIC_KEY_SHAPE}$`);
 /** The OAuth token's prefix: a credential that starts so is a token, else an API key. */
@@ -72,7 +72,34 @@ export const WHOLE_PRIVATE_KEY_RE = new RegExp(
 /** An OpenSSH-format private key (the rest are PEM). */
 export const OPENSSH_PRIVATE_KEY_RE = /^-----BEGIN OPENSSH PRIVATE KEY-----/;
 /** Any private key's BEGIN line inside a text, of any type (ENCRYPTED, DSA, …). */
-export const PRIVATE_KEY_SHAPE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+const PRIVATE_KEY_SHAPE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/**
+ * Shapes of secrets: what must never be in instance metadata (the policy pack) or in a plain
+ * config value (config.ts). Each message describes the shape, never the text found.
+ */
+export const SECRET_SHAPES: readonly { label: string; pattern: RegExp }[] = [
+  {
+    label: "an Anthropic API key or OAuth token (sk-ant-…)",
+    pattern: new RegExp(ANTHROPIC_KEY_SHAPE),
+  },
+  { label: "a private key (-----BEGIN … PRIVATE KEY-----)", pattern: PRIVATE_KEY_SHAPE },
+  { label: "an AWS access key ID (AKIA…)", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
+  { label: "a Google API key (AIza…)", pattern: /\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])/ },
+  {
+    label: "a Google service account key (JSON with private_key)",
+    pattern: /"type"\s*:\s*"service_account"[\s\S]*"private_key"/,
+  },
+  {
+    label: "a GitHub token (ghp_…, github_pat_…)",
+    pattern: new RegExp(githubTokenShape(36, 22)),
+  },
+];
+
+/** The labels of the secret shapes found in `text`. */
+export function secretShapesIn(text: string): string[] {
+  return SECRET_SHAPES.filter(({ pattern }) => pattern.test(text)).map(({ label }) => label);
+}
 
 /**
  * Vertex AI takes only this scope (it has no narrower one); with it the service account's IAM

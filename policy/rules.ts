@@ -4,14 +4,12 @@
 import { gunzipSync } from "zlib";
 import { checkTimeZone } from "../schedule";
 import {
-  ANTHROPIC_KEY_SHAPE,
   CLOUD_PLATFORM_SCOPE,
   COMPUTE_SERVICE_AGENT_RE,
-  PRIVATE_KEY_SHAPE,
   VERTEX_ROLE,
-  githubTokenShape,
   ipv4Network,
   parseIpv4,
+  secretShapesIn,
 } from "../shared-rules";
 
 /** Resource inputs as the policy framework hands them over: plain JSON, secrets unwrapped. */
@@ -317,30 +315,6 @@ export function noIpForwarding(type: string, inputs: Inputs): string[] {
 
 // ---------------------------------------------------------------------------------------------
 // no-secrets-in-metadata
-
-/** Shapes of secrets; each message describes the shape, never the text found. */
-export const SECRET_SHAPES: readonly { label: string; pattern: RegExp }[] = [
-  {
-    label: "an Anthropic API key or OAuth token (sk-ant-…)",
-    pattern: new RegExp(ANTHROPIC_KEY_SHAPE),
-  },
-  { label: "a private key (-----BEGIN … PRIVATE KEY-----)", pattern: PRIVATE_KEY_SHAPE },
-  { label: "an AWS access key ID (AKIA…)", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
-  { label: "a Google API key (AIza…)", pattern: /\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])/ },
-  {
-    label: "a Google service account key (JSON with private_key)",
-    pattern: /"type"\s*:\s*"service_account"[\s\S]*"private_key"/,
-  },
-  {
-    label: "a GitHub token (ghp_…, github_pat_…)",
-    pattern: new RegExp(githubTokenShape(36, 22)),
-  },
-];
-
-/** The labels of the secret shapes found in `text`. */
-export function secretShapesIn(text: string): string[] {
-  return SECRET_SHAPES.filter(({ pattern }) => pattern.test(text)).map(({ label }) => label);
-}
 
 /** user-data as cloud-init reads it: decoded when `user-data-encoding: base64`, gunzipped if gzip. */
 function decodedUserData(value: string): string | undefined {

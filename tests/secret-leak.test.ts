@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { gunzipSync } from "zlib";
-import { secretShapesIn } from "../policy/rules";
+import { secretShapesIn } from "../shared-rules";
 import {
   BASE_CONFIG,
   SECRET_SIG,

@@ -44,7 +44,7 @@ function anyOf(words) {
 function githubTokenShape(classicChars, fineChars) {
   return `\\b(?:(?:${anyOf(GITHUB_CLASSIC_TOKEN_PREFIXES)})[A-Za-z0-9]{${classicChars},}|${GITHUB_FINE_GRAINED_TOKEN_PREFIX}[A-Za-z0-9_]{${fineChars},})`;
 }
-var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE;
+var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE;
 var init_shared_rules = __esm({
   "shared-rules.ts"() {
     "use strict";
@@ -69,6 +69,24 @@ var init_shared_rules = __esm({
     WHOLE_PRIVATE_KEY_RE = new RegExp(
       `^-----BEGIN ${PRIVATE_KEY_TYPE}PRIVATE KEY-----\\r?\\n[\\s\\S]+\\n-----END ${PRIVATE_KEY_TYPE}PRIVATE KEY-----$`
     );
+    PRIVATE_KEY_SHAPE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+    SECRET_SHAPES = [
+      {
+        label: "an Anthropic API key or OAuth token (sk-ant-…)",
+        pattern: new RegExp(ANTHROPIC_KEY_SHAPE)
+      },
+      { label: "a private key (-----BEGIN … PRIVATE KEY-----)", pattern: PRIVATE_KEY_SHAPE },
+      { label: "an AWS access key ID (AKIA…)", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
+      { label: "a Google API key (AIza…)", pattern: /\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])/ },
+      {
+        label: "a Google service account key (JSON with private_key)",
+        pattern: /"type"\s*:\s*"service_account"[\s\S]*"private_key"/
+      },
+      {
+        label: "a GitHub token (ghp_…, github_pat_…)",
+        pattern: new RegExp(githubTokenShape(36, 22))
+      }
+    ];
     COMPUTE_SERVICE_AGENT_DOMAIN = "compute-system.iam.gserviceaccount.com";
     COMPUTE_SERVICE_AGENT_RE = new RegExp(
       `service-\\d+@${anyOf([COMPUTE_SERVICE_AGENT_DOMAIN])}$`
