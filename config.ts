@@ -15,6 +15,7 @@ import {
   ipv4Text,
   parseIpv4,
   secretShapesIn,
+  type Ipv4,
 } from "./shared-rules";
 
 /** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
@@ -299,7 +300,7 @@ function optionalText(raw: string | undefined): string | undefined {
 }
 
 /** IPv4 CIDR with a prefix length; the network address must have no host bits set. */
-export function validateCidr(key: string, cidr: string): void {
+export function validateCidr(key: string, cidr: string): Required<Ipv4> {
   const parsed = parseIpv4(cidr);
   const fix = `Use a network in CIDR form, e.g. 203.0.113.0/24 or 198.51.100.7/32.`;
   if (parsed === undefined || parsed.prefix === undefined) {
@@ -311,6 +312,7 @@ export function validateCidr(key: string, cidr: string): void {
       `${key} has ${show(cidr)}, which has host bits set. Did you mean ${ipv4Text(network)}/${parsed.prefix}?`,
     );
   }
+  return { address: parsed.address, prefix: parsed.prefix };
 }
 
 const SSH_KEY_TYPES = [
@@ -621,12 +623,11 @@ function parseSshSourceRanges(get: Get, warnings: string[]): string[] {
   }
   const seen = new Set<string>();
   for (const cidr of ranges) {
-    validateCidr("sshSourceRanges", cidr);
+    const { prefix } = validateCidr("sshSourceRanges", cidr);
     if (seen.has(cidr)) {
       throw new ConfigError(`sshSourceRanges lists ${show(cidr)} twice. Remove the duplicate.`);
     }
     seen.add(cidr);
-    const prefix = Number(cidr.split("/")[1]);
     if (prefix === 0) {
       warnings.push(
         "sshSourceRanges includes 0.0.0.0/0: SSH on the VM is open to the whole internet (key-only logins still apply). Prefer your own range or IAP's 35.235.240.0/20.",
