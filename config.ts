@@ -10,6 +10,7 @@ import {
   PACKAGE_NAME_RE,
   PRIVATE_KEY_BEGIN_RE,
   PRIVATE_KEY_END_RE,
+  WHOLE_NUMBER_RE,
   WHOLE_PRIVATE_KEY_RE,
   ipv4Network,
   ipv4Text,
@@ -236,7 +237,7 @@ function parseInteger(
 ): number {
   if (raw === undefined || raw.trim() === "") return fallback;
   const text = raw.trim();
-  if (!/^-?\d+$/.test(text)) {
+  if (!WHOLE_NUMBER_RE.test(text)) {
     throw new ConfigError(`${key} must be a whole number; got ${show(raw)}. ${fix}`);
   }
   const value = Number(text);

@@ -10,6 +10,12 @@ function anyOf(words: readonly string[]): string {
 }
 
 /**
+ * A whole number as an integer config key is written (Pulumi keeps config values as text): the
+ * config check and the policy pack read snapshotRetentionDays by it alike.
+ */
+export const WHOLE_NUMBER_RE = /^-?\d+$/;
+
+/**
  * Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric.
  * Copy: cloud-init/host/apply PACKAGE_RE.
  */

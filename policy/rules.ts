@@ -7,6 +7,7 @@ import {
   CLOUD_PLATFORM_SCOPE,
   COMPUTE_SERVICE_AGENT_RE,
   VERTEX_ROLE,
+  WHOLE_NUMBER_RE,
   ipv4Network,
   parseIpv4,
   secretShapesIn,
@@ -83,7 +84,9 @@ export function settingsFrom(
     allowWorldSsh:
       sshPolicyConfig.allowWorldSsh === true ||
       configListsWorld(stackConfig["agent-host:sshSourceRanges"]),
-    snapshotsOff: retention !== undefined && /^0+$/.test(retention),
+    // As config.ts reads it: -0 and 00 are 0 too.
+    snapshotsOff:
+      retention !== undefined && WHOLE_NUMBER_RE.test(retention) && Number(retention) === 0,
     claudeOnVertex: stackConfig["agent-host:claudeProvider"]?.trim() === "vertex",
   };
 }

@@ -10,8 +10,11 @@ import {
   CLAUDE_PROVIDERS,
   DOCKER_SOURCES,
   PERMISSION_MODES,
+  parseConfig,
   parseRepositoryUrl,
+  type StackConfig,
 } from "../config";
+import { settingsFrom } from "../policy/rules";
 import {
   ANTHROPIC_KEY_PREFIX,
   ANTHROPIC_KEY_RE,
@@ -21,6 +24,7 @@ import {
   PACKAGE_NAME_RE,
   PRIVATE_KEY_BEGIN_RE,
 } from "../shared-rules";
+import { BASE_CONFIG } from "./harness";
 
 const HOST = path.join(__dirname, "..", "cloud-init", "host");
 const read = (file: string) => fs.readFileSync(path.join(HOST, file), "utf8");
@@ -210,3 +214,43 @@ test("apply takes every git credential host config derives", () => {
     expect([host, apply.test(host)]).toEqual([host, true]);
   }
 });
+
+// The policy pack reads three stack keys itself (it gets the raw config, not parseConfig's result):
+// for every value config.ts takes (a value it refuses stops the program before any resource, so
+// the pack never judges it), the pack must draw the same conclusion, or a preview fails a
+// policy on a stack that is configured as intended.
+type Setting = "snapshotsOff" | "claudeOnVertex" | "allowWorldSsh";
+type Reading = [key: string, value: string, meaning: (c: StackConfig) => boolean, setting: Setting];
+
+const retentionOff = (c: StackConfig) => c.snapshotRetentionDays === 0;
+const onVertex = (c: StackConfig) => c.claude.provider === "vertex";
+const worldSsh = (c: StackConfig) => c.sshSourceRanges.includes("0.0.0.0/0");
+const READINGS: Reading[] = [
+  ...["0", "00", "-0", " 0 ", "7"].map((v): Reading => [
+    "snapshotRetentionDays",
+    v,
+    retentionOff,
+    "snapshotsOff",
+  ]),
+  ...["vertex", " vertex ", "anthropic", ""].map((v): Reading => [
+    "claudeProvider",
+    v,
+    onVertex,
+    "claudeOnVertex",
+  ]),
+  ...[
+    ["0.0.0.0/0"],
+    ["203.0.113.7/32", "0.0.0.0/0"],
+    ["0.0.0.0/1", "128.0.0.0/1"],
+    ["10.0.0.0/8"],
+  ].map((r): Reading => ["sshSourceRanges", JSON.stringify(r), worldSsh, "allowWorldSsh"]),
+];
+
+test.each(READINGS)(
+  "%s %j: the policy pack concludes what config.ts does",
+  (key, value, meaning, setting) => {
+    const raw = { ...BASE_CONFIG, [`agent-host:${key}`]: value };
+    const { config } = parseConfig(raw);
+    expect([key, value, settingsFrom(raw)[setting]]).toEqual([key, value, meaning(config)]);
+  },
+);
