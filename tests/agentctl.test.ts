@@ -520,8 +520,10 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       tmux(h, ["display-message", "-p", "-t", "=agents:=agent-3", "#{pane_pid}"]).trim(),
     );
     process.kill(wrapper, "SIGKILL");
-    const row = await waitFor("agent-3 exited", () =>
-      status(h).find((r) => r.name === "agent-3" && r.state === "exited"),
+    // tmux marks the pane dead when its pty closes and records the exit status when it reaps the
+    // wrapper, a moment later: until then the row is exited with no code yet.
+    const row = await waitFor("agent-3 exited, with its code", () =>
+      status(h).find((r) => r.name === "agent-3" && r.state === "exited" && r.exit_code !== null),
     );
     expect(row.exit_code).toBe(137);
     expect(ctl(h, ["status"]).stdout).toMatch(/^agent-3\s+exited\s.*stopped \(exit code 137\)/m);
