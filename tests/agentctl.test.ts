@@ -6,13 +6,11 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { StatusRow } from "../host/status";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, standinRecords, waitFor } from "./support";
+import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
-const REPO = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
-const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
-const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
 /** The agent user runs the stand-in: a copy in a 0755 dir, since CI's clone may be in a 0700 one. */
 const STANDIN = (() => {
@@ -57,17 +55,8 @@ interface Result {
   stderr: string;
   ms: number;
 }
-interface Row {
-  name: string;
-  state: string;
-  exit_code: number | null;
-  pid: number | null;
-  uptime_seconds: number | null;
-  cpu_percent: number | null;
-  memory_bytes: number | null;
-  workspace_bytes: number | null;
-  restarts: number;
-}
+/** A row of `agentctl status --json`, as host/status.ts declares it. */
+type Row = StatusRow;
 interface Record {
   pid: number;
   uid: number;

@@ -18,15 +18,8 @@ import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
 import { freePort, poll, runAsync } from "./support";
+import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
-const REPO = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
-const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
-const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
-const BUNDLE = path.join(REPO, "cloud-init/host/agent-host.js");
-const MANAGED = path.join(REPO, "cloud-init/claude/managed-settings.json");
-const MANAGED_DIR = "/etc/claude-code";
-const LIB_DIR = "/usr/local/lib/agent-host";
 const AGENT_USER = "claudestop";
 const COUNT = 2;
 const QUIET_SECONDS = 4;

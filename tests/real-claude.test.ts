@@ -25,11 +25,8 @@ import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixt
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
+import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
-const REPO = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(REPO, "cloud-init/host/agentctl");
-const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
-const TMUX_CONF = path.join(REPO, "cloud-init/host/tmux.conf");
 const AGENT_USER = "claudereal";
 const COUNT = 12;
 const NONCE = randomBytes(4).toString("hex");
