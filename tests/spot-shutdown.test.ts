@@ -13,6 +13,7 @@ import { waitFor } from "./support";
 
 const REPO = path.join(__dirname, "..");
 const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
+const SEED = path.join(REPO, "cloud-init/host/seed-claude-config");
 const UNIT = path.join(REPO, "cloud-init/systemd/agent-host.service");
 const AGENT_USER = "agenttest";
 const SHUTDOWN_BUDGET = 1;
@@ -180,6 +181,72 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
     expect(read(path.join(h.run, "wrapper.log"))).toContain(
       `stop requested by agentctl; stopping claude (SIGKILL after ${AGENTCTL_BUDGET}s)`,
     );
+  });
+});
+
+// agentctl restarts every agent right after apply starts them, so a stop often lands while a
+// wrapper seeds claude's config. Bash runs the TERM trap only once that foreground pipeline ends,
+// when there is no claude to signal yet: the wrapper must then not start one (seen in CI: the
+// restart waited out its budget and killed the panes). The seed helper is found beside the
+// wrapper, so this runs a copy of the real wrapper beside a seed that holds for a moment first.
+suite("a stop that lands while the wrapper seeds claude's config", () => {
+  jest.setTimeout(60_000);
+  let h: Host;
+  let wrapperCopy: string;
+  let seeding: string;
+
+  beforeAll(() => {
+    h = makeHost();
+    const lib = path.join(h.dir, "lib");
+    fs.mkdirSync(lib, { mode: 0o755 });
+    wrapperCopy = path.join(lib, "agent-wrapper");
+    fs.copyFileSync(WRAPPER, wrapperCopy);
+    fs.chmodSync(wrapperCopy, 0o755);
+    seeding = path.join(h.dir, "seeding");
+    fs.writeFileSync(seeding, "", { mode: 0o666 });
+    fs.chmodSync(seeding, 0o666);
+    // Read by the agent through a descriptor the wrapper opens; the real helper runs after the hold.
+    fs.writeFileSync(
+      path.join(lib, "seed-claude-config"),
+      `echo seeding >>'${seeding}'\nsleep 2\n${fs.readFileSync(SEED, "utf8")}`,
+    );
+  });
+
+  afterAll(() => {
+    for (const line of read(path.join(h.claudeDir, "hung.log")).split("\n")) {
+      const pid = Number(line.split(" ")[1]);
+      if (line.startsWith("start ") && alive(pid)) process.kill(pid, "SIGKILL");
+    }
+    fs.rmSync(h.dir, { recursive: true, force: true });
+  });
+
+  /** Starts the wrapper copy, stops it once the seed runs, and returns the wrapper's log. */
+  async function stopWhileSeeding(marker: boolean): Promise<string> {
+    fs.writeFileSync(seeding, "");
+    fs.rmSync(path.join(h.run, "stop"), { force: true });
+    let code: number | null | undefined;
+    const wrapper = spawn(wrapperCopy, ["1", "--delay", "0"], { env: h.env, stdio: "ignore" });
+    wrapper.once("exit", (c) => (code = c));
+    await waitFor("the wrapper seeding claude's config", () => read(seeding) !== "");
+    if (marker) fs.writeFileSync(path.join(h.run, "stop"), "");
+    wrapper.kill("SIGTERM");
+    // The seed holds 2 s; a wrapper that started claude after it would wait on it for good.
+    await waitFor("the wrapper to end", () => code !== undefined, 10_000);
+    expect(code).toBe(0);
+    expect(read(path.join(h.claudeDir, "hung.log"))).not.toMatch(/^start /m);
+    return read(path.join(h.run, "wrapper.log"));
+  }
+
+  test("agentctl's stop (marker, then SIGTERM) during seeding: no claude is started and the wrapper ends", async () => {
+    const log = await stopWhileSeeding(true);
+    expect(log).not.toContain("starting claude");
+    expect(log).toMatch(/stopped; workspace and conversation are kept\n$/);
+  });
+
+  test("a shutdown's SIGTERM alone (no marker) during seeding: the same", async () => {
+    const log = await stopWhileSeeding(false);
+    expect(log).not.toContain("starting claude");
+    expect(log).toMatch(/stopped; workspace and conversation are kept\n$/);
   });
 });
 
