@@ -18,38 +18,26 @@ import {
   secretShapesIn,
   type Ipv4,
 } from "./shared-rules";
+import {
+  CLAUDE_CODE_SOURCES,
+  CLAUDE_PROVIDERS,
+  DOCKER_SOURCES,
+  PERMISSION_MODES,
+} from "./shared-rules";
+
+export { CLAUDE_CODE_SOURCES, CLAUDE_PROVIDERS, DOCKER_SOURCES, PERMISSION_MODES };
 
 /** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
 
-export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
 export type ClaudeCodeSource = (typeof CLAUDE_CODE_SOURCES)[number];
 
-export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
 export type DockerSource = (typeof DOCKER_SOURCES)[number];
 
-/**
- * Claude Code's `--permission-mode` values: what 2.1's `--help` lists (acceptEdits, auto,
- * bypassPermissions, manual, dontAsk, plan) plus `default`, which it still accepts (hidden).
- */
-export const PERMISSION_MODES = [
-  "default",
-  "auto",
-  "manual",
-  "acceptEdits",
-  "plan",
-  "dontAsk",
-  "bypassPermissions",
-] as const;
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
 
 export const DATA_DISK_TYPES = ["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"] as const;
 
-/**
- * Where the agents' Claude runs: `vertex` (Vertex AI, signed in by the VM's service account: no
- * secret anywhere) or `anthropic` (Anthropic's API with anthropicApiKey, or one `agentctl login`).
- */
-export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;
 export type ClaudeProvider = (typeof CLAUDE_PROVIDERS)[number];
 
 /**

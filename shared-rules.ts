@@ -158,3 +158,29 @@ export function ipv4Network(address: number, prefix: number): number {
 export function ipv4Text(address: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(address / 2 ** shift) % 256).join(".");
 }
+
+// The host.conf values the stack writes and the host reads (host/conf.ts checks them on the VM).
+
+export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
+
+export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
+
+/**
+ * Claude Code's `--permission-mode` values: what 2.1's `--help` lists (acceptEdits, auto,
+ * bypassPermissions, manual, dontAsk, plan) plus `default`, which it still accepts (hidden).
+ */
+export const PERMISSION_MODES = [
+  "default",
+  "auto",
+  "manual",
+  "acceptEdits",
+  "plan",
+  "dontAsk",
+  "bypassPermissions",
+] as const;
+
+/**
+ * Where the agents' Claude runs: `vertex` (Vertex AI, signed in by the VM's service account: no
+ * secret anywhere) or `anthropic` (Anthropic's API with anthropicApiKey, or one `agentctl login`).
+ */
+export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;

@@ -1,87 +1,294 @@
-// host.conf as the TypeScript host code reads it: KEY=value lines, `#` comments, no quoting, no
-// expansion; the last value of a key wins (host.conf.local is appended after the stack's lines).
-// Defaults are agentctl's (cloud-init/HOST.md); keys other parts of the host read are ignored here.
+// host.conf, the host's one config format, and its one parser: every key once (default, kind,
+// rule), read here by the TypeScript host code and, through `agent-host.js conf`, by the bash
+// scripts (agentctl, agent-wrapper, apply, data-disk, the installers, first-boot), which no
+// longer parse it themselves. The stack writes the file (cloud-init/host-config.ts) with the
+// same names and takes its fixed values from here.
+//
+// Format: KEY=value lines, `#` comments, no quoting, no expansion, trailing blanks dropped; the
+// last value of a key wins (host.conf.local is appended after the stack's lines). A value never
+// holds a newline, so `KEY=value` lines carry any value to bash intact.
 import * as fs from "fs";
+import {
+  CLAUDE_CODE_SOURCES,
+  CLAUDE_PROVIDERS,
+  DOCKER_SOURCES,
+  PERMISSION_MODES,
+} from "../shared-rules";
 
 export const DEFAULT_CONFIG = "/etc/agent-host/host.conf";
 
-export interface HostConf {
-  agentCount: number;
-  agentUser: string;
-  adminUser: string;
-  stateDir: string;
-  workspacesDir: string;
-  runDir: string;
-  tmuxSocket: string;
-  /** Root-only file holding the webhook URL; absent or empty = no notifications. */
-  notifyWebhookFile: string;
-  /** Also notify when an agent finishes a turn after real work. */
-  notifyOnIdle: boolean;
-  /** Quiet time before the VM powers itself off (host/autostop.ts); 0 = off. */
-  autoStopSeconds: number;
-  /** The stop command, as argv words (never a shell). */
-  autoStopCommand: string;
-  autoStopPollSeconds: number;
-}
+/** What a rule says about a bad value: the text after "KEY=value in FILE". */
+type Rule = (value: string) => string | undefined;
 
-export const HOST_CONF_DEFAULTS: HostConf = {
-  agentCount: 1,
-  agentUser: "agent",
-  adminUser: "agent-admin",
-  stateDir: "/home/agent/.agent-host",
-  workspacesDir: "/workspaces",
-  runDir: "/run/agent-host",
-  tmuxSocket: "/run/agent-host/tmux.sock",
-  notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
-  notifyOnIdle: true,
-  // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
-  autoStopSeconds: 0,
-  autoStopCommand: "systemctl poweroff",
-  autoStopPollSeconds: 15,
+const matches =
+  (re: RegExp, problem: string): Rule =>
+  (v) =>
+    re.test(v) ? undefined : problem;
+const oneOf =
+  (
+    values: readonly string[],
+    problem = `is not one of: ${values.join(", ")}; fix the config`,
+  ): Rule =>
+  (v) =>
+    values.includes(v) ? undefined : problem;
+const orEmpty =
+  (rule: Rule): Rule =>
+  (v) =>
+    v === "" ? undefined : rule(v);
+
+const count = matches(
+  /^[1-9][0-9]{0,5}$/,
+  "is not a whole number from 1 to 999999; fix the config",
+);
+const whole = matches(/^[1-9][0-9]*$/, "is not a whole number; fix the config");
+const seconds = matches(/^[0-9]+(\.[0-9]+)?$/, "is not a number of seconds; fix the config");
+const positiveSeconds = matches(
+  /^(0*[1-9][0-9]*(\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)$/,
+  "is not a number of seconds above 0; fix the config",
+);
+const bool = oneOf(["true", "false"], "is not true or false; fix the config");
+const absolutePath = matches(/^\//, "is not an absolute path; fix the config");
+const userName = matches(/^[a-z_][a-z0-9_-]{0,31}$/, "is not a plain user name; fix the config");
+
+/**
+ * Variables every claude gets from agent-wrapper itself, its own keys or a secret file: CLAUDE_ENV
+ * may not set them (host.conf is world-readable, so no credential may come this way either).
+ */
+export const RESERVED_CLAUDE_ENV = [
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "PATH",
+  "CLAUDE_CONFIG_DIR",
+  "DISABLE_AUTOUPDATER",
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "ANTHROPIC_BASE_URL",
+  "ANTHROPIC_MODEL",
+  "CLAUDE_CODE_USE_VERTEX",
+  "ANTHROPIC_VERTEX_PROJECT_ID",
+  "CLOUD_ML_REGION",
+  "ANTHROPIC_VERTEX_BASE_URL",
+  "AGENT_HOST_AGENT",
+  "AGENT_HOST_STATE_DIR",
+];
+
+/** CLAUDE_ENV: space-separated NAME=value pairs, none of them reserved. */
+const claudeEnv: Rule = (v) => {
+  for (const pair of v.split(/\s+/).filter(Boolean)) {
+    const name = pair.split("=")[0];
+    if (!pair.includes("=") || !/^[A-Z_][A-Z0-9_]*$/.test(name))
+      return `has '${name}', which is not NAME=value; give space-separated NAME=value pairs`;
+    if (RESERVED_CLAUDE_ENV.includes(name))
+      return `may not set ${name}: it comes from its own setting or from a secret file; remove it`;
+  }
+  return undefined;
 };
 
-export function parseHostConf(text: string): HostConf {
-  const values = new Map<string, string>();
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/\r$/, "");
-    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (!m) continue;
-    values.set(m[1], m[2].trimEnd());
-  }
-  const d = HOST_CONF_DEFAULTS;
-  const text_ = (key: string, fallback: string) => values.get(key) || fallback;
-  const num = (key: string, fallback: number) => {
-    const v = Number(values.get(key));
-    return values.has(key) && Number.isFinite(v) && v >= 0 ? v : fallback;
-  };
-  const bool = (key: string, fallback: boolean) => {
-    const v = values.get(key)?.toLowerCase();
-    return v === "true" ? true : v === "false" ? false : fallback;
-  };
-  return {
-    agentCount: num("AGENT_COUNT", d.agentCount),
-    agentUser: text_("AGENT_USER", d.agentUser),
-    adminUser: text_("ADMIN_USER", d.adminUser),
-    stateDir: text_("STATE_DIR", d.stateDir),
-    workspacesDir: text_("WORKSPACES_DIR", d.workspacesDir),
-    runDir: text_("RUN_DIR", d.runDir),
-    tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
-    notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),
-    notifyOnIdle: bool("NOTIFY_ON_IDLE", d.notifyOnIdle),
-    autoStopSeconds: num("AUTO_STOP_SECONDS", d.autoStopSeconds),
-    autoStopCommand: text_("AUTO_STOP_COMMAND", d.autoStopCommand),
-    autoStopPollSeconds:
-      num("AUTO_STOP_POLL_SECONDS", d.autoStopPollSeconds) || d.autoStopPollSeconds,
-  };
+type Kind = "text" | "number" | "bool";
+interface KeySpec<K extends Kind = Kind> {
+  /** The value when the file has none ("" = none). */
+  default: string;
+  /** How the TypeScript host code sees it (HostConf); bash gets the text. */
+  kind: K;
+  rule?: Rule;
 }
 
-export function loadHostConf(env: NodeJS.ProcessEnv = process.env): HostConf {
-  const file = env.AGENTCTL_CONFIG || DEFAULT_CONFIG;
-  let text = "";
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    // agentctl says "no config; using defaults" already.
+const text = (def: string, rule?: Rule): KeySpec<"text"> => ({ default: def, kind: "text", rule });
+const num = (def: string, rule: Rule): KeySpec<"number"> => ({
+  default: def,
+  kind: "number",
+  rule,
+});
+const flag = (def: string): KeySpec<"bool"> => ({ default: def, kind: "bool", rule: bool });
+
+/** Every host.conf key, in HOST.md's order. HOST.md documents each; tests/host-conf-keys checks both. */
+export const HOST_KEYS = {
+  AGENT_COUNT: num("1", count),
+  AGENT_MAX: num("24", count),
+  AGENT_USER: text("agent", userName),
+  ADMIN_USER: text("agent-admin", userName),
+  PERMISSION_MODE: text(
+    "default",
+    oneOf(
+      PERMISSION_MODES,
+      `is not a Claude Code permission mode; use one of: ${PERMISSION_MODES.join(" ")}`,
+    ),
+  ),
+  CLAUDE_PROVIDER: text(
+    "anthropic",
+    oneOf(CLAUDE_PROVIDERS, "is not anthropic or vertex; fix the config"),
+  ),
+  VERTEX_PROJECT_ID: text(""),
+  VERTEX_REGION: text(""),
+  VERTEX_BASE_URL: text(
+    "",
+    orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")),
+  ),
+  CLAUDE_MODEL: text(""),
+  ANTHROPIC_BASE_URL: text(
+    "",
+    orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")),
+  ),
+  CLAUDE_ENV: text("", claudeEnv),
+  CLAUDE_CODE_VERSION: text(""),
+  CLAUDE_CODE_SOURCE: text("npm", oneOf(CLAUDE_CODE_SOURCES)),
+  CLAUDE_BIN: text("/usr/local/bin/claude", absolutePath),
+  AGENT_MEMORY_MAX_MB: num("2048", whole),
+  AGENT_CPU_QUOTA_PERCENT: num("200", whole),
+  AGENTS_MEMORY_MAX_MB: text("", orEmpty(whole)),
+  START_STAGGER_SECONDS: num("2", seconds),
+  RESTART_BACKOFF_MIN_SECONDS: num("2", seconds),
+  RESTART_BACKOFF_MAX_SECONDS: num("60", seconds),
+  STOP_TIMEOUT_SECONDS: num("30", seconds),
+  SHUTDOWN_STOP_TIMEOUT_SECONDS: num("10", seconds),
+  NOTIFY_ON_IDLE: flag("true"),
+  NOTIFY_WEBHOOK_FILE: text("/etc/agent-host/secrets/notify-webhook-url", absolutePath),
+  // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
+  AUTO_STOP_SECONDS: num("0", seconds),
+  AUTO_STOP_COMMAND: text("systemctl poweroff", matches(/\S/, "is empty; fix the config")),
+  AUTO_STOP_POLL_SECONDS: num("15", positiveSeconds),
+  WORKSPACES_DIR: text("/workspaces", absolutePath),
+  STATE_DIR: text("/home/agent/.agent-host", absolutePath),
+  RUN_DIR: text("/run/agent-host", absolutePath),
+  TMUX_SOCKET: text("/run/agent-host/tmux.sock", absolutePath),
+  API_KEY_FILE: text("/etc/agent-host/secrets/anthropic-api-key", absolutePath),
+  LOGIN_TOKEN_FILE: text("/data/agent-host/claude-login-token", absolutePath),
+  DATA_DEVICE: text("/dev/disk/by-id/google-workspaces", absolutePath),
+  DATA_MOUNT: text(
+    "/data",
+    (v) => absolutePath(v) ?? (v === "/" ? "must not be /; fix the config" : undefined),
+  ),
+  DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES)),
+  DOCKER_KEY_URL: text(
+    "https://download.docker.com/linux/ubuntu/gpg",
+    matches(/^(https|file):\/\//, "is not an https:// (or a local file://) URL; fix the config"),
+  ),
+  DOCKER_KEY_FINGERPRINT: text("9DC858229FC7DD38854AE2D88D81803C0EBFCD88", (v) =>
+    /^[0-9A-F]{40}$/.test(v.replace(/ /g, "").toUpperCase())
+      ? undefined
+      : "is not a 40-hex-digit OpenPGP v4 fingerprint; fix the config",
+  ),
+  DOCKER_APT_URL: text(
+    "https://download.docker.com/linux/ubuntu",
+    matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"),
+  ),
+  EXTRA_PACKAGES: text(""),
+  GIT_USER_NAME: text(""),
+  GIT_USER_EMAIL: text(""),
+  GIT_REPOSITORY: text(""),
+  GIT_CREDENTIAL_HOST: text(""),
+} satisfies Record<string, KeySpec>;
+
+export type HostKey = keyof typeof HOST_KEYS;
+export const HOST_KEY_NAMES = Object.keys(HOST_KEYS) as HostKey[];
+const isHostKey = (k: string): k is HostKey => Object.prototype.hasOwnProperty.call(HOST_KEYS, k);
+
+/** AGENT_MAX → agentMax. */
+type Camel<S extends string> = S extends `${infer H}_${infer T}`
+  ? `${Lowercase<H>}${Capitalize<Camel<T>>}`
+  : Lowercase<S>;
+type KindType<K extends Kind> = K extends "number" ? number : K extends "bool" ? boolean : string;
+type Spec<K extends HostKey> = (typeof HOST_KEYS)[K];
+
+/** host.conf as the TypeScript host code sees it: one typed field per key (AGENT_MAX → agentMax). */
+export type HostConf = { [K in HostKey as Camel<K>]: KindType<Spec<K>["kind"]> } & {
+  /** The file read. */
+  file: string;
+  /** The text of each key (defaults filled in), for bash and for checks. */
+  raw: Record<HostKey, string>;
+  /** Keys whose value breaks its rule: the message, naming key, value, file and fix. */
+  errors: Partial<Record<HostKey, string>>;
+  /** Lines that are not KEY=value, and unknown keys (ignored). */
+  warnings: string[];
+};
+
+export const camel = (key: string): string =>
+  key.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+function typed(spec: KeySpec, value: string): string | number | boolean {
+  if (spec.kind === "number") return Number(value);
+  if (spec.kind === "bool") return value === "true";
+  return value;
+}
+
+/** The one parser. A value that breaks its key's rule is reported in `errors` and typed from the default. */
+export function parseHostConf(textIn: string, file = DEFAULT_CONFIG): HostConf {
+  const raw = Object.fromEntries(HOST_KEY_NAMES.map((k) => [k, HOST_KEYS[k].default])) as Record<
+    HostKey,
+    string
+  >;
+  const warnings: string[] = [];
+  textIn.split("\n").forEach((line, i) => {
+    line = line.replace(/\r$/, "");
+    if (/^\s*(#|$)/.test(line)) return;
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (!m) warnings.push(`${file}:${i + 1}: not KEY=value, ignored`);
+    else if (!isHostKey(m[1])) warnings.push(`${file}:${i + 1}: unknown key ${m[1]}, ignored`);
+    else raw[m[1]] = m[2].trimEnd();
+  });
+  const errors: Partial<Record<HostKey, string>> = {};
+  const conf: Record<string, unknown> = { file, raw, errors, warnings };
+  for (const key of HOST_KEY_NAMES) {
+    const spec: KeySpec = HOST_KEYS[key];
+    const problem = spec.rule?.(raw[key]);
+    if (problem) errors[key] = `${key}=${raw[key]} in ${file} ${problem}`;
+    conf[camel(key)] = typed(spec, problem ? spec.default : raw[key]);
   }
-  return parseHostConf(text);
+  // Across keys: Vertex needs its project and region (reported with CLAUDE_PROVIDER).
+  if (raw.CLAUDE_PROVIDER === "vertex" && !(raw.VERTEX_PROJECT_ID && raw.VERTEX_REGION))
+    errors.CLAUDE_PROVIDER = `CLAUDE_PROVIDER=vertex in ${file} needs VERTEX_PROJECT_ID and VERTEX_REGION (got '${raw.VERTEX_PROJECT_ID}', '${raw.VERTEX_REGION}'); set both`;
+  return conf as HostConf;
+}
+
+/** Reads AGENTCTL_CONFIG (tests) or /etc/agent-host/host.conf; a missing file means every default. */
+export function loadHostConf(env: NodeJS.ProcessEnv = process.env, file?: string): HostConf {
+  const path = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  let textIn: string | undefined;
+  try {
+    textIn = fs.readFileSync(path, "utf8");
+  } catch {
+    textIn = undefined;
+  }
+  const conf = parseHostConf(textIn ?? "", path);
+  if (textIn === undefined) conf.warnings.push(`no config at ${path}; using defaults`);
+  return conf;
+}
+
+/** The first error among `keys`, if any: callers refuse to act on a key they read that is bad. */
+export function firstError(conf: HostConf, keys: readonly HostKey[]): string | undefined {
+  return keys.map((k) => conf.errors[k]).find(Boolean);
+}
+
+/**
+ * `agent-host.js conf [--as NAME] [--file FILE] [--quiet] [KEY...]`: how the bash scripts read
+ * host.conf. Prints `KEY=value` for each KEY (every key if none), defaults filled in; warnings go
+ * to stderr as `NAME: warning: ...` unless --quiet. Exit 2, printing nothing on stdout, when a
+ * requested key breaks its rule: a script never acts on a value it did not check.
+ */
+export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
+  let as = "agent-host";
+  let file: string | undefined;
+  let quiet = false;
+  const keys: HostKey[] = [];
+  const say = (line: string) => process.stderr.write(`${as}: ${line}\n`);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--as" || a === "--file") {
+      if (i + 1 >= argv.length) return (say(`conf: ${a} needs a value`), 2);
+      if (a === "--as") as = argv[++i];
+      else file = argv[++i];
+    } else if (a === "--quiet") quiet = true;
+    else if (isHostKey(a)) keys.push(a);
+    else return (say(`conf: '${a}' is not a host.conf key (see HOST.md)`), 2);
+  }
+  const conf = loadHostConf(env, file);
+  if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);
+  const wanted = keys.length > 0 ? keys : HOST_KEY_NAMES;
+  const error = firstError(conf, wanted);
+  if (error) return (say(error), 2);
+  process.stdout.write(wanted.map((k) => `${k}=${conf.raw[k]}\n`).join(""));
+  return 0;
 }

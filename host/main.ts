@@ -3,6 +3,8 @@
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
+//   conf [--as NAME] [--file F] [--quiet] [KEY...]  host.conf through the one parser (host/conf.ts),
+//                  as KEY=value lines: how the bash scripts read it
 //   status [--json]  agentctl status: one row per agent (host/status.ts)
 //   watch          the control window: live view, tmux marks, notifications
 //   monitor        the same without the view
@@ -10,6 +12,7 @@
 //   notify-test    send a test message to the configured webhook
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
+import { confMain } from "./conf";
 import { hookMain } from "./hook";
 
 // `hook` runs on every hook event while claude waits: it loads the recorder alone (fs, path). The
@@ -17,6 +20,7 @@ import { hookMain } from "./hook";
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
+  if (cmd === "conf") return confMain(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);
 }

@@ -44,7 +44,7 @@ function anyOf(words) {
 function githubTokenShape(classicChars, fineChars) {
   return `\\b(?:(?:${anyOf(GITHUB_CLASSIC_TOKEN_PREFIXES)})[A-Za-z0-9]{${classicChars},}|${GITHUB_FINE_GRAINED_TOKEN_PREFIX}[A-Za-z0-9_]{${fineChars},})`;
 }
-var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE;
+var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS;
 var init_shared_rules = __esm({
   "shared-rules.ts"() {
     "use strict";
@@ -91,21 +91,244 @@ var init_shared_rules = __esm({
     COMPUTE_SERVICE_AGENT_RE = new RegExp(
       `service-\\d+@${anyOf([COMPUTE_SERVICE_AGENT_DOMAIN])}$`
     );
+    CLAUDE_CODE_SOURCES = ["npm", "native"];
+    DOCKER_SOURCES = ["docker-apt", "distro"];
+    PERMISSION_MODES = [
+      "default",
+      "auto",
+      "manual",
+      "acceptEdits",
+      "plan",
+      "dontAsk",
+      "bypassPermissions"
+    ];
+    CLAUDE_PROVIDERS = ["anthropic", "vertex"];
+  }
+});
+
+// host/conf.ts
+function typed(spec, value) {
+  if (spec.kind === "number") return Number(value);
+  if (spec.kind === "bool") return value === "true";
+  return value;
+}
+function parseHostConf(textIn, file = DEFAULT_CONFIG) {
+  const raw = Object.fromEntries(HOST_KEY_NAMES.map((k) => [k, HOST_KEYS[k].default]));
+  const warnings = [];
+  textIn.split("\n").forEach((line, i) => {
+    line = line.replace(/\r$/, "");
+    if (/^\s*(#|$)/.test(line)) return;
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (!m) warnings.push(`${file}:${i + 1}: not KEY=value, ignored`);
+    else if (!isHostKey(m[1])) warnings.push(`${file}:${i + 1}: unknown key ${m[1]}, ignored`);
+    else raw[m[1]] = m[2].trimEnd();
+  });
+  const errors = {};
+  const conf = { file, raw, errors, warnings };
+  for (const key of HOST_KEY_NAMES) {
+    const spec = HOST_KEYS[key];
+    const problem = spec.rule?.(raw[key]);
+    if (problem) errors[key] = `${key}=${raw[key]} in ${file} ${problem}`;
+    conf[camel(key)] = typed(spec, problem ? spec.default : raw[key]);
+  }
+  if (raw.CLAUDE_PROVIDER === "vertex" && !(raw.VERTEX_PROJECT_ID && raw.VERTEX_REGION))
+    errors.CLAUDE_PROVIDER = `CLAUDE_PROVIDER=vertex in ${file} needs VERTEX_PROJECT_ID and VERTEX_REGION (got '${raw.VERTEX_PROJECT_ID}', '${raw.VERTEX_REGION}'); set both`;
+  return conf;
+}
+function loadHostConf(env = process.env, file) {
+  const path8 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  let textIn;
+  try {
+    textIn = fs.readFileSync(path8, "utf8");
+  } catch {
+    textIn = void 0;
+  }
+  const conf = parseHostConf(textIn ?? "", path8);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path8}; using defaults`);
+  return conf;
+}
+function firstError(conf, keys) {
+  return keys.map((k) => conf.errors[k]).find(Boolean);
+}
+function confMain(argv, env = process.env) {
+  let as = "agent-host";
+  let file;
+  let quiet = false;
+  const keys = [];
+  const say = (line) => process.stderr.write(`${as}: ${line}
+`);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--as" || a === "--file") {
+      if (i + 1 >= argv.length) return say(`conf: ${a} needs a value`), 2;
+      if (a === "--as") as = argv[++i];
+      else file = argv[++i];
+    } else if (a === "--quiet") quiet = true;
+    else if (isHostKey(a)) keys.push(a);
+    else return say(`conf: '${a}' is not a host.conf key (see HOST.md)`), 2;
+  }
+  const conf = loadHostConf(env, file);
+  if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);
+  const wanted = keys.length > 0 ? keys : HOST_KEY_NAMES;
+  const error = firstError(conf, wanted);
+  if (error) return say(error), 2;
+  process.stdout.write(wanted.map((k) => `${k}=${conf.raw[k]}
+`).join(""));
+  return 0;
+}
+var fs, DEFAULT_CONFIG, matches, oneOf, orEmpty, count, whole, seconds, positiveSeconds, bool, absolutePath, userName, RESERVED_CLAUDE_ENV, claudeEnv, text, num, flag, HOST_KEYS, HOST_KEY_NAMES, isHostKey, camel;
+var init_conf = __esm({
+  "host/conf.ts"() {
+    "use strict";
+    fs = __toESM(require("fs"));
+    init_shared_rules();
+    DEFAULT_CONFIG = "/etc/agent-host/host.conf";
+    matches = (re, problem) => (v) => re.test(v) ? void 0 : problem;
+    oneOf = (values, problem = `is not one of: ${values.join(", ")}; fix the config`) => (v) => values.includes(v) ? void 0 : problem;
+    orEmpty = (rule) => (v) => v === "" ? void 0 : rule(v);
+    count = matches(
+      /^[1-9][0-9]{0,5}$/,
+      "is not a whole number from 1 to 999999; fix the config"
+    );
+    whole = matches(/^[1-9][0-9]*$/, "is not a whole number; fix the config");
+    seconds = matches(/^[0-9]+(\.[0-9]+)?$/, "is not a number of seconds; fix the config");
+    positiveSeconds = matches(
+      /^(0*[1-9][0-9]*(\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)$/,
+      "is not a number of seconds above 0; fix the config"
+    );
+    bool = oneOf(["true", "false"], "is not true or false; fix the config");
+    absolutePath = matches(/^\//, "is not an absolute path; fix the config");
+    userName = matches(/^[a-z_][a-z0-9_-]{0,31}$/, "is not a plain user name; fix the config");
+    RESERVED_CLAUDE_ENV = [
+      "HOME",
+      "USER",
+      "LOGNAME",
+      "SHELL",
+      "PATH",
+      "CLAUDE_CONFIG_DIR",
+      "DISABLE_AUTOUPDATER",
+      "ANTHROPIC_API_KEY",
+      "ANTHROPIC_AUTH_TOKEN",
+      "CLAUDE_CODE_OAUTH_TOKEN",
+      "ANTHROPIC_BASE_URL",
+      "ANTHROPIC_MODEL",
+      "CLAUDE_CODE_USE_VERTEX",
+      "ANTHROPIC_VERTEX_PROJECT_ID",
+      "CLOUD_ML_REGION",
+      "ANTHROPIC_VERTEX_BASE_URL",
+      "AGENT_HOST_AGENT",
+      "AGENT_HOST_STATE_DIR"
+    ];
+    claudeEnv = (v) => {
+      for (const pair of v.split(/\s+/).filter(Boolean)) {
+        const name = pair.split("=")[0];
+        if (!pair.includes("=") || !/^[A-Z_][A-Z0-9_]*$/.test(name))
+          return `has '${name}', which is not NAME=value; give space-separated NAME=value pairs`;
+        if (RESERVED_CLAUDE_ENV.includes(name))
+          return `may not set ${name}: it comes from its own setting or from a secret file; remove it`;
+      }
+      return void 0;
+    };
+    text = (def, rule) => ({ default: def, kind: "text", rule });
+    num = (def, rule) => ({
+      default: def,
+      kind: "number",
+      rule
+    });
+    flag = (def) => ({ default: def, kind: "bool", rule: bool });
+    HOST_KEYS = {
+      AGENT_COUNT: num("1", count),
+      AGENT_MAX: num("24", count),
+      AGENT_USER: text("agent", userName),
+      ADMIN_USER: text("agent-admin", userName),
+      PERMISSION_MODE: text(
+        "default",
+        oneOf(
+          PERMISSION_MODES,
+          `is not a Claude Code permission mode; use one of: ${PERMISSION_MODES.join(" ")}`
+        )
+      ),
+      CLAUDE_PROVIDER: text(
+        "anthropic",
+        oneOf(CLAUDE_PROVIDERS, "is not anthropic or vertex; fix the config")
+      ),
+      VERTEX_PROJECT_ID: text(""),
+      VERTEX_REGION: text(""),
+      VERTEX_BASE_URL: text(
+        "",
+        orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"))
+      ),
+      CLAUDE_MODEL: text(""),
+      ANTHROPIC_BASE_URL: text(
+        "",
+        orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"))
+      ),
+      CLAUDE_ENV: text("", claudeEnv),
+      CLAUDE_CODE_VERSION: text(""),
+      CLAUDE_CODE_SOURCE: text("npm", oneOf(CLAUDE_CODE_SOURCES)),
+      CLAUDE_BIN: text("/usr/local/bin/claude", absolutePath),
+      AGENT_MEMORY_MAX_MB: num("2048", whole),
+      AGENT_CPU_QUOTA_PERCENT: num("200", whole),
+      AGENTS_MEMORY_MAX_MB: text("", orEmpty(whole)),
+      START_STAGGER_SECONDS: num("2", seconds),
+      RESTART_BACKOFF_MIN_SECONDS: num("2", seconds),
+      RESTART_BACKOFF_MAX_SECONDS: num("60", seconds),
+      STOP_TIMEOUT_SECONDS: num("30", seconds),
+      SHUTDOWN_STOP_TIMEOUT_SECONDS: num("10", seconds),
+      NOTIFY_ON_IDLE: flag("true"),
+      NOTIFY_WEBHOOK_FILE: text("/etc/agent-host/secrets/notify-webhook-url", absolutePath),
+      // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
+      AUTO_STOP_SECONDS: num("0", seconds),
+      AUTO_STOP_COMMAND: text("systemctl poweroff", matches(/\S/, "is empty; fix the config")),
+      AUTO_STOP_POLL_SECONDS: num("15", positiveSeconds),
+      WORKSPACES_DIR: text("/workspaces", absolutePath),
+      STATE_DIR: text("/home/agent/.agent-host", absolutePath),
+      RUN_DIR: text("/run/agent-host", absolutePath),
+      TMUX_SOCKET: text("/run/agent-host/tmux.sock", absolutePath),
+      API_KEY_FILE: text("/etc/agent-host/secrets/anthropic-api-key", absolutePath),
+      LOGIN_TOKEN_FILE: text("/data/agent-host/claude-login-token", absolutePath),
+      DATA_DEVICE: text("/dev/disk/by-id/google-workspaces", absolutePath),
+      DATA_MOUNT: text(
+        "/data",
+        (v) => absolutePath(v) ?? (v === "/" ? "must not be /; fix the config" : void 0)
+      ),
+      DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES)),
+      DOCKER_KEY_URL: text(
+        "https://download.docker.com/linux/ubuntu/gpg",
+        matches(/^(https|file):\/\//, "is not an https:// (or a local file://) URL; fix the config")
+      ),
+      DOCKER_KEY_FINGERPRINT: text(
+        "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+        (v) => /^[0-9A-F]{40}$/.test(v.replace(/ /g, "").toUpperCase()) ? void 0 : "is not a 40-hex-digit OpenPGP v4 fingerprint; fix the config"
+      ),
+      DOCKER_APT_URL: text(
+        "https://download.docker.com/linux/ubuntu",
+        matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")
+      ),
+      EXTRA_PACKAGES: text(""),
+      GIT_USER_NAME: text(""),
+      GIT_USER_EMAIL: text(""),
+      GIT_REPOSITORY: text(""),
+      GIT_CREDENTIAL_HOST: text("")
+    };
+    HOST_KEY_NAMES = Object.keys(HOST_KEYS);
+    isHostKey = (k) => Object.prototype.hasOwnProperty.call(HOST_KEYS, k);
+    camel = (key) => key.toLowerCase().replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
   }
 });
 
 // host/webhook.ts
 function parseWebhook(raw) {
-  let text = raw.trim();
+  let text2 = raw.trim();
   let kind;
-  const forced = /^(slack|ntfy|json):(?=https?:\/\/)/i.exec(text);
+  const forced = /^(slack|ntfy|json):(?=https?:\/\/)/i.exec(text2);
   if (forced) {
     kind = forced[1].toLowerCase();
-    text = text.slice(forced[0].length);
+    text2 = text2.slice(forced[0].length);
   }
   let url;
   try {
-    url = new URL(text);
+    url = new URL(text2);
   } catch {
     return void 0;
   }
@@ -125,24 +348,24 @@ var init_webhook = __esm({
 });
 
 // host/text.ts
-function redact(text) {
-  let out = text;
+function redact(text2) {
+  let out = text2;
   for (const re of REDACTIONS) out = out.replace(re, REDACTED);
   out = out.replace(REDACT_AUTH_HEADER, `$1$2${REDACTED}`).replace(REDACT_BEARER, `$1$2${REDACTED}`).replace(REDACT_URL_USERINFO, `$1${REDACTED}@`).replace(REDACT_ASSIGNMENT, `$1$2${REDACTED}`).replace(REDACT_LONG_RANDOM, REDACTED);
   return out;
 }
-function oneLine(text, max = REASON_MAX_CHARS) {
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
+function oneLine(text2, max = REASON_MAX_CHARS) {
+  const flat = text2.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/\s+/g, " ").trim();
   const chars = [...flat];
   return chars.length <= max ? flat : `${chars.slice(0, max - 1).join("")}…`;
 }
-function lastLine(text) {
-  const lines = text.split(/\r?\n/).map((l) => l.trim());
+function lastLine(text2) {
+  const lines = text2.split(/\r?\n/).map((l) => l.trim());
   for (let i = lines.length - 1; i >= 0; i--) if (lines[i] !== "") return lines[i];
   return "";
 }
-function reasonText(text, max = REASON_MAX_CHARS) {
-  return oneLine(redact(text), max);
+function reasonText(text2, max = REASON_MAX_CHARS) {
+  return oneLine(redact(text2), max);
 }
 var REASON_MAX_CHARS, REDACTIONS, REDACT_AUTH_HEADER, REDACT_BEARER, REDACT_URL_USERINFO, REDACT_ASSIGNMENT, REDACT_LONG_RANDOM, REDACTED;
 var init_text = __esm({
@@ -262,8 +485,8 @@ function decide(prev, input, now, opts) {
     case "Stop": {
       const answer = lastLine(str(input.last_assistant_message) ?? "");
       const turn = prev?.turn;
-      const seconds = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
-      const realWork = turn !== void 0 && (turn.tools > 0 || now - turn.started >= seconds * 1e3);
+      const seconds2 = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
+      const realWork = turn !== void 0 && (turn.tools > 0 || now - turn.started >= seconds2 * 1e3);
       return {
         state: "idle",
         reason: answer ? reasonText(answer) : "turn finished",
@@ -321,10 +544,10 @@ function applyHook(prev, input, now, opts = {}) {
     }
   };
 }
-function parseRecorded(text) {
+function parseRecorded(text2) {
   let v;
   try {
-    v = JSON.parse(text);
+    v = JSON.parse(text2);
   } catch {
     return void 0;
   }
@@ -392,54 +615,54 @@ var init_state = __esm({
 // host/store.ts
 function writeAtomic(file, content, mode = 384) {
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(
+  const fd = fs2.openSync(
     tmp,
-    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW,
+    fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_TRUNC | fs2.constants.O_NOFOLLOW,
     mode
   );
   try {
-    fs.writeSync(fd, content);
-    fs.fsyncSync(fd);
+    fs2.writeSync(fd, content);
+    fs2.fsyncSync(fd);
   } finally {
-    fs.closeSync(fd);
+    fs2.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
+  fs2.renameSync(tmp, file);
 }
 function readBounded(file, maxBytes, uid) {
   let fd;
   try {
-    fd = fs.openSync(
+    fd = fs2.openSync(
       file,
-      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+      fs2.constants.O_RDONLY | fs2.constants.O_NOFOLLOW | fs2.constants.O_NONBLOCK
     );
   } catch {
     return void 0;
   }
   try {
-    const st = fs.fstatSync(fd);
+    const st = fs2.fstatSync(fd);
     if (!st.isFile() || uid !== void 0 && st.uid !== uid) return void 0;
     const size = Math.min(st.size, maxBytes);
     const buf = Buffer.alloc(size);
     let off = 0;
     while (off < size) {
-      const n = fs.readSync(fd, buf, off, size - off, off);
+      const n = fs2.readSync(fd, buf, off, size - off, off);
       if (n <= 0) break;
       off += n;
     }
     return buf.subarray(0, off).toString("utf8");
   } finally {
-    fs.closeSync(fd);
+    fs2.closeSync(fd);
   }
 }
 function readStatus(dir, uid) {
-  const text = readBounded(path.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
-  return text === void 0 ? void 0 : parseRecorded(text);
+  const text2 = readBounded(path.join(dir, STATUS_FILE), STATUS_MAX_BYTES, uid);
+  return text2 === void 0 ? void 0 : parseRecorded(text2);
 }
 function readTransitions(dir, after, uid) {
-  const text = readBounded(path.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
-  if (!text) return [];
+  const text2 = readBounded(path.join(dir, EVENTS_FILE), EVENTS_MAX_BYTES * 2, uid);
+  if (!text2) return [];
   const out = [];
-  for (const line of text.split("\n")) {
+  for (const line of text2.split("\n")) {
     if (!line) continue;
     const t = parseTransition(line);
     if (t && t.seq > after) out.push(t);
@@ -448,21 +671,21 @@ function readTransitions(dir, after, uid) {
 }
 function appendTransition(dir, t) {
   const file = path.join(dir, EVENTS_FILE);
-  const fd = fs.openSync(
+  const fd = fs2.openSync(
     file,
-    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NOFOLLOW,
+    fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_APPEND | fs2.constants.O_NOFOLLOW,
     384
   );
   let size;
   try {
-    fs.writeSync(fd, `${JSON.stringify(t)}
+    fs2.writeSync(fd, `${JSON.stringify(t)}
 `);
-    size = fs.fstatSync(fd).size;
+    size = fs2.fstatSync(fd).size;
   } finally {
-    fs.closeSync(fd);
+    fs2.closeSync(fd);
   }
   if (size > EVENTS_MAX_BYTES) {
-    const lines = fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
+    const lines = fs2.readFileSync(file, "utf8").split("\n").filter(Boolean);
     writeAtomic(file, `${lines.slice(Math.floor(lines.length / 2)).join("\n")}
 `);
   }
@@ -473,10 +696,10 @@ function withLock(dir, fn) {
   let held = false;
   while (!held) {
     try {
-      fs.closeSync(
-        fs.openSync(
+      fs2.closeSync(
+        fs2.openSync(
           lock,
-          fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+          fs2.constants.O_WRONLY | fs2.constants.O_CREAT | fs2.constants.O_EXCL | fs2.constants.O_NOFOLLOW,
           384
         )
       );
@@ -484,12 +707,12 @@ function withLock(dir, fn) {
     } catch {
       let age = 0;
       try {
-        age = Date.now() - fs.lstatSync(lock).mtimeMs;
+        age = Date.now() - fs2.lstatSync(lock).mtimeMs;
       } catch {
         continue;
       }
       if (age > STALE_LOCK_MS) {
-        fs.rmSync(lock, { force: true });
+        fs2.rmSync(lock, { force: true });
         continue;
       }
       if (Date.now() > deadline) break;
@@ -499,14 +722,14 @@ function withLock(dir, fn) {
   try {
     return fn();
   } finally {
-    if (held) fs.rmSync(lock, { force: true });
+    if (held) fs2.rmSync(lock, { force: true });
   }
 }
-var fs, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync;
+var fs2, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync;
 var init_store = __esm({
   "host/store.ts"() {
     "use strict";
-    fs = __toESM(require("fs"));
+    fs2 = __toESM(require("fs"));
     path = __toESM(require("path"));
     init_state();
     STATUS_FILE = "status.json";
@@ -587,7 +810,7 @@ var init_autostop = __esm({
 // host/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs3.readFileSync(path3.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs4.readFileSync(path3.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
@@ -596,9 +819,9 @@ function readState(runDir) {
 function writeState(runDir, state) {
   const file = path3.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs3.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs4.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs3.renameSync(tmp, file);
+  fs4.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -622,9 +845,9 @@ async function pollOnce(settings, deps) {
   };
   if (decision.kind === "held") next.lastBusyAt = now;
   if (decision.kind === "stop") {
-    const text = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
-    deps.log(text);
-    if (deps.notify) await deps.notify(text);
+    const text2 = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
+    deps.log(text2);
+    if (deps.notify) await deps.notify(text2);
     const argv = stopArgv(settings.command);
     const r = (0, import_child_process.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
     if (r.status !== 0) {
@@ -639,7 +862,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs3.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs4.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -661,12 +884,12 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process, fs3, path3, STATE_FILE, sleep;
+var import_child_process, fs4, path3, STATE_FILE, sleep;
 var init_autostop_run = __esm({
   "host/autostop-run.ts"() {
     "use strict";
     import_child_process = require("child_process");
-    fs3 = __toESM(require("fs"));
+    fs4 = __toESM(require("fs"));
     path3 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
@@ -716,8 +939,8 @@ function sortForStatus(rows) {
     return a.n - b.n;
   });
 }
-function humanDuration(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
+function humanDuration(seconds2) {
+  const s = Math.max(0, Math.floor(seconds2));
   const pad = (v) => String(v).padStart(2, "0");
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
@@ -754,37 +977,53 @@ function tmux(socket, args, input) {
   });
   return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
+function parseWindowList(listing) {
+  const byName = /* @__PURE__ */ new Map();
+  const duplicates = [];
+  for (const line of listing.split("\n")) {
+    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
+    const name = rest.join("|");
+    if (!name) continue;
+    if (byName.has(name)) {
+      duplicates.push(id);
+      continue;
+    }
+    const code = signal ? String(128 + Number(signal)) : status2 ?? "";
+    byName.set(name, { id, dead: dead === "1", pid: pid ?? "", code });
+  }
+  return { byName, duplicates };
+}
+function listWindows(socket) {
+  const r = tmux(socket, ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT]);
+  return parseWindowList(r.code === 0 ? r.stdout : "");
+}
+function agentNumber(name) {
+  const m = /^agent-([1-9][0-9]*)$/.exec(name);
+  return m ? Number(m[1]) : void 0;
+}
 function agentWindows(socket) {
   const out = /* @__PURE__ */ new Map();
-  const r = tmux(socket, [
-    "list-windows",
-    "-t",
-    `=${SESSION}`,
-    "-F",
-    "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}"
-  ]);
-  if (r.code !== 0) return out;
-  for (const line of r.stdout.split("\n")) {
-    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
-    const m = /^agent-([1-9][0-9]*)$/.exec(rest.join("|"));
-    if (!m || out.has(Number(m[1]))) continue;
-    const code = signal ? 128 + Number(signal) : status2 ? Number(status2) : void 0;
-    out.set(Number(m[1]), {
-      id,
-      dead: dead === "1",
-      panePid: Number(pid),
-      ...code !== void 0 && Number.isFinite(code) ? { exitCode: code } : {}
+  for (const [name, w] of listWindows(socket).byName) {
+    const n = agentNumber(name);
+    if (n === void 0) continue;
+    const code = w.code === "" ? NaN : Number(w.code);
+    out.set(n, {
+      id: w.id,
+      dead: w.dead,
+      panePid: Number(w.pid),
+      ...Number.isFinite(code) ? { exitCode: code } : {}
     });
   }
   return out;
 }
-var import_child_process2, SESSION, windowTarget;
+var import_child_process2, SESSION, windowTarget, WINDOW_FORMAT;
 var init_tmux = __esm({
   "host/tmux.ts"() {
     "use strict";
     import_child_process2 = require("child_process");
     SESSION = "agents";
     windowTarget = (n) => `=${SESSION}:=agent-${n}`;
+    WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
   }
 });
 
@@ -794,15 +1033,15 @@ function epochOfTicks(ticks) {
   return Date.now() - (uptime2 - ticks / CLOCK_TICKS) * 1e3;
 }
 function procStat(pid) {
-  const text = readSmall(`/proc/${pid}/stat`);
-  if (!text) return void 0;
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const text2 = readSmall(`/proc/${pid}/stat`);
+  if (!text2) return void 0;
+  const fields = text2.slice(text2.lastIndexOf(")") + 2).split(" ");
   return { ppid: Number(fields[1]), ticks: Number(fields[19]) };
 }
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs4.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs5.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -828,7 +1067,7 @@ function descendantStartedSince(root, since) {
 function runsACommand(pid) {
   let argv;
   try {
-    argv = fs4.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    argv = fs5.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return false;
   }
@@ -841,17 +1080,17 @@ function agentUid(user) {
 }
 function agentNumbers(conf, windows) {
   const desired = Number(readSmall(path4.join(conf.runDir, "desired")));
-  const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
+  const count2 = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
-  for (let i = 1; i <= count; i++) all.add(i);
+  for (let i = 1; i <= count2; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
 }
 function paneText(conf, n, now = Date.now()) {
   const cached = paneCache.get(n);
   if (cached && now - cached.at < PANE_EVERY_MS) return cached.text;
-  const text = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
-  paneCache.set(n, { at: now, text });
-  return text;
+  const text2 = tmux(conf.tmuxSocket, ["capture-pane", "-p", "-J", "-t", windowTarget(n)]).stdout;
+  paneCache.set(n, { at: now, text: text2 });
+  return text2;
 }
 function paneSignedOut(conf, n, now) {
   const pane = paneText(conf, n, now);
@@ -886,18 +1125,18 @@ function snapshot(conf) {
   }
   return { rows, recorded };
 }
-var fs4, path4, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
+var fs5, path4, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/facts.ts"() {
     "use strict";
-    fs4 = __toESM(require("fs"));
+    fs5 = __toESM(require("fs"));
     path4 = __toESM(require("path"));
     init_effective();
     init_store();
     init_tmux();
     readSmall = (file) => {
       try {
-        return fs4.readFileSync(file, "utf8").trim();
+        return fs5.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -926,13 +1165,13 @@ function messageText(m) {
 Attach: ${m.attach}`;
 }
 function renderRequest(hook, m) {
-  const text = messageText(m);
+  const text2 = messageText(m);
   if (hook.kind === "slack") {
     return {
       method: "POST",
       url: hook.url,
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text: slackEscape(text) })
+      body: JSON.stringify({ text: slackEscape(text2) })
     };
   }
   if (hook.kind === "ntfy") {
@@ -946,7 +1185,7 @@ function renderRequest(hook, m) {
         Priority: urgent ? "high" : "default",
         Tags: urgent ? "warning,robot" : "white_check_mark,robot"
       },
-      body: text
+      body: text2
     };
   }
   const body = {
@@ -960,7 +1199,7 @@ function renderRequest(hook, m) {
     at: new Date(m.at).toISOString(),
     attach: m.attach,
     title: title(m),
-    text
+    text: text2
   };
   return {
     method: "POST",
@@ -1142,7 +1381,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs5.statSync(file);
+      st = fs6.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -1151,8 +1390,8 @@ function webhookReader(file) {
     const now = `${st.mtimeMs}:${st.size}:${st.ino}`;
     if (now !== stamp) {
       stamp = now;
-      const text = readBounded(file, WEBHOOK_MAX_BYTES, 0) ?? "";
-      hook = text.trim() ? parseWebhook(text) : void 0;
+      const text2 = readBounded(file, WEBHOOK_MAX_BYTES, 0) ?? "";
+      hook = text2.trim() ? parseWebhook(text2) : void 0;
     }
     return hook;
   };
@@ -1160,7 +1399,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs5.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs6.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -1171,11 +1410,11 @@ function claim(runDir) {
   const file = path5.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs5.writeFileSync(file, `${process.pid}
+      fs6.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs5.readFileSync(file, "utf8").trim());
+      const pid = Number(fs6.readFileSync(file, "utf8").trim());
       let alive = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -1186,17 +1425,17 @@ function claim(runDir) {
         }
       }
       if (alive) return false;
-      fs5.rmSync(file, { force: true });
+      fs6.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process3, fs5, os, path5, POLL_MS, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process3, fs6, os, path5, POLL_MS, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/monitor.ts"() {
     "use strict";
     import_child_process3 = require("child_process");
-    fs5 = __toESM(require("fs"));
+    fs6 = __toESM(require("fs"));
     os = __toESM(require("os"));
     path5 = __toESM(require("path"));
     init_effective();
@@ -1218,7 +1457,7 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs5.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        fs6.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
         this.seenFile = path5.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
@@ -1242,8 +1481,8 @@ var init_monitor = __esm({
         if (!this.notifying) return;
         const file = path5.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs5.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs5.rmSync(file, { force: true });
+          if (fs6.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs6.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -1365,7 +1604,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs6.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs7.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -1373,7 +1612,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs6.readFileSync(path6.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs7.readFileSync(path6.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -1399,18 +1638,18 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs6.readFileSync(path6.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs7.readFileSync(path6.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process4, fs6, path6, SSH_SESSION_RE;
+var import_child_process4, fs7, path6, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/presence.ts"() {
     "use strict";
     import_child_process4 = require("child_process");
-    fs6 = __toESM(require("fs"));
+    fs7 = __toESM(require("fs"));
     path6 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
@@ -1439,13 +1678,13 @@ async function autostopCommand(conf, log2) {
       agents: () => agentActivity(conf),
       presence: () => presence(conf.tmuxSocket),
       log: log2,
-      notify: async (text) => {
+      notify: async (text2) => {
         if (!webhook()) return;
         const notifier = new Notifier({ webhook, log: log2 });
         const sent = notifier.deliver({
           agent: 0,
           event: "auto-stop",
-          reason: text,
+          reason: text2,
           at: Date.now(),
           host,
           attach: attachCommand(conf.adminUser, host, 1).replace(/ 1$/, "")
@@ -1505,73 +1744,6 @@ var init_autostop_main = __esm({
   }
 });
 
-// host/conf.ts
-function parseHostConf(text) {
-  const values = /* @__PURE__ */ new Map();
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/\r$/, "");
-    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (!m) continue;
-    values.set(m[1], m[2].trimEnd());
-  }
-  const d = HOST_CONF_DEFAULTS;
-  const text_ = (key, fallback) => values.get(key) || fallback;
-  const num = (key, fallback) => {
-    const v = Number(values.get(key));
-    return values.has(key) && Number.isFinite(v) && v >= 0 ? v : fallback;
-  };
-  const bool = (key, fallback) => {
-    const v = values.get(key)?.toLowerCase();
-    return v === "true" ? true : v === "false" ? false : fallback;
-  };
-  return {
-    agentCount: num("AGENT_COUNT", d.agentCount),
-    agentUser: text_("AGENT_USER", d.agentUser),
-    adminUser: text_("ADMIN_USER", d.adminUser),
-    stateDir: text_("STATE_DIR", d.stateDir),
-    workspacesDir: text_("WORKSPACES_DIR", d.workspacesDir),
-    runDir: text_("RUN_DIR", d.runDir),
-    tmuxSocket: text_("TMUX_SOCKET", d.tmuxSocket),
-    notifyWebhookFile: text_("NOTIFY_WEBHOOK_FILE", d.notifyWebhookFile),
-    notifyOnIdle: bool("NOTIFY_ON_IDLE", d.notifyOnIdle),
-    autoStopSeconds: num("AUTO_STOP_SECONDS", d.autoStopSeconds),
-    autoStopCommand: text_("AUTO_STOP_COMMAND", d.autoStopCommand),
-    autoStopPollSeconds: num("AUTO_STOP_POLL_SECONDS", d.autoStopPollSeconds) || d.autoStopPollSeconds
-  };
-}
-function loadHostConf(env = process.env) {
-  const file = env.AGENTCTL_CONFIG || DEFAULT_CONFIG;
-  let text = "";
-  try {
-    text = fs7.readFileSync(file, "utf8");
-  } catch {
-  }
-  return parseHostConf(text);
-}
-var fs7, DEFAULT_CONFIG, HOST_CONF_DEFAULTS;
-var init_conf = __esm({
-  "host/conf.ts"() {
-    "use strict";
-    fs7 = __toESM(require("fs"));
-    DEFAULT_CONFIG = "/etc/agent-host/host.conf";
-    HOST_CONF_DEFAULTS = {
-      agentCount: 1,
-      agentUser: "agent",
-      adminUser: "agent-admin",
-      stateDir: "/home/agent/.agent-host",
-      workspacesDir: "/workspaces",
-      runDir: "/run/agent-host",
-      tmuxSocket: "/run/agent-host/tmux.sock",
-      notifyWebhookFile: "/etc/agent-host/secrets/notify-webhook-url",
-      notifyOnIdle: true,
-      // Off unless the stack says otherwise: a host.conf from before auto-stop never stops the VM.
-      autoStopSeconds: 0,
-      autoStopCommand: "systemctl poweroff",
-      autoStopPollSeconds: 15
-    };
-  }
-});
-
 // host/send.ts
 function parseSendArgs(argv, readStdin, readFile) {
   let force = false;
@@ -1600,23 +1772,23 @@ function parseSendArgs(argv, readStdin, readFile) {
   const words = argv.slice(i + 1);
   if (file !== void 0 && words.length > 0)
     throw new UsageError(`send: give the text or --file, not both. ${USAGE}`);
-  let text;
+  let text2;
   if (file !== void 0) {
     try {
-      text = readFile(file);
+      text2 = readFile(file);
     } catch (error) {
       throw new UsageError(`send: cannot read --file ${file}: ${error.message}`);
     }
-  } else if (words.length > 0) text = words.join(" ");
-  else text = readStdin();
-  text = text.replace(/\r\n/g, "\n").replace(/\n+$/, "");
-  if (text.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
-  if (Buffer.byteLength(text) > SEND_MAX_BYTES) {
+  } else if (words.length > 0) text2 = words.join(" ");
+  else text2 = readStdin();
+  text2 = text2.replace(/\r\n/g, "\n").replace(/\n+$/, "");
+  if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
+  if (Buffer.byteLength(text2) > SEND_MAX_BYTES) {
     throw new UsageError(
-      `send: the text is ${Buffer.byteLength(text)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
+      `send: the text is ${Buffer.byteLength(text2)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
     );
   }
-  return { targets: target === "all" ? "all" : Number(target), force, text };
+  return { targets: target === "all" ? "all" : Number(target), force, text: text2 };
 }
 function refusal(row, force) {
   switch (row.state) {
@@ -1641,11 +1813,11 @@ function refusal(row, force) {
 function capture(conf, n) {
   return tmux(conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]).stdout;
 }
-function typeInto(conf, n, text) {
+function typeInto(conf, n, text2) {
   const buffer = `agent-host-send-${process.pid}-${n}`;
   const target = windowTarget(n);
   const before = capture(conf, n);
-  const load = tmux(conf.tmuxSocket, ["load-buffer", "-b", buffer, "-"], text);
+  const load = tmux(conf.tmuxSocket, ["load-buffer", "-b", buffer, "-"], text2);
   if (load.code !== 0) throw new Error(`tmux load-buffer: ${load.stderr.trim()}`);
   const paste = tmux(conf.tmuxSocket, [
     "paste-buffer",
@@ -1729,8 +1901,8 @@ function unsavedText(r) {
   if ((r.unpushed_commits ?? 0) > 0) parts.push(`${r.unpushed_commits} unpushed`);
   return parts.length ? parts.join(", ") : "no";
 }
-function cut(text, max) {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+function cut(text2, max) {
+  return text2.length > max ? `${text2.slice(0, max - 1)}…` : text2;
 }
 function toJson(rows) {
   const ordered = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
@@ -1771,11 +1943,11 @@ function processState(window, files, etimes) {
     };
   }
   const reason = files.lastExitReason ? `: ${files.lastExitReason}` : "";
-  const pid = whole(files.pid);
+  const pid = whole2(files.pid);
   const up = pid !== void 0 && pid > 0 ? etimes(pid) : void 0;
-  const lastExit = whole(files.lastExit) ?? null;
+  const lastExit = whole2(files.lastExit) ?? null;
   if (pid !== void 0 && up !== void 0) {
-    const [, ran, before] = (files.lastRun ?? "").trim().split(/\s+/).map(whole);
+    const [, ran, before] = (files.lastRun ?? "").trim().split(/\s+/).map(whole2);
     const short = (s) => s !== void 0 && s < STABLE_RUN_SECONDS;
     if (up < STABLE_RUN_SECONDS && short(ran) && short(before)) {
       return {
@@ -1813,13 +1985,13 @@ function readProcs(procRoot = "/proc") {
     return out;
   }
   for (const d of entries) {
-    let text;
+    let text2;
     try {
-      text = fs9.readFileSync(path7.join(procRoot, d, "stat"), "utf8");
+      text2 = fs9.readFileSync(path7.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
-    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    const f = text2.slice(text2.lastIndexOf(")") + 2).split(" ");
     out.set(Number(d), {
       ppid: Number(f[1]),
       cpuTicks: Number(f[11]) + Number(f[12]),
@@ -1836,8 +2008,8 @@ function treeUsage(procs, root, uptimeSeconds2) {
     let q = pid;
     for (let hops = 0; q !== root && hops < 64; hops++) q = procs.get(q)?.ppid ?? 0;
     if (q !== root) continue;
-    const seconds = Math.floor(uptimeSeconds2 - p.startTicks / CLOCK_TICKS2);
-    if (seconds > 0) cpu += Math.floor(p.cpuTicks * 1e3 / CLOCK_TICKS2 / seconds) / 10;
+    const seconds2 = Math.floor(uptimeSeconds2 - p.startTicks / CLOCK_TICKS2);
+    if (seconds2 > 0) cpu += Math.floor(p.cpuTicks * 1e3 / CLOCK_TICKS2 / seconds2) / 10;
     rss += p.rssPages * PAGE_BYTES;
   }
   return { cpu: Math.round(cpu * 10) / 10, rss };
@@ -1845,16 +2017,16 @@ function treeUsage(procs, root, uptimeSeconds2) {
 async function workspaceBytes(ws, cache) {
   try {
     if (Date.now() - fs9.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole(fs9.readFileSync(cache, "utf8"));
+      const cached = whole2(fs9.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
   }
   let bytes;
   try {
-    bytes = whole((await run("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
+    bytes = whole2((await run("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
   } catch (error) {
-    bytes = whole(String(error.stdout ?? "").split("	")[0]);
+    bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
   if (fs9.existsSync(path7.dirname(cache))) {
@@ -1931,7 +2103,7 @@ async function checkoutState(u, conf, ws) {
     "--not",
     "--remotes"
   ]).then(
-    (s) => whole(s) ?? 0,
+    (s) => whole2(s) ?? 0,
     () => 0
   );
   return { branch, files, commits };
@@ -1984,7 +2156,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
     unsaved: checkout ? checkout.files + checkout.commits > 0 : null,
     uncommitted_files: checkout ? checkout.files : null,
     unpushed_commits: checkout ? checkout.commits : null,
-    restarts: whole(files.restarts) ?? 0,
+    restarts: whole2(files.restarts) ?? 0,
     signin: signinState(
       live,
       files.auth,
@@ -2013,7 +2185,7 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process5, fs9, path7, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH;
+var import_child_process5, fs9, path7, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH;
 var init_status = __esm({
   "host/status.ts"() {
     "use strict";
@@ -2067,7 +2239,7 @@ var init_status = __esm({
       { key: "why", header: "WHY", cell: (r) => cut(r.why || "-", WHY_MAX_CHARS) }
     ];
     STABLE_RUN_SECONDS = 30;
-    whole = (s) => s !== void 0 && /^-?\d+$/.test(s.trim()) ? Number(s.trim()) : void 0;
+    whole2 = (s) => s !== void 0 && /^-?\d+$/.test(s.trim()) ? Number(s.trim()) : void 0;
     CLOCK_TICKS2 = 100;
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
@@ -2205,15 +2377,16 @@ __export(main_exports, {
   main: () => main
 });
 module.exports = __toCommonJS(main_exports);
+init_conf();
 
 // host/hook.ts
-var fs2 = __toESM(require("fs"));
+var fs3 = __toESM(require("fs"));
 init_state();
 init_store();
 var path2 = __toESM(require("path"));
 function recordHook(env, payload, now) {
   const dir = env.AGENT_HOST_STATE_DIR;
-  if (!dir || !path2.isAbsolute(dir) || !fs2.existsSync(dir)) return false;
+  if (!dir || !path2.isAbsolute(dir) || !fs3.existsSync(dir)) return false;
   let input;
   try {
     input = JSON.parse(payload);
@@ -2232,7 +2405,7 @@ function recordHook(env, payload, now) {
 }
 function hookMain() {
   try {
-    const payload = fs2.readFileSync(0, "utf8");
+    const payload = fs3.readFileSync(0, "utf8");
     recordHook(process.env, payload, Date.now());
   } catch (error) {
     process.stderr.write(`agent-host hook: ${error.message}
@@ -2245,6 +2418,7 @@ function hookMain() {
 async function main(argv) {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
+  if (cmd === "conf") return confMain(rest);
   const { run: run3 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
   return run3(cmd, rest);
 }
