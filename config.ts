@@ -20,6 +20,7 @@ import {
 } from "./shared-rules";
 import {
   CLAUDE_CODE_SOURCES,
+  CLAUDE_CODE_VERSION_RE,
   CLAUDE_PROVIDERS,
   DOCKER_SOURCES,
   PERMISSION_MODES,
@@ -374,7 +375,6 @@ export function parseRepositoryUrl(key: string, value: string): RepositoryUrl {
 
 const ZONE_RE = /^[a-z]+-[a-z]+[0-9]+-[a-z]$/;
 const MACHINE_TYPE_RE = /^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$/;
-const SEMVER_RE = /^\d+\.\d+\.\d+$/;
 
 /** Highest agent count a machine's memory allows, at PER_AGENT_GIB each after RESERVED_GIB. */
 export function maxAgentsFor(memoryGib: number): number {
@@ -632,7 +632,7 @@ function parseSshSourceRanges(get: Get, warnings: string[]): string[] {
 
 function parseClaudeCodeVersion(get: Get): string {
   const claudeCodeVersion = (get("claudeCodeVersion") ?? "").trim() || DEFAULTS.claudeCodeVersion;
-  if (!SEMVER_RE.test(claudeCodeVersion)) {
+  if (!CLAUDE_CODE_VERSION_RE.test(claudeCodeVersion)) {
     throw new ConfigError(
       `claudeCodeVersion must be an exact release such as ${DEFAULT_CLAUDE_CODE_VERSION} (no ranges, no "latest": every agent runs one pinned version); got ${show(claudeCodeVersion)}. Run: pulumi config set claudeCodeVersion ${DEFAULT_CLAUDE_CODE_VERSION}`,
     );

@@ -161,6 +161,9 @@ export function ipv4Text(address: number): string {
 
 // The host.conf values the stack writes and the host reads (host/conf.ts checks them on the VM).
 
+/** An exact Claude Code release, as npm publishes it: x.y.z, no leading zeros, no range or tag. */
+export const CLAUDE_CODE_VERSION_RE = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/;
+
 export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
 
 export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;

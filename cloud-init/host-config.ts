@@ -2,15 +2,18 @@
 // as /etc/agent-host/host.conf (KEY=value lines the host scripts parse, never source). Used by
 // the renderer at first boot and by the fleet's reconcile command on every deploy. Pure.
 import { PER_AGENT_GIB, RESERVED_GIB, type StackConfig } from "../config";
+import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf";
 
-export const ADMIN_USER = "agent-admin";
-export const AGENT_USER = "agent";
+// The users, the data device and the secret's path are the host's own defaults (host/conf.ts):
+// the stack writes them out and names them in user-data and in the fleet's SSH login.
+export const ADMIN_USER = HOST_KEYS.ADMIN_USER.default;
+export const AGENT_USER = HOST_KEYS.AGENT_USER.default;
 /** Pinned so files on the data disk keep their owner on a replaced VM (maybe a newer image). */
 export const AGENT_UID = 2000;
 /** GCE shows the data disk as /dev/disk/by-id/google-<deviceName>. */
 export const DATA_DEVICE_NAME = "workspaces";
-export const HOST_CONF_PATH = "/etc/agent-host/host.conf";
-export const API_KEY_PATH = "/etc/agent-host/secrets/anthropic-api-key";
+export const HOST_CONF_PATH = DEFAULT_CONFIG;
+export const API_KEY_PATH = HOST_KEYS.API_KEY_FILE.default;
 
 export interface HostSettings {
   agentCount: number;

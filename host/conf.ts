@@ -10,6 +10,7 @@
 import * as fs from "fs";
 import {
   CLAUDE_CODE_SOURCES,
+  CLAUDE_CODE_VERSION_RE,
   CLAUDE_PROVIDERS,
   DOCKER_SOURCES,
   PERMISSION_MODES,
@@ -133,7 +134,16 @@ export const HOST_KEYS = {
     orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")),
   ),
   CLAUDE_ENV: text("", claudeEnv),
-  CLAUDE_CODE_VERSION: text(""),
+  // Empty until the stack writes it; install-claude-code refuses to run without one.
+  CLAUDE_CODE_VERSION: text(
+    "",
+    orEmpty(
+      matches(
+        CLAUDE_CODE_VERSION_RE,
+        "is not an exact release such as 2.1.331; fix claudeCodeVersion in the stack config",
+      ),
+    ),
+  ),
   CLAUDE_CODE_SOURCE: text("npm", oneOf(CLAUDE_CODE_SOURCES)),
   CLAUDE_BIN: text("/usr/local/bin/claude", absolutePath),
   AGENT_MEMORY_MAX_MB: num("2048", whole),
@@ -175,11 +185,11 @@ export const HOST_KEYS = {
     "https://download.docker.com/linux/ubuntu",
     matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"),
   ),
-  EXTRA_PACKAGES: text(""),
   GIT_USER_NAME: text(""),
   GIT_USER_EMAIL: text(""),
   GIT_REPOSITORY: text(""),
   GIT_CREDENTIAL_HOST: text(""),
+  EXTRA_PACKAGES: text(""),
 } satisfies Record<string, KeySpec>;
 
 export type HostKey = keyof typeof HOST_KEYS;
@@ -263,15 +273,17 @@ export function firstError(conf: HostConf, keys: readonly HostKey[]): string | u
 }
 
 /**
- * `agent-host.js conf [--as NAME] [--file FILE] [--quiet] [KEY...]`: how the bash scripts read
- * host.conf. Prints `KEY=value` for each KEY (every key if none), defaults filled in; warnings go
- * to stderr as `NAME: warning: ...` unless --quiet. Exit 2, printing nothing on stdout, when a
- * requested key breaks its rule: a script never acts on a value it did not check.
+ * `agent-host.js conf [--as NAME] [--file FILE] [--quiet] [--unchecked] [KEY...]`: how the bash
+ * scripts read host.conf. Prints `KEY=value` for each KEY (every key if none), defaults filled in;
+ * warnings go to stderr as `NAME: warning: ...` unless --quiet. Exit 2, printing nothing on
+ * stdout, when a requested key breaks its rule: a script never acts on a value it did not check.
+ * --unchecked prints the values as written (apply only compares the file it replaces).
  */
 export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
   let as = "agent-host";
   let file: string | undefined;
   let quiet = false;
+  let checked = true;
   const keys: HostKey[] = [];
   const say = (line: string) => process.stderr.write(`${as}: ${line}\n`);
   for (let i = 0; i < argv.length; i++) {
@@ -281,13 +293,14 @@ export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       if (a === "--as") as = argv[++i];
       else file = argv[++i];
     } else if (a === "--quiet") quiet = true;
+    else if (a === "--unchecked") checked = false;
     else if (isHostKey(a)) keys.push(a);
     else return (say(`conf: '${a}' is not a host.conf key (see HOST.md)`), 2);
   }
   const conf = loadHostConf(env, file);
   if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);
   const wanted = keys.length > 0 ? keys : HOST_KEY_NAMES;
-  const error = firstError(conf, wanted);
+  const error = checked && firstError(conf, wanted);
   if (error) return (say(error), 2);
   process.stdout.write(wanted.map((k) => `${k}=${conf.raw[k]}\n`).join(""));
   return 0;

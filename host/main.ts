@@ -3,8 +3,8 @@
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
-//   conf [--as NAME] [--file F] [--quiet] [KEY...]  host.conf through the one parser (host/conf.ts),
-//                  as KEY=value lines: how the bash scripts read it
+//   conf [--as NAME] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf through the one
+//                  parser (host/conf.ts), as KEY=value lines: how the bash scripts read it
 //   status [--json]  agentctl status: one row per agent (host/status.ts)
 //   watch          the control window: live view, tmux marks, notifications
 //   monitor        the same without the view

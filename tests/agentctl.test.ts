@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { StatusRow } from "../host/status";
+import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, standinRecords, waitFor } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
@@ -692,7 +693,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(bad.stderr).toContain(
       "PERMISSION_MODE=yolo in " +
         p.conf +
-        " is not a Claude Code permission mode; use one of: default acceptEdits auto bypassPermissions manual dontAsk plan",
+        ` is not a Claude Code permission mode; use one of: ${PERMISSION_MODES.join(" ")}`,
     );
     expect(fs.existsSync(path.join(p.run, "desired"))).toBe(false);
     // agentctl server refuses the bad mode too: the server starts with a good one.

@@ -7,6 +7,8 @@ import * as os from "os";
 import * as path from "path";
 
 const SCRIPT = path.join(__dirname, "..", "cloud-init", "host", "first-boot");
+// Installed beside first-boot on the VM: the host's one host.conf parser.
+const AGENT_HOST_JS = path.join(__dirname, "..", "cloud-init", "host", "agent-host.js");
 
 function setup(failing?: string) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "first-boot-"));
@@ -23,13 +25,14 @@ function setup(failing?: string) {
       `#!/bin/sh\necho "${name} $*" >> "${calls}"\n${failing === name ? "exit 1\n" : ""}`,
       { mode: 0o755 },
     );
+  fs.copyFileSync(AGENT_HOST_JS, path.join(lib, "agent-host.js"));
   stub(path.join(lib, "install-docker"), "install-docker");
   stub(path.join(lib, "install-claude-code"), "install-claude-code");
   stub(path.join(bin, "systemctl"), "systemctl");
   stub(path.join(bin, "usermod"), "usermod");
   const result = spawnSync("bash", [SCRIPT], {
     encoding: "utf8",
-    env: { PATH: `${bin}:/usr/bin:/bin`, AGENT_HOST_ROOT: root },
+    env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, AGENT_HOST_ROOT: root },
   });
   const recorded = fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : [];
   fs.rmSync(root, { recursive: true, force: true });

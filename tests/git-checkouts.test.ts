@@ -196,6 +196,8 @@ class Host {
         ...this.env(),
         AGENTCTL_CONFIG: conf,
         AGENTCTL_TMUX_CONF: path.join(REPO, "cloud-init/host/tmux.conf"),
+        // Before apply installs the host files: the parser agentctl reads host.conf through.
+        AGENT_HOST_JS: path.join(REPO, "cloud-init/host/agent-host.js"),
       },
       stdio: "ignore",
     });

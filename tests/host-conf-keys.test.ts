@@ -1,20 +1,31 @@
-// Every key the stack writes to host.conf is known to every host-side parser of it, and the
-// parsers agree with HOST.md: a key added on one side only made install-claude-code warn on
-// every deploy ("ignoring unknown key ...") and fail the git suite's no-warning check.
+// host.conf has one definition (host/conf.ts HOST_KEYS: default, rule) and one parser, which every
+// host script reads through (`agent-host.js conf`). Checked here: the stack writes only keys the
+// host knows, with values the host's rules take; HOST.md documents exactly those keys with their
+// defaults; and no script parses host.conf, or keeps a default, of its own again (seven parsers had
+// drifted on whitespace and on defaults: AGENT_MEMORY_MAX_MB was 2048 in bash, 3072 in TypeScript).
 import * as fs from "fs";
 import * as path from "path";
-import { hostSettingsFor, renderHostConf, type HostSettings } from "../cloud-init/host-config";
+import {
+  ADMIN_USER,
+  AGENT_USER,
+  API_KEY_PATH,
+  DATA_DEVICE_NAME,
+  hostSettingsFor,
+  renderBootHostConf,
+  renderHostConf,
+  type HostSettings,
+} from "../cloud-init/host-config";
 import { parseConfig } from "../config";
+import { HOST_KEYS, HOST_KEY_NAMES, parseHostConf, type HostKey } from "../host/conf";
 import { BASE_CONFIG } from "./harness";
 
 const HOST = path.join(__dirname, "..", "cloud-init");
 const read = (file: string) => fs.readFileSync(path.join(HOST, file), "utf8");
-const UPPER_KEY = /\b[A-Z][A-Z0-9_]*_[A-Z0-9_]+\b|\bAGENT_[A-Z]+\b/g;
 
-/** Every key renderHostConf can write: all optional settings filled in. */
-function writtenKeys(): Set<string> {
+/** The stack's settings with every optional one filled in, so every key it can write is written. */
+function fullSettings(): HostSettings {
   const base = hostSettingsFor(parseConfig(BASE_CONFIG).config, []);
-  const full: HostSettings = {
+  return {
     ...base,
     gitUserName: "n",
     gitUserEmail: "e@example.test",
@@ -31,49 +42,135 @@ function writtenKeys(): Set<string> {
       vertexBaseUrl: "https://vertex.example.test/v1",
     },
   };
-  const text = renderHostConf(full);
-  return new Set([...text.matchAll(/^([A-Z_][A-Z0-9_]*)=/gm)].map((m) => m[1]));
 }
 
-/** agentctl's `case "${key}" in` of load_config: the keys it reads and the ones it accepts. */
-function agentctlKeys(): Set<string> {
-  const text = read("host/agentctl");
-  const start = text.indexOf('case "${key}" in', text.indexOf("load_config()"));
-  const block = text.slice(start, text.indexOf("esac", start));
-  return new Set(block.match(UPPER_KEY) ?? []);
-}
+const writtenKeys = (text: string) => [...text.matchAll(/^([A-Z_][A-Z0-9_]*)=/gm)].map((m) => m[1]);
 
-function knownKeysArray(file: string): Set<string> {
-  const match = /readonly -a KNOWN_KEYS=\(([^)]*)\)/.exec(read(file));
-  if (!match) throw new Error(`${file} has no KNOWN_KEYS array`);
-  return new Set(match[1].split(/\s+/).filter(Boolean));
-}
-
-function hostMdKeys(): Set<string> {
+/** HOST.md's host.conf table: [key, default as written ("" for "(none)")], in order. */
+function hostMdRows(): [string, string][] {
   const text = read("HOST.md");
   const table = text.slice(text.indexOf("## `/etc/agent-host/host.conf`"));
-  const keys = [...table.matchAll(/^\| ([^|]+) \|/gm)].flatMap(
-    (m) => m[1].match(/`([A-Z][A-Z0-9_]+)`/g)?.map((k) => k.slice(1, -1)) ?? [],
-  );
-  return new Set(keys);
+  return [...table.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+) \|/gm)].map((m) => {
+    const def = m[2].trim();
+    return [m[1], def === "(none)" ? "" : def.replace(/^`|`$/g, "")];
+  });
 }
 
-const sorted = (s: Set<string>) => [...s].sort();
+/** The scripts that read host.conf, and the keys each says it reads (its CONF_KEYS array). */
+const SCRIPTS = ["agentctl", "agent-wrapper", "data-disk", "install-claude-code", "install-docker"];
+function confKeys(file: string): string[] {
+  const m = /readonly -a CONF_KEYS=\(([^)]*)\)/.exec(read(`host/${file}`));
+  if (!m) throw new Error(`host/${file} has no CONF_KEYS array`);
+  return m[1].split(/\s+/).filter(Boolean);
+}
 
-test("every key the stack writes is in HOST.md's table", () => {
-  const documented = hostMdKeys();
-  expect(sorted(writtenKeys()).filter((k) => !documented.has(k))).toEqual([]);
+test.each([
+  ["the stack's host.conf", () => renderHostConf(fullSettings())],
+  ["the boot host.conf (user-data)", () => renderBootHostConf(fullSettings())],
+  [
+    "the base config's host.conf",
+    () => renderHostConf(hostSettingsFor(parseConfig(BASE_CONFIG).config, [])),
+  ],
+])("%s: every key is the host's, and the host's rules take every value", (_, render) => {
+  const text = render();
+  const conf = parseHostConf(text, "host.conf");
+  expect(conf.warnings).toEqual([]);
+  expect(conf.errors).toEqual({});
+  expect(writtenKeys(text).length).toBeGreaterThan(10);
 });
 
-test.each(["host/install-claude-code", "host/install-docker", "host/data-disk"])(
-  "%s knows exactly agentctl's keys (no warning for another script's key)",
+test("HOST.md's table documents exactly the host's keys, in order, with the host's defaults", () => {
+  expect(hostMdRows()).toEqual(HOST_KEY_NAMES.map((k) => [k, HOST_KEYS[k].default]));
+});
+
+test("the fixed values the stack writes are the host's defaults", () => {
+  const conf = parseHostConf(renderHostConf(fullSettings())).raw;
+  expect([conf.AGENT_USER, conf.ADMIN_USER, conf.API_KEY_FILE, conf.DATA_DEVICE]).toEqual([
+    HOST_KEYS.AGENT_USER.default,
+    HOST_KEYS.ADMIN_USER.default,
+    HOST_KEYS.API_KEY_FILE.default,
+    HOST_KEYS.DATA_DEVICE.default,
+  ]);
+  expect([AGENT_USER, ADMIN_USER, API_KEY_PATH]).toEqual([
+    conf.AGENT_USER,
+    conf.ADMIN_USER,
+    conf.API_KEY_FILE,
+  ]);
+  expect(conf.DATA_DEVICE).toBe(`/dev/disk/by-id/google-${DATA_DEVICE_NAME}`);
+});
+
+test.each(SCRIPTS)(
+  "%s reads host.conf only through agent-host.js conf, with no parser or defaults of its own",
   (file) => {
-    expect(sorted(knownKeysArray(file))).toEqual(sorted(agentctlKeys()));
+    const text = read(`host/${file}`);
+    const keys = confKeys(file);
+    expect(keys.filter((k) => !(HOST_KEY_NAMES as string[]).includes(k))).toEqual([]);
+    expect(text).toMatch(/node "\$\{AGENT_HOST_JS\}" conf .*"\$\{CONF_KEYS\[@\]\}"/);
+    // The old shapes: a KEY=value read loop, a sed of one key, a table of defaults.
+    expect(text).not.toMatch(/\[\[ "\$\{line\}" =~ \^/);
+    expect(text).not.toMatch(/sed -n "s\/\^\$1=/);
+    expect(text).not.toMatch(/set_defaults|KNOWN_KEYS/);
+    for (const k of keys as HostKey[]) {
+      const def = HOST_KEYS[k].default;
+      if (def.length > 2) expect([k, text.includes(`${k}=${def}`)]).toEqual([k, false]);
+    }
   },
 );
 
-test("agentctl knows every key the stack writes and every key HOST.md documents", () => {
-  const known = agentctlKeys();
-  expect(sorted(writtenKeys()).filter((k) => !known.has(k))).toEqual([]);
-  expect(sorted(hostMdKeys()).filter((k) => !known.has(k))).toEqual([]);
+test.each([
+  ["apply", /node "\$\{LIB\}\/agent-host\.js" conf /],
+  ["first-boot", /node "\$\{LIB\}\/agent-host\.js" conf /],
+])("%s reads host.conf through agent-host.js conf too", (file, call) => {
+  const text = read(`host/${file}`);
+  expect(text).toMatch(call);
+  expect(text).not.toMatch(/sed -n ["']s\/\^(\$1|[A-Z_]+)=/);
+});
+
+test("the parser: last value wins, trailing blanks go, bad lines and unknown keys warn with their line", () => {
+  const conf = parseHostConf(
+    "# c\nRUN_DIR=/run/a\n  RUN_DIR=/run/b  \r\nbogus\nTYPO_KEY=1\nAGENT_MAX=x\n",
+    "/f",
+  );
+  expect(conf.runDir).toBe("/run/b");
+  expect(conf.warnings).toEqual([
+    "/f:4: not KEY=value, ignored",
+    "/f:5: unknown key TYPO_KEY, ignored",
+  ]);
+  expect(conf.errors).toEqual({
+    AGENT_MAX: "AGENT_MAX=x in /f is not a whole number from 1 to 999999; fix the config",
+  });
+  expect(conf.agentMax).toBe(24);
+});
+
+test.each([
+  [
+    "PERMISSION_MODE=yolo",
+    "PERMISSION_MODE",
+    /is not a Claude Code permission mode; use one of: default auto/,
+  ],
+  [
+    "CLAUDE_PROVIDER=vertex\nVERTEX_REGION=global",
+    "CLAUDE_PROVIDER",
+    /needs VERTEX_PROJECT_ID and VERTEX_REGION \(got '', 'global'\); set both/,
+  ],
+  [
+    "CLAUDE_ENV=HTTPS_PROXY=http://p ANTHROPIC_API_KEY=x",
+    "CLAUDE_ENV",
+    /may not set ANTHROPIC_API_KEY/,
+  ],
+  ["CLAUDE_ENV=lower=1", "CLAUDE_ENV", /'lower', which is not NAME=value/],
+  ["STOP_TIMEOUT_SECONDS=5s", "STOP_TIMEOUT_SECONDS", /is not a number of seconds/],
+  ["AUTO_STOP_POLL_SECONDS=0", "AUTO_STOP_POLL_SECONDS", /above 0/],
+  ["DATA_MOUNT=/", "DATA_MOUNT", /must not be \//],
+  ["WORKSPACES_DIR=workspaces", "WORKSPACES_DIR", /is not an absolute path/],
+  ["AGENT_USER=Agent Smith", "AGENT_USER", /is not a plain user name/],
+  ["CLAUDE_CODE_VERSION=2.1.331-beta", "CLAUDE_CODE_VERSION", /is not an exact release/],
+  ["DOCKER_KEY_FINGERPRINT=ABC", "DOCKER_KEY_FINGERPRINT", /40-hex-digit/],
+])("%j: %s is refused, naming key, value and fix", (text, key, message) => {
+  const conf = parseHostConf(text, "/etc/agent-host/host.conf");
+  expect(Object.keys(conf.errors)).toEqual([key]);
+  expect(conf.errors[key as HostKey]).toMatch(
+    new RegExp(`^${key}=.* in /etc/agent-host/host.conf `),
+  );
+  expect(conf.errors[key as HostKey]).toMatch(message);
 });

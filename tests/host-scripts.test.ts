@@ -535,11 +535,11 @@ describeRoot("install-claude-code", () => {
   });
 
   test.each([
-    ["2.1", "must be a semantic version"],
-    ["v2.1.331", "must be a semantic version"],
-    ["02.1.331", "must be a semantic version"],
-    ["2.1.331; touch /tmp/pwned", "must be a semantic version"],
-    ["latest", "must be a semantic version"],
+    ["2.1", "is not an exact release such as 2.1.331"],
+    ["v2.1.331", "is not an exact release such as 2.1.331"],
+    ["02.1.331", "is not an exact release such as 2.1.331"],
+    ["2.1.331; touch /tmp/pwned", "is not an exact release such as 2.1.331"],
+    ["latest", "is not an exact release such as 2.1.331"],
     ["", "CLAUDE_CODE_VERSION is not set"],
   ])(
     "version %j is refused before anything runs",

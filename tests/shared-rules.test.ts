@@ -1,19 +1,11 @@
 // The bash on the VM cannot import shared-rules.ts or config.ts, so it keeps copies of a few rules:
-// apply's package-name and GitHub-token patterns, agentctl's setup-token pattern, the permission
-// modes, providers and install sources the scripts accept, how agent-wrapper tells a token from an
-// API key. Each copy must say what the TypeScript definition says; a drifted one would refuse on
+// apply's package-name and GitHub-token patterns, agentctl's setup-token pattern, the install
+// sources the installers act on, how agent-wrapper tells a token from an API key. (host.conf's own
+// rules, such as the permission modes, are host/conf.ts's: the scripts read through it.) Each copy must say what the TypeScript definition says; a drifted one would refuse on
 // the VM what the stack accepted, or accept what it refused.
 import * as fs from "fs";
 import * as path from "path";
-import {
-  CLAUDE_CODE_SOURCES,
-  CLAUDE_PROVIDERS,
-  DOCKER_SOURCES,
-  PERMISSION_MODES,
-  parseConfig,
-  parseRepositoryUrl,
-  type StackConfig,
-} from "../config";
+import { CLAUDE_CODE_SOURCES, parseConfig, parseRepositoryUrl, type StackConfig } from "../config";
 import { settingsFrom } from "../policy/rules";
 import {
   ANTHROPIC_KEY_PREFIX,
@@ -80,42 +72,11 @@ const COPIES: Copy[] = [
     find: readonlyValue("SETUP_TOKEN_RE"),
     ts: ANTHROPIC_SETUP_TOKEN_RE.source,
   },
-  ...["agentctl", "agent-wrapper"].map((file) => ({
-    file,
-    rule: "PERMISSION_MODES (config.ts PERMISSION_MODES)",
-    find: readonlyValue("PERMISSION_MODES"),
-    ts: PERMISSION_MODES.join(" "),
-    normalize: words,
-  })),
-  {
-    file: "agentctl",
-    rule: "the CLAUDE_PROVIDER values load_config accepts (config.ts CLAUDE_PROVIDERS)",
-    find: (text) => {
-      const line = /^\s*\[\[ "\$\{CLAUDE_PROVIDER\}" == .*\]\] \|\|$/m.exec(text)?.[0];
-      return line && [...line.matchAll(/== (\S+)/g)].map((m) => m[1]).join(" ");
-    },
-    ts: CLAUDE_PROVIDERS.join(" "),
-    normalize: words,
-  },
-  {
-    file: "agent-wrapper",
-    rule: "the CLAUDE_PROVIDER values load_config accepts (config.ts CLAUDE_PROVIDERS)",
-    find: caseArms("${CLAUDE_PROVIDER}"),
-    ts: CLAUDE_PROVIDERS.join(" "),
-    normalize: words,
-  },
   {
     file: "install-claude-code",
     rule: "the CLAUDE_CODE_SOURCE values (config.ts CLAUDE_CODE_SOURCES)",
     find: caseArms("${CONF[CLAUDE_CODE_SOURCE]}"),
     ts: CLAUDE_CODE_SOURCES.join(" "),
-    normalize: words,
-  },
-  {
-    file: "install-docker",
-    rule: "the DOCKER_SOURCE values (config.ts DOCKER_SOURCES)",
-    find: caseArms("${CONF[DOCKER_SOURCE]}"),
-    ts: DOCKER_SOURCES.join(" "),
     normalize: words,
   },
   {
@@ -161,16 +122,9 @@ test("a drifted copy is reported with the file, the rule and both values", () =>
     `cloud-init/host/apply: PACKAGE_RE (shared-rules.ts PACKAGE_NAME_RE) is "^[a-z0-9][a-z0-9+.-]*$" in bash but "^[a-z0-9][a-z0-9+.-]+$" in TypeScript; make the bash say what TypeScript says`,
   );
   expect(drift(copy, text.replace(/^readonly PACKAGE_RE=.*$/m, ""))).toMatch(/not found/);
-  const modes = COPIES.find((c) => c.file === "agentctl" && c.rule.startsWith("PERMISSION"))!;
-  expect(
-    drift(modes, 'readonly PERMISSION_MODES="default acceptEdits auto manual dontAsk plan"'),
-  ).toMatch(/PERMISSION_MODES .* in bash but .*bypassPermissions.* in TypeScript/);
-  const docker = COPIES.find((c) => c.file === "install-docker")!;
-  const snap = read("install-docker").replace(
-    "distro | docker-apt)",
-    "distro | docker-apt | snap)",
-  );
-  expect(drift(docker, snap)).toMatch(/DOCKER_SOURCE .*"distro docker-apt snap" in bash/);
+  const installer = COPIES.find((c) => c.file === "install-claude-code")!;
+  const snap = read("install-claude-code").replace(/^(\s*)npm\)/m, "$1npm | snap)");
+  expect(drift(installer, snap)).toMatch(/CLAUDE_CODE_SOURCE .*"npm snap native" in bash/);
 });
 
 test("a token agentctl login stores is one anthropicApiKey would take too", () => {

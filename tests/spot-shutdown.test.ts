@@ -8,6 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { HOST_KEYS } from "../host/conf";
 import { unavailableSuite } from "./real-suite";
 import { waitFor } from "./support";
 
@@ -202,6 +203,11 @@ suite("a stop that lands while the wrapper seeds claude's config", () => {
     wrapperCopy = path.join(lib, "agent-wrapper");
     fs.copyFileSync(WRAPPER, wrapperCopy);
     fs.chmodSync(wrapperCopy, 0o755);
+    // It reads host.conf through agent-host.js, which ships beside it.
+    fs.copyFileSync(
+      path.join(path.dirname(WRAPPER), "agent-host.js"),
+      path.join(lib, "agent-host.js"),
+    );
     seeding = path.join(h.dir, "seeding");
     fs.writeFileSync(seeding, "", { mode: 0o666 });
     fs.chmodSync(seeding, 0o666);
@@ -258,7 +264,7 @@ describe("the systemd side of a shutdown", () => {
   test("the unit signals every process at once and gives up before a preemption's 30 s", () => {
     expect(unit).toMatch(/^KillMode=control-group$/m);
     const stop = seconds(/^TimeoutStopSec=(\d+)s$/m, unit);
-    const budget = seconds(/^\s*SHUTDOWN_STOP_TIMEOUT_SECONDS=(\d+)$/m, wrapper);
+    const budget = Number(HOST_KEYS.SHUTDOWN_STOP_TIMEOUT_SECONDS.default);
     expect(budget).toBeLessThan(stop);
     expect(stop).toBeLessThan(30);
   });

@@ -44,7 +44,7 @@ function anyOf(words) {
 function githubTokenShape(classicChars, fineChars) {
   return `\\b(?:(?:${anyOf(GITHUB_CLASSIC_TOKEN_PREFIXES)})[A-Za-z0-9]{${classicChars},}|${GITHUB_FINE_GRAINED_TOKEN_PREFIX}[A-Za-z0-9_]{${fineChars},})`;
 }
-var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS;
+var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_VERSION_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS;
 var init_shared_rules = __esm({
   "shared-rules.ts"() {
     "use strict";
@@ -91,6 +91,7 @@ var init_shared_rules = __esm({
     COMPUTE_SERVICE_AGENT_RE = new RegExp(
       `service-\\d+@${anyOf([COMPUTE_SERVICE_AGENT_DOMAIN])}$`
     );
+    CLAUDE_CODE_VERSION_RE = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/;
     CLAUDE_CODE_SOURCES = ["npm", "native"];
     DOCKER_SOURCES = ["docker-apt", "distro"];
     PERMISSION_MODES = [
@@ -154,6 +155,7 @@ function confMain(argv, env = process.env) {
   let as = "agent-host";
   let file;
   let quiet = false;
+  let checked = true;
   const keys = [];
   const say = (line) => process.stderr.write(`${as}: ${line}
 `);
@@ -164,13 +166,14 @@ function confMain(argv, env = process.env) {
       if (a === "--as") as = argv[++i];
       else file = argv[++i];
     } else if (a === "--quiet") quiet = true;
+    else if (a === "--unchecked") checked = false;
     else if (isHostKey(a)) keys.push(a);
     else return say(`conf: '${a}' is not a host.conf key (see HOST.md)`), 2;
   }
   const conf = loadHostConf(env, file);
   if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);
   const wanted = keys.length > 0 ? keys : HOST_KEY_NAMES;
-  const error = firstError(conf, wanted);
+  const error = checked && firstError(conf, wanted);
   if (error) return say(error), 2;
   process.stdout.write(wanted.map((k) => `${k}=${conf.raw[k]}
 `).join(""));
@@ -264,7 +267,16 @@ var init_conf = __esm({
         orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"))
       ),
       CLAUDE_ENV: text("", claudeEnv),
-      CLAUDE_CODE_VERSION: text(""),
+      // Empty until the stack writes it; install-claude-code refuses to run without one.
+      CLAUDE_CODE_VERSION: text(
+        "",
+        orEmpty(
+          matches(
+            CLAUDE_CODE_VERSION_RE,
+            "is not an exact release such as 2.1.331; fix claudeCodeVersion in the stack config"
+          )
+        )
+      ),
       CLAUDE_CODE_SOURCE: text("npm", oneOf(CLAUDE_CODE_SOURCES)),
       CLAUDE_BIN: text("/usr/local/bin/claude", absolutePath),
       AGENT_MEMORY_MAX_MB: num("2048", whole),
@@ -305,11 +317,11 @@ var init_conf = __esm({
         "https://download.docker.com/linux/ubuntu",
         matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")
       ),
-      EXTRA_PACKAGES: text(""),
       GIT_USER_NAME: text(""),
       GIT_USER_EMAIL: text(""),
       GIT_REPOSITORY: text(""),
-      GIT_CREDENTIAL_HOST: text("")
+      GIT_CREDENTIAL_HOST: text(""),
+      EXTRA_PACKAGES: text("")
     };
     HOST_KEY_NAMES = Object.keys(HOST_KEYS);
     isHostKey = (k) => Object.prototype.hasOwnProperty.call(HOST_KEYS, k);
@@ -977,53 +989,37 @@ function tmux(socket, args, input) {
   });
   return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
-function parseWindowList(listing) {
-  const byName = /* @__PURE__ */ new Map();
-  const duplicates = [];
-  for (const line of listing.split("\n")) {
-    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
-    const name = rest.join("|");
-    if (!name) continue;
-    if (byName.has(name)) {
-      duplicates.push(id);
-      continue;
-    }
-    const code = signal ? String(128 + Number(signal)) : status2 ?? "";
-    byName.set(name, { id, dead: dead === "1", pid: pid ?? "", code });
-  }
-  return { byName, duplicates };
-}
-function listWindows(socket) {
-  const r = tmux(socket, ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT]);
-  return parseWindowList(r.code === 0 ? r.stdout : "");
-}
-function agentNumber(name) {
-  const m = /^agent-([1-9][0-9]*)$/.exec(name);
-  return m ? Number(m[1]) : void 0;
-}
 function agentWindows(socket) {
   const out = /* @__PURE__ */ new Map();
-  for (const [name, w] of listWindows(socket).byName) {
-    const n = agentNumber(name);
-    if (n === void 0) continue;
-    const code = w.code === "" ? NaN : Number(w.code);
-    out.set(n, {
-      id: w.id,
-      dead: w.dead,
-      panePid: Number(w.pid),
-      ...Number.isFinite(code) ? { exitCode: code } : {}
+  const r = tmux(socket, [
+    "list-windows",
+    "-t",
+    `=${SESSION}`,
+    "-F",
+    "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}"
+  ]);
+  if (r.code !== 0) return out;
+  for (const line of r.stdout.split("\n")) {
+    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
+    const m = /^agent-([1-9][0-9]*)$/.exec(rest.join("|"));
+    if (!m || out.has(Number(m[1]))) continue;
+    const code = signal ? 128 + Number(signal) : status2 ? Number(status2) : void 0;
+    out.set(Number(m[1]), {
+      id,
+      dead: dead === "1",
+      panePid: Number(pid),
+      ...code !== void 0 && Number.isFinite(code) ? { exitCode: code } : {}
     });
   }
   return out;
 }
-var import_child_process2, SESSION, windowTarget, WINDOW_FORMAT;
+var import_child_process2, SESSION, windowTarget;
 var init_tmux = __esm({
   "host/tmux.ts"() {
     "use strict";
     import_child_process2 = require("child_process");
     SESSION = "agents";
     windowTarget = (n) => `=${SESSION}:=agent-${n}`;
-    WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
   }
 });
 
