@@ -2,6 +2,8 @@
 // runs: the recorder, which Claude Code waits for on every hook event, never loads them.
 import * as fs from "fs";
 import * as os from "os";
+import { agentctlPaths, Agents } from "./agents";
+import { agentctlConf, attachSelect, loginRestart, logs, reconcile, restart } from "./agentctl";
 import { activityOf, autostopCommand, autostopStatus } from "./autostop-main";
 import { loadHostConf } from "./conf";
 import { Monitor, webhookReader } from "./monitor";
@@ -78,9 +80,28 @@ function sendCommand(argv: string[]): number {
   return r.refused.length > 0 ? 1 : 0;
 }
 
+/**
+ * The agents' windows as agentctl's bash resolved its files (its env: AGENTCTL_SELF, …). `checked`:
+ * host.conf is read as load_config reads it (agentctl did not read it first).
+ */
+const agents = (checked = true): Agents => {
+  const conf = checked ? agentctlConf(process.env, log) : loadHostConf();
+  return new Agents(conf, agentctlPaths(process.env), log, process.env);
+};
+
 export async function run(cmd: string | undefined, rest: string[]): Promise<number> {
   try {
     switch (cmd) {
+      case "reconcile":
+        return reconcile(agents(), rest);
+      case "restart":
+        return restart(agents(), rest);
+      case "logs":
+        return logs(agents(), rest);
+      case "attach-select":
+        return attachSelect(agents(false), rest);
+      case "login-restart":
+        return loginRestart(agents(false));
       case "status":
         return await status(rest);
       case "watch":
@@ -98,7 +119,7 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, status, watch, monitor, send, notify-test, autostop, autostop-status)`,
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status)`,
         );
         return 2;
     }

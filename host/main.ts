@@ -6,6 +6,8 @@
 //   conf [--as NAME] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf through the one
 //                  parser (host/conf.ts), as KEY=value lines: how the bash scripts read it
 //   status [--json]  agentctl status: one row per agent (host/status.ts)
+//   reconcile, restart, logs  agentctl's commands of those names (host/agentctl.ts); with
+//                  attach-select and login-restart, the tmux halves of agentctl attach and login
 //   watch          the control window: live view, tmux marks, notifications
 //   monitor        the same without the view
 //   send ...       type a prompt into agents (host/send.ts)

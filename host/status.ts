@@ -11,6 +11,7 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
+import { GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH } from "./checkouts";
 import type { HostConf } from "./conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
 import { agentUid, KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "./facts";
@@ -328,9 +329,6 @@ const readSmall = (file: string): string | undefined => {
 
 /** A workspace's size is reused this long: du over node_modules or a build tree costs seconds. */
 export const SIZE_CACHE_SECONDS = 60;
-/** One git query of a checkout. */
-const GIT_QUERY_TIMEOUT_SECONDS = 20;
-const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 async function workspaceBytes(ws: string, cache: string): Promise<number | null> {
   try {

@@ -1,0 +1,170 @@
+// agentctl reconcile, restart and logs, and the halves of attach and login that touch tmux:
+// agentctl (bash) resolves its files and execs `agent-host.js COMMAND` (host/commands.ts).
+// What to do comes from host/reconcile.ts (pure); host/agents.ts and host/checkouts.ts do it.
+import * as fs from "fs";
+import * as path from "path";
+import { type Agents, type Log } from "./agents";
+import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
+import { firstError, loadHostConf, type HostConf, type HostKey } from "./conf";
+import {
+  agentsWithWindows,
+  liveAgents,
+  namesOrNone,
+  paneTail,
+  parseLogsArgs,
+  parseReconcileArgs,
+  parseRestartArgs,
+  planReconcile,
+  reconcileJson,
+  reconcileText,
+  resolveAgent,
+  runningCount,
+  staggerDelay,
+} from "./reconcile";
+import { UsageError } from "./send";
+import { SESSION } from "./tmux";
+
+/**
+ * The host.conf keys agentctl reads, for itself and for the wrappers it starts: its bash
+ * CONF_KEYS (tests/reconcile-unit.test.ts fails when the two differ).
+ */
+export const AGENTCTL_KEYS: readonly HostKey[] = [
+  "AGENT_COUNT",
+  "AGENT_MAX",
+  "AGENT_USER",
+  "AGENT_MEMORY_MAX_MB",
+  "AGENT_CPU_QUOTA_PERCENT",
+  "AGENTS_MEMORY_MAX_MB",
+  "START_STAGGER_SECONDS",
+  "STOP_TIMEOUT_SECONDS",
+  "WORKSPACES_DIR",
+  "RUN_DIR",
+  "TMUX_SOCKET",
+  "GIT_REPOSITORY",
+  "CLAUDE_BIN",
+  "PERMISSION_MODE",
+  "CLAUDE_PROVIDER",
+  "API_KEY_FILE",
+  "LOGIN_TOKEN_FILE",
+  "CLAUDE_ENV",
+];
+
+/**
+ * host.conf as agentctl's load_config reads it (for the commands agentctl hands over without
+ * reading it first): warnings logged, and a bad value of one of its keys refused (exit 2) before
+ * anything changes.
+ */
+export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
+  const conf = loadHostConf(env);
+  for (const warning of conf.warnings) log(`warning: ${warning}`);
+  const error = firstError(conf, AGENTCTL_KEYS);
+  if (error) throw new UsageError(error);
+  return conf;
+}
+
+/**
+ * `reconcile [N] [--json] [--boot]`: run exactly N agents. Adds the missing, respawns the dead,
+ * stops the surplus (their workspaces and conversations are kept).
+ */
+export function reconcile(a: Agents, argv: readonly string[]): number {
+  const { conf, log } = a;
+  const args = parseReconcileArgs(argv, conf);
+  a.ensureServer(args.boot);
+  a.takeLock();
+  a.ensureSession();
+  fs.writeFileSync(path.join(conf.runDir, "desired"), `${args.count}\n`);
+  for (const id of a.windows.duplicates) {
+    log(`killing duplicate window ${id}`);
+    a.tmux(["kill-window", "-t", id]);
+  }
+  // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
+  // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
+  if (!args.boot) prepareCheckouts(a, args.count);
+  else if (conf.gitRepository !== "")
+    log("boot: repository checkouts are left to the next reconcile");
+  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
+  for (const start of plan.starts) {
+    if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
+    a.startAgent(start.agent, start.delay);
+  }
+  if (plan.surplus.length > 0) stopSurplus(a, plan.surplus);
+  a.applyLimits();
+  const summary = {
+    desired: args.count,
+    added: plan.starts.filter((s) => !s.restart).map((s) => s.agent),
+    removed: plan.surplus,
+    restarted: plan.starts.filter((s) => s.restart).map((s) => s.agent),
+    running: runningCount(a.readWindows().byName, args.count),
+  };
+  process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
+  return 0;
+}
+
+function stopSurplus(a: Agents, surplus: number[]): void {
+  const unsaved = agentsWithUnsavedWork(a, surplus);
+  if (unsaved.length > 0)
+    a.log(
+      `${namesOrNone(unsaved)}: uncommitted or unpushed work in the checkout; kept in ${a.conf.workspacesDir} (workspaces are never deleted), and scaling back up resumes it`,
+    );
+  a.log(`stopping ${namesOrNone(surplus)}`);
+  a.stopAgents(surplus);
+}
+
+/** `restart N|all`: stop the agent's wrapper and start it again (its conversation resumes). */
+export function restart(a: Agents, argv: readonly string[]): number {
+  const target = parseRestartArgs(argv);
+  if (!a.serverUp())
+    throw new Error(`no tmux server on ${a.conf.tmuxSocket}; run 'agentctl reconcile' first`);
+  const byName = a.readWindows().byName;
+  let targets: number[];
+  if (target === "all") {
+    targets = agentsWithWindows(byName);
+    if (targets.length === 0)
+      throw new UsageError("restart all: no agents on this host; run 'agentctl reconcile' first");
+  } else targets = [resolveAgent(byName, target, "restart").agent];
+  a.takeLock();
+  const live = liveAgents(a.readWindows().byName, targets);
+  if (live.length > 0) a.requestStop(live);
+  a.readWindows();
+  targets.forEach((i, k) => {
+    a.startAgent(i, staggerDelay(k, a.conf.startStaggerSeconds));
+    a.log(`restarted agent-${i}`);
+  });
+  return 0;
+}
+
+/** `logs N [--lines K]`: the agent window's recent output. */
+export function logs(a: Agents, argv: readonly string[]): number {
+  const args = parseLogsArgs(argv);
+  if (!a.serverUp()) throw new Error(`no tmux server on ${a.conf.tmuxSocket}`);
+  const { window } = resolveAgent(a.readWindows().byName, args.agent, "logs");
+  // -J joins wrapped lines.
+  const captured = a.tmux(["capture-pane", "-p", "-J", "-t", window.id, "-S", `-${args.lines}`]);
+  process.stdout.write(paneTail(captured, args.lines));
+  return 0;
+}
+
+/**
+ * `attach [N]` up to the attach itself: checks the session and selects agent-N's window. agentctl
+ * then execs `tmux attach` in the caller's terminal (no Node process stays in between).
+ */
+export function attachSelect(a: Agents, argv: readonly string[]): number {
+  if (argv.length > 1)
+    throw new UsageError("attach takes at most one agent number, e.g. 'agentctl attach 3'");
+  const sock = a.conf.tmuxSocket;
+  if (!a.serverUp()) throw new Error(`no tmux server on ${sock}; run 'agentctl reconcile' first`);
+  if (!a.sessionUp()) throw new Error(`no tmux session ${SESSION}; run 'agentctl reconcile' first`);
+  if (argv.length === 1) {
+    const { window } = resolveAgent(a.readWindows().byName, argv[0], "attach");
+    a.tmux(["select-window", "-t", window.id]);
+  }
+  return 0;
+}
+
+/** After `agentctl login` stored the token: every agent restarts with it, if there are any. */
+export function loginRestart(a: Agents): number {
+  if (a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0)
+    return restart(a, ["all"]);
+  a.log("no agents are running; they will use the login when they start");
+  return 0;
+}

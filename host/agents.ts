@@ -1,0 +1,389 @@
+// The agents' tmux windows, as agentctl reconcile and restart change them: one tmux server (owned
+// by agent-host.service), session "agents", a permanent "control" window and one window agent-N
+// per agent, each running agent-wrapper N. Every target is exact (`=agents:=agent-3` or a @window
+// id) because tmux matches names by prefix (agent-1 would hit agent-10). What to do is decided
+// by host/reconcile.ts; this file only does it.
+import { spawnSync, type StdioOptions } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import type { HostConf } from "./conf";
+import { listWindows, SESSION, type WindowList } from "./tmux";
+
+export const CONTROL_WINDOW = "control";
+/** How long `reconcile --boot` waits for the tmux server that systemd is starting. */
+export const BOOT_SOCKET_WAIT_SECONDS = 60;
+/** How long a command waits for another agentctl's lock (RUN_DIR/agentctl.lock). */
+export const LOCK_WAIT_SECONDS = 300;
+const POLL_MS = 100;
+const TMUX_TIMEOUT_MS = 30_000;
+
+export type Log = (line: string) => void;
+
+/** The files agentctl resolved (its defaults and the overrides tests use), passed in its env. */
+export interface AgentctlPaths {
+  /** agentctl itself: what the control window runs (`agentctl watch`). */
+  self: string;
+  wrapper: string;
+  tmuxConf: string;
+}
+
+export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
+  const need = (name: string): string => {
+    const value = env[name];
+    if (!value) throw new Error(`${name} is not set: run this command through agentctl`);
+    return value;
+  };
+  return {
+    self: need("AGENTCTL_SELF"),
+    wrapper: need("AGENTCTL_WRAPPER"),
+    tmuxConf: need("AGENTCTL_TMUX_CONF"),
+  };
+}
+
+export interface AgentUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** The agent user from NSS (getent, as agentctl's bash did: not only /etc/passwd). */
+export function lookupUser(name: string): AgentUser | undefined {
+  const r = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
+  const f = r.status === 0 ? r.stdout.split("\n")[0].split(":") : [];
+  if (f.length < 7) return undefined;
+  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+}
+
+/** `install -d -m MODE [-o -g]`: parents as needed; the mode (and owner) set even if it exists. */
+export function installDir(dir: string, mode: number, owner?: AgentUser): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chmodSync(dir, mode);
+  if (owner) fs.chownSync(dir, owner.uid, owner.gid);
+}
+
+export const isDir = (p: string): boolean => {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+/** A synchronous pause inside a bounded poll (the command has nothing else to do meanwhile). */
+const pause = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
+
+const hasSystemd = (): boolean => isDir("/run/systemd/system");
+
+const epochSeconds = (): number => Math.floor(Date.now() / 1000);
+
+export class Agents {
+  /** The session's windows as last read (readWindows). */
+  windows: WindowList = { byName: new Map(), duplicates: [] };
+  private user: AgentUser | undefined;
+
+  constructor(
+    readonly conf: HostConf,
+    readonly paths: AgentctlPaths,
+    readonly log: Log,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  /** tmux on our socket; a failure ends the command (exit 1), after tmux's own message. */
+  tmux(args: readonly string[], stderr: "inherit" | "ignore" = "inherit"): string {
+    const r = this.tryTmux(args, stderr);
+    if (r.status !== 0) throw new Error(`tmux ${args[0]} failed (exit ${r.status ?? "?"})`);
+    return r.stdout;
+  }
+
+  tryTmux(args: readonly string[], stderr: "inherit" | "ignore" = "ignore") {
+    const stdio: StdioOptions = ["ignore", "pipe", stderr];
+    const r = spawnSync("tmux", ["-S", this.conf.tmuxSocket, ...args], {
+      encoding: "utf8",
+      stdio,
+      timeout: TMUX_TIMEOUT_MS,
+    });
+    return { status: r.status, stdout: r.stdout ?? "" };
+  }
+
+  serverUp(): boolean {
+    return this.tryTmux(["list-sessions"]).status === 0;
+  }
+
+  sessionUp(): boolean {
+    return this.tryTmux(["has-session", "-t", `=${SESSION}`]).status === 0;
+  }
+
+  /** Reads the session's windows into `windows` (none without a session). */
+  readWindows(): WindowList {
+    this.windows = listWindows(this.conf.tmuxSocket);
+    return this.windows;
+  }
+
+  /** The agent user (looked up once); undefined if it does not exist. */
+  agentUser(): AgentUser | undefined {
+    this.user ??= lookupUser(this.conf.agentUser);
+    return this.user;
+  }
+
+  requireAgentUser(): AgentUser {
+    const u = this.agentUser();
+    if (!u) throw new Error(`user ${this.conf.agentUser} (AGENT_USER) does not exist`);
+    return u;
+  }
+
+  prepareRunDir(): void {
+    installDir(this.conf.runDir, 0o700);
+    installDir(path.dirname(this.conf.tmuxSocket), 0o700);
+  }
+
+  /**
+   * Waits for the tmux server. Under systemd the server belongs to agent-host.service: wait while
+   * it starts (boot, ExecStartPost), never start one that would belong to the caller's SSH login.
+   * Without systemd (containers, tests) start one ourselves unless --boot says someone else is.
+   */
+  ensureServer(boot: boolean): void {
+    if (this.serverUp()) return;
+    const sock = this.conf.tmuxSocket;
+    if (boot || (hasSystemd() && serviceStarting())) {
+      this.log(`waiting up to ${BOOT_SOCKET_WAIT_SECONDS}s for the tmux server on ${sock}`);
+      const deadline = Date.now() + BOOT_SOCKET_WAIT_SECONDS * 1000;
+      while (!this.serverUp()) {
+        if (Date.now() >= deadline)
+          throw new Error(
+            `no tmux server on ${sock} after ${BOOT_SOCKET_WAIT_SECONDS}s; check: systemctl status agent-host`,
+          );
+        pause(POLL_MS);
+      }
+      return;
+    }
+    if (hasSystemd())
+      throw new Error(`no tmux server on ${sock}; start it with: systemctl start agent-host`);
+    this.log(
+      `no systemd: starting the tmux server on ${sock} (it will not come back after a reboot)`,
+    );
+    this.prepareRunDir();
+    this.tmux(["-f", this.paths.tmuxConf, "start-server"]);
+    if (!this.serverUp()) throw new Error(`could not start tmux on ${sock}`);
+  }
+
+  /**
+   * RUN_DIR/agentctl.lock, held until this process exits. flock(1) locks the open file this
+   * process hands it as fd 3, so the lock is the same flock(2) lock agentctl's bash took and
+   * outlives the flock process; an exit (or a crash) releases it.
+   */
+  takeLock(): void {
+    this.prepareRunDir();
+    const file = path.join(this.conf.runDir, "agentctl.lock");
+    const fd = fs.openSync(file, "a");
+    const flock = (args: string[]): boolean => {
+      const r = spawnSync("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+      if (r.error) throw new Error(`flock: ${r.error.message}`);
+      return r.status === 0;
+    };
+    if (flock(["-n"])) return;
+    this.log(`waiting for another agentctl (lock ${file})`);
+    if (!flock(["-w", String(LOCK_WAIT_SECONDS)]))
+      throw new Error(`lock ${file} still held after ${LOCK_WAIT_SECONDS}s`);
+  }
+
+  /** Environment the windows need when agentctl itself runs with overrides (tests, staging). */
+  windowEnv(): string[] {
+    const out = ["-e", `AGENTCTL_CONFIG=${this.conf.file}`];
+    if (this.env.AGENT_WRAPPER) out.push("-e", `AGENT_WRAPPER=${this.env.AGENT_WRAPPER}`);
+    if (this.env.AGENT_HOST_JS) out.push("-e", `AGENT_HOST_JS=${this.env.AGENT_HOST_JS}`);
+    return out;
+  }
+
+  /** The session with its permanent control window: removing agents can never end the session. */
+  ensureSession(): void {
+    const watch = [...this.windowEnv(), "--", this.paths.self, "watch"];
+    if (!this.sessionUp()) {
+      const size = ["-x", "200", "-y", "50"];
+      this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch]);
+      this.log(`created tmux session ${SESSION}`);
+    }
+    const control = this.readWindows().byName.get(CONTROL_WINDOW);
+    if (!control) {
+      this.tmux(["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...watch]);
+      this.readWindows();
+    } else if (control.dead) {
+      this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch]);
+    }
+  }
+
+  workspace(i: number): string {
+    return path.join(this.conf.workspacesDir, `agent-${i}`);
+  }
+
+  ensureWorkspace(i: number): void {
+    installDir(this.conf.workspacesDir, 0o755);
+    const ws = this.workspace(i);
+    if (!isDir(ws)) installDir(ws, 0o755, this.requireAgentUser());
+  }
+
+  /**
+   * Starts agent i in a new window, or respawns its dead pane. `delay`: seconds the wrapper waits
+   * first, so agents started together (boot, scale-up) do not all start in the same second.
+   */
+  startAgent(i: number, delay: string): void {
+    const name = `agent-${i}`;
+    const ws = this.workspace(i);
+    this.ensureWorkspace(i);
+    installDir(path.join(this.conf.runDir, name), 0o700);
+    fs.rmSync(path.join(this.conf.runDir, name, "stop"), { force: true });
+    const run = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
+    const existing = this.windows.byName.get(name);
+    if (existing) {
+      this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run, delay]);
+      return;
+    }
+    // The name is the contract; claude's terminal titles must never rename the window. The
+    // options go in the same tmux call, which runs none of them if new-window fails.
+    const target = `=${SESSION}:=${name}`;
+    const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
+      ...[";", "set-option", "-w", "-t", target, o, "off"],
+    ]);
+    const create = (index: string) => [
+      "new-window",
+      "-d",
+      "-t",
+      `=${SESSION}:${index}`,
+      "-n",
+      name,
+    ];
+    // Window index = agent number where that index is free, so prefix-key + digit finds agent-N.
+    const first = this.tryTmux([...create(String(i)), ...run, delay, ...options]);
+    if (first.status === 0) return;
+    if (this.readWindows().byName.has(name))
+      throw new Error(`tmux could not set the options of window ${name}`);
+    this.tmux([...create(""), ...run, delay, ...options]);
+  }
+
+  /**
+   * Asks the given agents to exit: a stop marker (so the wrapper does not restart claude) and
+   * SIGTERM to the wrapper, which forwards it to claude. Waits up to STOP_TIMEOUT_SECONDS+5 for
+   * their panes to die. Workspaces and STATE_DIR (session id, conversation) are never touched.
+   */
+  requestStop(agents: readonly number[]): void {
+    for (const i of agents) {
+      const dir = path.join(this.conf.runDir, `agent-${i}`);
+      installDir(dir, 0o700);
+      fs.writeFileSync(path.join(dir, "stop"), "");
+      const w = this.windows.byName.get(`agent-${i}`);
+      if (w && !w.dead) signal(w.pid, "SIGTERM");
+    }
+    const deadline = epochSeconds() + Math.trunc(this.conf.stopTimeoutSeconds) + 5;
+    for (;;) {
+      const byName = this.readWindows().byName;
+      const pending = agents.filter((i) => {
+        const w = byName.get(`agent-${i}`);
+        return w !== undefined && !w.dead;
+      }).length;
+      if (pending === 0) return;
+      if (epochSeconds() >= deadline) {
+        this.log(
+          `warning: ${pending} agent(s) did not exit within ${this.conf.raw.STOP_TIMEOUT_SECONDS}s; killing them`,
+        );
+        return;
+      }
+      pause(POLL_MS);
+    }
+  }
+
+  /** Scale-down: stop, then remove the windows. */
+  stopAgents(agents: readonly number[]): void {
+    this.requestStop(agents);
+    for (const i of agents) {
+      const w = this.windows.byName.get(`agent-${i}`);
+      if (w) this.tmux(["kill-window", "-t", w.id]);
+      // A claude that outlived its wrapper (it ignored SIGTERM and SIGHUP) must not linger.
+      const pid = this.readRunFile(i, "pid");
+      if (pid !== undefined) signal(pid, "SIGKILL");
+    }
+  }
+
+  /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
+  readRunFile(i: number, file: string): string | undefined {
+    try {
+      return fs
+        .readFileSync(path.join(this.conf.runDir, `agent-${i}`, file), "utf8")
+        .replace(/\n+$/, "");
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Applies host.conf limits to running agents' scopes and to agents.slice (systemd only). */
+  applyLimits(): void {
+    if (!hasSystemd()) return;
+    const conf = this.conf;
+    if (conf.agentsMemoryMaxMb !== "") {
+      const ok = systemctl([
+        "set-property",
+        "--runtime",
+        "agents.slice",
+        `MemoryMax=${conf.agentsMemoryMaxMb}M`,
+      ]);
+      if (!ok) this.log("warning: could not set MemoryMax on agents.slice");
+    }
+    for (const unit of this.agentUnits()) {
+      if (!systemctl(["is-active", "--quiet", unit])) continue;
+      const limits = [
+        `MemoryMax=${conf.agentMemoryMaxMb}M`,
+        `CPUQuota=${conf.agentCpuQuotaPercent}%`,
+      ];
+      if (!systemctl(["set-property", "--runtime", unit, ...limits]))
+        this.log(`warning: could not update limits of ${unit}`);
+    }
+  }
+
+  /** The systemd scopes the wrappers recorded (RUN_DIR/agent-*\/unit), in glob order. */
+  private agentUnits(): string[] {
+    let dirs: string[];
+    try {
+      dirs = fs.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+    } catch {
+      return [];
+    }
+    const units: string[] = [];
+    for (const d of dirs.sort()) {
+      try {
+        units.push(
+          fs.readFileSync(path.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, ""),
+        );
+      } catch {
+        // no scope recorded (no systemd when it started, or not started yet)
+      }
+    }
+    return units;
+  }
+}
+
+/** A signal to a pid as text from tmux or a run file; no process, or no such pid, is no error. */
+function signal(pid: string, sig: NodeJS.Signals): void {
+  // Only a real process id: `kill 0` or a negative one would signal a whole process group.
+  if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
+  try {
+    process.kill(Number(pid), sig);
+  } catch {
+    // already gone
+  }
+}
+
+function systemctl(args: string[]): boolean {
+  // Its output goes to stderr: stdout carries only agentctl's data (--json).
+  return spawnSync("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
+}
+
+/** agent-host.service is up or starting: its tmux server is on the way. */
+function serviceStarting(): boolean {
+  if (systemctl(["is-active", "--quiet", "agent-host.service"])) return true;
+  const r = spawnSync("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  return (r.stdout ?? "").trim() === "activating";
+}
