@@ -2,7 +2,9 @@
 // as Pulumi.yaml writes it, its description, and whether it holds a secret. config.ts derives its
 // key list and DEFAULTS from this table; tests/config-keys.test.ts fails when Pulumi.yaml's
 // `config:` block, the README's configuration table or parseConfig drift from it. Adding a key is
-// one entry here plus its rule in config.ts and its tests. Pure: imports nothing.
+// one entry here (with `host` when the host gets its value as it is), its rule and its field in
+// config.ts, the Pulumi.yaml and README lines the drift test asks for, and its tests.
+// Pure: imports nothing.
 
 interface KeyBase {
   /** Pulumi.yaml's description, word for word (one line). */
@@ -13,6 +15,14 @@ interface KeyBase {
    * stored in plain text instead.
    */
   readonly secret?: true;
+  /**
+   * The host.conf key that receives the parsed value as it is (a list space-separated, a boolean
+   * as true/false, unset or empty = no line): host-config.ts writes it from here, so a key that
+   * reaches the host this way is declared nowhere else on the stack's side. Keys the host gets
+   * transformed (autoStopMinutes → AUTO_STOP_SECONDS, agentCount and the limits sized from it, the
+   * claude* keys) are written by host-config.ts itself.
+   */
+  readonly host?: string;
 }
 
 /**
@@ -72,18 +82,21 @@ export const CONFIG_KEY_TABLE = {
       "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32 or IAP's 35.235.240.0/20. 0.0.0.0/0 only when written explicitly, with a warning.",
   },
   claudeCodeVersion: {
+    host: "CLAUDE_CODE_VERSION",
     type: "string",
     default: "2.1.331",
     description:
       "Exact Claude Code release every agent runs. Auto-update is off; changing it updates the host and restarts the agents (conversations resume).",
   },
   claudeCodeSource: {
+    host: "CLAUDE_CODE_SOURCE",
     type: "string",
     default: "npm",
     description:
       "Where the VM gets Claude Code, npm (the @anthropic-ai/claude-code package, native binary) or native (Anthropic's installer).",
   },
   dockerSource: {
+    host: "DOCKER_SOURCE",
     type: "string",
     default: "docker-apt",
     description:
@@ -103,6 +116,7 @@ export const CONFIG_KEY_TABLE = {
       "OpenSSH public keys of the people who may log in as the admin user (agent-admin), beside the stack's own deploy key.",
   },
   agentPermissionMode: {
+    host: "PERMISSION_MODE",
     type: "string",
     default: "default",
     description:
@@ -134,12 +148,14 @@ export const CONFIG_KEY_TABLE = {
       "Delete the data disk on pulumi destroy. By default destroy leaves it (workspaces, logins, conversations) in the project.",
   },
   gitUserName: {
+    host: "GIT_USER_NAME",
     type: "string",
     default: "",
     description:
       "Optional. The name the agents commit with (git user.name of the agent user). Set together with gitUserEmail.",
   },
   gitUserEmail: {
+    host: "GIT_USER_EMAIL",
     type: "string",
     default: "",
     description:
@@ -153,16 +169,25 @@ export const CONFIG_KEY_TABLE = {
       "Optional secret. A token for HTTPS remotes (or user:token), or an SSH private key for SSH remotes. Readable only by the agent user, through git (credential store scoped to the repository's host, or ssh); a GitHub token also logs in the GitHub CLI (gh).",
   },
   repository: {
+    host: "GIT_REPOSITORY",
     type: "string",
     default: "",
     description:
       "Optional. The team's repository (https://host/path.git, ssh://[user@]host[:port]/path or user@host:path.git). When set, each new or empty workspace becomes a git worktree of it on its own branch agent-N; existing checkouts are never reset, cleaned or deleted.",
   },
   extraPackages: {
+    host: "EXTRA_PACKAGES",
     type: "array",
     default: [],
     description:
       "Debian/Ubuntu package names installed for every agent (one toolchain for all), at first boot and on every pulumi up.",
+  },
+  claudeEnv: {
+    host: "CLAUDE_ENV",
+    type: "array",
+    default: [],
+    description:
+      "NAME=value pairs set for every agent's Claude Code, e.g. HTTPS_PROXY=http://proxy:3128 or CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1. Never a credential: it lands in plain host.conf (the key and sign-in variables are refused). A change restarts the agents; conversations resume.",
   },
   claudeProvider: {
     type: "string",
@@ -232,6 +257,7 @@ export const CONFIG_KEY_TABLE = {
       "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see README). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
   },
   notifyOnIdle: {
+    host: "NOTIFY_ON_IDLE",
     type: "boolean",
     default: true,
     description:

@@ -24,6 +24,7 @@ import {
   CLAUDE_PROVIDERS,
   DOCKER_SOURCES,
   PERMISSION_MODES,
+  claudeEnvProblem,
 } from "./shared-rules";
 
 export { CLAUDE_CODE_SOURCES, CLAUDE_PROVIDERS, DOCKER_SOURCES, PERMISSION_MODES };
@@ -179,6 +180,8 @@ export interface StackConfig {
   repository?: string;
   /** Debian/Ubuntu packages installed for every agent, sorted, no duplicates. */
   extraPackages: string[];
+  /** NAME=value pairs every claude gets (CLAUDE_ENV on the host); never a credential. */
+  claudeEnv: string[];
   /** What the gitCredentials secret is (its value never enters StackConfig). */
   gitCredentialsKind?: GitCredentialsKind;
   /** host[:port] an HTTPS token is for (the repository's host, or github.com for a GitHub token). */
@@ -398,41 +401,19 @@ export function parseConfig(raw: RawConfig): ParseResult {
   const keys = parseEachKey(get, warnings);
   const { claude, gitCredentialHost } = checkAcrossKeys(keys, project, warnings);
   refuseUnknownKeys(raw);
+  // Every key's parsed value is the config's field of the same name, but for the secrets' values
+  // (never in StackConfig: only what kind they are) and the keys checked again across keys.
+  const { gitCredentials, repository, claude: _claude, ...plain } = keys;
   return {
     config: {
       project,
       zone,
       region: zone.replace(/-[a-z]$/, ""),
-      agentCount: keys.agentCount,
-      machineType: keys.machineType,
-      machine: keys.machine,
-      maxAgents: keys.maxAgents,
-      image: keys.image,
-      bootDiskSizeGb: keys.bootDiskSizeGb,
-      dataDiskSizeGb: keys.dataDiskSizeGb,
-      dataDiskType: keys.dataDiskType,
-      sshSourceRanges: keys.sshSourceRanges,
-      claudeCodeVersion: keys.claudeCodeVersion,
-      claudeCodeSource: keys.claudeCodeSource,
-      dockerSource: keys.dockerSource,
-      sshAuthorizedKeys: keys.sshAuthorizedKeys,
-      agentPermissionMode: keys.agentPermissionMode,
-      snapshotRetentionDays: keys.snapshotRetentionDays,
-      spot: keys.spot,
-      deleteDataDiskOnDestroy: keys.deleteDataDiskOnDestroy,
-      hasApiKey: keys.hasApiKey,
+      ...plain,
       claude,
-      hasDeployKey: keys.hasDeployKey,
-      gitUserName: keys.gitUserName,
-      gitUserEmail: keys.gitUserEmail,
-      repository: keys.repository?.text,
-      extraPackages: keys.extraPackages,
-      gitCredentialsKind: keys.gitCredentials?.kind,
+      repository: repository?.text,
+      gitCredentialsKind: gitCredentials?.kind,
       gitCredentialHost,
-      workSchedule: keys.workSchedule,
-      autoStopMinutes: keys.autoStopMinutes,
-      notifyWebhookKind: keys.notifyWebhookKind,
-      notifyOnIdle: keys.notifyOnIdle,
     },
     warnings,
   };
@@ -464,6 +445,7 @@ function parseEachKey(get: Get, warnings: string[]) {
     gitUserEmail: parseGitUserEmail(get("gitUserEmail")),
     repository: parseRepository(get("repository")),
     extraPackages: parseExtraPackages(get("extraPackages")),
+    claudeEnv: parseClaudeEnv(get("claudeEnv")),
     gitCredentials: parseGitCredentials(get("gitCredentials")),
     workSchedule: parseWorkHours((key) => get(key)),
     autoStopMinutes: parseAutoStopMinutes(get),
@@ -738,6 +720,26 @@ function parseExtraPackages(raw: string | undefined): string[] {
     }
   }
   return [...new Set(extraPackages)].sort();
+}
+
+/**
+ * claudeEnv: NAME=value pairs for every claude, by the host's own rule for CLAUDE_ENV
+ * (shared-rules.ts claudeEnvProblem), and never a credential: host.conf is world-readable.
+ */
+function parseClaudeEnv(raw: string | undefined): string[] {
+  const pairs = parseStringList("claudeEnv", raw, "HTTPS_PROXY=http://proxy:3128") ?? [];
+  const fix =
+    "Fix it with: pulumi config set --path 'claudeEnv[0]' HTTPS_PROXY=http://proxy:3128 (a key or token goes in anthropicApiKey)";
+  const bad = claudeEnvProblem(pairs);
+  if (bad) throw new ConfigError(`claudeEnv has ${show(bad.pair)}, which ${bad.problem}. ${fix}`);
+  const secrets = pairs.filter((pair) => secretShapesIn(pair).length > 0);
+  if (secrets.length > 0) {
+    const name = secrets[0].split("=")[0];
+    throw new ConfigError(
+      `claudeEnv's ${name} holds what looks like a credential (${secretShapesIn(secrets[0]).join(", ")}); claudeEnv lands in plain host.conf, so it takes no secret. Remove it: a key or token goes in anthropicApiKey (a secret). ${fix}`,
+    );
+  }
+  return pairs;
 }
 
 const SET_GIT_CREDENTIALS_AGAIN =

@@ -187,3 +187,50 @@ export const PERMISSION_MODES = [
  * secret anywhere) or `anthropic` (Anthropic's API with anthropicApiKey, or one `agentctl login`).
  */
 export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;
+
+/**
+ * Variables every claude gets from agent-wrapper itself, its own host.conf keys or a secret file:
+ * claudeEnv (CLAUDE_ENV on the host) may not set them. host.conf is world-readable, so no
+ * credential may come that way either.
+ */
+export const RESERVED_CLAUDE_ENV: readonly string[] = [
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "PATH",
+  "CLAUDE_CONFIG_DIR",
+  "DISABLE_AUTOUPDATER",
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "ANTHROPIC_BASE_URL",
+  "ANTHROPIC_MODEL",
+  "CLAUDE_CODE_USE_VERTEX",
+  "ANTHROPIC_VERTEX_PROJECT_ID",
+  "CLOUD_ML_REGION",
+  "ANTHROPIC_VERTEX_BASE_URL",
+  "AGENT_HOST_AGENT",
+  "AGENT_HOST_STATE_DIR",
+];
+
+/**
+ * The first pair of a NAME=value list for every claude's environment that breaks the rule, and
+ * why (words to follow the pair), or undefined. The stack (claudeEnv) and the host (CLAUDE_ENV)
+ * apply it alike.
+ */
+export function claudeEnvProblem(
+  pairs: readonly string[],
+): { pair: string; problem: string } | undefined {
+  for (const pair of pairs) {
+    const name = pair.split("=")[0];
+    if (!pair.includes("=") || !/^[A-Z_][A-Z0-9_]*$/.test(name) || /\s/.test(pair))
+      return { pair, problem: "is not NAME=value (NAME in capitals and digits, no blanks)" };
+    if (RESERVED_CLAUDE_ENV.includes(name))
+      return {
+        pair,
+        problem: `sets ${name}, which comes from its own setting or from a secret file`,
+      };
+  }
+  return undefined;
+}

@@ -2,6 +2,7 @@
 // as /etc/agent-host/host.conf (KEY=value lines the host scripts parse, never source). Used by
 // the renderer at first boot and by the fleet's reconcile command on every deploy. Pure.
 import { PER_AGENT_GIB, RESERVED_GIB, type StackConfig } from "../config";
+import { CONFIG_KEY_TABLE, type ConfigKeySpec } from "../config-keys";
 import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf";
 
 // The users, the data device and the secret's path are the host's own defaults (host/conf.ts):
@@ -19,10 +20,8 @@ export interface HostSettings {
   agentCount: number;
   /** Highest count the host accepts (agentctl refuses more). */
   agentMax: number;
-  claudeCodeVersion: string;
   claudeCodeSource: StackConfig["claudeCodeSource"];
   dockerSource: StackConfig["dockerSource"];
-  permissionMode: StackConfig["agentPermissionMode"];
   /** systemd MemoryMax of each agent's scope, MiB. */
   agentMemoryMaxMb: number;
   /** systemd CPUQuota of each agent's scope, percent of one CPU. */
@@ -31,21 +30,30 @@ export interface HostSettings {
   agentsMemoryMaxMb?: number;
   /** Public keys allowed to log in as the admin user (the deploy key first). */
   adminAuthorizedKeys: string[];
-  /** The agents' git identity (both or neither). */
-  gitUserName?: string;
-  gitUserEmail?: string;
-  /** The repository every agent's workspace is a worktree of. */
-  repository?: string;
   /** host[:port] the HTTPS token in gitCredentials is for (its credential-store scope). */
   gitCredentialHost?: string;
-  /** Debian/Ubuntu packages every agent gets. */
+  /** Debian/Ubuntu packages every agent gets (cloud-init installs them at first boot). */
   extraPackages: string[];
+  /** host.conf lines of the config keys declared with `host` in config-keys.ts, in table order. */
+  fromTable: [string, string | undefined][];
   /** Quiet time before the VM powers itself off (autoStopMinutes × 60); 0 = never. */
   autoStopSeconds: number;
-  /** Notify (when notifyWebhookUrl is set) of turns finished after real work, too. */
-  notifyOnIdle: boolean;
   /** Where the agents' Claude runs and how it signs in (no secret: the key travels apart). */
   claude: StackConfig["claude"];
+}
+
+/** A parsed config value as host.conf holds it; undefined = no line. */
+function hostValue(value: unknown): string | undefined {
+  if (Array.isArray(value)) return value.join(" ") || undefined;
+  if (value === undefined || value === "") return undefined;
+  return String(value);
+}
+
+/** The lines of the keys config-keys.ts sends to the host as they are (their `host` attribute). */
+function tableLines(config: StackConfig): [string, string | undefined][] {
+  return Object.entries(CONFIG_KEY_TABLE).flatMap(([key, spec]: [string, ConfigKeySpec]) =>
+    spec.host ? [[spec.host, hostValue(config[key as keyof StackConfig])]] : [],
+  );
 }
 
 /**
@@ -60,10 +68,8 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
   return {
     agentCount,
     agentMax: config.maxAgents,
-    claudeCodeVersion: config.claudeCodeVersion,
     claudeCodeSource: config.claudeCodeSource,
     dockerSource: config.dockerSource,
-    permissionMode: config.agentPermissionMode,
     agentMemoryMaxMb: usableMb
       ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount))
       : 2 * perAgentFloorMb,
@@ -72,13 +78,10 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
       : 200,
     agentsMemoryMaxMb: usableMb,
     adminAuthorizedKeys,
-    gitUserName: config.gitUserName,
-    gitUserEmail: config.gitUserEmail,
-    repository: config.repository,
     gitCredentialHost: config.gitCredentialHost,
     extraPackages: config.extraPackages,
+    fromTable: tableLines(config),
     autoStopSeconds: config.autoStopMinutes * 60,
-    notifyOnIdle: config.notifyOnIdle,
     claude: config.claude,
   };
 }
@@ -96,28 +99,20 @@ function hostConfLines(settings: HostSettings): [string, string | number | undef
     ["AGENT_MAX", settings.agentMax],
     ["AGENT_USER", AGENT_USER],
     ["ADMIN_USER", ADMIN_USER],
-    ["PERMISSION_MODE", settings.permissionMode],
-    ["CLAUDE_CODE_VERSION", settings.claudeCodeVersion],
-    ["CLAUDE_CODE_SOURCE", settings.claudeCodeSource],
-    ["DOCKER_SOURCE", settings.dockerSource],
     ["AGENT_MEMORY_MAX_MB", settings.agentMemoryMaxMb],
     ["AGENT_CPU_QUOTA_PERCENT", settings.agentCpuQuotaPercent],
     ["AGENTS_MEMORY_MAX_MB", settings.agentsMemoryMaxMb],
     ["DATA_DEVICE", `/dev/disk/by-id/google-${DATA_DEVICE_NAME}`],
     ["API_KEY_FILE", API_KEY_PATH],
-    ["GIT_USER_NAME", settings.gitUserName],
-    ["GIT_USER_EMAIL", settings.gitUserEmail],
-    ["GIT_REPOSITORY", settings.repository],
     ["GIT_CREDENTIAL_HOST", settings.gitCredentialHost],
-    ["EXTRA_PACKAGES", settings.extraPackages.join(" ") || undefined],
     ["AUTO_STOP_SECONDS", settings.autoStopSeconds],
-    ["NOTIFY_ON_IDLE", String(settings.notifyOnIdle)],
     ["CLAUDE_PROVIDER", settings.claude.provider],
     ["VERTEX_PROJECT_ID", settings.claude.vertexProjectId],
     ["VERTEX_REGION", settings.claude.vertexRegion],
     ["CLAUDE_MODEL", settings.claude.model],
     ["ANTHROPIC_BASE_URL", settings.claude.anthropicBaseUrl],
     ["VERTEX_BASE_URL", settings.claude.vertexBaseUrl],
+    ...settings.fromTable,
   ];
 }
 

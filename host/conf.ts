@@ -14,6 +14,7 @@ import {
   CLAUDE_PROVIDERS,
   DOCKER_SOURCES,
   PERMISSION_MODES,
+  claudeEnvProblem,
 } from "../shared-rules";
 
 export const DEFAULT_CONFIG = "/etc/agent-host/host.conf";
@@ -51,41 +52,10 @@ const bool = oneOf(["true", "false"], "is not true or false; fix the config");
 const absolutePath = matches(/^\//, "is not an absolute path; fix the config");
 const userName = matches(/^[a-z_][a-z0-9_-]{0,31}$/, "is not a plain user name; fix the config");
 
-/**
- * Variables every claude gets from agent-wrapper itself, its own keys or a secret file: CLAUDE_ENV
- * may not set them (host.conf is world-readable, so no credential may come this way either).
- */
-export const RESERVED_CLAUDE_ENV = [
-  "HOME",
-  "USER",
-  "LOGNAME",
-  "SHELL",
-  "PATH",
-  "CLAUDE_CONFIG_DIR",
-  "DISABLE_AUTOUPDATER",
-  "ANTHROPIC_API_KEY",
-  "ANTHROPIC_AUTH_TOKEN",
-  "CLAUDE_CODE_OAUTH_TOKEN",
-  "ANTHROPIC_BASE_URL",
-  "ANTHROPIC_MODEL",
-  "CLAUDE_CODE_USE_VERTEX",
-  "ANTHROPIC_VERTEX_PROJECT_ID",
-  "CLOUD_ML_REGION",
-  "ANTHROPIC_VERTEX_BASE_URL",
-  "AGENT_HOST_AGENT",
-  "AGENT_HOST_STATE_DIR",
-];
-
-/** CLAUDE_ENV: space-separated NAME=value pairs, none of them reserved. */
+/** CLAUDE_ENV: space-separated NAME=value pairs, none of them reserved (shared-rules.ts). */
 const claudeEnv: Rule = (v) => {
-  for (const pair of v.split(/\s+/).filter(Boolean)) {
-    const name = pair.split("=")[0];
-    if (!pair.includes("=") || !/^[A-Z_][A-Z0-9_]*$/.test(name))
-      return `has '${name}', which is not NAME=value; give space-separated NAME=value pairs`;
-    if (RESERVED_CLAUDE_ENV.includes(name))
-      return `may not set ${name}: it comes from its own setting or from a secret file; remove it`;
-  }
-  return undefined;
+  const bad = claudeEnvProblem(v.split(/\s+/).filter(Boolean));
+  return bad && `has '${bad.pair}', which ${bad.problem}; remove or fix it`;
 };
 
 type Kind = "text" | "number" | "bool";

@@ -382,6 +382,43 @@ const CASES: Case[] = [
     },
   ],
   [
+    "claudeEnv setting the API key's variable",
+    {
+      "agent-host:claudeEnv": JSON.stringify([
+        "HTTPS_PROXY=http://proxy:3128",
+        "ANTHROPIC_API_KEY=x",
+      ]),
+    },
+    {
+      key: "claudeEnv",
+      value: "ANTHROPIC_API_KEY=x",
+      said: "comes from its own setting or from a secret file",
+      fix: "pulumi config set --path 'claudeEnv[0]' HTTPS_PROXY=http://proxy:3128",
+    },
+  ],
+  [
+    "claudeEnv with a blank in a pair",
+    { "agent-host:claudeEnv": JSON.stringify(["NODE_OPTIONS=--max-old-space-size=4096 --trace"]) },
+    {
+      key: "claudeEnv",
+      value: "NODE_OPTIONS=--max-old-space-size=4096 --trace",
+      said: "is not NAME=value",
+      fix: "pulumi config set --path 'claudeEnv[0]' HTTPS_PROXY=http://proxy:3128",
+    },
+  ],
+  [
+    "claudeEnv carrying a token under another name",
+    {
+      "agent-host:claudeEnv": JSON.stringify(["GH_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789"]),
+    },
+    {
+      key: "claudeEnv",
+      hidden: "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+      said: "GH_TOKEN",
+      fix: "pulumi config set --path 'claudeEnv[0]' HTTPS_PROXY=http://proxy:3128",
+    },
+  ],
+  [
     "extraPackages with a shell command",
     { "agent-host:extraPackages": JSON.stringify(["ripgrep", "curl; rm -rf /"]) },
     {

@@ -178,6 +178,7 @@ describe("config.ts reads the table", () => {
     gitCredentials: "token with spaces",
     repository: "ftp://example.test/r.git",
     extraPackages: '["Not A Package"]',
+    claudeEnv: '["ANTHROPIC_API_KEY=x"]',
     claudeProvider: "openai",
     vertexRegion: "mars-north1",
     claudeModel: "not a model!",

@@ -24,14 +24,19 @@ const read = (file: string) => fs.readFileSync(path.join(HOST, file), "utf8");
 
 /** The stack's settings with every optional one filled in, so every key it can write is written. */
 function fullSettings(): HostSettings {
-  const base = hostSettingsFor(parseConfig(BASE_CONFIG).config, []);
+  const base = hostSettingsFor(
+    parseConfig({
+      ...BASE_CONFIG,
+      "agent-host:gitUserName": "n",
+      "agent-host:gitUserEmail": "e@example.test",
+      "agent-host:repository": "https://example.test/r.git",
+      "agent-host:extraPackages": '["ripgrep"]',
+    }).config,
+    [],
+  );
   return {
     ...base,
-    gitUserName: "n",
-    gitUserEmail: "e@example.test",
-    repository: "https://example.test/r.git",
     gitCredentialHost: "example.test",
-    extraPackages: ["ripgrep"],
     claude: {
       ...base.claude,
       provider: "vertex",
@@ -156,9 +161,9 @@ test.each([
   [
     "CLAUDE_ENV=HTTPS_PROXY=http://p ANTHROPIC_API_KEY=x",
     "CLAUDE_ENV",
-    /may not set ANTHROPIC_API_KEY/,
+    /'ANTHROPIC_API_KEY=x', which sets ANTHROPIC_API_KEY, which comes from its own setting/,
   ],
-  ["CLAUDE_ENV=lower=1", "CLAUDE_ENV", /'lower', which is not NAME=value/],
+  ["CLAUDE_ENV=lower=1", "CLAUDE_ENV", /'lower=1', which is not NAME=value/],
   ["STOP_TIMEOUT_SECONDS=5s", "STOP_TIMEOUT_SECONDS", /is not a number of seconds/],
   ["AUTO_STOP_POLL_SECONDS=0", "AUTO_STOP_POLL_SECONDS", /above 0/],
   ["DATA_MOUNT=/", "DATA_MOUNT", /must not be \//],

@@ -2,6 +2,7 @@
 // by ajv against the JSON schema the cloud-init package ships; the shipped scripts by shellcheck.
 import Ajv from "ajv-draft-04";
 import addFormats from "ajv-formats";
+import { parseHostConf } from "../host/conf";
 import { execFileSync, spawnSync } from "child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
@@ -209,14 +210,33 @@ describe("what the user-data sets up", () => {
     });
     const conf = renderHostConf(hostSettingsFor(config, []));
     expect(conf.split("\n").filter((line) => /^(GIT_|EXTRA_PACKAGES=)/.test(line))).toEqual([
+      "GIT_CREDENTIAL_HOST=git.acme.example:8443",
       "GIT_USER_NAME=Acme Agents",
       "GIT_USER_EMAIL=agents@acme.example",
       "GIT_REPOSITORY=https://git.acme.example:8443/team/app.git",
-      "GIT_CREDENTIAL_HOST=git.acme.example:8443",
       "EXTRA_PACKAGES=build-essential ripgrep",
     ]);
     expect(JSON.stringify(config)).not.toContain(canary);
     expect(renderUserData(hostSettingsFor(config, [DEPLOY_KEY]))).not.toContain(canary);
+  });
+
+  test("claudeEnv reaches host.conf as CLAUDE_ENV, space-separated, and the host's parser takes it", () => {
+    const pairs = [
+      "HTTPS_PROXY=http://proxy.internal:3128",
+      "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+    ];
+    const { config } = parseConfig({
+      ...BASE_CONFIG,
+      "agent-host:claudeEnv": JSON.stringify(pairs),
+    });
+    const conf = renderHostConf(hostSettingsFor(config, []));
+    expect(conf).toContain(`\nCLAUDE_ENV=${pairs.join(" ")}\n`);
+    expect(parseHostConf(conf).claudeEnv).toBe(pairs.join(" "));
+    expect(parseHostConf(conf).errors).toEqual({});
+    // Unset: no line, and the host's default (none) applies.
+    expect(renderHostConf(hostSettingsFor(parseConfig({ ...BASE_CONFIG }).config, []))).not.toMatch(
+      /^CLAUDE_ENV=/m,
+    );
   });
 
   test("host.conf sizes the agents from the machine", () => {
@@ -227,18 +247,19 @@ describe("what the user-data sets up", () => {
         "AGENT_MAX=20",
         "AGENT_USER=agent",
         "ADMIN_USER=agent-admin",
-        "PERMISSION_MODE=default",
-        "CLAUDE_CODE_VERSION=2.1.331",
-        "CLAUDE_CODE_SOURCE=npm",
-        "DOCKER_SOURCE=docker-apt",
         "AGENT_MEMORY_MAX_MB=3072",
         "AGENT_CPU_QUOTA_PERCENT=160",
         "AGENTS_MEMORY_MAX_MB=30720",
         "DATA_DEVICE=/dev/disk/by-id/google-workspaces",
         "API_KEY_FILE=/etc/agent-host/secrets/anthropic-api-key",
         "AUTO_STOP_SECONDS=3600",
-        "NOTIFY_ON_IDLE=true",
         "CLAUDE_PROVIDER=anthropic",
+        // The keys config-keys.ts sends as they are (`host`), in the table's order.
+        "CLAUDE_CODE_VERSION=2.1.331",
+        "CLAUDE_CODE_SOURCE=npm",
+        "DOCKER_SOURCE=docker-apt",
+        "PERMISSION_MODE=default",
+        "NOTIFY_ON_IDLE=true",
         "",
       ].join("\n"),
     );
