@@ -170,15 +170,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path8 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path11 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path8, "utf8");
+    textIn = fs.readFileSync(path11, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path8);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path8}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path11);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path11}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -764,155 +764,390 @@ var init_store = __esm({
   }
 });
 
-// host/autostop.ts
-function blockers(input) {
-  const reasons = [];
-  for (const a of input.agents) {
-    if (BUSY_STATES.has(a.state)) {
-      reasons.push(`agent-${a.n} ${a.state}${a.reason ? ` (${a.reason})` : ""}`);
+// host/tmux.ts
+function tmux(socket, args, input) {
+  const r = (0, import_child_process.spawnSync)("tmux", ["-S", socket, ...args], {
+    encoding: "utf8",
+    input,
+    timeout: 1e4
+  });
+  return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+function parseWindowList(listing) {
+  const byName = /* @__PURE__ */ new Map();
+  const duplicates = [];
+  for (const line of listing.split("\n")) {
+    const [id, dead, pid, status2, signal2, ...rest] = line.split("|");
+    const name = rest.join("|");
+    if (!name) continue;
+    if (byName.has(name)) {
+      duplicates.push(id);
+      continue;
     }
+    const code = signal2 ? String(128 + Number(signal2)) : status2 ?? "";
+    byName.set(name, { id, dead: dead === "1", pid: pid ?? "", code });
   }
-  for (const client of input.presence.tmuxClients) reasons.push(`tmux client attached (${client})`);
-  for (const session of input.presence.sshSessions) reasons.push(`SSH session ${session}`);
-  return reasons;
+  return { byName, duplicates };
 }
-function quietSince(input) {
-  let since = Math.max(input.bootAt, input.lastBusyAt ?? 0);
-  for (const a of input.agents) if (a.since !== void 0) since = Math.max(since, a.since);
-  return Math.min(since, input.now);
+function listWindows(socket) {
+  const r = tmux(socket, ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT]);
+  return parseWindowList(r.code === 0 ? r.stdout : "");
 }
-function decide2(input) {
-  if (input.limitMs <= 0) return { kind: "off" };
-  const reasons = blockers(input);
-  if (reasons.length > 0) return { kind: "held", reasons };
-  const since = quietSince(input);
-  const stopAt = since + input.limitMs;
-  return input.now >= stopAt ? { kind: "stop", quietSince: since } : { kind: "waiting", quietSince: since, stopAt };
+function agentNumber(name) {
+  const m = /^agent-([1-9][0-9]*)$/.exec(name);
+  return m ? Number(m[1]) : void 0;
 }
-function shortDuration(ms) {
-  const s = Math.max(0, Math.round(ms / 1e3));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  if (s < 86400)
-    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
-  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
-}
-function describeDecision(decision, now, limitMs) {
-  switch (decision.kind) {
-    case "off":
-      return "auto-stop: off (autoStopMinutes 0)";
-    case "held": {
-      const shown = decision.reasons.slice(0, 4).join("; ");
-      const more = decision.reasons.length > 4 ? `; +${decision.reasons.length - 4} more` : "";
-      return `auto-stop: not counting (${shortDuration(limitMs)} of quiet needed): ${shown}${more}`;
-    }
-    case "waiting":
-      return `auto-stop: in ${shortDuration(decision.stopAt - now)} (quiet for ${shortDuration(now - decision.quietSince)}: every agent idle or waiting on you, nobody attached)`;
-    case "stop":
-      return `auto-stop: stopping now (quiet for ${shortDuration(now - decision.quietSince)})`;
+function agentWindows(socket) {
+  const out = /* @__PURE__ */ new Map();
+  for (const [name, w] of listWindows(socket).byName) {
+    const n = agentNumber(name);
+    if (n === void 0) continue;
+    const code = w.code === "" ? NaN : Number(w.code);
+    out.set(n, {
+      id: w.id,
+      dead: w.dead,
+      panePid: Number(w.pid),
+      ...Number.isFinite(code) ? { exitCode: code } : {}
+    });
   }
+  return out;
 }
-function agentsIdleFor(agents, now, bootAt) {
-  if (agents.some((a) => BUSY_STATES.has(a.state))) return void 0;
-  let since = bootAt;
-  for (const a of agents) if (a.since !== void 0) since = Math.max(since, a.since);
-  return Math.max(0, now - since);
-}
-var BUSY_STATES;
-var init_autostop = __esm({
-  "host/autostop.ts"() {
+var import_child_process, SESSION, windowTarget, WINDOW_FORMAT;
+var init_tmux = __esm({
+  "host/tmux.ts"() {
     "use strict";
-    BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
+    import_child_process = require("child_process");
+    SESSION = "agents";
+    windowTarget = (n) => `=${SESSION}:=agent-${n}`;
+    WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
   }
 });
 
-// host/autostop-run.ts
-function readState(runDir) {
-  try {
-    const v = JSON.parse(fs4.readFileSync(path3.join(runDir, STATE_FILE), "utf8"));
-    return typeof v === "object" && v !== null ? v : {};
-  } catch {
-    return {};
-  }
-}
-function writeState(runDir, state) {
-  const file = path3.join(runDir, STATE_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs4.writeFileSync(tmp, `${JSON.stringify(state)}
-`, { mode: 420 });
-  fs4.renameSync(tmp, file);
-}
-function stopArgv(command) {
-  const argv = command.trim().split(/\s+/).filter(Boolean);
-  return argv.length > 0 ? argv : ["systemctl", "poweroff"];
-}
-async function pollOnce(settings, deps) {
-  const now = deps.now();
-  const state = readState(settings.runDir);
-  const decision = decide2({
-    now,
-    limitMs: settings.limitMs,
-    bootAt: deps.bootAt,
-    lastBusyAt: state.lastBusyAt,
-    agents: deps.agents(),
-    presence: deps.presence()
-  });
-  const next = {
-    ...state,
-    updated: now,
-    line: describeDecision(decision, now, settings.limitMs)
+// host/agents.ts
+function agentctlPaths(env) {
+  const need = (name) => {
+    const value = env[name];
+    if (!value) throw new Error(`${name} is not set: run this command through agentctl`);
+    return value;
   };
-  if (decision.kind === "held") next.lastBusyAt = now;
-  if (decision.kind === "stop") {
-    const text2 = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
-    deps.log(text2);
-    if (deps.notify) await deps.notify(text2);
-    const argv = stopArgv(settings.command);
-    const r = (0, import_child_process.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
-    if (r.status !== 0) {
-      deps.log(
-        `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
-      );
-    }
-    next.stoppedAt = now;
-    next.lastBusyAt = now;
-  }
-  writeState(settings.runDir, next);
-  return decision;
+  return {
+    self: need("AGENTCTL_SELF"),
+    wrapper: need("AGENTCTL_WRAPPER"),
+    tmuxConf: need("AGENTCTL_TMUX_CONF")
+  };
 }
-async function runAutoStop(settings, deps) {
-  fs4.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
-  if (settings.limitMs <= 0) {
-    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
-    writeState(settings.runDir, {
-      line: describeDecision({ kind: "off" }, deps.now(), 0),
-      updated: deps.now()
-    });
-    return 0;
-  }
-  deps.log(
-    `auto-stop: the VM stops after ${Math.round(settings.limitMs / 1e3)} s with every agent idle and nobody attached (${stopArgv(settings.command).join(" ")})`
-  );
-  for (let polls = 0; settings.maxPolls === void 0 || polls < settings.maxPolls; polls++) {
-    try {
-      await pollOnce(settings, deps);
-    } catch (error) {
-      deps.log(`auto-stop: poll failed: ${error.message}`);
-    }
-    await sleep(settings.pollMs);
-  }
-  return 0;
+function lookupUser(name) {
+  const r = (0, import_child_process2.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
+  const f = r.status === 0 ? r.stdout.split("\n")[0].split(":") : [];
+  if (f.length < 7) return void 0;
+  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
-var import_child_process, fs4, path3, STATE_FILE, sleep;
-var init_autostop_run = __esm({
-  "host/autostop-run.ts"() {
+function installDir(dir, mode, owner) {
+  fs4.mkdirSync(dir, { recursive: true });
+  fs4.chmodSync(dir, mode);
+  if (owner) fs4.chownSync(dir, owner.uid, owner.gid);
+}
+function signal(pid, sig) {
+  if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
+  try {
+    process.kill(Number(pid), sig);
+  } catch {
+  }
+}
+function systemctl(args) {
+  return (0, import_child_process2.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
+}
+function serviceStarting() {
+  if (systemctl(["is-active", "--quiet", "agent-host.service"])) return true;
+  const r = (0, import_child_process2.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"]
+  });
+  return (r.stdout ?? "").trim() === "activating";
+}
+var import_child_process2, fs4, path3, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
+var init_agents = __esm({
+  "host/agents.ts"() {
     "use strict";
-    import_child_process = require("child_process");
+    import_child_process2 = require("child_process");
     fs4 = __toESM(require("fs"));
     path3 = __toESM(require("path"));
-    init_autostop();
-    STATE_FILE = "autostop.json";
-    sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    init_tmux();
+    CONTROL_WINDOW = "control";
+    BOOT_SOCKET_WAIT_SECONDS = 60;
+    LOCK_WAIT_SECONDS = 300;
+    POLL_MS = 100;
+    TMUX_TIMEOUT_MS = 3e4;
+    isDir = (p) => {
+      try {
+        return fs4.statSync(p).isDirectory();
+      } catch {
+        return false;
+      }
+    };
+    pause = (ms) => {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    };
+    hasSystemd = () => isDir("/run/systemd/system");
+    epochSeconds = () => Math.floor(Date.now() / 1e3);
+    Agents = class {
+      constructor(conf, paths, log2, env = process.env) {
+        this.conf = conf;
+        this.paths = paths;
+        this.log = log2;
+        this.env = env;
+      }
+      conf;
+      paths;
+      log;
+      env;
+      /** The session's windows as last read (readWindows). */
+      windows = { byName: /* @__PURE__ */ new Map(), duplicates: [] };
+      user;
+      /** tmux on our socket; a failure ends the command (exit 1), after tmux's own message. */
+      tmux(args, stderr = "inherit") {
+        const r = this.tryTmux(args, stderr);
+        if (r.status !== 0) throw new Error(`tmux ${args[0]} failed (exit ${r.status ?? "?"})`);
+        return r.stdout;
+      }
+      tryTmux(args, stderr = "ignore") {
+        const stdio = ["ignore", "pipe", stderr];
+        const r = (0, import_child_process2.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
+          encoding: "utf8",
+          stdio,
+          timeout: TMUX_TIMEOUT_MS
+        });
+        return { status: r.status, stdout: r.stdout ?? "" };
+      }
+      serverUp() {
+        return this.tryTmux(["list-sessions"]).status === 0;
+      }
+      sessionUp() {
+        return this.tryTmux(["has-session", "-t", `=${SESSION}`]).status === 0;
+      }
+      /** Reads the session's windows into `windows` (none without a session). */
+      readWindows() {
+        this.windows = listWindows(this.conf.tmuxSocket);
+        return this.windows;
+      }
+      /** The agent user (looked up once); undefined if it does not exist. */
+      agentUser() {
+        this.user ??= lookupUser(this.conf.agentUser);
+        return this.user;
+      }
+      requireAgentUser() {
+        const u = this.agentUser();
+        if (!u) throw new Error(`user ${this.conf.agentUser} (AGENT_USER) does not exist`);
+        return u;
+      }
+      prepareRunDir() {
+        installDir(this.conf.runDir, 448);
+        installDir(path3.dirname(this.conf.tmuxSocket), 448);
+      }
+      /**
+       * Waits for the tmux server. Under systemd the server belongs to agent-host.service: wait while
+       * it starts (boot, ExecStartPost), never start one that would belong to the caller's SSH login.
+       * Without systemd (containers, tests) start one ourselves unless --boot says someone else is.
+       */
+      ensureServer(boot) {
+        if (this.serverUp()) return;
+        const sock = this.conf.tmuxSocket;
+        if (boot || hasSystemd() && serviceStarting()) {
+          this.log(`waiting up to ${BOOT_SOCKET_WAIT_SECONDS}s for the tmux server on ${sock}`);
+          const deadline = Date.now() + BOOT_SOCKET_WAIT_SECONDS * 1e3;
+          while (!this.serverUp()) {
+            if (Date.now() >= deadline)
+              throw new Error(
+                `no tmux server on ${sock} after ${BOOT_SOCKET_WAIT_SECONDS}s; check: systemctl status agent-host`
+              );
+            pause(POLL_MS);
+          }
+          return;
+        }
+        if (hasSystemd())
+          throw new Error(`no tmux server on ${sock}; start it with: systemctl start agent-host`);
+        this.log(
+          `no systemd: starting the tmux server on ${sock} (it will not come back after a reboot)`
+        );
+        this.prepareRunDir();
+        this.tmux(["-f", this.paths.tmuxConf, "start-server"]);
+        if (!this.serverUp()) throw new Error(`could not start tmux on ${sock}`);
+      }
+      /**
+       * RUN_DIR/agentctl.lock, held until this process exits. flock(1) locks the open file this
+       * process hands it as fd 3, so the lock is the same flock(2) lock agentctl's bash took and
+       * outlives the flock process; an exit (or a crash) releases it.
+       */
+      takeLock() {
+        this.prepareRunDir();
+        const file = path3.join(this.conf.runDir, "agentctl.lock");
+        const fd = fs4.openSync(file, "a");
+        const flock = (args) => {
+          const r = (0, import_child_process2.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+          if (r.error) throw new Error(`flock: ${r.error.message}`);
+          return r.status === 0;
+        };
+        if (flock(["-n"])) return;
+        this.log(`waiting for another agentctl (lock ${file})`);
+        if (!flock(["-w", String(LOCK_WAIT_SECONDS)]))
+          throw new Error(`lock ${file} still held after ${LOCK_WAIT_SECONDS}s`);
+      }
+      /** Environment the windows need when agentctl itself runs with overrides (tests, staging). */
+      windowEnv() {
+        const out = ["-e", `AGENTCTL_CONFIG=${this.conf.file}`];
+        if (this.env.AGENT_WRAPPER) out.push("-e", `AGENT_WRAPPER=${this.env.AGENT_WRAPPER}`);
+        if (this.env.AGENT_HOST_JS) out.push("-e", `AGENT_HOST_JS=${this.env.AGENT_HOST_JS}`);
+        return out;
+      }
+      /** The session with its permanent control window: removing agents can never end the session. */
+      ensureSession() {
+        const watch = [...this.windowEnv(), "--", this.paths.self, "watch"];
+        if (!this.sessionUp()) {
+          const size = ["-x", "200", "-y", "50"];
+          this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch]);
+          this.log(`created tmux session ${SESSION}`);
+        }
+        const control = this.readWindows().byName.get(CONTROL_WINDOW);
+        if (!control) {
+          this.tmux(["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...watch]);
+          this.readWindows();
+        } else if (control.dead) {
+          this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch]);
+        }
+      }
+      workspace(i) {
+        return path3.join(this.conf.workspacesDir, `agent-${i}`);
+      }
+      ensureWorkspace(i) {
+        installDir(this.conf.workspacesDir, 493);
+        const ws = this.workspace(i);
+        if (!isDir(ws)) installDir(ws, 493, this.requireAgentUser());
+      }
+      /**
+       * Starts agent i in a new window, or respawns its dead pane. `delay`: seconds the wrapper waits
+       * first, so agents started together (boot, scale-up) do not all start in the same second.
+       */
+      startAgent(i, delay) {
+        const name = `agent-${i}`;
+        const ws = this.workspace(i);
+        this.ensureWorkspace(i);
+        installDir(path3.join(this.conf.runDir, name), 448);
+        fs4.rmSync(path3.join(this.conf.runDir, name, "stop"), { force: true });
+        const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
+        const existing = this.windows.byName.get(name);
+        if (existing) {
+          this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run3, delay]);
+          return;
+        }
+        const target = `=${SESSION}:=${name}`;
+        const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
+          ...[";", "set-option", "-w", "-t", target, o, "off"]
+        ]);
+        const create = (index) => [
+          "new-window",
+          "-d",
+          "-t",
+          `=${SESSION}:${index}`,
+          "-n",
+          name
+        ];
+        const first = this.tryTmux([...create(String(i)), ...run3, delay, ...options]);
+        if (first.status === 0) return;
+        if (this.readWindows().byName.has(name))
+          throw new Error(`tmux could not set the options of window ${name}`);
+        this.tmux([...create(""), ...run3, delay, ...options]);
+      }
+      /**
+       * Asks the given agents to exit: a stop marker (so the wrapper does not restart claude) and
+       * SIGTERM to the wrapper, which forwards it to claude. Waits up to STOP_TIMEOUT_SECONDS+5 for
+       * their panes to die. Workspaces and STATE_DIR (session id, conversation) are never touched.
+       */
+      requestStop(agents2) {
+        for (const i of agents2) {
+          const dir = path3.join(this.conf.runDir, `agent-${i}`);
+          installDir(dir, 448);
+          fs4.writeFileSync(path3.join(dir, "stop"), "");
+          const w = this.windows.byName.get(`agent-${i}`);
+          if (w && !w.dead) signal(w.pid, "SIGTERM");
+        }
+        const deadline = epochSeconds() + Math.trunc(this.conf.stopTimeoutSeconds) + 5;
+        for (; ; ) {
+          const byName = this.readWindows().byName;
+          const pending = agents2.filter((i) => {
+            const w = byName.get(`agent-${i}`);
+            return w !== void 0 && !w.dead;
+          }).length;
+          if (pending === 0) return;
+          if (epochSeconds() >= deadline) {
+            this.log(
+              `warning: ${pending} agent(s) did not exit within ${this.conf.raw.STOP_TIMEOUT_SECONDS}s; killing them`
+            );
+            return;
+          }
+          pause(POLL_MS);
+        }
+      }
+      /** Scale-down: stop, then remove the windows. */
+      stopAgents(agents2) {
+        this.requestStop(agents2);
+        for (const i of agents2) {
+          const w = this.windows.byName.get(`agent-${i}`);
+          if (w) this.tmux(["kill-window", "-t", w.id]);
+          const pid = this.readRunFile(i, "pid");
+          if (pid !== void 0) signal(pid, "SIGKILL");
+        }
+      }
+      /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
+      readRunFile(i, file) {
+        try {
+          return fs4.readFileSync(path3.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
+        } catch {
+          return void 0;
+        }
+      }
+      /** Applies host.conf limits to running agents' scopes and to agents.slice (systemd only). */
+      applyLimits() {
+        if (!hasSystemd()) return;
+        const conf = this.conf;
+        if (conf.agentsMemoryMaxMb !== "") {
+          const ok = systemctl([
+            "set-property",
+            "--runtime",
+            "agents.slice",
+            `MemoryMax=${conf.agentsMemoryMaxMb}M`
+          ]);
+          if (!ok) this.log("warning: could not set MemoryMax on agents.slice");
+        }
+        for (const unit of this.agentUnits()) {
+          if (!systemctl(["is-active", "--quiet", unit])) continue;
+          const limits = [
+            `MemoryMax=${conf.agentMemoryMaxMb}M`,
+            `CPUQuota=${conf.agentCpuQuotaPercent}%`
+          ];
+          if (!systemctl(["set-property", "--runtime", unit, ...limits]))
+            this.log(`warning: could not update limits of ${unit}`);
+        }
+      }
+      /** The systemd scopes the wrappers recorded (RUN_DIR/agent-*\/unit), in glob order. */
+      agentUnits() {
+        let dirs;
+        try {
+          dirs = fs4.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+        } catch {
+          return [];
+        }
+        const units = [];
+        for (const d of dirs.sort()) {
+          try {
+            units.push(
+              fs4.readFileSync(path3.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
+            );
+          } catch {
+          }
+        }
+        return units;
+      }
+    };
   }
 });
 
@@ -984,49 +1219,6 @@ var init_effective = __esm({
   "host/effective.ts"() {
     "use strict";
     init_state();
-  }
-});
-
-// host/tmux.ts
-function tmux(socket, args, input) {
-  const r = (0, import_child_process2.spawnSync)("tmux", ["-S", socket, ...args], {
-    encoding: "utf8",
-    input,
-    timeout: 1e4
-  });
-  return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
-}
-function agentWindows(socket) {
-  const out = /* @__PURE__ */ new Map();
-  const r = tmux(socket, [
-    "list-windows",
-    "-t",
-    `=${SESSION}`,
-    "-F",
-    "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}"
-  ]);
-  if (r.code !== 0) return out;
-  for (const line of r.stdout.split("\n")) {
-    const [id, dead, pid, status2, signal, ...rest] = line.split("|");
-    const m = /^agent-([1-9][0-9]*)$/.exec(rest.join("|"));
-    if (!m || out.has(Number(m[1]))) continue;
-    const code = signal ? 128 + Number(signal) : status2 ? Number(status2) : void 0;
-    out.set(Number(m[1]), {
-      id,
-      dead: dead === "1",
-      panePid: Number(pid),
-      ...code !== void 0 && Number.isFinite(code) ? { exitCode: code } : {}
-    });
-  }
-  return out;
-}
-var import_child_process2, SESSION, windowTarget;
-var init_tmux = __esm({
-  "host/tmux.ts"() {
-    "use strict";
-    import_child_process2 = require("child_process");
-    SESSION = "agents";
-    windowTarget = (n) => `=${SESSION}:=agent-${n}`;
   }
 });
 
@@ -1149,6 +1341,724 @@ var init_facts = __esm({
     NEEDS_LOGIN_RE = /Not logged in|Please run \/login|Select login method|Paste code here if prompted/;
     PANE_EVERY_MS = 3e3;
     paneCache = /* @__PURE__ */ new Map();
+  }
+});
+
+// host/send.ts
+function parseSendArgs(argv, readStdin, readFile) {
+  let force = false;
+  let file;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--force") force = true;
+    else if (a === "--file") {
+      if (i + 1 >= argv.length) throw new UsageError(`send: --file needs a file name. ${USAGE}`);
+      file = argv[++i];
+    } else if (a.startsWith("--file=")) file = a.slice("--file=".length);
+    else if (a === "--") {
+      i++;
+      break;
+    } else if (a.startsWith("-")) throw new UsageError(`send: unknown option '${a}'. ${USAGE}`);
+    else break;
+  }
+  const target = argv[i];
+  if (target === void 0) throw new UsageError(`send: which agent? ${USAGE}`);
+  if (target !== "all" && !/^[1-9][0-9]*$/.test(target)) {
+    throw new UsageError(
+      `send: '${target}' is not an agent number or all; e.g. 'agentctl send 3 "run the tests"'`
+    );
+  }
+  const words = argv.slice(i + 1);
+  if (file !== void 0 && words.length > 0)
+    throw new UsageError(`send: give the text or --file, not both. ${USAGE}`);
+  let text2;
+  if (file !== void 0) {
+    try {
+      text2 = readFile(file);
+    } catch (error) {
+      throw new UsageError(`send: cannot read --file ${file}: ${error.message}`);
+    }
+  } else if (words.length > 0) text2 = words.join(" ");
+  else text2 = readStdin();
+  text2 = text2.replace(/\r\n/g, "\n").replace(/\n+$/, "");
+  if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
+  if (Buffer.byteLength(text2) > SEND_MAX_BYTES) {
+    throw new UsageError(
+      `send: the text is ${Buffer.byteLength(text2)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
+    );
+  }
+  return { targets: target === "all" ? "all" : Number(target), force, text: text2 };
+}
+function refusal(row, force) {
+  switch (row.state) {
+    case "missing":
+    case "exited":
+    case "crashed":
+    case "starting":
+      return `${row.name} is ${row.state} (${row.reason}); nothing to type into`;
+    default:
+      break;
+  }
+  if (force) return void 0;
+  if (row.state === "working")
+    return `${row.name} is working (${row.reason}); wait for it, or use --force to type into it anyway`;
+  if (row.state === "needs-permission" || row.state === "needs-answer") {
+    return `${row.name} waits for your answer (${row.reason}); typed text would answer its dialog. Attach to answer it (agentctl attach ${row.n}), or use --force`;
+  }
+  if (row.state === "signed-out")
+    return `${row.name} is signed out (${row.reason}); sign it in first, or use --force`;
+  return void 0;
+}
+function capture(conf, n) {
+  return tmux(conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]).stdout;
+}
+function typeInto(conf, n, text2) {
+  const buffer = `agent-host-send-${process.pid}-${n}`;
+  const target = windowTarget(n);
+  const before = capture(conf, n);
+  const load = tmux(conf.tmuxSocket, ["load-buffer", "-b", buffer, "-"], text2);
+  if (load.code !== 0) throw new Error(`tmux load-buffer: ${load.stderr.trim()}`);
+  const paste = tmux(conf.tmuxSocket, [
+    "paste-buffer",
+    "-d",
+    "-p",
+    "-r",
+    "-b",
+    buffer,
+    "-t",
+    target
+  ]);
+  if (paste.code !== 0) {
+    tmux(conf.tmuxSocket, ["delete-buffer", "-b", buffer]);
+    throw new Error(`tmux paste-buffer: ${paste.stderr.trim()}`);
+  }
+  const deadline = Date.now() + PASTE_SHOWN_MS;
+  while (Date.now() < deadline && capture(conf, n) === before) sleep(20);
+  const enter = tmux(conf.tmuxSocket, ["send-keys", "-t", target, "Enter"]);
+  if (enter.code !== 0) throw new Error(`tmux send-keys: ${enter.stderr.trim()}`);
+}
+function send(conf, args, log2) {
+  const { rows } = snapshot(conf);
+  const chosen = args.targets === "all" ? rows.filter((r) => r.state !== "missing") : rows.filter((r) => r.n === args.targets);
+  if (args.targets !== "all" && chosen.length === 0) {
+    throw new UsageError(
+      `send: there is no agent-${args.targets}; run 'agentctl status' to see the agents`
+    );
+  }
+  if (chosen.length === 0)
+    throw new UsageError("send all: no agents on this host; run 'agentctl reconcile' first");
+  const result = { sent: [], refused: [] };
+  for (const row of chosen) {
+    const why = refusal(row, args.force);
+    if (why) {
+      log2(`send: refused: ${why}`);
+      result.refused.push(row.name);
+      continue;
+    }
+    typeInto(conf, row.n, args.text);
+    log2(`send: typed ${Buffer.byteLength(args.text)} bytes into ${row.name}`);
+    result.sent.push(row.name);
+  }
+  return result;
+}
+var fs6, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE, sleep, readStdinText;
+var init_send = __esm({
+  "host/send.ts"() {
+    "use strict";
+    fs6 = __toESM(require("fs"));
+    init_facts();
+    init_tmux();
+    SEND_MAX_BYTES = 64 * 1024;
+    PASTE_SHOWN_MS = 3e3;
+    UsageError = class extends Error {
+    };
+    USAGE = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
+    sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    readStdinText = () => {
+      if (process.stdin.isTTY)
+        throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
+      return fs6.readFileSync(0, "utf8");
+    };
+  }
+});
+
+// host/reconcile.ts
+function namesOrNone(agents2) {
+  return agents2.length === 0 ? "none" : agents2.map((i) => `agent-${i}`).join(" ");
+}
+function parseReconcileArgs(argv, conf) {
+  let json = false;
+  let boot = false;
+  let count2 = "";
+  for (const arg of argv) {
+    if (arg === "--json") json = true;
+    else if (arg === "--boot") boot = true;
+    else if (count2 !== "")
+      throw new UsageError(
+        `reconcile takes one count, got '${count2}' and '${arg}'; run e.g. 'agentctl reconcile 12'`
+      );
+    else count2 = arg;
+  }
+  const max = conf.agentMax;
+  if (count2 === "") {
+    count2 = conf.raw.AGENT_COUNT;
+    if (!COUNT_RE.test(count2))
+      throw new UsageError(
+        `AGENT_COUNT=${count2} in ${conf.file} is not a whole number from 1 to ${max}; fix the config or pass a count: 'agentctl reconcile 12'`
+      );
+  }
+  if (!COUNT_RE.test(count2))
+    throw new UsageError(
+      `invalid agent count '${count2}': give a whole number from 1 to ${max} (AGENT_MAX), e.g. 'agentctl reconcile 12'`
+    );
+  if (Number(count2) > max)
+    throw new UsageError(
+      `agent count ${count2} is above AGENT_MAX=${max} (sized from this machine's memory in ${conf.file}); use at most ${max} or deploy a larger machineType`
+    );
+  return { count: Number(count2), json, boot };
+}
+function staggerDelay(k, seconds2) {
+  const x = k * seconds2;
+  if (Number.isInteger(x)) return String(x);
+  const [mantissa, exp] = x.toExponential(5).split("e");
+  const e = Number(exp);
+  const trim = (s) => s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+  if (e < -4 || e >= 6) {
+    const digits = String(Math.abs(e)).padStart(2, "0");
+    return `${trim(mantissa)}e${e < 0 ? "-" : "+"}${digits}`;
+  }
+  return trim(x.toFixed(5 - e));
+}
+function agentsWithWindows(windows) {
+  const found = [...windows.keys()].map(agentNumber).filter((n) => n !== void 0);
+  return found.sort((a, b) => a - b);
+}
+function planReconcile(windows, count2, staggerSeconds) {
+  const starts = [];
+  for (let i = 1; i <= count2; i++) {
+    const w = windows.get(`agent-${i}`);
+    if (alive(w)) continue;
+    const delay = staggerDelay(starts.length, staggerSeconds);
+    starts.push({ agent: i, delay, restart: w !== void 0, exitCode: w?.code || "?" });
+  }
+  const surplus = agentsWithWindows(windows).filter((i) => i > count2);
+  return { starts, surplus };
+}
+function runningCount(windows, count2) {
+  let running = 0;
+  for (let i = 1; i <= count2; i++) if (alive(windows.get(`agent-${i}`))) running++;
+  return running;
+}
+function liveAgents(windows, targets) {
+  return targets.filter((i) => alive(windows.get(`agent-${i}`)));
+}
+function reconcileJson(s) {
+  const names = (list) => list.map((i) => `agent-${i}`);
+  const out = {
+    desired: s.desired,
+    added: names(s.added),
+    removed: names(s.removed),
+    restarted: names(s.restarted),
+    running: s.running
+  };
+  return `${JSON.stringify(out)}
+`;
+}
+function reconcileText(s) {
+  const head = `reconcile: desired ${s.desired}, running ${s.running}`;
+  if (s.added.length + s.removed.length + s.restarted.length === 0) return `${head}; no change
+`;
+  return `${head}; added ${namesOrNone(s.added)}; removed ${namesOrNone(s.removed)}; restarted ${namesOrNone(s.restarted)}
+`;
+}
+function parseRestartArgs(argv) {
+  if (argv.length !== 1)
+    throw new UsageError("restart takes one argument, N or all; e.g. 'agentctl restart 3'");
+  return argv[0];
+}
+function resolveAgent(windows, arg, cmd) {
+  if (!/^[1-9][0-9]*$/.test(arg))
+    throw new UsageError(
+      `${cmd}: '${arg}' is not an agent number; give N as in agent-N, e.g. 'agentctl ${cmd} 3'`
+    );
+  const window = windows.get(`agent-${arg}`);
+  if (!window)
+    throw new UsageError(
+      `${cmd}: there is no agent-${arg} (agents here: ${namesOrNone(agentsWithWindows(windows))}); run 'agentctl status' to see them`
+    );
+  return { agent: Number(arg), window };
+}
+function parseLogsArgs(argv) {
+  let agent = "";
+  let lines = "100";
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--lines") {
+      if (i + 1 >= argv.length)
+        throw new UsageError("logs: --lines needs a number, e.g. 'agentctl logs 3 --lines 50'");
+      lines = argv[++i];
+    } else if (arg.startsWith("--lines=")) lines = arg.slice("--lines=".length);
+    else if (agent !== "")
+      throw new UsageError(`logs takes one agent number, got '${agent}' and '${arg}'`);
+    else agent = arg;
+  }
+  if (agent === "") throw new UsageError("logs needs an agent number, e.g. 'agentctl logs 3'");
+  if (!COUNT_RE.test(lines))
+    throw new UsageError(`logs: --lines '${lines}' is not a whole number >= 1, e.g. '--lines 50'`);
+  return { agent, lines: Number(lines) };
+}
+function paneTail(captured, lines) {
+  const all = captured.split("\n");
+  if (all[all.length - 1] === "") all.pop();
+  let last = all.length;
+  while (last > 0 && !/[^ \t]/.test(all[last - 1])) last--;
+  const kept = all.slice(0, last).slice(-lines);
+  return kept.map((l) => `${l}
+`).join("");
+}
+var COUNT_RE, alive;
+var init_reconcile = __esm({
+  "host/reconcile.ts"() {
+    "use strict";
+    init_send();
+    init_tmux();
+    COUNT_RE = /^[1-9][0-9]{0,5}$/;
+    alive = (w) => w !== void 0 && !w.dead;
+  }
+});
+
+// host/checkouts.ts
+function asAgent(u, workspacesDir, argv, opts = {}) {
+  const out = { capture: "pipe", stderr: 2, ignore: "ignore" }[opts.stdout ?? "stderr"];
+  const stdio = ["ignore", out, opts.stderr ?? "inherit"];
+  const timed = opts.timeoutSeconds ? ["timeout", String(opts.timeoutSeconds)] : [];
+  const r = (0, import_child_process3.spawnSync)(
+    "setpriv",
+    [
+      `--reuid=${u.uid}`,
+      `--regid=${u.gid}`,
+      "--init-groups",
+      "--",
+      ...["env", "-i", `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`],
+      ...[`PATH=${SYSTEM_PATH}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0"],
+      `GIT_CEILING_DIRECTORIES=${workspacesDir}`,
+      ...timed,
+      ...argv
+    ],
+    { cwd: isDir(u.home) ? u.home : "/", stdio, encoding: "utf8" }
+  );
+  return { ok: r.status === 0, stdout: r.stdout ?? "" };
+}
+function git(a, u, args, opts = {}) {
+  return asAgent(u, a.conf.workspacesDir, ["git", ...args], opts);
+}
+function missingOrEmpty(ws) {
+  if (!fs7.existsSync(ws)) return true;
+  if (!isDir(ws)) return false;
+  try {
+    return fs7.readdirSync(ws).length === 0;
+  } catch {
+    return true;
+  }
+}
+function fetchRepository(a, u) {
+  const repo = repoDir(a);
+  const url = a.conf.gitRepository;
+  if (!isDir(repo)) {
+    try {
+      fs7.mkdirSync(a.conf.workspacesDir, { recursive: true });
+      fs7.chmodSync(a.conf.workspacesDir, 493);
+      fs7.mkdirSync(repo, { recursive: true });
+      fs7.chmodSync(repo, 493);
+      fs7.chownSync(repo, u.uid, u.gid);
+    } catch (error) {
+      a.log(error.message);
+      return false;
+    }
+    a.log(`creating the shared object store ${repo}`);
+    if (!git(a, u, ["init", "--quiet", "--bare", repo]).ok) return false;
+  }
+  const current = git(a, u, ["-C", repo, "config", "--get", "remote.origin.url"], {
+    stdout: "capture"
+  }).stdout.replace(/\n+$/, "");
+  if (current === "") {
+    if (!git(a, u, ["-C", repo, "remote", "add", "origin", url]).ok) return false;
+  } else if (current !== url) {
+    a.log(
+      `the repository changed from ${current} to ${url}: new checkouts come from it; existing ones are left as they are`
+    );
+    if (!git(a, u, ["-C", repo, "remote", "set-url", "origin", url]).ok) return false;
+  }
+  a.log(`fetching ${url} into ${repo}`);
+  const fetch = ["-C", repo, "fetch", "--quiet", "--prune", "origin"];
+  if (!git(a, u, fetch, { timeoutSeconds: GIT_FETCH_TIMEOUT_SECONDS }).ok) return false;
+  const setHead = ["-C", repo, "remote", "set-head", "origin", "--auto"];
+  return git(a, u, setHead, { stdout: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS }).ok;
+}
+function addWorktree(a, u, i) {
+  const repo = repoDir(a);
+  const ws = a.workspace(i);
+  const branch = `agent-${i}`;
+  git(a, u, ["-C", repo, "worktree", "prune"]);
+  const verify = ["-C", repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`];
+  if (git(a, u, verify, { stdout: "ignore" }).ok) {
+    if (!git(a, u, ["-C", repo, "worktree", "add", "--quiet", ws, branch]).ok) return false;
+    a.log(`agent-${i}: ${ws} checks out its existing branch ${branch}`);
+    return true;
+  }
+  const head = ["-C", repo, "symbolic-ref", "--short", "refs/remotes/origin/HEAD"];
+  const base = git(a, u, head, { stdout: "capture" });
+  if (!base.ok) return false;
+  const from = base.stdout.replace(/\n+$/, "");
+  const add = ["-C", repo, "worktree", "add", "--quiet", "--no-track", "-b", branch, ws, from];
+  if (!git(a, u, add).ok) return false;
+  a.log(
+    `agent-${i}: ${ws} is a checkout of ${a.conf.gitRepository} on its own branch ${branch} (from ${from})`
+  );
+  return true;
+}
+function prepareCheckouts(a, count2) {
+  if (a.conf.gitRepository === "") return;
+  const want = [];
+  const foreign = [];
+  for (let i = 1; i <= count2; i++) {
+    const ws = a.workspace(i);
+    if (missingOrEmpty(ws)) want.push(i);
+    else if (!fs7.existsSync(path5.join(ws, ".git"))) foreign.push(i);
+  }
+  if (foreign.length > 0)
+    a.log(
+      `${namesOrNone(foreign)}: workspace already has files and is not a git checkout; left alone (the repository is checked out only into new or empty workspaces)`
+    );
+  if (want.length === 0) return;
+  const u = a.requireAgentUser();
+  if (!fetchRepository(a, u)) {
+    a.log(
+      `warning: could not fetch ${a.conf.gitRepository} (git's message is above); ${namesOrNone(want)} start in empty workspaces, and the next reconcile tries again`
+    );
+    return;
+  }
+  for (const i of want) {
+    a.ensureWorkspace(i);
+    if (!addWorktree(a, u, i))
+      a.log(
+        `warning: agent-${i}: git worktree add failed (above); it starts in an empty workspace`
+      );
+  }
+}
+function checkoutDirty(a, u, i) {
+  const ws = a.workspace(i);
+  if (!fs7.existsSync(path5.join(ws, ".git"))) return false;
+  const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
+  const opts = query;
+  const status2 = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
+  if (!status2.ok) return false;
+  if (status2.stdout.replace(/\n+$/, "") !== "") return true;
+  const revList = ["-C", ws, "--no-optional-locks", "rev-list", "--count", "HEAD", "--not"];
+  const commits = git(a, u, [...revList, "--remotes"], opts);
+  return commits.ok && Number(commits.stdout.trim()) > 0;
+}
+function agentsWithUnsavedWork(a, agents2) {
+  const u = a.agentUser();
+  if (!u) return [];
+  return agents2.filter((i) => checkoutDirty(a, u, i));
+}
+var import_child_process3, fs7, path5, SYSTEM_PATH, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
+var init_checkouts = __esm({
+  "host/checkouts.ts"() {
+    "use strict";
+    import_child_process3 = require("child_process");
+    fs7 = __toESM(require("fs"));
+    path5 = __toESM(require("path"));
+    init_agents();
+    init_reconcile();
+    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    GIT_FETCH_TIMEOUT_SECONDS = 600;
+    GIT_QUERY_TIMEOUT_SECONDS = 20;
+    repoDir = (a) => path5.join(a.conf.workspacesDir, ".repo.git");
+  }
+});
+
+// host/agentctl.ts
+function agentctlConf(env, log2) {
+  const conf = loadHostConf(env);
+  for (const warning of conf.warnings) log2(`warning: ${warning}`);
+  const error = firstError(conf, AGENTCTL_KEYS);
+  if (error) throw new UsageError(error);
+  return conf;
+}
+function reconcile(a, argv) {
+  const { conf, log: log2 } = a;
+  const args = parseReconcileArgs(argv, conf);
+  a.ensureServer(args.boot);
+  a.takeLock();
+  a.ensureSession();
+  fs8.writeFileSync(path6.join(conf.runDir, "desired"), `${args.count}
+`);
+  for (const id of a.windows.duplicates) {
+    log2(`killing duplicate window ${id}`);
+    a.tmux(["kill-window", "-t", id]);
+  }
+  if (!args.boot) prepareCheckouts(a, args.count);
+  else if (conf.gitRepository !== "")
+    log2("boot: repository checkouts are left to the next reconcile");
+  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
+  for (const start of plan.starts) {
+    if (start.restart) log2(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
+    a.startAgent(start.agent, start.delay);
+  }
+  if (plan.surplus.length > 0) stopSurplus(a, plan.surplus);
+  a.applyLimits();
+  const summary = {
+    desired: args.count,
+    added: plan.starts.filter((s) => !s.restart).map((s) => s.agent),
+    removed: plan.surplus,
+    restarted: plan.starts.filter((s) => s.restart).map((s) => s.agent),
+    running: runningCount(a.readWindows().byName, args.count)
+  };
+  process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
+  return 0;
+}
+function stopSurplus(a, surplus) {
+  const unsaved = agentsWithUnsavedWork(a, surplus);
+  if (unsaved.length > 0)
+    a.log(
+      `${namesOrNone(unsaved)}: uncommitted or unpushed work in the checkout; kept in ${a.conf.workspacesDir} (workspaces are never deleted), and scaling back up resumes it`
+    );
+  a.log(`stopping ${namesOrNone(surplus)}`);
+  a.stopAgents(surplus);
+}
+function restart(a, argv) {
+  const target = parseRestartArgs(argv);
+  if (!a.serverUp())
+    throw new Error(`no tmux server on ${a.conf.tmuxSocket}; run 'agentctl reconcile' first`);
+  const byName = a.readWindows().byName;
+  let targets;
+  if (target === "all") {
+    targets = agentsWithWindows(byName);
+    if (targets.length === 0)
+      throw new UsageError("restart all: no agents on this host; run 'agentctl reconcile' first");
+  } else targets = [resolveAgent(byName, target, "restart").agent];
+  a.takeLock();
+  const live = liveAgents(a.readWindows().byName, targets);
+  if (live.length > 0) a.requestStop(live);
+  a.readWindows();
+  targets.forEach((i, k) => {
+    a.startAgent(i, staggerDelay(k, a.conf.startStaggerSeconds));
+    a.log(`restarted agent-${i}`);
+  });
+  return 0;
+}
+function logs(a, argv) {
+  const args = parseLogsArgs(argv);
+  if (!a.serverUp()) throw new Error(`no tmux server on ${a.conf.tmuxSocket}`);
+  const { window } = resolveAgent(a.readWindows().byName, args.agent, "logs");
+  const captured = a.tmux(["capture-pane", "-p", "-J", "-t", window.id, "-S", `-${args.lines}`]);
+  process.stdout.write(paneTail(captured, args.lines));
+  return 0;
+}
+function attachSelect(a, argv) {
+  if (argv.length > 1)
+    throw new UsageError("attach takes at most one agent number, e.g. 'agentctl attach 3'");
+  const sock = a.conf.tmuxSocket;
+  if (!a.serverUp()) throw new Error(`no tmux server on ${sock}; run 'agentctl reconcile' first`);
+  if (!a.sessionUp()) throw new Error(`no tmux session ${SESSION}; run 'agentctl reconcile' first`);
+  if (argv.length === 1) {
+    const { window } = resolveAgent(a.readWindows().byName, argv[0], "attach");
+    a.tmux(["select-window", "-t", window.id]);
+  }
+  return 0;
+}
+function loginRestart(a) {
+  if (a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0)
+    return restart(a, ["all"]);
+  a.log("no agents are running; they will use the login when they start");
+  return 0;
+}
+var fs8, path6, AGENTCTL_KEYS;
+var init_agentctl = __esm({
+  "host/agentctl.ts"() {
+    "use strict";
+    fs8 = __toESM(require("fs"));
+    path6 = __toESM(require("path"));
+    init_checkouts();
+    init_conf();
+    init_reconcile();
+    init_send();
+    init_tmux();
+    AGENTCTL_KEYS = [
+      "AGENT_COUNT",
+      "AGENT_MAX",
+      "AGENT_USER",
+      "AGENT_MEMORY_MAX_MB",
+      "AGENT_CPU_QUOTA_PERCENT",
+      "AGENTS_MEMORY_MAX_MB",
+      "START_STAGGER_SECONDS",
+      "STOP_TIMEOUT_SECONDS",
+      "WORKSPACES_DIR",
+      "RUN_DIR",
+      "TMUX_SOCKET",
+      "GIT_REPOSITORY",
+      "CLAUDE_BIN",
+      "PERMISSION_MODE",
+      "CLAUDE_PROVIDER",
+      "API_KEY_FILE",
+      "LOGIN_TOKEN_FILE",
+      "CLAUDE_ENV"
+    ];
+  }
+});
+
+// host/autostop.ts
+function blockers(input) {
+  const reasons = [];
+  for (const a of input.agents) {
+    if (BUSY_STATES.has(a.state)) {
+      reasons.push(`agent-${a.n} ${a.state}${a.reason ? ` (${a.reason})` : ""}`);
+    }
+  }
+  for (const client of input.presence.tmuxClients) reasons.push(`tmux client attached (${client})`);
+  for (const session of input.presence.sshSessions) reasons.push(`SSH session ${session}`);
+  return reasons;
+}
+function quietSince(input) {
+  let since = Math.max(input.bootAt, input.lastBusyAt ?? 0);
+  for (const a of input.agents) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.min(since, input.now);
+}
+function decide2(input) {
+  if (input.limitMs <= 0) return { kind: "off" };
+  const reasons = blockers(input);
+  if (reasons.length > 0) return { kind: "held", reasons };
+  const since = quietSince(input);
+  const stopAt = since + input.limitMs;
+  return input.now >= stopAt ? { kind: "stop", quietSince: since } : { kind: "waiting", quietSince: since, stopAt };
+}
+function shortDuration(ms) {
+  const s = Math.max(0, Math.round(ms / 1e3));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  if (s < 86400)
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
+}
+function describeDecision(decision, now, limitMs) {
+  switch (decision.kind) {
+    case "off":
+      return "auto-stop: off (autoStopMinutes 0)";
+    case "held": {
+      const shown = decision.reasons.slice(0, 4).join("; ");
+      const more = decision.reasons.length > 4 ? `; +${decision.reasons.length - 4} more` : "";
+      return `auto-stop: not counting (${shortDuration(limitMs)} of quiet needed): ${shown}${more}`;
+    }
+    case "waiting":
+      return `auto-stop: in ${shortDuration(decision.stopAt - now)} (quiet for ${shortDuration(now - decision.quietSince)}: every agent idle or waiting on you, nobody attached)`;
+    case "stop":
+      return `auto-stop: stopping now (quiet for ${shortDuration(now - decision.quietSince)})`;
+  }
+}
+function agentsIdleFor(agents2, now, bootAt) {
+  if (agents2.some((a) => BUSY_STATES.has(a.state))) return void 0;
+  let since = bootAt;
+  for (const a of agents2) if (a.since !== void 0) since = Math.max(since, a.since);
+  return Math.max(0, now - since);
+}
+var BUSY_STATES;
+var init_autostop = __esm({
+  "host/autostop.ts"() {
+    "use strict";
+    BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
+  }
+});
+
+// host/autostop-run.ts
+function readState(runDir) {
+  try {
+    const v = JSON.parse(fs9.readFileSync(path7.join(runDir, STATE_FILE), "utf8"));
+    return typeof v === "object" && v !== null ? v : {};
+  } catch {
+    return {};
+  }
+}
+function writeState(runDir, state) {
+  const file = path7.join(runDir, STATE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs9.writeFileSync(tmp, `${JSON.stringify(state)}
+`, { mode: 420 });
+  fs9.renameSync(tmp, file);
+}
+function stopArgv(command) {
+  const argv = command.trim().split(/\s+/).filter(Boolean);
+  return argv.length > 0 ? argv : ["systemctl", "poweroff"];
+}
+async function pollOnce(settings, deps) {
+  const now = deps.now();
+  const state = readState(settings.runDir);
+  const decision = decide2({
+    now,
+    limitMs: settings.limitMs,
+    bootAt: deps.bootAt,
+    lastBusyAt: state.lastBusyAt,
+    agents: deps.agents(),
+    presence: deps.presence()
+  });
+  const next = {
+    ...state,
+    updated: now,
+    line: describeDecision(decision, now, settings.limitMs)
+  };
+  if (decision.kind === "held") next.lastBusyAt = now;
+  if (decision.kind === "stop") {
+    const text2 = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
+    deps.log(text2);
+    if (deps.notify) await deps.notify(text2);
+    const argv = stopArgv(settings.command);
+    const r = (0, import_child_process4.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    if (r.status !== 0) {
+      deps.log(
+        `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
+      );
+    }
+    next.stoppedAt = now;
+    next.lastBusyAt = now;
+  }
+  writeState(settings.runDir, next);
+  return decision;
+}
+async function runAutoStop(settings, deps) {
+  fs9.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  if (settings.limitMs <= 0) {
+    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
+    writeState(settings.runDir, {
+      line: describeDecision({ kind: "off" }, deps.now(), 0),
+      updated: deps.now()
+    });
+    return 0;
+  }
+  deps.log(
+    `auto-stop: the VM stops after ${Math.round(settings.limitMs / 1e3)} s with every agent idle and nobody attached (${stopArgv(settings.command).join(" ")})`
+  );
+  for (let polls = 0; settings.maxPolls === void 0 || polls < settings.maxPolls; polls++) {
+    try {
+      await pollOnce(settings, deps);
+    } catch (error) {
+      deps.log(`auto-stop: poll failed: ${error.message}`);
+    }
+    await sleep2(settings.pollMs);
+  }
+  return 0;
+}
+var import_child_process4, fs9, path7, STATE_FILE, sleep2;
+var init_autostop_run = __esm({
+  "host/autostop-run.ts"() {
+    "use strict";
+    import_child_process4 = require("child_process");
+    fs9 = __toESM(require("fs"));
+    path7 = __toESM(require("path"));
+    init_autostop();
+    STATE_FILE = "autostop.json";
+    sleep2 = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   }
 });
 
@@ -1384,7 +2294,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs6.statSync(file);
+      st = fs10.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -1402,7 +2312,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs6.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs10.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -1410,44 +2320,44 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path5.join(runDir, PID_FILE);
+  const file = path8.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs6.writeFileSync(file, `${process.pid}
+      fs10.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs6.readFileSync(file, "utf8").trim());
-      let alive = false;
+      const pid = Number(fs10.readFileSync(file, "utf8").trim());
+      let alive2 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
           process.kill(pid, 0);
-          alive = true;
+          alive2 = true;
         } catch {
-          alive = false;
+          alive2 = false;
         }
       }
-      if (alive) return false;
-      fs6.rmSync(file, { force: true });
+      if (alive2) return false;
+      fs10.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process3, fs6, os, path5, POLL_MS, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process5, fs10, os, path8, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/monitor.ts"() {
     "use strict";
-    import_child_process3 = require("child_process");
-    fs6 = __toESM(require("fs"));
+    import_child_process5 = require("child_process");
+    fs10 = __toESM(require("fs"));
     os = __toESM(require("os"));
-    path5 = __toESM(require("path"));
+    path8 = __toESM(require("path"));
     init_effective();
     init_facts();
     init_notify();
     init_store();
     init_tmux();
     init_facts();
-    POLL_MS = 500;
+    POLL_MS2 = 500;
     SEEN_FILE = "notify-seen.json";
     PID_FILE = "monitor.pid";
     WEBHOOK_MAX_BYTES = 4096;
@@ -1460,8 +2370,8 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs6.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-        this.seenFile = path5.join(conf.runDir, SEEN_FILE);
+        fs10.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path8.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
         this.host = opts.hostName ?? os.hostname();
@@ -1482,10 +2392,10 @@ var init_monitor = __esm({
       uid;
       release() {
         if (!this.notifying) return;
-        const file = path5.join(this.opts.conf.runDir, PID_FILE);
+        const file = path8.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs6.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs6.rmSync(file, { force: true });
+          if (fs10.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs10.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -1518,7 +2428,7 @@ var init_monitor = __esm({
             this.seen.set(row.n, rec.seq);
             seenChanged = true;
           } else if (rec && seen !== void 0 && rec.seq > seen) {
-            const dir = path5.join(conf.stateDir, `agent-${row.n}`);
+            const dir = path8.join(conf.stateDir, `agent-${row.n}`);
             for (const t of readTransitions(dir, seen, this.uid)) {
               if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
                 this.notifier.enqueue(
@@ -1553,7 +2463,7 @@ var init_monitor = __esm({
       refreshFullTable() {
         if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
         this.fullTableAt = Date.now();
-        const p = (0, import_child_process3.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        const p = (0, import_child_process5.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
         let out = "";
         p.stdout.on("data", (d) => out += d.toString());
         p.on("close", () => this.fullTable = out);
@@ -1593,7 +2503,7 @@ var init_monitor = __esm({
           } catch (error) {
             this.opts.log(`monitor: ${error.message}`);
           }
-          await new Promise((r) => setTimeout(r, POLL_MS));
+          await new Promise((r) => setTimeout(r, POLL_MS2));
         }
       }
     };
@@ -1607,7 +2517,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs7.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs11.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -1615,7 +2525,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs7.readFileSync(path6.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs11.readFileSync(path9.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -1625,7 +2535,7 @@ function sshSessions(procRoot = "/proc") {
   return sessions.sort();
 }
 function tmuxClients(socket) {
-  const r = (0, import_child_process4.spawnSync)(
+  const r = (0, import_child_process6.spawnSync)(
     "tmux",
     ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
     {
@@ -1641,19 +2551,19 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs7.readFileSync(path6.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs11.readFileSync(path9.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process4, fs7, path6, SSH_SESSION_RE;
+var import_child_process6, fs11, path9, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/presence.ts"() {
     "use strict";
-    import_child_process4 = require("child_process");
-    fs7 = __toESM(require("fs"));
-    path6 = __toESM(require("path"));
+    import_child_process6 = require("child_process");
+    fs11 = __toESM(require("fs"));
+    path9 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
 });
@@ -1700,16 +2610,16 @@ async function autostopCommand(conf, log2) {
     }
   );
 }
-function autostopStatus(conf, json, agents = agentActivity(conf)) {
+function autostopStatus(conf, json, agents2 = agentActivity(conf)) {
   const now = Date.now();
   const bootAt = bootTime() ?? now - uptimeMs();
-  const idleMs = agentsIdleFor(agents, now, bootAt);
+  const idleMs = agentsIdleFor(agents2, now, bootAt);
   const decision = decide2({
     now,
     limitMs: conf.autoStopSeconds * 1e3,
     bootAt,
     lastBusyAt: readState(conf.runDir).lastBusyAt,
-    agents,
+    agents: agents2,
     presence: presence(conf.tmuxSocket)
   });
   if (json) {
@@ -1725,8 +2635,8 @@ function autostopStatus(conf, json, agents = agentActivity(conf)) {
     })}
 `;
   }
-  const busy = agents.filter((a) => a.state === "working" || a.state === "starting").length;
-  const idleText = idleMs === void 0 ? `${busy} of ${agents.length} agents busy` : `every agent idle for ${shortDuration(idleMs)}`;
+  const busy = agents2.filter((a) => a.state === "working" || a.state === "starting").length;
+  const idleText = idleMs === void 0 ? `${busy} of ${agents2.length} agents busy` : `every agent idle for ${shortDuration(idleMs)}`;
   return `VM up ${shortDuration(now - bootAt)}; ${idleText}
 ${describeDecision(decision, now, conf.autoStopSeconds * 1e3)}
 `;
@@ -1744,145 +2654,6 @@ var init_autostop_main = __esm({
     init_presence();
     NOTIFY_TIMEOUT_MS = 15e3;
     uptimeMs = () => os2.uptime() * 1e3;
-  }
-});
-
-// host/send.ts
-function parseSendArgs(argv, readStdin, readFile) {
-  let force = false;
-  let file;
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--force") force = true;
-    else if (a === "--file") {
-      if (i + 1 >= argv.length) throw new UsageError(`send: --file needs a file name. ${USAGE}`);
-      file = argv[++i];
-    } else if (a.startsWith("--file=")) file = a.slice("--file=".length);
-    else if (a === "--") {
-      i++;
-      break;
-    } else if (a.startsWith("-")) throw new UsageError(`send: unknown option '${a}'. ${USAGE}`);
-    else break;
-  }
-  const target = argv[i];
-  if (target === void 0) throw new UsageError(`send: which agent? ${USAGE}`);
-  if (target !== "all" && !/^[1-9][0-9]*$/.test(target)) {
-    throw new UsageError(
-      `send: '${target}' is not an agent number or all; e.g. 'agentctl send 3 "run the tests"'`
-    );
-  }
-  const words = argv.slice(i + 1);
-  if (file !== void 0 && words.length > 0)
-    throw new UsageError(`send: give the text or --file, not both. ${USAGE}`);
-  let text2;
-  if (file !== void 0) {
-    try {
-      text2 = readFile(file);
-    } catch (error) {
-      throw new UsageError(`send: cannot read --file ${file}: ${error.message}`);
-    }
-  } else if (words.length > 0) text2 = words.join(" ");
-  else text2 = readStdin();
-  text2 = text2.replace(/\r\n/g, "\n").replace(/\n+$/, "");
-  if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
-  if (Buffer.byteLength(text2) > SEND_MAX_BYTES) {
-    throw new UsageError(
-      `send: the text is ${Buffer.byteLength(text2)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
-    );
-  }
-  return { targets: target === "all" ? "all" : Number(target), force, text: text2 };
-}
-function refusal(row, force) {
-  switch (row.state) {
-    case "missing":
-    case "exited":
-    case "crashed":
-    case "starting":
-      return `${row.name} is ${row.state} (${row.reason}); nothing to type into`;
-    default:
-      break;
-  }
-  if (force) return void 0;
-  if (row.state === "working")
-    return `${row.name} is working (${row.reason}); wait for it, or use --force to type into it anyway`;
-  if (row.state === "needs-permission" || row.state === "needs-answer") {
-    return `${row.name} waits for your answer (${row.reason}); typed text would answer its dialog. Attach to answer it (agentctl attach ${row.n}), or use --force`;
-  }
-  if (row.state === "signed-out")
-    return `${row.name} is signed out (${row.reason}); sign it in first, or use --force`;
-  return void 0;
-}
-function capture(conf, n) {
-  return tmux(conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]).stdout;
-}
-function typeInto(conf, n, text2) {
-  const buffer = `agent-host-send-${process.pid}-${n}`;
-  const target = windowTarget(n);
-  const before = capture(conf, n);
-  const load = tmux(conf.tmuxSocket, ["load-buffer", "-b", buffer, "-"], text2);
-  if (load.code !== 0) throw new Error(`tmux load-buffer: ${load.stderr.trim()}`);
-  const paste = tmux(conf.tmuxSocket, [
-    "paste-buffer",
-    "-d",
-    "-p",
-    "-r",
-    "-b",
-    buffer,
-    "-t",
-    target
-  ]);
-  if (paste.code !== 0) {
-    tmux(conf.tmuxSocket, ["delete-buffer", "-b", buffer]);
-    throw new Error(`tmux paste-buffer: ${paste.stderr.trim()}`);
-  }
-  const deadline = Date.now() + PASTE_SHOWN_MS;
-  while (Date.now() < deadline && capture(conf, n) === before) sleep2(20);
-  const enter = tmux(conf.tmuxSocket, ["send-keys", "-t", target, "Enter"]);
-  if (enter.code !== 0) throw new Error(`tmux send-keys: ${enter.stderr.trim()}`);
-}
-function send(conf, args, log2) {
-  const { rows } = snapshot(conf);
-  const chosen = args.targets === "all" ? rows.filter((r) => r.state !== "missing") : rows.filter((r) => r.n === args.targets);
-  if (args.targets !== "all" && chosen.length === 0) {
-    throw new UsageError(
-      `send: there is no agent-${args.targets}; run 'agentctl status' to see the agents`
-    );
-  }
-  if (chosen.length === 0)
-    throw new UsageError("send all: no agents on this host; run 'agentctl reconcile' first");
-  const result = { sent: [], refused: [] };
-  for (const row of chosen) {
-    const why = refusal(row, args.force);
-    if (why) {
-      log2(`send: refused: ${why}`);
-      result.refused.push(row.name);
-      continue;
-    }
-    typeInto(conf, row.n, args.text);
-    log2(`send: typed ${Buffer.byteLength(args.text)} bytes into ${row.name}`);
-    result.sent.push(row.name);
-  }
-  return result;
-}
-var fs8, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE, sleep2, readStdinText;
-var init_send = __esm({
-  "host/send.ts"() {
-    "use strict";
-    fs8 = __toESM(require("fs"));
-    init_facts();
-    init_tmux();
-    SEND_MAX_BYTES = 64 * 1024;
-    PASTE_SHOWN_MS = 3e3;
-    UsageError = class extends Error {
-    };
-    USAGE = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
-    sleep2 = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    readStdinText = () => {
-      if (process.stdin.isTTY)
-        throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
-      return fs8.readFileSync(0, "utf8");
-    };
   }
 });
 
@@ -1983,14 +2754,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs9.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs12.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs9.readFileSync(path7.join(procRoot, d, "stat"), "utf8");
+      text2 = fs12.readFileSync(path10.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -2019,8 +2790,8 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs9.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs9.readFileSync(cache, "utf8"));
+    if (Date.now() - fs12.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs12.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
@@ -2032,11 +2803,11 @@ async function workspaceBytes(ws, cache) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs9.existsSync(path7.dirname(cache))) {
+  if (fs12.existsSync(path10.dirname(cache))) {
     try {
-      fs9.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs12.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs9.renameSync(`${cache}.tmp`, cache);
+      fs12.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
@@ -2049,7 +2820,7 @@ function agentUser(user) {
   return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 async function gitAsAgent(u, conf, args) {
-  const home = fs9.existsSync(u.home) ? u.home : "/";
+  const home = fs12.existsSync(u.home) ? u.home : "/";
   const r = await run(
     "setpriv",
     [
@@ -2076,7 +2847,7 @@ async function gitAsAgent(u, conf, args) {
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs9.existsSync(path7.join(ws, ".git"))) return void 0;
+  if (!u || !fs12.existsSync(path10.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -2116,8 +2887,8 @@ function uptimeSeconds() {
 }
 async function gatherRow(conf, n, window, effective, procs, user) {
   const name = `agent-${n}`;
-  const dir = path7.join(conf.runDir, name);
-  const file = (f) => readSmall2(path7.join(dir, f));
+  const dir = path10.join(conf.runDir, name);
+  const file = (f) => readSmall2(path10.join(dir, f));
   const files = {
     pid: file("pid"),
     restarts: file("restarts"),
@@ -2133,10 +2904,10 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   };
   const proc = processState(window, files, etimes);
   const live = window !== void 0 && !window.dead;
-  const ws = path7.join(conf.workspacesDir, name);
+  const ws = path10.join(conf.workspacesDir, name);
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs9.existsSync(ws) ? workspaceBytes(ws, path7.join(dir, "workspace-bytes")) : null,
+    fs12.existsSync(ws) ? workspaceBytes(ws, path10.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -2164,7 +2935,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs9.existsSync(path7.join(conf.stateDir, name, "claude", ".credentials.json"))
+      fs12.existsSync(path10.join(conf.stateDir, name, "claude", ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -2188,19 +2959,20 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process5, fs9, path7, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH;
+var import_child_process7, fs12, path10, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
   "host/status.ts"() {
     "use strict";
-    import_child_process5 = require("child_process");
-    fs9 = __toESM(require("fs"));
-    path7 = __toESM(require("path"));
+    import_child_process7 = require("child_process");
+    fs12 = __toESM(require("fs"));
+    path10 = __toESM(require("path"));
     import_util = require("util");
+    init_checkouts();
     init_effective();
     init_facts();
     init_text();
     init_tmux();
-    run = (0, import_util.promisify)(import_child_process5.execFile);
+    run = (0, import_util.promisify)(import_child_process7.execFile);
     WHY_MAX_CHARS = 72;
     COLUMNS = [
       { key: "name", header: "NAME" },
@@ -2247,14 +3019,12 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs9.readFileSync(file, "utf8").trim();
+        return fs12.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
     };
     SIZE_CACHE_SECONDS = 60;
-    GIT_QUERY_TIMEOUT_SECONDS = 20;
-    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   }
 });
 
@@ -2318,13 +3088,23 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs10.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs13.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
 async function run2(cmd, rest) {
   try {
     switch (cmd) {
+      case "reconcile":
+        return reconcile(agents(), rest);
+      case "restart":
+        return restart(agents(), rest);
+      case "logs":
+        return logs(agents(), rest);
+      case "attach-select":
+        return attachSelect(agents(false), rest);
+      case "login-restart":
+        return loginRestart(agents(false));
       case "status":
         return await status(rest);
       case "watch":
@@ -2342,7 +3122,7 @@ async function run2(cmd, rest) {
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, status, watch, monitor, send, notify-test, autostop, autostop-status)`
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status)`
         );
         return 2;
     }
@@ -2355,12 +3135,14 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs10, os3, log;
+var fs13, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs10 = __toESM(require("fs"));
+    fs13 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
+    init_agents();
+    init_agentctl();
     init_autostop_main();
     init_conf();
     init_monitor();
@@ -2370,6 +3152,10 @@ var init_commands = __esm({
     log = (line) => {
       process.stderr.write(`agentctl: ${line}
 `);
+    };
+    agents = (checked = true) => {
+      const conf = checked ? agentctlConf(process.env, log) : loadHostConf();
+      return new Agents(conf, agentctlPaths(process.env), log, process.env);
     };
   }
 });
