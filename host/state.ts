@@ -123,6 +123,147 @@ interface Change {
   notify?: Notify;
 }
 
+/** What a handler knows: the payload, the record before it, the clock and the options. */
+interface Ctx {
+  input: HookInput;
+  event: string;
+  tool: string;
+  prev: Recorded | undefined;
+  now: number;
+  opts: ApplyOptions;
+}
+
+const startWords: Record<string, string> = {
+  startup: "ready: new session",
+  resume: "ready: conversation resumed",
+  clear: "ready: conversation cleared",
+};
+
+function onSessionStart({ input }: Ctx): Change | undefined {
+  const source = str(input.source) ?? "startup";
+  // A compaction happens inside a turn: the agent keeps working.
+  if (source === "compact") return undefined;
+  return {
+    state: "idle",
+    reason: startWords[source] ?? `ready (${reasonText(source, 40)})`,
+    turn: null,
+  };
+}
+
+function onPrompt({ input, now }: Ctx): Change {
+  const prompt = str(input.prompt) ?? "";
+  return {
+    state: "working",
+    reason: reasonText(`prompt: ${prompt}`),
+    turn: { started: now, tools: 0 },
+  };
+}
+
+function onPreToolUse({ input, tool, prev, now }: Ctx): Change {
+  // A question is a tool use too: the turn did something a person may want to hear about.
+  const turn = prev?.turn
+    ? { ...prev.turn, tools: prev.turn.tools + 1 }
+    : { started: now, tools: 1 };
+  if (tool === "AskUserQuestion") {
+    return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
+  }
+  return { state: "working", reason: describeTool(tool, input.tool_input), turn };
+}
+
+function onPermissionRequest({ input, tool }: Ctx): Change {
+  if (tool === "AskUserQuestion")
+    return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
+  return { state: "needs-permission", reason: describeTool(tool, input.tool_input) };
+}
+
+function onNotification({ input, prev }: Ctx): Change | undefined {
+  const state = prev?.state;
+  const needsYou = state !== undefined && NEEDS_YOU.has(state) && state !== "signed-out";
+  const type = str(input.notification_type) ?? "";
+  const message = reasonText(str(input.message) ?? "");
+  if (type === "permission_prompt") {
+    if (needsYou) return undefined;
+    // The PermissionRequest before it named the tool; a bare notification names nothing better.
+    const reason =
+      state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ")
+        ? prev.reason
+        : message;
+    return { state: "needs-permission", reason: reason || "permission requested" };
+  }
+  if (type === "elicitation_dialog") {
+    if (needsYou) return undefined;
+    return { state: "needs-answer", reason: message || "an MCP server asks for input" };
+  }
+  // idle_prompt is sent after 60 s at the prompt: it only confirms idle, never hides a question.
+  if (type === "idle_prompt" && (state === undefined || state === "working"))
+    return { state: "idle", reason: message || "waiting for input" };
+  return undefined;
+}
+
+const toolVerbs: Record<string, string> = {
+  PostToolUse: "done",
+  PostToolUseFailure: "failed",
+  PermissionDenied: "denied",
+};
+
+function onToolDone({ input, event, tool, prev }: Ctx): Change {
+  const what =
+    tool === "AskUserQuestion"
+      ? "question answered"
+      : `${describeTool(tool, input.tool_input)} (${toolVerbs[event]})`;
+  // The managed settings run PreToolUse for AskUserQuestion only (one hook process less per
+  // tool call): a finished tool is what counts it for the turn.
+  const turn =
+    tool === "AskUserQuestion" || !prev?.turn
+      ? prev?.turn
+      : { ...prev.turn, tools: prev.turn.tools + 1 };
+  return { state: "working", reason: reasonText(what), ...(turn ? { turn } : {}) };
+}
+
+function onStop({ input, prev, now, opts }: Ctx): Change {
+  const answer = lastLine(str(input.last_assistant_message) ?? "");
+  const turn = prev?.turn;
+  const seconds = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
+  const realWork = turn !== undefined && (turn.tools > 0 || now - turn.started >= seconds * 1000);
+  return {
+    state: "idle",
+    reason: answer ? reasonText(answer) : "turn finished",
+    turn: null,
+    notify: realWork ? "turn-done" : undefined,
+  };
+}
+
+function onStopFailure({ input }: Ctx): Change {
+  const error = [str(input.error), str(input.error_details)].filter(Boolean).join(": ");
+  if (authFailure(error)) {
+    return {
+      state: "signed-out",
+      reason: reasonText(`API refused the login: ${error}`),
+      turn: null,
+    };
+  }
+  return {
+    state: "idle",
+    reason: reasonText(`stopped on an error: ${error || "unknown"}`),
+    turn: null,
+    notify: "turn-done",
+  };
+}
+
+/** One handler per hook event the managed settings send; any other event changes nothing. */
+const HANDLERS: Record<string, (c: Ctx) => Change | undefined> = {
+  SessionStart: onSessionStart,
+  UserPromptSubmit: onPrompt,
+  PreToolUse: onPreToolUse,
+  PermissionRequest: onPermissionRequest,
+  Notification: onNotification,
+  PostToolUse: onToolDone,
+  PostToolUseFailure: onToolDone,
+  PermissionDenied: onToolDone,
+  Stop: onStop,
+  StopFailure: onStopFailure,
+};
+
 function decide(
   prev: Recorded | undefined,
   input: HookInput,
@@ -130,124 +271,10 @@ function decide(
   opts: ApplyOptions,
 ): Change | undefined {
   const event = str(input.hook_event_name) ?? "";
-  const tool = str(input.tool_name) ?? "";
-  const state = prev?.state;
-  const needsYou = state !== undefined && NEEDS_YOU.has(state) && state !== "signed-out";
-  switch (event) {
-    case "SessionStart": {
-      const source = str(input.source) ?? "startup";
-      // A compaction happens inside a turn: the agent keeps working.
-      if (source === "compact") return undefined;
-      const words: Record<string, string> = {
-        startup: "ready: new session",
-        resume: "ready: conversation resumed",
-        clear: "ready: conversation cleared",
-      };
-      return {
-        state: "idle",
-        reason: words[source] ?? `ready (${reasonText(source, 40)})`,
-        turn: null,
-      };
-    }
-    case "UserPromptSubmit": {
-      const prompt = str(input.prompt) ?? "";
-      return {
-        state: "working",
-        reason: reasonText(`prompt: ${prompt}`),
-        turn: { started: now, tools: 0 },
-      };
-    }
-    case "PreToolUse": {
-      // A question is a tool use too: the turn did something a person may want to hear about.
-      const turn = prev?.turn
-        ? { ...prev.turn, tools: prev.turn.tools + 1 }
-        : { started: now, tools: 1 };
-      if (tool === "AskUserQuestion") {
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
-      }
-      return { state: "working", reason: describeTool(tool, input.tool_input), turn };
-    }
-    case "PermissionRequest":
-      if (tool === "AskUserQuestion")
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
-      return { state: "needs-permission", reason: describeTool(tool, input.tool_input) };
-    case "Notification": {
-      const type = str(input.notification_type) ?? "";
-      const message = reasonText(str(input.message) ?? "");
-      if (type === "permission_prompt") {
-        if (needsYou) return undefined;
-        // The PermissionRequest before it named the tool; a bare notification names nothing better.
-        const reason =
-          state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ")
-            ? prev.reason
-            : message;
-        return { state: "needs-permission", reason: reason || "permission requested" };
-      }
-      if (type === "elicitation_dialog") {
-        if (needsYou) return undefined;
-        return { state: "needs-answer", reason: message || "an MCP server asks for input" };
-      }
-      if (type === "idle_prompt") {
-        // Sent after 60 s at the prompt: only confirms idle, never hides a pending question.
-        if (state === undefined || state === "working")
-          return { state: "idle", reason: message || "waiting for input" };
-        return undefined;
-      }
-      return undefined;
-    }
-    case "PostToolUse":
-    case "PostToolUseFailure":
-    case "PermissionDenied": {
-      const verb =
-        event === "PostToolUseFailure"
-          ? "failed"
-          : event === "PermissionDenied"
-            ? "denied"
-            : "done";
-      const what =
-        tool === "AskUserQuestion"
-          ? "question answered"
-          : `${describeTool(tool, input.tool_input)} (${verb})`;
-      // The managed settings run PreToolUse for AskUserQuestion only (one hook process less per
-      // tool call): a finished tool is what counts it for the turn.
-      const turn =
-        tool === "AskUserQuestion" || !prev?.turn
-          ? prev?.turn
-          : { ...prev.turn, tools: prev.turn.tools + 1 };
-      return { state: "working", reason: reasonText(what), ...(turn ? { turn } : {}) };
-    }
-    case "Stop": {
-      const answer = lastLine(str(input.last_assistant_message) ?? "");
-      const turn = prev?.turn;
-      const seconds = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
-      const realWork =
-        turn !== undefined && (turn.tools > 0 || now - turn.started >= seconds * 1000);
-      return {
-        state: "idle",
-        reason: answer ? reasonText(answer) : "turn finished",
-        turn: null,
-        notify: realWork ? "turn-done" : undefined,
-      };
-    }
-    case "StopFailure": {
-      const error = [str(input.error), str(input.error_details)].filter(Boolean).join(": ");
-      if (authFailure(error)) {
-        return {
-          state: "signed-out",
-          reason: reasonText(`API refused the login: ${error}`),
-          turn: null,
-        };
-      }
-      return {
-        state: "idle",
-        reason: reasonText(`stopped on an error: ${error || "unknown"}`),
-        turn: null,
-        notify: "turn-done",
-      };
-    }
-    default:
-      return undefined;
-  }
+  const handler = Object.prototype.hasOwnProperty.call(HANDLERS, event)
+    ? HANDLERS[event]
+    : undefined;
+  return handler?.({ input, event, tool: str(input.tool_name) ?? "", prev, now, opts });
 }
 
 /**

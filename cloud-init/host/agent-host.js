@@ -435,103 +435,90 @@ function authFailure(error) {
     error
   );
 }
-function decide(prev, input, now, opts) {
-  const event = str(input.hook_event_name) ?? "";
-  const tool = str(input.tool_name) ?? "";
+function onSessionStart({ input }) {
+  const source = str(input.source) ?? "startup";
+  if (source === "compact") return void 0;
+  return {
+    state: "idle",
+    reason: startWords[source] ?? `ready (${reasonText(source, 40)})`,
+    turn: null
+  };
+}
+function onPrompt({ input, now }) {
+  const prompt = str(input.prompt) ?? "";
+  return {
+    state: "working",
+    reason: reasonText(`prompt: ${prompt}`),
+    turn: { started: now, tools: 0 }
+  };
+}
+function onPreToolUse({ input, tool, prev, now }) {
+  const turn = prev?.turn ? { ...prev.turn, tools: prev.turn.tools + 1 } : { started: now, tools: 1 };
+  if (tool === "AskUserQuestion") {
+    return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
+  }
+  return { state: "working", reason: describeTool(tool, input.tool_input), turn };
+}
+function onPermissionRequest({ input, tool }) {
+  if (tool === "AskUserQuestion")
+    return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
+  return { state: "needs-permission", reason: describeTool(tool, input.tool_input) };
+}
+function onNotification({ input, prev }) {
   const state = prev?.state;
   const needsYou2 = state !== void 0 && NEEDS_YOU.has(state) && state !== "signed-out";
-  switch (event) {
-    case "SessionStart": {
-      const source = str(input.source) ?? "startup";
-      if (source === "compact") return void 0;
-      const words = {
-        startup: "ready: new session",
-        resume: "ready: conversation resumed",
-        clear: "ready: conversation cleared"
-      };
-      return {
-        state: "idle",
-        reason: words[source] ?? `ready (${reasonText(source, 40)})`,
-        turn: null
-      };
-    }
-    case "UserPromptSubmit": {
-      const prompt = str(input.prompt) ?? "";
-      return {
-        state: "working",
-        reason: reasonText(`prompt: ${prompt}`),
-        turn: { started: now, tools: 0 }
-      };
-    }
-    case "PreToolUse": {
-      const turn = prev?.turn ? { ...prev.turn, tools: prev.turn.tools + 1 } : { started: now, tools: 1 };
-      if (tool === "AskUserQuestion") {
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input), turn };
-      }
-      return { state: "working", reason: describeTool(tool, input.tool_input), turn };
-    }
-    case "PermissionRequest":
-      if (tool === "AskUserQuestion")
-        return { state: "needs-answer", reason: describeQuestion(input.tool_input) };
-      return { state: "needs-permission", reason: describeTool(tool, input.tool_input) };
-    case "Notification": {
-      const type = str(input.notification_type) ?? "";
-      const message = reasonText(str(input.message) ?? "");
-      if (type === "permission_prompt") {
-        if (needsYou2) return void 0;
-        const reason = state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ") ? prev.reason : message;
-        return { state: "needs-permission", reason: reason || "permission requested" };
-      }
-      if (type === "elicitation_dialog") {
-        if (needsYou2) return void 0;
-        return { state: "needs-answer", reason: message || "an MCP server asks for input" };
-      }
-      if (type === "idle_prompt") {
-        if (state === void 0 || state === "working")
-          return { state: "idle", reason: message || "waiting for input" };
-        return void 0;
-      }
-      return void 0;
-    }
-    case "PostToolUse":
-    case "PostToolUseFailure":
-    case "PermissionDenied": {
-      const verb = event === "PostToolUseFailure" ? "failed" : event === "PermissionDenied" ? "denied" : "done";
-      const what = tool === "AskUserQuestion" ? "question answered" : `${describeTool(tool, input.tool_input)} (${verb})`;
-      const turn = tool === "AskUserQuestion" || !prev?.turn ? prev?.turn : { ...prev.turn, tools: prev.turn.tools + 1 };
-      return { state: "working", reason: reasonText(what), ...turn ? { turn } : {} };
-    }
-    case "Stop": {
-      const answer = lastLine(str(input.last_assistant_message) ?? "");
-      const turn = prev?.turn;
-      const seconds2 = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
-      const realWork = turn !== void 0 && (turn.tools > 0 || now - turn.started >= seconds2 * 1e3);
-      return {
-        state: "idle",
-        reason: answer ? reasonText(answer) : "turn finished",
-        turn: null,
-        notify: realWork ? "turn-done" : void 0
-      };
-    }
-    case "StopFailure": {
-      const error = [str(input.error), str(input.error_details)].filter(Boolean).join(": ");
-      if (authFailure(error)) {
-        return {
-          state: "signed-out",
-          reason: reasonText(`API refused the login: ${error}`),
-          turn: null
-        };
-      }
-      return {
-        state: "idle",
-        reason: reasonText(`stopped on an error: ${error || "unknown"}`),
-        turn: null,
-        notify: "turn-done"
-      };
-    }
-    default:
-      return void 0;
+  const type = str(input.notification_type) ?? "";
+  const message = reasonText(str(input.message) ?? "");
+  if (type === "permission_prompt") {
+    if (needsYou2) return void 0;
+    const reason = state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ") ? prev.reason : message;
+    return { state: "needs-permission", reason: reason || "permission requested" };
   }
+  if (type === "elicitation_dialog") {
+    if (needsYou2) return void 0;
+    return { state: "needs-answer", reason: message || "an MCP server asks for input" };
+  }
+  if (type === "idle_prompt" && (state === void 0 || state === "working"))
+    return { state: "idle", reason: message || "waiting for input" };
+  return void 0;
+}
+function onToolDone({ input, event, tool, prev }) {
+  const what = tool === "AskUserQuestion" ? "question answered" : `${describeTool(tool, input.tool_input)} (${toolVerbs[event]})`;
+  const turn = tool === "AskUserQuestion" || !prev?.turn ? prev?.turn : { ...prev.turn, tools: prev.turn.tools + 1 };
+  return { state: "working", reason: reasonText(what), ...turn ? { turn } : {} };
+}
+function onStop({ input, prev, now, opts }) {
+  const answer = lastLine(str(input.last_assistant_message) ?? "");
+  const turn = prev?.turn;
+  const seconds2 = opts.realWorkSeconds ?? DEFAULT_REAL_WORK_SECONDS;
+  const realWork = turn !== void 0 && (turn.tools > 0 || now - turn.started >= seconds2 * 1e3);
+  return {
+    state: "idle",
+    reason: answer ? reasonText(answer) : "turn finished",
+    turn: null,
+    notify: realWork ? "turn-done" : void 0
+  };
+}
+function onStopFailure({ input }) {
+  const error = [str(input.error), str(input.error_details)].filter(Boolean).join(": ");
+  if (authFailure(error)) {
+    return {
+      state: "signed-out",
+      reason: reasonText(`API refused the login: ${error}`),
+      turn: null
+    };
+  }
+  return {
+    state: "idle",
+    reason: reasonText(`stopped on an error: ${error || "unknown"}`),
+    turn: null,
+    notify: "turn-done"
+  };
+}
+function decide(prev, input, now, opts) {
+  const event = str(input.hook_event_name) ?? "";
+  const handler = Object.prototype.hasOwnProperty.call(HANDLERS, event) ? HANDLERS[event] : void 0;
+  return handler?.({ input, event, tool: str(input.tool_name) ?? "", prev, now, opts });
 }
 function applyHook(prev, input, now, opts = {}) {
   const change = decide(prev, input, now, opts);
@@ -608,7 +595,7 @@ function parseTransition(line) {
     ...notify ? { notify } : {}
   };
 }
-var RECORDED_STATES, DEFAULT_REAL_WORK_SECONDS, str, obj, NEEDS_YOU;
+var RECORDED_STATES, DEFAULT_REAL_WORK_SECONDS, str, obj, NEEDS_YOU, startWords, toolVerbs, HANDLERS;
 var init_state = __esm({
   "host/state.ts"() {
     "use strict";
@@ -628,6 +615,28 @@ var init_state = __esm({
       "needs-answer",
       "signed-out"
     ]);
+    startWords = {
+      startup: "ready: new session",
+      resume: "ready: conversation resumed",
+      clear: "ready: conversation cleared"
+    };
+    toolVerbs = {
+      PostToolUse: "done",
+      PostToolUseFailure: "failed",
+      PermissionDenied: "denied"
+    };
+    HANDLERS = {
+      SessionStart: onSessionStart,
+      UserPromptSubmit: onPrompt,
+      PreToolUse: onPreToolUse,
+      PermissionRequest: onPermissionRequest,
+      Notification: onNotification,
+      PostToolUse: onToolDone,
+      PostToolUseFailure: onToolDone,
+      PermissionDenied: onToolDone,
+      Stop: onStop,
+      StopFailure: onStopFailure
+    };
   }
 });
 
