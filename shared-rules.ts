@@ -17,7 +17,7 @@ export const WHOLE_NUMBER_RE = /^-?\d+$/;
 
 /**
  * Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric.
- * Copy: cloud-init/host/apply PACKAGE_RE.
+ * Used by apply on the host too (host/apply-bundle.ts extraPackageNames).
  */
 export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
 
@@ -34,7 +34,7 @@ export const GITHUB_TOKEN_PREFIXES: readonly string[] = [
   ...GITHUB_CLASSIC_TOKEN_PREFIXES,
   GITHUB_FINE_GRAINED_TOKEN_PREFIX,
 ];
-/** A value that starts like a GitHub token. Copy: cloud-init/host/apply GITHUB_TOKEN_RE. */
+/** A value that starts like a GitHub token (apply logs gh in with one: host/apply-git.ts). */
 export const GITHUB_TOKEN_RE = new RegExp(`^(${anyOf(GITHUB_TOKEN_PREFIXES)})`);
 /**
  * Regex source of a GitHub token somewhere in a text: a classic one with at least

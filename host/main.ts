@@ -5,6 +5,8 @@
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
 //   conf [--as NAME] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf through the one
 //                  parser (host/conf.ts), as KEY=value lines: how the bash scripts read it
+//   apply --agents N --bundle-sha256 SHA --instance-id ID < bundle  the day-2 step (host/apply.ts),
+//                  run by cloud-init/host/apply from the bundle being deployed
 //   status [--json]  agentctl status: one row per agent (host/status.ts)
 //   reconcile, restart, logs  agentctl's commands of those names (host/agentctl.ts); with
 //                  attach-select and login-restart, the tmux halves of agentctl attach and login
@@ -23,6 +25,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
+  if (cmd === "apply") return (await import("./apply")).applyMain(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);
 }

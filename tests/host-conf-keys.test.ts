@@ -122,13 +122,26 @@ test.each(SCRIPTS)(
   },
 );
 
-test.each([
-  ["apply", /node "\$\{LIB\}\/agent-host\.js" conf /],
-  ["first-boot", /node "\$\{LIB\}\/agent-host\.js" conf /],
-])("%s reads host.conf through agent-host.js conf too", (file, call) => {
-  const text = read(`host/${file}`);
-  expect(text).toMatch(call);
-  expect(text).not.toMatch(/sed -n ["']s\/\^(\$1|[A-Z_]+)=/);
+test.each([["first-boot", /node "\$\{LIB\}\/agent-host\.js" conf /]])(
+  "%s reads host.conf through agent-host.js conf too",
+  (file, call) => {
+    const text = read(`host/${file}`);
+    expect(text).toMatch(call);
+    expect(text).not.toMatch(/sed -n ["']s\/\^(\$1|[A-Z_]+)=/);
+  },
+);
+
+// apply is TypeScript now (host/apply.ts): it takes the one parser itself, and its bash entry
+// point (cloud-init/host/apply) reads no host.conf at all.
+test("apply reads host.conf through host/conf.ts only", () => {
+  const ts = fs.readFileSync(path.join(__dirname, "..", "host", "apply.ts"), "utf8");
+  expect(ts).toMatch(/import \{[^}]*\bparseHostConf\b[^}]*\} from "\.\/conf"/);
+  expect(ts).not.toMatch(/split\("\\n"\)|\.split\("="\)|indexOf\("="\)/);
+  const entry = read("host/apply")
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n");
+  expect(entry).not.toMatch(/host\.conf\b|\bCONF\b|agent-host\.js" conf/);
 });
 
 test("the parser: last value wins, trailing blanks go, bad lines and unknown keys warn with their line", () => {

@@ -1,11 +1,14 @@
 // The bash on the VM cannot import shared-rules.ts or config.ts, so it keeps copies of a few rules:
-// apply's package-name and GitHub-token patterns, agentctl's setup-token pattern, the install
-// sources the installers act on, how agent-wrapper tells a token from an API key. (host.conf's own
-// rules, such as the permission modes, are host/conf.ts's: the scripts read through it.) Each copy must say what the TypeScript definition says; a drifted one would refuse on
-// the VM what the stack accepted, or accept what it refused.
+// agentctl's setup-token pattern, the install sources the installers act on, how agent-wrapper
+// tells a token from an API key. (host.conf's own rules, such as the permission modes, are
+// host/conf.ts's: the scripts read through it. apply is TypeScript, host/apply*.ts: it imports
+// the package-name and GitHub-token patterns, and its own checks are tested below.) Each copy must
+// say what the TypeScript definition says; a drifted one would refuse on the VM what the stack
+// accepted, or accept what it refused.
 import * as fs from "fs";
 import * as path from "path";
 import { CLAUDE_CODE_SOURCES, parseConfig, parseRepositoryUrl, type StackConfig } from "../config";
+import { GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "../host/apply-git";
 import { settingsFrom } from "../policy/rules";
 import {
   ANTHROPIC_KEY_PREFIX,
@@ -46,26 +49,7 @@ const caseArms = (subject: string) => (text: string) => {
     .flatMap((m) => m[1].split("|").map((w) => w.trim()))
     .join(" ");
 };
-/** `^(a|b|c)` → its alternatives as a set. */
-const alternatives = (value: string) => {
-  const inner = /^\^\((.*)\)$/.exec(value)?.[1];
-  return inner === undefined ? `not ^(…|…): ${value}` : inner.split("|").sort().join("|");
-};
-
 const COPIES: Copy[] = [
-  {
-    file: "apply",
-    rule: "PACKAGE_RE (shared-rules.ts PACKAGE_NAME_RE)",
-    find: readonlyValue("PACKAGE_RE"),
-    ts: PACKAGE_NAME_RE.source,
-  },
-  {
-    file: "apply",
-    rule: "GITHUB_TOKEN_RE (shared-rules.ts GITHUB_TOKEN_PREFIXES)",
-    find: readonlyValue("GITHUB_TOKEN_RE"),
-    ts: `^(${GITHUB_TOKEN_PREFIXES.join("|")})`,
-    normalize: alternatives,
-  },
   {
     file: "agentctl",
     rule: "SETUP_TOKEN_RE (shared-rules.ts ANTHROPIC_SETUP_TOKEN_RE)",
@@ -112,19 +96,32 @@ test.each(COPIES.map((c) => [`${c.file}: ${c.rule}`, c] as const))(
 );
 
 test("a drifted copy is reported with the file, the rule and both values", () => {
-  const copy = COPIES[0];
+  const copy = COPIES.find((c) => c.rule.startsWith("SETUP_TOKEN_RE"))!;
+  const loose = "^sk-ant-oat[0-9]{2}-[A-Za-z0-9_-]+$";
   // A function, not a string: "$'" in a replacement string means "the text after the match".
   const text = read(copy.file).replace(
-    /^readonly PACKAGE_RE=.*$/m,
-    () => "readonly PACKAGE_RE='^[a-z0-9][a-z0-9+.-]*$'",
+    /^readonly SETUP_TOKEN_RE=.*$/m,
+    () => `readonly SETUP_TOKEN_RE='${loose}'`,
   );
   expect(drift(copy, text)).toBe(
-    `cloud-init/host/apply: PACKAGE_RE (shared-rules.ts PACKAGE_NAME_RE) is "^[a-z0-9][a-z0-9+.-]*$" in bash but "^[a-z0-9][a-z0-9+.-]+$" in TypeScript; make the bash say what TypeScript says`,
+    `cloud-init/host/agentctl: SETUP_TOKEN_RE (shared-rules.ts ANTHROPIC_SETUP_TOKEN_RE) is ${JSON.stringify(loose)} in bash but ${JSON.stringify(ANTHROPIC_SETUP_TOKEN_RE.source)} in TypeScript; make the bash say what TypeScript says`,
   );
-  expect(drift(copy, text.replace(/^readonly PACKAGE_RE=.*$/m, ""))).toMatch(/not found/);
+  expect(drift(copy, text.replace(/^readonly SETUP_TOKEN_RE=.*$/m, ""))).toMatch(/not found/);
   const installer = COPIES.find((c) => c.file === "install-claude-code")!;
   const snap = read("install-claude-code").replace(/^(\s*)npm\)/m, "$1npm | snap)");
   expect(drift(installer, snap)).toMatch(/CLAUDE_CODE_SOURCE .*"npm snap native" in bash/);
+});
+
+// apply, now TypeScript (host/apply*.ts), imports these two rules instead of keeping copies.
+test("apply takes the package-name and GitHub-token rules from shared-rules.ts, with no copy", () => {
+  const ts = (file: string) => fs.readFileSync(path.join(__dirname, "..", "host", file), "utf8");
+  const bundle = ts("apply-bundle.ts");
+  const git = ts("apply-git.ts");
+  expect(bundle).toMatch(/import \{[^}]*\bPACKAGE_NAME_RE\b[^}]*\} from "\.\.\/shared-rules"/);
+  expect(git).toMatch(/import \{[^}]*\bGITHUB_TOKEN_RE\b[^}]*\} from "\.\.\/shared-rules"/);
+  const apply = ["apply.ts", "apply-bundle.ts", "apply-git.ts", "apply-run.ts"].map(ts).join("\n");
+  expect(apply).not.toContain(PACKAGE_NAME_RE.source);
+  expect(GITHUB_TOKEN_PREFIXES.filter((prefix) => apply.includes(prefix))).toEqual([]);
 });
 
 test("a token agentctl login stores is one anthropicApiKey would take too", () => {
@@ -136,14 +133,10 @@ test("a token agentctl login stores is one anthropicApiKey would take too", () =
   );
 });
 
-// apply's grep is looser than config's rule on purpose (any BEGIN … PRIVATE KEY line): it only
+// apply's test is looser than config's rule on purpose (any BEGIN … PRIVATE KEY line): it only
 // ever sees values config took, where a token has no blanks and a key starts with a BEGIN line.
 test("apply tells every private key type config takes from a token", () => {
-  const grep = /grep -q -e '([^']*PRIVATE KEY[^']*)' -- "\$\{WORK\}\/git-credentials"/.exec(
-    read("apply"),
-  )?.[1];
-  expect(grep).toBeDefined();
-  const apply = new RegExp(grep!);
+  const apply = PRIVATE_KEY_LINE_RE;
   for (const type of ["", "OPENSSH ", "RSA ", "EC "]) {
     const key = `-----BEGIN ${type}PRIVATE KEY-----\nAAAA\n-----END ${type}PRIVATE KEY-----\n`;
     expect([type, PRIVATE_KEY_BEGIN_RE.test(key), apply.test(key)]).toEqual([type, true, true]);
@@ -156,9 +149,7 @@ test("apply tells every private key type config takes from a token", () => {
 // config.ts derives GIT_CREDENTIAL_HOST from the repository URL (or github.com for a GitHub token);
 // apply refuses to install the token for a host its own pattern does not take.
 test("apply takes every git credential host config derives", () => {
-  const pattern = /\[\[ "\$\{host\}" =~ (\S+) \]\]/.exec(read("apply"))?.[1];
-  expect(pattern).toBeDefined();
-  const apply = new RegExp(pattern!);
+  const apply = GIT_CREDENTIAL_HOST_RE;
   const hosts = [
     "https://github.com/acme/app.git",
     "https://git.example.test:8443/team/app",

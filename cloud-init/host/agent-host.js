@@ -57,10 +57,11 @@ function claudeEnvProblem(pairs) {
   }
   return void 0;
 }
-var GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_VERSION_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS, RESERVED_CLAUDE_ENV;
+var PACKAGE_NAME_RE, GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_VERSION_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS, RESERVED_CLAUDE_ENV;
 var init_shared_rules = __esm({
   "shared-rules.ts"() {
     "use strict";
+    PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
     GITHUB_CLASSIC_TOKEN_PREFIXES = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"];
     GITHUB_FINE_GRAINED_TOKEN_PREFIX = "github_pat_";
     GITHUB_TOKEN_PREFIXES = [
@@ -170,15 +171,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path11 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path14 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path11, "utf8");
+    textIn = fs.readFileSync(path14, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path11);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path11}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path14);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path14}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -773,9 +774,567 @@ var init_store = __esm({
   }
 });
 
+// cloud-init/bundle.ts
+var BUNDLE_HEADER;
+var init_bundle = __esm({
+  "cloud-init/bundle.ts"() {
+    "use strict";
+    BUNDLE_HEADER = "agent-host-bundle 1";
+  }
+});
+
+// host/apply-bundle.ts
+function parseApplyArgs(argv) {
+  const given = {
+    "--agents": "",
+    "--bundle-sha256": "",
+    "--instance-id": ""
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!(argv[i] in given)) throw new ApplyUsageError(`unknown argument '${argv[i]}'; ${USAGE}`);
+    given[argv[i]] = argv[i + 1] ?? "";
+  }
+  const agents2 = given["--agents"];
+  const sha = given["--bundle-sha256"];
+  if (!/^[1-9][0-9]*$/.test(agents2))
+    throw new ApplyUsageError(`--agents must be a positive whole number; got '${agents2}'`);
+  if (!/^[0-9a-f]{64}$/.test(sha))
+    throw new ApplyUsageError(`--bundle-sha256 must be 64 hex digits; got '${sha}'`);
+  return { agents: Number(agents2), bundleSha256: sha, instanceId: given["--instance-id"] };
+}
+function decode(data, what) {
+  if (!BASE64_RE.test(data)) throw new ApplyError(`the bundle's ${what} is not valid base64`);
+  return Buffer.from(data, "base64");
+}
+function itemOf(lines, prefix) {
+  return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("");
+}
+function fileOf(line) {
+  const [, path14 = "", mode = "", data = ""] = line.split(" ");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path14) || path14.includes(".."))
+    throw new ApplyError(`refusing file path '${path14}'`);
+  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path14}`);
+  return { path: path14, mode: parseInt(mode, 8), content: decode(data, path14) };
+}
+function secretOf(lines, name) {
+  const data = itemOf(lines, `secret ${name} `);
+  if (data === "") return void 0;
+  return data === "-" ? "remove" : decode(data, name);
+}
+function publicSha256(lines) {
+  const pub = lines.filter((l) => /^(file|conf|keys) /.test(l)).join("\n");
+  return (0, import_crypto.createHash)("sha256").update(pub, "utf8").digest("hex");
+}
+function parseBundle(text2, expectedSha256) {
+  const lines = text2.replace(/\n$/, "").split("\n");
+  if (lines[0] !== BUNDLE_HEADER)
+    throw new ApplyError(`stdin is not an agent-host bundle (expected '${BUNDLE_HEADER}')`);
+  if (lines[lines.length - 1] !== "end")
+    throw new ApplyError("the bundle is truncated (no end line)");
+  const actual = publicSha256(lines);
+  if (actual !== expectedSha256)
+    throw new ApplyError(`bundle checksum mismatch (got ${actual}, expected ${expectedSha256})`);
+  const files = lines.filter((l) => l.startsWith("file ")).map(fileOf);
+  const conf = itemOf(lines, "conf ");
+  if (conf === "") throw new ApplyError("the bundle has no host.conf");
+  const keys = itemOf(lines, "keys ");
+  if (keys === "") throw new ApplyError("the bundle has no admin keys");
+  const adminKeys = decode(keys, "admin keys");
+  if (!/^(ssh-|ecdsa-|sk-)/m.test(adminKeys.toString("utf8")))
+    throw new ApplyError("refusing an authorized_keys without a key");
+  const apiKey = secretOf(lines, "anthropic-api-key");
+  if (apiKey === void 0) throw new ApplyError("the bundle has no api-key line");
+  const gitCredentials = secretOf(lines, "git-credentials");
+  if (gitCredentials === void 0) throw new ApplyError("the bundle has no git-credentials line");
+  const notifyWebhookUrl = secretOf(lines, "notify-webhook-url");
+  return {
+    files,
+    conf: decode(conf, "host.conf").toString("utf8"),
+    adminKeys,
+    apiKey,
+    gitCredentials,
+    notifyWebhookUrl
+  };
+}
+function confNeedsRestart(next, old) {
+  return RESTART_KEYS.some((k) => next[k] !== old[k]);
+}
+function extraPackageNames(list) {
+  const names = list.split(/\s+/).filter(Boolean);
+  const bad = names.find((n) => !PACKAGE_NAME_RE.test(n));
+  if (bad !== void 0)
+    throw new ApplyError(
+      `refusing '${bad}' in EXTRA_PACKAGES: not a Debian package name; fix extraPackages`
+    );
+  return names;
+}
+var import_crypto, ApplyUsageError, ApplyError, USAGE, BASE64_RE, RESTART_KEYS;
+var init_apply_bundle = __esm({
+  "host/apply-bundle.ts"() {
+    "use strict";
+    import_crypto = require("crypto");
+    init_bundle();
+    init_shared_rules();
+    ApplyUsageError = class extends Error {
+    };
+    ApplyError = class extends Error {
+    };
+    USAGE = "usage: apply --agents N --bundle-sha256 SHA --instance-id ID < bundle";
+    BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+    RESTART_KEYS = [
+      "CLAUDE_CODE_VERSION",
+      "PERMISSION_MODE",
+      "CLAUDE_PROVIDER",
+      "VERTEX_PROJECT_ID",
+      "VERTEX_REGION",
+      "VERTEX_BASE_URL",
+      "CLAUDE_MODEL",
+      "ANTHROPIC_BASE_URL",
+      "CLAUDE_ENV"
+    ];
+  }
+});
+
+// host/apply-run.ts
+function parsePasswd(line) {
+  const f = line.trim().split(":");
+  if (f.length < 7 || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) return void 0;
+  return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+}
+function lookupUser(name) {
+  const r = (0, import_child_process.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
+  return r.status === 0 ? parsePasswd(r.stdout.split("\n")[0]) : void 0;
+}
+function commandPath(name, envPath = process.env.PATH ?? "") {
+  for (const dir of envPath.split(":").filter(Boolean)) {
+    const file = path3.join(dir, name);
+    try {
+      fs4.accessSync(file, fs4.constants.X_OK);
+      if (fs4.statSync(file).isFile()) return file;
+    } catch {
+    }
+  }
+  return void 0;
+}
+function runRoot(file, args, opts = {}) {
+  const stdio = ["ignore", opts.stdout === "inherit" ? "inherit" : 2, 2];
+  const r = (0, import_child_process.spawnSync)(file, args, { stdio, env: { ...process.env, ...opts.env } });
+  if (r.error) applyLog(`could not run ${file}: ${r.error.message}`);
+  return r.status ?? 127;
+}
+function asAgent(a, argv, input = "", umask) {
+  const cwd = fs4.existsSync(a.home) && fs4.statSync(a.home).isDirectory() ? a.home : "/";
+  const env = [
+    `HOME=${a.home}`,
+    `USER=${a.name}`,
+    `LOGNAME=${a.name}`,
+    `PATH=${SYSTEM_PATH}`,
+    "LANG=C.UTF-8",
+    "GIT_TERMINAL_PROMPT=0"
+  ];
+  const ids = [`--reuid=${a.uid}`, `--regid=${a.gid}`, "--init-groups", "--"];
+  const before = umask === void 0 ? void 0 : process.umask(umask);
+  try {
+    const r = (0, import_child_process.spawnSync)("setpriv", [...ids, "env", "-i", ...env, ...argv], {
+      cwd,
+      input,
+      maxBuffer: MAX_BUFFER
+    });
+    return {
+      status: r.status ?? 127,
+      stdout: r.stdout?.toString("utf8") ?? "",
+      stderr: r.stderr?.toString("utf8") ?? (r.error ? r.error.message : "")
+    };
+  } finally {
+    if (before !== void 0) process.umask(before);
+  }
+}
+var import_child_process, fs4, path3, applyLog, SYSTEM_PATH, MAX_BUFFER;
+var init_apply_run = __esm({
+  "host/apply-run.ts"() {
+    "use strict";
+    import_child_process = require("child_process");
+    fs4 = __toESM(require("fs"));
+    path3 = __toESM(require("path"));
+    applyLog = (line) => {
+      process.stderr.write(`apply: ${line}
+`);
+    };
+    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    MAX_BUFFER = 64 * 1024 * 1024;
+  }
+});
+
+// host/apply-git.ts
+function urlencode(s) {
+  return [...Buffer.from(s, "utf8")].map((b) => {
+    const c = String.fromCharCode(b);
+    return /[A-Za-z0-9._~-]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }).join("");
+}
+function storeLine(secret, host) {
+  const s = secret.replace(/\n+$/, "");
+  const at = s.indexOf(":");
+  const user = at >= 0 ? s.slice(0, at) : "x-access-token";
+  const token = at >= 0 ? s.slice(at + 1) : s;
+  return { line: `https://${urlencode(user)}:${urlencode(token)}@${host}
+`, token };
+}
+function entriesToUnset(listing, needle) {
+  return listing.split("\n").map((l) => /^\s*(\S+)\s*(.*)$/.exec(l)).filter((m) => m !== null && m[2].includes(needle)).map((m) => m[1]);
+}
+function credentialHelper(home) {
+  return `!f() { if [ "$1" = get ]; then exec git credential-store --file=${home}/${GIT_STORE_NAME} get; fi; }; f`;
+}
+function configureGit(s, credentials) {
+  const git2 = new AgentGit(s);
+  if (s.userName) git2.global(["user.name", s.userName], "git config user.name");
+  if (s.userEmail) git2.global(["user.email", s.userEmail], "git config user.email");
+  if (s.repository && asAgent(s.agent, ["git", "config", "--global", "--get", "push.default"]).status !== 0)
+    git2.global(["push.default", "current"], "git config push.default");
+  if (credentials === "remove") {
+    git2.removeToken();
+    git2.removeSshKey();
+  } else if (PRIVATE_KEY_LINE_RE.test(credentials.toString("utf8"))) {
+    git2.installSshKey(credentials);
+  } else {
+    git2.installToken(credentials);
+  }
+}
+var fs5, path4, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
+var init_apply_git = __esm({
+  "host/apply-git.ts"() {
+    "use strict";
+    fs5 = __toESM(require("fs"));
+    path4 = __toESM(require("path"));
+    init_shared_rules();
+    init_apply_bundle();
+    init_apply_run();
+    GIT_STORE_NAME = ".config/git/agent-host-credentials";
+    GIT_KEY_NAME = ".ssh/agent-host-git";
+    GIT_CREDENTIAL_HOST_RE = /^[A-Za-z0-9.-]+(:[0-9]{1,5})?$/;
+    PRIVATE_KEY_LINE_RE = /-----BEGIN .*PRIVATE KEY-----/;
+    sshCommand = (home) => `ssh -i ${home}/${GIT_KEY_NAME} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new`;
+    keyFileText = (secret) => secret.length > 0 && secret[secret.length - 1] !== 10 ? Buffer.concat([secret, Buffer.from("\n")]) : secret;
+    AgentGit = class {
+      constructor(s) {
+        this.s = s;
+      }
+      s;
+      get a() {
+        return this.s.agent;
+      }
+      global(args, what) {
+        const r = asAgent(this.a, ["git", "config", "--global", ...args]);
+        if (r.status !== 0)
+          throw new ApplyError(`${what} failed as ${this.a.name}: ${r.stderr.trim()}`);
+        return r.stdout;
+      }
+      /** Removes git config entries (key regex) whose value names one of our credential files. */
+      unsetEntries(pattern, needle) {
+        const listing = asAgent(this.a, ["git", "config", "--global", "--get-regexp", pattern]).stdout;
+        for (const key of entriesToUnset(listing, needle))
+          this.global(["--unset-all", key], `git config --unset-all ${key}`);
+      }
+      /**
+       * Writes `content` to `dest` as the agent; false when it was already so. The agent reads it on
+       * stdin and creates it under umask 077, so it is never readable by anyone else, even briefly.
+       */
+      write(dest, mode, content) {
+        if (asAgent(this.a, ["cmp", "-s", "--", "-", dest], content).status === 0) return false;
+        const dir = path4.dirname(dest);
+        const step = (argv, input, what = `write ${dest}`) => {
+          if (asAgent(this.a, argv, input, 63).status !== 0)
+            throw new ApplyError(`could not ${what} as ${this.a.name}`);
+        };
+        step(["mkdir", "-p", "-m", "0700", "--", dir], void 0, `create ${dir}`);
+        step(["tee", "--", `${dest}.tmp`], content, `write ${dest}.tmp`);
+        step(["chmod", mode, "--", `${dest}.tmp`], void 0, `chmod ${dest}.tmp`);
+        step(["mv", "-f", "--", `${dest}.tmp`, dest]);
+        return true;
+      }
+      /** Removes `name` from the agent's home when it is there; true when it was. */
+      remove(name) {
+        const file = `${this.a.home}/${name}`;
+        if (asAgent(this.a, ["test", "-e", file]).status !== 0) return false;
+        if (asAgent(this.a, ["rm", "-f", "--", file]).status !== 0)
+          throw new ApplyError(`could not remove ${file} as ${this.a.name}`);
+        return true;
+      }
+      removeToken() {
+        this.unsetEntries("^credential\\..*\\.helper$", GIT_STORE_NAME);
+        if (this.remove(GIT_STORE_NAME)) applyLog("removed the agents' git token");
+        if (!fs5.existsSync(this.s.ghHostFile)) return;
+        const host = fs5.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "");
+        const gh = commandPath("gh");
+        if (gh) {
+          const r = asAgent(this.a, ["timeout", "60", gh, "auth", "logout", "--hostname", host], "");
+          process.stderr.write(r.stdout + r.stderr);
+          if (r.status !== 0) applyLog(`warning: gh auth logout --hostname ${host} failed`);
+        }
+        fs5.rmSync(this.s.ghHostFile, { force: true });
+      }
+      removeSshKey() {
+        this.unsetEntries("^core\\.sshcommand$", GIT_KEY_NAME);
+        if (this.remove(GIT_KEY_NAME)) applyLog("removed the agents' git SSH key");
+      }
+      /** gh keeps its own login (~/.config/gh); the token goes in on stdin, never in argv. */
+      ghLogin(host, token) {
+        const gh = commandPath("gh");
+        if (!gh) return applyLog("warning: gh is not installed; the GitHub CLI is not logged in");
+        const argv = ["timeout", "60", gh, "auth", "login", "--hostname", host, "--with-token"];
+        const r = asAgent(this.a, argv, `${token}
+`);
+        process.stderr.write(r.stdout + r.stderr);
+        if (r.status !== 0)
+          return applyLog(
+            `warning: gh auth login --hostname ${host} failed (output above); git still uses the token`
+          );
+        fs5.writeFileSync(this.s.ghHostFile, `${host}
+`, { mode: 384 });
+        applyLog(`gh: logged in to ${host} as ${this.a.name}`);
+      }
+      installToken(secret) {
+        const host = this.s.credentialHost;
+        if (!GIT_CREDENTIAL_HOST_RE.test(host))
+          throw new ApplyError(
+            `GIT_CREDENTIAL_HOST='${host}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`
+          );
+        this.removeSshKey();
+        const { line, token } = storeLine(secret.toString("utf8"), host);
+        const changed = this.write(`${this.a.home}/${GIT_STORE_NAME}`, "0600", Buffer.from(line));
+        if (changed)
+          applyLog(
+            `stored the agents' git token for https://${host} (readable by ${this.a.name} only, 0600)`
+          );
+        this.unsetEntries("^credential\\..*\\.helper$", GIT_STORE_NAME);
+        const key = `credential.https://${host}.helper`;
+        this.global([key, credentialHelper(this.a.home)], `git config ${key}`);
+        if (!GITHUB_TOKEN_RE.test(token)) return;
+        const ghHost = fs5.existsSync(this.s.ghHostFile) ? fs5.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "") : void 0;
+        if (changed || ghHost !== host) this.ghLogin(host, token);
+      }
+      installSshKey(secret) {
+        this.removeToken();
+        if (this.write(`${this.a.home}/${GIT_KEY_NAME}`, "0600", keyFileText(secret)))
+          applyLog(`stored the agents' git SSH key (readable by ${this.a.name} only, 0600)`);
+        this.global(["core.sshCommand", sshCommand(this.a.home)], "git config core.sshCommand");
+      }
+    };
+  }
+});
+
+// host/apply.ts
+var apply_exports = {};
+__export(apply_exports, {
+  applyMain: () => applyMain,
+  applyPaths: () => applyPaths
+});
+function applyPaths(env) {
+  const root = env.AGENT_HOST_ROOT ?? "";
+  return {
+    root,
+    lib: `${root}/usr/local/lib/agent-host`,
+    conf: `${root}/etc/agent-host/host.conf`,
+    secrets: `${root}/etc/agent-host/secrets`,
+    agentctl: `${root}/usr/local/bin/agentctl`
+  };
+}
+function isAlready(dest, content, mode) {
+  try {
+    const st = fs6.statSync(dest);
+    if (!st.isFile() || mode !== void 0 && (st.mode & 4095) !== mode) return false;
+    return fs6.readFileSync(dest).equals(content);
+  } catch {
+    return false;
+  }
+}
+function writeFile(dest, content, mode, uid = 0, gid = 0) {
+  fs6.mkdirSync(path5.dirname(dest), { recursive: true, mode: 493 });
+  const tmp = `${dest}.apply-${process.pid}`;
+  fs6.rmSync(tmp, { force: true });
+  const fd = fs6.openSync(tmp, "wx", 384);
+  try {
+    fs6.writeFileSync(fd, content);
+    fs6.fchownSync(fd, uid, gid);
+    fs6.fchmodSync(fd, mode);
+  } finally {
+    fs6.closeSync(fd);
+  }
+  fs6.renameSync(tmp, dest);
+}
+function installIfChanged(content, dest, mode) {
+  if (isAlready(dest, content, mode)) return false;
+  writeFile(dest, content, mode);
+  return true;
+}
+function ensureDir(dir, mode, uid = 0, gid = 0) {
+  fs6.mkdirSync(path5.dirname(dir), { recursive: true, mode: 493 });
+  if (!fs6.existsSync(dir)) fs6.mkdirSync(dir, { mode });
+  fs6.chownSync(dir, uid, gid);
+  fs6.chmodSync(dir, mode);
+}
+function installFiles(files, p) {
+  let changed = 0;
+  let units = false;
+  for (const f of files) {
+    if (!installIfChanged(f.content, `${p.root}${f.path}`, f.mode)) continue;
+    changed++;
+    applyLog(`updated ${f.path}`);
+    if (f.path.startsWith("/etc/systemd/system/")) units = true;
+  }
+  applyLog(`host files: ${files.length} shipped, ${changed} changed`);
+  return units;
+}
+function installConf(stackConf, p) {
+  let text2 = stackConf;
+  const local = `${p.conf}.local`;
+  if (fs6.existsSync(local) && fs6.statSync(local).isFile())
+    text2 += `# --- appended from ${local} ---
+${fs6.readFileSync(local, "utf8")}`;
+  const conf = parseHostConf(text2, p.conf);
+  const error = firstError(conf, HOST_KEY_NAMES);
+  if (error) throw new ApplyUsageError(error);
+  const old = loadHostConf({}, p.conf);
+  if (installIfChanged(Buffer.from(text2, "utf8"), p.conf, 420))
+    applyLog("updated /etc/agent-host/host.conf");
+  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
+}
+function installAdminKeys(keys, admin, p) {
+  const user = lookupUser(admin);
+  if (!user?.home) throw new ApplyError(`the admin user ${admin} does not exist`);
+  const dir = `${p.root}${user.home}/.ssh`;
+  ensureDir(dir, 448, user.uid, user.gid);
+  const file = `${dir}/authorized_keys`;
+  if (isAlready(file, keys)) return;
+  writeFile(file, keys, 384, user.uid, user.gid);
+  applyLog(`updated ${admin}'s authorized keys`);
+}
+function installSecret(value, file, said) {
+  if (value === void 0) return false;
+  ensureDir(path5.dirname(file), 448);
+  if (value === "remove") {
+    if (!fs6.existsSync(file)) return false;
+    fs6.rmSync(file, { force: true });
+    applyLog(said.removed);
+    return true;
+  }
+  if (!installIfChanged(value, file, 384)) return false;
+  applyLog(said.stored);
+  return true;
+}
+function updateClaudeCode(conf, p) {
+  const rc = runRoot(`${p.lib}/install-claude-code`, [], { env: { AGENTCTL_CONFIG: p.conf } });
+  if (rc !== 0) throw new ApplyError(`installing Claude Code ${conf.claudeCodeVersion} failed`);
+}
+function systemctl(...args) {
+  if (runRoot("systemctl", args) !== 0)
+    throw new ApplyError(`systemctl ${args.join(" ")} failed (its output is above)`);
+}
+function ensureService(unitsChanged) {
+  if (!fs6.existsSync("/run/systemd/system")) {
+    applyLog("systemd is not running here; leaving the tmux server to agentctl");
+    return;
+  }
+  if (unitsChanged) systemctl("daemon-reload");
+  const units = ["agent-host-data.service", "agent-host.service", "agent-host-autostop.service"];
+  systemctl("enable", "--quiet", ...units);
+  systemctl("start", ...units.slice(0, 2));
+  systemctl("restart", units[2]);
+}
+function dpkgInstalled(name) {
+  const r = (0, import_child_process2.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
+    encoding: "utf8"
+  });
+  return r.status === 0 && r.stdout === "installed";
+}
+function installExtraPackages(list) {
+  const missing = extraPackageNames(list).filter((n) => !dpkgInstalled(n));
+  if (missing.length === 0) return;
+  applyLog(`installing extra packages: ${missing.join(" ")}`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  if (runRoot("apt-get", ["-q", "update"], { env }) !== 0)
+    applyLog("warning: apt-get update failed; installing from the package lists already there");
+  const install = ["-q", "install", "-y", "--no-install-recommends"];
+  if (runRoot("apt-get", [...install, "-o", "DPkg::Lock::Timeout=300", ...missing], { env }) !== 0)
+    throw new ApplyError(
+      `installing ${missing.join(" ")} failed (apt-get's output is above); fix extraPackages and run pulumi up again`
+    );
+}
+function setUpGit(conf, credentials, p) {
+  const agent = lookupUser(conf.agentUser);
+  if (!agent) throw new ApplyError(`the agent user ${conf.agentUser} does not exist`);
+  const settings = {
+    agent,
+    userName: conf.gitUserName,
+    userEmail: conf.gitUserEmail,
+    repository: conf.gitRepository,
+    credentialHost: conf.gitCredentialHost,
+    ghHostFile: `${p.secrets}/gh-host`
+  };
+  configureGit(settings, credentials);
+}
+function apply(args, bundle, p) {
+  applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
+  const unitsChanged = installFiles(bundle.files, p);
+  const { conf, restart: confChanged } = installConf(bundle.conf, p);
+  installAdminKeys(bundle.adminKeys, conf.adminUser, p);
+  const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
+  installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
+  updateClaudeCode(conf, p);
+  ensureService(unitsChanged);
+  installExtraPackages(conf.extraPackages);
+  setUpGit(conf, bundle.gitCredentials, p);
+  const env = { AGENTCTL_CONFIG: p.conf };
+  const reconcile2 = ["reconcile", String(args.agents), "--json"];
+  const rc = runRoot(p.agentctl, reconcile2, { env, stdout: "inherit" });
+  if (rc !== 0 || !(confChanged || keyChanged)) return rc;
+  applyLog(
+    "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)"
+  );
+  return runRoot(p.agentctl, ["restart", "all"], { env });
+}
+function applyMain(argv, env = process.env) {
+  try {
+    const args = parseApplyArgs(argv);
+    process.umask(18);
+    const bundle = parseBundle(fs6.readFileSync(0, "utf8"), args.bundleSha256);
+    return apply(args, bundle, applyPaths(env));
+  } catch (error) {
+    if (error instanceof ApplyUsageError) {
+      process.stderr.write(`apply: ${error.message}
+`);
+      return 2;
+    }
+    applyLog(`error: ${error.message}`);
+    return 1;
+  }
+}
+var import_child_process2, fs6, path5, API_KEY, WEBHOOK;
+var init_apply = __esm({
+  "host/apply.ts"() {
+    "use strict";
+    import_child_process2 = require("child_process");
+    fs6 = __toESM(require("fs"));
+    path5 = __toESM(require("path"));
+    init_conf();
+    init_apply_bundle();
+    init_apply_git();
+    init_apply_run();
+    API_KEY = {
+      stored: "stored a new API key (root-only, 0600)",
+      removed: "removed the API key; agents use the login from 'sudo agentctl login', if any"
+    };
+    WEBHOOK = {
+      stored: "stored the notification webhook (root-only, 0600)",
+      removed: "removed the notification webhook; no more notifications"
+    };
+  }
+});
+
 // host/tmux.ts
 function tmux(socket, args, input) {
-  const r = (0, import_child_process.spawnSync)("tmux", ["-S", socket, ...args], {
+  const r = (0, import_child_process3.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
     input,
     timeout: 1e4
@@ -821,11 +1380,11 @@ function agentWindows(socket) {
   }
   return out;
 }
-var import_child_process, SESSION, windowTarget, WINDOW_FORMAT;
+var import_child_process3, SESSION, windowTarget, WINDOW_FORMAT;
 var init_tmux = __esm({
   "host/tmux.ts"() {
     "use strict";
-    import_child_process = require("child_process");
+    import_child_process3 = require("child_process");
     SESSION = "agents";
     windowTarget = (n) => `=${SESSION}:=agent-${n}`;
     WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
@@ -845,16 +1404,16 @@ function agentctlPaths(env) {
     tmuxConf: need("AGENTCTL_TMUX_CONF")
   };
 }
-function lookupUser(name) {
-  const r = (0, import_child_process2.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
+function lookupUser2(name) {
+  const r = (0, import_child_process4.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
   const f = r.status === 0 ? r.stdout.split("\n")[0].split(":") : [];
   if (f.length < 7) return void 0;
   return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 function installDir(dir, mode, owner) {
-  fs4.mkdirSync(dir, { recursive: true });
-  fs4.chmodSync(dir, mode);
-  if (owner) fs4.chownSync(dir, owner.uid, owner.gid);
+  fs7.mkdirSync(dir, { recursive: true });
+  fs7.chmodSync(dir, mode);
+  if (owner) fs7.chownSync(dir, owner.uid, owner.gid);
 }
 function signal(pid, sig) {
   if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
@@ -863,24 +1422,24 @@ function signal(pid, sig) {
   } catch {
   }
 }
-function systemctl(args) {
-  return (0, import_child_process2.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
+function systemctl2(args) {
+  return (0, import_child_process4.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
 }
 function serviceStarting() {
-  if (systemctl(["is-active", "--quiet", "agent-host.service"])) return true;
-  const r = (0, import_child_process2.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
+  if (systemctl2(["is-active", "--quiet", "agent-host.service"])) return true;
+  const r = (0, import_child_process4.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"]
   });
   return (r.stdout ?? "").trim() === "activating";
 }
-var import_child_process2, fs4, path3, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
+var import_child_process4, fs7, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
 var init_agents = __esm({
   "host/agents.ts"() {
     "use strict";
-    import_child_process2 = require("child_process");
-    fs4 = __toESM(require("fs"));
-    path3 = __toESM(require("path"));
+    import_child_process4 = require("child_process");
+    fs7 = __toESM(require("fs"));
+    path6 = __toESM(require("path"));
     init_tmux();
     CONTROL_WINDOW = "control";
     BOOT_SOCKET_WAIT_SECONDS = 60;
@@ -889,7 +1448,7 @@ var init_agents = __esm({
     TMUX_TIMEOUT_MS = 3e4;
     isDir = (p) => {
       try {
-        return fs4.statSync(p).isDirectory();
+        return fs7.statSync(p).isDirectory();
       } catch {
         return false;
       }
@@ -921,7 +1480,7 @@ var init_agents = __esm({
       }
       tryTmux(args, stderr = "ignore") {
         const stdio = ["ignore", "pipe", stderr];
-        const r = (0, import_child_process2.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
+        const r = (0, import_child_process4.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
           encoding: "utf8",
           stdio,
           timeout: TMUX_TIMEOUT_MS
@@ -941,7 +1500,7 @@ var init_agents = __esm({
       }
       /** The agent user (looked up once); undefined if it does not exist. */
       agentUser() {
-        this.user ??= lookupUser(this.conf.agentUser);
+        this.user ??= lookupUser2(this.conf.agentUser);
         return this.user;
       }
       requireAgentUser() {
@@ -951,7 +1510,7 @@ var init_agents = __esm({
       }
       prepareRunDir() {
         installDir(this.conf.runDir, 448);
-        installDir(path3.dirname(this.conf.tmuxSocket), 448);
+        installDir(path6.dirname(this.conf.tmuxSocket), 448);
       }
       /**
        * Waits for the tmux server. Under systemd the server belongs to agent-host.service: wait while
@@ -989,10 +1548,10 @@ var init_agents = __esm({
        */
       takeLock() {
         this.prepareRunDir();
-        const file = path3.join(this.conf.runDir, "agentctl.lock");
-        const fd = fs4.openSync(file, "a");
+        const file = path6.join(this.conf.runDir, "agentctl.lock");
+        const fd = fs7.openSync(file, "a");
         const flock = (args) => {
-          const r = (0, import_child_process2.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+          const r = (0, import_child_process4.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
           if (r.error) throw new Error(`flock: ${r.error.message}`);
           return r.status === 0;
         };
@@ -1025,7 +1584,7 @@ var init_agents = __esm({
         }
       }
       workspace(i) {
-        return path3.join(this.conf.workspacesDir, `agent-${i}`);
+        return path6.join(this.conf.workspacesDir, `agent-${i}`);
       }
       ensureWorkspace(i) {
         installDir(this.conf.workspacesDir, 493);
@@ -1040,8 +1599,8 @@ var init_agents = __esm({
         const name = `agent-${i}`;
         const ws = this.workspace(i);
         this.ensureWorkspace(i);
-        installDir(path3.join(this.conf.runDir, name), 448);
-        fs4.rmSync(path3.join(this.conf.runDir, name, "stop"), { force: true });
+        installDir(path6.join(this.conf.runDir, name), 448);
+        fs7.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
         const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
         const existing = this.windows.byName.get(name);
         if (existing) {
@@ -1073,9 +1632,9 @@ var init_agents = __esm({
        */
       requestStop(agents2) {
         for (const i of agents2) {
-          const dir = path3.join(this.conf.runDir, `agent-${i}`);
+          const dir = path6.join(this.conf.runDir, `agent-${i}`);
           installDir(dir, 448);
-          fs4.writeFileSync(path3.join(dir, "stop"), "");
+          fs7.writeFileSync(path6.join(dir, "stop"), "");
           const w = this.windows.byName.get(`agent-${i}`);
           if (w && !w.dead) signal(w.pid, "SIGTERM");
         }
@@ -1109,7 +1668,7 @@ var init_agents = __esm({
       /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
       readRunFile(i, file) {
         try {
-          return fs4.readFileSync(path3.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
+          return fs7.readFileSync(path6.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
         } catch {
           return void 0;
         }
@@ -1119,7 +1678,7 @@ var init_agents = __esm({
         if (!hasSystemd()) return;
         const conf = this.conf;
         if (conf.agentsMemoryMaxMb !== "") {
-          const ok = systemctl([
+          const ok = systemctl2([
             "set-property",
             "--runtime",
             "agents.slice",
@@ -1128,12 +1687,12 @@ var init_agents = __esm({
           if (!ok) this.log("warning: could not set MemoryMax on agents.slice");
         }
         for (const unit of this.agentUnits()) {
-          if (!systemctl(["is-active", "--quiet", unit])) continue;
+          if (!systemctl2(["is-active", "--quiet", unit])) continue;
           const limits = [
             `MemoryMax=${conf.agentMemoryMaxMb}M`,
             `CPUQuota=${conf.agentCpuQuotaPercent}%`
           ];
-          if (!systemctl(["set-property", "--runtime", unit, ...limits]))
+          if (!systemctl2(["set-property", "--runtime", unit, ...limits]))
             this.log(`warning: could not update limits of ${unit}`);
         }
       }
@@ -1141,7 +1700,7 @@ var init_agents = __esm({
       agentUnits() {
         let dirs;
         try {
-          dirs = fs4.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+          dirs = fs7.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
         } catch {
           return [];
         }
@@ -1149,7 +1708,7 @@ var init_agents = __esm({
         for (const d of dirs.sort()) {
           try {
             units.push(
-              fs4.readFileSync(path3.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
+              fs7.readFileSync(path6.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
             );
           } catch {
           }
@@ -1245,7 +1804,7 @@ function procStat(pid) {
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs5.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs8.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -1271,7 +1830,7 @@ function descendantStartedSince(root, since) {
 function runsACommand(pid) {
   let argv;
   try {
-    argv = fs5.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    argv = fs8.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return false;
   }
@@ -1283,7 +1842,7 @@ function agentUid(user) {
   return Number.isFinite(uid) ? uid : void 0;
 }
 function agentNumbers(conf, windows) {
-  const desired = Number(readSmall(path4.join(conf.runDir, "desired")));
+  const desired = Number(readSmall(path7.join(conf.runDir, "desired")));
   const count2 = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
   for (let i = 1; i <= count2; i++) all.add(i);
@@ -1307,12 +1866,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run3 = path4.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path4.join(conf.stateDir, `agent-${n}`), uid);
+    const run3 = path7.join(conf.runDir, `agent-${n}`);
+    const rec = readStatus(path7.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path4.join(run3, "pid")));
+    const pid = Number(readSmall(path7.join(run3, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -1322,25 +1881,25 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path4.join(run3, "last-exit")));
-    if (readSmall(path4.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path7.join(run3, "last-exit")));
+    if (readSmall(path7.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
   return { rows, recorded };
 }
-var fs5, path4, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
+var fs8, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/facts.ts"() {
     "use strict";
-    fs5 = __toESM(require("fs"));
-    path4 = __toESM(require("path"));
+    fs8 = __toESM(require("fs"));
+    path7 = __toESM(require("path"));
     init_effective();
     init_store();
     init_tmux();
     readSmall = (file) => {
       try {
-        return fs5.readFileSync(file, "utf8").trim();
+        return fs8.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -1362,17 +1921,17 @@ function parseSendArgs(argv, readStdin, readFile) {
     const a = argv[i];
     if (a === "--force") force = true;
     else if (a === "--file") {
-      if (i + 1 >= argv.length) throw new UsageError(`send: --file needs a file name. ${USAGE}`);
+      if (i + 1 >= argv.length) throw new UsageError(`send: --file needs a file name. ${USAGE2}`);
       file = argv[++i];
     } else if (a.startsWith("--file=")) file = a.slice("--file=".length);
     else if (a === "--") {
       i++;
       break;
-    } else if (a.startsWith("-")) throw new UsageError(`send: unknown option '${a}'. ${USAGE}`);
+    } else if (a.startsWith("-")) throw new UsageError(`send: unknown option '${a}'. ${USAGE2}`);
     else break;
   }
   const target = argv[i];
-  if (target === void 0) throw new UsageError(`send: which agent? ${USAGE}`);
+  if (target === void 0) throw new UsageError(`send: which agent? ${USAGE2}`);
   if (target !== "all" && !/^[1-9][0-9]*$/.test(target)) {
     throw new UsageError(
       `send: '${target}' is not an agent number or all; e.g. 'agentctl send 3 "run the tests"'`
@@ -1380,7 +1939,7 @@ function parseSendArgs(argv, readStdin, readFile) {
   }
   const words = argv.slice(i + 1);
   if (file !== void 0 && words.length > 0)
-    throw new UsageError(`send: give the text or --file, not both. ${USAGE}`);
+    throw new UsageError(`send: give the text or --file, not both. ${USAGE2}`);
   let text2;
   if (file !== void 0) {
     try {
@@ -1391,7 +1950,7 @@ function parseSendArgs(argv, readStdin, readFile) {
   } else if (words.length > 0) text2 = words.join(" ");
   else text2 = readStdin();
   text2 = text2.replace(/\r\n/g, "\n").replace(/\n+$/, "");
-  if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
+  if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE2}`);
   if (Buffer.byteLength(text2) > SEND_MAX_BYTES) {
     throw new UsageError(
       `send: the text is ${Buffer.byteLength(text2)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
@@ -1471,23 +2030,23 @@ function send(conf, args, log2) {
   }
   return result;
 }
-var fs6, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE, sleep, readStdinText;
+var fs9, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
 var init_send = __esm({
   "host/send.ts"() {
     "use strict";
-    fs6 = __toESM(require("fs"));
+    fs9 = __toESM(require("fs"));
     init_facts();
     init_tmux();
     SEND_MAX_BYTES = 64 * 1024;
     PASTE_SHOWN_MS = 3e3;
     UsageError = class extends Error {
     };
-    USAGE = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
+    USAGE2 = "usage: agentctl send [--force] [--file FILE] N|all [TEXT...]  (no TEXT and no --file: the text is read from stdin)";
     sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
     readStdinText = () => {
       if (process.stdin.isTTY)
-        throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE}`);
-      return fs6.readFileSync(0, "utf8");
+        throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE2}`);
+      return fs9.readFileSync(0, "utf8");
     };
   }
 });
@@ -1638,11 +2197,11 @@ var init_reconcile = __esm({
 });
 
 // host/checkouts.ts
-function asAgent(u, workspacesDir, argv, opts = {}) {
+function asAgent2(u, workspacesDir, argv, opts = {}) {
   const out = { capture: "pipe", stderr: 2, ignore: "ignore" }[opts.stdout ?? "stderr"];
   const stdio = ["ignore", out, opts.stderr ?? "inherit"];
   const timed = opts.timeoutSeconds ? ["timeout", String(opts.timeoutSeconds)] : [];
-  const r = (0, import_child_process3.spawnSync)(
+  const r = (0, import_child_process5.spawnSync)(
     "setpriv",
     [
       `--reuid=${u.uid}`,
@@ -1650,7 +2209,7 @@ function asAgent(u, workspacesDir, argv, opts = {}) {
       "--init-groups",
       "--",
       ...["env", "-i", `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`],
-      ...[`PATH=${SYSTEM_PATH}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0"],
+      ...[`PATH=${SYSTEM_PATH2}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0"],
       `GIT_CEILING_DIRECTORIES=${workspacesDir}`,
       ...timed,
       ...argv
@@ -1660,13 +2219,13 @@ function asAgent(u, workspacesDir, argv, opts = {}) {
   return { ok: r.status === 0, stdout: r.stdout ?? "" };
 }
 function git(a, u, args, opts = {}) {
-  return asAgent(u, a.conf.workspacesDir, ["git", ...args], opts);
+  return asAgent2(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
 function missingOrEmpty(ws) {
-  if (!fs7.existsSync(ws)) return true;
+  if (!fs10.existsSync(ws)) return true;
   if (!isDir(ws)) return false;
   try {
-    return fs7.readdirSync(ws).length === 0;
+    return fs10.readdirSync(ws).length === 0;
   } catch {
     return true;
   }
@@ -1676,11 +2235,11 @@ function fetchRepository(a, u) {
   const url = a.conf.gitRepository;
   if (!isDir(repo)) {
     try {
-      fs7.mkdirSync(a.conf.workspacesDir, { recursive: true });
-      fs7.chmodSync(a.conf.workspacesDir, 493);
-      fs7.mkdirSync(repo, { recursive: true });
-      fs7.chmodSync(repo, 493);
-      fs7.chownSync(repo, u.uid, u.gid);
+      fs10.mkdirSync(a.conf.workspacesDir, { recursive: true });
+      fs10.chmodSync(a.conf.workspacesDir, 493);
+      fs10.mkdirSync(repo, { recursive: true });
+      fs10.chmodSync(repo, 493);
+      fs10.chownSync(repo, u.uid, u.gid);
     } catch (error) {
       a.log(error.message);
       return false;
@@ -1734,7 +2293,7 @@ function prepareCheckouts(a, count2) {
   for (let i = 1; i <= count2; i++) {
     const ws = a.workspace(i);
     if (missingOrEmpty(ws)) want.push(i);
-    else if (!fs7.existsSync(path5.join(ws, ".git"))) foreign.push(i);
+    else if (!fs10.existsSync(path8.join(ws, ".git"))) foreign.push(i);
   }
   if (foreign.length > 0)
     a.log(
@@ -1758,7 +2317,7 @@ function prepareCheckouts(a, count2) {
 }
 function checkoutDirty(a, u, i) {
   const ws = a.workspace(i);
-  if (!fs7.existsSync(path5.join(ws, ".git"))) return false;
+  if (!fs10.existsSync(path8.join(ws, ".git"))) return false;
   const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
   const opts = query;
   const status2 = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
@@ -1773,19 +2332,19 @@ function agentsWithUnsavedWork(a, agents2) {
   if (!u) return [];
   return agents2.filter((i) => checkoutDirty(a, u, i));
 }
-var import_child_process3, fs7, path5, SYSTEM_PATH, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
+var import_child_process5, fs10, path8, SYSTEM_PATH2, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
 var init_checkouts = __esm({
   "host/checkouts.ts"() {
     "use strict";
-    import_child_process3 = require("child_process");
-    fs7 = __toESM(require("fs"));
-    path5 = __toESM(require("path"));
+    import_child_process5 = require("child_process");
+    fs10 = __toESM(require("fs"));
+    path8 = __toESM(require("path"));
     init_agents();
     init_reconcile();
-    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    SYSTEM_PATH2 = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     GIT_FETCH_TIMEOUT_SECONDS = 600;
     GIT_QUERY_TIMEOUT_SECONDS = 20;
-    repoDir = (a) => path5.join(a.conf.workspacesDir, ".repo.git");
+    repoDir = (a) => path8.join(a.conf.workspacesDir, ".repo.git");
   }
 });
 
@@ -1803,7 +2362,7 @@ function reconcile(a, argv) {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs8.writeFileSync(path6.join(conf.runDir, "desired"), `${args.count}
+  fs11.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
 `);
   for (const id of a.windows.duplicates) {
     log2(`killing duplicate window ${id}`);
@@ -1885,12 +2444,12 @@ function loginRestart(a) {
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }
-var fs8, path6, AGENTCTL_KEYS;
+var fs11, path9, AGENTCTL_KEYS;
 var init_agentctl = __esm({
   "host/agentctl.ts"() {
     "use strict";
-    fs8 = __toESM(require("fs"));
-    path6 = __toESM(require("path"));
+    fs11 = __toESM(require("fs"));
+    path9 = __toESM(require("path"));
     init_checkouts();
     init_conf();
     init_reconcile();
@@ -1984,18 +2543,18 @@ var init_autostop = __esm({
 // host/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs9.readFileSync(path7.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs12.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
   }
 }
 function writeState(runDir, state) {
-  const file = path7.join(runDir, STATE_FILE);
+  const file = path10.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs9.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs12.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs9.renameSync(tmp, file);
+  fs12.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -2023,7 +2582,7 @@ async function pollOnce(settings, deps) {
     deps.log(text2);
     if (deps.notify) await deps.notify(text2);
     const argv = stopArgv(settings.command);
-    const r = (0, import_child_process4.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    const r = (0, import_child_process6.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
     if (r.status !== 0) {
       deps.log(
         `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
@@ -2036,7 +2595,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs9.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs12.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -2058,13 +2617,13 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process4, fs9, path7, STATE_FILE, sleep2;
+var import_child_process6, fs12, path10, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
   "host/autostop-run.ts"() {
     "use strict";
-    import_child_process4 = require("child_process");
-    fs9 = __toESM(require("fs"));
-    path7 = __toESM(require("path"));
+    import_child_process6 = require("child_process");
+    fs12 = __toESM(require("fs"));
+    path10 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
     sleep2 = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -2303,7 +2862,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs10.statSync(file);
+      st = fs13.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -2321,7 +2880,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs10.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs13.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -2329,14 +2888,14 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path8.join(runDir, PID_FILE);
+  const file = path11.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs10.writeFileSync(file, `${process.pid}
+      fs13.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs10.readFileSync(file, "utf8").trim());
+      const pid = Number(fs13.readFileSync(file, "utf8").trim());
       let alive2 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -2347,19 +2906,19 @@ function claim(runDir) {
         }
       }
       if (alive2) return false;
-      fs10.rmSync(file, { force: true });
+      fs13.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process5, fs10, os, path8, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process7, fs13, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/monitor.ts"() {
     "use strict";
-    import_child_process5 = require("child_process");
-    fs10 = __toESM(require("fs"));
+    import_child_process7 = require("child_process");
+    fs13 = __toESM(require("fs"));
     os = __toESM(require("os"));
-    path8 = __toESM(require("path"));
+    path11 = __toESM(require("path"));
     init_effective();
     init_facts();
     init_notify();
@@ -2379,8 +2938,8 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs10.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-        this.seenFile = path8.join(conf.runDir, SEEN_FILE);
+        fs13.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path11.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
         this.host = opts.hostName ?? os.hostname();
@@ -2401,10 +2960,10 @@ var init_monitor = __esm({
       uid;
       release() {
         if (!this.notifying) return;
-        const file = path8.join(this.opts.conf.runDir, PID_FILE);
+        const file = path11.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs10.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs10.rmSync(file, { force: true });
+          if (fs13.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs13.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -2437,7 +2996,7 @@ var init_monitor = __esm({
             this.seen.set(row.n, rec.seq);
             seenChanged = true;
           } else if (rec && seen !== void 0 && rec.seq > seen) {
-            const dir = path8.join(conf.stateDir, `agent-${row.n}`);
+            const dir = path11.join(conf.stateDir, `agent-${row.n}`);
             for (const t of readTransitions(dir, seen, this.uid)) {
               if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
                 this.notifier.enqueue(
@@ -2472,7 +3031,7 @@ var init_monitor = __esm({
       refreshFullTable() {
         if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
         this.fullTableAt = Date.now();
-        const p = (0, import_child_process5.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        const p = (0, import_child_process7.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
         let out = "";
         p.stdout.on("data", (d) => out += d.toString());
         p.on("close", () => this.fullTable = out);
@@ -2526,7 +3085,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs11.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs14.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -2534,7 +3093,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs11.readFileSync(path9.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs14.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -2544,7 +3103,7 @@ function sshSessions(procRoot = "/proc") {
   return sessions.sort();
 }
 function tmuxClients(socket) {
-  const r = (0, import_child_process6.spawnSync)(
+  const r = (0, import_child_process8.spawnSync)(
     "tmux",
     ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
     {
@@ -2560,19 +3119,19 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs11.readFileSync(path9.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs14.readFileSync(path12.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process6, fs11, path9, SSH_SESSION_RE;
+var import_child_process8, fs14, path12, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/presence.ts"() {
     "use strict";
-    import_child_process6 = require("child_process");
-    fs11 = __toESM(require("fs"));
-    path9 = __toESM(require("path"));
+    import_child_process8 = require("child_process");
+    fs14 = __toESM(require("fs"));
+    path12 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
 });
@@ -2763,14 +3322,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs12.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs12.readFileSync(path10.join(procRoot, d, "stat"), "utf8");
+      text2 = fs15.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -2799,8 +3358,8 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs12.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs12.readFileSync(cache, "utf8"));
+    if (Date.now() - fs15.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs15.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
@@ -2812,11 +3371,11 @@ async function workspaceBytes(ws, cache) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs12.existsSync(path10.dirname(cache))) {
+  if (fs15.existsSync(path13.dirname(cache))) {
     try {
-      fs12.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs15.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs12.renameSync(`${cache}.tmp`, cache);
+      fs15.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
@@ -2829,7 +3388,7 @@ function agentUser(user) {
   return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 async function gitAsAgent(u, conf, args) {
-  const home = fs12.existsSync(u.home) ? u.home : "/";
+  const home = fs15.existsSync(u.home) ? u.home : "/";
   const r = await run(
     "setpriv",
     [
@@ -2842,7 +3401,7 @@ async function gitAsAgent(u, conf, args) {
       `HOME=${u.home}`,
       `USER=${conf.agentUser}`,
       `LOGNAME=${conf.agentUser}`,
-      `PATH=${SYSTEM_PATH}`,
+      `PATH=${SYSTEM_PATH2}`,
       "LANG=C.UTF-8",
       "GIT_TERMINAL_PROMPT=0",
       `GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`,
@@ -2856,7 +3415,7 @@ async function gitAsAgent(u, conf, args) {
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs12.existsSync(path10.join(ws, ".git"))) return void 0;
+  if (!u || !fs15.existsSync(path13.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -2896,8 +3455,8 @@ function uptimeSeconds() {
 }
 async function gatherRow(conf, n, window, effective, procs, user) {
   const name = `agent-${n}`;
-  const dir = path10.join(conf.runDir, name);
-  const file = (f) => readSmall2(path10.join(dir, f));
+  const dir = path13.join(conf.runDir, name);
+  const file = (f) => readSmall2(path13.join(dir, f));
   const files = {
     pid: file("pid"),
     restarts: file("restarts"),
@@ -2913,10 +3472,10 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   };
   const proc = processState(window, files, etimes);
   const live = window !== void 0 && !window.dead;
-  const ws = path10.join(conf.workspacesDir, name);
+  const ws = path13.join(conf.workspacesDir, name);
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs12.existsSync(ws) ? workspaceBytes(ws, path10.join(dir, "workspace-bytes")) : null,
+    fs15.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -2944,7 +3503,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs12.existsSync(path10.join(conf.stateDir, name, "claude", ".credentials.json"))
+      fs15.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -2968,20 +3527,20 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process7, fs12, path10, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
+var import_child_process9, fs15, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
   "host/status.ts"() {
     "use strict";
-    import_child_process7 = require("child_process");
-    fs12 = __toESM(require("fs"));
-    path10 = __toESM(require("path"));
+    import_child_process9 = require("child_process");
+    fs15 = __toESM(require("fs"));
+    path13 = __toESM(require("path"));
     import_util = require("util");
     init_checkouts();
     init_effective();
     init_facts();
     init_text();
     init_tmux();
-    run = (0, import_util.promisify)(import_child_process7.execFile);
+    run = (0, import_util.promisify)(import_child_process9.execFile);
     WHY_MAX_CHARS = 72;
     COLUMNS = [
       { key: "name", header: "NAME" },
@@ -3028,7 +3587,7 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs12.readFileSync(file, "utf8").trim();
+        return fs15.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -3097,7 +3656,7 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs13.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs16.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
@@ -3144,11 +3703,11 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs13, os3, log, agents;
+var fs16, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs13 = __toESM(require("fs"));
+    fs16 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_agents();
     init_agentctl();
@@ -3217,6 +3776,7 @@ async function main(argv) {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
+  if (cmd === "apply") return (await Promise.resolve().then(() => (init_apply(), apply_exports))).applyMain(rest);
   const { run: run3 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
   return run3(cmd, rest);
 }

@@ -1,0 +1,276 @@
+// `agent-host.js apply`: the day-2 step, run by cloud-init/host/apply (the fleet's remote command,
+// as root) with the bundle on stdin, after that entry point has waited for cloud-init. It installs
+// the host files and host.conf from the bundle, stores or removes the API key and the webhook
+// (root-only), updates Claude Code, installs missing extraPackages, sets up the agent user's git
+// (host/apply-git.ts), and reconciles the agents. stdout carries only agentctl's JSON summary;
+// logs go to stderr. The bundle and the secrets are never printed nor put in an argv.
+//
+// AGENT_HOST_ROOT (default empty) prefixes every path it writes but the agent user's home: the
+// loopback tests use it. /etc/agent-host/host.conf.local, when present, is appended to host.conf:
+// site-local overrides that survive deploys.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { firstError, HOST_KEY_NAMES, loadHostConf, parseHostConf, type HostConf } from "./conf";
+import {
+  ApplyError,
+  ApplyUsageError,
+  confNeedsRestart,
+  extraPackageNames,
+  parseApplyArgs,
+  parseBundle,
+  type ApplyArgs,
+  type Bundle,
+  type BundleFile,
+  type SecretValue,
+} from "./apply-bundle";
+import { configureGit } from "./apply-git";
+import { applyLog, lookupUser, runRoot } from "./apply-run";
+
+export interface ApplyPaths {
+  /** AGENT_HOST_ROOT: prefixes every path apply writes but the agent's home. */
+  root: string;
+  lib: string;
+  conf: string;
+  secrets: string;
+  agentctl: string;
+}
+
+export function applyPaths(env: NodeJS.ProcessEnv): ApplyPaths {
+  const root = env.AGENT_HOST_ROOT ?? "";
+  return {
+    root,
+    lib: `${root}/usr/local/lib/agent-host`,
+    conf: `${root}/etc/agent-host/host.conf`,
+    secrets: `${root}/etc/agent-host/secrets`,
+    agentctl: `${root}/usr/local/bin/agentctl`,
+  };
+}
+
+/** Whether `dest` is a regular file with exactly this content (and mode, when given). */
+function isAlready(dest: string, content: Buffer, mode?: number): boolean {
+  try {
+    const st = fs.statSync(dest);
+    if (!st.isFile() || (mode !== undefined && (st.mode & 0o7777) !== mode)) return false;
+    return fs.readFileSync(dest).equals(content);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes `content` to `dest` (parents 0755) with this mode and owner, through a new file renamed
+ * over it: created 0600, so a secret is never readable by others, even briefly.
+ */
+function writeFile(dest: string, content: Buffer, mode: number, uid = 0, gid = 0): void {
+  fs.mkdirSync(path.dirname(dest), { recursive: true, mode: 0o755 });
+  const tmp = `${dest}.apply-${process.pid}`;
+  fs.rmSync(tmp, { force: true });
+  const fd = fs.openSync(tmp, "wx", 0o600);
+  try {
+    fs.writeFileSync(fd, content);
+    fs.fchownSync(fd, uid, gid);
+    fs.fchmodSync(fd, mode);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, dest);
+}
+
+/** install -D -m MODE -o root -g root, when the content or the mode differs; true when it did. */
+function installIfChanged(content: Buffer, dest: string, mode: number): boolean {
+  if (isAlready(dest, content, mode)) return false;
+  writeFile(dest, content, mode);
+  return true;
+}
+
+/** install -d -m MODE -o UID -g GID: parents as root 0755, the directory itself as asked. */
+function ensureDir(dir: string, mode: number, uid = 0, gid = 0): void {
+  fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
+  if (!fs.existsSync(dir)) fs.mkdirSync(dir, { mode });
+  fs.chownSync(dir, uid, gid);
+  fs.chmodSync(dir, mode);
+}
+
+/** The host files; true when a systemd unit changed (daemon-reload). */
+function installFiles(files: readonly BundleFile[], p: ApplyPaths): boolean {
+  let changed = 0;
+  let units = false;
+  for (const f of files) {
+    if (!installIfChanged(f.content, `${p.root}${f.path}`, f.mode)) continue;
+    changed++;
+    applyLog(`updated ${f.path}`);
+    if (f.path.startsWith("/etc/systemd/system/")) units = true;
+  }
+  applyLog(`host files: ${files.length} shipped, ${changed} changed`);
+  return units;
+}
+
+/**
+ * host.conf (with host.conf.local appended), read through the host's one parser and checked before
+ * it is installed: a bad override in host.conf.local stops the deploy here, naming the key, with
+ * the old file still in place. The file replaced is read unchecked: its values are only compared.
+ */
+function installConf(stackConf: string, p: ApplyPaths): { conf: HostConf; restart: boolean } {
+  let text = stackConf;
+  const local = `${p.conf}.local`;
+  if (fs.existsSync(local) && fs.statSync(local).isFile())
+    text += `# --- appended from ${local} ---\n${fs.readFileSync(local, "utf8")}`;
+  const conf = parseHostConf(text, p.conf);
+  const error = firstError(conf, HOST_KEY_NAMES);
+  if (error) throw new ApplyUsageError(error);
+  const old = loadHostConf({}, p.conf);
+  if (installIfChanged(Buffer.from(text, "utf8"), p.conf, 0o644))
+    applyLog("updated /etc/agent-host/host.conf");
+  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
+}
+
+/**
+ * The admin user's keys follow sshAuthorizedKeys and the deploy key on every run (parseBundle
+ * refused an empty list, which would lock everyone out).
+ */
+function installAdminKeys(keys: Buffer, admin: string, p: ApplyPaths): void {
+  const user = lookupUser(admin);
+  if (!user?.home) throw new ApplyError(`the admin user ${admin} does not exist`);
+  const dir = `${p.root}${user.home}/.ssh`;
+  ensureDir(dir, 0o700, user.uid, user.gid);
+  const file = `${dir}/authorized_keys`;
+  if (isAlready(file, keys)) return;
+  writeFile(file, keys, 0o600, user.uid, user.gid);
+  applyLog(`updated ${admin}'s authorized keys`);
+}
+
+/** A root-only secret file (dir 0700, file 0600): stored, replaced or removed; true when changed. */
+function installSecret(value: SecretValue, file: string, said: SecretMessages): boolean {
+  if (value === undefined) return false;
+  ensureDir(path.dirname(file), 0o700);
+  if (value === "remove") {
+    if (!fs.existsSync(file)) return false;
+    fs.rmSync(file, { force: true });
+    applyLog(said.removed);
+    return true;
+  }
+  if (!installIfChanged(value, file, 0o600)) return false;
+  applyLog(said.stored);
+  return true;
+}
+
+interface SecretMessages {
+  stored: string;
+  removed: string;
+}
+
+const API_KEY: SecretMessages = {
+  stored: "stored a new API key (root-only, 0600)",
+  removed: "removed the API key; agents use the login from 'sudo agentctl login', if any",
+};
+// Read by the control window's monitor (agent-host.js watch), as root, when it changes. A bundle
+// without the line (sent by a stack from before notifications) leaves the file as it is.
+const WEBHOOK: SecretMessages = {
+  stored: "stored the notification webhook (root-only, 0600)",
+  removed: "removed the notification webhook; no more notifications",
+};
+
+function updateClaudeCode(conf: HostConf, p: ApplyPaths): void {
+  const rc = runRoot(`${p.lib}/install-claude-code`, [], { env: { AGENTCTL_CONFIG: p.conf } });
+  if (rc !== 0) throw new ApplyError(`installing Claude Code ${conf.claudeCodeVersion} failed`);
+}
+
+function systemctl(...args: string[]): void {
+  if (runRoot("systemctl", args) !== 0)
+    throw new ApplyError(`systemctl ${args.join(" ")} failed (its output is above)`);
+}
+
+function ensureService(unitsChanged: boolean): void {
+  if (!fs.existsSync("/run/systemd/system")) {
+    applyLog("systemd is not running here; leaving the tmux server to agentctl");
+    return;
+  }
+  if (unitsChanged) systemctl("daemon-reload");
+  const units = ["agent-host-data.service", "agent-host.service", "agent-host-autostop.service"];
+  systemctl("enable", "--quiet", ...units);
+  systemctl("start", ...units.slice(0, 2));
+  // It reads host.conf when it starts: a restart applies a changed autoStopMinutes or stop
+  // command. Its quiet clock survives (RUN_DIR/autostop.json), and this deploy's own SSH session
+  // holds the stop meanwhile.
+  systemctl("restart", units[2]);
+}
+
+function dpkgInstalled(name: string): boolean {
+  const r = spawnSync("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
+    encoding: "utf8",
+  });
+  return r.status === 0 && r.stdout === "installed";
+}
+
+/**
+ * The team's toolchain (extraPackages): cloud-init installs it at first boot; here the ones still
+ * missing are installed, so a deploy that adds a package brings it to a running VM.
+ */
+function installExtraPackages(list: string): void {
+  const missing = extraPackageNames(list).filter((n) => !dpkgInstalled(n));
+  if (missing.length === 0) return;
+  applyLog(`installing extra packages: ${missing.join(" ")}`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  if (runRoot("apt-get", ["-q", "update"], { env }) !== 0)
+    applyLog("warning: apt-get update failed; installing from the package lists already there");
+  const install = ["-q", "install", "-y", "--no-install-recommends"];
+  if (runRoot("apt-get", [...install, "-o", "DPkg::Lock::Timeout=300", ...missing], { env }) !== 0)
+    throw new ApplyError(
+      `installing ${missing.join(" ")} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
+    );
+}
+
+function setUpGit(conf: HostConf, credentials: Bundle["gitCredentials"], p: ApplyPaths): void {
+  const agent = lookupUser(conf.agentUser);
+  if (!agent) throw new ApplyError(`the agent user ${conf.agentUser} does not exist`);
+  const settings = {
+    agent,
+    userName: conf.gitUserName,
+    userEmail: conf.gitUserEmail,
+    repository: conf.gitRepository,
+    credentialHost: conf.gitCredentialHost,
+    ghHostFile: `${p.secrets}/gh-host`,
+  };
+  configureGit(settings, credentials);
+}
+
+/** Installs everything the bundle carries, then reconciles; the exit status. */
+function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths): number {
+  applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
+  const unitsChanged = installFiles(bundle.files, p);
+  const { conf, restart: confChanged } = installConf(bundle.conf, p);
+  installAdminKeys(bundle.adminKeys, conf.adminUser, p);
+  const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
+  installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
+  updateClaudeCode(conf, p);
+  ensureService(unitsChanged);
+  installExtraPackages(conf.extraPackages);
+  setUpGit(conf, bundle.gitCredentials, p);
+  const env = { AGENTCTL_CONFIG: p.conf };
+  const reconcile = ["reconcile", String(args.agents), "--json"];
+  const rc = runRoot(p.agentctl, reconcile, { env, stdout: "inherit" });
+  if (rc !== 0 || !(confChanged || keyChanged)) return rc;
+  applyLog(
+    "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)",
+  );
+  return runRoot(p.agentctl, ["restart", "all"], { env });
+}
+
+/** `agent-host.js apply --agents N --bundle-sha256 SHA --instance-id ID < bundle`. */
+export function applyMain(argv: readonly string[], env = process.env): number {
+  try {
+    const args = parseApplyArgs(argv);
+    process.umask(0o022);
+    // The whole bundle is read before anything is installed, so a cut-off transfer changes nothing.
+    const bundle = parseBundle(fs.readFileSync(0, "utf8"), args.bundleSha256);
+    return apply(args, bundle, applyPaths(env));
+  } catch (error) {
+    if (error instanceof ApplyUsageError) {
+      process.stderr.write(`apply: ${error.message}\n`);
+      return 2;
+    }
+    applyLog(`error: ${(error as Error).message}`);
+    return 1;
+  }
+}
