@@ -18,15 +18,13 @@ import {
   type RawConfig,
   type StackConfig,
 } from "./config";
+import { CONFIG_KEY_TABLE, type ConfigKeySpec } from "./config-keys";
 import { OPENSSH_PRIVATE_KEY_RE } from "./shared-rules";
 
-/** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
-const SECRET_KEYS = [
-  "anthropicApiKey",
-  "deployPrivateKey",
-  "gitCredentials",
-  "notifyWebhookUrl",
-] as const;
+/** Keys whose values must be stored encrypted (`pulumi config set --secret`): config-keys.ts's. */
+const SECRET_KEYS = Object.entries(CONFIG_KEY_TABLE)
+  .filter(([, spec]: [string, ConfigKeySpec]) => spec.secret)
+  .map(([key]) => key);
 
 // The SDK marks isConfigSecret @internal (absent from its typings) but exports it at run time;
 // it is how `config.getSecret` knows. Without it the plain-text check is skipped.
@@ -82,6 +80,72 @@ async function liveInstanceStatus(vm: VmLocation): Promise<string | undefined> {
 /** Set by scripts/destroy.sh: its targeted `up` records an option in the state and dials nothing. */
 const ALLOW_STOPPED_VM_ENV = "AGENT_HOST_ALLOW_STOPPED_VM";
 
+/**
+ * A stopped VM: fail now, with the way out, instead of dialing SSH for minutes. A preview dials
+ * nothing, so it only warns (as does scripts/destroy.sh's targeted up).
+ */
+async function refuseStoppedVm(vm: VmLocation): Promise<void> {
+  const stopped = stoppedVmMessage(vm, await liveInstanceStatus(vm));
+  if (!stopped) return;
+  if (pulumi.runtime.isDryRun() || process.env[ALLOW_STOPPED_VM_ENV] === "1") {
+    pulumi.log.warn(stopped);
+  } else {
+    // RunError: the CLI prints the message alone, without a stack trace.
+    throw new pulumi.RunError(stopped);
+  }
+}
+
+/** The stack's own deploy key, used by the reconcile command: the one given, else a generated one. */
+function deployKeyFor(givenKey: string | undefined): {
+  privateKey: pulumi.Output<string>;
+  publicKey: pulumi.Output<string>;
+} {
+  if (givenKey) {
+    // The tls provider reads OpenSSH-format keys and PEM (PKCS#1/#8) keys by different args.
+    const args = OPENSSH_PRIVATE_KEY_RE.test(givenKey.trim())
+      ? { privateKeyOpenssh: pulumi.secret(givenKey) }
+      : { privateKeyPem: pulumi.secret(givenKey) };
+    return {
+      privateKey: pulumi.secret(givenKey),
+      publicKey: tls.getPublicKeyOutput(args).publicKeyOpenssh.apply((key) => key.trim()),
+    };
+  }
+  const key = new tls.PrivateKey("deploy-key", { algorithm: "ED25519" });
+  return {
+    privateKey: key.privateKeyOpenssh,
+    publicKey: key.publicKeyOpenssh.apply((k) => k.trim()),
+  };
+}
+
+/** A secret config value as a secret Output, or undefined when unset. */
+const secretInput = (value: string | undefined) => (value ? pulumi.secret(value) : undefined);
+
+/** The commands and facts `pulumi stack output` gives (README, Outputs). */
+function stackOutputs(
+  config: StackConfig,
+  host: AgentHost,
+  fleet: AgentFleet,
+  vm: VmLocation,
+  deployKey: { privateKey: pulumi.Output<string> },
+) {
+  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
+  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${host.publicIp}`;
+  const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
+  return {
+    instanceName: host.instanceName,
+    zone: config.zone,
+    publicIp: host.publicIp,
+    sshCommand: ssh,
+    attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
+    agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
+    statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
+    startCommand: startCommand(vm),
+    agentCount: config.agentCount,
+    reconcileSummary: fleet.summary,
+    deployPrivateKey: pulumi.secret(deployKey.privateKey),
+  };
+}
+
 export = async () => {
   const raw = readRawConfig();
   const { config, warnings } = parseConfig(raw);
@@ -89,42 +153,10 @@ export = async () => {
   const names = resourceNames(pulumi.getProject(), pulumi.getStack());
   const existingDisk = await existingDataDisk(config, names.dataDisk);
   checkDataDisk(config, existingDisk);
-
-  // A stopped VM: fail now, with the way out, instead of dialing SSH for minutes. A preview
-  // dials nothing, so it only warns.
   const vm = { project: config.project, zone: config.zone, name: names.instance };
-  const stopped = stoppedVmMessage(vm, await liveInstanceStatus(vm));
-  if (stopped) {
-    if (pulumi.runtime.isDryRun() || process.env[ALLOW_STOPPED_VM_ENV] === "1") {
-      pulumi.log.warn(stopped);
-    } else {
-      // RunError: the CLI prints the message alone, without a stack trace.
-      throw new pulumi.RunError(stopped);
-    }
-  }
+  await refuseStoppedVm(vm);
 
-  // The stack's own deploy key, used by the reconcile command; generated unless given.
-  const givenKey = raw["agent-host:deployPrivateKey"];
-  const deployKey = givenKey
-    ? {
-        privateKey: pulumi.secret(givenKey),
-        // The tls provider reads OpenSSH-format keys and PEM (PKCS#1/#8) keys by different args.
-        publicKey: tls
-          .getPublicKeyOutput(
-            OPENSSH_PRIVATE_KEY_RE.test(givenKey.trim())
-              ? { privateKeyOpenssh: pulumi.secret(givenKey) }
-              : { privateKeyPem: pulumi.secret(givenKey) },
-          )
-          .publicKeyOpenssh.apply((key) => key.trim()),
-      }
-    : (() => {
-        const key = new tls.PrivateKey("deploy-key", { algorithm: "ED25519" });
-        return {
-          privateKey: key.privateKeyOpenssh,
-          publicKey: key.publicKeyOpenssh.apply((k) => k.trim()),
-        };
-      })();
-
+  const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
   const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
   const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
 
@@ -155,9 +187,6 @@ export = async () => {
       : undefined,
   });
 
-  const apiKey = raw["agent-host:anthropicApiKey"];
-  const gitCredentials = raw["agent-host:gitCredentials"];
-  const notifyWebhookUrl = raw["agent-host:notifyWebhookUrl"];
   const fleet = new AgentFleet(
     "agent-host",
     {
@@ -168,27 +197,12 @@ export = async () => {
       files: readHostFiles(),
       hostConf: renderHostConf(hostSettingsFor(config, [])),
       adminAuthorizedKeys: adminKeys,
-      apiKey: apiKey ? pulumi.secret(apiKey) : undefined,
-      gitCredentials: gitCredentials ? pulumi.secret(gitCredentials) : undefined,
-      notifyWebhookUrl: notifyWebhookUrl ? pulumi.secret(notifyWebhookUrl.trim()) : undefined,
+      apiKey: secretInput(raw["agent-host:anthropicApiKey"]),
+      gitCredentials: secretInput(raw["agent-host:gitCredentials"]),
+      notifyWebhookUrl: secretInput(raw["agent-host:notifyWebhookUrl"]?.trim()),
     },
     { dependsOn: [host] },
   );
 
-  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
-  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${host.publicIp}`;
-  const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
-  return {
-    instanceName: host.instanceName,
-    zone: config.zone,
-    publicIp: host.publicIp,
-    sshCommand: ssh,
-    attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
-    agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
-    statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
-    startCommand: startCommand(vm),
-    agentCount: config.agentCount,
-    reconcileSummary: fleet.summary,
-    deployPrivateKey: pulumi.secret(deployKey.privateKey),
-  };
+  return stackOutputs(config, host, fleet, vm, deployKey);
 };
