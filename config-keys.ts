@@ -2,9 +2,9 @@
 // as Pulumi.yaml writes it, its description, and whether it holds a secret. config.ts derives its
 // key list and DEFAULTS from this table; tests/config-keys.test.ts fails when Pulumi.yaml's
 // `config:` block, the README's configuration table or parseConfig drift from it. Adding a key is
-// one entry here (with `host` when the host gets its value as it is), its rule and its field in
-// config.ts, the Pulumi.yaml and README lines the drift test asks for, and its tests.
-// Pure: imports nothing.
+// one entry here (with `host` when the host gets its value as it is), its rule (its line in
+// config.ts's parseEachKey, whose result is StackConfig), the Pulumi.yaml and README lines the
+// drift test names, and its tests. Pure: imports nothing.
 
 interface KeyBase {
   /** Pulumi.yaml's description, word for word (one line). */

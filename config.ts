@@ -3,7 +3,7 @@
 // `npm run render` uses the very same parser.
 // index.ts reads the raw strings once and hands them to parseConfig(); components get typed args.
 import { CONFIG_KEY_TABLE as KEYS } from "./config-keys";
-import { parseWorkHours, type WorkSchedule } from "./schedule";
+import { parseWorkHours } from "./schedule";
 import {
   ANTHROPIC_KEY_RE,
   GITHUB_TOKEN_RE,
@@ -74,7 +74,13 @@ export const PER_AGENT_GIB = 1.5;
 export const RESERVED_GIB = 2;
 
 /** Machine types the stack knows: memory (GiB) and vCPUs. Others are allowed, with a warning. */
-export const MACHINE_TYPES: Readonly<Record<string, { memoryGib: number; vcpus: number }>> = {
+/** Memory and vCPUs of a machine type the stack knows. */
+export interface Machine {
+  memoryGib: number;
+  vcpus: number;
+}
+
+export const MACHINE_TYPES: Readonly<Record<string, Machine>> = {
   "e2-standard-2": { memoryGib: 8, vcpus: 2 },
   "e2-standard-4": { memoryGib: 16, vcpus: 4 },
   "e2-standard-8": { memoryGib: 32, vcpus: 8 },
@@ -141,60 +147,28 @@ export const DEFAULTS = {
   notifyOnIdle: KEYS.notifyOnIdle.default,
 } as const;
 
-export interface StackConfig {
+/**
+ * The typed config the components get: every key's parsed value under the key's own name (each
+ * key's rule is its parser in parseEachKey, whose return type this is), but for the secrets,
+ * whose values never enter it (only what kind they are), plus what comes from gcp: and from the
+ * rules across keys. A new key is its table entry (config-keys.ts), its rule, and its tests.
+ */
+export type StackConfig = Omit<KeyValues, "gitCredentials" | "repository" | "claude"> & {
   /** GCP project from `gcp:project` (required: the service account's roles are granted in it). */
   project: string;
   /** Zone from `gcp:zone` (required), e.g. `europe-west1-b`. */
   zone: string;
   /** Region derived from the zone. */
   region: string;
-  agentCount: number;
-  machineType: string;
-  /** Memory and vCPUs when the machine type is known; undefined for unknown types. */
-  machine?: { memoryGib: number; vcpus: number };
-  /** Highest agentCount the machine's memory allows (MAX_AGENTS_ANY_MACHINE when unknown). */
-  maxAgents: number;
-  image: string;
-  bootDiskSizeGb: number;
-  dataDiskSizeGb: number;
-  dataDiskType: string;
-  sshSourceRanges: string[];
-  claudeCodeVersion: string;
-  claudeCodeSource: ClaudeCodeSource;
-  dockerSource: DockerSource;
-  sshAuthorizedKeys: string[];
-  agentPermissionMode: PermissionMode;
-  snapshotRetentionDays: number;
-  spot: boolean;
-  deleteDataDiskOnDestroy: boolean;
-  /** Whether the anthropicApiKey secret is set (its value never enters StackConfig). */
-  hasApiKey: boolean;
-  /** Where the agents' Claude runs, and how it signs in there. */
+  /** Where the agents' Claude runs, and how it signs in there (checked across keys). */
   claude: ClaudeSettings;
-  /** Whether a deployPrivateKey secret is set (otherwise the stack generates one). */
-  hasDeployKey: boolean;
-  /** The identity the agents commit with (both or neither). */
-  gitUserName?: string;
-  gitUserEmail?: string;
   /** The team's repository; each agent's workspace is a checkout of it on branch agent-N. */
   repository?: string;
-  /** Debian/Ubuntu packages installed for every agent, sorted, no duplicates. */
-  extraPackages: string[];
-  /** NAME=value pairs every claude gets (CLAUDE_ENV on the host); never a credential. */
-  claudeEnv: string[];
   /** What the gitCredentials secret is (its value never enters StackConfig). */
   gitCredentialsKind?: GitCredentialsKind;
   /** host[:port] an HTTPS token is for (the repository's host, or github.com for a GitHub token). */
   gitCredentialHost?: string;
-  /** Work hours: GCE starts and stops the VM on this schedule; undefined = no schedule. */
-  workSchedule?: WorkSchedule;
-  /** Minutes of all-idle, nobody-there before the VM powers itself off; 0 = never. */
-  autoStopMinutes: number;
-  /** Which receiver the notifyWebhookUrl secret is (its value never enters StackConfig). */
-  notifyWebhookKind?: WebhookKind;
-  /** Also notify when an agent finishes a turn after real work (not only when it needs you). */
-  notifyOnIdle: boolean;
-}
+};
 
 /** A token for HTTPS remotes, or a private key for SSH remotes. */
 export type GitCredentialsKind = "token" | "ssh-key";
@@ -438,18 +412,27 @@ function parseEachKey(get: Get, warnings: string[]) {
     snapshotRetentionDays: integerKey(get, "snapshotRetentionDays"),
     spot: booleanKey(get, "spot"),
     deleteDataDiskOnDestroy: booleanKey(get, "deleteDataDiskOnDestroy"),
+    /** Whether the anthropicApiKey secret is set (its value never enters StackConfig). */
     hasApiKey: checkApiKey(get("anthropicApiKey")),
     claude: parseClaudeKeys(get),
+    /** Whether a deployPrivateKey secret is set (otherwise the stack generates one). */
     hasDeployKey: checkDeployKey(get("deployPrivateKey")),
+    /** The identity the agents commit with (both or neither). */
     gitUserName: parseGitUserName(get("gitUserName")),
     gitUserEmail: parseGitUserEmail(get("gitUserEmail")),
     repository: parseRepository(get("repository")),
+    /** Debian/Ubuntu packages installed for every agent, sorted, no duplicates. */
     extraPackages: parseExtraPackages(get("extraPackages")),
+    /** NAME=value pairs every claude gets (CLAUDE_ENV on the host); never a credential. */
     claudeEnv: parseClaudeEnv(get("claudeEnv")),
     gitCredentials: parseGitCredentials(get("gitCredentials")),
+    /** Work hours: GCE starts and stops the VM on this schedule; undefined = no schedule. */
     workSchedule: parseWorkHours((key) => get(key)),
+    /** Minutes of all-idle, nobody-there before the VM powers itself off; 0 = never. */
     autoStopMinutes: parseAutoStopMinutes(get),
+    /** Which receiver the notifyWebhookUrl secret is (its value never enters StackConfig). */
     notifyWebhookKind: parseNotifyWebhook(get("notifyWebhookUrl")),
+    /** Also notify when an agent finishes a turn after real work (not only when it needs you). */
     notifyOnIdle: booleanKey(get, "notifyOnIdle"),
   };
 }
@@ -544,7 +527,11 @@ function booleanKey(get: Get, key: BooleanKey): boolean {
   return parseBoolean(key, get(key), KEYS[key].default);
 }
 
-/** machineType, the machine it names when the stack knows it, and the agents its memory allows. */
+/**
+ * machineType; `machine`, its memory and vCPUs when the stack knows it (undefined for unknown
+ * types); and `maxAgents`, the highest agentCount its memory allows (MAX_AGENTS_ANY_MACHINE when
+ * unknown).
+ */
 function parseMachineType(get: Get, warnings: string[]) {
   const machineType = (get("machineType") ?? "").trim() || DEFAULTS.machineType;
   if (!MACHINE_TYPE_RE.test(machineType)) {
@@ -552,7 +539,7 @@ function parseMachineType(get: Get, warnings: string[]) {
       `machineType must be a Compute Engine machine type such as e2-standard-8; got ${show(machineType)}. Run: pulumi config set machineType e2-standard-8`,
     );
   }
-  const machine: StackConfig["machine"] = MACHINE_TYPES[machineType];
+  const machine: Machine | undefined = MACHINE_TYPES[machineType];
   if (!machine) {
     warnings.push(
       `machineType ${machineType} is not one the stack knows; agentCount is not checked against its memory (${PER_AGENT_GIB} GiB per agent plus ${RESERVED_GIB} GiB for the host is the budget).`,
