@@ -486,7 +486,13 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       async () => {
         const all = await status(h);
         return all.length === 3 &&
-          all.every((x) => x.auth === "oauth-token login" && x.signin === "signed-in")
+          // The pid too: the run files are written a moment apart, and the environment is read below.
+          all.every(
+            (x) =>
+              x.auth === "oauth-token login" &&
+              x.signin === "signed-in" &&
+              typeof x.pid === "number",
+          )
           ? all
           : undefined;
       },
