@@ -2,6 +2,7 @@
 // from host/*.ts). It is committed so a deploy needs no build: this suite fails when it drifts
 // from its sources, and checks that what calls it (Claude Code's managed hooks, agentctl) names
 // the path it is shipped to.
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { HOST_FILES } from "../cloud-init/files";
@@ -67,4 +68,16 @@ test("the bundle is shipped where the managed hooks and agentctl look for it", (
   expect(agentctl).toContain(
     `readonly DEFAULT_AGENT_HOST_JS="\${LIB}/${path.basename(shipped?.path ?? "")}"`,
   );
+});
+
+test("a reader that closes the pipe early (`agentctl logs 3 | head`) ends the command quietly, exit 0", async () => {
+  const child = spawn("node", [BUNDLE_PATH, "conf", "--file", "/nonexistent", "--quiet"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // The read end is gone before Node has started, so its first write fails with EPIPE.
+  child.stdout.destroy();
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
 });

@@ -3781,6 +3781,10 @@ async function main(argv) {
   return run3(cmd, rest);
 }
 if (require.main === module) {
+  process.stdout.on("error", (error) => {
+    if (error.code === "EPIPE") process.exit(0);
+    throw error;
+  });
   void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
