@@ -6,6 +6,7 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { lookupUser, type AgentUser } from "./agent-user";
 import type { HostConf } from "./conf";
 import { listWindows, SESSION, type WindowList } from "./tmux";
 
@@ -38,21 +39,6 @@ export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
     wrapper: need("AGENTCTL_WRAPPER"),
     tmuxConf: need("AGENTCTL_TMUX_CONF"),
   };
-}
-
-export interface AgentUser {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-/** The agent user from NSS (getent, as agentctl's bash did: not only /etc/passwd). */
-export function lookupUser(name: string): AgentUser | undefined {
-  const r = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
-  const f = r.status === 0 ? r.stdout.split("\n")[0].split(":") : [];
-  if (f.length < 7) return undefined;
-  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 
 /** `install -d -m MODE [-o -g]`: parents as needed; the mode (and owner) set even if it exists. */

@@ -3,12 +3,14 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
+
+export { lookupUser, type AgentUser } from "./agent-user";
 
 export const applyLog = (line: string): void => {
   process.stderr.write(`apply: ${line}\n`);
 };
 
-const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Output of a captured child; git config listings and gh's chatter are small. */
 const MAX_BUFFER = 64 * 1024 * 1024;
 
@@ -16,26 +18,6 @@ export interface Ran {
   status: number;
   stdout: string;
   stderr: string;
-}
-
-/** A user as passwd has it (getent: NSS, not only /etc/passwd). */
-export interface AgentUser {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-/** One `getent passwd` line → the user; undefined when it is not one. */
-export function parsePasswd(line: string): AgentUser | undefined {
-  const f = line.trim().split(":");
-  if (f.length < 7 || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) return undefined;
-  return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
-}
-
-export function lookupUser(name: string): AgentUser | undefined {
-  const r = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
-  return r.status === 0 ? parsePasswd(r.stdout.split("\n")[0]) : undefined;
 }
 
 /** `command -v NAME` on root's PATH: the absolute path, or undefined. */
@@ -70,9 +52,8 @@ export function runRoot(
 /**
  * Runs argv as the agent user with its HOME and nothing else of root's environment. Every file in
  * the agent's home is written this way: it belongs to the agent, and a symlink the agent planted
- * there cannot turn a write into a root write elsewhere. From the agent's home, never the caller's
- * directory: sudo keeps the cwd of the SSH login (agent-admin's home, 0750 on Ubuntu), where git
- * run as the agent stops with "failed to stat". `umask`: the agent's files are created under it.
+ * there cannot turn a write into a root write elsewhere (host/agent-user.ts). `umask`: the agent's
+ * files are created under it.
  */
 export function asAgent(
   a: AgentUser,
@@ -80,21 +61,11 @@ export function asAgent(
   input: string | Buffer = "",
   umask?: number,
 ): Ran {
-  const cwd = fs.existsSync(a.home) && fs.statSync(a.home).isDirectory() ? a.home : "/";
-  const env = [
-    `HOME=${a.home}`,
-    `USER=${a.name}`,
-    `LOGNAME=${a.name}`,
-    `PATH=${SYSTEM_PATH}`,
-    "LANG=C.UTF-8",
-    "GIT_TERMINAL_PROMPT=0",
-  ];
-  const ids = [`--reuid=${a.uid}`, `--regid=${a.gid}`, "--init-groups", "--"];
   // spawnSync is synchronous: nothing else runs while the umask is narrowed for the child.
   const before = umask === undefined ? undefined : process.umask(umask);
   try {
-    const r = spawnSync("setpriv", [...ids, "env", "-i", ...env, ...argv], {
-      cwd,
+    const r = spawnSync("setpriv", asAgentArgv(a, argv), {
+      cwd: agentCwd(a),
       input,
       maxBuffer: MAX_BUFFER,
     });

@@ -6,11 +6,11 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import type { Agents, AgentUser } from "./agents";
+import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
+import type { Agents } from "./agents";
 import { isDir } from "./agents";
 import { namesOrNone } from "./reconcile";
 
-export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** A fetch of the team's repository. */
 export const GIT_FETCH_TIMEOUT_SECONDS = 600;
 /** One query of a checkout (status, rev-list, set-head). */
@@ -25,11 +25,7 @@ interface AsAgentOptions {
   timeoutSeconds?: number;
 }
 
-/**
- * A command as the agent with a clean environment. From the agent's home, never the caller's
- * directory: sudo keeps the cwd of the SSH login (agent-admin's home, 0750 on Ubuntu), where git
- * run as the agent stops with "failed to stat".
- */
+/** A command as the agent with a clean environment, from its home (host/agent-user.ts). */
 export function asAgent(
   u: AgentUser,
   workspacesDir: string,
@@ -41,18 +37,8 @@ export function asAgent(
   const timed = opts.timeoutSeconds ? ["timeout", String(opts.timeoutSeconds)] : [];
   const r = spawnSync(
     "setpriv",
-    [
-      `--reuid=${u.uid}`,
-      `--regid=${u.gid}`,
-      "--init-groups",
-      "--",
-      ...["env", "-i", `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`],
-      ...[`PATH=${SYSTEM_PATH}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0"],
-      `GIT_CEILING_DIRECTORIES=${workspacesDir}`,
-      ...timed,
-      ...argv,
-    ],
-    { cwd: isDir(u.home) ? u.home : "/", stdio, encoding: "utf8" },
+    asAgentArgv(u, [...timed, ...argv], [`GIT_CEILING_DIRECTORIES=${workspacesDir}`]),
+    { cwd: agentCwd(u), stdio, encoding: "utf8" },
   );
   return { ok: r.status === 0, stdout: r.stdout ?? "" };
 }

@@ -11,7 +11,8 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import { GIT_QUERY_TIMEOUT_SECONDS, SYSTEM_PATH } from "./checkouts";
+import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
+import { GIT_QUERY_TIMEOUT_SECONDS } from "./checkouts";
 import type { HostConf } from "./conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
 import { agentUid, KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "./facts";
@@ -358,17 +359,11 @@ async function workspaceBytes(ws: string, cache: string): Promise<number | null>
   return bytes;
 }
 
-interface AgentUser {
-  uid: number;
-  gid: number;
-  home: string;
-}
-
 function agentUser(user: string): AgentUser | undefined {
   const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
   const f = line?.split(":");
   if (!f || agentUid(user) === undefined) return undefined;
-  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+  return { name: user, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 
 /**
@@ -376,29 +371,14 @@ function agentUser(user: string): AgentUser | undefined {
  * (core.fsmonitor, hooks). From the agent's home (the caller's cwd may be closed to it).
  */
 async function gitAsAgent(u: AgentUser, conf: HostConf, args: string[]): Promise<string> {
-  const home = fs.existsSync(u.home) ? u.home : "/";
   const r = await run(
     "setpriv",
-    [
-      `--reuid=${u.uid}`,
-      `--regid=${u.gid}`,
-      "--init-groups",
-      "--",
-      "env",
-      "-i",
-      `HOME=${u.home}`,
-      `USER=${conf.agentUser}`,
-      `LOGNAME=${conf.agentUser}`,
-      `PATH=${SYSTEM_PATH}`,
-      "LANG=C.UTF-8",
-      "GIT_TERMINAL_PROMPT=0",
-      `GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`,
-      "timeout",
-      String(GIT_QUERY_TIMEOUT_SECONDS),
-      "git",
-      ...args,
-    ],
-    { cwd: home, timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1000 },
+    asAgentArgv(
+      u,
+      ["timeout", String(GIT_QUERY_TIMEOUT_SECONDS), "git", ...args],
+      [`GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`],
+    ),
+    { cwd: agentCwd(u), timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1000 },
   );
   return r.stdout;
 }

@@ -28,7 +28,8 @@ import {
   storeLine,
   urlencode,
 } from "../host/apply-git";
-import { commandPath, parsePasswd } from "../host/apply-run";
+import { parsePasswd } from "../host/agent-user";
+import { commandPath } from "../host/apply-run";
 import { applyMain } from "../host/apply";
 import { parseHostConf } from "../host/conf";
 import { thrownBy } from "./errors";

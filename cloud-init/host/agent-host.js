@@ -895,7 +895,7 @@ var init_apply_bundle = __esm({
   }
 });
 
-// host/apply-run.ts
+// host/agent-user.ts
 function parsePasswd(line) {
   const f = line.trim().split(":");
   if (f.length < 7 || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) return void 0;
@@ -905,12 +905,38 @@ function lookupUser(name) {
   const r = (0, import_child_process.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
   return r.status === 0 ? parsePasswd(r.stdout.split("\n")[0]) : void 0;
 }
+function asAgentArgv(u, argv, extraEnv = []) {
+  return [
+    ...[`--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--"],
+    ...["env", "-i", `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`],
+    ...[`PATH=${SYSTEM_PATH}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0", ...extraEnv],
+    ...argv
+  ];
+}
+function agentCwd(u) {
+  try {
+    return fs4.statSync(u.home).isDirectory() ? u.home : "/";
+  } catch {
+    return "/";
+  }
+}
+var import_child_process, fs4, SYSTEM_PATH;
+var init_agent_user = __esm({
+  "host/agent-user.ts"() {
+    "use strict";
+    import_child_process = require("child_process");
+    fs4 = __toESM(require("fs"));
+    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  }
+});
+
+// host/apply-run.ts
 function commandPath(name, envPath = process.env.PATH ?? "") {
   for (const dir of envPath.split(":").filter(Boolean)) {
     const file = path3.join(dir, name);
     try {
-      fs4.accessSync(file, fs4.constants.X_OK);
-      if (fs4.statSync(file).isFile()) return file;
+      fs5.accessSync(file, fs5.constants.X_OK);
+      if (fs5.statSync(file).isFile()) return file;
     } catch {
     }
   }
@@ -918,25 +944,15 @@ function commandPath(name, envPath = process.env.PATH ?? "") {
 }
 function runRoot(file, args, opts = {}) {
   const stdio = ["ignore", opts.stdout === "inherit" ? "inherit" : 2, 2];
-  const r = (0, import_child_process.spawnSync)(file, args, { stdio, env: { ...process.env, ...opts.env } });
+  const r = (0, import_child_process2.spawnSync)(file, args, { stdio, env: { ...process.env, ...opts.env } });
   if (r.error) applyLog(`could not run ${file}: ${r.error.message}`);
   return r.status ?? 127;
 }
 function asAgent(a, argv, input = "", umask) {
-  const cwd = fs4.existsSync(a.home) && fs4.statSync(a.home).isDirectory() ? a.home : "/";
-  const env = [
-    `HOME=${a.home}`,
-    `USER=${a.name}`,
-    `LOGNAME=${a.name}`,
-    `PATH=${SYSTEM_PATH}`,
-    "LANG=C.UTF-8",
-    "GIT_TERMINAL_PROMPT=0"
-  ];
-  const ids = [`--reuid=${a.uid}`, `--regid=${a.gid}`, "--init-groups", "--"];
   const before = umask === void 0 ? void 0 : process.umask(umask);
   try {
-    const r = (0, import_child_process.spawnSync)("setpriv", [...ids, "env", "-i", ...env, ...argv], {
-      cwd,
+    const r = (0, import_child_process2.spawnSync)("setpriv", asAgentArgv(a, argv), {
+      cwd: agentCwd(a),
       input,
       maxBuffer: MAX_BUFFER
     });
@@ -949,18 +965,19 @@ function asAgent(a, argv, input = "", umask) {
     if (before !== void 0) process.umask(before);
   }
 }
-var import_child_process, fs4, path3, applyLog, SYSTEM_PATH, MAX_BUFFER;
+var import_child_process2, fs5, path3, applyLog, MAX_BUFFER;
 var init_apply_run = __esm({
   "host/apply-run.ts"() {
     "use strict";
-    import_child_process = require("child_process");
-    fs4 = __toESM(require("fs"));
+    import_child_process2 = require("child_process");
+    fs5 = __toESM(require("fs"));
     path3 = __toESM(require("path"));
+    init_agent_user();
+    init_agent_user();
     applyLog = (line) => {
       process.stderr.write(`apply: ${line}
 `);
     };
-    SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     MAX_BUFFER = 64 * 1024 * 1024;
   }
 });
@@ -1001,11 +1018,11 @@ function configureGit(s, credentials) {
     git2.installToken(credentials);
   }
 }
-var fs5, path4, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
+var fs6, path4, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
 var init_apply_git = __esm({
   "host/apply-git.ts"() {
     "use strict";
-    fs5 = __toESM(require("fs"));
+    fs6 = __toESM(require("fs"));
     path4 = __toESM(require("path"));
     init_shared_rules();
     init_apply_bundle();
@@ -1064,15 +1081,15 @@ var init_apply_git = __esm({
       removeToken() {
         this.unsetEntries("^credential\\..*\\.helper$", GIT_STORE_NAME);
         if (this.remove(GIT_STORE_NAME)) applyLog("removed the agents' git token");
-        if (!fs5.existsSync(this.s.ghHostFile)) return;
-        const host = fs5.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "");
+        if (!fs6.existsSync(this.s.ghHostFile)) return;
+        const host = fs6.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "");
         const gh = commandPath("gh");
         if (gh) {
           const r = asAgent(this.a, ["timeout", "60", gh, "auth", "logout", "--hostname", host], "");
           process.stderr.write(r.stdout + r.stderr);
           if (r.status !== 0) applyLog(`warning: gh auth logout --hostname ${host} failed`);
         }
-        fs5.rmSync(this.s.ghHostFile, { force: true });
+        fs6.rmSync(this.s.ghHostFile, { force: true });
       }
       removeSshKey() {
         this.unsetEntries("^core\\.sshcommand$", GIT_KEY_NAME);
@@ -1090,7 +1107,7 @@ var init_apply_git = __esm({
           return applyLog(
             `warning: gh auth login --hostname ${host} failed (output above); git still uses the token`
           );
-        fs5.writeFileSync(this.s.ghHostFile, `${host}
+        fs6.writeFileSync(this.s.ghHostFile, `${host}
 `, { mode: 384 });
         applyLog(`gh: logged in to ${host} as ${this.a.name}`);
       }
@@ -1111,7 +1128,7 @@ var init_apply_git = __esm({
         const key = `credential.https://${host}.helper`;
         this.global([key, credentialHelper(this.a.home)], `git config ${key}`);
         if (!GITHUB_TOKEN_RE.test(token)) return;
-        const ghHost = fs5.existsSync(this.s.ghHostFile) ? fs5.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "") : void 0;
+        const ghHost = fs6.existsSync(this.s.ghHostFile) ? fs6.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "") : void 0;
         if (changed || ghHost !== host) this.ghLogin(host, token);
       }
       installSshKey(secret) {
@@ -1142,26 +1159,26 @@ function applyPaths(env) {
 }
 function isAlready(dest, content, mode) {
   try {
-    const st = fs6.statSync(dest);
+    const st = fs7.statSync(dest);
     if (!st.isFile() || mode !== void 0 && (st.mode & 4095) !== mode) return false;
-    return fs6.readFileSync(dest).equals(content);
+    return fs7.readFileSync(dest).equals(content);
   } catch {
     return false;
   }
 }
 function writeFile(dest, content, mode, uid = 0, gid = 0) {
-  fs6.mkdirSync(path5.dirname(dest), { recursive: true, mode: 493 });
+  fs7.mkdirSync(path5.dirname(dest), { recursive: true, mode: 493 });
   const tmp = `${dest}.apply-${process.pid}`;
-  fs6.rmSync(tmp, { force: true });
-  const fd = fs6.openSync(tmp, "wx", 384);
+  fs7.rmSync(tmp, { force: true });
+  const fd = fs7.openSync(tmp, "wx", 384);
   try {
-    fs6.writeFileSync(fd, content);
-    fs6.fchownSync(fd, uid, gid);
-    fs6.fchmodSync(fd, mode);
+    fs7.writeFileSync(fd, content);
+    fs7.fchownSync(fd, uid, gid);
+    fs7.fchmodSync(fd, mode);
   } finally {
-    fs6.closeSync(fd);
+    fs7.closeSync(fd);
   }
-  fs6.renameSync(tmp, dest);
+  fs7.renameSync(tmp, dest);
 }
 function installIfChanged(content, dest, mode) {
   if (isAlready(dest, content, mode)) return false;
@@ -1169,10 +1186,10 @@ function installIfChanged(content, dest, mode) {
   return true;
 }
 function ensureDir(dir, mode, uid = 0, gid = 0) {
-  fs6.mkdirSync(path5.dirname(dir), { recursive: true, mode: 493 });
-  if (!fs6.existsSync(dir)) fs6.mkdirSync(dir, { mode });
-  fs6.chownSync(dir, uid, gid);
-  fs6.chmodSync(dir, mode);
+  fs7.mkdirSync(path5.dirname(dir), { recursive: true, mode: 493 });
+  if (!fs7.existsSync(dir)) fs7.mkdirSync(dir, { mode });
+  fs7.chownSync(dir, uid, gid);
+  fs7.chmodSync(dir, mode);
 }
 function installFiles(files, p) {
   let changed = 0;
@@ -1189,9 +1206,9 @@ function installFiles(files, p) {
 function installConf(stackConf, p) {
   let text2 = stackConf;
   const local = `${p.conf}.local`;
-  if (fs6.existsSync(local) && fs6.statSync(local).isFile())
+  if (fs7.existsSync(local) && fs7.statSync(local).isFile())
     text2 += `# --- appended from ${local} ---
-${fs6.readFileSync(local, "utf8")}`;
+${fs7.readFileSync(local, "utf8")}`;
   const conf = parseHostConf(text2, p.conf);
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
@@ -1214,8 +1231,8 @@ function installSecret(value, file, said) {
   if (value === void 0) return false;
   ensureDir(path5.dirname(file), 448);
   if (value === "remove") {
-    if (!fs6.existsSync(file)) return false;
-    fs6.rmSync(file, { force: true });
+    if (!fs7.existsSync(file)) return false;
+    fs7.rmSync(file, { force: true });
     applyLog(said.removed);
     return true;
   }
@@ -1232,7 +1249,7 @@ function systemctl(...args) {
     throw new ApplyError(`systemctl ${args.join(" ")} failed (its output is above)`);
 }
 function ensureService(unitsChanged) {
-  if (!fs6.existsSync("/run/systemd/system")) {
+  if (!fs7.existsSync("/run/systemd/system")) {
     applyLog("systemd is not running here; leaving the tmux server to agentctl");
     return;
   }
@@ -1243,7 +1260,7 @@ function ensureService(unitsChanged) {
   systemctl("restart", units[2]);
 }
 function dpkgInstalled(name) {
-  const r = (0, import_child_process2.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
+  const r = (0, import_child_process3.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
     encoding: "utf8"
   });
   return r.status === 0 && r.stdout === "installed";
@@ -1298,7 +1315,7 @@ function applyMain(argv, env = process.env) {
   try {
     const args = parseApplyArgs(argv);
     process.umask(18);
-    const bundle = parseBundle(fs6.readFileSync(0, "utf8"), args.bundleSha256);
+    const bundle = parseBundle(fs7.readFileSync(0, "utf8"), args.bundleSha256);
     return apply(args, bundle, applyPaths(env));
   } catch (error) {
     if (error instanceof ApplyUsageError) {
@@ -1310,12 +1327,12 @@ function applyMain(argv, env = process.env) {
     return 1;
   }
 }
-var import_child_process2, fs6, path5, API_KEY, WEBHOOK;
+var import_child_process3, fs7, path5, API_KEY, WEBHOOK;
 var init_apply = __esm({
   "host/apply.ts"() {
     "use strict";
-    import_child_process2 = require("child_process");
-    fs6 = __toESM(require("fs"));
+    import_child_process3 = require("child_process");
+    fs7 = __toESM(require("fs"));
     path5 = __toESM(require("path"));
     init_conf();
     init_apply_bundle();
@@ -1334,7 +1351,7 @@ var init_apply = __esm({
 
 // host/tmux.ts
 function tmux(socket, args, input) {
-  const r = (0, import_child_process3.spawnSync)("tmux", ["-S", socket, ...args], {
+  const r = (0, import_child_process4.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
     input,
     timeout: 1e4
@@ -1380,11 +1397,11 @@ function agentWindows(socket) {
   }
   return out;
 }
-var import_child_process3, SESSION, windowTarget, WINDOW_FORMAT;
+var import_child_process4, SESSION, windowTarget, WINDOW_FORMAT;
 var init_tmux = __esm({
   "host/tmux.ts"() {
     "use strict";
-    import_child_process3 = require("child_process");
+    import_child_process4 = require("child_process");
     SESSION = "agents";
     windowTarget = (n) => `=${SESSION}:=agent-${n}`;
     WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
@@ -1404,16 +1421,10 @@ function agentctlPaths(env) {
     tmuxConf: need("AGENTCTL_TMUX_CONF")
   };
 }
-function lookupUser2(name) {
-  const r = (0, import_child_process4.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
-  const f = r.status === 0 ? r.stdout.split("\n")[0].split(":") : [];
-  if (f.length < 7) return void 0;
-  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
-}
 function installDir(dir, mode, owner) {
-  fs7.mkdirSync(dir, { recursive: true });
-  fs7.chmodSync(dir, mode);
-  if (owner) fs7.chownSync(dir, owner.uid, owner.gid);
+  fs8.mkdirSync(dir, { recursive: true });
+  fs8.chmodSync(dir, mode);
+  if (owner) fs8.chownSync(dir, owner.uid, owner.gid);
 }
 function signal(pid, sig) {
   if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
@@ -1423,23 +1434,24 @@ function signal(pid, sig) {
   }
 }
 function systemctl2(args) {
-  return (0, import_child_process4.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
+  return (0, import_child_process5.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
 }
 function serviceStarting() {
   if (systemctl2(["is-active", "--quiet", "agent-host.service"])) return true;
-  const r = (0, import_child_process4.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
+  const r = (0, import_child_process5.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"]
   });
   return (r.stdout ?? "").trim() === "activating";
 }
-var import_child_process4, fs7, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
+var import_child_process5, fs8, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
 var init_agents = __esm({
   "host/agents.ts"() {
     "use strict";
-    import_child_process4 = require("child_process");
-    fs7 = __toESM(require("fs"));
+    import_child_process5 = require("child_process");
+    fs8 = __toESM(require("fs"));
     path6 = __toESM(require("path"));
+    init_agent_user();
     init_tmux();
     CONTROL_WINDOW = "control";
     BOOT_SOCKET_WAIT_SECONDS = 60;
@@ -1448,7 +1460,7 @@ var init_agents = __esm({
     TMUX_TIMEOUT_MS = 3e4;
     isDir = (p) => {
       try {
-        return fs7.statSync(p).isDirectory();
+        return fs8.statSync(p).isDirectory();
       } catch {
         return false;
       }
@@ -1480,7 +1492,7 @@ var init_agents = __esm({
       }
       tryTmux(args, stderr = "ignore") {
         const stdio = ["ignore", "pipe", stderr];
-        const r = (0, import_child_process4.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
+        const r = (0, import_child_process5.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
           encoding: "utf8",
           stdio,
           timeout: TMUX_TIMEOUT_MS
@@ -1500,7 +1512,7 @@ var init_agents = __esm({
       }
       /** The agent user (looked up once); undefined if it does not exist. */
       agentUser() {
-        this.user ??= lookupUser2(this.conf.agentUser);
+        this.user ??= lookupUser(this.conf.agentUser);
         return this.user;
       }
       requireAgentUser() {
@@ -1549,9 +1561,9 @@ var init_agents = __esm({
       takeLock() {
         this.prepareRunDir();
         const file = path6.join(this.conf.runDir, "agentctl.lock");
-        const fd = fs7.openSync(file, "a");
+        const fd = fs8.openSync(file, "a");
         const flock = (args) => {
-          const r = (0, import_child_process4.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+          const r = (0, import_child_process5.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
           if (r.error) throw new Error(`flock: ${r.error.message}`);
           return r.status === 0;
         };
@@ -1600,7 +1612,7 @@ var init_agents = __esm({
         const ws = this.workspace(i);
         this.ensureWorkspace(i);
         installDir(path6.join(this.conf.runDir, name), 448);
-        fs7.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
+        fs8.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
         const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
         const existing = this.windows.byName.get(name);
         if (existing) {
@@ -1634,7 +1646,7 @@ var init_agents = __esm({
         for (const i of agents2) {
           const dir = path6.join(this.conf.runDir, `agent-${i}`);
           installDir(dir, 448);
-          fs7.writeFileSync(path6.join(dir, "stop"), "");
+          fs8.writeFileSync(path6.join(dir, "stop"), "");
           const w = this.windows.byName.get(`agent-${i}`);
           if (w && !w.dead) signal(w.pid, "SIGTERM");
         }
@@ -1668,7 +1680,7 @@ var init_agents = __esm({
       /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
       readRunFile(i, file) {
         try {
-          return fs7.readFileSync(path6.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
+          return fs8.readFileSync(path6.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
         } catch {
           return void 0;
         }
@@ -1700,7 +1712,7 @@ var init_agents = __esm({
       agentUnits() {
         let dirs;
         try {
-          dirs = fs7.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+          dirs = fs8.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
         } catch {
           return [];
         }
@@ -1708,7 +1720,7 @@ var init_agents = __esm({
         for (const d of dirs.sort()) {
           try {
             units.push(
-              fs7.readFileSync(path6.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
+              fs8.readFileSync(path6.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
             );
           } catch {
           }
@@ -1804,7 +1816,7 @@ function procStat(pid) {
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs8.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs9.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -1830,7 +1842,7 @@ function descendantStartedSince(root, since) {
 function runsACommand(pid) {
   let argv;
   try {
-    argv = fs8.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    argv = fs9.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return false;
   }
@@ -1888,18 +1900,18 @@ function snapshot(conf) {
   }
   return { rows, recorded };
 }
-var fs8, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
+var fs9, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/facts.ts"() {
     "use strict";
-    fs8 = __toESM(require("fs"));
+    fs9 = __toESM(require("fs"));
     path7 = __toESM(require("path"));
     init_effective();
     init_store();
     init_tmux();
     readSmall = (file) => {
       try {
-        return fs8.readFileSync(file, "utf8").trim();
+        return fs9.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -2030,11 +2042,11 @@ function send(conf, args, log2) {
   }
   return result;
 }
-var fs9, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
+var fs10, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
 var init_send = __esm({
   "host/send.ts"() {
     "use strict";
-    fs9 = __toESM(require("fs"));
+    fs10 = __toESM(require("fs"));
     init_facts();
     init_tmux();
     SEND_MAX_BYTES = 64 * 1024;
@@ -2046,7 +2058,7 @@ var init_send = __esm({
     readStdinText = () => {
       if (process.stdin.isTTY)
         throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE2}`);
-      return fs9.readFileSync(0, "utf8");
+      return fs10.readFileSync(0, "utf8");
     };
   }
 });
@@ -2201,20 +2213,10 @@ function asAgent2(u, workspacesDir, argv, opts = {}) {
   const out = { capture: "pipe", stderr: 2, ignore: "ignore" }[opts.stdout ?? "stderr"];
   const stdio = ["ignore", out, opts.stderr ?? "inherit"];
   const timed = opts.timeoutSeconds ? ["timeout", String(opts.timeoutSeconds)] : [];
-  const r = (0, import_child_process5.spawnSync)(
+  const r = (0, import_child_process6.spawnSync)(
     "setpriv",
-    [
-      `--reuid=${u.uid}`,
-      `--regid=${u.gid}`,
-      "--init-groups",
-      "--",
-      ...["env", "-i", `HOME=${u.home}`, `USER=${u.name}`, `LOGNAME=${u.name}`],
-      ...[`PATH=${SYSTEM_PATH2}`, "LANG=C.UTF-8", "GIT_TERMINAL_PROMPT=0"],
-      `GIT_CEILING_DIRECTORIES=${workspacesDir}`,
-      ...timed,
-      ...argv
-    ],
-    { cwd: isDir(u.home) ? u.home : "/", stdio, encoding: "utf8" }
+    asAgentArgv(u, [...timed, ...argv], [`GIT_CEILING_DIRECTORIES=${workspacesDir}`]),
+    { cwd: agentCwd(u), stdio, encoding: "utf8" }
   );
   return { ok: r.status === 0, stdout: r.stdout ?? "" };
 }
@@ -2222,10 +2224,10 @@ function git(a, u, args, opts = {}) {
   return asAgent2(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
 function missingOrEmpty(ws) {
-  if (!fs10.existsSync(ws)) return true;
+  if (!fs11.existsSync(ws)) return true;
   if (!isDir(ws)) return false;
   try {
-    return fs10.readdirSync(ws).length === 0;
+    return fs11.readdirSync(ws).length === 0;
   } catch {
     return true;
   }
@@ -2235,11 +2237,11 @@ function fetchRepository(a, u) {
   const url = a.conf.gitRepository;
   if (!isDir(repo)) {
     try {
-      fs10.mkdirSync(a.conf.workspacesDir, { recursive: true });
-      fs10.chmodSync(a.conf.workspacesDir, 493);
-      fs10.mkdirSync(repo, { recursive: true });
-      fs10.chmodSync(repo, 493);
-      fs10.chownSync(repo, u.uid, u.gid);
+      fs11.mkdirSync(a.conf.workspacesDir, { recursive: true });
+      fs11.chmodSync(a.conf.workspacesDir, 493);
+      fs11.mkdirSync(repo, { recursive: true });
+      fs11.chmodSync(repo, 493);
+      fs11.chownSync(repo, u.uid, u.gid);
     } catch (error) {
       a.log(error.message);
       return false;
@@ -2293,7 +2295,7 @@ function prepareCheckouts(a, count2) {
   for (let i = 1; i <= count2; i++) {
     const ws = a.workspace(i);
     if (missingOrEmpty(ws)) want.push(i);
-    else if (!fs10.existsSync(path8.join(ws, ".git"))) foreign.push(i);
+    else if (!fs11.existsSync(path8.join(ws, ".git"))) foreign.push(i);
   }
   if (foreign.length > 0)
     a.log(
@@ -2317,7 +2319,7 @@ function prepareCheckouts(a, count2) {
 }
 function checkoutDirty(a, u, i) {
   const ws = a.workspace(i);
-  if (!fs10.existsSync(path8.join(ws, ".git"))) return false;
+  if (!fs11.existsSync(path8.join(ws, ".git"))) return false;
   const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
   const opts = query;
   const status2 = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
@@ -2332,16 +2334,16 @@ function agentsWithUnsavedWork(a, agents2) {
   if (!u) return [];
   return agents2.filter((i) => checkoutDirty(a, u, i));
 }
-var import_child_process5, fs10, path8, SYSTEM_PATH2, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
+var import_child_process6, fs11, path8, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
 var init_checkouts = __esm({
   "host/checkouts.ts"() {
     "use strict";
-    import_child_process5 = require("child_process");
-    fs10 = __toESM(require("fs"));
+    import_child_process6 = require("child_process");
+    fs11 = __toESM(require("fs"));
     path8 = __toESM(require("path"));
+    init_agent_user();
     init_agents();
     init_reconcile();
-    SYSTEM_PATH2 = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     GIT_FETCH_TIMEOUT_SECONDS = 600;
     GIT_QUERY_TIMEOUT_SECONDS = 20;
     repoDir = (a) => path8.join(a.conf.workspacesDir, ".repo.git");
@@ -2362,7 +2364,7 @@ function reconcile(a, argv) {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs11.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
+  fs12.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
 `);
   for (const id of a.windows.duplicates) {
     log2(`killing duplicate window ${id}`);
@@ -2444,11 +2446,11 @@ function loginRestart(a) {
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }
-var fs11, path9, AGENTCTL_KEYS;
+var fs12, path9, AGENTCTL_KEYS;
 var init_agentctl = __esm({
   "host/agentctl.ts"() {
     "use strict";
-    fs11 = __toESM(require("fs"));
+    fs12 = __toESM(require("fs"));
     path9 = __toESM(require("path"));
     init_checkouts();
     init_conf();
@@ -2543,7 +2545,7 @@ var init_autostop = __esm({
 // host/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs12.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs13.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
@@ -2552,9 +2554,9 @@ function readState(runDir) {
 function writeState(runDir, state) {
   const file = path10.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs12.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs13.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs12.renameSync(tmp, file);
+  fs13.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -2582,7 +2584,7 @@ async function pollOnce(settings, deps) {
     deps.log(text2);
     if (deps.notify) await deps.notify(text2);
     const argv = stopArgv(settings.command);
-    const r = (0, import_child_process6.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    const r = (0, import_child_process7.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
     if (r.status !== 0) {
       deps.log(
         `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
@@ -2595,7 +2597,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs12.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs13.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -2617,12 +2619,12 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process6, fs12, path10, STATE_FILE, sleep2;
+var import_child_process7, fs13, path10, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
   "host/autostop-run.ts"() {
     "use strict";
-    import_child_process6 = require("child_process");
-    fs12 = __toESM(require("fs"));
+    import_child_process7 = require("child_process");
+    fs13 = __toESM(require("fs"));
     path10 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
@@ -2862,7 +2864,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs13.statSync(file);
+      st = fs14.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -2880,7 +2882,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs13.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs14.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -2891,11 +2893,11 @@ function claim(runDir) {
   const file = path11.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs13.writeFileSync(file, `${process.pid}
+      fs14.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs13.readFileSync(file, "utf8").trim());
+      const pid = Number(fs14.readFileSync(file, "utf8").trim());
       let alive2 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -2906,17 +2908,17 @@ function claim(runDir) {
         }
       }
       if (alive2) return false;
-      fs13.rmSync(file, { force: true });
+      fs14.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process7, fs13, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process8, fs14, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/monitor.ts"() {
     "use strict";
-    import_child_process7 = require("child_process");
-    fs13 = __toESM(require("fs"));
+    import_child_process8 = require("child_process");
+    fs14 = __toESM(require("fs"));
     os = __toESM(require("os"));
     path11 = __toESM(require("path"));
     init_effective();
@@ -2938,7 +2940,7 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs13.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        fs14.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
         this.seenFile = path11.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
@@ -2962,8 +2964,8 @@ var init_monitor = __esm({
         if (!this.notifying) return;
         const file = path11.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs13.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs13.rmSync(file, { force: true });
+          if (fs14.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs14.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -3031,7 +3033,7 @@ var init_monitor = __esm({
       refreshFullTable() {
         if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
         this.fullTableAt = Date.now();
-        const p = (0, import_child_process7.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        const p = (0, import_child_process8.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
         let out = "";
         p.stdout.on("data", (d) => out += d.toString());
         p.on("close", () => this.fullTable = out);
@@ -3085,7 +3087,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs14.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -3093,7 +3095,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs14.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs15.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -3103,7 +3105,7 @@ function sshSessions(procRoot = "/proc") {
   return sessions.sort();
 }
 function tmuxClients(socket) {
-  const r = (0, import_child_process8.spawnSync)(
+  const r = (0, import_child_process9.spawnSync)(
     "tmux",
     ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
     {
@@ -3119,18 +3121,18 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs14.readFileSync(path12.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs15.readFileSync(path12.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process8, fs14, path12, SSH_SESSION_RE;
+var import_child_process9, fs15, path12, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/presence.ts"() {
     "use strict";
-    import_child_process8 = require("child_process");
-    fs14 = __toESM(require("fs"));
+    import_child_process9 = require("child_process");
+    fs15 = __toESM(require("fs"));
     path12 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
@@ -3322,14 +3324,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs15.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
+      text2 = fs16.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -3358,8 +3360,8 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs15.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs15.readFileSync(cache, "utf8"));
+    if (Date.now() - fs16.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs16.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
@@ -3371,11 +3373,11 @@ async function workspaceBytes(ws, cache) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs15.existsSync(path13.dirname(cache))) {
+  if (fs16.existsSync(path13.dirname(cache))) {
     try {
-      fs15.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs16.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs15.renameSync(`${cache}.tmp`, cache);
+      fs16.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
@@ -3385,37 +3387,22 @@ function agentUser(user) {
   const line = (readSmall2("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
   const f = line?.split(":");
   if (!f || agentUid(user) === void 0) return void 0;
-  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+  return { name: user, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 async function gitAsAgent(u, conf, args) {
-  const home = fs15.existsSync(u.home) ? u.home : "/";
   const r = await run(
     "setpriv",
-    [
-      `--reuid=${u.uid}`,
-      `--regid=${u.gid}`,
-      "--init-groups",
-      "--",
-      "env",
-      "-i",
-      `HOME=${u.home}`,
-      `USER=${conf.agentUser}`,
-      `LOGNAME=${conf.agentUser}`,
-      `PATH=${SYSTEM_PATH2}`,
-      "LANG=C.UTF-8",
-      "GIT_TERMINAL_PROMPT=0",
-      `GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`,
-      "timeout",
-      String(GIT_QUERY_TIMEOUT_SECONDS),
-      "git",
-      ...args
-    ],
-    { cwd: home, timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1e3 }
+    asAgentArgv(
+      u,
+      ["timeout", String(GIT_QUERY_TIMEOUT_SECONDS), "git", ...args],
+      [`GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`]
+    ),
+    { cwd: agentCwd(u), timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1e3 }
   );
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs15.existsSync(path13.join(ws, ".git"))) return void 0;
+  if (!u || !fs16.existsSync(path13.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -3475,7 +3462,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   const ws = path13.join(conf.workspacesDir, name);
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs15.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
+    fs16.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -3503,7 +3490,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs15.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
+      fs16.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -3527,20 +3514,21 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process9, fs15, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
+var import_child_process10, fs16, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
   "host/status.ts"() {
     "use strict";
-    import_child_process9 = require("child_process");
-    fs15 = __toESM(require("fs"));
+    import_child_process10 = require("child_process");
+    fs16 = __toESM(require("fs"));
     path13 = __toESM(require("path"));
     import_util = require("util");
+    init_agent_user();
     init_checkouts();
     init_effective();
     init_facts();
     init_text();
     init_tmux();
-    run = (0, import_util.promisify)(import_child_process9.execFile);
+    run = (0, import_util.promisify)(import_child_process10.execFile);
     WHY_MAX_CHARS = 72;
     COLUMNS = [
       { key: "name", header: "NAME" },
@@ -3587,7 +3575,7 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs15.readFileSync(file, "utf8").trim();
+        return fs16.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -3656,7 +3644,7 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs16.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs17.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
@@ -3703,11 +3691,11 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs16, os3, log, agents;
+var fs17, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs16 = __toESM(require("fs"));
+    fs17 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_agents();
     init_agentctl();
