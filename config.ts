@@ -176,7 +176,7 @@ export type GitCredentialsKind = "token" | "ssh-key";
 // In its own module so the pure parsers config.ts imports (schedule.ts) can throw it too.
 export { ConfigError } from "./config-error";
 import { ConfigError } from "./config-error";
-import { parseWebhook, type WebhookKind } from "./host/webhook";
+import { parseWebhook, type WebhookKind } from "./host/attention/webhook";
 
 export interface ParseResult {
   config: StackConfig;

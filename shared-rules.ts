@@ -17,7 +17,7 @@ export const WHOLE_NUMBER_RE = /^-?\d+$/;
 
 /**
  * Debian policy: lowercase letters, digits, + - . ; at least two characters, starting alphanumeric.
- * Used by apply on the host too (host/apply-bundle.ts extraPackageNames).
+ * Used by apply on the host too (host/apply/bundle.ts extraPackageNames).
  */
 export const PACKAGE_NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
 
@@ -34,7 +34,7 @@ export const GITHUB_TOKEN_PREFIXES: readonly string[] = [
   ...GITHUB_CLASSIC_TOKEN_PREFIXES,
   GITHUB_FINE_GRAINED_TOKEN_PREFIX,
 ];
-/** A value that starts like a GitHub token (apply logs gh in with one: host/apply-git.ts). */
+/** A value that starts like a GitHub token (apply logs gh in with one: host/apply/git.ts). */
 export const GITHUB_TOKEN_RE = new RegExp(`^(${anyOf(GITHUB_TOKEN_PREFIXES)})`);
 /**
  * Regex source of a GitHub token somewhere in a text: a classic one with at least
@@ -159,7 +159,7 @@ export function ipv4Text(address: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(address / 2 ** shift) % 256).join(".");
 }
 
-// The host.conf values the stack writes and the host reads (host/conf.ts checks them on the VM).
+// The host.conf values the stack writes and the host reads (host/conf/conf.ts checks them on the VM).
 
 /** An exact Claude Code release, as npm publishes it: x.y.z, no leading zeros, no range or tag. */
 export const CLAUDE_CODE_VERSION_RE = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/;

@@ -3,9 +3,9 @@
 // the renderer at first boot and by the fleet's reconcile command on every deploy. Pure.
 import { PER_AGENT_GIB, RESERVED_GIB, type StackConfig } from "../config";
 import { CONFIG_KEY_TABLE, type ConfigKeySpec } from "../config-keys";
-import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf";
+import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf/conf";
 
-// The users, the data device and the secret's path are the host's own defaults (host/conf.ts):
+// The users, the data device and the secret's path are the host's own defaults (host/conf/conf.ts):
 // the stack writes them out and names them in user-data and in the fleet's SSH login.
 export const ADMIN_USER = HOST_KEYS.ADMIN_USER.default;
 export const AGENT_USER = HOST_KEYS.AGENT_USER.default;

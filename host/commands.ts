@@ -2,14 +2,21 @@
 // runs: the recorder, which Claude Code waits for on every hook event, never loads them.
 import * as fs from "fs";
 import * as os from "os";
-import { agentctlPaths, Agents } from "./agents";
-import { agentctlConf, attachSelect, loginRestart, logs, reconcile, restart } from "./agentctl";
-import { activityOf, autostopCommand, autostopStatus } from "./autostop-main";
-import { loadHostConf } from "./conf";
-import { Monitor, webhookReader } from "./monitor";
-import { attachCommand, Notifier } from "./notify";
-import { parseSendArgs, readStdinText, send, UsageError } from "./send";
-import { statusRows, toJson, toTable } from "./status";
+import { agentctlPaths, Agents } from "./agents/agents";
+import {
+  agentctlConf,
+  attachSelect,
+  loginRestart,
+  logs,
+  reconcile,
+  restart,
+} from "./agents/agentctl";
+import { activityOf, autostopCommand, autostopStatus } from "./cost/autostop-main";
+import { loadHostConf } from "./conf/conf";
+import { Monitor, webhookReader } from "./attention/monitor";
+import { attachCommand, Notifier } from "./attention/notify";
+import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
+import { statusRows, toJson, toTable } from "./attention/status";
 
 const log = (line: string): void => {
   process.stderr.write(`agentctl: ${line}\n`);

@@ -4,20 +4,20 @@
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
 //   conf [--as NAME] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf through the one
-//                  parser (host/conf.ts), as KEY=value lines: how the bash scripts read it
-//   apply --agents N --bundle-sha256 SHA --instance-id ID < bundle  the day-2 step (host/apply.ts),
+//                  parser (host/conf/conf.ts), as KEY=value lines: how the bash scripts read it
+//   apply --agents N --bundle-sha256 SHA --instance-id ID < bundle  the day-2 step (host/apply/apply.ts),
 //                  run by cloud-init/host/apply from the bundle being deployed
-//   status [--json]  agentctl status: one row per agent (host/status.ts)
-//   reconcile, restart, logs  agentctl's commands of those names (host/agentctl.ts); with
+//   status [--json]  agentctl status: one row per agent (host/attention/status.ts)
+//   reconcile, restart, logs  agentctl's commands of those names (host/agents/agentctl.ts); with
 //                  attach-select and login-restart, the tmux halves of agentctl attach and login
 //   watch          the control window: live view, tmux marks, notifications
 //   monitor        the same without the view
-//   send ...       type a prompt into agents (host/send.ts)
+//   send ...       type a prompt into agents (host/agents/send.ts)
 //   notify-test    send a test message to the configured webhook
-//   autostop       the auto-stop daemon (agent-host-autostop.service; host/autostop-main.ts)
+//   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
-import { confMain } from "./conf";
-import { hookMain } from "./hook";
+import { confMain } from "./conf/conf";
+import { hookMain } from "./attention/hook";
 
 // `hook` runs on every hook event while claude waits: it loads the recorder alone (fs, path). The
 // other commands (monitor, notifier, tmux, send) load on demand.
@@ -25,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
-  if (cmd === "apply") return (await import("./apply")).applyMain(rest);
+  if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);
 }

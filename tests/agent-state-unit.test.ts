@@ -6,10 +6,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { spawn } from "child_process";
-import { parseHostConf } from "../host/conf";
-import { descendantStartedSince } from "../host/facts";
-import { effectiveState, sortForStatus, type ProcessFacts } from "../host/effective";
-import { recordHook } from "../host/hook";
+import { parseHostConf } from "../host/conf/conf";
+import { descendantStartedSince } from "../host/agents/facts";
+import { effectiveState, sortForStatus, type ProcessFacts } from "../host/attention/effective";
+import { recordHook } from "../host/attention/hook";
 import {
   backoffMs,
   Notifier,
@@ -18,11 +18,11 @@ import {
   type Delivery,
   type Message,
   type Request,
-} from "../host/notify";
-import { parseSendArgs, refusal, UsageError } from "../host/send";
-import { applyHook, type HookInput, type Recorded, type Transition } from "../host/state";
-import { readBounded, readStatus, readTransitions } from "../host/store";
-import { oneLine, reasonText, redact } from "../host/text";
+} from "../host/attention/notify";
+import { parseSendArgs, refusal, UsageError } from "../host/agents/send";
+import { applyHook, type HookInput, type Recorded, type Transition } from "../host/attention/state";
+import { readBounded, readStatus, readTransitions } from "../host/attention/store";
+import { oneLine, reasonText, redact } from "../host/attention/text";
 
 const PAYLOADS: HookInput[] = fs
   .readFileSync(path.join(__dirname, "fixtures/hook-payloads-2.1.331.jsonl"), "utf8")

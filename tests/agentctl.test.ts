@@ -6,7 +6,7 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { StatusRow } from "../host/status";
+import type { StatusRow } from "../host/attention/status";
 import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, standinRecords, waitFor } from "./support";
@@ -56,7 +56,7 @@ interface Result {
   stderr: string;
   ms: number;
 }
-/** A row of `agentctl status --json`, as host/status.ts declares it. */
+/** A row of `agentctl status --json`, as host/attention/status.ts declares it. */
 type Row = StatusRow;
 interface Record {
   pid: number;
@@ -377,7 +377,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       "SIGNIN",
       "WHY",
     ]);
-    // Header, 12 agents, then the VM's uptime and the auto-stop line (host/autostop-main.ts).
+    // Header, 12 agents, then the VM's uptime and the auto-stop line (host/cost/autostop-main.ts).
     expect(table).toHaveLength(15);
     expect(table[13]).toMatch(/^VM up \S+; /);
     expect(table[14]).toMatch(/^auto-stop: /);
@@ -482,7 +482,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const pids = await allRunning(h, 10);
     const old = pids.get("agent-2") as number;
     process.kill(old, "SIGKILL");
-    // One crash is not a crash loop: the new claude is "running" at once (host/status.ts).
+    // One crash is not a crash loop: the new claude is "running" at once (host/attention/status.ts).
     const pid = await waitFor("agent-2's claude to run again", () => {
       const row = status(h).find((r) => r.name === "agent-2");
       return row?.state === "running" && row.pid !== old ? row.pid : undefined;

@@ -1,4 +1,4 @@
-// agent-host.js apply without root (host/apply-bundle.ts, host/apply-git.ts, host/apply-run.ts):
+// agent-host.js apply without root (host/apply/bundle.ts, host/apply/git.ts, host/apply/run.ts):
 // its arguments and their refusals, the bundle as the stack renders it (cloud-init/bundle.ts) and
 // every check on it, the decision to restart the agents, the extraPackages names, and the pieces of
 // the agent's git set-up. tests/fleet-ssh.test.ts, tests/git-checkouts.test.ts and the boot test
@@ -17,7 +17,7 @@ import {
   parseBundle,
   RESTART_KEYS,
   type Bundle,
-} from "../host/apply-bundle";
+} from "../host/apply/bundle";
 import {
   credentialHelper,
   entriesToUnset,
@@ -27,11 +27,11 @@ import {
   sshCommand,
   storeLine,
   urlencode,
-} from "../host/apply-git";
-import { parsePasswd } from "../host/agent-user";
-import { commandPath } from "../host/apply-run";
-import { applyMain } from "../host/apply";
-import { parseHostConf } from "../host/conf";
+} from "../host/apply/git";
+import { parsePasswd } from "../host/agents/agent-user";
+import { commandPath } from "../host/apply/run";
+import { applyMain } from "../host/apply/apply";
+import { parseHostConf } from "../host/conf/conf";
 import { thrownBy } from "./errors";
 
 const SHA = "a".repeat(64);

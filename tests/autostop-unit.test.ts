@@ -8,9 +8,9 @@ import {
   type AgentActivity,
   type AutoStopDecision,
   type AutoStopInput,
-} from "../host/autostop";
-import { sshSessionOf } from "../host/presence";
-import { stopArgv } from "../host/autostop-run";
+} from "../host/cost/autostop";
+import { sshSessionOf } from "../host/cost/presence";
+import { stopArgv } from "../host/cost/autostop-run";
 
 const MIN = 60_000;
 const BOOT = 1_000_000_000_000;

@@ -1,4 +1,4 @@
-// host.conf has one definition (host/conf.ts HOST_KEYS: default, rule) and one parser, which every
+// host.conf has one definition (host/conf/conf.ts HOST_KEYS: default, rule) and one parser, which every
 // host script reads through (`agent-host.js conf`). Checked here: the stack writes only keys the
 // host knows, with values the host's rules take; HOST.md documents exactly those keys with their
 // defaults; and no script parses host.conf, or keeps a default, of its own again (seven parsers had
@@ -16,7 +16,7 @@ import {
   type HostSettings,
 } from "../cloud-init/host-config";
 import { parseConfig } from "../config";
-import { HOST_KEYS, HOST_KEY_NAMES, parseHostConf, type HostKey } from "../host/conf";
+import { HOST_KEYS, HOST_KEY_NAMES, parseHostConf, type HostKey } from "../host/conf/conf";
 import { BASE_CONFIG } from "./harness";
 
 const HOST = path.join(__dirname, "..", "cloud-init");
@@ -131,11 +131,11 @@ test.each([["first-boot", /node "\$\{LIB\}\/agent-host\.js" conf /]])(
   },
 );
 
-// apply is TypeScript now (host/apply.ts): it takes the one parser itself, and its bash entry
+// apply is TypeScript now (host/apply/apply.ts): it takes the one parser itself, and its bash entry
 // point (cloud-init/host/apply) reads no host.conf at all.
-test("apply reads host.conf through host/conf.ts only", () => {
-  const ts = fs.readFileSync(path.join(__dirname, "..", "host", "apply.ts"), "utf8");
-  expect(ts).toMatch(/import \{[^}]*\bparseHostConf\b[^}]*\} from "\.\/conf"/);
+test("apply reads host.conf through host/conf/conf.ts only", () => {
+  const ts = fs.readFileSync(path.join(__dirname, "..", "host", "apply", "apply.ts"), "utf8");
+  expect(ts).toMatch(/import \{[^}]*\bparseHostConf\b[^}]*\} from "\.\.\/conf\/conf"/);
   expect(ts).not.toMatch(/split\("\\n"\)|\.split\("="\)|indexOf\("="\)/);
   const entry = read("host/apply")
     .split("\n")

@@ -1,12 +1,12 @@
-// agentctl reconcile, restart and logs without tmux or root (host/reconcile.ts): the arguments and
+// agentctl reconcile, restart and logs without tmux or root (host/agents/reconcile.ts): the arguments and
 // their refusals, the plan (which agents to add, respawn and stop), the stagger, the window list
 // as tmux prints it, and the output. tests/agentctl.test.ts proves the same against a real tmux
 // server, and tests/git-checkouts.test.ts the checkouts.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { AGENTCTL_KEYS, agentctlConf } from "../host/agentctl";
-import { parseHostConf } from "../host/conf";
+import { AGENTCTL_KEYS, agentctlConf } from "../host/agents/agentctl";
+import { parseHostConf } from "../host/conf/conf";
 import {
   agentsWithWindows,
   liveAgents,
@@ -21,9 +21,9 @@ import {
   resolveAgent,
   runningCount,
   staggerDelay,
-} from "../host/reconcile";
-import { UsageError } from "../host/send";
-import { parseWindowList, type Window } from "../host/tmux";
+} from "../host/agents/reconcile";
+import { UsageError } from "../host/agents/send";
+import { parseWindowList, type Window } from "../host/agents/tmux";
 import { AGENTCTL } from "./host-files";
 
 const FILE = "/etc/agent-host/host.conf";

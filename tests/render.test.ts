@@ -2,7 +2,7 @@
 // by ajv against the JSON schema the cloud-init package ships; the shipped scripts by shellcheck.
 import Ajv from "ajv-draft-04";
 import addFormats from "ajv-formats";
-import { parseHostConf } from "../host/conf";
+import { parseHostConf } from "../host/conf/conf";
 import { execFileSync, spawnSync } from "child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";

@@ -1,14 +1,14 @@
 // The bash on the VM cannot import shared-rules.ts or config.ts, so it keeps copies of a few rules:
 // agentctl's setup-token pattern, the install sources the installers act on, how agent-wrapper
 // tells a token from an API key. (host.conf's own rules, such as the permission modes, are
-// host/conf.ts's: the scripts read through it. apply is TypeScript, host/apply*.ts: it imports
+// host/conf/conf.ts's: the scripts read through it. apply is TypeScript, host/apply*.ts: it imports
 // the package-name and GitHub-token patterns, and its own checks are tested below.) Each copy must
 // say what the TypeScript definition says; a drifted one would refuse on the VM what the stack
 // accepted, or accept what it refused.
 import * as fs from "fs";
 import * as path from "path";
 import { CLAUDE_CODE_SOURCES, parseConfig, parseRepositoryUrl, type StackConfig } from "../config";
-import { GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "../host/apply-git";
+import { GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "../host/apply/git";
 import { settingsFrom } from "../policy/rules";
 import {
   ANTHROPIC_KEY_PREFIX,
@@ -114,12 +114,15 @@ test("a drifted copy is reported with the file, the rule and both values", () =>
 
 // apply, now TypeScript (host/apply*.ts), imports these two rules instead of keeping copies.
 test("apply takes the package-name and GitHub-token rules from shared-rules.ts, with no copy", () => {
-  const ts = (file: string) => fs.readFileSync(path.join(__dirname, "..", "host", file), "utf8");
-  const bundle = ts("apply-bundle.ts");
-  const git = ts("apply-git.ts");
-  expect(bundle).toMatch(/import \{[^}]*\bPACKAGE_NAME_RE\b[^}]*\} from "\.\.\/shared-rules"/);
-  expect(git).toMatch(/import \{[^}]*\bGITHUB_TOKEN_RE\b[^}]*\} from "\.\.\/shared-rules"/);
-  const apply = ["apply.ts", "apply-bundle.ts", "apply-git.ts", "apply-run.ts"].map(ts).join("\n");
+  const ts = (file: string) =>
+    fs.readFileSync(path.join(__dirname, "..", "host", "apply", file), "utf8");
+  const bundle = ts("bundle.ts");
+  const git = ts("git.ts");
+  expect(bundle).toMatch(
+    /import \{[^}]*\bPACKAGE_NAME_RE\b[^}]*\} from "\.\.\/\.\.\/shared-rules"/,
+  );
+  expect(git).toMatch(/import \{[^}]*\bGITHUB_TOKEN_RE\b[^}]*\} from "\.\.\/\.\.\/shared-rules"/);
+  const apply = ["apply.ts", "bundle.ts", "git.ts", "run.ts"].map(ts).join("\n");
   expect(apply).not.toContain(PACKAGE_NAME_RE.source);
   expect(GITHUB_TOKEN_PREFIXES.filter((prefix) => apply.includes(prefix))).toEqual([]);
 });

@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { HOST_KEYS } from "../host/conf";
+import { HOST_KEYS } from "../host/conf/conf";
 import { unavailableSuite } from "./real-suite";
 import { waitFor } from "./support";
 

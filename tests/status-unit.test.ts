@@ -1,4 +1,4 @@
-// `agentctl status`'s rows without tmux or root (host/status.ts): the process state from the
+// `agentctl status`'s rows without tmux or root (host/attention/status.ts): the process state from the
 // window and the wrapper's run files, sign-in, CPU and memory of a process tree, and the table
 // and JSON as printed. tests/agentctl.test.ts proves the same against a real tmux server.
 import * as fs from "fs";
@@ -17,7 +17,7 @@ import {
   treeUsage,
   unsavedText,
   type StatusRow,
-} from "../host/status";
+} from "../host/attention/status";
 
 const live = { id: "@3", dead: false, panePid: 100 };
 const alive = (up: number) => (pid: number) => (pid === 4242 ? up : undefined);

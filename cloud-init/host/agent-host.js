@@ -141,7 +141,7 @@ var init_shared_rules = __esm({
   }
 });
 
-// host/conf.ts
+// host/conf/conf.ts
 function typed(spec, value) {
   if (spec.kind === "number") return Number(value);
   if (spec.kind === "bool") return value === "true";
@@ -215,7 +215,7 @@ function confMain(argv, env = process.env) {
 }
 var fs, DEFAULT_CONFIG, matches, oneOf, orEmpty, count, whole, seconds, positiveSeconds, bool, absolutePath, userName, claudeEnv, text, num, flag, HOST_KEYS, HOST_KEY_NAMES, isHostKey, camel;
 var init_conf = __esm({
-  "host/conf.ts"() {
+  "host/conf/conf.ts"() {
     "use strict";
     fs = __toESM(require("fs"));
     init_shared_rules();
@@ -337,7 +337,7 @@ var init_conf = __esm({
   }
 });
 
-// host/webhook.ts
+// host/attention/webhook.ts
 function parseWebhook(raw) {
   let text2 = raw.trim();
   let kind;
@@ -361,13 +361,13 @@ function parseWebhook(raw) {
 }
 var SLACK_WEBHOOK_HOST;
 var init_webhook = __esm({
-  "host/webhook.ts"() {
+  "host/attention/webhook.ts"() {
     "use strict";
     SLACK_WEBHOOK_HOST = "hooks.slack.com";
   }
 });
 
-// host/text.ts
+// host/attention/text.ts
 function redact(text2) {
   let out = text2;
   for (const re of REDACTIONS) out = out.replace(re, REDACTED);
@@ -389,7 +389,7 @@ function reasonText(text2, max = REASON_MAX_CHARS) {
 }
 var REASON_MAX_CHARS, REDACTIONS, REDACT_AUTH_HEADER, REDACT_BEARER, REDACT_URL_USERINFO, REDACT_ASSIGNMENT, REDACT_LONG_RANDOM, REDACTED;
 var init_text = __esm({
-  "host/text.ts"() {
+  "host/attention/text.ts"() {
     "use strict";
     init_shared_rules();
     init_webhook();
@@ -417,7 +417,7 @@ var init_text = __esm({
   }
 });
 
-// host/state.ts
+// host/attention/state.ts
 function describeTool(name, input) {
   const i = obj(input);
   const detail = str(i.command) ?? str(i.file_path) ?? str(i.notebook_path) ?? str(i.url) ?? str(i.query) ?? str(i.pattern) ?? str(i.description) ?? str(i.prompt);
@@ -598,7 +598,7 @@ function parseTransition(line) {
 }
 var RECORDED_STATES, DEFAULT_REAL_WORK_SECONDS, str, obj, NEEDS_YOU, startWords, toolVerbs, HANDLERS;
 var init_state = __esm({
-  "host/state.ts"() {
+  "host/attention/state.ts"() {
     "use strict";
     init_text();
     RECORDED_STATES = [
@@ -641,7 +641,7 @@ var init_state = __esm({
   }
 });
 
-// host/store.ts
+// host/attention/store.ts
 function writeAtomic(file, content, mode = 384) {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs2.openSync(
@@ -756,7 +756,7 @@ function withLock(dir, fn) {
 }
 var fs2, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync;
 var init_store = __esm({
-  "host/store.ts"() {
+  "host/attention/store.ts"() {
     "use strict";
     fs2 = __toESM(require("fs"));
     path = __toESM(require("path"));
@@ -783,7 +783,7 @@ var init_bundle = __esm({
   }
 });
 
-// host/apply-bundle.ts
+// host/apply/bundle.ts
 function parseApplyArgs(argv) {
   const given = {
     "--agents": "",
@@ -869,8 +869,8 @@ function extraPackageNames(list) {
   return names;
 }
 var import_crypto, ApplyUsageError, ApplyError, USAGE, BASE64_RE, RESTART_KEYS;
-var init_apply_bundle = __esm({
-  "host/apply-bundle.ts"() {
+var init_bundle2 = __esm({
+  "host/apply/bundle.ts"() {
     "use strict";
     import_crypto = require("crypto");
     init_bundle();
@@ -895,7 +895,7 @@ var init_apply_bundle = __esm({
   }
 });
 
-// host/agent-user.ts
+// host/agents/agent-user.ts
 function parsePasswd(line) {
   const f = line.trim().split(":");
   if (f.length < 7 || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) return void 0;
@@ -922,7 +922,7 @@ function agentCwd(u) {
 }
 var import_child_process, fs4, SYSTEM_PATH;
 var init_agent_user = __esm({
-  "host/agent-user.ts"() {
+  "host/agents/agent-user.ts"() {
     "use strict";
     import_child_process = require("child_process");
     fs4 = __toESM(require("fs"));
@@ -930,7 +930,7 @@ var init_agent_user = __esm({
   }
 });
 
-// host/apply-run.ts
+// host/apply/run.ts
 function commandPath(name, envPath = process.env.PATH ?? "") {
   for (const dir of envPath.split(":").filter(Boolean)) {
     const file = path3.join(dir, name);
@@ -966,8 +966,8 @@ function asAgent(a, argv, input = "", umask) {
   }
 }
 var import_child_process2, fs5, path3, applyLog, MAX_BUFFER;
-var init_apply_run = __esm({
-  "host/apply-run.ts"() {
+var init_run = __esm({
+  "host/apply/run.ts"() {
     "use strict";
     import_child_process2 = require("child_process");
     fs5 = __toESM(require("fs"));
@@ -982,7 +982,7 @@ var init_apply_run = __esm({
   }
 });
 
-// host/apply-git.ts
+// host/apply/git.ts
 function urlencode(s) {
   return [...Buffer.from(s, "utf8")].map((b) => {
     const c = String.fromCharCode(b);
@@ -1019,14 +1019,14 @@ function configureGit(s, credentials) {
   }
 }
 var fs6, path4, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
-var init_apply_git = __esm({
-  "host/apply-git.ts"() {
+var init_git = __esm({
+  "host/apply/git.ts"() {
     "use strict";
     fs6 = __toESM(require("fs"));
     path4 = __toESM(require("path"));
     init_shared_rules();
-    init_apply_bundle();
-    init_apply_run();
+    init_bundle2();
+    init_run();
     GIT_STORE_NAME = ".config/git/agent-host-credentials";
     GIT_KEY_NAME = ".ssh/agent-host-git";
     GIT_CREDENTIAL_HOST_RE = /^[A-Za-z0-9.-]+(:[0-9]{1,5})?$/;
@@ -1141,7 +1141,7 @@ var init_apply_git = __esm({
   }
 });
 
-// host/apply.ts
+// host/apply/apply.ts
 var apply_exports = {};
 __export(apply_exports, {
   applyMain: () => applyMain,
@@ -1329,15 +1329,15 @@ function applyMain(argv, env = process.env) {
 }
 var import_child_process3, fs7, path5, API_KEY, WEBHOOK;
 var init_apply = __esm({
-  "host/apply.ts"() {
+  "host/apply/apply.ts"() {
     "use strict";
     import_child_process3 = require("child_process");
     fs7 = __toESM(require("fs"));
     path5 = __toESM(require("path"));
     init_conf();
-    init_apply_bundle();
-    init_apply_git();
-    init_apply_run();
+    init_bundle2();
+    init_git();
+    init_run();
     API_KEY = {
       stored: "stored a new API key (root-only, 0600)",
       removed: "removed the API key; agents use the login from 'sudo agentctl login', if any"
@@ -1349,7 +1349,7 @@ var init_apply = __esm({
   }
 });
 
-// host/tmux.ts
+// host/agents/tmux.ts
 function tmux(socket, args, input) {
   const r = (0, import_child_process4.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
@@ -1399,7 +1399,7 @@ function agentWindows(socket) {
 }
 var import_child_process4, SESSION, windowTarget, WINDOW_FORMAT;
 var init_tmux = __esm({
-  "host/tmux.ts"() {
+  "host/agents/tmux.ts"() {
     "use strict";
     import_child_process4 = require("child_process");
     SESSION = "agents";
@@ -1408,7 +1408,7 @@ var init_tmux = __esm({
   }
 });
 
-// host/agents.ts
+// host/agents/agents.ts
 function agentctlPaths(env) {
   const need = (name) => {
     const value = env[name];
@@ -1446,7 +1446,7 @@ function serviceStarting() {
 }
 var import_child_process5, fs8, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
 var init_agents = __esm({
-  "host/agents.ts"() {
+  "host/agents/agents.ts"() {
     "use strict";
     import_child_process5 = require("child_process");
     fs8 = __toESM(require("fs"));
@@ -1731,7 +1731,7 @@ var init_agents = __esm({
   }
 });
 
-// host/effective.ts
+// host/attention/effective.ts
 function needsYou(state) {
   return NEEDS_YOU.has(state) || state === "exited";
 }
@@ -1796,13 +1796,13 @@ function tmuxMark(state) {
   }
 }
 var init_effective = __esm({
-  "host/effective.ts"() {
+  "host/attention/effective.ts"() {
     "use strict";
     init_state();
   }
 });
 
-// host/facts.ts
+// host/agents/facts.ts
 function epochOfTicks(ticks) {
   const uptime2 = Number((readSmall("/proc/uptime") ?? "0").split(" ")[0]);
   return Date.now() - (uptime2 - ticks / CLOCK_TICKS) * 1e3;
@@ -1902,7 +1902,7 @@ function snapshot(conf) {
 }
 var fs9, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
-  "host/facts.ts"() {
+  "host/agents/facts.ts"() {
     "use strict";
     fs9 = __toESM(require("fs"));
     path7 = __toESM(require("path"));
@@ -1924,7 +1924,7 @@ var init_facts = __esm({
   }
 });
 
-// host/send.ts
+// host/agents/send.ts
 function parseSendArgs(argv, readStdin, readFile) {
   let force = false;
   let file;
@@ -2044,7 +2044,7 @@ function send(conf, args, log2) {
 }
 var fs10, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
 var init_send = __esm({
-  "host/send.ts"() {
+  "host/agents/send.ts"() {
     "use strict";
     fs10 = __toESM(require("fs"));
     init_facts();
@@ -2063,7 +2063,7 @@ var init_send = __esm({
   }
 });
 
-// host/reconcile.ts
+// host/agents/reconcile.ts
 function namesOrNone(agents2) {
   return agents2.length === 0 ? "none" : agents2.map((i) => `agent-${i}`).join(" ");
 }
@@ -2199,7 +2199,7 @@ function paneTail(captured, lines) {
 }
 var COUNT_RE, alive;
 var init_reconcile = __esm({
-  "host/reconcile.ts"() {
+  "host/agents/reconcile.ts"() {
     "use strict";
     init_send();
     init_tmux();
@@ -2208,7 +2208,7 @@ var init_reconcile = __esm({
   }
 });
 
-// host/checkouts.ts
+// host/agents/checkouts.ts
 function asAgent2(u, workspacesDir, argv, opts = {}) {
   const out = { capture: "pipe", stderr: 2, ignore: "ignore" }[opts.stdout ?? "stderr"];
   const stdio = ["ignore", out, opts.stderr ?? "inherit"];
@@ -2336,7 +2336,7 @@ function agentsWithUnsavedWork(a, agents2) {
 }
 var import_child_process6, fs11, path8, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
 var init_checkouts = __esm({
-  "host/checkouts.ts"() {
+  "host/agents/checkouts.ts"() {
     "use strict";
     import_child_process6 = require("child_process");
     fs11 = __toESM(require("fs"));
@@ -2350,7 +2350,7 @@ var init_checkouts = __esm({
   }
 });
 
-// host/agentctl.ts
+// host/agents/agentctl.ts
 function agentctlConf(env, log2) {
   const conf = loadHostConf(env);
   for (const warning of conf.warnings) log2(`warning: ${warning}`);
@@ -2448,7 +2448,7 @@ function loginRestart(a) {
 }
 var fs12, path9, AGENTCTL_KEYS;
 var init_agentctl = __esm({
-  "host/agentctl.ts"() {
+  "host/agents/agentctl.ts"() {
     "use strict";
     fs12 = __toESM(require("fs"));
     path9 = __toESM(require("path"));
@@ -2480,7 +2480,7 @@ var init_agentctl = __esm({
   }
 });
 
-// host/autostop.ts
+// host/cost/autostop.ts
 function blockers(input) {
   const reasons = [];
   for (const a of input.agents) {
@@ -2536,13 +2536,13 @@ function agentsIdleFor(agents2, now, bootAt) {
 }
 var BUSY_STATES;
 var init_autostop = __esm({
-  "host/autostop.ts"() {
+  "host/cost/autostop.ts"() {
     "use strict";
     BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
   }
 });
 
-// host/autostop-run.ts
+// host/cost/autostop-run.ts
 function readState(runDir) {
   try {
     const v = JSON.parse(fs13.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
@@ -2621,7 +2621,7 @@ async function runAutoStop(settings, deps) {
 }
 var import_child_process7, fs13, path10, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
-  "host/autostop-run.ts"() {
+  "host/cost/autostop-run.ts"() {
     "use strict";
     import_child_process7 = require("child_process");
     fs13 = __toESM(require("fs"));
@@ -2632,7 +2632,7 @@ var init_autostop_run = __esm({
   }
 });
 
-// host/notify.ts
+// host/attention/notify.ts
 function attachCommand(adminUser, host, agent) {
   return `ssh -t ${adminUser}@${host} sudo agentctl attach ${agent}`;
 }
@@ -2738,7 +2738,7 @@ function backoffMs(attempt, d) {
 }
 var http, https, HEADLINE, slackEscape, ascii, MAX_ATTEMPTS, DEDUP_WINDOW_MS, RATE_BURST, RATE_INTERVAL_MS, QUEUE_MAX, Notifier;
 var init_notify = __esm({
-  "host/notify.ts"() {
+  "host/attention/notify.ts"() {
     "use strict";
     http = __toESM(require("http"));
     https = __toESM(require("https"));
@@ -2751,7 +2751,7 @@ var init_notify = __esm({
       exited: "has stopped",
       "turn-done": "finished its turn",
       test: "test message from agent-host",
-      // The VM itself, not one agent (host/autostop-main.ts): the reason says why.
+      // The VM itself, not one agent (host/cost/autostop-main.ts): the reason says why.
       "auto-stop": "is stopping itself (auto-stop)"
     };
     slackEscape = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -2857,7 +2857,7 @@ var init_notify = __esm({
   }
 });
 
-// host/monitor.ts
+// host/attention/monitor.ts
 function webhookReader(file) {
   let stamp = "";
   let hook;
@@ -2915,7 +2915,7 @@ function claim(runDir) {
 }
 var import_child_process8, fs14, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
-  "host/monitor.ts"() {
+  "host/attention/monitor.ts"() {
     "use strict";
     import_child_process8 = require("child_process");
     fs14 = __toESM(require("fs"));
@@ -3080,7 +3080,7 @@ var init_monitor = __esm({
   }
 });
 
-// host/presence.ts
+// host/cost/presence.ts
 function sshSessionOf(cmdline) {
   return SSH_SESSION_RE.exec(cmdline.replace(/\0/g, " ").trimEnd())?.[1];
 }
@@ -3129,7 +3129,7 @@ function bootTime(procRoot = "/proc") {
 }
 var import_child_process9, fs15, path12, SSH_SESSION_RE;
 var init_presence = __esm({
-  "host/presence.ts"() {
+  "host/cost/presence.ts"() {
     "use strict";
     import_child_process9 = require("child_process");
     fs15 = __toESM(require("fs"));
@@ -3138,7 +3138,7 @@ var init_presence = __esm({
   }
 });
 
-// host/autostop-main.ts
+// host/cost/autostop-main.ts
 function agentActivity(conf) {
   return activityOf(snapshot(conf).rows);
 }
@@ -3213,7 +3213,7 @@ ${describeDecision(decision, now, conf.autoStopSeconds * 1e3)}
 }
 var os2, NOTIFY_TIMEOUT_MS, uptimeMs;
 var init_autostop_main = __esm({
-  "host/autostop-main.ts"() {
+  "host/cost/autostop-main.ts"() {
     "use strict";
     os2 = __toESM(require("os"));
     init_autostop();
@@ -3227,7 +3227,7 @@ var init_autostop_main = __esm({
   }
 });
 
-// host/status.ts
+// host/attention/status.ts
 function humanBytes(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let b = bytes;
@@ -3516,7 +3516,7 @@ async function statusRows(conf, log2) {
 }
 var import_child_process10, fs16, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
-  "host/status.ts"() {
+  "host/attention/status.ts"() {
     "use strict";
     import_child_process10 = require("child_process");
     fs16 = __toESM(require("fs"));
@@ -3724,7 +3724,7 @@ __export(main_exports, {
 module.exports = __toCommonJS(main_exports);
 init_conf();
 
-// host/hook.ts
+// host/attention/hook.ts
 var fs3 = __toESM(require("fs"));
 init_state();
 init_store();

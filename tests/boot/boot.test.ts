@@ -17,8 +17,8 @@ import { publicBundleSha256, renderBundle, renderPublicBundle } from "../../clou
 import { readHostFiles } from "../../cloud-init/files";
 import { applyCommand } from "../../components/agent-fleet";
 import { renderUserData } from "../../cloud-init/render";
-import { parseHostConf } from "../../host/conf";
-import { stopArgv } from "../../host/autostop-run";
+import { parseHostConf } from "../../host/conf/conf";
+import { stopArgv } from "../../host/cost/autostop-run";
 import { atClaudePrompt } from "../fixtures/real-claude";
 import {
   DataDisk,

@@ -3,9 +3,9 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
+import { agentCwd, asAgentArgv, type AgentUser } from "../agents/agent-user";
 
-export { lookupUser, type AgentUser } from "./agent-user";
+export { lookupUser, type AgentUser } from "../agents/agent-user";
 
 export const applyLog = (line: string): void => {
   process.stderr.write(`apply: ${line}\n`);
@@ -52,7 +52,7 @@ export function runRoot(
 /**
  * Runs argv as the agent user with its HOME and nothing else of root's environment. Every file in
  * the agent's home is written this way: it belongs to the agent, and a symlink the agent planted
- * there cannot turn a write into a root write elsewhere (host/agent-user.ts). `umask`: the agent's
+ * there cannot turn a write into a root write elsewhere (host/agents/agent-user.ts). `umask`: the agent's
  * files are created under it.
  */
 export function asAgent(

@@ -1,7 +1,7 @@
 // One-line reasons: what a status row, a tmux window mark and a notification may carry about an
 // agent. Everything an agent produced (a command, a question, the end of an answer) passes through
 // here before it is stored or sent: one line, bounded, and with anything token-shaped removed.
-import { ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_PREFIX, githubTokenShape } from "../shared-rules";
+import { ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_PREFIX, githubTokenShape } from "../../shared-rules";
 import { SLACK_WEBHOOK_HOST } from "./webhook";
 
 /** Longest reason kept; a status table and a phone notification both show one line. */

@@ -1,11 +1,11 @@
 // agentctl reconcile, restart and logs, and the halves of attach and login that touch tmux:
 // agentctl (bash) resolves its files and execs `agent-host.js COMMAND` (host/commands.ts).
-// What to do comes from host/reconcile.ts (pure); host/agents.ts and host/checkouts.ts do it.
+// What to do comes from host/agents/reconcile.ts (pure); host/agents/agents.ts and host/agents/checkouts.ts do it.
 import * as fs from "fs";
 import * as path from "path";
 import { type Agents, type Log } from "./agents";
 import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
-import { firstError, loadHostConf, type HostConf, type HostKey } from "./conf";
+import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
   liveAgents,

@@ -2,12 +2,12 @@
 // by agent-host.service), session "agents", a permanent "control" window and one window agent-N
 // per agent, each running agent-wrapper N. Every target is exact (`=agents:=agent-3` or a @window
 // id) because tmux matches names by prefix (agent-1 would hit agent-10). What to do is decided
-// by host/reconcile.ts; this file only does it.
+// by host/agents/reconcile.ts; this file only does it.
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookupUser, type AgentUser } from "./agent-user";
-import type { HostConf } from "./conf";
+import type { HostConf } from "../conf/conf";
 import { listWindows, SESSION, type WindowList } from "./tmux";
 
 export const CONTROL_WINDOW = "control";

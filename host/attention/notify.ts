@@ -44,7 +44,7 @@ const HEADLINE: Record<MessageEvent, string> = {
   exited: "has stopped",
   "turn-done": "finished its turn",
   test: "test message from agent-host",
-  // The VM itself, not one agent (host/autostop-main.ts): the reason says why.
+  // The VM itself, not one agent (host/cost/autostop-main.ts): the reason says why.
   "auto-stop": "is stopping itself (auto-stop)",
 };
 

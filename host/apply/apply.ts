@@ -2,7 +2,7 @@
 // as root) with the bundle on stdin, after that entry point has waited for cloud-init. It installs
 // the host files and host.conf from the bundle, stores or removes the API key and the webhook
 // (root-only), updates Claude Code, installs missing extraPackages, sets up the agent user's git
-// (host/apply-git.ts), and reconciles the agents. stdout carries only agentctl's JSON summary;
+// (host/apply/git.ts), and reconciles the agents. stdout carries only agentctl's JSON summary;
 // logs go to stderr. The bundle and the secrets are never printed nor put in an argv.
 //
 // AGENT_HOST_ROOT (default empty) prefixes every path it writes but the agent user's home: the
@@ -11,7 +11,13 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { firstError, HOST_KEY_NAMES, loadHostConf, parseHostConf, type HostConf } from "./conf";
+import {
+  firstError,
+  HOST_KEY_NAMES,
+  loadHostConf,
+  parseHostConf,
+  type HostConf,
+} from "../conf/conf";
 import {
   ApplyError,
   ApplyUsageError,
@@ -23,9 +29,9 @@ import {
   type Bundle,
   type BundleFile,
   type SecretValue,
-} from "./apply-bundle";
-import { configureGit } from "./apply-git";
-import { applyLog, lookupUser, runRoot } from "./apply-run";
+} from "./bundle";
+import { configureGit } from "./git";
+import { applyLog, lookupUser, runRoot } from "./run";
 
 export interface ApplyPaths {
   /** AGENT_HOST_ROOT: prefixes every path apply writes but the agent's home. */

@@ -1,6 +1,6 @@
 // The state files on disk, per agent, in the agent's own state folder (STATE_DIR/agent-N, which
 // the agent owns: the recorder runs as the agent, inside claude's hooks):
-//   status.json   the current Recorded state (host/state.ts), replaced atomically
+//   status.json   the current Recorded state (host/attention/state.ts), replaced atomically
 //   events.jsonl  one Transition per line, bounded (oldest half dropped past EVENTS_MAX_BYTES)
 // Root (agentctl, the monitor) reads them without following symlinks and within a size bound: the
 // folder belongs to the agent, so nothing in it is trusted.

@@ -1,8 +1,8 @@
 // What `apply` checks before it changes anything: its arguments, and the bundle on stdin (format in
 // cloud-init/bundle.ts). Pure: tests/apply-unit.test.ts runs it without root.
 import { createHash } from "crypto";
-import { BUNDLE_HEADER } from "../cloud-init/bundle";
-import { PACKAGE_NAME_RE } from "../shared-rules";
+import { BUNDLE_HEADER } from "../../cloud-init/bundle";
+import { PACKAGE_NAME_RE } from "../../shared-rules";
 
 /**
  * A refusal of apply's arguments, or of the host.conf being installed (as `agent-host.js conf`

@@ -1,5 +1,5 @@
 // `agentctl status [--json]`: one row per agent — its state as the hooks recorded it merged with
-// the process facts (host/facts.ts), claude's pid, uptime, CPU and memory (its whole process
+// the process facts (host/agents/facts.ts), claude's pid, uptime, CPU and memory (its whole process
 // tree, from /proc), the workspace's size, the checkout's branch and unsaved work (git, as the
 // agent), restarts and sign-in. One process for every agent: gathering runs the per-agent tools
 // (du, git, capture-pane) side by side, and everything else is read from /proc and RUN_DIR.
@@ -11,13 +11,13 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
-import { GIT_QUERY_TIMEOUT_SECONDS } from "./checkouts";
-import type { HostConf } from "./conf";
+import { agentCwd, asAgentArgv, type AgentUser } from "../agents/agent-user";
+import { GIT_QUERY_TIMEOUT_SECONDS } from "../agents/checkouts";
+import type { HostConf } from "../conf/conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
-import { agentUid, KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "./facts";
+import { agentUid, KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "../agents/facts";
 import { oneLine } from "./text";
-import { agentWindows, tmux, type WindowInfo } from "./tmux";
+import { agentWindows, tmux, type WindowInfo } from "../agents/tmux";
 
 const run = promisify(execFile);
 
@@ -457,7 +457,7 @@ async function gatherRow(
   const proc = processState(window, files, etimes);
   const live = window !== undefined && !window.dead;
   const ws = path.join(conf.workspacesDir, name);
-  // The pane was read a moment ago for the sign-in check of snapshot() (host/facts.ts caches it).
+  // The pane was read a moment ago for the sign-in check of snapshot() (host/agents/facts.ts caches it).
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
     fs.existsSync(ws) ? workspaceBytes(ws, path.join(dir, "workspace-bytes")) : null,
@@ -499,7 +499,7 @@ async function gatherRow(
   };
 }
 
-/** Every agent's row, those who need you first (host/effective.ts sortForStatus). */
+/** Every agent's row, those who need you first (host/attention/effective.ts sortForStatus). */
 export async function statusRows(
   conf: HostConf,
   log: (line: string) => void,

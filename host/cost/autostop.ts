@@ -1,12 +1,12 @@
 // Agent-aware auto-stop, the decision: pure, so every case is a table test. The VM powers itself
 // off once, for the configured time, every agent has been idle or waiting on a person (none runs
 // a turn or a tool, none is starting), and nobody has been there (no tmux client attached, no SSH
-// session). host/autostop-run.ts gathers the inputs and acts on the decision.
+// session). host/cost/autostop-run.ts gathers the inputs and acts on the decision.
 
 /**
  * Agent states that hold the VM up. `working` is a turn in progress, tools included (the hooks
  * record it from UserPromptSubmit and PreToolUse until Stop; an approved command shows as
- * working too, host/effective.ts). `starting`: claude is coming up and has not reported yet.
+ * working too, host/attention/effective.ts). `starting`: claude is coming up and has not reported yet.
  * Everything else (idle, needs-permission, needs-answer, signed-out, exited, crashed, missing)
  * waits on a person or on nothing.
  */

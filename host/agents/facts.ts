@@ -1,11 +1,11 @@
 // What agentctl knows about each agent's process, gathered as root: the tmux window, the wrapper's
-// run files (RUN_DIR/agent-N: pid, last-exit) and /proc. Feeds host/effective.ts.
+// run files (RUN_DIR/agent-N: pid, last-exit) and /proc. Feeds host/attention/effective.ts.
 import * as fs from "fs";
 import * as path from "path";
-import type { HostConf } from "./conf";
-import { effectiveState, type Effective, type ProcessFacts } from "./effective";
-import { readStatus } from "./store";
-import type { Recorded } from "./state";
+import type { HostConf } from "../conf/conf";
+import { effectiveState, type Effective, type ProcessFacts } from "../attention/effective";
+import { readStatus } from "../attention/store";
+import type { Recorded } from "../attention/state";
 import { agentWindows, tmux, windowTarget } from "./tmux";
 
 const readSmall = (file: string): string | undefined => {

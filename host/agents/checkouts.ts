@@ -25,7 +25,7 @@ interface AsAgentOptions {
   timeoutSeconds?: number;
 }
 
-/** A command as the agent with a clean environment, from its home (host/agent-user.ts). */
+/** A command as the agent with a clean environment, from its home (host/agents/agent-user.ts). */
 export function asAgent(
   u: AgentUser,
   workspacesDir: string,
@@ -162,7 +162,7 @@ export function prepareCheckouts(a: Agents, count: number): void {
 
 /**
  * Whether agent i's workspace is a git checkout with changed or untracked files, or commits on no
- * remote branch (what a scale-down must warn about; `status` shows the counts, host/status.ts).
+ * remote branch (what a scale-down must warn about; `status` shows the counts, host/attention/status.ts).
  */
 function checkoutDirty(a: Agents, u: AgentUser, i: number): boolean {
   const ws = a.workspace(i);

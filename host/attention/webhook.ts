@@ -1,5 +1,5 @@
 // The notifyWebhookUrl value: which receiver format it gets. One definition, used by the stack's
-// config check (config.ts) and by the host's notifier (host/notify.ts). Pure.
+// config check (config.ts) and by the host's notifier (host/attention/notify.ts). Pure.
 
 export type WebhookKind = "slack" | "ntfy" | "json";
 

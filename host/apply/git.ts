@@ -1,12 +1,12 @@
 // apply's set-up of the agent user's git: identity, push.default, and the credentials from the
 // bundle (an HTTPS token or an SSH key), readable by the agent only and used only by git. Every
-// file in the agent's home is written as the agent (host/apply-run.ts asAgent). The secret never
+// file in the agent's home is written as the agent (host/apply/run.ts asAgent). The secret never
 // reaches an argv: it goes to the agent's processes on stdin.
 import * as fs from "fs";
 import * as path from "path";
-import { GITHUB_TOKEN_RE } from "../shared-rules";
-import { ApplyError } from "./apply-bundle";
-import { applyLog, asAgent, commandPath, type AgentUser } from "./apply-run";
+import { GITHUB_TOKEN_RE } from "../../shared-rules";
+import { ApplyError } from "./bundle";
+import { applyLog, asAgent, commandPath, type AgentUser } from "./run";
 
 /** In the agent's home: the HTTPS token (git's store format) and the SSH key. */
 export const GIT_STORE_NAME = ".config/git/agent-host-credentials";

@@ -1,7 +1,7 @@
 // The auto-stop's commands in agent-host.js: `autostop` (the daemon agent-host-autostop.service
 // runs) and `autostop-status` (the lines `agentctl status` prints under its table: VM uptime, how
 // long the agents have been idle, and when the auto-stop comes or why it does not). The agents'
-// states come from the hook recorder through host/facts.ts (issue 15), read here behind
+// states come from the hook recorder through host/agents/facts.ts (issue 15), read here behind
 // agentActivity() alone.
 import * as os from "os";
 import {
@@ -12,11 +12,11 @@ import {
   type AgentActivity,
 } from "./autostop";
 import { readState, runAutoStop } from "./autostop-run";
-import type { HostConf } from "./conf";
-import type { Effective } from "./effective";
-import { snapshot } from "./facts";
-import { attachCommand, Notifier } from "./notify";
-import { webhookReader } from "./monitor";
+import type { HostConf } from "../conf/conf";
+import type { Effective } from "../attention/effective";
+import { snapshot } from "../agents/facts";
+import { attachCommand, Notifier } from "../attention/notify";
+import { webhookReader } from "../attention/monitor";
 import { bootTime, presence } from "./presence";
 
 /** Every agent's state as the auto-stop sees it. */

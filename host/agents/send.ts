@@ -3,8 +3,8 @@
 // shell), is pasted into the exact window as a bracketed paste (so its newlines stay newlines in
 // claude's input box instead of submitting it line by line), then Enter submits it.
 import * as fs from "fs";
-import type { HostConf } from "./conf";
-import type { Effective } from "./effective";
+import type { HostConf } from "../conf/conf";
+import type { Effective } from "../attention/effective";
 import { snapshot } from "./facts";
 import { tmux, windowTarget } from "./tmux";
 

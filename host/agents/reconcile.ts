@@ -1,7 +1,7 @@
 // agentctl reconcile, restart and logs: the pure parts (arguments, the plan, stagger, output),
-// unit-tested without tmux (tests/reconcile-unit.test.ts). host/agentctl.ts runs them against
-// the real server (host/agents.ts) and the git checkouts (host/checkouts.ts).
-import type { HostConf } from "./conf";
+// unit-tested without tmux (tests/reconcile-unit.test.ts). host/agents/agentctl.ts runs them against
+// the real server (host/agents/agents.ts) and the git checkouts (host/agents/checkouts.ts).
+import type { HostConf } from "../conf/conf";
 import { UsageError } from "./send";
 import { agentNumber, type Window } from "./tmux";
 

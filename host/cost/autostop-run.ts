@@ -1,5 +1,5 @@
 // Agent-aware auto-stop, the daemon (agent-host-autostop.service runs `agent-host.js autostop`):
-// every poll it reads the agents' states and who is there, decides (host/autostop.ts), records
+// every poll it reads the agents' states and who is there, decides (host/cost/autostop.ts), records
 // the decision for `agentctl status`, and when the quiet time is over it tells the notification
 // channel and runs the stop command (host.conf AUTO_STOP_COMMAND, default `systemctl poweroff`).
 //
@@ -97,7 +97,7 @@ export async function pollOnce(
   };
   if (decision.kind === "held") next.lastBusyAt = now;
   if (decision.kind === "stop") {
-    // One line of at most 160 characters: it is the notification's reason (host/text.ts).
+    // One line of at most 160 characters: it is the notification's reason (host/attention/text.ts).
     const text = `stopping the VM after ${shortDuration(now - decision.quietSince)} with every agent idle or waiting on a person and nobody attached; disks and address stay; start: startCommand`;
     deps.log(text);
     if (deps.notify) await deps.notify(text);

@@ -7,7 +7,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { HostConf } from "./conf";
+import type { HostConf } from "../conf/conf";
 import {
   humanDuration,
   sortForStatus,
@@ -15,7 +15,7 @@ import {
   type AgentState,
   type Effective,
 } from "./effective";
-import { snapshot } from "./facts";
+import { snapshot } from "../agents/facts";
 import {
   attachCommand,
   Notifier,
@@ -25,8 +25,8 @@ import {
   type Webhook,
 } from "./notify";
 import { readTransitions, writeAtomic, readBounded } from "./store";
-import { SESSION, tmux, windowTarget } from "./tmux";
-import { agentUid } from "./facts";
+import { SESSION, tmux, windowTarget } from "../agents/tmux";
+import { agentUid } from "../agents/facts";
 
 export const POLL_MS = 500;
 const SEEN_FILE = "notify-seen.json";

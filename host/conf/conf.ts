@@ -15,7 +15,7 @@ import {
   DOCKER_SOURCES,
   PERMISSION_MODES,
   claudeEnvProblem,
-} from "../shared-rules";
+} from "../../shared-rules";
 
 export const DEFAULT_CONFIG = "/etc/agent-host/host.conf";
 

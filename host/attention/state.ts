@@ -1,6 +1,6 @@
 // Each agent's state, from Claude Code's own hooks: a pure state machine. The recorder
-// (host/hook.ts) feeds it one hook payload at a time; agentctl adds what only it knows (the
-// process exited, crashed, is starting) in host/effective.ts.
+// (host/attention/hook.ts) feeds it one hook payload at a time; agentctl adds what only it knows (the
+// process exited, crashed, is starting) in host/attention/effective.ts.
 //
 // Payload fields are those Claude Code 2.1.331 sends (measured: ../shared/DESIGN.md, "Claude Code,
 // measured here"; the Stop payload's `last_assistant_message` is in the binary's hook schema).
