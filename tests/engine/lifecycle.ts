@@ -365,8 +365,9 @@ export class LifecycleEngine implements MockEngine {
 
   newResource(
     args: pulumi.runtime.MockResourceArgs,
-    options: RecordedResource["options"],
+    registration: RecordedResource,
   ): { id: string; state: Inputs } {
+    const options = registration.options;
     if (args.custom === false) return { id: "", state: {} };
     const key = `${args.type}::${args.name}`;
     this.registered.add(key);
