@@ -90,6 +90,11 @@ export interface RunOptions {
    * every registration and the invokes it knows; the rest fall through to the mocks below.
    */
   engine?: MockEngine;
+  /**
+   * The program to run. @default index.ts — the stack itself; another program drives the engine
+   * stand-in's own tests, or several hosts.
+   */
+  program?: () => Promise<Record<string, unknown>>;
 }
 
 /** What the lifecycle engine plugs in: registrations and invokes, answered from its state. */
@@ -394,8 +399,10 @@ export async function runProgram(
     warnings.push(message);
   });
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const main = require("../index") as () => Promise<Record<string, unknown>>;
+    const main =
+      options.program ??
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require("../index") as () => Promise<Record<string, unknown>>);
     const exported = await main();
     const outputs: Record<string, RecordedOutput> = {};
     for (const [key, value] of Object.entries(exported)) outputs[key] = await settleDeep(value);
