@@ -1,8 +1,8 @@
 // The stack over its whole life, against the engine's own rules (tests/engine/lifecycle.ts):
 // create → agentCount 10→12 → deploy-key rotation (both README steps) → image change → spot on
-// → data disk grown → destroy → up. At every step: which resources the engine creates,
-// updates, replaces, deletes or imports; that the VM accepts the configured deploy key; that the
-// data disk is the same disk (same contents).
+// → data disk grown → machineType changed (stop, resize, start) → destroy → up. At every step:
+// which resources the engine creates, updates, replaces, deletes or imports; that the VM accepts
+// the configured deploy key; that the data disk is the same disk (same contents).
 import { VM_ROLES } from "../components/agent-host";
 import {
   changedPaths,
@@ -160,6 +160,23 @@ describe("the whole life of a stack", () => {
     const log = await up("disk 200→300");
     expect(log.ops).toEqual({ "agent-host-data": "update" });
     expect(engine.cloud.diskNamed(DISK)!.sizeGb).toBe(300);
+    expectHealthy();
+  });
+
+  test("machineType e2-standard-8 → e2-standard-16: the VM is stopped, resized and started, in place", async () => {
+    const before = engine.cloud.instanceNamed(VM)!;
+    const id = before.instanceId;
+    const calls = before.calls.length;
+    config["agent-host:machineType"] = "e2-standard-16";
+    const log = await up("machineType 8→16");
+    // host.conf sizes the agents by the machine, so the reconcile command runs after the restart.
+    expect(log.ops).toEqual({ "agent-host-vm": "update", "agent-host-reconcile": "update" });
+    const vm = engine.cloud.instanceNamed(VM)!;
+    // The user-data follows the machine (setMetadata on the running VM); then, with
+    // allowStoppingForUpdate, the provider stops the VM for setMachineType and starts it again
+    // (without it, GCP's provider refuses the change on a running VM).
+    expect(vm.calls.slice(calls)).toEqual(["setMetadata", "stop", "setMachineType", "start"]);
+    expect(vm.instanceId).toBe(id);
     expectHealthy();
   });
 
