@@ -435,6 +435,11 @@ export class LifecycleEngine implements MockEngine {
   private failure?: string;
   /** Olds to delete once every registration is done: replaced (create before delete) ones. */
   private replacedOlds: StateEntry[] = [];
+  /**
+   * Replaced olds a failed operation did not delete: the snapshot keeps them marked for deletion
+   * (State.Delete) and the next operation deletes them (GenerateDeletes: `res.Delete`).
+   */
+  pendingDelete: StateEntry[] = [];
   /** URNs of the old state that a registration claimed, under its URN or an alias. */
   private claimed = new Set<Urn>();
   /** URNs registered in this run (stepGenerator.urns). */
@@ -486,20 +491,28 @@ export class LifecycleEngine implements MockEngine {
     if (this.failure) {
       // What ran is in the state; the olds nobody claimed stay, and nothing is deleted.
       this.state = new Map([...this.next, ...unclaimed.map((o) => [o.urn, o] as const)]);
+      this.pendingDelete.push(...this.replacedOlds);
       return this.log();
     }
     this.state = new Map(this.next);
     // The replaced olds and what the program no longer registers, in dependency order.
-    const order = [...this.replacedOlds, ...this.olds.values()];
-    this.runDeletes(order, [...this.replacedOlds, ...unclaimed], new Set(this.replacedOlds));
+    const replaced = [...this.pendingDelete, ...this.replacedOlds];
+    this.pendingDelete = [];
+    this.runDeletes(
+      [...replaced, ...this.olds.values()],
+      [...replaced, ...unclaimed],
+      new Set(replaced),
+    );
     return this.log();
   }
 
   destroy(): StepLog {
     this.steps = [];
     this.failure = undefined;
+    const replaced = this.pendingDelete;
+    this.pendingDelete = [];
     const all = [...this.state.values()];
-    this.runDeletes(all, all, new Set());
+    this.runDeletes([...replaced, ...all], [...replaced, ...all], new Set(replaced));
     return this.log();
   }
 
@@ -547,7 +560,8 @@ export class LifecycleEngine implements MockEngine {
           if (!replacing.has(old)) this.record(old, op);
         } catch (error) {
           this.failure = `${old.type} ${old.name}: ${(error as Error).message}`;
-          if (!replacing.has(old) && !this.state.has(old.urn)) this.state.set(old.urn, old);
+          if (replacing.has(old)) this.pendingDelete.push(old);
+          else if (!this.state.has(old.urn)) this.state.set(old.urn, old);
         }
       }
     }
