@@ -2,7 +2,9 @@
 // the repository (never the working tree), and runs the suite that must catch it. A mutant the
 // suite lets pass "survived": the check it stands for cannot fail, and this script exits 1.
 //
-// Every patch is an exact text replacement whose anchor must occur exactly once in the file; a
+// Every patch is an exact text replacement whose anchor must occur exactly once in the file (a
+// patch may list the anchor as it reads before and after a known refactor: exactly one of them
+// must be there, once); a
 // refactor that moves the anchor stops the script (exit 2) instead of silently running an
 // unbroken product. Each named suite is first run on the unmutated copy and must pass, so a
 // "caught" means the mutant broke it.
@@ -21,6 +23,8 @@ interface Patch {
   file: string;
   find: string;
   replace: string;
+  /** The same edit on the code as another branch shapes it; exactly one anchor must match. */
+  or?: { find: string; replace: string }[];
 }
 
 export interface Mutant {
@@ -55,6 +59,13 @@ export const MUTANTS: Mutant[] = [
         file: "components/agent-host.ts",
         find: "      {\n        parent: this,\n        dependsOn: [this.firewall],\n",
         replace: "      {\n        dependsOn: [this.firewall],\n",
+        // AgentHost split into named parts (the VM built by a function given its parent).
+        or: [
+          {
+            find: "    { parent, dependsOn: [wiring.firewall] },\n",
+            replace: "    { dependsOn: [wiring.firewall] },\n",
+          },
+        ],
       },
     ],
   },
@@ -105,6 +116,13 @@ export const MUTANTS: Mutant[] = [
         find: "      {\n        parent: this,\n        dependsOn: [this.firewall],\n",
         replace:
           "      {\n        parent: this,\n        dependsOn: [this.firewall],\n        ignoreChanges: ['metadata[\"user-data\"]'],\n",
+        or: [
+          {
+            find: "    { parent, dependsOn: [wiring.firewall] },\n",
+            replace:
+              "    { parent, dependsOn: [wiring.firewall], ignoreChanges: ['metadata[\"user-data\"]'] },\n",
+          },
+        ],
       },
     ],
   },
@@ -114,15 +132,20 @@ const log = (line: string) => process.stderr.write(`mutants: ${line}\n`);
 
 class PatchError extends Error {}
 
-/** The text with `patch` applied; the anchor must occur exactly once. */
+/**
+ * The text with `patch` applied. Exactly one of its anchors (`find`, or one of `or`) must occur,
+ * and exactly once: none, several, or one twice stops the run.
+ */
 export function applyPatch(text: string, patch: Patch): string {
-  const count = text.split(patch.find).length - 1;
-  if (count !== 1) {
+  const edits = [{ find: patch.find, replace: patch.replace }, ...(patch.or ?? [])];
+  const counts = edits.map((e) => text.split(e.find).length - 1);
+  const present = edits.filter((_, i) => counts[i] > 0);
+  if (present.length !== 1 || text.split(present[0].find).length - 1 !== 1) {
     throw new PatchError(
-      `${patch.file}: the anchor occurs ${count} times (must be once); update the mutant to the code:\n${patch.find}`,
+      `${patch.file}: the anchor occurs ${counts.join(" / ")} times (one of them must occur once); update the mutant to the code:\n${edits.map((e) => e.find).join("\n-- or --\n")}`,
     );
   }
-  return text.replace(patch.find, () => patch.replace);
+  return text.replace(present[0].find, () => present[0].replace);
 }
 
 /** A copy of the repository's files (tracked and new, not ignored), sharing node_modules. */
