@@ -47,6 +47,18 @@ export const CONFIG_KEY_TABLE = {
     description:
       "Number of Claude Code agents (tmux windows agent-1..N). At least 1; at most what the machine's memory allows at 1.5 GiB per agent after 2 GiB for the host. Changing it reconciles in place, in seconds.",
   },
+  hostCount: {
+    type: "integer",
+    default: 1,
+    description:
+      "Number of VMs (1-20), each with its own data disk, snapshots, address and agentCount agents. Adding a host creates only its resources; removing one deletes its VM and keeps its data disk (as destroy does), adopted again if it comes back.",
+  },
+  hostAgentCounts: {
+    type: "string",
+    default: "",
+    description:
+      "Agents per host, comma-separated, one number per host (e.g. 12,4); overrides agentCount host by host, and a change reconciles only the hosts whose number changed. When unset every host runs agentCount.",
+  },
   machineType: {
     type: "string",
     default: "e2-standard-8",

@@ -11,10 +11,13 @@ import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
 import { renderUserData } from "./cloud-init/render";
 import {
+  agentCountOf,
   checkDataDisk,
   ConfigError,
+  hostNamesFor,
   parseConfig,
   resourceNames,
+  type HostNames,
   type RawConfig,
   type StackConfig,
 } from "./config";
@@ -120,47 +123,35 @@ function deployKeyFor(givenKey: string | undefined): {
 /** A secret config value as a secret Output, or undefined when unset. */
 const secretInput = (value: string | undefined) => (value ? pulumi.secret(value) : undefined);
 
-/** The commands and facts `pulumi stack output` gives (README, Outputs). */
-function stackOutputs(
-  config: StackConfig,
-  host: AgentHost,
-  fleet: AgentFleet,
-  vm: VmLocation,
-  deployKey: { privateKey: pulumi.Output<string> },
-) {
-  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
-  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${host.publicIp}`;
-  const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
-  return {
-    instanceName: host.instanceName,
-    zone: config.zone,
-    publicIp: host.publicIp,
-    sshCommand: ssh,
-    attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
-    agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
-    statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
-    startCommand: startCommand(vm),
-    agentCount: config.agentCount,
-    reconcileSummary: fleet.summary,
-    deployPrivateKey: pulumi.secret(deployKey.privateKey),
-  };
+/** One host as the program builds it: its names, its VM and its reconcile. */
+interface DeployedHost {
+  names: HostNames;
+  vm: VmLocation;
+  agentCount: number;
+  host: AgentHost;
+  fleet: AgentFleet;
 }
 
-export = async () => {
-  const raw = readRawConfig();
-  const { config, warnings } = parseConfig(raw);
-  for (const warning of warnings) pulumi.log.warn(warning);
-  const names = resourceNames(pulumi.getProject(), pulumi.getStack());
-  const existingDisk = await existingDataDisk(config, names.dataDisk);
-  checkDataDisk(config, existingDisk);
+/** What every host shares: the config, the deploy key and the rendered user-data. */
+interface Shared {
+  config: StackConfig;
+  raw: RawConfig;
+  deployKey: { privateKey: pulumi.Output<string> };
+  adminKeys: pulumi.Output<string[]>;
+  userData: pulumi.Output<string>;
+  projectNumber?: pulumi.Output<string>;
+}
+
+/**
+ * One host: its VM, data disk, snapshots, address, firewall and identity (AgentHost), and its own
+ * reconcile command (AgentFleet). Nothing here refers to another host, so the engine creates,
+ * updates and deletes each host's resources independently and in parallel.
+ */
+function deployHost(shared: Shared, names: HostNames, diskExists: boolean): DeployedHost {
+  const { config, raw, deployKey, adminKeys } = shared;
   const vm = { project: config.project, zone: config.zone, name: names.instance };
-  await refuseStoppedVm(vm);
-
-  const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
-  const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
-  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
-
-  const host = new AgentHost("agent-host", {
+  const agentCount = agentCountOf(config, names.index);
+  const host = new AgentHost(names.resource, {
     project: config.project,
     zone: config.zone,
     region: config.region,
@@ -172,30 +163,28 @@ export = async () => {
     dataDiskSizeGb: config.dataDiskSizeGb,
     dataDiskType: config.dataDiskType,
     sshSourceRanges: config.sshSourceRanges,
-    userData,
+    userData: shared.userData,
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
     deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
-    // A disk that outlived a `pulumi destroy` is adopted, with its data; once it is in the state
-    // under the same ID, the engine treats the import as a normal step.
-    adoptDataDisk: existingDisk !== undefined,
+    // A disk that outlived a `pulumi destroy` (or a lower hostCount) is adopted, with its data;
+    // once it is in the state under the same ID, the engine treats the import as a normal step.
+    adoptDataDisk: diskExists,
     vertex: config.claude.provider === "vertex",
     workSchedule: config.workSchedule,
-    // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
-    projectNumber: config.workSchedule
-      ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
-      : undefined,
+    projectNumber: shared.projectNumber,
   });
 
   const fleet = new AgentFleet(
-    "agent-host",
+    names.resource,
     {
       host: host.publicIp,
       privateKey: deployKey.privateKey,
       instanceId: host.instanceId,
-      agentCount: config.agentCount,
+      agentCount,
       files: readHostFiles(),
-      hostConf: renderHostConf(hostSettingsFor(config, [])),
+      // host.conf follows the host's own agent count (AGENT_COUNT and the limits sized from it).
+      hostConf: renderHostConf(hostSettingsFor({ ...config, agentCount }, [])),
       adminAuthorizedKeys: adminKeys,
       apiKey: secretInput(raw["agent-host:anthropicApiKey"]),
       gitCredentials: secretInput(raw["agent-host:gitCredentials"]),
@@ -203,6 +192,99 @@ export = async () => {
     },
     { dependsOn: [host] },
   );
+  return { names, vm, agentCount, host, fleet };
+}
 
-  return stackOutputs(config, host, fleet, vm, deployKey);
+/** The SSH commands of one host, for the outputs. */
+function hostCommands(deployed: DeployedHost) {
+  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
+  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${deployed.host.publicIp}`;
+  return {
+    keyFile,
+    ssh,
+    attach: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
+    status: pulumi.interpolate`${ssh} sudo agentctl status`,
+    agent: (n: number) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`,
+  };
+}
+
+/** One entry of the `hosts` output: what a person or `npm run agents` needs to reach a host. */
+function hostOutput(deployed: DeployedHost) {
+  const commands = hostCommands(deployed);
+  return {
+    name: deployed.names.label,
+    instanceName: deployed.host.instanceName,
+    address: deployed.host.publicIp,
+    user: ADMIN_USER,
+    identityFile: commands.keyFile,
+    sshCommand: commands.ssh,
+    attachCommand: commands.attach,
+    statusCommand: commands.status,
+    startCommand: startCommand(deployed.vm),
+    agentCount: deployed.agentCount,
+  };
+}
+
+/**
+ * The commands and facts `pulumi stack output` gives (README, Outputs): host 1's under the
+ * one-host names they always had, and every host in `hosts`.
+ */
+function stackOutputs(
+  config: StackConfig,
+  hosts: DeployedHost[],
+  deployKey: { privateKey: pulumi.Output<string> },
+) {
+  const first = hosts[0];
+  const commands = hostCommands(first);
+  const agentNumbers = Array.from({ length: first.agentCount }, (_, i) => i + 1);
+  return {
+    instanceName: first.host.instanceName,
+    zone: config.zone,
+    publicIp: first.host.publicIp,
+    sshCommand: commands.ssh,
+    attachCommand: commands.attach,
+    agentCommands: agentNumbers.map(commands.agent),
+    statusCommand: commands.status,
+    startCommand: startCommand(first.vm),
+    agentCount: first.agentCount,
+    reconcileSummary: first.fleet.summary,
+    hosts: hosts.map(hostOutput),
+    deployPrivateKey: pulumi.secret(deployKey.privateKey),
+  };
+}
+
+export = async () => {
+  const raw = readRawConfig();
+  const { config, warnings } = parseConfig(raw);
+  for (const warning of warnings) pulumi.log.warn(warning);
+  const names = hostNamesFor(
+    resourceNames(pulumi.getProject(), pulumi.getStack()),
+    config.hostCount,
+  );
+  // Every host's facts, read side by side before anything is registered.
+  const existingDisks = await Promise.all(names.map((n) => existingDataDisk(config, n.dataDisk)));
+  for (const existing of existingDisks) checkDataDisk(config, existing);
+  await Promise.all(
+    names.map((n) =>
+      refuseStoppedVm({ project: config.project, zone: config.zone, name: n.instance }),
+    ),
+  );
+
+  const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
+  const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
+  // user-data holds nothing that follows the agent count: one text for every host.
+  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
+  const shared: Shared = {
+    config,
+    raw,
+    deployKey,
+    adminKeys,
+    userData,
+    // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
+    projectNumber: config.workSchedule
+      ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
+      : undefined,
+  };
+  const hosts = names.map((n, i) => deployHost(shared, n, existingDisks[i] !== undefined));
+  return stackOutputs(config, hosts, deployKey);
 };

@@ -157,6 +157,8 @@ describe("config.ts reads the table", () => {
    */
   const BAD: Record<string, string> = {
     agentCount: "0",
+    hostCount: "0",
+    hostAgentCounts: "12,x",
     machineType: "E2 Standard 8",
     image: "projects/x/global/images/y",
     bootDiskSizeGb: "10",
