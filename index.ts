@@ -211,7 +211,8 @@ function hostCommands(deployed: DeployedHost) {
 /** One entry of the `hosts` output: what a person or `npm run agents` needs to reach a host. */
 function hostOutput(deployed: DeployedHost) {
   const commands = hostCommands(deployed);
-  return {
+  // One Output of a plain object: the engine and `pulumi stack output --json` see plain values.
+  return pulumi.output({
     name: deployed.names.label,
     instanceName: deployed.host.instanceName,
     address: deployed.host.publicIp,
@@ -222,7 +223,7 @@ function hostOutput(deployed: DeployedHost) {
     statusCommand: commands.status,
     startCommand: startCommand(deployed.vm),
     agentCount: deployed.agentCount,
-  };
+  });
 }
 
 /**

@@ -219,6 +219,22 @@ describe("default configuration", () => {
         "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
       agentCount: 10,
       reconcileSummary: MOCK_SUMMARY,
+      // One host: one entry, with the same commands as the one-host outputs above.
+      hosts: [
+        {
+          name: "host-1",
+          instanceName: "agent-host-dev",
+          address: MOCK_IP,
+          user: "agent-admin",
+          identityFile: "~/.ssh/agent-host-dev",
+          sshCommand: ssh,
+          attachCommand: `${ssh} -t sudo agentctl attach`,
+          statusCommand: `${ssh} sudo agentctl status`,
+          startCommand:
+            "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
+          agentCount: 10,
+        },
+      ],
       deployPrivateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
     });
     const secretOutputs = Object.entries(run.outputs)
