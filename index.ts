@@ -216,6 +216,8 @@ function hostOutput(deployed: DeployedHost) {
     name: deployed.names.label,
     instanceName: deployed.host.instanceName,
     address: deployed.host.publicIp,
+    zone: deployed.vm.zone,
+    project: deployed.vm.project,
     user: ADMIN_USER,
     identityFile: commands.keyFile,
     sshCommand: commands.ssh,

@@ -225,6 +225,8 @@ describe("default configuration", () => {
           name: "host-1",
           instanceName: "agent-host-dev",
           address: MOCK_IP,
+          zone: "europe-west1-b",
+          project: "acme-agents",
           user: "agent-admin",
           identityFile: "~/.ssh/agent-host-dev",
           sshCommand: ssh,
