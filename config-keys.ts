@@ -57,7 +57,7 @@ export const CONFIG_KEY_TABLE = {
     type: "string",
     default: "",
     description:
-      "Agents per host, comma-separated, one number per host (e.g. 12,4); overrides agentCount host by host, and a change reconciles only the hosts whose number changed. When unset every host runs agentCount.",
+      "Optional. Agents per host, comma-separated, one number per host (e.g. 12,4); overrides agentCount host by host, and a change reconciles only the hosts whose number changed. When unset every host runs agentCount.",
   },
   machineType: {
     type: "string",

@@ -17,6 +17,7 @@ const HOST_SUITES = [
   "agentctl",
   "autostop-real",
   "first-boot",
+  "fleet-cli",
   "fleet-ssh",
   "git-checkouts",
   "host-scripts",
