@@ -139,6 +139,8 @@ interface Shared {
   deployKey: { privateKey: pulumi.Output<string> };
   adminKeys: pulumi.Output<string[]>;
   userData: pulumi.Output<string>;
+  /** The host files, read once for every host. */
+  files: ReturnType<typeof readHostFiles>;
   projectNumber?: pulumi.Output<string>;
 }
 
@@ -182,7 +184,7 @@ function deployHost(shared: Shared, names: HostNames, diskExists: boolean): Depl
       privateKey: deployKey.privateKey,
       instanceId: host.instanceId,
       agentCount,
-      files: readHostFiles(),
+      files: shared.files,
       // host.conf follows the host's own agent count (AGENT_COUNT and the limits sized from it).
       hostConf: renderHostConf(hostSettingsFor({ ...config, agentCount }, [])),
       adminAuthorizedKeys: adminKeys,
@@ -283,6 +285,7 @@ export = async () => {
     deployKey,
     adminKeys,
     userData,
+    files: readHostFiles(),
     // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
     projectNumber: config.workSchedule
       ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
