@@ -237,6 +237,8 @@ function runPlan(plan: PlanStep[], only: Set<number> | undefined, keep: boolean)
   log(`fresh copy of ${base} at ${tree}`);
   sh("cp", ["-a", "--reflink=auto", base, tree]);
   fs.mkdirSync(path.join(tree, runnerTemp), { recursive: true });
+  // nspawn names the host after the tree; sudo wants to resolve it, as on the runner.
+  fs.appendFileSync(path.join(tree, "etc", "hosts"), `127.0.1.1\t${path.basename(tree)}\n`);
   let pathVar = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   const outcomes: Outcome[] = [];
   let failed = false;

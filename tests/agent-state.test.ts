@@ -336,6 +336,28 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
 
+  // A test that failed mid-turn leaves an agent in a dialog or a turn, and a scripted reply in
+  // the queue: the next test starts from every agent idle and an empty queue, or not at all.
+  afterEach(async () => {
+    if (!h || !api) return;
+    const stuck = (await status(h)).filter(
+      (x) => x.state === "running" && x.agent_state !== "idle",
+    );
+    for (const x of stuck) {
+      const n = Number(x.name.replace("agent-", ""));
+      console.log(`agent-state: ${x.name} left ${x.agent_state}; restarting it for the next test`);
+      await ctl(h, ["restart", String(n)]);
+    }
+    if (stuck.length > 0) {
+      await poll(
+        "every agent idle again",
+        async () => (await status(h)).every((x) => x.agent_state === "idle"),
+        180_000,
+      );
+    }
+    api.verify();
+  });
+
   test("every agent reaches its prompt and reports idle through the managed SessionStart hook", async () => {
     expect((await ctl(h, ["reconcile", String(COUNT)])).code).toBe(0);
     try {
@@ -370,8 +392,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("a tool_use in manual mode: needs-permission with the command as the reason, marked in tmux, notified once", async () => {
     const command = `echo approved-${NONCE} > perm.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "write perm.txt" } } });
-    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({
+      toolUse: { name: "Bash", input: { command, description: "write perm.txt" } },
+      cwd,
+    });
+    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `write the file ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -469,8 +495,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
           ],
         },
       },
+      cwd: path.join(h.ws, "agent-2"),
     });
-    api.reply({ text: `Postgres it is.\nSchema ready for ${NONCE}.` });
+    api.reply({
+      text: `Postgres it is.\nSchema ready for ${NONCE}.`,
+      cwd: path.join(h.ws, "agent-2"),
+    });
     tmux(h.sock, ["send-keys", "-t", target(2), "-l", `pick a database ${NONCE}`]);
     await poll(
       "agent-2 shows the typed text",
@@ -516,8 +546,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   test("a long tool run stays working from approval to its end, and send refuses the agent meanwhile", async () => {
     const done = path.join(h.ws, "agent-1", "long.txt");
     const command = `sleep 20 && echo long-${NONCE} > long.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
-    api.reply({ text: `Long step finished for ${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
+    api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `run the long step ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -565,7 +596,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("send types verbatim into idle agents: quotes, $(), newlines, a leading '-'; --file, stdin and all", async () => {
     const tricky = `-n "double" 'single' $(touch /tmp/pwned-${NONCE}) \`id\` \\back\nsecond line ${NONCE}\n  third; rm -rf / #`;
-    api.reply({ text: `got the tricky one ${NONCE}` });
+    api.reply({ text: `got the tricky one ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     const r = await ctl(h, ["send", "3", tricky]);
     expect([r.code, r.stderr]).toEqual([0, expect.stringContaining("typed")]);
     const req = await api.waitForRequest(
@@ -578,7 +609,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
     const file = path.join(h.dir, "task.md");
     fs.writeFileSync(file, `From a file ${NONCE}:\n- step one\n- step two\n`);
-    api.reply({ text: `file task done ${NONCE}` });
+    api.reply({ text: `file task done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     expect((await ctl(h, ["send", "--file", file, "3"])).code).toBe(0);
     const fromFile = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`From a file ${NONCE}`),
@@ -587,7 +618,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     expect(lastUserText(fromFile)).toBe(`From a file ${NONCE}:\n- step one\n- step two`);
     await poll("agent-3 idle", async () => (await row(h, 3)).agent_state === "idle", 180_000);
 
-    for (let i = 0; i < COUNT; i++) api.reply({ text: `all hands ${NONCE}` });
+    for (let n = 1; n <= COUNT; n++)
+      api.reply({ text: `all hands ${NONCE}`, cwd: path.join(h.ws, `agent-${n}`) });
     const all = await ctl(h, ["send", "all"], `To everyone ${NONCE}\n`);
     expect(all.code).toBe(0);
     const toAll = () =>
@@ -611,8 +643,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
         name: "Bash",
         input: { command: `echo retry-${NONCE} > retry.txt`, description: "retry" },
       },
+      cwd: path.join(h.ws, "agent-3"),
     });
-    api.reply({ text: `retry case done ${NONCE}` });
+    api.reply({ text: `retry case done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     tmux(h.sock, ["send-keys", "-t", target(3), "-l", `retry case ${NONCE}`]);
     await poll(
       "agent-3 shows the typed text",

@@ -291,6 +291,10 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  // A scripted reply left unused, or a request that broke the API's rules, fails the test that
+  // caused it; the queue is empty for the next one.
+  afterEach(() => api?.verify());
+
   test("an agent after Stop counts as idle: nothing holds the stop, and the idle time is shown", async () => {
     await say(1, `say hello ${NONCE}`);
     await poll(
@@ -313,8 +317,9 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   test("an agent inside a long tool call counts as working, from the tool's start to its end", async () => {
     const done = path.join(dir, "workspaces", "agent-2", "long.txt");
     const command = `sleep 15 && echo long-${NONCE} > long.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
-    api.reply({ text: `Long step finished for ${NONCE}.` });
+    const cwd = path.join(dir, "workspaces", "agent-2");
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
+    api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
     await say(2, `run the long step ${NONCE}`);
     await poll("agent-2 working", () => recorded(2)?.state === "working", 60_000, 100);
     const seen: string[][] = [];
