@@ -184,10 +184,16 @@ function records(h: Host, agent: string): Record[] {
   return standinRecords<Record>(path.join(h.state, agent));
 }
 
-function lastRecord(h: Host, agent: string): Record {
-  const all = records(h, agent);
-  expect(all.length).toBeGreaterThan(0);
-  return all[all.length - 1];
+/**
+ * The stand-in's record of the claude the agent runs now. A claude counts as running once its
+ * process exists; the stand-in writes its record a moment later (on a loaded machine, after a
+ * test looked): wait for the record with the running pid, never take the last one written.
+ */
+function lastRecord(h: Host, agent: string): Promise<Record> {
+  return waitFor(`${agent}'s stand-in record of its running claude`, () => {
+    const pid = status(h).find((r) => r.name === agent && r.state === "running")?.pid;
+    return pid ? records(h, agent).find((r) => r.pid === pid) : undefined;
+  });
 }
 
 function alive(pid: number): boolean {
@@ -305,7 +311,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     await allRunning(h, 12);
     const uid = uidOf(AGENT_USER);
     for (const name of agentNames(12)) {
-      const rec = lastRecord(h, name);
+      const rec = await lastRecord(h, name);
       expect(rec.uid).toBe(uid);
       expect(rec.cwd).toBe(path.join(h.ws, name));
       const sessionId = fs.readFileSync(path.join(h.state, name, "session-id"), "utf8").trim();
@@ -348,7 +354,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(panes.get(r.name)?.dead).toBe("0");
       const pid = r.pid as number;
       // The pid is the stand-in's own, runs as the agent user, and is the pane wrapper's child.
-      expect(lastRecord(h, r.name).pid).toBe(pid);
+      expect((await lastRecord(h, r.name)).pid).toBe(pid);
       expect(ps(pid, "user")).toBe(AGENT_USER);
       expect(ps(pid, "args")).toContain(STANDIN);
       expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
@@ -441,7 +447,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       if (target === 12 && current === 3) {
         // Scaling back up resumes each conversation instead of starting a new one.
         for (let i = 4; i <= 12; i++) {
-          expect(lastRecord(h, `agent-${i}`).argv).toEqual([
+          expect((await lastRecord(h, `agent-${i}`)).argv).toEqual([
             "--permission-mode",
             "default",
             "--resume",
@@ -489,7 +495,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     });
     expect(alive(pid)).toBe(true);
     const sessionId = fs.readFileSync(path.join(h.state, "agent-2", "session-id"), "utf8").trim();
-    expect(lastRecord(h, "agent-2").argv).toEqual([
+    expect((await lastRecord(h, "agent-2")).argv).toEqual([
       "--permission-mode",
       "default",
       "--resume",
@@ -651,7 +657,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       }
       return found;
     };
-    expect(lastRecord(h, "agent-1").env).toContain("ANTHROPIC_API_KEY");
+    expect((await lastRecord(h, "agent-1")).env).toContain("ANTHROPIC_API_KEY");
     expect(leaks(API_KEY_CANARY)).toEqual([]);
 
     fs.writeFileSync(h.keyFile, `${OAUTH_CANARY}\n`, { mode: 0o600 });
@@ -660,7 +666,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     await waitFor("agent-1 restarted", () =>
       status(h).find((r) => r.name === "agent-1" && r.state === "running" && r.pid !== before),
     );
-    const rec = lastRecord(h, "agent-1");
+    const rec = await lastRecord(h, "agent-1");
     expect(rec.env).toContain("CLAUDE_CODE_OAUTH_TOKEN");
     expect(rec.env).not.toContain("ANTHROPIC_API_KEY");
     expect(leaks(OAUTH_CANARY)).toEqual([]);

@@ -196,6 +196,17 @@ function records(agent: string): StandinRecord[] {
   return standinRecords<StandinRecord>(path.join(p.state(), agent));
 }
 
+/**
+ * The stand-in's record of the claude process `pid`. A claude counts as running once its process
+ * exists; the stand-in writes its record a moment later (on a loaded machine, after the test
+ * looked): wait for it.
+ */
+function recordOf(agent: string, pid: number): Promise<StandinRecord> {
+  return waitFor(`${agent}'s stand-in record for pid ${pid}`, () =>
+    records(agent).find((r) => r.pid === pid),
+  );
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -719,10 +730,10 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     );
     expectInstalled(runs.ten);
     expectExactWindows(10);
-    await allRunning(10);
+    const running = await allRunning(10);
     const agentUid = uidOf(AGENT);
     for (const name of agentNames(10)) {
-      const rec = records(name).at(-1) as StandinRecord;
+      const rec = await recordOf(name, running.get(name) as number);
       expect(rec.uid).toBe(agentUid);
       expect(rec.cwd).toBe(path.join(p.ws(), name));
       expect(rec.env).toContain("ANTHROPIC_API_KEY");
