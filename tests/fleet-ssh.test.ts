@@ -14,7 +14,7 @@
 // /usr/local/lib/agent-host/apply: sshd runs in its own mount namespace where the prefix's
 // usr/local/lib is bound there. No systemd is PID 1 here, so agentctl starts the tmux server
 // itself (apply skips systemctl).
-import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as files from "../cloud-init/files";
@@ -33,6 +33,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
+import { ExecTrace, secretExposures, underProgram, type Exec } from "./fixtures/exec-trace";
 import { filesContaining, freePort, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
@@ -73,9 +74,8 @@ interface SshResult {
   stdout: string;
   stderr: string;
   ms: number;
-  /** How many `ps` listings were taken while the command ran, and those that held a canary. */
-  psSamples: number;
-  psLeaks: string[];
+  /** Every exec while the command ran, and after it, until the trace stopped (strace). */
+  execs: Exec[];
 }
 interface Row {
   name: string;
@@ -261,81 +261,73 @@ function decodeBundle(stdin: string): {
   };
 }
 
-/** ps listings, taken every 25 ms while a command runs, that contain any of the needles. */
-function watchPs(needles: string[]): () => Promise<{ samples: number; leaks: string[] }> {
-  let samples = 0;
-  let busy = false;
-  const leaks: string[] = [];
-  const take = (): Promise<void> =>
-    new Promise((resolve) => {
-      busy = true;
-      execFile("ps", ["-eww", "-o", "pid=,args="], { maxBuffer: 16 << 20 }, (err, out) => {
-        busy = false;
-        if (!err) {
-          samples += 1;
-          for (const line of out.split("\n"))
-            if (needles.some((n) => line.includes(n))) leaks.push(line);
-        }
-        resolve();
-      });
+/** The canary as it would show in an argv or environment: raw, or base64 as the bundle carries it. */
+const KEY_FORMS = [API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")];
+
+/**
+ * Traces every exec under sshd (each login, sudo, apply, agentctl, the tmux server it starts) and
+ * under the tmux server when one already runs (the windows it opens, the wrappers, the claudes).
+ */
+async function traceExecs(): Promise<ExecTrace> {
+  const pids = [sshd?.pid as number];
+  if (fs.existsSync(p.sock())) {
+    const server = spawnSync("tmux", ["-S", p.sock(), "display-message", "-p", "#{pid}"], {
+      encoding: "utf8",
     });
-  const timer = setInterval(() => {
-    if (!busy) void take();
-  }, 25);
-  return async () => {
-    clearInterval(timer);
-    await waitFor("the last ps listing", () => !busy, 5_000);
-    return { samples, leaks };
-  };
+    if (server.status === 0) pids.push(Number(server.stdout.trim()));
+  }
+  return ExecTrace.attach(pids, path.join(BASE, `execs-${Date.now()}.strace`));
 }
 
 /** Runs the resource's exact command string with its exact stdin over ssh, as the deploy key. */
-function sshRun(run: ProgramRun): Promise<SshResult> {
-  const { create, stdin, privateKey } = reconcileCommand(run);
+function sshRun(run: ProgramRun, command?: string): Promise<SshResult> {
+  const { stdin, privateKey } = reconcileCommand(run);
+  const create = command ?? reconcileCommand(run).create;
   const keyFile = path.join(BASE, "ssh", "deploy-key-from-resource");
   fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
-  const stopPs = watchPs([API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")]);
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(
-      "ssh",
-      [
-        "-F",
-        "/dev/null",
-        "-i",
-        keyFile,
-        "-p",
-        String(sshdPort),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        `UserKnownHostsFile=${knownHosts}`,
-        "-o",
-        "ConnectTimeout=10",
-        `${ADMIN}@127.0.0.1`,
-        create,
-      ],
-      { stdio: ["pipe", "pipe", "pipe"] },
-    );
-    let stdout = "";
-    let stderr = "";
-    const killer = setTimeout(() => child.kill("SIGKILL"), SSH_TIMEOUT_MS);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      clearTimeout(killer);
-      void stopPs().then(({ samples, leaks }) =>
-        resolve({ code, stdout, stderr, ms, psSamples: samples, psLeaks: leaks }),
-      );
-    });
-    child.stdin.end(stdin);
-  });
+  const tracing = traceExecs();
+  return tracing.then(
+    (trace) =>
+      new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        const child = spawn(
+          "ssh",
+          [
+            "-F",
+            "/dev/null",
+            "-i",
+            keyFile,
+            "-p",
+            String(sshdPort),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            `UserKnownHostsFile=${knownHosts}`,
+            "-o",
+            "ConnectTimeout=10",
+            `${ADMIN}@127.0.0.1`,
+            create,
+          ],
+          { stdio: ["pipe", "pipe", "pipe"] },
+        );
+        let stdout = "";
+        let stderr = "";
+        const killer = setTimeout(() => child.kill("SIGKILL"), SSH_TIMEOUT_MS);
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("error", reject);
+        child.on("close", (code) => {
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          clearTimeout(killer);
+          trace.stop().then((execs) => resolve({ code, stdout, stderr, ms, execs }), reject);
+        });
+        child.stdin.end(stdin);
+      }),
+  );
 }
 
 function mode(file: string): number {
@@ -406,8 +398,10 @@ function expectSecretKept(r: SshResult, run: ProgramRun): void {
   expect(r.stdout).not.toContain(API_KEY_CANARY);
   expect(r.stderr).not.toContain(API_KEY_CANARY);
   expect(reconcileCommand(run).create).not.toContain(API_KEY_CANARY);
-  expect(r.psSamples).toBeGreaterThan(0);
-  expect(r.psLeaks).toEqual([]);
+  // Every exec the reconcile made: none holds the key in its argv, and only the agents' own
+  // claude (and what it starts) in its environment. The trace saw the claudes start.
+  expect(r.execs.some((e) => e.path === "/usr/bin/sudo")).toBe(true);
+  expect(secretExposures(r.execs, KEY_FORMS, underProgram(STANDIN))).toEqual([]);
   expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
   // notifyWebhookUrl: the same way, root-only where the monitor reads it.
   expect(fs.readFileSync(p.webhookFile(), "utf8")).toBe(WEBHOOK_CANARY);
@@ -731,6 +725,8 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     expectInstalled(runs.ten);
     expectExactWindows(10);
     const running = await allRunning(10);
+    // The trace saw each agent's claude start (so the check below looked at their execs too).
+    expect(r.execs.filter((e) => e.path === STANDIN)).toHaveLength(10);
     const agentUid = uidOf(AGENT);
     for (const name of agentNames(10)) {
       const rec = await recordOf(name, running.get(name) as number);
@@ -739,6 +735,17 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       expect(rec.env).toContain("ANTHROPIC_API_KEY");
     }
     expectSecretKept(r, runs.ten);
+  });
+
+  test("the exec trace catches a key held in an argv for a millisecond (what a ps sample misses)", async () => {
+    // The regression it stands for: a script that passes the key as an argument
+    // (`printf %s "$KEY" > file`, `curl -H "x-api-key: $KEY"`) to a process that ends at once.
+    const r = await sshRun(runs.ten, `sudo -n /bin/true ${API_KEY_CANARY}`);
+    expect(r.code).toBe(0);
+    const exposures = secretExposures(r.execs, KEY_FORMS, underProgram(STANDIN));
+    expect(exposures).toEqual(
+      expect.arrayContaining([expect.stringMatching(/ \/bin\/true: argv\[1\] holds a secret$/)]),
+    );
   });
 
   // How many seconds is a printed figure (and npm run bench:agentctl), not an assertion.
