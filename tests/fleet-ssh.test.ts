@@ -45,6 +45,8 @@ const ADMIN = `fleet-admin-${process.pid}`;
 const AGENT = `fleet-agent-${process.pid}`;
 const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
 const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
+/** The key a rotation (pulumi config set --secret anthropicApiKey) puts in its place. */
+const ROTATED_KEY_CANARY = `sk-ant-api03-FLEETROTATED${process.pid}x${Date.now()}`;
 const WEBHOOK_CANARY = `https://ntfy.sh/FLEETHOOK${process.pid}x${Date.now()}`;
 const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
 const SSH_TIMEOUT_MS = 120_000;
@@ -426,13 +428,18 @@ function summary(desired: number, added: string[], running = desired): string {
   return `${JSON.stringify({ desired, added, removed: [], restarted: [], running })}\n`;
 }
 
-function program(agentCount: number): Promise<ProgramRun> {
+function program(
+  agentCount: number,
+  apiKey = API_KEY_CANARY,
+  extra: Record<string, string> = {},
+): Promise<ProgramRun> {
   return runProgram(
     {
       ...BASE_CONFIG,
       "agent-host:agentCount": String(agentCount),
-      "agent-host:anthropicApiKey": API_KEY_CANARY,
+      "agent-host:anthropicApiKey": apiKey,
       "agent-host:notifyWebhookUrl": WEBHOOK_CANARY,
+      ...extra,
     },
     {
       secretKeys: ["agent-host:anthropicApiKey", "agent-host:notifyWebhookUrl"],
@@ -861,4 +868,73 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       fs.rmSync(path.join(p.cloudInitDir(), "stand-in-result"), { force: true });
     }
   });
+  // Day-2 paths the docs promise (docs/operations.md), after the runs above: 12 agents running.
+  test("an API key rotation: stored root-only, every agent restarted with the new key, each on its own conversation", async () => {
+    const before = await allRunning(12);
+    const sessions = new Map(
+      agentNames(12).map((n) => [
+        n,
+        fs.readFileSync(path.join(p.state(), n, "session-id"), "utf8").trim(),
+      ]),
+    );
+    const r = await sshRun(await program(12, ROTATED_KEY_CANARY));
+    expect([r.code, r.stdout]).toEqual([0, summary(12, [])]);
+    expect(r.stderr).toContain("apply: stored a new API key (root-only, 0600)");
+    expect(r.stderr).toContain("restarting every agent (conversations resume)");
+    expect(fs.readFileSync(p.keyFile(), "utf8")).toBe(ROTATED_KEY_CANARY);
+    const after = await waitFor(
+      "every agent on a new claude",
+      () => {
+        const rows = status().filter((x) => agentNames(12).includes(x.name));
+        const fresh = rows.filter(
+          (x) => x.state === "running" && x.pid && x.pid !== before.get(x.name),
+        );
+        return fresh.length === 12
+          ? new Map(fresh.map((x) => [x.name, x.pid as number]))
+          : undefined;
+      },
+      120_000,
+    );
+    for (const name of agentNames(12)) {
+      const pid = after.get(name) as number;
+      const rec = await recordOf(name, pid);
+      // Its own conversation resumed, not a new one.
+      expect({ name, argv: rec.argv.slice(-2) }).toEqual({
+        name,
+        argv: ["--resume", sessions.get(name)],
+      });
+      // The new key's effect: the agent's claude runs with it, and never with the old one.
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      expect({ name, key: environ.find((v) => v.startsWith("ANTHROPIC_API_KEY=")) }).toEqual({
+        name,
+        key: `ANTHROPIC_API_KEY=${ROTATED_KEY_CANARY}`,
+      });
+    }
+    // Neither key in any argv, nor in any environment but the agents' own claude.
+    const forms = [API_KEY_CANARY, ROTATED_KEY_CANARY].flatMap((k) => [
+      k,
+      Buffer.from(k).toString("base64"),
+    ]);
+    expect(secretExposures(r.execs, forms, underProgram(STANDIN))).toEqual([]);
+    expect(`${r.stdout}${r.stderr}`).not.toContain(ROTATED_KEY_CANARY);
+    expect(filesContaining(ROOT, ROTATED_KEY_CANARY, [p.keyFile()])).toEqual([]);
+  });
+
+  test("an extraPackages entry apt cannot install: a clear error naming it and the fix, every agent left running", async () => {
+    const before = await allRunning(12);
+    const missing = `agent-host-no-such-package-${process.pid}`;
+    // Real apt-get on this machine: the package exists in no archive.
+    const r = await sshRun(
+      await program(12, ROTATED_KEY_CANARY, {
+        "agent-host:extraPackages": JSON.stringify([missing]),
+      }),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`apply: installing extra packages: ${missing}`);
+    expect(r.stderr).toContain(`E: Unable to locate package ${missing}`);
+    expect(r.stderr).toContain(
+      `apply: error: installing ${missing} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
+    );
+    expect(await allRunning(12)).toEqual(before);
+  }, 600_000);
 });
