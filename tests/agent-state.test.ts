@@ -20,7 +20,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
+import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudestate";
@@ -197,6 +197,7 @@ function delivered(hits: Hit[]) {
 }
 
 suite("agent state from Claude Code's hooks, notifications and send, with the real claude", () => {
+  const users = new TestUsers();
   jest.setTimeout(600_000);
   let api: MessagesApi;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -205,12 +206,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = await startReceiver();
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
@@ -335,6 +331,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     for (const d of made) fs.rmdirSync(d);
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
 
   // A test that failed mid-turn leaves an agent in a dialog or a turn, and a scripted reply in
   // the queue: the next test starts from every agent idle and an empty queue, or not at all.

@@ -9,7 +9,7 @@ import * as path from "path";
 import type { StatusRow } from "../host/attention/status";
 import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, standinRecords, waitFor } from "./support";
+import { filesContaining, standinRecords, waitFor, TestUsers } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
@@ -237,16 +237,12 @@ function stopHost(h: Host): void {
 }
 
 suite("agentctl and agent-wrapper on a real tmux server", () => {
+  const users = new TestUsers();
   jest.setTimeout(60_000);
   let h: Host;
 
   beforeAll(async () => {
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     h = makeHost("main", 10);
     fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
     fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
@@ -275,6 +271,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
   });
+
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
 
   test("reconcile 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
     const first = ctl(h, ["reconcile", "12", "--json"]);

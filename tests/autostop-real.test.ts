@@ -17,7 +17,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort, poll, runAsync } from "./support";
+import { freePort, poll, runAsync, TestUsers } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudestop";
@@ -77,6 +77,7 @@ const atPrompt = (text: string) => {
 };
 
 suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", () => {
+  const users = new TestUsers();
   jest.setTimeout(1_200_000);
   let api: MessagesApi;
   let dir: string;
@@ -126,12 +127,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = http.createServer((req, res) => {
       let body = "";
@@ -290,6 +286,8 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     // removing a mount point detaches the mounts on it in every namespace.
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
 
   // A scripted reply left unused, or a request that broke the API's rules, fails the test that
   // caused it; the queue is empty for the next one.

@@ -24,7 +24,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
+import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
 const AGENT_USER = "claudereal";
@@ -153,6 +153,7 @@ function uidOf(user: string): number {
 }
 
 suite("the real Claude Code under agentctl, against a stand-in API", () => {
+  const users = new TestUsers();
   jest.setTimeout(300_000);
   let api: MessagesApi;
   let h: Host;
@@ -160,12 +161,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}`, models: [VERTEX.model] });
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
     claudeEnv = [
@@ -229,6 +225,9 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     await api?.close();
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
+
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
 
   test(`${COUNT} agents reach the ❯ prompt with no keypress, in bypassPermissions mode`, async () => {
     const t0 = Date.now();
