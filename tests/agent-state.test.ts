@@ -21,7 +21,16 @@ import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixt
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
-import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+import {
+  AGENTCTL,
+  WRAPPER,
+  TMUX_CONF,
+  BUNDLE,
+  MANAGED,
+  MANAGED_DIR,
+  LIB_DIR,
+  productHostConf,
+} from "./host-files";
 
 const AGENT_USER = "claudestate";
 const COUNT = 3;
@@ -233,37 +242,39 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     fs.mkdirSync(path.dirname(keyFile), { mode: 0o700 });
     fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
     fs.writeFileSync(h.webhookFile, `json:${receiver.url}/hook\n`, { mode: 0o600 });
-    const conf: Record<string, string> = {
-      AGENT_COUNT: String(COUNT),
-      AGENT_MAX: "24",
-      AGENT_USER,
-      PERMISSION_MODE: "manual",
-      CLAUDE_BIN: bin,
-      ANTHROPIC_BASE_URL: api.url,
-      CLAUDE_ENV: [
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-        `HTTPS_PROXY=${deadProxy}`,
-        `HTTP_PROXY=${deadProxy}`,
-        "NO_PROXY=127.0.0.1,localhost",
-      ].join(" "),
-      START_STAGGER_SECONDS: "0.25",
-      RESTART_BACKOFF_MIN_SECONDS: "1",
-      RESTART_BACKOFF_MAX_SECONDS: "2",
-      STOP_TIMEOUT_SECONDS: "10",
-      WORKSPACES_DIR: h.ws,
-      STATE_DIR: h.state,
-      RUN_DIR: h.run,
-      TMUX_SOCKET: h.sock,
-      API_KEY_FILE: keyFile,
-      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-      NOTIFY_WEBHOOK_FILE: h.webhookFile,
-      NOTIFY_ON_IDLE: "true",
-    };
+    // host.conf through the stack's own renderer; only this machine's users, paths and delays
+    // are site overrides (host.conf.local).
     fs.writeFileSync(
       h.conf,
-      `${Object.entries(conf)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("\n")}\n`,
+      productHostConf(
+        {
+          "agent-host:agentCount": String(COUNT),
+          "agent-host:agentPermissionMode": "manual",
+          "agent-host:anthropicBaseUrl": api.url,
+          "agent-host:claudeEnv": JSON.stringify([
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+            `HTTPS_PROXY=${deadProxy}`,
+            `HTTP_PROXY=${deadProxy}`,
+            "NO_PROXY=127.0.0.1,localhost",
+          ]),
+          "agent-host:notifyOnIdle": "true",
+        },
+        {
+          AGENT_USER,
+          CLAUDE_BIN: bin,
+          START_STAGGER_SECONDS: "0.25",
+          RESTART_BACKOFF_MIN_SECONDS: "1",
+          RESTART_BACKOFF_MAX_SECONDS: "2",
+          STOP_TIMEOUT_SECONDS: "10",
+          WORKSPACES_DIR: h.ws,
+          STATE_DIR: h.state,
+          RUN_DIR: h.run,
+          TMUX_SOCKET: h.sock,
+          API_KEY_FILE: keyFile,
+          LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
+          NOTIFY_WEBHOOK_FILE: h.webhookFile,
+        },
+      ),
     );
 
     // What the VM has at those paths, as this test's copies, visible only inside the namespace.
