@@ -47,6 +47,8 @@ const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
 const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
 /** The key a rotation (pulumi config set --secret anthropicApiKey) puts in its place. */
 const ROTATED_KEY_CANARY = `sk-ant-api03-FLEETROTATED${process.pid}x${Date.now()}`;
+/** A real release after the pinned one (npm view @anthropic-ai/claude-code versions). */
+const NEXT_CLAUDE_CODE_VERSION = "2.1.332";
 const WEBHOOK_CANARY = `https://ntfy.sh/FLEETHOOK${process.pid}x${Date.now()}`;
 const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
 const SSH_TIMEOUT_MS = 120_000;
@@ -265,6 +267,11 @@ function decodeBundle(stdin: string): {
 
 /** The canary as it would show in an argv or environment: raw, or base64 as the bundle carries it. */
 const KEY_FORMS = [API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")];
+/** Both keys, after the rotation. */
+const KEY_FORMS_ROTATED = [API_KEY_CANARY, ROTATED_KEY_CANARY].flatMap((k) => [
+  k,
+  Buffer.from(k).toString("base64"),
+]);
 
 /**
  * Traces every exec under sshd (each login, sudo, apply, agentctl, the tmux server it starts) and
@@ -598,7 +605,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
 
     const sudoers = [
       "# tests/fleet-ssh.test.ts: the loopback admin user, as cloud-init sets up agent-admin",
-      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF"`,
+      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF CLAUDE_NPM_PREFIX"`,
       `Defaults:${ADMIN} secure_path="${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"`,
       `${ADMIN} ALL=(root) NOPASSWD: ALL`,
       "",
@@ -627,7 +634,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         `AllowUsers ${ADMIN}`,
         "PrintMotd no",
         "PrintLastLog no",
-        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()}`,
+        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()} CLAUDE_NPM_PREFIX=${path.join(ROOT, "usr/local")}`,
         "",
       ].join("\n"),
     );
@@ -911,11 +918,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       });
     }
     // Neither key in any argv, nor in any environment but the agents' own claude.
-    const forms = [API_KEY_CANARY, ROTATED_KEY_CANARY].flatMap((k) => [
-      k,
-      Buffer.from(k).toString("base64"),
-    ]);
-    expect(secretExposures(r.execs, forms, underProgram(STANDIN))).toEqual([]);
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, underProgram(STANDIN))).toEqual([]);
     expect(`${r.stdout}${r.stderr}`).not.toContain(ROTATED_KEY_CANARY);
     expect(filesContaining(ROOT, ROTATED_KEY_CANARY, [p.keyFile()])).toEqual([]);
   });
@@ -936,5 +939,45 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       `apply: error: installing ${missing} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
     );
     expect(await allRunning(12)).toEqual(before);
+  }, 600_000);
+  // Last: from here on the agents run the real binary, not the recording stand-in.
+  test("a Claude Code version change: the new version installed by npm, every agent restarted on it with --resume of its own conversation", async () => {
+    const before = await allRunning(12);
+    const sessions = new Map(
+      agentNames(12).map((n) => [
+        n,
+        fs.readFileSync(path.join(p.state(), n, "session-id"), "utf8").trim(),
+      ]),
+    );
+    const r = await sshRun(
+      await program(12, ROTATED_KEY_CANARY, {
+        "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
+      }),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
+    );
+    expect(r.stderr).toContain("restarting every agent (conversations resume)");
+    // CLAUDE_BIN now runs the new release (the real binary, from the npm registry).
+    const version = spawnSync(p.claudeBin(), ["--version"], {
+      encoding: "utf8",
+      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", DISABLE_AUTOUPDATER: "1" },
+    });
+    expect(version.stdout.trim()).toBe(`${NEXT_CLAUDE_CODE_VERSION} (Claude Code)`);
+    const real = fs.realpathSync(p.claudeBin());
+    expect(real.startsWith(path.join(ROOT, "usr/local/"))).toBe(true);
+    // The trace saw each agent's wrapper start the new binary on its own conversation, after the
+    // old claude was stopped.
+    for (const name of agentNames(12)) {
+      const starts = r.execs.filter(
+        (e) =>
+          fs.existsSync(e.path) && fs.realpathSync(e.path) === real && e.argv.includes("--resume"),
+      );
+      const mine = starts.filter((e) => e.argv.includes(sessions.get(name) as string));
+      expect({ name, started: mine.length > 0 }).toEqual({ name, started: true });
+      expect(alive(before.get(name) as number)).toBe(false);
+    }
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, underProgram(p.claudeBin()))).toEqual([]);
   }, 600_000);
 });
