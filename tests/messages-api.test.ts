@@ -167,4 +167,12 @@ describe("messages-api stand-in", () => {
     expect(two.body.content).toEqual([{ type: "text", text: "for agent-2" }]);
     expect(() => api.verify()).not.toThrow();
   });
+
+  it("finds the working directory in a system message too (an interactive session's place)", async () => {
+    api.reply({ text: "for agent-3", cwd: "/w/agent-3" });
+    const env = { role: "system", content: system("/w/agent-3") };
+    const r = await post(api, { messages: [useThenResult[0], env] });
+    expect(r.body.content).toEqual([{ type: "text", text: "for agent-3" }]);
+    expect(() => api.verify()).not.toThrow();
+  });
 });
