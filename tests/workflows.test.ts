@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
+import { testJobPlan } from "../scripts/check-workflows";
 import { HOST_TOOLS } from "./boot/harness";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -686,5 +687,39 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
     expect(expression).not.toBeNull();
     const allowed = [...(expression?.[2] ?? "").matchAll(/'([^']+)'/g)].map((m) => m[1]).sort();
     expect(allowed).toEqual(projectGrants);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// scripts/check-workflows.ts: the test job as the steps it runs in a fresh container.
+
+describe("scripts/check-workflows.ts testJobPlan", () => {
+  it("turns each workflow's test job into checkout, setup-node and the run: steps, in order", () => {
+    for (const wf of all) {
+      const plan = testJobPlan(wf.text, wf.file) ?? [];
+      expect(plan.map((s) => s.kind)).toEqual([
+        "checkout",
+        "setup-node",
+        ...CI_COMMANDS.map(() => "run"),
+      ]);
+      expect(plan.flatMap((s) => (s.kind === "run" ? [s.run.trim()] : []))).toEqual(CI_COMMANDS);
+    }
+  });
+
+  it("refuses what it cannot run as written, instead of skipping it", () => {
+    const job = (steps: string) =>
+      `name: x\non: push\ndefaults:\n  run:\n    shell: bash\njobs:\n  test:\n    runs-on: ubuntu-24.04\n${steps}`;
+    expect(() =>
+      testJobPlan(job("    container: debian:12\n    steps:\n      - run: true\n"), "a.yml"),
+    ).toThrow("a.yml: jobs.test runs in a container; the check emulates the runner VM");
+    expect(() =>
+      testJobPlan(job("    steps:\n      - uses: docker/setup-buildx-action@v3\n"), "b.yml"),
+    ).toThrow("b.yml: jobs.test.steps[0]: docker/setup-buildx-action@v3 is not emulated");
+    expect(() =>
+      testJobPlan(job("    steps:\n      - run: echo ${{ github.sha }}\n"), "c.yml"),
+    ).toThrow("c.yml: jobs.test.steps[0] uses a ${{ }} expression, which only GitHub can evaluate");
+    expect(
+      testJobPlan("name: x\non: push\njobs:\n  other:\n    runs-on: x\n    steps: []\n", "d.yml"),
+    ).toBeUndefined();
   });
 });
