@@ -40,13 +40,15 @@ describe("secretExposures", () => {
     ]);
   });
 
-  it("flags the wrapper that holds the key before it becomes claude, and any argv", () => {
+  it("counts setpriv before claude in one process as claude's own; flags the wrapper that forked it, and any argv", () => {
     const log = [
-      `101 execve("/usr/local/lib/agent-host/agent-wrapper", ["agent-wrapper", "1"], ["K=${KEY}"]) = 0`,
+      `100 execve("/usr/local/lib/agent-host/agent-wrapper", ["agent-wrapper", "1"], ["K=${KEY}"]) = 0`,
+      `100 clone(child_stack=NULL, flags=SIGCHLD) = 101`,
+      `101 execve("/usr/bin/setpriv", ["setpriv", "--reuid=2000", "/opt/claude"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
       `101 execve("/opt/claude", ["claude", "--api-key", "${KEY}"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
     ].join("\n");
     expect(secretExposures(parseStrace(log), [KEY], underProgram("/opt/claude"))).toEqual([
-      "pid 101 /usr/local/lib/agent-host/agent-wrapper: environment K holds a secret",
+      "pid 100 /usr/local/lib/agent-host/agent-wrapper: environment K holds a secret",
       "pid 101 /opt/claude: argv[2] holds a secret",
     ]);
   });

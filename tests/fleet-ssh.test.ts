@@ -267,6 +267,8 @@ function decodeBundle(stdin: string): {
 
 /** The canary as it would show in an argv or environment: raw, or base64 as the bundle carries it. */
 const KEY_FORMS = [API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")];
+/** The agent's own claude: CLAUDE_BIN as the wrapper starts it, and everything it starts. */
+const agentsOwn = underProgram(() => p.claudeBin());
 /** Both keys, after the rotation. */
 const KEY_FORMS_ROTATED = [API_KEY_CANARY, ROTATED_KEY_CANARY].flatMap((k) => [
   k,
@@ -289,9 +291,20 @@ async function traceExecs(): Promise<ExecTrace> {
 }
 
 /** Runs the resource's exact command string with its exact stdin over ssh, as the deploy key. */
-function sshRun(run: ProgramRun, command?: string): Promise<SshResult> {
+interface SshOptions {
+  /** Another command string than the resource's. */
+  command?: string;
+  /**
+   * Awaited after ssh ends and before the trace stops, so the trace also covers what the run
+   * started and has not finished starting (the agents' claudes).
+   */
+  settle?: () => Promise<unknown>;
+  timeoutMs?: number;
+}
+
+function sshRun(run: ProgramRun, opts: SshOptions = {}): Promise<SshResult> {
   const { stdin, privateKey } = reconcileCommand(run);
-  const create = command ?? reconcileCommand(run).create;
+  const create = opts.command ?? reconcileCommand(run).create;
   const keyFile = path.join(BASE, "ssh", "deploy-key-from-resource");
   fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
   const tracing = traceExecs();
@@ -325,14 +338,16 @@ function sshRun(run: ProgramRun, command?: string): Promise<SshResult> {
         );
         let stdout = "";
         let stderr = "";
-        const killer = setTimeout(() => child.kill("SIGKILL"), SSH_TIMEOUT_MS);
+        const killer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? SSH_TIMEOUT_MS);
         child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
         child.on("error", reject);
         child.on("close", (code) => {
           const ms = Number(process.hrtime.bigint() - t0) / 1e6;
           clearTimeout(killer);
-          trace.stop().then((execs) => resolve({ code, stdout, stderr, ms, execs }), reject);
+          Promise.resolve(code === 0 ? opts.settle?.() : undefined)
+            .then(() => trace.stop())
+            .then((execs) => resolve({ code, stdout, stderr, ms, execs }), reject);
         });
         child.stdin.end(stdin);
       }),
@@ -410,7 +425,7 @@ function expectSecretKept(r: SshResult, run: ProgramRun): void {
   // Every exec the reconcile made: none holds the key in its argv, and only the agents' own
   // claude (and what it starts) in its environment. The trace saw the claudes start.
   expect(r.execs.some((e) => e.path === "/usr/bin/sudo")).toBe(true);
-  expect(secretExposures(r.execs, KEY_FORMS, underProgram(STANDIN))).toEqual([]);
+  expect(secretExposures(r.execs, KEY_FORMS, agentsOwn)).toEqual([]);
   expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
   // notifyWebhookUrl: the same way, root-only where the monitor reads it.
   expect(fs.readFileSync(p.webhookFile(), "utf8")).toBe(WEBHOOK_CANARY);
@@ -725,7 +740,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         .filter((f) => f !== APPLY_PATH)
         .sort(),
     );
-    const r = await sshRun(runs.ten);
+    const r = await sshRun(runs.ten, { settle: () => allRunning(10) });
     expectSummary(r, summary(10, agentNames(10)));
     expect(r.stderr).toContain("apply: cloud-init: done");
     expectFileChangesReported(r, pending);
@@ -740,7 +755,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     expectExactWindows(10);
     const running = await allRunning(10);
     // The trace saw each agent's claude start (so the check below looked at their execs too).
-    expect(r.execs.filter((e) => e.path === STANDIN)).toHaveLength(10);
+    expect(r.execs.filter((e) => e.path === p.claudeBin())).toHaveLength(10);
     const agentUid = uidOf(AGENT);
     for (const name of agentNames(10)) {
       const rec = await recordOf(name, running.get(name) as number);
@@ -754,9 +769,9 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
   test("the exec trace catches a key held in an argv for a millisecond (what a ps sample misses)", async () => {
     // The regression it stands for: a script that passes the key as an argument
     // (`printf %s "$KEY" > file`, `curl -H "x-api-key: $KEY"`) to a process that ends at once.
-    const r = await sshRun(runs.ten, `sudo -n /bin/true ${API_KEY_CANARY}`);
+    const r = await sshRun(runs.ten, { command: `sudo -n /bin/true ${API_KEY_CANARY}` });
     expect(r.code).toBe(0);
-    const exposures = secretExposures(r.execs, KEY_FORMS, underProgram(STANDIN));
+    const exposures = secretExposures(r.execs, KEY_FORMS, agentsOwn);
     expect(exposures).toEqual(
       expect.arrayContaining([expect.stringMatching(/ \/bin\/true: argv\[1\] holds a secret$/)]),
     );
@@ -918,7 +933,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       });
     }
     // Neither key in any argv, nor in any environment but the agents' own claude.
-    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, underProgram(STANDIN))).toEqual([]);
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, agentsOwn)).toEqual([]);
     expect(`${r.stdout}${r.stderr}`).not.toContain(ROTATED_KEY_CANARY);
     expect(filesContaining(ROOT, ROTATED_KEY_CANARY, [p.keyFile()])).toEqual([]);
   });
@@ -949,10 +964,12 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         fs.readFileSync(path.join(p.state(), n, "session-id"), "utf8").trim(),
       ]),
     );
+    // npm downloads the release's native binary (~200 MB): minutes on a loaded machine.
     const r = await sshRun(
       await program(12, ROTATED_KEY_CANARY, {
         "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
       }),
+      { timeoutMs: 480_000 },
     );
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(
@@ -978,6 +995,6 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       expect({ name, started: mine.length > 0 }).toEqual({ name, started: true });
       expect(alive(before.get(name) as number)).toBe(false);
     }
-    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, underProgram(p.claudeBin()))).toEqual([]);
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, agentsOwn)).toEqual([]);
   }, 600_000);
 });
