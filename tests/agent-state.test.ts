@@ -584,6 +584,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // approval: the running command is what says so).
     const seen: string[] = [];
     let refused: RunResult | undefined;
+    // Bounded in time, not in looks: on a quiet machine 200 looks can end before the 20 s command.
+    const deadline = Date.now() + 120_000;
     while (!fs.existsSync(done)) {
       const x = await row(h, 1);
       if (fs.existsSync(done)) break;
@@ -591,7 +593,11 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       if (!refused && x.agent_state === "working") {
         refused = await ctl(h, ["send", "1", "are you done?"]);
       }
-      if (seen.length > 200) throw new Error(`the long step never finished: ${seen.join(",")}`);
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the long step did not finish within 120 s: ${seen.join(",")}; agent-1's pane:\n${pane(h, 1)}`,
+        );
+      }
     }
     // At least one look during the 20 s command (each look is a whole agentctl status, and send's
     // refusal below is one more). Claude Code 2.1.331 showed no permission dialog for `sleep 30`.
