@@ -832,3 +832,42 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(r.status).toBe(0);
   });
 });
+
+// The helper every host suite removes its users with (tests/support.ts), on a user of its own.
+suite("TestUsers: a suite leaves /etc/passwd, /etc/group and /home as it found them", () => {
+  const name = `h24users${process.pid}`;
+
+  test("a created user is removed with its group and home once its processes end; one that existed is kept", async () => {
+    const passwdBefore = fs.readFileSync("/etc/passwd", "utf8");
+    const groupBefore = fs.readFileSync("/etc/group", "utf8");
+    const users = new TestUsers();
+    users.ensure(name);
+    users.ensure(name); // the second call finds it and changes nothing
+    const home = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.split(":")[5];
+    expect(fs.existsSync(home)).toBe(true);
+    // A process of the user's still running when the suite ends: ended by pid, then removed.
+    const uid = uidOf(name);
+    const proc = spawn("setpriv", [
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      "--clear-groups",
+      "sleep",
+      "300",
+    ]);
+    await waitFor("the user's process", () => spawnSync("pgrep", ["-u", name]).status === 0);
+    await users.removeAll();
+    expect(proc.exitCode !== null || proc.signalCode !== null || !alive(proc.pid as number)).toBe(
+      true,
+    );
+    expect(spawnSync("getent", ["passwd", name]).status).not.toBe(0);
+    expect(fs.existsSync(home)).toBe(false);
+    expect(fs.readFileSync("/etc/passwd", "utf8")).toBe(passwdBefore);
+    expect(fs.readFileSync("/etc/group", "utf8")).toBe(groupBefore);
+
+    // A user that was there before the suite is used and left alone.
+    const kept = new TestUsers();
+    kept.ensure("root");
+    await kept.removeAll();
+    expect(spawnSync("getent", ["passwd", "root"]).status).toBe(0);
+  }, 60_000);
+});
