@@ -617,6 +617,13 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       { mode: 0o755 },
     );
     fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
+    // Harness only: this machine reaches the npm registry through a TLS-inspecting proxy whose CA
+    // the machine's global npmrc names (cafile). install-claude-code's `npm install -g --prefix`
+    // reads the global npmrc under that prefix instead, so the test's prefix gets the same file.
+    if (fs.existsSync("/etc/npmrc")) {
+      fs.mkdirSync(path.join(ROOT, "usr/local/etc"), { recursive: true, mode: 0o755 });
+      fs.copyFileSync("/etc/npmrc", path.join(ROOT, "usr/local/etc/npmrc"));
+    }
 
     const sudoers = [
       "# tests/fleet-ssh.test.ts: the loopback admin user, as cloud-init sets up agent-admin",
