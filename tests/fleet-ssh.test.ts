@@ -762,7 +762,11 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     expectExactWindows(10);
     const running = await allRunning(10);
     // The trace saw each agent's claude start (so the check below looked at their execs too).
-    expect(r.execs.filter((e) => e.path === p.claudeBin())).toHaveLength(10);
+    const started = r.execs.filter((e) => e.path === p.claudeBin() && e.argv[1] !== "--version");
+    const agents = new Set(
+      started.map((e) => e.env.find((v) => v.startsWith("AGENT_HOST_AGENT="))),
+    );
+    expect(agents.size).toBe(10);
     const agentUid = uidOf(AGENT);
     for (const name of agentNames(10)) {
       const rec = await recordOf(name, running.get(name) as number);
