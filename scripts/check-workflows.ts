@@ -61,7 +61,9 @@ const RELEASES: Record<string, Release> = {
   },
 };
 /** What the runner image has that a Debian minbase lacks and a step or emulated action uses. */
-const RUNNER_BASE = ["ca-certificates", "sudo", "git", "curl", "xz-utils", "passwd"];
+// tzdata: the runner image has it, and its postinst fails under systemd-nspawn, which binds the
+// host's /etc/localtime into the container (seen: "dpkg: error processing package tzdata").
+const RUNNER_BASE = ["ca-certificates", "sudo", "git", "curl", "xz-utils", "passwd", "tzdata"];
 const RUNNER_UID = 1001;
 /** The job the check runs in every workflow, where present. */
 const TEST_JOB = "test";
