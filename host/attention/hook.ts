@@ -10,7 +10,12 @@ import { applyHook, type HookInput } from "./state";
 import { appendTransition, readStatus, withLock, writeAtomic, STATUS_FILE } from "./store";
 import * as path from "path";
 
-export function recordHook(env: NodeJS.ProcessEnv, payload: string, now: number): boolean {
+export function recordHook(
+  env: NodeJS.ProcessEnv,
+  payload: string,
+  now: number,
+  log: (line: string) => void = () => undefined,
+): boolean {
   const dir = env.AGENT_HOST_STATE_DIR;
   if (!dir || !path.isAbsolute(dir) || !fs.existsSync(dir)) return false;
   let input: HookInput;
@@ -20,23 +25,35 @@ export function recordHook(env: NodeJS.ProcessEnv, payload: string, now: number)
     return false;
   }
   if (!input || typeof input !== "object") return false;
-  return withLock(dir, () => {
-    const result = applyHook(readStatus(dir), input, now);
-    if (!result) return false;
-    writeAtomic(path.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}\n`);
-    if (result.transition) appendTransition(dir, result.transition);
-    return true;
-  });
+  return withLock(
+    dir,
+    () => {
+      const result = applyHook(readStatus(dir), input, now);
+      if (!result) return false;
+      writeAtomic(path.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}\n`);
+      if (result.transition) appendTransition(dir, result.transition);
+      return true;
+    },
+    { log },
+  );
 }
 
-/** Entry point: never fails the hook (a failed hook would show an error in the agent's pane). */
+/**
+ * Entry point: never fails the hook (a failed hook would show an error in the agent's pane), and
+ * never waits long (withLock is bounded). What went wrong is one line on stderr, which for a hook
+ * that exits 0 goes to claude's debug log; `agentctl status` finds a state folder the agent cannot
+ * write by itself (host/attention/health.ts).
+ */
 export function hookMain(): number {
+  const say = (line: string) => process.stderr.write(`agent-host hook: ${line}\n`);
   try {
     const payload = fs.readFileSync(0, "utf8");
-    recordHook(process.env, payload, Date.now());
+    recordHook(process.env, payload, Date.now(), say);
   } catch (error) {
-    // stderr of a hook that exits 0 goes to claude's debug log only.
-    process.stderr.write(`agent-host hook: ${(error as Error).message}\n`);
+    say(oneLineMessage(error));
   }
   return 0;
 }
+
+const oneLineMessage = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ");
