@@ -103,7 +103,7 @@ function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 async function row(h: Host, n: number): Promise<Row> {

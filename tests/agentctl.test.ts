@@ -168,7 +168,7 @@ function expectExactly(h: Host, n: number): void {
 function status(h: Host): Row[] {
   const r = ctl(h, ["status", "--json"]);
   expect(r.code).toBe(0);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 /** Waits until agent-1..n are all running; returns name → claude pid. */

@@ -249,7 +249,7 @@ class Host {
     const r = this.ctl(["status", "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as Row[];
+    return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
   }
 }
 

@@ -171,15 +171,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path14 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path16 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path14, "utf8");
+    textIn = fs.readFileSync(path16, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path14);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path14}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path16);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path16}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -719,11 +719,15 @@ function appendTransition(dir, t) {
 `);
   }
 }
-function withLock(dir, fn) {
+function withLock(dir, fn, opts = {}) {
   const lock = path.join(dir, LOCK_FILE);
-  const deadline = Date.now() + LOCK_WAIT_MS;
+  const waitMs = opts.waitMs ?? LOCK_WAIT_MS;
+  const sleep3 = opts.sleep ?? sleepSync;
+  const deadline = Date.now() + waitMs;
+  let pause2 = LOCK_FIRST_PAUSE_MS;
+  let tookOver = false;
   let held = false;
-  while (!held) {
+  for (; ; ) {
     try {
       fs2.closeSync(
         fs2.openSync(
@@ -733,28 +737,50 @@ function withLock(dir, fn) {
         )
       );
       held = true;
+      break;
+    } catch (error) {
+      const code = error.code;
+      if (code !== "EEXIST") throw lockError(dir, error);
+    }
+    let age;
+    try {
+      age = Date.now() - fs2.lstatSync(lock).mtimeMs;
     } catch {
-      let age = 0;
+      age = void 0;
+    }
+    if (age !== void 0 && age > STALE_LOCK_MS && !tookOver) {
+      tookOver = true;
       try {
-        age = Date.now() - fs2.lstatSync(lock).mtimeMs;
-      } catch {
-        continue;
-      }
-      if (age > STALE_LOCK_MS) {
         fs2.rmSync(lock, { force: true });
-        continue;
+      } catch (error) {
+        throw lockError(dir, error);
       }
-      if (Date.now() > deadline) break;
-      sleepSync(5);
+      continue;
+    }
+    if (Date.now() >= deadline) break;
+    if (age !== void 0) {
+      sleep3(Math.min(pause2, Math.max(1, deadline - Date.now())));
+      pause2 = Math.min(pause2 * 2, LOCK_MAX_PAUSE_MS);
     }
   }
+  if (!held)
+    opts.log?.(
+      `${lock} still held after ${waitMs} ms (another hook of this agent is stuck); recorded without it`
+    );
   try {
     return fn();
   } finally {
     if (held) fs2.rmSync(lock, { force: true });
   }
 }
-var fs2, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync;
+function lockError(dir, error) {
+  const uid = process.getuid?.() ?? "?";
+  const fix = error.code === "EACCES" || error.code === "EPERM" || error.code === "EROFS" ? `the folder must belong to the agent's user (uid ${uid}): chown it, or run 'sudo agentctl restart N' to have the wrapper make it again` : error.code === "ENOSPC" || error.code === "EDQUOT" ? "free space on that disk" : error.code === "ENOENT" || error.code === "ENOTDIR" ? "restart the agent ('sudo agentctl restart N') to have the wrapper make it again" : "see the error";
+  return new LockError(
+    `cannot record in ${dir}: ${error.code ?? "error"} (${error.message.replace(/^[A-Z]+: /, "")}); ${fix}`
+  );
+}
+var fs2, path, STATUS_FILE, EVENTS_FILE, LOCK_FILE, STATUS_MAX_BYTES, EVENTS_MAX_BYTES, STALE_LOCK_MS, LOCK_WAIT_MS, sleepSync, LockError, LOCK_FIRST_PAUSE_MS, LOCK_MAX_PAUSE_MS;
 var init_store = __esm({
   "host/attention/store.ts"() {
     "use strict";
@@ -771,6 +797,10 @@ var init_store = __esm({
     sleepSync = (ms) => {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
     };
+    LockError = class extends Error {
+    };
+    LOCK_FIRST_PAUSE_MS = 2;
+    LOCK_MAX_PAUSE_MS = 100;
   }
 });
 
@@ -810,11 +840,11 @@ function itemOf(lines, prefix) {
   return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("");
 }
 function fileOf(line) {
-  const [, path14 = "", mode = "", data = ""] = line.split(" ");
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(path14) || path14.includes(".."))
-    throw new ApplyError(`refusing file path '${path14}'`);
-  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path14}`);
-  return { path: path14, mode: parseInt(mode, 8), content: decode(data, path14) };
+  const [, path16 = "", mode = "", data = ""] = line.split(" ");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path16) || path16.includes(".."))
+    throw new ApplyError(`refusing file path '${path16}'`);
+  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path16}`);
+  return { path: path16, mode: parseInt(mode, 8), content: decode(data, path16) };
 }
 function secretOf(lines, name) {
   const data = itemOf(lines, `secret ${name} `);
@@ -1141,6 +1171,128 @@ var init_git = __esm({
   }
 });
 
+// host/apply/journal.ts
+function parseJournal(text2) {
+  if (text2 === void 0) return void 0;
+  try {
+    const j = JSON.parse(text2);
+    if (j.v !== 1 || typeof j.started !== "number" || typeof j.pid !== "number") return void 0;
+    return {
+      v: 1,
+      pid: j.pid,
+      instance: String(j.instance ?? ""),
+      agents: Number(j.agents ?? 0),
+      bundle_sha256: String(j.bundle_sha256 ?? ""),
+      started: j.started,
+      boot_id: String(j.boot_id ?? ""),
+      step: APPLY_STEPS.includes(String(j.step)) ? j.step : "",
+      restart_owed: typeof j.restart_owed === "string" ? j.restart_owed : null,
+      reload_owed: j.reload_owed === true,
+      ...typeof j.finished === "number" ? { finished: j.finished } : {},
+      ...typeof j.ok === "boolean" ? { ok: j.ok } : {},
+      ...typeof j.error === "string" ? { error: j.error } : {}
+    };
+  } catch {
+    return void 0;
+  }
+}
+function carriedOver(prev, bootId) {
+  if (!prev || prev.ok === true) return { restart_owed: null, reload_owed: false };
+  return {
+    restart_owed: prev.boot_id === bootId ? prev.restart_owed : null,
+    reload_owed: prev.reload_owed
+  };
+}
+function readText(file) {
+  try {
+    return fs7.readFileSync(file, "utf8");
+  } catch {
+    return void 0;
+  }
+}
+var fs7, path5, JOURNAL_PATH, BOOT_ID_FILE, APPLY_STEPS, currentBootId, Journal;
+var init_journal = __esm({
+  "host/apply/journal.ts"() {
+    "use strict";
+    fs7 = __toESM(require("fs"));
+    path5 = __toESM(require("path"));
+    JOURNAL_PATH = "/var/lib/agent-host/apply.json";
+    BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
+    APPLY_STEPS = [
+      "files",
+      "conf",
+      "admin-keys",
+      "secrets",
+      "claude-code",
+      "services",
+      "packages",
+      "git",
+      "reconcile",
+      "restart"
+    ];
+    currentBootId = () => (readText(BOOT_ID_FILE) ?? "").trim();
+    Journal = class {
+      constructor(file, args, env, log2) {
+        this.file = file;
+        const prev = parseJournal(readText(file));
+        const bootId = currentBootId();
+        if (prev && prev.finished === void 0)
+          log2(
+            `the last apply (started ${new Date(prev.started * 1e3).toISOString()}) was cut off after step '${prev.step || "none"}'; this one finishes its work`
+          );
+        const carried = carriedOver(prev, bootId);
+        if (carried.restart_owed) log2(`carried over from the last apply: ${carried.restart_owed}`);
+        this.crashAfter = env.AGENT_HOST_APPLY_CRASH_AFTER || void 0;
+        this.state = {
+          v: 1,
+          pid: process.pid,
+          instance: args.instanceId,
+          agents: args.agents,
+          bundle_sha256: args.bundleSha256,
+          started: Math.floor(Date.now() / 1e3),
+          boot_id: bootId,
+          step: "",
+          ...carried
+        };
+        this.write();
+      }
+      file;
+      state;
+      crashAfter;
+      /** Records something owed (or paid: null / false) before the step that makes it so. */
+      owe(what) {
+        if (what.restart !== void 0) {
+          this.state.restart_owed = what.restart === null ? null : this.state.restart_owed ?? what.restart;
+        }
+        if (what.reload !== void 0) this.state.reload_owed = what.reload;
+        this.write();
+      }
+      step(name, fn) {
+        fn();
+        this.state.step = name;
+        this.write();
+        if (this.crashAfter === name) process.kill(process.pid, "SIGKILL");
+      }
+      finish() {
+        this.state = { ...this.state, finished: Math.floor(Date.now() / 1e3), ok: true };
+        this.write();
+      }
+      fail(error) {
+        const line = error.message.replace(/\s*\n\s*/g, " ");
+        this.state = { ...this.state, finished: Math.floor(Date.now() / 1e3), ok: false, error: line };
+        this.write();
+      }
+      write() {
+        fs7.mkdirSync(path5.dirname(this.file), { recursive: true, mode: 493 });
+        const tmp = `${this.file}.${process.pid}.tmp`;
+        fs7.writeFileSync(tmp, `${JSON.stringify(this.state)}
+`, { mode: 420 });
+        fs7.renameSync(tmp, this.file);
+      }
+    };
+  }
+});
+
 // host/apply/apply.ts
 var apply_exports = {};
 __export(apply_exports, {
@@ -1154,31 +1306,32 @@ function applyPaths(env) {
     lib: `${root}/usr/local/lib/agent-host`,
     conf: `${root}/etc/agent-host/host.conf`,
     secrets: `${root}/etc/agent-host/secrets`,
-    agentctl: `${root}/usr/local/bin/agentctl`
+    agentctl: `${root}/usr/local/bin/agentctl`,
+    journal: `${root}${JOURNAL_PATH}`
   };
 }
 function isAlready(dest, content, mode) {
   try {
-    const st = fs7.statSync(dest);
+    const st = fs8.statSync(dest);
     if (!st.isFile() || mode !== void 0 && (st.mode & 4095) !== mode) return false;
-    return fs7.readFileSync(dest).equals(content);
+    return fs8.readFileSync(dest).equals(content);
   } catch {
     return false;
   }
 }
 function writeFile(dest, content, mode, uid = 0, gid = 0) {
-  fs7.mkdirSync(path5.dirname(dest), { recursive: true, mode: 493 });
+  fs8.mkdirSync(path6.dirname(dest), { recursive: true, mode: 493 });
   const tmp = `${dest}.apply-${process.pid}`;
-  fs7.rmSync(tmp, { force: true });
-  const fd = fs7.openSync(tmp, "wx", 384);
+  fs8.rmSync(tmp, { force: true });
+  const fd = fs8.openSync(tmp, "wx", 384);
   try {
-    fs7.writeFileSync(fd, content);
-    fs7.fchownSync(fd, uid, gid);
-    fs7.fchmodSync(fd, mode);
+    fs8.writeFileSync(fd, content);
+    fs8.fchownSync(fd, uid, gid);
+    fs8.fchmodSync(fd, mode);
   } finally {
-    fs7.closeSync(fd);
+    fs8.closeSync(fd);
   }
-  fs7.renameSync(tmp, dest);
+  fs8.renameSync(tmp, dest);
 }
 function installIfChanged(content, dest, mode) {
   if (isAlready(dest, content, mode)) return false;
@@ -1186,36 +1339,36 @@ function installIfChanged(content, dest, mode) {
   return true;
 }
 function ensureDir(dir, mode, uid = 0, gid = 0) {
-  fs7.mkdirSync(path5.dirname(dir), { recursive: true, mode: 493 });
-  if (!fs7.existsSync(dir)) fs7.mkdirSync(dir, { mode });
-  fs7.chownSync(dir, uid, gid);
-  fs7.chmodSync(dir, mode);
+  fs8.mkdirSync(path6.dirname(dir), { recursive: true, mode: 493 });
+  if (!fs8.existsSync(dir)) fs8.mkdirSync(dir, { mode });
+  fs8.chownSync(dir, uid, gid);
+  fs8.chmodSync(dir, mode);
 }
-function installFiles(files, p) {
-  let changed = 0;
-  let units = false;
-  for (const f of files) {
+function changedFiles(files, p) {
+  return files.filter((f) => !isAlready(`${p.root}${f.path}`, f.content, f.mode));
+}
+function installFiles(files, changed, p) {
+  for (const f of changed) {
     if (!installIfChanged(f.content, `${p.root}${f.path}`, f.mode)) continue;
-    changed++;
     applyLog(`updated ${f.path}`);
-    if (f.path.startsWith("/etc/systemd/system/")) units = true;
   }
-  applyLog(`host files: ${files.length} shipped, ${changed} changed`);
-  return units;
+  applyLog(`host files: ${files.length} shipped, ${changed.length} changed`);
 }
-function installConf(stackConf, p) {
+function decideConf(stackConf, p) {
   let text2 = stackConf;
   const local = `${p.conf}.local`;
-  if (fs7.existsSync(local) && fs7.statSync(local).isFile())
+  if (fs8.existsSync(local) && fs8.statSync(local).isFile())
     text2 += `# --- appended from ${local} ---
-${fs7.readFileSync(local, "utf8")}`;
+${fs8.readFileSync(local, "utf8")}`;
   const conf = parseHostConf(text2, p.conf);
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
   const old = loadHostConf({}, p.conf);
+  return { conf, text: text2, restart: confNeedsRestart(conf.raw, old.raw) };
+}
+function installConf(text2, p) {
   if (installIfChanged(Buffer.from(text2, "utf8"), p.conf, 420))
     applyLog("updated /etc/agent-host/host.conf");
-  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
 }
 function installAdminKeys(keys, admin, p) {
   const user = lookupUser(admin);
@@ -1227,12 +1380,17 @@ function installAdminKeys(keys, admin, p) {
   writeFile(file, keys, 384, user.uid, user.gid);
   applyLog(`updated ${admin}'s authorized keys`);
 }
+function secretDiffers(value, file) {
+  if (value === void 0) return false;
+  if (value === "remove") return fs8.existsSync(file);
+  return !isAlready(file, value, 384);
+}
 function installSecret(value, file, said) {
   if (value === void 0) return false;
-  ensureDir(path5.dirname(file), 448);
+  ensureDir(path6.dirname(file), 448);
   if (value === "remove") {
-    if (!fs7.existsSync(file)) return false;
-    fs7.rmSync(file, { force: true });
+    if (!fs8.existsSync(file)) return false;
+    fs8.rmSync(file, { force: true });
     applyLog(said.removed);
     return true;
   }
@@ -1249,7 +1407,7 @@ function systemctl(...args) {
     throw new ApplyError(`systemctl ${args.join(" ")} failed (its output is above)`);
 }
 function ensureService(unitsChanged) {
-  if (!fs7.existsSync("/run/systemd/system")) {
+  if (!fs8.existsSync("/run/systemd/system")) {
     applyLog("systemd is not running here; leaving the tmux server to agentctl");
     return;
   }
@@ -1291,33 +1449,63 @@ function setUpGit(conf, credentials, p) {
   };
   configureGit(settings, credentials);
 }
-function apply(args, bundle, p) {
+function apply(args, bundle, p, j) {
   applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
-  const unitsChanged = installFiles(bundle.files, p);
-  const { conf, restart: confChanged } = installConf(bundle.conf, p);
-  installAdminKeys(bundle.adminKeys, conf.adminUser, p);
-  const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
-  installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
-  updateClaudeCode(conf, p);
-  ensureService(unitsChanged);
-  installExtraPackages(conf.extraPackages);
-  setUpGit(conf, bundle.gitCredentials, p);
-  const env = { AGENTCTL_CONFIG: p.conf };
-  const reconcile2 = ["reconcile", String(args.agents), "--json"];
-  const rc = runRoot(p.agentctl, reconcile2, { env, stdout: "inherit" });
-  if (rc !== 0 || !(confChanged || keyChanged)) return rc;
-  applyLog(
-    "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)"
-  );
-  return runRoot(p.agentctl, ["restart", "all"], { env });
+  {
+    const changed = changedFiles(bundle.files, p);
+    if (changed.some((f) => f.path.startsWith("/etc/systemd/system/"))) j.owe({ reload: true });
+    j.step("files", () => installFiles(bundle.files, changed, p));
+    const next = decideConf(bundle.conf, p);
+    const conf = next.conf;
+    if (next.restart)
+      j.owe({ restart: "Claude Code version, permission mode or provider changed" });
+    j.step("conf", () => installConf(next.text, p));
+    j.step("admin-keys", () => installAdminKeys(bundle.adminKeys, conf.adminUser, p));
+    const keyFile = `${p.secrets}/anthropic-api-key`;
+    if (secretDiffers(bundle.apiKey, keyFile)) j.owe({ restart: "the API key changed" });
+    j.step("secrets", () => {
+      installSecret(bundle.apiKey, keyFile, API_KEY);
+      installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
+    });
+    j.step("claude-code", () => updateClaudeCode(conf, p));
+    j.step("services", () => {
+      ensureService(j.state.reload_owed);
+      j.owe({ reload: false });
+    });
+    j.step("packages", () => installExtraPackages(conf.extraPackages));
+    j.step("git", () => setUpGit(conf, bundle.gitCredentials, p));
+    const agentctlEnv = { AGENTCTL_CONFIG: p.conf };
+    const reconcile2 = ["reconcile", String(args.agents), "--json"];
+    j.step("reconcile", () => {
+      const rc = runRoot(p.agentctl, reconcile2, { env: agentctlEnv, stdout: "inherit" });
+      if (rc !== 0)
+        throw new ApplyError(
+          `agentctl reconcile ${args.agents} failed (exit ${rc}; its reason is above and in 'sudo agentctl status')`
+        );
+    });
+    j.step("restart", () => {
+      const owed = j.state.restart_owed;
+      if (owed === null) return;
+      applyLog(`${owed}: restarting every agent (conversations resume)`);
+      const rc = runRoot(p.agentctl, ["restart", "all"], { env: agentctlEnv });
+      if (rc !== 0) throw new ApplyError(`agentctl restart all failed (exit ${rc})`);
+      j.owe({ restart: null });
+    });
+    j.finish();
+    return 0;
+  }
 }
 function applyMain(argv, env = process.env) {
+  let journal;
   try {
     const args = parseApplyArgs(argv);
     process.umask(18);
-    const bundle = parseBundle(fs7.readFileSync(0, "utf8"), args.bundleSha256);
-    return apply(args, bundle, applyPaths(env));
+    const p = applyPaths(env);
+    journal = new Journal(p.journal, args, env, applyLog);
+    const bundle = parseBundle(fs8.readFileSync(0, "utf8"), args.bundleSha256);
+    return apply(args, bundle, p, journal);
   } catch (error) {
+    journal?.fail(error);
     if (error instanceof ApplyUsageError) {
       process.stderr.write(`apply: ${error.message}
 `);
@@ -1327,16 +1515,17 @@ function applyMain(argv, env = process.env) {
     return 1;
   }
 }
-var import_child_process3, fs7, path5, API_KEY, WEBHOOK;
+var import_child_process3, fs8, path6, API_KEY, WEBHOOK;
 var init_apply = __esm({
   "host/apply/apply.ts"() {
     "use strict";
     import_child_process3 = require("child_process");
-    fs7 = __toESM(require("fs"));
-    path5 = __toESM(require("path"));
+    fs8 = __toESM(require("fs"));
+    path6 = __toESM(require("path"));
     init_conf();
     init_bundle2();
     init_git();
+    init_journal();
     init_run();
     API_KEY = {
       stored: "stored a new API key (root-only, 0600)",
@@ -1422,9 +1611,9 @@ function agentctlPaths(env) {
   };
 }
 function installDir(dir, mode, owner) {
-  fs8.mkdirSync(dir, { recursive: true });
-  fs8.chmodSync(dir, mode);
-  if (owner) fs8.chownSync(dir, owner.uid, owner.gid);
+  fs9.mkdirSync(dir, { recursive: true });
+  fs9.chmodSync(dir, mode);
+  if (owner) fs9.chownSync(dir, owner.uid, owner.gid);
 }
 function signal(pid, sig) {
   if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
@@ -1444,13 +1633,13 @@ function serviceStarting() {
   });
   return (r.stdout ?? "").trim() === "activating";
 }
-var import_child_process5, fs8, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
+var import_child_process5, fs9, path7, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
 var init_agents = __esm({
   "host/agents/agents.ts"() {
     "use strict";
     import_child_process5 = require("child_process");
-    fs8 = __toESM(require("fs"));
-    path6 = __toESM(require("path"));
+    fs9 = __toESM(require("fs"));
+    path7 = __toESM(require("path"));
     init_agent_user();
     init_tmux();
     CONTROL_WINDOW = "control";
@@ -1460,7 +1649,7 @@ var init_agents = __esm({
     TMUX_TIMEOUT_MS = 3e4;
     isDir = (p) => {
       try {
-        return fs8.statSync(p).isDirectory();
+        return fs9.statSync(p).isDirectory();
       } catch {
         return false;
       }
@@ -1522,7 +1711,7 @@ var init_agents = __esm({
       }
       prepareRunDir() {
         installDir(this.conf.runDir, 448);
-        installDir(path6.dirname(this.conf.tmuxSocket), 448);
+        installDir(path7.dirname(this.conf.tmuxSocket), 448);
       }
       /**
        * Waits for the tmux server. Under systemd the server belongs to agent-host.service: wait while
@@ -1560,8 +1749,8 @@ var init_agents = __esm({
        */
       takeLock() {
         this.prepareRunDir();
-        const file = path6.join(this.conf.runDir, "agentctl.lock");
-        const fd = fs8.openSync(file, "a");
+        const file = path7.join(this.conf.runDir, "agentctl.lock");
+        const fd = fs9.openSync(file, "a");
         const flock = (args) => {
           const r = (0, import_child_process5.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
           if (r.error) throw new Error(`flock: ${r.error.message}`);
@@ -1596,7 +1785,7 @@ var init_agents = __esm({
         }
       }
       workspace(i) {
-        return path6.join(this.conf.workspacesDir, `agent-${i}`);
+        return path7.join(this.conf.workspacesDir, `agent-${i}`);
       }
       ensureWorkspace(i) {
         installDir(this.conf.workspacesDir, 493);
@@ -1611,8 +1800,8 @@ var init_agents = __esm({
         const name = `agent-${i}`;
         const ws = this.workspace(i);
         this.ensureWorkspace(i);
-        installDir(path6.join(this.conf.runDir, name), 448);
-        fs8.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
+        installDir(path7.join(this.conf.runDir, name), 448);
+        fs9.rmSync(path7.join(this.conf.runDir, name, "stop"), { force: true });
         const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
         const existing = this.windows.byName.get(name);
         if (existing) {
@@ -1644,9 +1833,9 @@ var init_agents = __esm({
        */
       requestStop(agents2) {
         for (const i of agents2) {
-          const dir = path6.join(this.conf.runDir, `agent-${i}`);
+          const dir = path7.join(this.conf.runDir, `agent-${i}`);
           installDir(dir, 448);
-          fs8.writeFileSync(path6.join(dir, "stop"), "");
+          fs9.writeFileSync(path7.join(dir, "stop"), "");
           const w = this.windows.byName.get(`agent-${i}`);
           if (w && !w.dead) signal(w.pid, "SIGTERM");
         }
@@ -1680,7 +1869,7 @@ var init_agents = __esm({
       /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
       readRunFile(i, file) {
         try {
-          return fs8.readFileSync(path6.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
+          return fs9.readFileSync(path7.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
         } catch {
           return void 0;
         }
@@ -1712,7 +1901,7 @@ var init_agents = __esm({
       agentUnits() {
         let dirs;
         try {
-          dirs = fs8.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+          dirs = fs9.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
         } catch {
           return [];
         }
@@ -1720,7 +1909,7 @@ var init_agents = __esm({
         for (const d of dirs.sort()) {
           try {
             units.push(
-              fs8.readFileSync(path6.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
+              fs9.readFileSync(path7.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
             );
           } catch {
           }
@@ -1816,7 +2005,7 @@ function procStat(pid) {
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs9.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs10.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -1842,7 +2031,7 @@ function descendantStartedSince(root, since) {
 function runsACommand(pid) {
   let argv;
   try {
-    argv = fs9.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    argv = fs10.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return false;
   }
@@ -1854,7 +2043,7 @@ function agentUid(user) {
   return Number.isFinite(uid) ? uid : void 0;
 }
 function agentNumbers(conf, windows) {
-  const desired = Number(readSmall(path7.join(conf.runDir, "desired")));
+  const desired = Number(readSmall(path8.join(conf.runDir, "desired")));
   const count2 = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
   for (let i = 1; i <= count2; i++) all.add(i);
@@ -1878,12 +2067,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run3 = path7.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path7.join(conf.stateDir, `agent-${n}`), uid);
+    const run3 = path8.join(conf.runDir, `agent-${n}`);
+    const rec = readStatus(path8.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path7.join(run3, "pid")));
+    const pid = Number(readSmall(path8.join(run3, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -1893,25 +2082,25 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path7.join(run3, "last-exit")));
-    if (readSmall(path7.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path8.join(run3, "last-exit")));
+    if (readSmall(path8.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
   return { rows, recorded };
 }
-var fs9, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
+var fs10, path8, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/agents/facts.ts"() {
     "use strict";
-    fs9 = __toESM(require("fs"));
-    path7 = __toESM(require("path"));
+    fs10 = __toESM(require("fs"));
+    path8 = __toESM(require("path"));
     init_effective();
     init_store();
     init_tmux();
     readSmall = (file) => {
       try {
-        return fs9.readFileSync(file, "utf8").trim();
+        return fs10.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -2042,11 +2231,11 @@ function send(conf, args, log2) {
   }
   return result;
 }
-var fs10, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
+var fs11, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
 var init_send = __esm({
   "host/agents/send.ts"() {
     "use strict";
-    fs10 = __toESM(require("fs"));
+    fs11 = __toESM(require("fs"));
     init_facts();
     init_tmux();
     SEND_MAX_BYTES = 64 * 1024;
@@ -2058,7 +2247,7 @@ var init_send = __esm({
     readStdinText = () => {
       if (process.stdin.isTTY)
         throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE2}`);
-      return fs10.readFileSync(0, "utf8");
+      return fs11.readFileSync(0, "utf8");
     };
   }
 });
@@ -2197,7 +2386,35 @@ function paneTail(captured, lines) {
   return kept.map((l) => `${l}
 `).join("");
 }
-var COUNT_RE, alive;
+function parseReconcileRecord(text2) {
+  if (text2 === void 0) return void 0;
+  try {
+    const r = JSON.parse(text2);
+    if (typeof r.at !== "number" || typeof r.requested !== "number" || typeof r.desired !== "number" || typeof r.ok !== "boolean" || !Array.isArray(r.failed))
+      return void 0;
+    const failed = r.failed.filter((f) => typeof f?.agent === "number" && typeof f?.error === "string").map((f) => ({ agent: f.agent, error: f.error }));
+    return { at: r.at, requested: r.requested, desired: r.desired, ok: r.ok, failed };
+  } catch {
+    return void 0;
+  }
+}
+function faultLine(error, where, retry) {
+  const e = error;
+  const message = (e instanceof Error ? e.message : String(error)).replace(/\s*\n\s*/g, " ");
+  switch (e?.code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`;
+    case "EROFS":
+      return `${message}: ${where} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
+    case "EACCES":
+    case "EPERM":
+      return `${message}: permission denied; run agentctl as root ('sudo ${retry}')`;
+    default:
+      return `${message}; fix the cause, then run '${retry}'`;
+  }
+}
+var COUNT_RE, alive, RECONCILE_RECORD;
 var init_reconcile = __esm({
   "host/agents/reconcile.ts"() {
     "use strict";
@@ -2205,6 +2422,7 @@ var init_reconcile = __esm({
     init_tmux();
     COUNT_RE = /^[1-9][0-9]{0,5}$/;
     alive = (w) => w !== void 0 && !w.dead;
+    RECONCILE_RECORD = "reconcile.json";
   }
 });
 
@@ -2224,10 +2442,10 @@ function git(a, u, args, opts = {}) {
   return asAgent2(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
 function missingOrEmpty(ws) {
-  if (!fs11.existsSync(ws)) return true;
+  if (!fs12.existsSync(ws)) return true;
   if (!isDir(ws)) return false;
   try {
-    return fs11.readdirSync(ws).length === 0;
+    return fs12.readdirSync(ws).length === 0;
   } catch {
     return true;
   }
@@ -2237,11 +2455,11 @@ function fetchRepository(a, u) {
   const url = a.conf.gitRepository;
   if (!isDir(repo)) {
     try {
-      fs11.mkdirSync(a.conf.workspacesDir, { recursive: true });
-      fs11.chmodSync(a.conf.workspacesDir, 493);
-      fs11.mkdirSync(repo, { recursive: true });
-      fs11.chmodSync(repo, 493);
-      fs11.chownSync(repo, u.uid, u.gid);
+      fs12.mkdirSync(a.conf.workspacesDir, { recursive: true });
+      fs12.chmodSync(a.conf.workspacesDir, 493);
+      fs12.mkdirSync(repo, { recursive: true });
+      fs12.chmodSync(repo, 493);
+      fs12.chownSync(repo, u.uid, u.gid);
     } catch (error) {
       a.log(error.message);
       return false;
@@ -2295,7 +2513,7 @@ function prepareCheckouts(a, count2) {
   for (let i = 1; i <= count2; i++) {
     const ws = a.workspace(i);
     if (missingOrEmpty(ws)) want.push(i);
-    else if (!fs11.existsSync(path8.join(ws, ".git"))) foreign.push(i);
+    else if (!fs12.existsSync(path9.join(ws, ".git"))) foreign.push(i);
   }
   if (foreign.length > 0)
     a.log(
@@ -2319,7 +2537,7 @@ function prepareCheckouts(a, count2) {
 }
 function checkoutDirty(a, u, i) {
   const ws = a.workspace(i);
-  if (!fs11.existsSync(path8.join(ws, ".git"))) return false;
+  if (!fs12.existsSync(path9.join(ws, ".git"))) return false;
   const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
   const opts = query;
   const status2 = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
@@ -2334,19 +2552,19 @@ function agentsWithUnsavedWork(a, agents2) {
   if (!u) return [];
   return agents2.filter((i) => checkoutDirty(a, u, i));
 }
-var import_child_process6, fs11, path8, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
+var import_child_process6, fs12, path9, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
 var init_checkouts = __esm({
   "host/agents/checkouts.ts"() {
     "use strict";
     import_child_process6 = require("child_process");
-    fs11 = __toESM(require("fs"));
-    path8 = __toESM(require("path"));
+    fs12 = __toESM(require("fs"));
+    path9 = __toESM(require("path"));
     init_agent_user();
     init_agents();
     init_reconcile();
     GIT_FETCH_TIMEOUT_SECONDS = 600;
     GIT_QUERY_TIMEOUT_SECONDS = 20;
-    repoDir = (a) => path8.join(a.conf.workspacesDir, ".repo.git");
+    repoDir = (a) => path9.join(a.conf.workspacesDir, ".repo.git");
   }
 });
 
@@ -2364,31 +2582,70 @@ function reconcile(a, argv) {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs12.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
-`);
+  const retry = `agentctl reconcile ${args.count}`;
+  const failed = [];
   for (const id of a.windows.duplicates) {
     log2(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
-  if (!args.boot) prepareCheckouts(a, args.count);
-  else if (conf.gitRepository !== "")
-    log2("boot: repository checkouts are left to the next reconcile");
-  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
-  for (const start of plan.starts) {
-    if (start.restart) log2(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
-    a.startAgent(start.agent, start.delay);
+  try {
+    if (!args.boot) prepareCheckouts(a, args.count);
+    else if (conf.gitRepository !== "")
+      log2("boot: repository checkouts are left to the next reconcile");
+  } catch (error) {
+    failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }
-  if (plan.surplus.length > 0) stopSurplus(a, plan.surplus);
+  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
+  for (const start of failed.length > 0 ? [] : plan.starts) {
+    if (start.restart) log2(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
+    try {
+      a.startAgent(start.agent, start.delay);
+    } catch (error) {
+      failed.push({ agent: start.agent, error: faultLine(error, conf.workspacesDir, retry) });
+    }
+  }
+  if (failed.length === 0 && plan.surplus.length > 0) stopSurplus(a, plan.surplus);
   a.applyLimits();
+  const desiredFile = path10.join(conf.runDir, "desired");
+  const before = Number(readText2(desiredFile));
+  const desired = failed.length === 0 ? args.count : Number.isSafeInteger(before) ? before : 0;
+  if (failed.length === 0) fs13.writeFileSync(desiredFile, `${args.count}
+`);
+  const record = {
+    at: Math.floor(Date.now() / 1e3),
+    requested: args.count,
+    desired,
+    ok: failed.length === 0,
+    failed
+  };
+  writeRecord(path10.join(conf.runDir, RECONCILE_RECORD), record, log2);
+  const started = plan.starts.filter((s) => !failed.some((f) => f.agent === s.agent));
   const summary = {
-    desired: args.count,
-    added: plan.starts.filter((s) => !s.restart).map((s) => s.agent),
-    removed: plan.surplus,
-    restarted: plan.starts.filter((s) => s.restart).map((s) => s.agent),
-    running: runningCount(a.readWindows().byName, args.count)
+    desired,
+    added: started.filter((s) => !s.restart).map((s) => s.agent),
+    removed: failed.length === 0 ? plan.surplus : [],
+    restarted: started.filter((s) => s.restart).map((s) => s.agent),
+    running: runningCount(a.readWindows().byName, desired)
   };
   process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
-  return 0;
+  for (const f of failed)
+    log2(
+      `reconcile ${args.count}: ${f.agent > 0 ? `agent-${f.agent} did not start` : "checkouts failed"}: ${f.error}`
+    );
+  if (failed.length > 0)
+    log2(
+      `reconcile ${args.count}: the desired count stays ${desired}; running agents were not touched`
+    );
+  return failed.length === 0 ? 0 : 1;
+}
+function writeRecord(file, record, log2) {
+  try {
+    fs13.writeFileSync(`${file}.tmp`, `${JSON.stringify(record)}
+`, { mode: 420 });
+    fs13.renameSync(`${file}.tmp`, file);
+  } catch (error) {
+    log2(`warning: could not write ${file}: ${error.message}`);
+  }
 }
 function stopSurplus(a, surplus) {
   const unsaved = agentsWithUnsavedWork(a, surplus);
@@ -2446,12 +2703,12 @@ function loginRestart(a) {
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }
-var fs12, path9, AGENTCTL_KEYS;
+var fs13, path10, AGENTCTL_KEYS, readText2;
 var init_agentctl = __esm({
   "host/agents/agentctl.ts"() {
     "use strict";
-    fs12 = __toESM(require("fs"));
-    path9 = __toESM(require("path"));
+    fs13 = __toESM(require("fs"));
+    path10 = __toESM(require("path"));
     init_checkouts();
     init_conf();
     init_reconcile();
@@ -2477,6 +2734,13 @@ var init_agentctl = __esm({
       "LOGIN_TOKEN_FILE",
       "CLAUDE_ENV"
     ];
+    readText2 = (file) => {
+      try {
+        return fs13.readFileSync(file, "utf8");
+      } catch {
+        return void 0;
+      }
+    };
   }
 });
 
@@ -2545,18 +2809,18 @@ var init_autostop = __esm({
 // host/cost/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs13.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs14.readFileSync(path11.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
   }
 }
 function writeState(runDir, state) {
-  const file = path10.join(runDir, STATE_FILE);
+  const file = path11.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs13.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs14.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs13.renameSync(tmp, file);
+  fs14.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -2597,7 +2861,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs13.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs14.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -2619,13 +2883,13 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process7, fs13, path10, STATE_FILE, sleep2;
+var import_child_process7, fs14, path11, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
   "host/cost/autostop-run.ts"() {
     "use strict";
     import_child_process7 = require("child_process");
-    fs13 = __toESM(require("fs"));
-    path10 = __toESM(require("path"));
+    fs14 = __toESM(require("fs"));
+    path11 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
     sleep2 = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -2864,7 +3128,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs14.statSync(file);
+      st = fs15.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -2882,7 +3146,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs14.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs15.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -2890,37 +3154,37 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path11.join(runDir, PID_FILE);
+  const file = path12.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs14.writeFileSync(file, `${process.pid}
+      fs15.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs14.readFileSync(file, "utf8").trim());
-      let alive2 = false;
+      const pid = Number(fs15.readFileSync(file, "utf8").trim());
+      let alive3 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
           process.kill(pid, 0);
-          alive2 = true;
+          alive3 = true;
         } catch {
-          alive2 = false;
+          alive3 = false;
         }
       }
-      if (alive2) return false;
-      fs14.rmSync(file, { force: true });
+      if (alive3) return false;
+      fs15.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process8, fs14, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process8, fs15, os, path12, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/attention/monitor.ts"() {
     "use strict";
     import_child_process8 = require("child_process");
-    fs14 = __toESM(require("fs"));
+    fs15 = __toESM(require("fs"));
     os = __toESM(require("os"));
-    path11 = __toESM(require("path"));
+    path12 = __toESM(require("path"));
     init_effective();
     init_facts();
     init_notify();
@@ -2940,8 +3204,8 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs14.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-        this.seenFile = path11.join(conf.runDir, SEEN_FILE);
+        fs15.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path12.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
         this.host = opts.hostName ?? os.hostname();
@@ -2962,10 +3226,10 @@ var init_monitor = __esm({
       uid;
       release() {
         if (!this.notifying) return;
-        const file = path11.join(this.opts.conf.runDir, PID_FILE);
+        const file = path12.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs14.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs14.rmSync(file, { force: true });
+          if (fs15.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs15.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -2998,7 +3262,7 @@ var init_monitor = __esm({
             this.seen.set(row.n, rec.seq);
             seenChanged = true;
           } else if (rec && seen !== void 0 && rec.seq > seen) {
-            const dir = path11.join(conf.stateDir, `agent-${row.n}`);
+            const dir = path12.join(conf.stateDir, `agent-${row.n}`);
             for (const t of readTransitions(dir, seen, this.uid)) {
               if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
                 this.notifier.enqueue(
@@ -3087,7 +3351,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -3095,7 +3359,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs15.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs16.readFileSync(path13.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -3121,19 +3385,19 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs15.readFileSync(path12.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs16.readFileSync(path13.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process9, fs15, path12, SSH_SESSION_RE;
+var import_child_process9, fs16, path13, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/cost/presence.ts"() {
     "use strict";
     import_child_process9 = require("child_process");
-    fs15 = __toESM(require("fs"));
-    path12 = __toESM(require("path"));
+    fs16 = __toESM(require("fs"));
+    path13 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
 });
@@ -3227,6 +3491,198 @@ var init_autostop_main = __esm({
   }
 });
 
+// host/attention/health.ts
+function confProblems(conf, exists) {
+  if (!exists)
+    return [
+      {
+        level: "error",
+        kind: "conf",
+        message: `no host config at ${conf.file}: every agent runs on defaults; run 'pulumi up' to install it`
+      }
+    ];
+  return [
+    ...Object.values(conf.errors).map((m) => ({
+      level: "error",
+      kind: "conf",
+      message: m
+    })),
+    ...conf.warnings.map((w) => ({
+      level: "warning",
+      kind: "conf",
+      message: `${w}; remove the line or fix its key`
+    }))
+  ];
+}
+function applyProblems(i) {
+  const j = i.journal;
+  if (!j || j.ok === true) return [];
+  const owed = j.restart_owed !== null && j.boot_id === i.bootId ? ` Agents still run with the old settings (${j.restart_owed}).` : "";
+  if (j.finished === void 0 && i.applyRunning)
+    return [
+      {
+        level: "warning",
+        kind: "apply",
+        message: `an apply is running (pid ${j.pid}, since ${iso(j.started)}, last step done: ${j.step || "none"}); wait for it`
+      }
+    ];
+  if (j.finished === void 0)
+    return [
+      {
+        level: "error",
+        kind: "apply",
+        message: `the last apply (started ${iso(j.started)}) was cut off after step '${j.step || "none"}'.${owed} Run 'pulumi up' again: the next apply finishes the job`
+      }
+    ];
+  return [
+    {
+      level: "error",
+      kind: "apply",
+      message: `the last apply (${iso(j.finished)}) failed after step '${j.step || "none"}': ${j.error ?? "unknown error"}.${owed} Fix that, then run 'pulumi up' again`
+    }
+  ];
+}
+function reconcileProblems(r) {
+  if (!r || r.ok) return [];
+  return r.failed.map((f) => ({
+    level: "error",
+    kind: "reconcile",
+    message: `the last reconcile to ${r.requested} agents (${iso(r.at)}) left the desired count at ${r.desired}: ${f.agent > 0 ? `agent-${f.agent} did not start` : "checkouts failed"}: ${f.error}`
+  }));
+}
+function diskProblems(disks) {
+  const out = [];
+  for (const d of disks) {
+    if (d.totalBytes <= 0) continue;
+    const free = d.availBytes / d.totalBytes;
+    const where = `${d.what}: ${mib(d.availBytes)} free of ${mib(d.totalBytes)}`;
+    if (d.availBytes < DISK_FULL_BYTES || free < DISK_FULL_FRACTION)
+      out.push({
+        level: "error",
+        kind: "disk",
+        message: `disk full at ${where}; agents cannot write there: free space (du -xsh ${d.path}/*) or grow the disk (dataDiskSizeGb, then pulumi up)`
+      });
+    else if (free < DISK_LOW_FRACTION)
+      out.push({
+        level: "warning",
+        kind: "disk",
+        message: `disk almost full at ${where} (${Math.round(free * 100)}% free); free space or grow the disk`
+      });
+  }
+  return out;
+}
+function stateFolderProblems(folders) {
+  return folders.filter((f) => f.uid === 0 || (f.mode & 128) === 0).map((f) => ({
+    level: "error",
+    kind: "state-folder",
+    message: `agent-${f.agent}'s state folder ${f.dir} is not writable by its user (owner uid ${f.uid}, mode ${(f.mode & 4095).toString(8).padStart(4, "0")}): its hooks record nothing; run 'sudo agentctl restart ${f.agent}' (the wrapper makes it the agent's again)`
+  }));
+}
+function assessHealth(i) {
+  const all = [
+    ...confProblems(i.conf, i.confExists),
+    ...applyProblems(i),
+    ...reconcileProblems(i.reconcile),
+    ...diskProblems(i.disks),
+    ...stateFolderProblems(i.stateFolders)
+  ];
+  return [...all.filter((p) => p.level === "error"), ...all.filter((p) => p.level === "warning")];
+}
+function healthText(problems) {
+  if (problems.length === 0) return "HOST  healthy\n";
+  const errors = problems.filter((p) => p.level === "error").length;
+  const warnings = problems.length - errors;
+  const counts = [
+    errors ? `${errors} error${errors > 1 ? "s" : ""}` : "",
+    warnings ? `${warnings} warning${warnings > 1 ? "s" : ""}` : ""
+  ].filter(Boolean);
+  const head = `HOST  ${errors ? "UNHEALTHY" : "healthy"}: ${counts.join(", ")}`;
+  return `${[head, ...problems.map((p) => `  ${p.level}: ${p.message}`)].join("\n")}
+
+`;
+}
+function diskUse(folders) {
+  const byDev = /* @__PURE__ */ new Map();
+  for (const f of folders) {
+    let dev;
+    let st;
+    try {
+      dev = fs17.statSync(f.path).dev;
+      st = fs17.statfsSync(f.path);
+    } catch {
+      continue;
+    }
+    const seen = byDev.get(dev);
+    if (seen) {
+      seen.what += `, ${f.what}`;
+      continue;
+    }
+    byDev.set(dev, {
+      what: f.what,
+      path: f.path,
+      availBytes: st.bavail * st.bsize,
+      totalBytes: st.blocks * st.bsize
+    });
+  }
+  return [...byDev.values()];
+}
+function stateFolders(conf, agents2) {
+  const out = [];
+  for (const agent of agents2) {
+    const dir = path14.join(conf.stateDir, `agent-${agent}`);
+    try {
+      const st = fs17.lstatSync(dir);
+      if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode });
+    } catch {
+    }
+  }
+  return out;
+}
+function hostHealth(conf, agents2, env = process.env) {
+  const root = env.AGENT_HOST_ROOT ?? "";
+  const journal = parseJournal(readText(`${root}${JOURNAL_PATH}`));
+  const bootId = currentBootId();
+  return assessHealth({
+    conf,
+    confExists: fs17.existsSync(conf.file),
+    journal,
+    applyRunning: journal !== void 0 && journal.finished === void 0 && journal.boot_id === bootId && alive2(journal.pid),
+    bootId,
+    reconcile: parseReconcileRecord(readText(path14.join(conf.runDir, RECONCILE_RECORD))),
+    disks: diskUse([
+      { what: `${conf.dataMount} (the data disk)`, path: conf.dataMount },
+      { what: `${conf.workspacesDir} (WORKSPACES_DIR)`, path: conf.workspacesDir },
+      { what: `${conf.stateDir} (STATE_DIR)`, path: conf.stateDir },
+      { what: "/ (the boot disk)", path: `${root}/` }
+    ]),
+    stateFolders: stateFolders(conf, agents2)
+  });
+}
+var fs17, path14, DISK_FULL_BYTES, DISK_FULL_FRACTION, DISK_LOW_FRACTION, iso, mib, healthy, alive2;
+var init_health = __esm({
+  "host/attention/health.ts"() {
+    "use strict";
+    fs17 = __toESM(require("fs"));
+    path14 = __toESM(require("path"));
+    init_journal();
+    init_reconcile();
+    DISK_FULL_BYTES = 64 * 1024 * 1024;
+    DISK_FULL_FRACTION = 0.02;
+    DISK_LOW_FRACTION = 0.1;
+    iso = (epochSeconds2) => new Date(epochSeconds2 * 1e3).toISOString().replace(/\.000Z$/, "Z");
+    mib = (bytes) => `${Math.floor(bytes / (1024 * 1024))} MiB`;
+    healthy = (problems) => !problems.some((p) => p.level === "error");
+    alive2 = (pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (error) {
+        return error.code === "EPERM";
+      }
+    };
+  }
+});
+
 // host/attention/status.ts
 function humanBytes(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -3248,9 +3704,10 @@ function unsavedText(r) {
 function cut(text2, max) {
   return text2.length > max ? `${text2.slice(0, max - 1)}…` : text2;
 }
-function toJson(rows) {
-  const ordered = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
-  return `${JSON.stringify(ordered)}
+function toJson(rows, problems = []) {
+  const agents2 = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
+  const host = { healthy: healthy(problems), problems };
+  return `${JSON.stringify({ host, agents: agents2 })}
 `;
 }
 function alignColumns(lines) {
@@ -3324,14 +3781,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs18.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs16.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
+      text2 = fs18.readFileSync(path15.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -3360,8 +3817,8 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs16.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs16.readFileSync(cache, "utf8"));
+    if (Date.now() - fs18.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs18.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
@@ -3373,11 +3830,11 @@ async function workspaceBytes(ws, cache) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs16.existsSync(path13.dirname(cache))) {
+  if (fs18.existsSync(path15.dirname(cache))) {
     try {
-      fs16.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs18.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs16.renameSync(`${cache}.tmp`, cache);
+      fs18.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
@@ -3402,7 +3859,7 @@ async function gitAsAgent(u, conf, args) {
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs16.existsSync(path13.join(ws, ".git"))) return void 0;
+  if (!u || !fs18.existsSync(path15.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -3442,8 +3899,8 @@ function uptimeSeconds() {
 }
 async function gatherRow(conf, n, window, effective, procs, user) {
   const name = `agent-${n}`;
-  const dir = path13.join(conf.runDir, name);
-  const file = (f) => readSmall2(path13.join(dir, f));
+  const dir = path15.join(conf.runDir, name);
+  const file = (f) => readSmall2(path15.join(dir, f));
   const files = {
     pid: file("pid"),
     restarts: file("restarts"),
@@ -3459,10 +3916,10 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   };
   const proc = processState(window, files, etimes);
   const live = window !== void 0 && !window.dead;
-  const ws = path13.join(conf.workspacesDir, name);
+  const ws = path15.join(conf.workspacesDir, name);
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs16.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
+    fs18.existsSync(ws) ? workspaceBytes(ws, path15.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -3490,7 +3947,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs16.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
+      fs18.existsSync(path15.join(conf.stateDir, name, "claude", ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -3514,18 +3971,19 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process10, fs16, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
+var import_child_process10, fs18, path15, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
   "host/attention/status.ts"() {
     "use strict";
     import_child_process10 = require("child_process");
-    fs16 = __toESM(require("fs"));
-    path13 = __toESM(require("path"));
+    fs18 = __toESM(require("fs"));
+    path15 = __toESM(require("path"));
     import_util = require("util");
     init_agent_user();
     init_checkouts();
     init_effective();
     init_facts();
+    init_health();
     init_text();
     init_tmux();
     run = (0, import_util.promisify)(import_child_process10.execFile);
@@ -3575,7 +4033,7 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs16.readFileSync(file, "utf8").trim();
+        return fs18.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -3587,6 +4045,7 @@ var init_status = __esm({
 // host/commands.ts
 var commands_exports = {};
 __export(commands_exports, {
+  UNHEALTHY_EXIT: () => UNHEALTHY_EXIT,
   run: () => run2
 });
 async function status(argv) {
@@ -3597,13 +4056,19 @@ async function status(argv) {
     );
   const conf = loadHostConf();
   const { rows, effective } = await statusRows(conf, log);
+  const problems = hostHealth(
+    conf,
+    effective.map((e) => e.n)
+  );
+  const code = healthy(problems) ? 0 : UNHEALTHY_EXIT;
   if (json) {
-    process.stdout.write(toJson(rows));
-    return 0;
+    process.stdout.write(toJson(rows, problems));
+    return code;
   }
+  process.stdout.write(healthText(problems));
   process.stdout.write(toTable(rows));
   process.stdout.write(autostopStatus(conf, false, activityOf(effective)));
-  return 0;
+  return code;
 }
 async function monitor(display) {
   const conf = loadHostConf();
@@ -3644,7 +4109,7 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs17.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs19.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
@@ -3691,11 +4156,11 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs17, os3, log, agents;
+var fs19, os3, log, UNHEALTHY_EXIT, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs17 = __toESM(require("fs"));
+    fs19 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_agents();
     init_agentctl();
@@ -3705,10 +4170,12 @@ var init_commands = __esm({
     init_notify();
     init_send();
     init_status();
+    init_health();
     log = (line) => {
       process.stderr.write(`agentctl: ${line}
 `);
     };
+    UNHEALTHY_EXIT = 3;
     agents = (checked = true) => {
       const conf = checked ? agentctlConf(process.env, log) : loadHostConf();
       return new Agents(conf, agentctlPaths(process.env), log, process.env);
@@ -3729,7 +4196,7 @@ var fs3 = __toESM(require("fs"));
 init_state();
 init_store();
 var path2 = __toESM(require("path"));
-function recordHook(env, payload, now) {
+function recordHook(env, payload, now, log2 = () => void 0) {
   const dir = env.AGENT_HOST_STATE_DIR;
   if (!dir || !path2.isAbsolute(dir) || !fs3.existsSync(dir)) return false;
   let input;
@@ -3739,25 +4206,31 @@ function recordHook(env, payload, now) {
     return false;
   }
   if (!input || typeof input !== "object") return false;
-  return withLock(dir, () => {
-    const result = applyHook(readStatus(dir), input, now);
-    if (!result) return false;
-    writeAtomic(path2.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
+  return withLock(
+    dir,
+    () => {
+      const result = applyHook(readStatus(dir), input, now);
+      if (!result) return false;
+      writeAtomic(path2.join(dir, STATUS_FILE), `${JSON.stringify(result.next)}
 `);
-    if (result.transition) appendTransition(dir, result.transition);
-    return true;
-  });
+      if (result.transition) appendTransition(dir, result.transition);
+      return true;
+    },
+    { log: log2 }
+  );
 }
 function hookMain() {
+  const say = (line) => process.stderr.write(`agent-host hook: ${line}
+`);
   try {
     const payload = fs3.readFileSync(0, "utf8");
-    recordHook(process.env, payload, Date.now());
+    recordHook(process.env, payload, Date.now(), say);
   } catch (error) {
-    process.stderr.write(`agent-host hook: ${error.message}
-`);
+    say(oneLineMessage(error));
   }
   return 0;
 }
+var oneLineMessage = (error) => (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ");
 
 // host/main.ts
 async function main(argv) {
