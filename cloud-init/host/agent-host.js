@@ -1948,7 +1948,25 @@ function effectiveState(facts, recorded) {
   }
   if (facts.signedOut !== void 0) return make("signed-out", facts.signedOut);
   const fresh = recorded && (facts.startedAt === void 0 || recorded.updated >= facts.startedAt - 1e3);
-  if (!recorded || !fresh) return make("starting", "claude is starting", facts.startedAt);
+  if (!recorded || !fresh) {
+    const lost = "; its hooks recorded nothing since it started (a hook event was lost)";
+    const seenFor = (facts.now ?? Date.now()) - (facts.startedAt ?? 0);
+    if (seenFor >= HOOK_GRACE_MS) {
+      if (facts.pane === "prompt")
+        return make("idle", `at its prompt${lost}`, facts.startedAt);
+      if (facts.pane === "permission-dialog")
+        return make("needs-permission", `its pane shows a permission dialog${lost}`);
+      if (facts.pane === "working") return make("working", `working${lost}`, facts.startedAt);
+    }
+    return make("starting", "claude is starting", facts.startedAt);
+  }
+  const age = (facts.now ?? Date.now()) - recorded.updated;
+  if (facts.pane === "permission-dialog" && !NEEDS_YOU.has(recorded.state) && age >= HOOK_GRACE_MS && !facts.childSinceState) {
+    return make(
+      "needs-permission",
+      `its pane shows a permission dialog; the hooks last recorded ${recorded.state} (${recorded.reason}): a hook event was lost`
+    );
+  }
   if (recorded.state === "needs-permission" && facts.childSinceState) {
     return make("working", `approved, running ${recorded.reason}`, recorded.since);
   }
@@ -1984,10 +2002,12 @@ function tmuxMark(state) {
       return "";
   }
 }
+var HOOK_GRACE_MS;
 var init_effective = __esm({
   "host/attention/effective.ts"() {
     "use strict";
     init_state();
+    HOOK_GRACE_MS = 5e3;
   }
 });
 
@@ -2049,6 +2069,15 @@ function agentNumbers(conf, windows) {
   for (let i = 1; i <= count2; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
 }
+function paneView(pane) {
+  const lines = pane.replace(/\s+$/, "").split("\n").slice(-30);
+  const tail = lines.join("\n");
+  if (/Do you want to proceed\?[\s\S]{0,400}❯ 1\. Yes/.test(tail)) return "permission-dialog";
+  if (/esc to interrupt/.test(tail)) return "working";
+  if (lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1])))
+    return "prompt";
+  return "unknown";
+}
 function paneText(conf, n, now = Date.now()) {
   const cached = paneCache.get(n);
   if (cached && now - cached.at < PANE_EVERY_MS) return cached.text;
@@ -2077,6 +2106,8 @@ function snapshot(conf) {
     if (w && !w.dead && st) {
       facts.pid = pid;
       facts.startedAt = epochOfTicks(st.ticks);
+      facts.now = Date.now();
+      facts.pane = paneView(paneText(conf, n, facts.now));
       const signedOut = paneSignedOut(conf, n, Date.now());
       if (signedOut) facts.signedOut = signedOut;
       if (rec?.state === "needs-permission")
@@ -2798,11 +2829,29 @@ function agentsIdleFor(agents2, now, bootAt) {
   for (const a of agents2) if (a.since !== void 0) since = Math.max(since, a.since);
   return Math.max(0, now - since);
 }
-var BUSY_STATES;
+function activityText(agents2, quietMs) {
+  if (quietMs === void 0) {
+    const busy = agents2.filter((a) => BUSY_STATES.has(a.state)).length;
+    return `${busy} of ${agents2.length} agents busy`;
+  }
+  const others = agents2.filter((a) => a.state !== "idle");
+  if (others.length === 0) return `every agent idle for ${shortDuration(quietMs)}`;
+  const named = others.map((a) => `agent-${a.n} ${WAITING_WORDS[a.state] ?? `is ${a.state}`}`);
+  return `none busy for ${shortDuration(quietMs)}; ${named.join(", ")}`;
+}
+var BUSY_STATES, WAITING_WORDS;
 var init_autostop = __esm({
   "host/cost/autostop.ts"() {
     "use strict";
     BUSY_STATES = /* @__PURE__ */ new Set(["working", "starting"]);
+    WAITING_WORDS = {
+      "needs-permission": "waits for permission",
+      "needs-answer": "waits for an answer",
+      "signed-out": "is signed out",
+      exited: "has exited",
+      crashed: "crashed",
+      missing: "is missing"
+    };
   }
 });
 
@@ -3469,9 +3518,7 @@ function autostopStatus(conf, json, agents2 = agentActivity(conf)) {
     })}
 `;
   }
-  const busy = agents2.filter((a) => a.state === "working" || a.state === "starting").length;
-  const idleText = idleMs === void 0 ? `${busy} of ${agents2.length} agents busy` : `every agent idle for ${shortDuration(idleMs)}`;
-  return `VM up ${shortDuration(now - bootAt)}; ${idleText}
+  return `VM up ${shortDuration(now - bootAt)}; ${activityText(agents2, idleMs)}
 ${describeDecision(decision, now, conf.autoStopSeconds * 1e3)}
 `;
 }
