@@ -1271,7 +1271,7 @@ var init_journal = __esm({
         fn();
         this.state.step = name;
         this.write();
-        if (this.crashAfter === name) process.kill(process.pid, "SIGKILL");
+        if (this.crashAfter === name) process.kill(0, "SIGKILL");
       }
       finish() {
         this.state = { ...this.state, finished: Math.floor(Date.now() / 1e3), ok: true };
@@ -1952,8 +1952,7 @@ function effectiveState(facts, recorded) {
     const lost = "; its hooks recorded nothing since it started (a hook event was lost)";
     const seenFor = (facts.now ?? Date.now()) - (facts.startedAt ?? 0);
     if (seenFor >= HOOK_GRACE_MS) {
-      if (facts.pane === "prompt")
-        return make("idle", `at its prompt${lost}`, facts.startedAt);
+      if (facts.pane === "prompt") return make("idle", `at its prompt${lost}`, facts.startedAt);
       if (facts.pane === "permission-dialog")
         return make("needs-permission", `its pane shows a permission dialog${lost}`);
       if (facts.pane === "working") return make("working", `working${lost}`, facts.startedAt);

@@ -7,9 +7,10 @@
 //   - a reboot pays a restart owed by itself (every agent starts afresh): the boot id tells;
 //   - `agentctl status` reports an apply that failed or was cut off (host/attention/health.ts).
 //
-// AGENT_HOST_APPLY_CRASH_AFTER=STEP (tests only: tests/faults.test.ts) makes apply kill itself
-// with SIGKILL right after STEP is journaled done: the fault suite cuts it off at every step
-// without a sleep or a race.
+// AGENT_HOST_APPLY_CRASH_AFTER=STEP (tests only: tests/faults.test.ts) makes apply kill its whole
+// process group (the apply shell, Node, whatever they run) with SIGKILL right after STEP is
+// journaled done, as a power cut or a preemption would: the fault suite cuts it off at every step
+// without a sleep or a race. The suite starts apply as the leader of its own group.
 import * as fs from "fs";
 import * as path from "path";
 import type { ApplyArgs } from "./bundle";
@@ -153,7 +154,7 @@ export class Journal {
     fn();
     this.state.step = name;
     this.write();
-    if (this.crashAfter === name) process.kill(process.pid, "SIGKILL");
+    if (this.crashAfter === name) process.kill(0, "SIGKILL");
   }
 
   finish(): void {

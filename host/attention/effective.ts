@@ -89,8 +89,7 @@ export function effectiveState(facts: ProcessFacts, recorded: Recorded | undefin
     const lost = "; its hooks recorded nothing since it started (a hook event was lost)";
     const seenFor = (facts.now ?? Date.now()) - (facts.startedAt ?? 0);
     if (seenFor >= HOOK_GRACE_MS) {
-      if (facts.pane === "prompt")
-        return make("idle", `at its prompt${lost}`, facts.startedAt);
+      if (facts.pane === "prompt") return make("idle", `at its prompt${lost}`, facts.startedAt);
       if (facts.pane === "permission-dialog")
         return make("needs-permission", `its pane shows a permission dialog${lost}`);
       if (facts.pane === "working") return make("working", `working${lost}`, facts.startedAt);
