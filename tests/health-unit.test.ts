@@ -146,6 +146,15 @@ describe("the host's health", () => {
     expect(p[0].message).toBe(
       "agent-2's state folder /s/agent-2 is not writable by its user (owner uid 0, mode 0755): its hooks record nothing; run 'sudo agentctl restart 2' (the wrapper makes it the agent's again)",
     );
+    // Another user's folder, when the agent's uid is known; its own (even root's, for a root
+    // agent user in a sandbox) is fine.
+    const folder = { agent: 2, dir: "/s/agent-2", mode: 0o40700 };
+    expect(
+      assessHealth(base({ stateFolders: [{ ...folder, uid: 1002, expectedUid: 1001 }] })),
+    ).toHaveLength(1);
+    expect(assessHealth(base({ stateFolders: [{ ...folder, uid: 0, expectedUid: 0 }] }))).toEqual(
+      [],
+    );
   });
 });
 

@@ -3618,7 +3618,9 @@ function diskProblems(disks) {
   return out;
 }
 function stateFolderProblems(folders) {
-  return folders.filter((f) => f.uid === 0 || (f.mode & 128) === 0).map((f) => ({
+  return folders.filter(
+    (f) => (f.expectedUid !== void 0 ? f.uid !== f.expectedUid : f.uid === 0) || (f.mode & 128) === 0
+  ).map((f) => ({
     level: "error",
     kind: "state-folder",
     message: `agent-${f.agent}'s state folder ${f.dir} is not writable by its user (owner uid ${f.uid}, mode ${(f.mode & 4095).toString(8).padStart(4, "0")}): its hooks record nothing; run 'sudo agentctl restart ${f.agent}' (the wrapper makes it the agent's again)`
@@ -3674,11 +3676,12 @@ function diskUse(folders) {
 }
 function stateFolders(conf, agents2) {
   const out = [];
+  const expectedUid = agentUid(conf.agentUser);
   for (const agent of agents2) {
     const dir = path14.join(conf.stateDir, `agent-${agent}`);
     try {
       const st = fs17.lstatSync(dir);
-      if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode });
+      if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode, expectedUid });
     } catch {
     }
   }
@@ -3710,6 +3713,7 @@ var init_health = __esm({
     "use strict";
     fs17 = __toESM(require("fs"));
     path14 = __toESM(require("path"));
+    init_facts();
     init_journal();
     init_reconcile();
     DISK_FULL_BYTES = 64 * 1024 * 1024;

@@ -8,6 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { HostConf } from "../conf/conf";
+import { agentUid } from "../agents/facts";
 import {
   currentBootId,
   JOURNAL_PATH,
@@ -40,6 +41,8 @@ export interface StateFolder {
   dir: string;
   uid: number;
   mode: number;
+  /** The uid its recorder runs as, when known (AGENT_USER's); else anything but root will do. */
+  expectedUid?: number;
 }
 
 export interface HealthInputs {
@@ -153,7 +156,11 @@ function diskProblems(disks: readonly DiskUse[]): Problem[] {
 
 function stateFolderProblems(folders: readonly StateFolder[]): Problem[] {
   return folders
-    .filter((f) => f.uid === 0 || (f.mode & 0o200) === 0)
+    .filter(
+      (f) =>
+        (f.expectedUid !== undefined ? f.uid !== f.expectedUid : f.uid === 0) ||
+        (f.mode & 0o200) === 0,
+    )
     .map((f) => ({
       level: "error" as const,
       kind: "state-folder",
@@ -220,11 +227,12 @@ function diskUse(folders: readonly { what: string; path: string }[]): DiskUse[] 
 
 function stateFolders(conf: HostConf, agents: readonly number[]): StateFolder[] {
   const out: StateFolder[] = [];
+  const expectedUid = agentUid(conf.agentUser);
   for (const agent of agents) {
     const dir = path.join(conf.stateDir, `agent-${agent}`);
     try {
       const st = fs.lstatSync(dir);
-      if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode });
+      if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode, expectedUid });
     } catch {
       // not made yet: the wrapper makes it when the agent starts
     }
