@@ -17,6 +17,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
+import { lastToolUse } from "../host/attention/hook";
 import { PERMISSION_MODES } from "../shared-rules";
 import { startMessagesApi, type RecordedRequest } from "../tests/fixtures/messages-api";
 import { realClaudeBin } from "../tests/fixtures/real-claude";
@@ -163,6 +164,17 @@ async function main(): Promise<void> {
           );
           let line = `${mode.padEnd(18)} ${label.padEnd(20)} ${outcome}`;
           if (outcome === "asks") {
+            // What the recorder would read from the transcript for a bare permission_prompt.
+            const projects = path.join(cfg, "projects");
+            const transcripts = fs.existsSync(projects)
+              ? fs
+                  .readdirSync(projects)
+                  .flatMap((d) =>
+                    fs.readdirSync(path.join(projects, d)).map((f) => path.join(projects, d, f)),
+                  )
+                  .filter((f) => f.endsWith(".jsonl"))
+              : [];
+            line += ` {transcript's last tool use: ${JSON.stringify(transcripts.map(lastToolUse))}}`;
             const dialog = (await pane(w))
               .split("\n")
               .filter((l) => l.trim())

@@ -2,6 +2,11 @@
 // state that heals from what the pane shows (host/attention/effective.ts, host/agents/facts.ts
 // paneView), the one-line fault of a failed reconcile (host/agents/reconcile.ts faultLine), and
 // what an apply inherits from the journal of one that was cut off (host/apply/journal.ts).
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { lastToolUse, recordHook } from "../host/attention/hook";
+import { readStatus } from "../host/attention/store";
 import { assessHealth, healthText, type HealthInputs } from "../host/attention/health";
 import { effectiveState, HOOK_GRACE_MS, type ProcessFacts } from "../host/attention/effective";
 import type { Recorded } from "../host/attention/state";
@@ -239,4 +244,68 @@ test("journal: a restart owed by a cut-off apply is carried over in the same boo
   });
   expect(carriedOver(journal({ reload_owed: true }), "boot-2").reload_owed).toBe(true);
   expect(carriedOver(undefined, "boot-1")).toEqual({ restart_owed: null, reload_owed: false });
+});
+
+// Issue 22, point 7: a needs-permission agent's WHY names the command it waits to run, even when
+// the PermissionRequest hook was lost (or came after the Notification): the recorder reads the
+// tool use at the transcript's end.
+describe("the command a permission prompt waits on", () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "pending-tool-"))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const transcript = (lines: unknown[]) => {
+    const f = path.join(dir, "t.jsonl");
+    fs.writeFileSync(f, lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    return f;
+  };
+  const assistant = (content: unknown[]) => ({
+    type: "assistant",
+    message: { role: "assistant", content },
+  });
+
+  test("lastToolUse: the last tool_use block of the last assistant line that has one", () => {
+    const f = transcript([
+      assistant([{ type: "tool_use", id: "t1", name: "Bash", input: { command: "ls" } }]),
+      {
+        type: "user",
+        message: { role: "user", content: [{ type: "tool_result", tool_use_id: "t1" }] },
+      },
+      assistant([
+        { type: "text", text: "now this" },
+        { type: "tool_use", id: "t2", name: "Bash", input: { command: "sleep 20" } },
+      ]),
+    ]);
+    expect(lastToolUse(f)).toEqual({ name: "Bash", input: { command: "sleep 20" } });
+    expect(lastToolUse(path.join(dir, "none.jsonl"))).toBeUndefined();
+    expect(lastToolUse("relative.jsonl")).toBeUndefined();
+    fs.symlinkSync(f, path.join(dir, "link.jsonl"));
+    expect(lastToolUse(path.join(dir, "link.jsonl"))).toBeUndefined();
+  });
+
+  test("a permission_prompt with no PermissionRequest before it: WHY is the command, not 'Claude needs your permission'", () => {
+    const f = transcript([
+      assistant([{ type: "tool_use", id: "t", name: "Bash", input: { command: "sleep 20" } }]),
+    ]);
+    const stateDir = path.join(dir, "agent-1");
+    fs.mkdirSync(stateDir);
+    const env = { AGENT_HOST_STATE_DIR: stateDir };
+    recordHook(
+      env,
+      JSON.stringify({ hook_event_name: "UserPromptSubmit", prompt: "wait a bit" }),
+      1000,
+    );
+    recordHook(
+      env,
+      JSON.stringify({
+        hook_event_name: "Notification",
+        notification_type: "permission_prompt",
+        message: "Claude needs your permission to use Bash",
+        transcript_path: f,
+      }),
+      2000,
+    );
+    const rec = readStatus(stateDir);
+    expect([rec?.state, rec?.reason]).toEqual(["needs-permission", "Bash: sleep 20"]);
+  });
 });

@@ -472,7 +472,8 @@ function onNotification({ input, prev }) {
   const message = reasonText(str(input.message) ?? "");
   if (type === "permission_prompt") {
     if (needsYou2) return void 0;
-    const reason = state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ") ? prev.reason : message;
+    const pending = obj(input.pending_tool);
+    const reason = state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ") ? prev.reason : typeof pending.name === "string" ? describeTool(pending.name, pending.input) : message;
     return { state: "needs-permission", reason: reason || "permission requested" };
   }
   if (type === "elicitation_dialog") {
@@ -4256,6 +4257,10 @@ function recordHook(env, payload, now, log2 = () => void 0) {
     return false;
   }
   if (!input || typeof input !== "object") return false;
+  if (input.notification_type === "permission_prompt") {
+    const pending = lastToolUse(input.transcript_path);
+    if (pending) input = { ...input, pending_tool: pending };
+  }
   return withLock(
     dir,
     () => {
@@ -4268,6 +4273,43 @@ function recordHook(env, payload, now, log2 = () => void 0) {
     },
     { log: log2 }
   );
+}
+var TRANSCRIPT_TAIL_BYTES = 256 * 1024;
+function lastToolUse(file) {
+  if (typeof file !== "string" || !path2.isAbsolute(file)) return void 0;
+  let text2;
+  let fd;
+  try {
+    fd = fs3.openSync(
+      file,
+      fs3.constants.O_RDONLY | fs3.constants.O_NOFOLLOW | fs3.constants.O_NONBLOCK
+    );
+    const st = fs3.fstatSync(fd);
+    if (!st.isFile()) return void 0;
+    const start = Math.max(0, st.size - TRANSCRIPT_TAIL_BYTES);
+    const buf = Buffer.alloc(st.size - start);
+    const n = fs3.readSync(fd, buf, 0, buf.length, start);
+    text2 = buf.subarray(0, n).toString("utf8");
+  } catch {
+    return void 0;
+  } finally {
+    if (fd !== void 0) fs3.closeSync(fd);
+  }
+  const lines = text2.split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!lines[i].includes('"tool_use"')) continue;
+    try {
+      const entry = JSON.parse(lines[i]);
+      const content = Array.isArray(entry.message?.content) ? entry.message.content : [];
+      const uses = content.filter(
+        (b) => b.type === "tool_use" && typeof b.name === "string"
+      );
+      if (uses.length > 0)
+        return { name: uses[uses.length - 1].name, input: uses[uses.length - 1].input };
+    } catch {
+    }
+  }
+  return void 0;
 }
 function hookMain() {
   const say = (line) => process.stderr.write(`agent-host hook: ${line}

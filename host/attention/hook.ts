@@ -25,6 +25,10 @@ export function recordHook(
     return false;
   }
   if (!input || typeof input !== "object") return false;
+  if (input.notification_type === "permission_prompt") {
+    const pending = lastToolUse(input.transcript_path);
+    if (pending) input = { ...input, pending_tool: pending };
+  }
   return withLock(
     dir,
     () => {
@@ -36,6 +40,54 @@ export function recordHook(
     },
     { log },
   );
+}
+
+/** The transcript's end that is read for the pending tool use: it is the last line written. */
+const TRANSCRIPT_TAIL_BYTES = 256 * 1024;
+
+/**
+ * The last tool use in a Claude Code transcript (JSONL: `{"type":"assistant","message":{"content":
+ * [{"type":"tool_use","name","input"}]}}`), read from its last TRANSCRIPT_TAIL_BYTES, never
+ * through a symlink. Only for a permission_prompt Notification (rare): what it waits to run.
+ */
+export function lastToolUse(file: unknown): { name: string; input: unknown } | undefined {
+  if (typeof file !== "string" || !path.isAbsolute(file)) return undefined;
+  let text: string;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(
+      file,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return undefined;
+    const start = Math.max(0, st.size - TRANSCRIPT_TAIL_BYTES);
+    const buf = Buffer.alloc(st.size - start);
+    const n = fs.readSync(fd, buf, 0, buf.length, start);
+    text = buf.subarray(0, n).toString("utf8");
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  const lines = text.split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!lines[i].includes('"tool_use"')) continue;
+    try {
+      const entry = JSON.parse(lines[i]) as { message?: { content?: unknown } };
+      const content = Array.isArray(entry.message?.content) ? entry.message.content : [];
+      const uses = content.filter(
+        (b): b is { name: string; input: unknown } =>
+          (b as { type?: unknown }).type === "tool_use" &&
+          typeof (b as { name?: unknown }).name === "string",
+      );
+      if (uses.length > 0)
+        return { name: uses[uses.length - 1].name, input: uses[uses.length - 1].input };
+    } catch {
+      // a line cut by the tail's start, or not JSON: look further up
+    }
+  }
+  return undefined;
 }
 
 /**
