@@ -16,6 +16,7 @@ import { loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
+import { faultLine } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
 import { healthText, healthy, hostHealth } from "./attention/health";
 
@@ -147,7 +148,14 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
       log(error.message);
       return 2;
     }
-    log((error as Error).message);
+    // One line, whatever the fault: a system error (a full disk, a permission) also says what to do.
+    const e = error as NodeJS.ErrnoException;
+    const retry = `agentctl ${[cmd ?? "", ...rest].join(" ").trim()}`;
+    log(
+      typeof e?.code === "string" ? faultLine(e, "", retry) : oneLine(e?.message ?? String(error)),
+    );
     return 1;
   }
 }
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ");

@@ -2435,9 +2435,9 @@ function faultLine(error, where, retry) {
   switch (e?.code) {
     case "ENOSPC":
     case "EDQUOT":
-      return `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`;
+      return where ? `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'` : `${message}: a disk is full; free space (df -h), then run '${retry}'`;
     case "EROFS":
-      return `${message}: ${where} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
+      return `${message}: ${where || "a disk"} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
     case "EACCES":
     case "EPERM":
       return `${message}: permission denied; run agentctl as root ('sudo ${retry}')`;
@@ -4203,11 +4203,15 @@ async function run2(cmd, rest) {
       log(error.message);
       return 2;
     }
-    log(error.message);
+    const e = error;
+    const retry = `agentctl ${[cmd ?? "", ...rest].join(" ").trim()}`;
+    log(
+      typeof e?.code === "string" ? faultLine(e, "", retry) : oneLine2(e?.message ?? String(error))
+    );
     return 1;
   }
 }
-var fs19, os3, log, UNHEALTHY_EXIT, agents;
+var fs19, os3, log, UNHEALTHY_EXIT, agents, oneLine2;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
@@ -4220,6 +4224,7 @@ var init_commands = __esm({
     init_monitor();
     init_notify();
     init_send();
+    init_reconcile();
     init_status();
     init_health();
     log = (line) => {
@@ -4231,6 +4236,7 @@ var init_commands = __esm({
       const conf = checked ? agentctlConf(process.env, log) : loadHostConf();
       return new Agents(conf, agentctlPaths(process.env), log, process.env);
     };
+    oneLine2 = (text2) => text2.replace(/\s*\n\s*/g, " ");
   }
 });
 

@@ -261,7 +261,7 @@ export function parseReconcileRecord(text: string | undefined): ReconcileRecord 
 
 /**
  * One line for a failure to change the host: what failed (errno and path, as Node names them) and
- * what to do about it. `where`: the folder whose disk is meant when the disk is full.
+ * what to do about it. `where`: the folder whose disk is meant when the disk is full ("": unknown).
  */
 export function faultLine(error: unknown, where: string, retry: string): string {
   const e = error as NodeJS.ErrnoException;
@@ -269,9 +269,11 @@ export function faultLine(error: unknown, where: string, retry: string): string 
   switch (e?.code) {
     case "ENOSPC":
     case "EDQUOT":
-      return `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`;
+      return where
+        ? `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`
+        : `${message}: a disk is full; free space (df -h), then run '${retry}'`;
     case "EROFS":
-      return `${message}: ${where} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
+      return `${message}: ${where || "a disk"} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
     case "EACCES":
     case "EPERM":
       return `${message}: permission denied; run agentctl as root ('sudo ${retry}')`;
