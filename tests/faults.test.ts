@@ -112,7 +112,11 @@ async function deploy(agents: number, key: string): Promise<{ args: string[]; st
 /** Runs the product's apply as the remote command does, as the leader of its own process group. */
 function apply(d: { args: string[]; stdin: string }, extra: NodeJS.ProcessEnv = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(APPLY, d.args, { env: { ...env(), ...extra }, detached: true });
+    // The repo keeps it 0644; the bundle installs it 0755 (cloud-init/files.ts).
+    const child = spawn("bash", [APPLY, ...d.args], {
+      env: { ...env(), ...extra },
+      detached: true,
+    });
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
