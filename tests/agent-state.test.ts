@@ -406,7 +406,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     ]);
     // Who needs you sorts first.
     expect((await status(h))[0].name).toBe("agent-1");
-    const table = (await ctl(h, ["status"])).stdout.split("\n");
+    const [host, ...table] = (await ctl(h, ["status"])).stdout.split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[1]).toMatch(/^agent-1\s+needs-permission\s/);
     // tmux itself marks the window and says so in the status line.
     await poll(

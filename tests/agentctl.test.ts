@@ -361,7 +361,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(r.workspace_bytes).toBeGreaterThan(0);
       expect(r.exit_code).toBeNull();
     }
-    const table = ctl(h, ["status"]).stdout.trim().split("\n");
+    // The host's health comes first (host/attention/health.ts), then the agents' table.
+    const [host, ...table] = ctl(h, ["status"]).stdout.trim().split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[0].split(/\s+/)).toEqual([
       "NAME",
       "STATE",

@@ -685,7 +685,8 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
           unpushed_commits: 1,
         },
       ]);
-      const table = h.ctl(["status"]).stdout.trim().split("\n");
+      const [host, ...table] = h.ctl(["status"]).stdout.trim().split("\n");
+      expect(host).toBe("HOST  healthy");
       const header = table[0].split(/\s{2,}/);
       expect(header).toEqual(expect.arrayContaining(["BRANCH", "UNSAVED"]));
       const cells = (line: string) => {
