@@ -21,6 +21,7 @@ import {
 import {
   ApplyError,
   ApplyUsageError,
+  agentsNeedRestart,
   confNeedsRestart,
   extraPackageNames,
   parseApplyArgs,
@@ -272,12 +273,17 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
     j.step("files", () => installFiles(bundle.files, changed, p));
     const next = decideConf(bundle.conf, p);
     const conf = next.conf;
-    if (next.restart)
-      j.owe({ restart: "Claude Code version, permission mode or provider changed" });
+    const keyFile = `${p.secrets}/anthropic-api-key`;
+    const keyChanged = secretDiffers(bundle.apiKey, keyFile);
+    // Decided before host.conf or the key is installed: a cut-off run must not lose it.
+    if (agentsNeedRestart({ conf: next.restart, apiKey: keyChanged }))
+      j.owe({
+        restart: next.restart
+          ? "Claude Code version, permission mode or provider changed"
+          : "the API key changed",
+      });
     j.step("conf", () => installConf(next.text, p));
     j.step("admin-keys", () => installAdminKeys(bundle.adminKeys, conf.adminUser, p));
-    const keyFile = `${p.secrets}/anthropic-api-key`;
-    if (secretDiffers(bundle.apiKey, keyFile)) j.owe({ restart: "the API key changed" });
     j.step("secrets", () => {
       installSecret(bundle.apiKey, keyFile, API_KEY);
       installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
