@@ -71,13 +71,22 @@ async function main(): Promise<void> {
     "--init-groups",
     ...argv,
   ];
+  // From "/": the caller's folder may be closed to the user, and a pane that cannot start there
+  // ends the server.
   const tmux = (args: string[]) =>
-    run(as(["tmux", "-S", sock, ...args])[0], as(["tmux", "-S", sock, ...args]).slice(1));
+    run(as(["tmux", "-S", sock, ...args])[0], as(["tmux", "-S", sock, ...args]).slice(1), {
+      cwd: "/",
+      env: { PATH: process.env.PATH, LANG: "C.UTF-8", HOME: `/home/${USER}` },
+    });
   const pane = async (w: string) =>
     (await tmux(["capture-pane", "-p", "-J", "-t", `=s:=${w}`])).stdout;
   const results: string[] = [];
   try {
-    await tmux(["new-session", "-d", "-s", "s", "-n", "control", "-x", "200", "-y", "50"]);
+    await tmux([
+      "new-session",
+      ...["-d", "-s", "s", "-n", "control", "-x", "200", "-y", "50", "-c", "/"],
+      ...["sleep", "infinity"],
+    ]);
     for (const mode of PERMISSION_MODES) {
       const cfg = path.join(dir, `cfg-${mode}`);
       const ws = path.join(dir, `ws-${mode}`);
