@@ -123,9 +123,20 @@ function apply(d: { args: string[]; stdin: string }, extra: NodeJS.ProcessEnv = 
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     child.on("error", reject);
-    child.on("close", (code, signal) => {
+    let ended = 0;
+    let exited: [number | null, NodeJS.Signals | null] | undefined;
+    const done = () => {
+      if (!exited) return;
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      resolve({ code: exited[0], signal: exited[1], stdout, stderr });
+    };
+    child.stdout.on("end", () => ++ended === 2 && done());
+    child.stderr.on("end", () => ++ended === 2 && done());
+    child.on("exit", (code, signal) => {
+      exited = [code, signal];
+      if (ended === 2) done();
+      // A process apply started may hold its stderr open: its exit is what counts.
+      else setTimeout(done, 2000);
     });
     child.stdin.end(d.stdin);
   });
@@ -186,6 +197,10 @@ function snapshotFiles(): Map<string, string> {
   return out;
 }
 
+/** Progress on stderr as it happens (jest holds console output until a test ends). */
+const note = (line: string) =>
+  process.stderr.write(`faults: ${new Date().toISOString()} ${line}\n`);
+
 const errors = (s: Status) => s.host.problems.filter((x) => x.level === "error");
 
 suite("faults: the host keeps its word (issue 23)", () => {
@@ -193,6 +208,7 @@ suite("faults: the host keeps its word (issue 23)", () => {
   let key = KEY("base");
 
   beforeAll(async () => {
+    note("building the sandbox");
     BASE = fs.mkdtempSync("/var/lib/agent-host-faults-");
     fs.chmodSync(BASE, 0o755);
     ROOT = path.join(BASE, "root");
@@ -253,10 +269,15 @@ suite("faults: the host keeps its word (issue 23)", () => {
         "",
       ].join("\n"),
     );
-    const r = await apply(await deploy(2, key));
+    note("rendering the program");
+    const first = await deploy(2, key);
+    note("the first apply");
+    const r = await apply(first);
+    note(`the first apply ended: ${r.code}`);
     if (r.code !== 0) throw new Error(`the first apply failed (${r.code}): ${r.stderr}`);
     await running(2);
-  });
+    note("2 agents running");
+  }, 180_000);
 
   afterAll(() => {
     if (ROOT && fs.existsSync(p.sock())) spawnSync("tmux", ["-S", p.sock(), "kill-server"]);
