@@ -119,7 +119,8 @@ function apply(d: { args: string[]; stdin: string }, extra: NodeJS.ProcessEnv = 
     });
     let stdout = "";
     let stderr = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    // Bounded: the whole group (apply, Node, what they run), as a stuck deploy would be cut.
+    const timer = setTimeout(() => process.kill(-(child.pid as number), "SIGKILL"), 120_000);
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     child.on("error", reject);
