@@ -107,9 +107,12 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   if (failed.length === 0 && plan.surplus.length > 0) stopSurplus(a, plan.surplus);
   a.applyLimits();
   const desiredFile = path.join(conf.runDir, "desired");
-  const before = Number(readText(desiredFile));
+  const text = readText(desiredFile);
+  const before = text === undefined ? NaN : Number(text);
+  // With none before (a first reconcile that failed), 0: status then lists the agents that have a
+  // window, never AGENT_COUNT's phantoms.
   const desired = failed.length === 0 ? args.count : Number.isSafeInteger(before) ? before : 0;
-  if (failed.length === 0) fs.writeFileSync(desiredFile, `${args.count}\n`);
+  if (failed.length === 0 || text === undefined) fs.writeFileSync(desiredFile, `${desired}\n`);
   const record: ReconcileRecord = {
     at: Math.floor(Date.now() / 1000),
     requested: args.count,
@@ -118,7 +121,10 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     failed,
   };
   writeRecord(path.join(conf.runDir, RECONCILE_RECORD), record, log);
-  const started = plan.starts.filter((s) => !failed.some((f) => f.agent === s.agent));
+  const checkoutsFailed = failed.some((f) => f.agent === 0);
+  const started = checkoutsFailed
+    ? []
+    : plan.starts.filter((s) => !failed.some((f) => f.agent === s.agent));
   const summary = {
     desired,
     added: started.filter((s) => !s.restart).map((s) => s.agent),

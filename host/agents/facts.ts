@@ -102,8 +102,10 @@ export function agentUid(user: string): number | undefined {
 
 /** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
 export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknown>): number[] {
-  const desired = Number(readSmall(path.join(conf.runDir, "desired")));
-  const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
+  const text = readSmall(path.join(conf.runDir, "desired"));
+  const desired = text === undefined ? NaN : Number(text);
+  // "0" is a count (a first reconcile failed before any agent started): only the windows there are.
+  const count = Number.isSafeInteger(desired) && desired >= 0 ? desired : conf.agentCount;
   const all = new Set<number>(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
