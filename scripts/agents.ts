@@ -78,7 +78,7 @@ async function hostStatus(host: FleetHost, options: SshOptions, timeout: number)
     if (r.code !== 0) {
       return { host, error: `unreachable: ${lastLine(r.stderr) || `ssh exited ${r.code}`}` };
     }
-    return { host, rows: parseStatusJson(r.stdout) };
+    return { host, ...parseStatusJson(r.stdout) };
   } catch (error) {
     return { host, error: (error as Error).message };
   }

@@ -168,24 +168,47 @@ export function parseTarget(
   return { host, agent: Number(match[2]) };
 }
 
-/** What one host answered: its rows, or why it could not. */
-export type HostStatus =
-  { host: FleetHost; rows: StatusRow[] } | { host: FleetHost; error: string };
-
-/** `agentctl status --json`'s stdout → rows; throws on anything else. */
-export function parseStatusJson(stdout: string): StatusRow[] {
-  const parsed: unknown = JSON.parse(stdout);
-  if (!Array.isArray(parsed) || !parsed.every((r) => isObject(r) && typeof r.name === "string")) {
-    throw new Error("agentctl status --json did not print a list of agents");
-  }
-  return parsed as StatusRow[];
+/** A fault the host reports about itself (agentctl status --json's host.problems). */
+export interface HostProblem {
+  level: string;
+  kind: string;
+  message: string;
 }
 
-/** One line of the fleet table: an agent of a host, or a host that did not answer. */
+/** What one host answered: its rows and problems, or why it could not. */
+export type HostStatus =
+  | { host: FleetHost; rows: StatusRow[]; problems: HostProblem[] }
+  | { host: FleetHost; error: string };
+
+/**
+ * `agentctl status --json`'s stdout: `{"host":{"healthy":…,"problems":[…]},"agents":[…]}`, or the
+ * bare list of agents an older host prints. Throws on anything else.
+ */
+export function parseStatusJson(stdout: string): { rows: StatusRow[]; problems: HostProblem[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    throw new Error(`agentctl status --json printed no JSON: ${JSON.stringify(lastLine(stdout))}`);
+  }
+  const agents = isObject(parsed) ? parsed.agents : parsed;
+  const host = isObject(parsed) && isObject(parsed.host) ? parsed.host : {};
+  const problems: unknown[] = Array.isArray(host.problems) ? host.problems : [];
+  const isRow = (r: unknown) => isObject(r) && typeof r.name === "string";
+  const isProblem = (p: unknown) => isObject(p) && typeof p.message === "string";
+  if (!Array.isArray(agents) || !agents.every(isRow) || !problems.every(isProblem)) {
+    throw new Error("agentctl status --json did not print a list of agents");
+  }
+  return { rows: agents as StatusRow[], problems: problems as HostProblem[] };
+}
+
+/** One line of the table: an agent of a host, a host's problem, or a host that did not answer. */
 export interface FleetRow {
   host: string;
   hostIndex: number;
   row?: StatusRow;
+  /** A fault the host reports (disk full, a failed apply…): it needs the lead too. */
+  problem?: HostProblem;
   /** Why the host did not answer. */
   unreachable?: string;
 }
@@ -193,20 +216,24 @@ export interface FleetRow {
 const agentNumber = (name: string) => Number(/(\d+)$/.exec(name)?.[1] ?? 0);
 
 /**
- * Every host's agents in one list: the agents that need the lead first (longest waiting first,
- * as agentctl status orders one host), then host by host in the stack's order, each host's agents
- * by number; a host that did not answer is one row in its place.
+ * Every host's agents in one list: what needs the lead first (agents waiting on it, longest
+ * waiting first as agentctl status orders one host, then the hosts' own problems), then host by
+ * host in the stack's order, each host's agents by number; a host that did not answer is one row
+ * in its place.
  */
 export function fleetRows(results: readonly HostStatus[]): FleetRow[] {
-  const rows: FleetRow[] = results.flatMap((result, hostIndex): FleetRow[] =>
-    "error" in result
-      ? [{ host: result.host.name, hostIndex, unreachable: result.error }]
-      : result.rows.map((row) => ({ host: result.host.name, hostIndex, row })),
-  );
-  const needs = (r: FleetRow) => r.row?.needs_you === true;
+  const rows: FleetRow[] = results.flatMap((result, hostIndex): FleetRow[] => {
+    const host = result.host.name;
+    if ("error" in result) return [{ host, hostIndex, unreachable: result.error }];
+    return [
+      ...result.problems.map((problem) => ({ host, hostIndex, problem })),
+      ...result.rows.map((row) => ({ host, hostIndex, row })),
+    ];
+  });
+  const rank = (r: FleetRow) => (r.row?.needs_you === true ? 0 : r.problem ? 1 : 2);
   return rows.sort((a, b) => {
-    if (needs(a) !== needs(b)) return needs(a) ? -1 : 1;
-    if (needs(a) && needs(b)) {
+    if (rank(a) !== rank(b)) return rank(a) - rank(b);
+    if (rank(a) === 0) {
       const since = (a.row?.state_since ?? 0) - (b.row?.state_since ?? 0);
       if (since !== 0) return since;
     }
@@ -222,15 +249,12 @@ export function fleetTable(rows: readonly FleetRow[]): string {
     ["HOST", ...shown.map((c) => c.header as string)],
     ...rows.map((r) => {
       if (!r.row) {
+        // A host-wide line: STATE says what it is, WHY says why.
+        const state = r.problem ? `host-${r.problem.level}` : "unreachable";
+        const why = r.problem ? `${r.problem.kind}: ${r.problem.message}` : (r.unreachable ?? "-");
         return [
           r.host,
-          ...shown.map((c) =>
-            c.key === "agent_state"
-              ? "unreachable"
-              : c.key === "why"
-                ? (r.unreachable ?? "-")
-                : "-",
-          ),
+          ...shown.map((c) => (c.key === "agent_state" ? state : c.key === "why" ? why : "-")),
         ];
       }
       const row = r.row;

@@ -346,6 +346,17 @@ suite("npm run agents across three hosts on loopback", () => {
       }),
     );
     outputsFile = writeOutputs(path.join(dir, "outputs.json"), (h) => h.hostKey);
+    // Every agent's claude has started (a PID in its row), asked the way the lead asks.
+    const deadline = Date.now() + 60_000;
+    for (let last = ""; ;) {
+      const r = await agents(["--outputs", outputsFile, "status"]);
+      const rows = tableLines(r.stdout).slice(1);
+      const running = rows.filter((l) => /^\S+\s+agent-\d+\s+\S+\s+\S+\s+\d+\s/.test(l));
+      if (r.code === 0 && running.length === 7) break;
+      last = `${r.stdout}${r.stderr}`;
+      if (Date.now() > deadline) throw new Error(`not every agent running after 60 s:\n${last}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   });
 
   afterAll(async () => {
@@ -425,7 +436,7 @@ suite("npm run agents across three hosts on loopback", () => {
     const r = await agents(["--outputs", outputsFile, "send", "--force", "host-2/agent-3", text]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({
       code: 0,
-      stderr: expect.stringContaining("agent-3"),
+      stderr: expect.stringMatching(/agent-3.*typed|typed.*agent-3/),
     });
     await waitFor(
       "the text in host-2's agent-3 window",

@@ -189,6 +189,7 @@ describe("one table for every host", () => {
           row("agent-2", { needs_you: true, agent_state: "needs-permission", state_since: 300 }),
           row("agent-1"),
         ],
+        problems: [],
       },
       { host: host(2), error: "unreachable: Connection refused" },
       {
@@ -197,11 +198,13 @@ describe("one table for every host", () => {
           row("agent-1", { needs_you: true, agent_state: "needs-answer", state_since: 200 }),
           row("agent-2"),
         ],
+        problems: [{ level: "error", kind: "disk", message: "/workspaces is 97% full" }],
       },
     ]);
-    expect(rows.map((r) => `${r.host}/${r.row?.name ?? "-"}`)).toEqual([
+    expect(rows.map((r) => `${r.host}/${r.row?.name ?? r.problem?.kind ?? "-"}`)).toEqual([
       "host-3/agent-1",
       "host-1/agent-2",
+      "host-3/disk",
       "host-1/agent-1",
       "host-1/agent-10",
       "host-2/-",
@@ -210,12 +213,24 @@ describe("one table for every host", () => {
     const table = fleetTable(rows).split("\n");
     expect(table[0]).toMatch(/^HOST\s+NAME\s+STATE\s+SINCE\s+PID\b/);
     expect(table[1]).toMatch(/^host-3\s+agent-1\s+needs-answer\s/);
-    expect(table[5]).toMatch(/^host-2\s+-\s+unreachable\s.*unreachable: Connection refused$/);
+    expect(table[3]).toMatch(/^host-3\s+-\s+host-error\s.*disk: \/workspaces is 97% full$/);
+    expect(table[6]).toMatch(/^host-2\s+-\s+unreachable\s.*unreachable: Connection refused$/);
   });
 
-  test("agentctl status --json is parsed; anything else is an error", () => {
-    expect(parseStatusJson(JSON.stringify([row("agent-1")]))[0].name).toBe("agent-1");
+  test("agentctl status --json is parsed (the host's problems and agents, or an older host's list)", () => {
+    const problem = { level: "warning", kind: "disk", message: "80% full" };
+    const current = JSON.stringify({
+      host: { healthy: false, problems: [problem] },
+      agents: [row("agent-1")],
+    });
+    expect(parseStatusJson(current)).toEqual({ rows: [row("agent-1")], problems: [problem] });
+    expect(parseStatusJson(JSON.stringify([row("agent-1")]))).toEqual({
+      rows: [row("agent-1")],
+      problems: [],
+    });
     expect(() => parseStatusJson("{}")).toThrow("did not print a list of agents");
-    expect(() => parseStatusJson("Permission denied")).toThrow();
+    expect(() => parseStatusJson("Permission denied")).toThrow(
+      'agentctl status --json printed no JSON: "Permission denied"',
+    );
   });
 });
