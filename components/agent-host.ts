@@ -5,6 +5,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+import type { ConnectVia } from "../config";
 import { scheduleCrons, type WorkSchedule } from "../schedule";
 import { CLOUD_PLATFORM_SCOPE, VERTEX_ROLE, computeServiceAgent } from "../shared-rules";
 
@@ -43,8 +44,14 @@ export interface AgentHostArgs {
   bootDiskSizeGb: number;
   dataDiskSizeGb: number;
   dataDiskType: string;
-  /** CIDRs allowed to reach tcp:22. */
+  /** CIDRs allowed to reach tcp:22 (with connectVia iap: IAP's range, as config.ts gives it). */
   sshSourceRanges: string[];
+  /**
+   * public-ip: a static external address (compute.Address) on the VM. iap: no external address
+   * at all (no Address, no accessConfig); SSH arrives through IAP's TCP forwarding.
+   * @default "public-ip"
+   */
+  connectVia?: ConnectVia;
   /** The #cloud-config text. Read by cloud-init at first boot only. */
   userData: pulumi.Input<string>;
   /**
@@ -99,13 +106,14 @@ export function dataDiskId(project: string, zone: string, name: string): string 
 export class AgentHost extends pulumi.ComponentResource {
   public readonly instance: gcp.compute.Instance;
   public readonly dataDisk: gcp.compute.Disk;
-  public readonly address: gcp.compute.Address;
+  /** The static external address; undefined with connectVia iap. */
+  public readonly address?: gcp.compute.Address;
   public readonly serviceAccount: gcp.serviceaccount.Account;
   public readonly firewall: gcp.compute.Firewall;
   public readonly snapshotPolicy?: gcp.compute.ResourcePolicy;
   public readonly workHoursPolicy?: gcp.compute.ResourcePolicy;
-  /** The static external IP. */
-  public readonly publicIp: pulumi.Output<string>;
+  /** The static external IP; undefined with connectVia iap. */
+  public readonly publicIp?: pulumi.Output<string>;
   public readonly instanceName: pulumi.Output<string>;
   /** Changes when the VM is replaced (new boot disk, new cloud-init run). */
   public readonly instanceId: pulumi.Output<string>;
@@ -146,17 +154,20 @@ export class AgentHost extends pulumi.ComponentResource {
       );
     }
 
-    this.address = new gcp.compute.Address(
-      `${name}-ip`,
-      {
-        project: args.project,
-        region: args.region,
-        name: `${args.instanceName}-ip`,
-        addressType: "EXTERNAL",
-        labels,
-      },
-      { parent: this },
-    );
+    const iap = args.connectVia === "iap";
+    this.address = iap
+      ? undefined
+      : new gcp.compute.Address(
+          `${name}-ip`,
+          {
+            project: args.project,
+            region: args.region,
+            name: `${args.instanceName}-ip`,
+            addressType: "EXTERNAL",
+            labels,
+          },
+          { parent: this },
+        );
 
     // Targets the VM's service account, not a network tag: anyone who may edit instances can
     // add a tag, while the service account is fixed by this stack.
@@ -166,7 +177,9 @@ export class AgentHost extends pulumi.ComponentResource {
         project: args.project,
         name: `${args.instanceName}-ssh`,
         network,
-        description: "SSH to the agent-host VM from the configured ranges only.",
+        description: iap
+          ? "SSH to the agent-host VM through IAP TCP forwarding only (35.235.240.0/20)."
+          : "SSH to the agent-host VM from the configured ranges only.",
         direction: "INGRESS",
         allows: [{ protocol: "tcp", ports: ["22"] }],
         sourceRanges: args.sshSourceRanges,
@@ -287,9 +300,15 @@ export class AgentHost extends pulumi.ComponentResource {
         attachedDisks: [
           { source: this.dataDisk.selfLink, deviceName: DATA_DEVICE_NAME, mode: "READ_WRITE" },
         ],
-        networkInterfaces: [
-          { network, accessConfigs: [{ natIp: this.address.address, networkTier: "PREMIUM" }] },
-        ],
+        // No accessConfig: no external address at all (IAP reaches the internal one).
+        networkInterfaces: this.address
+          ? [
+              {
+                network,
+                accessConfigs: [{ natIp: this.address.address, networkTier: "PREMIUM" }],
+              },
+            ]
+          : [{ network }],
         serviceAccount: {
           email: this.serviceAccount.email,
           scopes: args.vertex ? [CLOUD_PLATFORM_SCOPE] : [...VM_SCOPES],
@@ -306,6 +325,9 @@ export class AgentHost extends pulumi.ComponentResource {
           "serial-port-enable": "FALSE",
           // Keys come from cloud-init's users; OS Login would bypass them.
           "enable-oslogin": "FALSE",
+          // The guest environment publishes the SSH host keys as guest attributes (hostkeys/),
+          // which the deploy pins once, at creation (components/host-key.ts).
+          "enable-guest-attributes": "TRUE",
         },
         scheduling,
         ...(this.workHoursPolicy ? { resourcePolicies: this.workHoursPolicy.selfLink } : {}),
@@ -359,7 +381,7 @@ export class AgentHost extends pulumi.ComponentResource {
       );
     }
 
-    this.publicIp = this.address.address;
+    this.publicIp = this.address?.address;
     this.instanceName = this.instance.name;
     this.instanceId = this.instance.instanceId;
     this.registerOutputs({

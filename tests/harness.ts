@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 import { readFileSync } from "fs";
 import { parse as parseYaml } from "yaml";
+import { PIN_CREATE } from "../components/agent-fleet";
 
 /** The SDK's marker for a secret value in mocked resource inputs (its own exported constants). */
 export const SECRET_SIG = specialSecretSig;
@@ -42,6 +43,9 @@ export const MOCK_DEPLOY_PUBLIC_KEY =
 export const MOCK_INSTANCE_ID = "4242424242424242";
 export const MOCK_IP = "198.51.100.10";
 export const MOCK_PROJECT_NUMBER = "123456789012";
+/** The ed25519 host key the mocked VM publishes in its guest attributes (a real key's blob). */
+export const MOCK_HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3QtaG9zdC1rZXktb2YtdGhlLW1vY2tlZC12bSEh";
 export const MOCK_SUMMARY = '{"desired":10,"added":[],"removed":[],"restarted":[],"running":10}';
 
 export interface RunOptions {
@@ -54,6 +58,11 @@ export interface RunOptions {
   /** Its public half (OpenSSH, one line), from the mocked key and tls.getPublicKey. */
   generatedPublicKey?: string;
   stack?: string;
+  /**
+   * The VM's guest attributes under hostkeys/ (getInstanceGuestAttributes' queryValues).
+   * @default one ssh-ed25519 entry holding MOCK_HOST_KEY
+   */
+  guestAttributes?: { namespace: string; key: string; value: string }[];
   /** currentStatus getInstance reports for the VM (RUNNING, TERMINATED, …); unset: no VM yet. */
   instanceStatus?: string;
   /**
@@ -145,6 +154,12 @@ function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       return { ...inputs, instanceId: MOCK_INSTANCE_ID };
     case "command:remote:Command":
       return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    case "command:local:Command":
+      // The host key pin's create is `cat`: its stdout is its stdin (the provider trims one "\n").
+      // Every other local command here is the IAP reconcile, which prints agentctl's summary.
+      return inputs.create === PIN_CREATE
+        ? { ...inputs, stdout: String(inputs.stdin ?? "").replace(/\n$/, ""), stderr: "" }
+        : { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
     default:
       return { ...inputs };
   }
@@ -184,6 +199,14 @@ function ensureMocks(stack: string): void {
           // No VM yet: GCP's 404, whose text the mocks drop, like getDisk's above.
           const status = state.options.instanceStatus;
           return status ? { name: args.inputs.name, currentStatus: status } : {};
+        }
+        if (args.token === "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes") {
+          const [type, blob] = MOCK_HOST_KEY.split(" ");
+          return {
+            queryValues: state.options.guestAttributes ?? [
+              { namespace: "hostkeys", key: type, value: blob },
+            ],
+          };
         }
         if (args.token === "tls:index/getPublicKey:getPublicKey") {
           return { publicKeyOpenssh: `${deployPublicKey()}\n` };
