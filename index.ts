@@ -154,7 +154,7 @@ function stackOutputs(
     statusCommand: commands.status,
     /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
     sshHostKey: fleet.hostKey,
-    sshHostKeyFingerprint: fleet.hostKey.apply(fingerprint),
+    sshHostKeyFingerprint: fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
     startCommand: startCommand(vm),
     agentCount: config.agentCount,
     reconcileSummary: fleet.summary,

@@ -14,12 +14,17 @@ import { publicBundleSha256, renderBundle, renderPublicBundle } from "../cloud-i
 import type { HostFileContent } from "../cloud-init/files";
 import { ADMIN_USER } from "../cloud-init/host-config";
 import type { ConnectVia } from "../config";
-import { checkPin, HOSTKEY_QUERY_PATH, hostKeyFromGuestAttributes } from "./host-key";
+import { HOSTKEY_QUERY_PATH, hostKeyFromGuestAttributes, pinDecision } from "./host-key";
 
 export const APPLY_PATH = "/usr/local/lib/agent-host/apply";
 
-/** The pin's create: keep the published key it gets on stdin (its stdout lands in the state). */
-export const PIN_CREATE = "cat";
+/**
+ * The pin's create: keep the published key it gets on stdin (its stdout lands in the state), or,
+ * when none could be read, fail the step saying why (a failed create leaves no state: the next
+ * `up` reads again).
+ */
+export const PIN_CREATE =
+  'if [ -n "${AGENT_HOST_HOST_KEY_PROBLEM:-}" ]; then printf \'%s\\n\' "$AGENT_HOST_HOST_KEY_PROBLEM" >&2; exit 1; fi; cat';
 /**
  * The pin's update (any input changed on the same VM): print the key the state kept, never the
  * new one. local.Command hands the previous stdout over as PULUMI_COMMAND_STDOUT (pulumi-command
@@ -28,8 +33,24 @@ export const PIN_CREATE = "cat";
 export const PIN_KEEP =
   "printf '%s\\n' \"${PULUMI_COMMAND_STDOUT:?the state holds no pinned host key: run pulumi up --replace on this command}\"";
 
+/**
+ * The check's command when the published key is the pinned one: print it (its stdout is the key
+ * every connection then takes).
+ */
+export const PIN_CHECK_PASS = "printf '%s\\n' \"$AGENT_HOST_HOST_KEY\"";
+/**
+ * The check's command when they differ: fail the step with the refusal (both fingerprints, how to
+ * accept). A failed step stops the deployment there: the reconcile, which depends on it, never
+ * runs, so nothing is sent.
+ */
+export const PIN_CHECK_REFUSE = "printf '%s\\n' \"$AGENT_HOST_HOST_KEY_REFUSAL\" >&2; exit 1";
+
 /** scripts/iap-ssh: the reconcile's SSH leg through an IAP tunnel (connectVia iap). */
 export const IAP_SSH_SCRIPT_PATH = path.join(__dirname, "..", "scripts", "iap-ssh");
+
+/** The published host key, or why none could be read. */
+export type HostKeyRead =
+  { key: string; problem?: undefined } | { key?: undefined; problem: string };
 
 export interface VmRef {
   project: string;
@@ -104,21 +125,29 @@ export async function publishedHostKey(
   vm: VmRef,
   waitSeconds: number,
   pollSeconds: number,
-): Promise<string> {
+): Promise<HostKeyRead> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    const attributes = await gcp.compute.getInstanceGuestAttributes({
-      project: vm.project,
-      zone: vm.zone,
-      name: vm.name,
-      queryPath: HOSTKEY_QUERY_PATH,
-    });
-    const key = hostKeyFromGuestAttributes(attributes.queryValues);
-    if (key) return key;
+    try {
+      const attributes = await gcp.compute.getInstanceGuestAttributes({
+        project: vm.project,
+        zone: vm.zone,
+        name: vm.name,
+        queryPath: HOSTKEY_QUERY_PATH,
+      });
+      const key = hostKeyFromGuestAttributes(attributes.queryValues);
+      if (key) return { key };
+    } catch (error) {
+      // A failed read (no permission, no VM, a published value that is no key) is reported by the
+      // pin or check step, which stops the deployment before anything is sent.
+      return {
+        problem: `Reading VM ${vm.name}'s SSH host key from its guest attributes failed, so nothing was sent to it: ${(error as Error).message}`,
+      };
+    }
     if (Date.now() >= deadline) {
-      throw new pulumi.RunError(
-        `VM ${vm.name} published no SSH host key (guest attributes ${HOSTKEY_QUERY_PATH}) within ${waitSeconds} s, so the deploy cannot tell it from an impostor and sends nothing. Check that its metadata has enable-guest-attributes TRUE and that it booted: gcloud compute instances get-serial-port-output ${vm.name} --zone ${vm.zone} --project ${vm.project}`,
-      );
+      return {
+        problem: `VM ${vm.name} published no SSH host key (guest attributes ${HOSTKEY_QUERY_PATH}) within ${waitSeconds} s, so the deploy cannot tell it from an impostor and sent nothing. A VM created before agent-host pinned host keys never publishes them: see docs/security.md, "SSH host key pinning and IAP". Otherwise check that it booted: gcloud compute instances get-serial-port-output ${vm.name} --zone ${vm.zone} --project ${vm.project}`,
+      };
     }
     await new Promise((resolve) => setTimeout(resolve, pollSeconds * 1000));
   }
@@ -129,6 +158,8 @@ export class AgentFleet extends pulumi.ComponentResource {
   public readonly reconcile: command.remote.Command | command.local.Command;
   /** Keeps the VM's host key from its creation in the state. */
   public readonly hostKeyPin: command.local.Command;
+  /** Compares it with what the VM publishes now; fails the deployment when they differ. */
+  public readonly hostKeyCheck: command.local.Command;
   /** The host key every connection checks ("type base64"). */
   public readonly hostKey: pulumi.Output<string>;
   /** What agentctl reported: {"desired":N,"added":[…],"removed":[…],"restarted":[…],"running":N}. */
@@ -139,34 +170,58 @@ export class AgentFleet extends pulumi.ComponentResource {
     const via = args.connectVia ?? "public-ip";
 
     // Read after the instance step, so a replaced VM's new key is read in the same `up`; during a
-    // preview of a new VM the ID is unknown and nothing is read.
+    // preview of a new VM the ID is unknown and nothing is read. (No ID at all: no instance.)
     const published = pulumi
       .output(args.instanceId)
-      .apply(() =>
-        publishedHostKey(args.vm, args.hostKeyWaitSeconds ?? 600, args.hostKeyPollSeconds ?? 5),
+      .apply(async (id): Promise<HostKeyRead> =>
+        id
+          ? publishedHostKey(args.vm, args.hostKeyWaitSeconds ?? 600, args.hostKeyPollSeconds ?? 5)
+          : { problem: `VM ${args.vm.name} has no instance ID: nothing to read` },
       );
     this.hostKeyPin = new command.local.Command(
       `${name}-hostkey`,
       {
         create: PIN_CREATE,
         update: PIN_KEEP,
-        stdin: published,
+        stdin: published.apply((read) => read.key ?? ""),
+        environment: published.apply((read): Record<string, string> =>
+          read.problem === undefined ? {} : { AGENT_HOST_HOST_KEY_PROBLEM: read.problem },
+        ),
         // A new VM (new ID) replaces the pin: create runs and keeps the new VM's key.
         triggers: [args.instanceId],
         logging: "none",
       },
       { parent: this },
     );
-    this.hostKey = pulumi
+    // The decision is components/host-key.ts's; the step only carries it out, so a refusal stops
+    // the deployment the way a failed resource does.
+    const decision = pulumi
       .all([this.hostKeyPin.stdout, published, this.hostKeyPin.urn])
-      .apply(([pinned, seen, urn]) => {
-        try {
-          return checkPin(args.vm.name, pinned, seen, urn);
-        } catch (error) {
-          // RunError: the CLI prints the message alone, without a stack trace.
-          throw new pulumi.RunError((error as Error).message);
-        }
-      });
+      .apply(([pinned, read, urn]) =>
+        read.problem !== undefined
+          ? { ok: false as const, refusal: read.problem }
+          : pinDecision(args.vm.name, pinned, read.key, urn),
+      );
+    decision.apply((d) => {
+      // A preview runs no command: say it now.
+      if (!d.ok && pulumi.runtime.isDryRun()) void pulumi.log.error(d.refusal, this);
+    });
+    const check = decision.apply((d): { command: string; environment: Record<string, string> } =>
+      d.ok
+        ? { command: PIN_CHECK_PASS, environment: { AGENT_HOST_HOST_KEY: d.hostKey } }
+        : { command: PIN_CHECK_REFUSE, environment: { AGENT_HOST_HOST_KEY_REFUSAL: d.refusal } },
+    );
+    this.hostKeyCheck = new command.local.Command(
+      `${name}-hostkey-check`,
+      {
+        create: check.command,
+        update: check.command,
+        environment: check.environment,
+        logging: "stderr",
+      },
+      { parent: this },
+    );
+    this.hostKey = this.hostKeyCheck.stdout;
 
     const publicBundle = pulumi
       .output(args.adminAuthorizedKeys)

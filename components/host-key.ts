@@ -143,12 +143,37 @@ export function hostKeyChangedMessage(
  */
 export function checkPin(
   instance: string,
-  pinned: string,
+  pinned: string | undefined,
   published: string,
   pinUrn: string,
 ): string {
+  if (!pinned) {
+    throw new HostKeyError(
+      `the state holds no pinned host key for VM ${instance}: replace the pin with: pulumi up --replace '${pinUrn}'`,
+    );
+  }
   const kept = hostKeyLine(parseHostKey(pinned));
   const seen = hostKeyLine(parseHostKey(published));
   if (kept !== seen) throw new HostKeyChangedError(instance, kept, seen, pinUrn);
   return kept;
+}
+
+/** What the deploy does with the pinned and the published key: connect with one, or refuse. */
+export type PinDecision = { ok: true; hostKey: string } | { ok: false; refusal: string };
+
+/** checkPin as a value: the refusal's message instead of a throw. */
+export function pinDecision(
+  instance: string,
+  pinned: string | undefined,
+  published: string,
+  pinUrn: string,
+): PinDecision {
+  try {
+    return { ok: true, hostKey: checkPin(instance, pinned, published, pinUrn) };
+  } catch (error) {
+    if (error instanceof HostKeyError || error instanceof HostKeyChangedError) {
+      return { ok: false, refusal: error.message };
+    }
+    throw error;
+  }
 }

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 import { readFileSync } from "fs";
 import { parse as parseYaml } from "yaml";
-import { PIN_CREATE } from "../components/agent-fleet";
+import { PIN_CHECK_PASS, PIN_CREATE } from "../components/agent-fleet";
 import { generateUrn, type Alias } from "./engine/urn";
 
 /** The SDK's marker for a secret value in mocked resource inputs (its own exported constants). */
@@ -318,12 +318,19 @@ function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       return { ...inputs, instanceId: MOCK_INSTANCE_ID };
     case "command:remote:Command":
       return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
-    case "command:local:Command":
-      // The host key pin's create is `cat`: its stdout is its stdin (the provider trims one "\n").
-      // Every other local command here is the IAP reconcile, which prints agentctl's summary.
-      return inputs.create === PIN_CREATE
-        ? { ...inputs, stdout: String(inputs.stdin ?? "").replace(/\n$/, ""), stderr: "" }
-        : { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    case "command:local:Command": {
+      // What each of the stack's local commands prints (the provider trims one "\n"): the pin's
+      // `cat` its stdin, the passing check the key in its environment, the IAP reconcile
+      // agentctl's summary. (The engine stand-in, tests/engine/lifecycle.ts, runs them.)
+      const env = (inputs.environment ?? {}) as Record<string, string>;
+      if (inputs.create === PIN_CREATE) {
+        return { ...inputs, stdout: String(inputs.stdin ?? "").replace(/\n$/, ""), stderr: "" };
+      }
+      if (inputs.create === PIN_CHECK_PASS) {
+        return { ...inputs, stdout: env.AGENT_HOST_HOST_KEY, stderr: "" };
+      }
+      return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    }
     default:
       return { ...inputs };
   }

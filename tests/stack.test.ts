@@ -40,6 +40,7 @@ describe("default configuration", () => {
         "agent-host:host:AgentHost::agent-host",
         "command:remote:Command::agent-host-reconcile",
         "command:local:Command::agent-host-hostkey",
+        "command:local:Command::agent-host-hostkey-check",
         `${GCP}/address:Address::agent-host-ip`,
         `${GCP}/disk:Disk::agent-host-data`,
         `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment::agent-host-data-snapshots`,
