@@ -989,6 +989,16 @@ export class LifecycleEngine implements MockEngine {
         vm.status = "RUNNING";
       }
     }
+    // resourceComputeInstanceUpdate: a network interface's access_config is removed
+    // (deleteAccessConfig) or added (addAccessConfig) in place, on the running VM.
+    const natIp = String(
+      getPath(goal, ["networkInterfaces", "0", "accessConfigs", "0", "natIp"]) ?? "",
+    );
+    if (natIp !== vm.natIp) {
+      if (vm.natIp) vm.calls.push("deleteAccessConfig");
+      if (natIp) vm.calls.push("addAccessConfig");
+      vm.natIp = natIp;
+    }
     vm.inputs = goal;
     // setMetadata and friends: the VM keeps running its booted user-data.
     vm.metadataUserData = String(getPath(goal, ["metadata", "user-data"]) ?? "");
