@@ -581,23 +581,26 @@ function parseImage(get: Get, warnings: string[]): string {
  */
 function parseSshSourceRanges(get: Get, warnings: string[], connectVia: ConnectVia): string[] {
   const ranges = parseStringList("sshSourceRanges", get("sshSourceRanges"), "203.0.113.7/32");
+  const iapFix = `pulumi config set --path 'sshSourceRanges[0]' ${IAP_TCP_FORWARDING_RANGE}`;
+  if (ranges === undefined) {
+    throw new ConfigError(
+      connectVia === "iap"
+        ? `sshSourceRanges is required: with connectVia iap it is IAP's range. Run: ${iapFix}`
+        : "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or 35.235.240.0/20 for IAP.",
+    );
+  }
   if (connectVia === "iap") {
-    const others = (ranges ?? []).filter((r) => r !== IAP_TCP_FORWARDING_RANGE);
-    if (others.length > 0) {
+    const others = ranges.filter((r) => r !== IAP_TCP_FORWARDING_RANGE);
+    if (others.length > 0 || ranges.length === 0) {
       throw new ConfigError(
-        `sshSourceRanges lists ${others.map(show).join(", ")} but connectVia is iap: the VM has no external address, and its firewall admits SSH from IAP's ${IAP_TCP_FORWARDING_RANGE} only. Run: pulumi config rm sshSourceRanges (or pulumi config set connectVia public-ip to reach the VM at its address)`,
+        `sshSourceRanges is [${ranges.map(show).join(", ")}] but connectVia is iap: the VM has no external address, and its firewall admits SSH from IAP's ${IAP_TCP_FORWARDING_RANGE} only. Run: pulumi config rm sshSourceRanges && ${iapFix} (or pulumi config set connectVia public-ip to reach the VM at its address)`,
       );
     }
     return [IAP_TCP_FORWARDING_RANGE];
   }
-  if (ranges === undefined) {
-    throw new ConfigError(
-      "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or pulumi config set connectVia iap (no external address; SSH through IAP).",
-    );
-  }
   if (ranges.length === 0) {
     throw new ConfigError(
-      "sshSourceRanges is an empty list; nobody could reach the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or pulumi config set connectVia iap (no external address; SSH through IAP).",
+      "sshSourceRanges is an empty list; nobody could reach the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32",
     );
   }
   const seen = new Set<string>();

@@ -125,7 +125,7 @@ describe("connectVia iap under the engine's rules", () => {
     expect((await engine.up(config)).error).toBeUndefined();
     const before = engine.cloud.instanceNamed(VM)!;
     const { instanceId, hostKey } = before;
-    delete config["agent-host:sshSourceRanges"];
+    config["agent-host:sshSourceRanges"] = JSON.stringify([IAP_TCP_FORWARDING_RANGE]);
     config["agent-host:connectVia"] = "iap";
     config["agent-host:agentCount"] = "4";
     const log = await engine.up(config);
@@ -170,10 +170,11 @@ describe("connectVia iap under the mocks: resources, firewall, outputs", () => {
     "gcp:project": BASE_CONFIG["gcp:project"],
     "gcp:zone": BASE_CONFIG["gcp:zone"],
     "agent-host:connectVia": "iap",
+    "agent-host:sshSourceRanges": JSON.stringify(["35.235.240.0/20"]),
   };
 
   test("no address, no accessConfig, SSH from IAP only, reconcile through scripts/iap-ssh, gcloud outputs", async () => {
-    // As the CLI runs it: Pulumi.yaml's defaults applied (sshSourceRanges defaults to []).
+    // As the CLI runs it: Pulumi.yaml's defaults applied.
     const run = await runProgram(withProjectDefaults(IAP_CONFIG));
     const types = run.resources.map((r) => `${r.type}::${r.name}`);
     expect(types.filter((t) => t.startsWith("gcp:compute/address:"))).toEqual([]);
@@ -237,15 +238,12 @@ describe("connectVia iap under the mocks: resources, firewall, outputs", () => {
       'connectVia must be one of public-ip, iap; got "vpn". Run: pulumi config set connectVia public-ip',
     );
     expect(refused({ ...IAP_CONFIG, "agent-host:sshSourceRanges": '["203.0.113.7/32"]' })).toBe(
-      'sshSourceRanges lists "203.0.113.7/32" but connectVia is iap: the VM has no external address, and its firewall admits SSH from IAP\'s 35.235.240.0/20 only. Run: pulumi config rm sshSourceRanges (or pulumi config set connectVia public-ip to reach the VM at its address)',
+      `sshSourceRanges is ["203.0.113.7/32"] but connectVia is iap: the VM has no external address, and its firewall admits SSH from IAP's 35.235.240.0/20 only. Run: pulumi config rm sshSourceRanges && pulumi config set --path 'sshSourceRanges[0]' 35.235.240.0/20 (or pulumi config set connectVia public-ip to reach the VM at its address)`,
     );
-    expect(refused({ "gcp:project": "acme-agents", "gcp:zone": "europe-west1-b" })).toContain(
-      "or pulumi config set connectVia iap",
+    const { "agent-host:sshSourceRanges": _unset, ...withoutRanges } = IAP_CONFIG;
+    expect(refused(withoutRanges)).toBe(
+      "sshSourceRanges is required: with connectVia iap it is IAP's range. Run: pulumi config set --path 'sshSourceRanges[0]' 35.235.240.0/20",
     );
-    // IAP's own range alone says the same thing as leaving it unset.
-    expect(
-      parseConfig({ ...IAP_CONFIG, "agent-host:sshSourceRanges": '["35.235.240.0/20"]' }).config
-        .sshSourceRanges,
-    ).toEqual([IAP_TCP_FORWARDING_RANGE]);
+    expect(parseConfig(IAP_CONFIG).config.sshSourceRanges).toEqual([IAP_TCP_FORWARDING_RANGE]);
   });
 });

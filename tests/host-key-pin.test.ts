@@ -312,10 +312,10 @@ suite("the deploy connects only to the VM whose host key it pinned", () => {
         ...keys,
       },
     );
-    const { "agent-host:sshSourceRanges": _ranges, ...iapBase } = BASE_CONFIG;
     iapRun = await runProgram(
       {
-        ...iapBase,
+        ...BASE_CONFIG,
+        "agent-host:sshSourceRanges": JSON.stringify(["35.235.240.0/20"]),
         "agent-host:connectVia": "iap",
         "agent-host:anthropicApiKey": API_KEY_CANARY,
       },
