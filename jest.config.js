@@ -20,6 +20,7 @@ const HOST_SUITES = [
   "first-boot",
   "fleet-ssh",
   "git-checkouts",
+  "host-key-pin",
   "host-scripts",
   "real-claude",
   "render",
