@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  // cloud-init/host/agent-host.js is generated from host/*.ts (scripts/build-host.ts).
+  // cloud-init/host/agent-host.js is built from host/ (cloud-init/host-bundle.ts), not tracked.
   {
     ignores: [
       "node_modules/",
