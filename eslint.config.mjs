@@ -23,6 +23,15 @@ export default tseslint.config(
     },
   },
   {
+    // scripts/test.js runs before `npm ci` (plain Node, CommonJS, no dependency).
+    files: ["scripts/*.js"],
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: { require: "readonly", process: "readonly", __dirname: "readonly" },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
+  {
     // Tests walk parsed YAML and mocked inputs of arbitrary shape.
     files: ["tests/**/*.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },

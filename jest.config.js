@@ -22,6 +22,7 @@ const HOST_SUITES = [
   "fleet-ssh",
   "git-checkouts",
   "host-scripts",
+  "node-version",
   "real-claude",
   "render",
   "seed-claude-config",

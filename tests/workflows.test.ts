@@ -10,8 +10,8 @@ const ROOT = path.resolve(__dirname, "..");
 const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const ACTIONLINT = path.join(ROOT, "scripts", "actionlint.sh");
 
-// The README's test command. `npm test` runs the pure, host and boot jest projects; CI runs
-// `test:unit` (pure + host) on every pull request and the boot project in .ci/run (README, CI/CD).
+// The README's test command. `npm test` runs the pure jest project, `npm run test:system` the host
+// and boot ones; CI runs `test:unit` (pure + host) on every pull request, and .ci/run runs both.
 const README_TEST_COMMAND = "npm test";
 const CI_COMMANDS = [
   "npm ci",
@@ -131,10 +131,12 @@ describe("pull-request.yml", () => {
 
   it("runs the README's tests (the unit half of `npm test`), lint, typecheck and actionlint", () => {
     expect(runCommands(testJob).slice(1)).toEqual(CI_COMMANDS);
-    // `npm test` = the pure, host and boot projects; CI runs pure and host here.
+    // `npm test` = the pure project; `test:system` = host and boot; CI runs pure and host here
+    // (scripts/test.js's suite sets).
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
-    expect(pkg.scripts.test).toBe("jest");
-    expect(pkg.scripts["test:unit"]).toBe("jest --selectProjects pure host");
+    expect(pkg.scripts.test).toBe("node scripts/test.js unit");
+    expect(pkg.scripts["test:system"]).toBe("node scripts/test.js system");
+    expect(pkg.scripts["test:unit"]).toBe("node scripts/test.js unit+host");
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const jestConfig = require(path.join(ROOT, "jest.config.js"));
     expect(jestConfig.projects.map((p: { displayName: string }) => p.displayName)).toEqual([
@@ -396,13 +398,13 @@ describe("scripts/actionlint.sh", () => {
 // ---------------------------------------------------------------------------------------------
 // The README's one-time setup (CI/CD) against the workflows and the stack.
 
-/** The README's "### One-time setup" section. */
+/** docs/cicd.md's "## One-time setup" section. */
 function setupSection(): string {
-  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
-  const start = readme.indexOf("\n### One-time setup\n");
+  const readme = fs.readFileSync(path.join(ROOT, "docs", "cicd.md"), "utf8");
+  const start = readme.indexOf("\n## One-time setup\n");
   expect(start).toBeGreaterThan(-1);
   const rest = readme.slice(start + 1);
-  const end = rest.indexOf("\n### ", 1);
+  const end = rest.indexOf("\n## ", 1);
   return end === -1 ? rest : rest.slice(0, end);
 }
 
