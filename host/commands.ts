@@ -17,17 +17,23 @@ import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
 import { statusRows, toJson, toTable } from "./attention/status";
+import { parseArgs } from "util";
 
 const log = (line: string): void => {
   process.stderr.write(`agentctl: ${line}\n`);
 };
 
 async function status(argv: string[]): Promise<number> {
-  const json = argv.length === 1 && argv[0] === "--json";
-  if (argv.length > 0 && !json)
+  let json: boolean;
+  try {
+    json =
+      parseArgs({ args: argv, options: { json: { type: "boolean" } }, strict: true }).values
+        .json === true;
+  } catch {
     throw new UsageError(
       `status: unknown option '${argv.find((a) => a !== "--json") ?? argv[1]}'; use 'agentctl status' or 'agentctl status --json'`,
     );
+  }
   const conf = loadHostConf();
   const { rows, effective } = await statusRows(conf, log);
   if (json) {
