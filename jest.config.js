@@ -18,6 +18,7 @@ const HOST_SUITES = [
   "agent-state",
   "agentctl",
   "autostop-real",
+  "faults",
   "first-boot",
   "fleet-ssh",
   "git-checkouts",
