@@ -6,6 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { AgentFleet } from "./components/agent-fleet";
 import { AgentHost } from "./components/agent-host";
+import { fingerprint } from "./components/host-key";
+import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
@@ -165,6 +167,7 @@ function deployHost(shared: Shared, names: HostNames, diskExists: boolean): Depl
     dataDiskSizeGb: config.dataDiskSizeGb,
     dataDiskType: config.dataDiskType,
     sshSourceRanges: config.sshSourceRanges,
+    connectVia: config.connectVia,
     userData: shared.userData,
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
@@ -180,6 +183,8 @@ function deployHost(shared: Shared, names: HostNames, diskExists: boolean): Depl
   const fleet = new AgentFleet(
     names.resource,
     {
+      vm,
+      connectVia: config.connectVia,
       host: host.publicIp,
       privateKey: deployKey.privateKey,
       instanceId: host.instanceId,
@@ -197,27 +202,38 @@ function deployHost(shared: Shared, names: HostNames, diskExists: boolean): Depl
   return { names, vm, agentCount, host, fleet };
 }
 
-/** The SSH commands of one host, for the outputs. */
-function hostCommands(deployed: DeployedHost) {
+/** The commands a person runs to reach one host (public-ip: ssh; iap: gcloud compute ssh). */
+function hostCommands(config: StackConfig, deployed: DeployedHost) {
   const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
-  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${deployed.host.publicIp}`;
+  const commands = pulumi.output(deployed.host.publicIp).apply((address) =>
+    sshCommands({
+      connectVia: config.connectVia,
+      user: ADMIN_USER,
+      keyFile,
+      address,
+      instance: deployed.vm.name,
+      zone: deployed.vm.zone,
+      project: deployed.vm.project,
+    }),
+  );
   return {
     keyFile,
-    ssh,
-    attach: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
-    status: pulumi.interpolate`${ssh} sudo agentctl status`,
-    agent: (n: number) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`,
+    ssh: commands.ssh,
+    attach: commands.apply((c) => c.attach()),
+    status: commands.status,
+    agent: (n: number) => commands.apply((c) => c.attach(n)),
   };
 }
 
 /** One entry of the `hosts` output: what a person or `npm run agents` needs to reach a host. */
-function hostOutput(deployed: DeployedHost) {
-  const commands = hostCommands(deployed);
+function hostOutput(config: StackConfig, deployed: DeployedHost) {
+  const commands = hostCommands(config, deployed);
   // One Output of a plain object: the engine and `pulumi stack output --json` see plain values.
   return pulumi.output({
     name: deployed.names.label,
     instanceName: deployed.host.instanceName,
-    address: deployed.host.publicIp,
+    // No external address with connectVia iap.
+    address: deployed.host.publicIp ?? null,
     zone: deployed.vm.zone,
     project: deployed.vm.project,
     user: ADMIN_USER,
@@ -227,6 +243,8 @@ function hostOutput(deployed: DeployedHost) {
     statusCommand: commands.status,
     startCommand: startCommand(deployed.vm),
     agentCount: deployed.agentCount,
+    /** The host key the deploy pinned: `npm run agents` trusts this key and no other. */
+    sshHostKey: deployed.fleet.hostKey,
   });
 }
 
@@ -240,20 +258,25 @@ function stackOutputs(
   deployKey: { privateKey: pulumi.Output<string> },
 ) {
   const first = hosts[0];
-  const commands = hostCommands(first);
+  const commands = hostCommands(config, first);
   const agentNumbers = Array.from({ length: first.agentCount }, (_, i) => i + 1);
   return {
     instanceName: first.host.instanceName,
     zone: config.zone,
-    publicIp: first.host.publicIp,
+    // No external address with connectVia iap: no publicIp output then.
+    ...(first.host.publicIp ? { publicIp: first.host.publicIp } : {}),
+    connectVia: config.connectVia,
     sshCommand: commands.ssh,
     attachCommand: commands.attach,
     agentCommands: agentNumbers.map(commands.agent),
     statusCommand: commands.status,
+    /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
+    sshHostKey: first.fleet.hostKey,
+    sshHostKeyFingerprint: first.fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
     startCommand: startCommand(first.vm),
     agentCount: first.agentCount,
     reconcileSummary: first.fleet.summary,
-    hosts: hosts.map(hostOutput),
+    hosts: hosts.map((deployed) => hostOutput(config, deployed)),
     deployPrivateKey: pulumi.secret(deployKey.privateKey),
   };
 }

@@ -71,6 +71,23 @@ describe("the stack's hosts output", () => {
     ]);
   });
 
+  test("connectVia iap: no address, and the laptop tunnels through IAP with the same pinned key", async () => {
+    const run = await runProgram({
+      ...BASE_CONFIG,
+      "agent-host:hostCount": "2",
+      "agent-host:connectVia": "iap",
+      "agent-host:sshSourceRanges": JSON.stringify(["35.235.240.0/20"]),
+    });
+    const outputs = Object.fromEntries(Object.entries(run.outputs).map(([k, v]) => [k, v.value]));
+    const hosts = hostsFromOutputs(JSON.parse(JSON.stringify(outputs)));
+    expect(hosts.map((h) => h.address)).toEqual([null, null]);
+    expect(hosts.every((h) => h.sshHostKey)).toBe(true);
+    const argv = sshArgv(hosts[1], OPTIONS, ["true"]);
+    expect(argv).toContain(
+      "ProxyCommand=gcloud compute start-iap-tunnel agent-host-dev-2 22 --listen-on-stdin --zone europe-west1-b --project acme-agents --verbosity=warning",
+    );
+  });
+
   test("refuses outputs without hosts, and entries that are not what the program writes", () => {
     expect(() => hostsFromOutputs({ publicIp: "198.51.100.1" })).toThrow(/no `hosts` list/);
     expect(() => hostsFromOutputs({ hosts: [{ ...host(1), user: "a b" }] })).toThrow(
