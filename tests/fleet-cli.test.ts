@@ -433,7 +433,13 @@ suite("npm run agents across three hosts on loopback", () => {
 
   test("send host-2/agent-3: the text reaches that agent's window, over stdin", async () => {
     const text = `please run the tests ${NONCE}`;
-    const r = await agents(["--outputs", outputsFile, "send", "--force", "host-2/agent-3", text]);
+    // agentctl refuses an agent whose claude it sees (re)starting; the stand-in's first seconds
+    // can be that. Asked again, bounded, as the lead would.
+    let r = await agents(["--outputs", outputsFile, "send", "--force", "host-2/agent-3", text]);
+    for (let i = 0; i < 20 && r.code === 1 && r.stderr.includes("agent-3 is starting"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      r = await agents(["--outputs", outputsFile, "send", "--force", "host-2/agent-3", text]);
+    }
     expect({ code: r.code, stderr: r.stderr }).toEqual({
       code: 0,
       stderr: expect.stringMatching(/agent-3.*typed|typed.*agent-3/),
