@@ -22,6 +22,7 @@ const HOST_SUITES = [
   "first-boot",
   "fleet-ssh",
   "git-checkouts",
+  "host-key-pin",
   "host-scripts",
   "node-version",
   "real-claude",

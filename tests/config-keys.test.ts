@@ -201,6 +201,7 @@ describe("config.ts reads the table", () => {
     extraPackages: '["Not A Package"]',
     claudeEnv: '["ANTHROPIC_API_KEY=x"]',
     claudeProvider: "openai",
+    connectVia: "vpn",
     vertexRegion: "mars-north1",
     claudeModel: "not a model!",
     anthropicBaseUrl: "ftp://gateway.example.test",
