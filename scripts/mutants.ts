@@ -88,9 +88,9 @@ export const MUTANTS: Mutant[] = [
     patches: [
       {
         file: "components/agent-fleet.ts",
-        find: "      .all([args.instanceId, publicBundle])\n      .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));\n",
+        find: "    .all([args.instanceId, publicBundle])\n    .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));\n",
         replace:
-          '      .all([args.instanceId, publicBundle, args.apiKey])\n      .apply(([id, bundle, key]) => `${applyCommand(args.agentCount, publicBundleSha256(bundle), id)} --api-key ${key ?? ""}`);\n',
+          '    .all([args.instanceId, publicBundle, args.apiKey])\n    .apply(([id, bundle, key]) => `${applyCommand(args.agentCount, publicBundleSha256(bundle), id)} --api-key ${key ?? ""}`);\n',
       },
     ],
   },
