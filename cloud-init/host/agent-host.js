@@ -57,7 +57,7 @@ function claudeEnvProblem(pairs) {
   }
   return void 0;
 }
-var PACKAGE_NAME_RE, GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_VERSION_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, PERMISSION_MODES, CLAUDE_PROVIDERS, RESERVED_CLAUDE_ENV;
+var PACKAGE_NAME_RE, GITHUB_CLASSIC_TOKEN_PREFIXES, GITHUB_FINE_GRAINED_TOKEN_PREFIX, GITHUB_TOKEN_PREFIXES, GITHUB_TOKEN_RE, ANTHROPIC_KEY_PREFIX, ANTHROPIC_KEY_CHARS, ANTHROPIC_KEY_SHAPE, ANTHROPIC_KEY_RE, ANTHROPIC_OAUTH_TOKEN_PREFIX, ANTHROPIC_SETUP_TOKEN_RE, PRIVATE_KEY_TYPE, PRIVATE_KEY_BEGIN_RE, PRIVATE_KEY_END_RE, WHOLE_PRIVATE_KEY_RE, PRIVATE_KEY_SHAPE, SECRET_SHAPES, COMPUTE_SERVICE_AGENT_DOMAIN, COMPUTE_SERVICE_AGENT_RE, CLAUDE_CODE_VERSION_RE, CLAUDE_CODE_SOURCES, DOCKER_SOURCES, DOCKER_MODES, PERMISSION_MODES, CLAUDE_PROVIDERS, RESERVED_CLAUDE_ENV;
 var init_shared_rules = __esm({
   "shared-rules.ts"() {
     "use strict";
@@ -108,6 +108,7 @@ var init_shared_rules = __esm({
     CLAUDE_CODE_VERSION_RE = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/;
     CLAUDE_CODE_SOURCES = ["npm", "native"];
     DOCKER_SOURCES = ["docker-apt", "distro"];
+    DOCKER_MODES = ["rootless", "shared"];
     PERMISSION_MODES = [
       "default",
       "auto",
@@ -136,7 +137,12 @@ var init_shared_rules = __esm({
       "CLOUD_ML_REGION",
       "ANTHROPIC_VERTEX_BASE_URL",
       "AGENT_HOST_AGENT",
-      "AGENT_HOST_STATE_DIR"
+      "AGENT_HOST_STATE_DIR",
+      // Each agent's own Docker (host/docker/rootless.ts agentDockerEnv): one value per agent.
+      "DOCKER_HOST",
+      "AGENT_PORT_BASE",
+      "AGENT_PORT_COUNT",
+      "COMPOSE_PROJECT_NAME"
     ];
   }
 });
@@ -171,15 +177,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path14 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path15 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path14, "utf8");
+    textIn = fs.readFileSync(path15, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path14);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path14}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path15);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path15}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -313,6 +319,7 @@ var init_conf = __esm({
         (v) => absolutePath(v) ?? (v === "/" ? "must not be /; fix the config" : void 0)
       ),
       DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES)),
+      DOCKER_MODE: text("rootless", oneOf(DOCKER_MODES)),
       DOCKER_KEY_URL: text(
         "https://download.docker.com/linux/ubuntu/gpg",
         matches(/^(https|file):\/\//, "is not an https:// (or a local file://) URL; fix the config")
@@ -810,11 +817,11 @@ function itemOf(lines, prefix) {
   return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("");
 }
 function fileOf(line) {
-  const [, path14 = "", mode = "", data = ""] = line.split(" ");
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(path14) || path14.includes(".."))
-    throw new ApplyError(`refusing file path '${path14}'`);
-  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path14}`);
-  return { path: path14, mode: parseInt(mode, 8), content: decode(data, path14) };
+  const [, path15 = "", mode = "", data = ""] = line.split(" ");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path15) || path15.includes(".."))
+    throw new ApplyError(`refusing file path '${path15}'`);
+  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path15}`);
+  return { path: path15, mode: parseInt(mode, 8), content: decode(data, path15) };
 }
 function secretOf(lines, name) {
   const data = itemOf(lines, `secret ${name} `);
@@ -1613,10 +1620,10 @@ var init_agents = __esm({
         this.ensureWorkspace(i);
         installDir(path6.join(this.conf.runDir, name), 448);
         fs8.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
-        const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
+        const run4 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
         const existing = this.windows.byName.get(name);
         if (existing) {
-          this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run3, delay]);
+          this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run4, delay]);
           return;
         }
         const target = `=${SESSION}:=${name}`;
@@ -1631,11 +1638,11 @@ var init_agents = __esm({
           "-n",
           name
         ];
-        const first = this.tryTmux([...create(String(i)), ...run3, delay, ...options]);
+        const first = this.tryTmux([...create(String(i)), ...run4, delay, ...options]);
         if (first.status === 0) return;
         if (this.readWindows().byName.has(name))
           throw new Error(`tmux could not set the options of window ${name}`);
-        this.tmux([...create(""), ...run3, delay, ...options]);
+        this.tmux([...create(""), ...run4, delay, ...options]);
       }
       /**
        * Asks the given agents to exit: a stop marker (so the wrapper does not restart claude) and
@@ -1878,12 +1885,12 @@ function snapshot(conf) {
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run3 = path7.join(conf.runDir, `agent-${n}`);
+    const run4 = path7.join(conf.runDir, `agent-${n}`);
     const rec = readStatus(path7.join(conf.stateDir, `agent-${n}`), uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path7.join(run3, "pid")));
+    const pid = Number(readSmall(path7.join(run4, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -1893,8 +1900,8 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path7.join(run3, "last-exit")));
-    if (readSmall(path7.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path7.join(run4, "last-exit")));
+    if (readSmall(path7.join(run4, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
@@ -2350,6 +2357,271 @@ var init_checkouts = __esm({
   }
 });
 
+// host/docker/rootless.ts
+function checkAgentNumber(n) {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PORT_BLOCK_AGENT)
+    throw new Error(
+      `agent number ${n} has no port block: blocks of ${PORT_BLOCK_SIZE} from ${PORT_BLOCK_START} reach agent-${MAX_PORT_BLOCK_AGENT} below the ephemeral ports (${EPHEMERAL_START}); use fewer agents`
+    );
+}
+function agentPortBase(n) {
+  checkAgentNumber(n);
+  return PORT_BLOCK_START + (n - 1) * PORT_BLOCK_SIZE;
+}
+function agentSubIds(n) {
+  checkAgentNumber(n);
+  return { start: SUBID_BASE + n * SUBID_COUNT, count: SUBID_COUNT };
+}
+function agentDockerEnv(n, mode) {
+  const env = [
+    `AGENT_PORT_BASE=${agentPortBase(n)}`,
+    `AGENT_PORT_COUNT=${PORT_BLOCK_SIZE}`,
+    `COMPOSE_PROJECT_NAME=${agentUserName(n)}`
+  ];
+  return mode === "rootless" ? [`DOCKER_HOST=unix://${agentDockerSocket(n)}`, ...env] : env;
+}
+function pinSubIds(text2, pins) {
+  const owners = new Set(pins.flatMap((p) => [p.name, String(p.uid)]));
+  const kept = [];
+  for (const line of text2.split("\n")) {
+    if (line.trim() === "") continue;
+    const [owner, start, count2] = line.split(":");
+    if (owners.has(owner)) continue;
+    const s = Number(start);
+    const c = Number(count2);
+    if (/^\d+$/.test(start ?? "") && /^\d+$/.test(count2 ?? "")) {
+      const hit = pins.find((p) => s < p.start + p.count && p.start < s + c);
+      if (hit)
+        throw new Error(
+          `'${line}' overlaps ${hit.name}'s subordinate ids ${hit.start}-${hit.start + hit.count - 1}; give that user another range (usermod --del-subuids/--add-subuids) and run again`
+        );
+    }
+    kept.push(line);
+  }
+  const lines = [...kept, ...pins.map((p) => `${p.name}:${p.start}:${p.count}`)];
+  const out = `${lines.join("\n")}
+`;
+  return { text: out, changed: out !== text2 };
+}
+function idleDaemons(facts, nowMs, idleMs) {
+  return facts.filter(
+    (f) => f.daemonActive && !f.proxyActive && f.containers === 0 && nowMs - f.activeSinceMs >= idleMs
+  ).map((f) => f.agent);
+}
+function dockerGroupChanges(mode, members, agents2, legacyUser) {
+  const isAgent = (u) => u === legacyUser || /^agent-[1-9][0-9]*$/.test(u);
+  if (mode === "rootless") return { remove: members.filter(isAgent), add: [] };
+  return { remove: [], add: agents2.filter((a) => !members.includes(a)) };
+}
+var PORT_BLOCK_START, PORT_BLOCK_SIZE, EPHEMERAL_START, MAX_PORT_BLOCK_AGENT, SUBID_BASE, SUBID_COUNT, DOCKER_SOCKET_DIR, agentUserName, AGENT_UID_BASE, agentUid2, agentDockerSocket, isContainerShim;
+var init_rootless = __esm({
+  "host/docker/rootless.ts"() {
+    "use strict";
+    PORT_BLOCK_START = 2e4;
+    PORT_BLOCK_SIZE = 100;
+    EPHEMERAL_START = 32768;
+    MAX_PORT_BLOCK_AGENT = Math.floor((EPHEMERAL_START - PORT_BLOCK_START) / PORT_BLOCK_SIZE);
+    SUBID_BASE = 1e9;
+    SUBID_COUNT = 65536;
+    DOCKER_SOCKET_DIR = "/run/agent-docker";
+    agentUserName = (n) => `agent-${n}`;
+    AGENT_UID_BASE = 2e3;
+    agentUid2 = (n) => AGENT_UID_BASE + n;
+    agentDockerSocket = (n) => `${DOCKER_SOCKET_DIR}/${agentUid2(n)}.sock`;
+    isContainerShim = (comm) => /^containerd-shim/.test(comm.trim());
+  }
+});
+
+// host/docker/docker-main.ts
+var docker_main_exports = {};
+__export(docker_main_exports, {
+  DOCKER_IDLE_MINUTES: () => DOCKER_IDLE_MINUTES,
+  agentSocketUnit: () => agentSocketUnit,
+  countShims: () => countShims,
+  dockerEnvMain: () => dockerEnvMain,
+  dockerIdleMain: () => dockerIdleMain,
+  setUpAgentDocker: () => setUpAgentDocker
+});
+function run(file, args, log2) {
+  const r = (0, import_child_process7.spawnSync)(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  if (r.status === 0) return true;
+  log2(`warning: ${file} ${args.join(" ")} failed: ${(r.stderr || r.error?.message || "").trim()}`);
+  return false;
+}
+function capture2(file, args) {
+  const r = (0, import_child_process7.spawnSync)(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  return r.status === 0 ? r.stdout : "";
+}
+function groupMembers(group) {
+  const line = capture2("getent", ["group", group]).split("\n")[0] ?? "";
+  const f = line.split(":");
+  return f.length >= 4 && f[3] ? f[3].split(",").filter(Boolean) : [];
+}
+function replaceRootFile(file, text2) {
+  const tmp = `${file}.agent-host.${process.pid}`;
+  const fd = fs12.openSync(tmp, fs12.constants.O_WRONLY | fs12.constants.O_CREAT | fs12.constants.O_EXCL, 420);
+  try {
+    fs12.writeSync(fd, text2);
+    fs12.fsyncSync(fd);
+  } finally {
+    fs12.closeSync(fd);
+  }
+  fs12.renameSync(tmp, file);
+}
+function pinAgentSubIds(pins, root, log2) {
+  for (const name of ["subuid", "subgid"]) {
+    const file = path9.join(root || "/", "etc", name);
+    let text2 = "";
+    try {
+      text2 = fs12.readFileSync(file, "utf8");
+    } catch {
+      text2 = "";
+    }
+    const next = pinSubIds(text2, pins);
+    if (!next.changed) continue;
+    replaceRootFile(file, next.text);
+    log2(`pinned ${pins.map((p) => `${p.name}:${p.start}`).join(" ")} in ${file}`);
+  }
+}
+function agentSocketUids() {
+  const out = capture2("systemctl", [
+    "list-units",
+    "--all",
+    "--plain",
+    "--no-legend",
+    "agent-docker@*.socket"
+  ]);
+  return [...out.matchAll(/agent-docker@(\d+)\.socket/g)].map((m) => Number(m[1]));
+}
+function stopAgentDocker(uid, log2) {
+  run(
+    "systemctl",
+    ["disable", "--now", "--quiet", `agent-docker@${uid}.socket`, `agent-docker@${uid}.service`],
+    log2
+  );
+  run("systemctl", ["stop", `user@${uid}.service`], log2);
+}
+function setUpAgentDocker(conf, count2, log2, env = process.env) {
+  const mode = conf.dockerMode;
+  const agents2 = Array.from({ length: count2 }, (_, i) => i + 1).flatMap((n) => {
+    const user = lookupUser(agentUserName(n));
+    if (user) return [{ n, user }];
+    log2(`docker: no user ${agentUserName(n)} yet; its Docker is set up on the next reconcile`);
+    return [];
+  });
+  const changes = dockerGroupChanges(
+    mode,
+    groupMembers("docker"),
+    agents2.map((a) => a.user.name),
+    conf.agentUser
+  );
+  for (const u of changes.remove)
+    if (run("gpasswd", ["--delete", u, "docker"], log2))
+      log2(`docker: removed ${u} from the docker group (root-equivalent; dockerMode rootless)`);
+  for (const u of changes.add)
+    if (run("usermod", ["--append", "--groups", "docker", u], log2))
+      log2(`docker: added ${u} to the docker group (dockerMode shared: root-equivalent)`);
+  if (mode === "rootless") {
+    const pins = agents2.map(({ n, user }) => ({ name: user.name, uid: user.uid, ...agentSubIds(n) }));
+    if (pins.length > 0) pinAgentSubIds(pins, env.AGENT_HOST_ROOT ?? "", log2);
+  }
+  if (!hasSystemd2()) return;
+  const wanted = new Set(mode === "rootless" ? agents2.map((a) => a.user.uid) : []);
+  for (const uid of agentSocketUids()) if (!wanted.has(uid)) stopAgentDocker(uid, log2);
+  if (wanted.size > 0)
+    run(
+      "systemctl",
+      ["enable", "--now", "--quiet", ...[...wanted].map((uid) => `agent-docker@${uid}.socket`)],
+      log2
+    );
+}
+function dockerEnvMain(argv, env = process.env) {
+  const n = Number(argv[0]);
+  if (argv.length !== 1 || !/^[1-9][0-9]*$/.test(argv[0] ?? "")) {
+    process.stderr.write("agent-host.js: usage: docker-env N (the agent's number)\n");
+    return 2;
+  }
+  const conf = loadHostConf(env);
+  const error = firstError(conf, ["DOCKER_MODE"]);
+  if (error) {
+    process.stderr.write(`agent-host.js docker-env: ${error}
+`);
+    return 2;
+  }
+  try {
+    process.stdout.write(`${agentDockerEnv(n, conf.dockerMode).join("\n")}
+`);
+  } catch (e) {
+    process.stderr.write(`agent-host.js docker-env: ${e.message}
+`);
+    return 2;
+  }
+  return 0;
+}
+function countShims(cgroupDir, procRoot = "/proc") {
+  let shims = 0;
+  let seen = 0;
+  const walk = (dir) => {
+    if (++seen > MAX_CGROUPS) return;
+    let procs = "";
+    try {
+      procs = fs12.readFileSync(path9.join(dir, "cgroup.procs"), "utf8");
+    } catch {
+      return;
+    }
+    for (const pid of procs.split("\n").filter(Boolean)) {
+      try {
+        if (isContainerShim(fs12.readFileSync(path9.join(procRoot, pid, "comm"), "utf8"))) shims++;
+      } catch {
+      }
+    }
+    for (const entry of fs12.readdirSync(dir, { withFileTypes: true }))
+      if (entry.isDirectory()) walk(path9.join(dir, entry.name));
+  };
+  walk(cgroupDir);
+  return shims;
+}
+function dockerIdleMain(env = process.env) {
+  const log2 = (line) => process.stderr.write(`docker-idle: ${line}
+`);
+  const conf = loadHostConf(env);
+  if (conf.dockerMode !== "rootless" || !hasSystemd2()) return 0;
+  const uptimeMs2 = Number(fs12.readFileSync("/proc/uptime", "utf8").split(" ")[0]) * 1e3;
+  const facts = agentSocketUids().map((uid) => {
+    const manager = `user@${uid}.service`;
+    const cgroup = show(manager, "ControlGroup");
+    return {
+      agent: uid,
+      daemonActive: show(manager, "ActiveState") === "active",
+      proxyActive: show(`agent-docker@${uid}.service`, "ActiveState") === "active",
+      containers: cgroup ? countShims(path9.join("/sys/fs/cgroup", cgroup)) : 0,
+      activeSinceMs: Number(show(manager, "ActiveEnterTimestampMonotonic") || 0) / 1e3
+    };
+  });
+  for (const uid of idleDaemons(facts, uptimeMs2, DOCKER_IDLE_MINUTES * 6e4)) {
+    log2(`uid ${uid}: no Docker client for ${DOCKER_IDLE_MINUTES} min and no container; stopping its daemon`);
+    run("systemctl", ["stop", `user@${uid}.service`], log2);
+  }
+  return 0;
+}
+var import_child_process7, fs12, path9, DOCKER_IDLE_MINUTES, hasSystemd2, MAX_CGROUPS, show, agentSocketUnit;
+var init_docker_main = __esm({
+  "host/docker/docker-main.ts"() {
+    "use strict";
+    import_child_process7 = require("child_process");
+    fs12 = __toESM(require("fs"));
+    path9 = __toESM(require("path"));
+    init_agent_user();
+    init_conf();
+    init_rootless();
+    DOCKER_IDLE_MINUTES = 10;
+    hasSystemd2 = () => fs12.existsSync("/run/systemd/system");
+    MAX_CGROUPS = 4096;
+    show = (unit, property) => capture2("systemctl", ["show", "--value", "-p", property, unit]).trim();
+    agentSocketUnit = (n) => `agent-docker@${agentUid2(n)}.socket`;
+  }
+});
+
 // host/agents/agentctl.ts
 function agentctlConf(env, log2) {
   const conf = loadHostConf(env);
@@ -2364,7 +2636,7 @@ function reconcile(a, argv) {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs12.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
+  fs13.writeFileSync(path10.join(conf.runDir, "desired"), `${args.count}
 `);
   for (const id of a.windows.duplicates) {
     log2(`killing duplicate window ${id}`);
@@ -2373,6 +2645,7 @@ function reconcile(a, argv) {
   if (!args.boot) prepareCheckouts(a, args.count);
   else if (conf.gitRepository !== "")
     log2("boot: repository checkouts are left to the next reconcile");
+  setUpAgentDocker(conf, args.count, log2);
   const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
   for (const start of plan.starts) {
     if (start.restart) log2(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
@@ -2446,16 +2719,17 @@ function loginRestart(a) {
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }
-var fs12, path9, AGENTCTL_KEYS;
+var fs13, path10, AGENTCTL_KEYS;
 var init_agentctl = __esm({
   "host/agents/agentctl.ts"() {
     "use strict";
-    fs12 = __toESM(require("fs"));
-    path9 = __toESM(require("path"));
+    fs13 = __toESM(require("fs"));
+    path10 = __toESM(require("path"));
     init_checkouts();
     init_conf();
     init_reconcile();
     init_send();
+    init_docker_main();
     init_tmux();
     AGENTCTL_KEYS = [
       "AGENT_COUNT",
@@ -2475,7 +2749,8 @@ var init_agentctl = __esm({
       "CLAUDE_PROVIDER",
       "API_KEY_FILE",
       "LOGIN_TOKEN_FILE",
-      "CLAUDE_ENV"
+      "CLAUDE_ENV",
+      "DOCKER_MODE"
     ];
   }
 });
@@ -2545,18 +2820,18 @@ var init_autostop = __esm({
 // host/cost/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs13.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs14.readFileSync(path11.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
   }
 }
 function writeState(runDir, state) {
-  const file = path10.join(runDir, STATE_FILE);
+  const file = path11.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs13.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs14.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs13.renameSync(tmp, file);
+  fs14.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -2584,7 +2859,7 @@ async function pollOnce(settings, deps) {
     deps.log(text2);
     if (deps.notify) await deps.notify(text2);
     const argv = stopArgv(settings.command);
-    const r = (0, import_child_process7.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    const r = (0, import_child_process8.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
     if (r.status !== 0) {
       deps.log(
         `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
@@ -2597,7 +2872,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs13.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs14.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -2619,13 +2894,13 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process7, fs13, path10, STATE_FILE, sleep2;
+var import_child_process8, fs14, path11, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
   "host/cost/autostop-run.ts"() {
     "use strict";
-    import_child_process7 = require("child_process");
-    fs13 = __toESM(require("fs"));
-    path10 = __toESM(require("path"));
+    import_child_process8 = require("child_process");
+    fs14 = __toESM(require("fs"));
+    path11 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
     sleep2 = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -2864,7 +3139,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs14.statSync(file);
+      st = fs15.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -2882,7 +3157,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs14.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs15.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -2890,14 +3165,14 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path11.join(runDir, PID_FILE);
+  const file = path12.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs14.writeFileSync(file, `${process.pid}
+      fs15.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs14.readFileSync(file, "utf8").trim());
+      const pid = Number(fs15.readFileSync(file, "utf8").trim());
       let alive2 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -2908,19 +3183,19 @@ function claim(runDir) {
         }
       }
       if (alive2) return false;
-      fs14.rmSync(file, { force: true });
+      fs15.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process8, fs14, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process9, fs15, os, path12, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/attention/monitor.ts"() {
     "use strict";
-    import_child_process8 = require("child_process");
-    fs14 = __toESM(require("fs"));
+    import_child_process9 = require("child_process");
+    fs15 = __toESM(require("fs"));
     os = __toESM(require("os"));
-    path11 = __toESM(require("path"));
+    path12 = __toESM(require("path"));
     init_effective();
     init_facts();
     init_notify();
@@ -2940,8 +3215,8 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs14.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-        this.seenFile = path11.join(conf.runDir, SEEN_FILE);
+        fs15.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path12.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
         this.host = opts.hostName ?? os.hostname();
@@ -2962,10 +3237,10 @@ var init_monitor = __esm({
       uid;
       release() {
         if (!this.notifying) return;
-        const file = path11.join(this.opts.conf.runDir, PID_FILE);
+        const file = path12.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs14.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs14.rmSync(file, { force: true });
+          if (fs15.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs15.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -2998,7 +3273,7 @@ var init_monitor = __esm({
             this.seen.set(row.n, rec.seq);
             seenChanged = true;
           } else if (rec && seen !== void 0 && rec.seq > seen) {
-            const dir = path11.join(conf.stateDir, `agent-${row.n}`);
+            const dir = path12.join(conf.stateDir, `agent-${row.n}`);
             for (const t of readTransitions(dir, seen, this.uid)) {
               if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
                 this.notifier.enqueue(
@@ -3033,7 +3308,7 @@ var init_monitor = __esm({
       refreshFullTable() {
         if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
         this.fullTableAt = Date.now();
-        const p = (0, import_child_process8.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        const p = (0, import_child_process9.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
         let out = "";
         p.stdout.on("data", (d) => out += d.toString());
         p.on("close", () => this.fullTable = out);
@@ -3087,7 +3362,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -3095,7 +3370,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs15.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs16.readFileSync(path13.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -3105,7 +3380,7 @@ function sshSessions(procRoot = "/proc") {
   return sessions.sort();
 }
 function tmuxClients(socket) {
-  const r = (0, import_child_process9.spawnSync)(
+  const r = (0, import_child_process10.spawnSync)(
     "tmux",
     ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
     {
@@ -3121,19 +3396,19 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs15.readFileSync(path12.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs16.readFileSync(path13.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process9, fs15, path12, SSH_SESSION_RE;
+var import_child_process10, fs16, path13, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/cost/presence.ts"() {
     "use strict";
-    import_child_process9 = require("child_process");
-    fs15 = __toESM(require("fs"));
-    path12 = __toESM(require("path"));
+    import_child_process10 = require("child_process");
+    fs16 = __toESM(require("fs"));
+    path13 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
 });
@@ -3324,14 +3599,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs17.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs16.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
+      text2 = fs17.readFileSync(path14.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -3360,24 +3635,24 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs16.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs16.readFileSync(cache, "utf8"));
+    if (Date.now() - fs17.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs17.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
   }
   let bytes;
   try {
-    bytes = whole2((await run("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
+    bytes = whole2((await run2("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
   } catch (error) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs16.existsSync(path13.dirname(cache))) {
+  if (fs17.existsSync(path14.dirname(cache))) {
     try {
-      fs16.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs17.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs16.renameSync(`${cache}.tmp`, cache);
+      fs17.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
@@ -3390,7 +3665,7 @@ function agentUser(user) {
   return { name: user, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 async function gitAsAgent(u, conf, args) {
-  const r = await run(
+  const r = await run2(
     "setpriv",
     asAgentArgv(
       u,
@@ -3402,7 +3677,7 @@ async function gitAsAgent(u, conf, args) {
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs16.existsSync(path13.join(ws, ".git"))) return void 0;
+  if (!u || !fs17.existsSync(path14.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -3442,8 +3717,8 @@ function uptimeSeconds() {
 }
 async function gatherRow(conf, n, window, effective, procs, user) {
   const name = `agent-${n}`;
-  const dir = path13.join(conf.runDir, name);
-  const file = (f) => readSmall2(path13.join(dir, f));
+  const dir = path14.join(conf.runDir, name);
+  const file = (f) => readSmall2(path14.join(dir, f));
   const files = {
     pid: file("pid"),
     restarts: file("restarts"),
@@ -3459,10 +3734,10 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   };
   const proc = processState(window, files, etimes);
   const live = window !== void 0 && !window.dead;
-  const ws = path13.join(conf.workspacesDir, name);
+  const ws = path14.join(conf.workspacesDir, name);
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs16.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
+    fs17.existsSync(ws) ? workspaceBytes(ws, path14.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -3490,7 +3765,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs16.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
+      fs17.existsSync(path14.join(conf.stateDir, name, "claude", ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -3514,13 +3789,13 @@ async function statusRows(conf, log2) {
   );
   return { rows, effective };
 }
-var import_child_process10, fs16, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
+var import_child_process11, fs17, path14, import_util, run2, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
 var init_status = __esm({
   "host/attention/status.ts"() {
     "use strict";
-    import_child_process10 = require("child_process");
-    fs16 = __toESM(require("fs"));
-    path13 = __toESM(require("path"));
+    import_child_process11 = require("child_process");
+    fs17 = __toESM(require("fs"));
+    path14 = __toESM(require("path"));
     import_util = require("util");
     init_agent_user();
     init_checkouts();
@@ -3528,7 +3803,7 @@ var init_status = __esm({
     init_facts();
     init_text();
     init_tmux();
-    run = (0, import_util.promisify)(import_child_process10.execFile);
+    run2 = (0, import_util.promisify)(import_child_process11.execFile);
     WHY_MAX_CHARS = 72;
     COLUMNS = [
       { key: "name", header: "NAME" },
@@ -3575,7 +3850,7 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs16.readFileSync(file, "utf8").trim();
+        return fs17.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -3587,7 +3862,7 @@ var init_status = __esm({
 // host/commands.ts
 var commands_exports = {};
 __export(commands_exports, {
-  run: () => run2
+  run: () => run3
 });
 async function status(argv) {
   const json = argv.length === 1 && argv[0] === "--json";
@@ -3644,11 +3919,11 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs17.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs18.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
-async function run2(cmd, rest) {
+async function run3(cmd, rest) {
   try {
     switch (cmd) {
       case "reconcile":
@@ -3673,12 +3948,16 @@ async function run2(cmd, rest) {
         return await notifyTest();
       case "autostop":
         return await autostopCommand(loadHostConf(), log);
+      case "docker-env":
+        return (await Promise.resolve().then(() => (init_docker_main(), docker_main_exports))).dockerEnvMain(rest);
+      case "docker-idle":
+        return (await Promise.resolve().then(() => (init_docker_main(), docker_main_exports))).dockerIdleMain();
       case "autostop-status":
         process.stdout.write(autostopStatus(loadHostConf(), rest[0] === "--json"));
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status)`
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status, docker-env, docker-idle)`
         );
         return 2;
     }
@@ -3691,11 +3970,11 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs17, os3, log, agents;
+var fs18, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs17 = __toESM(require("fs"));
+    fs18 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_agents();
     init_agentctl();
@@ -3765,8 +4044,8 @@ async function main(argv) {
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
   if (cmd === "apply") return (await Promise.resolve().then(() => (init_apply(), apply_exports))).applyMain(rest);
-  const { run: run3 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
-  return run3(cmd, rest);
+  const { run: run4 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
+  return run4(cmd, rest);
 }
 if (require.main === module) {
   process.stdout.on("error", (error) => {

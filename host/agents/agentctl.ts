@@ -22,6 +22,7 @@ import {
   staggerDelay,
 } from "./reconcile";
 import { UsageError } from "./send";
+import { setUpAgentDocker } from "../docker/docker-main";
 import { SESSION } from "./tmux";
 
 /**
@@ -47,6 +48,7 @@ export const AGENTCTL_KEYS: readonly HostKey[] = [
   "API_KEY_FILE",
   "LOGIN_TOKEN_FILE",
   "CLAUDE_ENV",
+  "DOCKER_MODE",
 ];
 
 /**
@@ -82,6 +84,9 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   if (!args.boot) prepareCheckouts(a, args.count);
   else if (conf.gitRepository !== "")
     log("boot: repository checkouts are left to the next reconcile");
+  // Before any agent starts: its DOCKER_HOST socket exists, and no agent is left in the docker
+  // group in rootless mode. After the agents' users exist (they own the sockets).
+  setUpAgentDocker(conf, args.count, log);
   const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
   for (const start of plan.starts) {
     if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
