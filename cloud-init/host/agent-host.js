@@ -2420,7 +2420,9 @@ var init_rootless = __esm({
     PORT_BLOCK_START = 2e4;
     PORT_BLOCK_SIZE = 100;
     EPHEMERAL_START = 32768;
-    MAX_PORT_BLOCK_AGENT = Math.floor((EPHEMERAL_START - PORT_BLOCK_START) / PORT_BLOCK_SIZE);
+    MAX_PORT_BLOCK_AGENT = Math.floor(
+      (EPHEMERAL_START - PORT_BLOCK_START) / PORT_BLOCK_SIZE
+    );
     SUBID_BASE = 1e9;
     SUBID_COUNT = 65536;
     DOCKER_SOCKET_DIR = "/run/agent-docker";
@@ -2459,7 +2461,11 @@ function groupMembers(group) {
 }
 function replaceRootFile(file, text2) {
   const tmp = `${file}.agent-host.${process.pid}`;
-  const fd = fs12.openSync(tmp, fs12.constants.O_WRONLY | fs12.constants.O_CREAT | fs12.constants.O_EXCL, 420);
+  const fd = fs12.openSync(
+    tmp,
+    fs12.constants.O_WRONLY | fs12.constants.O_CREAT | fs12.constants.O_EXCL,
+    420
+  );
   try {
     fs12.writeSync(fd, text2);
     fs12.fsyncSync(fd);
@@ -2522,7 +2528,11 @@ function setUpAgentDocker(conf, count2, log2, env = process.env) {
     if (run("usermod", ["--append", "--groups", "docker", u], log2))
       log2(`docker: added ${u} to the docker group (dockerMode shared: root-equivalent)`);
   if (mode === "rootless") {
-    const pins = agents2.map(({ n, user }) => ({ name: user.name, uid: user.uid, ...agentSubIds(n) }));
+    const pins = agents2.map(({ n, user }) => ({
+      name: user.name,
+      uid: user.uid,
+      ...agentSubIds(n)
+    }));
     if (pins.length > 0) pinAgentSubIds(pins, env.AGENT_HOST_ROOT ?? "", log2);
   }
   if (!hasSystemd2()) return;
@@ -2599,7 +2609,9 @@ function dockerIdleMain(env = process.env) {
     };
   });
   for (const uid of idleDaemons(facts, uptimeMs2, DOCKER_IDLE_MINUTES * 6e4)) {
-    log2(`uid ${uid}: no Docker client for ${DOCKER_IDLE_MINUTES} min and no container; stopping its daemon`);
+    log2(
+      `uid ${uid}: no Docker client for ${DOCKER_IDLE_MINUTES} min and no container; stopping its daemon`
+    );
     run("systemctl", ["stop", `user@${uid}.service`], log2);
   }
   return 0;
