@@ -203,7 +203,8 @@ suite(
     beforeAll(async () => {
       tmp = fs.mkdtempSync(path.join("/var/tmp", "agent-host-docker-"));
       fs.chmodSync(tmp, 0o755);
-      fs.mkdirSync(path.join(tmp, "data"), { mode: 0o755 });
+      for (const dir of ["data", "data/home", "data/workspaces"])
+        fs.mkdirSync(path.join(tmp, dir), { mode: 0o755 });
       saved.subuid = fs.existsSync("/etc/subuid")
         ? fs.readFileSync("/etc/subuid", "utf8")
         : undefined;
