@@ -1,5 +1,6 @@
 // Pure renderer: typed host settings → the #cloud-config text the VM boots with. No Pulumi
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
+import { gzipSync } from "zlib";
 import { stringify } from "yaml";
 import {
   ADMIN_USER,
@@ -32,6 +33,22 @@ export function packagesFor(settings: HostSettings): string[] {
   // The team's toolchain; apply installs the ones missing on every deploy as well.
   packages.push(...settings.extraPackages);
   return [...new Set(packages)].sort();
+}
+
+/**
+ * The generated host bundle (agent-host.js) is most of the user-data and nobody reads it there:
+ * it travels gzip'd and base64'd (cloud-init's `encoding: gz+b64`; the file arrives as it was),
+ * which keeps the user-data far below GCE's 256 KiB metadata limit. Every other file stays plain
+ * text, readable in the instance's metadata. gzip's header carries no time here (Node writes 0),
+ * so the same file gives the same bytes.
+ */
+export const COMPRESSED_SOURCES = ["host/agent-host.js"];
+
+function writeFile(file: HostFileContent) {
+  const common = { path: file.path, owner: "root:root", permissions: file.mode };
+  if (!COMPRESSED_SOURCES.includes(file.source)) return { ...common, content: file.content };
+  const packed = gzipSync(Buffer.from(file.content, "utf8"), { level: 9 }).toString("base64");
+  return { ...common, encoding: "gz+b64", content: packed };
 }
 
 /**
@@ -71,12 +88,7 @@ export function renderUserData(
     package_update: true,
     packages: packagesFor(settings),
     write_files: [
-      ...files.map((file) => ({
-        path: file.path,
-        owner: "root:root",
-        permissions: file.mode,
-        content: file.content,
-      })),
+      ...files.map(writeFile),
       {
         path: HOST_CONF_PATH,
         owner: "root:root",

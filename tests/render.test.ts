@@ -6,6 +6,7 @@ import { parseHostConf } from "../host/conf/conf";
 import { execFileSync, spawnSync } from "child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
+import { gunzipSync } from "zlib";
 import * as path from "path";
 import { parse } from "yaml";
 import { parseConfig } from "../config";
@@ -16,7 +17,11 @@ import {
   renderBootHostConf,
   renderHostConf,
 } from "../cloud-init/host-config";
-import { METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
+import {
+  COMPRESSED_SOURCES,
+  METADATA_VALUE_LIMIT_BYTES,
+  renderUserData,
+} from "../cloud-init/render";
 import { renderFromArgs } from "../scripts/render";
 import { BASE_CONFIG } from "./harness";
 
@@ -122,10 +127,18 @@ describe("what the user-data sets up", () => {
     const files = readHostFiles();
     for (const file of files) {
       const written = doc.write_files.find((f: { path: string }) => f.path === file.path);
-      expect(written).toEqual({
+      const compressed = COMPRESSED_SOURCES.includes(file.source);
+      expect({
+        ...written,
+        // cloud-init's gz+b64: base64, then gunzip; the file arrives as it is in the repo.
+        content: compressed
+          ? gunzipSync(Buffer.from(written.content, "base64")).toString("utf8")
+          : written.content,
+      }).toEqual({
         path: file.path,
         owner: "root:root",
         permissions: file.mode,
+        ...(compressed ? { encoding: "gz+b64" } : {}),
         content: file.content,
       });
     }
@@ -258,6 +271,7 @@ describe("what the user-data sets up", () => {
         "CLAUDE_CODE_VERSION=2.1.331",
         "CLAUDE_CODE_SOURCE=npm",
         "DOCKER_SOURCE=docker-apt",
+        "DOCKER_MODE=rootless",
         "PERMISSION_MODE=default",
         "NOTIFY_ON_IDLE=true",
         "",
