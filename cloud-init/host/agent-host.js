@@ -866,6 +866,11 @@ function parseBundle(text2, expectedSha256) {
 function confNeedsRestart(next, old) {
   return RESTART_KEYS.some((k) => next[k] !== old[k]);
 }
+function dockerNeedsInstall(oldText, next, old) {
+  if (oldText === void 0) return false;
+  if (!/^DOCKER_MODE=/m.test(oldText)) return true;
+  return next.DOCKER_SOURCE !== old.DOCKER_SOURCE || next.DOCKER_MODE !== old.DOCKER_MODE;
+}
 function agentsNeedRestart(changed) {
   return changed.conf || changed.apiKey;
 }
@@ -900,7 +905,9 @@ var init_bundle2 = __esm({
       "VERTEX_BASE_URL",
       "CLAUDE_MODEL",
       "ANTHROPIC_BASE_URL",
-      "CLAUDE_ENV"
+      "CLAUDE_ENV",
+      // The wrapper hands claude DOCKER_HOST (rootless) or none (shared): host/docker/rootless.ts.
+      "DOCKER_MODE"
     ];
   }
 });
@@ -1223,9 +1230,14 @@ ${fs7.readFileSync(local, "utf8")}`;
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
   const old = loadHostConf({}, p.conf);
+  const oldText = fs7.existsSync(p.conf) ? fs7.readFileSync(p.conf, "utf8") : void 0;
   if (installIfChanged(Buffer.from(text2, "utf8"), p.conf, 420))
     applyLog("updated /etc/agent-host/host.conf");
-  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
+  return {
+    conf,
+    restart: confNeedsRestart(conf.raw, old.raw),
+    docker: dockerNeedsInstall(oldText, conf.raw, old.raw)
+  };
 }
 function installAdminKeys(keys, admin, p) {
   const user = lookupUser(admin);
@@ -1253,6 +1265,11 @@ function installSecret(value, file, said) {
 function updateClaudeCode(conf, p) {
   const rc = runRoot(`${p.lib}/install-claude-code`, [], { env: { AGENTCTL_CONFIG: p.conf } });
   if (rc !== 0) throw new ApplyError(`installing Claude Code ${conf.claudeCodeVersion} failed`);
+}
+function updateDocker(conf, p) {
+  applyLog(`Docker: setting up ${conf.dockerSource}, mode ${conf.dockerMode}`);
+  const rc = runRoot(`${p.lib}/install-docker`, [], { env: { AGENTCTL_CONFIG: p.conf } });
+  if (rc !== 0) throw new ApplyError(`setting up Docker (${conf.dockerMode}) failed`);
 }
 function systemctl(...args) {
   if (runRoot("systemctl", args) !== 0)
@@ -1304,11 +1321,12 @@ function setUpGit(conf, credentials, p) {
 function apply(args, bundle, p) {
   applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
   const unitsChanged = installFiles(bundle.files, p);
-  const { conf, restart: confChanged } = installConf(bundle.conf, p);
+  const { conf, restart: confChanged, docker: dockerChanged } = installConf(bundle.conf, p);
   installAdminKeys(bundle.adminKeys, conf.adminUser, p);
   const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
   installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
   updateClaudeCode(conf, p);
+  if (dockerChanged) updateDocker(conf, p);
   ensureService(unitsChanged);
   installExtraPackages(conf.extraPackages);
   setUpGit(conf, bundle.gitCredentials, p);

@@ -23,6 +23,7 @@ import {
   ApplyUsageError,
   agentsNeedRestart,
   confNeedsRestart,
+  dockerNeedsInstall,
   extraPackageNames,
   parseApplyArgs,
   parseBundle,
@@ -118,7 +119,10 @@ function installFiles(files: readonly BundleFile[], p: ApplyPaths): boolean {
  * it is installed: a bad override in host.conf.local stops the deploy here, naming the key, with
  * the old file still in place. The file replaced is read unchecked: its values are only compared.
  */
-function installConf(stackConf: string, p: ApplyPaths): { conf: HostConf; restart: boolean } {
+function installConf(
+  stackConf: string,
+  p: ApplyPaths,
+): { conf: HostConf; restart: boolean; docker: boolean } {
   let text = stackConf;
   const local = `${p.conf}.local`;
   if (fs.existsSync(local) && fs.statSync(local).isFile())
@@ -127,9 +131,14 @@ function installConf(stackConf: string, p: ApplyPaths): { conf: HostConf; restar
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
   const old = loadHostConf({}, p.conf);
+  const oldText = fs.existsSync(p.conf) ? fs.readFileSync(p.conf, "utf8") : undefined;
   if (installIfChanged(Buffer.from(text, "utf8"), p.conf, 0o644))
     applyLog("updated /etc/agent-host/host.conf");
-  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
+  return {
+    conf,
+    restart: confNeedsRestart(conf.raw, old.raw),
+    docker: dockerNeedsInstall(oldText, conf.raw, old.raw),
+  };
 }
 
 /**
@@ -181,6 +190,13 @@ const WEBHOOK: SecretMessages = {
 function updateClaudeCode(conf: HostConf, p: ApplyPaths): void {
   const rc = runRoot(`${p.lib}/install-claude-code`, [], { env: { AGENTCTL_CONFIG: p.conf } });
   if (rc !== 0) throw new ApplyError(`installing Claude Code ${conf.claudeCodeVersion} failed`);
+}
+
+/** dockerSource or dockerMode changed (or the host predates dockerMode): Docker is set up again. */
+function updateDocker(conf: HostConf, p: ApplyPaths): void {
+  applyLog(`Docker: setting up ${conf.dockerSource}, mode ${conf.dockerMode}`);
+  const rc = runRoot(`${p.lib}/install-docker`, [], { env: { AGENTCTL_CONFIG: p.conf } });
+  if (rc !== 0) throw new ApplyError(`setting up Docker (${conf.dockerMode}) failed`);
 }
 
 function systemctl(...args: string[]): void {
@@ -246,11 +262,12 @@ function setUpGit(conf: HostConf, credentials: Bundle["gitCredentials"], p: Appl
 function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths): number {
   applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
   const unitsChanged = installFiles(bundle.files, p);
-  const { conf, restart: confChanged } = installConf(bundle.conf, p);
+  const { conf, restart: confChanged, docker: dockerChanged } = installConf(bundle.conf, p);
   installAdminKeys(bundle.adminKeys, conf.adminUser, p);
   const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
   installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
   updateClaudeCode(conf, p);
+  if (dockerChanged) updateDocker(conf, p);
   ensureService(unitsChanged);
   installExtraPackages(conf.extraPackages);
   setUpGit(conf, bundle.gitCredentials, p);
