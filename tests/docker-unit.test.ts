@@ -21,6 +21,7 @@ import {
   type DaemonFacts,
 } from "../host/docker/rootless";
 import { MAX_AGENTS_ANY_MACHINE } from "../config";
+import { DISTRO_ROOTLESS_PACKAGES } from "../cloud-init/render";
 import { claudeEnvProblem } from "../shared-rules";
 
 const SYSTEMD = path.join(__dirname, "..", "cloud-init", "systemd");
@@ -203,6 +204,19 @@ describe("the units", () => {
     // A user unit: it runs in the agent's own manager.
     expect(unit("user/agent-dockerd.service")).toMatch(
       /^ExecStart=\/usr\/local\/lib\/agent-host\/agent-dockerd$/m,
+    );
+  });
+});
+
+describe("one list of packages", () => {
+  test("the renderer's rootless distro packages are install-docker's", () => {
+    const script = fs.readFileSync(
+      path.join(__dirname, "..", "cloud-init", "host", "install-docker"),
+      "utf8",
+    );
+    const m = /^readonly -a DISTRO_ROOTLESS=\(([^)]*)\)$/m.exec(script);
+    expect(m?.[1].split(/\s+/).filter(Boolean).sort()).toEqual(
+      [...DISTRO_ROOTLESS_PACKAGES].sort(),
     );
   });
 });
