@@ -2,6 +2,7 @@
 // the environment the wrapper hands claude, the idle rule, the docker group, and the unit files
 // that must agree with those numbers. No root, no Docker: tests/docker-rootless.test.ts runs the
 // daemons for real.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -218,5 +219,41 @@ describe("one list of packages", () => {
     expect(m?.[1].split(/\s+/).filter(Boolean).sort()).toEqual(
       [...DISTRO_ROOTLESS_PACKAGES].sort(),
     );
+  });
+});
+
+describe("systemd reads the units as written", () => {
+  const analyze = spawnSync("sh", ["-c", "command -v systemd-analyze"]).status === 0;
+  (analyze ? test : test.skip)("systemd-analyze verify: no unknown key, no bad setting", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "units-"));
+    const runtime = fs.mkdtempSync(path.join(os.tmpdir(), "xdg-"));
+    for (const f of fs.readdirSync(SYSTEMD)) {
+      if (fs.statSync(path.join(SYSTEMD, f)).isFile())
+        fs.copyFileSync(path.join(SYSTEMD, f), path.join(dir, f));
+    }
+    // A template is verified through an instance: agent-3's.
+    for (const t of ["agent-docker@.socket", "agent-docker@.service"])
+      fs.symlinkSync(t, path.join(dir, t.replace("@", `@${agentUid(3)}`)));
+    const verify = (args: string[]) =>
+      spawnSync("systemd-analyze", ["verify", "--man=no", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:`, XDG_RUNTIME_DIR: runtime },
+      });
+    const units = [
+      `agent-docker@${agentUid(3)}.socket`,
+      `agent-docker@${agentUid(3)}.service`,
+      "agent-docker-idle.timer",
+      "agent-docker-idle.service",
+    ].map((u) => path.join(dir, u));
+    const system = verify(units);
+    const user = verify(["--user", path.join(SYSTEMD, "user", "agent-dockerd.service")]);
+    // Programs that exist only on the VM are the one thing this machine cannot check.
+    const problems = `${system.stderr}${user.stderr}`
+      .split("\n")
+      .filter(Boolean)
+      .filter((l) => !/Command \/usr\/local\/lib\/agent-host\/\S+ is not executable/.test(l));
+    expect(problems).toEqual([]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(runtime, { recursive: true, force: true });
   });
 });
