@@ -257,3 +257,60 @@ describe("systemd reads the units as written", () => {
     fs.rmSync(runtime, { recursive: true, force: true });
   });
 });
+
+describe("install-docker, rootless: rootlesskit's AppArmor profile (dry run)", () => {
+  const SCRIPT = path.join(__dirname, "..", "cloud-init", "host", "install-docker");
+  function dryRun(restrict: string | undefined, profile: string | undefined) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aa-"));
+    const conf = path.join(tmp, "host.conf");
+    fs.writeFileSync(conf, "DOCKER_SOURCE=distro\nDOCKER_MODE=rootless\n");
+    const dir = path.join(tmp, "apparmor.d");
+    fs.mkdirSync(dir);
+    if (profile !== undefined) fs.writeFileSync(path.join(dir, "rootlesskit"), profile);
+    const userns = path.join(tmp, "userns");
+    if (restrict !== undefined) fs.writeFileSync(userns, `${restrict}\n`);
+    const r = spawnSync("bash", [SCRIPT, "--dry-run", "--config", conf], {
+      encoding: "utf8",
+      env: { ...process.env, APPARMOR_DIR: dir, USERNS_RESTRICT_FILE: userns },
+    });
+    fs.rmSync(tmp, { recursive: true, force: true });
+    return { code: r.status, err: r.stderr };
+  }
+  test("no restriction (Debian, or Ubuntu with it off): no profile needed", () => {
+    expect(dryRun(undefined, undefined).err).toContain(
+      "no AppArmor user-namespace restriction here; rootlesskit needs no profile",
+    );
+    expect(dryRun("0", undefined).err).toContain("rootlesskit needs no profile");
+  });
+  test("restricted, no profile on the system: ours is installed and loaded", () => {
+    const r = dryRun("1", undefined);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/dry-run: would write \S+\/apparmor\.d\/rootlesskit/);
+    expect(r.err).toMatch(/dry-run: would run: apparmor_parser -r \S+\/rootlesskit/);
+  });
+  test("restricted, Ubuntu's profile (it allows userns): used as it is", () => {
+    const ubuntu =
+      "abi <abi/4.0>,\nprofile rootlesskit /usr/bin/rootlesskit flags=(unconfined) {\n  userns,\n}\n";
+    const r = dryRun("1", ubuntu);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("it allows userns");
+    expect(r.err).not.toContain("would write");
+  });
+  test("restricted, a profile that does not allow userns: refused, naming the fix", () => {
+    const r = dryRun("1", "profile rootlesskit /usr/bin/rootlesskit {\n}\n");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /does not allow userns; rootless Docker cannot start\. Restore Ubuntu's profile/,
+    );
+  });
+  test("the profile shipped allows userns for /usr/bin/rootlesskit", () => {
+    const shipped = fs.readFileSync(
+      path.join(__dirname, "..", "cloud-init", "apparmor", "rootlesskit"),
+      "utf8",
+    );
+    expect(shipped).toMatch(
+      /^profile rootlesskit \/usr\/bin\/rootlesskit flags=\(unconfined\) \{$/m,
+    );
+    expect(shipped).toMatch(/^\s+userns,$/m);
+  });
+});
