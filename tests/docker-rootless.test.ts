@@ -481,10 +481,9 @@ suite(
       })
         .stdout.trim()
         .split("\n")[0];
-      expect(asAgent(three, `kill -0 ${dockerd4}`)).toMatchObject({
-        code: 1,
-        err: expect.stringMatching(/Operation not permitted/),
-      });
+      const kill = asAgent(three, `kill -0 ${dockerd4}`);
+      expect(kill.code).not.toBe(0);
+      expect(kill.err).toMatch(/Operation not permitted/);
       expect(asAgent(three, `cat /proc/${dockerd4}/environ`).code).not.toBe(0);
       // From agent-3's container, the host's loopback (agent-4's published port) is not reachable:
       // rootlesskit's --disable-host-loopback. From agent-3's own shell it is (docs/security.md).
