@@ -72,6 +72,7 @@ let tmp = "";
 const agents = new Map<number, Agent>();
 const saved: { subuid?: string; subgid?: string; tunMode?: number } = {};
 const setupLog: string[] = [];
+const previousHome = new Map<string, string>();
 
 const run = (file: string, args: string[], input?: string) =>
   spawnSync(file, args, { encoding: "utf8", input, timeout: 240_000 });
@@ -142,6 +143,8 @@ function createUser(n: number): Agent {
     expect(r.stderr).toBe("");
     created = true;
   } else {
+    // A user left by another suite: its home is put back afterwards.
+    previousHome.set(name, run("getent", ["passwd", name]).stdout.split(":")[5]);
     expect(run("usermod", ["-d", home, name]).status).toBe(0);
   }
   for (const dir of [home, workspace]) {
@@ -330,6 +333,8 @@ suite(
         fs.rmSync(a.runtime, { recursive: true, force: true });
         fs.rmSync(agentDockerSocket(a.n), { force: true });
         if (a.created) spawnSync("userdel", [a.name]);
+        const home = previousHome.get(a.name);
+        if (home) spawnSync("usermod", ["-d", home, a.name]);
         spawnSync("gpasswd", ["--delete", a.name, "docker"]);
       }
       if (saved.subuid !== undefined) fs.writeFileSync("/etc/subuid", saved.subuid);
