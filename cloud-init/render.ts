@@ -15,6 +15,20 @@ import { readHostFiles, type HostFileContent } from "./files";
 /** GCE refuses a metadata value above 256 KiB. */
 export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 
+/** RFC 1952's "unknown" operating system: zlib writes its own (3 on Linux, 19 on macOS). */
+const GZIP_OS_UNKNOWN = 255;
+
+/**
+ * A host file as cloud-init's write_files `gz+b64` content (cc_write_files.extract_contents:
+ * base64-decode, then gunzip). Deterministic, so the same files give the same user-data on any
+ * operator's machine: level 9, mtime 0 (Node never sets one) and the OS byte fixed.
+ */
+export function gzipBase64(content: string): string {
+  const gz = gzipSync(Buffer.from(content, "utf8"), { level: 9 });
+  gz[9] = GZIP_OS_UNKNOWN;
+  return gz.toString("base64");
+}
+
 const LIB = "/usr/local/lib/agent-host";
 
 /**
@@ -45,22 +59,6 @@ export function packagesFor(settings: HostSettings): string[] {
   // The team's toolchain; apply installs the ones missing on every deploy as well.
   packages.push(...settings.extraPackages);
   return [...new Set(packages)].sort();
-}
-
-/**
- * The generated host bundle (agent-host.js) is most of the user-data and nobody reads it there:
- * it travels gzip'd and base64'd (cloud-init's `encoding: gz+b64`; the file arrives as it was),
- * which keeps the user-data far below GCE's 256 KiB metadata limit. Every other file stays plain
- * text, readable in the instance's metadata. gzip's header carries no time here (Node writes 0),
- * so the same file gives the same bytes.
- */
-export const COMPRESSED_SOURCES = ["host/agent-host.js"];
-
-function writeFile(file: HostFileContent) {
-  const common = { path: file.path, owner: "root:root", permissions: file.mode };
-  if (!COMPRESSED_SOURCES.includes(file.source)) return { ...common, content: file.content };
-  const packed = gzipSync(Buffer.from(file.content, "utf8"), { level: 9 }).toString("base64");
-  return { ...common, encoding: "gz+b64", content: packed };
 }
 
 /**
@@ -100,12 +98,21 @@ export function renderUserData(
     package_update: true,
     packages: packagesFor(settings),
     write_files: [
-      ...files.map(writeFile),
+      // Compressed: the host files are most of the user-data, and a third of the limit is
+      // what a team's keys and packages may need (tests/user-data-size.test.ts).
+      ...files.map((file) => ({
+        path: file.path,
+        owner: "root:root",
+        permissions: file.mode,
+        encoding: "gz+b64",
+        content: gzipBase64(file.content),
+      })),
       {
         path: HOST_CONF_PATH,
         owner: "root:root",
         permissions: "0644",
         // Without the count-derived keys: the VM's user-data must not change with agentCount.
+        // Plain text: small, and what an operator reads in the instance's metadata.
         content: renderBootHostConf(settings),
       },
     ],
