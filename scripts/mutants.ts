@@ -143,6 +143,30 @@ export const MUTANTS: Mutant[] = [
     ],
   },
   {
+    id: "agents-stay-in-docker-group",
+    what: "dockerMode rootless leaves the agents in the docker group (root-equivalent)",
+    suite: "tests/docker-unit.test.ts",
+    patches: [
+      {
+        file: "host/docker/rootless.ts",
+        find: '  if (mode === "rootless") return { remove: members.filter(isAgent), add: [] };\n',
+        replace: '  if (mode === "rootless") return { remove: [], add: [] };\n',
+      },
+    ],
+  },
+  {
+    id: "one-docker-socket-for-all",
+    what: "every agent's DOCKER_HOST names one shared socket",
+    suite: "tests/docker-unit.test.ts",
+    patches: [
+      {
+        file: "host/docker/rootless.ts",
+        find: "`${DOCKER_SOCKET_DIR}/${agentUid(n)}.sock`;\n",
+        replace: "`${DOCKER_SOCKET_DIR}/docker.sock`;\n",
+      },
+    ],
+  },
+  {
     id: "ignore-user-data",
     what: "ignoreChanges on the VM's user-data (a replaced VM boots the first one's)",
     suite: "tests/lifecycle.test.ts",
