@@ -9,9 +9,51 @@ import * as path from "path";
 const ROOT = path.resolve(__dirname, "..");
 export const BUNDLE_PATH = path.join(ROOT, "cloud-init/host/agent-host.js");
 
+const PAGE_DIR = path.join(ROOT, "host/web");
+const SCRIPT_TAG = '<script src="client.js"></script>';
+
+/**
+ * The dashboard page as one file (host/web/page.ts imports it as "agent-host:page"): page.html with
+ * client.ts compiled for browsers and inlined in place of its script tag. No file to find at run
+ * time and no request but to the page's own API.
+ */
+export async function buildPage(): Promise<string> {
+  const client = await build({
+    entryPoints: [path.join(PAGE_DIR, "client.ts")],
+    absWorkingDir: ROOT,
+    bundle: true,
+    platform: "browser",
+    // Phones a few years old: Safari 15 and Chrome 100 have everything the script uses.
+    target: ["es2020", "safari15", "chrome100"],
+    format: "iife",
+    write: false,
+    minify: true,
+    legalComments: "none",
+    charset: "utf8",
+  });
+  const js = client.outputFiles[0].text.trim();
+  if (/<\/script/i.test(js)) throw new Error("the page's script holds '</script': it would end early");
+  const html = readFileSync(path.join(PAGE_DIR, "page.html"), "utf8");
+  if (html.split(SCRIPT_TAG).length !== 2)
+    throw new Error(`host/web/page.html must hold ${SCRIPT_TAG} exactly once`);
+  return html.replace(SCRIPT_TAG, () => `<script>${js}</script>`);
+}
+
 /** The bundle's text. Deterministic: same sources, same esbuild, same bytes. */
 export async function buildHostBundle(): Promise<string> {
   const result = await build({
+    plugins: [
+      {
+        name: "agent-host-page",
+        setup(b) {
+          b.onResolve({ filter: /^agent-host:page$/ }, (a) => ({ path: a.path, namespace: "page" }));
+          b.onLoad({ filter: /.*/, namespace: "page" }, async () => ({
+            contents: await buildPage(),
+            loader: "text",
+          }));
+        },
+      },
+    ],
     entryPoints: [path.join(ROOT, "host/main.ts")],
     absWorkingDir: ROOT,
     bundle: true,

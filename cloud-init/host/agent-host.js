@@ -171,15 +171,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path14 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path16 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path14, "utf8");
+    textIn = fs.readFileSync(path16, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path14);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path14}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path16);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path16}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -301,6 +301,20 @@ var init_conf = __esm({
       AUTO_STOP_SECONDS: num("0", seconds),
       AUTO_STOP_COMMAND: text("systemctl poweroff", matches(/\S/, "is empty; fix the config")),
       AUTO_STOP_POLL_SECONDS: num("15", positiveSeconds),
+      DASHBOARD_PORT: num(
+        "7420",
+        (v) => /^[1-9][0-9]{3,4}$/.test(v) && Number(v) >= 1024 && Number(v) <= 65535 ? void 0 : "is not a port from 1024 to 65535; fix dashboardPort in the stack config"
+      ),
+      DASHBOARD_URL: text(
+        "",
+        orEmpty(
+          matches(
+            /^https?:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~/-]*)?$/,
+            "is not an http(s) URL without user, query or fragment; fix dashboardUrl in the stack config"
+          )
+        )
+      ),
+      DASHBOARD_TOKEN_FILE: text("/etc/agent-host/secrets/dashboard-token", absolutePath),
       WORKSPACES_DIR: text("/workspaces", absolutePath),
       STATE_DIR: text("/home/agent/.agent-host", absolutePath),
       RUN_DIR: text("/run/agent-host", absolutePath),
@@ -810,11 +824,11 @@ function itemOf(lines, prefix) {
   return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("");
 }
 function fileOf(line) {
-  const [, path14 = "", mode = "", data = ""] = line.split(" ");
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(path14) || path14.includes(".."))
-    throw new ApplyError(`refusing file path '${path14}'`);
-  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path14}`);
-  return { path: path14, mode: parseInt(mode, 8), content: decode(data, path14) };
+  const [, path16 = "", mode = "", data = ""] = line.split(" ");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path16) || path16.includes(".."))
+    throw new ApplyError(`refusing file path '${path16}'`);
+  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path16}`);
+  return { path: path16, mode: parseInt(mode, 8), content: decode(data, path16) };
 }
 function secretOf(lines, name) {
   const data = itemOf(lines, `secret ${name} `);
@@ -1410,15 +1424,15 @@ var init_tmux = __esm({
 
 // host/agents/agents.ts
 function agentctlPaths(env) {
-  const need = (name) => {
+  const need2 = (name) => {
     const value = env[name];
     if (!value) throw new Error(`${name} is not set: run this command through agentctl`);
     return value;
   };
   return {
-    self: need("AGENTCTL_SELF"),
-    wrapper: need("AGENTCTL_WRAPPER"),
-    tmuxConf: need("AGENTCTL_TMUX_CONF")
+    self: need2("AGENTCTL_SELF"),
+    wrapper: need2("AGENTCTL_WRAPPER"),
+    tmuxConf: need2("AGENTCTL_TMUX_CONF")
   };
 }
 function installDir(dir, mode, owner) {
@@ -1581,18 +1595,18 @@ var init_agents = __esm({
       }
       /** The session with its permanent control window: removing agents can never end the session. */
       ensureSession() {
-        const watch = [...this.windowEnv(), "--", this.paths.self, "watch"];
+        const watch2 = [...this.windowEnv(), "--", this.paths.self, "watch"];
         if (!this.sessionUp()) {
           const size = ["-x", "200", "-y", "50"];
-          this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch]);
+          this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch2]);
           this.log(`created tmux session ${SESSION}`);
         }
         const control = this.readWindows().byName.get(CONTROL_WINDOW);
         if (!control) {
-          this.tmux(["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...watch]);
+          this.tmux(["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...watch2]);
           this.readWindows();
         } else if (control.dead) {
-          this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch]);
+          this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch2]);
         }
       }
       workspace(i) {
@@ -1961,14 +1975,17 @@ function parseSendArgs(argv, readStdin, readFile) {
     }
   } else if (words.length > 0) text2 = words.join(" ");
   else text2 = readStdin();
-  text2 = text2.replace(/\r\n/g, "\n").replace(/\n+$/, "");
+  return { targets: target === "all" ? "all" : Number(target), force, text: sendText(text2) };
+}
+function sendText(raw) {
+  const text2 = raw.replace(/\r\n/g, "\n").replace(/\n+$/, "");
   if (text2.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE2}`);
   if (Buffer.byteLength(text2) > SEND_MAX_BYTES) {
     throw new UsageError(
       `send: the text is ${Buffer.byteLength(text2)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`
     );
   }
-  return { targets: target === "all" ? "all" : Number(target), force, text: text2 };
+  return text2;
 }
 function refusal(row, force) {
   switch (row.state) {
@@ -2068,11 +2085,11 @@ function namesOrNone(agents2) {
   return agents2.length === 0 ? "none" : agents2.map((i) => `agent-${i}`).join(" ");
 }
 function parseReconcileArgs(argv, conf) {
-  let json = false;
+  let json2 = false;
   let boot = false;
   let count2 = "";
   for (const arg of argv) {
-    if (arg === "--json") json = true;
+    if (arg === "--json") json2 = true;
     else if (arg === "--boot") boot = true;
     else if (count2 !== "")
       throw new UsageError(
@@ -2096,7 +2113,7 @@ function parseReconcileArgs(argv, conf) {
     throw new UsageError(
       `agent count ${count2} is above AGENT_MAX=${max} (sized from this machine's memory in ${conf.file}); use at most ${max} or deploy a larger machineType`
     );
-  return { count: Number(count2), json, boot };
+  return { count: Number(count2), json: json2, boot };
 }
 function staggerDelay(k, seconds2) {
   const x = k * seconds2;
@@ -2671,7 +2688,7 @@ function renderRequest(hook, m) {
       body: text2
     };
   }
-  const body = {
+  const body2 = {
     source: "agent-host",
     version: 1,
     event: m.event,
@@ -2688,7 +2705,7 @@ function renderRequest(hook, m) {
     method: "POST",
     url: hook.url,
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body)
+    body: JSON.stringify(body2)
   };
 }
 function post(req, timeoutMs = 1e4) {
@@ -3180,7 +3197,7 @@ async function autostopCommand(conf, log2) {
     }
   );
 }
-function autostopStatus(conf, json, agents2 = agentActivity(conf)) {
+function autostopStatus(conf, json2, agents2 = agentActivity(conf)) {
   const now = Date.now();
   const bootAt = bootTime() ?? now - uptimeMs();
   const idleMs = agentsIdleFor(agents2, now, bootAt);
@@ -3192,7 +3209,7 @@ function autostopStatus(conf, json, agents2 = agentActivity(conf)) {
     agents: agents2,
     presence: presence(conf.tmuxSocket)
   });
-  if (json) {
+  if (json2) {
     return `${JSON.stringify({
       vm_uptime_seconds: Math.round((now - bootAt) / 1e3),
       agents_idle_seconds: idleMs === void 0 ? null : Math.round(idleMs / 1e3),
@@ -3584,20 +3601,650 @@ var init_status = __esm({
   }
 });
 
+// host/web/guard.ts
+function allowedHosts(port) {
+  return [`127.0.0.1:${port}`, `localhost:${port}`];
+}
+function hostAllowed(host, port) {
+  return host !== void 0 && allowedHosts(port).includes(host.toLowerCase());
+}
+function originAllowed(origin, port) {
+  if (origin === void 0) return true;
+  return allowedHosts(port).some((h) => origin.toLowerCase() === `http://${h}`);
+}
+function bearerToken(header) {
+  const m = /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(header ?? "");
+  return m ? m[1] : void 0;
+}
+function tokenMatches(given, expected) {
+  if (!given || !expected) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && (0, import_crypto2.timingSafeEqual)(a, b);
+}
+function agentParam(name) {
+  const m = /^agent-([1-9][0-9]{0,3})$/.exec(name);
+  if (!m) throw new BadRequest(`'${name.slice(0, 40)}' is not an agent name such as agent-3`);
+  return Number(m[1]);
+}
+function jsonObject(text2, allowed) {
+  let v;
+  try {
+    v = JSON.parse(text2);
+  } catch {
+    throw new BadRequest("the body is not JSON");
+  }
+  if (!v || typeof v !== "object" || Array.isArray(v))
+    throw new BadRequest("the body must be a JSON object");
+  const extra = Object.keys(v).filter((k) => !allowed.includes(k));
+  if (extra.length > 0)
+    throw new BadRequest(
+      `unknown field '${extra[0].slice(0, 40)}'; expected only ${allowed.join(", ")}`
+    );
+  return v;
+}
+function parseAnswer(text2) {
+  const o = jsonObject(text2, ["action", "option"]);
+  if (o.action === "approve" || o.action === "deny") {
+    if (o.option !== void 0) throw new BadRequest(`'option' goes only with action "option"`);
+    return { action: o.action };
+  }
+  if (o.action === "option") {
+    const n = o.option;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 9)
+      throw new BadRequest("option must be a whole number from 1 to 9");
+    return { action: "option", option: n };
+  }
+  throw new BadRequest(`action must be "approve", "deny" or "option"`);
+}
+function parseSendBody(text2) {
+  const o = jsonObject(text2, ["text"]);
+  if (typeof o.text !== "string") throw new BadRequest("text must be a string");
+  return o.text;
+}
+var import_crypto2, FailureLimiter, BadRequest;
+var init_guard = __esm({
+  "host/web/guard.ts"() {
+    "use strict";
+    import_crypto2 = require("crypto");
+    FailureLimiter = class {
+      constructor(max = 20, windowMs = 6e4) {
+        this.max = max;
+        this.windowMs = windowMs;
+      }
+      max;
+      windowMs;
+      times = [];
+      prune(now) {
+        while (this.times.length > 0 && now - this.times[0] >= this.windowMs) this.times.shift();
+      }
+      /** Records one failure; returns the seconds to wait when the limit is passed, else undefined. */
+      fail(now = Date.now()) {
+        this.prune(now);
+        if (this.times.length < this.max * 2) this.times.push(now);
+        if (this.times.length <= this.max) return void 0;
+        return Math.max(1, Math.ceil((this.windowMs - (now - this.times[0])) / 1e3));
+      }
+    };
+    BadRequest = class extends Error {
+    };
+  }
+});
+
+// host/web/prompt.ts
+function parsePrompt(pane) {
+  const lines = pane.replace(/\s+$/, "").split("\n");
+  const footer = lines.map((l) => FOOTER_RE.test(l)).lastIndexOf(true);
+  if (footer < 0) return void 0;
+  let run3 = [];
+  for (const line of lines.slice(0, footer)) {
+    const m = OPTION_RE.exec(line);
+    if (!m) continue;
+    const n = Number(m[1]);
+    if (n === 1) run3 = [{ n, label: m[2] }];
+    else if (run3.length > 0 && n === run3[run3.length - 1].n + 1) run3.push({ n, label: m[2] });
+  }
+  if (run3.length < 2) return void 0;
+  if (run3[0].label === "Yes" && run3.some((o) => o.label === "No"))
+    return { kind: "permission", options: run3 };
+  return { kind: "question", options: run3.filter((o) => !NOT_ANSWERS.has(o.label)) };
+}
+function answerKey(prompt, action, option) {
+  if (!prompt) return { refused: "no dialog shows in its pane" };
+  if (action === "approve" || action === "deny") {
+    if (prompt.kind !== "permission")
+      return { refused: "its dialog is a question, not a permission; pick an option" };
+    const label = action === "approve" ? "Yes" : "No";
+    const o2 = prompt.options.find((x) => x.label === label);
+    return o2 ? { key: String(o2.n) } : { refused: `its dialog has no '${label}' option` };
+  }
+  if (prompt.kind !== "question")
+    return { refused: "its dialog asks for a permission; approve or deny it" };
+  const o = prompt.options.find((x) => x.n === option);
+  return o ? { key: String(o.n) } : {
+    refused: `its question has no option ${option ?? "?"} (options: ${prompt.options.map((x) => x.n).join(", ")})`
+  };
+}
+var OPTION_RE, FOOTER_RE, NOT_ANSWERS;
+var init_prompt = __esm({
+  "host/web/prompt.ts"() {
+    "use strict";
+    OPTION_RE = /^\s*(?:❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
+    FOOTER_RE = /Esc to cancel/;
+    NOT_ANSWERS = /* @__PURE__ */ new Set(["Type something.", "Chat about this"]);
+  }
+});
+
+// host/web/token.ts
+function readToken(file) {
+  try {
+    const st = fs17.lstatSync(file);
+    if (!st.isFile() || st.uid !== 0 || (st.mode & 63) !== 0) return void 0;
+  } catch {
+    return void 0;
+  }
+  const text2 = readBounded(file, 256, 0)?.trim();
+  return text2 !== void 0 && TOKEN_RE.test(text2) ? text2 : void 0;
+}
+function writeToken(file) {
+  fs17.mkdirSync(path14.dirname(file), { recursive: true, mode: 448 });
+  const token = newToken();
+  writeAtomic(file, `${token}
+`, 384);
+  return token;
+}
+function ensureToken(file) {
+  return readToken(file) ?? writeToken(file);
+}
+function tokenReader(file) {
+  let stamp = "";
+  let token;
+  return () => {
+    let st;
+    try {
+      st = fs17.lstatSync(file);
+    } catch {
+      stamp = "";
+      return token = void 0;
+    }
+    const now = `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}:${st.uid}`;
+    if (now !== stamp) {
+      stamp = now;
+      token = readToken(file);
+    }
+    return token;
+  };
+}
+function dashboardUrl(port, token) {
+  return `http://127.0.0.1:${port}/#token=${token}`;
+}
+var import_crypto3, fs17, path14, TOKEN_BYTES, TOKEN_RE, newToken;
+var init_token = __esm({
+  "host/web/token.ts"() {
+    "use strict";
+    import_crypto3 = require("crypto");
+    fs17 = __toESM(require("fs"));
+    path14 = __toESM(require("path"));
+    init_store();
+    TOKEN_BYTES = 32;
+    TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
+    newToken = () => (0, import_crypto3.randomBytes)(TOKEN_BYTES).toString("base64url");
+  }
+});
+
+// page:agent-host:page
+var agent_host_page_default;
+var init_agent_host_page = __esm({
+  "page:agent-host:page"() {
+    agent_host_page_default = '<!doctype html>\n<html lang="en">\n  <head>\n    <meta charset="utf-8" />\n    <meta name="viewport" content="width=device-width, initial-scale=1" />\n    <meta name="referrer" content="no-referrer" />\n    <title>agent-host</title>\n    <style>\n      :root {\n        color-scheme: light dark;\n        --bg: #f6f7f9;\n        --card: #fff;\n        --fg: #15171a;\n        --dim: #5d6470;\n        --line: #d9dde3;\n        --perm: #b42318;\n        --ask: #b54708;\n        --work: #175cd3;\n        --idle: #3f7d3f;\n        --other: #6b7280;\n      }\n      @media (prefers-color-scheme: dark) {\n        :root {\n          --bg: #0f1115;\n          --card: #181b21;\n          --fg: #e8eaed;\n          --dim: #9aa1ad;\n          --line: #2a2f38;\n        }\n      }\n      * {\n        box-sizing: border-box;\n      }\n      body {\n        margin: 0;\n        background: var(--bg);\n        color: var(--fg);\n        font:\n          15px/1.4 system-ui,\n          -apple-system,\n          "Segoe UI",\n          Roboto,\n          sans-serif;\n      }\n      header {\n        position: sticky;\n        top: 0;\n        z-index: 1;\n        display: flex;\n        align-items: center;\n        gap: 8px;\n        padding: 10px 12px;\n        background: var(--card);\n        border-bottom: 1px solid var(--line);\n      }\n      header h1 {\n        margin: 0;\n        font-size: 17px;\n        flex: 1;\n        white-space: nowrap;\n        overflow: hidden;\n        text-overflow: ellipsis;\n      }\n      #live {\n        width: 10px;\n        height: 10px;\n        border-radius: 50%;\n        background: var(--other);\n        flex: none;\n      }\n      #live.on {\n        background: var(--idle);\n      }\n      main {\n        padding: 8px;\n        max-width: 900px;\n        margin: 0 auto;\n      }\n      #notice {\n        padding: 12px;\n        color: var(--dim);\n      }\n      #notice:empty {\n        display: none;\n      }\n      ul {\n        list-style: none;\n        margin: 0;\n        padding: 0;\n      }\n      li + li {\n        margin-top: 6px;\n      }\n      .agent {\n        display: block;\n        width: 100%;\n        text-align: left;\n        padding: 10px 12px;\n        min-height: 48px;\n        border: 1px solid var(--line);\n        border-left: 6px solid var(--other);\n        border-radius: 8px;\n        background: var(--card);\n        color: inherit;\n        font: inherit;\n        cursor: pointer;\n      }\n      .agent .top {\n        display: flex;\n        gap: 8px;\n        align-items: baseline;\n      }\n      .name {\n        font-weight: 600;\n      }\n      .state {\n        font-size: 13px;\n        font-weight: 600;\n      }\n      .since {\n        margin-left: auto;\n        color: var(--dim);\n        font-size: 13px;\n        font-variant-numeric: tabular-nums;\n      }\n      .why {\n        color: var(--dim);\n        font-size: 13px;\n        overflow: hidden;\n        display: -webkit-box;\n        -webkit-line-clamp: 2;\n        -webkit-box-orient: vertical;\n        overflow-wrap: anywhere;\n      }\n      [data-state="needs-permission"] {\n        border-left-color: var(--perm);\n      }\n      [data-state="needs-permission"] .state {\n        color: var(--perm);\n      }\n      [data-state="needs-answer"],\n      [data-state="signed-out"],\n      [data-state="exited"] {\n        border-left-color: var(--ask);\n      }\n      [data-state="needs-answer"] .state,\n      [data-state="signed-out"] .state,\n      [data-state="exited"] .state {\n        color: var(--ask);\n      }\n      [data-state="working"] {\n        border-left-color: var(--work);\n      }\n      [data-state="working"] .state {\n        color: var(--work);\n      }\n      [data-state="idle"] {\n        border-left-color: var(--idle);\n      }\n      [data-state="idle"] .state {\n        color: var(--idle);\n      }\n      #detail[hidden],\n      #list[hidden] {\n        display: none;\n      }\n      #detail .agent {\n        cursor: default;\n      }\n      .bar {\n        display: flex;\n        flex-wrap: wrap;\n        gap: 8px;\n        margin: 8px 0;\n      }\n      button.act {\n        min-height: 44px;\n        min-width: 44px;\n        padding: 8px 14px;\n        border-radius: 8px;\n        border: 1px solid var(--line);\n        background: var(--card);\n        color: inherit;\n        font: inherit;\n        font-weight: 600;\n        cursor: pointer;\n      }\n      button.act:disabled {\n        opacity: 0.5;\n      }\n      #approve {\n        background: var(--idle);\n        color: #fff;\n        border-color: var(--idle);\n      }\n      #deny {\n        background: var(--perm);\n        color: #fff;\n        border-color: var(--perm);\n      }\n      #pane {\n        margin: 8px 0;\n        padding: 8px;\n        min-height: 120px;\n        max-height: 55vh;\n        overflow: auto;\n        background: #0b0d10;\n        color: #d7dae0;\n        border-radius: 8px;\n        font:\n          11px/1.25 ui-monospace,\n          "DejaVu Sans Mono",\n          Menlo,\n          monospace;\n        white-space: pre;\n      }\n      form {\n        display: flex;\n        gap: 8px;\n        align-items: stretch;\n      }\n      textarea {\n        flex: 1;\n        min-width: 0;\n        min-height: 44px;\n        padding: 8px;\n        border-radius: 8px;\n        border: 1px solid var(--line);\n        background: var(--card);\n        color: inherit;\n        font: inherit;\n        resize: vertical;\n      }\n      #msg {\n        min-height: 1.4em;\n        font-size: 13px;\n        color: var(--dim);\n        overflow-wrap: anywhere;\n      }\n      #msg.bad {\n        color: var(--perm);\n      }\n    </style>\n  </head>\n  <body>\n    <header>\n      <span id="live" title="live updates"></span>\n      <h1 id="title">agent-host</h1>\n    </header>\n    <main>\n      <div id="notice">Loading…</div>\n      <ul id="list"></ul>\n      <section id="detail" hidden>\n        <div class="bar">\n          <button type="button" class="act" id="back">‹ All agents</button>\n        </div>\n        <div id="card"></div>\n        <div class="bar" id="actions"></div>\n        <pre id="pane"></pre>\n        <form id="send-form">\n          <textarea id="send-text" rows="2" placeholder="Type a task for this agent" maxlength="65536"></textarea>\n          <button type="submit" class="act" id="send">Send</button>\n        </form>\n        <div id="msg" role="status"></div>\n      </section>\n    </main>\n    <script>"use strict";(()=>{var H=Object.defineProperty;var _=(t,n,e)=>n in t?H(t,n,{enumerable:!0,configurable:!0,writable:!0,value:e}):t[n]=e;var S=(t,n,e)=>_(t,typeof n!="symbol"?n+"":n,e);var x="agent-host-dashboard-token";var s=t=>document.getElementById(t),E="",l=[],L=0,c,M,b=!1;function C(){return new URLSearchParams(location.hash.replace(/^#/,""))}function A(){let t=C(),n=t.get("token");n&&localStorage.setItem(x,n),E=localStorage.getItem(x)??"";let e=t.get("agent");history.replaceState(null,"",e?`#agent=${encodeURIComponent(e)}`:location.pathname),c=e&&/^agent-[1-9][0-9]*$/.test(e)?e:void 0}var m=class extends Error{constructor(e,o){super(o);S(this,"status",e)}};async function y(t,n){let e={headers:{Authorization:`Bearer ${E}`},cache:"no-store"};n!==void 0&&(e.method="POST",e.headers={...e.headers,"Content-Type":"application/json"},e.body=JSON.stringify(n));let o=await fetch(t,e),a=await o.json().catch(()=>({}));if(!o.ok)throw new m(o.status,a.error??`HTTP ${o.status}`);return a}function p(t){s("notice").textContent=t}function h(t){return t instanceof m&&(t.status===401||t.status===429)?(p(t.status===401?"The token was refused. On the VM run: sudo agentctl web --url, and open the URL it prints.":t.message),s("live").classList.remove("on"),!0):!1}function N(t){let n=e=>String(e).padStart(2,"0");return t<60?`${t}s`:t<3600?`${Math.floor(t/60)}m${n(t%60)}s`:t<86400?`${Math.floor(t/3600)}h${n(Math.floor(t%3600/60))}m`:`${Math.floor(t/86400)}d${n(Math.floor(t%86400/3600))}h`}function f(t,n,e){let o=document.createElement(t);return o.className=n,e!==void 0&&(o.textContent=e),o}function R(t){return t.state_seconds===null?"-":N(t.state_seconds+Math.floor((Date.now()-L)/1e3))}function P(t,n){let e=f(n,"agent");e.dataset.agent=t.name,e.dataset.state=t.agent_state,n==="button"&&(e.type="button");let o=f("div","top");return o.append(f("span","name",t.name),f("span","state",t.agent_state),f("span","since",R(t))),e.append(o,f("div","why",t.why||"-")),e}function k(){let t=l.filter(i=>i.needs_you).length,n=t?`${t} need${t===1?"s":""} you`:"nobody needs you";s("title").textContent=`agent-host · ${n}`,document.title=t?`(${t}) agent-host`:"agent-host",l.length===0?p("No agents."):s("notice").textContent==="Loading…"&&p("");let e=s("list");e.replaceChildren(...l.map(i=>{let u=document.createElement("li"),d=P(i,"button");return d.addEventListener("click",()=>v(i.name)),u.append(d),u}));let o=s("detail"),a=l.find(i=>i.name===c);e.hidden=a!==void 0,o.hidden=a===void 0,a&&s("card").replaceChildren(P(a,"div")),document.body.dataset.ready="1"}function v(t){c=t,history.replaceState(null,"",t?`#agent=${t}`:location.pathname),s("pane").textContent="",s("actions").replaceChildren(),g(""),k(),window.clearInterval(M),t&&(T(),M=window.setInterval(()=>{T()},1e3))}function g(t,n=!1){let e=s("msg");e.textContent=t,e.classList.toggle("bad",n)}function $(t,n,e){let o=f("button","act",n);return o.type="button",t&&(o.id=t),o.disabled=b,o.addEventListener("click",()=>{if(!b){b=!0;for(let a of Array.from(s("actions").querySelectorAll("button")))a.disabled=!0;e().catch(a=>h(a)||g(a.message,!0)).finally(()=>{b=!1,T()})}}),o}function B(t,n){let e=s("actions"),o=t.prompt,a=n?.agent_state==="needs-permission"||n?.agent_state==="needs-answer",i=o&&a?JSON.stringify(o):"";if(e.dataset.sig===i)return;e.dataset.sig=i;let u=t.name,d=(r,w)=>async()=>{await y(`/api/agents/${u}/answer`,r),g(w)};if(!o||!a)return void e.replaceChildren();o.kind==="permission"?e.replaceChildren($("approve","Approve once",d({action:"approve"},"Approved.")),$("deny","Deny",d({action:"deny"},"Denied."))):e.replaceChildren(...o.options.map(r=>{let w=$("",`${r.n}. ${r.label}`,d({action:"option",option:r.n},`Answered ${r.n}.`));return w.dataset.option=String(r.n),w}))}async function T(){let t=c;if(t)try{let n=await y(`/api/agents/${t}/pane`);if(t!==c)return;let e=s("pane"),o=e.scrollTop+e.clientHeight>=e.scrollHeight-4;e.textContent=n.text,o&&(e.scrollTop=e.scrollHeight),B(n,l.find(a=>a.name===t))}catch(n){h(n)||g(n.message,!0)}}async function I(){for(;;){try{let t=await fetch("/api/events",{headers:{Authorization:`Bearer ${E}`},cache:"no-store"});if(!t.ok||!t.body){let o=await t.json().catch(()=>({}));if(h(new m(t.status,o.error??`HTTP ${t.status}`)))return;throw new Error(`HTTP ${t.status}`)}s("live").classList.add("on");let n=t.body.pipeThrough(new TextDecoderStream).getReader(),e="";for(;;){let{value:o,done:a}=await n.read();if(a)break;e+=o;let i;for(;(i=e.indexOf(`\n\n`))>=0;){let u=e.slice(0,i);e=e.slice(i+2);let d=u.split(`\n`).filter(r=>r.startsWith("data: ")).map(r=>r.slice(6)).join(`\n`);/^event: agents$/m.test(u)&&d&&(l=JSON.parse(d),L=Date.now(),k(),c&&T())}}}catch{}s("live").classList.remove("on"),await new Promise(t=>setTimeout(t,1e3))}}function O(){if(A(),s("back").addEventListener("click",()=>v(void 0)),s("send-form").addEventListener("submit",t=>{t.preventDefault();let n=s("send-text"),e=n.value;if(!c||!e.trim())return;let o=s("send");o.disabled=!0,y(`/api/agents/${c}/send`,{text:e}).then(()=>{n.value="",g("Sent.")}).catch(a=>h(a)||g(a.message,!0)).finally(()=>o.disabled=!1)}),window.addEventListener("hashchange",()=>{let t=C().get("agent");t!==c&&v(t??void 0)}),!E){p("No token. On the VM run: sudo agentctl web --url, and open the URL it prints.");return}y("/api/agents").then(t=>{l=t,L=Date.now(),k(),c&&v(c)}).catch(t=>h(t)||p(t.message)),window.setInterval(()=>{for(let t of Array.from(document.querySelectorAll(".agent"))){let n=l.find(o=>o.name===t.dataset.agent),e=t.querySelector(".since");n&&e&&(e.textContent=R(n))}},1e3),I()}O();})();</script>\n  </body>\n</html>\n';
+  }
+});
+
+// host/web/page.ts
+function pageCsp() {
+  csp ??= [
+    "default-src 'none'",
+    `script-src ${hashOf("script")}`,
+    `style-src ${hashOf("style")}`,
+    "connect-src 'self'",
+    "img-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'"
+  ].join("; ");
+  return csp;
+}
+var import_crypto4, PAGE_HTML, hashOf, csp;
+var init_page = __esm({
+  "host/web/page.ts"() {
+    "use strict";
+    import_crypto4 = require("crypto");
+    init_agent_host_page();
+    PAGE_HTML = agent_host_page_default;
+    hashOf = (tag) => {
+      const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(PAGE_HTML);
+      if (!m) throw new Error(`the page has no inline <${tag}>`);
+      return `'sha256-${(0, import_crypto4.createHash)("sha256").update(m[1], "utf8").digest("base64")}'`;
+    };
+  }
+});
+
+// host/web/server.ts
+function need(method, want) {
+  if (method !== want) throw new HttpError(405, `${want} only`, { Allow: want });
+}
+function json(res, status2, text2) {
+  res.writeHead(status2, { ...API_HEADERS, "Content-Type": "application/json; charset=utf-8" });
+  res.end(text2.endsWith("\n") ? text2 : `${text2}
+`);
+}
+function body(req, max) {
+  const type = (req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+  if (type !== "application/json")
+    return Promise.reject(new HttpError(415, "Content-Type must be application/json"));
+  const declared = Number(req.headers["content-length"] ?? "0");
+  if (declared > max) {
+    req.resume();
+    return Promise.reject(new HttpError(413, `the body is over ${max} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on("data", (c) => {
+      size += c.length;
+      if (size > max) {
+        reject(new HttpError(413, `the body is over ${max} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+var fs18, http2, path15, POLL_MS3, SETTLE_MS, MAX_STREAMS, SEND_BODY_MAX, ANSWER_BODY_MAX, HEARTBEAT_MS, HttpError, API_HEADERS, Dashboard;
+var init_server = __esm({
+  "host/web/server.ts"() {
+    "use strict";
+    fs18 = __toESM(require("fs"));
+    http2 = __toESM(require("http"));
+    path15 = __toESM(require("path"));
+    init_facts();
+    init_send();
+    init_tmux();
+    init_status();
+    init_guard();
+    init_prompt();
+    init_token();
+    init_page();
+    POLL_MS3 = 1e3;
+    SETTLE_MS = 25;
+    MAX_STREAMS = 16;
+    SEND_BODY_MAX = 512 * 1024;
+    ANSWER_BODY_MAX = 1024;
+    HEARTBEAT_MS = 25e3;
+    HttpError = class extends Error {
+      constructor(status2, message, headers = {}) {
+        super(message);
+        this.status = status2;
+        this.headers = headers;
+      }
+      status;
+      headers;
+    };
+    API_HEADERS = {
+      "Cache-Control": "no-store",
+      "X-Content-Type-Options": "nosniff",
+      "Referrer-Policy": "no-referrer"
+    };
+    Dashboard = class {
+      constructor(opts) {
+        this.opts = opts;
+        this.token = tokenReader(opts.tokenFile);
+        this.limiter = opts.limiter ?? new FailureLimiter();
+        this.server = http2.createServer((req, res) => void this.handle(req, res));
+        this.server.requestTimeout = 3e4;
+        this.server.headersTimeout = 1e4;
+        this.server.maxHeadersCount = 50;
+      }
+      opts;
+      server;
+      token;
+      limiter;
+      streams = /* @__PURE__ */ new Set();
+      watchers = /* @__PURE__ */ new Map();
+      rowsJson;
+      stateKey = "";
+      looking = false;
+      lookAgain = false;
+      settle;
+      poll;
+      heartbeat;
+      async listen() {
+        await new Promise((resolve, reject) => {
+          this.server.once("error", reject);
+          this.server.listen(this.opts.port, "127.0.0.1", () => resolve());
+        });
+        this.watchStates();
+        void this.look(true);
+        return this.server.address().port;
+      }
+      close() {
+        for (const s of this.streams) s.end();
+        for (const w of this.watchers.values()) w.close();
+        clearTimeout(this.settle);
+        clearInterval(this.poll);
+        clearInterval(this.heartbeat);
+        return new Promise((resolve) => this.server.close(() => resolve()));
+      }
+      // -------------------------------------------------------------------------------------------
+      // changes
+      /** inotify on STATE_DIR and each agent's folder in it: the recorder replaces status.json. */
+      watchStates() {
+        const dir = this.opts.conf.stateDir;
+        const watch2 = (d) => {
+          if (this.watchers.has(d)) return;
+          try {
+            const w = fs18.watch(d, { persistent: false }, () => this.changed());
+            w.on("error", () => {
+              w.close();
+              this.watchers.delete(d);
+            });
+            this.watchers.set(d, w);
+          } catch {
+          }
+        };
+        const scan = () => {
+          let names = [];
+          try {
+            names = fs18.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
+          } catch {
+            return;
+          }
+          for (const n of names.slice(0, 256)) watch2(path15.join(dir, n));
+        };
+        watch2(dir);
+        scan();
+        this.rescan = scan;
+      }
+      rescan = () => void 0;
+      changed() {
+        if (this.settle) return;
+        this.settle = setTimeout(() => {
+          this.settle = void 0;
+          this.rescan();
+          void this.look();
+        }, SETTLE_MS);
+      }
+      /** One look at every agent's state; the full rows are gathered and pushed when it changed. */
+      async look(force = false) {
+        if (this.looking) {
+          this.lookAgain = true;
+          return;
+        }
+        this.looking = true;
+        try {
+          const key = snapshot(this.opts.conf).rows.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
+          if (force || key !== this.stateKey) {
+            this.stateKey = key;
+            await this.gather();
+            this.push();
+          }
+        } catch (error) {
+          this.opts.log(`web: ${error.message}`);
+        } finally {
+          this.looking = false;
+          if (this.lookAgain) {
+            this.lookAgain = false;
+            void this.look();
+          }
+        }
+      }
+      async gather() {
+        const { rows } = await statusRows(this.opts.conf, () => void 0);
+        this.rowsJson = toJson(rows);
+        return this.rowsJson;
+      }
+      push() {
+        if (this.rowsJson === void 0) return;
+        const frame = `event: agents
+data: ${this.rowsJson.trim()}
+
+`;
+        for (const s of this.streams) s.write(frame);
+      }
+      stream(req, res) {
+        if (this.streams.size >= MAX_STREAMS)
+          throw new HttpError(503, `at most ${MAX_STREAMS} pages at once`);
+        req.socket.setTimeout(0);
+        res.writeHead(200, {
+          ...API_HEADERS,
+          "Content-Type": "text/event-stream; charset=utf-8",
+          Connection: "keep-alive"
+        });
+        this.streams.add(res);
+        if (this.rowsJson !== void 0) res.write(`event: agents
+data: ${this.rowsJson.trim()}
+
+`);
+        const gone = () => {
+          this.streams.delete(res);
+          if (this.streams.size === 0) {
+            clearInterval(this.poll);
+            clearInterval(this.heartbeat);
+            this.poll = this.heartbeat = void 0;
+          }
+        };
+        req.on("close", gone);
+        res.on("error", gone);
+        if (!this.poll) {
+          this.poll = setInterval(() => void this.look(), POLL_MS3);
+          this.heartbeat = setInterval(() => {
+            for (const s of this.streams) s.write(": keep-alive\n\n");
+          }, HEARTBEAT_MS);
+        }
+        void this.look(true);
+      }
+      // -------------------------------------------------------------------------------------------
+      // requests
+      async handle(req, res) {
+        try {
+          await this.route(req, res);
+        } catch (error) {
+          const e = error instanceof HttpError ? error : error instanceof BadRequest || error instanceof UsageError ? new HttpError(400, error.message) : new HttpError(500, "internal error (see journalctl -u agent-host-web)");
+          if (!(error instanceof HttpError || error instanceof BadRequest || error instanceof UsageError))
+            this.opts.log(`web: ${req.method} ${req.url?.slice(0, 80)}: ${error.message}`);
+          if (res.headersSent) {
+            res.end();
+            return;
+          }
+          res.writeHead(e.status, {
+            ...API_HEADERS,
+            ...e.headers,
+            "Content-Type": "application/json; charset=utf-8"
+          });
+          res.end(`${JSON.stringify({ error: e.message })}
+`);
+        }
+      }
+      async route(req, res) {
+        const port = this.opts.port;
+        if (!hostAllowed(req.headers.host, port))
+          throw new HttpError(403, `Host must be 127.0.0.1:${port} or localhost:${port}`);
+        const origin = req.headers.origin;
+        if (!originAllowed(origin, port)) throw new HttpError(403, "foreign Origin");
+        const url = req.url ?? "";
+        if (!url.startsWith("/") || url.includes("?") || url.length > 200)
+          throw new HttpError(400, "bad path");
+        if (url === "/" || url === "/index.html") {
+          if (req.method !== "GET") throw new HttpError(405, "GET only", { Allow: "GET" });
+          res.writeHead(200, {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": pageCsp(),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+            "Cross-Origin-Opener-Policy": "same-origin",
+            "Cross-Origin-Resource-Policy": "same-origin"
+          });
+          res.end(PAGE_HTML);
+          return;
+        }
+        if (!url.startsWith("/api/")) throw new HttpError(404, "not found");
+        this.authenticate(req);
+        const parts = url.split("/").slice(2);
+        const method = req.method ?? "";
+        if (parts.length === 1 && parts[0] === "agents") {
+          need(method, "GET");
+          return json(res, 200, await this.gather());
+        }
+        if (parts.length === 1 && parts[0] === "events") {
+          need(method, "GET");
+          return this.stream(req, res);
+        }
+        if (parts.length === 3 && parts[0] === "agents") {
+          const n = agentParam(decodeURIComponent(parts[1]));
+          if (parts[2] === "pane") {
+            need(method, "GET");
+            return json(res, 200, JSON.stringify(this.pane(n)));
+          }
+          if (parts[2] === "send") {
+            need(method, "POST");
+            const text2 = sendText(parseSendBody(await body(req, SEND_BODY_MAX)));
+            return json(res, 200, JSON.stringify(this.send(n, text2)));
+          }
+          if (parts[2] === "answer") {
+            need(method, "POST");
+            const answer = parseAnswer(await body(req, ANSWER_BODY_MAX));
+            return json(res, 200, JSON.stringify(this.answer(n, answer)));
+          }
+        }
+        throw new HttpError(404, "not found");
+      }
+      authenticate(req) {
+        if (tokenMatches(bearerToken(req.headers.authorization), this.token())) return;
+        const wait = this.limiter.fail();
+        if (wait !== void 0) {
+          this.opts.log(`web: too many failed attempts; refusing for ${wait}s`);
+          throw new HttpError(429, `too many failed attempts; try again in ${wait}s`, {
+            "Retry-After": String(wait)
+          });
+        }
+        throw new HttpError(401, "a valid token is needed (sudo agentctl web --url)", {
+          "WWW-Authenticate": 'Bearer realm="agent-host"'
+        });
+      }
+      liveWindow(n) {
+        const w = agentWindows(this.opts.conf.tmuxSocket).get(n);
+        if (!w) throw new HttpError(404, `there is no agent-${n}`);
+        if (w.dead) throw new HttpError(409, `agent-${n} has stopped (agentctl restart ${n})`);
+      }
+      capture(n) {
+        const r = tmux(this.opts.conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]);
+        if (r.code !== 0) throw new HttpError(404, `there is no agent-${n}`);
+        return r.stdout.replace(/\s+$/, "");
+      }
+      pane(n) {
+        this.liveWindow(n);
+        const text2 = this.capture(n);
+        return { name: `agent-${n}`, text: text2, prompt: parsePrompt(text2) ?? null };
+      }
+      send(n, text2) {
+        const lines = [];
+        const r = send(this.opts.conf, { targets: n, force: false, text: text2 }, (l) => lines.push(l));
+        if (r.refused.length > 0)
+          throw new HttpError(409, lines.join("; ").replace(/^send: refused: /, ""));
+        this.opts.log(`web: typed ${Buffer.byteLength(text2)} bytes into agent-${n}`);
+        void this.look();
+        return { sent: `agent-${n}` };
+      }
+      answer(n, answer) {
+        this.liveWindow(n);
+        const row = snapshot(this.opts.conf).rows.find((r2) => r2.n === n);
+        const waiting = answer.action === "option" ? "needs-answer" : "needs-permission";
+        if (row?.state !== waiting)
+          throw new HttpError(
+            409,
+            `agent-${n} is ${row?.state ?? "missing"}, not ${waiting}; nothing was typed`
+          );
+        const key = answerKey(
+          parsePrompt(this.capture(n)),
+          answer.action,
+          answer.action === "option" ? answer.option : void 0
+        );
+        if ("refused" in key) throw new HttpError(409, `agent-${n}: ${key.refused}; nothing was typed`);
+        const r = tmux(this.opts.conf.tmuxSocket, ["send-keys", "-t", windowTarget(n), "-l", key.key]);
+        if (r.code !== 0) throw new Error(`tmux send-keys: ${r.stderr.trim()}`);
+        this.opts.log(`web: ${answer.action} ${key.key} for agent-${n}`);
+        void this.look();
+        return { agent: `agent-${n}`, action: answer.action, key: key.key };
+      }
+    };
+  }
+});
+
+// host/web/main.ts
+var main_exports = {};
+__export(main_exports, {
+  webMain: () => webMain
+});
+async function webMain(argv, log2) {
+  if (argv.length > 1 || argv.length === 1 && !["--url", "--rotate-token"].includes(argv[0]))
+    throw new UsageError(`web: unknown argument '${argv.join(" ")}'. ${USAGE3}`);
+  const conf = loadHostConf();
+  const bad = firstError(conf, ["DASHBOARD_PORT", "DASHBOARD_TOKEN_FILE", "TMUX_SOCKET"]);
+  if (bad) throw new UsageError(bad);
+  if (typeof process.getuid === "function" && process.getuid() !== 0)
+    throw new UsageError("web: run it as root (sudo agentctl web ...): the token is root-only");
+  const port = conf.dashboardPort;
+  const file = conf.dashboardTokenFile;
+  if (argv[0] === "--url") {
+    process.stdout.write(`${dashboardUrl(port, ensureToken(file))}
+`);
+    return 0;
+  }
+  if (argv[0] === "--rotate-token") {
+    writeToken(file);
+    log2(`web: a new token is in ${file}; pages with the old one get 401. Get the URL: sudo agentctl web --url`);
+    return 0;
+  }
+  ensureToken(file);
+  const dashboard = new Dashboard({ conf, port, tokenFile: file, log: log2 });
+  await dashboard.listen();
+  log2(`web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`);
+  const stop = () => void dashboard.close().then(() => process.exit(0));
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  return new Promise(() => void 0);
+}
+var USAGE3;
+var init_main = __esm({
+  "host/web/main.ts"() {
+    "use strict";
+    init_conf();
+    init_send();
+    init_server();
+    init_token();
+    USAGE3 = "usage: agentctl web [--url | --rotate-token]";
+  }
+});
+
 // host/commands.ts
 var commands_exports = {};
 __export(commands_exports, {
   run: () => run2
 });
 async function status(argv) {
-  const json = argv.length === 1 && argv[0] === "--json";
-  if (argv.length > 0 && !json)
+  const json2 = argv.length === 1 && argv[0] === "--json";
+  if (argv.length > 0 && !json2)
     throw new UsageError(
       `status: unknown option '${argv.find((a) => a !== "--json") ?? argv[1]}'; use 'agentctl status' or 'agentctl status --json'`
     );
   const conf = loadHostConf();
   const { rows, effective } = await statusRows(conf, log);
-  if (json) {
+  if (json2) {
     process.stdout.write(toJson(rows));
     return 0;
   }
@@ -3644,7 +4291,7 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs17.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs19.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
@@ -3671,6 +4318,8 @@ async function run2(cmd, rest) {
         return sendCommand(rest);
       case "notify-test":
         return await notifyTest();
+      case "web":
+        return await (await Promise.resolve().then(() => (init_main(), main_exports))).webMain(rest, log);
       case "autostop":
         return await autostopCommand(loadHostConf(), log);
       case "autostop-status":
@@ -3678,7 +4327,7 @@ async function run2(cmd, rest) {
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status)`
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, web, autostop, autostop-status)`
         );
         return 2;
     }
@@ -3691,11 +4340,11 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs17, os3, log, agents;
+var fs19, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs17 = __toESM(require("fs"));
+    fs19 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
     init_agents();
     init_agentctl();
@@ -3717,11 +4366,11 @@ var init_commands = __esm({
 });
 
 // host/main.ts
-var main_exports = {};
-__export(main_exports, {
+var main_exports2 = {};
+__export(main_exports2, {
   main: () => main
 });
-module.exports = __toCommonJS(main_exports);
+module.exports = __toCommonJS(main_exports2);
 init_conf();
 
 // host/attention/hook.ts
