@@ -139,6 +139,9 @@ function stackOutputs(
     attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
     agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
     statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
+    // The dashboard listens on the VM's 127.0.0.1 only: this forwards the same port on the lead's
+    // machine to it; `sudo agentctl web --url` prints the link with the token (docs/dashboard.md).
+    dashboardTunnel: pulumi.interpolate`ssh -i ${keyFile} -N -L ${config.dashboardPort}:127.0.0.1:${config.dashboardPort} ${ADMIN_USER}@${host.publicIp}`,
     startCommand: startCommand(vm),
     agentCount: config.agentCount,
     reconcileSummary: fleet.summary,

@@ -32,7 +32,8 @@ export async function buildPage(): Promise<string> {
     charset: "utf8",
   });
   const js = client.outputFiles[0].text.trim();
-  if (/<\/script/i.test(js)) throw new Error("the page's script holds '</script': it would end early");
+  if (/<\/script/i.test(js))
+    throw new Error("the page's script holds '</script': it would end early");
   const html = readFileSync(path.join(PAGE_DIR, "page.html"), "utf8");
   if (html.split(SCRIPT_TAG).length !== 2)
     throw new Error(`host/web/page.html must hold ${SCRIPT_TAG} exactly once`);
@@ -46,7 +47,10 @@ export async function buildHostBundle(): Promise<string> {
       {
         name: "agent-host-page",
         setup(b) {
-          b.onResolve({ filter: /^agent-host:page$/ }, (a) => ({ path: a.path, namespace: "page" }));
+          b.onResolve({ filter: /^agent-host:page$/ }, (a) => ({
+            path: a.path,
+            namespace: "page",
+          }));
           b.onLoad({ filter: /.*/, namespace: "page" }, async () => ({
             contents: await buildPage(),
             loader: "text",

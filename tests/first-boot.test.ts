@@ -50,6 +50,7 @@ test("runs every step in order", () => {
     "usermod --append --groups docker agent",
     "systemctl enable --now agent-host.service",
     "systemctl enable --now agent-host-autostop.service",
+    "systemctl enable --now agent-host-web.service",
   ]);
 });
 

@@ -215,6 +215,7 @@ describe("default configuration", () => {
         (_, i) => `${ssh} -t sudo agentctl attach ${i + 1}`,
       ),
       statusCommand: `${ssh} sudo agentctl status`,
+      dashboardTunnel: `ssh -i ~/.ssh/agent-host-dev -N -L 7420:127.0.0.1:7420 agent-admin@${MOCK_IP}`,
       startCommand:
         "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
       agentCount: 10,

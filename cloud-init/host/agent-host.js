@@ -1268,10 +1268,15 @@ function ensureService(unitsChanged) {
     return;
   }
   if (unitsChanged) systemctl("daemon-reload");
-  const units = ["agent-host-data.service", "agent-host.service", "agent-host-autostop.service"];
+  const units = [
+    "agent-host-data.service",
+    "agent-host.service",
+    "agent-host-autostop.service",
+    "agent-host-web.service"
+  ];
   systemctl("enable", "--quiet", ...units);
   systemctl("start", ...units.slice(0, 2));
-  systemctl("restart", units[2]);
+  systemctl("restart", ...units.slice(2));
 }
 function dpkgInstalled(name) {
   const r = (0, import_child_process3.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
@@ -2653,6 +2658,9 @@ var init_autostop_run = __esm({
 function attachCommand(adminUser, host, agent) {
   return `ssh -t ${adminUser}@${host} sudo agentctl attach ${agent}`;
 }
+function dashboardLink(dashboardUrl2, agent) {
+  return dashboardUrl2 ? `${dashboardUrl2.replace(/\/+$/, "")}/#agent=agent-${agent}` : void 0;
+}
 function title(m) {
   if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}`;
   return m.event === "test" ? `agent-host on ${m.host}: test` : `agent-${m.agent} ${HEADLINE[m.event]}`;
@@ -2661,8 +2669,10 @@ function messageText(m) {
   const reason = reasonText(m.reason);
   if (m.event === "test") return `agent-host on ${m.host}: notifications work. Attach: ${m.attach}`;
   if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}: ${reason}`;
+  const open = m.dashboard ? `
+Open: ${m.dashboard}` : "";
   return `agent-${m.agent} on ${m.host} ${HEADLINE[m.event]}${reason ? `: ${reason}` : ""}
-Attach: ${m.attach}`;
+Attach: ${m.attach}${open}`;
 }
 function renderRequest(hook, m) {
   const text2 = messageText(m);
@@ -2698,6 +2708,7 @@ function renderRequest(hook, m) {
     reason: reasonText(m.reason),
     at: new Date(m.at).toISOString(),
     attach: m.attach,
+    ...m.dashboard ? { dashboard: m.dashboard } : {},
     title: title(m),
     text: text2
   };
@@ -2993,7 +3004,8 @@ var init_monitor = __esm({
           reason,
           at,
           host: this.host,
-          attach: attachCommand(this.opts.conf.adminUser, this.host, n)
+          attach: attachCommand(this.opts.conf.adminUser, this.host, n),
+          ...this.opts.conf.dashboardUrl ? { dashboard: dashboardLink(this.opts.conf.dashboardUrl, n) } : {}
         };
       }
       /** One round: read, mark, notify. Returns the rows (sorted for display). */
@@ -4207,13 +4219,17 @@ async function webMain(argv, log2) {
   }
   if (argv[0] === "--rotate-token") {
     writeToken(file);
-    log2(`web: a new token is in ${file}; pages with the old one get 401. Get the URL: sudo agentctl web --url`);
+    log2(
+      `web: a new token is in ${file}; pages with the old one get 401. Get the URL: sudo agentctl web --url`
+    );
     return 0;
   }
   ensureToken(file);
   const dashboard = new Dashboard({ conf, port, tokenFile: file, log: log2 });
   await dashboard.listen();
-  log2(`web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`);
+  log2(
+    `web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`
+  );
   const stop = () => void dashboard.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

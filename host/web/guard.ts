@@ -93,9 +93,7 @@ export function jsonObject(text: string, allowed: readonly string[]): Record<str
 }
 
 export type Answer =
-  | { action: "approve" }
-  | { action: "deny" }
-  | { action: "option"; option: number };
+  { action: "approve" } | { action: "deny" } | { action: "option"; option: number };
 
 /** POST /answer's body: {"action":"approve"} | {"action":"deny"} | {"action":"option","option":N}. */
 export function parseAnswer(text: string): Answer {

@@ -25,13 +25,17 @@ export async function webMain(argv: string[], log: (line: string) => void): Prom
   }
   if (argv[0] === "--rotate-token") {
     writeToken(file);
-    log(`web: a new token is in ${file}; pages with the old one get 401. Get the URL: sudo agentctl web --url`);
+    log(
+      `web: a new token is in ${file}; pages with the old one get 401. Get the URL: sudo agentctl web --url`,
+    );
     return 0;
   }
   ensureToken(file);
   const dashboard = new Dashboard({ conf, port, tokenFile: file, log });
   await dashboard.listen();
-  log(`web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`);
+  log(
+    `web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`,
+  );
   const stop = () => void dashboard.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

@@ -243,7 +243,11 @@ export class Dashboard {
           : error instanceof BadRequest || error instanceof UsageError
             ? new HttpError(400, error.message)
             : new HttpError(500, "internal error (see journalctl -u agent-host-web)");
-      if (!(error instanceof HttpError || error instanceof BadRequest || error instanceof UsageError))
+      if (!(
+        error instanceof HttpError ||
+        error instanceof BadRequest ||
+        error instanceof UsageError
+      ))
         this.opts.log(`web: ${req.method} ${req.url?.slice(0, 80)}: ${(error as Error).message}`);
       if (res.headersSent) {
         res.end();
