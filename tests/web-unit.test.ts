@@ -16,6 +16,9 @@ import {
 } from "../host/web/guard";
 import { answerKey, parsePrompt } from "../host/web/prompt";
 import { dashboardUrl, ensureToken, readToken, TOKEN_RE, writeToken } from "../host/web/token";
+import { patchRows } from "../host/web/rows";
+import { COLUMNS, toJson, type StatusRow } from "../host/attention/status";
+import { sortForStatus, type AgentState, type Effective } from "../host/attention/effective";
 
 const PERMISSION_PANE = `❯ do it
 
@@ -193,5 +196,49 @@ describe("the token", () => {
     expect(readToken(file)).toBeUndefined();
     fs.symlinkSync(file, path.join(dir, "link"));
     expect(readToken(path.join(dir, "link"))).toBeUndefined();
+  });
+});
+
+describe("the rows pushed at once", () => {
+  const row = (name: string, state: string): StatusRow =>
+    ({
+      ...Object.fromEntries(COLUMNS.map((c) => [c.key, null])),
+      name,
+      agent_state: state,
+      state: "running",
+      restarts: 0,
+      why: "ready: new session",
+      branch: `${name}-branch`,
+    }) as StatusRow;
+  const eff = (n: number, state: AgentState, reason: string, since: number): Effective => ({
+    n,
+    name: `agent-${n}`,
+    state,
+    reason,
+    since,
+    needsYou: state === "needs-permission",
+  });
+
+  test("the state columns of the hook, the rest as gathered, who needs you first", () => {
+    const now = Date.now();
+    const rows = [row("agent-1", "idle"), row("agent-2", "idle")];
+    const patched = patchRows(
+      rows,
+      sortForStatus([
+        eff(1, "idle", "ready", now - 5000),
+        eff(2, "needs-permission", "Bash: make", now),
+      ]),
+    );
+    expect(patched?.map((r) => [r.name, r.agent_state, r.needs_you, r.why, r.branch])).toEqual([
+      ["agent-2", "needs-permission", true, "Bash: make", "agent-2-branch"],
+      ["agent-1", "idle", false, "ready", "agent-1-branch"],
+    ]);
+    expect(patched?.[0].state_since).toBe(Math.floor(now / 1000));
+    // The same keys as `agentctl status --json`, in its order.
+    expect(Object.keys(JSON.parse(toJson(patched ?? []))[0])).toEqual(COLUMNS.map((c) => c.key));
+  });
+
+  test("an agent never gathered: no patch (a full gather instead)", () => {
+    expect(patchRows([row("agent-1", "idle")], [eff(2, "idle", "ready", 0)])).toBeUndefined();
   });
 });

@@ -3499,13 +3499,9 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   ]);
   const running = proc.state === "running" && proc.pid !== null;
   const usage = running ? treeUsage(procs, proc.pid, up) : void 0;
-  const now = Date.now();
   return {
     name,
-    agent_state: effective?.state ?? proc.state,
-    state_seconds: effective?.since !== void 0 ? Math.max(0, Math.floor((now - effective.since) / 1e3)) : null,
-    state_since: effective?.since !== void 0 ? Math.floor(effective.since / 1e3) : null,
-    needs_you: effective ? effective.needsYou : null,
+    ...stateFields(effective, proc),
     state: proc.state,
     exit_code: proc.exitCode,
     pid: proc.pid,
@@ -3526,6 +3522,15 @@ async function gatherRow(conf, n, window, effective, procs, user) {
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
+    why: stateFields(effective, proc).why
+  };
+}
+function stateFields(effective, proc, now = Date.now()) {
+  return {
+    agent_state: effective?.state ?? proc.state,
+    state_seconds: effective?.since !== void 0 ? Math.max(0, Math.floor((now - effective.since) / 1e3)) : null,
+    state_since: effective?.since !== void 0 ? Math.floor(effective.since / 1e3) : null,
+    needs_you: effective ? effective.needsYou : null,
     why: effective ? oneLine(effective.reason) : proc.text
   };
 }
@@ -3613,6 +3618,25 @@ var init_status = __esm({
       }
     };
     SIZE_CACHE_SECONDS = 60;
+  }
+});
+
+// host/web/rows.ts
+function patchRows(rows, effective) {
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const out = [];
+  for (const e of effective) {
+    const row = byName.get(e.name);
+    if (!row) return void 0;
+    out.push({ ...row, ...stateFields(e, { state: row.state, text: row.why }) });
+    byName.delete(e.name);
+  }
+  return [...out, ...rows.filter((r) => byName.has(r.name))];
+}
+var init_rows = __esm({
+  "host/web/rows.ts"() {
+    "use strict";
+    init_status();
   }
 });
 
@@ -3889,6 +3913,8 @@ var init_server = __esm({
     init_send();
     init_tmux();
     init_status();
+    init_effective();
+    init_rows();
     init_guard();
     init_prompt();
     init_token();
@@ -3929,6 +3955,7 @@ var init_server = __esm({
       limiter;
       streams = /* @__PURE__ */ new Set();
       watchers = /* @__PURE__ */ new Map();
+      rows;
       rowsJson;
       stateKey = "";
       looking = false;
@@ -3992,7 +4019,11 @@ var init_server = __esm({
           void this.look();
         }, SETTLE_MS);
       }
-      /** One look at every agent's state; the full rows are gathered and pushed when it changed. */
+      /**
+       * One look at every agent's state. On a change the state columns are pushed at once (the rest of
+       * each row as last gathered), and the whole rows, gathered again, follow (status.ts statusRows
+       * runs git and du per agent: a few hundred ms for twelve).
+       */
       async look(force = false) {
         if (this.looking) {
           this.lookAgain = true;
@@ -4000,9 +4031,16 @@ var init_server = __esm({
         }
         this.looking = true;
         try {
-          const key = snapshot(this.opts.conf).rows.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
+          const effective = sortForStatus(snapshot(this.opts.conf).rows);
+          const key = effective.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
           if (force || key !== this.stateKey) {
             this.stateKey = key;
+            const patched = this.rows && patchRows(this.rows, effective);
+            if (patched) {
+              this.rows = patched;
+              this.rowsJson = toJson(patched);
+              this.push();
+            }
             await this.gather();
             this.push();
           }
@@ -4018,6 +4056,7 @@ var init_server = __esm({
       }
       async gather() {
         const { rows } = await statusRows(this.opts.conf, () => void 0);
+        this.rows = rows;
         this.rowsJson = toJson(rows);
         return this.rowsJson;
       }

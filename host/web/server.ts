@@ -23,7 +23,9 @@ import type { HostConf } from "../conf/conf";
 import { snapshot } from "../agents/facts";
 import { send, sendText, UsageError } from "../agents/send";
 import { agentWindows, tmux, windowTarget } from "../agents/tmux";
-import { statusRows, toJson } from "../attention/status";
+import { statusRows, toJson, type StatusRow } from "../attention/status";
+import { sortForStatus } from "../attention/effective";
+import { patchRows } from "./rows";
 import {
   agentParam,
   BadRequest,
@@ -78,6 +80,7 @@ export class Dashboard {
   private readonly limiter: FailureLimiter;
   private readonly streams = new Set<http.ServerResponse>();
   private readonly watchers = new Map<string, fs.FSWatcher>();
+  private rows: StatusRow[] | undefined;
   private rowsJson: string | undefined;
   private stateKey = "";
   private looking = false;
@@ -160,7 +163,11 @@ export class Dashboard {
     }, SETTLE_MS);
   }
 
-  /** One look at every agent's state; the full rows are gathered and pushed when it changed. */
+  /**
+   * One look at every agent's state. On a change the state columns are pushed at once (the rest of
+   * each row as last gathered), and the whole rows, gathered again, follow (status.ts statusRows
+   * runs git and du per agent: a few hundred ms for twelve).
+   */
   private async look(force = false): Promise<void> {
     if (this.looking) {
       this.lookAgain = true;
@@ -168,11 +175,16 @@ export class Dashboard {
     }
     this.looking = true;
     try {
-      const key = snapshot(this.opts.conf)
-        .rows.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`)
-        .join("\n");
+      const effective = sortForStatus(snapshot(this.opts.conf).rows);
+      const key = effective.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
       if (force || key !== this.stateKey) {
         this.stateKey = key;
+        const patched = this.rows && patchRows(this.rows, effective);
+        if (patched) {
+          this.rows = patched;
+          this.rowsJson = toJson(patched);
+          this.push();
+        }
         await this.gather();
         this.push();
       }
@@ -189,6 +201,7 @@ export class Dashboard {
 
   private async gather(): Promise<string> {
     const { rows } = await statusRows(this.opts.conf, () => undefined);
+    this.rows = rows;
     this.rowsJson = toJson(rows);
     return this.rowsJson;
   }
