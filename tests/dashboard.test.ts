@@ -153,6 +153,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       20,
     );
     await page.waitForSelector(`[data-agent="agent-${n}"][data-state="${state}"]`, {
+      state: "attached",
       timeout: 10_000,
     });
     return Date.now() - rec.since;
@@ -432,6 +433,10 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       100,
     );
     expect(fs.existsSync(path.join(h.ws, "agent-2", "denied.txt"))).toBe(false);
+    await new Promise((r) => setTimeout(r, 2000));
+    console.log(
+      `dashboard: after Deny, agent-2 is recorded ${recorded(h, 2)?.state}, shown ${await page.getAttribute('#card [data-agent="agent-2"]', "data-state")}`,
+    );
     // No dialog any more: approving now is refused and no key reaches the agent.
     const paneBefore = pane(h, 2);
     const late = await page.evaluate(async (t) => {
@@ -469,8 +474,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       },
     });
     api.reply({ text: `SQLite it is for ${NONCE}.` });
-    await sendFromPage(2, `pick a database ${NONCE}`);
-    await pageShows(2, "needs-answer");
+    await sendFromPage(1, `pick a database ${NONCE}`);
+    await pageShows(1, "needs-answer");
     await page.waitForSelector('#actions [data-option="2"]', { timeout: 10_000 });
     expect(await page.$$eval("#actions button", (b) => b.map((x) => x.textContent))).toEqual([
       "1. Postgres",
@@ -482,7 +487,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       60_000,
     );
     expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
-    await pageShows(2, "idle");
+    await pageShows(1, "idle");
   });
 
   test("send refuses an agent that is working, as agentctl send does", async () => {
