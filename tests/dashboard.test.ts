@@ -537,6 +537,45 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(ok.status).toBe(200);
     expect(Object.keys(ok.headers).filter((k) => k.startsWith("access-control"))).toEqual([]);
 
+    // As an agent would try it: its own uid, the installed paths. The token file stays closed to
+    // it and unchanged; the port answers 401 without the token.
+    const tokenFile = path.join(h.dir, "secrets", "dashboard-token");
+    const before = fs.readFileSync(tokenFile, "utf8");
+    const asAgent = (cmd: string[]) =>
+      runAsync(
+        "setpriv",
+        [`--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups", ...cmd],
+        {
+          PATH: process.env.PATH,
+        },
+      );
+    const read = await asAgent(["cat", tokenFile]);
+    expect([read.code, read.stdout]).toEqual([1, ""]);
+    expect(read.stderr).toMatch(/Permission denied/);
+    const guess = await asAgent([
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-H",
+      `Authorization: Bearer ${"A".repeat(43)}`,
+      `http://127.0.0.1:${h.port}/api/agents`,
+    ]);
+    expect(guess.stdout).toBe("401");
+    const bare = await asAgent([
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      `http://127.0.0.1:${h.port}/api/agents`,
+    ]);
+    expect(bare.stdout).toBe("401");
+    expect(fs.readFileSync(tokenFile, "utf8")).toBe(before);
+
     const none = await request(h.port, "GET", "/api/agents", { Host: host() });
     expect([none.status, none.headers["www-authenticate"]]).toEqual([
       401,
