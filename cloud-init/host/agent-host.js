@@ -3902,7 +3902,7 @@ function body(req, max) {
     req.on("error", reject);
   });
 }
-var fs18, http2, path15, POLL_MS3, SETTLE_MS, MAX_STREAMS, SEND_BODY_MAX, ANSWER_BODY_MAX, HEARTBEAT_MS, HttpError, API_HEADERS, Dashboard;
+var fs18, http2, path15, POLL_MS3, SETTLE_MS, MAX_STREAMS, SEND_BODY_MAX, ANSWER_BODY_MAX, HEARTBEAT_MS, GATHER_EVERY_MS, HttpError, API_HEADERS, Dashboard;
 var init_server = __esm({
   "host/web/server.ts"() {
     "use strict";
@@ -3925,6 +3925,7 @@ var init_server = __esm({
     SEND_BODY_MAX = 512 * 1024;
     ANSWER_BODY_MAX = 1024;
     HEARTBEAT_MS = 25e3;
+    GATHER_EVERY_MS = 2e3;
     HttpError = class extends Error {
       constructor(status2, message, headers = {}) {
         super(message);
@@ -3956,6 +3957,8 @@ var init_server = __esm({
       streams = /* @__PURE__ */ new Set();
       watchers = /* @__PURE__ */ new Map();
       rows;
+      gatheredAt = 0;
+      gatherTimer;
       rowsJson;
       stateKey = "";
       looking = false;
@@ -3976,6 +3979,7 @@ var init_server = __esm({
         for (const s of this.streams) s.end();
         for (const w of this.watchers.values()) w.close();
         clearTimeout(this.settle);
+        clearTimeout(this.gatherTimer);
         clearInterval(this.poll);
         clearInterval(this.heartbeat);
         return new Promise((resolve) => this.server.close(() => resolve()));
@@ -4040,9 +4044,11 @@ var init_server = __esm({
               this.rows = patched;
               this.rowsJson = toJson(patched);
               this.push();
+              this.gatherSoon();
+            } else {
+              await this.gather();
+              this.push();
             }
-            await this.gather();
-            this.push();
           }
         } catch (error) {
           this.opts.log(`web: ${error.message}`);
@@ -4054,7 +4060,20 @@ var init_server = __esm({
           }
         }
       }
+      /**
+       * The whole rows again, at most every GATHER_EVERY_MS: twelve busy agents fire hooks many times
+       * a second, and each gather runs git and du per agent. The state columns never wait for it.
+       */
+      gatherSoon() {
+        if (this.gatherTimer) return;
+        const wait = Math.max(0, this.gatheredAt + GATHER_EVERY_MS - Date.now());
+        this.gatherTimer = setTimeout(() => {
+          this.gatherTimer = void 0;
+          this.gather().then(() => this.push()).catch((error) => this.opts.log(`web: ${error.message}`));
+        }, wait);
+      }
       async gather() {
+        this.gatheredAt = Date.now();
         const { rows } = await statusRows(this.opts.conf, () => void 0);
         this.rows = rows;
         this.rowsJson = toJson(rows);

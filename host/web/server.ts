@@ -49,6 +49,7 @@ const MAX_STREAMS = 16;
 const SEND_BODY_MAX = 512 * 1024;
 const ANSWER_BODY_MAX = 1024;
 const HEARTBEAT_MS = 25_000;
+const GATHER_EVERY_MS = 2000;
 
 export interface DashboardOptions {
   conf: HostConf;
@@ -81,6 +82,8 @@ export class Dashboard {
   private readonly streams = new Set<http.ServerResponse>();
   private readonly watchers = new Map<string, fs.FSWatcher>();
   private rows: StatusRow[] | undefined;
+  private gatheredAt = 0;
+  private gatherTimer: NodeJS.Timeout | undefined;
   private rowsJson: string | undefined;
   private stateKey = "";
   private looking = false;
@@ -113,6 +116,7 @@ export class Dashboard {
     for (const s of this.streams) s.end();
     for (const w of this.watchers.values()) w.close();
     clearTimeout(this.settle);
+    clearTimeout(this.gatherTimer);
     clearInterval(this.poll);
     clearInterval(this.heartbeat);
     return new Promise((resolve) => this.server.close(() => resolve()));
@@ -184,9 +188,11 @@ export class Dashboard {
           this.rows = patched;
           this.rowsJson = toJson(patched);
           this.push();
+          this.gatherSoon();
+        } else {
+          await this.gather();
+          this.push();
         }
-        await this.gather();
-        this.push();
       }
     } catch (error) {
       this.opts.log(`web: ${(error as Error).message}`);
@@ -199,7 +205,23 @@ export class Dashboard {
     }
   }
 
+  /**
+   * The whole rows again, at most every GATHER_EVERY_MS: twelve busy agents fire hooks many times
+   * a second, and each gather runs git and du per agent. The state columns never wait for it.
+   */
+  private gatherSoon(): void {
+    if (this.gatherTimer) return;
+    const wait = Math.max(0, this.gatheredAt + GATHER_EVERY_MS - Date.now());
+    this.gatherTimer = setTimeout(() => {
+      this.gatherTimer = undefined;
+      this.gather()
+        .then(() => this.push())
+        .catch((error: Error) => this.opts.log(`web: ${error.message}`));
+    }, wait);
+  }
+
   private async gather(): Promise<string> {
+    this.gatheredAt = Date.now();
     const { rows } = await statusRows(this.opts.conf, () => undefined);
     this.rows = rows;
     this.rowsJson = toJson(rows);
