@@ -3902,7 +3902,7 @@ function body(req, max) {
     req.on("error", reject);
   });
 }
-var fs18, http2, path15, POLL_MS3, SETTLE_MS, MAX_STREAMS, SEND_BODY_MAX, ANSWER_BODY_MAX, HEARTBEAT_MS, GATHER_EVERY_MS, HttpError, API_HEADERS, Dashboard;
+var fs18, http2, path15, POLL_MS3, SETTLE_MS, MAX_STREAMS, SEND_BODY_MAX, ANSWER_BODY_MAX, HEARTBEAT_MS, GATHER_EVERY_MS, RESCAN_MS, HttpError, API_HEADERS, Dashboard;
 var init_server = __esm({
   "host/web/server.ts"() {
     "use strict";
@@ -3926,6 +3926,7 @@ var init_server = __esm({
     ANSWER_BODY_MAX = 1024;
     HEARTBEAT_MS = 25e3;
     GATHER_EVERY_MS = 2e3;
+    RESCAN_MS = 5e3;
     HttpError = class extends Error {
       constructor(status2, message, headers = {}) {
         super(message);
@@ -3956,6 +3957,7 @@ var init_server = __esm({
       limiter;
       streams = /* @__PURE__ */ new Set();
       watchers = /* @__PURE__ */ new Map();
+      rescanTimer;
       rows;
       gatheredAt = 0;
       gatherTimer;
@@ -3977,7 +3979,8 @@ var init_server = __esm({
       }
       close() {
         for (const s of this.streams) s.end();
-        for (const w of this.watchers.values()) w.close();
+        for (const w of this.watchers.values()) w.watcher.close();
+        clearInterval(this.rescanTimer);
         clearTimeout(this.settle);
         clearTimeout(this.gatherTimer);
         clearInterval(this.poll);
@@ -3987,34 +3990,50 @@ var init_server = __esm({
       // -------------------------------------------------------------------------------------------
       // changes
       /** inotify on STATE_DIR and each agent's folder in it: the recorder replaces status.json. */
+      /**
+       * Watches STATE_DIR and each agent's folder in it, re-armed on every look and every few seconds:
+       * STATE_DIR and the folders appear when the agents first start (maybe after this server), and a
+       * folder removed and made again is a new inode to watch.
+       */
       watchStates() {
+        this.rescan();
+        this.rescanTimer = setInterval(() => this.rescan(), RESCAN_MS);
+        this.rescanTimer.unref();
+      }
+      rescan() {
         const dir = this.opts.conf.stateDir;
-        const watch2 = (d) => {
-          if (this.watchers.has(d)) return;
+        let names = [];
+        try {
+          names = fs18.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
+        } catch {
+        }
+        const wanted = [dir, ...names.slice(0, 256).map((n) => path15.join(dir, n))];
+        for (const [d, w] of this.watchers) {
+          let ino;
           try {
-            const w = fs18.watch(d, { persistent: false }, () => this.changed());
-            w.on("error", () => {
-              w.close();
+            ino = fs18.statSync(d).ino;
+          } catch {
+            ino = void 0;
+          }
+          if (ino !== w.ino || !wanted.includes(d)) {
+            w.watcher.close();
+            this.watchers.delete(d);
+          }
+        }
+        for (const d of wanted) {
+          if (this.watchers.has(d)) continue;
+          try {
+            const ino = fs18.statSync(d).ino;
+            const watcher = fs18.watch(d, { persistent: false }, () => this.changed());
+            watcher.on("error", () => {
+              watcher.close();
               this.watchers.delete(d);
             });
-            this.watchers.set(d, w);
+            this.watchers.set(d, { watcher, ino });
           } catch {
           }
-        };
-        const scan = () => {
-          let names = [];
-          try {
-            names = fs18.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
-          } catch {
-            return;
-          }
-          for (const n of names.slice(0, 256)) watch2(path15.join(dir, n));
-        };
-        watch2(dir);
-        scan();
-        this.rescan = scan;
+        }
       }
-      rescan = () => void 0;
       changed() {
         if (this.settle) return;
         this.settle = setTimeout(() => {
@@ -4035,6 +4054,7 @@ var init_server = __esm({
         }
         this.looking = true;
         try {
+          this.rescan();
           const effective = sortForStatus(snapshot(this.opts.conf).rows);
           const key = effective.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
           if (force || key !== this.stateKey) {

@@ -50,6 +50,7 @@ const SEND_BODY_MAX = 512 * 1024;
 const ANSWER_BODY_MAX = 1024;
 const HEARTBEAT_MS = 25_000;
 const GATHER_EVERY_MS = 2000;
+const RESCAN_MS = 5000;
 
 export interface DashboardOptions {
   conf: HostConf;
@@ -80,7 +81,8 @@ export class Dashboard {
   private readonly token: () => string | undefined;
   private readonly limiter: FailureLimiter;
   private readonly streams = new Set<http.ServerResponse>();
-  private readonly watchers = new Map<string, fs.FSWatcher>();
+  private readonly watchers = new Map<string, { watcher: fs.FSWatcher; ino: number }>();
+  private rescanTimer: NodeJS.Timeout | undefined;
   private rows: StatusRow[] | undefined;
   private gatheredAt = 0;
   private gatherTimer: NodeJS.Timeout | undefined;
@@ -114,7 +116,8 @@ export class Dashboard {
 
   close(): Promise<void> {
     for (const s of this.streams) s.end();
-    for (const w of this.watchers.values()) w.close();
+    for (const w of this.watchers.values()) w.watcher.close();
+    clearInterval(this.rescanTimer);
     clearTimeout(this.settle);
     clearTimeout(this.gatherTimer);
     clearInterval(this.poll);
@@ -126,37 +129,54 @@ export class Dashboard {
   // changes
 
   /** inotify on STATE_DIR and each agent's folder in it: the recorder replaces status.json. */
+  /**
+   * Watches STATE_DIR and each agent's folder in it, re-armed on every look and every few seconds:
+   * STATE_DIR and the folders appear when the agents first start (maybe after this server), and a
+   * folder removed and made again is a new inode to watch.
+   */
   private watchStates(): void {
-    const dir = this.opts.conf.stateDir;
-    const watch = (d: string): void => {
-      if (this.watchers.has(d)) return;
-      try {
-        const w = fs.watch(d, { persistent: false }, () => this.changed());
-        w.on("error", () => {
-          w.close();
-          this.watchers.delete(d);
-        });
-        this.watchers.set(d, w);
-      } catch {
-        // not there yet: the poll (while a page is open) and STATE_DIR's own watch catch up
-      }
-    };
-    const scan = (): void => {
-      let names: string[] = [];
-      try {
-        names = fs.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
-      } catch {
-        return;
-      }
-      // Bounded: a folder full of names cannot make the server hold thousands of watches.
-      for (const n of names.slice(0, 256)) watch(path.join(dir, n));
-    };
-    watch(dir);
-    scan();
-    this.rescan = scan;
+    this.rescan();
+    this.rescanTimer = setInterval(() => this.rescan(), RESCAN_MS);
+    this.rescanTimer.unref();
   }
 
-  private rescan: () => void = () => undefined;
+  private rescan(): void {
+    const dir = this.opts.conf.stateDir;
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
+    } catch {
+      // no STATE_DIR yet
+    }
+    // Bounded: a folder full of names cannot make the server hold thousands of watches.
+    const wanted = [dir, ...names.slice(0, 256).map((n) => path.join(dir, n))];
+    for (const [d, w] of this.watchers) {
+      let ino: number | undefined;
+      try {
+        ino = fs.statSync(d).ino;
+      } catch {
+        ino = undefined;
+      }
+      if (ino !== w.ino || !wanted.includes(d)) {
+        w.watcher.close();
+        this.watchers.delete(d);
+      }
+    }
+    for (const d of wanted) {
+      if (this.watchers.has(d)) continue;
+      try {
+        const ino = fs.statSync(d).ino;
+        const watcher = fs.watch(d, { persistent: false }, () => this.changed());
+        watcher.on("error", () => {
+          watcher.close();
+          this.watchers.delete(d);
+        });
+        this.watchers.set(d, { watcher, ino });
+      } catch {
+        // not there yet: the next rescan arms it
+      }
+    }
+  }
 
   private changed(): void {
     if (this.settle) return;
@@ -179,6 +199,7 @@ export class Dashboard {
     }
     this.looking = true;
     try {
+      this.rescan();
       const effective = sortForStatus(snapshot(this.opts.conf).rows);
       const key = effective.map((r) => `${r.n}|${r.state}|${r.since ?? ""}|${r.reason}`).join("\n");
       if (force || key !== this.stateKey) {
