@@ -81,6 +81,13 @@ function atPrompt(text: string): boolean {
   return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
 }
 
+/** The input box's line (the last `❯` line): what a stray key would have typed into. */
+const inputLine = (text: string): string | undefined =>
+  text
+    .split("\n")
+    .filter((l) => /^❯/.test(l))
+    .pop();
+
 function recorded(h: Host, n: number): { state: string; since: number } | undefined {
   try {
     return JSON.parse(fs.readFileSync(path.join(h.state, `agent-${n}`, "status.json"), "utf8"));
@@ -438,7 +445,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       `dashboard: after Deny, agent-2 is recorded ${recorded(h, 2)?.state}, shown ${await page.getAttribute('#card [data-agent="agent-2"]', "data-state")}`,
     );
     // No dialog any more: approving now is refused and no key reaches the agent.
-    const paneBefore = pane(h, 2);
+    const inputBefore = inputLine(pane(h, 2));
     const late = await page.evaluate(async (t) => {
       const r = await fetch("/api/agents/agent-2/answer", {
         method: "POST",
@@ -450,7 +457,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(late.status).toBe(409);
     expect(late.body.error).toMatch(/nothing was typed/);
     await new Promise((r) => setTimeout(r, 1500));
-    expect(pane(h, 2)).toBe(paneBefore);
+    expect(inputLine(pane(h, 2))).toBe(inputBefore);
     expect(api.requests.slice(before).filter((r) => r.scripted)).toEqual([]);
   });
 
@@ -596,7 +603,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     );
 
     // A foreign Origin on a POST, token or not; nothing is typed.
-    const paneBefore = pane(h, 1);
+    const inputBefore = inputLine(pane(h, 1));
     const foreign = await request(
       h.port,
       "POST",
@@ -646,7 +653,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await new Promise<void>((r) => evil.close(() => r()));
     expect(statuses.every((s) => s === 403)).toBe(true);
     await new Promise((r) => setTimeout(r, 1000));
-    expect(pane(h, 1)).toBe(paneBefore);
+    expect(inputLine(pane(h, 1))).toBe(inputBefore);
+    expect(pane(h, 1)).not.toMatch(/from evil|cross-site/);
     expect(api.requests.some((r) => /from evil|cross-site/.test(conversation(r)))).toBe(false);
 
     // Past 20 failures a minute: 429 with Retry-After; the right token is still served.
