@@ -8,7 +8,7 @@
 // dashboard as agent-host-web.service runs it (`agentctl web`), in Debian's chromium (playwright-core):
 // - page ready: navigation to the list showing all 12 agents, against a static page from a bare
 //   Node server in the same browser (the floor: browser and loopback);
-// - hook to page: from the recorder's start to the page showing needs-permission, against the hook
+// - hook to page: from the recorder's start to the page showing needs-answer, against the hook
 //   to status.json (the recorder's own cost, which the page cannot beat);
 // - idle CPU and RSS of the dashboard process (its children included), with no page and with one
 //   page open, against a bare `node` idling and the control window's monitor (`agent-host.js
@@ -264,12 +264,9 @@ async function main(): Promise<void> {
     const toFile: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const n = 1 + (i % AGENTS);
-      const shown = page.waitForSelector(
-        `[data-agent="agent-${n}"][data-state="needs-permission"]`,
-        {
-          timeout: 10_000,
-        },
-      );
+      const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
+        timeout: 10_000,
+      });
       const t = Date.now();
       const rec = spawn(
         "setpriv",
@@ -288,14 +285,17 @@ async function main(): Promise<void> {
       rec.stdin.end(
         JSON.stringify({
           session_id: "bench",
-          hook_event_name: "PermissionRequest",
-          tool_name: "Bash",
-          tool_input: { command: `make bench-${i}` },
+          // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
+          // here: the stand-in claude's own sleep loop starts processes, which is how an
+          // approved command is told from a waiting one.)
+          hook_event_name: "PreToolUse",
+          tool_name: "AskUserQuestion",
+          tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
         }),
       );
       await until(
         "status.json",
-        () => (recordedState(n) === "needs-permission" ? true : undefined),
+        () => (recordedState(n) === "needs-answer" ? true : undefined),
         10_000,
       );
       toFile.push(Date.now() - t);
@@ -307,7 +307,7 @@ async function main(): Promise<void> {
       });
     }
     console.log(
-      `hook to page (needs-permission shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
+      `hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
     );
 
     const [cpuWebPage, cpuBare2] = await idleCpu(
