@@ -17,6 +17,7 @@ const HOST_SUITES = [
   "agentctl",
   "autostop-real",
   "dashboard",
+  "faults",
   "first-boot",
   "fleet-ssh",
   "git-checkouts",
