@@ -1,6 +1,5 @@
 // Pure renderer: typed host settings → the #cloud-config text the VM boots with. No Pulumi
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
-import { gzipSync } from "zlib";
 import { stringify } from "yaml";
 import {
   ADMIN_USER,
@@ -14,26 +13,6 @@ import { readHostFiles, type HostFileContent } from "./files";
 
 /** GCE refuses a metadata value above 256 KiB. */
 export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
-
-/**
- * Host files larger than this travel gzipped (write_files `encoding: gz+b64`, which cloud-init
- * decodes before writing): the host bundle alone (agent-host.js, with the dashboard's page) is
- * most of the 256 KiB user-data budget as text, about a quarter of it gzipped. Node's gzip header
- * carries no time stamp, so the same file renders the same bytes.
- */
-export const GZIP_FILES_OVER_BYTES = 16 * 1024;
-
-/** A host file as a write_files entry: verbatim, or gzipped and base64'd when large. */
-export function writeFileEntry(file: HostFileContent) {
-  const base = { path: file.path, owner: "root:root", permissions: file.mode };
-  if (Buffer.byteLength(file.content, "utf8") <= GZIP_FILES_OVER_BYTES)
-    return { ...base, content: file.content };
-  return {
-    ...base,
-    encoding: "gz+b64",
-    content: gzipSync(Buffer.from(file.content, "utf8"), { level: 9 }).toString("base64"),
-  };
-}
 
 const LIB = "/usr/local/lib/agent-host";
 
@@ -92,7 +71,12 @@ export function renderUserData(
     package_update: true,
     packages: packagesFor(settings),
     write_files: [
-      ...files.map(writeFileEntry),
+      ...files.map((file) => ({
+        path: file.path,
+        owner: "root:root",
+        permissions: file.mode,
+        content: file.content,
+      })),
       {
         path: HOST_CONF_PATH,
         owner: "root:root",
