@@ -359,14 +359,19 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     // The API's rows are `agentctl status --json`'s, field for field.
     const fromApi = await page.evaluate(async (t) => {
       const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
-      return (await r.json()) as Record<string, unknown>[];
+      return (await r.json()) as { host: unknown; agents: Record<string, unknown>[] };
     }, token);
-    const cli = JSON.parse(
-      (await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout,
-    ) as Record<string, unknown>[];
-    expect(fromApi.map((r) => Object.keys(r))).toEqual(cli.map((r) => Object.keys(r)));
-    expect(fromApi.map((r) => [r.name, r.agent_state, r.why])).toEqual(
-      cli.map((r) => [r.name, r.agent_state, r.why]),
+    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
+      host: unknown;
+      agents: Record<string, unknown>[];
+    };
+    expect(Object.keys(fromApi)).toEqual(Object.keys(cli));
+    expect(fromApi.host).toEqual(cli.host);
+    expect(fromApi.agents.map((r) => Object.keys(r))).toEqual(
+      cli.agents.map((r) => Object.keys(r)),
+    );
+    expect(fromApi.agents.map((r) => [r.name, r.agent_state, r.why])).toEqual(
+      cli.agents.map((r) => [r.name, r.agent_state, r.why]),
     );
     // The page's HTML holds no secret.
     const html = await (await page.request.get(`http://${host()}/`)).text();

@@ -13,6 +13,12 @@ interface Row {
   why: string;
 }
 
+/** `agentctl status --json`: the host's health, then the agents. */
+interface Status {
+  host: { healthy: boolean; problems: { level: string; message: string }[] };
+  agents: Row[];
+}
+
 interface PaneView {
   name: string;
   text: string;
@@ -26,6 +32,7 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 
 let token = "";
 let rows: Row[] = [];
+let problems: Status["host"]["problems"] = [];
 let rowsAt = 0;
 let selected: string | undefined;
 let paneTimer: number | undefined;
@@ -120,13 +127,21 @@ function card(r: Row, tag: "button" | "div"): HTMLElement {
   return c;
 }
 
+function take(s: Status): void {
+  rows = s.agents;
+  problems = s.host.problems;
+  rowsAt = Date.now();
+}
+
 function render(): void {
   const waiting = rows.filter((r) => r.needs_you).length;
   const title = waiting ? `${waiting} need${waiting === 1 ? "s" : ""} you` : "nobody needs you";
   $("title").textContent = `agent-host · ${title}`;
   document.title = waiting ? `(${waiting}) agent-host` : "agent-host";
-  if (rows.length === 0) notice("No agents.");
-  else if ($("notice").textContent === "Loading…") notice("");
+  const host = problems.map((p) => `host ${p.level}: ${p.message}`).join("\n");
+  if (host) notice(host);
+  else if (rows.length === 0) notice("No agents.");
+  else if (/^(Loading…|host )/.test($("notice").textContent ?? "")) notice("");
   const list = $("list");
   list.replaceChildren(
     ...rows.map((r) => {
@@ -266,8 +281,7 @@ async function stream(): Promise<void> {
             .map((l) => l.slice(6))
             .join("\n");
           if (/^event: agents$/m.test(frame) && data) {
-            rows = JSON.parse(data) as Row[];
-            rowsAt = Date.now();
+            take(JSON.parse(data) as Status);
             render();
             if (selected) void refreshPane();
           }
@@ -307,10 +321,9 @@ function main(): void {
     notice("No token. On the VM run: sudo agentctl web --url, and open the URL it prints.");
     return;
   }
-  api<Row[]>("/api/agents")
-    .then((r) => {
-      rows = r;
-      rowsAt = Date.now();
+  api<Status>("/api/agents")
+    .then((s) => {
+      take(s);
       render();
       if (selected) open(selected);
     })

@@ -25,6 +25,7 @@ import { send, sendText, UsageError } from "../agents/send";
 import { agentWindows, tmux, windowTarget } from "../agents/tmux";
 import { statusRows, toJson, type StatusRow } from "../attention/status";
 import { sortForStatus } from "../attention/effective";
+import { hostHealth, type Problem } from "../attention/health";
 import { patchRows } from "./rows";
 import {
   agentParam,
@@ -84,6 +85,7 @@ export class Dashboard {
   private readonly watchers = new Map<string, { watcher: fs.FSWatcher; ino: number }>();
   private rescanTimer: NodeJS.Timeout | undefined;
   private rows: StatusRow[] | undefined;
+  private problems: Problem[] = [];
   private gatheredAt = 0;
   private gatherTimer: NodeJS.Timeout | undefined;
   private rowsJson: string | undefined;
@@ -207,7 +209,7 @@ export class Dashboard {
         const patched = this.rows && patchRows(this.rows, effective);
         if (patched) {
           this.rows = patched;
-          this.rowsJson = toJson(patched);
+          this.rowsJson = toJson(patched, this.problems);
           this.push();
           this.gatherSoon();
         } else {
@@ -241,11 +243,16 @@ export class Dashboard {
     }, wait);
   }
 
+  /** What `agentctl status --json` prints: the host's health and every agent's row. */
   private async gather(): Promise<string> {
     this.gatheredAt = Date.now();
-    const { rows } = await statusRows(this.opts.conf, () => undefined);
+    const { rows, effective } = await statusRows(this.opts.conf, () => undefined);
+    this.problems = hostHealth(
+      this.opts.conf,
+      effective.map((e) => e.n),
+    );
     this.rows = rows;
-    this.rowsJson = toJson(rows);
+    this.rowsJson = toJson(rows, this.problems);
     return this.rowsJson;
   }
 
