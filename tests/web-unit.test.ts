@@ -235,7 +235,9 @@ describe("the rows pushed at once", () => {
     ]);
     expect(patched?.[0].state_since).toBe(Math.floor(now / 1000));
     // The same keys as `agentctl status --json`, in its order.
-    expect(Object.keys(JSON.parse(toJson(patched ?? [])).agents[0])).toEqual(COLUMNS.map((c) => c.key));
+    expect(Object.keys(JSON.parse(toJson(patched ?? [])).agents[0])).toEqual(
+      COLUMNS.map((c) => c.key),
+    );
   });
 
   test("an agent never gathered: no patch (a full gather instead)", () => {
