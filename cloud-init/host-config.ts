@@ -22,6 +22,7 @@ export interface HostSettings {
   agentMax: number;
   claudeCodeSource: StackConfig["claudeCodeSource"];
   dockerSource: StackConfig["dockerSource"];
+  dockerMode: StackConfig["dockerMode"];
   /** systemd MemoryMax of each agent's scope, MiB. */
   agentMemoryMaxMb: number;
   /** systemd CPUQuota of each agent's scope, percent of one CPU. */
@@ -70,6 +71,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     agentMax: config.maxAgents,
     claudeCodeSource: config.claudeCodeSource,
     dockerSource: config.dockerSource,
+    dockerMode: config.dockerMode,
     agentMemoryMaxMb: usableMb
       ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount))
       : 2 * perAgentFloorMb,
@@ -89,7 +91,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
 /**
  * host.conf keys whose values follow agentCount. They reach the VM only through the fleet's
  * reconcile command, never through user-data: the VM's user-data must not change with the count,
- * or a count change would update the VM (see README, Architecture).
+ * or a count change would update the VM (see docs/architecture.md).
  */
 export const COUNT_DERIVED_KEYS = ["AGENT_COUNT", "AGENT_MEMORY_MAX_MB", "AGENT_CPU_QUOTA_PERCENT"];
 

@@ -1,5 +1,5 @@
 // agent-host.js: the host logic in TypeScript, bundled into one file by esbuild
-// (scripts/build-host.ts → cloud-init/host/agent-host.js) and run by the VM's Node. agentctl calls
+// (cloud-init/host-bundle.ts; built, never tracked) and run by the VM's Node. agentctl calls
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
@@ -17,6 +17,8 @@
 //   web [--url | --rotate-token]  the dashboard (agent-host-web.service; host/web/main.ts)
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
+//   docker-env N   the Docker variables agent-N's claude gets (agent-wrapper; host/docker/)
+//   docker-idle    stop the agents' idle rootless Docker daemons (agent-docker-idle.timer)
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
 

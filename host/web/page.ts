@@ -1,11 +1,12 @@
 // The page, as the bundle carries it: host/web/page.html with host/web/client.ts compiled and
-// inlined by scripts/build-host.ts (the virtual module "agent-host:page"), so the server has no
+// inlined by cloud-init/host-bundle.ts (esbuild's define AGENT_HOST_PAGE), so the server has no
 // file to find and the page makes no request but to its own API. Its Content-Security-Policy
 // allows exactly its one inline script and style (by hash) and connections to itself.
 import { createHash } from "crypto";
-import html from "agent-host:page";
 
-export const PAGE_HTML: string = html;
+declare const AGENT_HOST_PAGE: string;
+
+export const PAGE_HTML: string = AGENT_HOST_PAGE;
 
 const hashOf = (tag: string): string => {
   const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(PAGE_HTML);
