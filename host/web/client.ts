@@ -164,7 +164,9 @@ function open(name: string | undefined): void {
   selected = name;
   history.replaceState(null, "", name ? `#agent=${name}` : location.pathname);
   $("pane").textContent = "";
+  // A fresh agent view draws its buttons anew (actions() skips a dialog it already drew).
   $("actions").replaceChildren();
+  delete $("actions").dataset.sig;
   say("");
   render();
   window.clearInterval(paneTimer);
