@@ -11,7 +11,7 @@ import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
-import { renderUserData } from "./cloud-init/render";
+import { encodeUserData, renderUserData } from "./cloud-init/render";
 import {
   agentCountOf,
   checkDataDisk,
@@ -221,6 +221,9 @@ function hostCommands(config: StackConfig, deployed: DeployedHost) {
     ssh: commands.ssh,
     attach: commands.apply((c) => c.attach()),
     status: commands.status,
+    // The dashboard listens on the VM's 127.0.0.1 only: this forwards the same port on the lead's
+    // machine to it; `sudo agentctl web --url` prints the link with the token (docs/dashboard.md).
+    dashboardTunnel: commands.apply((c) => c.tunnel(config.dashboardPort)),
     agent: (n: number) => commands.apply((c) => c.attach(n)),
   };
 }
@@ -241,6 +244,7 @@ function hostOutput(config: StackConfig, deployed: DeployedHost) {
     sshCommand: commands.ssh,
     attachCommand: commands.attach,
     statusCommand: commands.status,
+    dashboardTunnel: commands.dashboardTunnel,
     startCommand: startCommand(deployed.vm),
     agentCount: deployed.agentCount,
     /** The host key the deploy pinned: `npm run agents` trusts this key and no other. */
@@ -273,6 +277,7 @@ function stackOutputs(
     /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
     sshHostKey: first.fleet.hostKey,
     sshHostKeyFingerprint: first.fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
+    dashboardTunnel: commands.dashboardTunnel,
     startCommand: startCommand(first.vm),
     agentCount: first.agentCount,
     reconcileSummary: first.fleet.summary,
@@ -301,7 +306,9 @@ export = async () => {
   const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
   const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
   // user-data holds nothing that follows the agent count: one text for every host.
-  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
+  const userData = adminKeys.apply((keys) =>
+    encodeUserData(renderUserData(hostSettingsFor(config, keys))),
+  );
   const shared: Shared = {
     config,
     raw,

@@ -656,7 +656,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       ],
       [
         ["frobnicate"],
-        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach, send, notify-test)",
+        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach, send, notify-test, web)",
       ],
       [
         ["restart", "99"],
