@@ -795,7 +795,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     runs.twelve = await program(12);
     const pending = pendingChanges(runs.twelve);
 
-    const r = await sshRun(runs.twelve);
+    const r = await sshRun(runs.twelve, { settle: () => allRunning(12) });
     console.log(
       `10 → 12 reconcile over loopback SSH (ssh client start to exit): ${r.ms.toFixed(0)} ms`,
     );
@@ -980,9 +980,13 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       await program(12, ROTATED_KEY_CANARY, {
         "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
       }),
-      { timeoutMs: 480_000 },
+      { timeoutMs: 480_000, settle: () => allRunning(12) },
     );
-    expect(r.code).toBe(0);
+    // The end of apply's log with the code, so a failed install says why.
+    expect({ code: r.code, log: r.stderr.slice(-4000) }).toEqual({
+      code: 0,
+      log: expect.any(String),
+    });
     expect(r.stderr).toContain(
       `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
     );
