@@ -982,11 +982,8 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       }),
       { timeoutMs: 480_000, settle: () => allRunning(12) },
     );
-    // The end of apply's log with the code, so a failed install says why.
-    expect({ code: r.code, log: r.stderr.slice(-4000) }).toEqual({
-      code: 0,
-      log: expect.any(String),
-    });
+    // A failed install says why: the end of apply's log.
+    if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
     expect(r.stderr).toContain(
       `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
     );
