@@ -112,7 +112,7 @@ function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 async function row(h: Host, n: number): Promise<Row> {
@@ -441,7 +441,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     ]);
     // Who needs you sorts first.
     expect((await status(h))[0].name).toBe("agent-1");
-    const table = (await ctl(h, ["status"])).stdout.split("\n");
+    const [host, ...table] = (await ctl(h, ["status"])).stdout.split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[1]).toMatch(/^agent-1\s+needs-permission\s/);
     // tmux itself marks the window and says so in the status line.
     await poll(

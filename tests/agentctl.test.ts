@@ -168,7 +168,7 @@ function expectExactly(h: Host, n: number): void {
 function status(h: Host): Row[] {
   const r = ctl(h, ["status", "--json"]);
   expect(r.code).toBe(0);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 /** Waits until agent-1..n are all running; returns name → claude pid. */
@@ -366,7 +366,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(r.workspace_bytes).toBeGreaterThan(0);
       expect(r.exit_code).toBeNull();
     }
-    const table = ctl(h, ["status"]).stdout.trim().split("\n");
+    // The host's health comes first (host/attention/health.ts), then the agents' table.
+    const [host, ...table] = ctl(h, ["status"]).stdout.trim().split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[0].split(/\s+/)).toEqual([
       "NAME",
       "STATE",

@@ -184,7 +184,7 @@ function status(): Row[] {
     timeout: 30_000,
   });
   expect(r.status).toBe(0);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 /** Waits until agent-1..n all run a claude; returns name → claude pid. */

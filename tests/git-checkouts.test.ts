@@ -264,7 +264,7 @@ class Host {
     const r = this.ctl(["status", "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as Row[];
+    return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
   }
 }
 
@@ -700,7 +700,8 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
           unpushed_commits: 1,
         },
       ]);
-      const table = h.ctl(["status"]).stdout.trim().split("\n");
+      const [host, ...table] = h.ctl(["status"]).stdout.trim().split("\n");
+      expect(host).toBe("HOST  healthy");
       const header = table[0].split(/\s{2,}/);
       expect(header).toEqual(expect.arrayContaining(["BRANCH", "UNSAVED"]));
       const cells = (line: string) => {

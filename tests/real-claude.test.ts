@@ -84,7 +84,7 @@ async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
   const num = (x: Row) => Number(x.name.replace("agent-", ""));
-  return (JSON.parse(r.stdout) as Row[]).sort((a, b) => num(a) - num(b));
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents.sort((a, b) => num(a) - num(b));
 }
 
 function tmux(sock: string, args: string[]): string {

@@ -4,6 +4,7 @@
 import type { HostConf } from "../conf/conf";
 import { UsageError } from "./send";
 import { agentNumber, type Window } from "./tmux";
+import { parseArgs } from "util";
 
 /** agentctl's whole-number rule for counts and --lines (host.conf's AGENT_COUNT rule too). */
 const COUNT_RE = /^[1-9][0-9]{0,5}$/;
@@ -182,19 +183,26 @@ export interface LogsArgs {
 
 /** `logs N [--lines K]` (default 100 lines). */
 export function parseLogsArgs(argv: readonly string[]): LogsArgs {
-  let agent = "";
-  let lines = "100";
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--lines") {
-      if (i + 1 >= argv.length)
-        throw new UsageError("logs: --lines needs a number, e.g. 'agentctl logs 3 --lines 50'");
-      lines = argv[++i];
-    } else if (arg.startsWith("--lines=")) lines = arg.slice("--lines=".length);
-    else if (agent !== "")
-      throw new UsageError(`logs takes one agent number, got '${agent}' and '${arg}'`);
-    else agent = arg;
+  const { values, positionals, tokens } = parseArgs({
+    args: [...argv],
+    options: { lines: { type: "string" } },
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  // Not strict: an unknown word is an agent "number" resolveAgent refuses by name, as before.
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    if (token.name !== "lines") positionals.push(token.rawName);
+    else if (token.value === undefined)
+      throw new UsageError("logs: --lines needs a number, e.g. 'agentctl logs 3 --lines 50'");
   }
+  if (positionals.length > 1)
+    throw new UsageError(
+      `logs takes one agent number, got '${positionals[0]}' and '${positionals[1]}'`,
+    );
+  const agent = positionals[0] ?? "";
+  const lines = typeof values.lines === "string" ? values.lines : "100";
   if (agent === "") throw new UsageError("logs needs an agent number, e.g. 'agentctl logs 3'");
   if (!COUNT_RE.test(lines))
     throw new UsageError(`logs: --lines '${lines}' is not a whole number >= 1, e.g. '--lines 50'`);
@@ -213,4 +221,71 @@ export function paneTail(captured: string, lines: number): string {
   while (last > 0 && !/[^ \t]/.test(all[last - 1])) last--;
   const kept = all.slice(0, last).slice(-lines);
   return kept.map((l) => `${l}\n`).join("");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the last reconcile did, for `agentctl status` (RUN_DIR/reconcile.json): the desired count
+// moves only when every agent it asked for started, and a failure names the agent and the cause.
+
+/** RUN_DIR/reconcile.json: what the last reconcile did (host/attention/health.ts reads it). */
+export const RECONCILE_RECORD = "reconcile.json";
+
+export interface AgentFailure {
+  agent: number;
+  /** One line: the cause and the fix. */
+  error: string;
+}
+
+export interface ReconcileRecord {
+  /** Epoch seconds. */
+  at: number;
+  requested: number;
+  /** The desired count after it: `requested` on success, the one before on a failure. */
+  desired: number;
+  ok: boolean;
+  failed: AgentFailure[];
+}
+
+export function parseReconcileRecord(text: string | undefined): ReconcileRecord | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const r = JSON.parse(text) as Partial<ReconcileRecord>;
+    if (
+      typeof r.at !== "number" ||
+      typeof r.requested !== "number" ||
+      typeof r.desired !== "number" ||
+      typeof r.ok !== "boolean" ||
+      !Array.isArray(r.failed)
+    )
+      return undefined;
+    const failed = r.failed
+      .filter((f) => typeof f?.agent === "number" && typeof f?.error === "string")
+      .map((f) => ({ agent: f.agent, error: f.error }));
+    return { at: r.at, requested: r.requested, desired: r.desired, ok: r.ok, failed };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One line for a failure to change the host: what failed (errno and path, as Node names them) and
+ * what to do about it. `where`: the folder whose disk is meant when the disk is full ("": unknown).
+ */
+export function faultLine(error: unknown, where: string, retry: string): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = (e instanceof Error ? e.message : String(error)).replace(/\s*\n\s*/g, " ");
+  switch (e?.code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return where
+        ? `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`
+        : `${message}: a disk is full; free space (df -h), then run '${retry}'`;
+    case "EROFS":
+      return `${message}: ${where || "a disk"} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
+    case "EACCES":
+    case "EPERM":
+      return `${message}: permission denied; run agentctl as root ('sudo ${retry}')`;
+    default:
+      return `${message}; fix the cause, then run '${retry}'`;
+  }
 }

@@ -525,13 +525,11 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   step("agentctl status --json agrees", MINUTE, () => {
     const bin = claudeRealPath(vm);
     const agents = runningAgents(vm, N, bin)!;
-    const status = JSON.parse(vm.sh("agentctl status --json")) as {
-      name: string;
-      state: string;
-      pid: number;
-      auth: string;
-      signin: string;
-    }[];
+    const status = (
+      JSON.parse(vm.sh("agentctl status --json")) as {
+        agents: { name: string; state: string; pid: number; auth: string; signin: string }[];
+      }
+    ).agents;
     // No key is configured here and nobody ran `agentctl login`: signed in they are not.
     expect(status.map((s) => [s.name, s.state, s.pid, s.auth, s.signin])).toEqual(
       agents.map((a) => [a.name, "running", a.claude.pid, "none", "needs-login"]),
