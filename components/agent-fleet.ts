@@ -168,7 +168,31 @@ export class AgentFleet extends pulumi.ComponentResource {
   constructor(name: string, args: AgentFleetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent-host:fleet:AgentFleet", name, {}, opts);
     const via = args.connectVia ?? "public-ip";
+    const { pin, check } = this.pinHostKey(name, args);
+    this.hostKeyPin = pin;
+    this.hostKeyCheck = check;
+    this.hostKey = check.stdout;
+    const { apply, bundle } = fleetBundle(args);
 
+    this.reconcile =
+      via === "iap"
+        ? this.reconcileThroughIap(name, args, apply, bundle)
+        : this.reconcileOverPublicIp(name, args, apply, bundle);
+
+    // apply prints only agentctl's JSON summary on stdout, never the bundle or the key.
+    this.summary = pulumi.unsecret(this.reconcile.stdout).apply((out) => (out ?? "").trim());
+    this.registerOutputs({ summary: this.summary, hostKey: this.hostKey });
+  }
+
+  /**
+   * Pins the VM's SSH host key: read from the guest attributes once per VM (the `-hostkey` step
+   * keeps it), then checked against what is published now (the `-hostkey-check` step refuses a
+   * change, so the reconcile never connects to an impostor).
+   */
+  private pinHostKey(
+    name: string,
+    args: AgentFleetArgs,
+  ): { pin: command.local.Command; check: command.local.Command } {
     // Read after the instance step, so a replaced VM's new key is read in the same `up`; during a
     // preview of a new VM the ID is unknown and nothing is read. (No ID at all: no instance.)
     const published = pulumi
@@ -178,7 +202,7 @@ export class AgentFleet extends pulumi.ComponentResource {
           ? publishedHostKey(args.vm, args.hostKeyWaitSeconds ?? 600, args.hostKeyPollSeconds ?? 5)
           : { problem: `VM ${args.vm.name} has no instance ID: nothing to read` },
       );
-    this.hostKeyPin = new command.local.Command(
+    const pin = new command.local.Command(
       `${name}-hostkey`,
       {
         create: PIN_CREATE,
@@ -196,7 +220,7 @@ export class AgentFleet extends pulumi.ComponentResource {
     // The decision is components/host-key.ts's; the step only carries it out, so a refusal stops
     // the deployment the way a failed resource does.
     const decision = pulumi
-      .all([this.hostKeyPin.stdout, published, this.hostKeyPin.urn])
+      .all([pin.stdout, published, pin.urn])
       .apply(([pinned, read, urn]) =>
         read.problem !== undefined
           ? { ok: false as const, refusal: read.problem }
@@ -211,7 +235,7 @@ export class AgentFleet extends pulumi.ComponentResource {
         ? { command: PIN_CHECK_PASS, environment: { AGENT_HOST_HOST_KEY: d.hostKey } }
         : { command: PIN_CHECK_REFUSE, environment: { AGENT_HOST_HOST_KEY_REFUSAL: d.refusal } },
     );
-    this.hostKeyCheck = new command.local.Command(
+    const checkStep = new command.local.Command(
       `${name}-hostkey-check`,
       {
         create: check.command,
@@ -221,37 +245,7 @@ export class AgentFleet extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    this.hostKey = this.hostKeyCheck.stdout;
-
-    const publicBundle = pulumi
-      .output(args.adminAuthorizedKeys)
-      .apply((keys) => renderPublicBundle(args.files, args.hostConf, keys));
-    const apply = pulumi
-      .all([args.instanceId, publicBundle])
-      .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));
-    const hasSecrets =
-      args.apiKey !== undefined ||
-      args.gitCredentials !== undefined ||
-      args.notifyWebhookUrl !== undefined;
-    // Secret whenever a secret is configured; the public part alone otherwise.
-    const bundle = hasSecrets
-      ? pulumi.secret(
-          pulumi
-            .all([publicBundle, args.apiKey, args.gitCredentials, args.notifyWebhookUrl])
-            .apply(([bundle, apiKey, gitCredentials, notifyWebhookUrl]) =>
-              renderBundle(bundle, { apiKey, gitCredentials, notifyWebhookUrl }),
-            ),
-        )
-      : publicBundle.apply((b) => renderBundle(b));
-
-    this.reconcile =
-      via === "iap"
-        ? this.reconcileThroughIap(name, args, apply, bundle)
-        : this.reconcileOverPublicIp(name, args, apply, bundle);
-
-    // apply prints only agentctl's JSON summary on stdout, never the bundle or the key.
-    this.summary = pulumi.unsecret(this.reconcile.stdout).apply((out) => (out ?? "").trim());
-    this.registerOutputs({ summary: this.summary, hostKey: this.hostKey });
+    return { pin, check: checkStep };
   }
 
   private reconcileOverPublicIp(
@@ -323,4 +317,32 @@ export class AgentFleet extends pulumi.ComponentResource {
       { parent: this },
     );
   }
+}
+
+/** The bundle apply reads on stdin: secret whenever a secret is configured. */
+function fleetBundle(args: AgentFleetArgs): {
+  apply: pulumi.Output<string>;
+  bundle: pulumi.Output<string>;
+} {
+  const publicBundle = pulumi
+    .output(args.adminAuthorizedKeys)
+    .apply((keys) => renderPublicBundle(args.files, args.hostConf, keys));
+  const apply = pulumi
+    .all([args.instanceId, publicBundle])
+    .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));
+  const hasSecrets =
+    args.apiKey !== undefined ||
+    args.gitCredentials !== undefined ||
+    args.notifyWebhookUrl !== undefined;
+  // Secret whenever a secret is configured; the public part alone otherwise.
+  const bundle = hasSecrets
+    ? pulumi.secret(
+        pulumi
+          .all([publicBundle, args.apiKey, args.gitCredentials, args.notifyWebhookUrl])
+          .apply(([bundle, apiKey, gitCredentials, notifyWebhookUrl]) =>
+            renderBundle(bundle, { apiKey, gitCredentials, notifyWebhookUrl }),
+          ),
+      )
+    : publicBundle.apply((b) => renderBundle(b));
+  return { apply, bundle };
 }
