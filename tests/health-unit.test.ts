@@ -142,6 +142,11 @@ describe("the host's health", () => {
       "disk full at /data (the data disk): 10 MiB free of 51200 MiB; agents cannot write there: free space (du -xsh /data/*) or grow the disk (dataDiskSizeGb, then pulumi up)",
     );
     expect(assessHealth(base({ disks: [disk(3 * GiB)] })).map((p) => p.level)).toEqual(["warning"]);
+    // Out of inodes with bytes to spare is full too: nothing new can be created.
+    const inodes = { ...disk(40 * GiB), availInodes: 3, totalInodes: 3_000_000 };
+    expect(assessHealth(base({ disks: [inodes] }))[0].message).toBe(
+      "disk full at /data (the data disk): 3 of 3000000 inodes free (too many small files); agents cannot create files there: remove files (du -xs --inodes /data/*) or grow the disk",
+    );
   });
 
   test("a state folder its agent cannot write (root's, or no write bit) is an error", () => {
