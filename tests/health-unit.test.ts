@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { lastToolUse, recordHook } from "../host/attention/hook";
 import { readStatus } from "../host/attention/store";
-import { assessHealth, healthText, type HealthInputs } from "../host/attention/health";
+import { applyAlive, assessHealth, healthText, type HealthInputs } from "../host/attention/health";
 import { effectiveState, HOOK_GRACE_MS, type ProcessFacts } from "../host/attention/effective";
 import type { Recorded } from "../host/attention/state";
 import { paneView } from "../host/agents/facts";
@@ -313,4 +313,26 @@ describe("the command a permission prompt waits on", () => {
     const rec = readStatus(stateDir);
     expect([rec?.state, rec?.reason]).toEqual(["needs-permission", "Bash: sleep 20"]);
   });
+});
+
+test("applyAlive: a zombie, or a pid reused by another program, is no running apply", () => {
+  const proc = fs.mkdtempSync(path.join(os.tmpdir(), "proc-"));
+  const fake = (pid: number, state: string, argv: string[]) => {
+    fs.mkdirSync(path.join(proc, String(pid)));
+    fs.writeFileSync(path.join(proc, String(pid), "stat"), `${pid} (node) ${state} 1 1 1`);
+    fs.writeFileSync(path.join(proc, String(pid), "cmdline"), `${argv.join("\0")}\0`);
+  };
+  try {
+    fake(10, "S", ["node", "/usr/local/lib/agent-host/agent-host.js", "apply", "--agents", "3"]);
+    fake(11, "Z", ["node", "/usr/local/lib/agent-host/agent-host.js", "apply"]);
+    fake(12, "S", ["sshd: agent-admin"]);
+    expect([10, 11, 12, 13].map((pid) => applyAlive(pid, proc))).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
+  } finally {
+    fs.rmSync(proc, { recursive: true, force: true });
+  }
 });
