@@ -20,8 +20,17 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
-import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
+import {
+  AGENTCTL,
+  WRAPPER,
+  TMUX_CONF,
+  BUNDLE,
+  MANAGED,
+  MANAGED_DIR,
+  LIB_DIR,
+  productHostConf,
+} from "./host-files";
 
 const AGENT_USER = "claudestate";
 const COUNT = 3;
@@ -197,6 +206,7 @@ function delivered(hits: Hit[]) {
 }
 
 suite("agent state from Claude Code's hooks, notifications and send, with the real claude", () => {
+  const users = new TestUsers();
   jest.setTimeout(600_000);
   let api: MessagesApi;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -205,12 +215,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = await startReceiver();
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
@@ -237,37 +242,39 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     fs.mkdirSync(path.dirname(keyFile), { mode: 0o700 });
     fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
     fs.writeFileSync(h.webhookFile, `json:${receiver.url}/hook\n`, { mode: 0o600 });
-    const conf: Record<string, string> = {
-      AGENT_COUNT: String(COUNT),
-      AGENT_MAX: "24",
-      AGENT_USER,
-      PERMISSION_MODE: "manual",
-      CLAUDE_BIN: bin,
-      ANTHROPIC_BASE_URL: api.url,
-      CLAUDE_ENV: [
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-        `HTTPS_PROXY=${deadProxy}`,
-        `HTTP_PROXY=${deadProxy}`,
-        "NO_PROXY=127.0.0.1,localhost",
-      ].join(" "),
-      START_STAGGER_SECONDS: "0.25",
-      RESTART_BACKOFF_MIN_SECONDS: "1",
-      RESTART_BACKOFF_MAX_SECONDS: "2",
-      STOP_TIMEOUT_SECONDS: "10",
-      WORKSPACES_DIR: h.ws,
-      STATE_DIR: h.state,
-      RUN_DIR: h.run,
-      TMUX_SOCKET: h.sock,
-      API_KEY_FILE: keyFile,
-      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-      NOTIFY_WEBHOOK_FILE: h.webhookFile,
-      NOTIFY_ON_IDLE: "true",
-    };
+    // host.conf through the stack's own renderer; only this machine's users, paths and delays
+    // are site overrides (host.conf.local).
     fs.writeFileSync(
       h.conf,
-      `${Object.entries(conf)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("\n")}\n`,
+      productHostConf(
+        {
+          "agent-host:agentCount": String(COUNT),
+          "agent-host:agentPermissionMode": "manual",
+          "agent-host:anthropicBaseUrl": api.url,
+          "agent-host:claudeEnv": JSON.stringify([
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+            `HTTPS_PROXY=${deadProxy}`,
+            `HTTP_PROXY=${deadProxy}`,
+            "NO_PROXY=127.0.0.1,localhost",
+          ]),
+          "agent-host:notifyOnIdle": "true",
+        },
+        {
+          AGENT_USER,
+          CLAUDE_BIN: bin,
+          START_STAGGER_SECONDS: "0.25",
+          RESTART_BACKOFF_MIN_SECONDS: "1",
+          RESTART_BACKOFF_MAX_SECONDS: "2",
+          STOP_TIMEOUT_SECONDS: "10",
+          WORKSPACES_DIR: h.ws,
+          STATE_DIR: h.state,
+          RUN_DIR: h.run,
+          TMUX_SOCKET: h.sock,
+          API_KEY_FILE: keyFile,
+          LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
+          NOTIFY_WEBHOOK_FILE: h.webhookFile,
+        },
+      ),
     );
 
     // What the VM has at those paths, as this test's copies, visible only inside the namespace.
@@ -335,6 +342,30 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     for (const d of made) fs.rmdirSync(d);
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
+
+  // A test that failed mid-turn leaves an agent in a dialog or a turn, and a scripted reply in
+  // the queue: the next test starts from every agent idle and an empty queue, or not at all.
+  afterEach(async () => {
+    if (!h || !api) return;
+    const stuck = (await status(h)).filter(
+      (x) => x.state === "running" && x.agent_state !== "idle",
+    );
+    for (const x of stuck) {
+      const n = Number(x.name.replace("agent-", ""));
+      console.log(`agent-state: ${x.name} left ${x.agent_state}; restarting it for the next test`);
+      await ctl(h, ["restart", String(n)]);
+    }
+    if (stuck.length > 0) {
+      await poll(
+        "every agent idle again",
+        async () => (await status(h)).every((x) => x.agent_state === "idle"),
+        180_000,
+      );
+    }
+    api.verify();
+  });
 
   test("every agent reaches its prompt and reports idle through the managed SessionStart hook", async () => {
     expect((await ctl(h, ["reconcile", String(COUNT)])).code).toBe(0);
@@ -370,8 +401,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("a tool_use in manual mode: needs-permission with the command as the reason, marked in tmux, notified once", async () => {
     const command = `echo approved-${NONCE} > perm.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "write perm.txt" } } });
-    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({
+      toolUse: { name: "Bash", input: { command, description: "write perm.txt" } },
+      cwd,
+    });
+    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `write the file ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -470,8 +505,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
           ],
         },
       },
+      cwd: path.join(h.ws, "agent-2"),
     });
-    api.reply({ text: `Postgres it is.\nSchema ready for ${NONCE}.` });
+    api.reply({
+      text: `Postgres it is.\nSchema ready for ${NONCE}.`,
+      cwd: path.join(h.ws, "agent-2"),
+    });
     tmux(h.sock, ["send-keys", "-t", target(2), "-l", `pick a database ${NONCE}`]);
     await poll(
       "agent-2 shows the typed text",
@@ -517,8 +556,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   test("a long tool run stays working from approval to its end, and send refuses the agent meanwhile", async () => {
     const done = path.join(h.ws, "agent-1", "long.txt");
     const command = `sleep 20 && echo long-${NONCE} > long.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
-    api.reply({ text: `Long step finished for ${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
+    api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `run the long step ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -545,6 +585,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // approval: the running command is what says so).
     const seen: string[] = [];
     let refused: RunResult | undefined;
+    // Bounded in time, not in looks: on a quiet machine 200 looks can end before the 20 s command.
+    const deadline = Date.now() + 120_000;
     while (!fs.existsSync(done)) {
       const x = await row(h, 1);
       if (fs.existsSync(done)) break;
@@ -552,7 +594,11 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       if (!refused && x.agent_state === "working") {
         refused = await ctl(h, ["send", "1", "are you done?"]);
       }
-      if (seen.length > 200) throw new Error(`the long step never finished: ${seen.join(",")}`);
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the long step did not finish within 120 s: ${seen.join(",")}; agent-1's pane:\n${pane(h, 1)}`,
+        );
+      }
     }
     // At least one look during the 20 s command (each look is a whole agentctl status, and send's
     // refusal below is one more). Claude Code 2.1.331 showed no permission dialog for `sleep 30`.
@@ -566,7 +612,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("send types verbatim into idle agents: quotes, $(), newlines, a leading '-'; --file, stdin and all", async () => {
     const tricky = `-n "double" 'single' $(touch /tmp/pwned-${NONCE}) \`id\` \\back\nsecond line ${NONCE}\n  third; rm -rf / #`;
-    api.reply({ text: `got the tricky one ${NONCE}` });
+    api.reply({ text: `got the tricky one ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     const r = await ctl(h, ["send", "3", tricky]);
     expect([r.code, r.stderr]).toEqual([0, expect.stringContaining("typed")]);
     const req = await api.waitForRequest(
@@ -579,7 +625,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
     const file = path.join(h.dir, "task.md");
     fs.writeFileSync(file, `From a file ${NONCE}:\n- step one\n- step two\n`);
-    api.reply({ text: `file task done ${NONCE}` });
+    api.reply({ text: `file task done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     expect((await ctl(h, ["send", "--file", file, "3"])).code).toBe(0);
     const fromFile = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`From a file ${NONCE}`),
@@ -588,7 +634,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     expect(lastUserText(fromFile)).toBe(`From a file ${NONCE}:\n- step one\n- step two`);
     await poll("agent-3 idle", async () => (await row(h, 3)).agent_state === "idle", 180_000);
 
-    for (let i = 0; i < COUNT; i++) api.reply({ text: `all hands ${NONCE}` });
+    for (let n = 1; n <= COUNT; n++)
+      api.reply({ text: `all hands ${NONCE}`, cwd: path.join(h.ws, `agent-${n}`) });
     const all = await ctl(h, ["send", "all"], `To everyone ${NONCE}\n`);
     expect(all.code).toBe(0);
     const toAll = () =>
@@ -612,8 +659,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
         name: "Bash",
         input: { command: `echo retry-${NONCE} > retry.txt`, description: "retry" },
       },
+      cwd: path.join(h.ws, "agent-3"),
     });
-    api.reply({ text: `retry case done ${NONCE}` });
+    api.reply({ text: `retry case done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     tmux(h.sock, ["send-keys", "-t", target(3), "-l", `retry case ${NONCE}`]);
     await poll(
       "agent-3 shows the typed text",

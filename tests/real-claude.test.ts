@@ -24,7 +24,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult } from "./support";
+import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
 const AGENT_USER = "claudereal";
@@ -153,6 +153,7 @@ function uidOf(user: string): number {
 }
 
 suite("the real Claude Code under agentctl, against a stand-in API", () => {
+  const users = new TestUsers();
   jest.setTimeout(300_000);
   let api: MessagesApi;
   let h: Host;
@@ -160,13 +161,8 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
-    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
+    users.ensure(AGENT_USER);
+    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}`, models: [VERTEX.model] });
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
     claudeEnv = [
       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
@@ -230,6 +226,9 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
 
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
+
   test(`${COUNT} agents reach the ❯ prompt with no keypress, in bypassPermissions mode`, async () => {
     const t0 = Date.now();
     const r = await ctl(h, ["reconcile", String(COUNT)]);
@@ -278,8 +277,12 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
   });
 
+  // A scripted reply left unused, or a request that broke the API's rules, fails the test that
+  // caused it; the queue is empty for the next one.
+  afterEach(() => api?.verify());
+
   test("a prompt typed into agent 5 gets the stand-in's reply", async () => {
-    api.reply({ text: `PONG ${NONCE}` });
+    api.reply({ text: `PONG ${NONCE}`, cwd: path.join(h.ws, "agent-5") });
     await typePrompt(h, 5, `ping ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`ping ${NONCE}`),
@@ -306,7 +309,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
     const log = fs.readFileSync(path.join(h.run, "agent-5", "wrapper.log"), "utf8");
     expect(log).toContain(`(--resume ${sessionId})`);
-    api.reply({ text: `second ${NONCE}` });
+    api.reply({ text: `second ${NONCE}`, cwd: path.join(h.ws, "agent-5") });
     await typePrompt(h, 5, `again ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`again ${NONCE}`),
@@ -499,7 +502,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       90_000,
     );
     await poll("agent-2 at the prompt", () => atPrompt(pane(h, 2)), 60_000);
-    api.reply({ text: `logged in ${NONCE}` });
+    api.reply({ text: `logged in ${NONCE}`, cwd: path.join(h.ws, "agent-2") });
     await typePrompt(h, 2, `with login ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`with login ${NONCE}`),
@@ -540,7 +543,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
     expect(row.signin).toBe("signed-in");
     await poll("agent-1 at the prompt", () => atPrompt(pane(h, 1)), 60_000);
-    api.reply({ text: `vertex ${NONCE}` });
+    api.reply({ text: `vertex ${NONCE}`, cwd: path.join(h.ws, "agent-1") });
     await typePrompt(h, 1, `on vertex ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.api === "vertex" && x.scripted && conversation(x).includes(`on vertex ${NONCE}`),

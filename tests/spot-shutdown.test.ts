@@ -10,7 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { HOST_KEYS } from "../host/conf/conf";
 import { unavailableSuite } from "./real-suite";
-import { waitFor } from "./support";
+import { waitFor, TestUsers } from "./support";
 
 const REPO = path.join(__dirname, "..");
 const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
@@ -119,16 +119,12 @@ async function startWrapper(
 }
 
 suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper", () => {
+  const users = new TestUsers();
   jest.setTimeout(60_000);
   let h: Host;
 
   beforeAll(() => {
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     h = makeHost();
   });
 
@@ -139,6 +135,8 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
     }
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone.
+  afterAll(() => users.removeAll());
 
   test("no stop marker: claude gets SIGTERM at once and SIGKILL after the shutdown budget; the wrapper finishes", async () => {
     const { wrapper, claude, exited } = await startWrapper(h);
@@ -192,11 +190,13 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
 // wrapper, so this runs a copy of the real wrapper beside a seed that holds for a moment first.
 suite("a stop that lands while the wrapper seeds claude's config", () => {
   jest.setTimeout(60_000);
+  const users = new TestUsers();
   let h: Host;
   let wrapperCopy: string;
   let seeding: string;
 
   beforeAll(() => {
+    users.ensure(AGENT_USER);
     h = makeHost();
     const lib = path.join(h.dir, "lib");
     fs.mkdirSync(lib, { mode: 0o755 });
@@ -225,6 +225,8 @@ suite("a stop that lands while the wrapper seeds claude's config", () => {
     }
     fs.rmSync(h.dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone.
+  afterAll(() => users.removeAll());
 
   /** Starts the wrapper copy, stops it once the seed runs, and returns the wrapper's log. */
   async function stopWhileSeeding(marker: boolean): Promise<string> {
