@@ -100,7 +100,8 @@ async function main(): Promise<void> {
       }
       // Every hook event, logged: which ones fire in this mode, and what they carry.
       const hookLog = path.join(dir, `hooks-${mode}.jsonl`);
-      fs.writeFileSync(hookLog, "", { mode: 0o666 });
+      fs.writeFileSync(hookLog, "");
+      fs.chownSync(hookLog, uid, gid); // the hooks run as the user
       const hook = {
         hooks: [{ type: "command", command: `cat >> ${hookLog}; echo >> ${hookLog}` }],
       };
