@@ -254,7 +254,7 @@ export const CONFIG_KEY_TABLE = {
     default: "",
     secret: true,
     description:
-      "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see README). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
+      "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see docs/attention.md). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
   },
   notifyOnIdle: {
     host: "NOTIFY_ON_IDLE",

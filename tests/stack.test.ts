@@ -3,6 +3,7 @@
 import * as files from "../cloud-init/files";
 import { readHostFiles } from "../cloud-init/files";
 import { parse } from "yaml";
+import { gunzipSync } from "zlib";
 import { DEFAULTS, VERTEX_CLAUDE_REGIONS, parseConfig } from "../config";
 import {
   BASE_CONFIG,
@@ -374,8 +375,14 @@ describe("day-2 changes touch only the reconcile command", () => {
         (unwrap(one(r, `${GCP}/instance:Instance`).inputs.metadata) as Record<string, string>)[
           "user-data"
         ];
-      expect(userData(after)).toContain("# changed");
-      expect(userData(before)).not.toContain("# changed");
+      const agentctl = (r: ProgramRun) => {
+        const written = (
+          parse(userData(r)) as { write_files: { path: string; content: string }[] }
+        ).write_files.find((f) => f.path === "/usr/local/bin/agentctl");
+        return gunzipSync(Buffer.from(written?.content ?? "", "base64")).toString("utf8");
+      };
+      expect(agentctl(after)).toContain("# changed");
+      expect(agentctl(before)).not.toContain("# changed");
       expect(one(after, "command:remote:Command").inputs.create).not.toEqual(
         one(before, "command:remote:Command").inputs.create,
       );
