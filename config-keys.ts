@@ -79,7 +79,13 @@ export const CONFIG_KEY_TABLE = {
   sshSourceRanges: {
     type: "array",
     description:
-      "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32 or IAP's 35.235.240.0/20. 0.0.0.0/0 only when written explicitly, with a warning.",
+      "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32. 0.0.0.0/0 only when written explicitly, with a warning. With connectVia iap exactly IAP's 35.235.240.0/20.",
+  },
+  connectVia: {
+    type: "string",
+    default: "public-ip",
+    description:
+      "How pulumi up and people reach the VM's SSH. public-ip gives the VM a static external address (SSH from sshSourceRanges); iap gives it none and tunnels through Identity-Aware Proxy (the deploying machine needs gcloud and roles/iap.tunnelResourceAccessor). Changing it updates the VM in place (the address is released or created).",
   },
   claudeCodeVersion: {
     host: "CLAUDE_CODE_VERSION",
@@ -101,6 +107,13 @@ export const CONFIG_KEY_TABLE = {
     default: "docker-apt",
     description:
       "docker-apt (Docker's official apt repository, signing key checked against its fingerprint) or distro (Ubuntu's docker.io).",
+  },
+  dockerMode: {
+    host: "DOCKER_MODE",
+    type: "string",
+    default: "rootless",
+    description:
+      "rootless (each agent gets its own rootless Docker daemon, started on first use, and no agent is in the docker group) or shared (one root daemon, every agent in the docker group: root-equivalent, for privileged containers only).",
   },
   anthropicApiKey: {
     type: "string",

@@ -122,6 +122,12 @@ export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platf
  */
 export const VERTEX_ROLE = "roles/aiplatform.user";
 
+/**
+ * The range IAP's TCP forwarding connects from (Google's "Using IAP for TCP forwarding": the
+ * firewall rule that admits it). connectVia iap admits SSH from it alone.
+ */
+export const IAP_TCP_FORWARDING_RANGE = "35.235.240.0/20";
+
 /** Where a project's Compute Engine Service Agent (which runs instance schedules) lives. */
 const COMPUTE_SERVICE_AGENT_DOMAIN = "compute-system.iam.gserviceaccount.com";
 /** The Compute Engine Service Agent of a project: the identity that runs instance schedules. */
@@ -169,6 +175,13 @@ export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
 export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
 
 /**
+ * Whose Docker the agents use: `rootless`, one rootless daemon per agent, as that agent (no agent
+ * in the docker group); `shared`, the root daemon and the docker group (root-equivalent).
+ */
+export const DOCKER_MODES = ["rootless", "shared"] as const;
+export type DockerMode = (typeof DOCKER_MODES)[number];
+
+/**
  * Claude Code's `--permission-mode` values: what 2.1's `--help` lists (acceptEdits, auto,
  * bypassPermissions, manual, dontAsk, plan) plus `default`, which it still accepts (hidden).
  */
@@ -212,6 +225,11 @@ export const RESERVED_CLAUDE_ENV: readonly string[] = [
   "ANTHROPIC_VERTEX_BASE_URL",
   "AGENT_HOST_AGENT",
   "AGENT_HOST_STATE_DIR",
+  // Each agent's own Docker (host/docker/rootless.ts agentDockerEnv): one value per agent.
+  "DOCKER_HOST",
+  "AGENT_PORT_BASE",
+  "AGENT_PORT_COUNT",
+  "COMPOSE_PROJECT_NAME",
 ];
 
 /**

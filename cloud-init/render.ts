@@ -38,10 +38,22 @@ const LIB = "/usr/local/lib/agent-host";
  */
 const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
 
+/** What rootless Docker needs from the distro besides docker.io (install-docker's DISTRO_ROOTLESS). */
+export const DISTRO_ROOTLESS_PACKAGES = [
+  "dbus-user-session",
+  "rootlesskit",
+  "slirp4netns",
+  "uidmap",
+];
+
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
   // Docker's apt repository needs its key checked first: install-docker does that in first-boot.
   if (settings.dockerSource === "distro") packages.push("docker.io");
+  // Rootless mode from the distro: install-docker adds these too; listed here so cloud-init's
+  // own package step brings them with docker.io (and the boot test's image caches them).
+  if (settings.dockerSource === "distro" && settings.dockerMode === "rootless")
+    packages.push(...DISTRO_ROOTLESS_PACKAGES);
   // The npm package's `claude` is a native binary; distro Node only runs its postinstall.
   if (settings.claudeCodeSource === "npm") packages.push("npm");
   // The team's toolchain; apply installs the ones missing on every deploy as well.

@@ -5,6 +5,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+import type { ConnectVia } from "../config";
 import { scheduleCrons, type WorkSchedule } from "../schedule";
 import { CLOUD_PLATFORM_SCOPE, VERTEX_ROLE, computeServiceAgent } from "../shared-rules";
 
@@ -43,8 +44,14 @@ export interface AgentHostArgs {
   bootDiskSizeGb: number;
   dataDiskSizeGb: number;
   dataDiskType: string;
-  /** CIDRs allowed to reach tcp:22. */
+  /** CIDRs allowed to reach tcp:22 (with connectVia iap: IAP's range, as config.ts gives it). */
   sshSourceRanges: string[];
+  /**
+   * public-ip: a static external address (compute.Address) on the VM. iap: no external address
+   * at all (no Address, no accessConfig); SSH arrives through IAP's TCP forwarding.
+   * @default "public-ip"
+   */
+  connectVia?: ConnectVia;
   /** The #cloud-config text. Read by cloud-init at first boot only. */
   userData: pulumi.Input<string>;
   /**
@@ -140,22 +147,28 @@ function identity({ name, args, parent }: Part): gcp.serviceaccount.Account {
   return account;
 }
 
-/** Network: the static external address, and SSH from the configured ranges to this VM only. */
+/**
+ * Network: the static external address (none with connectVia iap), and SSH from the configured
+ * ranges to this VM only.
+ */
 function network(
   { name, args, parent, labels }: Part,
   account: gcp.serviceaccount.Account,
-): { address: gcp.compute.Address; firewall: gcp.compute.Firewall } {
-  const address = new gcp.compute.Address(
-    `${name}-ip`,
-    {
-      project: args.project,
-      region: args.region,
-      name: `${args.instanceName}-ip`,
-      addressType: "EXTERNAL",
-      labels,
-    },
-    { parent },
-  );
+): { address?: gcp.compute.Address; firewall: gcp.compute.Firewall } {
+  const iap = args.connectVia === "iap";
+  const address = iap
+    ? undefined
+    : new gcp.compute.Address(
+        `${name}-ip`,
+        {
+          project: args.project,
+          region: args.region,
+          name: `${args.instanceName}-ip`,
+          addressType: "EXTERNAL",
+          labels,
+        },
+        { parent },
+      );
   // Targets the VM's service account, not a network tag: anyone who may edit instances can
   // add a tag, while the service account is fixed by this stack.
   const firewall = new gcp.compute.Firewall(
@@ -164,7 +177,9 @@ function network(
       project: args.project,
       name: `${args.instanceName}-ssh`,
       network: args.network ?? "default",
-      description: "SSH to the agent-host VM from the configured ranges only.",
+      description: iap
+        ? "SSH to the agent-host VM through IAP TCP forwarding only (35.235.240.0/20)."
+        : "SSH to the agent-host VM from the configured ranges only.",
       direction: "INGRESS",
       allows: [{ protocol: "tcp", ports: ["22"] }],
       sourceRanges: args.sshSourceRanges,
@@ -274,7 +289,7 @@ function vm(
   { name, args, parent, labels }: Part,
   wiring: {
     account: gcp.serviceaccount.Account;
-    address: gcp.compute.Address;
+    address?: gcp.compute.Address;
     firewall: gcp.compute.Firewall;
     dataDisk: gcp.compute.Disk;
     workHoursPolicy?: gcp.compute.ResourcePolicy;
@@ -300,10 +315,14 @@ function vm(
       attachedDisks: [
         { source: wiring.dataDisk.selfLink, deviceName: DATA_DEVICE_NAME, mode: "READ_WRITE" },
       ],
+      // No accessConfig with connectVia iap: no external address at all (IAP reaches the
+      // internal one).
       networkInterfaces: [
         {
           network: args.network ?? "default",
-          accessConfigs: [{ natIp: wiring.address.address, networkTier: "PREMIUM" }],
+          ...(wiring.address
+            ? { accessConfigs: [{ natIp: wiring.address.address, networkTier: "PREMIUM" }] }
+            : {}),
         },
       ],
       serviceAccount: {
@@ -322,6 +341,9 @@ function vm(
         "serial-port-enable": "FALSE",
         // Keys come from cloud-init's users; OS Login would bypass them.
         "enable-oslogin": "FALSE",
+        // The guest environment publishes the SSH host keys as guest attributes (hostkeys/),
+        // which the deploy pins once, at creation (components/host-key.ts).
+        "enable-guest-attributes": "TRUE",
       },
       scheduling: scheduling(args.spot ?? false),
       ...(wiring.workHoursPolicy ? { resourcePolicies: wiring.workHoursPolicy.selfLink } : {}),
@@ -378,13 +400,14 @@ function scheduleGrant({ name, args, parent }: Part, instance: gcp.compute.Insta
 export class AgentHost extends pulumi.ComponentResource {
   public readonly instance: gcp.compute.Instance;
   public readonly dataDisk: gcp.compute.Disk;
-  public readonly address: gcp.compute.Address;
+  /** The static external address; undefined with connectVia iap. */
+  public readonly address?: gcp.compute.Address;
   public readonly serviceAccount: gcp.serviceaccount.Account;
   public readonly firewall: gcp.compute.Firewall;
   public readonly snapshotPolicy?: gcp.compute.ResourcePolicy;
   public readonly workHoursPolicy?: gcp.compute.ResourcePolicy;
-  /** The static external IP. */
-  public readonly publicIp: pulumi.Output<string>;
+  /** The static external IP; undefined with connectVia iap. */
+  public readonly publicIp?: pulumi.Output<string>;
   public readonly instanceName: pulumi.Output<string>;
   /** Changes when the VM is replaced (new boot disk, new cloud-init run). */
   public readonly instanceId: pulumi.Output<string>;
@@ -408,7 +431,7 @@ export class AgentHost extends pulumi.ComponentResource {
     });
     if (this.workHoursPolicy) scheduleGrant(part, this.instance);
 
-    this.publicIp = this.address.address;
+    this.publicIp = this.address?.address;
     this.instanceName = this.instance.name;
     this.instanceId = this.instance.instanceId;
     this.registerOutputs({

@@ -16,6 +16,8 @@
 //   notify-test    send a test message to the configured webhook
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
+//   docker-env N   the Docker variables agent-N's claude gets (agent-wrapper; host/docker/)
+//   docker-idle    stop the agents' idle rootless Docker daemons (agent-docker-idle.timer)
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
 

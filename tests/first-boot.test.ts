@@ -47,7 +47,6 @@ test("runs every step in order", () => {
     "install-claude-code ",
     "systemctl daemon-reload",
     "systemctl enable --now agent-host-data.service",
-    "usermod --append --groups docker agent",
     "systemctl enable --now agent-host.service",
     "systemctl enable --now agent-host-autostop.service",
   ]);

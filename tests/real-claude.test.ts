@@ -26,6 +26,7 @@ import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
+import { agentDockerEnv } from "../host/docker/rootless";
 
 const AGENT_USER = "claudereal";
 const COUNT = 12;
@@ -566,6 +567,9 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     expect(env.get("ANTHROPIC_MODEL")).toBe(VERTEX.model);
     for (const k of ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"])
       expect(env.has(k)).toBe(false);
+    // Its own Docker (dockerMode rootless, the default): host/docker/rootless.ts agentDockerEnv.
+    for (const pair of agentDockerEnv(1, "rootless"))
+      expect(env.get(pair.split("=")[0])).toBe(pair.slice(pair.indexOf("=") + 1));
     // No key file, no login, and no Anthropic key or token in any file the host has.
     expect(fs.existsSync(h.keyFile) || fs.existsSync(h.tokenFile)).toBe(false);
     expect(filesContaining(h.dir, "sk-ant-a")).toEqual([]);

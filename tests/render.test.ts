@@ -159,9 +159,33 @@ describe("what the user-data sets up", () => {
       "npm",
       "tmux",
     ]);
+    // dockerMode rootless (the default) from the distro: what rootless Docker needs comes too.
     expect(
       parse(
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
+      ).packages,
+    ).toEqual([
+      "ca-certificates",
+      "curl",
+      "dbus-user-session",
+      "docker.io",
+      "gh",
+      "git",
+      "gnupg",
+      "jq",
+      "nodejs",
+      "rootlesskit",
+      "slirp4netns",
+      "tmux",
+      "uidmap",
+    ]);
+    expect(
+      parse(
+        render({
+          "agent-host:dockerSource": "distro",
+          "agent-host:dockerMode": "shared",
+          "agent-host:claudeCodeSource": "native",
+        }),
       ).packages,
     ).toEqual([
       "ca-certificates",
@@ -182,6 +206,7 @@ describe("what the user-data sets up", () => {
         render({
           "agent-host:claudeCodeSource": "native",
           "agent-host:dockerSource": "distro",
+          "agent-host:dockerMode": "shared",
           "agent-host:extraPackages": JSON.stringify([
             "ripgrep",
             "build-essential",
@@ -265,6 +290,7 @@ describe("what the user-data sets up", () => {
         "CLAUDE_CODE_VERSION=2.1.331",
         "CLAUDE_CODE_SOURCE=npm",
         "DOCKER_SOURCE=docker-apt",
+        "DOCKER_MODE=rootless",
         "PERMISSION_MODE=default",
         "NOTIFY_ON_IDLE=true",
         "",

@@ -591,6 +591,11 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
       deployer: ["roles/compute.admin"],
       previewer: ["roles/compute.viewer"],
     },
+    // compute.instances.getGuestAttributes: the VM's published SSH host key.
+    "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes": {
+      deployer: ["roles/compute.admin"],
+      previewer: ["roles/compute.viewer"],
+    },
     "gcp:organizations/getProject:getProject": {
       deployer: ["roles/browser"],
       previewer: ["roles/browser"],
@@ -599,6 +604,9 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
     "tls:index/privateKey:PrivateKey": {},
     "tls:index/getPublicKey:getPublicKey": {},
     "command:remote:Command": {},
+    // The host key pin and its check run on the deploying machine; the iap reconcile also
+    // needs roles/iap.tunnelResourceAccessor (docs/security.md), granted only with connectVia iap.
+    "command:local:Command": {},
   };
 
   /** Every role the setup grants each account in the project, and the conditional ones. */
