@@ -276,4 +276,18 @@ export const CONFIG_KEY_TABLE = {
     description:
       "Also notify when an agent finishes a turn after real work (a tool use, or 30 s or more), not only when it needs you. Needs notifyWebhookUrl.",
   },
+  dashboardPort: {
+    host: "DASHBOARD_PORT",
+    type: "integer",
+    default: 7420,
+    description:
+      "Port of the web dashboard on the VM (1024-65535). It listens on 127.0.0.1 only; reach it with the dashboardTunnel output (ssh -L) and open the URL `sudo agentctl web --url` prints.",
+  },
+  dashboardUrl: {
+    host: "DASHBOARD_URL",
+    type: "string",
+    default: "",
+    description:
+      "Optional. The dashboard's URL as you open it (e.g. http://127.0.0.1:7420 through the tunnel). When set, webhook messages link to the agent there. Never the token (no user, query or fragment).",
+  },
 } as const satisfies Readonly<Record<string, ConfigKeySpec>>;

@@ -155,6 +155,8 @@ export const DEFAULTS = {
   workTimeZone: KEYS.workTimeZone.default,
   autoStopMinutes: KEYS.autoStopMinutes.default,
   notifyOnIdle: KEYS.notifyOnIdle.default,
+  dashboardPort: KEYS.dashboardPort.default,
+  dashboardUrl: KEYS.dashboardUrl.default,
 } as const;
 
 /**
@@ -446,7 +448,38 @@ function parseEachKey(get: Get, warnings: string[]) {
     notifyWebhookKind: parseNotifyWebhook(get("notifyWebhookUrl")),
     /** Also notify when an agent finishes a turn after real work (not only when it needs you). */
     notifyOnIdle: booleanKey(get, "notifyOnIdle"),
+    /** The dashboard's port on the VM's 127.0.0.1 (host/web/). */
+    dashboardPort: integerKey(get, "dashboardPort"),
+    /** Where webhook messages link to (the lead's tunnel URL); undefined = no link. */
+    dashboardUrl: parseDashboardUrl(get("dashboardUrl")),
   };
+}
+
+/**
+ * dashboardUrl: http(s), a host, maybe a port and a path; nothing that could carry a secret into a
+ * notification (user info, a query, a fragment such as #token=).
+ */
+export function parseDashboardUrl(raw: string | undefined): string | undefined {
+  const text = raw?.trim();
+  if (!text) return undefined;
+  const fix = `Run: pulumi config set dashboardUrl http://127.0.0.1:${DEFAULTS.dashboardPort}`;
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || !url.hostname) {
+    throw new ConfigError(
+      `dashboardUrl must be an http:// or https:// URL; got ${show(text)}. ${fix}`,
+    );
+  }
+  if (url.username || url.password || url.search || url.hash || /[?#@]/.test(text)) {
+    throw new ConfigError(
+      `dashboardUrl must not hold a user, query or fragment (the token never goes in config or in messages; the page keeps it); got ${show(`${url.protocol}//${url.host}${url.pathname}…`)}. ${fix}`,
+    );
+  }
+  return text.replace(/\/+$/, "");
 }
 
 type KeyValues = ReturnType<typeof parseEachKey>;
@@ -500,6 +533,11 @@ const INTEGER_RULES = {
     min: 0,
     max: 3650,
     fix: "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
+  },
+  dashboardPort: {
+    min: 1024,
+    max: 65535,
+    fix: `Run: pulumi config set dashboardPort ${DEFAULTS.dashboardPort} (a port from 1024 to 65535 that nothing else on the VM uses)`,
   },
   autoStopMinutes: {
     min: 0,

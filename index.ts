@@ -11,7 +11,7 @@ import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
-import { renderUserData } from "./cloud-init/render";
+import { encodeUserData, renderUserData } from "./cloud-init/render";
 import {
   checkDataDisk,
   ConfigError,
@@ -155,6 +155,9 @@ function stackOutputs(
     /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
     sshHostKey: fleet.hostKey,
     sshHostKeyFingerprint: fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
+    // The dashboard listens on the VM's 127.0.0.1 only: this forwards the same port on the lead's
+    // machine to it; `sudo agentctl web --url` prints the link with the token (docs/dashboard.md).
+    dashboardTunnel: commands.apply((c) => c.tunnel(config.dashboardPort)),
     startCommand: startCommand(vm),
     agentCount: config.agentCount,
     reconcileSummary: fleet.summary,
@@ -174,7 +177,9 @@ export = async () => {
 
   const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
   const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
-  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
+  const userData = adminKeys.apply((keys) =>
+    encodeUserData(renderUserData(hostSettingsFor(config, keys))),
+  );
 
   const host = new AgentHost("agent-host", {
     project: config.project,

@@ -18,6 +18,7 @@ const HOST_SUITES = [
   "agent-state",
   "agentctl",
   "autostop-real",
+  "dashboard",
   "docker-rootless",
   "faults",
   "first-boot",

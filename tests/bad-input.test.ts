@@ -755,6 +755,38 @@ const CASES: Case[] = [
     { "agent-host:autoStopMinutes": "2000" },
     { key: "autoStopMinutes", value: 2000, fix: "pulumi config set autoStopMinutes 60" },
   ],
+  [
+    "dashboardPort below 1024",
+    { "agent-host:dashboardPort": "80" },
+    { key: "dashboardPort", value: 80, fix: "pulumi config set dashboardPort 7420" },
+  ],
+  [
+    "dashboardPort not a number",
+    { "agent-host:dashboardPort": "http" },
+    { key: "dashboardPort", value: "http", fix: "pulumi config set dashboardPort 7420" },
+  ],
+  [
+    "dashboardUrl not http(s)",
+    { "agent-host:dashboardUrl": "ftp://127.0.0.1:7420" },
+    {
+      key: "dashboardUrl",
+      value: "ftp://127.0.0.1:7420",
+      fix: "pulumi config set dashboardUrl http://127.0.0.1:7420",
+    },
+  ],
+  [
+    "dashboardUrl holding the token",
+    {
+      "agent-host:dashboardUrl":
+        "http://127.0.0.1:7420/#token=s1N5_Rlt9bUbOnzvE_3qQ2i0YZglm745co3mxGNKPBM",
+    },
+    {
+      key: "dashboardUrl",
+      said: '"http://127.0.0.1:7420/…"',
+      hidden: "s1N5_Rlt9bUbOnzvE_3qQ2i0YZglm745co3mxGNKPBM",
+      fix: "pulumi config set dashboardUrl http://127.0.0.1:7420",
+    },
+  ],
 ];
 
 const SECRET_KEYS = [

@@ -214,6 +214,8 @@ describe("config.ts reads the table", () => {
     autoStopMinutes: "5",
     notifyWebhookUrl: "http://hooks.example.test/x",
     notifyOnIdle: "maybe",
+    dashboardPort: "80",
+    dashboardUrl: "http://127.0.0.1:7420/#token=abc",
   };
 
   test("every key of the table has a bad value below, and no other key does", () => {
