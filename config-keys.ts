@@ -145,7 +145,7 @@ export const CONFIG_KEY_TABLE = {
     type: "string",
     default: "default",
     description:
-      "Claude Code --permission-mode for every agent (default, auto, manual, acceptEdits, plan, dontAsk, bypassPermissions). default leaves the choice to Claude Code.",
+      "Claude Code --permission-mode for every agent. default: asks before a tool use that changes something (a write, an install, most commands); commands Claude Code counts as read-only (ls, cat, grep, sleep ...) run without asking. manual: Claude Code 2.1's alias for default, no stricter. auto: its classifier decides, asking less. acceptEdits: file edits without asking. plan: plans only, runs nothing. dontAsk: never asks; what would ask is refused. bypassPermissions: never asks, runs everything.",
   },
   snapshotRetentionDays: {
     type: "integer",

@@ -795,7 +795,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     runs.twelve = await program(12);
     const pending = pendingChanges(runs.twelve);
 
-    const r = await sshRun(runs.twelve);
+    const r = await sshRun(runs.twelve, { settle: () => allRunning(12) });
     console.log(
       `10 → 12 reconcile over loopback SSH (ssh client start to exit): ${r.ms.toFixed(0)} ms`,
     );
@@ -980,9 +980,10 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       await program(12, ROTATED_KEY_CANARY, {
         "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
       }),
-      { timeoutMs: 480_000 },
+      { timeoutMs: 480_000, settle: () => allRunning(12) },
     );
-    expect(r.code).toBe(0);
+    // A failed install says why: the end of apply's log.
+    if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
     expect(r.stderr).toContain(
       `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
     );

@@ -369,7 +369,13 @@ export function applyMain(argv: readonly string[], env = process.env): number {
       process.stderr.write(`apply: ${error.message}\n`);
       return 2;
     }
-    applyLog(`error: ${(error as Error).message}`);
+    // One line: the fault, and what to do. Before the first step nothing was changed.
+    const done = journal?.state.step;
+    const fix =
+      done === undefined || done === ""
+        ? "nothing was changed; run 'pulumi up' again"
+        : `the steps up to '${done}' are in; fix that, then run 'pulumi up' again to finish`;
+    applyLog(`error: ${(error as Error).message}; ${fix}`);
     return 1;
   }
 }
