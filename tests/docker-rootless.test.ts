@@ -509,7 +509,9 @@ suite(
     });
 
     test("neither agent is in the docker group or can reach a root Docker socket; docker run -v /:/host is not root", () => {
-      const canary = "/etc/agent-host-docker-canary";
+      // Not under /etc or /run: dockerd-rootless.sh starts rootlesskit with --copy-up=/etc and
+      // --copy-up=/run, so inside its namespace those are copies taken when the daemon started.
+      const canary = "/var/lib/agent-host-docker-canary";
       fs.writeFileSync(canary, "root's\n", { mode: 0o600 });
       try {
         for (const a of agents.values()) {
@@ -522,7 +524,7 @@ suite(
             read: `cat /host${canary}`,
             write: `echo x > /host${canary}`,
             shadow: "cat /host/etc/shadow",
-            plant: "touch /host/etc/owned",
+            plant: "touch /host/var/lib/owned",
           };
           const script = Object.entries(attempts)
             .map(([name, cmd]) => `(${cmd}) > /w/${name} 2>&1; echo rc=$? >> /w/${name}`)
@@ -542,7 +544,7 @@ suite(
               false,
             ]);
           }
-          expect(fs.existsSync("/etc/owned")).toBe(false);
+          expect(fs.existsSync("/var/lib/owned")).toBe(false);
         }
         expect(fs.readFileSync(canary, "utf8")).toBe("root's\n");
         expect(fs.statSync(canary).mode & 0o7777).toBe(0o600);
