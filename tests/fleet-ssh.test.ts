@@ -176,15 +176,27 @@ function expectExactWindows(n: number): Map<string, { pid: number; command: stri
   return all;
 }
 
-function status(): Row[] {
+interface HostHealth {
+  healthy: boolean;
+  problems: { level: string; kind: string; message: string }[];
+}
+
+/** `agentctl status --json`: exit 0 on a healthy host, 3 when the host reports an error. */
+function statusOf(): { code: number | null; host: HostHealth; agents: Row[] } {
   const r = spawnSync(p.agentctl(), ["status", "--json"], {
     // As the SSH login gets it (sshd's SetEnv below): the host files under the prefix.
     env: { ...process.env, AGENTCTL_CONFIG: p.conf(), AGENT_HOST_ROOT: ROOT },
     encoding: "utf8",
     timeout: 30_000,
   });
-  expect(r.status).toBe(0);
-  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
+  expect([0, 3]).toContain(r.status);
+  const parsed = JSON.parse(r.stdout) as { host: HostHealth; agents: Row[] };
+  expect(r.status === 0).toBe(parsed.host.healthy);
+  return { code: r.status, ...parsed };
+}
+
+function status(): Row[] {
+  return statusOf().agents;
 }
 
 /** Waits until agent-1..n all run a claude; returns name → claude pid. */
@@ -965,6 +977,10 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       `apply: error: installing ${missing} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
     );
     expect(await allRunning(12)).toEqual(before);
+    // Status says so first, and exits 3, until an apply succeeds.
+    const after = statusOf();
+    expect(after.code).toBe(3);
+    expect(after.host.problems.map((problem) => problem.kind)).toContain("apply");
   }, 600_000);
   // Last: from here on the agents run the real binary, not the recording stand-in.
   test("a Claude Code version change: the new version installed by npm, every agent restarted on it with --resume of its own conversation", async () => {

