@@ -582,7 +582,14 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       restarted: ["agent-3"],
       running: 10,
     });
-    const now = await allRunning(h, 10);
+    // Until the new wrapper has ended the orphan and started its own claude, agent-3's run files
+    // still name the orphan (alive, so "running"): wait for the new pid.
+    const now = await waitFor("agent-3 running a new claude", () => {
+      const rows = status(h).filter((r) => agentNames(10).includes(r.name));
+      if (rows.length !== 10 || rows.some((r) => r.state !== "running" || !r.pid)) return undefined;
+      const running = new Map(rows.map((r) => [r.name, r.pid as number]));
+      return running.get("agent-3") !== pids.get("agent-3") ? running : undefined;
+    });
     expect(now.get("agent-3")).not.toBe(pids.get("agent-3"));
     // The claude its killed wrapper left behind is gone: never two claudes on one conversation.
     await waitFor(

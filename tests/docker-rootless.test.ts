@@ -69,6 +69,8 @@ interface Agent {
 }
 
 let tmp = "";
+/** The launcher copied where the agents can run it (beforeAll). */
+let launcher = "";
 const agents = new Map<number, Agent>();
 const saved: { subuid?: string; subgid?: string; tunMode?: number } = {};
 const setupLog: string[] = [];
@@ -206,6 +208,10 @@ suite(
     beforeAll(async () => {
       tmp = fs.mkdtempSync(path.join("/var/tmp", "agent-host-docker-"));
       fs.chmodSync(tmp, 0o755);
+      // The agent runs the launcher: a copy in our 0755 tree, since CI's clone may be in a 0700 dir.
+      launcher = path.join(tmp, "agent-dockerd");
+      fs.copyFileSync(LAUNCHER, launcher);
+      fs.chmodSync(launcher, 0o755);
       for (const dir of ["data", "data/home", "data/workspaces"])
         fs.mkdirSync(path.join(tmp, dir), { mode: 0o755 });
       saved.subuid = fs.existsSync("/etc/subuid")
@@ -259,7 +265,7 @@ suite(
               `PATH=${SYSTEM_PATH}`,
               `XDG_RUNTIME_DIR=${a.runtime}`,
             ],
-            LAUNCHER,
+            launcher,
           ],
           { stdio: ["ignore", log, log], detached: true },
         );
