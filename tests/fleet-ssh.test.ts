@@ -996,7 +996,25 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       await program(12, ROTATED_KEY_CANARY, {
         "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
       }),
-      { timeoutMs: 480_000, settle: () => allRunning(12) },
+      {
+        timeoutMs: 480_000,
+        // The restart is staggered: the trace must run until every agent runs a new claude, not
+        // just until all twelve run one (the last may still be its old one).
+        settle: () =>
+          waitFor(
+            "every agent running a new claude",
+            () => {
+              const rows = status().filter((row) => agentNames(12).includes(row.name));
+              return (
+                rows.length === 12 &&
+                rows.every(
+                  (row) => row.state === "running" && row.pid && row.pid !== before.get(row.name),
+                )
+              );
+            },
+            120_000,
+          ),
+      },
     );
     // A failed install says why: the end of apply's log.
     if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
