@@ -483,6 +483,30 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     for (let i = 2; i <= 10; i++) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
   });
 
+  // reconcile starts its agents with one tmux client (host/agents/agents.ts startAgents); tmux runs
+  // nothing after a failed command, so a taken index part-way must not leave the rest unstarted.
+  test("a window made by hand at agent-3's index: reconcile still starts agent-2..5, each keeping its name", async () => {
+    ctl(h, ["reconcile", "1"]);
+    expectExactly(h, 1);
+    tmux(h, ["new-window", "-d", "-t", "=agents:3", "-n", "scratch", "sleep 600"]);
+    const r = ctl(h, ["reconcile", "5", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toMatch(/fail|in use|did not start/i);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      desired: 5,
+      added: ["agent-2", "agent-3", "agent-4", "agent-5"],
+      running: 5,
+    });
+    await allRunning(h, 5);
+    for (const name of agentNames(5))
+      for (const option of ["automatic-rename", "allow-rename"])
+        expect(
+          `${name} ${option} ${tmux(h, ["show-options", "-wv", "-t", `=agents:=${name}`, option]).trim()}`,
+        ).toBe(`${name} ${option} off`);
+    tmux(h, ["kill-window", "-t", "=agents:=scratch"]);
+    expectExactly(h, 5);
+  });
+
   // How soon is measured by npm run bench:agentctl, not asserted here.
   test("a killed claude runs again, resuming its conversation", async () => {
     ctl(h, ["reconcile", "10"]);
