@@ -111,6 +111,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   // One tmux client for every start (host/agents/agents.ts); each agent's failure is its own.
   for (const [agent, error] of a.startAgents(starts))
     failed.push({ agent, error: faultLine(error, conf.workspacesDir, retry) });
+  a.createSession();
   failed.sort((x, y) => x.agent - y.agent);
   // startAgents left the windows as tmux listed them after the starts; stopping changes them.
   const stopped = failed.length === 0 && plan.surplus.length > 0;

@@ -19,6 +19,7 @@ const POLL_MS = 100;
 const TMUX_TIMEOUT_MS = 30_000;
 /** The line startAgents' tmux sequence prints after each agent it started. */
 const STARTED_MARK = "agentctl-started ";
+const LIST_WINDOWS = ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT];
 
 export type Log = (line: string) => void;
 
@@ -70,6 +71,8 @@ const epochSeconds = (): number => Math.floor(Date.now() / 1000);
 export class Agents {
   /** The session's windows as last read (readWindows). */
   windows: WindowList = { byName: new Map(), duplicates: [] };
+  /** ensureSession found no session: the next startAgents (or createSession) makes it. */
+  private sessionToCreate = false;
   private user: AgentUser | undefined;
 
   constructor(
@@ -188,16 +191,16 @@ export class Agents {
   /**
    * The session with its permanent control window: removing agents can never end the session.
    * Reads the windows: one list-windows, which lists nothing only when there is no session (a
-   * session always has a window), so no has-session call before it.
+   * session always has a window; the server is up). A missing session is created by the next
+   * startAgents, in the same tmux call as the agents' windows (the control window's monitor is a
+   * Node start that would otherwise compete with the rest of the reconcile), or by createSession.
    */
   ensureSession(): void {
-    const watch = [...this.windowEnv(), "--", this.paths.self, "watch"];
+    const watch = this.watchArgs();
     const listed = this.readWindows();
-    if (listed.byName.size === 0 && listed.duplicates.length === 0 && !this.sessionUp()) {
-      const size = ["-x", "200", "-y", "50"];
-      this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch]);
-      this.log(`created tmux session ${SESSION}`);
-      this.readWindows();
+    if (listed.byName.size === 0 && listed.duplicates.length === 0) {
+      this.sessionToCreate = true;
+      return;
     }
     const control = this.windows.byName.get(CONTROL_WINDOW);
     if (!control) {
@@ -206,6 +209,23 @@ export class Agents {
     } else if (control.dead) {
       this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch]);
     }
+  }
+
+  /** The session ensureSession found missing, now, if no startAgents has created it. */
+  createSession(): void {
+    if (!this.sessionToCreate) return;
+    this.windows = parseWindowList(this.tmux([...this.newSession(), ";", ...LIST_WINDOWS]));
+    this.sessionToCreate = false;
+    this.log(`created tmux session ${SESSION}`);
+  }
+
+  private watchArgs(): string[] {
+    return [...this.windowEnv(), "--", this.paths.self, "watch"];
+  }
+
+  private newSession(): string[] {
+    const size = ["-x", "200", "-y", "50"];
+    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...this.watchArgs()];
   }
 
   workspace(i: number): string {
@@ -286,8 +306,11 @@ export class Agents {
         failed.set(s.agent, error);
       }
     }
-    if (ready.length === 0) return failed;
-    const seq: string[] = [];
+    if (ready.length === 0) {
+      this.createSession();
+      return failed;
+    }
+    const seq: string[] = this.sessionToCreate ? [...this.newSession(), ";"] : [];
     for (const { agent, delay } of ready) {
       const existing = this.windows.byName.get(`agent-${agent}`);
       seq.push(
@@ -297,15 +320,25 @@ export class Agents {
         ...[";", "display-message", "-p", `${STARTED_MARK}${agent}`, ";"],
       );
     }
-    seq.push(...["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT]);
+    seq.push(...LIST_WINDOWS);
     const r = this.tryTmux(seq);
     const lines = r.stdout.split("\n");
     const started = new Set(
       lines.filter((l) => l.startsWith(STARTED_MARK)).map((l) => l.slice(STARTED_MARK.length)),
     );
     if (r.status === 0) {
+      if (this.sessionToCreate) this.log(`created tmux session ${SESSION}`);
+      this.sessionToCreate = false;
       this.windows = parseWindowList(lines.filter((l) => !l.startsWith(STARTED_MARK)).join("\n"));
       return failed;
+    }
+    // Part-way: the session, if it was to be made, exists unless its new-session failed.
+    if (this.sessionToCreate) {
+      this.readWindows();
+      if (this.windows.byName.size > 0) {
+        this.sessionToCreate = false;
+        this.log(`created tmux session ${SESSION}`);
+      } else this.createSession();
     }
     this.readWindows();
     for (const { agent, delay } of ready) {
