@@ -265,9 +265,10 @@ export class AgentFleet extends pulumi.ComponentResource {
 
   /**
    * The probe (scripts/host-key-probe) over the reconcile's own path: the address (public-ip) or
-   * the IAP tunnel. It holds no secret. It runs whenever the reconcile does: its environment
-   * carries a keyed hash of what re-runs the reconcile (the command, the bundle, the deploy key),
-   * secret in the state, so any change there changes the probe too.
+   * the IAP tunnel. It holds no secret. It runs whenever the reconcile does: its stdin, which it
+   * never reads, is a keyed hash of what re-runs the reconcile (the command, the bundle, the
+   * deploy key), secret in the state, so any change there is a change of the probe too. (In the
+   * environment it would make the whole map secret, the public key and address included.)
    */
   private probeHostKey(
     name: string,
@@ -309,8 +310,8 @@ export class AgentFleet extends pulumi.ComponentResource {
           AGENT_HOST_USER: ADMIN_USER,
           AGENT_HOST_PIN_URN: pin.urn,
           AGENT_HOST_PROBE_ATTEMPTS: String(args.dialErrorLimit ?? 60),
-          AGENT_HOST_RECONCILE_RUN: reconcileRun,
         },
+        stdin: reconcileRun,
         addPreviousOutputInEnv: false,
         logging: "stderr",
       },
