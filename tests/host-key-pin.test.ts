@@ -48,7 +48,7 @@ const API_KEY_CANARY = `sk-ant-api03-PINCANARY${process.pid}x${Date.now()}abcdef
 const GOPATH = "/usr/share/gocode";
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-const TOOLS = ["/usr/sbin/sshd", "ssh", "ssh-keygen", "go"];
+const TOOLS = ["/usr/sbin/sshd", "ssh", "ssh-keygen", "go", "shellcheck"];
 const haveTools =
   TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0) &&
   fs.existsSync(path.join(GOPATH, "src/golang.org/x/crypto/ssh/client.go"));
@@ -561,6 +561,43 @@ suite("the deploy connects only to the VM whose host key it pinned", () => {
     const seen = connectionsSince(impostor, mark);
     expect(seen.log).toContain("remote software version Go");
     expect(seen.count).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a host that sends its banner and then stalls the key exchange: each dial is cut at 30 s, and the probe says why", async () => {
+    // A tarpit at the address: TCP and the SSH banner, then silence (ssh's ConnectTimeout covers
+    // the connect and the banner only; the probe's watchdog covers the rest).
+    const tarpit = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.write("SSH-2.0-OpenSSH_9.2p1 tarpit\r\n");
+    });
+    await new Promise<void>((resolve) => tarpit.listen(0, "127.0.0.1", resolve));
+    try {
+      const inputs = resource(publicIpRun, "command:local:Command", PROBE);
+      const [interpreter, ...args] = inputs.interpreter as string[];
+      const started = Date.now();
+      const r = await runWith(interpreter, [...args, inputs.create], "", {
+        ...process.env,
+        ...(inputs.environment as Record<string, string>),
+        AGENT_HOST_ADDRESS: "127.0.0.1",
+        AGENT_HOST_SSH_PORT: String((tarpit.address() as net.AddressInfo).port),
+        AGENT_HOST_PROBE_ATTEMPTS: "1",
+      });
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`host-key-probe against a tarpit, 1 attempt: ${seconds.toFixed(1)} s`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("host-key-probe: the dial took over 30 s: stopped");
+      expect(r.stderr).toContain("did not complete an SSH key exchange after 1 attempts");
+      expect(seconds).toBeGreaterThanOrEqual(29);
+      expect(seconds).toBeLessThan(45);
+    } finally {
+      tarpit.close();
+    }
+  }, 60_000);
+
+  test("scripts/host-key-probe passes shellcheck (.shellcheckrc: enable=all)", () => {
+    const r = spawnSync("shellcheck", ["scripts/host-key-probe"], { cwd: REPO, encoding: "utf8" });
+    expect(r.stdout).toBe("");
+    expect(r.status).toBe(0);
   });
 
   test("without the pin (the stack before issue 23) the impostor gets the whole bundle", async () => {
