@@ -390,6 +390,25 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(table[14]).toMatch(/^auto-stop: /);
   });
 
+  // status reads every pane with one tmux client (host/agents/facts.ts capturePanes): each text
+  // must land on its own agent. A refused key shown in agent-3's pane only (typed there, the
+  // terminal echoes it) makes agent-3, and no other, signed out.
+  test("status reads each agent's own pane: a refused key in agent-3's pane is agent-3's alone", async () => {
+    expect(ctl(h, ["reconcile", "12"]).code).toBe(0);
+    await allRunning(h, 12);
+    tmux(h, ["send-keys", "-t", "=agents:=agent-3", "-l", "Invalid API key"]);
+    const rows = await waitFor("agent-3 signed out in status", () => {
+      const r = status(h);
+      return r.find((x) => x.name === "agent-3")?.signin === "key-rejected" ? r : undefined;
+    });
+    expect(rows.filter((r) => r.signin === "key-rejected").map((r) => r.name)).toEqual(["agent-3"]);
+    expect(rows.find((r) => r.name === "agent-3")?.agent_state).toBe("signed-out");
+    // A new window for agent-3 (a fresh screen) for the tests after this one.
+    tmux(h, ["kill-window", "-t", "=agents:=agent-3"]);
+    expect(ctl(h, ["reconcile", "12"]).code).toBe(0);
+    await allRunning(h, 12);
+  });
+
   test("status reuses a workspace's size for a minute (du is costly on big trees)", () => {
     const before = status(h).find((r) => r.name === "agent-1")?.workspace_bytes as number;
     const big = path.join(h.ws, "agent-1", "size-cache-probe.bin");
