@@ -20,6 +20,9 @@
 // ExecStart with its Node flags, read from cloud-init/systemd/agent-host-web.service) and with
 // Node's defaults, each in turn against the same agents, page and baselines.
 //
+// `--variant=FLAGS` (repeatable; FLAGS space-separated, e.g. --variant="--max-semi-space-size=1")
+// measures the dashboard with those Node flags too, after the two above.
+//
 // `--debian-node` runs the dashboards and the bare baselines with Debian 12's Node 18
 // (tests/fixtures/debian-node.ts), the major the VM runs; without it, the PATH's node.
 import { ChildProcess, spawn, spawnSync } from "child_process";
@@ -40,6 +43,16 @@ const AGENTS = 12;
 const ARGS = process.argv.slice(2);
 const DEBIAN_NODE = ARGS.includes("--debian-node");
 const RUNS = Math.max(3, Number(ARGS.find((a) => /^[0-9]+$/.test(a)) ?? 10));
+const VARIANTS = ARGS.filter((a) => a.startsWith("--variant=")).map((a) =>
+  a.slice("--variant=".length).split(" ").filter(Boolean),
+);
+const unknown = ARGS.find(
+  (a) => !/^[0-9]+$/.test(a) && a !== "--debian-node" && !a.startsWith("--variant="),
+);
+if (unknown)
+  throw new Error(
+    `bench-web: unknown argument '${unknown}' (RUNS, --debian-node, --variant=FLAGS)`,
+  );
 const IDLE_SECONDS = 15;
 const FLAGS = [
   "--headless",
@@ -393,6 +406,7 @@ async function main(): Promise<void> {
 
     await measure(`as the unit runs it: ${unitFlags.join(" ") || "no flags"}`, unitFlags);
     await measure("Node's defaults", []);
+    for (const flags of VARIANTS) await measure(flags.join(" "), flags);
     console.log(`baseline memory: bare node (defaults) ${showMemory(bare.pid as number)}`);
     console.log(
       `baseline memory: bare node (${unitFlags.join(" ") || "no flags"}) ${showMemory(bareUnit.pid as number)}`,
