@@ -65,4 +65,16 @@ describe("secretExposures", () => {
       "pid 101 /opt/claude: argv[2] holds a secret",
     ]);
   });
+
+  it("counts setpriv on its way to claude (`-- /opt/claude`) as claude's own before its exec; not a setpriv running anything else", () => {
+    // The trace ended (or the agent was stopped) between setpriv's exec and claude's.
+    const log = [
+      `101 execve("/usr/bin/setpriv", ["setpriv", "--reuid=2000", "--", "/opt/claude", "--resume", "x"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
+      `102 execve("/usr/bin/systemd-run", ["systemd-run", "--scope", "--", "setpriv", "--reuid=2000", "--", "/opt/claude"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
+      `103 execve("/usr/bin/setpriv", ["setpriv", "--reuid=2000", "--", "/bin/sh", "/opt/claude"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
+    ].join("\n");
+    expect(secretExposures(parseStrace(log), [KEY], underProgram("/opt/claude"))).toEqual([
+      "pid 103 /usr/bin/setpriv: environment ANTHROPIC_API_KEY holds a secret",
+    ]);
+  });
 });
