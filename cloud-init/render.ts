@@ -3,8 +3,6 @@
 import { stringify } from "yaml";
 import {
   ADMIN_USER,
-  AGENT_UID,
-  AGENT_USER,
   HOST_CONF_PATH,
   renderBootHostConf,
   type HostSettings,
@@ -17,11 +15,12 @@ export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 const LIB = "/usr/local/lib/agent-host";
 
 /**
- * Packages every host gets; the sources add theirs (see packagesFor). gh: the GitHub CLI. nodejs
+ * Packages every host gets; the sources add theirs (see packagesFor). acl: setfacl, which gives
+ * the admin user read access to every agent's private workspace. gh: the GitHub CLI. nodejs
  * runs the host logic (agent-host.js: the hooks' recorder, the control window, send), whatever
  * the Claude Code source.
  */
-const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
+const BASE_PACKAGES = ["acl", "ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
 
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
@@ -45,8 +44,6 @@ export function renderUserData(
   files: readonly HostFileContent[] = readHostFiles(),
 ): string {
   const document = {
-    // The agent group's gid is pinned like the uid; groupadd --force is a no-op when it exists.
-    bootcmd: [["groupadd", "--force", "--gid", String(AGENT_UID), AGENT_USER]],
     users: [
       {
         name: ADMIN_USER,
@@ -55,15 +52,6 @@ export function renderUserData(
         sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
         ssh_authorized_keys: settings.adminAuthorizedKeys,
-      },
-      {
-        name: AGENT_USER,
-        gecos: "agent-host agents (unprivileged)",
-        shell: "/bin/bash",
-        uid: AGENT_UID,
-        primary_group: AGENT_USER,
-        no_user_group: true,
-        lock_passwd: true,
       },
     ],
     disable_root: true,

@@ -16,6 +16,9 @@
 //   notify-test    send a test message to the configured webhook
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
+//   prepare-agent N  (root, the wrapper) agent N's user, home, workspace and state folders, made
+//                  safely (host/agents/agent-user.ts); prints its ids and paths as KEY=value lines
+//   own-checkout WS  (as the agent, the migration) a shared worktree becomes its own repository
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
 
@@ -25,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
+  if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);

@@ -171,15 +171,15 @@ function parseHostConf(textIn, file = DEFAULT_CONFIG) {
   return conf;
 }
 function loadHostConf(env = process.env, file) {
-  const path14 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
+  const path16 = file ?? (env.AGENTCTL_CONFIG || DEFAULT_CONFIG);
   let textIn;
   try {
-    textIn = fs.readFileSync(path14, "utf8");
+    textIn = fs.readFileSync(path16, "utf8");
   } catch {
     textIn = void 0;
   }
-  const conf = parseHostConf(textIn ?? "", path14);
-  if (textIn === void 0) conf.warnings.push(`no config at ${path14}; using defaults`);
+  const conf = parseHostConf(textIn ?? "", path16);
+  if (textIn === void 0) conf.warnings.push(`no config at ${path16}; using defaults`);
   return conf;
 }
 function firstError(conf, keys) {
@@ -250,7 +250,21 @@ var init_conf = __esm({
     HOST_KEYS = {
       AGENT_COUNT: num("1", count),
       AGENT_MAX: num("24", count),
-      AGENT_USER: text("agent", userName),
+      // The agents' name prefix: agent N is the Unix user AGENT_USER-N (host/agents/agent-user.ts).
+      // A user of exactly this name is the shared user of hosts from before per-agent users: migrated.
+      AGENT_USER: text(
+        "agent",
+        matches(
+          /^[a-z_][a-z0-9_-]{0,24}$/,
+          "is not a plain user name of at most 25 characters (agent-N is added); fix the config"
+        )
+      ),
+      // uid = gid = AGENT_UID_BASE + N; the shared user of older hosts had AGENT_UID_BASE itself.
+      AGENT_UID_BASE: num(
+        "2000",
+        matches(/^[1-9][0-9]{3,8}$/, "is not a whole number from 1000 to 999999999; fix the config")
+      ),
+      AGENT_HOMES_DIR: text("/data/home", absolutePath),
       ADMIN_USER: text("agent-admin", userName),
       PERMISSION_MODE: text(
         "default",
@@ -302,7 +316,8 @@ var init_conf = __esm({
       AUTO_STOP_COMMAND: text("systemctl poweroff", matches(/\S/, "is empty; fix the config")),
       AUTO_STOP_POLL_SECONDS: num("15", positiveSeconds),
       WORKSPACES_DIR: text("/workspaces", absolutePath),
-      STATE_DIR: text("/home/agent/.agent-host", absolutePath),
+      // Where the shared user of older hosts kept every agent's state: migrated from, never written.
+      STATE_DIR: text("/data/home/agent/.agent-host", absolutePath),
       RUN_DIR: text("/run/agent-host", absolutePath),
       TMUX_SOCKET: text("/run/agent-host/tmux.sock", absolutePath),
       API_KEY_FILE: text("/etc/agent-host/secrets/anthropic-api-key", absolutePath),
@@ -774,6 +789,94 @@ var init_store = __esm({
   }
 });
 
+// host/agents/own-checkout.ts
+var own_checkout_exports = {};
+__export(own_checkout_exports, {
+  ownCheckout: () => ownCheckout,
+  ownCheckoutMain: () => ownCheckoutMain
+});
+function copyIfThere(from, to) {
+  if (!exists(from)) return;
+  fs4.mkdirSync(path3.dirname(to), { recursive: true });
+  fs4.copyFileSync(from, to);
+}
+function ownCheckout(ws) {
+  const dotgit = path3.join(ws, ".git");
+  const scratch = path3.join(ws, ".git.migrating");
+  const link = path3.join(ws, ".git.worktree-link");
+  const st = exists(dotgit) ? fs4.lstatSync(dotgit) : void 0;
+  if (st?.isDirectory()) {
+    if (exists(scratch)) fs4.rmSync(scratch, { recursive: true, force: true });
+    fs4.rmSync(link, { force: true });
+    return "already a repository of its own";
+  }
+  if (!st) {
+    if (!exists(path3.join(scratch, COMPLETE)))
+      throw new Error(`${dotgit} is missing and no complete copy is in ${scratch}`);
+  } else {
+    if (!st.isFile()) throw new Error(`${dotgit} is neither a file nor a folder`);
+    const m = /^gitdir: (.+)$/m.exec(fs4.readFileSync(dotgit, "utf8"));
+    if (!m) throw new Error(`${dotgit} does not name a gitdir`);
+    const gitdir = path3.resolve(ws, m[1].trim());
+    const commondir = fs4.readFileSync(path3.join(gitdir, "commondir"), "utf8").trim();
+    const common = path3.resolve(gitdir, commondir);
+    fs4.rmSync(scratch, { recursive: true, force: true });
+    const cp = (0, import_child_process.spawnSync)("cp", ["-R", "--preserve=mode,timestamps", "--", common, scratch], {
+      stdio: ["ignore", "ignore", "inherit"]
+    });
+    if (cp.status !== 0) throw new Error(`could not copy ${common}`);
+    fs4.rmSync(path3.join(scratch, "worktrees"), { recursive: true, force: true });
+    for (const f of ["HEAD", "index", "ORIG_HEAD", "logs/HEAD"])
+      copyIfThere(path3.join(gitdir, f), path3.join(scratch, f));
+    const cfg = (0, import_child_process.spawnSync)("git", ["--git-dir", scratch, "config", "core.bare", "false"]);
+    if (cfg.status !== 0) throw new Error("git config core.bare false failed");
+    fs4.writeFileSync(path3.join(scratch, COMPLETE), `${common}
+`);
+    fs4.renameSync(dotgit, link);
+  }
+  fs4.renameSync(scratch, dotgit);
+  fs4.rmSync(path3.join(dotgit, COMPLETE), { force: true });
+  fs4.rmSync(link, { force: true });
+  return "now a repository of its own";
+}
+function ownCheckoutMain(argv) {
+  if (argv.length !== 1 || !path3.isAbsolute(argv[0])) {
+    process.stderr.write("usage: agent-host.js own-checkout /ABSOLUTE/WORKSPACE\n");
+    return 2;
+  }
+  if (process.getuid?.() === 0) {
+    process.stderr.write("own-checkout: refusing to run as root: run it as the agent\n");
+    return 2;
+  }
+  try {
+    process.stderr.write(`own-checkout: ${argv[0]}: ${ownCheckout(argv[0])}
+`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`own-checkout: ${error.message}
+`);
+    return 1;
+  }
+}
+var import_child_process, fs4, path3, COMPLETE, exists;
+var init_own_checkout = __esm({
+  "host/agents/own-checkout.ts"() {
+    "use strict";
+    import_child_process = require("child_process");
+    fs4 = __toESM(require("fs"));
+    path3 = __toESM(require("path"));
+    COMPLETE = "agent-host-own-checkout";
+    exists = (p) => {
+      try {
+        fs4.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
+});
+
 // cloud-init/bundle.ts
 var BUNDLE_HEADER;
 var init_bundle = __esm({
@@ -810,11 +913,11 @@ function itemOf(lines, prefix) {
   return lines.filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("");
 }
 function fileOf(line) {
-  const [, path14 = "", mode = "", data = ""] = line.split(" ");
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(path14) || path14.includes(".."))
-    throw new ApplyError(`refusing file path '${path14}'`);
-  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path14}`);
-  return { path: path14, mode: parseInt(mode, 8), content: decode(data, path14) };
+  const [, path16 = "", mode = "", data = ""] = line.split(" ");
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(path16) || path16.includes(".."))
+    throw new ApplyError(`refusing file path '${path16}'`);
+  if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path16}`);
+  return { path: path16, mode: parseInt(mode, 8), content: decode(data, path16) };
 }
 function secretOf(lines, name) {
   const data = itemOf(lines, `secret ${name} `);
@@ -902,7 +1005,7 @@ function parsePasswd(line) {
   return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
 }
 function lookupUser(name) {
-  const r = (0, import_child_process.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
+  const r = (0, import_child_process2.spawnSync)("getent", ["passwd", name], { encoding: "utf8" });
   return r.status === 0 ? parsePasswd(r.stdout.split("\n")[0]) : void 0;
 }
 function asAgentArgv(u, argv, extraEnv = []) {
@@ -915,28 +1018,166 @@ function asAgentArgv(u, argv, extraEnv = []) {
 }
 function agentCwd(u) {
   try {
-    return fs4.statSync(u.home).isDirectory() ? u.home : "/";
+    return fs5.statSync(u.home).isDirectory() ? u.home : "/";
   } catch {
     return "/";
   }
 }
-var import_child_process, fs4, SYSTEM_PATH;
+function agentIds(conf, n) {
+  const name = agentUserName(n, conf.agentUser);
+  const uid = agentUid(n, conf.agentUidBase);
+  const home = `${conf.agentHomesDir}/${name}`;
+  const state = `${home}/.agent-host`;
+  return {
+    n,
+    name,
+    uid,
+    gid: uid,
+    home,
+    state,
+    claudeDir: `${state}/claude`,
+    workspace: `${conf.workspacesDir}/${name}`
+  };
+}
+function runAsAgent(u, argv, input) {
+  const r = (0, import_child_process2.spawnSync)("setpriv", asAgentArgv(u, argv), {
+    cwd: agentCwd(u),
+    input,
+    encoding: "utf8",
+    timeout: 6e4
+  });
+  return {
+    status: r.status ?? 127,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? (r.error ? r.error.message : "")
+  };
+}
+function run(cmd, args) {
+  const r = (0, import_child_process2.spawnSync)(cmd, args, { encoding: "utf8", timeout: 6e4 });
+  return {
+    status: r.status ?? 127,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? (r.error ? r.error.message : "")
+  };
+}
+function ensureAgentUser(conf, n) {
+  const a = agentIds(conf, n);
+  const fix = `agent-host pins agent-${n} to ${a.name} with uid = gid = ${a.uid} (AGENT_UID_BASE ${conf.agentUidBase} + ${n}) so files on the data disk keep their owner; remove or renumber that entry, or set AGENT_UID_BASE`;
+  const user = lookupUser(a.name);
+  if (user) {
+    if (user.uid !== a.uid || user.gid !== a.gid)
+      throw new Error(`user ${a.name} exists with uid ${user.uid} and gid ${user.gid}; ${fix}`);
+    if (user.home !== a.home) {
+      const r2 = run("usermod", ["--home", a.home, a.name]);
+      if (r2.status !== 0) throw new Error(`usermod --home ${a.home} ${a.name}: ${r2.stderr.trim()}`);
+    }
+    return { created: false };
+  }
+  const group = getent("group", a.name);
+  if (group && group[2] !== String(a.gid))
+    throw new Error(`group ${a.name} exists with gid ${group[2]}; ${fix}`);
+  const gidOwner = getent("group", String(a.gid));
+  if (!group && gidOwner) throw new Error(`gid ${a.gid} belongs to group ${gidOwner[0]}; ${fix}`);
+  const uidOwner = getent("passwd", String(a.uid));
+  if (uidOwner) throw new Error(`uid ${a.uid} belongs to user ${uidOwner[0]}; ${fix}`);
+  if (!group) {
+    const r2 = run("groupadd", ["--gid", String(a.gid), a.name]);
+    if (r2.status !== 0) throw new Error(`groupadd ${a.name}: ${r2.stderr.trim()}`);
+  }
+  const args = ["--uid", String(a.uid), "--gid", String(a.gid), "--home-dir", a.home];
+  const more = ["--no-create-home", "--shell", "/bin/bash", "--comment", `agent-host agent ${n}`];
+  const r = run("useradd", [...args, ...more, a.name]);
+  if (r.status !== 0) throw new Error(`useradd ${a.name}: ${r.stderr.trim()}`);
+  return { created: true };
+}
+function ensureRootDir(dir, mode = 493) {
+  fs5.mkdirSync(dir, { recursive: true, mode });
+  const fd = fs5.openSync(dir, O_DIR);
+  try {
+    fs5.fchownSync(fd, 0, 0);
+    fs5.fchmodSync(fd, mode);
+  } finally {
+    fs5.closeSync(fd);
+  }
+}
+function ensureAgentDir(dir, u) {
+  let created = false;
+  try {
+    fs5.mkdirSync(dir, { mode: 448 });
+    created = true;
+  } catch (error) {
+    if (error.code !== "EEXIST") throw error;
+  }
+  let fd;
+  try {
+    fd = fs5.openSync(dir, O_DIR);
+  } catch (error) {
+    const code = error.code;
+    throw new Error(
+      `${dir} is not a directory (${code}: a symlink or a file); refusing to use it for ${u.name}: move it away`
+    );
+  }
+  try {
+    const st = fs5.fstatSync(fd);
+    if (created || st.uid === 0 && st.gid === 0) {
+      fs5.fchownSync(fd, u.uid, u.gid);
+      fs5.fchmodSync(fd, 448);
+    } else if (st.uid !== u.uid)
+      throw new Error(
+        `${dir} belongs to uid ${st.uid}, not ${u.name} (uid ${u.uid}); refusing to start ${u.name} there`
+      );
+  } finally {
+    fs5.closeSync(fd);
+  }
+  return created;
+}
+function grantAdminRead(dir, admin) {
+  if (!lookupUser(admin)) return false;
+  const entry = `u:${admin}:rX`;
+  return run("setfacl", ["-m", `${entry},d:${entry}`, "--", dir]).status === 0;
+}
+function ensureAgentHome(conf, n, log2) {
+  const a = agentIds(conf, n);
+  if (ensureAgentUser(conf, n).created) log2(`created user ${a.name} (uid ${a.uid})`);
+  ensureRootDir(conf.agentHomesDir);
+  ensureAgentDir(a.home, a);
+  return a;
+}
+function ensureAgent(conf, n, log2) {
+  const a = ensureAgentHome(conf, n, log2);
+  ensureRootDir(conf.workspacesDir);
+  if (ensureAgentDir(a.workspace, a) && !grantAdminRead(a.workspace, conf.adminUser))
+    log2(`warning: could not give ${conf.adminUser} read access to ${a.workspace} (setfacl)`);
+  const r = runAsAgent(a, ["install", "-d", "-m", "0700", "--", a.state, a.claudeDir]);
+  if (r.status !== 0)
+    throw new Error(`could not create ${a.claudeDir} as ${a.name}: ${r.stderr.trim()}`);
+  return a;
+}
+var import_child_process2, fs5, SYSTEM_PATH, AGENT_UID_BASE, agentUid, agentUserName, getent, O_DIR;
 var init_agent_user = __esm({
   "host/agents/agent-user.ts"() {
     "use strict";
-    import_child_process = require("child_process");
-    fs4 = __toESM(require("fs"));
+    import_child_process2 = require("child_process");
+    fs5 = __toESM(require("fs"));
     SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    AGENT_UID_BASE = 2e3;
+    agentUid = (n, base = AGENT_UID_BASE) => base + n;
+    agentUserName = (n, prefix = "agent") => `${prefix}-${n}`;
+    getent = (db, key) => {
+      const r = run("getent", [db, key]);
+      return r.status === 0 ? r.stdout.split("\n")[0].split(":") : void 0;
+    };
+    O_DIR = fs5.constants.O_RDONLY | fs5.constants.O_DIRECTORY | fs5.constants.O_NOFOLLOW;
   }
 });
 
 // host/apply/run.ts
 function commandPath(name, envPath = process.env.PATH ?? "") {
   for (const dir of envPath.split(":").filter(Boolean)) {
-    const file = path3.join(dir, name);
+    const file = path4.join(dir, name);
     try {
-      fs5.accessSync(file, fs5.constants.X_OK);
-      if (fs5.statSync(file).isFile()) return file;
+      fs6.accessSync(file, fs6.constants.X_OK);
+      if (fs6.statSync(file).isFile()) return file;
     } catch {
     }
   }
@@ -944,14 +1185,14 @@ function commandPath(name, envPath = process.env.PATH ?? "") {
 }
 function runRoot(file, args, opts = {}) {
   const stdio = ["ignore", opts.stdout === "inherit" ? "inherit" : 2, 2];
-  const r = (0, import_child_process2.spawnSync)(file, args, { stdio, env: { ...process.env, ...opts.env } });
+  const r = (0, import_child_process3.spawnSync)(file, args, { stdio, env: { ...process.env, ...opts.env } });
   if (r.error) applyLog(`could not run ${file}: ${r.error.message}`);
   return r.status ?? 127;
 }
 function asAgent(a, argv, input = "", umask) {
   const before = umask === void 0 ? void 0 : process.umask(umask);
   try {
-    const r = (0, import_child_process2.spawnSync)("setpriv", asAgentArgv(a, argv), {
+    const r = (0, import_child_process3.spawnSync)("setpriv", asAgentArgv(a, argv), {
       cwd: agentCwd(a),
       input,
       maxBuffer: MAX_BUFFER
@@ -965,13 +1206,13 @@ function asAgent(a, argv, input = "", umask) {
     if (before !== void 0) process.umask(before);
   }
 }
-var import_child_process2, fs5, path3, applyLog, MAX_BUFFER;
+var import_child_process3, fs6, path4, applyLog, MAX_BUFFER;
 var init_run = __esm({
   "host/apply/run.ts"() {
     "use strict";
-    import_child_process2 = require("child_process");
-    fs5 = __toESM(require("fs"));
-    path3 = __toESM(require("path"));
+    import_child_process3 = require("child_process");
+    fs6 = __toESM(require("fs"));
+    path4 = __toESM(require("path"));
     init_agent_user();
     init_agent_user();
     applyLog = (line) => {
@@ -1018,12 +1259,12 @@ function configureGit(s, credentials) {
     git2.installToken(credentials);
   }
 }
-var fs6, path4, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
+var fs7, path5, GIT_STORE_NAME, GIT_KEY_NAME, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE, sshCommand, keyFileText, AgentGit;
 var init_git = __esm({
   "host/apply/git.ts"() {
     "use strict";
-    fs6 = __toESM(require("fs"));
-    path4 = __toESM(require("path"));
+    fs7 = __toESM(require("fs"));
+    path5 = __toESM(require("path"));
     init_shared_rules();
     init_bundle2();
     init_run();
@@ -1059,7 +1300,7 @@ var init_git = __esm({
        */
       write(dest, mode, content) {
         if (asAgent(this.a, ["cmp", "-s", "--", "-", dest], content).status === 0) return false;
-        const dir = path4.dirname(dest);
+        const dir = path5.dirname(dest);
         const step = (argv, input, what = `write ${dest}`) => {
           if (asAgent(this.a, argv, input, 63).status !== 0)
             throw new ApplyError(`could not ${what} as ${this.a.name}`);
@@ -1081,15 +1322,15 @@ var init_git = __esm({
       removeToken() {
         this.unsetEntries("^credential\\..*\\.helper$", GIT_STORE_NAME);
         if (this.remove(GIT_STORE_NAME)) applyLog("removed the agents' git token");
-        if (!fs6.existsSync(this.s.ghHostFile)) return;
-        const host = fs6.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "");
+        if (!fs7.existsSync(this.s.ghHostFile)) return;
+        const host = fs7.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "");
         const gh = commandPath("gh");
         if (gh) {
           const r = asAgent(this.a, ["timeout", "60", gh, "auth", "logout", "--hostname", host], "");
           process.stderr.write(r.stdout + r.stderr);
           if (r.status !== 0) applyLog(`warning: gh auth logout --hostname ${host} failed`);
         }
-        fs6.rmSync(this.s.ghHostFile, { force: true });
+        fs7.rmSync(this.s.ghHostFile, { force: true });
       }
       removeSshKey() {
         this.unsetEntries("^core\\.sshcommand$", GIT_KEY_NAME);
@@ -1107,7 +1348,7 @@ var init_git = __esm({
           return applyLog(
             `warning: gh auth login --hostname ${host} failed (output above); git still uses the token`
           );
-        fs6.writeFileSync(this.s.ghHostFile, `${host}
+        fs7.writeFileSync(this.s.ghHostFile, `${host}
 `, { mode: 384 });
         applyLog(`gh: logged in to ${host} as ${this.a.name}`);
       }
@@ -1128,7 +1369,7 @@ var init_git = __esm({
         const key = `credential.https://${host}.helper`;
         this.global([key, credentialHelper(this.a.home)], `git config ${key}`);
         if (!GITHUB_TOKEN_RE.test(token)) return;
-        const ghHost = fs6.existsSync(this.s.ghHostFile) ? fs6.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "") : void 0;
+        const ghHost = fs7.existsSync(this.s.ghHostFile) ? fs7.readFileSync(this.s.ghHostFile, "utf8").replace(/\n+$/, "") : void 0;
         if (changed || ghHost !== host) this.ghLogin(host, token);
       }
       installSshKey(secret) {
@@ -1159,26 +1400,26 @@ function applyPaths(env) {
 }
 function isAlready(dest, content, mode) {
   try {
-    const st = fs7.statSync(dest);
+    const st = fs8.statSync(dest);
     if (!st.isFile() || mode !== void 0 && (st.mode & 4095) !== mode) return false;
-    return fs7.readFileSync(dest).equals(content);
+    return fs8.readFileSync(dest).equals(content);
   } catch {
     return false;
   }
 }
 function writeFile(dest, content, mode, uid = 0, gid = 0) {
-  fs7.mkdirSync(path5.dirname(dest), { recursive: true, mode: 493 });
+  fs8.mkdirSync(path6.dirname(dest), { recursive: true, mode: 493 });
   const tmp = `${dest}.apply-${process.pid}`;
-  fs7.rmSync(tmp, { force: true });
-  const fd = fs7.openSync(tmp, "wx", 384);
+  fs8.rmSync(tmp, { force: true });
+  const fd = fs8.openSync(tmp, "wx", 384);
   try {
-    fs7.writeFileSync(fd, content);
-    fs7.fchownSync(fd, uid, gid);
-    fs7.fchmodSync(fd, mode);
+    fs8.writeFileSync(fd, content);
+    fs8.fchownSync(fd, uid, gid);
+    fs8.fchmodSync(fd, mode);
   } finally {
-    fs7.closeSync(fd);
+    fs8.closeSync(fd);
   }
-  fs7.renameSync(tmp, dest);
+  fs8.renameSync(tmp, dest);
 }
 function installIfChanged(content, dest, mode) {
   if (isAlready(dest, content, mode)) return false;
@@ -1186,10 +1427,10 @@ function installIfChanged(content, dest, mode) {
   return true;
 }
 function ensureDir(dir, mode, uid = 0, gid = 0) {
-  fs7.mkdirSync(path5.dirname(dir), { recursive: true, mode: 493 });
-  if (!fs7.existsSync(dir)) fs7.mkdirSync(dir, { mode });
-  fs7.chownSync(dir, uid, gid);
-  fs7.chmodSync(dir, mode);
+  fs8.mkdirSync(path6.dirname(dir), { recursive: true, mode: 493 });
+  if (!fs8.existsSync(dir)) fs8.mkdirSync(dir, { mode });
+  fs8.chownSync(dir, uid, gid);
+  fs8.chmodSync(dir, mode);
 }
 function installFiles(files, p) {
   let changed = 0;
@@ -1206,9 +1447,9 @@ function installFiles(files, p) {
 function installConf(stackConf, p) {
   let text2 = stackConf;
   const local = `${p.conf}.local`;
-  if (fs7.existsSync(local) && fs7.statSync(local).isFile())
+  if (fs8.existsSync(local) && fs8.statSync(local).isFile())
     text2 += `# --- appended from ${local} ---
-${fs7.readFileSync(local, "utf8")}`;
+${fs8.readFileSync(local, "utf8")}`;
   const conf = parseHostConf(text2, p.conf);
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
@@ -1229,10 +1470,10 @@ function installAdminKeys(keys, admin, p) {
 }
 function installSecret(value, file, said) {
   if (value === void 0) return false;
-  ensureDir(path5.dirname(file), 448);
+  ensureDir(path6.dirname(file), 448);
   if (value === "remove") {
-    if (!fs7.existsSync(file)) return false;
-    fs7.rmSync(file, { force: true });
+    if (!fs8.existsSync(file)) return false;
+    fs8.rmSync(file, { force: true });
     applyLog(said.removed);
     return true;
   }
@@ -1249,7 +1490,7 @@ function systemctl(...args) {
     throw new ApplyError(`systemctl ${args.join(" ")} failed (its output is above)`);
 }
 function ensureService(unitsChanged) {
-  if (!fs7.existsSync("/run/systemd/system")) {
+  if (!fs8.existsSync("/run/systemd/system")) {
     applyLog("systemd is not running here; leaving the tmux server to agentctl");
     return;
   }
@@ -1260,7 +1501,7 @@ function ensureService(unitsChanged) {
   systemctl("restart", units[2]);
 }
 function dpkgInstalled(name) {
-  const r = (0, import_child_process3.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
+  const r = (0, import_child_process4.spawnSync)("dpkg-query", ["-W", "-f", "${db:Status-Status}", name], {
     encoding: "utf8"
   });
   return r.status === 0 && r.stdout === "installed";
@@ -1278,18 +1519,19 @@ function installExtraPackages(list) {
       `installing ${missing.join(" ")} failed (apt-get's output is above); fix extraPackages and run pulumi up again`
     );
 }
-function setUpGit(conf, credentials, p) {
-  const agent = lookupUser(conf.agentUser);
-  if (!agent) throw new ApplyError(`the agent user ${conf.agentUser} does not exist`);
-  const settings = {
-    agent,
-    userName: conf.gitUserName,
-    userEmail: conf.gitUserEmail,
-    repository: conf.gitRepository,
-    credentialHost: conf.gitCredentialHost,
-    ghHostFile: `${p.secrets}/gh-host`
-  };
-  configureGit(settings, credentials);
+function setUpGit(conf, credentials, p, agents2) {
+  for (let n = 1; n <= agents2; n++) {
+    const agent = ensureAgentHome(conf, n, applyLog);
+    const settings = {
+      agent,
+      userName: conf.gitUserName,
+      userEmail: conf.gitUserEmail,
+      repository: conf.gitRepository,
+      credentialHost: conf.gitCredentialHost,
+      ghHostFile: `${p.secrets}/gh-host-${agent.name}`
+    };
+    configureGit(settings, credentials);
+  }
 }
 function apply(args, bundle, p) {
   applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
@@ -1301,7 +1543,7 @@ function apply(args, bundle, p) {
   updateClaudeCode(conf, p);
   ensureService(unitsChanged);
   installExtraPackages(conf.extraPackages);
-  setUpGit(conf, bundle.gitCredentials, p);
+  setUpGit(conf, bundle.gitCredentials, p, args.agents);
   const env = { AGENTCTL_CONFIG: p.conf };
   const reconcile2 = ["reconcile", String(args.agents), "--json"];
   const rc = runRoot(p.agentctl, reconcile2, { env, stdout: "inherit" });
@@ -1315,7 +1557,7 @@ function applyMain(argv, env = process.env) {
   try {
     const args = parseApplyArgs(argv);
     process.umask(18);
-    const bundle = parseBundle(fs7.readFileSync(0, "utf8"), args.bundleSha256);
+    const bundle = parseBundle(fs8.readFileSync(0, "utf8"), args.bundleSha256);
     return apply(args, bundle, applyPaths(env));
   } catch (error) {
     if (error instanceof ApplyUsageError) {
@@ -1327,15 +1569,16 @@ function applyMain(argv, env = process.env) {
     return 1;
   }
 }
-var import_child_process3, fs7, path5, API_KEY, WEBHOOK;
+var import_child_process4, fs8, path6, API_KEY, WEBHOOK;
 var init_apply = __esm({
   "host/apply/apply.ts"() {
     "use strict";
-    import_child_process3 = require("child_process");
-    fs7 = __toESM(require("fs"));
-    path5 = __toESM(require("path"));
+    import_child_process4 = require("child_process");
+    fs8 = __toESM(require("fs"));
+    path6 = __toESM(require("path"));
     init_conf();
     init_bundle2();
+    init_agent_user();
     init_git();
     init_run();
     API_KEY = {
@@ -1351,7 +1594,7 @@ var init_apply = __esm({
 
 // host/agents/tmux.ts
 function tmux(socket, args, input) {
-  const r = (0, import_child_process4.spawnSync)("tmux", ["-S", socket, ...args], {
+  const r = (0, import_child_process5.spawnSync)("tmux", ["-S", socket, ...args], {
     encoding: "utf8",
     input,
     timeout: 1e4
@@ -1397,11 +1640,11 @@ function agentWindows(socket) {
   }
   return out;
 }
-var import_child_process4, SESSION, windowTarget, WINDOW_FORMAT;
+var import_child_process5, SESSION, windowTarget, WINDOW_FORMAT;
 var init_tmux = __esm({
   "host/agents/tmux.ts"() {
     "use strict";
-    import_child_process4 = require("child_process");
+    import_child_process5 = require("child_process");
     SESSION = "agents";
     windowTarget = (n) => `=${SESSION}:=agent-${n}`;
     WINDOW_FORMAT = "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
@@ -1421,10 +1664,9 @@ function agentctlPaths(env) {
     tmuxConf: need("AGENTCTL_TMUX_CONF")
   };
 }
-function installDir(dir, mode, owner) {
-  fs8.mkdirSync(dir, { recursive: true });
-  fs8.chmodSync(dir, mode);
-  if (owner) fs8.chownSync(dir, owner.uid, owner.gid);
+function installDir(dir, mode) {
+  fs9.mkdirSync(dir, { recursive: true });
+  fs9.chmodSync(dir, mode);
 }
 function signal(pid, sig) {
   if (!/^[0-9]+$/.test(pid) || Number(pid) <= 0) return;
@@ -1434,23 +1676,23 @@ function signal(pid, sig) {
   }
 }
 function systemctl2(args) {
-  return (0, import_child_process5.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
+  return (0, import_child_process6.spawnSync)("systemctl", args, { stdio: ["ignore", 2, 2] }).status === 0;
 }
 function serviceStarting() {
   if (systemctl2(["is-active", "--quiet", "agent-host.service"])) return true;
-  const r = (0, import_child_process5.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
+  const r = (0, import_child_process6.spawnSync)("systemctl", ["show", "-P", "ActiveState", "agent-host.service"], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"]
   });
   return (r.stdout ?? "").trim() === "activating";
 }
-var import_child_process5, fs8, path6, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
+var import_child_process6, fs9, path7, CONTROL_WINDOW, BOOT_SOCKET_WAIT_SECONDS, LOCK_WAIT_SECONDS, POLL_MS, TMUX_TIMEOUT_MS, isDir, pause, hasSystemd, epochSeconds, Agents;
 var init_agents = __esm({
   "host/agents/agents.ts"() {
     "use strict";
-    import_child_process5 = require("child_process");
-    fs8 = __toESM(require("fs"));
-    path6 = __toESM(require("path"));
+    import_child_process6 = require("child_process");
+    fs9 = __toESM(require("fs"));
+    path7 = __toESM(require("path"));
     init_agent_user();
     init_tmux();
     CONTROL_WINDOW = "control";
@@ -1460,7 +1702,7 @@ var init_agents = __esm({
     TMUX_TIMEOUT_MS = 3e4;
     isDir = (p) => {
       try {
-        return fs8.statSync(p).isDirectory();
+        return fs9.statSync(p).isDirectory();
       } catch {
         return false;
       }
@@ -1483,7 +1725,6 @@ var init_agents = __esm({
       env;
       /** The session's windows as last read (readWindows). */
       windows = { byName: /* @__PURE__ */ new Map(), duplicates: [] };
-      user;
       /** tmux on our socket; a failure ends the command (exit 1), after tmux's own message. */
       tmux(args, stderr = "inherit") {
         const r = this.tryTmux(args, stderr);
@@ -1492,7 +1733,7 @@ var init_agents = __esm({
       }
       tryTmux(args, stderr = "ignore") {
         const stdio = ["ignore", "pipe", stderr];
-        const r = (0, import_child_process5.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
+        const r = (0, import_child_process6.spawnSync)("tmux", ["-S", this.conf.tmuxSocket, ...args], {
           encoding: "utf8",
           stdio,
           timeout: TMUX_TIMEOUT_MS
@@ -1510,19 +1751,13 @@ var init_agents = __esm({
         this.windows = listWindows(this.conf.tmuxSocket);
         return this.windows;
       }
-      /** The agent user (looked up once); undefined if it does not exist. */
-      agentUser() {
-        this.user ??= lookupUser(this.conf.agentUser);
-        return this.user;
-      }
-      requireAgentUser() {
-        const u = this.agentUser();
-        if (!u) throw new Error(`user ${this.conf.agentUser} (AGENT_USER) does not exist`);
-        return u;
+      /** Agent i's user and paths (the scheme of host/agents/agent-user.ts). */
+      ids(i) {
+        return agentIds(this.conf, i);
       }
       prepareRunDir() {
         installDir(this.conf.runDir, 448);
-        installDir(path6.dirname(this.conf.tmuxSocket), 448);
+        installDir(path7.dirname(this.conf.tmuxSocket), 448);
       }
       /**
        * Waits for the tmux server. Under systemd the server belongs to agent-host.service: wait while
@@ -1560,10 +1795,10 @@ var init_agents = __esm({
        */
       takeLock() {
         this.prepareRunDir();
-        const file = path6.join(this.conf.runDir, "agentctl.lock");
-        const fd = fs8.openSync(file, "a");
+        const file = path7.join(this.conf.runDir, "agentctl.lock");
+        const fd = fs9.openSync(file, "a");
         const flock = (args) => {
-          const r = (0, import_child_process5.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+          const r = (0, import_child_process6.spawnSync)("flock", [...args, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
           if (r.error) throw new Error(`flock: ${r.error.message}`);
           return r.status === 0;
         };
@@ -1596,12 +1831,11 @@ var init_agents = __esm({
         }
       }
       workspace(i) {
-        return path6.join(this.conf.workspacesDir, `agent-${i}`);
+        return this.ids(i).workspace;
       }
-      ensureWorkspace(i) {
-        installDir(this.conf.workspacesDir, 493);
-        const ws = this.workspace(i);
-        if (!isDir(ws)) installDir(ws, 493, this.requireAgentUser());
+      /** Agent i's user, home, workspace and state folders (made safely, as agent-user.ts says). */
+      ensureAgent(i) {
+        return ensureAgent(this.conf, i, this.log);
       }
       /**
        * Starts agent i in a new window, or respawns its dead pane. `delay`: seconds the wrapper waits
@@ -1610,13 +1844,12 @@ var init_agents = __esm({
       startAgent(i, delay) {
         const name = `agent-${i}`;
         const ws = this.workspace(i);
-        this.ensureWorkspace(i);
-        installDir(path6.join(this.conf.runDir, name), 448);
-        fs8.rmSync(path6.join(this.conf.runDir, name, "stop"), { force: true });
-        const run3 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
+        installDir(path7.join(this.conf.runDir, name), 448);
+        fs9.rmSync(path7.join(this.conf.runDir, name, "stop"), { force: true });
+        const run4 = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
         const existing = this.windows.byName.get(name);
         if (existing) {
-          this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run3, delay]);
+          this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run4, delay]);
           return;
         }
         const target = `=${SESSION}:=${name}`;
@@ -1631,11 +1864,11 @@ var init_agents = __esm({
           "-n",
           name
         ];
-        const first = this.tryTmux([...create(String(i)), ...run3, delay, ...options]);
+        const first = this.tryTmux([...create(String(i)), ...run4, delay, ...options]);
         if (first.status === 0) return;
         if (this.readWindows().byName.has(name))
           throw new Error(`tmux could not set the options of window ${name}`);
-        this.tmux([...create(""), ...run3, delay, ...options]);
+        this.tmux([...create(""), ...run4, delay, ...options]);
       }
       /**
        * Asks the given agents to exit: a stop marker (so the wrapper does not restart claude) and
@@ -1644,9 +1877,9 @@ var init_agents = __esm({
        */
       requestStop(agents2) {
         for (const i of agents2) {
-          const dir = path6.join(this.conf.runDir, `agent-${i}`);
+          const dir = path7.join(this.conf.runDir, `agent-${i}`);
           installDir(dir, 448);
-          fs8.writeFileSync(path6.join(dir, "stop"), "");
+          fs9.writeFileSync(path7.join(dir, "stop"), "");
           const w = this.windows.byName.get(`agent-${i}`);
           if (w && !w.dead) signal(w.pid, "SIGTERM");
         }
@@ -1680,7 +1913,7 @@ var init_agents = __esm({
       /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
       readRunFile(i, file) {
         try {
-          return fs8.readFileSync(path6.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
+          return fs9.readFileSync(path7.join(this.conf.runDir, `agent-${i}`, file), "utf8").replace(/\n+$/, "");
         } catch {
           return void 0;
         }
@@ -1712,7 +1945,7 @@ var init_agents = __esm({
       agentUnits() {
         let dirs;
         try {
-          dirs = fs8.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
+          dirs = fs9.readdirSync(this.conf.runDir).filter((d) => d.startsWith("agent-"));
         } catch {
           return [];
         }
@@ -1720,7 +1953,7 @@ var init_agents = __esm({
         for (const d of dirs.sort()) {
           try {
             units.push(
-              fs8.readFileSync(path6.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
+              fs9.readFileSync(path7.join(this.conf.runDir, d, "unit"), "utf8").replace(/\n+$/, "")
             );
           } catch {
           }
@@ -1816,7 +2049,7 @@ function procStat(pid) {
 function descendantStartedSince(root, since) {
   let pids;
   try {
-    pids = fs9.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+    pids = fs10.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
   } catch {
     return false;
   }
@@ -1842,19 +2075,14 @@ function descendantStartedSince(root, since) {
 function runsACommand(pid) {
   let argv;
   try {
-    argv = fs9.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    argv = fs10.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return false;
   }
   return !argv.some((a) => a.includes("agent-host.js"));
 }
-function agentUid(user) {
-  const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
-  const uid = line ? Number(line.split(":")[2]) : NaN;
-  return Number.isFinite(uid) ? uid : void 0;
-}
 function agentNumbers(conf, windows) {
-  const desired = Number(readSmall(path7.join(conf.runDir, "desired")));
+  const desired = Number(readSmall(path8.join(conf.runDir, "desired")));
   const count2 = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
   const all = new Set(windows.keys());
   for (let i = 1; i <= count2; i++) all.add(i);
@@ -1873,17 +2101,17 @@ function paneSignedOut(conf, n, now) {
 }
 function snapshot(conf) {
   const windows = agentWindows(conf.tmuxSocket);
-  const uid = agentUid(conf.agentUser);
   const rows = [];
   const recorded = /* @__PURE__ */ new Map();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
-    const run3 = path7.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path7.join(conf.stateDir, `agent-${n}`), uid);
+    const run4 = path8.join(conf.runDir, `agent-${n}`);
+    const ids = agentIds(conf, n);
+    const rec = readStatus(ids.state, ids.uid);
     recorded.set(n, rec);
     const facts = { n, window: w !== void 0, dead: w?.dead ?? false };
     if (w?.exitCode !== void 0) facts.exitCode = w.exitCode;
-    const pid = Number(readSmall(path7.join(run3, "pid")));
+    const pid = Number(readSmall(path8.join(run4, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : void 0;
     if (w && !w.dead && st) {
       facts.pid = pid;
@@ -1893,25 +2121,26 @@ function snapshot(conf) {
       if (rec?.state === "needs-permission")
         facts.childSinceState = descendantStartedSince(pid, rec.since);
     }
-    const lastExit = Number(readSmall(path7.join(run3, "last-exit")));
-    if (readSmall(path7.join(run3, "last-exit")) !== void 0 && Number.isFinite(lastExit))
+    const lastExit = Number(readSmall(path8.join(run4, "last-exit")));
+    if (readSmall(path8.join(run4, "last-exit")) !== void 0 && Number.isFinite(lastExit))
       facts.lastExit = lastExit;
     rows.push(effectiveState(facts, rec));
   }
   return { rows, recorded };
 }
-var fs9, path7, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
+var fs10, path8, readSmall, CLOCK_TICKS, KEY_REJECTED_RE, NEEDS_LOGIN_RE, PANE_EVERY_MS, paneCache;
 var init_facts = __esm({
   "host/agents/facts.ts"() {
     "use strict";
-    fs9 = __toESM(require("fs"));
-    path7 = __toESM(require("path"));
+    fs10 = __toESM(require("fs"));
+    path8 = __toESM(require("path"));
     init_effective();
     init_store();
+    init_agent_user();
     init_tmux();
     readSmall = (file) => {
       try {
-        return fs9.readFileSync(file, "utf8").trim();
+        return fs10.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
@@ -2042,11 +2271,11 @@ function send(conf, args, log2) {
   }
   return result;
 }
-var fs10, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
+var fs11, SEND_MAX_BYTES, PASTE_SHOWN_MS, UsageError, USAGE2, sleep, readStdinText;
 var init_send = __esm({
   "host/agents/send.ts"() {
     "use strict";
-    fs10 = __toESM(require("fs"));
+    fs11 = __toESM(require("fs"));
     init_facts();
     init_tmux();
     SEND_MAX_BYTES = 64 * 1024;
@@ -2058,7 +2287,7 @@ var init_send = __esm({
     readStdinText = () => {
       if (process.stdin.isTTY)
         throw new UsageError(`send: no text given and stdin is a terminal. ${USAGE2}`);
-      return fs10.readFileSync(0, "utf8");
+      return fs11.readFileSync(0, "utf8");
     };
   }
 });
@@ -2213,7 +2442,7 @@ function asAgent2(u, workspacesDir, argv, opts = {}) {
   const out = { capture: "pipe", stderr: 2, ignore: "ignore" }[opts.stdout ?? "stderr"];
   const stdio = ["ignore", out, opts.stderr ?? "inherit"];
   const timed = opts.timeoutSeconds ? ["timeout", String(opts.timeoutSeconds)] : [];
-  const r = (0, import_child_process6.spawnSync)(
+  const r = (0, import_child_process7.spawnSync)(
     "setpriv",
     asAgentArgv(u, [...timed, ...argv], [`GIT_CEILING_DIRECTORIES=${workspacesDir}`]),
     { cwd: agentCwd(u), stdio, encoding: "utf8" }
@@ -2224,67 +2453,36 @@ function git(a, u, args, opts = {}) {
   return asAgent2(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
 function missingOrEmpty(ws) {
-  if (!fs11.existsSync(ws)) return true;
+  if (!lexists(ws)) return true;
   if (!isDir(ws)) return false;
   try {
-    return fs11.readdirSync(ws).length === 0;
+    return fs12.readdirSync(ws).length === 0;
   } catch {
     return true;
   }
 }
-function fetchRepository(a, u) {
-  const repo = repoDir(a);
+function cloneInto(a, i) {
+  const u = a.ensureAgent(i);
+  const ws = u.workspace;
   const url = a.conf.gitRepository;
-  if (!isDir(repo)) {
-    try {
-      fs11.mkdirSync(a.conf.workspacesDir, { recursive: true });
-      fs11.chmodSync(a.conf.workspacesDir, 493);
-      fs11.mkdirSync(repo, { recursive: true });
-      fs11.chmodSync(repo, 493);
-      fs11.chownSync(repo, u.uid, u.gid);
-    } catch (error) {
-      a.log(error.message);
-      return false;
-    }
-    a.log(`creating the shared object store ${repo}`);
-    if (!git(a, u, ["init", "--quiet", "--bare", repo]).ok) return false;
-  }
-  const current = git(a, u, ["-C", repo, "config", "--get", "remote.origin.url"], {
-    stdout: "capture"
-  }).stdout.replace(/\n+$/, "");
-  if (current === "") {
-    if (!git(a, u, ["-C", repo, "remote", "add", "origin", url]).ok) return false;
-  } else if (current !== url) {
-    a.log(
-      `the repository changed from ${current} to ${url}: new checkouts come from it; existing ones are left as they are`
-    );
-    if (!git(a, u, ["-C", repo, "remote", "set-url", "origin", url]).ok) return false;
-  }
-  a.log(`fetching ${url} into ${repo}`);
-  const fetch = ["-C", repo, "fetch", "--quiet", "--prune", "origin"];
-  if (!git(a, u, fetch, { timeoutSeconds: GIT_FETCH_TIMEOUT_SECONDS }).ok) return false;
-  const setHead = ["-C", repo, "remote", "set-head", "origin", "--auto"];
-  return git(a, u, setHead, { stdout: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS }).ok;
-}
-function addWorktree(a, u, i) {
-  const repo = repoDir(a);
-  const ws = a.workspace(i);
   const branch = `agent-${i}`;
-  git(a, u, ["-C", repo, "worktree", "prune"]);
-  const verify = ["-C", repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`];
-  if (git(a, u, verify, { stdout: "ignore" }).ok) {
-    if (!git(a, u, ["-C", repo, "worktree", "add", "--quiet", ws, branch]).ok) return false;
+  a.log(`agent-${i}: cloning ${url} into ${ws}`);
+  const clone = ["clone", "--quiet", "--origin", "origin", url, ws];
+  if (!git(a, u, clone, { timeoutSeconds: GIT_FETCH_TIMEOUT_SECONDS }).ok) return false;
+  const remote = ["-C", ws, "rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`];
+  if (git(a, u, remote, { stdout: "ignore" }).ok) {
+    const track = ["-C", ws, "checkout", "--quiet", "-b", branch, "--track", `origin/${branch}`];
+    if (!git(a, u, track).ok) return false;
     a.log(`agent-${i}: ${ws} checks out its existing branch ${branch}`);
     return true;
   }
-  const head = ["-C", repo, "symbolic-ref", "--short", "refs/remotes/origin/HEAD"];
-  const base = git(a, u, head, { stdout: "capture" });
-  if (!base.ok) return false;
-  const from = base.stdout.replace(/\n+$/, "");
-  const add = ["-C", repo, "worktree", "add", "--quiet", "--no-track", "-b", branch, ws, from];
-  if (!git(a, u, add).ok) return false;
+  const head = ["-C", ws, "symbolic-ref", "--short", "refs/remotes/origin/HEAD"];
+  const base = git(a, u, head, { stdout: "capture", stderr: "ignore" });
+  const from = base.ok ? base.stdout.replace(/\n+$/, "") : "";
+  const create = ["-C", ws, "checkout", "--quiet", "--no-track", "-b", branch];
+  if (!git(a, u, from ? [...create, from] : create).ok) return false;
   a.log(
-    `agent-${i}: ${ws} is a checkout of ${a.conf.gitRepository} on its own branch ${branch} (from ${from})`
+    `agent-${i}: ${ws} is a checkout of ${url} on its own branch ${branch}${from ? ` (from ${from})` : ""}`
   );
   return true;
 }
@@ -2295,31 +2493,23 @@ function prepareCheckouts(a, count2) {
   for (let i = 1; i <= count2; i++) {
     const ws = a.workspace(i);
     if (missingOrEmpty(ws)) want.push(i);
-    else if (!fs11.existsSync(path8.join(ws, ".git"))) foreign.push(i);
+    else if (!lexists(path9.join(ws, ".git"))) foreign.push(i);
   }
   if (foreign.length > 0)
     a.log(
       `${namesOrNone(foreign)}: workspace already has files and is not a git checkout; left alone (the repository is checked out only into new or empty workspaces)`
     );
-  if (want.length === 0) return;
-  const u = a.requireAgentUser();
-  if (!fetchRepository(a, u)) {
-    a.log(
-      `warning: could not fetch ${a.conf.gitRepository} (git's message is above); ${namesOrNone(want)} start in empty workspaces, and the next reconcile tries again`
-    );
-    return;
-  }
   for (const i of want) {
-    a.ensureWorkspace(i);
-    if (!addWorktree(a, u, i))
+    if (!cloneInto(a, i))
       a.log(
-        `warning: agent-${i}: git worktree add failed (above); it starts in an empty workspace`
+        `warning: agent-${i}: could not clone ${a.conf.gitRepository} (git's message is above); it starts in an empty workspace, and the next reconcile tries again`
       );
   }
 }
-function checkoutDirty(a, u, i) {
-  const ws = a.workspace(i);
-  if (!fs11.existsSync(path8.join(ws, ".git"))) return false;
+function checkoutDirty(a, i) {
+  const u = a.ids(i);
+  const ws = u.workspace;
+  if (!lexists(path9.join(ws, ".git"))) return false;
   const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
   const opts = query;
   const status2 = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
@@ -2330,23 +2520,180 @@ function checkoutDirty(a, u, i) {
   return commits.ok && Number(commits.stdout.trim()) > 0;
 }
 function agentsWithUnsavedWork(a, agents2) {
-  const u = a.agentUser();
-  if (!u) return [];
-  return agents2.filter((i) => checkoutDirty(a, u, i));
+  return agents2.filter((i) => checkoutDirty(a, i));
 }
-var import_child_process6, fs11, path8, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, repoDir;
+var import_child_process7, fs12, path9, GIT_FETCH_TIMEOUT_SECONDS, GIT_QUERY_TIMEOUT_SECONDS, lexists;
 var init_checkouts = __esm({
   "host/agents/checkouts.ts"() {
     "use strict";
-    import_child_process6 = require("child_process");
-    fs11 = __toESM(require("fs"));
-    path8 = __toESM(require("path"));
+    import_child_process7 = require("child_process");
+    fs12 = __toESM(require("fs"));
+    path9 = __toESM(require("path"));
     init_agent_user();
     init_agents();
     init_reconcile();
     GIT_FETCH_TIMEOUT_SECONDS = 600;
     GIT_QUERY_TIMEOUT_SECONDS = 20;
-    repoDir = (a) => path8.join(a.conf.workspacesDir, ".repo.git");
+    lexists = (p) => {
+      try {
+        fs12.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
+});
+
+// host/agents/migrate.ts
+function legacyAgents(conf) {
+  const found = /* @__PURE__ */ new Set();
+  const scan = (dir, keep) => {
+    let names = [];
+    try {
+      names = fs13.readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const m = AGENT_DIR_RE.exec(name);
+      const st = m ? lstat(path10.join(dir, name)) : void 0;
+      if (m && st?.isDirectory() && keep(st)) found.add(Number(m[1]));
+    }
+  };
+  scan(conf.stateDir, () => true);
+  scan(conf.workspacesDir, (st) => st.uid === legacyUid(conf));
+  return [...found].sort((a, b) => a - b);
+}
+function pidsOfUid(uid) {
+  const out = [];
+  let names = [];
+  try {
+    names = fs13.readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const pid of names) {
+    try {
+      const m = /^Uid:\s+(\d+)/m.exec(fs13.readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (m && Number(m[1]) === uid) out.push(Number(pid));
+    } catch {
+    }
+  }
+  return out;
+}
+function retireLegacyUser(conf, log2) {
+  const uid = legacyUid(conf);
+  const kill = (sig) => {
+    for (const pid of pidsOfUid(uid)) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+      }
+    }
+  };
+  if (pidsOfUid(uid).length > 0) {
+    log2(`ending the processes of the shared user (uid ${uid})`);
+    kill("SIGTERM");
+    const deadline = Date.now() + 1e4;
+    while (pidsOfUid(uid).length > 0 && Date.now() < deadline) pause2(100);
+    kill("SIGKILL");
+  }
+  const user = lookupUser(conf.agentUser);
+  if (!user || user.uid !== uid) return;
+  const quiet = { stdio: "ignore" };
+  (0, import_child_process8.spawnSync)("crontab", ["-r", "-u", conf.agentUser], quiet);
+  (0, import_child_process8.spawnSync)("gpasswd", ["--delete", conf.agentUser, "docker"], quiet);
+  const shell = fs13.existsSync("/usr/sbin/nologin") ? "/usr/sbin/nologin" : "/bin/false";
+  const args = ["--lock", "--expiredate", "1", "--shell", shell, conf.agentUser];
+  if ((0, import_child_process8.spawnSync)("usermod", args, quiet).status !== 0)
+    log2(`warning: could not lock the shared user ${conf.agentUser}`);
+}
+function chownTree(dir, uid, gid) {
+  const top = fs13.lstatSync(dir);
+  const walk = (d) => {
+    for (const e of fs13.readdirSync(d, { withFileTypes: true })) {
+      const p = path10.join(d, e.name);
+      const st = fs13.lstatSync(p);
+      if (st.dev !== top.dev) continue;
+      if (st.isDirectory()) walk(p);
+      if (st.uid !== uid || st.gid !== gid) fs13.lchownSync(p, uid, gid);
+    }
+  };
+  if (top.isSymbolicLink() || !top.isDirectory()) throw new Error(`${dir} is not a directory`);
+  walk(dir);
+  fs13.lchownSync(dir, uid, gid);
+}
+function migrateState(conf, a, log2) {
+  const legacy = path10.join(conf.stateDir, `agent-${a.n}`);
+  const scratch = `${a.state}.migrating`;
+  const legacyThere = lstat(legacy)?.isDirectory() === true && !lstat(legacy)?.isSymbolicLink();
+  if (lstat(a.state)) {
+    if (legacyThere && lstat(path10.join(a.state, "session-id")))
+      fs13.rmSync(legacy, { recursive: true, force: true });
+    else if (legacyThere)
+      log2(`warning: ${legacy} was left as it is: ${a.state} already exists without a session id`);
+    return;
+  }
+  if (legacyThere) {
+    fs13.rmSync(scratch, { recursive: true, force: true });
+    try {
+      fs13.renameSync(legacy, scratch);
+    } catch (error) {
+      if (error.code !== "EXDEV") throw error;
+      const r = (0, import_child_process8.spawnSync)("cp", ["-a", "--", legacy, scratch], { stdio: ["ignore", "ignore", 2] });
+      if (r.status !== 0) throw new Error(`could not copy ${legacy} to ${scratch}`);
+    }
+  } else if (!lstat(scratch)?.isDirectory()) return;
+  chownTree(scratch, a.uid, a.gid);
+  fs13.chmodSync(scratch, 448);
+  fs13.renameSync(scratch, a.state);
+  if (lstat(legacy)) fs13.rmSync(legacy, { recursive: true, force: true });
+  log2(`${a.name}: moved its state and conversations to ${a.state}`);
+}
+function migrateWorkspace(conf, a, log2) {
+  const st = lstat(a.workspace);
+  if (!st || st.isSymbolicLink() || !st.isDirectory() || st.uid !== legacyUid(conf)) return;
+  chownTree(a.workspace, a.uid, a.gid);
+  fs13.chmodSync(a.workspace, 448);
+  grantAdminRead(a.workspace, conf.adminUser);
+  log2(`${a.name}: ${a.workspace} now belongs to ${a.name}`);
+}
+function ownCheckout2(a, js, log2) {
+  const dotgit = lstat(path10.join(a.workspace, ".git"));
+  const link = lstat(path10.join(a.workspace, ".git.worktree-link"));
+  if (!(dotgit?.isFile() || !dotgit && link)) return;
+  const r = runAsAgent(a, ["node", js, "own-checkout", a.workspace]);
+  if (r.status !== 0)
+    throw new Error(`${a.name}: could not make ${a.workspace} a repository of its own: ${r.stderr.trim()}`);
+  log2(`${a.name}: ${a.workspace} is now a git repository of its own (was a shared worktree)`);
+}
+function migrateAgent(conf, n, js, log2) {
+  const a = ensureAgentHome(conf, n, log2);
+  migrateState(conf, a, log2);
+  migrateWorkspace(conf, a, log2);
+  if (lstat(a.workspace)?.uid === a.uid) ownCheckout2(a, js, log2);
+}
+var import_child_process8, fs13, path10, AGENT_DIR_RE, lstat, legacyUid, pause2;
+var init_migrate = __esm({
+  "host/agents/migrate.ts"() {
+    "use strict";
+    import_child_process8 = require("child_process");
+    fs13 = __toESM(require("fs"));
+    path10 = __toESM(require("path"));
+    init_agent_user();
+    AGENT_DIR_RE = /^agent-([1-9][0-9]*)$/;
+    lstat = (p) => {
+      try {
+        return fs13.lstatSync(p);
+      } catch {
+        return void 0;
+      }
+    };
+    legacyUid = (conf) => conf.agentUidBase;
+    pause2 = (ms) => {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    };
   }
 });
 
@@ -2364,12 +2711,14 @@ function reconcile(a, argv) {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs12.writeFileSync(path9.join(conf.runDir, "desired"), `${args.count}
+  fs14.writeFileSync(path11.join(conf.runDir, "desired"), `${args.count}
 `);
   for (const id of a.windows.duplicates) {
     log2(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
+  migrateLegacy(a);
+  for (let i = 1; i <= args.count; i++) a.ensureAgent(i);
   if (!args.boot) prepareCheckouts(a, args.count);
   else if (conf.gitRepository !== "")
     log2("boot: repository checkouts are left to the next reconcile");
@@ -2389,6 +2738,19 @@ function reconcile(a, argv) {
   };
   process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
   return 0;
+}
+function migrateLegacy(a) {
+  const conf = a.conf;
+  const pending = legacyAgents(conf);
+  if (pending.length === 0 && pidsOfUid(legacyUid(conf)).length === 0) return;
+  a.log(
+    `moving ${namesOrNone(pending)} from the shared user ${conf.agentUser} (uid ${legacyUid(conf)}) onto a user each`
+  );
+  const live = liveAgents(a.windows.byName, agentsWithWindows(a.windows.byName));
+  if (live.length > 0) a.requestStop(live);
+  retireLegacyUser(conf, a.log);
+  for (const n of pending) migrateAgent(conf, n, process.argv[1], a.log);
+  a.readWindows();
 }
 function stopSurplus(a, surplus) {
   const unsaved = agentsWithUnsavedWork(a, surplus);
@@ -2446,13 +2808,14 @@ function loginRestart(a) {
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }
-var fs12, path9, AGENTCTL_KEYS;
+var fs14, path11, AGENTCTL_KEYS;
 var init_agentctl = __esm({
   "host/agents/agentctl.ts"() {
     "use strict";
-    fs12 = __toESM(require("fs"));
-    path9 = __toESM(require("path"));
+    fs14 = __toESM(require("fs"));
+    path11 = __toESM(require("path"));
     init_checkouts();
+    init_migrate();
     init_conf();
     init_reconcile();
     init_send();
@@ -2461,6 +2824,10 @@ var init_agentctl = __esm({
       "AGENT_COUNT",
       "AGENT_MAX",
       "AGENT_USER",
+      "AGENT_UID_BASE",
+      "AGENT_HOMES_DIR",
+      "ADMIN_USER",
+      "STATE_DIR",
       "AGENT_MEMORY_MAX_MB",
       "AGENT_CPU_QUOTA_PERCENT",
       "AGENTS_MEMORY_MAX_MB",
@@ -2545,18 +2912,18 @@ var init_autostop = __esm({
 // host/cost/autostop-run.ts
 function readState(runDir) {
   try {
-    const v = JSON.parse(fs13.readFileSync(path10.join(runDir, STATE_FILE), "utf8"));
+    const v = JSON.parse(fs15.readFileSync(path12.join(runDir, STATE_FILE), "utf8"));
     return typeof v === "object" && v !== null ? v : {};
   } catch {
     return {};
   }
 }
 function writeState(runDir, state) {
-  const file = path10.join(runDir, STATE_FILE);
+  const file = path12.join(runDir, STATE_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
-  fs13.writeFileSync(tmp, `${JSON.stringify(state)}
+  fs15.writeFileSync(tmp, `${JSON.stringify(state)}
 `, { mode: 420 });
-  fs13.renameSync(tmp, file);
+  fs15.renameSync(tmp, file);
 }
 function stopArgv(command) {
   const argv = command.trim().split(/\s+/).filter(Boolean);
@@ -2584,7 +2951,7 @@ async function pollOnce(settings, deps) {
     deps.log(text2);
     if (deps.notify) await deps.notify(text2);
     const argv = stopArgv(settings.command);
-    const r = (0, import_child_process7.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
+    const r = (0, import_child_process9.spawnSync)(argv[0], argv.slice(1), { encoding: "utf8", timeout: 6e4 });
     if (r.status !== 0) {
       deps.log(
         `${argv.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim()}`
@@ -2597,7 +2964,7 @@ async function pollOnce(settings, deps) {
   return decision;
 }
 async function runAutoStop(settings, deps) {
-  fs13.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
+  fs15.mkdirSync(settings.runDir, { recursive: true, mode: 448 });
   if (settings.limitMs <= 0) {
     deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
     writeState(settings.runDir, {
@@ -2619,16 +2986,16 @@ async function runAutoStop(settings, deps) {
   }
   return 0;
 }
-var import_child_process7, fs13, path10, STATE_FILE, sleep2;
+var import_child_process9, fs15, path12, STATE_FILE, sleep2;
 var init_autostop_run = __esm({
   "host/cost/autostop-run.ts"() {
     "use strict";
-    import_child_process7 = require("child_process");
-    fs13 = __toESM(require("fs"));
-    path10 = __toESM(require("path"));
+    import_child_process9 = require("child_process");
+    fs15 = __toESM(require("fs"));
+    path12 = __toESM(require("path"));
     init_autostop();
     STATE_FILE = "autostop.json";
-    sleep2 = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    sleep2 = (ms) => new Promise((resolve2) => setTimeout(resolve2, ms));
   }
 });
 
@@ -2692,13 +3059,13 @@ function renderRequest(hook, m) {
   };
 }
 function post(req, timeoutMs = 1e4) {
-  return new Promise((resolve) => {
+  return new Promise((resolve2) => {
     const lib = req.url.protocol === "https:" ? https : http;
     let done = false;
     const finish = (d) => {
       if (!done) {
         done = true;
-        resolve(d);
+        resolve2(d);
       }
     };
     const r = lib.request(
@@ -2864,7 +3231,7 @@ function webhookReader(file) {
   return () => {
     let st;
     try {
-      st = fs14.statSync(file);
+      st = fs16.statSync(file);
     } catch {
       stamp = "";
       hook = void 0;
@@ -2882,7 +3249,7 @@ function webhookReader(file) {
 function loadSeen(file) {
   const seen = /* @__PURE__ */ new Map();
   try {
-    const v = JSON.parse(fs14.readFileSync(file, "utf8"));
+    const v = JSON.parse(fs16.readFileSync(file, "utf8"));
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
@@ -2890,14 +3257,14 @@ function loadSeen(file) {
   return seen;
 }
 function claim(runDir) {
-  const file = path11.join(runDir, PID_FILE);
+  const file = path13.join(runDir, PID_FILE);
   for (let i = 0; i < 3; i++) {
     try {
-      fs14.writeFileSync(file, `${process.pid}
+      fs16.writeFileSync(file, `${process.pid}
 `, { flag: "wx", mode: 384 });
       return true;
     } catch {
-      const pid = Number(fs14.readFileSync(file, "utf8").trim());
+      const pid = Number(fs16.readFileSync(file, "utf8").trim());
       let alive2 = false;
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
         try {
@@ -2908,25 +3275,25 @@ function claim(runDir) {
         }
       }
       if (alive2) return false;
-      fs14.rmSync(file, { force: true });
+      fs16.rmSync(file, { force: true });
     }
   }
   return false;
 }
-var import_child_process8, fs14, os, path11, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
+var import_child_process10, fs16, os, path13, POLL_MS2, SEEN_FILE, PID_FILE, WEBHOOK_MAX_BYTES, EVENT_FOR, Monitor;
 var init_monitor = __esm({
   "host/attention/monitor.ts"() {
     "use strict";
-    import_child_process8 = require("child_process");
-    fs14 = __toESM(require("fs"));
+    import_child_process10 = require("child_process");
+    fs16 = __toESM(require("fs"));
     os = __toESM(require("os"));
-    path11 = __toESM(require("path"));
+    path13 = __toESM(require("path"));
     init_effective();
     init_facts();
     init_notify();
     init_store();
     init_tmux();
-    init_facts();
+    init_agent_user();
     POLL_MS2 = 500;
     SEEN_FILE = "notify-seen.json";
     PID_FILE = "monitor.pid";
@@ -2940,12 +3307,11 @@ var init_monitor = __esm({
       constructor(opts) {
         this.opts = opts;
         const { conf } = opts;
-        fs14.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
-        this.seenFile = path11.join(conf.runDir, SEEN_FILE);
+        fs16.mkdirSync(conf.runDir, { recursive: true, mode: 448 });
+        this.seenFile = path13.join(conf.runDir, SEEN_FILE);
         this.seen = loadSeen(this.seenFile);
         this.notifying = claim(conf.runDir);
         this.host = opts.hostName ?? os.hostname();
-        this.uid = agentUid(conf.agentUser);
         this.notifier = new Notifier({ webhook: webhookReader(conf.notifyWebhookFile), log: opts.log });
       }
       opts;
@@ -2959,13 +3325,12 @@ var init_monitor = __esm({
       fullTable = "";
       fullTableAt = 0;
       host;
-      uid;
       release() {
         if (!this.notifying) return;
-        const file = path11.join(this.opts.conf.runDir, PID_FILE);
+        const file = path13.join(this.opts.conf.runDir, PID_FILE);
         try {
-          if (fs14.readFileSync(file, "utf8").trim() === String(process.pid))
-            fs14.rmSync(file, { force: true });
+          if (fs16.readFileSync(file, "utf8").trim() === String(process.pid))
+            fs16.rmSync(file, { force: true });
         } catch {
         }
       }
@@ -2998,8 +3363,8 @@ var init_monitor = __esm({
             this.seen.set(row.n, rec.seq);
             seenChanged = true;
           } else if (rec && seen !== void 0 && rec.seq > seen) {
-            const dir = path11.join(conf.stateDir, `agent-${row.n}`);
-            for (const t of readTransitions(dir, seen, this.uid)) {
+            const ids = agentIds(conf, row.n);
+            for (const t of readTransitions(ids.state, seen, ids.uid)) {
               if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
                 this.notifier.enqueue(
                   this.message(row.n, EVENT_FOR[t.state], t.reason, t.at)
@@ -3033,7 +3398,7 @@ var init_monitor = __esm({
       refreshFullTable() {
         if (!this.opts.agentctl || Date.now() - this.fullTableAt < 15e3) return;
         this.fullTableAt = Date.now();
-        const p = (0, import_child_process8.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
+        const p = (0, import_child_process10.spawn)(this.opts.agentctl, ["status"], { stdio: ["ignore", "pipe", "ignore"] });
         let out = "";
         p.stdout.on("data", (d) => out += d.toString());
         p.on("close", () => this.fullTable = out);
@@ -3087,7 +3452,7 @@ function sshSessionOf(cmdline) {
 function sshSessions(procRoot = "/proc") {
   let pids;
   try {
-    pids = fs15.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    pids = fs17.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return [];
   }
@@ -3095,7 +3460,7 @@ function sshSessions(procRoot = "/proc") {
   for (const pid of pids) {
     let cmdline;
     try {
-      cmdline = fs15.readFileSync(path12.join(procRoot, pid, "cmdline"), "utf8");
+      cmdline = fs17.readFileSync(path14.join(procRoot, pid, "cmdline"), "utf8");
     } catch {
       continue;
     }
@@ -3105,7 +3470,7 @@ function sshSessions(procRoot = "/proc") {
   return sessions.sort();
 }
 function tmuxClients(socket) {
-  const r = (0, import_child_process9.spawnSync)(
+  const r = (0, import_child_process11.spawnSync)(
     "tmux",
     ["-S", socket, "list-clients", "-F", "#{client_tty} pid #{client_pid}"],
     {
@@ -3121,19 +3486,19 @@ function presence(socket, procRoot = "/proc") {
 }
 function bootTime(procRoot = "/proc") {
   try {
-    const m = /^btime (\d+)$/m.exec(fs15.readFileSync(path12.join(procRoot, "stat"), "utf8"));
+    const m = /^btime (\d+)$/m.exec(fs17.readFileSync(path14.join(procRoot, "stat"), "utf8"));
     return m ? Number(m[1]) * 1e3 : void 0;
   } catch {
     return void 0;
   }
 }
-var import_child_process9, fs15, path12, SSH_SESSION_RE;
+var import_child_process11, fs17, path14, SSH_SESSION_RE;
 var init_presence = __esm({
   "host/cost/presence.ts"() {
     "use strict";
-    import_child_process9 = require("child_process");
-    fs15 = __toESM(require("fs"));
-    path12 = __toESM(require("path"));
+    import_child_process11 = require("child_process");
+    fs17 = __toESM(require("fs"));
+    path14 = __toESM(require("path"));
     SSH_SESSION_RE = /^sshd(?:-session)?: (\S+@(?:pts\/\d+|notty|tty\d+))\s*$/;
   }
 });
@@ -3174,7 +3539,7 @@ async function autostopCommand(conf, log2) {
         });
         await Promise.race([
           sent,
-          new Promise((resolve) => setTimeout(resolve, NOTIFY_TIMEOUT_MS))
+          new Promise((resolve2) => setTimeout(resolve2, NOTIFY_TIMEOUT_MS))
         ]);
       }
     }
@@ -3324,14 +3689,14 @@ function readProcs(procRoot = "/proc") {
   const out = /* @__PURE__ */ new Map();
   let entries;
   try {
-    entries = fs16.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+    entries = fs18.readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
   } catch {
     return out;
   }
   for (const d of entries) {
     let text2;
     try {
-      text2 = fs16.readFileSync(path13.join(procRoot, d, "stat"), "utf8");
+      text2 = fs18.readFileSync(path15.join(procRoot, d, "stat"), "utf8");
     } catch {
       continue;
     }
@@ -3360,37 +3725,36 @@ function treeUsage(procs, root, uptimeSeconds2) {
 }
 async function workspaceBytes(ws, cache) {
   try {
-    if (Date.now() - fs16.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
-      const cached = whole2(fs16.readFileSync(cache, "utf8"));
+    if (Date.now() - fs18.statSync(cache).mtimeMs < SIZE_CACHE_SECONDS * 1e3) {
+      const cached = whole2(fs18.readFileSync(cache, "utf8"));
       if (cached !== void 0) return cached;
     }
   } catch {
   }
   let bytes;
   try {
-    bytes = whole2((await run("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
+    bytes = whole2((await run2("du", ["-sxb", ws], { timeout: 6e4 })).stdout.split("	")[0]);
   } catch (error) {
     bytes = whole2(String(error.stdout ?? "").split("	")[0]);
   }
   if (bytes === void 0) return null;
-  if (fs16.existsSync(path13.dirname(cache))) {
+  if (fs18.existsSync(path15.dirname(cache))) {
     try {
-      fs16.writeFileSync(`${cache}.tmp`, `${bytes}
+      fs18.writeFileSync(`${cache}.tmp`, `${bytes}
 `);
-      fs16.renameSync(`${cache}.tmp`, cache);
+      fs18.renameSync(`${cache}.tmp`, cache);
     } catch {
     }
   }
   return bytes;
 }
-function agentUser(user) {
-  const line = (readSmall2("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
-  const f = line?.split(":");
-  if (!f || agentUid(user) === void 0) return void 0;
-  return { name: user, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+function agentUser(conf, n) {
+  const ids = agentIds(conf, n);
+  const line = (readSmall2("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${ids.name}:`));
+  return line?.split(":")[2] === String(ids.uid) ? ids : void 0;
 }
 async function gitAsAgent(u, conf, args) {
-  const r = await run(
+  const r = await run2(
     "setpriv",
     asAgentArgv(
       u,
@@ -3402,7 +3766,7 @@ async function gitAsAgent(u, conf, args) {
   return r.stdout;
 }
 async function checkoutState(u, conf, ws) {
-  if (!u || !fs16.existsSync(path13.join(ws, ".git"))) return void 0;
+  if (!u || !lexists2(path15.join(ws, ".git"))) return void 0;
   let out;
   try {
     out = await gitAsAgent(u, conf, [
@@ -3440,10 +3804,12 @@ async function checkoutState(u, conf, ws) {
 function uptimeSeconds() {
   return Number((readSmall2("/proc/uptime") ?? "0").split(" ")[0]);
 }
-async function gatherRow(conf, n, window, effective, procs, user) {
+async function gatherRow(conf, n, window, effective, procs) {
+  const user = agentUser(conf, n);
+  const ids = agentIds(conf, n);
   const name = `agent-${n}`;
-  const dir = path13.join(conf.runDir, name);
-  const file = (f) => readSmall2(path13.join(dir, f));
+  const dir = path15.join(conf.runDir, name);
+  const file = (f) => readSmall2(path15.join(dir, f));
   const files = {
     pid: file("pid"),
     restarts: file("restarts"),
@@ -3459,10 +3825,10 @@ async function gatherRow(conf, n, window, effective, procs, user) {
   };
   const proc = processState(window, files, etimes);
   const live = window !== void 0 && !window.dead;
-  const ws = path13.join(conf.workspacesDir, name);
+  const ws = ids.workspace;
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
-    fs16.existsSync(ws) ? workspaceBytes(ws, path13.join(dir, "workspace-bytes")) : null,
+    fs18.existsSync(ws) ? workspaceBytes(ws, path15.join(dir, "workspace-bytes")) : null,
     checkoutState(user, conf, ws)
   ]);
   const running = proc.state === "running" && proc.pid !== null;
@@ -3490,7 +3856,7 @@ async function gatherRow(conf, n, window, effective, procs, user) {
       live,
       files.auth,
       pane,
-      fs16.existsSync(path13.join(conf.stateDir, name, "claude", ".credentials.json"))
+      lexists2(path15.join(ids.claudeDir, ".credentials.json"))
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -3502,7 +3868,6 @@ async function statusRows(conf, log2) {
     log2(`warning: no tmux server on ${conf.tmuxSocket}; every agent is missing`);
   const windows = agentWindows(conf.tmuxSocket);
   const procs = readProcs();
-  const user = agentUser(conf.agentUser);
   const effective = sortForStatus(snapshot(conf).rows);
   const byN = new Map(effective.map((e) => [e.n, e]));
   const order = [
@@ -3510,17 +3875,17 @@ async function statusRows(conf, log2) {
     ...[...windows.keys()].filter((n) => !byN.has(n)).sort((a, b) => a - b)
   ];
   const rows = await Promise.all(
-    order.map((n) => gatherRow(conf, n, windows.get(n), byN.get(n), procs, user))
+    order.map((n) => gatherRow(conf, n, windows.get(n), byN.get(n), procs))
   );
   return { rows, effective };
 }
-var import_child_process10, fs16, path13, import_util, run, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS;
+var import_child_process12, fs18, path15, import_util, run2, WHY_MAX_CHARS, COLUMNS, STABLE_RUN_SECONDS, whole2, CLOCK_TICKS2, PAGE_BYTES, readSmall2, SIZE_CACHE_SECONDS, lexists2;
 var init_status = __esm({
   "host/attention/status.ts"() {
     "use strict";
-    import_child_process10 = require("child_process");
-    fs16 = __toESM(require("fs"));
-    path13 = __toESM(require("path"));
+    import_child_process12 = require("child_process");
+    fs18 = __toESM(require("fs"));
+    path15 = __toESM(require("path"));
     import_util = require("util");
     init_agent_user();
     init_checkouts();
@@ -3528,7 +3893,7 @@ var init_status = __esm({
     init_facts();
     init_text();
     init_tmux();
-    run = (0, import_util.promisify)(import_child_process10.execFile);
+    run2 = (0, import_util.promisify)(import_child_process12.execFile);
     WHY_MAX_CHARS = 72;
     COLUMNS = [
       { key: "name", header: "NAME" },
@@ -3575,19 +3940,27 @@ var init_status = __esm({
     PAGE_BYTES = 4096;
     readSmall2 = (file) => {
       try {
-        return fs16.readFileSync(file, "utf8").trim();
+        return fs18.readFileSync(file, "utf8").trim();
       } catch {
         return void 0;
       }
     };
     SIZE_CACHE_SECONDS = 60;
+    lexists2 = (p) => {
+      try {
+        fs18.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
   }
 });
 
 // host/commands.ts
 var commands_exports = {};
 __export(commands_exports, {
-  run: () => run2
+  run: () => run3
 });
 async function status(argv) {
   const json = argv.length === 1 && argv[0] === "--json";
@@ -3644,11 +4017,32 @@ async function notifyTest() {
 }
 function sendCommand(argv) {
   const conf = loadHostConf();
-  const args = parseSendArgs(argv, readStdinText, (f) => fs17.readFileSync(f, "utf8"));
+  const args = parseSendArgs(argv, readStdinText, (f) => fs19.readFileSync(f, "utf8"));
   const r = send(conf, args, log);
   return r.refused.length > 0 ? 1 : 0;
 }
-async function run2(cmd, rest) {
+function prepareAgent(argv) {
+  if (argv.length !== 1 || !/^[1-9][0-9]*$/.test(argv[0]))
+    throw new UsageError("prepare-agent takes one agent number, e.g. 'prepare-agent 3'");
+  const conf = agentctlConf(process.env, log);
+  const n = Number(argv[0]);
+  if (n > conf.agentMax)
+    throw new UsageError(`agent-${n} is above AGENT_MAX=${conf.agentMax} in ${conf.file}`);
+  const a = ensureAgent(conf, n, log);
+  const lines = {
+    AGENT_NAME: a.name,
+    AGENT_UID: a.uid,
+    AGENT_GID: a.gid,
+    AGENT_HOME: a.home,
+    AGENT_STATE: a.state,
+    CLAUDE_DIR: a.claudeDir,
+    WORKSPACE: a.workspace
+  };
+  process.stdout.write(Object.entries(lines).map(([k, v]) => `${k}=${v}
+`).join(""));
+  return 0;
+}
+async function run3(cmd, rest) {
   try {
     switch (cmd) {
       case "reconcile":
@@ -3663,6 +4057,8 @@ async function run2(cmd, rest) {
         return loginRestart(agents(false));
       case "status":
         return await status(rest);
+      case "prepare-agent":
+        return prepareAgent(rest);
       case "watch":
         return await monitor(true);
       case "monitor":
@@ -3691,12 +4087,13 @@ async function run2(cmd, rest) {
     return 1;
   }
 }
-var fs17, os3, log, agents;
+var fs19, os3, log, agents;
 var init_commands = __esm({
   "host/commands.ts"() {
     "use strict";
-    fs17 = __toESM(require("fs"));
+    fs19 = __toESM(require("fs"));
     os3 = __toESM(require("os"));
+    init_agent_user();
     init_agents();
     init_agentctl();
     init_autostop_main();
@@ -3764,9 +4161,10 @@ async function main(argv) {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
+  if (cmd === "own-checkout") return (await Promise.resolve().then(() => (init_own_checkout(), own_checkout_exports))).ownCheckoutMain(rest);
   if (cmd === "apply") return (await Promise.resolve().then(() => (init_apply(), apply_exports))).applyMain(rest);
-  const { run: run3 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
-  return run3(cmd, rest);
+  const { run: run4 } = await Promise.resolve().then(() => (init_commands(), commands_exports));
+  return run4(cmd, rest);
 }
 if (require.main === module) {
   process.stdout.on("error", (error) => {

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { type Agents, type Log } from "./agents";
 import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
+import { legacyAgents, legacyUid, migrateAgent, pidsOfUid, retireLegacyUser } from "./migrate";
 import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
@@ -32,6 +33,10 @@ export const AGENTCTL_KEYS: readonly HostKey[] = [
   "AGENT_COUNT",
   "AGENT_MAX",
   "AGENT_USER",
+  "AGENT_UID_BASE",
+  "AGENT_HOMES_DIR",
+  "ADMIN_USER",
+  "STATE_DIR",
   "AGENT_MEMORY_MAX_MB",
   "AGENT_CPU_QUOTA_PERCENT",
   "AGENTS_MEMORY_MAX_MB",
@@ -77,6 +82,9 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
+  migrateLegacy(a);
+  // One user per agent, made before anything runs for it (a scale-up creates the new ones).
+  for (let i = 1; i <= args.count; i++) a.ensureAgent(i);
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
   if (!args.boot) prepareCheckouts(a, args.count);
@@ -98,6 +106,25 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   };
   process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
   return 0;
+}
+
+/**
+ * A host from before per-agent users (host/agents/migrate.ts): its agents, which run as the shared
+ * user, stop; that user is retired; each agent's files move onto its own user. The stopped agents
+ * start again below (their panes are dead), each as its own user, resuming its conversation.
+ */
+function migrateLegacy(a: Agents): void {
+  const conf = a.conf;
+  const pending = legacyAgents(conf);
+  if (pending.length === 0 && pidsOfUid(legacyUid(conf)).length === 0) return;
+  a.log(
+    `moving ${namesOrNone(pending)} from the shared user ${conf.agentUser} (uid ${legacyUid(conf)}) onto a user each`,
+  );
+  const live = liveAgents(a.windows.byName, agentsWithWindows(a.windows.byName));
+  if (live.length > 0) a.requestStop(live);
+  retireLegacyUser(conf, a.log);
+  for (const n of pending) migrateAgent(conf, n, process.argv[1], a.log);
+  a.readWindows();
 }
 
 function stopSurplus(a: Agents, surplus: number[]): void {

@@ -30,6 +30,7 @@ import {
   type BundleFile,
   type SecretValue,
 } from "./bundle";
+import { ensureAgentHome } from "../agents/agent-user";
 import { configureGit } from "./git";
 import { applyLog, lookupUser, runRoot } from "./run";
 
@@ -227,18 +228,29 @@ function installExtraPackages(list: string): void {
     );
 }
 
-function setUpGit(conf: HostConf, credentials: Bundle["gitCredentials"], p: ApplyPaths): void {
-  const agent = lookupUser(conf.agentUser);
-  if (!agent) throw new ApplyError(`the agent user ${conf.agentUser} does not exist`);
-  const settings = {
-    agent,
-    userName: conf.gitUserName,
-    userEmail: conf.gitUserEmail,
-    repository: conf.gitRepository,
-    credentialHost: conf.gitCredentialHost,
-    ghHostFile: `${p.secrets}/gh-host`,
-  };
-  configureGit(settings, credentials);
+/**
+ * Each agent's git, in its own home, as that agent (host/apply/git.ts): agent-1..N get their user
+ * and home first (a scale-up's new agents too), and each its own copy of the credentials, which no
+ * other agent can read.
+ */
+function setUpGit(
+  conf: HostConf,
+  credentials: Bundle["gitCredentials"],
+  p: ApplyPaths,
+  agents: number,
+): void {
+  for (let n = 1; n <= agents; n++) {
+    const agent = ensureAgentHome(conf, n, applyLog);
+    const settings = {
+      agent,
+      userName: conf.gitUserName,
+      userEmail: conf.gitUserEmail,
+      repository: conf.gitRepository,
+      credentialHost: conf.gitCredentialHost,
+      ghHostFile: `${p.secrets}/gh-host-${agent.name}`,
+    };
+    configureGit(settings, credentials);
+  }
 }
 
 /** Installs everything the bundle carries, then reconciles; the exit status. */
@@ -252,7 +264,7 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths): number {
   updateClaudeCode(conf, p);
   ensureService(unitsChanged);
   installExtraPackages(conf.extraPackages);
-  setUpGit(conf, bundle.gitCredentials, p);
+  setUpGit(conf, bundle.gitCredentials, p, args.agents);
   const env = { AGENTCTL_CONFIG: p.conf };
   const reconcile = ["reconcile", String(args.agents), "--json"];
   const rc = runRoot(p.agentctl, reconcile, { env, stdout: "inherit" });
