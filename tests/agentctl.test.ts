@@ -9,7 +9,16 @@ import * as path from "path";
 import type { StatusRow } from "../host/attention/status";
 import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, standinRecords, waitFor } from "./support";
+import {
+  agentNo,
+  filesContaining,
+  removeTestAgents,
+  standinRecords,
+  testAgentState,
+  testAgentUid,
+  waitFor,
+  type TestAgents,
+} from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
@@ -23,6 +32,8 @@ const STANDIN = (() => {
   return copy;
 })();
 const AGENT_USER = "agenttest";
+/** Its own agent users (agenttest-N, uid 61000+N): the product makes them, afterAll removes them. */
+const UID_BASE = 61000;
 const AGENT_MAX = 12;
 const BACKOFF_MIN_SECONDS = 1;
 const API_KEY_CANARY = `sk-ant-api03-CANARY${process.pid}x${Date.now()}`;
@@ -44,12 +55,16 @@ interface Host {
   conf: string;
   sock: string;
   ws: string;
-  state: string;
+  homes: string;
+  agents: TestAgents;
   run: string;
   keyFile: string;
   env: NodeJS.ProcessEnv;
   server?: ChildProcess;
 }
+/** Agent `name`'s state folder (HOME/.agent-host) and uid. */
+const stateOf = (h: Host, name: string | number) => testAgentState(h.agents, agentNo(name));
+const uidOfAgent = (h: Host, name: string | number) => testAgentUid(h.agents, agentNo(name));
 interface Result {
   code: number | null;
   stdout: string;
@@ -77,7 +92,8 @@ function makeHost(name: string, agentCount: number): Host {
     conf: path.join(dir, "host.conf"),
     sock: path.join(dir, "run", "tmux.sock"),
     ws: path.join(dir, "workspaces"),
-    state: path.join(dir, "state"),
+    homes: path.join(dir, "homes"),
+    agents: { prefix: AGENT_USER, uidBase: UID_BASE, homes: path.join(dir, "homes") },
     run: path.join(dir, "run"),
     keyFile: path.join(dir, "secrets", "anthropic-api-key"),
     env: {
@@ -103,7 +119,9 @@ function makeHost(name: string, agentCount: number): Host {
       "RESTART_BACKOFF_MAX_SECONDS=4",
       "STOP_TIMEOUT_SECONDS=5",
       `WORKSPACES_DIR=${h.ws}`,
-      `STATE_DIR=${h.state}`,
+      `AGENT_UID_BASE=${UID_BASE}`,
+      `AGENT_HOMES_DIR=${h.homes}`,
+      `STATE_DIR=${path.join(dir, "legacy-state")}`,
       `RUN_DIR=${h.run}`,
       `TMUX_SOCKET=${h.sock}`,
       `API_KEY_FILE=${h.keyFile}`,
@@ -181,7 +199,7 @@ async function allRunning(h: Host, n: number): Promise<Map<string, number>> {
 }
 
 function records(h: Host, agent: string): Record[] {
-  return standinRecords<Record>(path.join(h.state, agent));
+  return standinRecords<Record>(stateOf(h, agent));
 }
 
 function lastRecord(h: Host, agent: string): Record {
@@ -221,10 +239,6 @@ function tree(dir: string): string[] {
   return out.sort();
 }
 
-function uidOf(user: string): number {
-  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
-}
-
 function stopHost(h: Host): void {
   spawnSync("tmux", ["-S", h.sock, "kill-server"]);
   h.server?.kill("SIGTERM");
@@ -235,12 +249,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
   let h: Host;
 
   beforeAll(async () => {
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    removeTestAgents(AGENT_USER, UID_BASE);
     h = makeHost("main", 10);
     fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
     fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
@@ -253,8 +262,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
   afterAll(async () => {
     const pids = hosts.flatMap((x) =>
-      fs.existsSync(x.state)
-        ? fs.readdirSync(x.state).flatMap((a) => records(x, a).map((r) => r.pid))
+      fs.existsSync(x.homes)
+        ? fs.readdirSync(x.homes).flatMap((a) => records(x, a).map((r) => r.pid))
         : [],
     );
     hosts.forEach(stopHost);
@@ -268,6 +277,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       },
     );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
 
   test("reconcile 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
@@ -303,12 +313,13 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
   test("each agent runs the pinned command as the agent user, in its workspace, with a stable session", async () => {
     await allRunning(h, 12);
-    const uid = uidOf(AGENT_USER);
     for (const name of agentNames(12)) {
+      // Each agent its own user: agenttest-N, uid UID_BASE+N (issue 20).
+      const uid = uidOfAgent(h, name);
       const rec = lastRecord(h, name);
       expect(rec.uid).toBe(uid);
       expect(rec.cwd).toBe(path.join(h.ws, name));
-      const sessionId = fs.readFileSync(path.join(h.state, name, "session-id"), "utf8").trim();
+      const sessionId = fs.readFileSync(path.join(stateOf(h, name), "session-id"), "utf8").trim();
       expect(sessionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       expect(rec.argv).toEqual(["--permission-mode", "default", "--session-id", sessionId]);
       expect(rec.env).toEqual(
@@ -320,7 +331,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
         ]),
       );
       expect(rec.env).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
-      expect(fs.statSync(path.join(h.state, name, "claude")).uid).toBe(uid);
+      expect(fs.statSync(path.join(stateOf(h, name), "claude")).uid).toBe(uid);
       expect(fs.statSync(path.join(h.ws, name)).uid).toBe(uid);
     }
     // No systemd as PID 1 here: the wrapper says, once, that limits are not applied.
@@ -349,7 +360,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       const pid = r.pid as number;
       // The pid is the stand-in's own, runs as the agent user, and is the pane wrapper's child.
       expect(lastRecord(h, r.name).pid).toBe(pid);
-      expect(ps(pid, "user")).toBe(AGENT_USER);
+      expect(ps(pid, "user")).toBe(`${AGENT_USER}-${agentNo(r.name)}`);
       expect(ps(pid, "args")).toContain(STANDIN);
       expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
       // uptime is read while status runs and etimes now: allow the time in between.
@@ -406,7 +417,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const sessions = new Map(
       agentNames(12).map((n) => [
         n,
-        fs.readFileSync(path.join(h.state, n, "session-id"), "utf8").trim(),
+        fs.readFileSync(path.join(stateOf(h, n), "session-id"), "utf8").trim(),
       ]),
     );
     for (const target of [10, 12, 3, 12, 1, 10]) {
@@ -434,7 +445,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
             `agent ${i}\n`,
           );
           expect(
-            fs.readFileSync(path.join(h.state, `agent-${i}`, "session-id"), "utf8").trim(),
+            fs.readFileSync(path.join(stateOf(h, `agent-${i}`), "session-id"), "utf8").trim(),
           ).toBe(sessions.get(`agent-${i}`));
         }
       }
@@ -488,7 +499,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       return row?.state === "running" && row.pid !== old ? row.pid : undefined;
     });
     expect(alive(pid)).toBe(true);
-    const sessionId = fs.readFileSync(path.join(h.state, "agent-2", "session-id"), "utf8").trim();
+    const sessionId = fs
+      .readFileSync(path.join(stateOf(h, "agent-2"), "session-id"), "utf8")
+      .trim();
     expect(lastRecord(h, "agent-2").argv).toEqual([
       "--permission-mode",
       "default",
@@ -526,6 +539,12 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       restarted: ["agent-3"],
       running: 10,
     });
+    // The new wrapper prepares the agent (prepare-agent) before it ends the orphan.
+    await waitFor("agent-3 running again with a new claude", () =>
+      status(h).find(
+        (x) => x.name === "agent-3" && x.state === "running" && x.pid !== pids.get("agent-3"),
+      ),
+    );
     const now = await allRunning(h, 10);
     expect(now.get("agent-3")).not.toBe(pids.get("agent-3"));
     // The claude its killed wrapper left behind is gone: never two claudes on one conversation.
@@ -669,9 +688,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
   test("a /login made in one agent is never copied to another (copies of one OAuth login revoke each other)", async () => {
     ctl(h, ["reconcile", "10"]);
     const pids = await allRunning(h, 10);
-    const uid = uidOf(AGENT_USER);
-    const source = path.join(h.state, "agent-1", "claude", ".credentials.json");
-    const target = path.join(h.state, "agent-5", "claude", ".credentials.json");
+    const uid = uidOfAgent(h, 1);
+    const source = path.join(stateOf(h, "agent-1"), "claude", ".credentials.json");
+    const target = path.join(stateOf(h, "agent-5"), "claude", ".credentials.json");
     fs.writeFileSync(source, '{"claudeAiOauth":{"accessToken":"test"}}\n', { mode: 0o600 });
     fs.chownSync(source, uid, uid);
     expect(ctl(h, ["restart", "5"]).code).toBe(0);
@@ -710,7 +729,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     ];
     for (const [mode, command] of runs) {
       fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", `PERMISSION_MODE=${mode}`));
-      expect(ctl(p, command).code).toBe(0);
+      const started = ctl(p, command);
+      expect(started.stderr).toBe(started.code === 0 ? started.stderr : "");
+      expect(started.code).toBe(0);
       const rec = await waitFor(
         `agent-1 started with --permission-mode ${mode}`,
         () => records(p, "agent-1").find((r) => r.argv[1] === mode),

@@ -1036,7 +1036,9 @@ function agentIds(conf, n) {
     home,
     state,
     claudeDir: `${state}/claude`,
-    workspace: `${conf.workspacesDir}/${name}`
+    // The workspace keeps the agent's number, not the user name (a prefix other than "agent"
+    // changes the users, never the workspaces, windows or transcripts' keys).
+    workspace: `${conf.workspacesDir}/agent-${n}`
   };
 }
 function runAsAgent(u, argv, input) {
@@ -1067,10 +1069,7 @@ function ensureAgentUser(conf, n) {
   if (user) {
     if (user.uid !== a.uid || user.gid !== a.gid)
       throw new Error(`user ${a.name} exists with uid ${user.uid} and gid ${user.gid}; ${fix}`);
-    if (user.home !== a.home) {
-      const r2 = run("usermod", ["--home", a.home, a.name]);
-      if (r2.status !== 0) throw new Error(`usermod --home ${a.home} ${a.name}: ${r2.stderr.trim()}`);
-    }
+    if (user.home !== a.home) run("usermod", ["--home", a.home, a.name]);
     return { created: false };
   }
   const group = getent("group", a.name);

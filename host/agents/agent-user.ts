@@ -106,7 +106,9 @@ export function agentIds(conf: AgentConf, n: number): AgentIds {
     home,
     state,
     claudeDir: `${state}/claude`,
-    workspace: `${conf.workspacesDir}/${name}`,
+    // The workspace keeps the agent's number, not the user name (a prefix other than "agent"
+    // changes the users, never the workspaces, windows or transcripts' keys).
+    workspace: `${conf.workspacesDir}/agent-${n}`,
   };
 }
 
@@ -164,10 +166,9 @@ export function ensureAgentUser(conf: AgentConf, n: number): { created: boolean 
   if (user) {
     if (user.uid !== a.uid || user.gid !== a.gid)
       throw new Error(`user ${a.name} exists with uid ${user.uid} and gid ${user.gid}; ${fix}`);
-    if (user.home !== a.home) {
-      const r = run("usermod", ["--home", a.home, a.name]);
-      if (r.status !== 0) throw new Error(`usermod --home ${a.home} ${a.name}: ${r.stderr.trim()}`);
-    }
+    // The home the host uses is AGENT_HOMES_DIR's (agentIds); passwd follows when it can (usermod
+    // refuses while the user runs a process).
+    if (user.home !== a.home) run("usermod", ["--home", a.home, a.name]);
     return { created: false };
   }
   const group = getent("group", a.name);
