@@ -277,6 +277,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       },
     );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(STANDIN), { recursive: true, force: true });
     removeTestAgents(AGENT_USER, UID_BASE);
   });
 
