@@ -11,6 +11,7 @@ import { HOST_FILES, type HostFileContent } from "../cloud-init/files";
 import {
   ApplyError,
   ApplyUsageError,
+  agentsNeedRestart,
   confNeedsRestart,
   extraPackageNames,
   parseApplyArgs,
@@ -205,6 +206,12 @@ describe("restarting the agents", () => {
   test.each(RESTART_KEYS.map((k) => [k]))("a changed %s restarts every agent", (key) => {
     const value = key === "CLAUDE_CODE_VERSION" ? "2.1.2" : `${before[key]}x`;
     expect(confNeedsRestart({ ...before, [key]: value }, before)).toBe(true);
+  });
+
+  test("a rotated API key restarts every agent (a running agent keeps the key it started with)", () => {
+    expect(agentsNeedRestart({ conf: false, apiKey: true })).toBe(true);
+    expect(agentsNeedRestart({ conf: true, apiKey: false })).toBe(true);
+    expect(agentsNeedRestart({ conf: false, apiKey: false })).toBe(false);
   });
 
   test("the same host.conf, or a change only reconcile needs, restarts nothing", () => {

@@ -4,17 +4,46 @@ import * as pulumi from "@pulumi/pulumi";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 import { readFileSync } from "fs";
 import { parse as parseYaml } from "yaml";
+import { generateUrn, type Alias } from "./engine/urn";
 
 /** The SDK's marker for a secret value in mocked resource inputs (its own exported constants). */
 export const SECRET_SIG = specialSecretSig;
 export const SIG_KEY = specialSigKey;
 
+/** Resource options as the SDK sent them to the engine (its RegisterResourceRequest). */
+export interface SentOptions {
+  ignoreChanges: string[];
+  retainOnDelete: boolean;
+  importId: string;
+  /** undefined: the program left it to the provider (getDeletebeforereplacedefined false). */
+  deleteBeforeReplace?: boolean;
+  replaceOnChanges: string[];
+  protect: boolean;
+  /** The URN this resource is deleted with, or "". */
+  deletedWith: string;
+  /** URNs of every resource this one depends on (dependsOn and inputs). */
+  dependencies: string[];
+  /** Alias specs as the Node SDK sends them (mapAliasesForRequest), resolved by the engine. */
+  aliases: Alias[];
+}
+
 export interface RecordedResource {
   type: string;
   name: string;
+  /** The URN the engine gives it (tests/engine/urn.ts, generateUrn). */
+  urn: string;
+  /** The parent's URN, or "" at the top of the stack. */
+  parent: string;
+  custom: boolean;
   inputs: Record<string, unknown>;
-  /** Resource options as the SDK sent them to the (mock) engine. */
-  options: { ignoreChanges: string[]; retainOnDelete: boolean; importId: string };
+  options: SentOptions;
+}
+
+/** A resource as the program constructed it: recorded in its constructor, before any await. */
+export interface ConstructedResource {
+  type: string;
+  name: string;
+  custom: boolean;
 }
 
 export interface RecordedOutput {
@@ -61,13 +90,18 @@ export interface RunOptions {
    * every registration and the invokes it knows; the rest fall through to the mocks below.
    */
   engine?: MockEngine;
+  /**
+   * The program to run. @default index.ts — the stack itself; another program drives the engine
+   * stand-in's own tests, or several hosts.
+   */
+  program?: () => Promise<Record<string, unknown>>;
 }
 
 /** What the lifecycle engine plugs in: registrations and invokes, answered from its state. */
 export interface MockEngine {
   newResource(
     args: pulumi.runtime.MockResourceArgs,
-    options: RecordedResource["options"],
+    registration: RecordedResource,
   ): { id: string; state: Record<string, unknown> };
   /** undefined: not this engine's invoke. */
   call(token: string, inputs: Record<string, unknown>): Record<string, unknown> | undefined;
@@ -75,41 +109,171 @@ export interface MockEngine {
 
 let state: {
   resources: RecordedResource[];
+  constructed: ConstructedResource[];
   invokes: string[];
   invokeArgs: ProgramRun["invokeArgs"];
   options: RunOptions;
-} = { resources: [], invokes: [], invokeArgs: [], options: {} };
+} = { resources: [], constructed: [], invokes: [], invokeArgs: [], options: {} };
 
 let mocked = false;
 
-/** Options the SDK put in each RegisterResource request, by type::name. */
-const sentOptions = new Map<string, RecordedResource["options"]>();
+// Every resource the program constructs, recorded in its constructor. The SDK registers
+// asynchronously (runtime/resource.ts registerResource awaits the parent, the dependencies and
+// every input before its RPC), so a program that throws right after `new X(...)` rejects before
+// the mocks see X: only a record taken at construction sees every registration. Resource's
+// constructor calls the module's registerResource export synchronously (resource.ts), and that
+// export is what is wrapped here; runProgram checks on every run that the two records agree, so
+// an SDK that stopped calling through it fails loudly instead of recording nothing.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const sdkResource = require("@pulumi/pulumi/runtime/resource") as {
+  registerResource: (
+    res: unknown,
+    parent: unknown,
+    t: string,
+    name: string,
+    custom: boolean,
+    ...rest: unknown[]
+  ) => void;
+};
+const originalSdkRegister = sdkResource.registerResource;
+sdkResource.registerResource = function (res, parent, t, name, custom, ...rest) {
+  state.constructed.push({ type: t, name, custom });
+  return originalSdkRegister.call(this, res, parent, t, name, custom, ...rest);
+};
 
-// The mocks' newResource callback does not see resource options, but the request the SDK sends
-// carries them: record them on the way in. The SDK offers no hook for this: a subclass of its
-// MockMonitor installed with runtime/settings' setMockOptions loses the feature flags setMocks
-// sets (resetOptions clears them, and secrets then arrive unwrapped), so the one method is wrapped.
+// waitForRPCs is @internal in the SDK's typings but exported at run time: it resolves once every
+// RPC started so far (each registerResource holds one from its first line) has finished.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const sdkSettings = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> };
+
+/** How long the registrations a program started may take to reach the mocks. */
+const REGISTRATION_DEADLINE_MS = 10_000;
+
+/** Waits until every registration and invoke the program started has been answered. */
+async function registrationsSettled(): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const seen = new Set(state.resources.map((r) => `${r.type}::${r.name}`));
+      const pending = state.constructed
+        .filter((c) => !seen.has(`${c.type}::${c.name}`))
+        .map((c) => `${c.type}::${c.name}`);
+      reject(
+        new Error(
+          `registrations still pending after ${REGISTRATION_DEADLINE_MS} ms: ${pending.join(", ") || "(none: another RPC)"}`,
+        ),
+      );
+    }, REGISTRATION_DEADLINE_MS);
+  });
+  try {
+    await Promise.race([sdkSettings.waitForRPCs(), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// The mocks' newResource callback sees neither the parent nor the resource options, but the
+// request the SDK sends carries them: the request is read on the way in. The SDK offers no hook
+// for this: a subclass of its MockMonitor installed with runtime/settings' setMockOptions loses the
+// feature flags setMocks sets (resetOptions clears them, and secrets then arrive unwrapped), so
+// the one method is wrapped. MockMonitor.registerResource calls mocks.newResource before its first
+// await, so the request being registered is the one in `registering` (checked by type and name).
 type RegisterRequest = {
   getType(): string;
   getName(): string;
+  getParent(): string;
+  getCustom(): boolean;
   getIgnorechangesList(): string[];
   getRetainondelete(): boolean | undefined;
   getImportid(): string;
+  getDeletebeforereplace(): boolean;
+  getDeletebeforereplacedefined(): boolean;
+  getReplaceonchangesList(): string[];
+  getProtect(): boolean | undefined;
+  getDeletedwith(): string;
+  getDependenciesList(): string[];
+  getAliasesList(): {
+    getUrn(): string;
+    getSpec():
+      | {
+          getName(): string;
+          getType(): string;
+          getStack(): string;
+          getProject(): string;
+          getParenturn(): string;
+          getNoparent(): boolean;
+        }
+      | undefined;
+  }[];
 };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks") as {
   MockMonitor: {
-    prototype: { registerResource(req: RegisterRequest, cb: unknown): Promise<void> };
+    prototype: {
+      registerResource(req: RegisterRequest, cb: unknown): Promise<void>;
+      newUrn(parent: string, type: string, name: string): string;
+    };
   };
 };
+
+/** The request being registered, between the wrapper below and the mocks' newResource. */
+let registering: Omit<RecordedResource, "inputs"> | undefined;
+
+function aliasesOf(req: RegisterRequest): Alias[] {
+  return req.getAliasesList().map((alias) => {
+    const spec = alias.getSpec();
+    if (!spec) return { urn: alias.getUrn() };
+    return {
+      name: spec.getName() || undefined,
+      type: spec.getType() || undefined,
+      stack: spec.getStack() || undefined,
+      project: spec.getProject() || undefined,
+      parent: spec.getParenturn() || undefined,
+      noParent: spec.getNoparent() || undefined,
+    };
+  });
+}
+
+// The mocks' own URNs keep only the parent's last type segment (MockMonitor.newUrn); the engine
+// keeps the whole chain. Children build their URNs from the parent's, so they must agree.
+MockMonitor.prototype.newUrn = function (parent: string, type: string, name: string) {
+  return generateUrn(pulumi.getStack(), pulumi.getProject(), parent, type, name);
+};
+
 const originalRegister = MockMonitor.prototype.registerResource;
 MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unknown) {
-  sentOptions.set(`${req.getType()}::${req.getName()}`, {
-    ignoreChanges: req.getIgnorechangesList(),
-    retainOnDelete: req.getRetainondelete() ?? false,
-    importId: req.getImportid() ?? "",
-  });
-  return originalRegister.call(this, req, cb);
+  const deleteBeforeReplace = req.getDeletebeforereplacedefined()
+    ? req.getDeletebeforereplace()
+    : undefined;
+  registering = {
+    type: req.getType(),
+    name: req.getName(),
+    urn: generateUrn(
+      pulumi.getStack(),
+      pulumi.getProject(),
+      req.getParent(),
+      req.getType(),
+      req.getName(),
+    ),
+    parent: req.getParent(),
+    custom: req.getCustom(),
+    options: {
+      ignoreChanges: req.getIgnorechangesList(),
+      retainOnDelete: req.getRetainondelete() ?? false,
+      importId: req.getImportid() ?? "",
+      ...(deleteBeforeReplace === undefined ? {} : { deleteBeforeReplace }),
+      replaceOnChanges: req.getReplaceonchangesList(),
+      protect: req.getProtect() ?? false,
+      deletedWith: req.getDeletedwith(),
+      dependencies: req.getDependenciesList(),
+      aliases: aliasesOf(req),
+    },
+  };
+  try {
+    return originalRegister.call(this, req, cb);
+  } finally {
+    registering = undefined;
+  }
 };
 
 const deployPublicKey = (): string => state.options.generatedPublicKey ?? MOCK_DEPLOY_PUBLIC_KEY;
@@ -155,13 +319,15 @@ function ensureMocks(stack: string): void {
   pulumi.runtime.setMocks(
     {
       newResource(args) {
-        const options = sentOptions.get(`${args.type}::${args.name}`) ?? {
-          ignoreChanges: [],
-          retainOnDelete: false,
-          importId: "",
-        };
-        state.resources.push({ type: args.type, name: args.name, inputs: args.inputs, options });
-        if (state.options.engine) return state.options.engine.newResource(args, options);
+        const request = registering;
+        if (!request || request.type !== args.type || request.name !== args.name) {
+          throw new Error(
+            `tests/harness.ts: no request recorded for ${args.type}::${args.name}; the SDK's MockMonitor no longer calls newResource synchronously`,
+          );
+        }
+        const registration: RecordedResource = { ...request, inputs: args.inputs };
+        state.resources.push(registration);
+        if (state.options.engine) return state.options.engine.newResource(args, registration);
         return { id: `${args.name}-id`, state: mockState(args) };
       },
       call(args) {
@@ -226,20 +392,29 @@ export async function runProgram(
   options: RunOptions = {},
 ): Promise<ProgramRun> {
   ensureMocks(options.stack ?? "dev");
-  state = { resources: [], invokes: [], invokeArgs: [], options };
+  state = { resources: [], constructed: [], invokes: [], invokeArgs: [], options };
   pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
   const warnings: string[] = [];
   const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(async (message: string) => {
     warnings.push(message);
   });
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const main = require("../index") as () => Promise<Record<string, unknown>>;
+    const main =
+      options.program ??
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require("../index") as () => Promise<Record<string, unknown>>);
     const exported = await main();
     const outputs: Record<string, RecordedOutput> = {};
     for (const [key, value] of Object.entries(exported)) outputs[key] = await settleDeep(value);
-    // Let registrations that no output depends on finish.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Registrations that no output depends on may still be in flight.
+    await registrationsSettled();
+    const registered = state.resources.map((r) => `${r.type}::${r.name}`).sort();
+    const constructed = state.constructed.map((c) => `${c.type}::${c.name}`).sort();
+    if (JSON.stringify(registered) !== JSON.stringify(constructed)) {
+      throw new Error(
+        `tests/harness.ts: the resources constructed and those registered differ:\n  constructed ${constructed.join(" ")}\n  registered  ${registered.join(" ")}`,
+      );
+    }
     return {
       resources: [...state.resources],
       outputs,
@@ -247,14 +422,23 @@ export async function runProgram(
       invokes: [...state.invokes],
       invokeArgs: [...state.invokeArgs],
     };
+  } catch (error) {
+    // A refused run may leave registrations in flight; let them land in this run's record, not
+    // in the next run's. A registration that never lands is reported by the construction record.
+    await registrationsSettled().catch(() => undefined);
+    throw error;
   } finally {
     warn.mockRestore();
   }
 }
 
-/** The resources registered so far by a run that threw (bad input). */
-export function registeredSoFar(): RecordedResource[] {
-  return [...state.resources];
+/**
+ * Every resource the last run constructed, including those whose registration had not reached the
+ * engine yet when the program threw (bad input): recorded in each constructor, so a resource
+ * created just before a refusal is counted.
+ */
+export function registeredSoFar(): ConstructedResource[] {
+  return [...state.constructed];
 }
 
 export function byType(run: ProgramRun, type: string): RecordedResource[] {

@@ -1,8 +1,8 @@
 // The stack over its whole life, against the engine's own rules (tests/engine/lifecycle.ts):
 // create → agentCount 10→12 → deploy-key rotation (both README steps) → image change → spot on
-// → data disk grown → destroy → up. At every step: which resources the engine creates,
-// updates, replaces, deletes or imports; that the VM accepts the configured deploy key; that the
-// data disk is the same disk (same contents).
+// → data disk grown → machineType changed (stop, resize, start) → destroy → up. At every step:
+// which resources the engine creates, updates, replaces, deletes or imports; that the VM accepts
+// the configured deploy key; that the data disk is the same disk (same contents).
 import { VM_ROLES } from "../components/agent-host";
 import {
   changedPaths,
@@ -78,18 +78,18 @@ describe("the whole life of a stack", () => {
   }
 
   function expectHealthy(): void {
-    const vm = engine.cloud.instances.get(VM)!;
+    const vm = engine.cloud.instanceNamed(VM)!;
     expect(vm.status).toBe("RUNNING");
     // The configured deploy key opens the VM: the next `up` can reach it.
     expect(engine.cloud.accepts(VM, deployKey)).toBe(true);
     expect(vm.reconciled?.agents).toBe(Number(config["agent-host:agentCount"]));
-    const disk = engine.cloud.disks.get(DISK)!;
+    const disk = engine.cloud.diskNamed(DISK)!;
     expect(disk.contents).toBe(diskContents);
     expect(disk.attachedTo).toBe(`projects/acme-agents/zones/europe-west1-b/instances/${VM}`);
   }
 
   const deployKeyOfState = (): string => {
-    const entry = engine.state.get("tls:index/privateKey:PrivateKey::deploy-key");
+    const entry = engine.entryNamed("deploy-key");
     return String(entry?.outputs.privateKeyOpenssh ?? "");
   };
 
@@ -97,7 +97,7 @@ describe("the whole life of a stack", () => {
     const log = await up("create");
     expect(log.ops).toEqual(every(ALL, "create"));
     deployKey = deployKeyOfState();
-    diskContents = engine.cloud.disks.get(DISK)!.contents;
+    diskContents = engine.cloud.diskNamed(DISK)!.contents;
     expectHealthy();
   });
 
@@ -137,11 +137,11 @@ describe("the whole life of a stack", () => {
   });
 
   test("image change: the VM is replaced and boots the current user-data", async () => {
-    const before = engine.cloud.instances.get(VM)!.instanceId;
+    const before = engine.cloud.instanceNamed(VM)!.instanceId;
     config["agent-host:image"] = "ubuntu-os-cloud/ubuntu-2504-amd64";
     const log = await up("image change");
     expect(log.ops).toEqual({ "agent-host-vm": "replace", "agent-host-reconcile": "update" });
-    const vm = engine.cloud.instances.get(VM)!;
+    const vm = engine.cloud.instanceNamed(VM)!;
     expect(vm.instanceId).not.toBe(before);
     // What cloud-init read on the new VM is what the program renders now.
     expect(vm.bootUserData).toBe(vm.metadataUserData);
@@ -159,7 +159,24 @@ describe("the whole life of a stack", () => {
     config["agent-host:dataDiskSizeGb"] = "300";
     const log = await up("disk 200→300");
     expect(log.ops).toEqual({ "agent-host-data": "update" });
-    expect(engine.cloud.disks.get(DISK)!.sizeGb).toBe(300);
+    expect(engine.cloud.diskNamed(DISK)!.sizeGb).toBe(300);
+    expectHealthy();
+  });
+
+  test("machineType e2-standard-8 → e2-standard-16: the VM is stopped, resized and started, in place", async () => {
+    const before = engine.cloud.instanceNamed(VM)!;
+    const id = before.instanceId;
+    const calls = before.calls.length;
+    config["agent-host:machineType"] = "e2-standard-16";
+    const log = await up("machineType 8→16");
+    // host.conf sizes the agents by the machine, so the reconcile command runs after the restart.
+    expect(log.ops).toEqual({ "agent-host-vm": "update", "agent-host-reconcile": "update" });
+    const vm = engine.cloud.instanceNamed(VM)!;
+    // The user-data follows the machine (setMetadata on the running VM); then, with
+    // allowStoppingForUpdate, the provider stops the VM for setMachineType and starts it again
+    // (without it, GCP's provider refuses the change on a running VM).
+    expect(vm.calls.slice(calls)).toEqual(["setMetadata", "stop", "setMachineType", "start"]);
+    expect(vm.instanceId).toBe(id);
     expectHealthy();
   });
 
@@ -171,7 +188,7 @@ describe("the whole life of a stack", () => {
     expect(log.ops).toEqual({ ...every(names, "delete"), [DISK_RESOURCE]: "retain" });
     expect(engine.state.size).toBe(0);
     expect(engine.cloud.instances.size).toBe(0);
-    expect(engine.cloud.disks.get(DISK)?.contents).toBe(diskContents);
+    expect(engine.cloud.diskNamed(DISK)?.contents).toBe(diskContents);
   });
 
   test("up again: the kept disk is imported with its data, the rest created", async () => {
@@ -179,7 +196,7 @@ describe("the whole life of a stack", () => {
     const names = ALL.filter((n) => n !== "deploy-key" && n !== DISK_RESOURCE);
     expect(log.ops).toEqual({ ...every(names, "create"), [DISK_RESOURCE]: "import" });
     expectHealthy();
-    expect(engine.cloud.disks.get(DISK)!.sizeGb).toBe(300);
+    expect(engine.cloud.diskNamed(DISK)!.sizeGb).toBe(300);
   });
 
   test("and the next up is a normal one: the import ID matches the state, nothing changes", async () => {
@@ -189,7 +206,7 @@ describe("the whole life of a stack", () => {
   });
 
   test("a stopped VM: up fails at once, saying how to start it, and touches nothing", async () => {
-    engine.cloud.instances.get(VM)!.status = "TERMINATED";
+    engine.cloud.instanceNamed(VM)!.status = "TERMINATED";
     config["agent-host:agentCount"] = "11";
     const log = await engine.up(config, secretKeys);
     report("stopped VM", log);
@@ -197,7 +214,7 @@ describe("the whole life of a stack", () => {
     expect(log.error).toContain(
       "Start it with: gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
     );
-    engine.cloud.instances.get(VM)!.status = "RUNNING";
+    engine.cloud.instanceNamed(VM)!.status = "RUNNING";
     const after = await up("started again");
     expect(after.ops).toEqual({ "agent-host-reconcile": "update" });
     expectHealthy();
@@ -210,13 +227,13 @@ describe("a disk kept by destroy and grown in config before the next up", () => 
     try {
       const config = { ...BASE_CONFIG };
       expect((await engine.up(config)).error).toBeUndefined();
-      const contents = engine.cloud.disks.get(DISK)!.contents;
+      const contents = engine.cloud.diskNamed(DISK)!.contents;
       engine.destroy();
       const log = await engine.up({ ...config, "agent-host:dataDiskSizeGb": "400" });
       report("import + grow", log);
       expect(log.error).toBeUndefined();
       expect(log.ops[DISK_RESOURCE]).toBe("import");
-      expect(engine.cloud.disks.get(DISK)).toMatchObject({ sizeGb: 400, contents });
+      expect(engine.cloud.diskNamed(DISK)).toMatchObject({ sizeGb: 400, contents });
     } finally {
       engine.dispose();
     }
@@ -249,14 +266,14 @@ describe("retainOnDelete is read from the state at destroy", () => {
       // `pulumi config set deleteDataDiskOnDestroy true && pulumi destroy`: the state still says
       // retain, so the disk stays.
       expect(engine.destroy().ops[DISK_RESOURCE]).toBe("retain");
-      expect(engine.cloud.disks.has(DISK)).toBe(true);
+      expect(engine.cloud.diskNamed(DISK)).toBeDefined();
 
       const deleting = { ...config, "agent-host:deleteDataDiskOnDestroy": "true" };
       const up = await engine.up(deleting);
       expect(up.error).toBeUndefined();
       expect(up.ops[DISK_RESOURCE]).toBe("import");
       expect(engine.destroy().ops[DISK_RESOURCE]).toBe("delete");
-      expect(engine.cloud.disks.has(DISK)).toBe(false);
+      expect(engine.cloud.diskNamed(DISK)).toBeUndefined();
     } finally {
       engine.dispose();
     }

@@ -962,6 +962,9 @@ function parseBundle(text2, expectedSha256) {
 function confNeedsRestart(next, old) {
   return RESTART_KEYS.some((k) => next[k] !== old[k]);
 }
+function agentsNeedRestart(changed) {
+  return changed.conf || changed.apiKey;
+}
 function extraPackageNames(list) {
   const names = list.split(/\s+/).filter(Boolean);
   const bad = names.find((n) => !PACKAGE_NAME_RE.test(n));
@@ -1546,7 +1549,7 @@ function apply(args, bundle, p) {
   const env = { AGENTCTL_CONFIG: p.conf };
   const reconcile2 = ["reconcile", String(args.agents), "--json"];
   const rc = runRoot(p.agentctl, reconcile2, { env, stdout: "inherit" });
-  if (rc !== 0 || !(confChanged || keyChanged)) return rc;
+  if (rc !== 0 || !agentsNeedRestart({ conf: confChanged, apiKey: keyChanged })) return rc;
   applyLog(
     "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)"
   );

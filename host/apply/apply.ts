@@ -21,6 +21,7 @@ import {
 import {
   ApplyError,
   ApplyUsageError,
+  agentsNeedRestart,
   confNeedsRestart,
   extraPackageNames,
   parseApplyArgs,
@@ -268,7 +269,7 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths): number {
   const env = { AGENTCTL_CONFIG: p.conf };
   const reconcile = ["reconcile", String(args.agents), "--json"];
   const rc = runRoot(p.agentctl, reconcile, { env, stdout: "inherit" });
-  if (rc !== 0 || !(confChanged || keyChanged)) return rc;
+  if (rc !== 0 || !agentsNeedRestart({ conf: confChanged, apiKey: keyChanged })) return rc;
   applyLog(
     "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)",
   );

@@ -160,6 +160,15 @@ export function confNeedsRestart(
 }
 
 /**
+ * Whether apply restarts every agent once it has reconciled: a host.conf key Claude Code reads at
+ * start changed (confNeedsRestart), or the API key did. A running agent keeps the key it started
+ * with, so a rotated key reaches the agents only through this restart (conversations resume).
+ */
+export function agentsNeedRestart(changed: { conf: boolean; apiKey: boolean }): boolean {
+  return changed.conf || changed.apiKey;
+}
+
+/**
  * EXTRA_PACKAGES as names for apt-get's argv, each checked again here (the stack checked them
  * too): a name that is not a Debian package name is refused, never passed on.
  */

@@ -1,37 +1,72 @@
 // A stateful stand-in for the Pulumi engine and for GCP, over the SDK's mocks: the program runs
-// for real (index.ts under tests/harness.ts), and every registration goes through the engine's
-// step rules here, against a state carried from one `up` to the next and a small fake cloud.
+// for real (index.ts, or any program, under tests/harness.ts), and every registration goes
+// through the engine's step rules here, against a state carried from one `up` to the next and a
+// small fake cloud. The state is keyed by URN, as the engine's is.
 //
-// The SDK's mocks apply none of these rules; each one below is ported from its source:
+// The SDK's mocks apply none of these rules; each one below is ported from pulumi/pulumi (read in
+// its source, github.com/pulumi/pulumi, master of 2026-12) unless another repository is named:
 //
-// - ignoreChanges (pulumi/pulumi pkg/resource/deploy/step_generator.go, processIgnoreChanges,
-//   called from continueStepsFromImport before the diff): the goal takes the OLD value of every
-//   ignored path; a replacement is created from that goal, so it gets the old value too.
+// - URNs, parents and aliases: tests/engine/urn.ts (urn.New, Deployment.generateURN, alias.go
+//   CreateURN, stepGenerator.generateAliases / collapseAliasToUrn / inheritedChildAlias /
+//   getOldResource). The old state is found under the new URN, else under an alias; a resource
+//   whose URN changed with no alias is a create of the new URN and a delete of the old one, and
+//   for a named GCE object that create fails: "already exists". Two registrations of one URN:
+//   "Duplicate resource URN" (stepGenerator.generateURN).
+// - ignoreChanges (pkg/resource/deploy/step_generator.go, processIgnoreChanges, called from
+//   continueStepsFromImport before the diff): the goal takes the OLD value of every ignored path;
+//   a replacement is created from that goal, so it gets the old value too.
 // - Update or replace: the provider's diff. For GCP, a changed ForceNew field replaces
 //   (terraform-provider-google schemas, listed in FORCE_NEW with their files); for pulumi-command,
 //   `triggers` is replaceOnChanges (provider/pkg/provider/common/inputs.go) and any other change
-//   runs Update (provider/pkg/provider/remote/commandController.go, Command.Update).
+//   runs Update (provider/pkg/provider/remote/commandController.go, Command.Update). Then the
+//   engine's replaceOnChanges (step_generator.go, applyReplaceOnChanges): a change under a listed
+//   path replaces.
 // - Delete before replace: pulumi-terraform-bridge pkg/tfbridge/provider.go Diff sets
 //   DeleteBeforeReplace when nameRequiresDeleteBeforeReplace (pkg/tfbridge/schema.go): the name
-//   was given by the program, not auto-named. Every GCE name here is given.
+//   was given by the program, not auto-named. Every GCE name here is given. The program's
+//   deleteBeforeReplace option overrides the provider either way (continueStepsFromDiff:
+//   goal.DeleteBeforeReplace != nil). Otherwise create the replacement first and delete the old
+//   one with the other deletes, at the end.
+// - protect: a protected resource is neither replaced ("unable to replace resource … as it is
+//   currently marked for protection", continueStepsFromDiff: new.Protect && old.Protect) nor
+//   deleted ("cannot be deleted because it is protected", step.go DeleteStep.Apply, unless the
+//   delete is part of a replacement).
 // - retainOnDelete (step.go, DeleteStep.Apply: `else if s.old.RetainOnDelete` → no delete):
 //   read from the STATE at delete time; a retained resource leaves the state, stays in the cloud.
-// - import (step_generator.go, isImport): an import happens when the goal has an ID and the
-//   resource is not in the state, or is there under another ID; otherwise the step is a normal
-//   one. The import step reads the object (missing: the deployment fails), then the normal diff
-//   runs against what was read (pulumi/pulumi #19339, v3.174.0). Before 3.174 the import step
-//   itself failed on any difference: "inputs to import do not match the existing resource"
-//   (step.go ImportStep.Apply, removed by #19339): `strictImport` applies that older rule. A
-//   replacement of a resource whose goal still has an ID fails: "previously-imported resources
-//   that still specify an ID may not be replaced" (step_generator.go).
+// - deletedWith (step.go, DeleteStep.Apply, isDeletedWith): no provider delete when the resource
+//   it is deleted with is deleted in the same operation.
+// - Delete order (step_generator.go, ScheduleDeletes, over pkg/resource/graph's
+//   DependencyGraph.DependenciesOf: dependencies, property dependencies, deletedWith and the
+//   parent): antichains of condemned resources whose condemned dependencies are gone, reversed,
+//   so nothing is deleted while a resource that depends on it is still there.
+// - import (step_generator.go, continueStepsFromRefresh, isImport): an import happens when the
+//   goal has an ID and the resource is not in the state, or is there under another ID
+//   (old.ImportID, else old.ID). With an old resource it is an ImportReplacementStep: the new ID
+//   is read into the state and the old object is deleted with the other deletes. The import step
+//   reads the object (missing: the deployment fails), then the normal diff runs against what was
+//   read (pulumi/pulumi #19339, v3.174.0). Before 3.174 the import step itself failed on any
+//   difference: "inputs to import do not match the existing resource" (step.go ImportStep.Apply,
+//   removed by #19339): `strictImport` applies that older rule. A replacement of a resource whose
+//   goal still has an ID fails: "previously-imported resources that still specify an ID may not be
+//   replaced" (continueStepsFromDiff).
+// - After a failed step the engine starts no new ones; what it did so far is in the state, and
+//   nothing is deleted.
 //
-// The fake cloud: disks, instances, addresses and the other named objects by name ("already
-// exists" on a duplicate create, GCE's 409), a disk's contents as an opaque id, a READ_WRITE disk
-// attached to one instance at a time (GCE's resourceInUseByAnotherResource), and the SSH keys a
-// VM accepts: those of the user-data it BOOTED with (cloud-init runs once per instance, so an
-// in-place metadata update changes nothing on the VM), replaced by what the last successful
-// reconcile command wrote (host/apply rewrites agent-admin's authorized_keys). The reconcile
-// command succeeds only on a RUNNING VM that accepts the configured deploy key.
+// The fake cloud (GCE's rules, read in terraform-provider-google and the Compute API):
+// instances, disks and addresses by project, zone/region and name, and the other named objects
+// ("already exists" on a duplicate name, GCE's 409 alreadyExists); a disk's contents as an opaque
+// id; a READ_WRITE disk attached to one instance at a time, and a disk or an address in use by an
+// instance cannot be deleted (resourceInUseByAnotherResource); machineType, the service account
+// and the Shielded VM config change only on a stopped VM: the provider stops, updates and starts
+// it when allow_stopping_for_update is set, and refuses otherwise (google/services/compute/
+// resource_compute_instance.go, resourceComputeInstanceUpdate, needToStopInstanceBeforeUpdating);
+// and the SSH keys a VM accepts: those of the user-data it BOOTED with (cloud-init runs once per
+// instance, so an in-place metadata update changes nothing on the VM), replaced by what the last
+// successful reconcile command wrote (host/apply rewrites agent-admin's authorized_keys). The
+// reconcile command succeeds only on a RUNNING VM that accepts the configured deploy key.
+//
+// One `up` returns its steps in order, per URN (StepLog.steps), so a program with several hosts
+// can be driven and checked host by host.
 import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
@@ -39,11 +74,22 @@ import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { runProgram, unwrap, type MockEngine, type RecordedResource } from "../harness";
+import { AliasResolver, type Urn } from "./urn";
 
 type Inputs = Record<string, unknown>;
 
 /** What the engine did to one resource in one operation. */
-export type Op = "create" | "update" | "replace" | "delete" | "retain" | "import";
+export type Op =
+  | "create"
+  | "update"
+  | "replace"
+  | "delete"
+  | "retain"
+  | "import"
+  /** Imported under a new ID over a resource in the state: the old object is deleted. */
+  | "import-replace"
+  /** Left the state without a provider delete: deleted with another resource (deletedWith). */
+  | "deleted-with";
 
 /**
  * Input paths that replace the resource when they change, for the properties this stack sets.
@@ -107,14 +153,23 @@ const NAME_FIELD: Record<string, string> = {
   "gcp:compute/resourcePolicy:ResourcePolicy": "name",
 };
 
-interface StateEntry {
+/** One resource in the engine's state (a subset of pkg/resource/state.go's State). */
+export interface StateEntry {
+  urn: Urn;
   type: string;
   name: string;
+  /** The parent's URN, or "". */
+  parent: Urn;
+  custom: boolean;
   id: string;
   inputs: Inputs;
   outputs: Inputs;
   retainOnDelete: boolean;
   importId: string;
+  protect: boolean;
+  deletedWith: Urn;
+  /** URNs this resource depends on (dependsOn and inputs). */
+  dependencies: Urn[];
 }
 
 export interface CloudDisk {
@@ -131,7 +186,11 @@ export interface CloudDisk {
 }
 
 export interface CloudInstance {
+  /** projects/P/zones/Z/instances/N: GCE's key. */
+  id: string;
   name: string;
+  zone: string;
+  project: string;
   instanceId: string;
   status: string;
   inputs: Inputs;
@@ -145,6 +204,14 @@ export interface CloudInstance {
   diskName?: string;
   /** What the last successful reconcile command installed. */
   reconciled?: { agents: number; bundleSha256: string };
+  /** The provider's calls on this VM after its creation, in order (stop, setMachineType, start, …). */
+  calls: string[];
+}
+
+export interface CloudAddress {
+  id: string;
+  name: string;
+  address: string;
 }
 
 /** Key pairs from ssh-keygen: a real public half for every private key the program sees. */
@@ -183,9 +250,12 @@ export class Keys {
 const keyBody = (key: string) => key.trim().split(/\s+/).slice(0, 2).join(" ");
 
 export class FakeCloud {
+  /** By GCE path: projects/P/zones/Z/disks/N. */
   readonly disks = new Map<string, CloudDisk>();
+  /** By GCE path: projects/P/zones/Z/instances/N. */
   readonly instances = new Map<string, CloudInstance>();
-  readonly addresses = new Map<string, string>();
+  /** By GCE path: projects/P/regions/R/addresses/N. */
+  readonly addresses = new Map<string, CloudAddress>();
   /** Other named objects, by type then name. */
   readonly objects = new Map<string, Set<string>>();
   private serial = 0;
@@ -202,13 +272,33 @@ export class FakeCloud {
     );
   }
 
+  /** The one instance of this name (tests use one project and zone). */
+  instanceNamed(name: string): CloudInstance | undefined {
+    return unique(
+      [...this.instances.values()].filter((i) => i.name === name),
+      name,
+    );
+  }
+
+  diskNamed(name: string): CloudDisk | undefined {
+    return unique(
+      [...this.disks.values()].filter((d) => d.name === name),
+      name,
+    );
+  }
+
   /** Does the VM let `privateKey` in as agent-admin? */
   accepts(instanceName: string, privateKey: string): boolean {
-    const vm = this.instances.get(instanceName);
+    const vm = this.instanceNamed(instanceName);
     if (!vm) return false;
     const wanted = keyBody(this.keys.publicKey(privateKey));
     return vm.acceptedKeys.some((key) => keyBody(key) === wanted);
   }
+}
+
+function unique<T>(found: T[], name: string): T | undefined {
+  if (found.length > 1) throw new Error(`${found.length} cloud objects are named ${name}`);
+  return found[0];
 }
 
 function getPath(value: unknown, parts: string[]): unknown {
@@ -267,8 +357,60 @@ export function replaces(type: string, paths: string[][], old: Inputs, goal: Inp
   return hit || diskShrinks;
 }
 
+/**
+ * applyReplaceOnChanges: a changed path under one of the resource's replaceOnChanges paths
+ * replaces it (resource.PropertyPath.Contains: a prefix, `*` matching any one element).
+ */
+export function replaceOnChangesHit(paths: string[][], replaceOnChanges: string[]): boolean {
+  const rules = replaceOnChanges.map(parsePath);
+  return paths.some((p) =>
+    rules.some(
+      (rule) => rule.length <= p.length && rule.every((part, i) => part === "*" || p[i] === part),
+    ),
+  );
+}
+
+/**
+ * ScheduleDeletes over DependencyGraph.DependenciesOf: the condemned resources in antichains, each
+ * deleted only once nothing still standing depends on it. `order` is the snapshot's order (a
+ * resource's dependencies come before it); returns the deletes in the order they run.
+ */
+export function scheduleDeletes(order: StateEntry[], condemned: StateEntry[]): StateEntry[][] {
+  const index = new Map(order.map((entry, i) => [entry, i]));
+  const dependenciesOf = (res: StateEntry): StateEntry[] => {
+    const urns = new Set([...res.dependencies, ...(res.deletedWith ? [res.deletedWith] : [])]);
+    const at = index.get(res) ?? order.length;
+    return order.slice(0, at).filter((c) => urns.has(c.urn) || c.urn === res.parent);
+  };
+  const left = new Set(condemned);
+  const antichains: StateEntry[][] = [];
+  while (left.size > 0) {
+    const chain = [...left].filter((res) => !dependenciesOf(res).some((dep) => left.has(dep)));
+    if (chain.length === 0) throw new Error("a dependency cycle among the resources to delete");
+    for (const res of chain) left.delete(res);
+    antichains.push(chain);
+  }
+  return antichains.reverse();
+}
+
+/** What the engine did to one resource. */
+export interface Step {
+  urn: Urn;
+  type: string;
+  name: string;
+  custom: boolean;
+  op: Op;
+}
+
 export interface StepLog {
-  /** resource name → what happened to it (unchanged resources are absent). */
+  /** Every step, in the order it ran. */
+  steps: Step[];
+  /** URN → what happened to it (unchanged resources are absent). */
+  byUrn: Record<Urn, Op>;
+  /**
+   * Custom resource name → what happened to it: shorthand for a stack whose custom resources
+   * have distinct names (a second resource of the same name is listed under its URN).
+   */
   ops: Record<string, Op>;
   error?: string;
 }
@@ -276,71 +418,161 @@ export interface StepLog {
 export interface LifecycleOptions {
   /** The engine before pulumi/pulumi #19339 (v3.174.0): an import must match exactly. */
   strictImport?: boolean;
+  /** The stack name (URNs). @default "dev" */
+  stack?: string;
 }
+
+/** A program other than index.ts (the stand-in's own tests, several hosts). */
+export type Program = () => Promise<Record<string, unknown>>;
 
 /** Runs `pulumi up` and `pulumi destroy` against one state and one fake cloud. */
 export class LifecycleEngine implements MockEngine {
-  state = new Map<string, StateEntry>();
+  /** The snapshot: URN → state, in the order the engine wrote it. */
+  state = new Map<Urn, StateEntry>();
   readonly cloud: FakeCloud;
   readonly keys = new Keys();
-  private ops: Record<string, Op> = {};
+  private steps: Step[] = [];
   private failure?: string;
-  private pendingDeletes: StateEntry[] = [];
-  private registered = new Set<string>();
+  /** Olds to delete once every registration is done: replaced (create before delete) ones. */
+  private replacedOlds: StateEntry[] = [];
+  /**
+   * Replaced olds a failed operation did not delete: the snapshot keeps them marked for deletion
+   * (State.Delete) and the next operation deletes them (GenerateDeletes: `res.Delete`).
+   */
+  pendingDelete: StateEntry[] = [];
+  /** URNs of the old state that a registration claimed, under its URN or an alias. */
+  private claimed = new Set<Urn>();
+  /** URNs registered in this run (stepGenerator.urns). */
+  private seen = new Set<Urn>();
+  /** Old URN → the new URN that claimed it through an alias (stepGenerator.aliased). */
+  private aliased = new Map<Urn, Urn>();
+  private resolver = new AliasResolver("dev", "agent-host");
+  private olds = new Map<Urn, StateEntry>();
+  private next = new Map<Urn, StateEntry>();
+  private readonly stack: string;
 
   constructor(private readonly options: LifecycleOptions = {}) {
     this.cloud = new FakeCloud(this.keys);
+    this.stack = options.stack ?? "dev";
   }
 
   dispose(): void {
     this.keys.dispose();
   }
 
-  async up(config: Record<string, string>, secretKeys: string[] = []): Promise<StepLog> {
-    this.ops = {};
+  /** The state entry of the one custom resource of this name. */
+  entryNamed(name: string): StateEntry | undefined {
+    const found = [...this.state.values()].filter((e) => e.custom && e.name === name);
+    if (found.length > 1)
+      throw new Error(`${found.length} resources in the state are named ${name}`);
+    return found[0];
+  }
+
+  async up(
+    config: Record<string, string>,
+    secretKeys: string[] = [],
+    program?: Program,
+  ): Promise<StepLog> {
+    this.steps = [];
     this.failure = undefined;
-    this.pendingDeletes = [];
-    this.registered = new Set();
-    const before = [...this.state.keys()];
+    this.replacedOlds = [];
+    this.claimed = new Set();
+    this.seen = new Set();
+    this.aliased = new Map();
+    this.resolver = new AliasResolver(this.stack, "agent-host");
+    this.olds = new Map(this.state);
+    this.next = new Map();
     try {
-      await runProgram(config, { engine: this, secretKeys });
+      await runProgram(config, { engine: this, secretKeys, stack: this.stack, program });
     } catch (error) {
       this.failure ??= (error as Error).message;
     }
-    if (this.failure) return { ops: this.ops, error: this.failure };
-    // Replaced resources (create before delete), then what the program no longer registers,
-    // newest first.
-    for (const old of this.pendingDeletes) this.deleteFromCloud(old);
-    for (const key of before.reverse()) {
-      if (this.registered.has(key)) continue;
-      const old = this.state.get(key)!;
-      this.state.delete(key);
-      this.ops[old.name] = this.remove(old);
+    const unclaimed = [...this.olds.values()].filter((old) => !this.claimed.has(old.urn));
+    if (this.failure) {
+      // What ran is in the state; the olds nobody claimed stay, and nothing is deleted.
+      this.state = new Map([...this.next, ...unclaimed.map((o) => [o.urn, o] as const)]);
+      this.pendingDelete.push(...this.replacedOlds);
+      return this.log();
     }
-    return { ops: this.ops, error: this.failure };
+    this.state = new Map(this.next);
+    // The replaced olds and what the program no longer registers, in dependency order.
+    const replaced = [...this.pendingDelete, ...this.replacedOlds];
+    this.pendingDelete = [];
+    this.runDeletes(
+      [...replaced, ...this.olds.values()],
+      [...replaced, ...unclaimed],
+      new Set(replaced),
+    );
+    return this.log();
   }
 
   destroy(): StepLog {
-    this.ops = {};
-    for (const key of [...this.state.keys()].reverse()) {
-      const old = this.state.get(key)!;
-      this.state.delete(key);
-      this.ops[old.name] = this.remove(old);
-    }
-    return { ops: this.ops };
+    this.steps = [];
+    this.failure = undefined;
+    const replaced = this.pendingDelete;
+    this.pendingDelete = [];
+    const all = [...this.state.values()];
+    this.runDeletes([...replaced, ...all], [...replaced, ...all], new Set(replaced));
+    return this.log();
   }
 
-  /** retainOnDelete comes from the state entry, never from the program. */
-  private remove(old: StateEntry): Op {
-    if (old.retainOnDelete) return "retain";
-    this.deleteFromCloud(old);
-    return "delete";
+  private log(): StepLog {
+    const byUrn: Record<Urn, Op> = {};
+    const ops: Record<string, Op> = {};
+    const owner = new Map<string, Urn>();
+    for (const step of this.steps) {
+      byUrn[step.urn] = step.op;
+      if (!step.custom) continue;
+      const first = owner.get(step.name) ?? step.urn;
+      owner.set(step.name, first);
+      ops[first === step.urn ? step.name : step.urn] = step.op;
+    }
+    return { steps: [...this.steps], byUrn, ops, ...(this.failure ? { error: this.failure } : {}) };
+  }
+
+  private record(entry: { urn: Urn; type: string; name: string; custom: boolean }, op: Op): void {
+    const { urn, type, name, custom } = entry;
+    this.steps.push({ urn, type, name, custom, op });
+  }
+
+  /** Deletes `condemned` in ScheduleDeletes' order; `replacing` ones were replaced, not dropped. */
+  private runDeletes(
+    order: StateEntry[],
+    condemned: StateEntry[],
+    replacing: Set<StateEntry>,
+  ): void {
+    const deleting = new Set(condemned.map((c) => c.urn));
+    for (const chain of scheduleDeletes(order, condemned)) {
+      for (const old of chain) {
+        if (this.failure) return;
+        try {
+          // DeleteStep.Apply
+          if (!replacing.has(old) && old.protect) {
+            throw new Error(
+              `resource "${old.urn}" cannot be deleted\nbecause it is protected. To unprotect the resource, either remove the \`protect\` flag from the resource in your Pulumi program and run \`pulumi up\`, or use the command:\n\`pulumi state unprotect '${old.urn}'\``,
+            );
+          }
+          let op: Op = "delete";
+          if (old.retainOnDelete) op = "retain";
+          else if (old.deletedWith && deleting.has(old.deletedWith)) op = "deleted-with";
+          else if (old.custom) this.deleteFromCloud(old);
+          if (this.state.get(old.urn) === old) this.state.delete(old.urn);
+          if (!replacing.has(old)) this.record(old, op);
+        } catch (error) {
+          this.failure = `${old.type} ${old.name}: ${(error as Error).message}`;
+          if (replacing.has(old)) this.pendingDelete.push(old);
+          else if (!this.state.has(old.urn)) this.state.set(old.urn, old);
+        }
+      }
+    }
   }
 
   call(token: string, inputs: Inputs): Inputs | undefined {
     switch (token) {
       case "gcp:compute/getDisk:getDisk": {
-        const disk = this.cloud.disks.get(String(inputs.name));
+        const disk = this.cloud.disks.get(
+          `projects/${inputs.project}/zones/${inputs.zone}/disks/${inputs.name}`,
+        );
         // A 404 in GCP; the mocks' empty answer (tests/harness.ts) takes the same branch.
         if (!disk) return {};
         return {
@@ -351,7 +583,9 @@ export class LifecycleEngine implements MockEngine {
         };
       }
       case "gcp:compute/getInstance:getInstance": {
-        const vm = this.cloud.instances.get(String(inputs.name));
+        const vm = this.cloud.instances.get(
+          `projects/${inputs.project}/zones/${inputs.zone}/instances/${inputs.name}`,
+        );
         return vm ? { name: vm.name, currentStatus: vm.status } : {};
       }
       case "tls:index/getPublicKey:getPublicKey": {
@@ -365,45 +599,136 @@ export class LifecycleEngine implements MockEngine {
 
   newResource(
     args: pulumi.runtime.MockResourceArgs,
-    options: RecordedResource["options"],
+    registration: RecordedResource,
   ): { id: string; state: Inputs } {
-    if (args.custom === false) return { id: "", state: {} };
-    const key = `${args.type}::${args.name}`;
-    this.registered.add(key);
-    let old = this.state.get(key);
-    // After a failed step the engine starts no new ones: the rest keep their old state.
-    if (this.failure) return { id: old?.id ?? "", state: old?.outputs ?? {} };
+    const { urn, options } = registration;
+    let old: StateEntry | undefined;
     try {
-      const goalInputs = unwrap(args.inputs) as Inputs;
-      const importId = options.importId;
-      const oldImportId = old ? old.importId || old.id : "";
-      if (importId && (!old || oldImportId !== importId)) {
-        old = this.importStep(args.type, args.name, importId, goalInputs, options);
-        this.ops[args.name] = "import";
+      // stepGenerator.generateURN
+      if (this.seen.has(urn)) {
+        throw new Error(`Duplicate resource URN '${urn}'; try giving it a unique name`);
       }
-      const goal = old
-        ? processIgnoreChanges(goalInputs, old.inputs, options.ignoreChanges)
-        : goalInputs;
-      const entry = old
-        ? this.diffStep(old, goal, options, importId)
-        : this.createStep(args.type, args.name, goal, options, importId);
-      this.state.set(key, entry);
+      this.seen.add(urn);
+      const found = this.resolver.getOldResource(
+        this.olds,
+        this.seen,
+        this.aliased,
+        urn,
+        args.name,
+        args.type,
+        registration.parent,
+        options.aliases,
+      );
+      old = found.old;
+      if (old) this.claimed.add(old.urn);
+      // After a failed step the engine starts no new ones: the rest keep their old state.
+      if (this.failure) {
+        if (old) this.next.set(urn, { ...old, urn });
+        return { id: old?.id ?? "", state: old?.outputs ?? {} };
+      }
+      const entry = this.step(args, registration, old);
+      this.next.set(urn, entry);
       return { id: entry.id, state: entry.outputs };
     } catch (error) {
-      this.failure = `${args.type} ${args.name}: ${(error as Error).message}`;
+      this.failure ??= `${args.type} ${args.name}: ${(error as Error).message}`;
+      if (old) this.next.set(urn, { ...old, urn });
       return { id: old?.id ?? "", state: old?.outputs ?? {} };
     }
   }
 
+  /** The steps for one registration; returns its new state. */
+  private step(
+    args: pulumi.runtime.MockResourceArgs,
+    registration: RecordedResource,
+    found: StateEntry | undefined,
+  ): StateEntry {
+    const { urn, options } = registration;
+    const base = {
+      urn,
+      type: args.type,
+      name: args.name,
+      parent: registration.parent,
+      custom: registration.custom,
+      retainOnDelete: options.retainOnDelete,
+      protect: options.protect,
+      deletedWith: options.deletedWith,
+      dependencies: options.dependencies,
+    };
+    if (!registration.custom) {
+      // A component: no provider, a create when new, otherwise the same.
+      if (!found) this.record(base, "create");
+      return { ...base, id: "", inputs: {}, outputs: {}, importId: "" };
+    }
+    let old = found ? { ...found, urn } : undefined;
+    const goalInputs = unwrap(args.inputs) as Inputs;
+    const importId = options.importId;
+    const oldImportId = old ? old.importId || old.id : "";
+    let imported = false;
+    if (importId && (!old || oldImportId !== importId)) {
+      const read = this.importStep(args.type, importId, goalInputs, options);
+      if (found) {
+        // ImportReplacementStep: the object under the old ID goes with the other deletes.
+        this.replacedOlds.push(found);
+        this.record(base, "import-replace");
+      } else {
+        this.record(base, "import");
+      }
+      old = {
+        ...base,
+        id: importId,
+        inputs: read,
+        outputs: { ...read, selfLink: importId },
+        importId,
+      };
+      imported = true;
+    }
+    if (!old) {
+      const { id, outputs } = this.createInCloud(args.type, goalInputs);
+      this.record(base, "create");
+      return { ...base, id, inputs: goalInputs, outputs, importId };
+    }
+    const goal = processIgnoreChanges(goalInputs, old.inputs, options.ignoreChanges);
+    const next: StateEntry = { ...old, ...base, importId: importId || old.importId };
+    const paths = changedPaths(old.inputs, goal);
+    if (paths.length === 0) return next;
+    const replace =
+      replaces(old.type, paths, old.inputs, goal) ||
+      replaceOnChangesHit(paths, options.replaceOnChanges);
+    if (!replace) {
+      const outputs = this.updateInCloud(old, goal);
+      if (!imported) this.record(base, "update");
+      return { ...next, inputs: goal, outputs };
+    }
+    if (options.protect && old.protect) {
+      throw new Error(
+        `unable to replace resource "${urn}"\nas it is currently marked for protection. To unprotect the resource, remove the \`protect\` flag from the resource in your Pulumi program and run \`pulumi up\``,
+      );
+    }
+    if (importId) {
+      throw new Error(
+        `previously-imported resources that still specify an ID may not be replaced; please remove the \`import\` declaration from your program;\n${paths.map((p) => p.join(".")).join(", ")}`,
+      );
+    }
+    const deleteFirst = options.deleteBeforeReplace ?? NAME_FIELD[old.type] !== undefined;
+    if (deleteFirst) {
+      // DeleteReplacementStep, then CreateReplacementStep. A retained old one stays in the cloud.
+      if (!old.retainOnDelete) this.deleteFromCloud(old);
+    }
+    const { id, outputs } = this.createInCloud(old.type, goal);
+    if (!deleteFirst && found) this.replacedOlds.push(found);
+    this.record(base, "replace");
+    return { ...next, id, inputs: goal, outputs };
+  }
+
+  /** ImportStep: read the object by ID; its inputs are what was read. */
   private importStep(
     type: string,
-    name: string,
     id: string,
     goal: Inputs,
     options: RecordedResource["options"],
-  ): StateEntry {
+  ): Inputs {
     if (type !== "gcp:compute/disk:Disk") throw new Error(`no import for ${type} in this model`);
-    const disk = [...this.cloud.disks.values()].find((d) => d.id === id);
+    const disk = this.cloud.disks.get(id);
     if (!disk) throw new Error(`resource '${id}' does not exist`);
     const inputs: Inputs = {
       project: disk.project,
@@ -424,66 +749,7 @@ export class LifecycleEngine implements MockEngine {
         );
       }
     }
-    return {
-      type,
-      name,
-      id,
-      inputs,
-      outputs: { ...inputs, selfLink: id },
-      retainOnDelete: options.retainOnDelete,
-      importId: id,
-    };
-  }
-
-  private createStep(
-    type: string,
-    name: string,
-    goal: Inputs,
-    options: RecordedResource["options"],
-    importId: string,
-  ): StateEntry {
-    const { id, outputs } = this.createInCloud(type, goal);
-    this.ops[name] = "create";
-    return {
-      type,
-      name,
-      id,
-      inputs: goal,
-      outputs,
-      retainOnDelete: options.retainOnDelete,
-      importId,
-    };
-  }
-
-  private diffStep(
-    old: StateEntry,
-    goal: Inputs,
-    options: RecordedResource["options"],
-    importId: string,
-  ): StateEntry {
-    const paths = changedPaths(old.inputs, goal);
-    const next = {
-      ...old,
-      retainOnDelete: options.retainOnDelete,
-      importId: importId || old.importId,
-    };
-    if (paths.length === 0) return next;
-    if (replaces(old.type, paths, old.inputs, goal)) {
-      if (importId) {
-        throw new Error(
-          `previously-imported resources that still specify an ID may not be replaced; please remove the \`import\` declaration from your program; ${paths.map((p) => p.join(".")).join(", ")}`,
-        );
-      }
-      const deleteFirst = NAME_FIELD[old.type] !== undefined;
-      if (deleteFirst && !old.retainOnDelete) this.deleteFromCloud(old);
-      const { id, outputs } = this.createInCloud(old.type, goal);
-      if (!deleteFirst && !old.retainOnDelete) this.pendingDeletes.push(old);
-      this.ops[old.name] = "replace";
-      return { ...next, id, inputs: goal, outputs };
-    }
-    const outputs = this.updateInCloud(old, goal);
-    if (this.ops[old.name] !== "import") this.ops[old.name] = "update";
-    return { ...next, inputs: goal, outputs };
+    return inputs;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -496,10 +762,10 @@ export class LifecycleEngine implements MockEngine {
       case "gcp:compute/disk:Disk": {
         const diskName = String(inputs.name);
         const zone = String(inputs.zone);
-        if (cloud.disks.has(diskName))
-          throw cloud.alreadyExists("disks", project, `zones/${zone}`, diskName);
         const id = `projects/${project}/zones/${zone}/disks/${diskName}`;
-        cloud.disks.set(diskName, {
+        if (cloud.disks.has(id))
+          throw cloud.alreadyExists("disks", project, `zones/${zone}`, diskName);
+        cloud.disks.set(id, {
           id,
           name: diskName,
           zone,
@@ -513,15 +779,13 @@ export class LifecycleEngine implements MockEngine {
       }
       case "gcp:compute/address:Address": {
         const addressName = String(inputs.name);
-        if (cloud.addresses.has(addressName)) {
+        const id = `projects/${project}/regions/${inputs.region}/addresses/${addressName}`;
+        if (cloud.addresses.has(id)) {
           throw cloud.alreadyExists("addresses", project, `regions/${inputs.region}`, addressName);
         }
         const address = `198.51.100.${cloud.next()}`;
-        cloud.addresses.set(addressName, address);
-        return {
-          id: `projects/${project}/regions/${inputs.region}/addresses/${addressName}`,
-          outputs: { ...inputs, address },
-        };
+        cloud.addresses.set(id, { id, name: addressName, address });
+        return { id, outputs: { ...inputs, address } };
       }
       case "gcp:compute/instance:Instance":
         return this.createInstance(inputs);
@@ -562,9 +826,10 @@ export class LifecycleEngine implements MockEngine {
   }
 
   private claimName(type: string, name: string, project: string, kind: string): void {
+    const key = `${project}/${name}`;
     const names = this.cloud.objects.get(type) ?? new Set<string>();
-    if (names.has(name)) throw this.cloud.alreadyExists(kind, project, "global", name);
-    names.add(name);
+    if (names.has(key)) throw this.cloud.alreadyExists(kind, project, "global", name);
+    names.add(key);
     this.cloud.objects.set(type, names);
   }
 
@@ -572,13 +837,15 @@ export class LifecycleEngine implements MockEngine {
     const cloud = this.cloud;
     const name = String(inputs.name);
     const project = String(inputs.project);
-    if (cloud.instances.has(name))
-      throw cloud.alreadyExists("instances", project, `zones/${inputs.zone}`, name);
+    const zone = String(inputs.zone);
+    const id = `projects/${project}/zones/${zone}/instances/${name}`;
+    if (cloud.instances.has(id))
+      throw cloud.alreadyExists("instances", project, `zones/${zone}`, name);
     const attached = (inputs.attachedDisks as Inputs[] | undefined) ?? [];
     let diskName: string | undefined;
     for (const attachment of attached) {
       const source = String(attachment.source);
-      const disk = [...cloud.disks.values()].find((d) => d.id === source);
+      const disk = cloud.disks.get(source);
       if (!disk)
         throw new Error(`googleapi: Error 404: The resource '${source}' was not found, notFound`);
       if (disk.attachedTo && attachment.mode !== "READ_ONLY") {
@@ -586,7 +853,7 @@ export class LifecycleEngine implements MockEngine {
           `googleapi: Error 400: The disk resource '${source}' is already being used by '${disk.attachedTo}', resourceInUseByAnotherResource`,
         );
       }
-      disk.attachedTo = `projects/${project}/zones/${inputs.zone}/instances/${name}`;
+      disk.attachedTo = id;
       diskName = disk.name;
     }
     const natIp = String(
@@ -596,8 +863,11 @@ export class LifecycleEngine implements MockEngine {
     const users =
       (parse(userData) as { users?: { ssh_authorized_keys?: string[] }[] })?.users ?? [];
     const instanceId = String(4_000_000_000_000_000 + cloud.next());
-    cloud.instances.set(name, {
+    cloud.instances.set(id, {
+      id,
       name,
+      zone,
+      project,
       instanceId,
       status: "RUNNING",
       inputs,
@@ -606,32 +876,24 @@ export class LifecycleEngine implements MockEngine {
       acceptedKeys: users[0]?.ssh_authorized_keys ?? [],
       natIp,
       diskName,
+      calls: [],
     });
-    return {
-      id: `projects/${project}/zones/${inputs.zone}/instances/${name}`,
-      outputs: { ...inputs, instanceId },
-    };
+    return { id, outputs: { ...inputs, instanceId } };
   }
 
   private updateInCloud(old: StateEntry, goal: Inputs): Inputs {
     const cloud = this.cloud;
     switch (old.type) {
       case "gcp:compute/disk:Disk": {
-        const disk = cloud.disks.get(String(goal.name));
+        const disk = cloud.disks.get(old.id);
         if (!disk) throw new Error(`googleapi: Error 404: disk ${goal.name} was not found`);
         // resourceComputeDiskUpdate: resize (grow only) and setLabels, in place.
         disk.sizeGb = Number(goal.size);
         disk.labels = (goal.labels as Inputs) ?? {};
         return { ...old.outputs, ...goal };
       }
-      case "gcp:compute/instance:Instance": {
-        const vm = cloud.instances.get(String(goal.name));
-        if (!vm) throw new Error(`googleapi: Error 404: instance ${goal.name} was not found`);
-        // setMetadata and friends: the VM keeps running its booted user-data.
-        vm.inputs = goal;
-        vm.metadataUserData = String(getPath(goal, ["metadata", "user-data"]) ?? "");
-        return { ...old.outputs, ...goal };
-      }
+      case "gcp:compute/instance:Instance":
+        return this.updateInstance(old, goal);
       case "command:remote:Command":
         // Command.Update runs `update` (or `create` when there is none).
         return this.runCommand(goal, String(goal.update ?? goal.create));
@@ -640,34 +902,91 @@ export class LifecycleEngine implements MockEngine {
     }
   }
 
+  /**
+   * resourceComputeInstanceUpdate: metadata and labels on the running VM; machine_type, the
+   * service account (email or scopes) and shielded_instance_config only on a stopped one
+   * (needToStopInstanceBeforeUpdating). A RUNNING VM without allow_stopping_for_update: refused.
+   * With it: stop, the updates, start again (the VM keeps its disks, IP and booted user-data).
+   */
+  private updateInstance(old: StateEntry, goal: Inputs): Inputs {
+    const vm = this.cloud.instances.get(old.id);
+    if (!vm) throw new Error(`googleapi: Error 404: instance ${goal.name} was not found`);
+    const changed = (path: string) =>
+      changedPaths(getPath(old.inputs, [path]), getPath(goal, [path])).length > 0;
+    const whileStopped = [
+      changed("machineType") ? "setMachineType" : "",
+      changed("serviceAccount") ? "setServiceAccount" : "",
+      changed("shieldedInstanceConfig") ? "updateShieldedInstanceConfig" : "",
+    ].filter(Boolean);
+    if (changed("metadata")) vm.calls.push("setMetadata");
+    if (changed("labels")) vm.calls.push("setLabels");
+    if (whileStopped.length > 0) {
+      const statusBeforeUpdate = vm.status;
+      if (statusBeforeUpdate === "RUNNING" && goal.allowStoppingForUpdate !== true) {
+        throw new Error(
+          "Changing the machine_type, min_cpu_platform, service_account, enable_display, shielded_instance_config, scheduling.node_affinities " +
+            "or network_interface.[#d].(network/subnetwork/subnetwork_project) or advanced_machine_features on a started instance requires stopping it. " +
+            "To acknowledge this, please set allow_stopping_for_update = true in your config. " +
+            'You can also stop it by setting desired_status = "TERMINATED", but the instance will not be restarted after the update.',
+        );
+      }
+      if (statusBeforeUpdate !== "TERMINATED") {
+        vm.calls.push("stop");
+        vm.status = "TERMINATED";
+      }
+      vm.calls.push(...whileStopped);
+      if (statusBeforeUpdate === "RUNNING") {
+        vm.calls.push("start");
+        vm.status = "RUNNING";
+      }
+    }
+    vm.inputs = goal;
+    // setMetadata and friends: the VM keeps running its booted user-data.
+    vm.metadataUserData = String(getPath(goal, ["metadata", "user-data"]) ?? "");
+    return { ...old.outputs, ...goal };
+  }
+
   private deleteFromCloud(old: StateEntry): void {
     const cloud = this.cloud;
     switch (old.type) {
       case "gcp:compute/disk:Disk": {
-        const disk = cloud.disks.get(String(old.inputs.name));
+        const disk = cloud.disks.get(old.id);
         if (disk?.attachedTo) {
           throw new Error(
             `googleapi: Error 400: The disk resource '${disk.id}' is already being used by '${disk.attachedTo}', resourceInUseByAnotherResource`,
           );
         }
-        cloud.disks.delete(String(old.inputs.name));
+        cloud.disks.delete(old.id);
         return;
       }
       case "gcp:compute/instance:Instance": {
-        const vm = cloud.instances.get(String(old.inputs.name));
-        if (vm?.diskName) {
-          const disk = cloud.disks.get(vm.diskName);
-          if (disk) disk.attachedTo = undefined;
+        const vm = cloud.instances.get(old.id);
+        for (const disk of cloud.disks.values()) {
+          if (disk.attachedTo === old.id) disk.attachedTo = undefined;
         }
-        cloud.instances.delete(String(old.inputs.name));
+        if (vm) cloud.instances.delete(old.id);
         return;
       }
-      case "gcp:compute/address:Address":
-        cloud.addresses.delete(String(old.inputs.name));
+      case "gcp:compute/address:Address": {
+        const address = cloud.addresses.get(old.id);
+        const user = [...cloud.instances.values()].find(
+          (i) => address && i.natIp === address.address,
+        );
+        if (user) {
+          throw new Error(
+            `googleapi: Error 400: The address resource '${old.id}' is already being used by '${user.id}', resourceInUseByAnotherResource`,
+          );
+        }
+        cloud.addresses.delete(old.id);
+        return;
+      }
+      case "gcp:serviceaccount/account:Account":
+        cloud.objects.get(old.type)?.delete(`${old.inputs.project}/${old.inputs.accountId}`);
         return;
       default: {
         const field = NAME_FIELD[old.type];
-        if (field) cloud.objects.get(old.type)?.delete(String(old.inputs[field]));
+        if (field)
+          cloud.objects.get(old.type)?.delete(`${old.inputs.project}/${old.inputs[field]}`);
       }
     }
   }
