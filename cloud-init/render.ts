@@ -1,12 +1,8 @@
 // Pure renderer: typed host settings → the #cloud-config text the VM boots with. No Pulumi
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
 import { stringify } from "yaml";
-import {
-  ADMIN_USER,
-  HOST_CONF_PATH,
-  renderBootHostConf,
-  type HostSettings,
-} from "./host-config";
+import { ADMIN_USER, HOST_CONF_PATH, renderBootHostConf, type HostSettings } from "./host-config";
+import { gzipSync } from "zlib";
 import { readHostFiles, type HostFileContent } from "./files";
 
 /** GCE refuses a metadata value above 256 KiB. */
@@ -15,12 +11,32 @@ export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 const LIB = "/usr/local/lib/agent-host";
 
 /**
+ * The generated host bundle (agent-host.js) travels gzipped: cloud-init's `encoding: gz+b64`
+ * writes it decompressed, and user-data stays under GCE's 256 KiB (the scripts stay plain text).
+ */
+export const isPacked = (file: string): boolean => file === `${LIB}/agent-host.js`;
+
+/** gzip is deterministic here (no name, mtime 0): the same bundle gives the same user-data. */
+const pack = (text: string): string =>
+  gzipSync(Buffer.from(text, "utf8"), { level: 9 }).toString("base64");
+
+/**
  * Packages every host gets; the sources add theirs (see packagesFor). acl: setfacl, which gives
  * the admin user read access to every agent's private workspace. gh: the GitHub CLI. nodejs
  * runs the host logic (agent-host.js: the hooks' recorder, the control window, send), whatever
  * the Claude Code source.
  */
-const BASE_PACKAGES = ["acl", "ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
+const BASE_PACKAGES = [
+  "acl",
+  "ca-certificates",
+  "curl",
+  "gh",
+  "git",
+  "gnupg",
+  "jq",
+  "nodejs",
+  "tmux",
+];
 
 export function packagesFor(settings: HostSettings): string[] {
   const packages = [...BASE_PACKAGES];
@@ -63,7 +79,9 @@ export function renderUserData(
         path: file.path,
         owner: "root:root",
         permissions: file.mode,
-        content: file.content,
+        ...(isPacked(file.path)
+          ? { encoding: "gz+b64", content: pack(file.content) }
+          : { content: file.content }),
       })),
       {
         path: HOST_CONF_PATH,

@@ -122,14 +122,13 @@ test.each(SCRIPTS)(
   },
 );
 
-test.each([["first-boot", /node "\$\{LIB\}\/agent-host\.js" conf /]])(
-  "%s reads host.conf through agent-host.js conf too",
-  (file, call) => {
-    const text = read(`host/${file}`);
-    expect(text).toMatch(call);
-    expect(text).not.toMatch(/sed -n ["']s\/\^(\$1|[A-Z_]+)=/);
-  },
-);
+// first-boot read AGENT_USER to put the shared user in the docker group; with one user per agent
+// (made by reconcile, never in the docker group) it reads no host.conf key at all.
+test("first-boot reads no host.conf key and puts no one in the docker group", () => {
+  const text = read("host/first-boot");
+  expect(text).not.toMatch(/agent-host\.js" conf|AGENT_USER|sed -n ["']s\/\^/);
+  expect(text).not.toMatch(/usermod|--groups docker/);
+});
 
 // apply is TypeScript now (host/apply/apply.ts): it takes the one parser itself, and its bash entry
 // point (cloud-init/host/apply) reads no host.conf at all.

@@ -6,6 +6,7 @@ import { parseHostConf } from "../host/conf/conf";
 import { execFileSync, spawnSync } from "child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
+import { gunzipSync } from "zlib";
 import * as path from "path";
 import { parse } from "yaml";
 import { parseConfig } from "../config";
@@ -16,7 +17,7 @@ import {
   renderBootHostConf,
   renderHostConf,
 } from "../cloud-init/host-config";
-import { METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
+import { isPacked, METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
 import { renderFromArgs } from "../scripts/render";
 import { BASE_CONFIG } from "./harness";
 
@@ -93,7 +94,7 @@ describe("what the user-data sets up", () => {
     expect(text.startsWith("#cloud-config\n")).toBe(true);
   });
 
-  test("an admin user with sudo and keys only; an agent user without sudo, uid/gid pinned", () => {
+  test("an admin user with sudo and keys only; no agent user (reconcile makes agent-N, issue 20)", () => {
     expect(doc.users).toEqual([
       {
         name: "agent-admin",
@@ -103,17 +104,9 @@ describe("what the user-data sets up", () => {
         lock_passwd: true,
         ssh_authorized_keys: [DEPLOY_KEY],
       },
-      {
-        name: "agent",
-        gecos: "agent-host agents (unprivileged)",
-        shell: "/bin/bash",
-        uid: 2000,
-        primary_group: "agent",
-        no_user_group: true,
-        lock_passwd: true,
-      },
     ]);
-    expect(doc.bootcmd).toEqual([["groupadd", "--force", "--gid", "2000", "agent"]]);
+    // Agent users depend on the count, which user-data must not: agentctl reconcile makes them.
+    expect(doc.bootcmd).toBeUndefined();
     expect(doc.ssh_pwauth).toBe(false);
     expect(doc.disable_root).toBe(true);
   });
@@ -122,12 +115,19 @@ describe("what the user-data sets up", () => {
     const files = readHostFiles();
     for (const file of files) {
       const written = doc.write_files.find((f: { path: string }) => f.path === file.path);
+      // The generated bundle travels gzipped (cloud-init's gz+b64): user-data has a 256 KiB cap.
+      const packed = isPacked(file.path);
       expect(written).toEqual({
         path: file.path,
         owner: "root:root",
         permissions: file.mode,
-        content: file.content,
+        ...(packed ? { encoding: "gz+b64" } : {}),
+        content: packed ? expect.any(String) : file.content,
       });
+      if (packed)
+        expect(gunzipSync(Buffer.from(written.content, "base64")).toString("utf8")).toBe(
+          file.content,
+        );
     }
     const { config } = parseConfig({ ...BASE_CONFIG });
     expect(
@@ -142,6 +142,7 @@ describe("what the user-data sets up", () => {
 
   test("packages follow the sources", () => {
     expect(doc.packages).toEqual([
+      "acl",
       "ca-certificates",
       "curl",
       "gh",
@@ -157,6 +158,7 @@ describe("what the user-data sets up", () => {
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
       ).packages,
     ).toEqual([
+      "acl",
       "ca-certificates",
       "curl",
       "docker.io",
@@ -184,6 +186,7 @@ describe("what the user-data sets up", () => {
         }),
       ).packages,
     ).toEqual([
+      "acl",
       "build-essential",
       "ca-certificates",
       "curl",
