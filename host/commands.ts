@@ -120,7 +120,11 @@ function prepareAgent(argv: string[]): number {
     CLAUDE_DIR: a.claudeDir,
     WORKSPACE: a.workspace,
   };
-  process.stdout.write(Object.entries(lines).map(([k, v]) => `${k}=${v}\n`).join(""));
+  process.stdout.write(
+    Object.entries(lines)
+      .map(([k, v]) => `${k}=${v}\n`)
+      .join(""),
+  );
   return 0;
 }
 

@@ -33,13 +33,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import {
-  filesContaining,
-  freePort,
-  removeTestAgents,
-  standinRecords,
-  waitFor,
-} from "./support";
+import { filesContaining, freePort, removeTestAgents, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");

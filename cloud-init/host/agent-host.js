@@ -2667,7 +2667,9 @@ function ownCheckout2(a, js, log2) {
   if (!(dotgit?.isFile() || !dotgit && link)) return;
   const r = runAsAgent(a, ["node", js, "own-checkout", a.workspace]);
   if (r.status !== 0)
-    throw new Error(`${a.name}: could not make ${a.workspace} a repository of its own: ${r.stderr.trim()}`);
+    throw new Error(
+      `${a.name}: could not make ${a.workspace} a repository of its own: ${r.stderr.trim()}`
+    );
   log2(`${a.name}: ${a.workspace} is now a git repository of its own (was a shared worktree)`);
 }
 function migrateAgent(conf, n, js, log2) {
@@ -4040,8 +4042,10 @@ function prepareAgent(argv) {
     CLAUDE_DIR: a.claudeDir,
     WORKSPACE: a.workspace
   };
-  process.stdout.write(Object.entries(lines).map(([k, v]) => `${k}=${v}
-`).join(""));
+  process.stdout.write(
+    Object.entries(lines).map(([k, v]) => `${k}=${v}
+`).join("")
+  );
   return 0;
 }
 async function run3(cmd, rest) {

@@ -90,7 +90,6 @@ function runsACommand(pid: number): boolean {
   return !argv.some((a) => a.includes("agent-host.js"));
 }
 
-
 /** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
 export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknown>): number[] {
   const desired = Number(readSmall(path.join(conf.runDir, "desired")));

@@ -199,7 +199,9 @@ function ownCheckout(a: AgentIds, js: string, log: Log): void {
   if (!(dotgit?.isFile() || (!dotgit && link))) return;
   const r = runAsAgent(a, ["node", js, "own-checkout", a.workspace]);
   if (r.status !== 0)
-    throw new Error(`${a.name}: could not make ${a.workspace} a repository of its own: ${r.stderr.trim()}`);
+    throw new Error(
+      `${a.name}: could not make ${a.workspace} a repository of its own: ${r.stderr.trim()}`,
+    );
   log(`${a.name}: ${a.workspace} is now a git repository of its own (was a shared worktree)`);
 }
 

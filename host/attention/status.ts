@@ -362,7 +362,9 @@ async function workspaceBytes(ws: string, cache: string): Promise<number | null>
 /** Agent n's user when it exists (git runs as it); undefined before reconcile made it. */
 function agentUser(conf: HostConf, n: number): AgentUser | undefined {
   const ids = agentIds(conf, n);
-  const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${ids.name}:`));
+  const line = (readSmall("/etc/passwd") ?? "")
+    .split("\n")
+    .find((l) => l.startsWith(`${ids.name}:`));
   return line?.split(":")[2] === String(ids.uid) ? ids : undefined;
 }
 
