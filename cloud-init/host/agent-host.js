@@ -1532,7 +1532,11 @@ function setUpGit(conf, credentials, p, agents2) {
       credentialHost: conf.gitCredentialHost,
       ghHostFile: `${p.secrets}/gh-host-${agent.name}`
     };
-    configureGit(settings, credentials);
+    try {
+      configureGit(settings, credentials);
+    } catch (error) {
+      applyLog(`warning: ${agent.name}: ${error.message}`);
+    }
   }
 }
 function apply(args, bundle, p) {
@@ -2722,7 +2726,13 @@ function reconcile(a, argv) {
     a.tmux(["kill-window", "-t", id]);
   }
   migrateLegacy(a);
-  for (let i = 1; i <= args.count; i++) a.ensureAgent(i);
+  for (let i = 1; i <= args.count; i++) {
+    try {
+      a.ensureAgent(i);
+    } catch (error) {
+      log2(`warning: agent-${i}: ${error.message}`);
+    }
+  }
   if (!args.boot) prepareCheckouts(a, args.count);
   else if (conf.gitRepository !== "")
     log2("boot: repository checkouts are left to the next reconcile");

@@ -83,8 +83,16 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     a.tmux(["kill-window", "-t", id]);
   }
   migrateLegacy(a);
-  // One user per agent, made before anything runs for it (a scale-up creates the new ones).
-  for (let i = 1; i <= args.count; i++) a.ensureAgent(i);
+  // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
+  // agent whose own files refuse it (a link it planted where its state folder was) is named and
+  // left to fail alone, in its own window: one agent never stops the others from starting.
+  for (let i = 1; i <= args.count; i++) {
+    try {
+      a.ensureAgent(i);
+    } catch (error) {
+      log(`warning: agent-${i}: ${(error as Error).message}`);
+    }
+  }
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
   if (!args.boot) prepareCheckouts(a, args.count);

@@ -250,7 +250,13 @@ function setUpGit(
       credentialHost: conf.gitCredentialHost,
       ghHostFile: `${p.secrets}/gh-host-${agent.name}`,
     };
-    configureGit(settings, credentials);
+    // What one agent did to its own home (a link where git's files go) fails that agent's set-up
+    // only, named here; the deploy and the other agents go on.
+    try {
+      configureGit(settings, credentials);
+    } catch (error) {
+      applyLog(`warning: ${agent.name}: ${(error as Error).message}`);
+    }
   }
 }
 
