@@ -1522,6 +1522,10 @@ function installExtraPackages(list) {
     );
 }
 function setUpGit(conf, credentials, p, agents2) {
+  if (credentials !== "remove" && !PRIVATE_KEY_LINE_RE.test(credentials.toString("utf8")) && !GIT_CREDENTIAL_HOST_RE.test(conf.gitCredentialHost))
+    throw new ApplyError(
+      `GIT_CREDENTIAL_HOST='${conf.gitCredentialHost}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`
+    );
   for (let n = 1; n <= agents2; n++) {
     const agent = ensureAgentHome(conf, n, applyLog);
     const settings = {

@@ -32,7 +32,7 @@ import {
   type SecretValue,
 } from "./bundle";
 import { ensureAgentHome } from "../agents/agent-user";
-import { configureGit } from "./git";
+import { configureGit, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "./git";
 import { applyLog, lookupUser, runRoot } from "./run";
 
 export interface ApplyPaths {
@@ -240,6 +240,16 @@ function setUpGit(
   p: ApplyPaths,
   agents: number,
 ): void {
+  // A bad config value stops the deploy before any agent is touched (only an agent's own doing
+  // is a per-agent warning below).
+  if (
+    credentials !== "remove" &&
+    !PRIVATE_KEY_LINE_RE.test(credentials.toString("utf8")) &&
+    !GIT_CREDENTIAL_HOST_RE.test(conf.gitCredentialHost)
+  )
+    throw new ApplyError(
+      `GIT_CREDENTIAL_HOST='${conf.gitCredentialHost}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`,
+    );
   for (let n = 1; n <= agents; n++) {
     const agent = ensureAgentHome(conf, n, applyLog);
     const settings = {
