@@ -86,7 +86,9 @@ function ctl(which: "old" | "new", args: string[]) {
     ...process.env,
     AGENTCTL_CONFIG: d.conf(),
     AGENT_WRAPPER: path.join(dir, "agent-wrapper"),
-    AGENT_HOST_JS: which === "old" ? path.join(dir, "agent-host.js") : BUNDLE,
+    // The current bundle as a copy in a 0755 folder: the migration runs it as each agent
+    // (own-checkout), and CI's clone may sit in a folder agents cannot enter.
+    AGENT_HOST_JS: path.join(which === "old" ? dir : path.join(BASE, "new"), "agent-host.js"),
     AGENTCTL_TMUX_CONF: TMUX_CONF,
   };
   delete env.TMUX;
@@ -127,8 +129,10 @@ suite("upgrade in place: the shared agent user of today's hosts → one user per
     spawnSync("groupdel", [PREFIX]);
     BASE = fs.mkdtempSync(path.join(os.tmpdir(), "upgrade-users-"));
     fs.chmodSync(BASE, 0o755);
-    for (const dir of [d.old(), d.homes(), d.canary()])
+    for (const dir of [d.old(), path.join(BASE, "new"), d.homes(), d.canary()])
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    fs.copyFileSync(BUNDLE, path.join(BASE, "new", "agent-host.js"));
+    fs.chmodSync(path.join(BASE, "new", "agent-host.js"), 0o755);
     fs.writeFileSync(path.join(d.canary(), "secret"), `root ${NONCE}\n`, { mode: 0o600 });
     for (const f of ["agentctl", "agent-wrapper", "agent-host.js", "seed-claude-config"]) {
       const text = execFileSync("git", [
@@ -204,14 +208,12 @@ suite("upgrade in place: the shared agent user of today's hosts → one user per
     );
 
     // Today's product runs 5 agents, then scales down to 3: agents 4 and 5 keep their files.
-    for (const count of ["5", "3"]) {
-      const r = ctl("old", ["reconcile", count]);
-      if (r.status !== 0) throw new Error(`legacy reconcile ${count}: ${r.stderr}`);
-    }
+    const five = ctl("old", ["reconcile", "5"]);
+    if (five.status !== 0) throw new Error(`legacy reconcile 5: ${five.stderr}`);
     await waitFor(
-      "the legacy agents 1..3 running as the shared user",
+      "the legacy agents 1..5 running as the shared user",
       () =>
-        [1, 2, 3].every((n) =>
+        [1, 2, 3, 4, 5].every((n) =>
           standinRecords<Record>(path.join(d.legacyState(), `agent-${n}`)).some(
             (x) => x.uid === LEGACY_UID,
           ),
