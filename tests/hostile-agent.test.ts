@@ -110,6 +110,7 @@ function asAgent(n: number, script: string, extra: string[] = [], input?: string
 /** The command string and stdin the stack's program gives the fleet's remote command. */
 let command = "";
 let stdin = "";
+let applyLog = "";
 
 function apply(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const args = command.replace(/^sudo \/usr\/local\/lib\/agent-host\/apply /, "").split(" ");
@@ -150,7 +151,20 @@ async function running(n: number): Promise<Map<string, number>> {
       return new Map(rows.map((r) => [r.name, r.pid as number]));
     },
     30_000,
-  );
+  ).catch((error: Error) => {
+    // What the agents said: the wrappers' logs and the panes.
+    const logs = [1, 2, 3]
+      .map((i) => path.join(p.run(), `agent-${i}`, "wrapper.log"))
+      .filter((f) => fs.existsSync(f))
+      .map((f) => `${f}:\n${fs.readFileSync(f, "utf8")}`);
+    const panes = [1, 2].map(
+      (i) =>
+        spawnSync("tmux", ["-S", p.sock(), "capture-pane", "-p", "-t", `=agents:=agent-${i}`], {
+          encoding: "utf8",
+        }).stdout,
+    );
+    throw new Error(`${error.message}\n${logs.join("\n")}\n${panes.join("\n---\n")}`);
+  });
 }
 
 /** path → "mode uid:gid sha256" of every file and folder under the given roots (no following). */
@@ -269,7 +283,10 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
     stdin = String(unwrap(cmd.inputs.stdin));
     const applied = await apply();
     if (applied.code !== 0) throw new Error(`apply: ${applied.code}\n${applied.stderr}`);
-    await running(2);
+    applyLog = applied.stderr;
+    await running(2).catch((error: Error) => {
+      throw new Error(`${error.message}\napply said:\n${applyLog}`);
+    });
   });
 
   afterAll(async () => {
