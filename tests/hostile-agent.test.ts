@@ -257,7 +257,9 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
         "",
       ].join("\n"),
     );
-    fs.mkdirSync(path.dirname(p.loginToken()), { recursive: true, mode: 0o700 });
+    // The data disk's root is 0755 (agents' homes are under it); the login token's folder is 0700.
+    fs.mkdirSync(path.join(ROOT, "data"), { mode: 0o755 });
+    fs.mkdirSync(path.dirname(p.loginToken()), { mode: 0o700 });
     fs.writeFileSync(p.loginToken(), `sk-ant-oat01-HOSTILELOGIN${NONCE}\n`, { mode: 0o600 });
 
     const run = await runProgram(
