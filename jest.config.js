@@ -16,6 +16,7 @@ const HOST_SUITES = [
   "agent-state",
   "agentctl",
   "autostop-real",
+  "faults",
   "first-boot",
   "fleet-ssh",
   "git-checkouts",

@@ -17,7 +17,9 @@ import { loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
+import { faultLine } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
+import { healthText, healthy, hostHealth } from "./attention/health";
 
 const log = (line: string): void => {
   process.stderr.write(`agentctl: ${line}\n`);
@@ -31,16 +33,27 @@ async function status(argv: string[]): Promise<number> {
     );
   const conf = loadHostConf();
   const { rows, effective } = await statusRows(conf, log);
+  // The host first: a bad or missing host.conf, a failed or cut-off apply, a failed reconcile, a
+  // full disk. Exit 3 when any is an error, so a script (or a person's `&&`) sees it.
+  const problems = hostHealth(
+    conf,
+    effective.map((e) => e.n),
+  );
+  const code = healthy(problems) ? 0 : UNHEALTHY_EXIT;
   if (json) {
-    process.stdout.write(toJson(rows));
-    return 0;
+    process.stdout.write(toJson(rows, problems));
+    return code;
   }
+  process.stdout.write(healthText(problems));
   process.stdout.write(toTable(rows));
   // Under the table: VM uptime, how long the agents have been idle, and when the auto-stop comes
   // or what holds it (`agentctl autostop --json` gives the same as JSON).
   process.stdout.write(autostopStatus(conf, false, activityOf(effective)));
-  return 0;
+  return code;
 }
+
+/** `agentctl status`'s exit status when the host has an error (1 and 2 keep their meaning). */
+export const UNHEALTHY_EXIT = 3;
 
 async function monitor(display: boolean): Promise<number> {
   const conf = loadHostConf();
@@ -169,7 +182,14 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
       log(error.message);
       return 2;
     }
-    log((error as Error).message);
+    // One line, whatever the fault: a system error (a full disk, a permission) also says what to do.
+    const e = error as NodeJS.ErrnoException;
+    const retry = `agentctl ${[cmd ?? "", ...rest].join(" ").trim()}`;
+    log(
+      typeof e?.code === "string" ? faultLine(e, "", retry) : oneLine(e?.message ?? String(error)),
+    );
     return 1;
   }
 }
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ");

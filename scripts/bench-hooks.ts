@@ -1,5 +1,10 @@
 // What the hooks cost an agent, measured on this machine (issue 15.5). Prints figures, asserts
-// nothing. Run: npm run --silent bench:hooks [-- RUNS]
+// nothing. Run: npm run --silent bench:hooks [-- RUNS [CPU_PERCENT]]
+//
+// CPU_PERCENT (root, cgroup v1 or v2 cpu controller) runs every timed process in a cgroup capped
+// at that share of one CPU, as the smallest machine types give it (issue 23.3): e2-micro's
+// sustained share is 25% of a vCPU (2 vCPUs at 12.5%), e2-small's 50%, e2-medium's 100%. The
+// hooks' timeout is 10 s (cloud-init/claude/managed-settings.json).
 //
 // - per event: the wall time of one `agent-host.js hook` run (what Claude Code waits for, the
 //   managed hooks being synchronous), fed the payloads the real 2.1.331 sent
@@ -30,9 +35,38 @@ function stats(values: number[]): string {
   return `median ${at(0.5).toFixed(1)} ms, p90 ${at(0.9).toFixed(1)} ms, max ${v[v.length - 1].toFixed(1)} ms`;
 }
 
+/** The cgroup's task file when a CPU cap is asked for (set up in main). */
+let cappedTasks: string | undefined;
+
+/** argv that runs node with `args`, inside the capped cgroup when there is one. */
+function nodeArgv(args: string[]): [string, string[]] {
+  if (!cappedTasks) return [process.execPath, args];
+  return [
+    "sh",
+    ["-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", cappedTasks, process.execPath, ...args],
+  ];
+}
+
+/** A cgroup capped at `percent` of one CPU (v2 cpu.max, else v1 cfs quota); its tasks file. */
+function capCpu(percent: number): { tasks: string; remove: () => void } {
+  const v2 = "/sys/fs/cgroup/cgroup.controllers";
+  const base = fs.existsSync(v2) ? "/sys/fs/cgroup" : "/sys/fs/cgroup/cpu";
+  const dir = path.join(base, `bench-hooks-${process.pid}`);
+  fs.mkdirSync(dir);
+  const quota = Math.round(percent * 1000);
+  if (base === "/sys/fs/cgroup") fs.writeFileSync(path.join(dir, "cpu.max"), `${quota} 100000`);
+  else {
+    fs.writeFileSync(path.join(dir, "cpu.cfs_period_us"), "100000");
+    fs.writeFileSync(path.join(dir, "cpu.cfs_quota_us"), String(quota));
+  }
+  const tasks = path.join(dir, base === "/sys/fs/cgroup" ? "cgroup.procs" : "tasks");
+  return { tasks, remove: () => fs.rmdirSync(dir) };
+}
+
 function timeRun(args: string[], input: string, env: NodeJS.ProcessEnv): number {
   const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { input, env, stdio: ["pipe", "ignore", "pipe"] });
+  const [file, argv] = nodeArgv(args);
+  const r = spawnSync(file, argv, { input, env, stdio: ["pipe", "ignore", "pipe"] });
   const took = ms(t);
   if (r.status !== 0) throw new Error(`${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
   return took;
@@ -63,6 +97,10 @@ function cpuTicks(pid: number): number {
 
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 20);
+  const percent = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+  const cap = percent === undefined ? undefined : capCpu(percent);
+  cappedTasks = cap?.tasks;
+  if (percent !== undefined) console.log(`every timed process capped at ${percent}% of one CPU`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-hooks-"));
   try {
     const state = path.join(dir, "state");
@@ -140,6 +178,9 @@ async function main(): Promise<void> {
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    // The cgroup can be removed once its processes have ended (the monitor's SIGTERM above).
+    await new Promise((r) => setTimeout(r, 500));
+    cap?.remove();
   }
 }
 

@@ -20,7 +20,10 @@ export async function buildHostBundle(): Promise<string> {
     target: "node18",
     format: "cjs",
     write: false,
-    minify: false,
+    // Whitespace and syntax only: names stay (stack traces still read), and the bundle costs the
+    // user-data ~35% less until the host files ship gz+b64 (issue 22.1).
+    minifyWhitespace: true,
+    minifySyntax: true,
     legalComments: "none",
     charset: "utf8",
     banner: {

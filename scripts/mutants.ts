@@ -107,6 +107,42 @@ export const MUTANTS: Mutant[] = [
     ],
   },
   {
+    id: "cut-off-apply-forgets-restart",
+    what: "an apply killed after installing a new key or mode forgets the restart it owed",
+    suite: "tests/health-unit.test.ts",
+    patches: [
+      {
+        file: "host/apply/journal.ts",
+        find: "    restart_owed: prev.boot_id === bootId ? prev.restart_owed : null,\n",
+        replace: "    restart_owed: null,\n",
+      },
+    ],
+  },
+  {
+    id: "lost-hook-starting-forever",
+    what: "an agent whose SessionStart hook was lost stays 'starting' although its pane is at the prompt",
+    suite: "tests/health-unit.test.ts",
+    patches: [
+      {
+        file: "host/attention/effective.ts",
+        find: 'if (facts.pane === "prompt") return make("idle"',
+        replace: 'if (facts.pane === "never") return make("idle"',
+      },
+    ],
+  },
+  {
+    id: "idle-while-waiting-for-permission",
+    what: "the cost line says 'every agent idle' while agents wait for permission",
+    suite: "tests/autostop-unit.test.ts",
+    patches: [
+      {
+        file: "host/cost/autostop.ts",
+        find: "  if (others.length === 0) return `every agent idle for ${shortDuration(quietMs)}`;\n",
+        replace: "  return `every agent idle for ${shortDuration(quietMs)}`;\n",
+      },
+    ],
+  },
+  {
     id: "ignore-user-data",
     what: "ignoreChanges on the VM's user-data (a replaced VM boots the first one's)",
     suite: "tests/lifecycle.test.ts",

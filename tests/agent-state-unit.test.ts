@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { spawn } from "child_process";
+import { waitFor } from "./support";
 import { parseHostConf } from "../host/conf/conf";
 import { descendantStartedSince } from "../host/agents/facts";
 import { effectiveState, sortForStatus, type ProcessFacts } from "../host/attention/effective";
@@ -318,6 +319,16 @@ describe("the state a person sees", () => {
     });
   });
 
+  /** Waits until `pid` runs a program whose command line holds `word` (its exec is done). */
+  const running = (pid: number, word: string) =>
+    waitFor(`pid ${pid} to run ${word}`, () => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(word);
+      } catch {
+        return false;
+      }
+    });
+
   test("a process claude started since the dialog counts as running work; its own hooks do not", async () => {
     const since = Date.now();
     // What a hook's process looks like: node running agent-host.js hook.
@@ -328,11 +339,11 @@ describe("the state a person sees", () => {
       "hook",
     ]);
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      await running(hook.pid as number, "agent-host.js");
       expect(descendantStartedSince(process.pid, since)).toBe(false);
       const work = spawn("sh", ["-c", "sleep 5"]);
       try {
-        await new Promise((r) => setTimeout(r, 200));
+        await running(work.pid as number, "sleep");
         expect(descendantStartedSince(process.pid, since)).toBe(true);
         // A process older than the state does not count.
         expect(descendantStartedSince(process.pid, Date.now() + 1000)).toBe(false);

@@ -28,7 +28,16 @@ import {
   runAsync,
   type RunResult,
 } from "./support";
-import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+import {
+  AGENTCTL,
+  WRAPPER,
+  TMUX_CONF,
+  BUNDLE,
+  MANAGED,
+  MANAGED_DIR,
+  LIB_DIR,
+  productHostConf,
+} from "./host-files";
 
 const AGENT_USER = "claudestate";
 /** Its agent users claudestate-N (uid 61250+N): made by the product's reconcile, removed after. */
@@ -115,7 +124,7 @@ function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 async function row(h: Host, n: number): Promise<Row> {
@@ -244,39 +253,41 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     fs.mkdirSync(path.dirname(keyFile), { mode: 0o700 });
     fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
     fs.writeFileSync(h.webhookFile, `json:${receiver.url}/hook\n`, { mode: 0o600 });
-    const conf: Record<string, string> = {
-      AGENT_COUNT: String(COUNT),
-      AGENT_MAX: "24",
-      AGENT_USER,
-      PERMISSION_MODE: "manual",
-      CLAUDE_BIN: bin,
-      ANTHROPIC_BASE_URL: api.url,
-      CLAUDE_ENV: [
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-        `HTTPS_PROXY=${deadProxy}`,
-        `HTTP_PROXY=${deadProxy}`,
-        "NO_PROXY=127.0.0.1,localhost",
-      ].join(" "),
-      START_STAGGER_SECONDS: "0.25",
-      RESTART_BACKOFF_MIN_SECONDS: "1",
-      RESTART_BACKOFF_MAX_SECONDS: "2",
-      STOP_TIMEOUT_SECONDS: "10",
-      WORKSPACES_DIR: h.ws,
-      AGENT_UID_BASE: String(UID_BASE),
-      AGENT_HOMES_DIR: h.homes,
-      STATE_DIR: path.join(dir, "legacy-state"),
-      RUN_DIR: h.run,
-      TMUX_SOCKET: h.sock,
-      API_KEY_FILE: keyFile,
-      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-      NOTIFY_WEBHOOK_FILE: h.webhookFile,
-      NOTIFY_ON_IDLE: "true",
-    };
+    // host.conf through the stack's own renderer; only this machine's users, paths and delays
+    // are site overrides (host.conf.local).
     fs.writeFileSync(
       h.conf,
-      `${Object.entries(conf)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("\n")}\n`,
+      productHostConf(
+        {
+          "agent-host:agentCount": String(COUNT),
+          "agent-host:agentPermissionMode": "manual",
+          "agent-host:anthropicBaseUrl": api.url,
+          "agent-host:claudeEnv": JSON.stringify([
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+            `HTTPS_PROXY=${deadProxy}`,
+            `HTTP_PROXY=${deadProxy}`,
+            "NO_PROXY=127.0.0.1,localhost",
+          ]),
+          "agent-host:notifyOnIdle": "true",
+        },
+        {
+          AGENT_USER,
+          CLAUDE_BIN: bin,
+          START_STAGGER_SECONDS: "0.25",
+          RESTART_BACKOFF_MIN_SECONDS: "1",
+          RESTART_BACKOFF_MAX_SECONDS: "2",
+          STOP_TIMEOUT_SECONDS: "10",
+          WORKSPACES_DIR: h.ws,
+          AGENT_UID_BASE: String(UID_BASE),
+          AGENT_HOMES_DIR: h.homes,
+          STATE_DIR: path.join(dir, "legacy-state"),
+          RUN_DIR: h.run,
+          TMUX_SOCKET: h.sock,
+          API_KEY_FILE: keyFile,
+          LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
+          NOTIFY_WEBHOOK_FILE: h.webhookFile,
+        },
+      ),
     );
 
     // What the VM has at those paths, as this test's copies, visible only inside the namespace.
@@ -346,6 +357,28 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     removeTestAgents(AGENT_USER, UID_BASE);
   });
 
+  // A test that failed mid-turn leaves an agent in a dialog or a turn, and a scripted reply in
+  // the queue: the next test starts from every agent idle and an empty queue, or not at all.
+  afterEach(async () => {
+    if (!h || !api) return;
+    const stuck = (await status(h)).filter(
+      (x) => x.state === "running" && x.agent_state !== "idle",
+    );
+    for (const x of stuck) {
+      const n = Number(x.name.replace("agent-", ""));
+      console.log(`agent-state: ${x.name} left ${x.agent_state}; restarting it for the next test`);
+      await ctl(h, ["restart", String(n)]);
+    }
+    if (stuck.length > 0) {
+      await poll(
+        "every agent idle again",
+        async () => (await status(h)).every((x) => x.agent_state === "idle"),
+        180_000,
+      );
+    }
+    api.verify();
+  });
+
   test("every agent reaches its prompt and reports idle through the managed SessionStart hook", async () => {
     expect((await ctl(h, ["reconcile", String(COUNT)])).code).toBe(0);
     try {
@@ -380,8 +413,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("a tool_use in manual mode: needs-permission with the command as the reason, marked in tmux, notified once", async () => {
     const command = `echo approved-${NONCE} > perm.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "write perm.txt" } } });
-    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({
+      toolUse: { name: "Bash", input: { command, description: "write perm.txt" } },
+      cwd,
+    });
+    api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `write the file ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -416,7 +453,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     ]);
     // Who needs you sorts first.
     expect((await status(h))[0].name).toBe("agent-1");
-    const table = (await ctl(h, ["status"])).stdout.split("\n");
+    const [host, ...table] = (await ctl(h, ["status"])).stdout.split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[1]).toMatch(/^agent-1\s+needs-permission\s/);
     // tmux itself marks the window and says so in the status line.
     await poll(
@@ -479,8 +517,12 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
           ],
         },
       },
+      cwd: path.join(h.ws, "agent-2"),
     });
-    api.reply({ text: `Postgres it is.\nSchema ready for ${NONCE}.` });
+    api.reply({
+      text: `Postgres it is.\nSchema ready for ${NONCE}.`,
+      cwd: path.join(h.ws, "agent-2"),
+    });
     tmux(h.sock, ["send-keys", "-t", target(2), "-l", `pick a database ${NONCE}`]);
     await poll(
       "agent-2 shows the typed text",
@@ -526,8 +568,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   test("a long tool run stays working from approval to its end, and send refuses the agent meanwhile", async () => {
     const done = path.join(h.ws, "agent-1", "long.txt");
     const command = `sleep 20 && echo long-${NONCE} > long.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
-    api.reply({ text: `Long step finished for ${NONCE}.` });
+    const cwd = path.join(h.ws, "agent-1");
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
+    api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
     tmux(h.sock, ["send-keys", "-t", target(1), "-l", `run the long step ${NONCE}`]);
     await poll(
       "agent-1 shows the typed text",
@@ -554,6 +597,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // approval: the running command is what says so).
     const seen: string[] = [];
     let refused: RunResult | undefined;
+    // Bounded in time, not in looks: on a quiet machine 200 looks can end before the 20 s command.
+    const deadline = Date.now() + 120_000;
     while (!fs.existsSync(done)) {
       const x = await row(h, 1);
       if (fs.existsSync(done)) break;
@@ -561,7 +606,11 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       if (!refused && x.agent_state === "working") {
         refused = await ctl(h, ["send", "1", "are you done?"]);
       }
-      if (seen.length > 200) throw new Error(`the long step never finished: ${seen.join(",")}`);
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the long step did not finish within 120 s: ${seen.join(",")}; agent-1's pane:\n${pane(h, 1)}`,
+        );
+      }
     }
     // At least one look during the 20 s command (each look is a whole agentctl status, and send's
     // refusal below is one more). Claude Code 2.1.331 showed no permission dialog for `sleep 30`.
@@ -575,7 +624,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("send types verbatim into idle agents: quotes, $(), newlines, a leading '-'; --file, stdin and all", async () => {
     const tricky = `-n "double" 'single' $(touch /tmp/pwned-${NONCE}) \`id\` \\back\nsecond line ${NONCE}\n  third; rm -rf / #`;
-    api.reply({ text: `got the tricky one ${NONCE}` });
+    api.reply({ text: `got the tricky one ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     const r = await ctl(h, ["send", "3", tricky]);
     expect([r.code, r.stderr]).toEqual([0, expect.stringContaining("typed")]);
     const req = await api.waitForRequest(
@@ -588,7 +637,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
     const file = path.join(h.dir, "task.md");
     fs.writeFileSync(file, `From a file ${NONCE}:\n- step one\n- step two\n`);
-    api.reply({ text: `file task done ${NONCE}` });
+    api.reply({ text: `file task done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     expect((await ctl(h, ["send", "--file", file, "3"])).code).toBe(0);
     const fromFile = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`From a file ${NONCE}`),
@@ -597,7 +646,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     expect(lastUserText(fromFile)).toBe(`From a file ${NONCE}:\n- step one\n- step two`);
     await poll("agent-3 idle", async () => (await row(h, 3)).agent_state === "idle", 180_000);
 
-    for (let i = 0; i < COUNT; i++) api.reply({ text: `all hands ${NONCE}` });
+    for (let n = 1; n <= COUNT; n++)
+      api.reply({ text: `all hands ${NONCE}`, cwd: path.join(h.ws, `agent-${n}`) });
     const all = await ctl(h, ["send", "all"], `To everyone ${NONCE}\n`);
     expect(all.code).toBe(0);
     const toAll = () =>
@@ -621,8 +671,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
         name: "Bash",
         input: { command: `echo retry-${NONCE} > retry.txt`, description: "retry" },
       },
+      cwd: path.join(h.ws, "agent-3"),
     });
-    api.reply({ text: `retry case done ${NONCE}` });
+    api.reply({ text: `retry case done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
     tmux(h.sock, ["send-keys", "-t", target(3), "-l", `retry case ${NONCE}`]);
     await poll(
       "agent-3 shows the typed text",

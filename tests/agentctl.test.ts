@@ -18,6 +18,7 @@ import {
   testAgentUid,
   waitFor,
   type TestAgents,
+  TestUsers,
 } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
@@ -186,7 +187,7 @@ function expectExactly(h: Host, n: number): void {
 function status(h: Host): Row[] {
   const r = ctl(h, ["status", "--json"]);
   expect(r.code).toBe(0);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 /** Waits until agent-1..n are all running; returns name → claude pid. */
@@ -202,10 +203,16 @@ function records(h: Host, agent: string): Record[] {
   return standinRecords<Record>(stateOf(h, agent));
 }
 
-function lastRecord(h: Host, agent: string): Record {
-  const all = records(h, agent);
-  expect(all.length).toBeGreaterThan(0);
-  return all[all.length - 1];
+/**
+ * The stand-in's record of the claude the agent runs now. A claude counts as running once its
+ * process exists; the stand-in writes its record a moment later (on a loaded machine, after a
+ * test looked): wait for the record with the running pid, never take the last one written.
+ */
+function lastRecord(h: Host, agent: string): Promise<Record> {
+  return waitFor(`${agent}'s stand-in record of its running claude`, () => {
+    const pid = status(h).find((r) => r.name === agent && r.state === "running")?.pid;
+    return pid ? records(h, agent).find((r) => r.pid === pid) : undefined;
+  });
 }
 
 function alive(pid: number): boolean {
@@ -317,7 +324,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     for (const name of agentNames(12)) {
       // Each agent its own user: agenttest-N, uid UID_BASE+N (issue 20).
       const uid = uidOfAgent(h, name);
-      const rec = lastRecord(h, name);
+      const rec = await lastRecord(h, name);
       expect(rec.uid).toBe(uid);
       expect(rec.cwd).toBe(path.join(h.ws, name));
       const sessionId = fs.readFileSync(path.join(stateOf(h, name), "session-id"), "utf8").trim();
@@ -360,7 +367,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(panes.get(r.name)?.dead).toBe("0");
       const pid = r.pid as number;
       // The pid is the stand-in's own, runs as the agent user, and is the pane wrapper's child.
-      expect(lastRecord(h, r.name).pid).toBe(pid);
+      expect((await lastRecord(h, r.name)).pid).toBe(pid);
       expect(ps(pid, "user")).toBe(`${AGENT_USER}-${agentNo(r.name)}`);
       expect(ps(pid, "args")).toContain(STANDIN);
       expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
@@ -373,7 +380,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       expect(r.workspace_bytes).toBeGreaterThan(0);
       expect(r.exit_code).toBeNull();
     }
-    const table = ctl(h, ["status"]).stdout.trim().split("\n");
+    // The host's health comes first (host/attention/health.ts), then the agents' table.
+    const [host, ...table] = ctl(h, ["status"]).stdout.trim().split("\n");
+    expect(host).toBe("HOST  healthy");
     expect(table[0].split(/\s+/)).toEqual([
       "NAME",
       "STATE",
@@ -453,7 +462,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       if (target === 12 && current === 3) {
         // Scaling back up resumes each conversation instead of starting a new one.
         for (let i = 4; i <= 12; i++) {
-          expect(lastRecord(h, `agent-${i}`).argv).toEqual([
+          expect((await lastRecord(h, `agent-${i}`)).argv).toEqual([
             "--permission-mode",
             "default",
             "--resume",
@@ -503,7 +512,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const sessionId = fs
       .readFileSync(path.join(stateOf(h, "agent-2"), "session-id"), "utf8")
       .trim();
-    expect(lastRecord(h, "agent-2").argv).toEqual([
+    expect((await lastRecord(h, "agent-2")).argv).toEqual([
       "--permission-mode",
       "default",
       "--resume",
@@ -514,6 +523,76 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     for (const r of rows.filter((x) => x.name !== "agent-2")) {
       expect(r.state).toBe("running");
       expect(r.pid).toBe(pids.get(r.name));
+    }
+  });
+
+  test("one agent out of memory: the kernel kills its claude at the agent's limit, it runs again on its conversation, the others keep running", async () => {
+    ctl(h, ["reconcile", "10"]);
+    const pids = await allRunning(h, 10);
+    const old = pids.get("agent-3") as number;
+    const sessionId = fs
+      .readFileSync(path.join(stateOf(h, "agent-3"), "session-id"), "utf8")
+      .trim();
+    // On the VM the limit is the agent's scope (agent-wrapper: systemd-run --scope -p MemoryMax).
+    // PID 1 here is not systemd and the memory controller is cgroup v1, so the test makes the same
+    // kernel limit by hand: a memory cgroup with only agent-3's claude and what it runs.
+    const cg = `/sys/fs/cgroup/memory/agent-host-test-${process.pid}-agent-3`;
+    fs.mkdirSync(cg);
+    let hog: ReturnType<typeof spawnSync> | undefined;
+    try {
+      fs.writeFileSync(path.join(cg, "memory.limit_in_bytes"), String(64 << 20));
+      fs.writeFileSync(path.join(cg, "cgroup.procs"), String(old));
+      // Claude is the process the kernel picks first (as the biggest in a real agent's scope).
+      fs.writeFileSync(`/proc/${old}/oom_score_adj`, "1000");
+      // A tool the agent runs grows past the limit: as the agent user, in the agent's cgroup.
+      const uid = uidOfAgent(h, 3);
+      hog = spawnSync(
+        "sh",
+        [
+          "-c",
+          `echo $$ > "$1/cgroup.procs" && exec setpriv --reuid=${uid} --regid=${uid} --clear-groups /usr/bin/python3 -c 'b = b"x" * (512 << 20)'`,
+          "sh",
+          cg,
+        ],
+        { encoding: "utf8", timeout: 60_000 },
+      );
+      const oomKills = Number(
+        /^oom_kill (\d+)$/m.exec(fs.readFileSync(path.join(cg, "memory.oom_control"), "utf8"))?.[1],
+      );
+      expect(oomKills).toBeGreaterThanOrEqual(1);
+      expect(hog.signal).toBe("SIGKILL");
+      expect(alive(old)).toBe(false);
+    } finally {
+      for (const pid of fs
+        .readFileSync(path.join(cg, "cgroup.procs"), "utf8")
+        .split("\n")
+        .filter(Boolean))
+        process.kill(Number(pid), "SIGKILL");
+      await waitFor(
+        "the test's memory cgroup to empty",
+        () => fs.readFileSync(path.join(cg, "cgroup.procs"), "utf8") === "",
+      );
+      fs.rmdirSync(cg);
+    }
+    const pid = await waitFor("agent-3's claude to run again", () => {
+      const row = status(h).find((r) => r.name === "agent-3");
+      return row?.state === "running" && row.pid !== old ? row.pid : undefined;
+    });
+    expect((await lastRecord(h, "agent-3")).argv).toEqual([
+      "--permission-mode",
+      "default",
+      "--resume",
+      sessionId,
+    ]);
+    expect(alive(pid)).toBe(true);
+    const rows = status(h);
+    expect(rows.find((r) => r.name === "agent-3")?.restarts).toBeGreaterThanOrEqual(1);
+    for (const r of rows.filter((x) => x.name !== "agent-3")) {
+      expect({ name: r.name, state: r.state, pid: r.pid }).toEqual({
+        name: r.name,
+        state: "running",
+        pid: pids.get(r.name),
+      });
     }
   });
 
@@ -671,7 +750,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       }
       return found;
     };
-    expect(lastRecord(h, "agent-1").env).toContain("ANTHROPIC_API_KEY");
+    expect((await lastRecord(h, "agent-1")).env).toContain("ANTHROPIC_API_KEY");
     expect(leaks(API_KEY_CANARY)).toEqual([]);
 
     fs.writeFileSync(h.keyFile, `${OAUTH_CANARY}\n`, { mode: 0o600 });
@@ -680,7 +759,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     await waitFor("agent-1 restarted", () =>
       status(h).find((r) => r.name === "agent-1" && r.state === "running" && r.pid !== before),
     );
-    const rec = lastRecord(h, "agent-1");
+    const rec = await lastRecord(h, "agent-1");
     expect(rec.env).toContain("CLAUDE_CODE_OAUTH_TOKEN");
     expect(rec.env).not.toContain("ANTHROPIC_API_KEY");
     expect(leaks(OAUTH_CANARY)).toEqual([]);
@@ -780,4 +859,42 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
   });
+});
+
+// The helper every host suite removes its users with (tests/support.ts), on a user of its own.
+suite("TestUsers: a suite leaves /etc/passwd, /etc/group and /home as it found them", () => {
+  const name = `h24users${process.pid}`;
+
+  test("a created user is removed with its group and home once its processes end; one that existed is kept", async () => {
+    const passwdBefore = fs.readFileSync("/etc/passwd", "utf8");
+    const groupBefore = fs.readFileSync("/etc/group", "utf8");
+    const users = new TestUsers();
+    users.ensure(name);
+    users.ensure(name); // the second call finds it and changes nothing
+    const home = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.split(":")[5];
+    expect(fs.existsSync(home)).toBe(true);
+    // A process of the user's still running when the suite ends: ended by pid, then removed.
+    const uid = Number(spawnSync("id", ["-u", name], { encoding: "utf8" }).stdout.trim());
+    const proc = spawn("setpriv", [
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      "--clear-groups",
+      "sleep",
+      "300",
+    ]);
+    const exited = new Promise((resolve) => proc.once("exit", (_code, signal) => resolve(signal)));
+    await waitFor("the user's process", () => spawnSync("pgrep", ["-u", name]).status === 0);
+    await users.removeAll();
+    expect(await exited).toBe("SIGKILL");
+    expect(spawnSync("getent", ["passwd", name]).status).not.toBe(0);
+    expect(fs.existsSync(home)).toBe(false);
+    expect(fs.readFileSync("/etc/passwd", "utf8")).toBe(passwdBefore);
+    expect(fs.readFileSync("/etc/group", "utf8")).toBe(groupBefore);
+
+    // A user that was there before the suite is used and left alone.
+    const kept = new TestUsers();
+    kept.ensure("root");
+    await kept.removeAll();
+    expect(spawnSync("getent", ["passwd", "root"]).status).toBe(0);
+  }, 60_000);
 });

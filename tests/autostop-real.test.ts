@@ -17,7 +17,7 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort, poll, runAsync } from "./support";
+import { freePort, poll, runAsync, TestUsers } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudestop";
@@ -77,6 +77,7 @@ const atPrompt = (text: string) => {
 };
 
 suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", () => {
+  const users = new TestUsers();
   jest.setTimeout(1_200_000);
   let api: MessagesApi;
   let dir: string;
@@ -126,12 +127,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = http.createServer((req, res) => {
       let body = "";
@@ -290,6 +286,12 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     // removing a mount point detaches the mounts on it in every namespace.
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
+  // Last: the agent user goes once its processes are gone (the teardown above ends them).
+  afterAll(() => users.removeAll());
+
+  // A scripted reply left unused, or a request that broke the API's rules, fails the test that
+  // caused it; the queue is empty for the next one.
+  afterEach(() => api?.verify());
 
   test("an agent after Stop counts as idle: nothing holds the stop, and the idle time is shown", async () => {
     await say(1, `say hello ${NONCE}`);
@@ -313,16 +315,24 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   test("an agent inside a long tool call counts as working, from the tool's start to its end", async () => {
     const done = path.join(dir, "workspaces", "agent-2", "long.txt");
     const command = `sleep 15 && echo long-${NONCE} > long.txt`;
-    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } } });
-    api.reply({ text: `Long step finished for ${NONCE}.` });
+    const cwd = path.join(dir, "workspaces", "agent-2");
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
+    api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
     await say(2, `run the long step ${NONCE}`);
     await poll("agent-2 working", () => recorded(2)?.state === "working", 60_000, 100);
     const seen: string[][] = [];
+    // Bounded in time, not in looks: a look takes ~75 ms on a quiet machine, so 200 looks ended
+    // before the 15 s command did ("the long step never finished" on a quiet machine only).
+    const deadline = Date.now() + 120_000;
     while (!fs.existsSync(done)) {
       const s = await autostop();
       if (fs.existsSync(done)) break;
       seen.push(s.auto_stop.held_by ?? [s.auto_stop.kind]);
-      if (seen.length > 200) throw new Error("the long step never finished");
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the long step did not finish within 120 s (${seen.length} looks); agent-2's pane:\n${pane(2)}`,
+        );
+      }
     }
     // At least two looks while the tool ran (one look takes seconds on a loaded machine).
     expect(seen.length).toBeGreaterThanOrEqual(2);

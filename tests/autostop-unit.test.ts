@@ -1,6 +1,7 @@
 // The auto-stop decision as a table: agent states × presence × time → off / held (why) /
 // waiting (until when) / stop. Pure: no tmux, no root.
 import {
+  activityText,
   agentsIdleFor,
   decide,
   describeDecision,
@@ -201,4 +202,18 @@ test("the stop command is argv, never a shell", () => {
     "--flag",
   ]);
   expect(stopArgv("")).toEqual(["systemctl", "poweroff"]);
+});
+
+// Issue 22, point 7: the cost line said "every agent idle" while agents waited for permission.
+test("the cost line says 'every agent idle' only when each one is, and names those waiting", () => {
+  const at = (n: number, state: string): AgentActivity => ({ n, state, since: BOOT });
+  expect(activityText([at(1, "idle"), at(2, "idle")], 12 * MIN + 3000)).toBe(
+    "every agent idle for 12m03s",
+  );
+  expect(
+    activityText([at(1, "idle"), at(3, "needs-permission"), at(5, "needs-answer")], 2 * MIN),
+  ).toBe("none busy for 2m00s; agent-3 waits for permission, agent-5 waits for an answer");
+  expect(activityText([at(1, "working"), at(2, "needs-permission")], undefined)).toBe(
+    "1 of 2 agents busy",
+  );
 });

@@ -14,7 +14,7 @@
 // /usr/local/lib/agent-host/apply: sshd runs in its own mount namespace where the prefix's
 // usr/local/lib is bound there. No systemd is PID 1 here, so agentctl starts the tmux server
 // itself (apply skips systemctl).
-import { ChildProcess, execFile, spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as files from "../cloud-init/files";
@@ -33,6 +33,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
+import { ExecTrace, secretExposures, underProgram, type Exec } from "./fixtures/exec-trace";
 import { filesContaining, freePort, removeTestAgents, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
@@ -46,6 +47,10 @@ const AGENT = "fleet-agent";
 const UID_BASE = 61600;
 const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
 const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
+/** The key a rotation (pulumi config set --secret anthropicApiKey) puts in its place. */
+const ROTATED_KEY_CANARY = `sk-ant-api03-FLEETROTATED${process.pid}x${Date.now()}`;
+/** A real release after the pinned one (npm view @anthropic-ai/claude-code versions). */
+const NEXT_CLAUDE_CODE_VERSION = "2.1.332";
 const WEBHOOK_CANARY = `https://ntfy.sh/FLEETHOOK${process.pid}x${Date.now()}`;
 const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
 const SSH_TIMEOUT_MS = 120_000;
@@ -75,9 +80,8 @@ interface SshResult {
   stdout: string;
   stderr: string;
   ms: number;
-  /** How many `ps` listings were taken while the command ran, and those that held a canary. */
-  psSamples: number;
-  psLeaks: string[];
+  /** Every exec while the command ran, and after it, until the trace stopped (strace). */
+  execs: Exec[];
 }
 interface Row {
   name: string;
@@ -182,7 +186,7 @@ function status(): Row[] {
     timeout: 30_000,
   });
   expect(r.status).toBe(0);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 /** Waits until agent-1..n all run a claude; returns name → claude pid. */
@@ -198,6 +202,17 @@ function records(agent: string): StandinRecord[] {
   // agent-N's state is in its own home (issue 20): HOMES/fleet-agent-N/.agent-host.
   return standinRecords<StandinRecord>(
     path.join(p.homes(), `${AGENT}-${agent.replace(/^.*-/, "")}`, ".agent-host"),
+  );
+}
+
+/**
+ * The stand-in's record of the claude process `pid`. A claude counts as running once its process
+ * exists; the stand-in writes its record a moment later (on a loaded machine, after the test
+ * looked): wait for it.
+ */
+function recordOf(agent: string, pid: number): Promise<StandinRecord> {
+  return waitFor(`${agent}'s stand-in record for pid ${pid}`, () =>
+    records(agent).find((r) => r.pid === pid),
   );
 }
 
@@ -255,81 +270,93 @@ function decodeBundle(stdin: string): {
   };
 }
 
-/** ps listings, taken every 25 ms while a command runs, that contain any of the needles. */
-function watchPs(needles: string[]): () => Promise<{ samples: number; leaks: string[] }> {
-  let samples = 0;
-  let busy = false;
-  const leaks: string[] = [];
-  const take = (): Promise<void> =>
-    new Promise((resolve) => {
-      busy = true;
-      execFile("ps", ["-eww", "-o", "pid=,args="], { maxBuffer: 16 << 20 }, (err, out) => {
-        busy = false;
-        if (!err) {
-          samples += 1;
-          for (const line of out.split("\n"))
-            if (needles.some((n) => line.includes(n))) leaks.push(line);
-        }
-        resolve();
-      });
+/** The canary as it would show in an argv or environment: raw, or base64 as the bundle carries it. */
+const KEY_FORMS = [API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")];
+/** The agent's own claude: CLAUDE_BIN as the wrapper starts it, and everything it starts. */
+const agentsOwn = underProgram(() => p.claudeBin());
+/** Both keys, after the rotation. */
+const KEY_FORMS_ROTATED = [API_KEY_CANARY, ROTATED_KEY_CANARY].flatMap((k) => [
+  k,
+  Buffer.from(k).toString("base64"),
+]);
+
+/**
+ * Traces every exec under sshd (each login, sudo, apply, agentctl, the tmux server it starts) and
+ * under the tmux server when one already runs (the windows it opens, the wrappers, the claudes).
+ */
+async function traceExecs(): Promise<ExecTrace> {
+  const pids = [sshd?.pid as number];
+  if (fs.existsSync(p.sock())) {
+    const server = spawnSync("tmux", ["-S", p.sock(), "display-message", "-p", "#{pid}"], {
+      encoding: "utf8",
     });
-  const timer = setInterval(() => {
-    if (!busy) void take();
-  }, 25);
-  return async () => {
-    clearInterval(timer);
-    await waitFor("the last ps listing", () => !busy, 5_000);
-    return { samples, leaks };
-  };
+    if (server.status === 0) pids.push(Number(server.stdout.trim()));
+  }
+  return ExecTrace.attach(pids, path.join(BASE, `execs-${Date.now()}.strace`));
 }
 
 /** Runs the resource's exact command string with its exact stdin over ssh, as the deploy key. */
-function sshRun(run: ProgramRun): Promise<SshResult> {
-  const { create, stdin, privateKey } = reconcileCommand(run);
+interface SshOptions {
+  /** Another command string than the resource's. */
+  command?: string;
+  /**
+   * Awaited after ssh ends and before the trace stops, so the trace also covers what the run
+   * started and has not finished starting (the agents' claudes).
+   */
+  settle?: () => Promise<unknown>;
+  timeoutMs?: number;
+}
+
+function sshRun(run: ProgramRun, opts: SshOptions = {}): Promise<SshResult> {
+  const { stdin, privateKey } = reconcileCommand(run);
+  const create = opts.command ?? reconcileCommand(run).create;
   const keyFile = path.join(BASE, "ssh", "deploy-key-from-resource");
   fs.writeFileSync(keyFile, privateKey, { mode: 0o600 });
-  const stopPs = watchPs([API_KEY_CANARY, Buffer.from(API_KEY_CANARY).toString("base64")]);
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(
-      "ssh",
-      [
-        "-F",
-        "/dev/null",
-        "-i",
-        keyFile,
-        "-p",
-        String(sshdPort),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        `UserKnownHostsFile=${knownHosts}`,
-        "-o",
-        "ConnectTimeout=10",
-        `${ADMIN}@127.0.0.1`,
-        create,
-      ],
-      { stdio: ["pipe", "pipe", "pipe"] },
-    );
-    let stdout = "";
-    let stderr = "";
-    const killer = setTimeout(() => child.kill("SIGKILL"), SSH_TIMEOUT_MS);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      clearTimeout(killer);
-      void stopPs().then(({ samples, leaks }) =>
-        resolve({ code, stdout, stderr, ms, psSamples: samples, psLeaks: leaks }),
-      );
-    });
-    child.stdin.end(stdin);
-  });
+  const tracing = traceExecs();
+  return tracing.then(
+    (trace) =>
+      new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        const child = spawn(
+          "ssh",
+          [
+            "-F",
+            "/dev/null",
+            "-i",
+            keyFile,
+            "-p",
+            String(sshdPort),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            `UserKnownHostsFile=${knownHosts}`,
+            "-o",
+            "ConnectTimeout=10",
+            `${ADMIN}@127.0.0.1`,
+            create,
+          ],
+          { stdio: ["pipe", "pipe", "pipe"] },
+        );
+        let stdout = "";
+        let stderr = "";
+        const killer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? SSH_TIMEOUT_MS);
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("error", reject);
+        child.on("close", (code) => {
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          clearTimeout(killer);
+          Promise.resolve(code === 0 ? opts.settle?.() : undefined)
+            .then(() => trace.stop())
+            .then((execs) => resolve({ code, stdout, stderr, ms, execs }), reject);
+        });
+        child.stdin.end(stdin);
+      }),
+  );
 }
 
 function mode(file: string): number {
@@ -400,8 +427,10 @@ function expectSecretKept(r: SshResult, run: ProgramRun): void {
   expect(r.stdout).not.toContain(API_KEY_CANARY);
   expect(r.stderr).not.toContain(API_KEY_CANARY);
   expect(reconcileCommand(run).create).not.toContain(API_KEY_CANARY);
-  expect(r.psSamples).toBeGreaterThan(0);
-  expect(r.psLeaks).toEqual([]);
+  // Every exec the reconcile made: none holds the key in its argv, and only the agents' own
+  // claude (and what it starts) in its environment. The trace saw the claudes start.
+  expect(r.execs.some((e) => e.path === "/usr/bin/sudo")).toBe(true);
+  expect(secretExposures(r.execs, KEY_FORMS, agentsOwn)).toEqual([]);
   expect(filesContaining(ROOT, API_KEY_CANARY, [p.keyFile()])).toEqual([]);
   // notifyWebhookUrl: the same way, root-only where the monitor reads it.
   expect(fs.readFileSync(p.webhookFile(), "utf8")).toBe(WEBHOOK_CANARY);
@@ -426,13 +455,18 @@ function summary(desired: number, added: string[], running = desired): string {
   return `${JSON.stringify({ desired, added, removed: [], restarted: [], running })}\n`;
 }
 
-function program(agentCount: number): Promise<ProgramRun> {
+function program(
+  agentCount: number,
+  apiKey = API_KEY_CANARY,
+  extra: Record<string, string> = {},
+): Promise<ProgramRun> {
   return runProgram(
     {
       ...BASE_CONFIG,
       "agent-host:agentCount": String(agentCount),
-      "agent-host:anthropicApiKey": API_KEY_CANARY,
+      "agent-host:anthropicApiKey": apiKey,
       "agent-host:notifyWebhookUrl": WEBHOOK_CANARY,
+      ...extra,
     },
     {
       secretKeys: ["agent-host:anthropicApiKey", "agent-host:notifyWebhookUrl"],
@@ -590,10 +624,17 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       { mode: 0o755 },
     );
     fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
+    // Harness only: this machine reaches the npm registry through a TLS-inspecting proxy whose CA
+    // the machine's global npmrc names (cafile). install-claude-code's `npm install -g --prefix`
+    // reads the global npmrc under that prefix instead, so the test's prefix gets the same file.
+    if (fs.existsSync("/etc/npmrc")) {
+      fs.mkdirSync(path.join(ROOT, "usr/local/etc"), { recursive: true, mode: 0o755 });
+      fs.copyFileSync("/etc/npmrc", path.join(ROOT, "usr/local/etc/npmrc"));
+    }
 
     const sudoers = [
       "# tests/fleet-ssh.test.ts: the loopback admin user, as cloud-init sets up agent-admin",
-      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF"`,
+      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF CLAUDE_NPM_PREFIX"`,
       `Defaults:${ADMIN} secure_path="${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"`,
       `${ADMIN} ALL=(root) NOPASSWD: ALL`,
       "",
@@ -622,7 +663,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         `AllowUsers ${ADMIN}`,
         "PrintMotd no",
         "PrintLastLog no",
-        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()}`,
+        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()} CLAUDE_NPM_PREFIX=${path.join(ROOT, "usr/local")}`,
         "",
       ].join("\n"),
     );
@@ -714,7 +755,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         .filter((f) => f !== APPLY_PATH)
         .sort(),
     );
-    const r = await sshRun(runs.ten);
+    const r = await sshRun(runs.ten, { settle: () => allRunning(10) });
     expectSummary(r, summary(10, agentNames(10)));
     expect(r.stderr).toContain("apply: cloud-init: done");
     expectFileChangesReported(r, pending);
@@ -727,15 +768,32 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     );
     expectInstalled(runs.ten);
     expectExactWindows(10);
-    await allRunning(10);
+    const running = await allRunning(10);
+    // The trace saw each agent's claude start (so the check below looked at their execs too).
+    const started = r.execs.filter((e) => e.path === p.claudeBin() && e.argv[1] !== "--version");
+    const agents = new Set(
+      started.map((e) => e.env.find((v) => v.startsWith("AGENT_HOST_AGENT="))),
+    );
+    expect(agents.size).toBe(10);
     for (const name of agentNames(10)) {
-      const rec = records(name).at(-1) as StandinRecord;
+      const rec = await recordOf(name, running.get(name) as number);
       // Each agent its own user: uid UID_BASE + N.
       expect(rec.uid).toBe(UID_BASE + Number(name.replace("agent-", "")));
       expect(rec.cwd).toBe(path.join(p.ws(), name));
       expect(rec.env).toContain("ANTHROPIC_API_KEY");
     }
     expectSecretKept(r, runs.ten);
+  });
+
+  test("the exec trace catches a key held in an argv for a millisecond (what a ps sample misses)", async () => {
+    // The regression it stands for: a script that passes the key as an argument
+    // (`printf %s "$KEY" > file`, `curl -H "x-api-key: $KEY"`) to a process that ends at once.
+    const r = await sshRun(runs.ten, { command: `sudo -n /bin/true ${API_KEY_CANARY}` });
+    expect(r.code).toBe(0);
+    const exposures = secretExposures(r.execs, KEY_FORMS, agentsOwn);
+    expect(exposures).toEqual(
+      expect.arrayContaining([expect.stringMatching(/ \/bin\/true: argv\[1\] holds a secret$/)]),
+    );
   });
 
   // How many seconds is a printed figure (and npm run bench:agentctl), not an assertion.
@@ -851,4 +909,131 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       fs.rmSync(path.join(p.cloudInitDir(), "stand-in-result"), { force: true });
     }
   });
+  // Day-2 paths the docs promise (docs/operations.md), after the runs above: 12 agents running.
+  test("an API key rotation: stored root-only, every agent restarted with the new key, each on its own conversation", async () => {
+    const before = await allRunning(12);
+    const sessions = new Map(
+      agentNames(12).map((n) => [
+        n,
+        fs
+          .readFileSync(
+            path.join(
+              p.homes(),
+              `${AGENT}-${n.replace("agent-", "")}`,
+              ".agent-host",
+              "session-id",
+            ),
+            "utf8",
+          )
+          .trim(),
+      ]),
+    );
+    const r = await sshRun(await program(12, ROTATED_KEY_CANARY));
+    expect([r.code, r.stdout]).toEqual([0, summary(12, [])]);
+    expect(r.stderr).toContain("apply: stored a new API key (root-only, 0600)");
+    expect(r.stderr).toContain("restarting every agent (conversations resume)");
+    expect(fs.readFileSync(p.keyFile(), "utf8")).toBe(ROTATED_KEY_CANARY);
+    const after = await waitFor(
+      "every agent on a new claude",
+      () => {
+        const rows = status().filter((x) => agentNames(12).includes(x.name));
+        const fresh = rows.filter(
+          (x) => x.state === "running" && x.pid && x.pid !== before.get(x.name),
+        );
+        return fresh.length === 12
+          ? new Map(fresh.map((x) => [x.name, x.pid as number]))
+          : undefined;
+      },
+      120_000,
+    );
+    for (const name of agentNames(12)) {
+      const pid = after.get(name) as number;
+      const rec = await recordOf(name, pid);
+      // Its own conversation resumed, not a new one.
+      expect({ name, argv: rec.argv.slice(-2) }).toEqual({
+        name,
+        argv: ["--resume", sessions.get(name)],
+      });
+      // The new key's effect: the agent's claude runs with it, and never with the old one.
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      expect({ name, key: environ.find((v) => v.startsWith("ANTHROPIC_API_KEY=")) }).toEqual({
+        name,
+        key: `ANTHROPIC_API_KEY=${ROTATED_KEY_CANARY}`,
+      });
+    }
+    // Neither key in any argv, nor in any environment but the agents' own claude.
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, agentsOwn)).toEqual([]);
+    expect(`${r.stdout}${r.stderr}`).not.toContain(ROTATED_KEY_CANARY);
+    expect(filesContaining(ROOT, ROTATED_KEY_CANARY, [p.keyFile()])).toEqual([]);
+  });
+
+  test("an extraPackages entry apt cannot install: a clear error naming it and the fix, every agent left running", async () => {
+    const before = await allRunning(12);
+    const missing = `agent-host-no-such-package-${process.pid}`;
+    // Real apt-get on this machine: the package exists in no archive.
+    const r = await sshRun(
+      await program(12, ROTATED_KEY_CANARY, {
+        "agent-host:extraPackages": JSON.stringify([missing]),
+      }),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`apply: installing extra packages: ${missing}`);
+    expect(r.stderr).toContain(`E: Unable to locate package ${missing}`);
+    expect(r.stderr).toContain(
+      `apply: error: installing ${missing} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
+    );
+    expect(await allRunning(12)).toEqual(before);
+  }, 600_000);
+  // Last: from here on the agents run the real binary, not the recording stand-in.
+  test("a Claude Code version change: the new version installed by npm, every agent restarted on it with --resume of its own conversation", async () => {
+    const before = await allRunning(12);
+    const sessions = new Map(
+      agentNames(12).map((n) => [
+        n,
+        fs
+          .readFileSync(
+            path.join(
+              p.homes(),
+              `${AGENT}-${n.replace("agent-", "")}`,
+              ".agent-host",
+              "session-id",
+            ),
+            "utf8",
+          )
+          .trim(),
+      ]),
+    );
+    // npm downloads the release's native binary (~200 MB): minutes on a loaded machine.
+    const r = await sshRun(
+      await program(12, ROTATED_KEY_CANARY, {
+        "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
+      }),
+      { timeoutMs: 480_000 },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
+    );
+    expect(r.stderr).toContain("restarting every agent (conversations resume)");
+    // CLAUDE_BIN now runs the new release (the real binary, from the npm registry).
+    const version = spawnSync(p.claudeBin(), ["--version"], {
+      encoding: "utf8",
+      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", DISABLE_AUTOUPDATER: "1" },
+    });
+    expect(version.stdout.trim()).toBe(`${NEXT_CLAUDE_CODE_VERSION} (Claude Code)`);
+    const real = fs.realpathSync(p.claudeBin());
+    expect(real.startsWith(path.join(ROOT, "usr/local/"))).toBe(true);
+    // The trace saw each agent's wrapper start the new binary on its own conversation, after the
+    // old claude was stopped.
+    for (const name of agentNames(12)) {
+      const starts = r.execs.filter(
+        (e) =>
+          fs.existsSync(e.path) && fs.realpathSync(e.path) === real && e.argv.includes("--resume"),
+      );
+      const mine = starts.filter((e) => e.argv.includes(sessions.get(name) as string));
+      expect({ name, started: mine.length > 0 }).toEqual({ name, started: true });
+      expect(alive(before.get(name) as number)).toBe(false);
+    }
+    expect(secretExposures(r.execs, KEY_FORMS_ROTATED, agentsOwn)).toEqual([]);
+  }, 600_000);
 });

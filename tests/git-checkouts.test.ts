@@ -16,6 +16,7 @@ import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
+import { ExecTrace, readTrace, secretExposures, straceArgv } from "./fixtures/exec-trace";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, removeTestAgents, waitFor } from "./support";
 
@@ -50,9 +51,9 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
-  /** `ps` listings taken while it ran, and those that showed a secret. */
-  psSamples: number;
-  psLeaks: string[];
+  /** Every exec apply and the tmux server made while it ran (strace), and each argv that held a secret. */
+  execs: number;
+  argvLeaks: string[];
 }
 
 interface Row {
@@ -209,32 +210,46 @@ class Host {
     );
   }
 
-  /** Runs the reconcile command's string (without sudo) with its stdin, sampling `ps` for secrets. */
-  apply(command: string, stdin: string, secrets: string[]): Promise<Run> {
+  /**
+   * Runs the reconcile command's string (without sudo) with its stdin, every exec traced: apply's
+   * own tree under strace, and the tmux server's (the windows and wrappers it starts) attached.
+   */
+  async apply(command: string, stdin: string, secrets: string[]): Promise<Run> {
     const args = command.replace(/^sudo \/usr\/local\/lib\/agent-host\/apply /, "").split(" ");
-    return new Promise((resolve, reject) => {
-      const p = spawn("bash", [APPLY, ...args], { env: this.env() });
-      let stdout = "";
-      let stderr = "";
-      let psSamples = 0;
-      const psLeaks: string[] = [];
-      const sampler = setInterval(() => {
-        const ps = spawnSync("ps", ["-eo", "args="], { encoding: "utf8" }).stdout;
-        psSamples++;
-        for (const line of ps.split("\n"))
-          if (secrets.some((s) => line.includes(s))) psLeaks.push(line);
-      }, 100);
-      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      p.on("error", reject);
-      const timer = setTimeout(() => p.kill("SIGKILL"), 180_000);
-      p.on("close", (code) => {
-        clearInterval(sampler);
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, psSamples, psLeaks });
-      });
-      p.stdin.end(stdin);
+    const server = spawnSync("tmux", ["-S", this.sock(), "display-message", "-p", "#{pid}"], {
+      encoding: "utf8",
     });
+    const stamp = `${this.tag}-${Date.now()}`;
+    // The server runs before every apply here (startServer); without one, apply's own tree is all.
+    const serverTrace =
+      server.status === 0
+        ? await ExecTrace.attach(
+            [Number(server.stdout.trim())],
+            path.join(BASE, `server-${stamp}.strace`),
+          )
+        : undefined;
+    const applyTrace = path.join(BASE, `apply-${stamp}.strace`);
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve, reject) => {
+        const [strace, ...prefix] = straceArgv(applyTrace);
+        const p = spawn(strace, [...prefix, "bash", APPLY, ...args], { env: this.env() });
+        let stdout = "";
+        let stderr = "";
+        p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        p.on("error", reject);
+        const timer = setTimeout(() => p.kill("SIGKILL"), 180_000);
+        p.on("close", (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+        p.stdin.end(stdin);
+      },
+    );
+    const execs = [...readTrace(applyTrace), ...((await serverTrace?.stop()) ?? [])];
+    // argv only: a secret in any argv is world-readable (/proc/PID/cmdline).
+    const argvLeaks = secretExposures(execs, secrets, () => true);
+    return { ...result, execs: execs.length, argvLeaks };
   }
 
   ctl(args: string[]): { code: number | null; stdout: string; stderr: string } {
@@ -250,7 +265,7 @@ class Host {
     const r = this.ctl(["status", "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as Row[];
+    return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
   }
 }
 
@@ -623,9 +638,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(byGit.stdout).not.toContain(TOKEN);
     });
 
-    test("the token never leaves the credentials file: not in apply's output, ps, the host's files, gh's argv", () => {
-      expect(applied.psSamples).toBeGreaterThan(0);
-      expect(applied.psLeaks).toEqual([]);
+    test("the token never leaves the credentials file: not in apply's output, any exec's argv, the host's files, gh's argv", () => {
+      expect(applied.execs).toBeGreaterThan(0);
+      expect(applied.argvLeaks).toEqual([]);
       expect(applied.stdout).not.toContain(TOKEN);
       expect(applied.stderr).not.toContain(TOKEN);
       // Only each agent's own credentials file holds it (the homes are under the host's root).
@@ -714,7 +729,8 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
           unpushed_commits: 1,
         },
       ]);
-      const table = h.ctl(["status"]).stdout.trim().split("\n");
+      const [host, ...table] = h.ctl(["status"]).stdout.trim().split("\n");
+      expect(host).toBe("HOST  healthy");
       const header = table[0].split(/\s{2,}/);
       expect(header).toEqual(expect.arrayContaining(["BRANCH", "UNSAVED"]));
       const cells = (line: string) => {
@@ -864,7 +880,7 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(git(AGENT, agentHome, ["config", "--global", "--get", "core.sshCommand"])).toBe(
         `ssh -i ${keyFile} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new`,
       );
-      expect(applied.psLeaks).toEqual([]);
+      expect(applied.argvLeaks).toEqual([]);
       expect(applied.stderr).not.toContain(keyBody());
       expect(filesContaining(h.root, keyBody())).toEqual([]);
       expect(filesContaining(agentHome, keyBody())).toEqual([keyFile]);

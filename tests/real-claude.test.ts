@@ -93,7 +93,7 @@ async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`agentctl status --json: ${r.code} ${r.stderr}`);
   const num = (x: Row) => Number(x.name.replace("agent-", ""));
-  return (JSON.parse(r.stdout) as Row[]).sort((a, b) => num(a) - num(b));
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents.sort((a, b) => num(a) - num(b));
 }
 
 function tmux(sock: string, args: string[]): string {
@@ -174,7 +174,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
   beforeAll(async () => {
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
-    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
+    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}`, models: [VERTEX.model] });
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
     claudeEnv = [
       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
@@ -287,8 +287,12 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
   });
 
+  // A scripted reply left unused, or a request that broke the API's rules, fails the test that
+  // caused it; the queue is empty for the next one.
+  afterEach(() => api?.verify());
+
   test("a prompt typed into agent 5 gets the stand-in's reply", async () => {
-    api.reply({ text: `PONG ${NONCE}` });
+    api.reply({ text: `PONG ${NONCE}`, cwd: path.join(h.ws, "agent-5") });
     await typePrompt(h, 5, `ping ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`ping ${NONCE}`),
@@ -315,7 +319,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
     const log = fs.readFileSync(path.join(h.run, "agent-5", "wrapper.log"), "utf8");
     expect(log).toContain(`(--resume ${sessionId})`);
-    api.reply({ text: `second ${NONCE}` });
+    api.reply({ text: `second ${NONCE}`, cwd: path.join(h.ws, "agent-5") });
     await typePrompt(h, 5, `again ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`again ${NONCE}`),
@@ -509,7 +513,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       90_000,
     );
     await poll("agent-2 at the prompt", () => atPrompt(pane(h, 2)), 60_000);
-    api.reply({ text: `logged in ${NONCE}` });
+    api.reply({ text: `logged in ${NONCE}`, cwd: path.join(h.ws, "agent-2") });
     await typePrompt(h, 2, `with login ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.scripted && conversation(x).includes(`with login ${NONCE}`),
@@ -550,7 +554,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     );
     expect(row.signin).toBe("signed-in");
     await poll("agent-1 at the prompt", () => atPrompt(pane(h, 1)), 60_000);
-    api.reply({ text: `vertex ${NONCE}` });
+    api.reply({ text: `vertex ${NONCE}`, cwd: path.join(h.ws, "agent-1") });
     await typePrompt(h, 1, `on vertex ${NONCE}`);
     const req = await api.waitForRequest(
       (x) => x.api === "vertex" && x.scripted && conversation(x).includes(`on vertex ${NONCE}`),

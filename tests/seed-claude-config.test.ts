@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { unavailableSuite } from "./real-suite";
+import { TestUsers } from "./support";
 
 const SCRIPT = path.resolve(__dirname, "../cloud-init/host/seed-claude-config");
 const USER = "seedtest";
@@ -62,17 +63,10 @@ const write = (name: string, value: unknown) => {
 };
 
 suite("seed-claude-config", () => {
+  const users = new TestUsers();
+  afterAll(() => users.removeAll());
   beforeAll(() => {
-    if (spawnSync("id", ["-u", USER]).status !== 0) {
-      const r = spawnSync("useradd", [
-        "--no-create-home",
-        "--shell",
-        "/usr/sbin/nologin",
-        "--user-group",
-        USER,
-      ]);
-      if (r.status !== 0) throw new Error(`useradd ${USER}: ${r.stderr}`);
-    }
+    users.ensure(USER, { shell: "/usr/sbin/nologin", args: ["--user-group"] });
     uid = Number(spawnSync("id", ["-u", USER], { encoding: "utf8" }).stdout.trim());
   });
 

@@ -198,6 +198,7 @@ suite("a stop that lands while the wrapper seeds claude's config", () => {
   let seeding: string;
 
   beforeAll(() => {
+    removeTestAgents(AGENT_USER, UID_BASE);
     h = makeHost();
     const lib = path.join(h.dir, "lib");
     fs.mkdirSync(lib, { mode: 0o755 });

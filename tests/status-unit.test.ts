@@ -199,9 +199,11 @@ describe("the table and the JSON", () => {
   });
 
   test("JSON: every column, in COLUMNS order, null where nothing is known", () => {
-    const [parsed] = JSON.parse(
+    const out = JSON.parse(
       toJson([row({ pid: null, branch: null, unsaved: null, uncommitted_files: null })]),
-    ) as Record<string, unknown>[];
+    ) as { host: unknown; agents: Record<string, unknown>[] };
+    expect(out.host).toEqual({ healthy: true, problems: [] });
+    const [parsed] = out.agents;
     expect(Object.keys(parsed)).toEqual(COLUMNS.map((c) => c.key));
     expect(parsed).toMatchObject({ pid: null, branch: null, unsaved: null, needs_you: false });
   });

@@ -147,3 +147,52 @@ export function removeTestAgents(prefix: string, uidBase: number, max = 40): voi
       spawnSync("groupdel", [name]);
   }
 }
+
+/**
+ * The Unix users a suite creates, removed again at its end: a suite leaves /etc/passwd,
+ * /etc/group and /home as it found them. A user that already exists is used and left alone.
+ *
+ *   const users = new TestUsers();
+ *   beforeAll(() => users.ensure("claudereal"));
+ *   afterAll(() => users.removeAll());   // after the user's processes are ended
+ */
+export class TestUsers {
+  private readonly created: string[] = [];
+
+  ensure(name: string, opts: { shell?: string; args?: string[] } = {}): void {
+    if (spawnSync("id", ["-u", name]).status === 0) return;
+    const r = spawnSync(
+      "useradd",
+      ["--create-home", "--shell", opts.shell ?? "/bin/bash", ...(opts.args ?? []), name],
+      { encoding: "utf8" },
+    );
+    if (r.status !== 0) throw new Error(`useradd ${name}: ${r.stderr}`);
+    this.created.push(name);
+  }
+
+  /**
+   * Removes every user this suite created, with its home and group, once none of its processes
+   * is left (waited for, with a deadline); throws naming what is left behind.
+   */
+  async removeAll(): Promise<void> {
+    const left: string[] = [];
+    for (const name of this.created.splice(0)) {
+      const home = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.split(":")[5];
+      await poll(
+        `${name}'s processes to end`,
+        () => spawnSync("pgrep", ["-u", name]).status === 1,
+        15_000,
+      ).catch(() => {
+        // Still running after the suite's own teardown: its processes, ended by pid.
+        const pids = spawnSync("pgrep", ["-u", name], { encoding: "utf8" }).stdout.split("\n");
+        for (const pid of pids.filter(Boolean)) process.kill(Number(pid), "SIGKILL");
+      });
+      const r = spawnSync("userdel", ["--remove", name], { encoding: "utf8" });
+      if (r.status !== 0 && r.status !== 12) left.push(`userdel ${name}: ${r.stderr.trim()}`);
+      if (spawnSync("getent", ["passwd", name]).status === 0) left.push(`user ${name}`);
+      if (spawnSync("getent", ["group", name]).status === 0) left.push(`group ${name}`);
+      if (home && fs.existsSync(home)) left.push(`home ${home}`);
+    }
+    if (left.length > 0) throw new Error(`the suite left behind: ${left.join("; ")}`);
+  }
+}

@@ -5,21 +5,30 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
+import { testJobPlan } from "../scripts/check-workflows";
+import { HOST_TOOLS } from "./boot/harness";
 
 const ROOT = path.resolve(__dirname, "..");
 const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const ACTIONLINT = path.join(ROOT, "scripts", "actionlint.sh");
 
-// The README's test command. `npm test` runs the pure, host and boot jest projects; CI runs
-// `test:unit` (pure + host) on every pull request and the boot project in .ci/run (README, CI/CD).
+// The README's test command. `npm test` runs the pure, host and boot jest projects; the test job
+// runs the same projects, the host and boot ones as root on the runner VM (README, CI/CD).
 const README_TEST_COMMAND = "npm test";
 const CI_COMMANDS = [
+  "sudo bash .ci/install-packages",
   "npm ci",
   "npm run lint",
   "npm run typecheck",
-  "npm run test:unit",
   "bash scripts/actionlint.sh",
+  'npm run test:pure -- --ci --json --outputFile="${RUNNER_TEMP}/jest-pure.json"',
+  'sudo env "PATH=${PATH}" CI=true npm run test:system -- --ci --json --outputFile="${RUNNER_TEMP}/jest-system.json"',
+  'npx ts-node --transpile-only scripts/ci-summary.ts "${RUNNER_TEMP}/jest-pure.json" "${RUNNER_TEMP}/jest-system.json"',
 ];
+
+// What the runner sets for every step (docs.github.com, "Default environment variables") and
+// the workflows read. scripts/check-workflows.ts sets the same names in its container.
+const GITHUB_DEFAULT_ENV = ["CI", "GITHUB_ACTIONS", "GITHUB_WORKSPACE", "RUNNER_TEMP"];
 
 const SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository";
 const FORK = "github.event.pull_request.head.repo.full_name != github.repository";
@@ -135,12 +144,20 @@ describe("pull-request.yml", () => {
     });
   });
 
-  it("runs the README's tests (the unit half of `npm test`), lint, typecheck and actionlint", () => {
-    expect(runCommands(testJob).slice(1)).toEqual(CI_COMMANDS);
-    // `npm test` = the pure, host and boot projects; CI runs pure and host here.
+  it("runs every jest project (host and boot as root on the runner VM), lint, typecheck, actionlint", () => {
+    expect(testJob["runs-on"]).toBe("ubuntu-24.04");
+    // Not in a container: the boot test needs systemd-nspawn and the host suites loop devices.
+    expect(testJob.container).toBeUndefined();
+    expect(testJob.steps.slice(0, 2).map((s) => s.uses)).toEqual([
+      "actions/checkout@v4",
+      "actions/setup-node@v4",
+    ]);
+    expect(runCommands(testJob)).toEqual(CI_COMMANDS);
+    // Between them, test:pure and test:system run every project of `npm test`.
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
     expect(pkg.scripts.test).toBe("jest");
-    expect(pkg.scripts["test:unit"]).toBe("jest --selectProjects pure host");
+    expect(pkg.scripts["test:pure"]).toBe("jest --selectProjects pure");
+    expect(pkg.scripts["test:system"]).toBe("jest --selectProjects host boot");
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const jestConfig = require(path.join(ROOT, "jest.config.js"));
     expect(jestConfig.projects.map((p: { displayName: string }) => p.displayName)).toEqual([
@@ -151,6 +168,22 @@ describe("pull-request.yml", () => {
     const readme = path.join(ROOT, "README.md");
     if (fs.existsSync(readme)) {
       expect(fs.readFileSync(readme, "utf8")).toContain(`\`${README_TEST_COMMAND}\``);
+    }
+  });
+
+  it("installs the one package list that .ci/run installs", () => {
+    const ciRun = fs.readFileSync(path.join(ROOT, ".ci", "run"), "utf8");
+    expect(ciRun).toContain("bash .ci/install-packages\n");
+    expect(ciRun).not.toMatch(/apt-get install/);
+    const installer = fs.readFileSync(path.join(ROOT, ".ci", "install-packages"), "utf8");
+    expect(installer).toContain('LIST="$(dirname "${BASH_SOURCE[0]}")/packages.txt"');
+    // Every tool a suite asks for by name has its package on the list.
+    const listed = fs
+      .readFileSync(path.join(ROOT, ".ci", "packages.txt"), "utf8")
+      .split("\n")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#"));
+    for (const pkg of Object.values(HOST_TOOLS)) {
+      expect(listed).toContain(pkg);
     }
   });
 
@@ -326,7 +359,10 @@ describe("both workflows", () => {
     const blocks = Object.values(wf.workflow.jobs).flatMap((job) =>
       job.steps.flatMap((step) => {
         if (step.run === undefined) return [];
-        const scope = [wf.workflow, job, step].flatMap((h) => Object.keys(h.env ?? {}));
+        const scope = [
+          ...GITHUB_DEFAULT_ENV,
+          ...[wf.workflow, job, step].flatMap((h) => Object.keys(h.env ?? {})),
+        ];
         return [
           { block: step.run, declared: scope.map((name) => `export ${name}=set\n`).join("") },
         ];
@@ -658,5 +694,42 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
     expect(expression).not.toBeNull();
     const allowed = [...(expression?.[2] ?? "").matchAll(/'([^']+)'/g)].map((m) => m[1]).sort();
     expect(allowed).toEqual(projectGrants);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// scripts/check-workflows.ts: the test job as the steps it runs in a fresh container.
+
+describe("scripts/check-workflows.ts testJobPlan", () => {
+  it("turns each workflow's test job into checkout, setup-node and the run: steps, in order", () => {
+    for (const wf of [
+      { file: "pull-request.yml", text: pr.text },
+      { file: "deploy.yml", text: deploy.text },
+    ]) {
+      const plan = testJobPlan(wf.text, wf.file) ?? [];
+      expect(plan.map((s) => s.kind)).toEqual([
+        "checkout",
+        "setup-node",
+        ...CI_COMMANDS.map(() => "run"),
+      ]);
+      expect(plan.flatMap((s) => (s.kind === "run" ? [s.run.trim()] : []))).toEqual(CI_COMMANDS);
+    }
+  });
+
+  it("refuses what it cannot run as written, instead of skipping it", () => {
+    const job = (steps: string) =>
+      `name: x\non: push\ndefaults:\n  run:\n    shell: bash\njobs:\n  test:\n    runs-on: ubuntu-24.04\n${steps}`;
+    expect(() =>
+      testJobPlan(job("    container: debian:12\n    steps:\n      - run: true\n"), "a.yml"),
+    ).toThrow("a.yml: jobs.test runs in a container; the check emulates the runner VM");
+    expect(() =>
+      testJobPlan(job("    steps:\n      - uses: docker/setup-buildx-action@v3\n"), "b.yml"),
+    ).toThrow("b.yml: jobs.test.steps[0]: docker/setup-buildx-action@v3 is not emulated");
+    expect(() =>
+      testJobPlan(job("    steps:\n      - run: echo ${{ github.sha }}\n"), "c.yml"),
+    ).toThrow("c.yml: jobs.test.steps[0] uses a ${{ }} expression, which only GitHub can evaluate");
+    expect(
+      testJobPlan("name: x\non: push\njobs:\n  other:\n    runs-on: x\n    steps: []\n", "d.yml"),
+    ).toBeUndefined();
   });
 });

@@ -9,6 +9,7 @@ import { legacyAgents, legacyUid, migrateAgent, pidsOfUid, retireLegacyUser } fr
 import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
+  faultLine,
   liveAgents,
   namesOrNone,
   paneTail,
@@ -21,6 +22,9 @@ import {
   resolveAgent,
   runningCount,
   staggerDelay,
+  RECONCILE_RECORD,
+  type AgentFailure,
+  type ReconcileRecord,
 } from "./reconcile";
 import { UsageError } from "./send";
 import { SESSION } from "./tmux";
@@ -69,7 +73,11 @@ export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
 
 /**
  * `reconcile [N] [--json] [--boot]`: run exactly N agents. Adds the missing, respawns the dead,
- * stops the surplus (their workspaces and conversations are kept).
+ * stops the surplus (their workspaces and conversations are kept). The desired count
+ * (RUN_DIR/desired, what status lists) moves to N only when every agent it needed started: an
+ * agent that cannot start (a full disk, say) leaves it where it was, is named with its cause in
+ * RUN_DIR/reconcile.json and on stderr, and the exit status is 1. Agents that were running keep
+ * running.
  */
 export function reconcile(a: Agents, argv: readonly string[]): number {
   const { conf, log } = a;
@@ -77,7 +85,8 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   a.ensureServer(args.boot);
   a.takeLock();
   a.ensureSession();
-  fs.writeFileSync(path.join(conf.runDir, "desired"), `${args.count}\n`);
+  const retry = `agentctl reconcile ${args.count}`;
+  const failed: AgentFailure[] = [];
   for (const id of a.windows.duplicates) {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
@@ -95,25 +104,78 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   }
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
-  if (!args.boot) prepareCheckouts(a, args.count);
-  else if (conf.gitRepository !== "")
-    log("boot: repository checkouts are left to the next reconcile");
-  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
-  for (const start of plan.starts) {
-    if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
-    a.startAgent(start.agent, start.delay);
+  try {
+    if (!args.boot) prepareCheckouts(a, args.count);
+    else if (conf.gitRepository !== "")
+      log("boot: repository checkouts are left to the next reconcile");
+  } catch (error) {
+    failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }
-  if (plan.surplus.length > 0) stopSurplus(a, plan.surplus);
+  const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
+  for (const start of failed.length > 0 ? [] : plan.starts) {
+    if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
+    try {
+      a.startAgent(start.agent, start.delay);
+    } catch (error) {
+      failed.push({ agent: start.agent, error: faultLine(error, conf.workspacesDir, retry) });
+    }
+  }
+  if (failed.length === 0 && plan.surplus.length > 0) stopSurplus(a, plan.surplus);
   a.applyLimits();
+  const desiredFile = path.join(conf.runDir, "desired");
+  const text = readText(desiredFile);
+  const before = text === undefined ? NaN : Number(text);
+  // With none before (a first reconcile that failed), 0: status then lists the agents that have a
+  // window, never AGENT_COUNT's phantoms.
+  const desired = failed.length === 0 ? args.count : Number.isSafeInteger(before) ? before : 0;
+  if (failed.length === 0 || text === undefined) fs.writeFileSync(desiredFile, `${desired}\n`);
+  const record: ReconcileRecord = {
+    at: Math.floor(Date.now() / 1000),
+    requested: args.count,
+    desired,
+    ok: failed.length === 0,
+    failed,
+  };
+  writeRecord(path.join(conf.runDir, RECONCILE_RECORD), record, log);
+  const checkoutsFailed = failed.some((f) => f.agent === 0);
+  const started = checkoutsFailed
+    ? []
+    : plan.starts.filter((s) => !failed.some((f) => f.agent === s.agent));
   const summary = {
-    desired: args.count,
-    added: plan.starts.filter((s) => !s.restart).map((s) => s.agent),
-    removed: plan.surplus,
-    restarted: plan.starts.filter((s) => s.restart).map((s) => s.agent),
-    running: runningCount(a.readWindows().byName, args.count),
+    desired,
+    added: started.filter((s) => !s.restart).map((s) => s.agent),
+    removed: failed.length === 0 ? plan.surplus : [],
+    restarted: started.filter((s) => s.restart).map((s) => s.agent),
+    running: runningCount(a.readWindows().byName, desired),
   };
   process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
-  return 0;
+  for (const f of failed)
+    log(
+      `reconcile ${args.count}: ${f.agent > 0 ? `agent-${f.agent} did not start` : "checkouts failed"}: ${f.error}`,
+    );
+  if (failed.length > 0)
+    log(
+      `reconcile ${args.count}: the desired count stays ${desired}; running agents were not touched`,
+    );
+  return failed.length === 0 ? 0 : 1;
+}
+
+const readText = (file: string): string | undefined => {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+};
+
+/** The record is news for status, not the work itself: a failure to write it is only said. */
+function writeRecord(file: string, record: ReconcileRecord, log: Log): void {
+  try {
+    fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(record)}\n`, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp`, file);
+  } catch (error) {
+    log(`warning: could not write ${file}: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -3,7 +3,12 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { HostConf } from "../conf/conf";
-import { effectiveState, type Effective, type ProcessFacts } from "../attention/effective";
+import {
+  effectiveState,
+  type Effective,
+  type PaneView,
+  type ProcessFacts,
+} from "../attention/effective";
 import { readStatus } from "../attention/store";
 import type { Recorded } from "../attention/state";
 import { agentIds } from "./agent-user";
@@ -92,8 +97,10 @@ function runsACommand(pid: number): boolean {
 
 /** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
 export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknown>): number[] {
-  const desired = Number(readSmall(path.join(conf.runDir, "desired")));
-  const count = Number.isSafeInteger(desired) && desired > 0 ? desired : conf.agentCount;
+  const text = readSmall(path.join(conf.runDir, "desired"));
+  const desired = text === undefined ? NaN : Number(text);
+  // "0" is a count (a first reconcile failed before any agent started): only the windows there are.
+  const count = Number.isSafeInteger(desired) && desired >= 0 ? desired : conf.agentCount;
   const all = new Set<number>(windows.keys());
   for (let i = 1; i <= count; i++) all.add(i);
   return [...all].sort((a, b) => a - b);
@@ -107,6 +114,23 @@ export const KEY_REJECTED_RE =
   /(^|[^0-9])401 [^·]*(invalid|expired|revoked|authentication)|Invalid API key|Invalid bearer token|OAuth token (has expired|revoked|is invalid)|API Error: 401/;
 export const NEEDS_LOGIN_RE =
   /Not logged in|Please run \/login|Select login method|Paste code here if prompted/;
+
+/**
+ * What Claude Code 2.1.331's pane shows (captured with the real binary, tests/agent-state.test.ts
+ * and tests/real-claude.test.ts): a permission dialog ("Do you want to proceed?" over its options,
+ * the first marked "❯ 1. Yes"), a turn in progress ("esc to interrupt" under the spinner), or the
+ * input box: a `❯` line right under the box's top rule (a dialog's `❯` never is). Only the pane's
+ * last lines count: the conversation above may quote anything.
+ */
+export function paneView(pane: string): PaneView {
+  const lines = pane.replace(/\s+$/, "").split("\n").slice(-30);
+  const tail = lines.join("\n");
+  if (/Do you want to proceed\?[\s\S]{0,400}❯ 1\. Yes/.test(tail)) return "permission-dialog";
+  if (/esc to interrupt/.test(tail)) return "working";
+  if (lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1])))
+    return "prompt";
+  return "unknown";
+}
 
 /** A pane is read at most this often per agent: the monitor polls every 500 ms. */
 const PANE_EVERY_MS = 3000;
@@ -155,6 +179,8 @@ export function snapshot(conf: HostConf): Snapshot {
     if (w && !w.dead && st) {
       facts.pid = pid;
       facts.startedAt = epochOfTicks(st.ticks);
+      facts.now = Date.now();
+      facts.pane = paneView(paneText(conf, n, facts.now));
       const signedOut = paneSignedOut(conf, n, Date.now());
       if (signedOut) facts.signedOut = signedOut;
       if (rec?.state === "needs-permission")

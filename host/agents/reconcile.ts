@@ -214,3 +214,70 @@ export function paneTail(captured: string, lines: number): string {
   const kept = all.slice(0, last).slice(-lines);
   return kept.map((l) => `${l}\n`).join("");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the last reconcile did, for `agentctl status` (RUN_DIR/reconcile.json): the desired count
+// moves only when every agent it asked for started, and a failure names the agent and the cause.
+
+/** RUN_DIR/reconcile.json: what the last reconcile did (host/attention/health.ts reads it). */
+export const RECONCILE_RECORD = "reconcile.json";
+
+export interface AgentFailure {
+  agent: number;
+  /** One line: the cause and the fix. */
+  error: string;
+}
+
+export interface ReconcileRecord {
+  /** Epoch seconds. */
+  at: number;
+  requested: number;
+  /** The desired count after it: `requested` on success, the one before on a failure. */
+  desired: number;
+  ok: boolean;
+  failed: AgentFailure[];
+}
+
+export function parseReconcileRecord(text: string | undefined): ReconcileRecord | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const r = JSON.parse(text) as Partial<ReconcileRecord>;
+    if (
+      typeof r.at !== "number" ||
+      typeof r.requested !== "number" ||
+      typeof r.desired !== "number" ||
+      typeof r.ok !== "boolean" ||
+      !Array.isArray(r.failed)
+    )
+      return undefined;
+    const failed = r.failed
+      .filter((f) => typeof f?.agent === "number" && typeof f?.error === "string")
+      .map((f) => ({ agent: f.agent, error: f.error }));
+    return { at: r.at, requested: r.requested, desired: r.desired, ok: r.ok, failed };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One line for a failure to change the host: what failed (errno and path, as Node names them) and
+ * what to do about it. `where`: the folder whose disk is meant when the disk is full ("": unknown).
+ */
+export function faultLine(error: unknown, where: string, retry: string): string {
+  const e = error as NodeJS.ErrnoException;
+  const message = (e instanceof Error ? e.message : String(error)).replace(/\s*\n\s*/g, " ");
+  switch (e?.code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return where
+        ? `${message}: the disk of ${where} is full; free space there (df -h ${where}), then run '${retry}'`
+        : `${message}: a disk is full; free space (df -h), then run '${retry}'`;
+    case "EROFS":
+      return `${message}: ${where || "a disk"} is mounted read-only; check the disk (dmesg), then run '${retry}'`;
+    case "EACCES":
+    case "EPERM":
+      return `${message}: permission denied; run agentctl as root ('sudo ${retry}')`;
+    default:
+      return `${message}; fix the cause, then run '${retry}'`;
+  }
+}

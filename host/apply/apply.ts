@@ -33,6 +33,7 @@ import {
 } from "./bundle";
 import { ensureAgentHome } from "../agents/agent-user";
 import { configureGit, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "./git";
+import { Journal, JOURNAL_PATH } from "./journal";
 import { applyLog, lookupUser, runRoot } from "./run";
 
 export interface ApplyPaths {
@@ -42,6 +43,8 @@ export interface ApplyPaths {
   conf: string;
   secrets: string;
   agentctl: string;
+  /** What this apply decided and how far it got (host/apply/journal.ts). */
+  journal: string;
 }
 
 export function applyPaths(env: NodeJS.ProcessEnv): ApplyPaths {
@@ -52,6 +55,7 @@ export function applyPaths(env: NodeJS.ProcessEnv): ApplyPaths {
     conf: `${root}/etc/agent-host/host.conf`,
     secrets: `${root}/etc/agent-host/secrets`,
     agentctl: `${root}/usr/local/bin/agentctl`,
+    journal: `${root}${JOURNAL_PATH}`,
   };
 }
 
@@ -100,18 +104,17 @@ function ensureDir(dir: string, mode: number, uid = 0, gid = 0): void {
   fs.chmodSync(dir, mode);
 }
 
-/** The host files; true when a systemd unit changed (daemon-reload). */
-function installFiles(files: readonly BundleFile[], p: ApplyPaths): boolean {
-  let changed = 0;
-  let units = false;
-  for (const f of files) {
+/** The host files that differ from what is installed (content or mode). */
+function changedFiles(files: readonly BundleFile[], p: ApplyPaths): BundleFile[] {
+  return files.filter((f) => !isAlready(`${p.root}${f.path}`, f.content, f.mode));
+}
+
+function installFiles(files: readonly BundleFile[], changed: readonly BundleFile[], p: ApplyPaths) {
+  for (const f of changed) {
     if (!installIfChanged(f.content, `${p.root}${f.path}`, f.mode)) continue;
-    changed++;
     applyLog(`updated ${f.path}`);
-    if (f.path.startsWith("/etc/systemd/system/")) units = true;
   }
-  applyLog(`host files: ${files.length} shipped, ${changed} changed`);
-  return units;
+  applyLog(`host files: ${files.length} shipped, ${changed.length} changed`);
 }
 
 /**
@@ -119,7 +122,10 @@ function installFiles(files: readonly BundleFile[], p: ApplyPaths): boolean {
  * it is installed: a bad override in host.conf.local stops the deploy here, naming the key, with
  * the old file still in place. The file replaced is read unchecked: its values are only compared.
  */
-function installConf(stackConf: string, p: ApplyPaths): { conf: HostConf; restart: boolean } {
+function decideConf(
+  stackConf: string,
+  p: ApplyPaths,
+): { conf: HostConf; text: string; restart: boolean } {
   let text = stackConf;
   const local = `${p.conf}.local`;
   if (fs.existsSync(local) && fs.statSync(local).isFile())
@@ -128,9 +134,12 @@ function installConf(stackConf: string, p: ApplyPaths): { conf: HostConf; restar
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
   const old = loadHostConf({}, p.conf);
+  return { conf, text, restart: confNeedsRestart(conf.raw, old.raw) };
+}
+
+function installConf(text: string, p: ApplyPaths): void {
   if (installIfChanged(Buffer.from(text, "utf8"), p.conf, 0o644))
     applyLog("updated /etc/agent-host/host.conf");
-  return { conf, restart: confNeedsRestart(conf.raw, old.raw) };
 }
 
 /**
@@ -146,6 +155,13 @@ function installAdminKeys(keys: Buffer, admin: string, p: ApplyPaths): void {
   if (isAlready(file, keys)) return;
   writeFile(file, keys, 0o600, user.uid, user.gid);
   applyLog(`updated ${admin}'s authorized keys`);
+}
+
+/** Whether installSecret would change the file. */
+function secretDiffers(value: SecretValue, file: string): boolean {
+  if (value === undefined) return false;
+  if (value === "remove") return fs.existsSync(file);
+  return !isAlready(file, value, 0o600);
 }
 
 /** A root-only secret file (dir 0700, file 0600): stored, replaced or removed; true when changed. */
@@ -270,37 +286,78 @@ function setUpGit(
   }
 }
 
-/** Installs everything the bundle carries, then reconciles; the exit status. */
-function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths): number {
+/**
+ * Installs everything the bundle carries, then reconciles; the exit status. Every decision that
+ * outlives a step (a daemon-reload, a restart of every agent) is written to the journal before the
+ * step that makes it needed: an apply cut off anywhere (SIGKILL, a dropped SSH session, a
+ * preemption) leaves a journal from which the next apply finishes the job, even though the files
+ * it compares are by then already the new ones.
+ */
+function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): number {
   applyLog(`instance ${args.instanceId || "unknown"}: ${args.agents} agents`);
-  const unitsChanged = installFiles(bundle.files, p);
-  const { conf, restart: confChanged } = installConf(bundle.conf, p);
-  installAdminKeys(bundle.adminKeys, conf.adminUser, p);
-  const keyChanged = installSecret(bundle.apiKey, `${p.secrets}/anthropic-api-key`, API_KEY);
-  installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
-  updateClaudeCode(conf, p);
-  ensureService(unitsChanged);
-  installExtraPackages(conf.extraPackages);
-  setUpGit(conf, bundle.gitCredentials, p, args.agents);
-  const env = { AGENTCTL_CONFIG: p.conf };
-  const reconcile = ["reconcile", String(args.agents), "--json"];
-  const rc = runRoot(p.agentctl, reconcile, { env, stdout: "inherit" });
-  if (rc !== 0 || !agentsNeedRestart({ conf: confChanged, apiKey: keyChanged })) return rc;
-  applyLog(
-    "Claude Code version, permission mode or API key changed: restarting every agent (conversations resume)",
-  );
-  return runRoot(p.agentctl, ["restart", "all"], { env });
+  {
+    const changed = changedFiles(bundle.files, p);
+    if (changed.some((f) => f.path.startsWith("/etc/systemd/system/"))) j.owe({ reload: true });
+    j.step("files", () => installFiles(bundle.files, changed, p));
+    const next = decideConf(bundle.conf, p);
+    const conf = next.conf;
+    const keyFile = `${p.secrets}/anthropic-api-key`;
+    const keyChanged = secretDiffers(bundle.apiKey, keyFile);
+    // Decided before host.conf or the key is installed: a cut-off run must not lose it.
+    if (agentsNeedRestart({ conf: next.restart, apiKey: keyChanged }))
+      j.owe({
+        restart: next.restart
+          ? "Claude Code version, permission mode or provider changed"
+          : "the API key changed",
+      });
+    j.step("conf", () => installConf(next.text, p));
+    j.step("admin-keys", () => installAdminKeys(bundle.adminKeys, conf.adminUser, p));
+    j.step("secrets", () => {
+      installSecret(bundle.apiKey, keyFile, API_KEY);
+      installSecret(bundle.notifyWebhookUrl, `${p.secrets}/notify-webhook-url`, WEBHOOK);
+    });
+    j.step("claude-code", () => updateClaudeCode(conf, p));
+    j.step("services", () => {
+      ensureService(j.state.reload_owed);
+      j.owe({ reload: false });
+    });
+    j.step("packages", () => installExtraPackages(conf.extraPackages));
+    j.step("git", () => setUpGit(conf, bundle.gitCredentials, p, args.agents));
+    const agentctlEnv = { AGENTCTL_CONFIG: p.conf };
+    const reconcile = ["reconcile", String(args.agents), "--json"];
+    j.step("reconcile", () => {
+      const rc = runRoot(p.agentctl, reconcile, { env: agentctlEnv, stdout: "inherit" });
+      if (rc !== 0)
+        throw new ApplyError(
+          `agentctl reconcile ${args.agents} failed (exit ${rc}; its reason is above and in 'sudo agentctl status')`,
+        );
+    });
+    j.step("restart", () => {
+      const owed = j.state.restart_owed;
+      if (owed === null) return;
+      applyLog(`${owed}: restarting every agent (conversations resume)`);
+      const rc = runRoot(p.agentctl, ["restart", "all"], { env: agentctlEnv });
+      if (rc !== 0) throw new ApplyError(`agentctl restart all failed (exit ${rc})`);
+      j.owe({ restart: null });
+    });
+    j.finish();
+    return 0;
+  }
 }
 
 /** `agent-host.js apply --agents N --bundle-sha256 SHA --instance-id ID < bundle`. */
 export function applyMain(argv: readonly string[], env = process.env): number {
+  let journal: Journal | undefined;
   try {
     const args = parseApplyArgs(argv);
     process.umask(0o022);
+    const p = applyPaths(env);
+    journal = new Journal(p.journal, args, env, applyLog);
     // The whole bundle is read before anything is installed, so a cut-off transfer changes nothing.
     const bundle = parseBundle(fs.readFileSync(0, "utf8"), args.bundleSha256);
-    return apply(args, bundle, applyPaths(env));
+    return apply(args, bundle, p, journal);
   } catch (error) {
+    journal?.fail(error as Error);
     if (error instanceof ApplyUsageError) {
       process.stderr.write(`apply: ${error.message}\n`);
       return 2;

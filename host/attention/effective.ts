@@ -17,13 +17,29 @@ export interface ProcessFacts {
   pid?: number;
   /** Epoch ms claude started. */
   startedAt?: number;
+  /** Epoch ms now (the clock the checks against the pane use; Date.now() when absent). */
+  now?: number;
   /** Exit code of claude's last run, when the wrapper is waiting to restart it. */
   lastExit?: number;
   /** claude started a process after the recorded state began (an approved command runs). */
   childSinceState?: boolean;
   /** The login was refused (agentctl's sign-in check), with its reason. */
   signedOut?: string;
+  /** What claude's pane shows now (host/agents/facts.ts paneView), to check the hooks' record. */
+  pane?: PaneView;
 }
+
+/**
+ * What a pane shows, as far as the state goes: Claude Code's input box (at its prompt), a
+ * permission dialog, a turn in progress, or nothing telling.
+ */
+export type PaneView = "prompt" | "permission-dialog" | "working" | "unknown";
+
+/**
+ * A hook event this recent may still be on its way (the recorder runs while claude draws): the
+ * pane is trusted over the record only when the record is older.
+ */
+export const HOOK_GRACE_MS = 5000;
 
 export interface Effective {
   n: number;
@@ -67,7 +83,31 @@ export function effectiveState(facts: ProcessFacts, recorded: Recorded | undefin
   // rebooted): the new one reports itself with SessionStart once it is at its prompt.
   const fresh =
     recorded && (facts.startedAt === undefined || recorded.updated >= facts.startedAt - 1000);
-  if (!recorded || !fresh) return make("starting", "claude is starting", facts.startedAt);
+  if (!recorded || !fresh) {
+    // No hook since this claude started. A lost or timed-out SessionStart (a busy VM, a recorder
+    // that crashed) must not leave it "starting" for good: its pane says where it is.
+    const lost = "; its hooks recorded nothing since it started (a hook event was lost)";
+    const seenFor = (facts.now ?? Date.now()) - (facts.startedAt ?? 0);
+    if (seenFor >= HOOK_GRACE_MS) {
+      if (facts.pane === "prompt") return make("idle", `at its prompt${lost}`, facts.startedAt);
+      if (facts.pane === "permission-dialog")
+        return make("needs-permission", `its pane shows a permission dialog${lost}`);
+      if (facts.pane === "working") return make("working", `working${lost}`, facts.startedAt);
+    }
+    return make("starting", "claude is starting", facts.startedAt);
+  }
+  const age = (facts.now ?? Date.now()) - recorded.updated;
+  if (
+    facts.pane === "permission-dialog" &&
+    !NEEDS_YOU.has(recorded.state) &&
+    age >= HOOK_GRACE_MS &&
+    !facts.childSinceState
+  ) {
+    return make(
+      "needs-permission",
+      `its pane shows a permission dialog; the hooks last recorded ${recorded.state} (${recorded.reason}): a hook event was lost`,
+    );
+  }
   if (recorded.state === "needs-permission" && facts.childSinceState) {
     // No hook fires when a person approves: the command's process is the sign it runs.
     return make("working", `approved, running ${recorded.reason}`, recorded.since);

@@ -68,6 +68,12 @@ export interface HookInput {
   last_assistant_message?: unknown;
   error?: unknown;
   error_details?: unknown;
+  transcript_path?: unknown;
+  /**
+   * Not Claude Code's: the tool use a permission_prompt Notification waits on, read by the
+   * recorder from the transcript's end (host/attention/hook.ts) when no PermissionRequest named it.
+   */
+  pending_tool?: unknown;
 }
 
 export interface ApplyOptions {
@@ -183,11 +189,15 @@ function onNotification({ input, prev }: Ctx): Change | undefined {
   const message = reasonText(str(input.message) ?? "");
   if (type === "permission_prompt") {
     if (needsYou) return undefined;
-    // The PermissionRequest before it named the tool; a bare notification names nothing better.
+    // The PermissionRequest before it named the tool (when it fired, and was recorded first); else
+    // the tool use at the transcript's end; the notification's own words name only the tool.
+    const pending = obj(input.pending_tool);
     const reason =
       state === "working" && prev?.reason && !prev.reason.startsWith("prompt: ")
         ? prev.reason
-        : message;
+        : typeof pending.name === "string"
+          ? describeTool(pending.name, pending.input)
+          : message;
     return { state: "needs-permission", reason: reason || "permission requested" };
   }
   if (type === "elicitation_dialog") {

@@ -16,6 +16,7 @@ import { GIT_QUERY_TIMEOUT_SECONDS } from "../agents/checkouts";
 import type { HostConf } from "../conf/conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
 import { KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "../agents/facts";
+import { healthy, type Problem } from "./health";
 import { oneLine } from "./text";
 import { agentWindows, tmux, type WindowInfo } from "../agents/tmux";
 
@@ -125,10 +126,14 @@ function cut(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-/** The rows as `agentctl status --json` prints them: one array, keys in COLUMNS order. */
-export function toJson(rows: readonly StatusRow[]): string {
-  const ordered = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
-  return `${JSON.stringify(ordered)}\n`;
+/**
+ * `agentctl status --json`: the host's health, then the rows, keys in COLUMNS order:
+ * `{"host":{"healthy":true,"problems":[{"level","kind","message"}]},"agents":[...]}`.
+ */
+export function toJson(rows: readonly StatusRow[], problems: readonly Problem[] = []): string {
+  const agents = rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c.key, r[c.key]])));
+  const host = { healthy: healthy(problems), problems };
+  return `${JSON.stringify({ host, agents })}\n`;
 }
 
 /** Columns two spaces apart, each as wide as its widest cell; the last cell is not padded. */

@@ -107,16 +107,35 @@ export function appendTransition(dir: string, t: Transition): void {
   }
 }
 
+/** Why the lock could not be had: the one line the recorder prints (claude's debug log). */
+export class LockError extends Error {}
+
+/** The first pause between two tries of a held lock; each next pause doubles, up to LOCK_MAX_PAUSE_MS. */
+const LOCK_FIRST_PAUSE_MS = 2;
+const LOCK_MAX_PAUSE_MS = 100;
+
 /**
  * Runs `fn` holding the agent's lock (an O_EXCL file), so two hooks of one agent that fire
- * together (a Notification beside a tool hook) do not lose each other's update. Bounded: a lock
- * older than STALE_LOCK_MS is taken over, and after LOCK_WAIT_MS the update runs anyway.
+ * together (a Notification beside a tool hook) do not lose each other's update. Bounded, never a
+ * spin: a held lock is retried with a doubling pause up to `waitMs`, a lock older than
+ * STALE_LOCK_MS (its recorder died) is taken over once, and after `waitMs` the update runs without
+ * the lock (the event is recorded; at worst a racing one is overwritten). A folder where the lock
+ * cannot be created at all (not writable, gone, full) is no wait: LockError at once, naming the
+ * folder, the cause and the fix, and the caller reports it.
  */
-export function withLock<T>(dir: string, fn: () => T): T {
+export function withLock<T>(
+  dir: string,
+  fn: () => T,
+  opts: { waitMs?: number; log?: (line: string) => void; sleep?: (ms: number) => void } = {},
+): T {
   const lock = path.join(dir, LOCK_FILE);
-  const deadline = Date.now() + LOCK_WAIT_MS;
+  const waitMs = opts.waitMs ?? LOCK_WAIT_MS;
+  const sleep = opts.sleep ?? sleepSync;
+  const deadline = Date.now() + waitMs;
+  let pause = LOCK_FIRST_PAUSE_MS;
+  let tookOver = false;
   let held = false;
-  while (!held) {
+  for (;;) {
     try {
       fs.closeSync(
         fs.openSync(
@@ -129,24 +148,54 @@ export function withLock<T>(dir: string, fn: () => T): T {
         ),
       );
       held = true;
+      break;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw lockError(dir, error as NodeJS.ErrnoException);
+    }
+    let age: number | undefined;
+    try {
+      age = Date.now() - fs.lstatSync(lock).mtimeMs;
     } catch {
-      let age = 0;
+      age = undefined; // released meanwhile: try again at once (still bounded by the deadline)
+    }
+    if (age !== undefined && age > STALE_LOCK_MS && !tookOver) {
+      tookOver = true;
       try {
-        age = Date.now() - fs.lstatSync(lock).mtimeMs;
-      } catch {
-        continue;
-      }
-      if (age > STALE_LOCK_MS) {
         fs.rmSync(lock, { force: true });
-        continue;
+      } catch (error) {
+        throw lockError(dir, error as NodeJS.ErrnoException);
       }
-      if (Date.now() > deadline) break;
-      sleepSync(5);
+      continue;
+    }
+    if (Date.now() >= deadline) break;
+    if (age !== undefined) {
+      sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
+      pause = Math.min(pause * 2, LOCK_MAX_PAUSE_MS);
     }
   }
+  if (!held)
+    opts.log?.(
+      `${lock} still held after ${waitMs} ms (another hook of this agent is stuck); recorded without it`,
+    );
   try {
     return fn();
   } finally {
     if (held) fs.rmSync(lock, { force: true });
   }
+}
+
+function lockError(dir: string, error: NodeJS.ErrnoException): LockError {
+  const uid = process.getuid?.() ?? "?";
+  const fix =
+    error.code === "EACCES" || error.code === "EPERM" || error.code === "EROFS"
+      ? `the folder must belong to the agent's user (uid ${uid}): chown it, or run 'sudo agentctl restart N' to have the wrapper make it again`
+      : error.code === "ENOSPC" || error.code === "EDQUOT"
+        ? "free space on that disk"
+        : error.code === "ENOENT" || error.code === "ENOTDIR"
+          ? "restart the agent ('sudo agentctl restart N') to have the wrapper make it again"
+          : "see the error";
+  return new LockError(
+    `cannot record in ${dir}: ${error.code ?? "error"} (${error.message.replace(/^[A-Z]+: /, "")}); ${fix}`,
+  );
 }

@@ -5,6 +5,7 @@
 // agentActivity() alone.
 import * as os from "os";
 import {
+  activityText,
   agentsIdleFor,
   decide,
   describeDecision,
@@ -105,10 +106,5 @@ export function autostopStatus(
       },
     })}\n`;
   }
-  const busy = agents.filter((a) => a.state === "working" || a.state === "starting").length;
-  const idleText =
-    idleMs === undefined
-      ? `${busy} of ${agents.length} agents busy`
-      : `every agent idle for ${shortDuration(idleMs)}`;
-  return `VM up ${shortDuration(now - bootAt)}; ${idleText}\n${describeDecision(decision, now, conf.autoStopSeconds * 1000)}\n`;
+  return `VM up ${shortDuration(now - bootAt)}; ${activityText(agents, idleMs)}\n${describeDecision(decision, now, conf.autoStopSeconds * 1000)}\n`;
 }

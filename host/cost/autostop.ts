@@ -123,3 +123,31 @@ export function agentsIdleFor(
   for (const a of agents) if (a.since !== undefined) since = Math.max(since, a.since);
   return Math.max(0, now - since);
 }
+
+const WAITING_WORDS: Record<string, string> = {
+  "needs-permission": "waits for permission",
+  "needs-answer": "waits for an answer",
+  "signed-out": "is signed out",
+  exited: "has exited",
+  crashed: "crashed",
+  missing: "is missing",
+};
+
+/**
+ * The agents' half of `agentctl status`'s cost line. "every agent idle" only when each one is: an
+ * agent waiting for permission or an answer is not idle (it holds nothing up, but a person is
+ * needed), so it is named, e.g. "none busy for 12m03s; agent-3 waits for permission".
+ */
+export function activityText(
+  agents: readonly AgentActivity[],
+  quietMs: number | undefined,
+): string {
+  if (quietMs === undefined) {
+    const busy = agents.filter((a) => BUSY_STATES.has(a.state)).length;
+    return `${busy} of ${agents.length} agents busy`;
+  }
+  const others = agents.filter((a) => a.state !== "idle");
+  if (others.length === 0) return `every agent idle for ${shortDuration(quietMs)}`;
+  const named = others.map((a) => `agent-${a.n} ${WAITING_WORDS[a.state] ?? `is ${a.state}`}`);
+  return `none busy for ${shortDuration(quietMs)}; ${named.join(", ")}`;
+}

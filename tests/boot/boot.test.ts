@@ -21,6 +21,7 @@ import { renderUserData } from "../../cloud-init/render";
 import { parseHostConf } from "../../host/conf/conf";
 import { stopArgv } from "../../host/cost/autostop-run";
 import { atClaudePrompt } from "../fixtures/real-claude";
+import { unavailableSuite } from "../real-suite";
 import {
   DataDisk,
   Machine,
@@ -39,7 +40,6 @@ const N = 3;
 const MINUTE = 60_000;
 const CACHE_DIR = process.env.AGENT_HOST_BOOT_CACHE ?? "/var/cache/agent-host-boot";
 const KEEP = process.env.AGENT_HOST_BOOT_KEEP === "1";
-const IN_CI = process.env.CI === "true";
 const TMUX = ["tmux", "-S", "/run/agent-host/tmux.sock"];
 /** Agent N's state folder, in its own home on the data disk (issue 20). */
 const stateDir = (name: string): string => `/data/home/${name}/.agent-host`;
@@ -84,20 +84,14 @@ function skipReason(): string | undefined {
     return "the boot test needs root (debootstrap, losetup, systemd-nspawn); run `sudo npm run test:boot`";
   }
   const missing = missingHostTools();
-  if (missing.length > 0) {
-    const message = `the boot test needs ${missing.join(", ")}`;
-    // In CI a machine that cannot boot the container is a failure, never a skip.
-    if (IN_CI) throw new Error(`${message}; .ci/run must install them`);
-    return message;
-  }
+  if (missing.length > 0) return `the boot test needs ${missing.join(", ")}; .ci/run installs them`;
   return undefined;
 }
 
+// Any reason at all (not root, not Linux, a missing tool) is a failing test in CI, a warning
+// elsewhere: a green CI never hides a boot test that did not run.
 const reason = skipReason();
-if (reason) {
-  console.warn(`boot test skipped: ${reason}`);
-}
-const describeBoot = reason ? describe.skip : describe;
+const describeBoot = reason ? unavailableSuite(`boot test: ${reason}`) : describe;
 
 /** Figures printed at the end. */
 const figures: string[] = [];
@@ -535,13 +529,11 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   step("agentctl status --json agrees", MINUTE, () => {
     const bin = claudeRealPath(vm);
     const agents = runningAgents(vm, N, bin)!;
-    const status = JSON.parse(vm.sh("agentctl status --json")) as {
-      name: string;
-      state: string;
-      pid: number;
-      auth: string;
-      signin: string;
-    }[];
+    const status = (
+      JSON.parse(vm.sh("agentctl status --json")) as {
+        agents: { name: string; state: string; pid: number; auth: string; signin: string }[];
+      }
+    ).agents;
     // No key is configured here and nobody ran `agentctl login`: signed in they are not.
     expect(status.map((s) => [s.name, s.state, s.pid, s.auth, s.signin])).toEqual(
       agents.map((a) => [a.name, "running", a.claude.pid, "none", "needs-login"]),
