@@ -139,7 +139,7 @@ interface Row {
 function status(): Row[] {
   const r = ctl(["status", "--json"]);
   if (r.status !== 0) throw new Error(`status: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 async function running(n: number): Promise<Map<string, number>> {

@@ -114,7 +114,7 @@ interface Row {
 function status(): Row[] {
   const r = ctl("new", ["status", "--json"]);
   if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout) as Row[];
+  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
 }
 
 suite("upgrade in place: the shared agent user of today's hosts → one user per agent", () => {
