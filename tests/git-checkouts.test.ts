@@ -789,7 +789,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
         "agentctl: agent-4: workspace already has files and is not a git checkout; left alone (the repository is checked out only into new or empty workspaces)\n",
       );
       expect(fs.readdirSync(ws)).toEqual(["old-work.txt"]);
-      // A workspace deleted by hand comes back as a checkout of its existing branch.
+      // A workspace deleted by hand comes back as a checkout of its branch, as pushed: each
+      // agent's repository is its own clone (issue 20), so only what reached the remote survives.
+      expect(asUser(agentName(3), ["git", "push", "--quiet"], h.ws("agent-3")).status).toBe(0);
       fs.rmSync(h.ws("agent-3"), { recursive: true, force: true });
       const again = h.ctl(["reconcile", "4", "--json"]);
       expect(again.code).toBe(0);
@@ -882,7 +884,10 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       );
       expect(applied.argvLeaks).toEqual([]);
       expect(applied.stderr).not.toContain(keyBody());
-      expect(filesContaining(h.root, keyBody())).toEqual([]);
+      // Only each agent's own key file holds it (the homes are under the host's root).
+      expect(filesContaining(h.root, keyBody()).sort()).toEqual(
+        [1, 2].map((n) => path.join(agentHomes(), agentName(n), ".ssh/agent-host-git")),
+      );
       expect(filesContaining(agentHome, keyBody())).toEqual([keyFile]);
     });
 
