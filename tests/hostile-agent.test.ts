@@ -420,9 +420,8 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
       );
     const permission = { tool_name: "Bash", tool_input: { command: "rm -rf /" } };
     // Agent 2 tries to make agent 1 look as if it needed the lead: its state folder, its hook.
-    expect(asAgent(2, `echo '{}' >'${state(1)}/status.json' 2>&1`).stdout).toMatch(
-      /Permission denied/,
-    );
+    // The shell reports a refused redirection on its own stderr.
+    expect(asAgent(2, `echo '{}' >'${state(1)}/status.json'`).stderr).toMatch(/Permission denied/);
     expect(hook(2, state(1), "PermissionRequest", permission).status).toBe(0);
     // And to pass agent 1's record off as its own: its state folder a link to agent 1's.
     expect(
@@ -457,8 +456,8 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
       "#{pane_tty}",
     ]).trim();
     expect(tty).toMatch(/^\/dev\/pts\/\d+$/);
-    const write = asAgent(1, `printf 'echo pwned\\r' >'${tty}' 2>&1`);
-    expect(write.stdout).toMatch(/Permission denied/);
+    const write = asAgent(1, `printf 'echo pwned\\r' >'${tty}'`);
+    expect(write.stderr).toMatch(/Permission denied/);
     const read = asAgent(1, `timeout 1 cat '${tty}' 2>&1`);
     expect(read.stdout).toMatch(/Permission denied/);
   });
@@ -553,16 +552,5 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
     expect(fs.readFileSync(path.join(p.run(), "agent-2", "wrapper.log"), "utf8")).toMatch(
       /could not prepare agent-2|could not create/,
     );
-    // Clean up the links: both agents start again.
-    asAgent(
-      1,
-      'st="$HOME/.agent-host"; find "$st" "$HOME/.gitconfig" "$HOME/.config/git" "$WS/.git" -maxdepth 2 -type l -delete',
-    );
-    asAgent(
-      2,
-      'rm -f "$HOME/.agent-host" "$HOME/.agent-host.real/claude.link" && mv "$HOME/.agent-host.real" "$HOME/.agent-host"',
-    );
-    expect(ctl(["restart", "all"]).status).toBe(0);
-    await running(2);
   });
 });
