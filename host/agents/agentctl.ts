@@ -93,15 +93,17 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   }
   migrateLegacy(a);
   // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
-  // agent whose own files refuse it (a link it planted where its state folder was) is named and
-  // left to fail alone, in its own window: one agent never stops the others from starting.
+  // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
+  // failure of that agent: it is named and not started, the count is not claimed, and the others
+  // still start (one agent never holds the rest up).
   for (let i = 1; i <= args.count; i++) {
     try {
       a.ensureAgent(i);
     } catch (error) {
-      log(`warning: agent-${i}: ${(error as Error).message}`);
+      failed.push({ agent: i, error: faultLine(error, conf.workspacesDir, retry) });
     }
   }
+  const unmade = new Set(failed.map((f) => f.agent));
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
   try {
@@ -112,7 +114,8 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }
   const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
-  for (const start of failed.length > 0 ? [] : plan.starts) {
+  const checkoutFailure = failed.some((f) => f.agent === 0);
+  for (const start of checkoutFailure ? [] : plan.starts.filter((x) => !unmade.has(x.agent))) {
     if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
     try {
       a.startAgent(start.agent, start.delay);
