@@ -79,7 +79,13 @@ export const CONFIG_KEY_TABLE = {
   sshSourceRanges: {
     type: "array",
     description:
-      "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32 or IAP's 35.235.240.0/20. 0.0.0.0/0 only when written explicitly, with a warning.",
+      "Required. IPv4 CIDRs allowed to reach SSH (tcp:22) on the VM, e.g. your address /32. 0.0.0.0/0 only when written explicitly, with a warning. With connectVia iap exactly IAP's 35.235.240.0/20.",
+  },
+  connectVia: {
+    type: "string",
+    default: "public-ip",
+    description:
+      "How pulumi up and people reach the VM's SSH. public-ip gives the VM a static external address (SSH from sshSourceRanges); iap gives it none and tunnels through Identity-Aware Proxy (the deploying machine needs gcloud and roles/iap.tunnelResourceAccessor). Changing it updates the VM in place (the address is released or created).",
   },
   claudeCodeVersion: {
     host: "CLAUDE_CODE_VERSION",
@@ -254,7 +260,7 @@ export const CONFIG_KEY_TABLE = {
     default: "",
     secret: true,
     description:
-      "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see README). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
+      "Optional secret. Where to send a message when an agent needs you (a permission, a question, signed out, stopped) and when it finishes a turn after real work - a Slack incoming webhook (https://hooks.slack.com/...), an ntfy topic URL (https://ntfy.sh/<topic>), or any https URL (JSON body, see docs/attention.md). Put slack, ntfy or json and a colon before the URL to choose the format. Stored root-only on the VM; unset means no notifications.",
   },
   notifyOnIdle: {
     host: "NOTIFY_ON_IDLE",

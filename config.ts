@@ -7,6 +7,7 @@ import { parseWorkHours } from "./schedule";
 import {
   ANTHROPIC_KEY_RE,
   GITHUB_TOKEN_RE,
+  IAP_TCP_FORWARDING_RANGE,
   PACKAGE_NAME_RE,
   PRIVATE_KEY_BEGIN_RE,
   PRIVATE_KEY_END_RE,
@@ -41,6 +42,10 @@ export type PermissionMode = (typeof PERMISSION_MODES)[number];
 export const DATA_DISK_TYPES = ["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"] as const;
 
 export type ClaudeProvider = (typeof CLAUDE_PROVIDERS)[number];
+
+/** How the deploy and people reach the VM's sshd: its external address, or an IAP tunnel. */
+export const CONNECT_VIA = ["public-ip", "iap"] as const;
+export type ConnectVia = (typeof CONNECT_VIA)[number];
 
 /**
  * Vertex AI locations that serve Anthropic's Claude models: the global endpoint, the `us` and `eu`
@@ -134,6 +139,7 @@ export const DEFAULTS = {
   deleteDataDiskOnDestroy: KEYS.deleteDataDiskOnDestroy.default,
   extraPackages: [...KEYS.extraPackages.default] as string[],
   claudeProvider: KEYS.claudeProvider.default as ClaudeProvider,
+  connectVia: KEYS.connectVia.default as ConnectVia,
   vertexRegion: KEYS.vertexRegion.default,
   claudeModel: KEYS.claudeModel.default,
   anthropicBaseUrl: KEYS.anthropicBaseUrl.default,
@@ -403,7 +409,8 @@ function parseEachKey(get: Get, warnings: string[]) {
     bootDiskSizeGb: integerKey(get, "bootDiskSizeGb"),
     dataDiskSizeGb: integerKey(get, "dataDiskSizeGb"),
     dataDiskType: enumKey(get, "dataDiskType"),
-    sshSourceRanges: parseSshSourceRanges(get, warnings),
+    connectVia: enumKey(get, "connectVia"),
+    sshSourceRanges: parseSshSourceRanges(get, warnings, enumKey(get, "connectVia")),
     claudeCodeVersion: parseClaudeCodeVersion(get),
     claudeCodeSource: enumKey(get, "claudeCodeSource"),
     dockerSource: enumKey(get, "dockerSource"),
@@ -508,6 +515,7 @@ const ENUM_VALUES = {
   dockerSource: DOCKER_SOURCES,
   agentPermissionMode: PERMISSION_MODES,
   claudeProvider: CLAUDE_PROVIDERS,
+  connectVia: CONNECT_VIA,
 } as const;
 
 function enumKey<K extends keyof typeof ENUM_VALUES>(
@@ -567,12 +575,28 @@ function parseImage(get: Get, warnings: string[]): string {
   return image;
 }
 
-function parseSshSourceRanges(get: Get, warnings: string[]): string[] {
+/**
+ * The ranges the SSH firewall rule admits. With connectVia iap the VM has no external address and
+ * admits IAP's range alone, so any other range is refused (it would reach nothing).
+ */
+function parseSshSourceRanges(get: Get, warnings: string[], connectVia: ConnectVia): string[] {
   const ranges = parseStringList("sshSourceRanges", get("sshSourceRanges"), "203.0.113.7/32");
+  const iapFix = `pulumi config set --path 'sshSourceRanges[0]' ${IAP_TCP_FORWARDING_RANGE}`;
   if (ranges === undefined) {
     throw new ConfigError(
-      "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or 35.235.240.0/20 for IAP.",
+      connectVia === "iap"
+        ? `sshSourceRanges is required: with connectVia iap it is IAP's range. Run: ${iapFix}`
+        : "sshSourceRanges is required: the networks allowed to reach SSH on the VM. Run: pulumi config set --path 'sshSourceRanges[0]' 203.0.113.7/32 (your address), or 35.235.240.0/20 for IAP.",
     );
+  }
+  if (connectVia === "iap") {
+    const others = ranges.filter((r) => r !== IAP_TCP_FORWARDING_RANGE);
+    if (others.length > 0 || ranges.length === 0) {
+      throw new ConfigError(
+        `sshSourceRanges is [${ranges.map(show).join(", ")}] but connectVia is iap: the VM has no external address, and its firewall admits SSH from IAP's ${IAP_TCP_FORWARDING_RANGE} only. Run: pulumi config rm sshSourceRanges && ${iapFix} (or pulumi config set connectVia public-ip to reach the VM at its address)`,
+      );
+    }
+    return [IAP_TCP_FORWARDING_RANGE];
   }
   if (ranges.length === 0) {
     throw new ConfigError(

@@ -6,6 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { AgentFleet } from "./components/agent-fleet";
 import { AgentHost } from "./components/agent-host";
+import { fingerprint } from "./components/host-key";
+import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
@@ -128,17 +130,31 @@ function stackOutputs(
   vm: VmLocation,
   deployKey: { privateKey: pulumi.Output<string> },
 ) {
-  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
-  const ssh = pulumi.interpolate`ssh -i ${keyFile} ${ADMIN_USER}@${host.publicIp}`;
+  const commands = pulumi.output(host.publicIp).apply((address) =>
+    sshCommands({
+      connectVia: config.connectVia,
+      user: ADMIN_USER,
+      keyFile: `~/.ssh/agent-host-${pulumi.getStack()}`,
+      address,
+      instance: vm.name,
+      zone: vm.zone,
+      project: vm.project,
+    }),
+  );
   const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
   return {
     instanceName: host.instanceName,
     zone: config.zone,
-    publicIp: host.publicIp,
-    sshCommand: ssh,
-    attachCommand: pulumi.interpolate`${ssh} -t sudo agentctl attach`,
-    agentCommands: agentNumbers.map((n) => pulumi.interpolate`${ssh} -t sudo agentctl attach ${n}`),
-    statusCommand: pulumi.interpolate`${ssh} sudo agentctl status`,
+    // No external address with connectVia iap: no publicIp output then.
+    ...(host.publicIp ? { publicIp: host.publicIp } : {}),
+    connectVia: config.connectVia,
+    sshCommand: commands.ssh,
+    attachCommand: commands.apply((c) => c.attach()),
+    agentCommands: agentNumbers.map((n) => commands.apply((c) => c.attach(n))),
+    statusCommand: commands.status,
+    /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
+    sshHostKey: fleet.hostKey,
+    sshHostKeyFingerprint: fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
     startCommand: startCommand(vm),
     agentCount: config.agentCount,
     reconcileSummary: fleet.summary,
@@ -172,6 +188,7 @@ export = async () => {
     dataDiskSizeGb: config.dataDiskSizeGb,
     dataDiskType: config.dataDiskType,
     sshSourceRanges: config.sshSourceRanges,
+    connectVia: config.connectVia,
     userData,
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
@@ -190,6 +207,8 @@ export = async () => {
   const fleet = new AgentFleet(
     "agent-host",
     {
+      vm,
+      connectVia: config.connectVia,
       host: host.publicIp,
       privateKey: deployKey.privateKey,
       instanceId: host.instanceId,

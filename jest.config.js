@@ -9,6 +9,8 @@ const common = {
   // Type errors are caught by `npm run typecheck` over the same files; transpiling only keeps
   // the suite fast.
   transform: { "^.+\\.ts$": ["ts-jest", { diagnostics: false }] },
+  // Builds cloud-init/host/agent-host.js from host/ first: it is built, not tracked.
+  globalSetup: "<rootDir>/tests/global-setup.ts",
 };
 
 /** The suites that drive real host tools (the rest of tests/*.test.ts is pure). */
@@ -20,7 +22,9 @@ const HOST_SUITES = [
   "first-boot",
   "fleet-ssh",
   "git-checkouts",
+  "host-key-pin",
   "host-scripts",
+  "node-version",
   "real-claude",
   "render",
   "seed-claude-config",

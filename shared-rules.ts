@@ -122,6 +122,12 @@ export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platf
  */
 export const VERTEX_ROLE = "roles/aiplatform.user";
 
+/**
+ * The range IAP's TCP forwarding connects from (Google's "Using IAP for TCP forwarding": the
+ * firewall rule that admits it). connectVia iap admits SSH from it alone.
+ */
+export const IAP_TCP_FORWARDING_RANGE = "35.235.240.0/20";
+
 /** Where a project's Compute Engine Service Agent (which runs instance schedules) lives. */
 const COMPUTE_SERVICE_AGENT_DOMAIN = "compute-system.iam.gserviceaccount.com";
 /** The Compute Engine Service Agent of a project: the identity that runs instance schedules. */

@@ -3,6 +3,7 @@
 // same set. See HOST.md for what each one does.
 import { readFileSync } from "fs";
 import * as path from "path";
+import { buildHostBundle } from "./host-bundle";
 
 export interface HostFile {
   /** Path in the repository, relative to cloud-init/. */
@@ -13,6 +14,9 @@ export interface HostFile {
   mode: "0755" | "0644";
 }
 
+/** The one host file that is built, not read: the bundle of the TypeScript in host/. */
+export const BUNDLE_SOURCE = "host/agent-host.js";
+
 export const HOST_FILES: readonly HostFile[] = [
   { source: "host/agentctl", path: "/usr/local/bin/agentctl", mode: "0755" },
   { source: "host/agent-wrapper", path: "/usr/local/lib/agent-host/agent-wrapper", mode: "0755" },
@@ -21,8 +25,8 @@ export const HOST_FILES: readonly HostFile[] = [
     path: "/usr/local/lib/agent-host/seed-claude-config",
     mode: "0755",
   },
-  // Generated from host/*.ts by scripts/build-host.ts (tests/host-bundle.test.ts keeps it current).
-  { source: "host/agent-host.js", path: "/usr/local/lib/agent-host/agent-host.js", mode: "0755" },
+  // Built from host/**/*.ts by esbuild (host-bundle.ts) whenever the files are read; not in git.
+  { source: BUNDLE_SOURCE, path: "/usr/local/lib/agent-host/agent-host.js", mode: "0755" },
   { source: "host/data-disk", path: "/usr/local/lib/agent-host/data-disk", mode: "0755" },
   { source: "host/install-docker", path: "/usr/local/lib/agent-host/install-docker", mode: "0755" },
   {
@@ -60,10 +64,18 @@ export interface HostFileContent extends HostFile {
   content: string;
 }
 
-/** Reads every host file from `root` (default: this folder). */
+let bundle: string | undefined;
+
+/**
+ * Every host file: read from `root` (default: this folder), the bundle built from the sources
+ * (once per process, ~0.1 s), so what ships is always what host/ says.
+ */
 export function readHostFiles(root: string = __dirname): HostFileContent[] {
   return HOST_FILES.map((file) => ({
     ...file,
-    content: readFileSync(path.join(root, file.source), "utf8"),
+    content:
+      file.source === BUNDLE_SOURCE
+        ? (bundle ??= buildHostBundle())
+        : readFileSync(path.join(root, file.source), "utf8"),
   }));
 }

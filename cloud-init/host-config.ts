@@ -89,7 +89,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
 /**
  * host.conf keys whose values follow agentCount. They reach the VM only through the fleet's
  * reconcile command, never through user-data: the VM's user-data must not change with the count,
- * or a count change would update the VM (see README, Architecture).
+ * or a count change would update the VM (see docs/architecture.md).
  */
 export const COUNT_DERIVED_KEYS = ["AGENT_COUNT", "AGENT_MEMORY_MAX_MB", "AGENT_CPU_QUOTA_PERCENT"];
 

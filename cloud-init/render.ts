@@ -1,24 +1,28 @@
 // Pure renderer: typed host settings → the #cloud-config text the VM boots with. No Pulumi
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
+import { gzipSync } from "zlib";
 import { stringify } from "yaml";
 import { ADMIN_USER, HOST_CONF_PATH, renderBootHostConf, type HostSettings } from "./host-config";
-import { gzipSync } from "zlib";
 import { readHostFiles, type HostFileContent } from "./files";
 
 /** GCE refuses a metadata value above 256 KiB. */
 export const METADATA_VALUE_LIMIT_BYTES = 256 * 1024;
 
-const LIB = "/usr/local/lib/agent-host";
+/** RFC 1952's "unknown" operating system: zlib writes its own (3 on Linux, 19 on macOS). */
+const GZIP_OS_UNKNOWN = 255;
 
 /**
- * The generated host bundle (agent-host.js) travels gzipped: cloud-init's `encoding: gz+b64`
- * writes it decompressed, and user-data stays under GCE's 256 KiB (the scripts stay plain text).
+ * A host file as cloud-init's write_files `gz+b64` content (cc_write_files.extract_contents:
+ * base64-decode, then gunzip). Deterministic, so the same files give the same user-data on any
+ * operator's machine: level 9, mtime 0 (Node never sets one) and the OS byte fixed.
  */
-export const isPacked = (file: string): boolean => file === `${LIB}/agent-host.js`;
+export function gzipBase64(content: string): string {
+  const gz = gzipSync(Buffer.from(content, "utf8"), { level: 9 });
+  gz[9] = GZIP_OS_UNKNOWN;
+  return gz.toString("base64");
+}
 
-/** gzip is deterministic here (no name, mtime 0): the same bundle gives the same user-data. */
-const pack = (text: string): string =>
-  gzipSync(Buffer.from(text, "utf8"), { level: 9 }).toString("base64");
+const LIB = "/usr/local/lib/agent-host";
 
 /**
  * Packages every host gets; the sources add theirs (see packagesFor). acl: setfacl, which gives
@@ -75,19 +79,21 @@ export function renderUserData(
     package_update: true,
     packages: packagesFor(settings),
     write_files: [
+      // Compressed: the host files are most of the user-data, and a third of the limit is
+      // what a team's keys and packages may need (tests/user-data-size.test.ts).
       ...files.map((file) => ({
         path: file.path,
         owner: "root:root",
         permissions: file.mode,
-        ...(isPacked(file.path)
-          ? { encoding: "gz+b64", content: pack(file.content) }
-          : { content: file.content }),
+        encoding: "gz+b64",
+        content: gzipBase64(file.content),
       })),
       {
         path: HOST_CONF_PATH,
         owner: "root:root",
         permissions: "0644",
         // Without the count-derived keys: the VM's user-data must not change with agentCount.
+        // Plain text: small, and what an operator reads in the instance's metadata.
         content: renderBootHostConf(settings),
       },
     ],

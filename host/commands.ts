@@ -20,17 +20,23 @@ import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
 import { faultLine } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
 import { healthText, healthy, hostHealth } from "./attention/health";
+import { parseArgs } from "util";
 
 const log = (line: string): void => {
   process.stderr.write(`agentctl: ${line}\n`);
 };
 
 async function status(argv: string[]): Promise<number> {
-  const json = argv.length === 1 && argv[0] === "--json";
-  if (argv.length > 0 && !json)
+  let json: boolean;
+  try {
+    json =
+      parseArgs({ args: argv, options: { json: { type: "boolean" } }, strict: true }).values
+        .json === true;
+  } catch {
     throw new UsageError(
       `status: unknown option '${argv.find((a) => a !== "--json") ?? argv[1]}'; use 'agentctl status' or 'agentctl status --json'`,
     );
+  }
   const conf = loadHostConf();
   const { rows, effective } = await statusRows(conf, log);
   // The host first: a bad or missing host.conf, a failed or cut-off apply, a failed reconcile, a

@@ -1,5 +1,5 @@
 // agent-host.js: the host logic in TypeScript, bundled into one file by esbuild
-// (scripts/build-host.ts → cloud-init/host/agent-host.js) and run by the VM's Node. agentctl calls
+// (cloud-init/host-bundle.ts; built, never tracked) and run by the VM's Node. agentctl calls
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude

@@ -1,6 +1,7 @@
 // The rules of the agent-host policy pack as pure functions: a resource's type and inputs (plus
 // the few settings a person states on purpose) in, violation messages out. No Pulumi import, so
 // tests call them directly and policy/index.ts only adapts them to @pulumi/policy.
+import { parse as parseYaml } from "yaml";
 import { gunzipSync } from "zlib";
 import { checkTimeZone } from "../schedule";
 import {
@@ -330,6 +331,45 @@ function decodedUserData(value: string): string | undefined {
   }
 }
 
+/**
+ * The write_files entries of a #cloud-config whose content is encoded, as cloud-init writes
+ * them (cloudinit/config/cc_write_files.py, canonicalize_extraction and extract_contents:
+ * b64/base64, gz+b64 and its spellings: base64-decode, then gunzip). A secret must not hide
+ * from this rule by being compressed; the stack itself ships its host files gz+b64.
+ */
+function encodedWriteFiles(userData: string): [path: string, text: string][] {
+  let document: unknown;
+  try {
+    document = parseYaml(userData);
+  } catch {
+    return [];
+  }
+  const files = (document as { write_files?: unknown } | null)?.write_files;
+  if (!Array.isArray(files)) return [];
+  return files.flatMap((file: unknown): [string, string][] => {
+    const { path, content, encoding } = (file ?? {}) as Record<string, unknown>;
+    const kind = String(encoding ?? "")
+      .toLowerCase()
+      .trim();
+    const base64 = /^((gz|gzip)\+)?(b64|base64)$/.test(kind);
+    const gzip = /^(gz|gzip)(\+(b64|base64))?$/.test(kind);
+    if (!base64 && !gzip) return [];
+    try {
+      const bytes: Buffer | undefined =
+        typeof content === "string"
+          ? Buffer.from(content, base64 ? "base64" : "utf8")
+          : content instanceof Uint8Array
+            ? Buffer.from(content)
+            : undefined;
+      if (bytes === undefined) return [];
+      const plain: Buffer = gzip ? gunzipSync(bytes) : bytes;
+      return [[String(path), plain.toString("utf8")]];
+    } catch {
+      return [];
+    }
+  });
+}
+
 export function noSecretsInMetadata(type: string, inputs: Inputs): string[] {
   if (!VM_TYPES.includes(type)) return [];
   const metadata = metadataOf(inputs);
@@ -337,9 +377,14 @@ export function noSecretsInMetadata(type: string, inputs: Inputs): string[] {
   for (const [key, value] of Object.entries(metadata)) {
     if (typeof value !== "string") continue;
     texts.push([`metadata[${show(key)}]`, value]);
-    if (key === "user-data" && String(metadata["user-data-encoding"]).toLowerCase() === "base64") {
-      const decoded = decodedUserData(value);
-      if (decoded !== undefined) texts.push([`metadata["user-data"] (decoded)`, decoded]);
+    if (key !== "user-data") continue;
+    let plain: string | undefined = value;
+    if (String(metadata["user-data-encoding"]).toLowerCase() === "base64") {
+      plain = decodedUserData(value);
+      if (plain !== undefined) texts.push([`metadata["user-data"] (decoded)`, plain]);
+    }
+    for (const [path, text] of plain === undefined ? [] : encodedWriteFiles(plain)) {
+      texts.push([`metadata["user-data"] write_files ${show(path)} (decoded)`, text]);
     }
   }
   if (typeof inputs.metadataStartupScript === "string") {

@@ -1,6 +1,7 @@
-// config-keys.ts is the one declaration of every `agent-host:` key. Pulumi.yaml's `config:` block
-// and the README's configuration table are written by hand beside it, so this suite fails, naming
-// the key and the difference, as soon as either drifts; and it checks that parseConfig reads and
+// config-keys.ts is the one declaration of every `agent-host:` key. The README's configuration
+// table is generated from it (npm run docs:config) and checked here word for word; Pulumi.yaml's
+// `config:` block and docs/configuration.md's per-key detail are written by hand beside it, so
+// this suite fails, naming the key and the difference, as soon as either drifts; and it checks that parseConfig reads and
 // validates every key the table declares.
 import { readFileSync } from "fs";
 import * as path from "path";
@@ -10,6 +11,7 @@ import { CONFIG_KEY_TABLE, type ConfigKeySpec } from "../config-keys";
 import { WORK_HOURS_DEFAULTS } from "../schedule";
 import { BASE_CONFIG } from "./harness";
 import { readmeDefault, tableRows } from "./readme-tables";
+import { readmeTable, renderConfigTable } from "../scripts/config-table";
 
 const ROOT = path.join(__dirname, "..");
 const TABLE: Readonly<Record<string, ConfigKeySpec>> = CONFIG_KEY_TABLE;
@@ -17,7 +19,13 @@ const KEYS = Object.keys(TABLE);
 const declared: Record<string, Record<string, unknown>> = parse(
   readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8"),
 ).config;
-const readmeRows = tableRows(readFileSync(path.join(ROOT, "README.md"), "utf8"), "Configuration");
+const README = readFileSync(path.join(ROOT, "README.md"), "utf8");
+const readmeRows = tableRows(README, "Configuration");
+/** docs/configuration.md's per-key table: hand-written detail, held to the same key set. */
+const detailRows = tableRows(
+  readFileSync(path.join(ROOT, "docs", "configuration.md"), "utf8"),
+  "Every key in detail",
+);
 
 const show = (value: unknown): string => (value === undefined ? "none" : JSON.stringify(value));
 const same = (a: unknown, b: unknown): boolean => show(a) === show(b);
@@ -59,22 +67,22 @@ function pulumiYamlDrift(key: string): string[] {
   return drift;
 }
 
-/** How the README's row for `key` differs from the table's default and secret flag; [] when it agrees. */
-function readmeDrift(key: string): string[] {
+/** How a docs table's row for `key` differs from the table's default and secret flag; [] when it agrees. */
+function readmeDrift(key: string, rows = detailRows, where = "docs/configuration.md"): string[] {
   const spec = TABLE[key];
-  const cells = readmeRows.get(key);
-  if (cells === undefined) return [`${key}: missing from the README's configuration table`];
+  const cells = rows.get(key);
+  if (cells === undefined) return [`${key}: missing from ${where}'s configuration table`];
   const drift: string[] = [];
   // The README writes "required" for a key with no default and "unset" for an optional "".
   const expected = spec.default === undefined ? "required" : spec.default === "" ? "unset" : null;
   if (expected !== null ? cells[1] !== expected : !same(readmeDefault(cells[1]), spec.default)) {
     drift.push(
-      `${key}: the README's default is ${cells[1]}, config-keys.ts says ${expected ?? show(spec.default)}`,
+      `${key}: ${where}'s default is ${cells[1]}, config-keys.ts says ${expected ?? show(spec.default)}`,
     );
   }
   if ((spec.secret ?? false) !== cells[2].startsWith("Secret.")) {
     drift.push(
-      `${key}: config-keys.ts says ${spec.secret ? "secret" : "not secret"}, but the README's description ${spec.secret ? "does not start" : "starts"} with "Secret."`,
+      `${key}: config-keys.ts says ${spec.secret ? "secret" : "not secret"}, but ${where}'s description ${spec.secret ? "does not start" : "starts"} with "Secret."`,
     );
   }
   return drift;
@@ -94,13 +102,26 @@ describe("Pulumi.yaml's config block is the table", () => {
   });
 });
 
-describe("the README's configuration table is the table", () => {
+describe("the README's configuration table is generated from the table", () => {
+  test("its text is exactly what `npm run docs:config` renders from config-keys.ts", () => {
+    const table = readmeTable(README);
+    if (table !== renderConfigTable()) {
+      throw new Error(
+        "README.md's configuration table is not what config-keys.ts says: run npm run docs:config",
+      );
+    }
+    expect([...readmeRows.keys()]).toEqual(KEYS);
+    expect(readmeRows.get("sshSourceRanges")?.[1]).toBe("required");
+  });
+});
+
+describe("docs/configuration.md's per-key detail covers the table", () => {
   test("lists exactly the table's keys", () => {
-    const readmeKeys = [...readmeRows.keys()];
+    const docKeys = [...detailRows.keys()];
     expect({
-      missingFromReadme: KEYS.filter((key) => !readmeKeys.includes(key)),
-      notInTable: readmeKeys.filter((key) => !KEYS.includes(key)),
-    }).toEqual({ missingFromReadme: [], notInTable: [] });
+      missingFromDocs: KEYS.filter((key) => !docKeys.includes(key)),
+      notInTable: docKeys.filter((key) => !KEYS.includes(key)),
+    }).toEqual({ missingFromDocs: [], notInTable: [] });
   });
 
   test.each(KEYS)("%s: default and secret flag agree", (key) => {
@@ -180,6 +201,7 @@ describe("config.ts reads the table", () => {
     extraPackages: '["Not A Package"]',
     claudeEnv: '["ANTHROPIC_API_KEY=x"]',
     claudeProvider: "openai",
+    connectVia: "vpn",
     vertexRegion: "mars-north1",
     claudeModel: "not a model!",
     anthropicBaseUrl: "ftp://gateway.example.test",

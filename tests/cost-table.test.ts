@@ -1,14 +1,12 @@
-// The README's monthly costs ("Paying only for agents at work") follow from its own price table:
+// docs/cost.md's monthly costs ("Paying only for agents at work") follow from its own price table:
 // VM hours × the hourly price, plus the disks, plus the address (running hours at the running
 // rate, the rest of the 730-hour month at the stopped rate). A changed price without the sums
 // (or the reverse) fails here.
 import { readFileSync } from "fs";
 import * as path from "path";
 
-const readme = readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
-const section = readme
-  .slice(readme.indexOf("\n## Paying only for agents at work\n"))
-  .split(/\n## /)[1];
+const doc = readFileSync(path.join(__dirname, "..", "docs", "cost.md"), "utf8");
+const section = doc.startsWith("# Paying only for agents at work\n") ? doc : undefined;
 const HOURS_PER_MONTH = 730;
 
 const dollars = (cell: string) => {
@@ -17,7 +15,7 @@ const dollars = (cell: string) => {
   return Number(m[1]);
 };
 const rows = (re: RegExp) =>
-  section
+  (section ?? "")
     .split("\n")
     .filter((l) => re.test(l))
     .map((l) => l.split(" | ").map((c) => c.replace(/^\| |\s*\|$/g, "").trim()));

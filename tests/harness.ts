@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 import { readFileSync } from "fs";
 import { parse as parseYaml } from "yaml";
+import { PIN_CHECK_PASS, PIN_CREATE } from "../components/agent-fleet";
 import { generateUrn, type Alias } from "./engine/urn";
 
 /** The SDK's marker for a secret value in mocked resource inputs (its own exported constants). */
@@ -71,6 +72,9 @@ export const MOCK_DEPLOY_PUBLIC_KEY =
 export const MOCK_INSTANCE_ID = "4242424242424242";
 export const MOCK_IP = "198.51.100.10";
 export const MOCK_PROJECT_NUMBER = "123456789012";
+/** The ed25519 host key the mocked VM publishes in its guest attributes (a real key's blob). */
+export const MOCK_HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3QtaG9zdC1rZXktb2YtdGhlLW1vY2tlZC12bSEh";
 export const MOCK_SUMMARY = '{"desired":10,"added":[],"removed":[],"restarted":[],"running":10}';
 
 export interface RunOptions {
@@ -83,6 +87,11 @@ export interface RunOptions {
   /** Its public half (OpenSSH, one line), from the mocked key and tls.getPublicKey. */
   generatedPublicKey?: string;
   stack?: string;
+  /**
+   * The VM's guest attributes under hostkeys/ (getInstanceGuestAttributes' queryValues).
+   * @default one ssh-ed25519 entry holding MOCK_HOST_KEY
+   */
+  guestAttributes?: { namespace: string; key: string; value: string }[];
   /** currentStatus getInstance reports for the VM (RUNNING, TERMINATED, …); unset: no VM yet. */
   instanceStatus?: string;
   /**
@@ -309,6 +318,19 @@ function mockState(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       return { ...inputs, instanceId: MOCK_INSTANCE_ID };
     case "command:remote:Command":
       return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    case "command:local:Command": {
+      // What each of the stack's local commands prints (the provider trims one "\n"): the pin's
+      // `cat` its stdin, the passing check the key in its environment, the IAP reconcile
+      // agentctl's summary. (The engine stand-in, tests/engine/lifecycle.ts, runs them.)
+      const env = (inputs.environment ?? {}) as Record<string, string>;
+      if (inputs.create === PIN_CREATE) {
+        return { ...inputs, stdout: String(inputs.stdin ?? "").replace(/\n$/, ""), stderr: "" };
+      }
+      if (inputs.create === PIN_CHECK_PASS) {
+        return { ...inputs, stdout: env.AGENT_HOST_HOST_KEY, stderr: "" };
+      }
+      return { ...inputs, stdout: `${MOCK_SUMMARY}\n`, stderr: "" };
+    }
     default:
       return { ...inputs };
   }
@@ -350,6 +372,14 @@ function ensureMocks(stack: string): void {
           // No VM yet: GCP's 404, whose text the mocks drop, like getDisk's above.
           const status = state.options.instanceStatus;
           return status ? { name: args.inputs.name, currentStatus: status } : {};
+        }
+        if (args.token === "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes") {
+          const [type, blob] = MOCK_HOST_KEY.split(" ");
+          return {
+            queryValues: state.options.guestAttributes ?? [
+              { namespace: "hostkeys", key: type, value: blob },
+            ],
+          };
         }
         if (args.token === "tls:index/getPublicKey:getPublicKey") {
           return { publicKeyOpenssh: `${deployPublicKey()}\n` };

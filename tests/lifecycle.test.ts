@@ -42,6 +42,8 @@ const ALL = [
   "agent-host-snapshots",
   "agent-host-data-snapshots",
   "agent-host-vm",
+  "agent-host-hostkey",
+  "agent-host-hostkey-check",
   "agent-host-reconcile",
 ];
 
@@ -82,6 +84,9 @@ describe("the whole life of a stack", () => {
     expect(vm.status).toBe("RUNNING");
     // The configured deploy key opens the VM: the next `up` can reach it.
     expect(engine.cloud.accepts(VM, deployKey)).toBe(true);
+    // The reconcile checked this VM's own host key (a mismatch fails it).
+    const reconcile = engine.entryNamed("agent-host-reconcile")!;
+    expect((reconcile.inputs.connection as { hostKey: string }).hostKey).toBe(vm.hostKey);
     expect(vm.reconciled?.agents).toBe(Number(config["agent-host:agentCount"]));
     const disk = engine.cloud.diskNamed(DISK)!;
     expect(disk.contents).toBe(diskContents);
@@ -140,7 +145,13 @@ describe("the whole life of a stack", () => {
     const before = engine.cloud.instanceNamed(VM)!.instanceId;
     config["agent-host:image"] = "ubuntu-os-cloud/ubuntu-2504-amd64";
     const log = await up("image change");
-    expect(log.ops).toEqual({ "agent-host-vm": "replace", "agent-host-reconcile": "update" });
+    // The new VM's new host key is pinned in the same up (the pin follows the instance ID).
+    expect(log.ops).toEqual({
+      "agent-host-vm": "replace",
+      "agent-host-hostkey": "replace",
+      "agent-host-hostkey-check": "update",
+      "agent-host-reconcile": "update",
+    });
     const vm = engine.cloud.instanceNamed(VM)!;
     expect(vm.instanceId).not.toBe(before);
     // What cloud-init read on the new VM is what the program renders now.
@@ -151,7 +162,12 @@ describe("the whole life of a stack", () => {
   test("spot on: the VM is replaced again, same disk, same key", async () => {
     config["agent-host:spot"] = "true";
     const log = await up("spot on");
-    expect(log.ops).toEqual({ "agent-host-vm": "replace", "agent-host-reconcile": "update" });
+    expect(log.ops).toEqual({
+      "agent-host-vm": "replace",
+      "agent-host-hostkey": "replace",
+      "agent-host-hostkey-check": "update",
+      "agent-host-reconcile": "update",
+    });
     expectHealthy();
   });
 

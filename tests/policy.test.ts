@@ -465,6 +465,25 @@ describe("no-secrets-in-metadata", () => {
     ]);
   });
 
+  test("violating: a key hidden in a gz+b64 write_files entry (how the stack ships host files)", () => {
+    const content = gzipSync(Buffer.from(`KEY=${API_KEY}\n`)).toString("base64");
+    const userData = `#cloud-config\nwrite_files:\n  - path: /etc/key\n    encoding: gz+b64\n    content: ${content}\n`;
+    expect(userData).not.toContain("sk-ant-");
+    expect(noSecretsInMetadata(INSTANCE, withMetadata({ "user-data": userData }))).toEqual([
+      `metadata["user-data"] write_files "/etc/key" (decoded) holds text shaped like an Anthropic API key or OAuth token (sk-ant-…). ${AFTER}`,
+    ]);
+    // And inside user-data that is itself base64 (user-data-encoding).
+    const wrapped = Buffer.from(userData).toString("base64");
+    expect(
+      noSecretsInMetadata(
+        INSTANCE,
+        withMetadata({ "user-data": wrapped, "user-data-encoding": "base64" }),
+      ),
+    ).toEqual([
+      `metadata["user-data"] write_files "/etc/key" (decoded) holds text shaped like an Anthropic API key or OAuth token (sk-ant-…). ${AFTER}`,
+    ]);
+  });
+
   test("violating: cloud credentials (AWS, Google API key, GitHub token)", () => {
     const messages = noSecretsInMetadata(
       INSTANCE,

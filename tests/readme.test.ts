@@ -55,7 +55,7 @@ describe("commands the README gives", () => {
     expect(readme).toContain("npm run deploy");
     expect(readme).toContain("npm test");
     expect(scripts.deploy).toBe("bash scripts/deploy.sh");
-    expect(scripts.test).toBe("jest");
+    expect(scripts.test).toBe("node scripts/test.js unit");
   });
 
   test(".ci/run runs the README's test command", () => {

@@ -289,7 +289,13 @@ describe.each(SCENARIOS)("$label", (scenario) => {
     if (apiKey === undefined) {
       expect(unwrap(cmd.inputs.stdin)).toContain("secret anthropic-api-key -\n");
       // No Anthropic key or token shape anywhere, secret or not: in every resource's inputs.
-      const everything = observed.run.resources.map((r) => allText(r.inputs)).join("\n");
+      // The host files travel gzipped in the user-data: searched as cloud-init writes them.
+      const everything = [
+        ...observed.run.resources.map((r) => allText(r.inputs)),
+        ...SINKS[
+          "rendered user-data: its text, every parsed string, every decoded write_files content"
+        ](observed),
+      ].join("\n");
       // (agentctl's own text names the prefix in a pattern; the shape is a whole key.)
       expect(secretShapesIn(everything)).not.toContain(
         "an Anthropic API key or OAuth token (sk-ant-…)",

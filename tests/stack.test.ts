@@ -3,10 +3,12 @@
 import * as files from "../cloud-init/files";
 import { readHostFiles } from "../cloud-init/files";
 import { parse } from "yaml";
+import { gunzipSync } from "zlib";
 import { DEFAULTS, VERTEX_CLAUDE_REGIONS, parseConfig } from "../config";
 import {
   BASE_CONFIG,
   MOCK_DEPLOY_PUBLIC_KEY,
+  MOCK_HOST_KEY,
   MOCK_INSTANCE_ID,
   MOCK_IP,
   MOCK_SUMMARY,
@@ -38,6 +40,8 @@ describe("default configuration", () => {
         "agent-host:fleet:AgentFleet::agent-host",
         "agent-host:host:AgentHost::agent-host",
         "command:remote:Command::agent-host-reconcile",
+        "command:local:Command::agent-host-hostkey",
+        "command:local:Command::agent-host-hostkey-check",
         `${GCP}/address:Address::agent-host-ip`,
         `${GCP}/disk:Disk::agent-host-data`,
         `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment::agent-host-data-snapshots`,
@@ -152,12 +156,15 @@ describe("default configuration", () => {
     expect(inputs.metadataStartupScript).toBeUndefined();
     expect(Object.keys(inputs.metadata).sort()).toEqual([
       "block-project-ssh-keys",
+      "enable-guest-attributes",
       "enable-oslogin",
       "serial-port-enable",
       "user-data",
     ]);
     expect(inputs.metadata["block-project-ssh-keys"]).toBe("TRUE");
     expect(inputs.metadata["serial-port-enable"]).toBe("FALSE");
+    // The guest environment publishes the host keys there; the deploy pins one of them.
+    expect(inputs.metadata["enable-guest-attributes"]).toBe("TRUE");
     expect(inputs.metadata["user-data"]).toMatch(/^#cloud-config\n/);
     const userData = parse(inputs.metadata["user-data"]);
     expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY]);
@@ -180,6 +187,8 @@ describe("default configuration", () => {
       port: 22,
       user: "agent-admin",
       privateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
+      // The key the VM published in its guest attributes, as the pin kept it.
+      hostKey: MOCK_HOST_KEY,
       dialErrorLimit: 60,
       perDialTimeout: 15,
     });
@@ -215,6 +224,10 @@ describe("default configuration", () => {
         (_, i) => `${ssh} -t sudo agentctl attach ${i + 1}`,
       ),
       statusCommand: `${ssh} sudo agentctl status`,
+      connectVia: "public-ip",
+      sshHostKey: MOCK_HOST_KEY,
+      // ssh-keygen -lf of that key prints this (tests/host-key.test.ts checks the function).
+      sshHostKeyFingerprint: "SHA256:YqXL+k6tC3aDsPugabbN940oMVi1OZywWsuYn886nX8",
       startCommand:
         "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
       agentCount: 10,
@@ -232,7 +245,14 @@ describe("default configuration", () => {
     expect(run.invokes).toEqual([
       "gcp:compute/getDisk:getDisk",
       "gcp:compute/getInstance:getInstance",
+      "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes",
     ]);
+    expect(run.invokeArgs[2].inputs).toEqual({
+      project: "acme-agents",
+      zone: "europe-west1-b",
+      name: "agent-host-dev",
+      queryPath: "hostkeys/",
+    });
     expect(run.invokeArgs[1].inputs).toEqual({
       project: "acme-agents",
       zone: "europe-west1-b",
@@ -374,8 +394,14 @@ describe("day-2 changes touch only the reconcile command", () => {
         (unwrap(one(r, `${GCP}/instance:Instance`).inputs.metadata) as Record<string, string>)[
           "user-data"
         ];
-      expect(userData(after)).toContain("# changed");
-      expect(userData(before)).not.toContain("# changed");
+      const agentctl = (r: ProgramRun) => {
+        const written = (
+          parse(userData(r)) as { write_files: { path: string; content: string }[] }
+        ).write_files.find((f) => f.path === "/usr/local/bin/agentctl");
+        return gunzipSync(Buffer.from(written?.content ?? "", "base64")).toString("utf8");
+      };
+      expect(agentctl(after)).toContain("# changed");
+      expect(agentctl(before)).not.toContain("# changed");
       expect(one(after, "command:remote:Command").inputs.create).not.toEqual(
         one(before, "command:remote:Command").inputs.create,
       );

@@ -26,6 +26,9 @@ const PINNED = [
   `${STACK}${HOST}$gcp:compute/instance:Instance::agent-host-vm`,
   `${STACK}${FLEET}::agent-host`,
   `${STACK}${FLEET}$command:remote:Command::agent-host-reconcile`,
+  // The VM's SSH host key, pinned at creation, and its check (issue 23).
+  `${STACK}${FLEET}$command:local:Command::agent-host-hostkey`,
+  `${STACK}${FLEET}$command:local:Command::agent-host-hostkey-check`,
 ];
 
 /** What Vertex AI and work hours add. */

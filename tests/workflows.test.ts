@@ -12,8 +12,9 @@ const ROOT = path.resolve(__dirname, "..");
 const WORKFLOWS = path.join(ROOT, ".github", "workflows");
 const ACTIONLINT = path.join(ROOT, "scripts", "actionlint.sh");
 
-// The README's test command. `npm test` runs the pure, host and boot jest projects; the test job
-// runs the same projects, the host and boot ones as root on the runner VM (README, CI/CD).
+// The README's test command. `npm test` runs the pure jest project and `npm run test:system` the
+// host and boot ones (scripts/test.js); the test job runs both, host and boot as root on the runner
+// VM (docs/cicd.md), and so does .ci/run.
 const README_TEST_COMMAND = "npm test";
 const CI_COMMANDS = [
   "sudo bash .ci/install-packages",
@@ -153,11 +154,11 @@ describe("pull-request.yml", () => {
       "actions/setup-node@v4",
     ]);
     expect(runCommands(testJob)).toEqual(CI_COMMANDS);
-    // Between them, test:pure and test:system run every project of `npm test`.
+    // Between them, test:pure (= npm test) and test:system run every jest project.
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
-    expect(pkg.scripts.test).toBe("jest");
-    expect(pkg.scripts["test:pure"]).toBe("jest --selectProjects pure");
-    expect(pkg.scripts["test:system"]).toBe("jest --selectProjects host boot");
+    expect(pkg.scripts.test).toBe("node scripts/test.js unit");
+    expect(pkg.scripts["test:pure"]).toBe("node scripts/test.js unit");
+    expect(pkg.scripts["test:system"]).toBe("node scripts/test.js system");
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const jestConfig = require(path.join(ROOT, "jest.config.js"));
     expect(jestConfig.projects.map((p: { displayName: string }) => p.displayName)).toEqual([
@@ -438,13 +439,13 @@ describe("scripts/actionlint.sh", () => {
 // ---------------------------------------------------------------------------------------------
 // The README's one-time setup (CI/CD) against the workflows and the stack.
 
-/** The README's "### One-time setup" section. */
+/** docs/cicd.md's "## One-time setup" section. */
 function setupSection(): string {
-  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
-  const start = readme.indexOf("\n### One-time setup\n");
+  const readme = fs.readFileSync(path.join(ROOT, "docs", "cicd.md"), "utf8");
+  const start = readme.indexOf("\n## One-time setup\n");
   expect(start).toBeGreaterThan(-1);
   const rest = readme.slice(start + 1);
-  const end = rest.indexOf("\n### ", 1);
+  const end = rest.indexOf("\n## ", 1);
   return end === -1 ? rest : rest.slice(0, end);
 }
 
@@ -590,6 +591,11 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
       deployer: ["roles/compute.admin"],
       previewer: ["roles/compute.viewer"],
     },
+    // compute.instances.getGuestAttributes: the VM's published SSH host key.
+    "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes": {
+      deployer: ["roles/compute.admin"],
+      previewer: ["roles/compute.viewer"],
+    },
     "gcp:organizations/getProject:getProject": {
       deployer: ["roles/browser"],
       previewer: ["roles/browser"],
@@ -598,6 +604,9 @@ describe("README one-time setup: the deployer's and previewer's roles cover the 
     "tls:index/privateKey:PrivateKey": {},
     "tls:index/getPublicKey:getPublicKey": {},
     "command:remote:Command": {},
+    // The host key pin and its check run on the deploying machine; the iap reconcile also
+    // needs roles/iap.tunnelResourceAccessor (docs/security.md), granted only with connectVia iap.
+    "command:local:Command": {},
   };
 
   /** Every role the setup grants each account in the project, and the conditional ones. */

@@ -4,6 +4,7 @@
 import type { HostConf } from "../conf/conf";
 import { UsageError } from "./send";
 import { agentNumber, type Window } from "./tmux";
+import { parseArgs } from "util";
 
 /** agentctl's whole-number rule for counts and --lines (host.conf's AGENT_COUNT rule too). */
 const COUNT_RE = /^[1-9][0-9]{0,5}$/;
@@ -182,19 +183,26 @@ export interface LogsArgs {
 
 /** `logs N [--lines K]` (default 100 lines). */
 export function parseLogsArgs(argv: readonly string[]): LogsArgs {
-  let agent = "";
-  let lines = "100";
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--lines") {
-      if (i + 1 >= argv.length)
-        throw new UsageError("logs: --lines needs a number, e.g. 'agentctl logs 3 --lines 50'");
-      lines = argv[++i];
-    } else if (arg.startsWith("--lines=")) lines = arg.slice("--lines=".length);
-    else if (agent !== "")
-      throw new UsageError(`logs takes one agent number, got '${agent}' and '${arg}'`);
-    else agent = arg;
+  const { values, positionals, tokens } = parseArgs({
+    args: [...argv],
+    options: { lines: { type: "string" } },
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  // Not strict: an unknown word is an agent "number" resolveAgent refuses by name, as before.
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    if (token.name !== "lines") positionals.push(token.rawName);
+    else if (token.value === undefined)
+      throw new UsageError("logs: --lines needs a number, e.g. 'agentctl logs 3 --lines 50'");
   }
+  if (positionals.length > 1)
+    throw new UsageError(
+      `logs takes one agent number, got '${positionals[0]}' and '${positionals[1]}'`,
+    );
+  const agent = positionals[0] ?? "";
+  const lines = typeof values.lines === "string" ? values.lines : "100";
   if (agent === "") throw new UsageError("logs needs an agent number, e.g. 'agentctl logs 3'");
   if (!COUNT_RE.test(lines))
     throw new UsageError(`logs: --lines '${lines}' is not a whole number >= 1, e.g. '--lines 50'`);

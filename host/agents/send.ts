@@ -7,6 +7,7 @@ import type { HostConf } from "../conf/conf";
 import type { Effective } from "../attention/effective";
 import { snapshot } from "./facts";
 import { tmux, windowTarget } from "./tmux";
+import { parseArgs } from "util";
 
 export const SEND_MAX_BYTES = 64 * 1024;
 /** How long to wait for claude to show the pasted text before pressing Enter. */
@@ -31,19 +32,28 @@ export function parseSendArgs(
 ): SendArgs {
   let force = false;
   let file: string | undefined;
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--force") force = true;
-    else if (a === "--file") {
-      if (i + 1 >= argv.length) throw new UsageError(`send: --file needs a file name. ${USAGE}`);
-      file = argv[++i];
-    } else if (a.startsWith("--file=")) file = a.slice("--file=".length);
-    else if (a === "--") {
-      i++;
+  // util.parseArgs' tokens, read up to the first positional (N): what follows N is the text,
+  // verbatim, even where it looks like an option.
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: { force: { type: "boolean" }, file: { type: "string" } },
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  let i = argv.length;
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      i = token.index;
       break;
-    } else if (a.startsWith("-")) throw new UsageError(`send: unknown option '${a}'. ${USAGE}`);
-    else break;
+    }
+    if (token.kind === "option-terminator") continue;
+    if (token.name === "force" && token.value === undefined) force = true;
+    else if (token.name === "file") {
+      if (token.value === undefined)
+        throw new UsageError(`send: --file needs a file name. ${USAGE}`);
+      file = token.value;
+    } else throw new UsageError(`send: unknown option '${token.rawName}'. ${USAGE}`);
   }
   const target = argv[i];
   if (target === undefined) throw new UsageError(`send: which agent? ${USAGE}`);

@@ -3,6 +3,7 @@
 import { createHash } from "crypto";
 import { BUNDLE_HEADER } from "../../cloud-init/bundle";
 import { PACKAGE_NAME_RE } from "../../shared-rules";
+import { parseArgs } from "util";
 
 /**
  * A refusal of apply's arguments, or of the host.conf being installed (as `agent-host.js conf`
@@ -23,22 +24,36 @@ const USAGE = "usage: apply --agents N --bundle-sha256 SHA --instance-id ID < bu
 
 /** `--agents N --bundle-sha256 SHA --instance-id ID`, in any order; the last of a repeated one wins. */
 export function parseApplyArgs(argv: readonly string[]): ApplyArgs {
-  const given: Record<string, string> = {
-    "--agents": "",
-    "--bundle-sha256": "",
-    "--instance-id": "",
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!(argv[i] in given)) throw new ApplyUsageError(`unknown argument '${argv[i]}'; ${USAGE}`);
-    given[argv[i]] = argv[i + 1] ?? "";
+  const options = {
+    agents: { type: "string" },
+    "bundle-sha256": { type: "string" },
+    "instance-id": { type: "string" },
+  } as const;
+  const { values, tokens } = parseArgs({
+    args: [...argv],
+    options,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    const unknown =
+      token.kind === "positional"
+        ? token.value
+        : token.kind === "option" && !(token.name in options)
+          ? token.rawName
+          : undefined;
+    if (unknown !== undefined) throw new ApplyUsageError(`unknown argument '${unknown}'; ${USAGE}`);
   }
-  const agents = given["--agents"];
-  const sha = given["--bundle-sha256"];
+  const text = (value: string | boolean | undefined): string =>
+    typeof value === "string" ? value : "";
+  const agents = text(values.agents);
+  const sha = text(values["bundle-sha256"]);
   if (!/^[1-9][0-9]*$/.test(agents))
     throw new ApplyUsageError(`--agents must be a positive whole number; got '${agents}'`);
   if (!/^[0-9a-f]{64}$/.test(sha))
     throw new ApplyUsageError(`--bundle-sha256 must be 64 hex digits; got '${sha}'`);
-  return { agents: Number(agents), bundleSha256: sha, instanceId: given["--instance-id"] };
+  return { agents: Number(agents), bundleSha256: sha, instanceId: text(values["instance-id"]) };
 }
 
 export interface BundleFile {

@@ -7,7 +7,7 @@
 //   {"text": "..."}; &, < and > escaped as Slack's "Escaping text" section says.
 // - ntfy (https://docs.ntfy.sh/publish/): POST the message as the plain-text body to the topic URL,
 //   with the Title, Priority and Tags headers (header values ASCII: non-ASCII needs RFC 2047).
-// - any other URL: POST application/json, the body documented in the README (WebhookBody below).
+// - any other URL: POST application/json, the body documented in docs/attention.md (WebhookBody below).
 import * as http from "http";
 import * as https from "https";
 import { reasonText } from "./text";

@@ -16,6 +16,7 @@ import {
   PERMISSION_MODES,
   claudeEnvProblem,
 } from "../../shared-rules";
+import { parseArgs } from "util";
 
 export const DEFAULT_CONFIG = "/etc/agent-host/host.conf";
 
@@ -265,22 +266,36 @@ export function firstError(conf: HostConf, keys: readonly HostKey[]): string | u
  * --unchecked prints the values as written (apply only compares the file it replaces).
  */
 export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
-  let as = "agent-host";
-  let file: string | undefined;
-  let quiet = false;
-  let checked = true;
+  const options = {
+    as: { type: "string" },
+    file: { type: "string" },
+    quiet: { type: "boolean" },
+    unchecked: { type: "boolean" },
+  } as const;
+  const { values, tokens } = parseArgs({
+    args: argv,
+    options,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  const as = typeof values.as === "string" ? values.as : "agent-host";
+  const file = typeof values.file === "string" ? values.file : undefined;
+  const quiet = values.quiet === true;
+  const checked = values.unchecked !== true;
   const keys: HostKey[] = [];
   const say = (line: string) => process.stderr.write(`${as}: ${line}\n`);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--as" || a === "--file") {
-      if (i + 1 >= argv.length) return (say(`conf: ${a} needs a value`), 2);
-      if (a === "--as") as = argv[++i];
-      else file = argv[++i];
-    } else if (a === "--quiet") quiet = true;
-    else if (a === "--unchecked") checked = false;
-    else if (isHostKey(a)) keys.push(a);
-    else return (say(`conf: '${a}' is not a host.conf key (see HOST.md)`), 2);
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") continue;
+    const word = token.kind === "positional" ? token.value : token.rawName;
+    if (token.kind === "option" && token.name in options) {
+      const needsValue = options[token.name as keyof typeof options].type === "string";
+      if (needsValue && token.value === undefined) return (say(`conf: ${word} needs a value`), 2);
+      if (!needsValue && token.value !== undefined) {
+        return (say(`conf: ${word} takes no value`), 2);
+      }
+    } else if (isHostKey(word)) keys.push(word);
+    else return (say(`conf: '${word}' is not a host.conf key (see HOST.md)`), 2);
   }
   const conf = loadHostConf(env, file);
   if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);

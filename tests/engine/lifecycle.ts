@@ -67,7 +67,7 @@
 //
 // One `up` returns its steps in order, per URN (StepLog.steps), so a program with several hosts
 // can be driven and checked host by host.
-import { execFileSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
@@ -139,6 +139,7 @@ export const FORCE_NEW: Record<string, string[]> = {
   ],
   // pulumi-command provider/pkg/provider/common/inputs.go: Triggers is replaceOnChanges.
   "command:remote:Command": ["triggers"],
+  "command:local:Command": ["triggers"],
   // terraform-provider-tls resource_private_key.go: every argument RequiresReplace.
   "tls:index/privateKey:PrivateKey": ["algorithm", "ecdsaCurve", "rsaBits"],
 };
@@ -206,6 +207,14 @@ export interface CloudInstance {
   reconciled?: { agents: number; bundleSha256: string };
   /** The provider's calls on this VM after its creation, in order (stop, setMachineType, start, …). */
   calls: string[];
+  /** The public host key its sshd presents ("ssh-ed25519 <blob>"), made at its first boot. */
+  hostKey: string;
+  /**
+   * Its guest attributes under hostkeys/ (type → blob): the guest environment writes the host
+   * key there at first boot when the metadata has enable-guest-attributes TRUE (cloud-init
+   * cc_ssh → DataSourceGCE.publish_host_keys); any process on the VM may overwrite them later.
+   */
+  guestHostKeys: Map<string, string>;
 }
 
 export interface CloudAddress {
@@ -450,6 +459,11 @@ export class LifecycleEngine implements MockEngine {
   private olds = new Map<Urn, StateEntry>();
   private next = new Map<Urn, StateEntry>();
   private readonly stack: string;
+  /**
+   * `pulumi up --replace <urn>` for the next up, by resource name: a replace step whatever the
+   * diff (step_generator.go: isTargetedReplace → a replacement).
+   */
+  replaceNext = new Set<string>();
 
   constructor(private readonly options: LifecycleOptions = {}) {
     this.cloud = new FakeCloud(this.keys);
@@ -486,6 +500,8 @@ export class LifecycleEngine implements MockEngine {
       await runProgram(config, { engine: this, secretKeys, stack: this.stack, program });
     } catch (error) {
       this.failure ??= (error as Error).message;
+    } finally {
+      this.replaceNext = new Set();
     }
     const unclaimed = [...this.olds.values()].filter((old) => !this.claimed.has(old.urn));
     if (this.failure) {
@@ -587,6 +603,25 @@ export class LifecycleEngine implements MockEngine {
           `projects/${inputs.project}/zones/${inputs.zone}/instances/${inputs.name}`,
         );
         return vm ? { name: vm.name, currentStatus: vm.status } : {};
+      }
+      case "gcp:compute/getInstanceGuestAttributes:getInstanceGuestAttributes": {
+        const vm = this.cloud.instances.get(
+          `projects/${inputs.project}/zones/${inputs.zone}/instances/${inputs.name}`,
+        );
+        // The data source reads the instance first; a missing one is an error
+        // (data_source_google_compute_instance_guest_attributes.go: HandleDataSourceNotFoundError).
+        if (!vm) {
+          throw new Error(
+            `Instance ${inputs.name} not found: googleapi: Error 404: The resource 'projects/${inputs.project}/zones/${inputs.zone}/instances/${inputs.name}' was not found, notFound`,
+          );
+        }
+        const namespace = String(inputs.queryPath ?? "").replace(/\/$/, "");
+        // The data source returns no error when the API has nothing (a 404): an empty answer.
+        const values =
+          namespace === "hostkeys"
+            ? [...vm.guestHostKeys].map(([key, value]) => ({ namespace, key, value }))
+            : [];
+        return { queryValues: values };
       }
       case "tls:index/getPublicKey:getPublicKey": {
         const key = String(inputs.privateKeyOpenssh ?? inputs.privateKeyPem);
@@ -690,8 +725,10 @@ export class LifecycleEngine implements MockEngine {
     const goal = processIgnoreChanges(goalInputs, old.inputs, options.ignoreChanges);
     const next: StateEntry = { ...old, ...base, importId: importId || old.importId };
     const paths = changedPaths(old.inputs, goal);
-    if (paths.length === 0) return next;
+    const targeted = this.replaceNext.has(args.name);
+    if (paths.length === 0 && !targeted) return next;
     const replace =
+      targeted ||
       replaces(old.type, paths, old.inputs, goal) ||
       replaceOnChangesHit(paths, options.replaceOnChanges);
     if (!replace) {
@@ -805,6 +842,11 @@ export class LifecycleEngine implements MockEngine {
           id: `command-${cloud.next()}`,
           outputs: this.runCommand(inputs, String(inputs.create)),
         };
+      case "command:local:Command":
+        return {
+          id: `command-${cloud.next()}`,
+          outputs: this.runLocalCommand(inputs, String(inputs.create), {}),
+        };
       case "gcp:serviceaccount/account:Account": {
         this.claimName(type, String(inputs.accountId), project, "serviceAccounts");
         return {
@@ -863,6 +905,9 @@ export class LifecycleEngine implements MockEngine {
     const users =
       (parse(userData) as { users?: { ssh_authorized_keys?: string[] }[] })?.users ?? [];
     const instanceId = String(4_000_000_000_000_000 + cloud.next());
+    const hostKey = keyBody(this.keys.generate(`host-key-${instanceId}`).publicKey);
+    const [hostKeyType, hostKeyBlob] = hostKey.split(" ");
+    const publishes = getPath(inputs, ["metadata", "enable-guest-attributes"]) === "TRUE";
     cloud.instances.set(id, {
       id,
       name,
@@ -877,6 +922,8 @@ export class LifecycleEngine implements MockEngine {
       natIp,
       diskName,
       calls: [],
+      hostKey,
+      guestHostKeys: new Map(publishes ? [[hostKeyType, hostKeyBlob]] : []),
     });
     return { id, outputs: { ...inputs, instanceId } };
   }
@@ -897,6 +944,8 @@ export class LifecycleEngine implements MockEngine {
       case "command:remote:Command":
         // Command.Update runs `update` (or `create` when there is none).
         return this.runCommand(goal, String(goal.update ?? goal.create));
+      case "command:local:Command":
+        return this.runLocalCommand(goal, String(goal.update ?? goal.create), old.outputs);
       default:
         return { ...old.outputs, ...goal };
     }
@@ -939,6 +988,16 @@ export class LifecycleEngine implements MockEngine {
         vm.calls.push("start");
         vm.status = "RUNNING";
       }
+    }
+    // resourceComputeInstanceUpdate: a network interface's access_config is removed
+    // (deleteAccessConfig) or added (addAccessConfig) in place, on the running VM.
+    const natIp = String(
+      getPath(goal, ["networkInterfaces", "0", "accessConfigs", "0", "natIp"]) ?? "",
+    );
+    if (natIp !== vm.natIp) {
+      if (vm.natIp) vm.calls.push("deleteAccessConfig");
+      if (natIp) vm.calls.push("addAccessConfig");
+      vm.natIp = natIp;
     }
     vm.inputs = goal;
     // setMetadata and friends: the VM keeps running its booted user-data.
@@ -993,12 +1052,89 @@ export class LifecycleEngine implements MockEngine {
 
   /** The reconcile command over SSH: dial, authenticate, then what host/apply does. */
   private runCommand(inputs: Inputs, command: string): Inputs {
-    const connection = inputs.connection as { host: string; user: string; privateKey: string };
+    const connection = inputs.connection as {
+      host: string;
+      user: string;
+      privateKey: string;
+      hostKey?: string;
+    };
     const vm = [...this.cloud.instances.values()].find((i) => i.natIp === connection.host);
     if (!vm || vm.status !== "RUNNING") {
       throw new Error(`Dial failed: dial tcp ${connection.host}:22: i/o timeout`);
     }
-    if (!this.cloud.accepts(vm.name, connection.privateKey)) {
+    // connection.go SSHConfig: hostKey → ssh.FixedHostKey (no hostKey: any key is accepted).
+    if (connection.hostKey !== undefined && keyBody(connection.hostKey) !== vm.hostKey) {
+      throw new Error(
+        `after ${Number(inputs.connection && (inputs.connection as Inputs).dialErrorLimit) || 10} failed attempts: ssh: handshake failed: ssh: host key mismatch`,
+      );
+    }
+    return this.reconcileOn(vm, inputs, command, connection.privateKey);
+  }
+
+  /**
+   * A local.Command. The host key pin runs for real, as the provider runs it (local/
+   * commandOutputs.go, run): /bin/sh -c, stdin, the process environment plus `environment`, and
+   * the previous stdout as PULUMI_COMMAND_STDOUT when addPreviousOutputInEnv is not false and it
+   * is not empty; stdout with one trailing newline trimmed; a failure as "<err>: running <cmd>".
+   * The iap reconcile (scripts/iap-ssh, run through `interpreter`) is modelled like the remote
+   * one: IAP reaches the VM by name, OpenSSH checks the pinned key, the deploy key logs in.
+   */
+  private runLocalCommand(inputs: Inputs, command: string, previous: Inputs): Inputs {
+    const env = (inputs.environment as Record<string, string> | undefined) ?? {};
+    if (inputs.interpreter !== undefined) return this.runIapReconcile(inputs, command, env);
+    const withPrevious =
+      inputs.addPreviousOutputInEnv !== false && previous.stdout
+        ? { PULUMI_COMMAND_STDOUT: String(previous.stdout) }
+        : {};
+    const r = spawnSync("/bin/sh", ["-c", command], {
+      input: String(inputs.stdin ?? ""),
+      encoding: "utf8",
+      env: { ...process.env, ...env, ...withPrevious },
+      timeout: 30_000,
+    });
+    if (r.status !== 0) {
+      throw new Error(
+        `exit status ${r.status}: running ${JSON.stringify(command)}:\n${r.stdout}${r.stderr}`,
+      );
+    }
+    return { ...inputs, stdout: r.stdout.replace(/\n$/, ""), stderr: r.stderr.replace(/\n$/, "") };
+  }
+
+  private runIapReconcile(inputs: Inputs, command: string, env: Record<string, string>): Inputs {
+    const vm = [...this.cloud.instances.values()].find(
+      (i) =>
+        i.name === env.AGENT_HOST_VM &&
+        i.zone === env.AGENT_HOST_ZONE &&
+        i.project === env.AGENT_HOST_PROJECT,
+    );
+    if (!vm || vm.status !== "RUNNING") {
+      throw new Error(
+        `exit status 1: running ${JSON.stringify(command)}:\niap-ssh: error: VM ${env.AGENT_HOST_VM} did not answer SSH through IAP`,
+      );
+    }
+    if (keyBody(env.AGENT_HOST_HOST_KEY ?? "") !== vm.hostKey) {
+      throw new Error(
+        `exit status 1: running ${JSON.stringify(command)}:\niap-ssh: error: the host that answered for VM ${vm.name} did not prove the pinned host key: nothing was sent.`,
+      );
+    }
+    const stdin = String(inputs.stdin ?? "");
+    const end = /^-----END [A-Z ]*PRIVATE KEY-----$/m.exec(stdin);
+    if (!end)
+      throw new Error("exit status 1: iap-ssh: error: stdin does not start with the deploy key");
+    const privateKey = `${stdin.slice(0, end.index + end[0].length)}\n`;
+    const bundle = stdin.slice(end.index + end[0].length + 1);
+    return this.reconcileOn(vm, { ...inputs, stdin: bundle }, command, privateKey, inputs);
+  }
+
+  /** On the VM: log in with the deploy key, then what host/apply does. */
+  private reconcileOn(
+    vm: CloudInstance,
+    inputs: Inputs,
+    command: string,
+    privateKey: string,
+    outputsBase: Inputs = inputs,
+  ): Inputs {
+    if (!this.cloud.accepts(vm.name, privateKey)) {
       throw new Error(
         `Dial failed: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain`,
       );
@@ -1015,6 +1151,6 @@ export class LifecycleEngine implements MockEngine {
     const bundleSha256 = /--bundle-sha256 ([0-9a-f]{64})/.exec(command)?.[1] ?? "";
     vm.reconciled = { agents, bundleSha256 };
     const summary = { desired: agents, added: [], removed: [], restarted: [], running: agents };
-    return { ...inputs, stdout: `${JSON.stringify(summary)}\n`, stderr: "" };
+    return { ...outputsBase, stdout: `${JSON.stringify(summary)}\n`, stderr: "" };
   }
 }
