@@ -466,7 +466,8 @@ suite("faults: the host keeps its word (issue 23)", () => {
     let r: Ran;
     try {
       r = await apply(await deploy(3, key));
-      expect(r.code).toBe(1);
+      // apply's own words in the failure message when it does not fail.
+      expect([r.code, r.code === 1 ? "" : r.stderr]).toEqual([1, ""]);
       expect(r.stdout).toBe(
         `${JSON.stringify({ desired: 2, added: [], removed: [], restarted: [], running: 2 })}\n`,
       );
