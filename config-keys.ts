@@ -108,6 +108,13 @@ export const CONFIG_KEY_TABLE = {
     description:
       "docker-apt (Docker's official apt repository, signing key checked against its fingerprint) or distro (Ubuntu's docker.io).",
   },
+  dockerMode: {
+    host: "DOCKER_MODE",
+    type: "string",
+    default: "rootless",
+    description:
+      "rootless (each agent gets its own rootless Docker daemon, started on first use, and no agent is in the docker group) or shared (one root daemon, every agent in the docker group: root-equivalent, for privileged containers only).",
+  },
   anthropicApiKey: {
     type: "string",
     default: "",

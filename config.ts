@@ -23,12 +23,13 @@ import {
   CLAUDE_CODE_SOURCES,
   CLAUDE_CODE_VERSION_RE,
   CLAUDE_PROVIDERS,
+  DOCKER_MODES,
   DOCKER_SOURCES,
   PERMISSION_MODES,
   claudeEnvProblem,
 } from "./shared-rules";
 
-export { CLAUDE_CODE_SOURCES, CLAUDE_PROVIDERS, DOCKER_SOURCES, PERMISSION_MODES };
+export { CLAUDE_CODE_SOURCES, CLAUDE_PROVIDERS, DOCKER_MODES, DOCKER_SOURCES, PERMISSION_MODES };
 
 /** Raw configuration as Pulumi stores it: strings (lists and objects as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
@@ -36,6 +37,8 @@ export type RawConfig = Readonly<Record<string, string | undefined>>;
 export type ClaudeCodeSource = (typeof CLAUDE_CODE_SOURCES)[number];
 
 export type DockerSource = (typeof DOCKER_SOURCES)[number];
+import type { DockerMode } from "./shared-rules";
+export type { DockerMode };
 
 export type PermissionMode = (typeof PERMISSION_MODES)[number];
 
@@ -132,6 +135,7 @@ export const DEFAULTS = {
   claudeCodeVersion: DEFAULT_CLAUDE_CODE_VERSION,
   claudeCodeSource: KEYS.claudeCodeSource.default as ClaudeCodeSource,
   dockerSource: KEYS.dockerSource.default as DockerSource,
+  dockerMode: KEYS.dockerMode.default as DockerMode,
   sshAuthorizedKeys: [...KEYS.sshAuthorizedKeys.default] as string[],
   agentPermissionMode: KEYS.agentPermissionMode.default as PermissionMode,
   snapshotRetentionDays: KEYS.snapshotRetentionDays.default,
@@ -414,6 +418,7 @@ function parseEachKey(get: Get, warnings: string[]) {
     claudeCodeVersion: parseClaudeCodeVersion(get),
     claudeCodeSource: enumKey(get, "claudeCodeSource"),
     dockerSource: enumKey(get, "dockerSource"),
+    dockerMode: parseDockerMode(get, warnings),
     agentPermissionMode: parsePermissionMode(get, warnings),
     sshAuthorizedKeys: parseSshAuthorizedKeys(get),
     snapshotRetentionDays: integerKey(get, "snapshotRetentionDays"),
@@ -513,6 +518,7 @@ const ENUM_VALUES = {
   dataDiskType: DATA_DISK_TYPES,
   claudeCodeSource: CLAUDE_CODE_SOURCES,
   dockerSource: DOCKER_SOURCES,
+  dockerMode: DOCKER_MODES,
   agentPermissionMode: PERMISSION_MODES,
   claudeProvider: CLAUDE_PROVIDERS,
   connectVia: CONNECT_VIA,
@@ -633,11 +639,21 @@ function parseClaudeCodeVersion(get: Get): string {
   return claudeCodeVersion;
 }
 
+function parseDockerMode(get: Get, warnings: string[]): DockerMode {
+  const dockerMode = enumKey(get, "dockerMode");
+  if (dockerMode === "shared") {
+    warnings.push(
+      "dockerMode is shared: every agent is in the docker group, which is root-equivalent (docker run -v /:/host gives any agent the whole VM, every other agent's files and the secrets). Use it only for privileged containers; the default rootless gives each agent its own Docker.",
+    );
+  }
+  return dockerMode;
+}
+
 function parsePermissionMode(get: Get, warnings: string[]): PermissionMode {
   const agentPermissionMode = enumKey(get, "agentPermissionMode");
   if (agentPermissionMode === "bypassPermissions") {
     warnings.push(
-      "agentPermissionMode is bypassPermissions: agents run every command without asking. They can still do anything the agent user and the docker group allow (docker is root-equivalent).",
+      "agentPermissionMode is bypassPermissions: agents run every command without asking. They can still do anything their own user (and, with dockerMode shared, the docker group, which is root-equivalent) allows.",
     );
   }
   return agentPermissionMode;

@@ -11,7 +11,7 @@ import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
-import { renderUserData } from "./cloud-init/render";
+import { encodeUserData, renderUserData } from "./cloud-init/render";
 import {
   checkDataDisk,
   ConfigError,
@@ -174,7 +174,9 @@ export = async () => {
 
   const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
   const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
-  const userData = adminKeys.apply((keys) => renderUserData(hostSettingsFor(config, keys)));
+  const userData = adminKeys.apply((keys) =>
+    encodeUserData(renderUserData(hostSettingsFor(config, keys))),
+  );
 
   const host = new AgentHost("agent-host", {
     project: config.project,

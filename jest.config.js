@@ -18,6 +18,7 @@ const HOST_SUITES = [
   "agent-state",
   "agentctl",
   "autostop-real",
+  "docker-rootless",
   "faults",
   "first-boot",
   "fleet-ssh",

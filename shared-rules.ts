@@ -175,6 +175,13 @@ export const CLAUDE_CODE_SOURCES = ["npm", "native"] as const;
 export const DOCKER_SOURCES = ["docker-apt", "distro"] as const;
 
 /**
+ * Whose Docker the agents use: `rootless`, one rootless daemon per agent, as that agent (no agent
+ * in the docker group); `shared`, the root daemon and the docker group (root-equivalent).
+ */
+export const DOCKER_MODES = ["rootless", "shared"] as const;
+export type DockerMode = (typeof DOCKER_MODES)[number];
+
+/**
  * Claude Code's `--permission-mode` values: what 2.1's `--help` lists (acceptEdits, auto,
  * bypassPermissions, manual, dontAsk, plan) plus `default`, which it still accepts (hidden).
  */
@@ -218,6 +225,11 @@ export const RESERVED_CLAUDE_ENV: readonly string[] = [
   "ANTHROPIC_VERTEX_BASE_URL",
   "AGENT_HOST_AGENT",
   "AGENT_HOST_STATE_DIR",
+  // Each agent's own Docker (host/docker/rootless.ts agentDockerEnv): one value per agent.
+  "DOCKER_HOST",
+  "AGENT_PORT_BASE",
+  "AGENT_PORT_COUNT",
+  "COMPOSE_PROJECT_NAME",
 ];
 
 /**

@@ -29,6 +29,12 @@ export const HOST_FILES: readonly HostFile[] = [
   { source: BUNDLE_SOURCE, path: "/usr/local/lib/agent-host/agent-host.js", mode: "0755" },
   { source: "host/data-disk", path: "/usr/local/lib/agent-host/data-disk", mode: "0755" },
   { source: "host/install-docker", path: "/usr/local/lib/agent-host/install-docker", mode: "0755" },
+  { source: "host/agent-dockerd", path: "/usr/local/lib/agent-host/agent-dockerd", mode: "0755" },
+  {
+    source: "apparmor/rootlesskit",
+    path: "/usr/local/lib/agent-host/apparmor-rootlesskit",
+    mode: "0644",
+  },
   {
     source: "host/install-claude-code",
     path: "/usr/local/lib/agent-host/install-claude-code",
@@ -51,6 +57,32 @@ export const HOST_FILES: readonly HostFile[] = [
   {
     source: "systemd/agent-host-autostop.service",
     path: "/etc/systemd/system/agent-host-autostop.service",
+    mode: "0644",
+  },
+  // Each agent's own Docker (dockerMode rootless; docs/operations.md, "Docker").
+  {
+    source: "systemd/agent-docker@.socket",
+    path: "/etc/systemd/system/agent-docker@.socket",
+    mode: "0644",
+  },
+  {
+    source: "systemd/agent-docker@.service",
+    path: "/etc/systemd/system/agent-docker@.service",
+    mode: "0644",
+  },
+  {
+    source: "systemd/user/agent-dockerd.service",
+    path: "/etc/systemd/user/agent-dockerd.service",
+    mode: "0644",
+  },
+  {
+    source: "systemd/agent-docker-idle.service",
+    path: "/etc/systemd/system/agent-docker-idle.service",
+    mode: "0644",
+  },
+  {
+    source: "systemd/agent-docker-idle.timer",
+    path: "/etc/systemd/system/agent-docker-idle.timer",
     mode: "0644",
   },
   {

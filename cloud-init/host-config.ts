@@ -22,6 +22,7 @@ export interface HostSettings {
   agentMax: number;
   claudeCodeSource: StackConfig["claudeCodeSource"];
   dockerSource: StackConfig["dockerSource"];
+  dockerMode: StackConfig["dockerMode"];
   /** systemd MemoryMax of each agent's scope, MiB. */
   agentMemoryMaxMb: number;
   /** systemd CPUQuota of each agent's scope, percent of one CPU. */
@@ -70,6 +71,7 @@ export function hostSettingsFor(config: StackConfig, adminAuthorizedKeys: string
     agentMax: config.maxAgents,
     claudeCodeSource: config.claudeCodeSource,
     dockerSource: config.dockerSource,
+    dockerMode: config.dockerMode,
     agentMemoryMaxMb: usableMb
       ? Math.max(perAgentFloorMb, Math.floor(usableMb / agentCount))
       : 2 * perAgentFloorMb,

@@ -5,6 +5,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 
 import { DATA_DEVICE_NAME } from "../cloud-init/host-config";
+import { USER_DATA_ENCODING } from "../cloud-init/render";
 import type { ConnectVia } from "../config";
 import { scheduleCrons, type WorkSchedule } from "../schedule";
 import { CLOUD_PLATFORM_SCOPE, VERTEX_ROLE, computeServiceAgent } from "../shared-rules";
@@ -53,6 +54,7 @@ export interface AgentHostArgs {
    */
   connectVia?: ConnectVia;
   /** The #cloud-config text. Read by cloud-init at first boot only. */
+  /** The #cloud-config text as encodeUserData makes it (gzip, then base64). */
   userData: pulumi.Input<string>;
   /**
    * Spot VM: cheaper, stopped (not deleted) on preemption; the disks stay.
@@ -336,7 +338,9 @@ function vm(
       },
       canIpForward: false,
       metadata: {
+        // gzip + base64 (cloud-init/render.ts, encodeUserData): a third of the bytes.
         "user-data": args.userData,
+        [USER_DATA_ENCODING.key]: USER_DATA_ENCODING.value,
         "block-project-ssh-keys": "TRUE",
         "serial-port-enable": "FALSE",
         // Keys come from cloud-init's users; OS Login would bypass them.

@@ -174,12 +174,16 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return await notifyTest();
       case "autostop":
         return await autostopCommand(loadHostConf(), log);
+      case "docker-env":
+        return (await import("./docker/docker-main")).dockerEnvMain(rest);
+      case "docker-idle":
+        return (await import("./docker/docker-main")).dockerIdleMain();
       case "autostop-status":
         process.stdout.write(autostopStatus(loadHostConf(), rest[0] === "--json"));
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status)`,
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, autostop, autostop-status, docker-env, docker-idle)`,
         );
         return 2;
     }

@@ -19,6 +19,8 @@
 //   prepare-agent N  (root, the wrapper) agent N's user, home, workspace and state folders, made
 //                  safely (host/agents/agent-user.ts); prints its ids and paths as KEY=value lines
 //   own-checkout WS  (as the agent, the migration) a shared worktree becomes its own repository
+//   docker-env N   the Docker variables agent-N's claude gets (agent-wrapper; host/docker/)
+//   docker-idle    stop the agents' idle rootless Docker daemons (agent-docker-idle.timer)
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
 

@@ -88,9 +88,9 @@ export const MUTANTS: Mutant[] = [
     patches: [
       {
         file: "components/agent-fleet.ts",
-        find: "      .all([args.instanceId, publicBundle])\n      .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));\n",
+        find: "    .all([args.instanceId, publicBundle])\n    .apply(([id, bundle]) => applyCommand(args.agentCount, publicBundleSha256(bundle), id));\n",
         replace:
-          '      .all([args.instanceId, publicBundle, args.apiKey])\n      .apply(([id, bundle, key]) => `${applyCommand(args.agentCount, publicBundleSha256(bundle), id)} --api-key ${key ?? ""}`);\n',
+          '    .all([args.instanceId, publicBundle, args.apiKey])\n    .apply(([id, bundle, key]) => `${applyCommand(args.agentCount, publicBundleSha256(bundle), id)} --api-key ${key ?? ""}`);\n',
       },
     ],
   },
@@ -139,6 +139,30 @@ export const MUTANTS: Mutant[] = [
         file: "host/cost/autostop.ts",
         find: "  if (others.length === 0) return `every agent idle for ${shortDuration(quietMs)}`;\n",
         replace: "  return `every agent idle for ${shortDuration(quietMs)}`;\n",
+      },
+    ],
+  },
+  {
+    id: "agents-stay-in-docker-group",
+    what: "dockerMode rootless leaves the agents in the docker group (root-equivalent)",
+    suite: "tests/docker-unit.test.ts",
+    patches: [
+      {
+        file: "host/docker/rootless.ts",
+        find: '  if (mode === "rootless") return { remove: members.filter(isAgent), add: [] };\n',
+        replace: '  if (mode === "rootless") return { remove: [], add: [] };\n',
+      },
+    ],
+  },
+  {
+    id: "one-docker-socket-for-all",
+    what: "every agent's DOCKER_HOST names one shared socket",
+    suite: "tests/docker-unit.test.ts",
+    patches: [
+      {
+        file: "host/docker/rootless.ts",
+        find: "`${DOCKER_SOCKET_DIR}/${agentUid(n)}.sock`;\n",
+        replace: "`${DOCKER_SOCKET_DIR}/docker.sock`;\n",
       },
     ],
   },

@@ -17,6 +17,7 @@ import {
   parseApplyArgs,
   parseBundle,
   RESTART_KEYS,
+  dockerNeedsInstall,
   type Bundle,
 } from "../host/apply/bundle";
 import {
@@ -219,6 +220,25 @@ describe("restarting the agents", () => {
     expect(confNeedsRestart(raw("CLAUDE_CODE_VERSION=2.1.1\nAGENT_COUNT=9\n"), before)).toBe(false);
     // A first deploy over a host.conf that is missing: its defaults are what is compared.
     expect(confNeedsRestart(raw("CLAUDE_CODE_VERSION=2.1.1\n"), raw(""))).toBe(true);
+  });
+});
+
+describe("Docker on day-2", () => {
+  const raw = (text: string) => parseHostConf(text, "/f").raw;
+  const now = "DOCKER_SOURCE=docker-apt\nDOCKER_MODE=rootless\n";
+  test.each([
+    ["first boot (no host.conf): first-boot ran install-docker", undefined, now, false],
+    ["the same source and mode: nothing to do", now, now, false],
+    [
+      "a host from before dockerMode: moved off the root daemon once",
+      "DOCKER_SOURCE=docker-apt\n",
+      now,
+      true,
+    ],
+    ["dockerMode changed", now, "DOCKER_SOURCE=docker-apt\nDOCKER_MODE=shared\n", true],
+    ["dockerSource changed", now, "DOCKER_SOURCE=distro\nDOCKER_MODE=rootless\n", true],
+  ])("%s", (_, oldText, nextText, expected) => {
+    expect(dockerNeedsInstall(oldText, raw(nextText), raw(oldText ?? ""))).toBe(expected);
   });
 });
 

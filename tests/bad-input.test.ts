@@ -204,6 +204,11 @@ const CASES: Case[] = [
     { key: "dockerSource", value: "snap", fix: "pulumi config set dockerSource docker-apt" },
   ],
   [
+    "dockerMode unknown",
+    { "agent-host:dockerMode": "privileged" },
+    { key: "dockerMode", value: "privileged", fix: "pulumi config set dockerMode rootless" },
+  ],
+  [
     "agentPermissionMode unknown",
     { "agent-host:agentPermissionMode": "yolo" },
     {

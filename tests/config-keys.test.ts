@@ -187,6 +187,7 @@ describe("config.ts reads the table", () => {
     claudeCodeVersion: "latest",
     claudeCodeSource: "brew",
     dockerSource: "snap",
+    dockerMode: "root",
     anthropicApiKey: "sk-ant-short",
     sshAuthorizedKeys: '["not a key"]',
     agentPermissionMode: "yolo",

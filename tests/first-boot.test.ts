@@ -47,7 +47,6 @@ test("runs every step in order", () => {
     "install-claude-code ",
     "systemctl daemon-reload",
     "systemctl enable --now agent-host-data.service",
-    // No usermod: no agent joins the docker group (issue 20).
     "systemctl enable --now agent-host.service",
     "systemctl enable --now agent-host-autostop.service",
   ]);

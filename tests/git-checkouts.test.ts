@@ -19,6 +19,7 @@ import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } f
 import { ExecTrace, readTrace, secretExposures, straceArgv } from "./fixtures/exec-trace";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, removeTestAgents, waitFor } from "./support";
+import { cloudInitUserData } from "./user-data";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
@@ -557,7 +558,8 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       );
       expect(command).not.toContain(TOKEN);
       const vm = unwrap(one(run, "gcp:compute/instance:Instance").inputs) as Record<string, any>;
-      const userData = vm.metadata["user-data"] as string;
+      expect(vm.metadata["user-data"]).not.toContain(TOKEN);
+      const userData = cloudInitUserData(vm.metadata);
       expect(userData).not.toContain(TOKEN);
       expect(userData).not.toContain(Buffer.from(TOKEN).toString("base64"));
       const conf = parse(userData).write_files.find(
@@ -858,6 +860,7 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(stdinOf(run).stdinSecret).toBe(true);
       const vm = unwrap(one(run, "gcp:compute/instance:Instance").inputs) as Record<string, any>;
       expect(vm.metadata["user-data"]).not.toContain(keyBody());
+      expect(cloudInitUserData(vm.metadata)).not.toContain(keyBody());
     });
 
     test("apply: the token and gh's login are gone, the key is the agent's only, 0600", () => {

@@ -122,12 +122,12 @@ test.each(SCRIPTS)(
   },
 );
 
-// first-boot read AGENT_USER to put the shared user in the docker group; with one user per agent
-// (made by reconcile, never in the docker group) it reads no host.conf key at all.
-test("first-boot reads no host.conf key and puts no one in the docker group", () => {
+// first-boot has no key of its own (the docker group moved to agentctl reconcile, per agent): the
+// installers and agentctl it runs read host.conf through agent-host.js conf.
+test("first-boot reads no host.conf of its own", () => {
   const text = read("host/first-boot");
-  expect(text).not.toMatch(/agent-host\.js" conf|AGENT_USER|sed -n ["']s\/\^/);
-  expect(text).not.toMatch(/usermod|--groups docker/);
+  expect(text).not.toMatch(/host\.conf|agent-host\.js" conf/);
+  expect(text).not.toMatch(/sed -n ["']s\/\^(\$1|[A-Z_]+)=/);
 });
 
 // apply is TypeScript now (host/apply/apply.ts): it takes the one parser itself, and its bash entry

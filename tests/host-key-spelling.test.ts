@@ -15,7 +15,8 @@ const BUDGET = 3;
 
 /**
  * (RUN_DIR, AGENT_USER, WORKSPACES_DIR, STATE_DIR and ADMIN_USER went up by one each with the
- * health and fault-recovery work merged from main: a new reader each, host/attention/health.ts.)
+ * health and fault-recovery work merged from main: a new reader each, host/attention/health.ts.
+ * DOCKER_MODE (new) and DOCKER_SOURCE arrived over budget with rootless Docker, merged from main.)
  * Keys read by bash scripts (each script reads its own keys through `agent-host.js conf`, so the
  * name appears in the script) or by several host modules. Today's counts; lower them, never raise.
  */
@@ -47,6 +48,8 @@ const OVER_BUDGET: Record<string, number> = {
   CLAUDE_MODEL: 4,
   CLAUDE_CODE_VERSION: 4,
   AGENTS_MEMORY_MAX_MB: 4,
+  DOCKER_MODE: 8,
+  DOCKER_SOURCE: 4,
 };
 
 /** What ships: the files the program reads or sends to the VM. */

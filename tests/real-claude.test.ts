@@ -33,6 +33,7 @@ import {
   type RunResult,
 } from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
+import { agentDockerEnv } from "../host/docker/rootless";
 
 const AGENT_USER = "claudereal";
 /** Its agent users claudereal-N (uid 61200+N): made by the product's reconcile, removed after. */
@@ -577,6 +578,9 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     expect(env.get("ANTHROPIC_MODEL")).toBe(VERTEX.model);
     for (const k of ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"])
       expect(env.has(k)).toBe(false);
+    // Its own Docker (dockerMode rootless, the default): host/docker/rootless.ts agentDockerEnv.
+    for (const pair of agentDockerEnv(1, "rootless"))
+      expect(env.get(pair.split("=")[0])).toBe(pair.slice(pair.indexOf("=") + 1));
     // No key file, no login, and no Anthropic key or token in any file the host has.
     expect(fs.existsSync(h.keyFile) || fs.existsSync(h.tokenFile)).toBe(false);
     expect(filesContaining(h.dir, "sk-ant-a")).toEqual([]);

@@ -7,11 +7,9 @@ import { execFileSync, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
-import { gunzipSync } from "zlib";
 
 import * as path from "path";
 import { parse } from "yaml";
-
 import { parseConfig } from "../config";
 import { readHostFiles } from "../cloud-init/files";
 import {
@@ -20,7 +18,12 @@ import {
   renderBootHostConf,
   renderHostConf,
 } from "../cloud-init/host-config";
-import { METADATA_VALUE_LIMIT_BYTES, renderUserData } from "../cloud-init/render";
+import {
+  encodeUserData,
+  METADATA_VALUE_LIMIT_BYTES,
+  renderUserData,
+  USER_DATA_ENCODING,
+} from "../cloud-init/render";
 import { renderFromArgs } from "../scripts/render";
 import { BASE_CONFIG } from "./harness";
 
@@ -114,21 +117,17 @@ describe("what the user-data sets up", () => {
     expect(doc.disable_root).toBe(true);
   });
 
-  test("every host file gz+b64, root-owned, with its mode; host.conf plain, from the settings", () => {
+  test("every host file plain, root-owned, with its mode; host.conf from the settings", () => {
     const files = readHostFiles();
     for (const file of files) {
       const written = doc.write_files.find((f: { path: string }) => f.path === file.path);
+      // The whole document is compressed (encodeUserData); each file inside it is plain.
       expect(written).toEqual({
         path: file.path,
         owner: "root:root",
         permissions: file.mode,
-        encoding: "gz+b64",
-        content: expect.stringMatching(/^[A-Za-z0-9+/]+={0,2}$/),
+        content: file.content,
       });
-      // What cloud-init makes of it is checked by cloud-init itself below; this is the quick look.
-      expect(gunzipSync(Buffer.from(written.content, "base64")).toString("utf8")).toBe(
-        file.content,
-      );
     }
     const { config } = parseConfig({ ...BASE_CONFIG });
     expect(
@@ -154,9 +153,34 @@ describe("what the user-data sets up", () => {
       "npm",
       "tmux",
     ]);
+    // dockerMode rootless (the default) from the distro: what rootless Docker needs comes too.
     expect(
       parse(
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
+      ).packages,
+    ).toEqual([
+      "acl",
+      "ca-certificates",
+      "curl",
+      "dbus-user-session",
+      "docker.io",
+      "gh",
+      "git",
+      "gnupg",
+      "jq",
+      "nodejs",
+      "rootlesskit",
+      "slirp4netns",
+      "tmux",
+      "uidmap",
+    ]);
+    expect(
+      parse(
+        render({
+          "agent-host:dockerSource": "distro",
+          "agent-host:dockerMode": "shared",
+          "agent-host:claudeCodeSource": "native",
+        }),
       ).packages,
     ).toEqual([
       "acl",
@@ -178,6 +202,7 @@ describe("what the user-data sets up", () => {
         render({
           "agent-host:claudeCodeSource": "native",
           "agent-host:dockerSource": "distro",
+          "agent-host:dockerMode": "shared",
           "agent-host:extraPackages": JSON.stringify([
             "ripgrep",
             "build-essential",
@@ -262,6 +287,7 @@ describe("what the user-data sets up", () => {
         "CLAUDE_CODE_VERSION=2.1.331",
         "CLAUDE_CODE_SOURCE=npm",
         "DOCKER_SOURCE=docker-apt",
+        "DOCKER_MODE=rootless",
         "PERMISSION_MODE=default",
         "NOTIFY_ON_IDLE=true",
         "",
@@ -285,7 +311,7 @@ describe("what the user-data sets up", () => {
         : f,
     );
     expect(() => renderUserData(hostSettingsFor(config, []), huge)).toThrow(
-      /^The rendered user-data is \d+ bytes, above GCE's 262144-byte metadata limit/,
+      /^The rendered user-data is \d+ bytes encoded, above GCE's 262144-byte metadata limit/,
     );
   });
 });
@@ -296,10 +322,17 @@ describe("cloud-init's own write_files module (this machine's cloud-init)", () =
   // cloud-init writes are read back here from the overlays' upper directories.
   const isRoot = process.getuid?.() === 0;
   (isRoot ? test : test.skip)(
-    "decodes every gz+b64 host file to the source's exact bytes, mode and root owner",
+    "reads the encoded metadata value as the GCE datasource does and writes every host file with the source's exact bytes, mode and root owner",
     () => {
-      const userData = path.join(work, "user-data-write-files.yaml");
-      writeFileSync(userData, render({ "agent-host:dockerSource": "distro" }));
+      // The instance's metadata as the stack sets it: the encoded value and its encoding.
+      const userData = path.join(work, "instance-attributes.json");
+      writeFileSync(
+        userData,
+        JSON.stringify({
+          "user-data": encodeUserData(render({ "agent-host:dockerSource": "distro" })),
+          [USER_DATA_ENCODING.key]: USER_DATA_ENCODING.value,
+        }),
+      );
       const upper = mkdtempSync(path.join(tmpdir(), "render-write-files-"));
       try {
         const result = spawnSync(

@@ -19,6 +19,7 @@ import {
   unwrap,
   type ProgramRun,
 } from "./harness";
+import { cloudInitUserData } from "./user-data";
 
 jest.setTimeout(60_000);
 
@@ -215,7 +216,8 @@ const SINKS: Record<string, (o: Observed) => string[]> = {
       string,
       string
     >;
-    const document = parse(metadata["user-data"]);
+    const text = cloudInitUserData(metadata);
+    const document = parse(text);
     const decoded = (document.write_files ?? []).map(
       (f: { content?: string; encoding?: string }) => {
         const encoding = f.encoding ?? "text/plain";
@@ -224,7 +226,7 @@ const SINKS: Record<string, (o: Observed) => string[]> = {
         return (/gz/.test(encoding) ? gunzipSync(bytes) : bytes).toString("utf8");
       },
     );
-    return [metadata["user-data"], ...plainStrings(document).map((s) => s.text), ...decoded];
+    return [metadata["user-data"], text, ...plainStrings(document).map((s) => s.text), ...decoded];
   },
   "the reconcile command's create and update strings": ({ run }) => {
     const cmd = one(run, "command:remote:Command");

@@ -3,7 +3,6 @@
 import * as files from "../cloud-init/files";
 import { readHostFiles } from "../cloud-init/files";
 import { parse } from "yaml";
-import { gunzipSync } from "zlib";
 import { DEFAULTS, VERTEX_CLAUDE_REGIONS, parseConfig } from "../config";
 import {
   BASE_CONFIG,
@@ -22,6 +21,7 @@ import {
   withProjectDefaults,
   type ProgramRun,
 } from "./harness";
+import { cloudInitUserData } from "./user-data";
 
 jest.setTimeout(60_000);
 
@@ -160,13 +160,16 @@ describe("default configuration", () => {
       "enable-oslogin",
       "serial-port-enable",
       "user-data",
+      "user-data-encoding",
     ]);
     expect(inputs.metadata["block-project-ssh-keys"]).toBe("TRUE");
     expect(inputs.metadata["serial-port-enable"]).toBe("FALSE");
     // The guest environment publishes the host keys there; the deploy pins one of them.
     expect(inputs.metadata["enable-guest-attributes"]).toBe("TRUE");
-    expect(inputs.metadata["user-data"]).toMatch(/^#cloud-config\n/);
-    const userData = parse(inputs.metadata["user-data"]);
+    // gzip + base64, as cloud-init's GCE datasource decodes it; the text is renderUserData's.
+    expect(inputs.metadata["user-data-encoding"]).toBe("base64");
+    expect(cloudInitUserData(inputs.metadata)).toMatch(/^#cloud-config\n/);
+    const userData = parse(cloudInitUserData(inputs.metadata));
     expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY]);
     const bootConf = userData.write_files.find(
       (f: { path: string }) => f.path === "/etc/agent-host/host.conf",
@@ -315,7 +318,7 @@ describe("variants", () => {
       string,
       string
     >;
-    const userData = parse(metadata["user-data"]);
+    const userData = parse(cloudInitUserData(metadata));
     expect(userData.users[0].ssh_authorized_keys).toEqual([MOCK_DEPLOY_PUBLIC_KEY, person]);
   });
 
@@ -391,14 +394,14 @@ describe("day-2 changes touch only the reconcile command", () => {
       ]);
       expect(vmWithoutUserData(after)).toEqual(vmWithoutUserData(before));
       const userData = (r: ProgramRun) =>
-        (unwrap(one(r, `${GCP}/instance:Instance`).inputs.metadata) as Record<string, string>)[
-          "user-data"
-        ];
+        cloudInitUserData(
+          unwrap(one(r, `${GCP}/instance:Instance`).inputs.metadata) as Record<string, string>,
+        );
       const agentctl = (r: ProgramRun) => {
         const written = (
           parse(userData(r)) as { write_files: { path: string; content: string }[] }
         ).write_files.find((f) => f.path === "/usr/local/bin/agentctl");
-        return gunzipSync(Buffer.from(written?.content ?? "", "base64")).toString("utf8");
+        return written?.content ?? "";
       };
       expect(agentctl(after)).toContain("# changed");
       expect(agentctl(before)).not.toContain("# changed");

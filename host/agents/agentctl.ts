@@ -27,6 +27,7 @@ import {
   type ReconcileRecord,
 } from "./reconcile";
 import { UsageError } from "./send";
+import { setUpAgentDocker } from "../docker/docker-main";
 import { SESSION } from "./tmux";
 
 /**
@@ -56,6 +57,7 @@ export const AGENTCTL_KEYS: readonly HostKey[] = [
   "API_KEY_FILE",
   "LOGIN_TOKEN_FILE",
   "CLAUDE_ENV",
+  "DOCKER_MODE",
 ];
 
 /**
@@ -110,6 +112,13 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     if (!args.boot) prepareCheckouts(a, args.count);
     else if (conf.gitRepository !== "")
       log("boot: repository checkouts are left to the next reconcile");
+  } catch (error) {
+    failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
+  }
+  // Before any agent starts: its DOCKER_HOST socket exists, and no agent is left in the docker
+  // group in rootless mode. After the agents' users exist (they own the sockets).
+  try {
+    setUpAgentDocker(conf, args.count, log);
   } catch (error) {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }

@@ -23,6 +23,7 @@ import {
   ApplyUsageError,
   agentsNeedRestart,
   confNeedsRestart,
+  dockerNeedsInstall,
   extraPackageNames,
   parseApplyArgs,
   parseBundle,
@@ -125,7 +126,7 @@ function installFiles(files: readonly BundleFile[], changed: readonly BundleFile
 function decideConf(
   stackConf: string,
   p: ApplyPaths,
-): { conf: HostConf; text: string; restart: boolean } {
+): { conf: HostConf; text: string; restart: boolean; docker: boolean } {
   let text = stackConf;
   const local = `${p.conf}.local`;
   if (fs.existsSync(local) && fs.statSync(local).isFile())
@@ -134,7 +135,13 @@ function decideConf(
   const error = firstError(conf, HOST_KEY_NAMES);
   if (error) throw new ApplyUsageError(error);
   const old = loadHostConf({}, p.conf);
-  return { conf, text, restart: confNeedsRestart(conf.raw, old.raw) };
+  const oldText = fs.existsSync(p.conf) ? fs.readFileSync(p.conf, "utf8") : undefined;
+  return {
+    conf,
+    text,
+    restart: confNeedsRestart(conf.raw, old.raw),
+    docker: dockerNeedsInstall(oldText, conf.raw, old.raw),
+  };
 }
 
 function installConf(text: string, p: ApplyPaths): void {
@@ -194,6 +201,24 @@ const WEBHOOK: SecretMessages = {
   stored: "stored the notification webhook (root-only, 0600)",
   removed: "removed the notification webhook; no more notifications",
 };
+
+/**
+ * dockerSource or dockerMode changed, or the host predates dockerMode: Docker is set up again, from
+ * the host.conf being installed (a file beside host.conf, root's directory), before host.conf
+ * itself. An apply cut off before host.conf is installed still finds the change next time; one cut
+ * off after runs install-docker again, which then changes nothing.
+ */
+function updateDocker(text: string, conf: HostConf, p: ApplyPaths): void {
+  const next = `${p.conf}.docker-next`;
+  fs.writeFileSync(next, text, { mode: 0o644 });
+  try {
+    applyLog(`Docker: setting up ${conf.dockerSource}, mode ${conf.dockerMode}`);
+    const rc = runRoot(`${p.lib}/install-docker`, [], { env: { AGENTCTL_CONFIG: next } });
+    if (rc !== 0) throw new ApplyError(`setting up Docker (${conf.dockerMode}) failed`);
+  } finally {
+    fs.rmSync(next, { force: true });
+  }
+}
 
 function updateClaudeCode(conf: HostConf, p: ApplyPaths): void {
   const rc = runRoot(`${p.lib}/install-claude-code`, [], { env: { AGENTCTL_CONFIG: p.conf } });
@@ -310,7 +335,11 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
           ? "Claude Code version, permission mode or provider changed"
           : "the API key changed",
       });
-    j.step("conf", () => installConf(next.text, p));
+    // Docker first: installed from the new host.conf before it replaces the old (updateDocker).
+    j.step("conf", () => {
+      if (next.docker) updateDocker(next.text, conf, p);
+      installConf(next.text, p);
+    });
     j.step("admin-keys", () => installAdminKeys(bundle.adminKeys, conf.adminUser, p));
     j.step("secrets", () => {
       installSecret(bundle.apiKey, keyFile, API_KEY);

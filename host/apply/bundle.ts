@@ -164,6 +164,8 @@ export const RESTART_KEYS = [
   "CLAUDE_MODEL",
   "ANTHROPIC_BASE_URL",
   "CLAUDE_ENV",
+  // The wrapper hands claude DOCKER_HOST (rootless) or none (shared): host/docker/rootless.ts.
+  "DOCKER_MODE",
 ] as const;
 
 /** Whether the host.conf being installed changes a key in RESTART_KEYS (values as written). */
@@ -172,6 +174,21 @@ export function confNeedsRestart(
   old: Readonly<Record<string, string>>,
 ): boolean {
   return RESTART_KEYS.some((k) => next[k] !== old[k]);
+}
+
+/**
+ * Whether apply runs install-docker again: DOCKER_SOURCE or DOCKER_MODE changed, or the host.conf
+ * being replaced predates DOCKER_MODE (a host from before per-agent Docker: its agents must move off
+ * the root daemon). No host.conf at all means first boot, where first-boot ran install-docker.
+ */
+export function dockerNeedsInstall(
+  oldText: string | undefined,
+  next: Readonly<Record<string, string>>,
+  old: Readonly<Record<string, string>>,
+): boolean {
+  if (oldText === undefined) return false;
+  if (!/^DOCKER_MODE=/m.test(oldText)) return true;
+  return next.DOCKER_SOURCE !== old.DOCKER_SOURCE || next.DOCKER_MODE !== old.DOCKER_MODE;
 }
 
 /**

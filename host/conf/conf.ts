@@ -12,6 +12,7 @@ import {
   CLAUDE_CODE_SOURCES,
   CLAUDE_CODE_VERSION_RE,
   CLAUDE_PROVIDERS,
+  DOCKER_MODES,
   DOCKER_SOURCES,
   PERMISSION_MODES,
   claudeEnvProblem,
@@ -158,6 +159,7 @@ export const HOST_KEYS = {
     (v) => absolutePath(v) ?? (v === "/" ? "must not be /; fix the config" : undefined),
   ),
   DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES)),
+  DOCKER_MODE: text("rootless", oneOf(DOCKER_MODES)),
   DOCKER_KEY_URL: text(
     "https://download.docker.com/linux/ubuntu/gpg",
     matches(/^(https|file):\/\//, "is not an https:// (or a local file://) URL; fix the config"),

@@ -75,6 +75,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { runProgram, unwrap, type MockEngine, type RecordedResource } from "../harness";
 import { AliasResolver, type Urn } from "./urn";
+import { cloudInitUserData } from "../user-data";
 
 type Inputs = Record<string, unknown>;
 
@@ -901,7 +902,10 @@ export class LifecycleEngine implements MockEngine {
     const natIp = String(
       getPath(inputs, ["networkInterfaces", "0", "accessConfigs", "0", "natIp"]) ?? "",
     );
-    const userData = String(getPath(inputs, ["metadata", "user-data"]) ?? "");
+    // What cloud-init on the new VM reads (tests/user-data.ts ports its decoding).
+    const userData = cloudInitUserData(
+      (getPath(inputs, ["metadata"]) ?? {}) as Record<string, unknown>,
+    );
     const users =
       (parse(userData) as { users?: { ssh_authorized_keys?: string[] }[] })?.users ?? [];
     const instanceId = String(4_000_000_000_000_000 + cloud.next());
@@ -1001,7 +1005,9 @@ export class LifecycleEngine implements MockEngine {
     }
     vm.inputs = goal;
     // setMetadata and friends: the VM keeps running its booted user-data.
-    vm.metadataUserData = String(getPath(goal, ["metadata", "user-data"]) ?? "");
+    vm.metadataUserData = cloudInitUserData(
+      (getPath(goal, ["metadata"]) ?? {}) as Record<string, unknown>,
+    );
     return { ...old.outputs, ...goal };
   }
 
