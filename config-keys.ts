@@ -47,6 +47,18 @@ export const CONFIG_KEY_TABLE = {
     description:
       "Number of Claude Code agents (tmux windows agent-1..N). At least 1; at most what the machine's memory allows at 1.5 GiB per agent after 2 GiB for the host. Changing it reconciles in place, in seconds.",
   },
+  hostCount: {
+    type: "integer",
+    default: 1,
+    description:
+      "Number of VMs (1-20), each with its own data disk, snapshots, address and agentCount agents. Adding a host creates only its resources; removing one deletes its VM and keeps its data disk (as destroy does), adopted again if it comes back.",
+  },
+  hostAgentCounts: {
+    type: "string",
+    default: "",
+    description:
+      "Optional. Agents per host, comma-separated, one number per host (e.g. 12,4); overrides agentCount host by host, and a change reconciles only the hosts whose number changed. When unset every host runs agentCount.",
+  },
   machineType: {
     type: "string",
     default: "e2-standard-8",
@@ -133,7 +145,7 @@ export const CONFIG_KEY_TABLE = {
     type: "string",
     default: "default",
     description:
-      "Claude Code --permission-mode for every agent (default, auto, manual, acceptEdits, plan, dontAsk, bypassPermissions). default leaves the choice to Claude Code.",
+      "Claude Code --permission-mode for every agent. default: asks before a tool use that changes something (a write, an install, most commands); commands Claude Code counts as read-only (ls, cat, grep, sleep ...) run without asking. manual: Claude Code 2.1's alias for default, no stricter. auto: its classifier decides, asking less. acceptEdits: file edits without asking. plan: plans only, runs nothing. dontAsk: never asks; what would ask is refused. bypassPermissions: never asks, runs everything.",
   },
   snapshotRetentionDays: {
     type: "integer",
@@ -275,5 +287,19 @@ export const CONFIG_KEY_TABLE = {
     default: true,
     description:
       "Also notify when an agent finishes a turn after real work (a tool use, or 30 s or more), not only when it needs you. Needs notifyWebhookUrl.",
+  },
+  dashboardPort: {
+    host: "DASHBOARD_PORT",
+    type: "integer",
+    default: 7420,
+    description:
+      "Port of the web dashboard on the VM (1024-65535). It listens on 127.0.0.1 only; reach it with the dashboardTunnel output (ssh -L) and open the URL `sudo agentctl web --url` prints.",
+  },
+  dashboardUrl: {
+    host: "DASHBOARD_URL",
+    type: "string",
+    default: "",
+    description:
+      "Optional. The dashboard's URL as you open it (e.g. http://127.0.0.1:7420 through the tunnel). When set, webhook messages link to the agent there. Never the token (no user, query or fragment).",
   },
 } as const satisfies Readonly<Record<string, ConfigKeySpec>>;

@@ -112,6 +112,8 @@ export const MACHINE_TYPES: Readonly<Record<string, Machine>> = {
 
 /** Absolute ceiling whatever the machine: one tmux session stays readable, one reconcile stays fast. */
 export const MAX_AGENTS_ANY_MACHINE = 64;
+/** The most VMs one stack declares (hostCount). */
+export const MAX_HOSTS = 20;
 
 /**
  * autoStopMinutes: 0 turns the agent-aware auto-stop off; otherwise the minutes (AUTO_STOP_MIN..
@@ -127,6 +129,7 @@ export const DEFAULT_CLAUDE_CODE_VERSION = KEYS.claudeCodeVersion.default;
 /** The defaults parseConfig falls back to: Pulumi.yaml's, from config-keys.ts, typed for the code. */
 export const DEFAULTS = {
   agentCount: KEYS.agentCount.default,
+  hostCount: KEYS.hostCount.default,
   machineType: KEYS.machineType.default,
   image: KEYS.image.default,
   bootDiskSizeGb: KEYS.bootDiskSizeGb.default,
@@ -155,6 +158,8 @@ export const DEFAULTS = {
   workTimeZone: KEYS.workTimeZone.default,
   autoStopMinutes: KEYS.autoStopMinutes.default,
   notifyOnIdle: KEYS.notifyOnIdle.default,
+  dashboardPort: KEYS.dashboardPort.default,
+  dashboardUrl: KEYS.dashboardUrl.default,
 } as const;
 
 /**
@@ -409,6 +414,9 @@ function parseEachKey(get: Get, warnings: string[]) {
   return {
     ...parseMachineType(get, warnings),
     agentCount: integerKey(get, "agentCount"),
+    hostCount: integerKey(get, "hostCount"),
+    /** Agents per host when set (one number per host); undefined = agentCount on every host. */
+    hostAgentCounts: parseHostAgentCounts(get("hostAgentCounts")),
     image: parseImage(get, warnings),
     bootDiskSizeGb: integerKey(get, "bootDiskSizeGb"),
     dataDiskSizeGb: integerKey(get, "dataDiskSizeGb"),
@@ -446,7 +454,38 @@ function parseEachKey(get: Get, warnings: string[]) {
     notifyWebhookKind: parseNotifyWebhook(get("notifyWebhookUrl")),
     /** Also notify when an agent finishes a turn after real work (not only when it needs you). */
     notifyOnIdle: booleanKey(get, "notifyOnIdle"),
+    /** The dashboard's port on the VM's 127.0.0.1 (host/web/). */
+    dashboardPort: integerKey(get, "dashboardPort"),
+    /** Where webhook messages link to (the lead's tunnel URL); undefined = no link. */
+    dashboardUrl: parseDashboardUrl(get("dashboardUrl")),
   };
+}
+
+/**
+ * dashboardUrl: http(s), a host, maybe a port and a path; nothing that could carry a secret into a
+ * notification (user info, a query, a fragment such as #token=).
+ */
+export function parseDashboardUrl(raw: string | undefined): string | undefined {
+  const text = raw?.trim();
+  if (!text) return undefined;
+  const fix = `Run: pulumi config set dashboardUrl http://127.0.0.1:${DEFAULTS.dashboardPort}`;
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || !url.hostname) {
+    throw new ConfigError(
+      `dashboardUrl must be an http:// or https:// URL; got ${show(text)}. ${fix}`,
+    );
+  }
+  if (url.username || url.password || url.search || url.hash || /[?#@]/.test(text)) {
+    throw new ConfigError(
+      `dashboardUrl must not hold a user, query or fragment (the token never goes in config or in messages; the page keeps it); got ${show(`${url.protocol}//${url.host}${url.pathname}…`)}. ${fix}`,
+    );
+  }
+  return text.replace(/\/+$/, "");
 }
 
 type KeyValues = ReturnType<typeof parseEachKey>;
@@ -457,6 +496,7 @@ function checkAcrossKeys(
   project: string,
   warnings: string[],
 ): { claude: ClaudeSettings; gitCredentialHost?: string } {
+  checkHostAgentCounts(keys);
   checkAgentCountFitsMachine(keys);
   const claude = claudeAcrossKeys(keys.claude, { project, hasApiKey: keys.hasApiKey }, warnings);
   checkGitIdentity(keys.gitUserName, keys.gitUserEmail);
@@ -494,12 +534,18 @@ function parseGcpKeys(raw: RawConfig): { zone: string; project: string } {
 /** The integer keys' bounds and the fix their messages give. */
 const INTEGER_RULES = {
   agentCount: { min: 1, max: Infinity, fix: "Run: pulumi config set agentCount 10" },
+  hostCount: { min: 1, max: MAX_HOSTS, fix: "Run: pulumi config set hostCount 2" },
   bootDiskSizeGb: { min: 20, max: 65536, fix: "Run: pulumi config set bootDiskSizeGb 50" },
   dataDiskSizeGb: { min: 10, max: 65536, fix: "Run: pulumi config set dataDiskSizeGb 200" },
   snapshotRetentionDays: {
     min: 0,
     max: 3650,
     fix: "Run: pulumi config set snapshotRetentionDays 7 (0 turns snapshots off)",
+  },
+  dashboardPort: {
+    min: 1024,
+    max: 65535,
+    fix: `Run: pulumi config set dashboardPort ${DEFAULTS.dashboardPort} (a port from 1024 to 65535 that nothing else on the VM uses)`,
   },
   autoStopMinutes: {
     min: 0,
@@ -809,12 +855,49 @@ function parseAutoStopMinutes(get: Get): number {
 }
 
 function checkAgentCountFitsMachine(keys: KeyValues): void {
-  const { agentCount, maxAgents, machine, machineType } = keys;
-  if (agentCount <= maxAgents) return;
+  const { agentCount, maxAgents, machine, machineType, hostAgentCounts } = keys;
+  const key = hostAgentCounts ? "hostAgentCounts" : "agentCount";
+  const counts = hostAgentCounts ?? [agentCount];
+  const over = counts.find((count) => count > maxAgents);
+  if (over === undefined) return;
+  const each = hostAgentCounts ? "each of hostAgentCounts" : "agentCount";
   throw new ConfigError(
     machine
-      ? `agentCount must be between 1 and ${maxAgents} for ${machineType} (${machine.memoryGib} GiB, ${PER_AGENT_GIB} GiB per agent after ${RESERVED_GIB} GiB for the host); got ${agentCount}. Lower agentCount or pick a larger machineType.`
-      : `agentCount must be between 1 and ${MAX_AGENTS_ANY_MACHINE}; got ${agentCount}. Lower agentCount.`,
+      ? `${each} must be between 1 and ${maxAgents} for ${machineType} (${machine.memoryGib} GiB, ${PER_AGENT_GIB} GiB per agent after ${RESERVED_GIB} GiB for the host); got ${over}. Lower ${key} or pick a larger machineType.`
+      : `${each} must be between 1 and ${MAX_AGENTS_ANY_MACHINE}; got ${over}. Lower ${key}.`,
+  );
+}
+
+/** Agents on host `index` (1-based): its hostAgentCounts entry, else agentCount. */
+export function agentCountOf(
+  config: Pick<StackConfig, "agentCount" | "hostAgentCounts">,
+  index: number,
+): number {
+  return config.hostAgentCounts?.[index - 1] ?? config.agentCount;
+}
+
+/** "12,4,8" → [12, 4, 8]; "" → undefined. Each a whole number of at least 1. */
+function parseHostAgentCounts(raw: string | undefined): number[] | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const fix =
+    "Run: pulumi config set hostAgentCounts 12,4 (one number per host), or pulumi config rm hostAgentCounts";
+  return raw.split(",").map((part) => {
+    const text = part.trim();
+    if (!WHOLE_NUMBER_RE.test(text) || Number(text) < 1) {
+      throw new ConfigError(
+        `hostAgentCounts must be whole numbers of at least 1, comma-separated; got ${show(raw)} (${show(text)} is not). ${fix}`,
+      );
+    }
+    return Number(text);
+  });
+}
+
+/** hostAgentCounts has one number per host. */
+function checkHostAgentCounts(keys: KeyValues): void {
+  const { hostAgentCounts, hostCount } = keys;
+  if (!hostAgentCounts || hostAgentCounts.length === hostCount) return;
+  throw new ConfigError(
+    `hostAgentCounts ${show(hostAgentCounts.join(","))} has ${hostAgentCounts.length} number${hostAgentCounts.length === 1 ? "" : "s"} but hostCount is ${hostCount}; it needs one per host. Run: pulumi config set hostAgentCounts ${Array.from({ length: hostCount }, (_, i) => hostAgentCounts[i] ?? keys.agentCount).join(",")} (or pulumi config rm hostAgentCounts)`,
   );
 }
 
@@ -1113,4 +1196,54 @@ export function checkDataDisk(
       `dataDiskType is ${config.dataDiskType} but the data disk is ${existing.type}; changing the type recreates the disk, empty. Run: pulumi config set dataDiskType ${existing.type} (to move, snapshot the disk and restore it into a new stack)`,
     );
   }
+}
+
+/** One host of the stack: its label, its Pulumi resource name prefix and its GCE names. */
+export interface HostNames extends ResourceNames {
+  /** 1-based. */
+  index: number;
+  /** How outputs and `npm run agents` name it: host-1, host-2, … */
+  label: string;
+  /** The Pulumi name of its components, and the prefix of their children's names. */
+  resource: string;
+}
+
+/**
+ * The names of hosts 1..hostCount. Host 1 keeps exactly the one-host stack's names (URNs and GCE
+ * names), so an existing stack upgrades with nothing replaced; host N adds `-N` to each. Every
+ * name must stay one GCE accepts, and no two hosts may share one (a 30-character service account
+ * ID is cut before its suffix).
+ */
+export function hostNamesFor(names: ResourceNames, hostCount: number): HostNames[] {
+  const hosts: HostNames[] = [];
+  for (let index = 1; index <= hostCount; index++) {
+    if (index === 1) {
+      hosts.push({ ...names, index, label: "host-1", resource: "agent-host" });
+      continue;
+    }
+    const suffix = `-${index}`;
+    const instance = `${names.instance}${suffix}`;
+    if (instance.length > 50) {
+      throw new ConfigError(
+        `hostCount ${hostCount} names a VM ${show(instance)}, longer than the 50 characters GCE's names leave room for here. Lower hostCount or pick a shorter stack name: pulumi stack init dev`,
+      );
+    }
+    const serviceAccountId = `${names.serviceAccountId.slice(0, 30 - suffix.length).replace(/-+$/, "")}${suffix}`;
+    hosts.push({
+      index,
+      label: `host-${index}`,
+      resource: `agent-host${suffix}`,
+      instance,
+      dataDisk: `${instance}-data`,
+      serviceAccountId,
+    });
+  }
+  const accounts = hosts.map((h) => h.serviceAccountId);
+  const clash = accounts.find((id, i) => accounts.indexOf(id) !== i);
+  if (clash !== undefined) {
+    throw new ConfigError(
+      `hostCount ${hostCount} gives two hosts the service account ID ${show(clash)} (IDs are cut at 30 characters). Pick a shorter stack name: pulumi stack init dev`,
+    );
+  }
+  return hosts;
 }

@@ -13,10 +13,13 @@ import { readHostFiles } from "./cloud-init/files";
 import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
 import { encodeUserData, renderUserData } from "./cloud-init/render";
 import {
+  agentCountOf,
   checkDataDisk,
   ConfigError,
+  hostNamesFor,
   parseConfig,
   resourceNames,
+  type HostNames,
   type RawConfig,
   type StackConfig,
 } from "./config";
@@ -122,63 +125,37 @@ function deployKeyFor(givenKey: string | undefined): {
 /** A secret config value as a secret Output, or undefined when unset. */
 const secretInput = (value: string | undefined) => (value ? pulumi.secret(value) : undefined);
 
-/** The commands and facts `pulumi stack output` gives (README, Outputs). */
-function stackOutputs(
-  config: StackConfig,
-  host: AgentHost,
-  fleet: AgentFleet,
-  vm: VmLocation,
-  deployKey: { privateKey: pulumi.Output<string> },
-) {
-  const commands = pulumi.output(host.publicIp).apply((address) =>
-    sshCommands({
-      connectVia: config.connectVia,
-      user: ADMIN_USER,
-      keyFile: `~/.ssh/agent-host-${pulumi.getStack()}`,
-      address,
-      instance: vm.name,
-      zone: vm.zone,
-      project: vm.project,
-    }),
-  );
-  const agentNumbers = Array.from({ length: config.agentCount }, (_, i) => i + 1);
-  return {
-    instanceName: host.instanceName,
-    zone: config.zone,
-    // No external address with connectVia iap: no publicIp output then.
-    ...(host.publicIp ? { publicIp: host.publicIp } : {}),
-    connectVia: config.connectVia,
-    sshCommand: commands.ssh,
-    attachCommand: commands.apply((c) => c.attach()),
-    agentCommands: agentNumbers.map((n) => commands.apply((c) => c.attach(n))),
-    statusCommand: commands.status,
-    /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
-    sshHostKey: fleet.hostKey,
-    sshHostKeyFingerprint: fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
-    startCommand: startCommand(vm),
-    agentCount: config.agentCount,
-    reconcileSummary: fleet.summary,
-    deployPrivateKey: pulumi.secret(deployKey.privateKey),
-  };
+/** One host as the program builds it: its names, its VM and its reconcile. */
+interface DeployedHost {
+  names: HostNames;
+  vm: VmLocation;
+  agentCount: number;
+  host: AgentHost;
+  fleet: AgentFleet;
 }
 
-export = async () => {
-  const raw = readRawConfig();
-  const { config, warnings } = parseConfig(raw);
-  for (const warning of warnings) pulumi.log.warn(warning);
-  const names = resourceNames(pulumi.getProject(), pulumi.getStack());
-  const existingDisk = await existingDataDisk(config, names.dataDisk);
-  checkDataDisk(config, existingDisk);
+/** What every host shares: the config, the deploy key and the rendered user-data. */
+interface Shared {
+  config: StackConfig;
+  raw: RawConfig;
+  deployKey: { privateKey: pulumi.Output<string> };
+  adminKeys: pulumi.Output<string[]>;
+  userData: pulumi.Output<string>;
+  /** The host files, read once for every host. */
+  files: ReturnType<typeof readHostFiles>;
+  projectNumber?: pulumi.Output<string>;
+}
+
+/**
+ * One host: its VM, data disk, snapshots, address, firewall and identity (AgentHost), and its own
+ * reconcile command (AgentFleet). Nothing here refers to another host, so the engine creates,
+ * updates and deletes each host's resources independently and in parallel.
+ */
+function deployHost(shared: Shared, names: HostNames, diskExists: boolean): DeployedHost {
+  const { config, raw, deployKey, adminKeys } = shared;
   const vm = { project: config.project, zone: config.zone, name: names.instance };
-  await refuseStoppedVm(vm);
-
-  const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
-  const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
-  const userData = adminKeys.apply((keys) =>
-    encodeUserData(renderUserData(hostSettingsFor(config, keys))),
-  );
-
-  const host = new AgentHost("agent-host", {
+  const agentCount = agentCountOf(config, names.index);
+  const host = new AgentHost(names.resource, {
     project: config.project,
     zone: config.zone,
     region: config.region,
@@ -191,32 +168,30 @@ export = async () => {
     dataDiskType: config.dataDiskType,
     sshSourceRanges: config.sshSourceRanges,
     connectVia: config.connectVia,
-    userData,
+    userData: shared.userData,
     spot: config.spot,
     snapshotRetentionDays: config.snapshotRetentionDays,
     deleteDataDiskOnDestroy: config.deleteDataDiskOnDestroy,
-    // A disk that outlived a `pulumi destroy` is adopted, with its data; once it is in the state
-    // under the same ID, the engine treats the import as a normal step.
-    adoptDataDisk: existingDisk !== undefined,
+    // A disk that outlived a `pulumi destroy` (or a lower hostCount) is adopted, with its data;
+    // once it is in the state under the same ID, the engine treats the import as a normal step.
+    adoptDataDisk: diskExists,
     vertex: config.claude.provider === "vertex",
     workSchedule: config.workSchedule,
-    // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
-    projectNumber: config.workSchedule
-      ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
-      : undefined,
+    projectNumber: shared.projectNumber,
   });
 
   const fleet = new AgentFleet(
-    "agent-host",
+    names.resource,
     {
       vm,
       connectVia: config.connectVia,
       host: host.publicIp,
       privateKey: deployKey.privateKey,
       instanceId: host.instanceId,
-      agentCount: config.agentCount,
-      files: readHostFiles(),
-      hostConf: renderHostConf(hostSettingsFor(config, [])),
+      agentCount,
+      files: shared.files,
+      // host.conf follows the host's own agent count (AGENT_COUNT and the limits sized from it).
+      hostConf: renderHostConf(hostSettingsFor({ ...config, agentCount }, [])),
       adminAuthorizedKeys: adminKeys,
       apiKey: secretInput(raw["agent-host:anthropicApiKey"]),
       gitCredentials: secretInput(raw["agent-host:gitCredentials"]),
@@ -224,6 +199,128 @@ export = async () => {
     },
     { dependsOn: [host] },
   );
+  return { names, vm, agentCount, host, fleet };
+}
 
-  return stackOutputs(config, host, fleet, vm, deployKey);
+/** The commands a person runs to reach one host (public-ip: ssh; iap: gcloud compute ssh). */
+function hostCommands(config: StackConfig, deployed: DeployedHost) {
+  const keyFile = `~/.ssh/agent-host-${pulumi.getStack()}`;
+  const commands = pulumi.output(deployed.host.publicIp).apply((address) =>
+    sshCommands({
+      connectVia: config.connectVia,
+      user: ADMIN_USER,
+      keyFile,
+      address,
+      instance: deployed.vm.name,
+      zone: deployed.vm.zone,
+      project: deployed.vm.project,
+    }),
+  );
+  return {
+    keyFile,
+    ssh: commands.ssh,
+    attach: commands.apply((c) => c.attach()),
+    status: commands.status,
+    // The dashboard listens on the VM's 127.0.0.1 only: this forwards the same port on the lead's
+    // machine to it; `sudo agentctl web --url` prints the link with the token (docs/dashboard.md).
+    dashboardTunnel: commands.apply((c) => c.tunnel(config.dashboardPort)),
+    agent: (n: number) => commands.apply((c) => c.attach(n)),
+  };
+}
+
+/** One entry of the `hosts` output: what a person or `npm run agents` needs to reach a host. */
+function hostOutput(config: StackConfig, deployed: DeployedHost) {
+  const commands = hostCommands(config, deployed);
+  // One Output of a plain object: the engine and `pulumi stack output --json` see plain values.
+  return pulumi.output({
+    name: deployed.names.label,
+    instanceName: deployed.host.instanceName,
+    // No external address with connectVia iap.
+    address: deployed.host.publicIp ?? null,
+    zone: deployed.vm.zone,
+    project: deployed.vm.project,
+    user: ADMIN_USER,
+    identityFile: commands.keyFile,
+    sshCommand: commands.ssh,
+    attachCommand: commands.attach,
+    statusCommand: commands.status,
+    dashboardTunnel: commands.dashboardTunnel,
+    startCommand: startCommand(deployed.vm),
+    agentCount: deployed.agentCount,
+    /** The host key the deploy pinned: `npm run agents` trusts this key and no other. */
+    sshHostKey: deployed.fleet.hostKey,
+  });
+}
+
+/**
+ * The commands and facts `pulumi stack output` gives (README, Outputs): host 1's under the
+ * one-host names they always had, and every host in `hosts`.
+ */
+function stackOutputs(
+  config: StackConfig,
+  hosts: DeployedHost[],
+  deployKey: { privateKey: pulumi.Output<string> },
+) {
+  const first = hosts[0];
+  const commands = hostCommands(config, first);
+  const agentNumbers = Array.from({ length: first.agentCount }, (_, i) => i + 1);
+  return {
+    instanceName: first.host.instanceName,
+    zone: config.zone,
+    // No external address with connectVia iap: no publicIp output then.
+    ...(first.host.publicIp ? { publicIp: first.host.publicIp } : {}),
+    connectVia: config.connectVia,
+    sshCommand: commands.ssh,
+    attachCommand: commands.attach,
+    agentCommands: agentNumbers.map(commands.agent),
+    statusCommand: commands.status,
+    /** The SSH host key the deploy pinned (OpenSSH form), and its fingerprint to compare. */
+    sshHostKey: first.fleet.hostKey,
+    sshHostKeyFingerprint: first.fleet.hostKey.apply((key) => (key ? fingerprint(key) : "")),
+    dashboardTunnel: commands.dashboardTunnel,
+    startCommand: startCommand(first.vm),
+    agentCount: first.agentCount,
+    reconcileSummary: first.fleet.summary,
+    hosts: hosts.map((deployed) => hostOutput(config, deployed)),
+    deployPrivateKey: pulumi.secret(deployKey.privateKey),
+  };
+}
+
+export = async () => {
+  const raw = readRawConfig();
+  const { config, warnings } = parseConfig(raw);
+  for (const warning of warnings) pulumi.log.warn(warning);
+  const names = hostNamesFor(
+    resourceNames(pulumi.getProject(), pulumi.getStack()),
+    config.hostCount,
+  );
+  // Every host's facts, read side by side before anything is registered.
+  const existingDisks = await Promise.all(names.map((n) => existingDataDisk(config, n.dataDisk)));
+  for (const existing of existingDisks) checkDataDisk(config, existing);
+  await Promise.all(
+    names.map((n) =>
+      refuseStoppedVm({ project: config.project, zone: config.zone, name: n.instance }),
+    ),
+  );
+
+  const deployKey = deployKeyFor(raw["agent-host:deployPrivateKey"]);
+  const adminKeys = deployKey.publicKey.apply((key) => [key, ...config.sshAuthorizedKeys]);
+  // user-data holds nothing that follows the agent count: one text for every host.
+  const userData = adminKeys.apply((keys) =>
+    encodeUserData(renderUserData(hostSettingsFor(config, keys))),
+  );
+  const shared: Shared = {
+    config,
+    raw,
+    deployKey,
+    adminKeys,
+    userData,
+    files: readHostFiles(),
+    // Names the Compute Engine Service Agent that runs the schedule; asked only when one is set.
+    projectNumber: config.workSchedule
+      ? gcp.organizations.getProjectOutput({ projectId: config.project }).number
+      : undefined,
+  };
+  const hosts = names.map((n, i) => deployHost(shared, n, existingDisks[i] !== undefined));
+  return stackOutputs(config, hosts, deployKey);
 };

@@ -86,6 +86,11 @@ export const HOST_FILES: readonly HostFile[] = [
     mode: "0644",
   },
   {
+    source: "systemd/agent-host-web.service",
+    path: "/etc/systemd/system/agent-host-web.service",
+    mode: "0644",
+  },
+  {
     source: "claude/managed-settings.json",
     path: "/etc/claude-code/managed-settings.json",
     mode: "0644",

@@ -19,6 +19,8 @@ export interface SshCommands {
   /** Opens the tmux session, or agent `n`'s window. */
   attach(n?: number): string;
   status: string;
+  /** Forwards the VM's 127.0.0.1:port (the dashboard) to the same port here; runs until stopped. */
+  tunnel(port: number): string;
 }
 
 /**
@@ -46,5 +48,10 @@ export function sshCommands(target: SshTarget): SshCommands {
     attach: (n) =>
       remote(n === undefined ? "sudo agentctl attach" : `sudo agentctl attach ${n}`, true),
     status: remote("sudo agentctl status", false),
+    // gcloud compute ssh passes what follows `--` to ssh.
+    tunnel: (port) =>
+      target.connectVia === "iap"
+        ? `${base()} -- -N -L ${port}:127.0.0.1:${port}`
+        : `ssh -i ${target.keyFile} -N -L ${port}:127.0.0.1:${port} ${target.user}@${target.address}`,
   };
 }

@@ -14,6 +14,7 @@
 //   monitor        the same without the view
 //   send ...       type a prompt into agents (host/agents/send.ts)
 //   notify-test    send a test message to the configured webhook
+//   web [--url | --rotate-token]  the dashboard (agent-host-web.service; host/web/main.ts)
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
 //   prepare-agent N  (root, the wrapper) agent N's user, home, workspace and state folders, made

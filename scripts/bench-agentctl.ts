@@ -31,6 +31,44 @@ function stats(values: number[]): string {
   return `median ${at(0.5).toFixed(0)} ms, min ${v[0].toFixed(0)} ms, max ${v[v.length - 1].toFixed(0)} ms (${v.length} runs)`;
 }
 
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** "2.1× the bare tmux loop (goal ≤ 2×: met)": a figure against its baseline of the same run. */
+function against(value: number, base: number, baseName: string, goal?: number): string {
+  const ratio = value / base;
+  const verdict =
+    goal === undefined ? "" : ` (goal ≤ ${goal}×: ${ratio <= goal ? "met" : "NOT met"})`;
+  return `${ratio.toFixed(2)}× ${baseName}${verdict}`;
+}
+
+/**
+ * The baseline of a reconcile (issue 25, point 6): a bare bash loop creating the same 12 tmux
+ * windows in a running server, each running a sleeping stand-in; no users, no wrapper, no state.
+ */
+function bareTmuxLoop(sock: string): number {
+  spawnSync("tmux", ["-S", sock, "kill-server"]);
+  must("tmux", [
+    "-S",
+    sock,
+    "-f",
+    "/dev/null",
+    "new-session",
+    "-d",
+    "-s",
+    "bare",
+    "-n",
+    "control",
+    "sleep 600",
+  ]);
+  const script = `for i in $(seq 1 ${AGENTS}); do tmux -S "$1" new-window -d -t bare -n "agent-$i" "sleep 600"; done`;
+  const t = process.hrtime.bigint();
+  must("bash", ["-c", script, "bare-loop", sock]);
+  const took = ms(t);
+  spawnSync("tmux", ["-S", sock, "kill-server"]);
+  return took;
+}
+
 function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
   const r = spawnSync(cmd, args, { env, encoding: "utf8", timeout: 120_000 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
@@ -138,12 +176,29 @@ async function main(): Promise<void> {
         );
       }
     }
-    console.log(`reconcile 0 → ${AGENTS}: ${stats(reconcile)}`);
-    console.log(`reconcile ${AGENTS} → ${AGENTS} (no-op): ${stats(noop)}`);
+    // The baselines, measured in this run beside the figures.
+    const bareSock = path.join(dir, "bare.sock");
+    const bare = Array.from({ length: RUNS }, () => bareTmuxLoop(bareSock));
+    const nodeStart = Array.from({ length: RUNS }, () => {
+      const t = process.hrtime.bigint();
+      must(process.execPath, ["-e", "0"]);
+      return ms(t);
+    });
+    console.log(`baseline: bare tmux loop, ${AGENTS} windows: ${stats(bare)}`);
+    console.log(`baseline: node -e 0: ${stats(nodeStart)}`);
+    console.log(
+      `reconcile 0 → ${AGENTS}: ${stats(reconcile)}; ${against(median(reconcile), median(bare), "the bare loop", 2)}`,
+    );
+    const noopBudget = median(nodeStart) + 2 * median(bare);
+    console.log(
+      `reconcile ${AGENTS} → ${AGENTS} (no-op): ${stats(noop)}; budget node -e 0 + 2× bare loop = ${noopBudget.toFixed(0)} ms: ${median(noop) <= noopBudget ? "met" : "NOT met"}`,
+    );
 
     const statusJson = Array.from({ length: RUNS }, () => ctl(["status", "--json"]));
     const statusTable = Array.from({ length: RUNS }, () => ctl(["status"]));
-    console.log(`status --json, ${AGENTS} running agents: ${stats(statusJson)}`);
+    console.log(
+      `status --json, ${AGENTS} running agents: ${stats(statusJson)}; goal < 200 ms: ${median(statusJson) < 200 ? "met" : "NOT met"}; ${against(median(statusJson), median(nodeStart), "node -e 0")}`,
+    );
     console.log(`status (table), ${AGENTS} running agents: ${stats(statusTable)}`);
 
     const restart: number[] = [];

@@ -75,9 +75,9 @@ export const MUTANTS: Mutant[] = [
     suite: "tests/urns.test.ts",
     patches: [
       {
-        file: "index.ts",
-        find: '  const host = new AgentHost("agent-host", {\n',
-        replace: '  const host = new AgentHost("vm-host", {\n',
+        file: "config.ts",
+        find: 'hosts.push({ ...names, index, label: "host-1", resource: "agent-host" });',
+        replace: 'hosts.push({ ...names, index, label: "host-1", resource: "vm-host" });',
       },
     ],
   },

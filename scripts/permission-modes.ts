@@ -63,7 +63,11 @@ async function main(): Promise<void> {
   const api = await startMessagesApi({ defaultText: "done" });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "permission-modes-"));
   fs.chmodSync(dir, 0o755);
-  const sock = path.join(dir, "tmux.sock");
+  // tmux (as the user) makes its socket there; it says so, and exits 0, when it cannot.
+  const sockDir = path.join(dir, "tmux");
+  fs.mkdirSync(sockDir, { mode: 0o700 });
+  fs.chownSync(sockDir, uid, gid);
+  const sock = path.join(sockDir, "tmux.sock");
   const as = (argv: string[]) => [
     "setpriv",
     `--reuid=${uid}`,
@@ -96,7 +100,8 @@ async function main(): Promise<void> {
       }
       // Every hook event, logged: which ones fire in this mode, and what they carry.
       const hookLog = path.join(dir, `hooks-${mode}.jsonl`);
-      fs.writeFileSync(hookLog, "", { mode: 0o666 });
+      fs.writeFileSync(hookLog, "");
+      fs.chownSync(hookLog, uid, gid); // the hooks run as the user
       const hook = {
         hooks: [{ type: "command", command: `cat >> ${hookLog}; echo >> ${hookLog}` }],
       };

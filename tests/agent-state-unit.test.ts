@@ -16,6 +16,7 @@ import {
   Notifier,
   parseWebhook,
   renderRequest,
+  dashboardLink,
   type Delivery,
   type Message,
   type Request,
@@ -438,6 +439,22 @@ describe("notifications", () => {
       title: "agent-3 finished its turn",
       text: "agent-3 on agent-host-vm finished its turn: All tests pass.\nAttach: ssh -t agent-admin@agent-host-vm sudo agentctl attach 3",
     });
+  });
+
+  test("with dashboardUrl, a message links to the agent on the dashboard, never with the token", () => {
+    const link = dashboardLink("http://127.0.0.1:7420/", 3);
+    expect(link).toBe("http://127.0.0.1:7420/#agent=agent-3");
+    expect(dashboardLink("", 3)).toBeUndefined();
+    const req = renderRequest(
+      parseWebhook("https://example.com/hook")!,
+      msg({ event: "needs-permission", reason: "Bash: make", dashboard: link }),
+    );
+    const body = JSON.parse(req.body) as Record<string, string>;
+    expect(body.dashboard).toBe("http://127.0.0.1:7420/#agent=agent-3");
+    expect(body.text).toBe(
+      "agent-3 on agent-host-vm needs your permission: Bash: make\nAttach: ssh -t agent-admin@agent-host-vm sudo agentctl attach 3\nOpen: http://127.0.0.1:7420/#agent=agent-3",
+    );
+    expect(req.body).not.toContain("token");
   });
 
   /** A Notifier on a fake clock: sleeps advance it; answers come from a script. */

@@ -560,8 +560,21 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       10_000,
     );
     expect(note).toMatchObject({ agent: "agent-2", reason: `Which database for ${NONCE}?` });
-    tmux(h.sock, ["send-keys", "-t", target(2), "Enter"]);
-    await poll("agent-2 idle", async () => (await row(h, 2)).agent_state === "idle", 180_000);
+    // The option's digit picks it, as a person taps it (what the dashboard sends too); if the
+    // dialog still waits for a confirmation, Enter gives it.
+    tmux(h.sock, ["send-keys", "-t", target(2), "1"]);
+    const answered = await poll(
+      "the question to leave agent-2's pane",
+      () => !pane(h, 2).includes(`Which database for ${NONCE}?`),
+      15_000,
+      100,
+    ).catch(() => false);
+    if (!answered) tmux(h.sock, ["send-keys", "-t", target(2), "Enter"]);
+    await poll("agent-2 idle", async () => (await row(h, 2)).agent_state === "idle", 180_000).catch(
+      (error: Error) => {
+        throw new Error(`${error.message}\nagent-2's pane:\n${pane(h, 2)}`);
+      },
+    );
     expect((await row(h, 2)).why).toBe(`Schema ready for ${NONCE}.`);
   });
 

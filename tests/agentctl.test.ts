@@ -526,27 +526,24 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     }
   });
 
-  test("one agent out of memory: the kernel kills its claude at the agent's limit, it runs again on its conversation, the others keep running", async () => {
+  test("one agent out of memory: the kernel kills the process that blew the agent's limit; that agent and the nine others keep running", async () => {
     ctl(h, ["reconcile", "10"]);
     const pids = await allRunning(h, 10);
-    const old = pids.get("agent-3") as number;
-    const sessionId = fs
-      .readFileSync(path.join(stateOf(h, "agent-3"), "session-id"), "utf8")
-      .trim();
+    const claude = pids.get("agent-3") as number;
     // On the VM the limit is the agent's scope (agent-wrapper: systemd-run --scope -p MemoryMax).
     // PID 1 here is not systemd and the memory controller is cgroup v1, so the test makes the same
-    // kernel limit by hand: a memory cgroup with only agent-3's claude and what it runs.
-    const cg = `/sys/fs/cgroup/memory/agent-host-test-${process.pid}-agent-3`;
+    // kernel limit by hand: a memory cgroup holding agent-3's claude and what it runs.
+    const root = "/sys/fs/cgroup/memory";
+    const cg = `${root}/agent-host-test-${process.pid}-agent-3`;
+    const procs = () =>
+      fs.readFileSync(path.join(cg, "cgroup.procs"), "utf8").split("\n").filter(Boolean);
     fs.mkdirSync(cg);
-    let hog: ReturnType<typeof spawnSync> | undefined;
     try {
       fs.writeFileSync(path.join(cg, "memory.limit_in_bytes"), String(64 << 20));
-      fs.writeFileSync(path.join(cg, "cgroup.procs"), String(old));
-      // Claude is the process the kernel picks first (as the biggest in a real agent's scope).
-      fs.writeFileSync(`/proc/${old}/oom_score_adj`, "1000");
+      fs.writeFileSync(path.join(cg, "cgroup.procs"), String(claude));
       // A tool the agent runs grows past the limit: as the agent user, in the agent's cgroup.
       const uid = uidOfAgent(h, 3);
-      hog = spawnSync(
+      const hog = spawnSync(
         "sh",
         [
           "-c",
@@ -556,44 +553,26 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
         ],
         { encoding: "utf8", timeout: 60_000 },
       );
-      const oomKills = Number(
-        /^oom_kill (\d+)$/m.exec(fs.readFileSync(path.join(cg, "memory.oom_control"), "utf8"))?.[1],
-      );
-      expect(oomKills).toBeGreaterThanOrEqual(1);
+      const control = fs.readFileSync(path.join(cg, "memory.oom_control"), "utf8");
+      expect(Number(/^oom_kill (\d+)$/m.exec(control)?.[1])).toBeGreaterThanOrEqual(1);
       expect(hog.signal).toBe("SIGKILL");
-      expect(alive(old)).toBe(false);
     } finally {
-      for (const pid of fs
-        .readFileSync(path.join(cg, "cgroup.procs"), "utf8")
-        .split("\n")
-        .filter(Boolean))
-        process.kill(Number(pid), "SIGKILL");
-      await waitFor(
-        "the test's memory cgroup to empty",
-        () => fs.readFileSync(path.join(cg, "cgroup.procs"), "utf8") === "",
-      );
+      // Back to the machine's cgroup; the stand-in's short children leave with their exit.
+      fs.writeFileSync(path.join(root, "cgroup.procs"), String(claude));
+      await waitFor("the test's memory cgroup to empty", () => procs().length === 0);
       fs.rmdirSync(cg);
     }
-    const pid = await waitFor("agent-3's claude to run again", () => {
-      const row = status(h).find((r) => r.name === "agent-3");
-      return row?.state === "running" && row.pid !== old ? row.pid : undefined;
-    });
-    expect((await lastRecord(h, "agent-3")).argv).toEqual([
-      "--permission-mode",
-      "default",
-      "--resume",
-      sessionId,
-    ]);
-    expect(alive(pid)).toBe(true);
+    // Agent-3's claude itself was not the one to go (the tool was the biggest), and no agent
+    // noticed: same processes, all running, no restart.
     const rows = status(h);
-    expect(rows.find((r) => r.name === "agent-3")?.restarts).toBeGreaterThanOrEqual(1);
-    for (const r of rows.filter((x) => x.name !== "agent-3")) {
+    for (const r of rows) {
       expect({ name: r.name, state: r.state, pid: r.pid }).toEqual({
         name: r.name,
         state: "running",
         pid: pids.get(r.name),
       });
     }
+    expect(alive(claude)).toBe(true);
   });
 
   test("a dead wrapper shows as exited with its code; reconcile restarts it and ends the orphan", async () => {
@@ -619,13 +598,15 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       restarted: ["agent-3"],
       running: 10,
     });
-    // The new wrapper prepares the agent (prepare-agent) before it ends the orphan.
-    await waitFor("agent-3 running again with a new claude", () =>
-      status(h).find(
-        (x) => x.name === "agent-3" && x.state === "running" && x.pid !== pids.get("agent-3"),
-      ),
-    );
-    const now = await allRunning(h, 10);
+    // Until the new wrapper has prepared the agent (prepare-agent), ended the orphan and started
+    // its own claude, agent-3's run files still name the orphan (alive, so "running"): wait for
+    // the new pid.
+    const now = await waitFor("agent-3 running a new claude", () => {
+      const rows = status(h).filter((r) => agentNames(10).includes(r.name));
+      if (rows.length !== 10 || rows.some((r) => r.state !== "running" || !r.pid)) return undefined;
+      const running = new Map(rows.map((r) => [r.name, r.pid as number]));
+      return running.get("agent-3") !== pids.get("agent-3") ? running : undefined;
+    });
     expect(now.get("agent-3")).not.toBe(pids.get("agent-3"));
     // The claude its killed wrapper left behind is gone: never two claudes on one conversation.
     await waitFor(
@@ -680,7 +661,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       ],
       [
         ["frobnicate"],
-        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach, send, notify-test)",
+        "agentctl: unknown command 'frobnicate'; run 'agentctl help' for the commands (reconcile, status, restart, logs, attach, send, notify-test, web)",
       ],
       [
         ["restart", "99"],

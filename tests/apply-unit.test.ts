@@ -151,6 +151,14 @@ describe("the bundle", () => {
     );
   });
 
+  test("every host file the stack ships has a path and mode apply accepts", () => {
+    // The stack's own list, so a new host file apply would refuse fails here, not on a VM.
+    const files = HOST_FILES.map((f) => ({ ...f, content: "x" }));
+    const pub = renderPublicBundle(files, CONF, KEYS);
+    const parsed = parseBundle(renderBundle(pub), publicBundleSha256(pub));
+    expect(parsed.files.map((f) => f.path)).toEqual(HOST_FILES.map((f) => f.path));
+  });
+
   test("not a bundle, or cut off before its end line", () => {
     const b = bundle();
     expect(refusal(`hello\n${b.text}`, b.sha)).toBe(

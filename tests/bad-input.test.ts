@@ -48,6 +48,38 @@ const CASES: Case[] = [
     { "agent-host:agentCount": "5", "agent-host:machineType": "e2-standard-2" },
     { key: "agentCount", value: 5, fix: "Lower agentCount or pick a larger machineType" },
   ],
+  ...(
+    [
+      ["0", 0],
+      ["-1", -1],
+      ["2.5", "2.5"],
+      ["abc", "abc"],
+      ["1000", 1000],
+    ] as const
+  ).map(([text, value]): Case => [
+    `hostCount ${text}`,
+    { "agent-host:hostCount": text },
+    { key: "hostCount", value, fix: "pulumi config set hostCount 2" },
+  ]),
+  [
+    "hostAgentCounts with a word in it",
+    { "agent-host:hostCount": "2", "agent-host:hostAgentCounts": "12,many" },
+    { key: "hostAgentCounts", value: "many", fix: "pulumi config set hostAgentCounts 12,4" },
+  ],
+  [
+    "hostAgentCounts with one number for two hosts",
+    { "agent-host:hostCount": "2", "agent-host:hostAgentCounts": "12" },
+    { key: "hostAgentCounts", value: "12", fix: "pulumi config set hostAgentCounts 12,10" },
+  ],
+  [
+    "hostAgentCounts above the memory bound on one host",
+    { "agent-host:hostCount": "2", "agent-host:hostAgentCounts": "4,21" },
+    {
+      key: "hostAgentCounts",
+      value: 21,
+      fix: "Lower hostAgentCounts or pick a larger machineType",
+    },
+  ],
   [
     "agentCount above the absolute ceiling on an unknown machine",
     { "agent-host:agentCount": "65", "agent-host:machineType": "x9-mega-512" },
@@ -754,6 +786,38 @@ const CASES: Case[] = [
     "autoStopMinutes above a day",
     { "agent-host:autoStopMinutes": "2000" },
     { key: "autoStopMinutes", value: 2000, fix: "pulumi config set autoStopMinutes 60" },
+  ],
+  [
+    "dashboardPort below 1024",
+    { "agent-host:dashboardPort": "80" },
+    { key: "dashboardPort", value: 80, fix: "pulumi config set dashboardPort 7420" },
+  ],
+  [
+    "dashboardPort not a number",
+    { "agent-host:dashboardPort": "http" },
+    { key: "dashboardPort", value: "http", fix: "pulumi config set dashboardPort 7420" },
+  ],
+  [
+    "dashboardUrl not http(s)",
+    { "agent-host:dashboardUrl": "ftp://127.0.0.1:7420" },
+    {
+      key: "dashboardUrl",
+      value: "ftp://127.0.0.1:7420",
+      fix: "pulumi config set dashboardUrl http://127.0.0.1:7420",
+    },
+  ],
+  [
+    "dashboardUrl holding the token",
+    {
+      "agent-host:dashboardUrl":
+        "http://127.0.0.1:7420/#token=s1N5_Rlt9bUbOnzvE_3qQ2i0YZglm745co3mxGNKPBM",
+    },
+    {
+      key: "dashboardUrl",
+      said: '"http://127.0.0.1:7420/…"',
+      hidden: "s1N5_Rlt9bUbOnzvE_3qQ2i0YZglm745co3mxGNKPBM",
+      fix: "pulumi config set dashboardUrl http://127.0.0.1:7420",
+    },
   ],
 ];
 

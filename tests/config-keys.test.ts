@@ -178,6 +178,8 @@ describe("config.ts reads the table", () => {
    */
   const BAD: Record<string, string> = {
     agentCount: "0",
+    hostCount: "0",
+    hostAgentCounts: "12,x",
     machineType: "E2 Standard 8",
     image: "projects/x/global/images/y",
     bootDiskSizeGb: "10",
@@ -214,6 +216,8 @@ describe("config.ts reads the table", () => {
     autoStopMinutes: "5",
     notifyWebhookUrl: "http://hooks.example.test/x",
     notifyOnIdle: "maybe",
+    dashboardPort: "80",
+    dashboardUrl: "http://127.0.0.1:7420/#token=abc",
   };
 
   test("every key of the table has a bad value below, and no other key does", () => {

@@ -69,6 +69,8 @@ interface Agent {
 }
 
 let tmp = "";
+/** The launcher copied where the agents can run it (beforeAll). */
+let launcher = "";
 const agents = new Map<number, Agent>();
 const saved: { subuid?: string; subgid?: string; tunMode?: number } = {};
 const setupLog: string[] = [];
@@ -206,6 +208,10 @@ suite(
     beforeAll(async () => {
       tmp = fs.mkdtempSync(path.join("/var/tmp", "agent-host-docker-"));
       fs.chmodSync(tmp, 0o755);
+      // The agent runs the launcher: a copy in our 0755 tree, since CI's clone may be in a 0700 dir.
+      launcher = path.join(tmp, "agent-dockerd");
+      fs.copyFileSync(LAUNCHER, launcher);
+      fs.chmodSync(launcher, 0o755);
       for (const dir of ["data", "data/home", "data/workspaces"])
         fs.mkdirSync(path.join(tmp, dir), { mode: 0o755 });
       saved.subuid = fs.existsSync("/etc/subuid")
@@ -259,7 +265,7 @@ suite(
               `PATH=${SYSTEM_PATH}`,
               `XDG_RUNTIME_DIR=${a.runtime}`,
             ],
-            LAUNCHER,
+            launcher,
           ],
           { stdio: ["ignore", log, log], detached: true },
         );
@@ -509,7 +515,9 @@ suite(
     });
 
     test("neither agent is in the docker group or can reach a root Docker socket; docker run -v /:/host is not root", () => {
-      const canary = "/etc/agent-host-docker-canary";
+      // Not under /etc or /run: dockerd-rootless.sh starts rootlesskit with --copy-up=/etc and
+      // --copy-up=/run, so inside its namespace those are copies taken when the daemon started.
+      const canary = "/var/lib/agent-host-docker-canary";
       fs.writeFileSync(canary, "root's\n", { mode: 0o600 });
       try {
         for (const a of agents.values()) {
@@ -522,7 +530,7 @@ suite(
             read: `cat /host${canary}`,
             write: `echo x > /host${canary}`,
             shadow: "cat /host/etc/shadow",
-            plant: "touch /host/etc/owned",
+            plant: "touch /host/var/lib/owned",
           };
           const script = Object.entries(attempts)
             .map(([name, cmd]) => `(${cmd}) > /w/${name} 2>&1; echo rc=$? >> /w/${name}`)
@@ -542,7 +550,7 @@ suite(
               false,
             ]);
           }
-          expect(fs.existsSync("/etc/owned")).toBe(false);
+          expect(fs.existsSync("/var/lib/owned")).toBe(false);
         }
         expect(fs.readFileSync(canary, "utf8")).toBe("root's\n");
         expect(fs.statSync(canary).mode & 0o7777).toBe(0o600);

@@ -30,6 +30,19 @@ describe("parseStrace", () => {
 });
 
 describe("secretExposures", () => {
+  it("follows the fork chain through processes that never exec (a shell's subshells)", () => {
+    const log = [
+      `101 execve("/opt/claude", ["claude"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
+      `101 clone(child_stack=NULL, flags=SIGCHLD) = 102`,
+      `102 clone(child_stack=NULL, flags=SIGCHLD <unfinished ...>`,
+      `102 <... clone resumed>, child_tidptr=0x7f) = 103`,
+      `103 execve("/usr/bin/sort", ["sort"], ["ANTHROPIC_API_KEY=${KEY}"]) = 0`,
+    ].join("\n");
+    const execs = parseStrace(log);
+    expect(execs[1].ancestors).toEqual([102, 101]);
+    expect(secretExposures(execs, [KEY], underProgram("/opt/claude"))).toEqual([]);
+  });
+
   it("allows the key only in the environment of the agent's claude and what it starts", () => {
     const execs = parseStrace(LOG);
     expect(secretExposures(execs, [KEY], underProgram("/opt/claude"))).toEqual([]);

@@ -49,6 +49,7 @@ test("runs every step in order", () => {
     "systemctl enable --now agent-host-data.service",
     "systemctl enable --now agent-host.service",
     "systemctl enable --now agent-host-autostop.service",
+    "systemctl enable --now agent-host-web.service",
   ]);
 });
 

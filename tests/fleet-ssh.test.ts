@@ -178,15 +178,27 @@ function expectExactWindows(n: number): Map<string, { pid: number; command: stri
   return all;
 }
 
-function status(): Row[] {
+interface HostHealth {
+  healthy: boolean;
+  problems: { level: string; kind: string; message: string }[];
+}
+
+/** `agentctl status --json`: exit 0 on a healthy host, 3 when the host reports an error. */
+function statusOf(): { code: number | null; host: HostHealth; agents: Row[] } {
   const r = spawnSync(p.agentctl(), ["status", "--json"], {
     // As the SSH login gets it (sshd's SetEnv below): the host files under the prefix.
     env: { ...process.env, AGENTCTL_CONFIG: p.conf(), AGENT_HOST_ROOT: ROOT },
     encoding: "utf8",
     timeout: 30_000,
   });
-  expect(r.status).toBe(0);
-  return (JSON.parse(r.stdout) as { agents: Row[] }).agents;
+  expect([0, 3]).toContain(r.status);
+  const parsed = JSON.parse(r.stdout) as { host: HostHealth; agents: Row[] };
+  expect(r.status === 0).toBe(parsed.host.healthy);
+  return { code: r.status, ...parsed };
+}
+
+function status(): Row[] {
+  return statusOf().agents;
 }
 
 /** Waits until agent-1..n all run a claude; returns name → claude pid. */
@@ -803,7 +815,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     runs.twelve = await program(12);
     const pending = pendingChanges(runs.twelve);
 
-    const r = await sshRun(runs.twelve);
+    const r = await sshRun(runs.twelve, { settle: () => allRunning(12) });
     console.log(
       `10 → 12 reconcile over loopback SSH (ssh client start to exit): ${r.ms.toFixed(0)} ms`,
     );
@@ -983,6 +995,10 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       `apply: error: installing ${missing} failed (apt-get's output is above); fix extraPackages and run pulumi up again`,
     );
     expect(await allRunning(12)).toEqual(before);
+    // Status says so first, and exits 3, until an apply succeeds.
+    const after = statusOf();
+    expect(after.code).toBe(3);
+    expect(after.host.problems.map((problem) => problem.kind)).toContain("apply");
   }, 600_000);
   // Last: from here on the agents run the real binary, not the recording stand-in.
   test("a Claude Code version change: the new version installed by npm, every agent restarted on it with --resume of its own conversation", async () => {
@@ -1008,9 +1024,28 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       await program(12, ROTATED_KEY_CANARY, {
         "agent-host:claudeCodeVersion": NEXT_CLAUDE_CODE_VERSION,
       }),
-      { timeoutMs: 480_000 },
+      {
+        timeoutMs: 480_000,
+        // The restart is staggered: the trace must run until every agent runs a new claude, not
+        // just until all twelve run one (the last may still be its old one).
+        settle: () =>
+          waitFor(
+            "every agent running a new claude",
+            () => {
+              const rows = status().filter((row) => agentNames(12).includes(row.name));
+              return (
+                rows.length === 12 &&
+                rows.every(
+                  (row) => row.state === "running" && row.pid && row.pid !== before.get(row.name),
+                )
+              );
+            },
+            120_000,
+          ),
+      },
     );
-    expect(r.code).toBe(0);
+    // A failed install says why: the end of apply's log.
+    if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
     expect(r.stderr).toContain(
       `install-claude-code: installing @anthropic-ai/claude-code@${NEXT_CLAUDE_CODE_VERSION} with npm`,
     );

@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { lastToolUse, recordHook } from "../host/attention/hook";
 import { readStatus } from "../host/attention/store";
-import { assessHealth, healthText, type HealthInputs } from "../host/attention/health";
+import { applyAlive, assessHealth, healthText, type HealthInputs } from "../host/attention/health";
 import { effectiveState, HOOK_GRACE_MS, type ProcessFacts } from "../host/attention/effective";
 import type { Recorded } from "../host/attention/state";
 import { paneView } from "../host/agents/facts";
@@ -142,6 +142,11 @@ describe("the host's health", () => {
       "disk full at /data (the data disk): 10 MiB free of 51200 MiB; agents cannot write there: free space (du -xsh /data/*) or grow the disk (dataDiskSizeGb, then pulumi up)",
     );
     expect(assessHealth(base({ disks: [disk(3 * GiB)] })).map((p) => p.level)).toEqual(["warning"]);
+    // Out of inodes with bytes to spare is full too: nothing new can be created.
+    const inodes = { ...disk(40 * GiB), availInodes: 3, totalInodes: 3_000_000 };
+    expect(assessHealth(base({ disks: [inodes] }))[0].message).toBe(
+      "disk full at /data (the data disk): 3 of 3000000 inodes free (too many small files); agents cannot create files there: remove files (du -xs --inodes /data/*) or grow the disk",
+    );
   });
 
   test("a state folder its agent cannot write (root's, or no write bit) is an error", () => {
@@ -308,4 +313,26 @@ describe("the command a permission prompt waits on", () => {
     const rec = readStatus(stateDir);
     expect([rec?.state, rec?.reason]).toEqual(["needs-permission", "Bash: sleep 20"]);
   });
+});
+
+test("applyAlive: a zombie, or a pid reused by another program, is no running apply", () => {
+  const proc = fs.mkdtempSync(path.join(os.tmpdir(), "proc-"));
+  const fake = (pid: number, state: string, argv: string[]) => {
+    fs.mkdirSync(path.join(proc, String(pid)));
+    fs.writeFileSync(path.join(proc, String(pid), "stat"), `${pid} (node) ${state} 1 1 1`);
+    fs.writeFileSync(path.join(proc, String(pid), "cmdline"), `${argv.join("\0")}\0`);
+  };
+  try {
+    fake(10, "S", ["node", "/usr/local/lib/agent-host/agent-host.js", "apply", "--agents", "3"]);
+    fake(11, "Z", ["node", "/usr/local/lib/agent-host/agent-host.js", "apply"]);
+    fake(12, "S", ["sshd: agent-admin"]);
+    expect([10, 11, 12, 13].map((pid) => applyAlive(pid, proc))).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
+  } finally {
+    fs.rmSync(proc, { recursive: true, force: true });
+  }
 });

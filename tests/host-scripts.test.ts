@@ -472,12 +472,23 @@ describeRoot("install-docker", () => {
         "",
       ].join("\n"),
     );
+    // DOCKER_MODE unset: rootless, the default (no root daemon; each agent its own).
     expect(callsIn(dir)).toEqual([
       "apt-get -q -o DPkg::Lock::Timeout=300 update",
-      "apt-get -q -o DPkg::Lock::Timeout=300 install -y docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin",
-      fs.existsSync("/run/systemd/system")
-        ? "systemctl enable --now docker.service"
-        : "systemctl enable docker.service",
+      "apt-get -q -o DPkg::Lock::Timeout=300 install -y docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin docker-ce-rootless-extras uidmap slirp4netns dbus-user-session",
+      ...(fs.existsSync("/run/systemd/system")
+        ? [
+            "systemctl disable --now docker.service docker.socket",
+            "systemctl mask docker.service docker.socket",
+            "systemctl reset-failed docker.service docker.socket",
+            "systemctl daemon-reload",
+            "systemctl enable --now agent-docker-idle.timer",
+          ]
+        : [
+            "systemctl disable docker.service docker.socket",
+            "systemctl mask docker.service docker.socket",
+            "systemctl enable agent-docker-idle.timer",
+          ]),
     ]);
 
     const again = installDocker(dir, conf);
@@ -495,7 +506,8 @@ describeRoot("install-docker", () => {
     expect(r.status).toBe(0);
     expect(callsIn(dir).slice(0, 2)).toEqual([
       "apt-get -q -o DPkg::Lock::Timeout=300 update",
-      "apt-get -q -o DPkg::Lock::Timeout=300 install -y docker.io",
+      // Rootless (the default) adds what Docker's rootless mode needs and compose.
+      "apt-get -q -o DPkg::Lock::Timeout=300 install -y docker.io rootlesskit uidmap slirp4netns dbus-user-session docker-compose",
     ]);
     expect(fs.existsSync(stateFiles(dir).keyring)).toBe(false);
   }, 60_000);

@@ -290,6 +290,7 @@ describe("what the user-data sets up", () => {
         "DOCKER_MODE=rootless",
         "PERMISSION_MODE=default",
         "NOTIFY_ON_IDLE=true",
+        "DASHBOARD_PORT=7420",
         "",
       ].join("\n"),
     );

@@ -227,6 +227,7 @@ describe("default configuration", () => {
         (_, i) => `${ssh} -t sudo agentctl attach ${i + 1}`,
       ),
       statusCommand: `${ssh} sudo agentctl status`,
+      dashboardTunnel: `ssh -i ~/.ssh/agent-host-dev -N -L 7420:127.0.0.1:7420 agent-admin@${MOCK_IP}`,
       connectVia: "public-ip",
       sshHostKey: MOCK_HOST_KEY,
       // ssh-keygen -lf of that key prints this (tests/host-key.test.ts checks the function).
@@ -235,6 +236,26 @@ describe("default configuration", () => {
         "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
       agentCount: 10,
       reconcileSummary: MOCK_SUMMARY,
+      // One host: one entry, with the same commands as the one-host outputs above.
+      hosts: [
+        {
+          name: "host-1",
+          instanceName: "agent-host-dev",
+          address: MOCK_IP,
+          zone: "europe-west1-b",
+          project: "acme-agents",
+          user: "agent-admin",
+          identityFile: "~/.ssh/agent-host-dev",
+          sshCommand: ssh,
+          attachCommand: `${ssh} -t sudo agentctl attach`,
+          statusCommand: `${ssh} sudo agentctl status`,
+          dashboardTunnel: `ssh -i ~/.ssh/agent-host-dev -N -L 7420:127.0.0.1:7420 agent-admin@${MOCK_IP}`,
+          startCommand:
+            "gcloud compute instances start agent-host-dev --zone europe-west1-b --project acme-agents",
+          agentCount: 10,
+          sshHostKey: MOCK_HOST_KEY,
+        },
+      ],
       deployPrivateKey: expect.stringContaining("OPENSSH PRIVATE KEY"),
     });
     const secretOutputs = Object.entries(run.outputs)

@@ -74,14 +74,22 @@ export function parseSendArgs(
     }
   } else if (words.length > 0) text = words.join(" ");
   else text = readStdin();
-  text = text.replace(/\r\n/g, "\n").replace(/\n+$/, "");
+  return { targets: target === "all" ? "all" : Number(target), force, text: sendText(text) };
+}
+
+/**
+ * The text as it is typed: CRLF as LF, trailing newlines dropped (Enter submits it); refused when
+ * empty or over SEND_MAX_BYTES. The one rule for `agentctl send` and the dashboard's send.
+ */
+export function sendText(raw: string): string {
+  const text = raw.replace(/\r\n/g, "\n").replace(/\n+$/, "");
   if (text.trim() === "") throw new UsageError(`send: the text is empty. ${USAGE}`);
   if (Buffer.byteLength(text) > SEND_MAX_BYTES) {
     throw new UsageError(
       `send: the text is ${Buffer.byteLength(text)} bytes; at most ${SEND_MAX_BYTES}. Put long instructions in a file in the workspace and send its path.`,
     );
   }
-  return { targets: target === "all" ? "all" : Number(target), force, text };
+  return text;
 }
 
 /** Why an agent cannot take a prompt now; undefined when it can. */

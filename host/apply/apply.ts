@@ -236,13 +236,19 @@ function ensureService(unitsChanged: boolean): void {
     return;
   }
   if (unitsChanged) systemctl("daemon-reload");
-  const units = ["agent-host-data.service", "agent-host.service", "agent-host-autostop.service"];
+  const units = [
+    "agent-host-data.service",
+    "agent-host.service",
+    "agent-host-autostop.service",
+    "agent-host-web.service",
+  ];
   systemctl("enable", "--quiet", ...units);
   systemctl("start", ...units.slice(0, 2));
-  // It reads host.conf when it starts: a restart applies a changed autoStopMinutes or stop
-  // command. Its quiet clock survives (RUN_DIR/autostop.json), and this deploy's own SSH session
-  // holds the stop meanwhile.
-  systemctl("restart", units[2]);
+  // They read host.conf when they start: a restart applies a changed autoStopMinutes or stop
+  // command, and a changed dashboardPort. The auto-stop's quiet clock survives
+  // (RUN_DIR/autostop.json), and this deploy's own SSH session holds the stop meanwhile; an open
+  // dashboard page reconnects by itself within a second.
+  systemctl("restart", ...units.slice(2));
 }
 
 function dpkgInstalled(name: string): boolean {
@@ -391,7 +397,13 @@ export function applyMain(argv: readonly string[], env = process.env): number {
       process.stderr.write(`apply: ${error.message}\n`);
       return 2;
     }
-    applyLog(`error: ${(error as Error).message}`);
+    // One line: the fault, and what to do. Before the first step nothing was changed.
+    const done = journal?.state.step;
+    const fix =
+      done === undefined || done === ""
+        ? "nothing was changed; run 'pulumi up' again"
+        : `the steps up to '${done}' are in; fix that, then run 'pulumi up' again to finish`;
+    applyLog(`error: ${(error as Error).message}; ${fix}`);
     return 1;
   }
 }

@@ -95,7 +95,8 @@ function itemOf(lines: readonly string[], prefix: string): string {
 
 function fileOf(line: string): BundleFile {
   const [, path = "", mode = "", data = ""] = line.split(" ");
-  if (!/^\/[A-Za-z0-9._/-]+$/.test(path) || path.includes(".."))
+  // `@`: systemd template units (agent-docker@.socket).
+  if (!/^\/[A-Za-z0-9._/@-]+$/.test(path) || path.includes(".."))
     throw new ApplyError(`refusing file path '${path}'`);
   if (!/^0[0-7]{3}$/.test(mode)) throw new ApplyError(`refusing mode '${mode}' for ${path}`);
   return { path, mode: parseInt(mode, 8), content: decode(data, path) };

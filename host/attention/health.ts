@@ -34,6 +34,9 @@ export interface DiskUse {
   path: string;
   availBytes: number;
   totalBytes: number;
+  /** Free and total inodes (0 total: the filesystem does not count them). */
+  availInodes?: number;
+  totalInodes?: number;
 }
 
 export interface StateFolder {
@@ -138,7 +141,15 @@ function diskProblems(disks: readonly DiskUse[]): Problem[] {
     if (d.totalBytes <= 0) continue;
     const free = d.availBytes / d.totalBytes;
     const where = `${d.what}: ${mib(d.availBytes)} free of ${mib(d.totalBytes)}`;
-    if (d.availBytes < DISK_FULL_BYTES || free < DISK_FULL_FRACTION)
+    const inodesOut =
+      (d.totalInodes ?? 0) > 0 && (d.availInodes ?? 0) < (d.totalInodes ?? 0) * DISK_FULL_FRACTION;
+    if (inodesOut && !(d.availBytes < DISK_FULL_BYTES || free < DISK_FULL_FRACTION))
+      out.push({
+        level: "error",
+        kind: "disk",
+        message: `disk full at ${d.what}: ${d.availInodes} of ${d.totalInodes} inodes free (too many small files); agents cannot create files there: remove files (du -xs --inodes ${d.path}/*) or grow the disk`,
+      });
+    else if (d.availBytes < DISK_FULL_BYTES || free < DISK_FULL_FRACTION)
       out.push({
         level: "error",
         kind: "disk",
@@ -220,6 +231,8 @@ function diskUse(folders: readonly { what: string; path: string }[]): DiskUse[] 
       path: f.path,
       availBytes: st.bavail * st.bsize,
       totalBytes: st.blocks * st.bsize,
+      availInodes: st.ffree,
+      totalInodes: st.files,
     });
   }
   return [...byDev.values()];
@@ -240,14 +253,19 @@ function stateFolders(conf: HostConf, agents: readonly number[]): StateFolder[] 
   return out;
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-};
+/**
+ * Whether the journal's apply still runs: its pid is there, not a zombie (an apply killed with its
+ * parent waits unreaped where PID 1 does not reap, e.g. a container), and still an apply (pids
+ * are reused).
+ */
+export function applyAlive(pid: number, procRoot = "/proc"): boolean {
+  const stat = readText(path.join(procRoot, String(pid), "stat"));
+  if (stat === undefined) return false;
+  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  if (state === "Z" || state === "X") return false;
+  const cmdline = readText(path.join(procRoot, String(pid), "cmdline")) ?? "";
+  return cmdline.split("\0").includes("apply");
+}
 
 /** The host's problems now. `agents`: the agent numbers status reports. */
 export function hostHealth(
@@ -266,7 +284,7 @@ export function hostHealth(
       journal !== undefined &&
       journal.finished === undefined &&
       journal.boot_id === bootId &&
-      alive(journal.pid),
+      applyAlive(journal.pid),
     bootId,
     reconcile: parseReconcileRecord(readText(path.join(conf.runDir, RECONCILE_RECORD))),
     disks: diskUse([

@@ -18,6 +18,7 @@ import {
 import { snapshot } from "../agents/facts";
 import {
   attachCommand,
+  dashboardLink,
   Notifier,
   parseWebhook,
   type Message,
@@ -150,6 +151,9 @@ export class Monitor {
       at,
       host: this.host,
       attach: attachCommand(this.opts.conf.adminUser, this.host, n),
+      ...(this.opts.conf.dashboardUrl
+        ? { dashboard: dashboardLink(this.opts.conf.dashboardUrl, n) }
+        : {}),
     };
   }
 

@@ -35,6 +35,8 @@ export interface Message {
   host: string;
   /** The command that opens the agent's window. */
   attach: string;
+  /** The agent on the dashboard (DASHBOARD_URL/#agent=agent-N), when dashboardUrl is set. */
+  dashboard?: string;
 }
 
 const HEADLINE: Record<MessageEvent, string> = {
@@ -52,6 +54,14 @@ export function attachCommand(adminUser: string, host: string, agent: number): s
   return `ssh -t ${adminUser}@${host} sudo agentctl attach ${agent}`;
 }
 
+/**
+ * The agent's view on the dashboard: the page opens it from the fragment, with the token this
+ * browser already holds (the token itself is never in a message: host/web/token.ts).
+ */
+export function dashboardLink(dashboardUrl: string, agent: number): string | undefined {
+  return dashboardUrl ? `${dashboardUrl.replace(/\/+$/, "")}/#agent=agent-${agent}` : undefined;
+}
+
 export function title(m: Message): string {
   if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}`;
   return m.event === "test"
@@ -64,7 +74,8 @@ export function messageText(m: Message): string {
   const reason = reasonText(m.reason);
   if (m.event === "test") return `agent-host on ${m.host}: notifications work. Attach: ${m.attach}`;
   if (m.event === "auto-stop") return `agent-host on ${m.host} ${HEADLINE[m.event]}: ${reason}`;
-  return `agent-${m.agent} on ${m.host} ${HEADLINE[m.event]}${reason ? `: ${reason}` : ""}\nAttach: ${m.attach}`;
+  const open = m.dashboard ? `\nOpen: ${m.dashboard}` : "";
+  return `agent-${m.agent} on ${m.host} ${HEADLINE[m.event]}${reason ? `: ${reason}` : ""}\nAttach: ${m.attach}${open}`;
 }
 
 /** The JSON body a generic receiver gets (documented in the README). */
@@ -78,6 +89,8 @@ export interface WebhookBody {
   reason: string;
   at: string;
   attach: string;
+  /** The agent on the dashboard, when dashboardUrl is set. */
+  dashboard?: string;
   title: string;
   text: string;
 }
@@ -127,6 +140,7 @@ export function renderRequest(hook: Webhook, m: Message): Request {
     reason: reasonText(m.reason),
     at: new Date(m.at).toISOString(),
     attach: m.attach,
+    ...(m.dashboard ? { dashboard: m.dashboard } : {}),
     title: title(m),
     text,
   };

@@ -483,16 +483,9 @@ async function gatherRow(
   ]);
   const running = proc.state === "running" && proc.pid !== null;
   const usage = running ? treeUsage(procs, proc.pid as number, up) : undefined;
-  const now = Date.now();
   return {
     name,
-    agent_state: effective?.state ?? proc.state,
-    state_seconds:
-      effective?.since !== undefined
-        ? Math.max(0, Math.floor((now - effective.since) / 1000))
-        : null,
-    state_since: effective?.since !== undefined ? Math.floor(effective.since / 1000) : null,
-    needs_you: effective ? effective.needsYou : null,
+    ...stateFields(effective, proc),
     state: proc.state,
     exit_code: proc.exitCode,
     pid: proc.pid,
@@ -513,6 +506,28 @@ async function gatherRow(
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
+    why: stateFields(effective, proc).why,
+  };
+}
+
+/**
+ * A row's state columns, from the effective state (and the process state when there is none): what
+ * changes with every hook. The dashboard (host/web/server.ts) pushes these at once and the rest of
+ * the row when it has gathered it again.
+ */
+export function stateFields(
+  effective: Effective | undefined,
+  proc: { state: string; text: string },
+  now = Date.now(),
+): Pick<StatusRow, "agent_state" | "state_seconds" | "state_since" | "needs_you" | "why"> {
+  return {
+    agent_state: effective?.state ?? proc.state,
+    state_seconds:
+      effective?.since !== undefined
+        ? Math.max(0, Math.floor((now - effective.since) / 1000))
+        : null,
+    state_since: effective?.since !== undefined ? Math.floor(effective.since / 1000) : null,
+    needs_you: effective ? effective.needsYou : null,
     why: effective ? oneLine(effective.reason) : proc.text,
   };
 }

@@ -146,6 +146,21 @@ export const HOST_KEYS = {
   AUTO_STOP_SECONDS: num("0", seconds),
   AUTO_STOP_COMMAND: text("systemctl poweroff", matches(/\S/, "is empty; fix the config")),
   AUTO_STOP_POLL_SECONDS: num("15", positiveSeconds),
+  DASHBOARD_PORT: num("7420", (v) =>
+    /^[1-9][0-9]{3,4}$/.test(v) && Number(v) >= 1024 && Number(v) <= 65535
+      ? undefined
+      : "is not a port from 1024 to 65535; fix dashboardPort in the stack config",
+  ),
+  DASHBOARD_URL: text(
+    "",
+    orEmpty(
+      matches(
+        /^https?:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~/-]*)?$/,
+        "is not an http(s) URL without user, query or fragment; fix dashboardUrl in the stack config",
+      ),
+    ),
+  ),
+  DASHBOARD_TOKEN_FILE: text("/etc/agent-host/secrets/dashboard-token", absolutePath),
   WORKSPACES_DIR: text("/workspaces", absolutePath),
   // Where the shared user of older hosts kept every agent's state: migrated from, never written.
   STATE_DIR: text("/data/home/agent/.agent-host", absolutePath),

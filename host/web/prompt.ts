@@ -1,0 +1,83 @@
+// Which dialog an agent's pane shows, and the one key that answers it, pure. Read from the real
+// Claude Code 2.1.331 in tmux against the Messages-API stand-in (the browser suite,
+// tests/dashboard.test.ts, drives each of these for real):
+//
+//   permission (Bash):                     question (AskUserQuestion):
+//    Do you want to proceed?                ☐ DB
+//    ❯ 1. Yes                               Which db?
+//      2. Yes, and always allow access …    ❯ 1. Postgres
+//      3. Yes, and switch to auto mode …         rel
+//      4. No                                  2. SQLite
+//                                                emb
+//    Esc to cancel · Tab to amend             3. Type something.
+//                                             ────────
+//                                             4. Chat about this
+//                                            Enter to select · ↑/↓ to navigate · Esc to cancel
+//
+// A digit picks its option at once (no Enter): "1" runs the tool, the digit of "No" refuses it
+// (as Esc does: "Interrupted · What should Claude do instead?"), a question's digit answers it
+// ("Which db? → SQLite" in the tool result). "Type something." and "Chat about this" open text
+// input instead of answering, so they are not offered.
+
+export interface PromptOption {
+  n: number;
+  label: string;
+}
+
+export interface Prompt {
+  kind: "permission" | "question";
+  options: PromptOption[];
+}
+
+const OPTION_RE = /^\s*(?:❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
+const FOOTER_RE = /Esc to cancel/;
+const NOT_ANSWERS = new Set(["Type something.", "Chat about this"]);
+
+/**
+ * The dialog at the bottom of a pane, or undefined when none shows. Only the last run of options
+ * numbered 1, 2, 3 … counts (a reply above may hold a numbered list too), and only with Claude
+ * Code's footer ("Esc to cancel") below it.
+ */
+export function parsePrompt(pane: string): Prompt | undefined {
+  const lines = pane.replace(/\s+$/, "").split("\n");
+  const footer = lines.map((l) => FOOTER_RE.test(l)).lastIndexOf(true);
+  if (footer < 0) return undefined;
+  let run: PromptOption[] = [];
+  for (const line of lines.slice(0, footer)) {
+    const m = OPTION_RE.exec(line);
+    if (!m) continue;
+    const n = Number(m[1]);
+    if (n === 1) run = [{ n, label: m[2] }];
+    else if (run.length > 0 && n === run[run.length - 1].n + 1) run.push({ n, label: m[2] });
+  }
+  if (run.length < 2) return undefined;
+  if (run[0].label === "Yes" && run.some((o) => o.label === "No"))
+    return { kind: "permission", options: run };
+  return { kind: "question", options: run.filter((o) => !NOT_ANSWERS.has(o.label)) };
+}
+
+export type AnswerAction = "approve" | "deny" | "option";
+
+/** The key to send for an answer, or why it cannot be given to this prompt. */
+export function answerKey(
+  prompt: Prompt | undefined,
+  action: AnswerAction,
+  option?: number,
+): { key: string } | { refused: string } {
+  if (!prompt) return { refused: "no dialog shows in its pane" };
+  if (action === "approve" || action === "deny") {
+    if (prompt.kind !== "permission")
+      return { refused: "its dialog is a question, not a permission; pick an option" };
+    const label = action === "approve" ? "Yes" : "No";
+    const o = prompt.options.find((x) => x.label === label);
+    return o ? { key: String(o.n) } : { refused: `its dialog has no '${label}' option` };
+  }
+  if (prompt.kind !== "question")
+    return { refused: "its dialog asks for a permission; approve or deny it" };
+  const o = prompt.options.find((x) => x.n === option);
+  return o
+    ? { key: String(o.n) }
+    : {
+        refused: `its question has no option ${option ?? "?"} (options: ${prompt.options.map((x) => x.n).join(", ")})`,
+      };
+}

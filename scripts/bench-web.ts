@@ -1,0 +1,336 @@
+// What the dashboard costs (issue 21's figures), each beside a baseline measured in the same run.
+// Prints figures, asserts nothing; the behaviour is proven by tests/dashboard.test.ts. Run as root
+// (it creates and runs as a user, drives tmux):  npm run --silent bench:web [-- RUNS]
+//
+// A real tmux server started as agent-host.service starts it (`agentctl server`), 12 agents with
+// the stand-in claude (tests/fixtures/claude) as a real unprivileged user, their states written by
+// the real recorder (`agent-host.js hook`, as the agent, with 2.1.331's payload shapes), and the
+// dashboard as agent-host-web.service runs it (`agentctl web`), in Debian's chromium (playwright-core):
+// - page ready: navigation to the list showing all 12 agents, against a static page from a bare
+//   Node server in the same browser (the floor: browser and loopback);
+// - hook to page: from the recorder's start to the page showing needs-answer, against the hook
+//   to status.json (the recorder's own cost, which the page cannot beat);
+// - idle CPU and RSS of the dashboard process (its children included), with no page and with one
+//   page open, against a bare `node` idling and the control window's monitor (`agent-host.js
+//   monitor`, the other root process that watches every agent).
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as http from "http";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
+const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
+const AGENT_USER = "agenttest";
+const AGENTS = 12;
+const RUNS = Math.max(3, Number(process.argv[2] ?? 10));
+const IDLE_SECONDS = 20;
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function stats(values: number[], unit = "ms"): string {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  return `median ${at(0.5).toFixed(0)} ${unit}, min ${v[0].toFixed(0)}, max ${v[v.length - 1].toFixed(0)} (${v.length} runs)`;
+}
+
+function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv, input?: string): string {
+  const r = spawnSync(cmd, args, { env, input, encoding: "utf8", timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** CPU seconds of a process and its reaped children (utime, stime, cutime, cstime). */
+function cpuSeconds(pid: number): number {
+  const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
+function rssMiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1]) / 1024;
+}
+
+/** CPU% of each process over the same window. */
+async function idleCpu(pids: number[], seconds: number): Promise<number[]> {
+  const before = pids.map(cpuSeconds);
+  await sleep(seconds * 1000);
+  return pids.map((p, i) => ((cpuSeconds(p) - before[i]) / seconds) * 100);
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
+  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
+    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
+  const uid = Number(must("id", ["-u", AGENT_USER]).trim());
+  const gid = Number(must("id", ["-g", AGENT_USER]).trim());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-"));
+  fs.chmodSync(dir, 0o755);
+  const standin = path.join(dir, "claude");
+  fs.copyFileSync(path.join(ROOT, "tests/fixtures/claude"), standin);
+  fs.chmodSync(standin, 0o755);
+  const bundle = path.join(dir, "agent-host.js");
+  fs.copyFileSync(BUNDLE, bundle);
+  fs.chmodSync(bundle, 0o755);
+  const run = path.join(dir, "run");
+  const state = path.join(dir, "state");
+  const sock = path.join(run, "tmux.sock");
+  const conf = path.join(dir, "host.conf");
+  const port = await freePort();
+  fs.mkdirSync(path.join(dir, "secrets"), { mode: 0o700 });
+  fs.writeFileSync(
+    conf,
+    [
+      `AGENT_COUNT=${AGENTS}`,
+      `AGENT_USER=${AGENT_USER}`,
+      `CLAUDE_BIN=${standin}`,
+      "START_STAGGER_SECONDS=0.2",
+      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
+      `STATE_DIR=${state}`,
+      `RUN_DIR=${run}`,
+      `TMUX_SOCKET=${sock}`,
+      `DASHBOARD_PORT=${port}`,
+      `DASHBOARD_TOKEN_FILE=${path.join(dir, "secrets", "dashboard-token")}`,
+      "",
+    ].join("\n"),
+  );
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    LANG: "C.UTF-8",
+    AGENTCTL_CONFIG: conf,
+    AGENT_WRAPPER: path.join(ROOT, "cloud-init/host/agent-wrapper"),
+    AGENTCTL_TMUX_CONF: path.join(ROOT, "cloud-init/host/tmux.conf"),
+    AGENT_HOST_JS: BUNDLE,
+  };
+  const children: ChildProcess[] = [];
+  const start = (cmd: string, args: string[]) => {
+    const c = spawn(cmd, args, { env, stdio: "ignore" });
+    children.push(c);
+    return c;
+  };
+  /** The real recorder, as the agent, with a payload as Claude Code 2.1.331 sends it. */
+  const hook = (n: number, payload: Record<string, unknown>): void => {
+    must(
+      "setpriv",
+      [
+        `--reuid=${uid}`,
+        `--regid=${gid}`,
+        "--init-groups",
+        "env",
+        `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+        process.execPath,
+        bundle,
+        "hook",
+      ],
+      undefined,
+      JSON.stringify({
+        session_id: "bench",
+        cwd: path.join(dir, "workspaces", `agent-${n}`),
+        ...payload,
+      }),
+    );
+  };
+  const recordedState = (n: number): string | undefined => {
+    try {
+      return (
+        JSON.parse(fs.readFileSync(path.join(state, `agent-${n}`, "status.json"), "utf8")) as {
+          state: string;
+        }
+      ).state;
+    } catch {
+      return undefined;
+    }
+  };
+  const baseline = http.createServer((_req, res) => {
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end("<!doctype html><meta charset=utf-8><title>baseline</title><p id=ready>ok</p>");
+  });
+  try {
+    start(AGENTCTL, ["server"]);
+    await until("the tmux server", () =>
+      spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0 ? true : undefined,
+    );
+    must(AGENTCTL, ["reconcile", String(AGENTS)], env);
+    await until(
+      `${AGENTS} claudes`,
+      () =>
+        Array.from({ length: AGENTS }, (_, i) =>
+          fs.existsSync(path.join(run, `agent-${i + 1}`, "pid")),
+        ).every(Boolean) || undefined,
+    );
+    await sleep(1500);
+    for (let n = 1; n <= AGENTS; n++)
+      hook(n, { hook_event_name: "SessionStart", source: "startup" });
+
+    const web = start(AGENTCTL, ["web"]);
+    const token = await until("the token", () => {
+      try {
+        return must(AGENTCTL, ["web", "--url"], env).trim();
+      } catch {
+        return undefined;
+      }
+    });
+    await until("the dashboard", () =>
+      spawnSync("curl", ["-sf", "-o", "/dev/null", `http://127.0.0.1:${port}/`]).status === 0
+        ? true
+        : undefined,
+    );
+    const monitor = start(process.execPath, [bundle, "monitor"]);
+    const bare = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"]);
+    await new Promise<void>((r) => baseline.listen(0, "127.0.0.1", r));
+    const basePort = (baseline.address() as net.AddressInfo).port;
+    await sleep(3000);
+
+    const [cpuWebAlone, cpuMonitor, cpuBare] = await idleCpu(
+      [web.pid as number, monitor.pid as number, bare.pid as number],
+      IDLE_SECONDS,
+    );
+    console.log(
+      `idle CPU over ${IDLE_SECONDS} s, no page open: dashboard ${cpuWebAlone.toFixed(2)}%; baseline: bare node ${cpuBare.toFixed(2)}%, control-window monitor ${cpuMonitor.toFixed(2)}%`,
+    );
+
+    const context = await chromium.launchPersistentContext(
+      fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-chromium-")),
+      {
+        executablePath: "/usr/bin/chromium",
+        headless: true,
+        args: FLAGS,
+        viewport: { width: 375, height: 812 },
+      },
+    );
+    const ready: number[] = [];
+    const floor: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const p = await context.newPage();
+      let t = Date.now();
+      await p.goto(`http://127.0.0.1:${basePort}/`);
+      await p.waitForSelector("#ready");
+      floor.push(Date.now() - t);
+      t = Date.now();
+      await p.goto(token);
+      await p.waitForFunction(
+        (n) =>
+          document.body.dataset.ready === "1" &&
+          document.querySelectorAll("#list .agent").length === n,
+        AGENTS,
+        { polling: "raf" },
+      );
+      ready.push(Date.now() - t);
+      await p.close();
+    }
+    console.log(
+      `page ready with ${AGENTS} agents: ${stats(ready)}; baseline static page: ${stats(floor)}`,
+    );
+
+    const page = await context.newPage();
+    await page.goto(token);
+    await page.waitForSelector(`[data-agent="agent-${AGENTS}"]`);
+    const toPage: number[] = [];
+    const toFile: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const n = 1 + (i % AGENTS);
+      const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
+        timeout: 10_000,
+      });
+      const t = Date.now();
+      const rec = spawn(
+        "setpriv",
+        [
+          `--reuid=${uid}`,
+          `--regid=${gid}`,
+          "--init-groups",
+          "env",
+          `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+          process.execPath,
+          bundle,
+          "hook",
+        ],
+        { stdio: ["pipe", "ignore", "ignore"] },
+      );
+      rec.stdin.end(
+        JSON.stringify({
+          session_id: "bench",
+          // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
+          // here: the stand-in claude's own sleep loop starts processes, which is how an
+          // approved command is told from a waiting one.)
+          hook_event_name: "PreToolUse",
+          tool_name: "AskUserQuestion",
+          tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
+        }),
+      );
+      await until(
+        "status.json",
+        () => (recordedState(n) === "needs-answer" ? true : undefined),
+        10_000,
+      );
+      toFile.push(Date.now() - t);
+      await shown;
+      toPage.push(Date.now() - t);
+      hook(n, { hook_event_name: "Stop", last_assistant_message: "done" });
+      await page.waitForSelector(`[data-agent="agent-${n}"][data-state="idle"]`, {
+        timeout: 10_000,
+      });
+    }
+    console.log(
+      `hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
+    );
+
+    const [cpuWebPage, cpuBare2] = await idleCpu(
+      [web.pid as number, bare.pid as number],
+      IDLE_SECONDS,
+    );
+    console.log(
+      `idle CPU over ${IDLE_SECONDS} s, one page open (live updates): dashboard ${cpuWebPage.toFixed(2)}%; baseline bare node ${cpuBare2.toFixed(2)}%`,
+    );
+    console.log(
+      `RSS: dashboard ${rssMiB(web.pid as number).toFixed(1)} MiB (node ${process.versions.node} here; the VM runs Ubuntu 24.04's 18.19); baseline: bare node ${rssMiB(bare.pid as number).toFixed(1)} MiB, control-window monitor ${rssMiB(monitor.pid as number).toFixed(1)} MiB`,
+    );
+    await context.close();
+  } finally {
+    baseline.close();
+    spawnSync("tmux", ["-S", sock, "kill-server"]);
+    for (const c of children) c.kill("SIGTERM");
+    await sleep(500);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

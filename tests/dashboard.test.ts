@@ -1,0 +1,677 @@
+// Issue 21's proof: the dashboard in a real headless browser (Debian's /usr/bin/chromium, driven
+// by playwright-core) against the real host manager and the real Claude Code 2.1.331. The host is
+// set up as tests/agent-state.test.ts sets it up: agentctl's tmux server in its own mount namespace
+// where /etc/claude-code and /usr/local/lib/agent-host are this test's copies of the shipped
+// managed settings and bundle, agents in `manual` mode as an unprivileged user, against the
+// Messages-API stand-in (tests/fixtures/messages-api.ts). The dashboard is the shipped bundle's
+// `agent-host.js web`, as root, with its token in a root-only file.
+//
+// The page is driven as a person does: tap an agent, tap Approve, Deny, an option, type in the
+// send box. What matters is checked where it happens: the file the tool writes, the request the
+// stand-in gets, the recorder's state. The 1 s push is measured from the recorder's own time stamp
+// of the transition (status.json `since`) to the moment the page shows it.
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as http from "http";
+import * as os from "os";
+import * as path from "path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
+import { realClaudeBin } from "./fixtures/real-claude";
+import { unavailableSuite } from "./real-suite";
+import { freePort, poll, runAsync } from "./support";
+import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+
+const AGENT_USER = "claudeweb";
+const COUNT = 2;
+const NONCE = randomBytes(4).toString("hex");
+const API_KEY = `sk-ant-api03-WEBTEST${NONCE}${"k".repeat(60)}`;
+const CHROMIUM = "/usr/bin/chromium";
+export const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** Where the 375×812 screenshot goes (gitignored .cache/). */
+const SHOTS = path.resolve(__dirname, "..", ".cache", "dashboard");
+
+const isRoot = process.getuid?.() === 0;
+const haveTools =
+  fs.existsSync(CHROMIUM) &&
+  ["tmux", "setpriv", "flock", "jq", "npm", "unshare", "mount"].every(
+    (t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0,
+  );
+const suite =
+  isRoot && haveTools
+    ? describe
+    : unavailableSuite(
+        `dashboard tests skipped: they need root, ${CHROMIUM} and tmux, setpriv, flock, jq, npm, unshare, mount`,
+      );
+
+interface Host {
+  dir: string;
+  sock: string;
+  ws: string;
+  state: string;
+  run: string;
+  port: number;
+  env: NodeJS.ProcessEnv;
+  tmuxServer?: ChildProcess;
+  web?: ChildProcess;
+  webLog: string[];
+}
+
+function tmux(sock: string, args: string[]): string {
+  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const target = (n: number) => `=agents:=agent-${n}`;
+const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
+
+function atPrompt(text: string): boolean {
+  const lines = text.split("\n");
+  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
+}
+
+/** The input box's line (the last `❯` line): what a stray key would have typed into. */
+const inputLine = (text: string): string | undefined =>
+  text
+    .split("\n")
+    .filter((l) => /^❯/.test(l))
+    .pop();
+
+function recorded(h: Host, n: number): { state: string; since: number } | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(h.state, `agent-${n}`, "status.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+const conversation = (r: RecordedRequest) => JSON.stringify(r.body?.messages ?? []);
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request with exactly these headers (a browser cannot forge Host; an attacker's tool can). */
+function request(
+  port: number,
+  method: string,
+  urlPath: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, method, path: urlPath, headers, setHost: false },
+      (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+suite("the dashboard in a real browser, driving real Claude Code agents", () => {
+  jest.setTimeout(600_000);
+  let api: MessagesApi;
+  let h: Host;
+  let token = "";
+  let context: BrowserContext;
+  let page: Page;
+  const made: string[] = [];
+  const host = () => `127.0.0.1:${h.port}`;
+
+  async function openAgent(n: number): Promise<void> {
+    if (await page.isVisible("#back")) await page.click("#back");
+    await page.click(`#list [data-agent="agent-${n}"]`);
+    await page.waitForSelector(`#card [data-agent="agent-${n}"]`);
+  }
+
+  async function sendFromPage(n: number, text: string): Promise<void> {
+    await openAgent(n);
+    await page.fill("#send-text", text);
+    await page.click("#send");
+    await page.waitForFunction(() => document.getElementById("msg")?.textContent === "Sent.");
+  }
+
+  /** Waits for the recorder's transition, then for the page; returns ms from the one to the other. */
+  async function pageShows(n: number, state: string): Promise<number> {
+    const rec = await poll(
+      `agent-${n} recorded ${state}`,
+      () => (recorded(h, n)?.state === state ? recorded(h, n) : undefined),
+      180_000,
+      20,
+    );
+    await page.waitForSelector(`[data-agent="agent-${n}"][data-state="${state}"]`, {
+      state: "attached",
+      timeout: 10_000,
+    });
+    return Date.now() - rec.since;
+  }
+
+  beforeAll(async () => {
+    const bin = realClaudeBin();
+    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
+      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
+        encoding: "utf8",
+      });
+      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
+    }
+    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
+    const deadProxy = `http://127.0.0.1:${await freePort()}`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-"));
+    fs.chmodSync(dir, 0o755);
+    h = {
+      dir,
+      sock: path.join(dir, "run", "tmux.sock"),
+      ws: path.join(dir, "workspaces"),
+      state: path.join(dir, "state"),
+      run: path.join(dir, "run"),
+      port: await freePort(),
+      webLog: [],
+      env: {
+        PATH: process.env.PATH,
+        LANG: "C.UTF-8",
+        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
+        AGENT_WRAPPER: WRAPPER,
+        AGENTCTL_TMUX_CONF: TMUX_CONF,
+        AGENT_HOST_JS: BUNDLE,
+      },
+    };
+    const secrets = path.join(dir, "secrets");
+    fs.mkdirSync(secrets, { mode: 0o700 });
+    const keyFile = path.join(secrets, "anthropic-api-key");
+    fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
+    const conf: Record<string, string> = {
+      AGENT_COUNT: String(COUNT),
+      AGENT_USER,
+      PERMISSION_MODE: "manual",
+      CLAUDE_BIN: bin,
+      ANTHROPIC_BASE_URL: api.url,
+      CLAUDE_ENV: [
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        `HTTPS_PROXY=${deadProxy}`,
+        `HTTP_PROXY=${deadProxy}`,
+        "NO_PROXY=127.0.0.1,localhost",
+      ].join(" "),
+      START_STAGGER_SECONDS: "0.25",
+      RESTART_BACKOFF_MIN_SECONDS: "1",
+      RESTART_BACKOFF_MAX_SECONDS: "2",
+      STOP_TIMEOUT_SECONDS: "10",
+      WORKSPACES_DIR: h.ws,
+      STATE_DIR: h.state,
+      RUN_DIR: h.run,
+      TMUX_SOCKET: h.sock,
+      API_KEY_FILE: keyFile,
+      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
+      NOTIFY_WEBHOOK_FILE: path.join(secrets, "notify-webhook-url"),
+      DASHBOARD_PORT: String(h.port),
+      DASHBOARD_TOKEN_FILE: path.join(secrets, "dashboard-token"),
+    };
+    fs.writeFileSync(
+      path.join(dir, "host.conf"),
+      `${Object.entries(conf)
+        .map(([k, v]) => `${k}=${v}`)
+        .join("\n")}\n`,
+    );
+    const managed = path.join(dir, "managed");
+    const lib = path.join(dir, "lib");
+    fs.mkdirSync(managed, { mode: 0o755 });
+    fs.mkdirSync(lib, { mode: 0o755 });
+    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
+    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
+    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
+    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
+    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
+      if (!fs.existsSync(mountPoint)) {
+        fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
+        made.push(mountPoint);
+      }
+    }
+    h.tmuxServer = spawn(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && exec "$5" server',
+        "sh",
+        managed,
+        MANAGED_DIR,
+        lib,
+        LIB_DIR,
+        AGENTCTL,
+      ],
+      { env: h.env, stdio: "ignore" },
+    );
+    await poll(
+      "the tmux server",
+      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
+      15_000,
+      100,
+    );
+    // The dashboard as agent-host-web.service runs it, through agentctl.
+    h.web = spawn(AGENTCTL, ["web"], { env: h.env, stdio: ["ignore", "ignore", "pipe"] });
+    h.web.stderr?.on("data", (d: Buffer) => h.webLog.push(...d.toString().trim().split("\n")));
+    await poll(
+      "the dashboard listening",
+      () => h.webLog.some((l) => l.includes("listens")),
+      15_000,
+      50,
+    );
+    const url = await runAsync(AGENTCTL, ["web", "--url"], h.env);
+    expect(url.code).toBe(0);
+    expect(url.stdout).toMatch(
+      new RegExp(`^http://127\\.0\\.0\\.1:${h.port}/#token=[A-Za-z0-9_-]{43}\\n$`),
+    );
+    token = url.stdout.trim().split("#token=")[1];
+
+    expect((await runAsync(AGENTCTL, ["reconcile", String(COUNT)], h.env)).code).toBe(0);
+    await poll(
+      "every agent at its prompt",
+      () => [1, 2].every((n) => atPrompt(pane(h, n))),
+      240_000,
+      500,
+    );
+    await poll(
+      "every agent idle",
+      () => [1, 2].every((n) => recorded(h, n)?.state === "idle"),
+      180_000,
+    );
+
+    fs.mkdirSync(SHOTS, { recursive: true });
+    context = await chromium.launchPersistentContext(
+      fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-")),
+      {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: CHROMIUM_FLAGS,
+        viewport: { width: 375, height: 812 },
+        deviceScaleFactor: 2,
+        isMobile: true,
+        hasTouch: true,
+      },
+    );
+    page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(url.stdout.trim());
+    await page.waitForSelector('[data-agent="agent-2"]');
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    if (!h) return;
+    const pids = fs.existsSync(h.run)
+      ? fs
+          .readdirSync(h.run)
+          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
+          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
+      : [];
+    h.web?.kill("SIGTERM");
+    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
+    h.tmuxServer?.kill("SIGTERM");
+    for (const p of pids) {
+      try {
+        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
+          process.kill(p, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await api?.close();
+    for (const d of made) fs.rmdirSync(d);
+    fs.rmSync(h.dir, { recursive: true, force: true });
+  });
+
+  test("the page: every agent with state, SINCE and WHY; the token leaves the address bar; no other origin is asked", async () => {
+    expect(page.url()).toBe(`http://127.0.0.1:${h.port}/`);
+    const cards = await page.$$eval("#list .agent", (els) =>
+      els.map((e) => [
+        e.getAttribute("data-agent"),
+        e.getAttribute("data-state"),
+        e.querySelector(".since")?.textContent,
+        e.querySelector(".why")?.textContent,
+      ]),
+    );
+    expect(cards).toEqual([
+      ["agent-1", "idle", expect.stringMatching(/^\d+(s|m\d\ds)$/), "ready: new session"],
+      ["agent-2", "idle", expect.stringMatching(/^\d+(s|m\d\ds)$/), "ready: new session"],
+    ]);
+    // The API's rows are `agentctl status --json`'s, field for field.
+    const fromApi = await page.evaluate(async (t) => {
+      const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
+      return (await r.json()) as { host: unknown; agents: Record<string, unknown>[] };
+    }, token);
+    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
+      host: unknown;
+      agents: Record<string, unknown>[];
+    };
+    expect(Object.keys(fromApi)).toEqual(Object.keys(cli));
+    expect(fromApi.host).toEqual(cli.host);
+    expect(fromApi.agents.map((r) => Object.keys(r))).toEqual(
+      cli.agents.map((r) => Object.keys(r)),
+    );
+    expect(fromApi.agents.map((r) => [r.name, r.agent_state, r.why])).toEqual(
+      cli.agents.map((r) => [r.name, r.agent_state, r.why]),
+    );
+    // The page's HTML holds no secret.
+    const html = await (await page.request.get(`http://${host()}/`)).text();
+    for (const secret of [token, API_KEY]) expect(html).not.toContain(secret);
+    expect(await page.content()).not.toContain(token);
+  });
+
+  test("send a task from the page; it asks permission: shown within 1 s, Approve runs the tool and the state goes to working", async () => {
+    const command = `sleep 3 && echo approved-${NONCE} > perm.txt`;
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "write perm.txt" } } });
+    api.reply({ text: `perm.txt holds approved-${NONCE}.` });
+    await sendFromPage(1, `write the file ${NONCE}`);
+    const req = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(`write the file ${NONCE}`),
+      180_000,
+    );
+    expect(req.status).toBe(200);
+    const latency = await pageShows(1, "needs-permission");
+    console.log(`dashboard: needs-permission on the page ${latency} ms after the hook recorded it`);
+    expect(latency).toBeLessThan(1000);
+    await page.waitForSelector("#approve", { timeout: 10_000 });
+    expect(await page.textContent("#card .why")).toBe(`Bash: ${command}`);
+    fs.writeFileSync(
+      path.join(SHOTS, "dashboard-375x812.png"),
+      await page.screenshot({ fullPage: false }),
+    );
+    // The list view too: agent-1 first (it needs you).
+    await page.click("#back");
+    expect(
+      await page.$$eval("#list .agent", (els) => els.map((e) => e.getAttribute("data-agent"))),
+    ).toEqual(["agent-1", "agent-2"]);
+    fs.writeFileSync(
+      path.join(SHOTS, "dashboard-list-375x812.png"),
+      await page.screenshot({ fullPage: false }),
+    );
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    expect(width).toBeLessThanOrEqual(375);
+    await openAgent(1);
+    await page.waitForSelector("#approve");
+    await page.tap("#approve");
+    await page.waitForSelector('#card [data-agent="agent-1"][data-state="working"]', {
+      timeout: 10_000,
+    });
+    await poll(
+      "perm.txt",
+      () => fs.existsSync(path.join(h.ws, "agent-1", "perm.txt")),
+      60_000,
+      100,
+    );
+    expect(fs.readFileSync(path.join(h.ws, "agent-1", "perm.txt"), "utf8").trim()).toBe(
+      `approved-${NONCE}`,
+    );
+    await pageShows(1, "idle");
+    expect(await page.textContent("#card .why")).toBe(`perm.txt holds approved-${NONCE}.`);
+    // The buttons went with the dialog.
+    await page.waitForFunction(() => !document.getElementById("approve"));
+  });
+
+  test("Deny refuses the tool; an answer once the agent no longer waits types nothing", async () => {
+    const command = `echo denied-${NONCE} > denied.txt`;
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "write denied.txt" } } });
+    await sendFromPage(2, `try the denied one ${NONCE}`);
+    await pageShows(2, "needs-permission");
+    await page.waitForSelector("#deny", { timeout: 10_000 });
+    const before = api.requests.length;
+    await page.tap("#deny");
+    await poll(
+      "the pane says the call did not run",
+      () => pane(h, 2).includes("Did not run"),
+      30_000,
+      100,
+    );
+    expect(fs.existsSync(path.join(h.ws, "agent-2", "denied.txt"))).toBe(false);
+    await new Promise((r) => setTimeout(r, 2000));
+    console.log(
+      `dashboard: after Deny, agent-2 is recorded ${recorded(h, 2)?.state}, shown ${await page.getAttribute('#card [data-agent="agent-2"]', "data-state")}`,
+    );
+    // No dialog any more: approving now is refused and no key reaches the agent.
+    const inputBefore = inputLine(pane(h, 2));
+    const late = await page.evaluate(async (t) => {
+      const r = await fetch("/api/agents/agent-2/answer", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ action: "approve" }),
+      });
+      return { status: r.status, body: (await r.json()) as { error: string } };
+    }, token);
+    expect(late.status).toBe(409);
+    expect(late.body.error).toMatch(/nothing was typed/);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(inputLine(pane(h, 2))).toBe(inputBefore);
+    expect(api.requests.slice(before).filter((r) => r.scripted)).toEqual([]);
+  });
+
+  test("a question: the page offers its options; tapping one answers it", async () => {
+    api.reply({
+      toolUse: {
+        name: "AskUserQuestion",
+        input: {
+          questions: [
+            {
+              question: `Which database for ${NONCE}?`,
+              header: "Database",
+              options: [
+                { label: "Postgres", description: "relational" },
+                { label: "SQLite", description: "embedded" },
+              ],
+              multiSelect: false,
+            },
+          ],
+        },
+      },
+    });
+    api.reply({ text: `SQLite it is for ${NONCE}.` });
+    await sendFromPage(1, `pick a database ${NONCE}`);
+    await pageShows(1, "needs-answer");
+    await page.waitForSelector('#actions [data-option="2"]', { timeout: 10_000 });
+    expect(await page.$$eval("#actions button", (b) => b.map((x) => x.textContent))).toEqual([
+      "1. Postgres",
+      "2. SQLite",
+    ]);
+    await page.tap('#actions [data-option="2"]');
+    const answered = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(`=\\"SQLite\\"`),
+      60_000,
+    );
+    expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
+    await pageShows(1, "idle");
+  });
+
+  test("send refuses an agent that is working, as agentctl send does", async () => {
+    api.reply({ text: `slow answer ${NONCE}`, delayMs: 8000 });
+    await sendFromPage(1, `take your time ${NONCE}`);
+    await pageShows(1, "working");
+    await page.fill("#send-text", "are you done?");
+    await page.click("#send");
+    await page.waitForFunction(() =>
+      /is working/.test(document.getElementById("msg")?.textContent ?? ""),
+    );
+    expect(await page.getAttribute("#msg", "class")).toBe("bad");
+    await pageShows(1, "idle");
+    expect(api.requests.some((r) => conversation(r).includes("are you done?"))).toBe(false);
+  });
+
+  test("rotating the token: the page's old token gets 401 and the page says how to get a new one", async () => {
+    const rotated = await runAsync(AGENTCTL, ["web", "--rotate-token"], h.env);
+    expect(rotated.code).toBe(0);
+    const file = path.join(h.dir, "secrets", "dashboard-token");
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const fresh = fs.readFileSync(file, "utf8").trim();
+    expect(fresh).not.toBe(token);
+    expect(
+      (
+        await request(h.port, "GET", "/api/agents", {
+          Host: host(),
+          Authorization: `Bearer ${token}`,
+        })
+      ).status,
+    ).toBe(401);
+    await page.reload();
+    await page.waitForFunction(() =>
+      /token was refused/.test(document.getElementById("notice")?.textContent ?? ""),
+    );
+    // Nothing of the token in the page, the server's log or the command's output.
+    expect(await page.content()).not.toContain(fresh);
+    expect(h.webLog.join("\n")).not.toContain(fresh);
+    expect(rotated.stdout + rotated.stderr).not.toContain(fresh);
+    token = fresh;
+  });
+
+  test("every refusal: no token, a wrong one, a foreign Host, a foreign Origin, too many failures", async () => {
+    const auth = { Authorization: `Bearer ${token}` };
+    const wrong = { Authorization: `Bearer ${"x".repeat(43)}` };
+    const ok = await request(h.port, "GET", "/api/agents", { Host: host(), ...auth });
+    expect(ok.status).toBe(200);
+    expect(Object.keys(ok.headers).filter((k) => k.startsWith("access-control"))).toEqual([]);
+
+    // As an agent would try it: its own uid, the installed paths. The token file stays closed to
+    // it and unchanged; the port answers 401 without the token.
+    const tokenFile = path.join(h.dir, "secrets", "dashboard-token");
+    const before = fs.readFileSync(tokenFile, "utf8");
+    const asAgent = (cmd: string[]) =>
+      runAsync(
+        "setpriv",
+        [`--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups", ...cmd],
+        {
+          PATH: process.env.PATH,
+        },
+      );
+    const read = await asAgent(["cat", tokenFile]);
+    expect([read.code, read.stdout]).toEqual([1, ""]);
+    expect(read.stderr).toMatch(/Permission denied/);
+    const guess = await asAgent([
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-H",
+      `Authorization: Bearer ${"A".repeat(43)}`,
+      `http://127.0.0.1:${h.port}/api/agents`,
+    ]);
+    expect(guess.stdout).toBe("401");
+    const bare = await asAgent([
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      `http://127.0.0.1:${h.port}/api/agents`,
+    ]);
+    expect(bare.stdout).toBe("401");
+    expect(fs.readFileSync(tokenFile, "utf8")).toBe(before);
+
+    const none = await request(h.port, "GET", "/api/agents", { Host: host() });
+    expect([none.status, none.headers["www-authenticate"]]).toEqual([
+      401,
+      'Bearer realm="agent-host"',
+    ]);
+    expect((await request(h.port, "GET", "/api/agents", { Host: host(), ...wrong })).status).toBe(
+      401,
+    );
+
+    // DNS rebinding: a name that resolves to 127.0.0.1, with the right token even.
+    const rebound = await request(h.port, "GET", "/api/agents", {
+      Host: `evil.example:${h.port}`,
+      ...auth,
+    });
+    expect(rebound.status).toBe(403);
+    expect((await request(h.port, "GET", "/", { Host: `evil.example:${h.port}` })).status).toBe(
+      403,
+    );
+
+    // A foreign Origin on a POST, token or not; nothing is typed.
+    const inputBefore = inputLine(pane(h, 1));
+    const foreign = await request(
+      h.port,
+      "POST",
+      "/api/agents/agent-1/send",
+      { Host: host(), Origin: "http://evil.example", "Content-Type": "application/json", ...auth },
+      JSON.stringify({ text: `from evil ${NONCE}` }),
+    );
+    expect(foreign.status).toBe(403);
+    const preflight = await request(h.port, "OPTIONS", "/api/agents/agent-1/send", {
+      Host: host(),
+      Origin: "http://evil.example",
+      "Access-Control-Request-Method": "POST",
+    });
+    expect(preflight.status).toBe(403);
+    expect(preflight.headers["access-control-allow-origin"]).toBeUndefined();
+
+    // The same from a real page on another origin, in the browser: the request fails there.
+    const evil = http.createServer((_req, res) => {
+      res.writeHead(200, { "Content-Type": "text/html" });
+      res.end("<!doctype html><title>evil</title>");
+    });
+    await new Promise<void>((r) => evil.listen(0, "127.0.0.1", r));
+    const evilPort = (evil.address() as import("net").AddressInfo).port;
+    const other = await context.newPage();
+    const statuses: number[] = [];
+    other.on("response", (r) => {
+      if (r.url().includes(`:${h.port}/api/`)) statuses.push(r.status());
+    });
+    await other.goto(`http://localhost:${evilPort}/`);
+    const outcome = await other.evaluate(
+      async ([port, t, n]) => {
+        try {
+          const r = await fetch(`http://127.0.0.1:${port}/api/agents/agent-1/send`, {
+            method: "POST",
+            headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+            body: JSON.stringify({ text: `cross-site ${n}` }),
+          });
+          return `status ${r.status}`;
+        } catch (e) {
+          return `blocked: ${(e as Error).message}`;
+        }
+      },
+      [h.port, token, NONCE] as const,
+    );
+    expect(outcome).toMatch(/^blocked/);
+    await other.close();
+    await new Promise<void>((r) => evil.close(() => r()));
+    expect(statuses.every((s) => s === 403)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(inputLine(pane(h, 1))).toBe(inputBefore);
+    expect(pane(h, 1)).not.toMatch(/from evil|cross-site/);
+    expect(api.requests.some((r) => /from evil|cross-site/.test(conversation(r)))).toBe(false);
+
+    // Past 20 failures a minute: 429 with Retry-After; the right token is still served.
+    const codes: number[] = [];
+    for (let i = 0; i < 25; i++)
+      codes.push((await request(h.port, "GET", "/api/agents", { Host: host(), ...wrong })).status);
+    expect(codes.filter((c) => c === 401).length).toBeLessThanOrEqual(20);
+    const limited = await request(h.port, "GET", "/api/agents", { Host: host(), ...wrong });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0);
+    expect((await request(h.port, "GET", "/api/agents", { Host: host(), ...auth })).status).toBe(
+      200,
+    );
+  });
+});

@@ -1,0 +1,246 @@
+// The dashboard's pure parts (host/web/guard.ts, prompt.ts, token.ts), without a server or tmux.
+// The panes below are what the real Claude Code 2.1.331 drew in tmux (120 columns) against the
+// Messages-API stand-in; tests/dashboard.test.ts answers the same dialogs for real.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import {
+  agentParam,
+  bearerToken,
+  FailureLimiter,
+  hostAllowed,
+  originAllowed,
+  parseAnswer,
+  parseSendBody,
+  tokenMatches,
+} from "../host/web/guard";
+import { answerKey, parsePrompt } from "../host/web/prompt";
+import { dashboardUrl, ensureToken, readToken, TOKEN_RE, writeToken } from "../host/web/token";
+import { patchRows } from "../host/web/rows";
+import { COLUMNS, toJson, type StatusRow } from "../host/attention/status";
+import { sortForStatus, type AgentState, type Effective } from "../host/attention/effective";
+
+const PERMISSION_PANE = `❯ do it
+
+────────────────────────────────────────────────────────────────────────────────
+ Bash command
+ Tip: auto mode handles these prompts for you — choose "switch to auto mode" below
+ write
+╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌
+ echo hi > a.txt
+╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌
+ Do you want to proceed?
+ ❯ 1. Yes
+   2. Yes, and always allow access to /tmp/h21x/ws from this project
+   3. Yes, and switch to auto mode · auto mode handles these prompts for you
+   4. No
+
+ Esc to cancel · Tab to amend
+`;
+
+const QUESTION_PANE = `❯ ask me
+────────────────────────────────────────────────────────────────────────────────
+ ☐ DB
+
+Which db?
+
+❯ 1. Postgres
+     rel
+  2. SQLite
+     emb
+  3. Mongo
+     doc
+  4. Type something.
+────────────────────────────────────────────────────────────────────────────────
+  5. Chat about this
+
+Enter to select · ↑/↓ to navigate · Esc to cancel
+`;
+
+const IDLE_PANE = `❯ list three steps
+
+● Here is the plan:
+  1. Yes
+  2. No
+  3. Maybe
+
+────────────────────────────────────────────────────────────────────────────────
+❯ 
+────────────────────────────────────────────────────────────────────────────────
+  ⏸ manual mode on · ? for shortcuts · ← for agents
+`;
+
+describe("the dialog in a pane", () => {
+  test("a permission: Yes is 1, No is its own digit (4 here, not always 3)", () => {
+    const p = parsePrompt(PERMISSION_PANE);
+    expect(p?.kind).toBe("permission");
+    expect(p?.options.map((o) => o.n)).toEqual([1, 2, 3, 4]);
+    expect(answerKey(p, "approve")).toEqual({ key: "1" });
+    expect(answerKey(p, "deny")).toEqual({ key: "4" });
+    expect(answerKey(p, "option", 2)).toEqual({ refused: expect.stringContaining("permission") });
+  });
+
+  test("a question: its labelled options only, never 'Type something.' or 'Chat about this'", () => {
+    const p = parsePrompt(QUESTION_PANE);
+    expect(p).toEqual({
+      kind: "question",
+      options: [
+        { n: 1, label: "Postgres" },
+        { n: 2, label: "SQLite" },
+        { n: 3, label: "Mongo" },
+      ],
+    });
+    expect(answerKey(p, "option", 2)).toEqual({ key: "2" });
+    expect(answerKey(p, "option", 4)).toEqual({ refused: expect.stringContaining("no option 4") });
+    expect(answerKey(p, "approve")).toEqual({ refused: expect.stringContaining("question") });
+  });
+
+  test("a numbered list in a reply, with no dialog under it, is no dialog", () => {
+    expect(parsePrompt(IDLE_PANE)).toBeUndefined();
+    expect(answerKey(parsePrompt(IDLE_PANE), "approve")).toEqual({
+      refused: "no dialog shows in its pane",
+    });
+  });
+});
+
+describe("the door", () => {
+  test("Host: exactly 127.0.0.1:PORT or localhost:PORT", () => {
+    expect(hostAllowed("127.0.0.1:7420", 7420)).toBe(true);
+    expect(hostAllowed("localhost:7420", 7420)).toBe(true);
+    for (const bad of [undefined, "127.0.0.1", "127.0.0.1:7421", "evil.example:7420", "[::1]:7420"])
+      expect(hostAllowed(bad, 7420)).toBe(false);
+  });
+
+  test("Origin: none, or the page's own", () => {
+    expect(originAllowed(undefined, 7420)).toBe(true);
+    expect(originAllowed("http://127.0.0.1:7420", 7420)).toBe(true);
+    for (const bad of [
+      "null",
+      "http://evil.example",
+      "https://127.0.0.1:7420",
+      "http://127.0.0.1:7421",
+    ])
+      expect(originAllowed(bad, 7420)).toBe(false);
+  });
+
+  test("Bearer: well-formed only, compared whole", () => {
+    const t = "A".repeat(43);
+    expect(bearerToken(`Bearer ${t}`)).toBe(t);
+    expect(bearerToken(`bearer ${t}`)).toBeUndefined();
+    expect(bearerToken(`Bearer ${t} x`)).toBeUndefined();
+    expect(tokenMatches(t, t)).toBe(true);
+    expect(tokenMatches(t.slice(1), t)).toBe(false);
+    expect(tokenMatches(undefined, t)).toBe(false);
+    expect(tokenMatches(t, undefined)).toBe(false);
+  });
+
+  test("failures past the limit wait out the window", () => {
+    const l = new FailureLimiter(3, 60_000);
+    expect([l.fail(0), l.fail(1), l.fail(2)]).toEqual([undefined, undefined, undefined]);
+    expect(l.fail(1000)).toBe(59);
+    expect(l.fail(59_999)).toBe(1);
+    expect(l.fail(61_000)).toBeUndefined();
+  });
+
+  test("bodies: exact fields, typed", () => {
+    expect(parseAnswer('{"action":"approve"}')).toEqual({ action: "approve" });
+    expect(parseAnswer('{"action":"option","option":2}')).toEqual({ action: "option", option: 2 });
+    for (const bad of [
+      "",
+      "[]",
+      '{"action":"approve","option":1}',
+      '{"action":"option","option":"2"}',
+      '{"action":"option","option":10}',
+      '{"action":"rm -rf"}',
+      '{"action":"deny","keys":"y"}',
+    ])
+      expect(() => parseAnswer(bad)).toThrow();
+    expect(parseSendBody('{"text":"run the tests"}')).toBe("run the tests");
+    expect(() => parseSendBody('{"text":1}')).toThrow("text must be a string");
+    expect(() => parseSendBody('{"text":"x","force":true}')).toThrow("unknown field 'force'");
+    expect(agentParam("agent-12")).toBe(12);
+    for (const bad of ["agent-0", "agent-01", "agent-1;ls", "agent-10000", "../agent-1"])
+      expect(() => agentParam(bad)).toThrow();
+  });
+});
+
+describe("the token", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "web-token-"));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const isRoot = process.getuid?.() === 0;
+
+  test("256 random bits, base64url, 0600; rotation replaces it", () => {
+    const file = path.join(dir, "secrets", "dashboard-token");
+    const a = writeToken(file);
+    expect(a).toMatch(TOKEN_RE);
+    expect(Buffer.from(a, "base64url")).toHaveLength(32);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    if (isRoot) {
+      expect(readToken(file)).toBe(a);
+      expect(ensureToken(file)).toBe(a);
+    }
+    const b = writeToken(file);
+    expect(b).not.toBe(a);
+    expect(dashboardUrl(7420, b)).toBe(`http://127.0.0.1:7420/#token=${b}`);
+  });
+
+  (isRoot ? test : test.skip)("a token file others can read, or not root's, is no token", () => {
+    const file = path.join(dir, "loose");
+    fs.writeFileSync(file, `${"A".repeat(43)}\n`, { mode: 0o644 });
+    fs.chmodSync(file, 0o644);
+    expect(readToken(file)).toBeUndefined();
+    fs.chmodSync(file, 0o600);
+    expect(readToken(file)).toBe("A".repeat(43));
+    fs.chownSync(file, 1, 1);
+    expect(readToken(file)).toBeUndefined();
+    fs.symlinkSync(file, path.join(dir, "link"));
+    expect(readToken(path.join(dir, "link"))).toBeUndefined();
+  });
+});
+
+describe("the rows pushed at once", () => {
+  const row = (name: string, state: string): StatusRow =>
+    ({
+      ...Object.fromEntries(COLUMNS.map((c) => [c.key, null])),
+      name,
+      agent_state: state,
+      state: "running",
+      restarts: 0,
+      why: "ready: new session",
+      branch: `${name}-branch`,
+    }) as StatusRow;
+  const eff = (n: number, state: AgentState, reason: string, since: number): Effective => ({
+    n,
+    name: `agent-${n}`,
+    state,
+    reason,
+    since,
+    needsYou: state === "needs-permission",
+  });
+
+  test("the state columns of the hook, the rest as gathered, who needs you first", () => {
+    const now = Date.now();
+    const rows = [row("agent-1", "idle"), row("agent-2", "idle")];
+    const patched = patchRows(
+      rows,
+      sortForStatus([
+        eff(1, "idle", "ready", now - 5000),
+        eff(2, "needs-permission", "Bash: make", now),
+      ]),
+    );
+    expect(patched?.map((r) => [r.name, r.agent_state, r.needs_you, r.why, r.branch])).toEqual([
+      ["agent-2", "needs-permission", true, "Bash: make", "agent-2-branch"],
+      ["agent-1", "idle", false, "ready", "agent-1-branch"],
+    ]);
+    expect(patched?.[0].state_since).toBe(Math.floor(now / 1000));
+    // The same keys as `agentctl status --json`, in its order.
+    expect(Object.keys(JSON.parse(toJson(patched ?? [])).agents[0])).toEqual(
+      COLUMNS.map((c) => c.key),
+    );
+  });
+
+  test("an agent never gathered: no patch (a full gather instead)", () => {
+    expect(patchRows([row("agent-1", "idle")], [eff(2, "idle", "ready", 0)])).toBeUndefined();
+  });
+});
