@@ -17,7 +17,7 @@ import { loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
-import { faultLine } from "./agents/reconcile";
+import { checkAgentMax, faultLine } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
 import { healthText, healthy, hostHealth } from "./attention/health";
 import { parseArgs } from "util";
@@ -127,8 +127,7 @@ function prepareAgent(argv: string[]): number {
     throw new UsageError("prepare-agent takes one agent number, e.g. 'prepare-agent 3'");
   const conf = agentctlConf(process.env, log);
   const n = Number(argv[0]);
-  if (n > conf.agentMax)
-    throw new UsageError(`agent-${n} is above AGENT_MAX=${conf.agentMax} in ${conf.file}`);
+  checkAgentMax(n, conf);
   const a = ensureAgent(conf, n, log);
   const lines = {
     AGENT_NAME: a.name,

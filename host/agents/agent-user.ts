@@ -4,6 +4,7 @@
 // programs git runs (core.fsmonitor, hooks), so git never runs as root.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import { HOST_KEYS } from "../conf/conf";
 
 /** The PATH every program run for the agent gets (root's own environment never crosses over). */
 export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -62,9 +63,9 @@ export function agentCwd(u: AgentUser): string {
 // One Unix user per agent (issue 20). The scheme, defined here once and imported by everything
 // else (reconcile, the wrapper through `agent-host.js prepare-agent`, status, the monitor, apply,
 // the Docker set-up): agent N is the user AGENT_USER-N (agent-1, agent-2, …) with
-// uid = gid = AGENT_UID_BASE + N (2001, 2002, …). The number is the whole identity, so the uid is
+// uid = gid = the uid base + N (2001, 2002, …). The number is the whole identity, so the uid is
 // the same after a reboot, a VM replacement (a new image with other users in it) and a
-// scale-down and up, and the files on the data disk keep their owner. AGENT_UID_BASE itself
+// scale-down and up, and the files on the data disk keep their owner. The base itself
 // (2000) is the uid of the shared user `agent` of older hosts; no agent ever gets it.
 
 /** The host.conf keys the scheme reads. */
@@ -75,11 +76,11 @@ export interface AgentConf {
   workspacesDir: string;
 }
 
-/** Default AGENT_UID_BASE (host/conf/conf.ts): also the uid of the shared user of older hosts. */
-export const AGENT_UID_BASE = 2000;
+/** The uid base's default, from host.conf's key table: also the uid of the shared user of older hosts. */
+export const DEFAULT_AGENT_UID_BASE = Number(HOST_KEYS.AGENT_UID_BASE.default);
 
-/** Agent n's uid (and gid): AGENT_UID_BASE + n. */
-export const agentUid = (n: number, base = AGENT_UID_BASE): number => base + n;
+/** Agent n's uid (and gid): the uid base + n. */
+export const agentUid = (n: number, base = DEFAULT_AGENT_UID_BASE): number => base + n;
 
 /** Agent n's user (and group) name: AGENT_USER-n. */
 export const agentUserName = (n: number, prefix = "agent"): string => `${prefix}-${n}`;
@@ -166,7 +167,7 @@ export function ensureAgentUser(conf: AgentConf, n: number): { created: boolean 
   if (user) {
     if (user.uid !== a.uid || user.gid !== a.gid)
       throw new Error(`user ${a.name} exists with uid ${user.uid} and gid ${user.gid}; ${fix}`);
-    // The home the host uses is AGENT_HOMES_DIR's (agentIds); passwd follows when it can (usermod
+    // The home the host uses is the homes folder's (agentIds); passwd follows when it can (usermod
     // refuses while the user runs a process).
     if (user.home !== a.home) run("usermod", ["--home", a.home, a.name]);
     return { created: false };
@@ -192,7 +193,7 @@ export function ensureAgentUser(conf: AgentConf, n: number): { created: boolean 
 const O_DIR = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
 
 /**
- * A root-owned directory (parents as needed): AGENT_HOMES_DIR, WORKSPACES_DIR. What an agent may
+ * A root-owned directory (parents as needed): the homes and the workspaces folders. What an agent may
  * never write into, so an entry in it is the agent's only if root made it so.
  */
 export function ensureRootDir(dir: string, mode = 0o755): void {
@@ -265,8 +266,8 @@ export function ensureAgentHome(conf: AgentConf, n: number, log: (line: string) 
 }
 
 /**
- * Agent n ready to start, as root does it: its user and group, its home in AGENT_HOMES_DIR and its
- * workspace in WORKSPACES_DIR (root-owned folders, so those two entries cannot be links an agent
+ * Agent n ready to start, as root does it: its user and group, its home in the homes folder and its
+ * workspace in the workspaces folder (root-owned folders, so those two entries cannot be links an agent
  * planted; each is opened O_NOFOLLOW and checked), then its state folders made AS the agent.
  */
 export function ensureAgent(

@@ -1,7 +1,7 @@
 // Upgrade in place (issue 20, point 5): a host from before per-agent users ran every agent as one
-// shared user (AGENT_USER, uid AGENT_UID_BASE) with every agent's state in that user's home
-// (STATE_DIR/agent-N: session-id, claude/ with the conversations) and workspaces it owned, some of
-// them worktrees of one shared repository (WORKSPACES_DIR/.repo.git). The next reconcile (apply's)
+// shared user (the user prefix itself, uid = the uid base) with every agent's state in that user's home
+// (the old state folder's agent-N: session-id, claude/ with the conversations) and workspaces it owned, some of
+// them worktrees of one shared repository (.repo.git in the workspaces folder). The next reconcile (apply's)
 // moves each agent onto its own user, keeping every file and conversation:
 //   1. the shared user's processes end (its agents are stopped first by reconcile, then whatever
 //      it left running is killed) and the account is locked, out of the docker group, its
@@ -44,11 +44,11 @@ const lstat = (p: string): fs.Stats | undefined => {
   }
 };
 
-/** The uid of the shared user of older hosts (AGENT_UID_BASE; no agent ever has it). */
+/** The uid of the shared user of older hosts (the uid base; no agent ever has it). */
 export const legacyUid = (conf: AgentConf): number => conf.agentUidBase;
 
 /**
- * Agents with something of the shared user's still to migrate: a state folder in STATE_DIR, or a
+ * Agents with something of the shared user's still to migrate: a state folder in the old state folder, or a
  * workspace the shared user owns. Ascending.
  */
 export function legacyAgents(conf: MigrateConf): number[] {
@@ -149,7 +149,7 @@ export function chownTree(dir: string, uid: number, gid: number): void {
   fs.lchownSync(dir, uid, gid);
 }
 
-/** STATE_DIR/agent-N → HOME/.agent-host, owned by the agent. */
+/** The old state folder's agent-N → HOME/.agent-host, owned by the agent. */
 function migrateState(conf: MigrateConf, a: AgentIds, log: Log): void {
   const legacy = path.join(conf.stateDir, `agent-${a.n}`);
   const scratch = `${a.state}.migrating`;

@@ -1,6 +1,6 @@
 // `agent-host.js own-checkout WORKSPACE`, run AS the agent by the migration (host/agents/migrate.ts):
 // a worktree of the shared repository of older hosts (WORKSPACE/.git is a file naming
-// WORKSPACES_DIR/.repo.git/worktrees/agent-N) becomes a repository of its own: a copy of the
+// .repo.git/worktrees/agent-N in the workspaces folder) becomes a repository of its own: a copy of the
 // shared one (objects, refs, config) with this worktree's HEAD, index and reflog, and no other
 // worktree. Nothing of the checkout's files changes; git status reads the same before and after.
 // Crash-safe: the copy is built in WORKSPACE/.git.migrating and marked complete, the .git file

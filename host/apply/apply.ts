@@ -33,7 +33,12 @@ import {
   type SecretValue,
 } from "./bundle";
 import { ensureAgentHome } from "../agents/agent-user";
-import { configureGit, GIT_CREDENTIAL_HOST_RE, PRIVATE_KEY_LINE_RE } from "./git";
+import {
+  badCredentialHost,
+  configureGit,
+  GIT_CREDENTIAL_HOST_RE,
+  PRIVATE_KEY_LINE_RE,
+} from "./git";
 import { Journal, JOURNAL_PATH } from "./journal";
 import { applyLog, lookupUser, runRoot } from "./run";
 
@@ -294,9 +299,7 @@ function setUpGit(
     !PRIVATE_KEY_LINE_RE.test(credentials.toString("utf8")) &&
     !GIT_CREDENTIAL_HOST_RE.test(conf.gitCredentialHost)
   )
-    throw new ApplyError(
-      `GIT_CREDENTIAL_HOST='${conf.gitCredentialHost}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`,
-    );
+    throw badCredentialHost(conf.gitCredentialHost);
   for (let n = 1; n <= agents; n++) {
     const agent = ensureAgentHome(conf, n, applyLog);
     const settings = {

@@ -3,7 +3,7 @@
 // host/docker/docker-main.ts does what these decide. Numbers are defined here once: the wrapper,
 // apply, the docs and the tests take them from here.
 import {
-  AGENT_UID_BASE,
+  DEFAULT_AGENT_UID_BASE,
   agentUid as schemeUid,
   agentUserName as schemeUserName,
 } from "../agents/agent-user";
@@ -48,9 +48,9 @@ export function agentPortBase(n: number): number {
 
 /**
  * agent-N's user and uid (and gid): the per-agent users' one scheme (host/agents/agent-user.ts),
- * with its defaults (AGENT_USER agent, AGENT_UID_BASE 2000).
+ * with its defaults (user prefix agent, uid base 2000).
  */
-export { AGENT_UID_BASE };
+export { DEFAULT_AGENT_UID_BASE };
 export const agentUserName = (n: number): string => schemeUserName(n);
 export const agentUid = (n: number): number => schemeUid(n);
 

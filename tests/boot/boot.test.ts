@@ -10,7 +10,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { AGENT_UID_BASE } from "../../host/agents/agent-user";
+import { DEFAULT_AGENT_UID_BASE } from "../../host/agents/agent-user";
 import { parse } from "yaml";
 import { parseConfig } from "../../config";
 import { hostSettingsFor, renderHostConf } from "../../cloud-init/host-config";
@@ -44,7 +44,8 @@ const TMUX = ["tmux", "-S", "/run/agent-host/tmux.sock"];
 /** Agent N's state folder, in its own home on the data disk (issue 20). */
 const stateDir = (name: string): string => `/data/home/${name}/.agent-host`;
 /** Agent N's user: agent-N, uid = gid = 2000 + N (host/agents/agent-user.ts). */
-const agentUid = (name: string): number => AGENT_UID_BASE + Number(name.replace("agent-", ""));
+const agentUid = (name: string): number =>
+  DEFAULT_AGENT_UID_BASE + Number(name.replace("agent-", ""));
 /** How long the same claude processes must stay up to count as running. */
 const STABLE_MS = 5000;
 
