@@ -450,7 +450,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     const pinned = /^CLAUDE_CODE_VERSION=(.+)$/m.exec(conf)?.[1];
     expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
     const version = vm.sh(
-      "runuser -u agent -- env HOME=/tmp DISABLE_AUTOUPDATER=1 /usr/local/bin/claude --version",
+      "runuser -u agent-1 -- env HOME=/tmp DISABLE_AUTOUPDATER=1 /usr/local/bin/claude --version",
     );
     expect(version.trim()).toBe(`${pinned} (Claude Code)`);
     // The native binary, not a JavaScript shim.
@@ -571,7 +571,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
       const extra = expectedNames(N + 2).slice(N);
       for (const name of extra) {
-        vm.sh(`runuser -u agent -- bash -c 'echo kept > /workspaces/${name}/boot-test-marker'`);
+        vm.sh(`runuser -u ${name} -- bash -c 'echo kept > /workspaces/${name}/boot-test-marker'`);
       }
       const extraSessions = extra.map((name) => vm.sh(`cat ${stateDir(name)}/session-id`).trim());
       adminSsh(`sudo -n agentctl reconcile ${N}`);
@@ -596,7 +596,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       markers = expectedNames(N).map((name) => `${name}-${process.pid}-${Date.now()}`);
       for (const [i, name] of expectedNames(N).entries()) {
         vm.sh(
-          `runuser -u agent -- bash -c 'echo ${markers[i]} > /workspaces/${name}/boot-test-marker'`,
+          `runuser -u ${name} -- bash -c 'echo ${markers[i]} > /workspaces/${name}/boot-test-marker'`,
         );
       }
       sessions = sessionIds(vm, N);
