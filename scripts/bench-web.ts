@@ -10,16 +10,30 @@
 //   Node server in the same browser (the floor: browser and loopback);
 // - hook to page: from the recorder's start to the page showing needs-answer, against the hook
 //   to status.json (the recorder's own cost, which the page cannot beat);
-// - idle CPU and RSS of the dashboard process (its children included), with no page and with one
-//   page open, against a bare `node` idling and the control window's monitor (`agent-host.js
-//   monitor`, the other root process that watches every agent).
+// - idle CPU and memory of the dashboard process (CPU with its children), with no page and with one
+//   page open, against a bare `node` idling (with Node's defaults and with the unit's flags) and
+//   the control window's monitor (`agent-host.js monitor`, the other root process that watches
+//   every agent). Memory is VmRSS (with its anonymous and file-backed parts), PSS and the peak
+//   (VmHWM), from /proc, after the page and hook runs.
+//
+// Every figure is taken twice: for the dashboard as agent-host-web.service runs it (the unit's
+// ExecStart with its Node flags, read from cloud-init/systemd/agent-host-web.service) and with
+// Node's defaults, each in turn against the same agents, page and baselines.
+//
+// `--variant=FLAGS` (repeatable; FLAGS space-separated, e.g. --variant="--max-semi-space-size=1")
+// measures the dashboard with those Node flags too, after the two above.
+//
+// `--debian-node` runs the dashboards and the bare baselines with Debian 12's Node 18
+// (tests/fixtures/debian-node.ts), the major the VM runs; without it, the PATH's node.
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { chromium } from "playwright-core";
+import { chromium, type BrowserContext } from "playwright-core";
+import { debianNode } from "../tests/fixtures/debian-node";
+import { webUnitNodeFlags } from "../tests/fixtures/web-unit";
 import { removeTestAgents } from "../tests/support";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -29,8 +43,20 @@ const AGENT_USER = "agenttest";
 /** The product makes agenttest-N (uid 62200+N, homes under the bench's folder); removed after. */
 const UID_BASE = 62200;
 const AGENTS = 12;
-const RUNS = Math.max(3, Number(process.argv[2] ?? 10));
-const IDLE_SECONDS = 20;
+const ARGS = process.argv.slice(2);
+const DEBIAN_NODE = ARGS.includes("--debian-node");
+const RUNS = Math.max(3, Number(ARGS.find((a) => /^[0-9]+$/.test(a)) ?? 10));
+const VARIANTS = ARGS.filter((a) => a.startsWith("--variant=")).map((a) =>
+  a.slice("--variant=".length).split(" ").filter(Boolean),
+);
+const unknown = ARGS.find(
+  (a) => !/^[0-9]+$/.test(a) && a !== "--debian-node" && !a.startsWith("--variant="),
+);
+if (unknown)
+  throw new Error(
+    `bench-web: unknown argument '${unknown}' (RUNS, --debian-node, --variant=FLAGS)`,
+  );
+const IDLE_SECONDS = 15;
 const FLAGS = [
   "--headless",
   "--no-sandbox",
@@ -84,9 +110,33 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
-function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1]) / 1024;
+/** Memory of one process from /proc, in MiB: VmRSS (anonymous + file-backed), PSS, VmHWM. */
+function memory(pid: number): {
+  rss: number;
+  anon: number;
+  file: number;
+  pss: number;
+  hwm: number;
+} {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kb = (text: string, key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+    if (!m) throw new Error(`no ${key} for pid ${pid}`);
+    return Number(m[1]) / 1024;
+  };
+  return {
+    rss: kb(status, "VmRSS"),
+    anon: kb(status, "RssAnon"),
+    file: kb(status, "RssFile"),
+    pss: kb(rollup, "Pss"),
+    hwm: kb(status, "VmHWM"),
+  };
+}
+
+function showMemory(pid: number): string {
+  const m = memory(pid);
+  return `RSS ${m.rss.toFixed(1)} MiB (anon ${m.anon.toFixed(1)}, file ${m.file.toFixed(1)}), PSS ${m.pss.toFixed(1)}, peak ${m.hwm.toFixed(1)}`;
 }
 
 /** CPU% of each process over the same window. */
@@ -201,7 +251,33 @@ async function main(): Promise<void> {
     for (let n = 1; n <= AGENTS; n++)
       hook(n, { hook_event_name: "SessionStart", source: "startup" });
 
-    const web = start(AGENTCTL, ["web"]);
+    const unitFlags = webUnitNodeFlags();
+    const deb = DEBIAN_NODE ? debianNode() : undefined;
+    /** `node FLAGS... ARGS...` with the node this run measures (Debian's 18 or the PATH's). */
+    const nodeArgv = (flags: string[], args: string[]): string[] =>
+      deb ? deb.argv([...flags, ...args]) : [process.execPath, ...flags, ...args];
+    const nodeEnv = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+      deb ? { ...env, ...deb.env, ...extra } : { ...env, ...extra };
+    const nodeVersion = must(
+      nodeArgv([], ["--version"])[0],
+      nodeArgv([], ["--version"]).slice(1),
+      nodeEnv({}),
+    ).trim();
+    const startNode = (flags: string[], args: string[]): ChildProcess => {
+      const [cmd, ...rest] = nodeArgv(flags, args);
+      const c = spawn(cmd, rest, { env: nodeEnv({}), stdio: "ignore" });
+      children.push(c);
+      return c;
+    };
+    const stop = async (c: ChildProcess) => {
+      c.kill("SIGTERM");
+      await until(
+        "the process to end",
+        () => (c.exitCode !== null || c.signalCode !== null ? true : undefined),
+        10_000,
+      );
+    };
+
     const token = await until("the token", () => {
       try {
         return must(AGENTCTL, ["web", "--url"], env).trim();
@@ -209,26 +285,12 @@ async function main(): Promise<void> {
         return undefined;
       }
     });
-    await until("the dashboard", () =>
-      spawnSync("curl", ["-sf", "-o", "/dev/null", `http://127.0.0.1:${port}/`]).status === 0
-        ? true
-        : undefined,
-    );
     const monitor = start(process.execPath, [bundle, "monitor"]);
-    const bare = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"]);
+    const bare = startNode([], ["-e", "setInterval(() => {}, 1e9)"]);
+    const bareUnit = startNode(unitFlags, ["-e", "setInterval(() => {}, 1e9)"]);
     await new Promise<void>((r) => baseline.listen(0, "127.0.0.1", r));
     const basePort = (baseline.address() as net.AddressInfo).port;
-    await sleep(3000);
-
-    const [cpuWebAlone, cpuMonitor, cpuBare] = await idleCpu(
-      [web.pid as number, monitor.pid as number, bare.pid as number],
-      IDLE_SECONDS,
-    );
-    console.log(
-      `idle CPU over ${IDLE_SECONDS} s, no page open: dashboard ${cpuWebAlone.toFixed(2)}%; baseline: bare node ${cpuBare.toFixed(2)}%, control-window monitor ${cpuMonitor.toFixed(2)}%`,
-    );
-
-    const context = await chromium.launchPersistentContext(
+    const context: BrowserContext = await chromium.launchPersistentContext(
       fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-chromium-")),
       {
         executablePath: "/usr/bin/chromium",
@@ -237,92 +299,124 @@ async function main(): Promise<void> {
         viewport: { width: 375, height: 812 },
       },
     );
-    const ready: number[] = [];
-    const floor: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const p = await context.newPage();
-      let t = Date.now();
-      await p.goto(`http://127.0.0.1:${basePort}/`);
-      await p.waitForSelector("#ready");
-      floor.push(Date.now() - t);
-      t = Date.now();
-      await p.goto(token);
-      await p.waitForFunction(
-        (n) =>
-          document.body.dataset.ready === "1" &&
-          document.querySelectorAll("#list .agent").length === n,
-        AGENTS,
-        { polling: "raf" },
-      );
-      ready.push(Date.now() - t);
-      await p.close();
-    }
     console.log(
-      `page ready with ${AGENTS} agents: ${stats(ready)}; baseline static page: ${stats(floor)}`,
+      `node ${nodeVersion}${deb ? " (Debian 12's, the VM's major)" : ""}; the unit's flags: ${unitFlags.join(" ") || "(none)"}; ${AGENTS} agents, ${RUNS} runs`,
     );
 
-    const page = await context.newPage();
-    await page.goto(token);
-    await page.waitForSelector(`[data-agent="agent-${AGENTS}"]`);
-    const toPage: number[] = [];
-    const toFile: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const n = 1 + (i % AGENTS);
-      const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
-        timeout: 10_000,
-      });
-      const t = Date.now();
-      const rec = spawn(
-        "setpriv",
-        [
-          `--reuid=${UID_BASE + n}`,
-          `--regid=${UID_BASE + n}`,
-          "--init-groups",
-          "env",
-          `AGENT_HOST_STATE_DIR=${state(n)}`,
-          process.execPath,
-          bundle,
-          "hook",
-        ],
-        { stdio: ["pipe", "ignore", "ignore"] },
+    /** Every figure for one way of running the dashboard. */
+    const measure = async (label: string, flags: string[]): Promise<void> => {
+      const web = startNode(flags, [bundle, "web"]);
+      await until("the dashboard", () =>
+        spawnSync("curl", ["-sf", "-o", "/dev/null", `http://127.0.0.1:${port}/`]).status === 0
+          ? true
+          : undefined,
       );
-      rec.stdin.end(
-        JSON.stringify({
-          session_id: "bench",
-          // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
-          // here: the stand-in claude's own sleep loop starts processes, which is how an
-          // approved command is told from a waiting one.)
-          hook_event_name: "PreToolUse",
-          tool_name: "AskUserQuestion",
-          tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
-        }),
+      await sleep(3000);
+      const [cpuWebAlone, cpuMonitor, cpuBare] = await idleCpu(
+        [web.pid as number, monitor.pid as number, bare.pid as number],
+        IDLE_SECONDS,
       );
-      await until(
-        "status.json",
-        () => (recordedState(n) === "needs-answer" ? true : undefined),
-        10_000,
+      console.log(
+        `[${label}] idle CPU over ${IDLE_SECONDS} s, no page open: dashboard ${cpuWebAlone.toFixed(2)}%; baseline: bare node ${cpuBare.toFixed(2)}%, control-window monitor ${cpuMonitor.toFixed(2)}%`,
       );
-      toFile.push(Date.now() - t);
-      await shown;
-      toPage.push(Date.now() - t);
-      hook(n, { hook_event_name: "Stop", last_assistant_message: "done" });
-      await page.waitForSelector(`[data-agent="agent-${n}"][data-state="idle"]`, {
-        timeout: 10_000,
-      });
-    }
-    console.log(
-      `hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
-    );
+      const ready: number[] = [];
+      const floor: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const p = await context.newPage();
+        let t = Date.now();
+        await p.goto(`http://127.0.0.1:${basePort}/`);
+        await p.waitForSelector("#ready");
+        floor.push(Date.now() - t);
+        t = Date.now();
+        await p.goto(token);
+        await p.waitForFunction(
+          (n) =>
+            document.body.dataset.ready === "1" &&
+            document.querySelectorAll("#list .agent").length === n,
+          AGENTS,
+          { polling: "raf" },
+        );
+        ready.push(Date.now() - t);
+        await p.close();
+      }
+      console.log(
+        `[${label}] page ready with ${AGENTS} agents: ${stats(ready)}; baseline static page: ${stats(floor)}`,
+      );
 
-    const [cpuWebPage, cpuBare2] = await idleCpu(
-      [web.pid as number, bare.pid as number],
-      IDLE_SECONDS,
+      const page = await context.newPage();
+      await page.goto(token);
+      await page.waitForSelector(`[data-agent="agent-${AGENTS}"]`);
+      const toPage: number[] = [];
+      const toFile: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const n = 1 + (i % AGENTS);
+        const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
+          timeout: 10_000,
+        });
+        const t = Date.now();
+        const rec = spawn(
+          "setpriv",
+          [
+            `--reuid=${UID_BASE + n}`,
+            `--regid=${UID_BASE + n}`,
+            "--init-groups",
+            "env",
+            `AGENT_HOST_STATE_DIR=${state(n)}`,
+            process.execPath,
+            bundle,
+            "hook",
+          ],
+          { stdio: ["pipe", "ignore", "ignore"] },
+        );
+        rec.stdin.end(
+          JSON.stringify({
+            session_id: "bench",
+            // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
+            // here: the stand-in claude's own sleep loop starts processes, which is how an
+            // approved command is told from a waiting one.)
+            hook_event_name: "PreToolUse",
+            tool_name: "AskUserQuestion",
+            tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
+          }),
+        );
+        await until(
+          "status.json",
+          () => (recordedState(n) === "needs-answer" ? true : undefined),
+          10_000,
+        );
+        toFile.push(Date.now() - t);
+        await shown;
+        toPage.push(Date.now() - t);
+        hook(n, { hook_event_name: "Stop", last_assistant_message: "done" });
+        await page.waitForSelector(`[data-agent="agent-${n}"][data-state="idle"]`, {
+          timeout: 10_000,
+        });
+      }
+      console.log(
+        `[${label}] hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
+      );
+
+      const [cpuWebPage, cpuBare2] = await idleCpu(
+        [web.pid as number, bare.pid as number],
+        IDLE_SECONDS,
+      );
+      console.log(
+        `[${label}] idle CPU over ${IDLE_SECONDS} s, one page open (live updates): dashboard ${cpuWebPage.toFixed(2)}%; baseline bare node ${cpuBare2.toFixed(2)}%`,
+      );
+      console.log(`[${label}] memory after all that: dashboard ${showMemory(web.pid as number)}`);
+      await page.close();
+      await stop(web);
+    };
+
+    await measure(`as the unit runs it: ${unitFlags.join(" ") || "no flags"}`, unitFlags);
+    await measure("Node's defaults", []);
+    for (const flags of VARIANTS) await measure(flags.join(" "), flags);
+    console.log(`baseline memory: bare node (defaults) ${showMemory(bare.pid as number)}`);
+    console.log(
+      `baseline memory: bare node (${unitFlags.join(" ") || "no flags"}) ${showMemory(bareUnit.pid as number)}`,
     );
     console.log(
-      `idle CPU over ${IDLE_SECONDS} s, one page open (live updates): dashboard ${cpuWebPage.toFixed(2)}%; baseline bare node ${cpuBare2.toFixed(2)}%`,
-    );
-    console.log(
-      `RSS: dashboard ${rssMiB(web.pid as number).toFixed(1)} MiB (node ${process.versions.node} here; the VM runs Ubuntu 24.04's 18.19); baseline: bare node ${rssMiB(bare.pid as number).toFixed(1)} MiB, control-window monitor ${rssMiB(monitor.pid as number).toFixed(1)} MiB`,
+      `baseline memory: control-window monitor (node ${process.versions.node}, defaults) ${showMemory(monitor.pid as number)}`,
     );
     await context.close();
   } finally {
