@@ -27,11 +27,13 @@ const HOST_SUITES = [
   "git-checkouts",
   "host-key-pin",
   "host-scripts",
+  "hostile-agent",
   "node-version",
   "real-claude",
   "render",
   "seed-claude-config",
   "spot-shutdown",
+  "upgrade-users",
   "workflows",
 ].map((name) => `<rootDir>/tests/${name}.test.ts`);
 

@@ -9,8 +9,8 @@ import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf/conf";
 // the stack writes them out and names them in user-data and in the fleet's SSH login.
 export const ADMIN_USER = HOST_KEYS.ADMIN_USER.default;
 export const AGENT_USER = HOST_KEYS.AGENT_USER.default;
-/** Pinned so files on the data disk keep their owner on a replaced VM (maybe a newer image). */
-export const AGENT_UID = 2000;
+// Agent N's user (AGENT_USER-N, uid = gid = AGENT_UID_BASE + N) is made by agentctl reconcile,
+// not by user-data, which must not change with agentCount: host/agents/agent-user.ts.
 /** GCE shows the data disk as /dev/disk/by-id/google-<deviceName>. */
 export const DATA_DEVICE_NAME = "workspaces";
 export const HOST_CONF_PATH = DEFAULT_CONFIG;

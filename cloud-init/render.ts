@@ -2,14 +2,7 @@
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
 import { gunzipSync, gzipSync } from "zlib";
 import { stringify } from "yaml";
-import {
-  ADMIN_USER,
-  AGENT_UID,
-  AGENT_USER,
-  HOST_CONF_PATH,
-  renderBootHostConf,
-  type HostSettings,
-} from "./host-config";
+import { ADMIN_USER, HOST_CONF_PATH, renderBootHostConf, type HostSettings } from "./host-config";
 import { readHostFiles, type HostFileContent } from "./files";
 
 /** GCE refuses a metadata value above 256 KiB. */
@@ -49,11 +42,22 @@ export function decodeUserData(value: string): string {
 const LIB = "/usr/local/lib/agent-host";
 
 /**
- * Packages every host gets; the sources add theirs (see packagesFor). gh: the GitHub CLI. nodejs
+ * Packages every host gets; the sources add theirs (see packagesFor). acl: setfacl, which gives
+ * the admin user read access to every agent's private workspace. gh: the GitHub CLI. nodejs
  * runs the host logic (agent-host.js: the hooks' recorder, the control window, send), whatever
  * the Claude Code source.
  */
-const BASE_PACKAGES = ["ca-certificates", "curl", "gh", "git", "gnupg", "jq", "nodejs", "tmux"];
+const BASE_PACKAGES = [
+  "acl",
+  "ca-certificates",
+  "curl",
+  "gh",
+  "git",
+  "gnupg",
+  "jq",
+  "nodejs",
+  "tmux",
+];
 
 /** What rootless Docker needs from the distro besides docker.io (install-docker's DISTRO_ROOTLESS). */
 export const DISTRO_ROOTLESS_PACKAGES = [
@@ -89,8 +93,6 @@ export function renderUserData(
   files: readonly HostFileContent[] = readHostFiles(),
 ): string {
   const document = {
-    // The agent group's gid is pinned like the uid; groupadd --force is a no-op when it exists.
-    bootcmd: [["groupadd", "--force", "--gid", String(AGENT_UID), AGENT_USER]],
     users: [
       {
         name: ADMIN_USER,
@@ -99,15 +101,6 @@ export function renderUserData(
         sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
         ssh_authorized_keys: settings.adminAuthorizedKeys,
-      },
-      {
-        name: AGENT_USER,
-        gecos: "agent-host agents (unprivileged)",
-        shell: "/bin/bash",
-        uid: AGENT_UID,
-        primary_group: AGENT_USER,
-        no_user_group: true,
-        lock_passwd: true,
       },
     ],
     disable_root: true,

@@ -2,6 +2,7 @@
 // runs: the recorder, which Claude Code waits for on every hook event, never loads them.
 import * as fs from "fs";
 import * as os from "os";
+import { ensureAgent } from "./agents/agent-user";
 import { agentctlPaths, Agents } from "./agents/agents";
 import {
   agentctlConf,
@@ -16,7 +17,7 @@ import { loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
-import { faultLine } from "./agents/reconcile";
+import { checkAgentMax, faultLine } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
 import { healthText, healthy, hostHealth } from "./attention/health";
 import { parseArgs } from "util";
@@ -115,6 +116,36 @@ const agents = (checked = true): Agents => {
   return new Agents(conf, agentctlPaths(process.env), log, process.env);
 };
 
+/**
+ * `prepare-agent N`: what the wrapper runs (as root) before it starts agent N: the user, the home,
+ * the workspace and the state folders (host/agents/agent-user.ts ensureAgent), then the ids and
+ * paths as KEY=value lines for the wrapper. Nothing else in the wrapper touches an agent's path as
+ * root.
+ */
+function prepareAgent(argv: string[]): number {
+  if (argv.length !== 1 || !/^[1-9][0-9]*$/.test(argv[0]))
+    throw new UsageError("prepare-agent takes one agent number, e.g. 'prepare-agent 3'");
+  const conf = agentctlConf(process.env, log);
+  const n = Number(argv[0]);
+  checkAgentMax(n, conf);
+  const a = ensureAgent(conf, n, log);
+  const lines = {
+    AGENT_NAME: a.name,
+    AGENT_UID: a.uid,
+    AGENT_GID: a.gid,
+    AGENT_HOME: a.home,
+    AGENT_STATE: a.state,
+    CLAUDE_DIR: a.claudeDir,
+    WORKSPACE: a.workspace,
+  };
+  process.stdout.write(
+    Object.entries(lines)
+      .map(([k, v]) => `${k}=${v}\n`)
+      .join(""),
+  );
+  return 0;
+}
+
 export async function run(cmd: string | undefined, rest: string[]): Promise<number> {
   try {
     switch (cmd) {
@@ -130,6 +161,8 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return loginRestart(agents(false));
       case "status":
         return await status(rest);
+      case "prepare-agent":
+        return prepareAgent(rest);
       case "watch":
         return await monitor(true);
       case "monitor":

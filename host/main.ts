@@ -17,6 +17,9 @@
 //   web [--url | --rotate-token]  the dashboard (agent-host-web.service; host/web/main.ts)
 //   autostop       the auto-stop daemon (agent-host-autostop.service; host/cost/autostop-main.ts)
 //   autostop-status [--json]  VM uptime, agents' idle time, when the auto-stop comes or why not
+//   prepare-agent N  (root, the wrapper) agent N's user, home, workspace and state folders, made
+//                  safely (host/agents/agent-user.ts); prints its ids and paths as KEY=value lines
+//   own-checkout WS  (as the agent, the migration) a shared worktree becomes its own repository
 //   docker-env N   the Docker variables agent-N's claude gets (agent-wrapper; host/docker/)
 //   docker-idle    stop the agents' idle rootless Docker daemons (agent-docker-idle.timer)
 import { confMain } from "./conf/conf";
@@ -28,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === "hook") return hookMain();
   if (cmd === "conf") return confMain(rest);
+  if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);

@@ -13,10 +13,13 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { removeTestAgents } from "../tests/support";
 
 const ROOT = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
 const AGENT_USER = "agenttest";
+/** The product makes agenttest-N (uid 62100+N, homes under the bench's folder); removed after. */
+const UID_BASE = 62100;
 const AGENTS = 12;
 const RUNS = Math.max(1, Number(process.argv[2] ?? 5));
 const BACKOFF_MIN_SECONDS = 1;
@@ -104,8 +107,7 @@ function memory(pid: number): { pss: number; rss: number } {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
-  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
-    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
+  removeTestAgents(AGENT_USER, UID_BASE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-agentctl-"));
   fs.chmodSync(dir, 0o755);
   const standin = path.join(dir, "claude");
@@ -120,6 +122,8 @@ async function main(): Promise<void> {
       `AGENT_COUNT=${AGENTS}`,
       `AGENT_MAX=${AGENTS}`,
       `AGENT_USER=${AGENT_USER}`,
+      `AGENT_UID_BASE=${UID_BASE}`,
+      `AGENT_HOMES_DIR=${path.join(dir, "homes")}`,
       "PERMISSION_MODE=default",
       `CLAUDE_BIN=${standin}`,
       // The VM's default (host.conf): agents start 2 s apart, so the figure is agentctl's own
@@ -129,7 +133,7 @@ async function main(): Promise<void> {
       "RESTART_BACKOFF_MAX_SECONDS=4",
       "STOP_TIMEOUT_SECONDS=5",
       `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `STATE_DIR=${path.join(dir, "state")}`,
+      `STATE_DIR=${path.join(dir, "legacy-state")}`,
       `RUN_DIR=${run}`,
       `TMUX_SOCKET=${sock}`,
       "",
@@ -260,6 +264,7 @@ async function main(): Promise<void> {
     );
   } finally {
     stop();
+    removeTestAgents(AGENT_USER, UID_BASE);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

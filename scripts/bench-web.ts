@@ -34,11 +34,14 @@ import * as path from "path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { debianNode } from "../tests/fixtures/debian-node";
 import { webUnitNodeFlags } from "../tests/fixtures/web-unit";
+import { removeTestAgents } from "../tests/support";
 
 const ROOT = path.resolve(__dirname, "..");
 const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
 const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
 const AGENT_USER = "agenttest";
+/** The product makes agenttest-N (uid 62200+N, homes under the bench's folder); removed after. */
+const UID_BASE = 62200;
 const AGENTS = 12;
 const ARGS = process.argv.slice(2);
 const DEBIAN_NODE = ARGS.includes("--debian-node");
@@ -145,10 +148,7 @@ async function idleCpu(pids: number[], seconds: number): Promise<number[]> {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
-  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
-    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
-  const uid = Number(must("id", ["-u", AGENT_USER]).trim());
-  const gid = Number(must("id", ["-g", AGENT_USER]).trim());
+  removeTestAgents(AGENT_USER, UID_BASE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-"));
   fs.chmodSync(dir, 0o755);
   const standin = path.join(dir, "claude");
@@ -158,7 +158,9 @@ async function main(): Promise<void> {
   fs.copyFileSync(BUNDLE, bundle);
   fs.chmodSync(bundle, 0o755);
   const run = path.join(dir, "run");
-  const state = path.join(dir, "state");
+  const homes = path.join(dir, "homes");
+  /** Agent n's state folder, in its own home (one user per agent). */
+  const state = (n: number) => path.join(homes, `${AGENT_USER}-${n}`, ".agent-host");
   const sock = path.join(run, "tmux.sock");
   const conf = path.join(dir, "host.conf");
   const port = await freePort();
@@ -168,10 +170,12 @@ async function main(): Promise<void> {
     [
       `AGENT_COUNT=${AGENTS}`,
       `AGENT_USER=${AGENT_USER}`,
+      `AGENT_UID_BASE=${UID_BASE}`,
+      `AGENT_HOMES_DIR=${homes}`,
       `CLAUDE_BIN=${standin}`,
       "START_STAGGER_SECONDS=0.2",
       `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `STATE_DIR=${state}`,
+      `STATE_DIR=${path.join(dir, "legacy-state")}`,
       `RUN_DIR=${run}`,
       `TMUX_SOCKET=${sock}`,
       `DASHBOARD_PORT=${port}`,
@@ -198,11 +202,11 @@ async function main(): Promise<void> {
     must(
       "setpriv",
       [
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
+        `--reuid=${UID_BASE + n}`,
+        `--regid=${UID_BASE + n}`,
         "--init-groups",
         "env",
-        `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+        `AGENT_HOST_STATE_DIR=${state(n)}`,
         process.execPath,
         bundle,
         "hook",
@@ -218,7 +222,7 @@ async function main(): Promise<void> {
   const recordedState = (n: number): string | undefined => {
     try {
       return (
-        JSON.parse(fs.readFileSync(path.join(state, `agent-${n}`, "status.json"), "utf8")) as {
+        JSON.parse(fs.readFileSync(path.join(state(n), "status.json"), "utf8")) as {
           state: string;
         }
       ).state;
@@ -353,11 +357,11 @@ async function main(): Promise<void> {
         const rec = spawn(
           "setpriv",
           [
-            `--reuid=${uid}`,
-            `--regid=${gid}`,
+            `--reuid=${UID_BASE + n}`,
+            `--regid=${UID_BASE + n}`,
             "--init-groups",
             "env",
-            `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+            `AGENT_HOST_STATE_DIR=${state(n)}`,
             process.execPath,
             bundle,
             "hook",
@@ -420,6 +424,7 @@ async function main(): Promise<void> {
     spawnSync("tmux", ["-S", sock, "kill-server"]);
     for (const c of children) c.kill("SIGTERM");
     await sleep(500);
+    removeTestAgents(AGENT_USER, UID_BASE);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

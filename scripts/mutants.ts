@@ -186,6 +186,18 @@ export const MUTANTS: Mutant[] = [
       },
     ],
   },
+  {
+    id: "root-writes-session-id",
+    what: "the wrapper writes the session id as root again (a link the agent planted is followed)",
+    suite: "tests/hostile-agent.test.ts",
+    patches: [
+      {
+        file: "cloud-init/host/agent-wrapper",
+        find: '    { printf \'%s\\n\' "${id}" | as_agent tee -- "${f}.tmp" >/dev/null &&\n      as_agent mv -f -- "${f}.tmp" "${f}"; } || die "could not write ${f} as ${AGENT_NAME}"\n',
+        replace: '    printf \'%s\\n\' "${id}" >"${f}.tmp"\n    mv -f "${f}.tmp" "${f}"\n',
+      },
+    ],
+  },
 ];
 
 const log = (line: string) => process.stderr.write(`mutants: ${line}\n`);

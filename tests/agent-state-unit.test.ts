@@ -588,6 +588,6 @@ test("host.conf: last value wins, unknown keys and bad lines are ignored, defaul
     runDir: "/run/b",
     notifyOnIdle: false,
     agentCount: 1,
-    stateDir: "/home/agent/.agent-host",
+    stateDir: "/data/home/agent/.agent-host",
   });
 });

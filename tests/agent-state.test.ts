@@ -20,7 +20,14 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
+import {
+  filesContaining,
+  freePort,
+  poll,
+  removeTestAgents,
+  runAsync,
+  type RunResult,
+} from "./support";
 import {
   AGENTCTL,
   WRAPPER,
@@ -33,6 +40,11 @@ import {
 } from "./host-files";
 
 const AGENT_USER = "claudestate";
+/** Its agent users claudestate-N (uid 61250+N): made by the product's reconcile, removed after. */
+const UID_BASE = 61250;
+/** Agent n's state folder: HOME/.agent-host (issue 20: each agent its own user and home). */
+const stateOf = (h: { homes: string }, n: number): string =>
+  path.join(h.homes, `${AGENT_USER}-${n}`, ".agent-host");
 const COUNT = 3;
 const NONCE = randomBytes(4).toString("hex");
 const API_KEY = `sk-ant-api03-STATETEST${NONCE}${"k".repeat(60)}`;
@@ -97,7 +109,7 @@ interface Host {
   conf: string;
   sock: string;
   ws: string;
-  state: string;
+  homes: string;
   run: string;
   webhookFile: string;
   env: NodeJS.ProcessEnv;
@@ -139,7 +151,7 @@ function atPrompt(text: string): boolean {
 /** The recorder's own file (what status reads), without going through agentctl. */
 function recorded(h: Host, n: number): { state: string; reason: string; seq: number } | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(h.state, `agent-${n}`, "status.json"), "utf8"));
+    return JSON.parse(fs.readFileSync(path.join(stateOf(h, n), "status.json"), "utf8"));
   } catch {
     return undefined;
   }
@@ -206,7 +218,6 @@ function delivered(hits: Hit[]) {
 }
 
 suite("agent state from Claude Code's hooks, notifications and send, with the real claude", () => {
-  const users = new TestUsers();
   jest.setTimeout(600_000);
   let api: MessagesApi;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -215,7 +226,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = await startReceiver();
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
@@ -226,7 +237,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       conf: path.join(dir, "host.conf"),
       sock: path.join(dir, "run", "tmux.sock"),
       ws: path.join(dir, "workspaces"),
-      state: path.join(dir, "state"),
+      homes: path.join(dir, "homes"),
       run: path.join(dir, "run"),
       webhookFile: path.join(dir, "secrets", "notify-webhook-url"),
       env: {
@@ -267,7 +278,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
           RESTART_BACKOFF_MAX_SECONDS: "2",
           STOP_TIMEOUT_SECONDS: "10",
           WORKSPACES_DIR: h.ws,
-          STATE_DIR: h.state,
+          AGENT_UID_BASE: String(UID_BASE),
+          AGENT_HOMES_DIR: h.homes,
+          STATE_DIR: path.join(dir, "legacy-state"),
           RUN_DIR: h.run,
           TMUX_SOCKET: h.sock,
           API_KEY_FILE: keyFile,
@@ -341,9 +354,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     await receiver?.close();
     for (const d of made) fs.rmdirSync(d);
     fs.rmSync(h.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
-  // Last: the agent user goes once its processes are gone (the teardown above ends them).
-  afterAll(() => users.removeAll());
 
   // A test that failed mid-turn leaves an agent in a dialog or a turn, and a scripted reply in
   // the queue: the next test starts from every agent idle and an empty queue, or not at all.
@@ -394,8 +406,8 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     // Outside the namespace the mount point stays empty: nobody else's claude got these hooks.
     if (made.includes(MANAGED_DIR)) expect(fs.readdirSync(MANAGED_DIR)).toEqual([]);
     // The recorder writes as the agent, in the agent's own folder.
-    const st = fs.statSync(path.join(h.state, "agent-1", "status.json"));
-    expect(st.uid).toBe(Number(spawnSync("id", ["-u", AGENT_USER], { encoding: "utf8" }).stdout));
+    const st = fs.statSync(path.join(stateOf(h, 1), "status.json"));
+    expect(st.uid).toBe(UID_BASE + 1);
     expect(st.mode & 0o077).toBe(0);
   });
 

@@ -9,7 +9,17 @@ import * as path from "path";
 import type { StatusRow } from "../host/attention/status";
 import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, standinRecords, waitFor, TestUsers } from "./support";
+import {
+  agentNo,
+  filesContaining,
+  removeTestAgents,
+  standinRecords,
+  testAgentState,
+  testAgentUid,
+  waitFor,
+  type TestAgents,
+  TestUsers,
+} from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
@@ -23,6 +33,8 @@ const STANDIN = (() => {
   return copy;
 })();
 const AGENT_USER = "agenttest";
+/** Its own agent users (agenttest-N, uid 61000+N): the product makes them, afterAll removes them. */
+const UID_BASE = 61000;
 const AGENT_MAX = 12;
 const BACKOFF_MIN_SECONDS = 1;
 const API_KEY_CANARY = `sk-ant-api03-CANARY${process.pid}x${Date.now()}`;
@@ -44,12 +56,16 @@ interface Host {
   conf: string;
   sock: string;
   ws: string;
-  state: string;
+  homes: string;
+  agents: TestAgents;
   run: string;
   keyFile: string;
   env: NodeJS.ProcessEnv;
   server?: ChildProcess;
 }
+/** Agent `name`'s state folder (HOME/.agent-host) and uid. */
+const stateOf = (h: Host, name: string | number) => testAgentState(h.agents, agentNo(name));
+const uidOfAgent = (h: Host, name: string | number) => testAgentUid(h.agents, agentNo(name));
 interface Result {
   code: number | null;
   stdout: string;
@@ -77,7 +93,8 @@ function makeHost(name: string, agentCount: number): Host {
     conf: path.join(dir, "host.conf"),
     sock: path.join(dir, "run", "tmux.sock"),
     ws: path.join(dir, "workspaces"),
-    state: path.join(dir, "state"),
+    homes: path.join(dir, "homes"),
+    agents: { prefix: AGENT_USER, uidBase: UID_BASE, homes: path.join(dir, "homes") },
     run: path.join(dir, "run"),
     keyFile: path.join(dir, "secrets", "anthropic-api-key"),
     env: {
@@ -103,7 +120,9 @@ function makeHost(name: string, agentCount: number): Host {
       "RESTART_BACKOFF_MAX_SECONDS=4",
       "STOP_TIMEOUT_SECONDS=5",
       `WORKSPACES_DIR=${h.ws}`,
-      `STATE_DIR=${h.state}`,
+      `AGENT_UID_BASE=${UID_BASE}`,
+      `AGENT_HOMES_DIR=${h.homes}`,
+      `STATE_DIR=${path.join(dir, "legacy-state")}`,
       `RUN_DIR=${h.run}`,
       `TMUX_SOCKET=${h.sock}`,
       `API_KEY_FILE=${h.keyFile}`,
@@ -181,7 +200,7 @@ async function allRunning(h: Host, n: number): Promise<Map<string, number>> {
 }
 
 function records(h: Host, agent: string): Record[] {
-  return standinRecords<Record>(path.join(h.state, agent));
+  return standinRecords<Record>(stateOf(h, agent));
 }
 
 /**
@@ -227,22 +246,17 @@ function tree(dir: string): string[] {
   return out.sort();
 }
 
-function uidOf(user: string): number {
-  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
-}
-
 function stopHost(h: Host): void {
   spawnSync("tmux", ["-S", h.sock, "kill-server"]);
   h.server?.kill("SIGTERM");
 }
 
 suite("agentctl and agent-wrapper on a real tmux server", () => {
-  const users = new TestUsers();
   jest.setTimeout(60_000);
   let h: Host;
 
   beforeAll(async () => {
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     h = makeHost("main", 10);
     fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
     fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
@@ -255,8 +269,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
   afterAll(async () => {
     const pids = hosts.flatMap((x) =>
-      fs.existsSync(x.state)
-        ? fs.readdirSync(x.state).flatMap((a) => records(x, a).map((r) => r.pid))
+      fs.existsSync(x.homes)
+        ? fs.readdirSync(x.homes).flatMap((a) => records(x, a).map((r) => r.pid))
         : [],
     );
     hosts.forEach(stopHost);
@@ -270,10 +284,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       },
     );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(STANDIN), { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
-
-  // Last: the agent user goes once its processes are gone (the teardown above ends them).
-  afterAll(() => users.removeAll());
 
   test("reconcile 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
     const first = ctl(h, ["reconcile", "12", "--json"]);
@@ -308,12 +321,13 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
 
   test("each agent runs the pinned command as the agent user, in its workspace, with a stable session", async () => {
     await allRunning(h, 12);
-    const uid = uidOf(AGENT_USER);
     for (const name of agentNames(12)) {
+      // Each agent its own user: agenttest-N, uid UID_BASE+N (issue 20).
+      const uid = uidOfAgent(h, name);
       const rec = await lastRecord(h, name);
       expect(rec.uid).toBe(uid);
       expect(rec.cwd).toBe(path.join(h.ws, name));
-      const sessionId = fs.readFileSync(path.join(h.state, name, "session-id"), "utf8").trim();
+      const sessionId = fs.readFileSync(path.join(stateOf(h, name), "session-id"), "utf8").trim();
       expect(sessionId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       expect(rec.argv).toEqual(["--permission-mode", "default", "--session-id", sessionId]);
       expect(rec.env).toEqual(
@@ -325,7 +339,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
         ]),
       );
       expect(rec.env).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
-      expect(fs.statSync(path.join(h.state, name, "claude")).uid).toBe(uid);
+      expect(fs.statSync(path.join(stateOf(h, name), "claude")).uid).toBe(uid);
       expect(fs.statSync(path.join(h.ws, name)).uid).toBe(uid);
     }
     // No systemd as PID 1 here: the wrapper says, once, that limits are not applied.
@@ -354,7 +368,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       const pid = r.pid as number;
       // The pid is the stand-in's own, runs as the agent user, and is the pane wrapper's child.
       expect((await lastRecord(h, r.name)).pid).toBe(pid);
-      expect(ps(pid, "user")).toBe(AGENT_USER);
+      expect(ps(pid, "user")).toBe(`${AGENT_USER}-${agentNo(r.name)}`);
       expect(ps(pid, "args")).toContain(STANDIN);
       expect(Number(ps(pid, "ppid"))).toBe(panes.get(r.name)?.pid);
       // uptime is read while status runs and etimes now: allow the time in between.
@@ -432,7 +446,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const sessions = new Map(
       agentNames(12).map((n) => [
         n,
-        fs.readFileSync(path.join(h.state, n, "session-id"), "utf8").trim(),
+        fs.readFileSync(path.join(stateOf(h, n), "session-id"), "utf8").trim(),
       ]),
     );
     for (const target of [10, 12, 3, 12, 1, 10]) {
@@ -460,7 +474,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
             `agent ${i}\n`,
           );
           expect(
-            fs.readFileSync(path.join(h.state, `agent-${i}`, "session-id"), "utf8").trim(),
+            fs.readFileSync(path.join(stateOf(h, `agent-${i}`), "session-id"), "utf8").trim(),
           ).toBe(sessions.get(`agent-${i}`));
         }
       }
@@ -538,7 +552,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       return row?.state === "running" && row.pid !== old ? row.pid : undefined;
     });
     expect(alive(pid)).toBe(true);
-    const sessionId = fs.readFileSync(path.join(h.state, "agent-2", "session-id"), "utf8").trim();
+    const sessionId = fs
+      .readFileSync(path.join(stateOf(h, "agent-2"), "session-id"), "utf8")
+      .trim();
     expect((await lastRecord(h, "agent-2")).argv).toEqual([
       "--permission-mode",
       "default",
@@ -569,7 +585,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       fs.writeFileSync(path.join(cg, "memory.limit_in_bytes"), String(64 << 20));
       fs.writeFileSync(path.join(cg, "cgroup.procs"), String(claude));
       // A tool the agent runs grows past the limit: as the agent user, in the agent's cgroup.
-      const uid = uidOf(AGENT_USER);
+      const uid = uidOfAgent(h, 3);
       const hog = spawnSync(
         "sh",
         [
@@ -625,8 +641,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       restarted: ["agent-3"],
       running: 10,
     });
-    // Until the new wrapper has ended the orphan and started its own claude, agent-3's run files
-    // still name the orphan (alive, so "running"): wait for the new pid.
+    // Until the new wrapper has prepared the agent (prepare-agent), ended the orphan and started
+    // its own claude, agent-3's run files still name the orphan (alive, so "running"): wait for
+    // the new pid.
     const now = await waitFor("agent-3 running a new claude", () => {
       const rows = status(h).filter((r) => agentNames(10).includes(r.name));
       if (rows.length !== 10 || rows.some((r) => r.state !== "running" || !r.pid)) return undefined;
@@ -775,9 +792,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
   test("a /login made in one agent is never copied to another (copies of one OAuth login revoke each other)", async () => {
     ctl(h, ["reconcile", "10"]);
     const pids = await allRunning(h, 10);
-    const uid = uidOf(AGENT_USER);
-    const source = path.join(h.state, "agent-1", "claude", ".credentials.json");
-    const target = path.join(h.state, "agent-5", "claude", ".credentials.json");
+    const uid = uidOfAgent(h, 1);
+    const source = path.join(stateOf(h, "agent-1"), "claude", ".credentials.json");
+    const target = path.join(stateOf(h, "agent-5"), "claude", ".credentials.json");
     fs.writeFileSync(source, '{"claudeAiOauth":{"accessToken":"test"}}\n', { mode: 0o600 });
     fs.chownSync(source, uid, uid);
     expect(ctl(h, ["restart", "5"]).code).toBe(0);
@@ -816,7 +833,9 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     ];
     for (const [mode, command] of runs) {
       fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", `PERMISSION_MODE=${mode}`));
-      expect(ctl(p, command).code).toBe(0);
+      const started = ctl(p, command);
+      expect(started.stderr).toBe(started.code === 0 ? started.stderr : "");
+      expect(started.code).toBe(0);
       const rec = await waitFor(
         `agent-1 started with --permission-mode ${mode}`,
         () => records(p, "agent-1").find((r) => r.argv[1] === mode),
@@ -879,7 +898,7 @@ suite("TestUsers: a suite leaves /etc/passwd, /etc/group and /home as it found t
     const home = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.split(":")[5];
     expect(fs.existsSync(home)).toBe(true);
     // A process of the user's still running when the suite ends: ended by pid, then removed.
-    const uid = uidOf(name);
+    const uid = Number(spawnSync("id", ["-u", name], { encoding: "utf8" }).stdout.trim());
     const proc = spawn("setpriv", [
       `--reuid=${uid}`,
       `--regid=${uid}`,

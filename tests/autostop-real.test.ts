@@ -17,10 +17,12 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort, poll, runAsync, TestUsers } from "./support";
+import { freePort, poll, removeTestAgents, runAsync } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudestop";
+/** Its agent users claudestop-N (uid 61800+N): made by the product's reconcile, removed after. */
+const UID_BASE = 61800;
 const COUNT = 2;
 const QUIET_SECONDS = 4;
 const NONCE = randomBytes(4).toString("hex");
@@ -77,7 +79,6 @@ const atPrompt = (text: string) => {
 };
 
 suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", () => {
-  const users = new TestUsers();
   jest.setTimeout(1_200_000);
   let api: MessagesApi;
   let dir: string;
@@ -107,7 +108,13 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   const pane = (n: number) => tmux(["capture-pane", "-p", "-t", `=agents:=agent-${n}`]);
   const recorded = (n: number): { state: string; event: string; reason: string } | undefined => {
     try {
-      return JSON.parse(fs.readFileSync(path.join(stateDir, `agent-${n}`, "status.json"), "utf8"));
+      // Agent N's state is in its own home (issue 20).
+      return JSON.parse(
+        fs.readFileSync(
+          path.join(stateDir, `${AGENT_USER}-${n}`, ".agent-host", "status.json"),
+          "utf8",
+        ),
+      );
     } catch {
       return undefined;
     }
@@ -127,7 +134,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = http.createServer((req, res) => {
       let body = "";
@@ -142,7 +149,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "autostop-real-"));
     fs.chmodSync(dir, 0o755);
     sock = path.join(dir, "run", "tmux.sock");
-    stateDir = path.join(dir, "state");
+    stateDir = path.join(dir, "homes");
     fs.mkdirSync(path.join(dir, "bin"), { mode: 0o755 });
     fs.writeFileSync(path.join(dir, "bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
     const secrets = path.join(dir, "secrets");
@@ -172,7 +179,9 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
       START_STAGGER_SECONDS: "0.25",
       STOP_TIMEOUT_SECONDS: "10",
       WORKSPACES_DIR: path.join(dir, "workspaces"),
-      STATE_DIR: stateDir,
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: stateDir,
+      STATE_DIR: path.join(dir, "legacy-state"),
       RUN_DIR: path.join(dir, "run"),
       TMUX_SOCKET: sock,
       API_KEY_FILE: path.join(secrets, "anthropic-api-key"),
@@ -287,7 +296,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
   // Last: the agent user goes once its processes are gone (the teardown above ends them).
-  afterAll(() => users.removeAll());
+  afterAll(() => removeTestAgents(AGENT_USER, UID_BASE));
 
   // A scripted reply left unused, or a request that broke the API's rules, fails the test that
   // caused it; the queue is empty for the next one.

@@ -20,11 +20,16 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort, poll, runAsync } from "./support";
+import { freePort, poll, removeTestAgents, runAsync } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 import { webUnitArgv } from "./fixtures/web-unit";
 
 const AGENT_USER = "claudeweb";
+/** Its agent users claudeweb-N (uid 62000+N): made by the product's reconcile, removed after. */
+const UID_BASE = 62000;
+/** Agent n's state folder: HOME/.agent-host (issue 20: each agent its own user and home). */
+const stateOf = (h: { homes: string }, n: number): string =>
+  path.join(h.homes, `${AGENT_USER}-${n}`, ".agent-host");
 const COUNT = 2;
 const NONCE = randomBytes(4).toString("hex");
 const API_KEY = `sk-ant-api03-WEBTEST${NONCE}${"k".repeat(60)}`;
@@ -59,7 +64,7 @@ interface Host {
   dir: string;
   sock: string;
   ws: string;
-  state: string;
+  homes: string;
   run: string;
   port: number;
   env: NodeJS.ProcessEnv;
@@ -99,7 +104,7 @@ interface StatusFile {
 
 function recorded(h: Host, n: number): StatusFile | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(h.state, `agent-${n}`, "status.json"), "utf8"));
+    return JSON.parse(fs.readFileSync(path.join(stateOf(h, n), "status.json"), "utf8"));
   } catch {
     return undefined;
   }
@@ -177,12 +182,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    if (spawnSync("id", ["-u", AGENT_USER]).status !== 0) {
-      const r = spawnSync("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER], {
-        encoding: "utf8",
-      });
-      if (r.status !== 0) throw new Error(`useradd ${AGENT_USER}: ${r.stderr}`);
-    }
+    removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-"));
@@ -191,7 +191,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       dir,
       sock: path.join(dir, "run", "tmux.sock"),
       ws: path.join(dir, "workspaces"),
-      state: path.join(dir, "state"),
+      homes: path.join(dir, "homes"),
       run: path.join(dir, "run"),
       port: await freePort(),
       webLog: [],
@@ -225,7 +225,9 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       RESTART_BACKOFF_MAX_SECONDS: "2",
       STOP_TIMEOUT_SECONDS: "10",
       WORKSPACES_DIR: h.ws,
-      STATE_DIR: h.state,
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: h.homes,
+      STATE_DIR: path.join(dir, "legacy-state"),
       RUN_DIR: h.run,
       TMUX_SOCKET: h.sock,
       API_KEY_FILE: keyFile,
@@ -351,6 +353,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await api?.close();
     for (const d of made) fs.rmdirSync(d);
     fs.rmSync(h.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
 
   test("the page: every agent with state, SINCE and WHY; the token leaves the address bar; no other origin is asked", async () => {
@@ -474,9 +477,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     // The recorder's own record, written as the agent (the file stays the agent's), one transition.
     const after = recorded(h, 2) as StatusFile;
     expect([after.state, after.seq, after.event]).toEqual(["idle", asked.seq + 1, "DashboardDeny"]);
-    expect(fs.statSync(path.join(h.state, "agent-2", "status.json")).uid).toBe(
-      Number(spawnSync("id", ["-u", AGENT_USER], { encoding: "utf8" }).stdout.trim()),
-    );
+    expect(fs.statSync(path.join(stateOf(h, 2), "status.json")).uid).toBe(UID_BASE + 2);
     // What Claude Code shows: the call did not run, the prompt waits for the user.
     await poll(
       "the pane says the call did not run",
@@ -586,14 +587,14 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(ok.status).toBe(200);
     expect(Object.keys(ok.headers).filter((k) => k.startsWith("access-control"))).toEqual([]);
 
-    // As an agent would try it: its own uid, the installed paths. The token file stays closed to
+    // As an agent would try it: agent-1's own uid, the installed paths. The token file stays closed to
     // it and unchanged; the port answers 401 without the token.
     const tokenFile = path.join(h.dir, "secrets", "dashboard-token");
     const before = fs.readFileSync(tokenFile, "utf8");
     const asAgent = (cmd: string[]) =>
       runAsync(
         "setpriv",
-        [`--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups", ...cmd],
+        [`--reuid=${UID_BASE + 1}`, `--regid=${UID_BASE + 1}`, "--init-groups", ...cmd],
         {
           PATH: process.env.PATH,
         },

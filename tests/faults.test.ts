@@ -18,14 +18,17 @@ import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
 import { APPLY_STEPS } from "../host/apply/journal";
 import { BASE_CONFIG, one, runProgram, unwrap } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, poll } from "./support";
+import { filesContaining, poll, removeTestAgents } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 const ADMIN = `faults-admin-${process.pid}`;
-const AGENT = `faults-agent-${process.pid}`;
+/** The agents' user prefix: the product makes faults-agent-N (uid 61900+N); removed after. */
+const AGENT = "faults-agent";
+const UID_BASE = 61900;
+const AGENT_1_UID = UID_BASE + 1;
 const KEY = (tag: string) => `sk-ant-api03-FAULTS${tag}x${process.pid}x${"k".repeat(40)}`;
 const WORK_PARENT = "/run/agent-host-apply";
 
@@ -72,7 +75,9 @@ const p = {
   agentctl: () => path.join(ROOT, "usr/local/bin/agentctl"),
   lib: () => path.join(ROOT, "usr/local/lib/agent-host"),
   ws: () => path.join(ROOT, "workspaces"),
-  state: () => path.join(ROOT, "home/agent/.agent-host"),
+  homes: () => path.join(ROOT, "data/home"),
+  /** Agent 1's state folder, in its own home (issue 20). */
+  state1: () => path.join(ROOT, "data/home", `${AGENT}-1`, ".agent-host"),
   run: () => path.join(ROOT, "run/agent-host"),
   sock: () => path.join(ROOT, "run/agent-host/tmux.sock"),
   claudeBin: () => path.join(ROOT, "usr/local/bin/claude"),
@@ -214,7 +219,8 @@ suite("faults: the host keeps its word (issue 23)", () => {
     fs.chmodSync(BASE, 0o755);
     ROOT = path.join(BASE, "root");
     fs.mkdirSync(ROOT, { mode: 0o755 });
-    for (const u of [ADMIN, AGENT]) {
+    removeTestAgents(AGENT, UID_BASE);
+    for (const u of [ADMIN]) {
       sh("useradd", ["--create-home", "--shell", "/bin/bash", u]);
       created.push(u);
     }
@@ -259,7 +265,9 @@ suite("faults: the host keeps its word (issue 23)", () => {
         `CLAUDE_BIN=${p.claudeBin()}`,
         `WORKSPACES_DIR=${p.ws()}`,
         `DATA_MOUNT=${p.ws()}`,
-        `STATE_DIR=${p.state()}`,
+        `AGENT_UID_BASE=${UID_BASE}`,
+        `AGENT_HOMES_DIR=${p.homes()}`,
+        `STATE_DIR=${path.join(ROOT, "data/home/agent/.agent-host")}`,
         `RUN_DIR=${p.run()}`,
         `TMUX_SOCKET=${p.sock()}`,
         `API_KEY_FILE=${p.keyFile()}`,
@@ -284,7 +292,7 @@ suite("faults: the host keeps its word (issue 23)", () => {
 
   afterAll(() => {
     if (ROOT && fs.existsSync(p.sock())) spawnSync("tmux", ["-S", p.sock(), "kill-server"]);
-    spawnSync("pkill", ["-KILL", "-u", AGENT]);
+    removeTestAgents(AGENT, UID_BASE);
     if (mounted) spawnSync("umount", ["-l", p.ws()]);
     for (const u of created) spawnSync("userdel", ["--remove", u]);
     if (BASE) fs.rmSync(BASE, { recursive: true, force: true });
@@ -377,7 +385,7 @@ suite("faults: the host keeps its word (issue 23)", () => {
   });
 
   test("run as a non-root user: one line saying it needs sudo and who may, exit 2", () => {
-    const uid = Number(sh("id", ["-u", AGENT]).trim());
+    const uid = AGENT_1_UID;
     const r = spawnSync(
       "setpriv",
       [`--reuid=${uid}`, `--regid=${uid}`, "--init-groups", p.agentctl(), "status"],
@@ -393,9 +401,9 @@ suite("faults: the host keeps its word (issue 23)", () => {
   });
 
   test("a state folder the recorder cannot write: the hook ends at once with one line; status tells", () => {
-    const dir = path.join(p.state(), "agent-1");
+    const dir = p.state1();
     const st = fs.statSync(dir);
-    const uid = Number(sh("id", ["-u", AGENT]).trim());
+    const uid = AGENT_1_UID;
     fs.chownSync(dir, 0, 0);
     fs.chmodSync(dir, 0o755);
     try {
@@ -471,7 +479,8 @@ suite("faults: the host keeps its word (issue 23)", () => {
     let r: Ran;
     try {
       r = await apply(await deploy(3, key));
-      expect(r.code).toBe(1);
+      // apply's own words in the failure message when it does not fail.
+      expect([r.code, r.code === 1 ? "" : r.stderr]).toEqual([1, ""]);
       expect(r.stdout).toBe(
         `${JSON.stringify({ desired: 2, added: [], removed: [], restarted: [], running: 2 })}\n`,
       );

@@ -21,7 +21,7 @@ import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
 import { APPLY_PATH } from "../components/agent-fleet";
 import { BASE_CONFIG, runProgram, unwrap, type ProgramRun } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import { waitFor } from "./support";
+import { removeTestAgents, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
@@ -66,7 +66,9 @@ class HostSandbox {
   readonly base: string;
   readonly root: string;
   readonly admin: string;
+  /** The agents' user prefix: the product makes fcli-gI-N (uid uidBase+N); removed after. */
   readonly agent: string;
+  readonly uidBase: number;
   readonly sudoers: string;
   readonly address: string;
   sshd?: ChildProcess;
@@ -79,7 +81,9 @@ class HostSandbox {
     fs.chmodSync(this.base, 0o755);
     this.root = path.join(this.base, "root");
     this.admin = `fcli-a${index}-${process.pid}`;
-    this.agent = `fcli-g${index}-${process.pid}`;
+    this.agent = `fcli-g${index}`;
+    // One machine, three hosts: each its own uid range, as each VM has its own passwd.
+    this.uidBase = 62300 + index * 100;
     this.sudoers = `/etc/sudoers.d/agent-host-fleet-cli-${process.pid}-${index}`;
   }
 
@@ -103,7 +107,7 @@ class HostSandbox {
     for (const d of [root, bin]) fs.mkdirSync(d, { mode: 0o755 });
     fs.mkdirSync(sshDir, { mode: 0o700 });
     this.ensureUser(admin);
-    this.ensureUser(agent);
+    removeTestAgents(agent, this.uidBase);
     sh("usermod", ["-p", "*", admin]);
     sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host", "-f", `${sshDir}/host`]);
     this.hostKey = fs
@@ -131,7 +135,9 @@ class HostSandbox {
         `ADMIN_USER=${admin}`,
         `CLAUDE_BIN=${p("usr/local/bin/claude")}`,
         `WORKSPACES_DIR=${p("workspaces")}`,
-        `STATE_DIR=${p("home/agent/.agent-host")}`,
+        `AGENT_UID_BASE=${this.uidBase}`,
+        `AGENT_HOMES_DIR=${p("data/home")}`,
+        `STATE_DIR=${p("data/home/agent/.agent-host")}`,
         `RUN_DIR=${p("run/agent-host")}`,
         `TMUX_SOCKET=${this.sock}`,
         `API_KEY_FILE=${p("etc/agent-host/secrets/anthropic-api-key")}`,
@@ -229,6 +235,7 @@ class HostSandbox {
     await this.stopSshd();
     fs.rmSync(this.sudoers, { force: true });
     for (const user of this.users) spawnSync("userdel", ["--remove", user]);
+    removeTestAgents(this.agent, this.uidBase);
     fs.rmSync(this.base, { recursive: true, force: true });
   }
 }
@@ -383,14 +390,15 @@ suite("npm run agents across three hosts on loopback", () => {
       Array.from({ length: n }, (_, a) => `host-${i + 1}/agent-${a + 1}`),
     );
     expect(listed.sort()).toEqual(expected.sort());
-    // Each host's rows are that host's agents: its pids are processes of its own agent user.
+    // Each host's rows are that host's agents: each pid a process of that host's user for that
+    // agent (one user per agent, issue 20).
     for (const line of lines.slice(1)) {
-      const [hostName, , , , pid] = line.split(/\s+/);
+      const [hostName, agentName, , , pid] = line.split(/\s+/);
       const sandbox = hosts[Number(hostName.slice("host-".length)) - 1];
       if (/^\d+$/.test(pid)) {
         expect({ line, uid: fs.statSync(`/proc/${pid}`).uid }).toEqual({
           line,
-          uid: uidOf(sandbox.agent),
+          uid: sandbox.uidBase + Number(agentName.replace("agent-", "")),
         });
       }
     }

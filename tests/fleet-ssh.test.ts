@@ -34,7 +34,7 @@ import {
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
 import { ExecTrace, secretExposures, underProgram, type Exec } from "./fixtures/exec-trace";
-import { filesContaining, freePort, standinRecords, waitFor } from "./support";
+import { filesContaining, freePort, removeTestAgents, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
@@ -42,7 +42,9 @@ const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 // Per run, so two runs of this file at once (several sessions share this machine) never remove
 // each other's users or sudo rule.
 const ADMIN = `fleet-admin-${process.pid}`;
-const AGENT = `fleet-agent-${process.pid}`;
+/** The agents' user prefix: the product makes fleet-agent-N (uid 61600+N); removed after. */
+const AGENT = "fleet-agent";
+const UID_BASE = 61600;
 const SUDOERS = `/etc/sudoers.d/agent-host-fleet-ssh-${process.pid}`;
 const API_KEY_CANARY = `sk-ant-api03-FLEETCANARY${process.pid}x${Date.now()}`;
 /** The key a rotation (pulumi config set --secret anthropicApiKey) puts in its place. */
@@ -108,7 +110,7 @@ const p = {
   tmuxConf: () => path.join(ROOT, "etc/agent-host/tmux.conf"),
   claudeBin: () => path.join(ROOT, "usr/local/bin/claude"),
   ws: () => path.join(ROOT, "workspaces"),
-  state: () => path.join(ROOT, "home/agent/.agent-host"),
+  homes: () => path.join(ROOT, "data/home"),
   run: () => path.join(ROOT, "run/agent-host"),
   sock: () => path.join(ROOT, "run/agent-host/tmux.sock"),
   adminKeys: () => path.join(ROOT, "home", ADMIN, ".ssh/authorized_keys"),
@@ -246,7 +248,10 @@ function claudesStarted(n: number, old = new Map<string, number>(), ms?: number)
 }
 
 function records(agent: string): StandinRecord[] {
-  return standinRecords<StandinRecord>(path.join(p.state(), agent));
+  // agent-N's state is in its own home (issue 20): HOMES/fleet-agent-N/.agent-host.
+  return standinRecords<StandinRecord>(
+    path.join(p.homes(), `${AGENT}-${agent.replace(/^.*-/, "")}`, ".agent-host"),
+  );
 }
 
 /**
@@ -613,7 +618,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     fs.mkdirSync(bin, { mode: 0o755 });
 
     ensureUser(ADMIN);
-    ensureUser(AGENT);
+    removeTestAgents(AGENT, UID_BASE);
     // A locked password ("!") makes sshd without PAM refuse even key logins; "*" is no password.
     sh("usermod", ["-p", "*", ADMIN]);
 
@@ -639,10 +644,12 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       [
         "# tests/fleet-ssh.test.ts: this host's users and paths under AGENT_HOST_ROOT",
         `AGENT_USER=${AGENT}`,
+        `AGENT_UID_BASE=${UID_BASE}`,
+        `AGENT_HOMES_DIR=${p.homes()}`,
         `ADMIN_USER=${ADMIN}`,
         `CLAUDE_BIN=${p.claudeBin()}`,
         `WORKSPACES_DIR=${p.ws()}`,
-        `STATE_DIR=${p.state()}`,
+        `STATE_DIR=${path.join(ROOT, "data/home/agent/.agent-host")}`,
         `RUN_DIR=${p.run()}`,
         `TMUX_SOCKET=${p.sock()}`,
         `API_KEY_FILE=${p.keyFile()}`,
@@ -759,8 +766,8 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
   });
 
   afterAll(async () => {
-    const pids = fs.existsSync(p.state())
-      ? fs.readdirSync(p.state()).flatMap((a) => records(a).map((r) => r.pid))
+    const pids = fs.existsSync(p.homes())
+      ? fs.readdirSync(p.homes()).flatMap((a) => records(a).map((r) => r.pid))
       : [];
     if (ROOT && fs.existsSync(p.sock())) spawnSync("tmux", ["-S", p.sock(), "kill-server"]);
     // The stand-ins die with their panes (SIGHUP); make sure, pid by pid, that none is left.
@@ -781,6 +788,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     }
     fs.rmSync(SUDOERS, { force: true });
     for (const user of createdUsers) spawnSync("userdel", ["--remove", user]);
+    removeTestAgents(AGENT, UID_BASE);
     if (BASE) fs.rmSync(BASE, { recursive: true, force: true });
   });
 
@@ -822,10 +830,10 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       started.map((e) => e.env.find((v) => v.startsWith("AGENT_HOST_AGENT="))),
     );
     expect(agents.size).toBe(10);
-    const agentUid = uidOf(AGENT);
     for (const name of agentNames(10)) {
       const rec = await recordOf(name, running.get(name) as number);
-      expect(rec.uid).toBe(agentUid);
+      // Each agent its own user: uid UID_BASE + N.
+      expect(rec.uid).toBe(UID_BASE + Number(name.replace("agent-", "")));
       expect(rec.cwd).toBe(path.join(p.ws(), name));
       expect(rec.env).toContain("ANTHROPIC_API_KEY");
     }
@@ -965,7 +973,17 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     const sessions = new Map(
       agentNames(12).map((n) => [
         n,
-        fs.readFileSync(path.join(p.state(), n, "session-id"), "utf8").trim(),
+        fs
+          .readFileSync(
+            path.join(
+              p.homes(),
+              `${AGENT}-${n.replace("agent-", "")}`,
+              ".agent-host",
+              "session-id",
+            ),
+            "utf8",
+          )
+          .trim(),
       ]),
     );
     const r = await sshRun(await program(12, ROTATED_KEY_CANARY));
@@ -1034,7 +1052,17 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     const sessions = new Map(
       agentNames(12).map((n) => [
         n,
-        fs.readFileSync(path.join(p.state(), n, "session-id"), "utf8").trim(),
+        fs
+          .readFileSync(
+            path.join(
+              p.homes(),
+              `${AGENT}-${n.replace("agent-", "")}`,
+              ".agent-host",
+              "session-id",
+            ),
+            "utf8",
+          )
+          .trim(),
       ]),
     );
     // npm downloads the release's native binary (~200 MB): minutes on a loaded machine.

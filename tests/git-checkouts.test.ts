@@ -18,7 +18,7 @@ import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
 import { ExecTrace, readTrace, secretExposures, straceArgv } from "./fixtures/exec-trace";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, waitFor } from "./support";
+import { filesContaining, freePort, removeTestAgents, waitFor } from "./support";
 import { cloudInitUserData } from "./user-data";
 
 const REPO = path.resolve(__dirname, "..");
@@ -26,7 +26,12 @@ const APPLY = path.join(REPO, "cloud-init/host/apply");
 const STANDIN = path.join(REPO, "tests/fixtures/claude");
 const HTTPS_SERVER = path.join(REPO, "tests/fixtures/git-https-server.ts");
 const TS_NODE = path.join(REPO, "node_modules/.bin/ts-node");
-const AGENT = "ahgit-agent";
+/** Each agent its own user (issue 20): ahgit-agent-N, uid = gid = 61500 + N. */
+const PREFIX = "ahgit-agent";
+const UID_BASE = 61500;
+const agentName = (n: number): string => `${PREFIX}-${n}`;
+/** The checks of one agent's git set-up look at agent 1's. */
+const AGENT = agentName(1);
 const OTHER = "ahgit-other";
 const SRV = "ahgit-srv";
 const TOKEN = `ghp_CANARY${process.pid}x${Date.now()}`;
@@ -62,6 +67,8 @@ interface Row {
 }
 
 let BASE = "";
+/** AGENT_HOMES_DIR of the test's host (one host root for both scenarios, as one VM). */
+const agentHomes = (): string => path.join(BASE, "host/data/home");
 let httpsServer: ChildProcess | undefined;
 let sshd: ChildProcess | undefined;
 let httpsPort = 0;
@@ -123,14 +130,6 @@ function ensureUser(name: string, shell = "/bin/bash"): void {
   sh("usermod", ["-p", "*", name]);
 }
 
-/** Empties a user's home (a previous run's git config and credentials). */
-function freshHome(user: string): void {
-  const { uid, gid, home } = ids(user);
-  fs.rmSync(home, { recursive: true, force: true });
-  fs.mkdirSync(home, { mode: 0o750 });
-  fs.chownSync(home, Number(uid), Number(gid));
-}
-
 function writeExecutable(file: string, text: string): void {
   fs.writeFileSync(file, text, { mode: 0o755 });
 }
@@ -148,7 +147,9 @@ class Host {
     fs.writeFileSync(
       path.join(this.root, "etc/agent-host/host.conf.local"),
       [
-        `AGENT_USER=${AGENT}`,
+        `AGENT_USER=${PREFIX}`,
+        `AGENT_UID_BASE=${UID_BASE}`,
+        `AGENT_HOMES_DIR=${agentHomes()}`,
         `ADMIN_USER=${OTHER}`,
         `CLAUDE_BIN=${path.join(BASE, "bin/claude")}`,
         "START_STAGGER_SECONDS=0.05",
@@ -353,10 +354,30 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
   beforeAll(async () => {
     BASE = fs.mkdtempSync(path.join(os.tmpdir(), "git-checkouts-"));
     fs.chmodSync(BASE, 0o755);
-    ensureUser(AGENT);
+    removeTestAgents(PREFIX, UID_BASE);
+    // The agents' users and homes as a host that ran before has them on its data disk (the
+    // product adopts them: same pinned ids, homes of their own), so their git can be told to trust
+    // the test's certificate before the first apply.
+    fs.mkdirSync(agentHomes(), { recursive: true, mode: 0o755 });
+    for (const n of [1, 2, 3]) {
+      const id = String(UID_BASE + n);
+      const home = path.join(agentHomes(), agentName(n));
+      sh("groupadd", ["--gid", id, agentName(n)]);
+      sh("useradd", [
+        "--uid",
+        id,
+        "--gid",
+        id,
+        "--home-dir",
+        home,
+        "--no-create-home",
+        agentName(n),
+      ]);
+      fs.mkdirSync(home, { mode: 0o700 });
+      fs.chownSync(home, Number(id), Number(id));
+    }
     ensureUser(OTHER);
     ensureUser(SRV, "/usr/bin/git-shell");
-    freshHome(AGENT);
     agentHome = ids(AGENT).home;
 
     const bin = path.join(BASE, "bin");
@@ -424,14 +445,16 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     httpsPort = Number(
       (await waitFor("the HTTPS git server", () => /listening (\d+)/.exec(httpsOut), 30_000))[1],
     );
-    const ca = asUser(AGENT, [
-      "git",
-      "config",
-      "--global",
-      `http.https://127.0.0.1:${httpsPort}/.sslCAInfo`,
-      path.join(tls, "cert.pem"),
-    ]);
-    expect(ca.status).toBe(0);
+    for (const n of [1, 2, 3]) {
+      const ca = asUser(agentName(n), [
+        "git",
+        "config",
+        "--global",
+        `http.https://127.0.0.1:${httpsPort}/.sslCAInfo`,
+        path.join(tls, "cert.pem"),
+      ]);
+      expect(ca.status).toBe(0);
+    }
 
     // SSH: sshd on 127.0.0.1, the repository in the git user's home, the deploy key authorized.
     const sshDir = path.join(BASE, "ssh");
@@ -499,13 +522,8 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     }
     httpsServer?.kill("SIGTERM");
     sshd?.kill("SIGTERM");
-    // The stand-in claudes die with their panes; make sure none is left running as the agent.
-    await waitFor(
-      "the agent's processes to exit",
-      () => spawnSync("pgrep", ["-u", AGENT]).status !== 0,
-      10_000,
-    ).catch(() => spawnSync("pkill", ["-KILL", "-u", AGENT]));
-    if (agentHome) freshHome(AGENT);
+    // The stand-in claudes die with their panes; whatever the agents left, pid by pid, and users.
+    removeTestAgents(PREFIX, UID_BASE);
     if (BASE) fs.rmSync(BASE, { recursive: true, force: true });
   });
 
@@ -569,22 +587,22 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
         restarted: [],
         running: 3,
       });
-      const repoDir = h.ws(".repo.git");
-      expect(fs.statSync(repoDir).uid).toBe(Number(ids(AGENT).uid));
       for (const n of [1, 2, 3]) {
         const ws = h.ws(`agent-${n}`);
         expect(applied.stderr).toContain(
           `agent-${n}: ${ws} is a checkout of ${https()} on its own branch agent-${n} (from origin/main)`,
         );
-        expect(git(AGENT, ws, ["symbolic-ref", "--short", "HEAD"])).toBe(`agent-${n}`);
-        expect(git(AGENT, ws, ["rev-parse", "HEAD"])).toBe(httpsMain);
+        expect(git(agentName(n), ws, ["symbolic-ref", "--short", "HEAD"])).toBe(`agent-${n}`);
+        expect(git(agentName(n), ws, ["rev-parse", "HEAD"])).toBe(httpsMain);
         expect(fs.readFileSync(path.join(ws, "README.md"), "utf8")).toBe("# team app\n");
-        // One object store: the worktree's git dir lives in the shared bare repository.
-        expect(git(AGENT, ws, ["rev-parse", "--git-common-dir"])).toBe(repoDir);
+        // A repository of its own, the agent's: no object store another agent could write.
+        expect(git(agentName(n), ws, ["rev-parse", "--git-common-dir"])).toBe(".git");
+        expect(fs.statSync(path.join(ws, ".git")).uid).toBe(UID_BASE + n);
+        expect(asUser(agentName(n === 3 ? 1 : n + 1), ["git", "-C", ws, "status"]).status).not.toBe(
+          0,
+        );
       }
-      expect(git(AGENT, repoDir, ["worktree", "list", "--porcelain"])).toContain(
-        `worktree ${h.ws("agent-3")}\nHEAD ${httpsMain}\nbranch refs/heads/agent-3`,
-      );
+      expect(fs.existsSync(h.ws(".repo.git"))).toBe(false);
     });
 
     test("the agent user's git: identity, push.default, a token scoped to the repository's host", () => {
@@ -634,13 +652,18 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(applied.argvLeaks).toEqual([]);
       expect(applied.stdout).not.toContain(TOKEN);
       expect(applied.stderr).not.toContain(TOKEN);
-      expect(filesContaining(h.root, TOKEN)).toEqual([]);
-      expect(filesContaining(agentHome, TOKEN)).toEqual([
-        path.join(agentHome, ".config/git/agent-host-credentials"),
-      ]);
-      expect(ghCalls()).toEqual([
-        `${AGENT}|auth login --hostname 127.0.0.1:${httpsPort} --with-token|${sha256(`${TOKEN}\n`)}`,
-      ]);
+      // Only each agent's own credentials file holds it (the homes are under the host's root).
+      expect(filesContaining(h.root, TOKEN).sort()).toEqual(
+        [1, 2, 3].map((n) =>
+          path.join(agentHomes(), agentName(n), ".config/git/agent-host-credentials"),
+        ),
+      );
+      expect(ghCalls()).toEqual(
+        [1, 2, 3].map(
+          (n) =>
+            `${agentName(n)}|auth login --hostname 127.0.0.1:${httpsPort} --with-token|${sha256(`${TOKEN}\n`)}`,
+        ),
+      );
     });
 
     test("extraPackages: apt-get installs the missing ones only", () => {
@@ -674,10 +697,16 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
 
     test("status: branch and unsaved work per agent, in the table and --json", () => {
       // agent-1 pushed everything; agent-2 has an uncommitted file; agent-3 an unpushed commit.
-      const { uid, gid } = ids(AGENT);
+      const { uid, gid } = ids(agentName(2));
       fs.writeFileSync(path.join(h.ws("agent-2"), "notes.txt"), "half done\n");
       fs.chownSync(path.join(h.ws("agent-2"), "notes.txt"), Number(uid), Number(gid));
-      git(AGENT, h.ws("agent-3"), ["commit", "--quiet", "--allow-empty", "-m", "agent 3: local"]);
+      git(agentName(3), h.ws("agent-3"), [
+        "commit",
+        "--quiet",
+        "--allow-empty",
+        "-m",
+        "agent 3: local",
+      ]);
       const rows = h.status();
       const pick = (r: Row) => ({
         name: r.name,
@@ -726,7 +755,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     });
 
     test("scale 3 → 1 → 3: it says who has unsaved work, and every checkout comes back as it was", async () => {
-      const heads = [1, 2, 3].map((n) => git(AGENT, h.ws(`agent-${n}`), ["rev-parse", "HEAD"]));
+      const heads = [1, 2, 3].map((n) =>
+        git(agentName(n), h.ws(`agent-${n}`), ["rev-parse", "HEAD"]),
+      );
       const down = h.ctl(["reconcile", "1", "--json"]);
       expect(down.code).toBe(0);
       expect(JSON.parse(down.stdout).removed).toEqual(["agent-2", "agent-3"]);
@@ -742,9 +773,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(JSON.parse(up.stdout).added).toEqual(["agent-2", "agent-3"]);
       expect(up.stderr).not.toContain("is a checkout of");
       expect(up.stderr).not.toContain("fetching");
-      expect([1, 2, 3].map((n) => git(AGENT, h.ws(`agent-${n}`), ["rev-parse", "HEAD"]))).toEqual(
-        heads,
-      );
+      expect(
+        [1, 2, 3].map((n) => git(agentName(n), h.ws(`agent-${n}`), ["rev-parse", "HEAD"])),
+      ).toEqual(heads);
       expect(fs.readFileSync(path.join(h.ws("agent-2"), "notes.txt"), "utf8")).toBe("half done\n");
       await waitFor("3 agents running", () => {
         const rows = h.status();
@@ -767,17 +798,23 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
         "agentctl: agent-4: workspace already has files and is not a git checkout; left alone (the repository is checked out only into new or empty workspaces)\n",
       );
       expect(fs.readdirSync(ws)).toEqual(["old-work.txt"]);
-      // A workspace deleted by hand comes back as a checkout of its existing branch.
+      // A workspace deleted by hand comes back as a checkout of its branch, as pushed: each
+      // agent's repository is its own clone (issue 20), so only what reached the remote survives.
+      expect(asUser(agentName(3), ["git", "push", "--quiet"], h.ws("agent-3")).status).toBe(0);
       fs.rmSync(h.ws("agent-3"), { recursive: true, force: true });
       const again = h.ctl(["reconcile", "4", "--json"]);
       expect(again.code).toBe(0);
       expect(again.stderr).toContain(
         `agent-3: ${h.ws("agent-3")} checks out its existing branch agent-3`,
       );
-      expect(git(AGENT, h.ws("agent-3"), ["log", "-1", "--format=%s"])).toBe("agent 3: local");
+      expect(git(agentName(3), h.ws("agent-3"), ["log", "-1", "--format=%s"])).toBe(
+        "agent 3: local",
+      );
     });
     test("the next deploy with the same config rewrites nothing and resets no checkout", async () => {
-      const heads = [1, 2, 3].map((n) => git(AGENT, h.ws(`agent-${n}`), ["rev-parse", "HEAD"]));
+      const heads = [1, 2, 3].map((n) =>
+        git(agentName(n), h.ws(`agent-${n}`), ["rev-parse", "HEAD"]),
+      );
       const calls = ghCalls().length;
       const { command, stdin } = stdinOf(run);
       const again = await h.apply(command, stdin, [TOKEN]);
@@ -792,9 +829,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
         /stored the agents|removed the agents|fetching|is a checkout of|checks out/,
       );
       expect(ghCalls()).toHaveLength(calls);
-      expect([1, 2, 3].map((n) => git(AGENT, h.ws(`agent-${n}`), ["rev-parse", "HEAD"]))).toEqual(
-        heads,
-      );
+      expect(
+        [1, 2, 3].map((n) => git(agentName(n), h.ws(`agent-${n}`), ["rev-parse", "HEAD"])),
+      ).toEqual(heads);
       expect(fs.readFileSync(path.join(h.ws("agent-2"), "notes.txt"), "utf8")).toBe("half done\n");
       expect(fs.readdirSync(h.ws("agent-4"))).toEqual(["old-work.txt"]);
     });
@@ -840,8 +877,9 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       expect(
         asUser(AGENT, ["git", "config", "--global", "--get-regexp", "^credential\\."]).stdout,
       ).toBe("");
-      expect(ghCalls().slice(-1)).toEqual([
-        `${AGENT}|auth logout --hostname 127.0.0.1:${httpsPort}|${sha256("")}`,
+      expect(ghCalls().slice(-2)).toEqual([
+        `${agentName(1)}|auth logout --hostname 127.0.0.1:${httpsPort}|${sha256("")}`,
+        `${agentName(2)}|auth logout --hostname 127.0.0.1:${httpsPort}|${sha256("")}`,
       ]);
       const keyFile = path.join(agentHome, ".ssh/agent-host-git");
       const st = fs.statSync(keyFile);
@@ -856,20 +894,23 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
       );
       expect(applied.argvLeaks).toEqual([]);
       expect(applied.stderr).not.toContain(keyBody());
-      expect(filesContaining(h.root, keyBody())).toEqual([]);
+      // Only each agent's own key file holds it (the homes are under the host's root).
+      expect(filesContaining(h.root, keyBody()).sort()).toEqual(
+        [1, 2].map((n) => path.join(agentHomes(), agentName(n), ".ssh/agent-host-git")),
+      );
       expect(filesContaining(agentHome, keyBody())).toEqual([keyFile]);
     });
 
     test("checkouts over SSH on their own branches, and an agent's commit is pushed with the key", () => {
       for (const n of [1, 2]) {
         const ws = h.ws(`agent-${n}`);
-        expect(git(AGENT, ws, ["symbolic-ref", "--short", "HEAD"])).toBe(`agent-${n}`);
-        expect(git(AGENT, ws, ["rev-parse", "HEAD"])).toBe(sshMain);
+        expect(git(agentName(n), ws, ["symbolic-ref", "--short", "HEAD"])).toBe(`agent-${n}`);
+        expect(git(agentName(n), ws, ["rev-parse", "HEAD"])).toBe(sshMain);
       }
       const ws = h.ws("agent-2");
-      git(AGENT, ws, ["commit", "--quiet", "--allow-empty", "-m", "agent 2 over ssh"]);
-      const sha = git(AGENT, ws, ["rev-parse", "HEAD"]);
-      const push = asUser(AGENT, ["git", "push", "--quiet"], ws);
+      git(agentName(2), ws, ["commit", "--quiet", "--allow-empty", "-m", "agent 2 over ssh"]);
+      const sha = git(agentName(2), ws, ["rev-parse", "HEAD"]);
+      const push = asUser(agentName(2), ["git", "push", "--quiet"], ws);
       expect(push.status).toBe(0);
       expect(serverRef(sshRepo, "refs/heads/agent-2")).toBe(sha);
       const row = h.status().find((r) => r.name === "agent-2");

@@ -22,6 +22,8 @@ export const LIB_DIR = "/usr/local/lib/agent-host";
  */
 const SITE_KEYS = new Set([
   "AGENT_USER",
+  "AGENT_UID_BASE",
+  "AGENT_HOMES_DIR",
   "ADMIN_USER",
   "CLAUDE_BIN",
   "WORKSPACES_DIR",

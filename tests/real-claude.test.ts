@@ -24,11 +24,20 @@ import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
+import {
+  filesContaining,
+  freePort,
+  poll,
+  removeTestAgents,
+  runAsync,
+  type RunResult,
+} from "./support";
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
 import { agentDockerEnv } from "../host/docker/rootless";
 
 const AGENT_USER = "claudereal";
+/** Its agent users claudereal-N (uid 61200+N): made by the product's reconcile, removed after. */
+const UID_BASE = 61200;
 const COUNT = 12;
 const NONCE = randomBytes(4).toString("hex");
 // Look like what Anthropic issues; nothing outside 127.0.0.1 ever sees them.
@@ -68,7 +77,7 @@ interface Host {
   conf: string;
   sock: string;
   ws: string;
-  state: string;
+  homes: string;
   run: string;
   keyFile: string;
   tokenFile: string;
@@ -119,7 +128,9 @@ function writeConf(h: Host, extra: Record<string, string>): void {
     RESTART_BACKOFF_MAX_SECONDS: "2",
     STOP_TIMEOUT_SECONDS: "10",
     WORKSPACES_DIR: h.ws,
-    STATE_DIR: h.state,
+    AGENT_UID_BASE: String(UID_BASE),
+    AGENT_HOMES_DIR: h.homes,
+    STATE_DIR: path.join(h.dir, "legacy-state"),
     RUN_DIR: h.run,
     TMUX_SOCKET: h.sock,
     API_KEY_FILE: h.keyFile,
@@ -149,12 +160,13 @@ function environOf(pid: number): Map<string, string> {
   );
 }
 
-function uidOf(user: string): number {
-  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
-}
+/** Agent n's uid: each agent its own user (issue 20). */
+const uidOf = (n: number): number => UID_BASE + n;
+/** Agent n's state folder: HOME/.agent-host. */
+const stateOf = (h: Host, n: number): string =>
+  path.join(h.homes, `${AGENT_USER}-${n}`, ".agent-host");
 
 suite("the real Claude Code under agentctl, against a stand-in API", () => {
-  const users = new TestUsers();
   jest.setTimeout(300_000);
   let api: MessagesApi;
   let h: Host;
@@ -162,7 +174,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
 
   beforeAll(async () => {
     const bin = realClaudeBin();
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}`, models: [VERTEX.model] });
     const deadProxy = `http://127.0.0.1:${await freePort()}`;
     claudeEnv = [
@@ -178,7 +190,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       conf: path.join(dir, "host.conf"),
       sock: path.join(dir, "run", "tmux.sock"),
       ws: path.join(dir, "workspaces"),
-      state: path.join(dir, "state"),
+      homes: path.join(dir, "homes"),
       run: path.join(dir, "run"),
       keyFile: path.join(dir, "secrets", "anthropic-api-key"),
       tokenFile: path.join(dir, "data", "agent-host", "claude-login-token"),
@@ -225,10 +237,8 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     }
     await api?.close();
     fs.rmSync(h.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
-
-  // Last: the agent user goes once its processes are gone (the teardown above ends them).
-  afterAll(() => users.removeAll());
 
   test(`${COUNT} agents reach the ❯ prompt with no keypress, in bypassPermissions mode`, async () => {
     const t0 = Date.now();
@@ -266,8 +276,8 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
         "api-key config",
       ]),
     );
-    const uid = uidOf(AGENT_USER);
-    for (const row of rows) expect(fs.statSync(`/proc/${row.pid}`).uid).toBe(uid);
+    for (const row of rows)
+      expect(fs.statSync(`/proc/${row.pid}`).uid).toBe(uidOf(Number(row.name.slice(6))));
     const mem = rows.reduce((a, x) => a + (x.memory_bytes ?? 0), 0);
     console.log(
       `real claude ${COUNT} agents: ${(Math.max(...ready.values()) / 1000).toFixed(
@@ -296,7 +306,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
   });
 
   test("after `agentctl restart 5` the next request carries the earlier messages", async () => {
-    const sessionId = fs.readFileSync(path.join(h.state, "agent-5", "session-id"), "utf8").trim();
+    const sessionId = fs.readFileSync(path.join(stateOf(h, 5), "session-id"), "utf8").trim();
     const before = claudePid(h, 5);
     const r = await ctl(h, ["restart", "5"]);
     expect(r.code).toBe(0);
@@ -461,7 +471,8 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
           (f) => f.slice(2).join(" ").endsWith("claude.exe setup-token") && below(Number(f[0])),
         );
       expect(setup).toBeDefined();
-      expect(Number(setup?.[1])).toBe(uidOf(AGENT_USER));
+      // setup-token runs as agent-1's user, with a throw-away config folder.
+      expect(Number(setup?.[1])).toBe(uidOf(1));
       // The OAuth exchange cannot happen here: end setup-token, then paste a recorded token.
       process.kill(Number(setup?.[0]), "SIGTERM");
       await poll("the paste prompt", () => shot().includes("Paste the token"), 30_000);

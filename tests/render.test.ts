@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
+
 import * as path from "path";
 import { parse } from "yaml";
 import { parseConfig } from "../config";
@@ -99,7 +100,7 @@ describe("what the user-data sets up", () => {
     expect(text.startsWith("#cloud-config\n")).toBe(true);
   });
 
-  test("an admin user with sudo and keys only; an agent user without sudo, uid/gid pinned", () => {
+  test("an admin user with sudo and keys only; no agent user (reconcile makes agent-N, issue 20)", () => {
     expect(doc.users).toEqual([
       {
         name: "agent-admin",
@@ -109,17 +110,9 @@ describe("what the user-data sets up", () => {
         lock_passwd: true,
         ssh_authorized_keys: [DEPLOY_KEY],
       },
-      {
-        name: "agent",
-        gecos: "agent-host agents (unprivileged)",
-        shell: "/bin/bash",
-        uid: 2000,
-        primary_group: "agent",
-        no_user_group: true,
-        lock_passwd: true,
-      },
     ]);
-    expect(doc.bootcmd).toEqual([["groupadd", "--force", "--gid", "2000", "agent"]]);
+    // Agent users depend on the count, which user-data must not: agentctl reconcile makes them.
+    expect(doc.bootcmd).toBeUndefined();
     expect(doc.ssh_pwauth).toBe(false);
     expect(doc.disable_root).toBe(true);
   });
@@ -149,6 +142,7 @@ describe("what the user-data sets up", () => {
 
   test("packages follow the sources", () => {
     expect(doc.packages).toEqual([
+      "acl",
       "ca-certificates",
       "curl",
       "gh",
@@ -165,6 +159,7 @@ describe("what the user-data sets up", () => {
         render({ "agent-host:dockerSource": "distro", "agent-host:claudeCodeSource": "native" }),
       ).packages,
     ).toEqual([
+      "acl",
       "ca-certificates",
       "curl",
       "dbus-user-session",
@@ -188,6 +183,7 @@ describe("what the user-data sets up", () => {
         }),
       ).packages,
     ).toEqual([
+      "acl",
       "ca-certificates",
       "curl",
       "docker.io",
@@ -216,6 +212,7 @@ describe("what the user-data sets up", () => {
         }),
       ).packages,
     ).toEqual([
+      "acl",
       "build-essential",
       "ca-certificates",
       "curl",

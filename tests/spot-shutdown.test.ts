@@ -10,13 +10,15 @@ import * as os from "os";
 import * as path from "path";
 import { HOST_KEYS } from "../host/conf/conf";
 import { unavailableSuite } from "./real-suite";
-import { waitFor, TestUsers } from "./support";
+import { removeTestAgents, waitFor } from "./support";
 
 const REPO = path.join(__dirname, "..");
 const WRAPPER = path.join(REPO, "cloud-init/host/agent-wrapper");
 const SEED = path.join(REPO, "cloud-init/host/seed-claude-config");
 const UNIT = path.join(REPO, "cloud-init/systemd/agent-host.service");
-const AGENT_USER = "agenttest";
+const AGENT_USER = "spottest";
+/** Its agent user spottest-1 (uid 61101) is made by the wrapper's prepare-agent; removed after. */
+const UID_BASE = 61100;
 const SHUTDOWN_BUDGET = 1;
 const AGENTCTL_BUDGET = 4;
 
@@ -59,7 +61,8 @@ function makeHost(): Host {
   fs.chmodSync(dir, 0o755);
   const bin = path.join(dir, "hung-claude");
   fs.writeFileSync(bin, HUNG_CLAUDE, { mode: 0o755 });
-  const state = path.join(dir, "state");
+  const homes = path.join(dir, "homes");
+  const state = path.join(homes, `${AGENT_USER}-1`, ".agent-host");
   const conf = path.join(dir, "host.conf");
   fs.writeFileSync(
     conf,
@@ -70,7 +73,9 @@ function makeHost(): Host {
       `SHUTDOWN_STOP_TIMEOUT_SECONDS=${SHUTDOWN_BUDGET}`,
       "START_STAGGER_SECONDS=0",
       `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `STATE_DIR=${state}`,
+      `AGENT_UID_BASE=${UID_BASE}`,
+      `AGENT_HOMES_DIR=${homes}`,
+      `STATE_DIR=${path.join(dir, "legacy-state")}`,
       `RUN_DIR=${path.join(dir, "run")}`,
       `API_KEY_FILE=${path.join(dir, "no-key")}`,
       "",
@@ -81,7 +86,7 @@ function makeHost(): Host {
   return {
     dir,
     run: path.join(dir, "run", "agent-1"),
-    claudeDir: path.join(state, "agent-1", "claude"),
+    claudeDir: path.join(state, "claude"),
     env,
   };
 }
@@ -119,12 +124,11 @@ async function startWrapper(
 }
 
 suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper", () => {
-  const users = new TestUsers();
   jest.setTimeout(60_000);
   let h: Host;
 
   beforeAll(() => {
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     h = makeHost();
   });
 
@@ -134,9 +138,8 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
       if (line.startsWith("start ") && alive(pid)) process.kill(pid, "SIGKILL");
     }
     fs.rmSync(h.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
-  // Last: the agent user goes once its processes are gone.
-  afterAll(() => users.removeAll());
 
   test("no stop marker: claude gets SIGTERM at once and SIGKILL after the shutdown budget; the wrapper finishes", async () => {
     const { wrapper, claude, exited } = await startWrapper(h);
@@ -163,7 +166,7 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
   });
 
   test("the next start resumes the same conversation", async () => {
-    const sessionId = read(path.join(h.dir, "state", "agent-1", "session-id")).trim();
+    const sessionId = read(path.join(path.dirname(h.claudeDir), "session-id")).trim();
     expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
     const { wrapper, claude, exited } = await startWrapper(h);
     const starts = read(path.join(h.claudeDir, "hung.log"))
@@ -190,13 +193,12 @@ suite("a stop from systemd (shutdown, Spot preemption) on the real agent-wrapper
 // wrapper, so this runs a copy of the real wrapper beside a seed that holds for a moment first.
 suite("a stop that lands while the wrapper seeds claude's config", () => {
   jest.setTimeout(60_000);
-  const users = new TestUsers();
   let h: Host;
   let wrapperCopy: string;
   let seeding: string;
 
   beforeAll(() => {
-    users.ensure(AGENT_USER);
+    removeTestAgents(AGENT_USER, UID_BASE);
     h = makeHost();
     const lib = path.join(h.dir, "lib");
     fs.mkdirSync(lib, { mode: 0o755 });
@@ -224,9 +226,8 @@ suite("a stop that lands while the wrapper seeds claude's config", () => {
       if (line.startsWith("start ") && alive(pid)) process.kill(pid, "SIGKILL");
     }
     fs.rmSync(h.dir, { recursive: true, force: true });
+    removeTestAgents(AGENT_USER, UID_BASE);
   });
-  // Last: the agent user goes once its processes are gone.
-  afterAll(() => users.removeAll());
 
   /** Starts the wrapper copy, stops it once the seed runs, and returns the wrapper's log. */
   async function stopWhileSeeding(marker: boolean): Promise<string> {

@@ -3,6 +3,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
+import { pidsOfUid } from "../host/agents/migrate";
 
 /** Polls `probe` every 50 ms until it returns something truthy; fails after `ms`. */
 export async function waitFor<T>(
@@ -99,6 +100,52 @@ export function runAsync(
     p.on("close", (code) => resolve({ code, stdout, stderr }));
     p.stdin.end(stdin);
   });
+}
+
+/**
+ * A suite's own agent users (issue 20: one Unix user per agent, host/agents/agent-user.ts): the
+ * product makes `${prefix}-N` with uid = gid = uidBase + N; each suite gets its own prefix and uid
+ * base so suites never share a user, and removes them all afterwards.
+ */
+export interface TestAgents {
+  prefix: string;
+  uidBase: number;
+  /** AGENT_HOMES_DIR of the suite's host. */
+  homes: string;
+}
+
+export const testAgentName = (t: TestAgents, n: number): string => `${t.prefix}-${n}`;
+export const testAgentUid = (t: TestAgents, n: number): number => t.uidBase + n;
+export const testAgentHome = (t: TestAgents, n: number): string =>
+  path.join(t.homes, testAgentName(t, n));
+/** HOME/.agent-host: session-id, claude/, status.json, events.jsonl. */
+export const testAgentState = (t: TestAgents, n: number): string =>
+  path.join(testAgentHome(t, n), ".agent-host");
+
+/** agent-N (or a bare N) → N. */
+export const agentNo = (name: string | number): number =>
+  typeof name === "number" ? name : Number(name.replace(/^.*-/, ""));
+
+/** Removes `${prefix}-1..max` (users and groups) that carry the suite's pinned ids. */
+export function removeTestAgents(prefix: string, uidBase: number, max = 40): void {
+  for (let n = 1; n <= max; n++) {
+    const name = `${prefix}-${n}`;
+    const pw = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
+    if (pw.status === 0 && pw.stdout.split(":")[2] === String(uidBase + n)) {
+      // What the suite's agents left running, pid by pid (those uids are the suite's own).
+      for (const pid of pidsOfUid(uidBase + n)) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
+      spawnSync("userdel", [name]);
+    }
+    const gr = spawnSync("getent", ["group", name], { encoding: "utf8" });
+    if (gr.status === 0 && gr.stdout.split(":")[2] === String(uidBase + n))
+      spawnSync("groupdel", [name]);
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { type Agents, type Log } from "./agents";
 import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
+import { legacyAgents, legacyUid, migrateAgent, pidsOfUid, retireLegacyUser } from "./migrate";
 import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
@@ -37,6 +38,10 @@ export const AGENTCTL_KEYS: readonly HostKey[] = [
   "AGENT_COUNT",
   "AGENT_MAX",
   "AGENT_USER",
+  "AGENT_UID_BASE",
+  "AGENT_HOMES_DIR",
+  "ADMIN_USER",
+  "STATE_DIR",
   "AGENT_MEMORY_MAX_MB",
   "AGENT_CPU_QUOTA_PERCENT",
   "AGENTS_MEMORY_MAX_MB",
@@ -88,6 +93,19 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
+  migrateLegacy(a);
+  // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
+  // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
+  // failure of that agent: it is named and not started, the count is not claimed, and the others
+  // still start (one agent never holds the rest up).
+  for (let i = 1; i <= args.count; i++) {
+    try {
+      a.ensureAgent(i);
+    } catch (error) {
+      failed.push({ agent: i, error: faultLine(error, conf.workspacesDir, retry) });
+    }
+  }
+  const unmade = new Set(failed.map((f) => f.agent));
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
   try {
@@ -105,7 +123,10 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }
   const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
-  const starts = failed.length > 0 ? [] : plan.starts;
+  // An agent that could not be made is its own failure; a failure of all (checkouts, Docker's
+  // set-up) starts none.
+  const blocked = failed.some((f) => f.agent === 0);
+  const starts = blocked ? [] : plan.starts.filter((x) => !unmade.has(x.agent));
   for (const start of starts)
     if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
   // One tmux client for every start (host/agents/agents.ts); each agent's failure is its own.
@@ -172,6 +193,25 @@ function writeRecord(file: string, record: ReconcileRecord, log: Log): void {
   } catch (error) {
     log(`warning: could not write ${file}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * A host from before per-agent users (host/agents/migrate.ts): its agents, which run as the shared
+ * user, stop; that user is retired; each agent's files move onto its own user. The stopped agents
+ * start again below (their panes are dead), each as its own user, resuming its conversation.
+ */
+function migrateLegacy(a: Agents): void {
+  const conf = a.conf;
+  const pending = legacyAgents(conf);
+  if (pending.length === 0 && pidsOfUid(legacyUid(conf)).length === 0) return;
+  a.log(
+    `moving ${namesOrNone(pending)} from the shared user ${conf.agentUser} (uid ${legacyUid(conf)}) onto a user each`,
+  );
+  const live = liveAgents(a.windows.byName, agentsWithWindows(a.windows.byName));
+  if (live.length > 0) a.requestStop(live);
+  retireLegacyUser(conf, a.log);
+  for (const n of pending) migrateAgent(conf, n, process.argv[1], a.log);
+  a.readWindows();
 }
 
 function stopSurplus(a: Agents, surplus: number[]): void {

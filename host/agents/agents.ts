@@ -6,7 +6,7 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { lookupUser, type AgentUser } from "./agent-user";
+import { agentIds, ensureAgent, type AgentIds } from "./agent-user";
 import type { HostConf } from "../conf/conf";
 import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
@@ -44,11 +44,13 @@ export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
   };
 }
 
-/** `install -d -m MODE [-o -g]`: parents as needed; the mode (and owner) set even if it exists. */
-export function installDir(dir: string, mode: number, owner?: AgentUser): void {
+/**
+ * `install -d -m MODE` of a root-only folder (RUN_DIR and what is in it): parents as needed; the
+ * mode set even if it exists. Never for a path an agent can write (agent-user.ts has those).
+ */
+export function installDir(dir: string, mode: number): void {
   fs.mkdirSync(dir, { recursive: true });
   fs.chmodSync(dir, mode);
-  if (owner) fs.chownSync(dir, owner.uid, owner.gid);
 }
 
 export const isDir = (p: string): boolean => {
@@ -73,7 +75,6 @@ export class Agents {
   windows: WindowList = { byName: new Map(), duplicates: [] };
   /** ensureSession found no session: the next startAgents (or createSession) makes it. */
   private sessionToCreate = false;
-  private user: AgentUser | undefined;
 
   constructor(
     readonly conf: HostConf,
@@ -113,16 +114,9 @@ export class Agents {
     return this.windows;
   }
 
-  /** The agent user (looked up once); undefined if it does not exist. */
-  agentUser(): AgentUser | undefined {
-    this.user ??= lookupUser(this.conf.agentUser);
-    return this.user;
-  }
-
-  requireAgentUser(): AgentUser {
-    const u = this.agentUser();
-    if (!u) throw new Error(`user ${this.conf.agentUser} (AGENT_USER) does not exist`);
-    return u;
+  /** Agent i's user and paths (the scheme of host/agents/agent-user.ts). */
+  ids(i: number): AgentIds {
+    return agentIds(this.conf, i);
   }
 
   prepareRunDir(): void {
@@ -229,19 +223,20 @@ export class Agents {
   }
 
   workspace(i: number): string {
-    return path.join(this.conf.workspacesDir, `agent-${i}`);
+    return this.ids(i).workspace;
   }
 
-  ensureWorkspace(i: number): void {
-    installDir(this.conf.workspacesDir, 0o755);
-    const ws = this.workspace(i);
-    if (!isDir(ws)) installDir(ws, 0o755, this.requireAgentUser());
+  /** Agent i's user, home, workspace and state folders (made safely, as agent-user.ts says). */
+  ensureAgent(i: number): AgentIds {
+    return ensureAgent(this.conf, i, this.log);
   }
 
-  /** Agent i's files before its window starts: workspace, run folder, no stop marker. */
+  /**
+   * Agent i's files before its window starts: run folder, no stop marker. reconcile made the agent
+   * (ensureAgent) and the wrapper checks it again (prepare-agent).
+   */
   private prepareStart(i: number): void {
     const name = `agent-${i}`;
-    this.ensureWorkspace(i);
     installDir(path.join(this.conf.runDir, name), 0o700);
     fs.rmSync(path.join(this.conf.runDir, name, "stop"), { force: true });
   }

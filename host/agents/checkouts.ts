@@ -1,8 +1,9 @@
-// git for agentctl reconcile: one shared object store (WORKSPACES_DIR/.repo.git, a bare
-// repository fetched from GIT_REPOSITORY) and one worktree per agent on its own branch agent-N
-// (HOST.md, "Repository"). git runs as AGENT_USER, never as root: a repository's config can name
-// programs git runs (core.fsmonitor, hooks), and the credentials are in the agent's own git
-// config, readable by the agent only.
+// git for agentctl reconcile: each agent's workspace is a clone of GIT_REPOSITORY of its own, on
+// its own branch agent-N (HOST.md, "Repository"), made and queried AS that agent, never as root:
+// a repository's config can name programs git runs (core.fsmonitor, hooks), and the credentials
+// are in the agent's own git config, readable by the agent only. No object store is shared: a
+// repository two agents could write would let one agent's hooks or refs run in or rewrite
+// another's checkout (issue 20).
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -11,7 +12,7 @@ import type { Agents } from "./agents";
 import { isDir } from "./agents";
 import { namesOrNone } from "./reconcile";
 
-/** A fetch of the team's repository. */
+/** A clone of the team's repository. */
 export const GIT_FETCH_TIMEOUT_SECONDS = 600;
 /** One query of a checkout (status, rev-list, set-head). */
 export const GIT_QUERY_TIMEOUT_SECONDS = 20;
@@ -43,15 +44,23 @@ export function asAgent(
   return { ok: r.status === 0, stdout: r.stdout ?? "" };
 }
 
-const repoDir = (a: Agents): string => path.join(a.conf.workspacesDir, ".repo.git");
-
 function git(a: Agents, u: AgentUser, args: readonly string[], opts: AsAgentOptions = {}) {
   return asAgent(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
 
+/** Whether a path is there, never following a link (root looks into agents' folders). */
+const lexists = (p: string): boolean => {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** Missing, or a directory with nothing in it (an unreadable one counts as empty, as find did). */
 function missingOrEmpty(ws: string): boolean {
-  if (!fs.existsSync(ws)) return true;
+  if (!lexists(ws)) return true;
   if (!isDir(ws)) return false;
   try {
     return fs.readdirSync(ws).length === 0;
@@ -60,75 +69,41 @@ function missingOrEmpty(ws: string): boolean {
   }
 }
 
-/** The bare repository every worktree shares, created on first use, then fetched as the agent. */
-function fetchRepository(a: Agents, u: AgentUser): boolean {
-  const repo = repoDir(a);
-  const url = a.conf.gitRepository;
-  if (!isDir(repo)) {
-    try {
-      fs.mkdirSync(a.conf.workspacesDir, { recursive: true });
-      fs.chmodSync(a.conf.workspacesDir, 0o755);
-      fs.mkdirSync(repo, { recursive: true });
-      fs.chmodSync(repo, 0o755);
-      fs.chownSync(repo, u.uid, u.gid);
-    } catch (error) {
-      a.log((error as Error).message);
-      return false;
-    }
-    a.log(`creating the shared object store ${repo}`);
-    if (!git(a, u, ["init", "--quiet", "--bare", repo]).ok) return false;
-  }
-  const current = git(a, u, ["-C", repo, "config", "--get", "remote.origin.url"], {
-    stdout: "capture",
-  }).stdout.replace(/\n+$/, "");
-  if (current === "") {
-    if (!git(a, u, ["-C", repo, "remote", "add", "origin", url]).ok) return false;
-  } else if (current !== url) {
-    a.log(
-      `the repository changed from ${current} to ${url}: new checkouts come from it; existing ones are left as they are`,
-    );
-    if (!git(a, u, ["-C", repo, "remote", "set-url", "origin", url]).ok) return false;
-  }
-  a.log(`fetching ${url} into ${repo}`);
-  const fetch = ["-C", repo, "fetch", "--quiet", "--prune", "origin"];
-  if (!git(a, u, fetch, { timeoutSeconds: GIT_FETCH_TIMEOUT_SECONDS }).ok) return false;
-  // origin/HEAD: the remote's default branch, which new branches start from.
-  const setHead = ["-C", repo, "remote", "set-head", "origin", "--auto"];
-  return git(a, u, setHead, { stdout: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS }).ok;
-}
-
 /**
- * Makes agent i's (empty) workspace a worktree on branch agent-i: a new branch from the default
- * branch, or the existing branch agent-i when there is one (a workspace deleted by hand).
+ * Makes agent i's (empty) workspace a clone of the repository, as agent i, on branch agent-i: the
+ * remote's agent-i when it has one (pushed before, the workspace deleted by hand), else a new
+ * branch from the remote's default branch.
  */
-function addWorktree(a: Agents, u: AgentUser, i: number): boolean {
-  const repo = repoDir(a);
-  const ws = a.workspace(i);
+function cloneInto(a: Agents, i: number): boolean {
+  const u = a.ensureAgent(i);
+  const ws = u.workspace;
+  const url = a.conf.gitRepository;
   const branch = `agent-${i}`;
-  // Forgets worktrees whose folder is gone (metadata only; no file is touched).
-  git(a, u, ["-C", repo, "worktree", "prune"]);
-  const verify = ["-C", repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`];
-  if (git(a, u, verify, { stdout: "ignore" }).ok) {
-    if (!git(a, u, ["-C", repo, "worktree", "add", "--quiet", ws, branch]).ok) return false;
+  a.log(`agent-${i}: cloning ${url} into ${ws}`);
+  const clone = ["clone", "--quiet", "--origin", "origin", url, ws];
+  if (!git(a, u, clone, { timeoutSeconds: GIT_FETCH_TIMEOUT_SECONDS }).ok) return false;
+  const remote = ["-C", ws, "rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`];
+  if (git(a, u, remote, { stdout: "ignore" }).ok) {
+    const track = ["-C", ws, "checkout", "--quiet", "-b", branch, "--track", `origin/${branch}`];
+    if (!git(a, u, track).ok) return false;
     a.log(`agent-${i}: ${ws} checks out its existing branch ${branch}`);
     return true;
   }
-  const head = ["-C", repo, "symbolic-ref", "--short", "refs/remotes/origin/HEAD"];
-  const base = git(a, u, head, { stdout: "capture" });
-  if (!base.ok) return false;
-  const from = base.stdout.replace(/\n+$/, "");
-  const add = ["-C", repo, "worktree", "add", "--quiet", "--no-track", "-b", branch, ws, from];
-  if (!git(a, u, add).ok) return false;
+  const head = ["-C", ws, "symbolic-ref", "--short", "refs/remotes/origin/HEAD"];
+  const base = git(a, u, head, { stdout: "capture", stderr: "ignore" });
+  const from = base.ok ? base.stdout.replace(/\n+$/, "") : "";
+  const create = ["-C", ws, "checkout", "--quiet", "--no-track", "-b", branch];
+  if (!git(a, u, from ? [...create, from] : create).ok) return false;
   a.log(
-    `agent-${i}: ${ws} is a checkout of ${a.conf.gitRepository} on its own branch ${branch} (from ${from})`,
+    `agent-${i}: ${ws} is a checkout of ${url} on its own branch ${branch}${from ? ` (from ${from})` : ""}`,
   );
   return true;
 }
 
 /**
- * Before agents start: each of agent-1..N whose workspace is missing or empty becomes a worktree
- * (the repository is fetched once, first). A workspace with anything in it is never touched:
- * checkouts are never reset, cleaned or deleted, and a folder of other files stays as it is.
+ * Before agents start: each of agent-1..N whose workspace is missing or empty becomes a clone. A
+ * workspace with anything in it is never touched: checkouts are never reset, cleaned or deleted,
+ * and a folder of other files stays as it is.
  */
 export function prepareCheckouts(a: Agents, count: number): void {
   if (a.conf.gitRepository === "") return;
@@ -137,25 +112,16 @@ export function prepareCheckouts(a: Agents, count: number): void {
   for (let i = 1; i <= count; i++) {
     const ws = a.workspace(i);
     if (missingOrEmpty(ws)) want.push(i);
-    else if (!fs.existsSync(path.join(ws, ".git"))) foreign.push(i);
+    else if (!lexists(path.join(ws, ".git"))) foreign.push(i);
   }
   if (foreign.length > 0)
     a.log(
       `${namesOrNone(foreign)}: workspace already has files and is not a git checkout; left alone (the repository is checked out only into new or empty workspaces)`,
     );
-  if (want.length === 0) return;
-  const u = a.requireAgentUser();
-  if (!fetchRepository(a, u)) {
-    a.log(
-      `warning: could not fetch ${a.conf.gitRepository} (git's message is above); ${namesOrNone(want)} start in empty workspaces, and the next reconcile tries again`,
-    );
-    return;
-  }
   for (const i of want) {
-    a.ensureWorkspace(i);
-    if (!addWorktree(a, u, i))
+    if (!cloneInto(a, i))
       a.log(
-        `warning: agent-${i}: git worktree add failed (above); it starts in an empty workspace`,
+        `warning: agent-${i}: could not clone ${a.conf.gitRepository} (git's message is above); it starts in an empty workspace, and the next reconcile tries again`,
       );
   }
 }
@@ -164,9 +130,10 @@ export function prepareCheckouts(a: Agents, count: number): void {
  * Whether agent i's workspace is a git checkout with changed or untracked files, or commits on no
  * remote branch (what a scale-down must warn about; `status` shows the counts, host/attention/status.ts).
  */
-function checkoutDirty(a: Agents, u: AgentUser, i: number): boolean {
-  const ws = a.workspace(i);
-  if (!fs.existsSync(path.join(ws, ".git"))) return false;
+function checkoutDirty(a: Agents, i: number): boolean {
+  const u = a.ids(i);
+  const ws = u.workspace;
+  if (!lexists(path.join(ws, ".git"))) return false;
   const query = { stdout: "capture", stderr: "ignore", timeoutSeconds: GIT_QUERY_TIMEOUT_SECONDS };
   const opts = query as AsAgentOptions;
   const status = git(a, u, ["-C", ws, "--no-optional-locks", "status", "--porcelain=v1"], opts);
@@ -180,7 +147,5 @@ function checkoutDirty(a: Agents, u: AgentUser, i: number): boolean {
 
 /** Of `agents`, those whose checkout has uncommitted or unpushed work. */
 export function agentsWithUnsavedWork(a: Agents, agents: readonly number[]): number[] {
-  const u = a.agentUser();
-  if (!u) return [];
-  return agents.filter((i) => checkoutDirty(a, u, i));
+  return agents.filter((i) => checkoutDirty(a, i));
 }

@@ -12,6 +12,7 @@ import {
 } from "../attention/effective";
 import { readStatus } from "../attention/store";
 import type { Recorded } from "../attention/state";
+import { agentIds } from "./agent-user";
 import { agentWindows, tmux, windowTarget, type WindowInfo } from "./tmux";
 
 const readSmall = (file: string): string | undefined => {
@@ -93,12 +94,6 @@ function runsACommand(pid: number): boolean {
     return false;
   }
   return !argv.some((a) => a.includes("agent-host.js"));
-}
-
-export function agentUid(user: string): number | undefined {
-  const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
-  const uid = line ? Number(line.split(":")[2]) : NaN;
-  return Number.isFinite(uid) ? uid : undefined;
 }
 
 /** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
@@ -202,13 +197,14 @@ export function snapshot(conf: HostConf, listed?: ReadonlyMap<number, WindowInfo
     conf,
     [...windows].filter(([, w]) => !w.dead).map(([n]) => n),
   );
-  const uid = agentUid(conf.agentUser);
   const rows: Effective[] = [];
   const recorded = new Map<number, Recorded | undefined>();
   for (const n of agentNumbers(conf, windows)) {
     const w = windows.get(n);
     const run = path.join(conf.runDir, `agent-${n}`);
-    const rec = readStatus(path.join(conf.stateDir, `agent-${n}`), uid);
+    // In agent n's own home, a file agent n owns: no other agent can write there (issue 20).
+    const ids = agentIds(conf, n);
+    const rec = readStatus(ids.state, ids.uid);
     recorded.set(n, rec);
     const facts: ProcessFacts = { n, window: w !== undefined, dead: w?.dead ?? false };
     if (w?.exitCode !== undefined) facts.exitCode = w.exitCode;

@@ -48,11 +48,16 @@ export function parseReconcileArgs(argv: readonly string[], conf: CountConf): Re
     throw new UsageError(
       `invalid agent count '${count}': give a whole number from 1 to ${max} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
     );
-  if (Number(count) > max)
-    throw new UsageError(
-      `agent count ${count} is above AGENT_MAX=${max} (sized from this machine's memory in ${conf.file}); use at most ${max} or deploy a larger machineType`,
-    );
+  checkAgentMax(Number(count), conf);
   return { count: Number(count), json, boot };
+}
+
+/** An agent count, or agent number, above the host's limit: refused, naming the key and the fix. */
+export function checkAgentMax(count: number, conf: CountConf): void {
+  if (count > conf.agentMax)
+    throw new UsageError(
+      `agent count ${count} is above AGENT_MAX=${conf.agentMax} (sized from this machine's memory in ${conf.file}); use at most ${conf.agentMax} or deploy a larger machineType`,
+    );
 }
 
 /**

@@ -32,7 +32,13 @@ import {
   type BundleFile,
   type SecretValue,
 } from "./bundle";
-import { configureGit } from "./git";
+import { ensureAgentHome } from "../agents/agent-user";
+import {
+  badCredentialHost,
+  configureGit,
+  GIT_CREDENTIAL_HOST_RE,
+  PRIVATE_KEY_LINE_RE,
+} from "./git";
 import { Journal, JOURNAL_PATH } from "./journal";
 import { applyLog, lookupUser, runRoot } from "./run";
 
@@ -275,18 +281,43 @@ function installExtraPackages(list: string): void {
     );
 }
 
-function setUpGit(conf: HostConf, credentials: Bundle["gitCredentials"], p: ApplyPaths): void {
-  const agent = lookupUser(conf.agentUser);
-  if (!agent) throw new ApplyError(`the agent user ${conf.agentUser} does not exist`);
-  const settings = {
-    agent,
-    userName: conf.gitUserName,
-    userEmail: conf.gitUserEmail,
-    repository: conf.gitRepository,
-    credentialHost: conf.gitCredentialHost,
-    ghHostFile: `${p.secrets}/gh-host`,
-  };
-  configureGit(settings, credentials);
+/**
+ * Each agent's git, in its own home, as that agent (host/apply/git.ts): agent-1..N get their user
+ * and home first (a scale-up's new agents too), and each its own copy of the credentials, which no
+ * other agent can read.
+ */
+function setUpGit(
+  conf: HostConf,
+  credentials: Bundle["gitCredentials"],
+  p: ApplyPaths,
+  agents: number,
+): void {
+  // A bad config value stops the deploy before any agent is touched (only an agent's own doing
+  // is a per-agent warning below).
+  if (
+    credentials !== "remove" &&
+    !PRIVATE_KEY_LINE_RE.test(credentials.toString("utf8")) &&
+    !GIT_CREDENTIAL_HOST_RE.test(conf.gitCredentialHost)
+  )
+    throw badCredentialHost(conf.gitCredentialHost);
+  for (let n = 1; n <= agents; n++) {
+    const agent = ensureAgentHome(conf, n, applyLog);
+    const settings = {
+      agent,
+      userName: conf.gitUserName,
+      userEmail: conf.gitUserEmail,
+      repository: conf.gitRepository,
+      credentialHost: conf.gitCredentialHost,
+      ghHostFile: `${p.secrets}/gh-host-${agent.name}`,
+    };
+    // What one agent did to its own home (a link where git's files go) fails that agent's set-up
+    // only, named here; the deploy and the other agents go on.
+    try {
+      configureGit(settings, credentials);
+    } catch (error) {
+      applyLog(`warning: ${agent.name}: ${(error as Error).message}`);
+    }
+  }
 }
 
 /**
@@ -329,7 +360,7 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
       j.owe({ reload: false });
     });
     j.step("packages", () => installExtraPackages(conf.extraPackages));
-    j.step("git", () => setUpGit(conf, bundle.gitCredentials, p));
+    j.step("git", () => setUpGit(conf, bundle.gitCredentials, p, args.agents));
     const agentctlEnv = { AGENTCTL_CONFIG: p.conf };
     const reconcile = ["reconcile", String(args.agents), "--json"];
     j.step("reconcile", () => {

@@ -13,6 +13,12 @@ export const GIT_STORE_NAME = ".config/git/agent-host-credentials";
 export const GIT_KEY_NAME = ".ssh/agent-host-git";
 /** GIT_CREDENTIAL_HOST: what config.ts derives from the repository URL (host[:port]). */
 export const GIT_CREDENTIAL_HOST_RE = /^[A-Za-z0-9.-]+(:[0-9]{1,5})?$/;
+
+/** The refusal of a credential host that is not host[:port], before or during the set-up. */
+export const badCredentialHost = (host: string): ApplyError =>
+  new ApplyError(
+    `GIT_CREDENTIAL_HOST='${host}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`,
+  );
 /**
  * How apply tells a key from a token: looser than config's rule on purpose (any BEGIN … PRIVATE
  * KEY line): it only ever sees values config took.
@@ -164,10 +170,7 @@ class AgentGit {
 
   installToken(secret: Buffer): void {
     const host = this.s.credentialHost;
-    if (!GIT_CREDENTIAL_HOST_RE.test(host))
-      throw new ApplyError(
-        `GIT_CREDENTIAL_HOST='${host}' in host.conf is not host[:port]; the git token is not installed (set repository, or use a GitHub token)`,
-      );
+    if (!GIT_CREDENTIAL_HOST_RE.test(host)) throw badCredentialHost(host);
     this.removeSshKey();
     const { line, token } = storeLine(secret.toString("utf8"), host);
     const changed = this.write(`${this.a.home}/${GIT_STORE_NAME}`, "0600", Buffer.from(line));

@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { HostConf } from "../conf/conf";
-import { agentUid } from "../agents/facts";
+import { agentIds } from "../agents/agent-user";
 import {
   currentBootId,
   JOURNAL_PATH,
@@ -240,9 +240,9 @@ function diskUse(folders: readonly { what: string; path: string }[]): DiskUse[] 
 
 function stateFolders(conf: HostConf, agents: readonly number[]): StateFolder[] {
   const out: StateFolder[] = [];
-  const expectedUid = agentUid(conf.agentUser);
   for (const agent of agents) {
-    const dir = path.join(conf.stateDir, `agent-${agent}`);
+    // Agent N's own state folder, in its own home, owned by its own uid (issue 20).
+    const { state: dir, uid: expectedUid } = agentIds(conf, agent);
     try {
       const st = fs.lstatSync(dir);
       if (st.isDirectory()) out.push({ agent, dir, uid: st.uid, mode: st.mode, expectedUid });
@@ -290,7 +290,7 @@ export function hostHealth(
     disks: diskUse([
       { what: `${conf.dataMount} (the data disk)`, path: conf.dataMount },
       { what: `${conf.workspacesDir} (WORKSPACES_DIR)`, path: conf.workspacesDir },
-      { what: `${conf.stateDir} (STATE_DIR)`, path: conf.stateDir },
+      { what: `${conf.agentHomesDir} (AGENT_HOMES_DIR)`, path: conf.agentHomesDir },
       { what: "/ (the boot disk)", path: `${root}/` },
     ]),
     stateFolders: stateFolders(conf, agents),

@@ -27,7 +27,7 @@ import {
 } from "./notify";
 import { readTransitions, writeAtomic, readBounded } from "./store";
 import { SESSION, tmux, windowTarget } from "../agents/tmux";
-import { agentUid } from "../agents/facts";
+import { agentIds } from "../agents/agent-user";
 
 export const POLL_MS = 500;
 const SEEN_FILE = "notify-seen.json";
@@ -121,7 +121,6 @@ export class Monitor {
   private fullTable = "";
   private fullTableAt = 0;
   private readonly host: string;
-  private readonly uid: number | undefined;
 
   constructor(private readonly opts: MonitorOptions) {
     const { conf } = opts;
@@ -130,7 +129,6 @@ export class Monitor {
     this.seen = loadSeen(this.seenFile);
     this.notifying = claim(conf.runDir);
     this.host = opts.hostName ?? os.hostname();
-    this.uid = agentUid(conf.agentUser);
     this.notifier = new Notifier({ webhook: webhookReader(conf.notifyWebhookFile), log: opts.log });
   }
 
@@ -182,8 +180,8 @@ export class Monitor {
         this.seen.set(row.n, rec.seq);
         seenChanged = true;
       } else if (rec && seen !== undefined && rec.seq > seen) {
-        const dir = path.join(conf.stateDir, `agent-${row.n}`);
-        for (const t of readTransitions(dir, seen, this.uid)) {
+        const ids = agentIds(conf, row.n);
+        for (const t of readTransitions(ids.state, seen, ids.uid)) {
           if (t.notify === "needs-you" && EVENT_FOR[t.state]) {
             this.notifier.enqueue(
               this.message(row.n, EVENT_FOR[t.state] as MessageEvent, t.reason, t.at),

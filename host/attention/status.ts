@@ -11,11 +11,11 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import { agentCwd, asAgentArgv, type AgentUser } from "../agents/agent-user";
+import { agentCwd, agentIds, asAgentArgv, type AgentUser } from "../agents/agent-user";
 import { GIT_QUERY_TIMEOUT_SECONDS } from "../agents/checkouts";
 import type { HostConf } from "../conf/conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
-import { agentUid, KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "../agents/facts";
+import { KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "../agents/facts";
 import { healthy, type Problem } from "./health";
 import { oneLine } from "./text";
 import { agentWindows, tmux, type WindowInfo } from "../agents/tmux";
@@ -364,12 +364,24 @@ async function workspaceBytes(ws: string, cache: string): Promise<number | null>
   return bytes;
 }
 
-function agentUser(user: string): AgentUser | undefined {
-  const line = (readSmall("/etc/passwd") ?? "").split("\n").find((l) => l.startsWith(`${user}:`));
-  const f = line?.split(":");
-  if (!f || agentUid(user) === undefined) return undefined;
-  return { name: user, uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+/** Agent n's user when it exists (git runs as it); undefined before reconcile made it. */
+function agentUser(conf: HostConf, n: number): AgentUser | undefined {
+  const ids = agentIds(conf, n);
+  const line = (readSmall("/etc/passwd") ?? "")
+    .split("\n")
+    .find((l) => l.startsWith(`${ids.name}:`));
+  return line?.split(":")[2] === String(ids.uid) ? ids : undefined;
 }
+
+/** Whether a path is there, never following a link (an agent's home is the agent's). */
+const lexists = (p: string): boolean => {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /**
  * git (here: a sh running git) as the agent, never as root: a repository's config can name
@@ -402,7 +414,7 @@ async function checkoutState(
   conf: HostConf,
   ws: string,
 ): Promise<{ branch: string; files: number; commits: number } | undefined> {
-  if (!u || !fs.existsSync(path.join(ws, ".git"))) return undefined;
+  if (!u || !lexists(path.join(ws, ".git"))) return undefined;
   const script = [
     'git -C "$1" --no-optional-locks status --porcelain=v2 --branch || exit 1',
     `echo '${REV_LIST_MARK}'`,
@@ -438,8 +450,9 @@ async function gatherRow(
   window: WindowInfo | undefined,
   effective: Effective | undefined,
   procs: ReadonlyMap<number, Proc>,
-  user: AgentUser | undefined,
 ): Promise<StatusRow> {
+  const user = agentUser(conf, n);
+  const ids = agentIds(conf, n);
   const name = `agent-${n}`;
   const dir = path.join(conf.runDir, name);
   const file = (f: string) => readSmall(path.join(dir, f));
@@ -458,7 +471,7 @@ async function gatherRow(
   };
   const proc = processState(window, files, etimes);
   const live = window !== undefined && !window.dead;
-  const ws = path.join(conf.workspacesDir, name);
+  const ws = ids.workspace;
   // The pane was read a moment ago for the sign-in check of snapshot() (host/agents/facts.ts caches it).
   const pane = live ? paneText(conf, n) : "";
   const [bytes, checkout] = await Promise.all([
@@ -486,7 +499,7 @@ async function gatherRow(
       live,
       files.auth,
       pane,
-      fs.existsSync(path.join(conf.stateDir, name, "claude", ".credentials.json")),
+      lexists(path.join(ids.claudeDir, ".credentials.json")),
     ),
     auth: files.auth || null,
     last_exit_reason: files.lastExitReason || null,
@@ -526,7 +539,6 @@ export async function statusRows(
   if (windows.size === 0 && tmux(conf.tmuxSocket, ["list-sessions"]).code !== 0)
     log(`warning: no tmux server on ${conf.tmuxSocket}; every agent is missing`);
   const procs = readProcs();
-  const user = agentUser(conf.agentUser);
   const effective = sortForStatus(snapshot(conf, windows).rows);
   const byN = new Map(effective.map((e) => [e.n, e]));
   const order = [
@@ -534,7 +546,7 @@ export async function statusRows(
     ...[...windows.keys()].filter((n) => !byN.has(n)).sort((a, b) => a - b),
   ];
   const rows = await Promise.all(
-    order.map((n) => gatherRow(conf, n, windows.get(n), byN.get(n), procs, user)),
+    order.map((n) => gatherRow(conf, n, windows.get(n), byN.get(n), procs)),
   );
   return { rows, effective };
 }

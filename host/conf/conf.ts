@@ -81,7 +81,21 @@ const flag = (def: string): KeySpec<"bool"> => ({ default: def, kind: "bool", ru
 export const HOST_KEYS = {
   AGENT_COUNT: num("1", count),
   AGENT_MAX: num("24", count),
-  AGENT_USER: text("agent", userName),
+  // The agents' name prefix: agent N is the Unix user AGENT_USER-N (host/agents/agent-user.ts).
+  // A user of exactly this name is the shared user of hosts from before per-agent users: migrated.
+  AGENT_USER: text(
+    "agent",
+    matches(
+      /^[a-z_][a-z0-9_-]{0,24}$/,
+      "is not a plain user name of at most 25 characters (agent-N is added); fix the config",
+    ),
+  ),
+  // uid = gid = AGENT_UID_BASE + N; the shared user of older hosts had AGENT_UID_BASE itself.
+  AGENT_UID_BASE: num(
+    "2000",
+    matches(/^[1-9][0-9]{3,8}$/, "is not a whole number from 1000 to 999999999; fix the config"),
+  ),
+  AGENT_HOMES_DIR: text("/data/home", absolutePath),
   ADMIN_USER: text("agent-admin", userName),
   PERMISSION_MODE: text(
     "default",
@@ -148,7 +162,8 @@ export const HOST_KEYS = {
   ),
   DASHBOARD_TOKEN_FILE: text("/etc/agent-host/secrets/dashboard-token", absolutePath),
   WORKSPACES_DIR: text("/workspaces", absolutePath),
-  STATE_DIR: text("/home/agent/.agent-host", absolutePath),
+  // Where the shared user of older hosts kept every agent's state: migrated from, never written.
+  STATE_DIR: text("/data/home/agent/.agent-host", absolutePath),
   RUN_DIR: text("/run/agent-host", absolutePath),
   TMUX_SOCKET: text("/run/agent-host/tmux.sock", absolutePath),
   API_KEY_FILE: text("/etc/agent-host/secrets/anthropic-api-key", absolutePath),

@@ -2,6 +2,11 @@
 // environment its claude gets, and when its idle daemon is stopped. Pure: no fs, no processes;
 // host/docker/docker-main.ts does what these decide. Numbers are defined here once: the wrapper,
 // apply, the docs and the tests take them from here.
+import {
+  DEFAULT_AGENT_UID_BASE,
+  agentUid as schemeUid,
+  agentUserName as schemeUserName,
+} from "../agents/agent-user";
 import type { DockerMode } from "../../shared-rules";
 
 /** The first agent's first port. Below Linux's ephemeral range (32768-60999 by default). */
@@ -41,15 +46,13 @@ export function agentPortBase(n: number): number {
   return PORT_BLOCK_START + (n - 1) * PORT_BLOCK_SIZE;
 }
 
-/** agent-N's user. */
-export const agentUserName = (n: number): string => `agent-${n}`;
-
 /**
- * agent-N's uid (and gid): pinned, so files on the data disk keep their owner on a replaced VM.
- * The per-agent users' own definition (host/agents/agent-user.ts) is the one to keep on merge.
+ * agent-N's user and uid (and gid): the per-agent users' one scheme (host/agents/agent-user.ts),
+ * with its defaults (user prefix agent, uid base 2000).
  */
-export const AGENT_UID_BASE = 2000;
-export const agentUid = (n: number): number => AGENT_UID_BASE + n;
+export { DEFAULT_AGENT_UID_BASE };
+export const agentUserName = (n: number): string => schemeUserName(n);
+export const agentUid = (n: number): number => schemeUid(n);
 
 /** agent-N's subordinate id range: [start, start + SUBID_COUNT). */
 export function agentSubIds(n: number): { start: number; count: number } {

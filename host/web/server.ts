@@ -16,17 +16,16 @@
 // strictly; request text reaches tmux only through send.ts (load-buffer's stdin) and answers only
 // as one digit chosen from what the pane shows; tmux targets are exact (`=agents:=agent-N`).
 //
-// Changes are pushed within a second of the hook: the recorder's files are watched (inotify, the
-// agents' STATE_DIR folders) and, while a page is connected, the process facts (a window gone,
+// Changes are pushed within a second of the hook: the recorder's files are watched (inotify, each
+// agent's state folder in its own home) and, while a page is connected, the process facts (a window gone,
 // claude exited) are looked at every POLL_MS. With no page connected nothing is polled.
 import * as fs from "fs";
 import * as http from "http";
-import * as path from "path";
 import type { AddressInfo } from "net";
 import type { HostConf } from "../conf/conf";
 import { spawn } from "child_process";
 import { snapshot } from "../agents/facts";
-import { agentCwd, asAgentArgv, lookupUser } from "../agents/agent-user";
+import { agentCwd, agentIds, asAgentArgv, lookupUser } from "../agents/agent-user";
 import { send, sendText, UsageError } from "../agents/send";
 import { agentWindows, tmux, windowTarget } from "../agents/tmux";
 import { statusRows, toJson, type StatusRow } from "../attention/status";
@@ -145,11 +144,11 @@ export class Dashboard {
   // -------------------------------------------------------------------------------------------
   // changes
 
-  /** inotify on STATE_DIR and each agent's folder in it: the recorder replaces status.json. */
   /**
-   * Watches STATE_DIR and each agent's folder in it, re-armed on every look and every few seconds:
-   * STATE_DIR and the folders appear when the agents first start (maybe after this server), and a
-   * folder removed and made again is a new inode to watch.
+   * inotify on the homes folder and each agent's state folder (HOME/.agent-host, where its recorder
+   * replaces status.json), re-armed on every look and every few seconds: the folders appear when
+   * the agents first start (maybe after this server), and a folder removed and made again is a new
+   * inode to watch.
    */
   private watchStates(): void {
     this.rescan();
@@ -157,20 +156,45 @@ export class Dashboard {
     this.rescanTimer.unref();
   }
 
-  private rescan(): void {
-    const dir = this.opts.conf.stateDir;
+  /**
+   * The folders to watch: the homes folder (root's) and each agent's state folder while it is that
+   * agent's own directory. The state folder is in the agent's home, so the agent can swap it for a
+   * link between the check and the watch: the watch then only tells this server that something
+   * changed somewhere (a look, as the poll does), and the next rescan drops it (lstat: the inode
+   * differs).
+   */
+  private stateDirs(): string[] {
+    const { conf } = this.opts;
+    const prefix = `${conf.agentUser}-`;
     let names: string[] = [];
     try {
-      names = fs.readdirSync(dir).filter((n) => /^agent-[1-9][0-9]{0,3}$/.test(n));
+      names = fs.readdirSync(conf.agentHomesDir);
     } catch {
-      // no STATE_DIR yet
+      // no homes yet
     }
-    // Bounded: a folder full of names cannot make the server hold thousands of watches.
-    const wanted = [dir, ...names.slice(0, 256).map((n) => path.join(dir, n))];
+    const dirs = [conf.agentHomesDir];
+    for (const name of names) {
+      // Bounded: a folder full of names cannot make the server hold thousands of watches.
+      if (dirs.length > 256) break;
+      const n = name.startsWith(prefix) ? name.slice(prefix.length) : "";
+      if (!/^[1-9][0-9]{0,3}$/.test(n)) continue;
+      const ids = agentIds(conf, Number(n));
+      try {
+        const st = fs.lstatSync(ids.state);
+        if (st.isDirectory() && st.uid === ids.uid) dirs.push(ids.state);
+      } catch {
+        // not started yet
+      }
+    }
+    return dirs;
+  }
+
+  private rescan(): void {
+    const wanted = this.stateDirs();
     for (const [d, w] of this.watchers) {
       let ino: number | undefined;
       try {
-        ino = fs.statSync(d).ino;
+        ino = fs.lstatSync(d).ino;
       } catch {
         ino = undefined;
       }
@@ -182,7 +206,7 @@ export class Dashboard {
     for (const d of wanted) {
       if (this.watchers.has(d)) continue;
       try {
-        const ino = fs.statSync(d).ino;
+        const ino = fs.lstatSync(d).ino;
         const watcher = fs.watch(d, { persistent: false }, () => this.changed());
         watcher.on("error", () => {
           watcher.close();
@@ -485,12 +509,13 @@ export class Dashboard {
       }
       await new Promise((resolve) => setTimeout(resolve, DENY_LOOK_MS));
     }
-    const user = lookupUser(this.opts.conf.agentUser);
-    if (!user) throw new Error(`there is no user ${this.opts.conf.agentUser}`);
-    const dir = path.join(this.opts.conf.stateDir, `agent-${n}`);
+    // As agent n itself, into its own state folder (one user per agent): the record stays its own.
+    const ids = agentIds(this.opts.conf, n);
+    if (lookupUser(ids.name)?.uid !== ids.uid)
+      throw new Error(`there is no user ${ids.name} with uid ${ids.uid}`);
     await runAs(
-      asAgentArgv(user, this.opts.recorder, [`AGENT_HOST_STATE_DIR=${dir}`]),
-      agentCwd(user),
+      asAgentArgv(ids, this.opts.recorder, [`AGENT_HOST_STATE_DIR=${ids.state}`]),
+      agentCwd(ids),
       JSON.stringify({ hook_event_name: "DashboardDeny", seq }),
     );
   }

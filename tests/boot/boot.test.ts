@@ -10,6 +10,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { DEFAULT_AGENT_UID_BASE } from "../../host/agents/agent-user";
 import { parse } from "yaml";
 import { parseConfig } from "../../config";
 import { hostSettingsFor, renderHostConf } from "../../cloud-init/host-config";
@@ -40,8 +41,11 @@ const MINUTE = 60_000;
 const CACHE_DIR = process.env.AGENT_HOST_BOOT_CACHE ?? "/var/cache/agent-host-boot";
 const KEEP = process.env.AGENT_HOST_BOOT_KEEP === "1";
 const TMUX = ["tmux", "-S", "/run/agent-host/tmux.sock"];
-const STATE_DIR = "/home/agent/.agent-host";
-const AGENT_UID = 2000;
+/** Agent N's state folder, in its own home on the data disk (issue 20). */
+const stateDir = (name: string): string => `/data/home/${name}/.agent-host`;
+/** Agent N's user: agent-N, uid = gid = 2000 + N (host/agents/agent-user.ts). */
+const agentUid = (name: string): number =>
+  DEFAULT_AGENT_UID_BASE + Number(name.replace("agent-", ""));
 /** How long the same claude processes must stay up to count as running. */
 const STABLE_MS = 5000;
 
@@ -315,7 +319,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
 
   function sessionIds(machine: Machine, count: number): string[] {
     return expectedNames(count).map((name) =>
-      machine.sh(`cat ${STATE_DIR}/${name}/session-id`).trim(),
+      machine.sh(`cat ${stateDir(name)}/session-id`).trim(),
     );
   }
 
@@ -402,12 +406,12 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     expect(unexpectedOutput).toEqual([]);
   });
 
-  step("users: agent (uid 2000, no sudo) and agent-admin (sudo)", MINUTE, () => {
-    expect(vm.sh("id -u agent; id -g agent").trim().split("\n")).toEqual([
-      String(AGENT_UID),
-      String(AGENT_UID),
-    ]);
-    const agentSudo = vm.exec(["sudo", "-l", "-U", "agent"]);
+  step("users: agent-1 (uid 2001, no sudo, no docker group) and agent-admin (sudo)", MINUTE, () => {
+    expect(vm.sh("id -u agent-1; id -g agent-1").trim().split("\n")).toEqual(["2001", "2001"]);
+    expect(vm.sh("id -nG agent-1").trim()).toBe("agent-1");
+    // No shared user any more: user-data makes none.
+    expect(vm.exec(["id", "agent"]).status).not.toBe(0);
+    const agentSudo = vm.exec(["sudo", "-l", "-U", "agent-1"]);
     expect(agentSudo.stdout).toMatch(/is not allowed to run sudo/);
     expect(vm.sh("sudo -l -U agent-admin")).toMatch(/\(ALL\) NOPASSWD: ALL/);
     // Key-only: the admin's password is locked.
@@ -432,7 +436,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
           .filter(Boolean),
       ).toEqual(["masked", "masked"]);
       expect(vm.sh("systemctl is-enabled agent-docker-idle.timer").trim()).toBe("enabled");
-      expect(vm.sh("id -nG agent").split(/\s+/)).not.toContain("docker");
+      expect(vm.sh("id -nG agent-1").split(/\s+/)).not.toContain("docker");
       const failed = vm
         .sh("systemctl list-units --failed --plain --no-legend | cut -d' ' -f1")
         .split("\n")
@@ -446,7 +450,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     const pinned = /^CLAUDE_CODE_VERSION=(.+)$/m.exec(conf)?.[1];
     expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
     const version = vm.sh(
-      "runuser -u agent -- env HOME=/tmp DISABLE_AUTOUPDATER=1 /usr/local/bin/claude --version",
+      "runuser -u agent-1 -- env HOME=/tmp DISABLE_AUTOUPDATER=1 /usr/local/bin/claude --version",
     );
     expect(version.trim()).toBe(`${pinned} (Claude Code)`);
     // The native binary, not a JavaScript shim.
@@ -469,9 +473,11 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       const cpuQuota = Number(/^AGENT_CPU_QUOTA_PERCENT=(\d+)$/m.exec(conf)![1]);
       let kernelLimitsSeen = 0;
       for (const agent of agents) {
-        expect(agent.claude.uid).toBe(AGENT_UID);
+        expect(agent.claude.uid).toBe(agentUid(agent.name));
         expect(agent.claude.cwd).toBe(`/workspaces/${agent.name}`);
-        expect(vm.sh(`stat -c %u /workspaces/${agent.name}`).trim()).toBe(String(AGENT_UID));
+        expect(vm.sh(`stat -c %u /workspaces/${agent.name}`).trim()).toBe(
+          String(agentUid(agent.name)),
+        );
         // The wrapper's systemd scope, under agents.slice, carries the limits.
         const systemdPath = agent.claude.cgroup.find(
           (line) => /^\d+:(name=systemd)?:/.test(line) && line.includes(".scope"),
@@ -565,18 +571,16 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
       const extra = expectedNames(N + 2).slice(N);
       for (const name of extra) {
-        vm.sh(`runuser -u agent -- bash -c 'echo kept > /workspaces/${name}/boot-test-marker'`);
+        vm.sh(`runuser -u ${name} -- bash -c 'echo kept > /workspaces/${name}/boot-test-marker'`);
       }
-      const extraSessions = extra.map((name) =>
-        vm.sh(`cat ${STATE_DIR}/${name}/session-id`).trim(),
-      );
+      const extraSessions = extra.map((name) => vm.sh(`cat ${stateDir(name)}/session-id`).trim());
       adminSsh(`sudo -n agentctl reconcile ${N}`);
       const down = await waitAgents(vm, N, `after reconcile ${N}`);
       expect(down.map((a) => a.name)).toEqual(expectedNames(N));
       expect(windows(vm).map((w) => w.name)).toEqual(["control", ...expectedNames(N)]);
       for (const [i, name] of extra.entries()) {
         expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe("kept");
-        expect(vm.sh(`cat ${STATE_DIR}/${name}/session-id`).trim()).toBe(extraSessions[i]);
+        expect(vm.sh(`cat ${stateDir(name)}/session-id`).trim()).toBe(extraSessions[i]);
       }
     },
   );
@@ -592,7 +596,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       markers = expectedNames(N).map((name) => `${name}-${process.pid}-${Date.now()}`);
       for (const [i, name] of expectedNames(N).entries()) {
         vm.sh(
-          `runuser -u agent -- bash -c 'echo ${markers[i]} > /workspaces/${name}/boot-test-marker'`,
+          `runuser -u ${name} -- bash -c 'echo ${markers[i]} > /workspaces/${name}/boot-test-marker'`,
         );
       }
       sessions = sessionIds(vm, N);
@@ -650,7 +654,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
           const found = vm.exec([
             "bash",
             "-c",
-            `f="$(find ${STATE_DIR}/${name}/claude/projects -type f -name '${ids[i]}.jsonl' -print -quit)" && ` +
+            `f="$(find ${stateDir(name)}/claude/projects -type f -name '${ids[i]}.jsonl' -print -quit)" && ` +
               `[[ -n "$f" ]] && grep -qF -- '${prompts[i]}' "$f"`,
           ]);
           return found.status === 0 || undefined;
@@ -725,7 +729,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       for (const [i, name] of expectedNames(N).entries()) {
         expect(vm.sh(`cat /workspaces/${name}/boot-test-marker`).trim()).toBe(markers[i]);
         expect(vm.sh(`stat -c %u:%g /workspaces/${name}/boot-test-marker`).trim()).toBe(
-          `${AGENT_UID}:${AGENT_UID}`,
+          `${agentUid(name)}:${agentUid(name)}`,
         );
       }
       // The agents scaled away before the replacement kept their workspaces too.
