@@ -1,6 +1,6 @@
-// The host files: real files in this folder, shipped verbatim to the VM by cloud-init at first
-// boot and by the fleet's reconcile command on every deploy. One list, so both paths ship the
-// same set. See HOST.md for what each one does.
+// The host files: real files in this folder, shipped to the VM (bash scripts without their
+// comments: shippedScript) by cloud-init at first boot and by the fleet's reconcile command on
+// every deploy. One list, so both paths ship the same set. See HOST.md for what each one does.
 import { readFileSync } from "fs";
 import * as path from "path";
 import { buildHostBundle } from "./host-bundle";
@@ -105,7 +105,8 @@ let bundle: string | undefined;
 
 /**
  * Every host file: read from `root` (default: this folder), the bundle built from the sources
- * (once per process, ~0.1 s), so what ships is always what host/ says.
+ * (once per process, ~0.1 s), so what ships is always what host/ says. Shell scripts ship
+ * without their whole-line comments (shippedScript).
  */
 export function readHostFiles(root: string = __dirname): HostFileContent[] {
   return HOST_FILES.map((file) => ({
@@ -113,6 +114,37 @@ export function readHostFiles(root: string = __dirname): HostFileContent[] {
     content:
       file.source === BUNDLE_SOURCE
         ? (bundle ??= buildHostBundle())
-        : readFileSync(path.join(root, file.source), "utf8"),
+        : shippedScript(readFileSync(path.join(root, file.source), "utf8")),
   }));
+}
+
+/** A here-document's opening on a line (`<<EOF`, `<<-'EOF'`, `<< "EOF"`; not a `<<<` string). */
+const HEREDOC = /(?<!<)<<(-?)\s*(['"]?)([A-Za-z_][A-Za-z0-9_]*)\2/g;
+
+/**
+ * A bash script as it ships: the shebang, then every line but whole-line comments and blank
+ * lines, except inside a here-document, whose lines are data. The comments stay in the
+ * repository, where they are read; on the VM they cost a third of the scripts' share of the
+ * user-data (tests/user-data-size.test.ts). tests/shipped-scripts.test.ts proves with bash itself
+ * that each shipped script is the same program as its source (`declare -f` of both, which prints
+ * the parsed code). Any other file is returned as it is.
+ */
+export function shippedScript(text: string): string {
+  if (!text.startsWith("#!/usr/bin/env bash\n")) return text;
+  const [shebang, ...lines] = text.split("\n");
+  const out = [shebang];
+  const pending: { end: string; tabs: boolean }[] = [];
+  let inside: { end: string; tabs: boolean } | undefined;
+  for (const line of lines) {
+    if (inside) {
+      out.push(line);
+      if ((inside.tabs ? line.replace(/^\t+/, "") : line) === inside.end) inside = pending.shift();
+      continue;
+    }
+    if (/^\s*(#.*)?$/.test(line)) continue;
+    out.push(line);
+    for (const m of line.matchAll(HEREDOC)) pending.push({ end: m[3], tabs: m[1] === "-" });
+    inside = pending.shift();
+  }
+  return `${out.join("\n")}\n`;
 }
