@@ -178,10 +178,14 @@ const getent = (db: string, key: string): string[] | undefined => {
  * ids, or another user holding the uid, stops here: files on the data disk carry the pinned uid,
  * and silently taking another would hand them to someone else.
  */
-export function ensureAgentUser(conf: AgentConf, n: number): { created: boolean } {
+export function ensureAgentUser(
+  conf: AgentConf,
+  n: number,
+  lookup: (name: string) => AgentUser | undefined = lookupUser,
+): { created: boolean } {
   const a = agentIds(conf, n);
   const fix = `agent-host pins agent-${n} to ${a.name} with uid = gid = ${a.uid} (AGENT_UID_BASE ${conf.agentUidBase} + ${n}) so files on the data disk keep their owner; remove or renumber that entry, or set AGENT_UID_BASE`;
-  const user = lookupUser(a.name);
+  const user = lookup(a.name);
   if (user) {
     if (user.uid !== a.uid || user.gid !== a.gid)
       throw new Error(`user ${a.name} exists with uid ${user.uid} and gid ${user.gid}; ${fix}`);
@@ -275,9 +279,14 @@ export function grantAdminRead(dir: string, admin: string): boolean {
 }
 
 /** Agent n's user and its home (what apply needs to set up the agent's git). */
-export function ensureAgentHome(conf: AgentConf, n: number, log: (line: string) => void): AgentIds {
+export function ensureAgentHome(
+  conf: AgentConf,
+  n: number,
+  log: (line: string) => void,
+  lookup?: (name: string) => AgentUser | undefined,
+): AgentIds {
   const a = agentIds(conf, n);
-  if (ensureAgentUser(conf, n).created) log(`created user ${a.name} (uid ${a.uid})`);
+  if (ensureAgentUser(conf, n, lookup).created) log(`created user ${a.name} (uid ${a.uid})`);
   ensureRootDir(conf.agentHomesDir);
   ensureAgentDir(a.home, a);
   return a;
@@ -292,13 +301,27 @@ export function ensureAgent(
   conf: AgentConf & { adminUser: string },
   n: number,
   log: (line: string) => void,
+  lookup?: (name: string) => AgentUser | undefined,
 ): AgentIds {
-  const a = ensureAgentHome(conf, n, log);
+  const a = ensureAgentHome(conf, n, log, lookup);
   ensureRootDir(conf.workspacesDir);
   if (ensureAgentDir(a.workspace, a) && !grantAdminRead(a.workspace, conf.adminUser))
     log(`warning: could not give ${conf.adminUser} read access to ${a.workspace} (setfacl)`);
+  // Already the agent's own real folders (lstat: a link is never taken for one): nothing to make,
+  // and no process to start (a settled reconcile checks twelve agents).
+  if (ownDir(a.state, a.uid) && ownDir(a.claudeDir, a.uid)) return a;
   const r = runAsAgent(a, ["install", "-d", "-m", "0700", "--", a.state, a.claudeDir]);
   if (r.status !== 0)
     throw new Error(`could not create ${a.claudeDir} as ${a.name}: ${r.stderr.trim()}`);
   return a;
+}
+
+/** Whether `dir` is a real directory (not a link) of `uid`'s, 0700: read with lstat, never followed. */
+function ownDir(dir: string, uid: number): boolean {
+  try {
+    const st = fs.lstatSync(dir);
+    return st.isDirectory() && st.uid === uid && (st.mode & 0o777) === 0o700;
+  } catch {
+    return false;
+  }
 }

@@ -98,6 +98,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
   // failure of that agent: it is named and not started, the count is not claimed, and the others
   // still start (one agent never holds the rest up).
+  a.knowAgents(args.count);
   for (let i = 1; i <= args.count; i++) {
     try {
       a.ensureAgent(i);

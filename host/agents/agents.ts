@@ -6,7 +6,14 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { agentIds, ensureAgent, type AgentIds } from "./agent-user";
+import {
+  agentIds,
+  ensureAgent,
+  lookupUser,
+  lookupUsers,
+  type AgentIds,
+  type AgentUser,
+} from "./agent-user";
 import type { HostConf } from "../conf/conf";
 import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
@@ -226,10 +233,31 @@ export class Agents {
     return this.ids(i).workspace;
   }
 
-  /** Agent i's user, home, workspace and state folders (made safely, as agent-user.ts says). */
+  /**
+   * Agent i's user, home, workspace and state folders (made safely, as agent-user.ts says), once
+   * per command; the users of 1..count are looked up with one getent first (knowAgents).
+   */
   ensureAgent(i: number): AgentIds {
-    return ensureAgent(this.conf, i, this.log);
+    const done = this.ensured.get(i);
+    if (done) return done;
+    const made = ensureAgent(
+      this.conf,
+      i,
+      this.log,
+      (name) => this.users?.get(name) ?? lookupUser(name),
+    );
+    this.ensured.set(i, made);
+    return made;
   }
+
+  /** Looks up the users of agents 1..count with one getent, for ensureAgent. */
+  knowAgents(count: number): void {
+    const names = Array.from({ length: count }, (_, k) => agentIds(this.conf, k + 1).name);
+    this.users = lookupUsers(names);
+  }
+
+  private readonly ensured = new Map<number, AgentIds>();
+  private users?: Map<string, AgentUser>;
 
   /**
    * Agent i's files before its window starts: run folder, no stop marker. reconcile made the agent
