@@ -13,66 +13,22 @@
 // - idle CPU and RSS of the dashboard process (its children included), with no page and with one
 //   page open, against a bare `node` idling and the control window's monitor (`agent-host.js
 //   monitor`, the other root process that watches every agent).
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_FLAGS, freePort } from "../tests/support";
+import { AGENTCTL, BenchFleet, BUNDLE, must, stats, until } from "./bench-support";
 
-const ROOT = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
-const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
 const AGENT_USER = "agenttest";
 const AGENTS = 12;
 const RUNS = Math.max(3, Number(process.argv[2] ?? 10));
 const IDLE_SECONDS = 20;
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function stats(values: number[], unit = "ms"): string {
-  const v = [...values].sort((a, b) => a - b);
-  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
-  return `median ${at(0.5).toFixed(0)} ${unit}, min ${v[0].toFixed(0)}, max ${v[v.length - 1].toFixed(0)} (${v.length} runs)`;
-}
-
-function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv, input?: string): string {
-  const r = spawnSync(cmd, args, { env, input, encoding: "utf8", timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** CPU seconds of a process and its reaped children (utime, stime, cutime, cstime). */
 function cpuSeconds(pid: number): number {
@@ -94,69 +50,37 @@ async function idleCpu(pids: number[], seconds: number): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
-  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
-    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
+  const port = await freePort();
+  const fleet = new BenchFleet("bench-web", AGENT_USER, (f) => [
+    `AGENT_COUNT=${AGENTS}`,
+    "START_STAGGER_SECONDS=0.2",
+    `DASHBOARD_PORT=${port}`,
+    `DASHBOARD_TOKEN_FILE=${path.join(f.dir, "secrets", "dashboard-token")}`,
+  ]);
+  const { dir, run, state, env } = fleet;
   const uid = Number(must("id", ["-u", AGENT_USER]).trim());
   const gid = Number(must("id", ["-g", AGENT_USER]).trim());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-"));
-  fs.chmodSync(dir, 0o755);
-  const standin = path.join(dir, "claude");
-  fs.copyFileSync(path.join(ROOT, "tests/fixtures/claude"), standin);
-  fs.chmodSync(standin, 0o755);
   const bundle = path.join(dir, "agent-host.js");
   fs.copyFileSync(BUNDLE, bundle);
   fs.chmodSync(bundle, 0o755);
-  const run = path.join(dir, "run");
-  const state = path.join(dir, "state");
-  const sock = path.join(run, "tmux.sock");
-  const conf = path.join(dir, "host.conf");
-  const port = await freePort();
   fs.mkdirSync(path.join(dir, "secrets"), { mode: 0o700 });
-  fs.writeFileSync(
-    conf,
-    [
-      `AGENT_COUNT=${AGENTS}`,
-      `AGENT_USER=${AGENT_USER}`,
-      `CLAUDE_BIN=${standin}`,
-      "START_STAGGER_SECONDS=0.2",
-      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `STATE_DIR=${state}`,
-      `RUN_DIR=${run}`,
-      `TMUX_SOCKET=${sock}`,
-      `DASHBOARD_PORT=${port}`,
-      `DASHBOARD_TOKEN_FILE=${path.join(dir, "secrets", "dashboard-token")}`,
-      "",
-    ].join("\n"),
-  );
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    LANG: "C.UTF-8",
-    AGENTCTL_CONFIG: conf,
-    AGENT_WRAPPER: path.join(ROOT, "cloud-init/host/agent-wrapper"),
-    AGENTCTL_TMUX_CONF: path.join(ROOT, "cloud-init/host/tmux.conf"),
-    AGENT_HOST_JS: BUNDLE,
-  };
-  const children: ChildProcess[] = [];
-  const start = (cmd: string, args: string[]) => {
-    const c = spawn(cmd, args, { env, stdio: "ignore" });
-    children.push(c);
-    return c;
-  };
+  const start = (cmd: string, args: string[]) => fleet.start(cmd, args);
+  /** argv of the real recorder (`agent-host.js hook`) for agent-N, run as the agent. */
+  const recorder = (n: number): string[] => [
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--init-groups",
+    "env",
+    `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+    process.execPath,
+    bundle,
+    "hook",
+  ];
   /** The real recorder, as the agent, with a payload as Claude Code 2.1.331 sends it. */
   const hook = (n: number, payload: Record<string, unknown>): void => {
     must(
       "setpriv",
-      [
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        "--init-groups",
-        "env",
-        `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
-        process.execPath,
-        bundle,
-        "hook",
-      ],
+      recorder(n),
       undefined,
       JSON.stringify({
         session_id: "bench",
@@ -181,11 +105,8 @@ async function main(): Promise<void> {
     res.end("<!doctype html><meta charset=utf-8><title>baseline</title><p id=ready>ok</p>");
   });
   try {
-    start(AGENTCTL, ["server"]);
-    await until("the tmux server", () =>
-      spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0 ? true : undefined,
-    );
-    must(AGENTCTL, ["reconcile", String(AGENTS)], env);
+    await fleet.startServer();
+    fleet.agentctl(["reconcile", String(AGENTS)]);
     await until(
       `${AGENTS} claudes`,
       () =>
@@ -227,9 +148,9 @@ async function main(): Promise<void> {
     const context = await chromium.launchPersistentContext(
       fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-chromium-")),
       {
-        executablePath: "/usr/bin/chromium",
+        executablePath: CHROMIUM,
         headless: true,
-        args: FLAGS,
+        args: CHROMIUM_FLAGS,
         viewport: { width: 375, height: 812 },
       },
     );
@@ -268,20 +189,7 @@ async function main(): Promise<void> {
         timeout: 10_000,
       });
       const t = Date.now();
-      const rec = spawn(
-        "setpriv",
-        [
-          `--reuid=${uid}`,
-          `--regid=${gid}`,
-          "--init-groups",
-          "env",
-          `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
-          process.execPath,
-          bundle,
-          "hook",
-        ],
-        { stdio: ["pipe", "ignore", "ignore"] },
-      );
+      const rec = spawn("setpriv", recorder(n), { stdio: ["pipe", "ignore", "ignore"] });
       rec.stdin.end(
         JSON.stringify({
           session_id: "bench",
@@ -323,10 +231,7 @@ async function main(): Promise<void> {
     await context.close();
   } finally {
     baseline.close();
-    spawnSync("tmux", ["-S", sock, "kill-server"]);
-    for (const c of children) c.kill("SIGTERM");
-    await sleep(500);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await fleet.close();
   }
 }
 

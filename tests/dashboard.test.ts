@@ -20,24 +20,13 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
 import { unavailableSuite } from "./real-suite";
-import { freePort, poll, runAsync } from "./support";
+import { CHROMIUM, CHROMIUM_FLAGS, freePort, poll, runAsync } from "./support";
 import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudeweb";
 const COUNT = 2;
 const NONCE = randomBytes(4).toString("hex");
 const API_KEY = `sk-ant-api03-WEBTEST${NONCE}${"k".repeat(60)}`;
-const CHROMIUM = "/usr/bin/chromium";
-export const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 /** Where the 375×812 screenshot goes (gitignored .cache/). */
 const SHOTS = path.resolve(__dirname, "..", ".cache", "dashboard");
 

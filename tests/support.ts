@@ -46,6 +46,20 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Debian's chromium, which the dashboard's browser tests and its benchmark drive (playwright-core). */
+export const CHROMIUM = "/usr/bin/chromium";
+/** Headless, and nothing that reaches past 127.0.0.1. */
+export const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 /** The JSON lines the stand-in claude (tests/fixtures/claude) recorded in a state folder. */
 export function standinRecords<T>(agentStateDir: string): T[] {
   const f = path.join(agentStateDir, "claude", "standin.jsonl");
