@@ -10,7 +10,7 @@
 // against the Messages API stand-in (tests/fixtures/messages-api.ts). Notifications go to a
 // receiver on 127.0.0.1 that records every request. Figures (latencies) are printed, not asserted;
 // every wait polls a condition with a deadline.
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as http from "http";
@@ -19,18 +19,9 @@ import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { realClaudeBin } from "./fixtures/real-claude";
-import { unavailableSuite } from "./real-suite";
-import { filesContaining, freePort, poll, runAsync, type RunResult, TestUsers } from "./support";
-import {
-  AGENTCTL,
-  WRAPPER,
-  TMUX_CONF,
-  BUNDLE,
-  MANAGED,
-  MANAGED_DIR,
-  LIB_DIR,
-  productHostConf,
-} from "./host-files";
+import { offlineClaudeEnv, RealHost, unavailableSuite } from "./real-suite";
+import { filesContaining, poll, type RunResult, TestUsers } from "./support";
+import { MANAGED_DIR } from "./host-files";
 
 const AGENT_USER = "claudestate";
 const COUNT = 3;
@@ -92,22 +83,9 @@ async function startReceiver() {
   };
 }
 
-interface Host {
-  dir: string;
-  conf: string;
-  sock: string;
-  ws: string;
-  state: string;
-  run: string;
-  webhookFile: string;
-  env: NodeJS.ProcessEnv;
-  server?: ChildProcess;
-}
+type Host = RealHost;
 
-/** agentctl without blocking this process: the stand-in API answers from its event loop. */
-function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
-  return runAsync(AGENTCTL, args, h.env, stdin);
-}
+const ctl = (h: Host, args: string[], stdin?: string): Promise<RunResult> => h.ctl(args, stdin);
 
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
@@ -211,136 +189,36 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   let api: MessagesApi;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let h: Host;
-  const made: string[] = [];
 
   beforeAll(async () => {
     const bin = realClaudeBin();
     users.ensure(AGENT_USER);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = await startReceiver();
-    const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agent-state-"));
-    fs.chmodSync(dir, 0o755);
-    h = {
-      dir,
-      conf: path.join(dir, "host.conf"),
-      sock: path.join(dir, "run", "tmux.sock"),
-      ws: path.join(dir, "workspaces"),
-      state: path.join(dir, "state"),
-      run: path.join(dir, "run"),
-      webhookFile: path.join(dir, "secrets", "notify-webhook-url"),
-      env: {
-        PATH: process.env.PATH,
-        LANG: "C.UTF-8",
-        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
-        AGENT_WRAPPER: WRAPPER,
-        AGENTCTL_TMUX_CONF: TMUX_CONF,
-        AGENT_HOST_JS: BUNDLE,
-      },
-    };
-    const keyFile = path.join(dir, "secrets", "anthropic-api-key");
-    fs.mkdirSync(path.dirname(keyFile), { mode: 0o700 });
-    fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
-    fs.writeFileSync(h.webhookFile, `json:${receiver.url}/hook\n`, { mode: 0o600 });
     // host.conf through the stack's own renderer; only this machine's users, paths and delays
     // are site overrides (host.conf.local).
-    fs.writeFileSync(
-      h.conf,
-      productHostConf(
-        {
-          "agent-host:agentCount": String(COUNT),
-          "agent-host:agentPermissionMode": "manual",
-          "agent-host:anthropicBaseUrl": api.url,
-          "agent-host:claudeEnv": JSON.stringify([
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-            `HTTPS_PROXY=${deadProxy}`,
-            `HTTP_PROXY=${deadProxy}`,
-            "NO_PROXY=127.0.0.1,localhost",
-          ]),
-          "agent-host:notifyOnIdle": "true",
-        },
-        {
-          AGENT_USER,
-          CLAUDE_BIN: bin,
-          START_STAGGER_SECONDS: "0.25",
-          RESTART_BACKOFF_MIN_SECONDS: "1",
-          RESTART_BACKOFF_MAX_SECONDS: "2",
-          STOP_TIMEOUT_SECONDS: "10",
-          WORKSPACES_DIR: h.ws,
-          STATE_DIR: h.state,
-          RUN_DIR: h.run,
-          TMUX_SOCKET: h.sock,
-          API_KEY_FILE: keyFile,
-          LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-          NOTIFY_WEBHOOK_FILE: h.webhookFile,
-        },
-      ),
-    );
-
-    // What the VM has at those paths, as this test's copies, visible only inside the namespace.
-    const managed = path.join(dir, "managed");
-    const lib = path.join(dir, "lib");
-    fs.mkdirSync(managed, { mode: 0o755 });
-    fs.mkdirSync(lib, { mode: 0o755 });
-    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
-    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
-    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
-    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
-    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
-      if (!fs.existsSync(mountPoint)) {
-        fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
-        made.push(mountPoint);
-      }
-    }
-    h.server = spawn(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && exec "$5" server',
-        "sh",
-        managed,
-        MANAGED_DIR,
-        lib,
-        LIB_DIR,
-        AGENTCTL,
-      ],
-      { env: h.env, stdio: "ignore" },
-    );
-    await poll(
-      "the tmux server",
-      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
-      15_000,
-      100,
-    );
+    h = new RealHost({
+      name: "agent-state",
+      user: AGENT_USER,
+      apiKey: API_KEY,
+      webhook: `json:${receiver.url}/hook`,
+      stack: {
+        "agent-host:agentCount": String(COUNT),
+        "agent-host:agentPermissionMode": "manual",
+        "agent-host:anthropicBaseUrl": api.url,
+        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+        "agent-host:notifyOnIdle": "true",
+      },
+      site: { CLAUDE_BIN: bin },
+      namespace: "mount",
+    });
+    await h.start();
   });
 
   afterAll(async () => {
-    if (!h) return;
-    const pids = fs.existsSync(h.run)
-      ? fs
-          .readdirSync(h.run)
-          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
-          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
-      : [];
-    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
-    h.server?.kill("SIGTERM");
-    for (const p of pids) {
-      try {
-        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
-          process.kill(p, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    await h?.close();
     await api?.close();
     await receiver?.close();
-    for (const d of made) fs.rmdirSync(d);
-    fs.rmSync(h.dir, { recursive: true, force: true });
   });
   // Last: the agent user goes once its processes are gone (the teardown above ends them).
   afterAll(() => users.removeAll());
@@ -392,7 +270,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       [1, 2, 3].map((n) => [`agent-${n}`, "running", "idle", "ready: new session", false]),
     );
     // Outside the namespace the mount point stays empty: nobody else's claude got these hooks.
-    if (made.includes(MANAGED_DIR)) expect(fs.readdirSync(MANAGED_DIR)).toEqual([]);
+    if (h.made.includes(MANAGED_DIR)) expect(fs.readdirSync(MANAGED_DIR)).toEqual([]);
     // The recorder writes as the agent, in the agent's own folder.
     const st = fs.statSync(path.join(h.state, "agent-1", "status.json"));
     expect(st.uid).toBe(Number(spawnSync("id", ["-u", AGENT_USER], { encoding: "utf8" }).stdout));

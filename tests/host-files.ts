@@ -35,6 +35,11 @@ const SITE_KEYS = new Set([
   "RESTART_BACKOFF_MIN_SECONDS",
   "RESTART_BACKOFF_MAX_SECONDS",
   "STOP_TIMEOUT_SECONDS",
+  "DASHBOARD_TOKEN_FILE",
+  // The auto-stop's delays in seconds (the stack has whole minutes) and the stand-in systemctl.
+  "AUTO_STOP_SECONDS",
+  "AUTO_STOP_POLL_SECONDS",
+  "AUTO_STOP_COMMAND",
 ]);
 
 /**
