@@ -18,8 +18,16 @@ import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
-import { realClaudeBin } from "./fixtures/real-claude";
-import { offlineClaudeEnv, RealHost, unavailableSuite } from "./real-suite";
+import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import {
+  offlineClaudeEnv,
+  pane,
+  RealHost,
+  target,
+  tmux,
+  typePrompt,
+  unavailableSuite,
+} from "./real-suite";
 import { filesContaining, poll, type RunResult, TestUsers } from "./support";
 import { MANAGED_DIR } from "./host-files";
 
@@ -99,20 +107,7 @@ async function row(h: Host, n: number): Promise<Row> {
   return r;
 }
 
-function tmux(sock: string, args: string[]): string {
-  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const target = (n: number) => `=agents:=agent-${n}`;
-const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
-
-/** Claude Code's input box: a `❯` line right under the box's top rule (dialogs have no rule). */
-function atPrompt(text: string): boolean {
-  const lines = text.split("\n");
-  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
-}
+const atPrompt = atClaudePrompt;
 
 /** The recorder's own file (what status reads), without going through agentctl. */
 function recorded(h: Host, n: number): { state: string; reason: string; seq: number } | undefined {
@@ -285,14 +280,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       cwd,
     });
     api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.`, cwd });
-    tmux(h.sock, ["send-keys", "-t", target(1), "-l", `write the file ${NONCE}`]);
-    await poll(
-      "agent-1 shows the typed text",
-      () => pane(h, 1).includes(`write the file ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
+    await typePrompt(h, 1, `write the file ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 1).includes("Do you want to proceed?"),
@@ -389,14 +377,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       text: `Postgres it is.\nSchema ready for ${NONCE}.`,
       cwd: path.join(h.ws, "agent-2"),
     });
-    tmux(h.sock, ["send-keys", "-t", target(2), "-l", `pick a database ${NONCE}`]);
-    await poll(
-      "agent-2 shows the typed text",
-      () => pane(h, 2).includes(`pick a database ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(2), "Enter"]);
+    await typePrompt(h, 2, `pick a database ${NONCE}`);
     await poll(
       "the question in the pane",
       () => pane(h, 2).includes(`Which database for ${NONCE}?`),
@@ -450,14 +431,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     const cwd = path.join(h.ws, "agent-1");
     api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
     api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
-    tmux(h.sock, ["send-keys", "-t", target(1), "-l", `run the long step ${NONCE}`]);
-    await poll(
-      "agent-1 shows the typed text",
-      () => pane(h, 1).includes(`run the long step ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
+    await typePrompt(h, 1, `run the long step ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 1).includes("Do you want to proceed?"),
@@ -553,14 +527,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       cwd: path.join(h.ws, "agent-3"),
     });
     api.reply({ text: `retry case done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
-    tmux(h.sock, ["send-keys", "-t", target(3), "-l", `retry case ${NONCE}`]);
-    await poll(
-      "agent-3 shows the typed text",
-      () => pane(h, 3).includes(`retry case ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(3), "Enter"]);
+    await typePrompt(h, 3, `retry case ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 3).includes("Do you want to proceed?"),

@@ -76,6 +76,32 @@ export async function offlineClaudeEnv(): Promise<string[]> {
   ];
 }
 
+/** tmux on a server's socket; its stdout, or an error with its stderr. */
+export function tmux(sock: string, args: string[]): string {
+  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** agent-N's window, exactly (agentctl's session `agents`). */
+export const target = (n: number) => `=agents:=agent-${n}`;
+
+/** What agent-N's pane shows now. */
+export const pane = (h: { sock: string }, n: number) =>
+  tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
+
+/** Types a prompt into agent-N as a person does: the text, then (once it shows) Enter. */
+export async function typePrompt(
+  h: { sock: string },
+  n: number,
+  text: string,
+  ms = 60_000,
+): Promise<void> {
+  tmux(h.sock, ["send-keys", "-t", target(n), "-l", text]);
+  await poll(`agent-${n} to show the typed text`, () => pane(h, n).includes(text), ms, 100);
+  tmux(h.sock, ["send-keys", "-t", target(n), "Enter"]);
+}
+
 export class RealHost {
   readonly dir: string;
   readonly conf: string;
