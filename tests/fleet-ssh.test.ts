@@ -199,6 +199,43 @@ async function allRunning(n: number): Promise<Map<string, number>> {
   });
 }
 
+/**
+ * Whether `agent`'s process `pid` is past its exec of CLAUDE_BIN. The wrapper records the pid
+ * before its child passes through setpriv to exec claude, so "running" with that pid can come a
+ * moment before the exec: a trace stopped then holds setpriv (the key in its environment, on its
+ * way to claude) and not the exec that makes it the agent's own. The stand-in writes its record
+ * once it runs; the real binary (after a version change) is the pid's executable.
+ */
+function runsClaude(agent: string, pid: number): boolean {
+  if (records(agent).some((r) => r.pid === pid)) return true;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`) === fs.realpathSync(p.claudeBin());
+  } catch {
+    return false;
+  }
+}
+
+/** agent-1..n running, each pid other than `old`'s for its agent, and each past its exec of claude. */
+function claudesStarted(n: number, old = new Map<string, number>(), ms?: number): Promise<unknown> {
+  return waitFor(
+    `agent-1..${n} each running a new claude`,
+    () => {
+      const rows = status().filter((row) => agentNames(n).includes(row.name));
+      return (
+        rows.length === n &&
+        rows.every(
+          (row) =>
+            row.state === "running" &&
+            row.pid &&
+            row.pid !== old.get(row.name) &&
+            runsClaude(row.name, row.pid),
+        )
+      );
+    },
+    ms,
+  );
+}
+
 function records(agent: string): StandinRecord[] {
   return standinRecords<StandinRecord>(path.join(p.state(), agent));
 }
@@ -339,8 +376,13 @@ function sshRun(run: ProgramRun, opts: SshOptions = {}): Promise<SshResult> {
         child.on("close", (code) => {
           const ms = Number(process.hrtime.bigint() - t0) / 1e6;
           clearTimeout(killer);
+          // The trace stops whether or not the run settles (a trace left attached would refuse
+          // the next one's attach).
           Promise.resolve(code === 0 ? opts.settle?.() : undefined)
-            .then(() => trace.stop())
+            .then(
+              () => trace.stop(),
+              (e: unknown) => trace.stop().then(() => Promise.reject(e)),
+            )
             .then((execs) => resolve({ code, stdout, stderr, ms, execs }), reject);
         });
         child.stdin.end(stdin);
@@ -642,7 +684,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         .filter((f) => f !== APPLY_PATH)
         .sort(),
     );
-    const r = await sshRun(runs.ten, { settle: () => allRunning(10) });
+    const r = await sshRun(runs.ten, { settle: () => claudesStarted(10) });
     expectSummary(r, summary(10, agentNames(10)));
     expect(r.stderr).toContain("apply: cloud-init: done");
     expectFileChangesReported(r, pending);
@@ -690,7 +732,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     runs.twelve = await program(12);
     const pending = pendingChanges(runs.twelve);
 
-    const r = await sshRun(runs.twelve, { settle: () => allRunning(12) });
+    const r = await sshRun(runs.twelve, { settle: () => claudesStarted(12) });
     console.log(
       `10 → 12 reconcile over loopback SSH (ssh client start to exit): ${r.ms.toFixed(0)} ms`,
     );
@@ -883,20 +925,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         timeoutMs: 480_000,
         // The restart is staggered: the trace must run until every agent runs a new claude, not
         // just until all twelve run one (the last may still be its old one).
-        settle: () =>
-          waitFor(
-            "every agent running a new claude",
-            () => {
-              const rows = status().filter((row) => agentNames(12).includes(row.name));
-              return (
-                rows.length === 12 &&
-                rows.every(
-                  (row) => row.state === "running" && row.pid && row.pid !== before.get(row.name),
-                )
-              );
-            },
-            120_000,
-          ),
+        settle: () => claudesStarted(12, before, 120_000),
       },
     );
     // A failed install says why: the end of apply's log.
