@@ -111,9 +111,9 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   const say = (n: number, text: string) => typePrompt({ sock }, n, text, 20_000);
 
   const poweroffs = () =>
-    fs.existsSync(path.join(dir, "bin", "poweroff.log"))
+    fs.existsSync(path.join(dir, "stop-bin", "poweroff.log"))
       ? fs
-          .readFileSync(path.join(dir, "bin", "poweroff.log"), "utf8")
+          .readFileSync(path.join(dir, "stop-bin", "poweroff.log"), "utf8")
           .split("\n")
           .filter(Boolean)
       : [];
@@ -150,7 +150,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
         // Seconds, not the stack's whole minutes, and the stand-in systemctl below.
         AUTO_STOP_SECONDS: String(QUIET_SECONDS),
         AUTO_STOP_POLL_SECONDS: "0.5",
-        AUTO_STOP_COMMAND: `${path.join(x.dir, "bin", "systemctl")} poweroff`,
+        AUTO_STOP_COMMAND: `${path.join(x.dir, "stop-bin", "systemctl")} poweroff`,
       }),
       namespace: "mount+pid",
     });
@@ -158,8 +158,8 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     sock = host.sock;
     stateDir = host.state;
     env = host.env;
-    fs.mkdirSync(path.join(dir, "bin"), { mode: 0o755 });
-    fs.writeFileSync(path.join(dir, "bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
+    fs.mkdirSync(path.join(dir, "stop-bin"), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "stop-bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
     await host.start();
     nsPid = host.nsPid;
     expect((await ctl(["reconcile", String(COUNT)])).code).toBe(0);

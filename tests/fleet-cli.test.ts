@@ -21,7 +21,7 @@ import { BASE_CONFIG, runProgram, unwrap, type ProgramRun } from "./harness";
 import { unavailableSuite } from "./real-suite";
 import { writeClaudeStandin, writeSiteConf } from "./fixtures/host-tree";
 import { LoopbackSshd, SSHD_TOOLS } from "./fixtures/sshd";
-import { waitFor } from "./support";
+import { poll, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
@@ -263,16 +263,21 @@ suite("npm run agents across three hosts on loopback", () => {
     );
     outputsFile = writeOutputs(path.join(dir, "outputs.json"), (h) => h.hostKey);
     // Every agent's claude has started (a PID in its row), asked the way the lead asks.
-    const deadline = Date.now() + 60_000;
-    for (let last = ""; ;) {
-      const r = await agents(["--outputs", outputsFile, "status"]);
-      const rows = tableLines(r.stdout).slice(1);
-      const running = rows.filter((l) => /^\S+\s+agent-\d+\s+\S+\s+\S+\s+\d+\s/.test(l));
-      if (r.code === 0 && running.length === 7) break;
-      last = `${r.stdout}${r.stderr}`;
-      if (Date.now() > deadline) throw new Error(`not every agent running after 60 s:\n${last}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    let last = "";
+    await poll(
+      "every agent running",
+      async () => {
+        const r = await agents(["--outputs", outputsFile, "status"]);
+        const rows = tableLines(r.stdout).slice(1);
+        const running = rows.filter((l) => /^\S+\s+agent-\d+\s+\S+\s+\S+\s+\d+\s/.test(l));
+        last = `${r.stdout}${r.stderr}`;
+        return r.code === 0 && running.length === 7;
+      },
+      60_000,
+      500,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}:\n${last}`);
+    });
   });
 
   afterAll(async () => {

@@ -441,15 +441,19 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
       // On the VM google-auth gets the service account's token from the metadata server.
       "CLAUDE_CODE_SKIP_VERTEX_AUTH=1",
     ]);
-    h.writeConf({
-      ...onVertex,
-      "gcp:project": VERTEX.project,
-      "agent-host:agentCount": "1",
-      "agent-host:claudeProvider": "vertex",
-      "agent-host:vertexRegion": VERTEX.region,
-      "agent-host:vertexBaseUrl": `${api.url}/v1`,
-      "agent-host:claudeModel": VERTEX.model,
-    });
+    // A deploy of the new config (pulumi config set claudeProvider vertex; pulumi up), no key.
+    await h.apply(
+      {
+        ...onVertex,
+        "gcp:project": VERTEX.project,
+        "agent-host:agentCount": "1",
+        "agent-host:claudeProvider": "vertex",
+        "agent-host:vertexRegion": VERTEX.region,
+        "agent-host:vertexBaseUrl": `${api.url}/v1`,
+        "agent-host:claudeModel": VERTEX.model,
+      },
+      undefined,
+    );
     expect((await ctl(h, ["reconcile", "1"])).code).toBe(0);
     expect((await ctl(h, ["restart", "1"])).code).toBe(0);
     const row = await poll(

@@ -2,20 +2,21 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { writeSiteConf } from "./fixtures/host-tree";
 import {
   AGENTCTL,
+  bootHostConf,
   BUNDLE,
   LIB_DIR,
-  MANAGED,
   MANAGED_DIR,
-  productHostConf,
+  REPO,
   TMUX_CONF,
   WRAPPER,
 } from "./host-files";
 import { freePort, poll, runAsync, type RunResult } from "./support";
 
-/** The bundle the managed hooks call, where the VM has it (a bind mount in the namespace). */
-const LIB_BUNDLE = path.join(LIB_DIR, "agent-host.js");
+const APPLY = path.join(REPO, "cloud-init/host/apply");
+const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 
 // Suites that drive real tools (tmux, sshd, loop devices, git servers) skip, saying why, on a
 // machine that lacks them; in CI (CI=true) a missing requirement fails instead, so a green CI
@@ -33,31 +34,39 @@ export function unavailableSuite(reason: string): jest.Describe {
 
 /**
  * The host the real-Claude suites (agent-state, dashboard, autostop-real, real-claude) run their
- * agents on: a root-owned 0755 folder (the agent user must reach its workspace and state under
- * it) with the API key, the webhook and the login token in a root-only secrets folder; host.conf
- * rendered by the stack's own renderer from a stack config (tests/host-files.ts productHostConf),
- * with this folder's paths as site overrides; agentctl's environment pointing at the repo's host
- * files. The tmux server runs as agent-host.service starts it (`agentctl server`), in a mount
- * namespace of its own when the agents need the shipped managed hooks (`hooks`).
+ * agents on, prepared as a VM is and changed only by the product's own apply:
+ * - what cloud-init leaves before the first deploy: the boot host.conf (the stack's
+ *   renderBootHostConf) and the tmux server agent-host.service starts (`agentctl server`);
+ * - then the fleet's reconcile command, as the mocked program registers it (its command line and
+ *   its stdin: the bundle with the host files, host.conf and the API key), run by
+ *   cloud-init/host/apply with this folder as AGENT_HOST_ROOT: it installs the host files,
+ *   host.conf (with the site's host.conf.local appended), the key (root-only), and reconciles.
+ * The site overrides (host.conf.local) are only this machine's users, paths and delays
+ * (tests/host-files.ts SITE_KEYS). With `namespace`, the tmux server, apply and so every agent
+ * run in a mount namespace where MANAGED_DIR and LIB_DIR are bind mounts of the installed copies
+ * (nothing else on this machine sees them).
  */
 export interface RealHostOptions {
   /** The folder's name prefix (under os.tmpdir()). */
   name: string;
   /** The agents' Unix user (made by the suite). */
   user: string;
-  /** The API key the host stores (root-only, 0600). */
-  apiKey: string;
-  /** The notification webhook (the notifyWebhookUrl secret), if any. */
+  /** The anthropicApiKey secret, if any: it reaches the host only through apply. */
+  apiKey?: string;
+  /**
+   * The notification webhook file's content. The stack takes only https:// (config.ts,
+   * notifyWebhookUrl) and the receivers here are http on 127.0.0.1, so this one secret is written
+   * by the test, root-only, after each apply.
+   */
   webhook?: string;
-  /** Stack config on top of the test project: agent-host:<key> → value. */
+  /** Stack config on top of the mocked program's project: agent-host:<key> → value. */
   stack: Record<string, string>;
   /** More site overrides (tests/host-files.ts SITE_KEYS) beside the folder's paths. */
   site?: Record<string, string> | ((h: RealHost) => Record<string, string>);
   /**
-   * "mount": the tmux server (and so every agent) sees this folder's copies of the shipped
-   * managed settings and bundle at MANAGED_DIR and LIB_DIR, nothing else on this machine does.
-   * "mount+pid": the same in a PID namespace too, whose /proc shows only this host's processes.
-   * @default "none": the server runs in this machine's namespaces, no managed hooks.
+   * "mount": the managed hooks, in a mount namespace. "mount+pid": the same in a PID namespace
+   * too, whose /proc shows only this host's processes.
+   * @default "none": this machine's namespaces, no managed hooks.
    */
   namespace?: "none" | "mount" | "mount+pid";
 }
@@ -104,6 +113,8 @@ export async function typePrompt(
 
 export class RealHost {
   readonly dir: string;
+  /** AGENT_HOST_ROOT: where apply installs (a VM's /). */
+  readonly root: string;
   readonly conf: string;
   readonly sock: string;
   readonly ws: string;
@@ -114,81 +125,88 @@ export class RealHost {
   readonly webhookFile: string;
   readonly tokenFile: string;
   readonly dashboardTokenFile: string;
+  /** agentctl as apply installed it. */
+  readonly agentctl: string;
+  /** agentctl's environment: the installed host files. */
   readonly env: NodeJS.ProcessEnv;
   server?: ChildProcess;
-  /** With namespace "mount+pid": the namespace's PID 1, seen from here. */
+  /** With a namespace: a process in it (the PID namespace's PID 1 with "mount+pid"). */
   nsPid = 0;
   /** The mount points this host made (MANAGED_DIR, LIB_DIR were missing); removed by close. */
   readonly made: string[] = [];
+  private stack: Record<string, string>;
+  private readonly bin: string;
 
   constructor(readonly options: RealHostOptions) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${options.name}-`));
     fs.chmodSync(this.dir, 0o755);
-    this.conf = path.join(this.dir, "host.conf");
+    this.root = path.join(this.dir, "root");
+    const at = (rel: string) => path.join(this.root, rel);
+    this.conf = at("etc/agent-host/host.conf");
+    this.secrets = at("etc/agent-host/secrets");
+    this.keyFile = path.join(this.secrets, "anthropic-api-key");
+    this.webhookFile = path.join(this.secrets, "notify-webhook-url");
+    this.dashboardTokenFile = path.join(this.secrets, "dashboard-token");
+    this.agentctl = at("usr/local/bin/agentctl");
     this.run = path.join(this.dir, "run");
     this.sock = path.join(this.run, "tmux.sock");
     this.ws = path.join(this.dir, "workspaces");
     this.state = path.join(this.dir, "state");
-    this.secrets = path.join(this.dir, "secrets");
-    this.keyFile = path.join(this.secrets, "anthropic-api-key");
-    this.webhookFile = path.join(this.secrets, "notify-webhook-url");
     this.tokenFile = path.join(this.dir, "data", "agent-host", "claude-login-token");
-    this.dashboardTokenFile = path.join(this.secrets, "dashboard-token");
+    this.bin = path.join(this.dir, "bin");
+    this.stack = options.stack;
     this.env = {
       PATH: process.env.PATH,
       LANG: "C.UTF-8",
       AGENTCTL_CONFIG: this.conf,
-      AGENT_WRAPPER: WRAPPER,
-      AGENTCTL_TMUX_CONF: TMUX_CONF,
-      // In a PID namespace agentctl runs inside it (nsenter): the bundle where the VM has it.
-      AGENT_HOST_JS: options.namespace === "mount+pid" ? LIB_BUNDLE : BUNDLE,
+      AGENT_WRAPPER: at("usr/local/lib/agent-host/agent-wrapper"),
+      AGENTCTL_TMUX_CONF: at("etc/agent-host/tmux.conf"),
+      AGENT_HOST_JS: at("usr/local/lib/agent-host/agent-host.js"),
     };
-    fs.mkdirSync(this.secrets, { mode: 0o700 });
-    fs.writeFileSync(this.keyFile, `${options.apiKey}\n`, { mode: 0o600 });
-    if (options.webhook !== undefined)
-      fs.writeFileSync(this.webhookFile, `${options.webhook}\n`, { mode: 0o600 });
-    this.writeConf(options.stack);
+    for (const d of [this.root, this.bin, at(MANAGED_DIR.slice(1)), at(LIB_DIR.slice(1))])
+      fs.mkdirSync(d, { recursive: true, mode: 0o755 });
+    // apply first waits for cloud-init's boot provisioning: here a stand-in that says it is done.
+    fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(this.bin, "cloud-init"));
+    const site = {
+      AGENT_USER: options.user,
+      ADMIN_USER: "root",
+      START_STAGGER_SECONDS: "0.25",
+      RESTART_BACKOFF_MIN_SECONDS: "1",
+      RESTART_BACKOFF_MAX_SECONDS: "2",
+      STOP_TIMEOUT_SECONDS: "10",
+      WORKSPACES_DIR: this.ws,
+      STATE_DIR: this.state,
+      RUN_DIR: this.run,
+      TMUX_SOCKET: this.sock,
+      API_KEY_FILE: this.keyFile,
+      LOGIN_TOKEN_FILE: this.tokenFile,
+      NOTIFY_WEBHOOK_FILE: this.webhookFile,
+      DASHBOARD_TOKEN_FILE: this.dashboardTokenFile,
+      ...(typeof options.site === "function" ? options.site(this) : options.site),
+    };
+    writeSiteConf(`${this.conf}.local`, `tests/real-suite.ts (${options.name})`, site);
+    // What cloud-init writes before agent-host.service starts: the boot host.conf (here with the
+    // site's overrides, which the server needs for its socket).
+    fs.writeFileSync(this.conf, bootHostConf(options.stack, site), { mode: 0o644 });
   }
 
-  /** host.conf for this stack config (the suite's own site overrides kept), as apply installs it. */
-  writeConf(stack: Record<string, string>, site: Record<string, string> = {}): void {
-    fs.writeFileSync(
-      this.conf,
-      productHostConf(stack, {
-        AGENT_USER: this.options.user,
-        START_STAGGER_SECONDS: "0.25",
-        RESTART_BACKOFF_MIN_SECONDS: "1",
-        RESTART_BACKOFF_MAX_SECONDS: "2",
-        STOP_TIMEOUT_SECONDS: "10",
-        WORKSPACES_DIR: this.ws,
-        STATE_DIR: this.state,
-        RUN_DIR: this.run,
-        TMUX_SOCKET: this.sock,
-        API_KEY_FILE: this.keyFile,
-        LOGIN_TOKEN_FILE: this.tokenFile,
-        NOTIFY_WEBHOOK_FILE: this.webhookFile,
-        DASHBOARD_TOKEN_FILE: this.dashboardTokenFile,
-        ...(typeof this.options.site === "function" ? this.options.site(this) : this.options.site),
-        ...site,
-      }),
-    );
-  }
-
-  /** Starts the tmux server and waits (with a deadline) until it answers. */
+  /** Starts the tmux server (waited for), then the first deploy through apply. */
   async start(): Promise<void> {
+    // As agent-host.service starts it after cloud-init: the files cloud-init wrote are the
+    // repo's (apply installs the same).
+    const serverEnv = {
+      ...this.env,
+      AGENTCTL_TMUX_CONF: TMUX_CONF,
+      AGENT_WRAPPER: WRAPPER,
+      AGENT_HOST_JS: BUNDLE,
+    };
     const ns = this.options.namespace ?? "none";
     if (ns === "none") {
-      this.server = spawn(AGENTCTL, ["server"], { env: this.env, stdio: "ignore" });
+      this.server = spawn(AGENTCTL, ["server"], {
+        env: serverEnv,
+        stdio: ["ignore", "ignore", "pipe"],
+      });
     } else {
-      // What the VM has at those paths, as this host's copies, visible only inside the namespace.
-      const managed = path.join(this.dir, "managed");
-      const lib = path.join(this.dir, "lib");
-      fs.mkdirSync(managed, { mode: 0o755 });
-      fs.mkdirSync(lib, { mode: 0o755 });
-      fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
-      fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
-      fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
-      fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
       for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
         if (!fs.existsSync(mountPoint)) {
           fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
@@ -196,50 +214,96 @@ export class RealHost {
         }
       }
       const binds = 'mount --bind "$1" "$2" && mount --bind "$3" "$4"';
-      const args = [managed, MANAGED_DIR, lib, LIB_DIR, AGENTCTL];
+      const args = [
+        ...[path.join(this.root, MANAGED_DIR.slice(1)), MANAGED_DIR],
+        ...[path.join(this.root, LIB_DIR.slice(1)), LIB_DIR, AGENTCTL],
+      ];
       // With a PID namespace, its PID 1 is sh (it reaps what it started); the server its child.
-      this.server =
+      this.server = spawn(
+        "unshare",
+        [
+          ...(ns === "mount"
+            ? ["--mount", "--propagation", "private", "--"]
+            : ["--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"]),
+          ...["sh", "-c", `${binds} && ${ns === "mount" ? "exec " : ""}"$5" server`, "sh", ...args],
+        ],
+        { env: serverEnv, stdio: ["ignore", "ignore", "pipe"] },
+      );
+      const unshare = this.server.pid;
+      this.nsPid =
         ns === "mount"
-          ? spawn(
-              "unshare",
-              [
-                ...["--mount", "--propagation", "private", "--"],
-                ...["sh", "-c", `${binds} && exec "$5" server`, "sh", ...args],
-              ],
-              { env: this.env, stdio: "ignore" },
-            )
-          : spawn(
-              "unshare",
-              [
-                ...["--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--"],
-                ...["sh", "-c", `${binds} && "$5" server`, "sh", ...args],
-              ],
-              { env: this.env, stdio: "ignore" },
+          ? (unshare as number)
+          : await poll(
+              "the namespace's first process",
+              () => {
+                const kids = fs.readFileSync(`/proc/${unshare}/task/${unshare}/children`, "utf8");
+                return kids.trim() ? Number(kids.trim().split(" ")[0]) : undefined;
+              },
+              10_000,
+              50,
             );
-      if (ns === "mount+pid") {
-        const unshare = this.server.pid;
-        this.nsPid = await poll(
-          "the namespace's first process",
-          () => {
-            const kids = fs.readFileSync(`/proc/${unshare}/task/${unshare}/children`, "utf8");
-            return kids.trim() ? Number(kids.trim().split(" ")[0]) : undefined;
-          },
-          10_000,
-          50,
-        );
-      }
     }
+    let said = "";
+    this.server.stderr?.on("data", (d: Buffer) => (said += d.toString()));
     await poll(
       "the tmux server",
       () => spawnSync("tmux", ["-S", this.sock, "list-sessions"]).status === 0,
       15_000,
       100,
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; agentctl server said: ${said}`);
+    });
+    await this.apply();
   }
 
-  /** agentctl, without blocking this process (the stand-in API answers from its event loop). */
+  /**
+   * A deploy of this stack config (a later one: what `pulumi up` after `pulumi config set` runs):
+   * the mocked program's reconcile command, run by the product's apply in this host's namespace.
+   */
+  async apply(
+    stack: Record<string, string> = this.stack,
+    apiKey = this.options.apiKey,
+  ): Promise<RunResult> {
+    this.stack = stack;
+    // Loaded here: the Pulumi mocks are only for the suites that deploy.
+    const { BASE_CONFIG, one, runProgram, unwrap } = await import("./harness");
+    const key: Record<string, string> = apiKey ? { "agent-host:anthropicApiKey": apiKey } : {};
+    const program = await runProgram(
+      { ...BASE_CONFIG, ...stack, ...key },
+      { secretKeys: Object.keys(key) },
+    );
+    const command = unwrap(one(program, "command:remote:Command").inputs) as {
+      create: string;
+      stdin: string;
+    };
+    // "sudo /usr/local/lib/agent-host/apply --agents N --bundle-sha256 SHA --instance-id ID"
+    const argv = ["bash", APPLY, ...command.create.split(" ").slice(2)];
+    const inNs = this.nsPid
+      ? [
+          "nsenter",
+          "-t",
+          String(this.nsPid),
+          "-m",
+          ...(this.options.namespace === "mount+pid" ? ["-p"] : []),
+          "--",
+        ]
+      : [];
+    const [cmd, ...args] = [...inNs, ...argv];
+    const r = await runAsync(
+      cmd,
+      args,
+      { ...this.env, PATH: `${this.bin}:${process.env.PATH ?? ""}`, AGENT_HOST_ROOT: this.root },
+      command.stdin,
+    );
+    if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
+    if (this.options.webhook !== undefined)
+      fs.writeFileSync(this.webhookFile, `${this.options.webhook}\n`, { mode: 0o600 });
+    return r;
+  }
+
+  /** agentctl as installed, without blocking this process (the stand-in API answers meanwhile). */
   ctl(args: string[], stdin?: string): Promise<RunResult> {
-    return runAsync(AGENTCTL, args, this.env, stdin);
+    return runAsync(this.agentctl, args, this.env, stdin);
   }
 
   /**
@@ -255,9 +319,9 @@ export class RealHost {
           .map((a) => Number(fs.readFileSync(path.join(this.run, a, "pid"), "utf8")))
       : [];
     spawnSync("tmux", ["-S", this.sock, "kill-server"]);
-    // Ending the namespace's PID 1 ends every process in it.
+    // Ending the PID namespace's PID 1 ends every process in it.
     for (const [pid, sig] of [
-      [this.nsPid, "SIGKILL"],
+      [this.options.namespace === "mount+pid" ? this.nsPid : 0, "SIGKILL"],
       [this.server?.pid ?? 0, "SIGTERM"],
     ] as const) {
       try {
