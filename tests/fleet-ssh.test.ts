@@ -35,7 +35,7 @@ import {
 import { unavailableSuite } from "./real-suite";
 import { ExecTrace, secretExposures, underProgram, type Exec } from "./fixtures/exec-trace";
 import { writeClaudeStandin, writeSiteConf } from "./fixtures/host-tree";
-import { LoopbackSshd, SSHD_TOOLS } from "./fixtures/sshd";
+import { LoopbackSshd, SSHD_TOOLS, sshKeygen } from "./fixtures/sshd";
 import { alive, filesContaining, freePort, standinRecords, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
@@ -612,7 +612,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       by: "tests/fleet-ssh.test.ts",
     });
     const sshDir = sshd.sshDir;
-    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f", `${sshDir}/deploy`]);
+    sshKeygen(`${sshDir}/deploy`, "deploy");
     deployKey = {
       privateKey: fs.readFileSync(`${sshDir}/deploy`, "utf8"),
       publicKey: fs.readFileSync(`${sshDir}/deploy.pub`, "utf8").trim(),
