@@ -22,6 +22,7 @@ import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import {
   offlineClaudeEnv,
   pane,
+  databaseQuestion,
   RealHost,
   target,
   tmux,
@@ -355,22 +356,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("an AskUserQuestion tool use: needs-answer with the question as the reason", async () => {
     api.reply({
-      toolUse: {
-        name: "AskUserQuestion",
-        input: {
-          questions: [
-            {
-              question: `Which database for ${NONCE}?`,
-              header: "Database",
-              options: [
-                { label: "Postgres", description: "relational" },
-                { label: "SQLite", description: "embedded" },
-              ],
-              multiSelect: false,
-            },
-          ],
-        },
-      },
+      toolUse: databaseQuestion(NONCE),
       cwd: path.join(h.ws, "agent-2"),
     });
     api.reply({

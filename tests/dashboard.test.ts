@@ -19,7 +19,15 @@ import * as path from "path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
-import { offlineClaudeEnv, pane, RealHost, target, tmux, unavailableSuite } from "./real-suite";
+import {
+  databaseQuestion,
+  offlineClaudeEnv,
+  pane,
+  RealHost,
+  target,
+  tmux,
+  unavailableSuite,
+} from "./real-suite";
 import { CHROMIUM, CHROMIUM_FLAGS, freePort, poll, runAsync, TestUsers } from "./support";
 import { AGENTCTL } from "./host-files";
 
@@ -360,22 +368,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   test("a question: the page offers its options; tapping one answers it", async () => {
     api.reply({
-      toolUse: {
-        name: "AskUserQuestion",
-        input: {
-          questions: [
-            {
-              question: `Which database for ${NONCE}?`,
-              header: "Database",
-              options: [
-                { label: "Postgres", description: "relational" },
-                { label: "SQLite", description: "embedded" },
-              ],
-              multiSelect: false,
-            },
-          ],
-        },
-      },
+      toolUse: databaseQuestion(NONCE),
     });
     api.reply({ text: `SQLite it is for ${NONCE}.` });
     await sendFromPage(1, `pick a database ${NONCE}`);

@@ -85,6 +85,24 @@ export async function offlineClaudeEnv(): Promise<string[]> {
   ];
 }
 
+/** An AskUserQuestion tool use, as Claude Code 2.1.331 takes it: one question, two options. */
+export const databaseQuestion = (nonce: string) => ({
+  name: "AskUserQuestion",
+  input: {
+    questions: [
+      {
+        question: `Which database for ${nonce}?`,
+        header: "Database",
+        options: [
+          { label: "Postgres", description: "relational" },
+          { label: "SQLite", description: "embedded" },
+        ],
+        multiSelect: false,
+      },
+    ],
+  },
+});
+
 /** tmux on a server's socket; its stdout, or an error with its stderr. */
 export function tmux(sock: string, args: string[]): string {
   const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
