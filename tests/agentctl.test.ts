@@ -264,6 +264,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       },
     );
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(STANDIN), { recursive: true, force: true });
   });
 
   // Last: the agent user goes once its processes are gone (the teardown above ends them).

@@ -134,6 +134,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
   let h: Host;
   let token = "";
   let context: BrowserContext;
+  let profile = "";
   let page: Page;
   const host = () => `127.0.0.1:${h.port}`;
 
@@ -217,7 +218,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
     fs.mkdirSync(SHOTS, { recursive: true });
     context = await chromium.launchPersistentContext(
-      fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-")),
+      (profile = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-"))),
       {
         executablePath: CHROMIUM,
         headless: true,
@@ -235,6 +236,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   afterAll(async () => {
     await context?.close();
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
     h?.web?.kill("SIGTERM");
     await h?.close();
     await api?.close();
