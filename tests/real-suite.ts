@@ -148,6 +148,8 @@ export class RealHost {
   /** agentctl's environment: the installed host files. */
   readonly env: NodeJS.ProcessEnv;
   server?: ChildProcess;
+  /** When the last deploy (apply) began, in ms since the epoch. */
+  deployedAt = 0;
   /** With a namespace: a process in it (the PID namespace's PID 1 with "mount+pid"). */
   nsPid = 0;
   /** The mount points this host made (MANAGED_DIR, LIB_DIR were missing); removed by close. */
@@ -283,6 +285,7 @@ export class RealHost {
     apiKey = this.options.apiKey,
   ): Promise<RunResult> {
     this.stack = stack;
+    this.deployedAt = Date.now();
     // Loaded here: the Pulumi mocks are only for the suites that deploy.
     const { BASE_CONFIG, one, runProgram, unwrap } = await import("./harness");
     const key: Record<string, string> = apiKey ? { "agent-host:anthropicApiKey": apiKey } : {};
