@@ -453,7 +453,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
         "agent-host:vertexBaseUrl": `${api.url}/v1`,
         "agent-host:claudeModel": VERTEX.model,
       },
-      undefined,
+      null,
     );
     expect((await ctl(h, ["reconcile", "1"])).code).toBe(0);
     expect((await ctl(h, ["restart", "1"])).code).toBe(0);

@@ -282,7 +282,8 @@ export class RealHost {
    */
   async apply(
     stack: Record<string, string> = this.stack,
-    apiKey = this.options.apiKey,
+    /** The anthropicApiKey secret; null: none (a provider without one). */
+    apiKey: string | null = this.options.apiKey ?? null,
   ): Promise<RunResult> {
     this.stack = stack;
     this.deployedAt = Date.now();
