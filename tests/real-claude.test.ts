@@ -25,6 +25,7 @@ import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import { offlineClaudeEnv, pane, RealHost, tmux, typePrompt, unavailableSuite } from "./real-suite";
 import { alive, filesContaining, poll, type RunResult, TestUsers } from "./support";
 import { AGENTCTL } from "./host-files";
+import { HOST_FILES } from "../cloud-init/files";
 import { agentDockerEnv } from "../host/docker/rootless";
 
 const AGENT_USER = "claudereal";
@@ -493,9 +494,14 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     // Its own Docker (dockerMode rootless, the default): host/docker/rootless.ts agentDockerEnv.
     for (const pair of agentDockerEnv(1, "rootless"))
       expect(env.get(pair.split("=")[0])).toBe(pair.slice(pair.indexOf("=") + 1));
-    // No key file, no login, and no Anthropic key or token in any file the host has.
+    // No key file, no login, and no Anthropic key or token in any file the host has: the two this
+    // suite used nowhere, and no other one but in the shipped host files' own text (agentctl and
+    // the wrapper name the prefixes they check).
     expect(fs.existsSync(h.keyFile) || fs.existsSync(h.tokenFile)).toBe(false);
-    expect(filesContaining(h.dir, "sk-ant-a")).toEqual([]);
-    expect(filesContaining(h.dir, "sk-ant-o")).toEqual([]);
+    expect(filesContaining(h.dir, API_KEY)).toEqual([]);
+    expect(filesContaining(h.dir, RECORDED_TOKEN)).toEqual([]);
+    const shipped = HOST_FILES.map((f) => path.join(h.root, f.path));
+    expect(filesContaining(h.dir, "sk-ant-a", shipped)).toEqual([]);
+    expect(filesContaining(h.dir, "sk-ant-o", shipped)).toEqual([]);
   });
 });
