@@ -623,15 +623,15 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const cases: [string[], string][] = [
       [
         ["reconcile", "-1"],
-        `agentctl: invalid agent count '-1': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile ${AGENT_MAX}'`,
+        `agentctl: invalid agent count '-1': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
         ["reconcile", "abc"],
-        `agentctl: invalid agent count 'abc': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile ${AGENT_MAX}'`,
+        `agentctl: invalid agent count 'abc': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
         ["reconcile", "0"],
-        `agentctl: invalid agent count '0': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile ${AGENT_MAX}'`,
+        `agentctl: invalid agent count '0': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
         ["reconcile", String(AGENT_MAX + 1)],
