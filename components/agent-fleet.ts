@@ -5,6 +5,10 @@
 // It talks only to the VM this stack created: the VM's SSH host key is read from its guest
 // attributes once, when the VM is created, and kept in the state (the `-hostkey` command); every
 // connection checks it, and a key that changes on the same VM is refused (components/host-key.ts).
+// Before the reconcile connects, the `-hostkey-probe` command asks whatever answers for the VM
+// which key it holds and stops the deployment, naming both fingerprints, when it is not the
+// pinned one (scripts/host-key-probe): the reconcile dependsOn it.
+import { createHmac } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as command from "@pulumi/command";
@@ -44,6 +48,11 @@ export const PIN_CHECK_PASS = "printf '%s\\n' \"$AGENT_HOST_HOST_KEY\"";
  * runs, so nothing is sent.
  */
 export const PIN_CHECK_REFUSE = "printf '%s\\n' \"$AGENT_HOST_HOST_KEY_REFUSAL\" >&2; exit 1";
+
+/** scripts/host-key-probe: the host key check before the reconcile connects (both paths). */
+export const HOST_KEY_PROBE_SCRIPT_PATH = path.join(__dirname, "..", "scripts", "host-key-probe");
+/** The probe's create and update: a label (the script is the interpreter's); no value in it. */
+export const HOST_KEY_PROBE_COMMAND = "host-key-probe";
 
 /** scripts/iap-ssh: the reconcile's SSH leg through an IAP tunnel (connectVia iap). */
 export const IAP_SSH_SCRIPT_PATH = path.join(__dirname, "..", "scripts", "iap-ssh");
@@ -160,6 +169,8 @@ export class AgentFleet extends pulumi.ComponentResource {
   public readonly hostKeyPin: command.local.Command;
   /** Compares it with what the VM publishes now; fails the deployment when they differ. */
   public readonly hostKeyCheck: command.local.Command;
+  /** Asks whatever answers for the VM for its key before the reconcile connects. */
+  public readonly hostKeyProbe: command.local.Command;
   /** The host key every connection checks ("type base64"). */
   public readonly hostKey: pulumi.Output<string>;
   /** What agentctl reported: {"desired":N,"added":[…],"removed":[…],"restarted":[…],"running":N}. */
@@ -173,11 +184,15 @@ export class AgentFleet extends pulumi.ComponentResource {
     this.hostKeyCheck = check;
     this.hostKey = check.stdout;
     const { apply, bundle } = fleetBundle(args);
+    this.hostKeyProbe = this.probeHostKey(name, args, via, pin, apply, bundle);
 
+    // dependsOn: the reconcile starts only once the probe passed (the engine runs steps that do
+    // not depend on each other concurrently; a failed step stops only those not yet started).
+    const after: pulumi.CustomResourceOptions = { parent: this, dependsOn: [this.hostKeyProbe] };
     this.reconcile =
       via === "iap"
-        ? this.reconcileThroughIap(name, args, apply, bundle)
-        : this.reconcileOverPublicIp(name, args, apply, bundle);
+        ? this.reconcileThroughIap(name, args, apply, bundle, after)
+        : this.reconcileOverPublicIp(name, args, apply, bundle, after);
 
     // apply prints only agentctl's JSON summary on stdout, never the bundle or the key.
     this.summary = pulumi.unsecret(this.reconcile.stdout).apply((out) => (out ?? "").trim());
@@ -248,11 +263,68 @@ export class AgentFleet extends pulumi.ComponentResource {
     return { pin, check: checkStep };
   }
 
+  /**
+   * The probe (scripts/host-key-probe) over the reconcile's own path: the address (public-ip) or
+   * the IAP tunnel. It holds no secret. It runs whenever the reconcile does: its stdin, which it
+   * never reads, is a keyed hash of what re-runs the reconcile (the command, the bundle, the
+   * deploy key), secret in the state, so any change there is a change of the probe too. (In the
+   * environment it would make the whole map secret, the public key and address included.)
+   */
+  private probeHostKey(
+    name: string,
+    args: AgentFleetArgs,
+    via: ConnectVia,
+    pin: command.local.Command,
+    apply: pulumi.Output<string>,
+    bundle: pulumi.Output<string>,
+  ): command.local.Command {
+    if (via === "public-ip" && args.host === undefined) {
+      throw new Error("AgentFleet: connectVia public-ip needs host.");
+    }
+    const script = fs.readFileSync(HOST_KEY_PROBE_SCRIPT_PATH, "utf8");
+    const reconcileRun = pulumi.secret(
+      pulumi
+        .all([args.privateKey, apply, bundle])
+        .apply(([key, cmd, b]) =>
+          createHmac("sha256", key).update(cmd).update("\0").update(b).digest("hex"),
+        ),
+    );
+    const address: Record<string, pulumi.Input<string>> = via === "public-ip"
+      ? // The remote.Command's connection: host, and port 22 (its default).
+        { AGENT_HOST_ADDRESS: args.host as pulumi.Input<string>, AGENT_HOST_SSH_PORT: "22" }
+      : {};
+    return new command.local.Command(
+      `${name}-hostkey-probe`,
+      {
+        // bash -c SCRIPT host-key-probe "host-key-probe": the script runs as a file would.
+        interpreter: ["/bin/bash", "-c", script, HOST_KEY_PROBE_COMMAND],
+        create: HOST_KEY_PROBE_COMMAND,
+        update: HOST_KEY_PROBE_COMMAND,
+        environment: {
+          AGENT_HOST_CONNECT_VIA: via,
+          AGENT_HOST_HOST_KEY: this.hostKey,
+          ...address,
+          AGENT_HOST_VM: args.vm.name,
+          AGENT_HOST_ZONE: args.vm.zone,
+          AGENT_HOST_PROJECT: args.vm.project,
+          AGENT_HOST_USER: ADMIN_USER,
+          AGENT_HOST_PIN_URN: pin.urn,
+          AGENT_HOST_PROBE_ATTEMPTS: String(args.dialErrorLimit ?? 60),
+        },
+        stdin: reconcileRun,
+        addPreviousOutputInEnv: false,
+        logging: "stderr",
+      },
+      { parent: this },
+    );
+  }
+
   private reconcileOverPublicIp(
     name: string,
     args: AgentFleetArgs,
     apply: pulumi.Output<string>,
     stdin: pulumi.Output<string>,
+    opts: pulumi.CustomResourceOptions,
   ): command.remote.Command {
     if (args.host === undefined) throw new Error("AgentFleet: connectVia public-ip needs host.");
     return new command.remote.Command(
@@ -278,7 +350,7 @@ export class AgentFleet extends pulumi.ComponentResource {
         addPreviousOutputInEnv: false,
         logging: "stdoutAndStderr",
       },
-      { parent: this },
+      opts,
     );
   }
 
@@ -291,6 +363,7 @@ export class AgentFleet extends pulumi.ComponentResource {
     args: AgentFleetArgs,
     apply: pulumi.Output<string>,
     bundle: pulumi.Output<string>,
+    opts: pulumi.CustomResourceOptions,
   ): command.local.Command {
     const script = fs.readFileSync(IAP_SSH_SCRIPT_PATH, "utf8");
     return new command.local.Command(
@@ -314,7 +387,7 @@ export class AgentFleet extends pulumi.ComponentResource {
         addPreviousOutputInEnv: false,
         logging: "stdoutAndStderr",
       },
-      { parent: this },
+      opts,
     );
   }
 }

@@ -127,8 +127,11 @@ describe("a stack grows from one host to three and back", () => {
     config["agent-host:agentCount"] = "12";
     const log = await up("agentCount 10→12");
     expect(log.ops).toEqual({
+      "agent-host-hostkey-probe": "update",
       "agent-host-reconcile": "update",
+      "agent-host-2-hostkey-probe": "update",
       "agent-host-2-reconcile": "update",
+      "agent-host-3-hostkey-probe": "update",
       "agent-host-3-reconcile": "update",
     });
     for (const n of [1, 2, 3]) expectHost(n, 12);
@@ -153,7 +156,10 @@ describe("a stack grows from one host to three and back", () => {
   test("hostAgentCounts 12,4,12: only host 2's reconcile runs", async () => {
     config["agent-host:hostAgentCounts"] = "12,4,12";
     const log = await up("hostAgentCounts 12,4,12");
-    expect(log.ops).toEqual({ "agent-host-2-reconcile": "update" });
+    expect(log.ops).toEqual({
+      "agent-host-2-hostkey-probe": "update",
+      "agent-host-2-reconcile": "update",
+    });
     expectHost(1, 12);
     expectHost(2, 4);
     expectHost(3, 12);

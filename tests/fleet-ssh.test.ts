@@ -544,7 +544,8 @@ const startsWith = (pathParts: string[], prefix: string[]): boolean =>
   prefix.every((part, i) => pathParts[i] === part);
 
 function classify(type: string, changedPaths: string[][]): Change {
-  if (type === "command:remote:Command") {
+  // pulumi-command provider/pkg/provider/common/inputs.go: triggers replaces, for both kinds.
+  if (type === "command:remote:Command" || type === "command:local:Command") {
     return changedPaths.some((c) => c[0] === "triggers") ? "replace" : "update";
   }
   if (type === "gcp:compute/instance:Instance") {
@@ -753,13 +754,16 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     expectSecretKept(r, runs.twelve);
   });
 
-  test("a count change 10 → 12 replaces 0 resources: only the reconcile command is updated", () => {
+  test("a count change 10 → 12 replaces 0 resources: only the reconcile command (and its host key probe) is updated", () => {
     const plan = planChanges(runs.ten, runs.twelve);
     const replaced = Object.entries(plan).filter(([, c]) => c === "replace");
     console.log(
       `resources replaced by agentCount 10 → 12: ${replaced.length}; changes: ${JSON.stringify(plan)}`,
     );
-    expect(plan).toEqual({ "command:remote:Command::agent-host-reconcile": "update" });
+    expect(plan).toEqual({
+      "command:local:Command::agent-host-hostkey-probe": "update",
+      "command:remote:Command::agent-host-reconcile": "update",
+    });
     // The VM's user-data is the same bytes for 10 and 12 (nothing in it follows the count), and
     // the VM ignores nothing: a replacement boots from the current user-data.
     const userData = (run: ProgramRun): unknown =>

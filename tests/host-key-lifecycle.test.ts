@@ -66,13 +66,18 @@ describe("the pinned host key across ups", () => {
   });
 
   test("accepting the new key (pulumi up --replace the pin) pins it; the VM's sshd then refuses it", async () => {
-    // The operator accepts the forged key: the pin now holds it, and the connection checks it
-    // against the key the VM's sshd really presents, so the reconcile fails instead of sending.
+    // The operator accepts the forged key: the pin now holds it, and the probe finds that the
+    // VM's sshd proves another key, so the deployment stops before the reconcile connects.
+    const vm = engine.cloud.instanceNamed(VM)!;
+    const forged = `ssh-ed25519 ${vm.guestHostKeys.get("ssh-ed25519")}`;
     engine.replaceNext.add(PIN);
     const log = await engine.up(config);
     expect(log.ops[PIN]).toBe("replace");
-    expect(log.error).toContain("ssh: handshake failed: ssh: host key mismatch");
-    expect(engine.cloud.instanceNamed(VM)!.reconciled?.agents).toBe(10);
+    expect(log.error).toContain("agent-host-hostkey-probe");
+    expect(log.error).toContain(
+      `presented the SSH host key ${fingerprint(vm.hostKey)}, not the pinned ${fingerprint(forged)}`,
+    );
+    expect(vm.reconciled?.agents).toBe(10);
   });
 
   test("the VM's own key published again and accepted: the deploy goes through", async () => {

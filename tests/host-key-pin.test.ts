@@ -18,6 +18,16 @@
 // than the bundle holds. The same observation with the pin removed (last test) shows the
 // impostor getting the whole bundle, so the check is what stops it.
 //
+// Before the reconcile, the program's host key probe (scripts/host-key-probe, the
+// `agent-host-hostkey-probe` local.Command) runs as the provider runs it, on the same path: the
+// relay's address for public-ip, the gcloud stand-in for iap. `deploy` runs the probe and the
+// reconcile in the order the engine allows: a step starts once the steps it depends on (the
+// dependencies the SDK sent with it) have succeeded, steps that do not depend on each other start
+// together, and a failure stops the steps not yet started (pkg/resource/deploy/step_executor.go).
+// With an impostor at the address the probe refuses, naming both fingerprints as `ssh-keygen -lf`
+// prints them, and the reconcile never starts: the impostor's sshd logs one connection (the
+// probe's key exchange), no user authentication request, and receives nothing.
+//
 // What differs from the VM: the login is root on this machine (the program's agent-admin does
 // not exist here; whom the client logs in as does not enter the host key check), and the host
 // and port are the relay's.
@@ -38,7 +48,7 @@ const API_KEY_CANARY = `sk-ant-api03-PINCANARY${process.pid}x${Date.now()}abcdef
 const GOPATH = "/usr/share/gocode";
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-const TOOLS = ["/usr/sbin/sshd", "ssh", "ssh-keygen", "go"];
+const TOOLS = ["/usr/sbin/sshd", "ssh", "ssh-keygen", "go", "shellcheck"];
 const haveTools =
   TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0) &&
   fs.existsSync(path.join(GOPATH, "src/golang.org/x/crypto/ssh/client.go"));
@@ -255,6 +265,66 @@ function runIapReconcile(run: ProgramRun): Promise<Run> {
   return runWith(interpreter, [...args, inputs.create], inputs.stdin, env);
 }
 
+const PROBE = "agent-host-hostkey-probe";
+
+/**
+ * Runs the probe as pulumi-command's local provider does (interpreter + [command], the process
+ * environment plus `environment`, stdin), addressed to the relay (public-ip: the address and port
+ * are the only values replaced) or through the gcloud stand-in (iap).
+ */
+function runProbe(run: ProgramRun): Promise<Run> {
+  const inputs = resource(run, "command:local:Command", PROBE);
+  const [interpreter, ...args] = inputs.interpreter as string[];
+  const environment = inputs.environment as Record<string, string>;
+  const path =
+    environment.AGENT_HOST_CONNECT_VIA === "iap"
+      ? {
+          PATH: `${GCLOUD_BIN}:${process.env.PATH}`,
+          GCLOUD_STANDIN_INSTANCES: JSON.stringify({ [environment.AGENT_HOST_VM]: address.port }),
+        }
+      : { AGENT_HOST_ADDRESS: "127.0.0.1", AGENT_HOST_SSH_PORT: String(address.port) };
+  const env = { ...process.env, ...environment, ...path, AGENT_HOST_PROBE_ATTEMPTS: "2" };
+  return runWith(interpreter, [...args, inputs.create], inputs.stdin ?? "", env);
+}
+
+interface Deployment {
+  probe: Run;
+  /** undefined: the reconcile never started. */
+  reconcile?: Run;
+}
+
+/**
+ * The probe and the reconcile in the engine's order (see the header): sequential when the
+ * reconcile's registration names the probe among its dependencies, side by side otherwise.
+ */
+async function deploy(
+  run: ProgramRun,
+  reconcile: () => Promise<Run>,
+  dependencies?: string[],
+): Promise<Deployment> {
+  const probeUrn = run.resources.find((r) => r.name === PROBE)!.urn;
+  const recorded = run.resources.find((r) => r.name === "agent-host-reconcile")!;
+  if ((dependencies ?? recorded.options.dependencies).includes(probeUrn)) {
+    const probe = await runProbe(run);
+    return probe.code === 0 ? { probe, reconcile: await reconcile() } : { probe };
+  }
+  const [probe, rec] = await Promise.all([runProbe(run), reconcile()]);
+  return { probe, reconcile: rec };
+}
+
+/** `ssh-keygen -lf <file>`'s fingerprint, the form the refusal must name. */
+function keygenFingerprint(file: string): string {
+  const r = spawnSync("ssh-keygen", ["-lf", file], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`ssh-keygen -lf ${file}: ${r.stderr}`);
+  return r.stdout.split(" ")[1];
+}
+
+/** How many connections an sshd logged since `from` (a log offset), and its log since then. */
+function connectionsSince(sshd: Sshd, from: number): { count: number; log: string } {
+  const log = sshd.logText().slice(from);
+  return { count: (log.match(/^Connection from 127\.0\.0\.1 port \d+/gm) ?? []).length, log };
+}
+
 /** The bundle the program sends (the remote.Command's stdin). */
 function bundleOf(run: ProgramRun): string {
   return (unwrap(one(run, "command:remote:Command").inputs) as Record<string, any>).stdin;
@@ -399,6 +469,135 @@ suite("the deploy connects only to the VM whose host key it pinned", () => {
     );
     expectImpostorGotNothing(stdin.length);
     if (process.env.SHOW_REFUSALS) console.log(r.stderr);
+  });
+
+  test.each(["public-ip", "iap"] as const)(
+    "%s: the probe proves the real VM's key, then the reconcile delivers",
+    async (via) => {
+      address.answerWith(real);
+      const mark = real.logText().length;
+      const run = via === "iap" ? iapRun : publicIpRun;
+      const reconcile = () =>
+        via === "iap" ? runIapReconcile(iapRun) : runWith(DIAL, [], remoteRequest(publicIpRun));
+      const d = await deploy(run, reconcile);
+      expect({ code: d.probe.code, stderr: d.probe.stderr }).toEqual({ code: 0, stderr: "" });
+      const where =
+        via === "iap" ? "VM agent-host-dev through IAP" : "VM agent-host-dev at 127.0.0.1";
+      expect(d.probe.stdout).toContain(
+        `ssh-ed25519 ${keygenFingerprint(path.join(BASE, "vm_host_ed25519_key.pub"))} proven by ${where}`,
+      );
+      expect(d.reconcile?.code).toBe(0);
+      expect(d.reconcile?.stdout).toBe('{"received":true}\n');
+      // The probe's connection (no credential offered: it logs in to nothing), then the
+      // reconcile's logins (iap-ssh first waits with a `true` login, then runs the command).
+      const logins = via === "iap" ? 2 : 1;
+      const seen = connectionsSince(real, mark);
+      expect(seen.count).toBe(1 + logins);
+      expect(seen.log.match(/Accepted publickey/g) ?? []).toHaveLength(logins);
+      fs.rmSync(real.received);
+    },
+  );
+
+  test.each(["public-ip", "iap"] as const)(
+    "%s: an impostor at the address: the probe refuses, naming both fingerprints; the reconcile never starts",
+    async (via) => {
+      address.answerWith(impostor);
+      const mark = impostor.logText().length;
+      const run = via === "iap" ? iapRun : publicIpRun;
+      let reconcileStarted = false;
+      const reconcile = () => {
+        reconcileStarted = true;
+        return via === "iap"
+          ? runIapReconcile(iapRun)
+          : runWith(DIAL, [], remoteRequest(publicIpRun));
+      };
+      const d = await deploy(run, reconcile);
+      if (process.env.SHOW_REFUSALS) console.log(d.probe.stderr);
+      expect(d.probe.code).toBe(1);
+      expect(d.probe.stdout).toBe("");
+      const pinned = keygenFingerprint(path.join(BASE, "vm_host_ed25519_key.pub"));
+      const presented = keygenFingerprint(path.join(BASE, "impostor_host_ed25519_key.pub"));
+      expect([pinned, presented]).toEqual([
+        fingerprint(vmKey.publicKey),
+        fingerprint(impostorKey.publicKey),
+      ]);
+      const first = d.probe.stderr.split("\n").find((l) => l.startsWith("host-key-probe: refused"));
+      expect(first).toContain(
+        `presented the SSH host key ${presented} (ssh-ed25519), not the pinned ${pinned} (ssh-ed25519); nothing was sent, the reconcile did not start.`,
+      );
+      const pinUrn = run.resources.find((r) => r.name === "agent-host-hostkey")!.urn;
+      expect(d.probe.stderr).toContain(`pulumi up --replace '${pinUrn}'`);
+      expect(d.probe.stderr).toContain(
+        "gcloud compute instances get-serial-port-output agent-host-dev --zone europe-west1-b --project acme-agents",
+      );
+      expect(reconcileStarted).toBe(false);
+      expect(d.reconcile).toBeUndefined();
+      // The impostor saw one key exchange (the probe's), no user authentication request.
+      const seen = connectionsSince(impostor, mark);
+      expect(seen.count).toBe(1);
+      expect(seen.log).not.toMatch(/userauth-request|Accepted|Invalid user|session_new/);
+      // (pulumi-command's x/crypto client announces itself as "SSH-2.0-Go".)
+      expect(seen.log).not.toContain("remote software version Go");
+      expectImpostorGotNothing(bundleOf(publicIpRun).length);
+    },
+  );
+
+  test("with the probe out of the reconcile's dependencies, the reconcile dials the impostor alongside it", async () => {
+    // The break a refactor could make: the same program without the reconcile's dependsOn.
+    address.answerWith(impostor);
+    const mark = impostor.logText().length;
+    const recorded = publicIpRun.resources.find((r) => r.name === "agent-host-reconcile")!;
+    const probeUrn = publicIpRun.resources.find((r) => r.name === PROBE)!.urn;
+    const without = recorded.options.dependencies.filter((u) => u !== probeUrn);
+    const d = await deploy(
+      publicIpRun,
+      () => runWith(DIAL, [], remoteRequest(publicIpRun)),
+      without,
+    );
+    expect(d.probe.code).toBe(1);
+    // The reconcile started: only the provider's FixedHostKey stood between the impostor and the
+    // bundle, with its generic message.
+    expect(d.reconcile?.stderr).toContain("ssh: handshake failed: ssh: host key mismatch");
+    const seen = connectionsSince(impostor, mark);
+    expect(seen.log).toContain("remote software version Go");
+    expect(seen.count).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a host that sends its banner and then stalls the key exchange: each dial is cut at 30 s, and the probe says why", async () => {
+    // A tarpit at the address: TCP and the SSH banner, then silence (ssh's ConnectTimeout covers
+    // the connect and the banner only; the probe's watchdog covers the rest).
+    const tarpit = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.write("SSH-2.0-OpenSSH_9.2p1 tarpit\r\n");
+    });
+    await new Promise<void>((resolve) => tarpit.listen(0, "127.0.0.1", resolve));
+    try {
+      const inputs = resource(publicIpRun, "command:local:Command", PROBE);
+      const [interpreter, ...args] = inputs.interpreter as string[];
+      const started = Date.now();
+      const r = await runWith(interpreter, [...args, inputs.create], "", {
+        ...process.env,
+        ...(inputs.environment as Record<string, string>),
+        AGENT_HOST_ADDRESS: "127.0.0.1",
+        AGENT_HOST_SSH_PORT: String((tarpit.address() as net.AddressInfo).port),
+        AGENT_HOST_PROBE_ATTEMPTS: "1",
+      });
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`host-key-probe against a tarpit, 1 attempt: ${seconds.toFixed(1)} s`);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("host-key-probe: the dial took over 30 s: stopped");
+      expect(r.stderr).toContain("did not complete an SSH key exchange after 1 attempts");
+      expect(seconds).toBeGreaterThanOrEqual(29);
+      expect(seconds).toBeLessThan(45);
+    } finally {
+      tarpit.close();
+    }
+  }, 60_000);
+
+  test("scripts/host-key-probe passes shellcheck (.shellcheckrc: enable=all)", () => {
+    const r = spawnSync("shellcheck", ["scripts/host-key-probe"], { cwd: REPO, encoding: "utf8" });
+    expect(r.stdout).toBe("");
+    expect(r.status).toBe(0);
   });
 
   test("without the pin (the stack before issue 23) the impostor gets the whole bundle", async () => {

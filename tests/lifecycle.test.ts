@@ -44,6 +44,7 @@ const ALL = [
   "agent-host-vm",
   "agent-host-hostkey",
   "agent-host-hostkey-check",
+  "agent-host-hostkey-probe",
   "agent-host-reconcile",
 ];
 
@@ -109,7 +110,10 @@ describe("the whole life of a stack", () => {
   test("agentCount 10 → 12: only the reconcile command runs", async () => {
     config["agent-host:agentCount"] = "12";
     const log = await up("agentCount 10→12");
-    expect(log.ops).toEqual({ "agent-host-reconcile": "update" });
+    expect(log.ops).toEqual({
+      "agent-host-hostkey-probe": "update",
+      "agent-host-reconcile": "update",
+    });
     expectHealthy();
   });
 
@@ -120,7 +124,11 @@ describe("the whole life of a stack", () => {
     config["agent-host:sshAuthorizedKeys"] = JSON.stringify([next.publicKey]);
     const log = await up("rotation step 1");
     // The VM's user-data follows in place (setMetadata); the command writes the new keys.
-    expect(log.ops).toEqual({ "agent-host-vm": "update", "agent-host-reconcile": "update" });
+    expect(log.ops).toEqual({
+      "agent-host-vm": "update",
+      "agent-host-hostkey-probe": "update",
+      "agent-host-reconcile": "update",
+    });
     expectHealthy();
     expect(engine.cloud.accepts(VM, next.privateKey)).toBe(true);
   });
@@ -135,6 +143,7 @@ describe("the whole life of a stack", () => {
     expect(log.ops).toEqual({
       "deploy-key": "delete",
       "agent-host-vm": "update",
+      "agent-host-hostkey-probe": "update",
       "agent-host-reconcile": "update",
     });
     expectHealthy();
@@ -150,6 +159,7 @@ describe("the whole life of a stack", () => {
       "agent-host-vm": "replace",
       "agent-host-hostkey": "replace",
       "agent-host-hostkey-check": "update",
+      "agent-host-hostkey-probe": "update",
       "agent-host-reconcile": "update",
     });
     const vm = engine.cloud.instanceNamed(VM)!;
@@ -166,6 +176,7 @@ describe("the whole life of a stack", () => {
       "agent-host-vm": "replace",
       "agent-host-hostkey": "replace",
       "agent-host-hostkey-check": "update",
+      "agent-host-hostkey-probe": "update",
       "agent-host-reconcile": "update",
     });
     expectHealthy();
@@ -186,7 +197,11 @@ describe("the whole life of a stack", () => {
     config["agent-host:machineType"] = "e2-standard-16";
     const log = await up("machineType 8→16");
     // host.conf sizes the agents by the machine, so the reconcile command runs after the restart.
-    expect(log.ops).toEqual({ "agent-host-vm": "update", "agent-host-reconcile": "update" });
+    expect(log.ops).toEqual({
+      "agent-host-vm": "update",
+      "agent-host-hostkey-probe": "update",
+      "agent-host-reconcile": "update",
+    });
     const vm = engine.cloud.instanceNamed(VM)!;
     // The user-data follows the machine (setMetadata on the running VM); then, with
     // allowStoppingForUpdate, the provider stops the VM for setMachineType and starts it again
@@ -232,7 +247,10 @@ describe("the whole life of a stack", () => {
     );
     engine.cloud.instanceNamed(VM)!.status = "RUNNING";
     const after = await up("started again");
-    expect(after.ops).toEqual({ "agent-host-reconcile": "update" });
+    expect(after.ops).toEqual({
+      "agent-host-hostkey-probe": "update",
+      "agent-host-reconcile": "update",
+    });
     expectHealthy();
   });
 });

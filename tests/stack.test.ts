@@ -42,6 +42,7 @@ describe("default configuration", () => {
         "command:remote:Command::agent-host-reconcile",
         "command:local:Command::agent-host-hostkey",
         "command:local:Command::agent-host-hostkey-check",
+        "command:local:Command::agent-host-hostkey-probe",
         `${GCP}/address:Address::agent-host-ip`,
         `${GCP}/disk:Disk::agent-host-data`,
         `${GCP}/diskResourcePolicyAttachment:DiskResourcePolicyAttachment::agent-host-data-snapshots`,
@@ -381,13 +382,17 @@ function vmWithoutUserData(run: ProgramRun): unknown {
   return { ...inputs, metadata };
 }
 
-describe("day-2 changes touch only the reconcile command", () => {
+describe("day-2 changes touch only the reconcile command (and its host key probe)", () => {
   test("agentCount 10 → 12", async () => {
     const ten = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "10" });
     const twelve = await runProgram({ ...BASE_CONFIG, "agent-host:agentCount": "12" });
     const changed = changedResources(ten, twelve);
-    // Nothing of the VM follows the count, user-data included: only the command changes.
-    expect(changed).toEqual(["command:remote:Command::agent-host-reconcile"]);
+    // Nothing of the VM follows the count, user-data included: only the command changes, and
+    // the probe that runs before it whenever it runs (scripts/host-key-probe).
+    expect(changed).toEqual([
+      "command:local:Command::agent-host-hostkey-probe",
+      "command:remote:Command::agent-host-reconcile",
+    ]);
     const cmd = one(twelve, "command:remote:Command");
     expect(cmd.inputs.create).toContain("--agents 12 ");
     expect(unwrap(cmd.inputs.stdin)).not.toEqual(
@@ -410,6 +415,7 @@ describe("day-2 changes touch only the reconcile command", () => {
       // The command ships it now; the VM's user-data follows in place (no ForceNew on
       // metadata), so a later replacement boots the current file too.
       expect(changedResources(before, after)).toEqual([
+        "command:local:Command::agent-host-hostkey-probe",
         "command:remote:Command::agent-host-reconcile",
         `${GCP}/instance:Instance::agent-host-vm`,
       ]);

@@ -29,6 +29,8 @@ const PINNED = [
   // The VM's SSH host key, pinned at creation, and its check (issue 23).
   `${STACK}${FLEET}$command:local:Command::agent-host-hostkey`,
   `${STACK}${FLEET}$command:local:Command::agent-host-hostkey-check`,
+  // Whatever answers for the VM must prove the pinned key before the reconcile connects.
+  `${STACK}${FLEET}$command:local:Command::agent-host-hostkey-probe`,
 ];
 
 /** What Vertex AI and work hours add. */

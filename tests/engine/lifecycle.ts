@@ -50,7 +50,13 @@
 //   goal still has an ID fails: "previously-imported resources that still specify an ID may not be
 //   replaced" (continueStepsFromDiff).
 // - After a failed step the engine starts no new ones; what it did so far is in the state, and
-//   nothing is deleted.
+//   nothing is deleted. The engine runs steps that do not depend on each other concurrently
+//   (pkg/resource/deploy/step_executor.go: each chain on its own worker; a failure cancels only
+//   the steps not yet started), so which of them ran before a failure is a matter of timing.
+//   By default the stand-in takes the kindest order (registration order). `concurrentSteps`
+//   takes the worst one: a step that does not depend, directly or through a skipped step, on the
+//   failed one runs as if it had started first. Only a dependency (dependsOn or an input) orders
+//   two steps.
 //
 // The fake cloud (GCE's rules, read in terraform-provider-google and the Compute API):
 // instances, disks and addresses by project, zone/region and name, and the other named objects
@@ -73,6 +79,8 @@ import { tmpdir } from "os";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
+import { HOST_KEY_PROBE_COMMAND } from "../../components/agent-fleet";
+import { fingerprint } from "../../components/host-key";
 import { runProgram, unwrap, type MockEngine, type RecordedResource } from "../harness";
 import { AliasResolver, type Urn } from "./urn";
 import { cloudInitUserData } from "../user-data";
@@ -216,6 +224,13 @@ export interface CloudInstance {
    * cc_ssh → DataSourceGCE.publish_host_keys); any process on the VM may overwrite them later.
    */
   guestHostKeys: Map<string, string>;
+  /**
+   * The host key of another machine that has taken the VM's address and its IAP route (a MITM),
+   * set by a test; undefined: the VM's own sshd answers.
+   */
+  impostorHostKey?: string;
+  /** Who started an SSH key exchange with whatever answers for the VM: "probe" or "reconcile". */
+  handshakes: string[];
 }
 
 export interface CloudAddress {
@@ -258,6 +273,9 @@ export class Keys {
 }
 
 const keyBody = (key: string) => key.trim().split(/\s+/).slice(0, 2).join(" ");
+
+/** The host key whatever answers for the VM proves: an impostor's, else the VM's own. */
+const answering = (vm: CloudInstance): string => vm.impostorHostKey ?? vm.hostKey;
 
 export class FakeCloud {
   /** By GCE path: projects/P/zones/Z/disks/N. */
@@ -430,6 +448,8 @@ export interface LifecycleOptions {
   strictImport?: boolean;
   /** The stack name (URNs). @default "dev" */
   stack?: string;
+  /** After a failed step, run the steps that do not depend on it (see the header). */
+  concurrentSteps?: boolean;
 }
 
 /** A program other than index.ts (the stand-in's own tests, several hosts). */
@@ -456,6 +476,8 @@ export class LifecycleEngine implements MockEngine {
   private seen = new Set<Urn>();
   /** Old URN → the new URN that claimed it through an alias (stepGenerator.aliased). */
   private aliased = new Map<Urn, Urn>();
+  /** The failed step and the steps skipped after it (concurrentSteps: what depends on them waits). */
+  private blocked = new Set<Urn>();
   private resolver = new AliasResolver("dev", "agent-host");
   private olds = new Map<Urn, StateEntry>();
   private next = new Map<Urn, StateEntry>();
@@ -494,6 +516,7 @@ export class LifecycleEngine implements MockEngine {
     this.claimed = new Set();
     this.seen = new Set();
     this.aliased = new Map();
+    this.blocked = new Set();
     this.resolver = new AliasResolver(this.stack, "agent-host");
     this.olds = new Map(this.state);
     this.next = new Map();
@@ -658,7 +681,13 @@ export class LifecycleEngine implements MockEngine {
       old = found.old;
       if (old) this.claimed.add(old.urn);
       // After a failed step the engine starts no new ones: the rest keep their old state.
-      if (this.failure) {
+      // (concurrentSteps: unless the step did not depend on it, and so may have started first.)
+      const unordered =
+        this.options.concurrentSteps &&
+        !options.dependencies.some((dep) => this.blocked.has(dep)) &&
+        !this.blocked.has(registration.parent);
+      if (this.failure && !unordered) {
+        this.blocked.add(urn);
         if (old) this.next.set(urn, { ...old, urn });
         return { id: old?.id ?? "", state: old?.outputs ?? {} };
       }
@@ -667,6 +696,7 @@ export class LifecycleEngine implements MockEngine {
       return { id: entry.id, state: entry.outputs };
     } catch (error) {
       this.failure ??= `${args.type} ${args.name}: ${(error as Error).message}`;
+      this.blocked.add(urn);
       if (old) this.next.set(urn, { ...old, urn });
       return { id: old?.id ?? "", state: old?.outputs ?? {} };
     }
@@ -926,6 +956,7 @@ export class LifecycleEngine implements MockEngine {
       natIp,
       diskName,
       calls: [],
+      handshakes: [],
       hostKey,
       guestHostKeys: new Map(publishes ? [[hostKeyType, hostKeyBlob]] : []),
     });
@@ -1068,8 +1099,9 @@ export class LifecycleEngine implements MockEngine {
     if (!vm || vm.status !== "RUNNING") {
       throw new Error(`Dial failed: dial tcp ${connection.host}:22: i/o timeout`);
     }
+    vm.handshakes.push("reconcile");
     // connection.go SSHConfig: hostKey → ssh.FixedHostKey (no hostKey: any key is accepted).
-    if (connection.hostKey !== undefined && keyBody(connection.hostKey) !== vm.hostKey) {
+    if (connection.hostKey !== undefined && keyBody(connection.hostKey) !== answering(vm)) {
       throw new Error(
         `after ${Number(inputs.connection && (inputs.connection as Inputs).dialErrorLimit) || 10} failed attempts: ssh: handshake failed: ssh: host key mismatch`,
       );
@@ -1087,6 +1119,7 @@ export class LifecycleEngine implements MockEngine {
    */
   private runLocalCommand(inputs: Inputs, command: string, previous: Inputs): Inputs {
     const env = (inputs.environment as Record<string, string> | undefined) ?? {};
+    if (command === HOST_KEY_PROBE_COMMAND) return this.runHostKeyProbe(inputs, command, env);
     if (inputs.interpreter !== undefined) return this.runIapReconcile(inputs, command, env);
     const withPrevious =
       inputs.addPreviousOutputInEnv !== false && previous.stdout
@@ -1118,7 +1151,8 @@ export class LifecycleEngine implements MockEngine {
         `exit status 1: running ${JSON.stringify(command)}:\niap-ssh: error: VM ${env.AGENT_HOST_VM} did not answer SSH through IAP`,
       );
     }
-    if (keyBody(env.AGENT_HOST_HOST_KEY ?? "") !== vm.hostKey) {
+    vm.handshakes.push("reconcile");
+    if (keyBody(env.AGENT_HOST_HOST_KEY ?? "") !== answering(vm)) {
       throw new Error(
         `exit status 1: running ${JSON.stringify(command)}:\niap-ssh: error: the host that answered for VM ${vm.name} did not prove the pinned host key: nothing was sent.`,
       );
@@ -1130,6 +1164,41 @@ export class LifecycleEngine implements MockEngine {
     const privateKey = `${stdin.slice(0, end.index + end[0].length)}\n`;
     const bundle = stdin.slice(end.index + end[0].length + 1);
     return this.reconcileOn(vm, { ...inputs, stdin: bundle }, command, privateKey, inputs);
+  }
+
+  /**
+   * scripts/host-key-probe, modelled (its real runs, against a real sshd and an impostor, are
+   * tests/host-key-pin.test.ts): it reaches what answers for the VM on the reconcile's path (the
+   * address, or the VM's name through IAP), passes when that host proves the pinned key, and
+   * otherwise fails naming both fingerprints; it logs in to nothing.
+   */
+  private runHostKeyProbe(inputs: Inputs, command: string, env: Record<string, string>): Inputs {
+    const iap = env.AGENT_HOST_CONNECT_VIA === "iap";
+    const vm = [...this.cloud.instances.values()].find((i) =>
+      iap
+        ? i.name === env.AGENT_HOST_VM &&
+          i.zone === env.AGENT_HOST_ZONE &&
+          i.project === env.AGENT_HOST_PROJECT
+        : i.natIp !== "" && i.natIp === env.AGENT_HOST_ADDRESS,
+    );
+    const failed = (why: string) =>
+      new Error(`exit status 1: running ${JSON.stringify(command)}:\nhost-key-probe: ${why}`);
+    if (!vm || vm.status !== "RUNNING") {
+      throw failed(`error: VM ${env.AGENT_HOST_VM} did not complete an SSH key exchange`);
+    }
+    vm.handshakes.push("probe");
+    const pinned = keyBody(env.AGENT_HOST_HOST_KEY ?? "");
+    const presented = answering(vm);
+    if (presented !== pinned) {
+      throw failed(
+        `refused: VM ${vm.name} presented the SSH host key ${fingerprint(presented)}, not the pinned ${fingerprint(pinned)}; nothing was sent, the reconcile did not start. … re-pin it: pulumi up --replace '${env.AGENT_HOST_PIN_URN}'`,
+      );
+    }
+    return {
+      ...inputs,
+      stdout: `${pinned.split(" ")[0]} ${fingerprint(pinned)} proven`,
+      stderr: "",
+    };
   }
 
   /** On the VM: log in with the deploy key, then what host/apply does. */
