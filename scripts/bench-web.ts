@@ -10,25 +10,95 @@
 //   Node server in the same browser (the floor: browser and loopback);
 // - hook to page: from the recorder's start to the page showing needs-answer, against the hook
 //   to status.json (the recorder's own cost, which the page cannot beat);
-// - idle CPU and RSS of the dashboard process (its children included), with no page and with one
-//   page open, against a bare `node` idling and the control window's monitor (`agent-host.js
-//   monitor`, the other root process that watches every agent).
-import { spawn, spawnSync } from "child_process";
+// - idle CPU and memory of the dashboard process (CPU with its children), with no page and with one
+//   page open, against a bare `node` idling (with Node's defaults and with the unit's flags) and
+//   the control window's monitor (`agent-host.js monitor`, the other root process that watches
+//   every agent). Memory is VmRSS (with its anonymous and file-backed parts), PSS and the peak
+//   (VmHWM), from /proc, after the page and hook runs.
+//
+// Every figure is taken twice: for the dashboard as agent-host-web.service runs it (the unit's
+// ExecStart with its Node flags, read from cloud-init/systemd/agent-host-web.service) and with
+// Node's defaults, each in turn against the same agents, page and baselines.
+//
+// `--variant=FLAGS` (repeatable; FLAGS space-separated, e.g. --variant="--max-semi-space-size=1")
+// measures the dashboard with those Node flags too, after the two above.
+//
+// `--debian-node` runs the dashboards and the bare baselines with Debian 12's Node 18
+// (tests/fixtures/debian-node.ts), the major the VM runs; without it, the PATH's node.
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_FLAGS, freePort } from "../tests/support";
-import { AGENTCTL, BenchFleet, BUNDLE, must, stats, until } from "./bench-support";
+import { chromium, type BrowserContext } from "playwright-core";
+import { debianNode } from "../tests/fixtures/debian-node";
+import { webUnitNodeFlags } from "../tests/fixtures/web-unit";
 
+const ROOT = path.resolve(__dirname, "..");
+const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
+const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
 const AGENT_USER = "agenttest";
 const AGENTS = 12;
-const RUNS = Math.max(3, Number(process.argv[2] ?? 10));
-const IDLE_SECONDS = 20;
+const ARGS = process.argv.slice(2);
+const DEBIAN_NODE = ARGS.includes("--debian-node");
+const RUNS = Math.max(3, Number(ARGS.find((a) => /^[0-9]+$/.test(a)) ?? 10));
+const VARIANTS = ARGS.filter((a) => a.startsWith("--variant=")).map((a) =>
+  a.slice("--variant=".length).split(" ").filter(Boolean),
+);
+const unknown = ARGS.find(
+  (a) => !/^[0-9]+$/.test(a) && a !== "--debian-node" && !a.startsWith("--variant="),
+);
+if (unknown)
+  throw new Error(
+    `bench-web: unknown argument '${unknown}' (RUNS, --debian-node, --variant=FLAGS)`,
+  );
+const IDLE_SECONDS = 15;
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function stats(values: number[], unit = "ms"): string {
+  const v = [...values].sort((a, b) => a - b);
+  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
+  return `median ${at(0.5).toFixed(0)} ${unit}, min ${v[0].toFixed(0)}, max ${v[v.length - 1].toFixed(0)} (${v.length} runs)`;
+}
+
+function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv, input?: string): string {
+  const r = spawnSync(cmd, args, { env, input, encoding: "utf8", timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /** CPU seconds of a process and its reaped children (utime, stime, cutime, cstime). */
 function cpuSeconds(pid: number): number {
@@ -37,9 +107,33 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
-function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1]) / 1024;
+/** Memory of one process from /proc, in MiB: VmRSS (anonymous + file-backed), PSS, VmHWM. */
+function memory(pid: number): {
+  rss: number;
+  anon: number;
+  file: number;
+  pss: number;
+  hwm: number;
+} {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kb = (text: string, key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+    if (!m) throw new Error(`no ${key} for pid ${pid}`);
+    return Number(m[1]) / 1024;
+  };
+  return {
+    rss: kb(status, "VmRSS"),
+    anon: kb(status, "RssAnon"),
+    file: kb(status, "RssFile"),
+    pss: kb(rollup, "Pss"),
+    hwm: kb(status, "VmHWM"),
+  };
+}
+
+function showMemory(pid: number): string {
+  const m = memory(pid);
+  return `RSS ${m.rss.toFixed(1)} MiB (anon ${m.anon.toFixed(1)}, file ${m.file.toFixed(1)}), PSS ${m.pss.toFixed(1)}, peak ${m.hwm.toFixed(1)}`;
 }
 
 /** CPU% of each process over the same window. */
@@ -50,37 +144,69 @@ async function idleCpu(pids: number[], seconds: number): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  const port = await freePort();
-  const fleet = new BenchFleet("bench-web", AGENT_USER, (f) => [
-    `AGENT_COUNT=${AGENTS}`,
-    "START_STAGGER_SECONDS=0.2",
-    `DASHBOARD_PORT=${port}`,
-    `DASHBOARD_TOKEN_FILE=${path.join(f.dir, "secrets", "dashboard-token")}`,
-  ]);
-  const { dir, run, state, env } = fleet;
+  if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
+  if (spawnSync("id", ["-u", AGENT_USER]).status !== 0)
+    must("useradd", ["--create-home", "--shell", "/bin/bash", AGENT_USER]);
   const uid = Number(must("id", ["-u", AGENT_USER]).trim());
   const gid = Number(must("id", ["-g", AGENT_USER]).trim());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-"));
+  fs.chmodSync(dir, 0o755);
+  const standin = path.join(dir, "claude");
+  fs.copyFileSync(path.join(ROOT, "tests/fixtures/claude"), standin);
+  fs.chmodSync(standin, 0o755);
   const bundle = path.join(dir, "agent-host.js");
   fs.copyFileSync(BUNDLE, bundle);
   fs.chmodSync(bundle, 0o755);
+  const run = path.join(dir, "run");
+  const state = path.join(dir, "state");
+  const sock = path.join(run, "tmux.sock");
+  const conf = path.join(dir, "host.conf");
+  const port = await freePort();
   fs.mkdirSync(path.join(dir, "secrets"), { mode: 0o700 });
-  const start = (cmd: string, args: string[]) => fleet.start(cmd, args);
-  /** argv of the real recorder (`agent-host.js hook`) for agent-N, run as the agent. */
-  const recorder = (n: number): string[] => [
-    `--reuid=${uid}`,
-    `--regid=${gid}`,
-    "--init-groups",
-    "env",
-    `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
-    process.execPath,
-    bundle,
-    "hook",
-  ];
+  fs.writeFileSync(
+    conf,
+    [
+      `AGENT_COUNT=${AGENTS}`,
+      `AGENT_USER=${AGENT_USER}`,
+      `CLAUDE_BIN=${standin}`,
+      "START_STAGGER_SECONDS=0.2",
+      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
+      `STATE_DIR=${state}`,
+      `RUN_DIR=${run}`,
+      `TMUX_SOCKET=${sock}`,
+      `DASHBOARD_PORT=${port}`,
+      `DASHBOARD_TOKEN_FILE=${path.join(dir, "secrets", "dashboard-token")}`,
+      "",
+    ].join("\n"),
+  );
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    LANG: "C.UTF-8",
+    AGENTCTL_CONFIG: conf,
+    AGENT_WRAPPER: path.join(ROOT, "cloud-init/host/agent-wrapper"),
+    AGENTCTL_TMUX_CONF: path.join(ROOT, "cloud-init/host/tmux.conf"),
+    AGENT_HOST_JS: BUNDLE,
+  };
+  const children: ChildProcess[] = [];
+  const start = (cmd: string, args: string[]) => {
+    const c = spawn(cmd, args, { env, stdio: "ignore" });
+    children.push(c);
+    return c;
+  };
   /** The real recorder, as the agent, with a payload as Claude Code 2.1.331 sends it. */
   const hook = (n: number, payload: Record<string, unknown>): void => {
     must(
       "setpriv",
-      recorder(n),
+      [
+        `--reuid=${uid}`,
+        `--regid=${gid}`,
+        "--init-groups",
+        "env",
+        `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+        process.execPath,
+        bundle,
+        "hook",
+      ],
       undefined,
       JSON.stringify({
         session_id: "bench",
@@ -105,8 +231,11 @@ async function main(): Promise<void> {
     res.end("<!doctype html><meta charset=utf-8><title>baseline</title><p id=ready>ok</p>");
   });
   try {
-    await fleet.startServer();
-    fleet.agentctl(["reconcile", String(AGENTS)]);
+    start(AGENTCTL, ["server"]);
+    await until("the tmux server", () =>
+      spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0 ? true : undefined,
+    );
+    must(AGENTCTL, ["reconcile", String(AGENTS)], env);
     await until(
       `${AGENTS} claudes`,
       () =>
@@ -118,7 +247,33 @@ async function main(): Promise<void> {
     for (let n = 1; n <= AGENTS; n++)
       hook(n, { hook_event_name: "SessionStart", source: "startup" });
 
-    const web = start(AGENTCTL, ["web"]);
+    const unitFlags = webUnitNodeFlags();
+    const deb = DEBIAN_NODE ? debianNode() : undefined;
+    /** `node FLAGS... ARGS...` with the node this run measures (Debian's 18 or the PATH's). */
+    const nodeArgv = (flags: string[], args: string[]): string[] =>
+      deb ? deb.argv([...flags, ...args]) : [process.execPath, ...flags, ...args];
+    const nodeEnv = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+      deb ? { ...env, ...deb.env, ...extra } : { ...env, ...extra };
+    const nodeVersion = must(
+      nodeArgv([], ["--version"])[0],
+      nodeArgv([], ["--version"]).slice(1),
+      nodeEnv({}),
+    ).trim();
+    const startNode = (flags: string[], args: string[]): ChildProcess => {
+      const [cmd, ...rest] = nodeArgv(flags, args);
+      const c = spawn(cmd, rest, { env: nodeEnv({}), stdio: "ignore" });
+      children.push(c);
+      return c;
+    };
+    const stop = async (c: ChildProcess) => {
+      c.kill("SIGTERM");
+      await until(
+        "the process to end",
+        () => (c.exitCode !== null || c.signalCode !== null ? true : undefined),
+        10_000,
+      );
+    };
+
     const token = await until("the token", () => {
       try {
         return must(AGENTCTL, ["web", "--url"], env).trim();
@@ -126,112 +281,146 @@ async function main(): Promise<void> {
         return undefined;
       }
     });
-    await until("the dashboard", () =>
-      spawnSync("curl", ["-sf", "-o", "/dev/null", `http://127.0.0.1:${port}/`]).status === 0
-        ? true
-        : undefined,
-    );
     const monitor = start(process.execPath, [bundle, "monitor"]);
-    const bare = start(process.execPath, ["-e", "setInterval(() => {}, 1e9)"]);
+    const bare = startNode([], ["-e", "setInterval(() => {}, 1e9)"]);
+    const bareUnit = startNode(unitFlags, ["-e", "setInterval(() => {}, 1e9)"]);
     await new Promise<void>((r) => baseline.listen(0, "127.0.0.1", r));
     const basePort = (baseline.address() as net.AddressInfo).port;
-    await sleep(3000);
-
-    const [cpuWebAlone, cpuMonitor, cpuBare] = await idleCpu(
-      [web.pid as number, monitor.pid as number, bare.pid as number],
-      IDLE_SECONDS,
-    );
-    console.log(
-      `idle CPU over ${IDLE_SECONDS} s, no page open: dashboard ${cpuWebAlone.toFixed(2)}%; baseline: bare node ${cpuBare.toFixed(2)}%, control-window monitor ${cpuMonitor.toFixed(2)}%`,
-    );
-
-    const context = await chromium.launchPersistentContext(
+    const context: BrowserContext = await chromium.launchPersistentContext(
       fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-chromium-")),
       {
-        executablePath: CHROMIUM,
+        executablePath: "/usr/bin/chromium",
         headless: true,
-        args: CHROMIUM_FLAGS,
+        args: FLAGS,
         viewport: { width: 375, height: 812 },
       },
     );
-    const ready: number[] = [];
-    const floor: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const p = await context.newPage();
-      let t = Date.now();
-      await p.goto(`http://127.0.0.1:${basePort}/`);
-      await p.waitForSelector("#ready");
-      floor.push(Date.now() - t);
-      t = Date.now();
-      await p.goto(token);
-      await p.waitForFunction(
-        (n) =>
-          document.body.dataset.ready === "1" &&
-          document.querySelectorAll("#list .agent").length === n,
-        AGENTS,
-        { polling: "raf" },
-      );
-      ready.push(Date.now() - t);
-      await p.close();
-    }
     console.log(
-      `page ready with ${AGENTS} agents: ${stats(ready)}; baseline static page: ${stats(floor)}`,
+      `node ${nodeVersion}${deb ? " (Debian 12's, the VM's major)" : ""}; the unit's flags: ${unitFlags.join(" ") || "(none)"}; ${AGENTS} agents, ${RUNS} runs`,
     );
 
-    const page = await context.newPage();
-    await page.goto(token);
-    await page.waitForSelector(`[data-agent="agent-${AGENTS}"]`);
-    const toPage: number[] = [];
-    const toFile: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const n = 1 + (i % AGENTS);
-      const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
-        timeout: 10_000,
-      });
-      const t = Date.now();
-      const rec = spawn("setpriv", recorder(n), { stdio: ["pipe", "ignore", "ignore"] });
-      rec.stdin.end(
-        JSON.stringify({
-          session_id: "bench",
-          // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
-          // here: the stand-in claude's own sleep loop starts processes, which is how an
-          // approved command is told from a waiting one.)
-          hook_event_name: "PreToolUse",
-          tool_name: "AskUserQuestion",
-          tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
-        }),
+    /** Every figure for one way of running the dashboard. */
+    const measure = async (label: string, flags: string[]): Promise<void> => {
+      const web = startNode(flags, [bundle, "web"]);
+      await until("the dashboard", () =>
+        spawnSync("curl", ["-sf", "-o", "/dev/null", `http://127.0.0.1:${port}/`]).status === 0
+          ? true
+          : undefined,
       );
-      await until(
-        "status.json",
-        () => (recordedState(n) === "needs-answer" ? true : undefined),
-        10_000,
+      await sleep(3000);
+      const [cpuWebAlone, cpuMonitor, cpuBare] = await idleCpu(
+        [web.pid as number, monitor.pid as number, bare.pid as number],
+        IDLE_SECONDS,
       );
-      toFile.push(Date.now() - t);
-      await shown;
-      toPage.push(Date.now() - t);
-      hook(n, { hook_event_name: "Stop", last_assistant_message: "done" });
-      await page.waitForSelector(`[data-agent="agent-${n}"][data-state="idle"]`, {
-        timeout: 10_000,
-      });
-    }
-    console.log(
-      `hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
-    );
+      console.log(
+        `[${label}] idle CPU over ${IDLE_SECONDS} s, no page open: dashboard ${cpuWebAlone.toFixed(2)}%; baseline: bare node ${cpuBare.toFixed(2)}%, control-window monitor ${cpuMonitor.toFixed(2)}%`,
+      );
+      const ready: number[] = [];
+      const floor: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const p = await context.newPage();
+        let t = Date.now();
+        await p.goto(`http://127.0.0.1:${basePort}/`);
+        await p.waitForSelector("#ready");
+        floor.push(Date.now() - t);
+        t = Date.now();
+        await p.goto(token);
+        await p.waitForFunction(
+          (n) =>
+            document.body.dataset.ready === "1" &&
+            document.querySelectorAll("#list .agent").length === n,
+          AGENTS,
+          { polling: "raf" },
+        );
+        ready.push(Date.now() - t);
+        await p.close();
+      }
+      console.log(
+        `[${label}] page ready with ${AGENTS} agents: ${stats(ready)}; baseline static page: ${stats(floor)}`,
+      );
 
-    const [cpuWebPage, cpuBare2] = await idleCpu(
-      [web.pid as number, bare.pid as number],
-      IDLE_SECONDS,
+      const page = await context.newPage();
+      await page.goto(token);
+      await page.waitForSelector(`[data-agent="agent-${AGENTS}"]`);
+      const toPage: number[] = [];
+      const toFile: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const n = 1 + (i % AGENTS);
+        const shown = page.waitForSelector(`[data-agent="agent-${n}"][data-state="needs-answer"]`, {
+          timeout: 10_000,
+        });
+        const t = Date.now();
+        const rec = spawn(
+          "setpriv",
+          [
+            `--reuid=${uid}`,
+            `--regid=${gid}`,
+            "--init-groups",
+            "env",
+            `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+            process.execPath,
+            bundle,
+            "hook",
+          ],
+          { stdio: ["pipe", "ignore", "ignore"] },
+        );
+        rec.stdin.end(
+          JSON.stringify({
+            session_id: "bench",
+            // A question, as 2.1.331 sends it: needs-answer. (A permission would show as working
+            // here: the stand-in claude's own sleep loop starts processes, which is how an
+            // approved command is told from a waiting one.)
+            hook_event_name: "PreToolUse",
+            tool_name: "AskUserQuestion",
+            tool_input: { questions: [{ question: `bench question ${i}?`, header: "Bench" }] },
+          }),
+        );
+        await until(
+          "status.json",
+          () => (recordedState(n) === "needs-answer" ? true : undefined),
+          10_000,
+        );
+        toFile.push(Date.now() - t);
+        await shown;
+        toPage.push(Date.now() - t);
+        hook(n, { hook_event_name: "Stop", last_assistant_message: "done" });
+        await page.waitForSelector(`[data-agent="agent-${n}"][data-state="idle"]`, {
+          timeout: 10_000,
+        });
+      }
+      console.log(
+        `[${label}] hook to page (needs-answer shown): ${stats(toPage)}; baseline hook to status.json: ${stats(toFile)}`,
+      );
+
+      const [cpuWebPage, cpuBare2] = await idleCpu(
+        [web.pid as number, bare.pid as number],
+        IDLE_SECONDS,
+      );
+      console.log(
+        `[${label}] idle CPU over ${IDLE_SECONDS} s, one page open (live updates): dashboard ${cpuWebPage.toFixed(2)}%; baseline bare node ${cpuBare2.toFixed(2)}%`,
+      );
+      console.log(`[${label}] memory after all that: dashboard ${showMemory(web.pid as number)}`);
+      await page.close();
+      await stop(web);
+    };
+
+    await measure(`as the unit runs it: ${unitFlags.join(" ") || "no flags"}`, unitFlags);
+    await measure("Node's defaults", []);
+    for (const flags of VARIANTS) await measure(flags.join(" "), flags);
+    console.log(`baseline memory: bare node (defaults) ${showMemory(bare.pid as number)}`);
+    console.log(
+      `baseline memory: bare node (${unitFlags.join(" ") || "no flags"}) ${showMemory(bareUnit.pid as number)}`,
     );
     console.log(
-      `idle CPU over ${IDLE_SECONDS} s, one page open (live updates): dashboard ${cpuWebPage.toFixed(2)}%; baseline bare node ${cpuBare2.toFixed(2)}%`,
-    );
-    console.log(
-      `RSS: dashboard ${rssMiB(web.pid as number).toFixed(1)} MiB (node ${process.versions.node} here; the VM runs Ubuntu 24.04's 18.19); baseline: bare node ${rssMiB(bare.pid as number).toFixed(1)} MiB, control-window monitor ${rssMiB(monitor.pid as number).toFixed(1)} MiB`,
+      `baseline memory: control-window monitor (node ${process.versions.node}, defaults) ${showMemory(monitor.pid as number)}`,
     );
     await context.close();
   } finally {
     baseline.close();
-    await fleet.close();
+    spawnSync("tmux", ["-S", sock, "kill-server"]);
+    for (const c of children) c.kill("SIGTERM");
+    await sleep(500);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

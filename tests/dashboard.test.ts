@@ -30,6 +30,7 @@ import {
 } from "./real-suite";
 import { CHROMIUM, CHROMIUM_FLAGS, freePort, poll, runAsync, TestUsers } from "./support";
 import { AGENTCTL } from "./host-files";
+import { webUnitArgv } from "./fixtures/web-unit";
 
 const AGENT_USER = "claudeweb";
 const COUNT = 2;
@@ -87,7 +88,15 @@ async function typedBefore(h: Host, n: number): Promise<string> {
   return line.replace(/^❯\s*/, "").slice(0, line.replace(/^❯\s*/, "").indexOf(mark)).trim();
 }
 
-function recorded(h: Host, n: number): { state: string; since: number } | undefined {
+interface StatusFile {
+  state: string;
+  since: number;
+  seq: number;
+  reason: string;
+  event: string;
+}
+
+function recorded(h: Host, n: number): StatusFile | undefined {
   try {
     return JSON.parse(fs.readFileSync(path.join(h.state, `agent-${n}`, "status.json"), "utf8"));
   } catch {
@@ -187,8 +196,10 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     });
     h = Object.assign(host, { port, webLog: [] as string[] });
     await h.start();
-    // The dashboard as agent-host-web.service runs it, through agentctl.
-    h.web = spawn(AGENTCTL, ["web"], { env: h.env, stdio: ["ignore", "ignore", "pipe"] });
+    // The dashboard as agent-host-web.service runs it: the unit's ExecStart (its Node flags), with
+    // the bundle the managed hooks run (the one it runs the recorder from after a deny).
+    const [node, ...webArgs] = webUnitArgv(process.execPath, h.env.AGENT_HOST_JS as string);
+    h.web = spawn(node, webArgs, { env: h.env, stdio: ["ignore", "ignore", "pipe"] });
     h.web.stderr?.on("data", (d: Buffer) => h.webLog.push(...d.toString().trim().split("\n")));
     await poll(
       "the dashboard listening",
@@ -332,25 +343,51 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await page.waitForFunction(() => !document.getElementById("approve"));
   });
 
-  test("Deny refuses the tool; an answer once the agent no longer waits types nothing", async () => {
+  test("Deny refuses the tool, and the page and agentctl status say at once that the agent waits for you; an answer once the agent no longer waits types nothing", async () => {
     const command = `echo denied-${NONCE} > denied.txt`;
     api.reply({ toolUse: { name: "Bash", input: { command, description: "write denied.txt" } } });
     await sendFromPage(2, `try the denied one ${NONCE}`);
     await pageShows(2, "needs-permission");
     await page.waitForSelector("#deny", { timeout: 10_000 });
+    const asked = recorded(h, 2) as StatusFile;
+    expect(asked.reason).toBe(`Bash: ${command}`);
     const before = api.requests.length;
+    const tapped = Date.now();
     await page.tap("#deny");
+    // Claude Code 2.1.331 fires no hook after a refused permission (docs/dashboard.md, "After
+    // Deny"): the dashboard records the deny it typed, once the dialog has left the pane.
+    await page.waitForSelector('#card [data-agent="agent-2"][data-state="idle"]', {
+      state: "attached",
+      timeout: 10_000,
+    });
+    const onPage = Date.now() - tapped;
+    const cli = await runAsync(AGENTCTL, ["status", "--json"], h.env);
+    const inStatus = Date.now() - tapped;
+    const row = (
+      JSON.parse(cli.stdout) as { agents: { name: string; agent_state: string; why: string }[] }
+    ).agents.find((r) => r.name === "agent-2");
+    console.log(
+      `dashboard: Deny tapped -> idle on the page in ${onPage} ms; agentctl status --json (started then) printed it at ${inStatus} ms`,
+    );
+    expect(row?.agent_state).toBe("idle");
+    expect(row?.why).toBe(`you denied: Bash: ${command}`);
+    expect(await page.textContent("#card .why")).toBe(`you denied: Bash: ${command}`);
+    expect(onPage).toBeLessThan(1000);
+    // The recorder's own record, written as the agent (the file stays the agent's), one transition.
+    const after = recorded(h, 2) as StatusFile;
+    expect([after.state, after.seq, after.event]).toEqual(["idle", asked.seq + 1, "DashboardDeny"]);
+    expect(fs.statSync(path.join(h.state, "agent-2", "status.json")).uid).toBe(
+      Number(spawnSync("id", ["-u", AGENT_USER], { encoding: "utf8" }).stdout.trim()),
+    );
+    // What Claude Code shows: the call did not run, the prompt waits for the user.
     await poll(
       "the pane says the call did not run",
-      () => pane(h, 2).includes("Did not run"),
+      () => pane(h, 2).includes("Did not run") && atPrompt(pane(h, 2)),
       30_000,
       100,
     );
+    expect(pane(h, 2)).toContain("Interrupted · What should Claude do instead?");
     expect(fs.existsSync(path.join(h.ws, "agent-2", "denied.txt"))).toBe(false);
-    await new Promise((r) => setTimeout(r, 2000));
-    console.log(
-      `dashboard: after Deny, agent-2 is recorded ${recorded(h, 2)?.state}, shown ${await page.getAttribute('#card [data-agent="agent-2"]', "data-state")}`,
-    );
     // No dialog any more: approving now is refused and no key reaches the agent.
     const inputBefore = inputLine(pane(h, 2));
     const late = await page.evaluate(async (t) => {

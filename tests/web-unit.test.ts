@@ -19,6 +19,7 @@ import { dashboardUrl, ensureToken, readToken, TOKEN_RE, writeToken } from "../h
 import { patchRows } from "../host/web/rows";
 import { COLUMNS, toJson, type StatusRow } from "../host/attention/status";
 import { sortForStatus, type AgentState, type Effective } from "../host/attention/effective";
+import { applyHook, type Recorded } from "../host/attention/state";
 
 const PERMISSION_PANE = `❯ do it
 
@@ -242,5 +243,79 @@ describe("the rows pushed at once", () => {
 
   test("an agent never gathered: no patch (a full gather instead)", () => {
     expect(patchRows([row("agent-1", "idle")], [eff(2, "idle", "ready", 0)])).toBeUndefined();
+  });
+});
+
+describe("a deny the dashboard typed (Claude Code fires no hook after it)", () => {
+  // agent-2's pane after the dashboard's deny, as the real 2.1.331 drew it (tests/dashboard.test.ts).
+  const AFTER_DENY_PANE = `❯ try the denied one 66f4a517
+
+  Did not run 1 call
+  ⎿  $ echo denied-66f4a517 > denied.txt
+  ⎿  Interrupted · What should Claude do instead?
+
+────────────────────────────────────────────────────────────────────────────────
+❯
+────────────────────────────────────────────────────────────────────────────────
+  ⏸ manual mode on · ? for shortcuts`;
+  const t0 = 1_800_000_000_000;
+  const asking = (): Recorded => {
+    const started = applyHook(undefined, { hook_event_name: "UserPromptSubmit", prompt: "go" }, t0);
+    const r = applyHook(
+      started?.next,
+      {
+        hook_event_name: "PermissionRequest",
+        tool_name: "Bash",
+        tool_input: { command: "echo denied > denied.txt" },
+      },
+      t0 + 100,
+    );
+    return r?.next as Recorded;
+  };
+
+  test("the dialog has left the pane: the dashboard may record the deny", () => {
+    expect(parsePrompt(AFTER_DENY_PANE)).toBeUndefined();
+    expect(parsePrompt(PERMISSION_PANE)?.kind).toBe("permission");
+  });
+
+  test("the record it answered becomes idle, 'you denied: <command>', with no notification", () => {
+    const rec = asking();
+    expect(rec.state).toBe("needs-permission");
+    const r = applyHook(rec, { hook_event_name: "DashboardDeny", seq: rec.seq }, t0 + 900);
+    expect(r?.next).toMatchObject({
+      state: "idle",
+      reason: "you denied: Bash: echo denied > denied.txt",
+      since: t0 + 900,
+      seq: rec.seq + 1,
+      event: "DashboardDeny",
+    });
+    expect(r?.next.turn).toBeUndefined();
+    expect(r?.transition).toEqual({
+      seq: rec.seq + 1,
+      at: t0 + 900,
+      state: "idle",
+      reason: "you denied: Bash: echo denied > denied.txt",
+      event: "DashboardDeny",
+    });
+  });
+
+  test("a newer record has the last word: another seq, or no longer needs-permission, changes nothing", () => {
+    const rec = asking();
+    expect(
+      applyHook(rec, { hook_event_name: "DashboardDeny", seq: rec.seq - 1 }, t0),
+    ).toBeUndefined();
+    expect(
+      applyHook(rec, { hook_event_name: "DashboardDeny", seq: String(rec.seq) }, t0),
+    ).toBeUndefined();
+    expect(applyHook(rec, { hook_event_name: "DashboardDeny" }, t0)).toBeUndefined();
+    const working = applyHook(
+      rec,
+      { hook_event_name: "PostToolUse", tool_name: "Bash", tool_input: { command: "x" } },
+      t0 + 200,
+    )?.next as Recorded;
+    expect(
+      applyHook(working, { hook_event_name: "DashboardDeny", seq: working.seq }, t0 + 300),
+    ).toBeUndefined();
+    expect(applyHook(undefined, { hook_event_name: "DashboardDeny", seq: 1 }, t0)).toBeUndefined();
   });
 });

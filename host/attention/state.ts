@@ -74,6 +74,8 @@ export interface HookInput {
    * recorder from the transcript's end (host/attention/hook.ts) when no PermissionRequest named it.
    */
   pending_tool?: unknown;
+  /** Not Claude Code's: the needs-permission record a DashboardDeny answered (its `seq`). */
+  seq?: unknown;
 }
 
 export interface ApplyOptions {
@@ -260,6 +262,20 @@ function onStopFailure({ input }: Ctx): Change {
   };
 }
 
+/**
+ * Not a Claude Code event: the dashboard (host/web/server.ts) records the deny it typed. After a
+ * permission dialog is refused ("No", or Esc) Claude Code 2.1.331 fires no hook at all: no
+ * PostToolUse, PostToolUseFailure or PermissionDenied (auto mode's classifier only), no Stop (not
+ * on an interrupt), no Notification within 75 s (measured: docs/dashboard.md, "After Deny"); the
+ * pane says "Interrupted · What should Claude do instead?" and the prompt waits for the user. It
+ * applies only to the very record it answered (same seq, still needs-permission): a newer hook
+ * has the last word. No notification: the lead who denied is the one who would get it.
+ */
+function onDashboardDeny({ input, prev }: Ctx): Change | undefined {
+  if (prev?.state !== "needs-permission" || input.seq !== prev.seq) return undefined;
+  return { state: "idle", reason: reasonText(`you denied: ${prev.reason}`), turn: null };
+}
+
 /** One handler per hook event the managed settings send; any other event changes nothing. */
 const HANDLERS: Record<string, (c: Ctx) => Change | undefined> = {
   SessionStart: onSessionStart,
@@ -272,6 +288,7 @@ const HANDLERS: Record<string, (c: Ctx) => Change | undefined> = {
   PermissionDenied: onToolDone,
   Stop: onStop,
   StopFailure: onStopFailure,
+  DashboardDeny: onDashboardDeny,
 };
 
 function decide(

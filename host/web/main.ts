@@ -2,6 +2,7 @@
 //   web                 the dashboard server in the foreground (what agent-host-web.service runs)
 //   web --url           print http://127.0.0.1:PORT/#token=TOKEN (root: the token is root-only)
 //   web --rotate-token  replace the token; pages holding the old one get 401 from the next request
+import * as path from "path";
 import { firstError, loadHostConf } from "../conf/conf";
 import { UsageError } from "../agents/send";
 import { Dashboard } from "./server";
@@ -31,7 +32,10 @@ export async function webMain(argv: string[], log: (line: string) => void): Prom
     return 0;
   }
   ensureToken(file);
-  const dashboard = new Dashboard({ conf, port, tokenFile: file, log });
+  // The recorder is this very bundle (on the VM /usr/local/lib/agent-host/agent-host.js, what the
+  // managed hooks run), under the Node that runs this server.
+  const recorder = [process.execPath, path.resolve(process.argv[1]), "hook"];
+  const dashboard = new Dashboard({ conf, port, tokenFile: file, log, recorder });
   await dashboard.listen();
   log(
     `web: the dashboard listens on http://127.0.0.1:${port}/ (sudo agentctl web --url gives the link)`,

@@ -8,6 +8,10 @@
 //   POST /api/agents/NAME/send    {"text": "..."}: `agentctl send`'s rules and code (send.ts)
 //   POST /api/agents/NAME/answer  {"action": "approve"|"deny"|"option", "option": N}
 //
+// A deny is recorded by the dashboard itself: Claude Code fires no hook after a refused permission
+// (host/attention/state.ts onDashboardDeny), so once the dialog has left the pane the recorder runs
+// as the agent, as a hook would, with a DashboardDeny event: idle, "you denied: <command>".
+//
 // Every request passes Host, then Origin, then the token (guard.ts). Bodies are bounded and parsed
 // strictly; request text reaches tmux only through send.ts (load-buffer's stdin) and answers only
 // as one digit chosen from what the pane shows; tmux targets are exact (`=agents:=agent-N`).
@@ -20,7 +24,9 @@ import * as http from "http";
 import * as path from "path";
 import type { AddressInfo } from "net";
 import type { HostConf } from "../conf/conf";
+import { spawn } from "child_process";
 import { snapshot } from "../agents/facts";
+import { agentCwd, asAgentArgv, lookupUser } from "../agents/agent-user";
 import { send, sendText, UsageError } from "../agents/send";
 import { agentWindows, tmux, windowTarget } from "../agents/tmux";
 import { statusRows, toJson, type StatusRow } from "../attention/status";
@@ -52,12 +58,21 @@ const ANSWER_BODY_MAX = 1024;
 const HEARTBEAT_MS = 25_000;
 const GATHER_EVERY_MS = 2000;
 const RESCAN_MS = 5000;
+/** After a deny, the pane is looked at this often for the dialog to go, for at most DENY_WAIT_MS. */
+const DENY_LOOK_MS = 50;
+const DENY_WAIT_MS = 5000;
+const RECORDER_TIMEOUT_MS = 10_000;
 
 export interface DashboardOptions {
   conf: HostConf;
   port: number;
   tokenFile: string;
   log: (line: string) => void;
+  /**
+   * The argv that runs the recorder (`node /usr/local/lib/agent-host/agent-host.js hook`, what the
+   * managed hooks run), readable and runnable by the agent user: a deny is recorded through it.
+   */
+  recorder: readonly string[];
   limiter?: FailureLimiter;
 }
 
@@ -425,7 +440,8 @@ export class Dashboard {
 
   private answer(n: number, answer: ReturnType<typeof parseAnswer>) {
     this.liveWindow(n);
-    const row = snapshot(this.opts.conf).rows.find((r) => r.n === n);
+    const snap = snapshot(this.opts.conf);
+    const row = snap.rows.find((r) => r.n === n);
     const waiting = answer.action === "option" ? "needs-answer" : "needs-permission";
     if (row?.state !== waiting)
       throw new HttpError(
@@ -442,9 +458,63 @@ export class Dashboard {
     const r = tmux(this.opts.conf.tmuxSocket, ["send-keys", "-t", windowTarget(n), "-l", key.key]);
     if (r.code !== 0) throw new Error(`tmux send-keys: ${r.stderr.trim()}`);
     this.opts.log(`web: ${answer.action} ${key.key} for agent-${n}`);
+    const seq = snap.recorded.get(n)?.seq;
+    if (answer.action === "deny" && seq !== undefined)
+      void this.recordDeny(n, seq).catch((error: Error) =>
+        this.opts.log(`web: agent-${n}'s deny was not recorded: ${error.message}`),
+      );
     void this.look();
     return { agent: `agent-${n}`, action: answer.action, key: key.key };
   }
+
+  /**
+   * Records the deny once the permission dialog has left agent-N's pane (Claude Code took the key):
+   * the recorder, as the agent user, with a DashboardDeny event naming the record it answers.
+   */
+  private async recordDeny(n: number, seq: number): Promise<void> {
+    const deadline = Date.now() + DENY_WAIT_MS;
+    for (;;) {
+      const r = tmux(this.opts.conf.tmuxSocket, ["capture-pane", "-p", "-t", windowTarget(n)]);
+      if (r.code !== 0) return;
+      if (parsePrompt(r.stdout)?.kind !== "permission") break;
+      if (Date.now() > deadline) {
+        this.opts.log(
+          `web: agent-${n} still shows its permission dialog ${DENY_WAIT_MS / 1000}s after the deny; its state stays as recorded`,
+        );
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, DENY_LOOK_MS));
+    }
+    const user = lookupUser(this.opts.conf.agentUser);
+    if (!user) throw new Error(`there is no user ${this.opts.conf.agentUser}`);
+    const dir = path.join(this.opts.conf.stateDir, `agent-${n}`);
+    await runAs(
+      asAgentArgv(user, this.opts.recorder, [`AGENT_HOST_STATE_DIR=${dir}`]),
+      agentCwd(user),
+      JSON.stringify({ hook_event_name: "DashboardDeny", seq }),
+    );
+  }
+}
+
+/** setpriv ARGS with `input` on stdin; rejects on a non-zero exit or after RECORDER_TIMEOUT_MS. */
+function runAs(args: string[], cwd: string, input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("setpriv", args, {
+      cwd,
+      env: {},
+      stdio: ["pipe", "ignore", "pipe"],
+      timeout: RECORDER_TIMEOUT_MS,
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-500)));
+    child.on("error", reject);
+    child.on("close", (code, signal) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`the recorder exited ${code ?? signal}: ${err.trim()}`)),
+    );
+    child.stdin.end(input);
+  });
 }
 
 function need(method: string, want: string): void {
