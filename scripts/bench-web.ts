@@ -149,20 +149,22 @@ async function main(): Promise<void> {
     children.push(c);
     return c;
   };
+  /** argv of the real recorder (`agent-host.js hook`) for agent-N, run as the agent. */
+  const recorder = (n: number): string[] => [
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--init-groups",
+    "env",
+    `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
+    process.execPath,
+    bundle,
+    "hook",
+  ];
   /** The real recorder, as the agent, with a payload as Claude Code 2.1.331 sends it. */
   const hook = (n: number, payload: Record<string, unknown>): void => {
     must(
       "setpriv",
-      [
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        "--init-groups",
-        "env",
-        `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
-        process.execPath,
-        bundle,
-        "hook",
-      ],
+      recorder(n),
       undefined,
       JSON.stringify({
         session_id: "bench",
@@ -306,20 +308,7 @@ async function main(): Promise<void> {
           timeout: 10_000,
         });
         const t = Date.now();
-        const rec = spawn(
-          "setpriv",
-          [
-            `--reuid=${uid}`,
-            `--regid=${gid}`,
-            "--init-groups",
-            "env",
-            `AGENT_HOST_STATE_DIR=${path.join(state, `agent-${n}`)}`,
-            process.execPath,
-            bundle,
-            "hook",
-          ],
-          { stdio: ["pipe", "ignore", "ignore"] },
-        );
+        const rec = spawn("setpriv", recorder(n), { stdio: ["pipe", "ignore", "ignore"] });
         rec.stdin.end(
           JSON.stringify({
             session_id: "bench",
