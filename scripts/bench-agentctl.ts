@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     "RESTART_BACKOFF_MAX_SECONDS=4",
     "STOP_TIMEOUT_SECONDS=5",
   ]);
-  const { run, sock, dir } = fleet;
+  const { run, sock, dir, conf } = fleet;
   const ctl = (args: string[]): number => {
     const t = process.hrtime.bigint();
     fleet.agentctl(args);
@@ -118,6 +118,28 @@ async function main(): Promise<void> {
       `status --json, ${AGENTS} running agents: ${stats(statusJson)}; goal < 200 ms: ${median(statusJson) < 200 ? "met" : "NOT met"}; ${against(median(statusJson), median(nodeStart), "node -e 0")}`,
     );
     console.log(`status (table), ${AGENTS} running agents: ${stats(statusTable)}`);
+
+    // The same with a checkout in every workspace (a team with a repository): status then asks git,
+    // as each agent, for the branch and the unsaved work.
+    const origin = path.join(dir, "origin.git");
+    const seed = path.join(dir, "seed");
+    must("git", ["init", "-q", "--bare", "-b", "main", origin]);
+    must("git", ["init", "-q", "-b", "main", seed]);
+    fs.writeFileSync(path.join(seed, "README"), "bench\n");
+    must("git", ["-C", seed, "add", "README"]);
+    const id = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"];
+    must("git", ["-C", seed, ...id, "commit", "-q", "-m", "bench"]);
+    must("git", ["-C", seed, "push", "-q", origin, "main"]);
+    must("chown", ["-R", `${AGENT_USER}:`, origin]);
+    fs.appendFileSync(conf, `GIT_REPOSITORY=${origin}\n`);
+    ctl(["reconcile", String(AGENTS)]);
+    const checkouts = fs
+      .readdirSync(path.join(dir, "workspaces"))
+      .filter((d) => fs.existsSync(path.join(dir, "workspaces", d, ".git"))).length;
+    const statusGit = Array.from({ length: RUNS }, () => ctl(["status", "--json"]));
+    console.log(
+      `status --json, ${AGENTS} running agents, ${checkouts} git checkouts: ${stats(statusGit)}; goal < 200 ms: ${median(statusGit) < 200 ? "met" : "NOT met"}; ${against(median(statusGit), median(nodeStart), "node -e 0")}`,
+    );
 
     const restart: number[] = [];
     for (let i = 0; i < RUNS; i++) {

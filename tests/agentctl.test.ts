@@ -385,6 +385,25 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(table[14]).toMatch(/^auto-stop: /);
   });
 
+  // status reads every pane with one tmux client (host/agents/facts.ts capturePanes): each text
+  // must land on its own agent. A refused key shown in agent-3's pane only (typed there, the
+  // terminal echoes it) makes agent-3, and no other, signed out.
+  test("status reads each agent's own pane: a refused key in agent-3's pane is agent-3's alone", async () => {
+    expect(ctl(h, ["reconcile", "12"]).code).toBe(0);
+    await allRunning(h, 12);
+    tmux(h, ["send-keys", "-t", "=agents:=agent-3", "-l", "Invalid API key"]);
+    const rows = await waitFor("agent-3 signed out in status", () => {
+      const r = status(h);
+      return r.find((x) => x.name === "agent-3")?.signin === "key-rejected" ? r : undefined;
+    });
+    expect(rows.filter((r) => r.signin === "key-rejected").map((r) => r.name)).toEqual(["agent-3"]);
+    expect(rows.find((r) => r.name === "agent-3")?.agent_state).toBe("signed-out");
+    // A new window for agent-3 (a fresh screen) for the tests after this one.
+    tmux(h, ["kill-window", "-t", "=agents:=agent-3"]);
+    expect(ctl(h, ["reconcile", "12"]).code).toBe(0);
+    await allRunning(h, 12);
+  });
+
   test("status reuses a workspace's size for a minute (du is costly on big trees)", () => {
     const before = status(h).find((r) => r.name === "agent-1")?.workspace_bytes as number;
     const big = path.join(h.ws, "agent-1", "size-cache-probe.bin");
@@ -476,6 +495,30 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expectExactly(h, 10);
     const now = await allRunning(h, 10);
     for (let i = 2; i <= 10; i++) expect(now.get(`agent-${i}`)).toBe(pids.get(`agent-${i}`));
+  });
+
+  // reconcile starts its agents with one tmux client (host/agents/agents.ts startAgents); tmux runs
+  // nothing after a failed command, so a taken index part-way must not leave the rest unstarted.
+  test("a window made by hand at agent-3's index: reconcile still starts agent-2..5, each keeping its name", async () => {
+    ctl(h, ["reconcile", "1"]);
+    expectExactly(h, 1);
+    tmux(h, ["new-window", "-d", "-t", "=agents:3", "-n", "scratch", "sleep 600"]);
+    const r = ctl(h, ["reconcile", "5", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toMatch(/fail|in use|did not start/i);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      desired: 5,
+      added: ["agent-2", "agent-3", "agent-4", "agent-5"],
+      running: 5,
+    });
+    await allRunning(h, 5);
+    for (const name of agentNames(5))
+      for (const option of ["automatic-rename", "allow-rename"])
+        expect(
+          `${name} ${option} ${tmux(h, ["show-options", "-wv", "-t", `=agents:=${name}`, option]).trim()}`,
+        ).toBe(`${name} ${option} off`);
+    tmux(h, ["kill-window", "-t", "=agents:=scratch"]);
+    expectExactly(h, 5);
   });
 
   // How soon is measured by npm run bench:agentctl, not asserted here.

@@ -122,7 +122,13 @@ class HostSandbox {
       START_STAGGER_SECONDS: "0.05",
       STOP_TIMEOUT_SECONDS: "5",
     });
-    writeClaudeStandin(p("usr/local/bin/claude"), bin, by);
+    // host-2's claude first draws Claude Code's input box as 2.1.331 shows it at its prompt (a `❯`
+    // line right under the box's top rule: host/agents/facts.ts paneView, captured from the real
+    // binary), so agentctl sees its agents at their prompt and `send` types into them; the other
+    // hosts' agents stay "starting" (no box, no hook), which `send` refuses.
+    const rule = "─".repeat(40);
+    const box = this.index === 2 ? [`printf '%s\\n' '${rule}' '❯ ' '${rule}'`] : [];
+    writeClaudeStandin(p("usr/local/bin/claude"), bin, by, box);
     fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
     await this.sshd.start(deployPublicKey);
   }
@@ -353,27 +359,40 @@ suite("npm run agents across three hosts on loopback", () => {
   });
 
   // What this proves: the text goes to host-2's agentctl for agent 3 (not another host's, not
-  // another agent's), over stdin, and agentctl's own answer and exit code come back unchanged.
-  // With the stand-in claude, agentctl on these loopback hosts reports agent-3 as "starting"
-  // (see the report of issue 25): when it refuses, the refusal is asserted word for word; when
-  // it types, the text must be in that window.
-  test("send host-2/agent-3: host-2's agentctl gets it for agent 3, its answer comes back", async () => {
+  // another agent's), over SSH with the pinned host key and over stdin, and reaches that agent's
+  // pane; agentctl decides for itself (from the pane) that the agent can take it, and its answer
+  // and exit code come back unchanged. A "starting" agent (host-1's) is refused word for word.
+  test("send host-2/agent-3: the text reaches host-2's agent-3 pane, and only it", async () => {
     const text = `please run the tests ${NONCE}`;
-    const r = await agents(["--outputs", outputsFile, "send", "--force", "host-2/agent-3", text]);
-    if (r.code === 0) {
-      expect(r.stderr).toMatch(/typed \d+ bytes into agent-3/);
-      await waitFor(
-        "the text in host-2's agent-3 window",
-        () => hosts[1].tmux(["capture-pane", "-p", "-t", "=agents:=agent-3"]).includes(NONCE),
-        10_000,
-      );
-    } else {
-      expect({ code: r.code, stderr: r.stderr }).toEqual({
-        code: 1,
-        stderr:
-          "agentctl: send: refused: agent-3 is starting (claude is starting); nothing to type into\n",
-      });
+    // At its prompt once agentctl's grace for a first hook has passed (HOOK_GRACE_MS), as the lead sees it.
+    let table = "";
+    for (const deadline = Date.now() + 30_000; ;) {
+      table = (await agents(["--outputs", outputsFile, "status"])).stdout;
+      if (tableLines(table).some((l) => /^host-2\s+agent-3\s+idle\s/.test(l))) break;
+      if (Date.now() > deadline) throw new Error(`host-2's agent-3 never idle:\n${table}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
+    const r = await agents(["--outputs", outputsFile, "send", "host-2/agent-3", text]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: r.stderr });
+    expect(r.stderr).toMatch(/typed \d+ bytes into agent-3/);
+    await waitFor(
+      "the text in host-2's agent-3 window",
+      () => hosts[1].tmux(["capture-pane", "-p", "-t", "=agents:=agent-3"]).includes(NONCE),
+      10_000,
+    );
+    const starting = await agents([
+      "--outputs",
+      outputsFile,
+      "send",
+      "--force",
+      "host-1/agent-2",
+      text,
+    ]);
+    expect({ code: starting.code, stderr: starting.stderr }).toEqual({
+      code: 1,
+      stderr:
+        "agentctl: send: refused: agent-2 is starting (claude is starting); nothing to type into\n",
+    });
     // Nowhere else: not in host-2's agent-1, not on host-1 or host-3.
     expect(hosts[1].tmux(["capture-pane", "-p", "-t", "=agents:=agent-1"])).not.toContain(NONCE);
     for (const h of [hosts[0], hosts[2]]) {

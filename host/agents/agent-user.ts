@@ -30,6 +30,24 @@ export function lookupUser(name: string): AgentUser | undefined {
 }
 
 /**
+ * Several users from NSS with one getent (`getent passwd a b c` prints the ones that exist and
+ * exits 2 when any is missing): a reconcile of 12 agents spawns one process, not 12. Keyed by the
+ * name asked for; a missing user has no entry.
+ */
+export function lookupUsers(names: readonly string[]): Map<string, AgentUser> {
+  const out = new Map<string, AgentUser>();
+  if (names.length === 0) return out;
+  const r = spawnSync("getent", ["passwd", ...names], { encoding: "utf8" });
+  if (r.status !== 0 && r.status !== 2) return out;
+  const wanted = new Set(names);
+  for (const line of (r.stdout ?? "").split("\n")) {
+    const u = parsePasswd(line);
+    if (u && wanted.has(u.name) && !out.has(u.name)) out.set(u.name, u);
+  }
+  return out;
+}
+
+/**
  * The argv that runs `argv` as `u`: setpriv, then env -i with HOME, USER, LOGNAME, PATH, LANG, git's
  * prompts off, and `extraEnv`. Run it from agentCwd(u).
  */

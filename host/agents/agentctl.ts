@@ -105,15 +105,17 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }
   const plan = planReconcile(a.windows.byName, args.count, conf.startStaggerSeconds);
-  for (const start of failed.length > 0 ? [] : plan.starts) {
+  const starts = failed.length > 0 ? [] : plan.starts;
+  for (const start of starts)
     if (start.restart) log(`agent-${start.agent} had exited (code ${start.exitCode}); restarting`);
-    try {
-      a.startAgent(start.agent, start.delay);
-    } catch (error) {
-      failed.push({ agent: start.agent, error: faultLine(error, conf.workspacesDir, retry) });
-    }
-  }
-  if (failed.length === 0 && plan.surplus.length > 0) stopSurplus(a, plan.surplus);
+  // One tmux client for every start (host/agents/agents.ts); each agent's failure is its own.
+  for (const [agent, error] of a.startAgents(starts))
+    failed.push({ agent, error: faultLine(error, conf.workspacesDir, retry) });
+  a.createSession();
+  failed.sort((x, y) => x.agent - y.agent);
+  // startAgents left the windows as tmux listed them after the starts; stopping changes them.
+  const stopped = failed.length === 0 && plan.surplus.length > 0;
+  if (stopped) stopSurplus(a, plan.surplus);
   a.applyLimits();
   const desiredFile = path.join(conf.runDir, "desired");
   const text = readText(desiredFile);
@@ -139,7 +141,8 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     added: started.filter((s) => !s.restart).map((s) => s.agent),
     removed: failed.length === 0 ? plan.surplus : [],
     restarted: started.filter((s) => s.restart).map((s) => s.agent),
-    running: runningCount(a.readWindows().byName, desired),
+    // The windows as last listed (by startAgents after the starts, or under the lock before).
+    running: runningCount((stopped ? a.readWindows() : a.windows).byName, desired),
   };
   process.stdout.write(args.json ? reconcileJson(summary) : reconcileText(summary));
   for (const f of failed)

@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { lookupUser, type AgentUser } from "./agent-user";
 import type { HostConf } from "../conf/conf";
-import { listWindows, SESSION, type WindowList } from "./tmux";
+import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
 export const CONTROL_WINDOW = "control";
 /** How long `reconcile --boot` waits for the tmux server that systemd is starting. */
@@ -17,6 +17,9 @@ export const BOOT_SOCKET_WAIT_SECONDS = 60;
 export const LOCK_WAIT_SECONDS = 300;
 const POLL_MS = 100;
 const TMUX_TIMEOUT_MS = 30_000;
+/** The line startAgents' tmux sequence prints after each agent it started. */
+const STARTED_MARK = "agentctl-started ";
+const LIST_WINDOWS = ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT];
 
 export type Log = (line: string) => void;
 
@@ -68,6 +71,8 @@ const epochSeconds = (): number => Math.floor(Date.now() / 1000);
 export class Agents {
   /** The session's windows as last read (readWindows). */
   windows: WindowList = { byName: new Map(), duplicates: [] };
+  /** ensureSession found no session: the next startAgents (or createSession) makes it. */
+  private sessionToCreate = false;
   private user: AgentUser | undefined;
 
   constructor(
@@ -183,21 +188,44 @@ export class Agents {
     return out;
   }
 
-  /** The session with its permanent control window: removing agents can never end the session. */
+  /**
+   * The session with its permanent control window: removing agents can never end the session.
+   * Reads the windows: one list-windows, which lists nothing only when there is no session (a
+   * session always has a window; the server is up). A missing session is created by the next
+   * startAgents, in the same tmux call as the agents' windows (the control window's monitor is a
+   * Node start that would otherwise compete with the rest of the reconcile), or by createSession.
+   */
   ensureSession(): void {
-    const watch = [...this.windowEnv(), "--", this.paths.self, "watch"];
-    if (!this.sessionUp()) {
-      const size = ["-x", "200", "-y", "50"];
-      this.tmux(["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...watch]);
-      this.log(`created tmux session ${SESSION}`);
+    const watch = this.watchArgs();
+    const listed = this.readWindows();
+    if (listed.byName.size === 0 && listed.duplicates.length === 0) {
+      this.sessionToCreate = true;
+      return;
     }
-    const control = this.readWindows().byName.get(CONTROL_WINDOW);
+    const control = this.windows.byName.get(CONTROL_WINDOW);
     if (!control) {
       this.tmux(["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...watch]);
       this.readWindows();
     } else if (control.dead) {
       this.tmux(["respawn-pane", "-k", "-t", control.id, ...watch]);
     }
+  }
+
+  /** The session ensureSession found missing, now, if no startAgents has created it. */
+  createSession(): void {
+    if (!this.sessionToCreate) return;
+    this.windows = parseWindowList(this.tmux([...this.newSession(), ";", ...LIST_WINDOWS]));
+    this.sessionToCreate = false;
+    this.log(`created tmux session ${SESSION}`);
+  }
+
+  private watchArgs(): string[] {
+    return [...this.windowEnv(), "--", this.paths.self, "watch"];
+  }
+
+  private newSession(): string[] {
+    const size = ["-x", "200", "-y", "50"];
+    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...this.watchArgs()];
   }
 
   workspace(i: number): string {
@@ -210,42 +238,119 @@ export class Agents {
     if (!isDir(ws)) installDir(ws, 0o755, this.requireAgentUser());
   }
 
+  /** Agent i's files before its window starts: workspace, run folder, no stop marker. */
+  private prepareStart(i: number): void {
+    const name = `agent-${i}`;
+    this.ensureWorkspace(i);
+    installDir(path.join(this.conf.runDir, name), 0o700);
+    fs.rmSync(path.join(this.conf.runDir, name, "stop"), { force: true });
+  }
+
+  /** What agent i's pane runs: the wrapper in its workspace, with `delay`. */
+  private wrapperArgs(i: number, delay: string): string[] {
+    const run = ["-c", this.workspace(i), ...this.windowEnv(), "--", this.paths.wrapper];
+    return [...run, String(i), "--delay", delay];
+  }
+
+  /**
+   * Agent i's new window (at index `index`, "" for the next free one) and its options, as one
+   * command sequence: the name is the contract, and claude's terminal titles must never rename
+   * the window. tmux runs none of the options if new-window fails.
+   */
+  private newWindow(i: number, delay: string, index: string): string[] {
+    const name = `agent-${i}`;
+    const target = `=${SESSION}:=${name}`;
+    const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
+      ...[";", "set-option", "-w", "-t", target, o, "off"],
+    ]);
+    const create = ["new-window", "-d", "-t", `=${SESSION}:${index}`, "-n", name];
+    return [...create, ...this.wrapperArgs(i, delay), ...options];
+  }
+
   /**
    * Starts agent i in a new window, or respawns its dead pane. `delay`: seconds the wrapper waits
    * first, so agents started together (boot, scale-up) do not all start in the same second.
    */
   startAgent(i: number, delay: string): void {
     const name = `agent-${i}`;
-    const ws = this.workspace(i);
-    this.ensureWorkspace(i);
-    installDir(path.join(this.conf.runDir, name), 0o700);
-    fs.rmSync(path.join(this.conf.runDir, name, "stop"), { force: true });
-    const run = ["-c", ws, ...this.windowEnv(), "--", this.paths.wrapper, String(i), "--delay"];
+    this.prepareStart(i);
     const existing = this.windows.byName.get(name);
     if (existing) {
-      this.tmux(["respawn-pane", "-k", "-t", existing.id, ...run, delay]);
+      this.tmux(["respawn-pane", "-k", "-t", existing.id, ...this.wrapperArgs(i, delay)]);
       return;
     }
-    // The name is the contract; claude's terminal titles must never rename the window. The
-    // options go in the same tmux call, which runs none of them if new-window fails.
-    const target = `=${SESSION}:=${name}`;
-    const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
-      ...[";", "set-option", "-w", "-t", target, o, "off"],
-    ]);
-    const create = (index: string) => [
-      "new-window",
-      "-d",
-      "-t",
-      `=${SESSION}:${index}`,
-      "-n",
-      name,
-    ];
     // Window index = agent number where that index is free, so prefix-key + digit finds agent-N.
-    const first = this.tryTmux([...create(String(i)), ...run, delay, ...options]);
+    const first = this.tryTmux(this.newWindow(i, delay, String(i)));
     if (first.status === 0) return;
     if (this.readWindows().byName.has(name))
       throw new Error(`tmux could not set the options of window ${name}`);
-    this.tmux([...create(""), ...run, delay, ...options]);
+    this.tmux(this.newWindow(i, delay, ""));
+  }
+
+  /**
+   * startAgent for several agents with ONE tmux client (reconcile 0 -> 12 was mostly its 12 tmux
+   * processes): each agent's new window or respawn is a part of one command sequence, followed
+   * by a `started N` line it prints, and the session's windows are listed at the end (into
+   * `windows`). tmux runs nothing after a failed command, so on a failure (an index already
+   * taken, say) the agents whose line did not come are started one by one by startAgent, which
+   * has the fallbacks and names each one's own error. Returns the agents that failed, with why.
+   */
+  startAgents(starts: readonly { agent: number; delay: string }[]): Map<number, unknown> {
+    const failed = new Map<number, unknown>();
+    const ready: { agent: number; delay: string }[] = [];
+    for (const s of starts) {
+      try {
+        this.prepareStart(s.agent);
+        ready.push(s);
+      } catch (error) {
+        failed.set(s.agent, error);
+      }
+    }
+    if (ready.length === 0) {
+      this.createSession();
+      return failed;
+    }
+    const seq: string[] = this.sessionToCreate ? [...this.newSession(), ";"] : [];
+    for (const { agent, delay } of ready) {
+      const existing = this.windows.byName.get(`agent-${agent}`);
+      seq.push(
+        ...(existing
+          ? ["respawn-pane", "-k", "-t", existing.id, ...this.wrapperArgs(agent, delay)]
+          : this.newWindow(agent, delay, String(agent))),
+        ...[";", "display-message", "-p", `${STARTED_MARK}${agent}`, ";"],
+      );
+    }
+    seq.push(...LIST_WINDOWS);
+    const r = this.tryTmux(seq);
+    const lines = r.stdout.split("\n");
+    const started = new Set(
+      lines.filter((l) => l.startsWith(STARTED_MARK)).map((l) => l.slice(STARTED_MARK.length)),
+    );
+    if (r.status === 0) {
+      if (this.sessionToCreate) this.log(`created tmux session ${SESSION}`);
+      this.sessionToCreate = false;
+      this.windows = parseWindowList(lines.filter((l) => !l.startsWith(STARTED_MARK)).join("\n"));
+      return failed;
+    }
+    // Part-way: the session, if it was to be made, exists unless its new-session failed.
+    if (this.sessionToCreate) {
+      this.readWindows();
+      if (this.windows.byName.size > 0) {
+        this.sessionToCreate = false;
+        this.log(`created tmux session ${SESSION}`);
+      } else this.createSession();
+    }
+    this.readWindows();
+    for (const { agent, delay } of ready) {
+      if (started.has(String(agent))) continue;
+      try {
+        this.startAgent(agent, delay);
+      } catch (error) {
+        failed.set(agent, error);
+      }
+    }
+    this.readWindows();
+    return failed;
   }
 
   /**

@@ -1,5 +1,6 @@
 // What agentctl knows about each agent's process, gathered as root: the tmux window, the wrapper's
 // run files (RUN_DIR/agent-N: pid, last-exit) and /proc. Feeds host/attention/effective.ts.
+import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { HostConf } from "../conf/conf";
@@ -11,7 +12,7 @@ import {
 } from "../attention/effective";
 import { readStatus } from "../attention/store";
 import type { Recorded } from "../attention/state";
-import { agentWindows, tmux, windowTarget } from "./tmux";
+import { agentWindows, tmux, windowTarget, type WindowInfo } from "./tmux";
 
 const readSmall = (file: string): string | undefined => {
   try {
@@ -150,6 +151,35 @@ export function paneText(conf: HostConf, n: number, now = Date.now()): string {
   return text;
 }
 
+/**
+ * The panes of `agents` whose cached text is older than PANE_EVERY_MS, with ONE tmux client (12
+ * capture-pane processes took a third of `agentctl status`): each capture-pane follows a line with
+ * a random marker and the agent's number, which no pane can forge. tmux runs nothing after a
+ * failed command (a window that ended meanwhile): those agents are left to paneText, one by one.
+ */
+export function capturePanes(conf: HostConf, agents: readonly number[], now = Date.now()): void {
+  const stale = agents.filter((n) => {
+    const cached = paneCache.get(n);
+    return !cached || now - cached.at >= PANE_EVERY_MS;
+  });
+  if (stale.length < 2) return;
+  const mark = `agent-host-pane-${randomBytes(16).toString("hex")}`;
+  const seq = stale.flatMap((n, k) => [
+    ...(k > 0 ? [";"] : []),
+    ...["display-message", "-p", `${mark} ${n}`, ";"],
+    ...["capture-pane", "-p", "-J", "-t", windowTarget(n)],
+  ]);
+  const r = tmux(conf.tmuxSocket, seq);
+  const sections = r.stdout.split(`${mark} `).slice(1);
+  // After a failed capture, its marker is the last line printed: that pane was not read.
+  if (r.code !== 0) sections.pop();
+  for (const section of sections) {
+    const eol = section.indexOf("\n");
+    const n = Number(section.slice(0, eol));
+    if (eol > 0 && stale.includes(n)) paneCache.set(n, { at: now, text: section.slice(eol + 1) });
+  }
+}
+
 /** Why agent n is signed out, from what its pane shows; undefined when it is not. */
 function paneSignedOut(conf: HostConf, n: number, now: number): string | undefined {
   const pane = paneText(conf, n, now);
@@ -165,9 +195,13 @@ export interface Snapshot {
   recorded: Map<number, Recorded | undefined>;
 }
 
-/** Every agent's effective state, now. */
-export function snapshot(conf: HostConf): Snapshot {
-  const windows = agentWindows(conf.tmuxSocket);
+/** Every agent's effective state, now (from `listed`, the windows a caller listed a moment ago). */
+export function snapshot(conf: HostConf, listed?: ReadonlyMap<number, WindowInfo>): Snapshot {
+  const windows = listed ?? agentWindows(conf.tmuxSocket);
+  capturePanes(
+    conf,
+    [...windows].filter(([, w]) => !w.dead).map(([n]) => n),
+  );
   const uid = agentUid(conf.agentUser);
   const rows: Effective[] = [];
   const recorded = new Map<number, Recorded | undefined>();

@@ -44,7 +44,7 @@ export interface WindowList {
 }
 
 // The name comes last and keeps any '|'; empty fields stay fields.
-const WINDOW_FORMAT =
+export const WINDOW_FORMAT =
   "#{window_id}|#{pane_dead}|#{pane_pid}|#{pane_dead_status}|#{pane_dead_signal}|#{window_name}";
 
 export function parseWindowList(listing: string): WindowList {

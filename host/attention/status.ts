@@ -372,15 +372,16 @@ function agentUser(user: string): AgentUser | undefined {
 }
 
 /**
- * git as the agent, never as root: a repository's config can name programs git runs
- * (core.fsmonitor, hooks). From the agent's home (the caller's cwd may be closed to it).
+ * git (here: a sh running git) as the agent, never as root: a repository's config can name
+ * programs git runs (core.fsmonitor, hooks). From the agent's home (the caller's cwd may be
+ * closed to it).
  */
-async function gitAsAgent(u: AgentUser, conf: HostConf, args: string[]): Promise<string> {
+async function gitAsAgent(u: AgentUser, conf: HostConf, argv: string[]): Promise<string> {
   const r = await run(
     "setpriv",
     asAgentArgv(
       u,
-      ["timeout", String(GIT_QUERY_TIMEOUT_SECONDS), "git", ...args],
+      ["timeout", String(GIT_QUERY_TIMEOUT_SECONDS), ...argv],
       [`GIT_CEILING_DIRECTORIES=${conf.workspacesDir}`],
     ),
     { cwd: agentCwd(u), timeout: (GIT_QUERY_TIMEOUT_SECONDS + 5) * 1000 },
@@ -388,47 +389,43 @@ async function gitAsAgent(u: AgentUser, conf: HostConf, args: string[]): Promise
   return r.stdout;
 }
 
-/** Branch, changed or untracked files, and commits on no remote branch; undefined if no checkout. */
+/** Between git status's lines and rev-list's count in checkoutState's one run (no porcelain line is it). */
+const REV_LIST_MARK = "@agent-host rev-list";
+
+/**
+ * Branch, changed or untracked files, and commits on no remote branch; undefined if no checkout.
+ * One process chain per agent (setpriv, timeout, sh, then both gits), not two: status spent most
+ * of its time starting processes. The path is sh's $1, never part of the script.
+ */
 async function checkoutState(
   u: AgentUser | undefined,
   conf: HostConf,
   ws: string,
 ): Promise<{ branch: string; files: number; commits: number } | undefined> {
   if (!u || !fs.existsSync(path.join(ws, ".git"))) return undefined;
+  const script = [
+    'git -C "$1" --no-optional-locks status --porcelain=v2 --branch || exit 1',
+    `echo '${REV_LIST_MARK}'`,
+    // An unborn branch (empty repository) has no commits to count: rev-list fails, 0.
+    'git -C "$1" --no-optional-locks rev-list --count HEAD --not --remotes 2>/dev/null || :',
+  ].join("\n");
   let out: string;
   try {
-    out = await gitAsAgent(u, conf, [
-      "-C",
-      ws,
-      "--no-optional-locks",
-      "status",
-      "--porcelain=v2",
-      "--branch",
-    ]);
+    out = await gitAsAgent(u, conf, ["sh", "-c", script, "agent-host-git", ws]);
   } catch {
     return undefined;
   }
+  const lines = out.split("\n");
+  const mark = lines.indexOf(REV_LIST_MARK);
+  if (mark < 0) return undefined;
   let branch = "";
   let files = 0;
-  for (const line of out.split("\n")) {
+  for (const line of lines.slice(0, mark)) {
     if (line.startsWith("# branch.head ")) branch = line.slice("# branch.head ".length);
     else if (line && !line.startsWith("#")) files++;
   }
-  // An unborn branch (empty repository) has no commits to count.
-  const commits = await gitAsAgent(u, conf, [
-    "-C",
-    ws,
-    "--no-optional-locks",
-    "rev-list",
-    "--count",
-    "HEAD",
-    "--not",
-    "--remotes",
-  ]).then(
-    (s) => whole(s) ?? 0,
-    () => 0,
-  );
-  return { branch, files, commits };
+  const revList = lines[mark + 1];
+  return { branch, files, commits: whole(revList) ?? 0 };
 }
 
 function uptimeSeconds(): number {
@@ -524,12 +521,13 @@ export async function statusRows(
   conf: HostConf,
   log: (line: string) => void,
 ): Promise<{ rows: StatusRow[]; effective: Effective[] }> {
-  if (tmux(conf.tmuxSocket, ["list-sessions"]).code !== 0)
-    log(`warning: no tmux server on ${conf.tmuxSocket}; every agent is missing`);
+  // One list-windows for the whole command; it lists nothing without a server (or a session).
   const windows = agentWindows(conf.tmuxSocket);
+  if (windows.size === 0 && tmux(conf.tmuxSocket, ["list-sessions"]).code !== 0)
+    log(`warning: no tmux server on ${conf.tmuxSocket}; every agent is missing`);
   const procs = readProcs();
   const user = agentUser(conf.agentUser);
-  const effective = sortForStatus(snapshot(conf).rows);
+  const effective = sortForStatus(snapshot(conf, windows).rows);
   const byN = new Map(effective.map((e) => [e.n, e]));
   const order = [
     ...effective.map((e) => e.n),

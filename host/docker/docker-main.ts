@@ -7,7 +7,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { lookupUser } from "../agents/agent-user";
+import { lookupUsers } from "../agents/agent-user";
 import { firstError, loadHostConf, type HostConf } from "../conf/conf";
 import type { DockerMode } from "../../shared-rules";
 import {
@@ -115,8 +115,11 @@ function stopAgentDocker(uid: number, log: Log): void {
  */
 export function setUpAgentDocker(conf: HostConf, count: number, log: Log, env = process.env): void {
   const mode = conf.dockerMode as DockerMode;
-  const agents = Array.from({ length: count }, (_, i) => i + 1).flatMap((n) => {
-    const user = lookupUser(agentUserName(n));
+  const numbers = Array.from({ length: count }, (_, i) => i + 1);
+  // One getent for every agent's user (reconcile's time is mostly the processes it starts).
+  const users = lookupUsers(numbers.map((n) => agentUserName(n)));
+  const agents = numbers.flatMap((n) => {
+    const user = users.get(agentUserName(n));
     if (user) return [{ n, user }];
     log(`docker: no user ${agentUserName(n)} yet; its Docker is set up on the next reconcile`);
     return [];
