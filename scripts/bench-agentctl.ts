@@ -9,33 +9,17 @@
 // - a killed claude: from the SIGKILL to its wrapper's next claude process (read from the
 //   wrapper's pid file and /proc, not through status), with the first backoff of 1 s;
 // - the supervisor's memory per agent: PSS and RSS of each agent-wrapper (the pane's process).
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import { removeTestAgents } from "../tests/support";
+import { BenchFleet, claudePid, median, ms, must, stats, until } from "./bench-support";
 
-const ROOT = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
 const AGENT_USER = "agenttest";
 /** The product makes agenttest-N (uid 62100+N, homes under the bench's folder); removed after. */
 const UID_BASE = 62100;
 const AGENTS = 12;
 const RUNS = Math.max(1, Number(process.argv[2] ?? 5));
 const BACKOFF_MIN_SECONDS = 1;
-
-function ms(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
-
-function stats(values: number[]): string {
-  const v = [...values].sort((a, b) => a - b);
-  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
-  return `median ${at(0.5).toFixed(0)} ms, min ${v[0].toFixed(0)} ms, max ${v[v.length - 1].toFixed(0)} ms (${v.length} runs)`;
-}
-
-const median = (values: number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 /** "2.1× the bare tmux loop (goal ≤ 2×: met)": a figure against its baseline of the same run. */
 function against(value: number, base: number, baseName: string, goal?: number): string {
@@ -72,32 +56,6 @@ function bareTmuxLoop(sock: string): number {
   return took;
 }
 
-function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
-  const r = spawnSync(cmd, args, { env, encoding: "utf8", timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** The claude pid agent-N's wrapper recorded, if that process is alive. */
-function claudePid(run: string, n: number): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(path.join(run, `agent-${n}`, "pid"), "utf8").trim());
-    return pid > 0 && fs.existsSync(`/proc/${pid}`) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** PSS and RSS (KiB) of one process, from /proc/PID/smaps_rollup. */
 function memory(pid: number): { pss: number; rss: number } {
   const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
@@ -106,56 +64,22 @@ function memory(pid: number): { pss: number; rss: number } {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("run as root: it creates and runs as a user");
-  removeTestAgents(AGENT_USER, UID_BASE);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-agentctl-"));
-  fs.chmodSync(dir, 0o755);
-  const standin = path.join(dir, "claude");
-  fs.copyFileSync(path.join(ROOT, "tests/fixtures/claude"), standin);
-  fs.chmodSync(standin, 0o755);
-  const run = path.join(dir, "run");
-  const sock = path.join(run, "tmux.sock");
-  const conf = path.join(dir, "host.conf");
-  fs.writeFileSync(
-    conf,
-    [
-      `AGENT_COUNT=${AGENTS}`,
-      `AGENT_MAX=${AGENTS}`,
-      `AGENT_USER=${AGENT_USER}`,
-      `AGENT_UID_BASE=${UID_BASE}`,
-      `AGENT_HOMES_DIR=${path.join(dir, "homes")}`,
-      "PERMISSION_MODE=default",
-      `CLAUDE_BIN=${standin}`,
-      // The VM's default (host.conf): agents start 2 s apart, so the figure is agentctl's own
-      // work, not the 12 wrappers' first starts competing with it for this machine's 2 cores.
-      "START_STAGGER_SECONDS=2",
-      `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
-      "RESTART_BACKOFF_MAX_SECONDS=4",
-      "STOP_TIMEOUT_SECONDS=5",
-      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `STATE_DIR=${path.join(dir, "legacy-state")}`,
-      `RUN_DIR=${run}`,
-      `TMUX_SOCKET=${sock}`,
-      "",
-    ].join("\n"),
-  );
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    AGENTCTL_CONFIG: conf,
-    AGENT_WRAPPER: path.join(ROOT, "cloud-init/host/agent-wrapper"),
-    AGENTCTL_TMUX_CONF: path.join(ROOT, "cloud-init/host/tmux.conf"),
-    AGENT_HOST_JS: path.join(ROOT, "cloud-init/host/agent-host.js"),
-  };
-  delete env.TMUX;
+  const fleet = new BenchFleet("bench-agentctl", AGENT_USER, UID_BASE, () => [
+    `AGENT_COUNT=${AGENTS}`,
+    `AGENT_MAX=${AGENTS}`,
+    "PERMISSION_MODE=default",
+    // The VM's default (host.conf): agents start 2 s apart, so the figure is agentctl's own
+    // work, not the 12 wrappers' first starts competing with it for this machine's 2 cores.
+    "START_STAGGER_SECONDS=2",
+    `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
+    "RESTART_BACKOFF_MAX_SECONDS=4",
+    "STOP_TIMEOUT_SECONDS=5",
+  ]);
+  const { run, sock, dir, conf } = fleet;
   const ctl = (args: string[]): number => {
     const t = process.hrtime.bigint();
-    must(AGENTCTL, args, env);
+    fleet.agentctl(args);
     return ms(t);
-  };
-  let server: ChildProcess | undefined;
-  const stop = () => {
-    spawnSync("tmux", ["-S", sock, "kill-server"]);
-    server?.kill("SIGTERM");
   };
   const allUp = () =>
     until(`${AGENTS} claudes`, () => {
@@ -166,19 +90,11 @@ async function main(): Promise<void> {
     const reconcile: number[] = [];
     const noop: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      server = spawn(AGENTCTL, ["server"], { env, stdio: "ignore" });
-      await until("the tmux server", () =>
-        spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0 ? true : undefined,
-      );
+      await fleet.startServer();
       reconcile.push(ctl(["reconcile", String(AGENTS), "--json"]));
       await allUp();
       noop.push(ctl(["reconcile", String(AGENTS), "--json"]));
-      if (i < RUNS - 1) {
-        stop();
-        await until("the tmux server to end", () =>
-          spawnSync("tmux", ["-S", sock, "list-sessions"]).status !== 0 ? true : undefined,
-        );
-      }
+      if (i < RUNS - 1) await fleet.stopServer();
     }
     // The baselines, measured in this run beside the figures.
     const bareSock = path.join(dir, "bare.sock");
@@ -263,9 +179,7 @@ async function main(): Promise<void> {
       `supervisor (agent-wrapper) per agent, ${panes.length} agents: PSS ${avg("pss").toFixed(2)} MiB, RSS ${avg("rss").toFixed(2)} MiB`,
     );
   } finally {
-    stop();
-    removeTestAgents(AGENT_USER, UID_BASE);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await fleet.close();
   }
 }
 

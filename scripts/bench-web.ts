@@ -34,11 +34,9 @@ import * as path from "path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { debianNode } from "../tests/fixtures/debian-node";
 import { webUnitNodeFlags } from "../tests/fixtures/web-unit";
-import { removeTestAgents } from "../tests/support";
+import { CHROMIUM, CHROMIUM_FLAGS, freePort, removeTestAgents } from "../tests/support";
+import { AGENTCTL, BUNDLE, must, ROOT, stats, until } from "./bench-support";
 
-const ROOT = path.resolve(__dirname, "..");
-const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
-const BUNDLE = path.join(ROOT, "cloud-init/host/agent-host.js");
 const AGENT_USER = "agenttest";
 /** The product makes agenttest-N (uid 62200+N, homes under the bench's folder); removed after. */
 const UID_BASE = 62200;
@@ -57,51 +55,8 @@ if (unknown)
     `bench-web: unknown argument '${unknown}' (RUNS, --debian-node, --variant=FLAGS)`,
   );
 const IDLE_SECONDS = 15;
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function stats(values: number[], unit = "ms"): string {
-  const v = [...values].sort((a, b) => a - b);
-  const at = (q: number) => v[Math.min(v.length - 1, Math.floor(q * v.length))];
-  return `median ${at(0.5).toFixed(0)} ${unit}, min ${v[0].toFixed(0)}, max ${v[v.length - 1].toFixed(0)} (${v.length} runs)`;
-}
-
-function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv, input?: string): string {
-  const r = spawnSync(cmd, args, { env, input, encoding: "utf8", timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, limitMs = 60_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** CPU seconds of a process and its reaped children (utime, stime, cutime, cstime). */
 function cpuSeconds(pid: number): number {
@@ -197,20 +152,22 @@ async function main(): Promise<void> {
     children.push(c);
     return c;
   };
+  /** argv of the real recorder (`agent-host.js hook`) for agent-N, run as the agent. */
+  const recorder = (n: number): string[] => [
+    `--reuid=${UID_BASE + n}`,
+    `--regid=${UID_BASE + n}`,
+    "--init-groups",
+    "env",
+    `AGENT_HOST_STATE_DIR=${state(n)}`,
+    process.execPath,
+    bundle,
+    "hook",
+  ];
   /** The real recorder, as the agent, with a payload as Claude Code 2.1.331 sends it. */
   const hook = (n: number, payload: Record<string, unknown>): void => {
     must(
       "setpriv",
-      [
-        `--reuid=${UID_BASE + n}`,
-        `--regid=${UID_BASE + n}`,
-        "--init-groups",
-        "env",
-        `AGENT_HOST_STATE_DIR=${state(n)}`,
-        process.execPath,
-        bundle,
-        "hook",
-      ],
+      recorder(n),
       undefined,
       JSON.stringify({
         session_id: "bench",
@@ -293,9 +250,9 @@ async function main(): Promise<void> {
     const context: BrowserContext = await chromium.launchPersistentContext(
       fs.mkdtempSync(path.join(os.tmpdir(), "bench-web-chromium-")),
       {
-        executablePath: "/usr/bin/chromium",
+        executablePath: CHROMIUM,
         headless: true,
-        args: FLAGS,
+        args: CHROMIUM_FLAGS,
         viewport: { width: 375, height: 812 },
       },
     );
@@ -354,20 +311,7 @@ async function main(): Promise<void> {
           timeout: 10_000,
         });
         const t = Date.now();
-        const rec = spawn(
-          "setpriv",
-          [
-            `--reuid=${UID_BASE + n}`,
-            `--regid=${UID_BASE + n}`,
-            "--init-groups",
-            "env",
-            `AGENT_HOST_STATE_DIR=${state(n)}`,
-            process.execPath,
-            bundle,
-            "hook",
-          ],
-          { stdio: ["pipe", "ignore", "ignore"] },
-        );
+        const rec = spawn("setpriv", recorder(n), { stdio: ["pipe", "ignore", "ignore"] });
         rec.stdin.end(
           JSON.stringify({
             session_id: "bench",

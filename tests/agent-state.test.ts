@@ -10,7 +10,7 @@
 // against the Messages API stand-in (tests/fixtures/messages-api.ts). Notifications go to a
 // receiver on 127.0.0.1 that records every request. Figures (latencies) are printed, not asserted;
 // every wait polls a condition with a deadline.
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as http from "http";
@@ -18,26 +18,19 @@ import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
-import { realClaudeBin } from "./fixtures/real-claude";
-import { unavailableSuite } from "./real-suite";
+import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import {
-  filesContaining,
-  freePort,
-  poll,
-  removeTestAgents,
-  runAsync,
-  type RunResult,
-} from "./support";
-import {
-  AGENTCTL,
-  WRAPPER,
-  TMUX_CONF,
-  BUNDLE,
-  MANAGED,
-  MANAGED_DIR,
-  LIB_DIR,
-  productHostConf,
-} from "./host-files";
+  offlineClaudeEnv,
+  pane,
+  databaseQuestion,
+  RealHost,
+  target,
+  tmux,
+  typePrompt,
+  unavailableSuite,
+} from "./real-suite";
+import { filesContaining, poll, removeTestAgents, type RunResult } from "./support";
+import { MANAGED_DIR } from "./host-files";
 
 const AGENT_USER = "claudestate";
 /** Its agent users claudestate-N (uid 61250+N): made by the product's reconcile, removed after. */
@@ -104,22 +97,9 @@ async function startReceiver() {
   };
 }
 
-interface Host {
-  dir: string;
-  conf: string;
-  sock: string;
-  ws: string;
-  homes: string;
-  run: string;
-  webhookFile: string;
-  env: NodeJS.ProcessEnv;
-  server?: ChildProcess;
-}
+type Host = RealHost;
 
-/** agentctl without blocking this process: the stand-in API answers from its event loop. */
-function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
-  return runAsync(AGENTCTL, args, h.env, stdin);
-}
+const ctl = (h: Host, args: string[], stdin?: string): Promise<RunResult> => h.ctl(args, stdin);
 
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
@@ -133,20 +113,7 @@ async function row(h: Host, n: number): Promise<Row> {
   return r;
 }
 
-function tmux(sock: string, args: string[]): string {
-  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const target = (n: number) => `=agents:=agent-${n}`;
-const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
-
-/** Claude Code's input box: a `❯` line right under the box's top rule (dialogs have no rule). */
-function atPrompt(text: string): boolean {
-  const lines = text.split("\n");
-  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
-}
+const atPrompt = atClaudePrompt;
 
 /** The recorder's own file (what status reads), without going through agentctl. */
 function recorded(h: Host, n: number): { state: string; reason: string; seq: number } | undefined {
@@ -222,138 +189,37 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   let api: MessagesApi;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let h: Host;
-  const made: string[] = [];
 
   beforeAll(async () => {
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
     receiver = await startReceiver();
-    const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agent-state-"));
-    fs.chmodSync(dir, 0o755);
-    h = {
-      dir,
-      conf: path.join(dir, "host.conf"),
-      sock: path.join(dir, "run", "tmux.sock"),
-      ws: path.join(dir, "workspaces"),
-      homes: path.join(dir, "homes"),
-      run: path.join(dir, "run"),
-      webhookFile: path.join(dir, "secrets", "notify-webhook-url"),
-      env: {
-        PATH: process.env.PATH,
-        LANG: "C.UTF-8",
-        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
-        AGENT_WRAPPER: WRAPPER,
-        AGENTCTL_TMUX_CONF: TMUX_CONF,
-        AGENT_HOST_JS: BUNDLE,
-      },
-    };
-    const keyFile = path.join(dir, "secrets", "anthropic-api-key");
-    fs.mkdirSync(path.dirname(keyFile), { mode: 0o700 });
-    fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
-    fs.writeFileSync(h.webhookFile, `json:${receiver.url}/hook\n`, { mode: 0o600 });
     // host.conf through the stack's own renderer; only this machine's users, paths and delays
     // are site overrides (host.conf.local).
-    fs.writeFileSync(
-      h.conf,
-      productHostConf(
-        {
-          "agent-host:agentCount": String(COUNT),
-          "agent-host:agentPermissionMode": "manual",
-          "agent-host:anthropicBaseUrl": api.url,
-          "agent-host:claudeEnv": JSON.stringify([
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-            `HTTPS_PROXY=${deadProxy}`,
-            `HTTP_PROXY=${deadProxy}`,
-            "NO_PROXY=127.0.0.1,localhost",
-          ]),
-          "agent-host:notifyOnIdle": "true",
-        },
-        {
-          AGENT_USER,
-          CLAUDE_BIN: bin,
-          START_STAGGER_SECONDS: "0.25",
-          RESTART_BACKOFF_MIN_SECONDS: "1",
-          RESTART_BACKOFF_MAX_SECONDS: "2",
-          STOP_TIMEOUT_SECONDS: "10",
-          WORKSPACES_DIR: h.ws,
-          AGENT_UID_BASE: String(UID_BASE),
-          AGENT_HOMES_DIR: h.homes,
-          STATE_DIR: path.join(dir, "legacy-state"),
-          RUN_DIR: h.run,
-          TMUX_SOCKET: h.sock,
-          API_KEY_FILE: keyFile,
-          LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-          NOTIFY_WEBHOOK_FILE: h.webhookFile,
-        },
-      ),
-    );
-
-    // What the VM has at those paths, as this test's copies, visible only inside the namespace.
-    const managed = path.join(dir, "managed");
-    const lib = path.join(dir, "lib");
-    fs.mkdirSync(managed, { mode: 0o755 });
-    fs.mkdirSync(lib, { mode: 0o755 });
-    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
-    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
-    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
-    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
-    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
-      if (!fs.existsSync(mountPoint)) {
-        fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
-        made.push(mountPoint);
-      }
-    }
-    h.server = spawn(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && exec "$5" server',
-        "sh",
-        managed,
-        MANAGED_DIR,
-        lib,
-        LIB_DIR,
-        AGENTCTL,
-      ],
-      { env: h.env, stdio: "ignore" },
-    );
-    await poll(
-      "the tmux server",
-      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
-      15_000,
-      100,
-    );
+    h = new RealHost({
+      name: "agent-state",
+      user: AGENT_USER,
+      uidBase: UID_BASE,
+      apiKey: API_KEY,
+      webhook: `json:${receiver.url}/hook`,
+      stack: {
+        "agent-host:agentCount": String(COUNT),
+        "agent-host:agentPermissionMode": "manual",
+        "agent-host:anthropicBaseUrl": api.url,
+        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+        "agent-host:notifyOnIdle": "true",
+      },
+      site: { CLAUDE_BIN: bin },
+      namespace: "mount",
+    });
+    await h.start();
   });
 
   afterAll(async () => {
-    if (!h) return;
-    const pids = fs.existsSync(h.run)
-      ? fs
-          .readdirSync(h.run)
-          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
-          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
-      : [];
-    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
-    h.server?.kill("SIGTERM");
-    for (const p of pids) {
-      try {
-        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
-          process.kill(p, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    await h?.close();
     await api?.close();
     await receiver?.close();
-    for (const d of made) fs.rmdirSync(d);
-    fs.rmSync(h.dir, { recursive: true, force: true });
     removeTestAgents(AGENT_USER, UID_BASE);
   });
 
@@ -404,7 +270,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       [1, 2, 3].map((n) => [`agent-${n}`, "running", "idle", "ready: new session", false]),
     );
     // Outside the namespace the mount point stays empty: nobody else's claude got these hooks.
-    if (made.includes(MANAGED_DIR)) expect(fs.readdirSync(MANAGED_DIR)).toEqual([]);
+    if (h.made.includes(MANAGED_DIR)) expect(fs.readdirSync(MANAGED_DIR)).toEqual([]);
     // The recorder writes as the agent, in the agent's own folder.
     const st = fs.statSync(path.join(stateOf(h, 1), "status.json"));
     expect(st.uid).toBe(UID_BASE + 1);
@@ -419,14 +285,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       cwd,
     });
     api.reply({ text: `Wrote it.\nperm.txt holds approved-${NONCE}.`, cwd });
-    tmux(h.sock, ["send-keys", "-t", target(1), "-l", `write the file ${NONCE}`]);
-    await poll(
-      "agent-1 shows the typed text",
-      () => pane(h, 1).includes(`write the file ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
+    await typePrompt(h, 1, `write the file ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 1).includes("Do you want to proceed?"),
@@ -501,36 +360,14 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
 
   test("an AskUserQuestion tool use: needs-answer with the question as the reason", async () => {
     api.reply({
-      toolUse: {
-        name: "AskUserQuestion",
-        input: {
-          questions: [
-            {
-              question: `Which database for ${NONCE}?`,
-              header: "Database",
-              options: [
-                { label: "Postgres", description: "relational" },
-                { label: "SQLite", description: "embedded" },
-              ],
-              multiSelect: false,
-            },
-          ],
-        },
-      },
+      toolUse: databaseQuestion(NONCE),
       cwd: path.join(h.ws, "agent-2"),
     });
     api.reply({
       text: `Postgres it is.\nSchema ready for ${NONCE}.`,
       cwd: path.join(h.ws, "agent-2"),
     });
-    tmux(h.sock, ["send-keys", "-t", target(2), "-l", `pick a database ${NONCE}`]);
-    await poll(
-      "agent-2 shows the typed text",
-      () => pane(h, 2).includes(`pick a database ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(2), "Enter"]);
+    await typePrompt(h, 2, `pick a database ${NONCE}`);
     await poll(
       "the question in the pane",
       () => pane(h, 2).includes(`Which database for ${NONCE}?`),
@@ -584,14 +421,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     const cwd = path.join(h.ws, "agent-1");
     api.reply({ toolUse: { name: "Bash", input: { command, description: "a long step" } }, cwd });
     api.reply({ text: `Long step finished for ${NONCE}.`, cwd });
-    tmux(h.sock, ["send-keys", "-t", target(1), "-l", `run the long step ${NONCE}`]);
-    await poll(
-      "agent-1 shows the typed text",
-      () => pane(h, 1).includes(`run the long step ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(1), "Enter"]);
+    await typePrompt(h, 1, `run the long step ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 1).includes("Do you want to proceed?"),
@@ -687,14 +517,7 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       cwd: path.join(h.ws, "agent-3"),
     });
     api.reply({ text: `retry case done ${NONCE}`, cwd: path.join(h.ws, "agent-3") });
-    tmux(h.sock, ["send-keys", "-t", target(3), "-l", `retry case ${NONCE}`]);
-    await poll(
-      "agent-3 shows the typed text",
-      () => pane(h, 3).includes(`retry case ${NONCE}`),
-      60_000,
-      100,
-    );
-    tmux(h.sock, ["send-keys", "-t", target(3), "Enter"]);
+    await typePrompt(h, 3, `retry case ${NONCE}`);
     await poll(
       "the permission dialog",
       () => pane(h, 3).includes("Do you want to proceed?"),
@@ -753,9 +576,14 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       () => delivered(receiver.hits).length >= expected.length,
       10_000,
     );
-    expect(delivered(receiver.hits).map((x) => `${x.agent} ${x.event} ${x.reason}`)).toEqual(
-      expected,
-    );
+    const got = delivered(receiver.hits).map((x) => `${x.agent} ${x.event} ${x.reason}`);
+    // Exactly these, once each, each agent's in its order. Across agents the order is the
+    // monitor's and the network's: one run delivered agent-2's turn-done after agent-1's next
+    // needs-permission (the next test had already started agent-1).
+    expect([...got].sort()).toEqual([...expected].sort());
+    const ofAgent = (lines: string[], n: number) =>
+      lines.filter((l) => l.startsWith(`agent-${n} `));
+    for (const n of [1, 2, 3]) expect(ofAgent(got, n)).toEqual(ofAgent(expected, n));
     for (const x of receiver.hits) {
       expect(x.body).not.toContain(API_KEY);
       expect(x.body).not.toContain(receiver.url);

@@ -11,6 +11,7 @@ import { PERMISSION_MODES } from "../shared-rules";
 import { unavailableSuite } from "./real-suite";
 import {
   agentNo,
+  alive,
   filesContaining,
   removeTestAgents,
   standinRecords,
@@ -20,7 +21,7 @@ import {
   type TestAgents,
   TestUsers,
 } from "./support";
-import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
+import { REPO, AGENTCTL, WRAPPER, TMUX_CONF, productHostConf } from "./host-files";
 
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
 /** The agent user runs the stand-in: a copy in a 0755 dir, since CI's clone may be in a 0700 one. */
@@ -35,7 +36,10 @@ const STANDIN = (() => {
 const AGENT_USER = "agenttest";
 /** Its own agent users (agenttest-N, uid 61000+N): the product makes them, afterAll removes them. */
 const UID_BASE = 61000;
-const AGENT_MAX = 12;
+/** What the stack renders for its default machineType (e2-standard-8: 20 agents). */
+const AGENT_MAX = Number(
+  /^AGENT_MAX=(\d+)$/m.exec(productHostConf({ "agent-host:agentCount": "1" }, {}))?.[1],
+);
 const BACKOFF_MIN_SECONDS = 1;
 const API_KEY_CANARY = `sk-ant-api03-CANARY${process.pid}x${Date.now()}`;
 const OAUTH_CANARY = `sk-ant-oat01-CANARY${process.pid}y${Date.now()}`;
@@ -106,28 +110,28 @@ function makeHost(name: string, agentCount: number): Host {
     },
   };
   delete h.env.TMUX;
+  // host.conf through the stack's own renderer (AGENT_MAX sized from the default machineType);
+  // this machine's user, paths and short delays are site overrides.
   fs.writeFileSync(
     h.conf,
-    [
-      "# written by tests/agentctl.test.ts",
-      `AGENT_COUNT=${agentCount}`,
-      `AGENT_MAX=${AGENT_MAX}`,
-      `AGENT_USER=${AGENT_USER}`,
-      "PERMISSION_MODE=default",
-      `CLAUDE_BIN=${STANDIN}`,
-      "START_STAGGER_SECONDS=0.05",
-      `RESTART_BACKOFF_MIN_SECONDS=${BACKOFF_MIN_SECONDS}`,
-      "RESTART_BACKOFF_MAX_SECONDS=4",
-      "STOP_TIMEOUT_SECONDS=5",
-      `WORKSPACES_DIR=${h.ws}`,
-      `AGENT_UID_BASE=${UID_BASE}`,
-      `AGENT_HOMES_DIR=${h.homes}`,
-      `STATE_DIR=${path.join(dir, "legacy-state")}`,
-      `RUN_DIR=${h.run}`,
-      `TMUX_SOCKET=${h.sock}`,
-      `API_KEY_FILE=${h.keyFile}`,
-      "",
-    ].join("\n"),
+    productHostConf(
+      { "agent-host:agentCount": String(agentCount), "agent-host:agentPermissionMode": "default" },
+      {
+        AGENT_USER,
+        CLAUDE_BIN: STANDIN,
+        START_STAGGER_SECONDS: "0.05",
+        RESTART_BACKOFF_MIN_SECONDS: String(BACKOFF_MIN_SECONDS),
+        RESTART_BACKOFF_MAX_SECONDS: "4",
+        STOP_TIMEOUT_SECONDS: "5",
+        WORKSPACES_DIR: h.ws,
+        AGENT_UID_BASE: String(UID_BASE),
+        AGENT_HOMES_DIR: h.homes,
+        STATE_DIR: path.join(dir, "legacy-state"),
+        RUN_DIR: h.run,
+        TMUX_SOCKET: h.sock,
+        API_KEY_FILE: h.keyFile,
+      },
+    ),
   );
   hosts.push(h);
   return h;
@@ -213,15 +217,6 @@ function lastRecord(h: Host, agent: string): Promise<Record> {
     const pid = status(h).find((r) => r.name === agent && r.state === "running")?.pid;
     return pid ? records(h, agent).find((r) => r.pid === pid) : undefined;
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function ps(pid: number, fields: string): string {
@@ -688,19 +683,19 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     const cases: [string[], string][] = [
       [
         ["reconcile", "-1"],
-        "agentctl: invalid agent count '-1': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+        `agentctl: invalid agent count '-1': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
         ["reconcile", "abc"],
-        "agentctl: invalid agent count 'abc': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+        `agentctl: invalid agent count 'abc': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
         ["reconcile", "0"],
-        "agentctl: invalid agent count '0': give a whole number from 1 to 12 (AGENT_MAX), e.g. 'agentctl reconcile 12'",
+        `agentctl: invalid agent count '0': give a whole number from 1 to ${AGENT_MAX} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
       ],
       [
-        ["reconcile", "13"],
-        `agentctl: agent count 13 is above AGENT_MAX=12 (sized from this machine's memory in ${h.conf}); use at most 12 or deploy a larger machineType`,
+        ["reconcile", String(AGENT_MAX + 1)],
+        `agentctl: agent count ${AGENT_MAX + 1} is above AGENT_MAX=${AGENT_MAX} (sized from this machine's memory in ${h.conf}); use at most ${AGENT_MAX} or deploy a larger machineType`,
       ],
       [
         ["frobnicate"],

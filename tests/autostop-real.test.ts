@@ -12,13 +12,18 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import type { AddressInfo } from "net";
-import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
-import { realClaudeBin } from "./fixtures/real-claude";
-import { unavailableSuite } from "./real-suite";
+import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import {
+  offlineClaudeEnv,
+  pane as paneOf,
+  RealHost,
+  typePrompt,
+  unavailableSuite,
+} from "./real-suite";
 import { freePort, poll, removeTestAgents, runAsync } from "./support";
-import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+import { AGENTCTL, LIB_DIR } from "./host-files";
 
 const AGENT_USER = "claudestop";
 /** Its agent users claudestop-N (uid 61800+N): made by the product's reconcile, removed after. */
@@ -72,11 +77,7 @@ interface AutoStopJson {
   auto_stop: { kind: string; limit_seconds: number; stop_in_seconds?: number; held_by?: string[] };
 }
 
-const atPrompt = (text: string) => {
-  const lines = text.split("\n");
-  // Claude Code draws the prompt as "❯" and a no-break space.
-  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
-};
+const atPrompt = atClaudePrompt;
 
 suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", () => {
   jest.setTimeout(1_200_000);
@@ -85,7 +86,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   let sock: string;
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
-  let server: ChildProcess | undefined;
+  let host: RealHost | undefined;
   let nsPid = 0;
   let sshd: ChildProcess | undefined;
   let daemon: ChildProcess | undefined;
@@ -100,12 +101,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     if (r.code !== 0) throw new Error(`agentctl autostop --json: ${r.code} ${r.stderr}`);
     return JSON.parse(r.stdout) as AutoStopJson;
   };
-  const tmux = (args: string[]) => {
-    const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const pane = (n: number) => tmux(["capture-pane", "-p", "-t", `=agents:=agent-${n}`]);
+  const pane = (n: number) => paneOf({ sock }, n);
   const recorded = (n: number): { state: string; event: string; reason: string } | undefined => {
     try {
       // Agent N's state is in its own home (issue 20).
@@ -119,15 +115,12 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
       return undefined;
     }
   };
-  const say = async (n: number, text: string) => {
-    tmux(["send-keys", "-t", `=agents:=agent-${n}`, "-l", text]);
-    await poll(`agent-${n} shows the typed text`, () => pane(n).includes(text), 20_000, 100);
-    tmux(["send-keys", "-t", `=agents:=agent-${n}`, "Enter"]);
-  };
+  const say = (n: number, text: string) => typePrompt({ sock }, n, text, 20_000);
+
   const poweroffs = () =>
-    fs.existsSync(path.join(dir, "bin", "poweroff.log"))
+    fs.existsSync(path.join(dir, "stop-bin", "poweroff.log"))
       ? fs
-          .readFileSync(path.join(dir, "bin", "poweroff.log"), "utf8")
+          .readFileSync(path.join(dir, "stop-bin", "poweroff.log"), "utf8")
           .split("\n")
           .filter(Boolean)
       : [];
@@ -145,118 +138,39 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
       });
     });
     await new Promise<void>((resolve) => receiver?.listen(0, "127.0.0.1", resolve));
-    const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "autostop-real-"));
-    fs.chmodSync(dir, 0o755);
-    sock = path.join(dir, "run", "tmux.sock");
-    stateDir = path.join(dir, "homes");
-    fs.mkdirSync(path.join(dir, "bin"), { mode: 0o755 });
-    fs.writeFileSync(path.join(dir, "bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
-    const secrets = path.join(dir, "secrets");
-    fs.mkdirSync(secrets, { mode: 0o700 });
-    fs.writeFileSync(path.join(secrets, "anthropic-api-key"), `${API_KEY}\n`, { mode: 0o600 });
     const port = (receiver.address() as AddressInfo).port;
-    fs.writeFileSync(
-      path.join(secrets, "notify-webhook-url"),
-      `json:http://127.0.0.1:${port}/hook\n`,
-      {
-        mode: 0o600,
+    host = new RealHost({
+      name: "autostop-real",
+      user: AGENT_USER,
+      uidBase: UID_BASE,
+      apiKey: API_KEY,
+      webhook: `json:http://127.0.0.1:${port}/hook`,
+      stack: {
+        "agent-host:agentCount": String(COUNT),
+        // The agents run tools without asking: a tool call is a turn that holds the stop by itself.
+        "agent-host:agentPermissionMode": "bypassPermissions",
+        "agent-host:anthropicBaseUrl": api.url,
+        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+        "agent-host:autoStopMinutes": "10",
       },
-    );
-    const conf: Record<string, string> = {
-      AGENT_COUNT: String(COUNT),
-      AGENT_USER,
-      // The agents run tools without asking: a tool call is a turn that holds the stop by itself.
-      PERMISSION_MODE: "bypassPermissions",
-      CLAUDE_BIN: bin,
-      ANTHROPIC_BASE_URL: api.url,
-      CLAUDE_ENV: [
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-        `HTTPS_PROXY=${deadProxy}`,
-        `HTTP_PROXY=${deadProxy}`,
-        "NO_PROXY=127.0.0.1,localhost",
-      ].join(" "),
-      START_STAGGER_SECONDS: "0.25",
-      STOP_TIMEOUT_SECONDS: "10",
-      WORKSPACES_DIR: path.join(dir, "workspaces"),
-      AGENT_UID_BASE: String(UID_BASE),
-      AGENT_HOMES_DIR: stateDir,
-      STATE_DIR: path.join(dir, "legacy-state"),
-      RUN_DIR: path.join(dir, "run"),
-      TMUX_SOCKET: sock,
-      API_KEY_FILE: path.join(secrets, "anthropic-api-key"),
-      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-      NOTIFY_WEBHOOK_FILE: path.join(secrets, "notify-webhook-url"),
-      AUTO_STOP_SECONDS: String(QUIET_SECONDS),
-      AUTO_STOP_POLL_SECONDS: "0.5",
-      AUTO_STOP_COMMAND: `${path.join(dir, "bin", "systemctl")} poweroff`,
-    };
-    fs.writeFileSync(
-      path.join(dir, "host.conf"),
-      `${Object.entries(conf)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("\n")}\n`,
-    );
-    env = {
-      PATH: process.env.PATH,
-      LANG: "C.UTF-8",
-      AGENTCTL_CONFIG: path.join(dir, "host.conf"),
-      AGENT_WRAPPER: WRAPPER,
-      AGENTCTL_TMUX_CONF: TMUX_CONF,
-      AGENT_HOST_JS: path.join(LIB_DIR, "agent-host.js"),
-    };
-    const managed = path.join(dir, "managed");
-    const lib = path.join(dir, "lib");
-    fs.mkdirSync(managed, { mode: 0o755 });
-    fs.mkdirSync(lib, { mode: 0o755 });
-    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
-    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
-    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
-    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
-    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
-      fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
-    }
-    // PID 1 of the namespace is sh (it reaps what it started); the tmux server is its child.
-    server = spawn(
-      "unshare",
-      [
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && "$5" server',
-        "sh",
-        managed,
-        MANAGED_DIR,
-        lib,
-        LIB_DIR,
-        AGENTCTL,
-      ],
-      { env, stdio: "ignore" },
-    );
-    // The namespace's PID 1, seen from here: the child unshare forked.
-    nsPid = await poll(
-      "the namespace's first process",
-      () => {
-        const kids = fs
-          .readFileSync(`/proc/${server?.pid}/task/${server?.pid}/children`, "utf8")
-          .trim();
-        return kids ? Number(kids.split(" ")[0]) : undefined;
-      },
-      10_000,
-      50,
-    );
-    await poll(
-      "the tmux server",
-      () => spawnSync("tmux", ["-S", sock, "list-sessions"]).status === 0,
-      15_000,
-      100,
-    );
+      site: (x) => ({
+        CLAUDE_BIN: bin,
+        // Seconds, not the stack's whole minutes, and the stand-in systemctl below.
+        AUTO_STOP_SECONDS: String(QUIET_SECONDS),
+        AUTO_STOP_POLL_SECONDS: "0.5",
+        AUTO_STOP_COMMAND: `${path.join(x.dir, "stop-bin", "systemctl")} poweroff`,
+      }),
+      namespace: "mount+pid",
+    });
+    dir = host.dir;
+    sock = host.sock;
+    // The agents' homes: agent N's state is in its own HOME/.agent-host (issue 20).
+    stateDir = host.homes;
+    env = host.env;
+    fs.mkdirSync(path.join(dir, "stop-bin"), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(path.join(dir, "stop-bin", "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
+    await host.start();
+    nsPid = host.nsPid;
     expect((await ctl(["reconcile", String(COUNT)])).code).toBe(0);
     try {
       await poll(
@@ -279,21 +193,10 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   afterAll(async () => {
     daemon?.kill("SIGTERM");
     sshd?.kill("SIGTERM");
-    if (sock) spawnSync("tmux", ["-S", sock, "kill-server"]);
     // Ending the namespace's PID 1 ends every process in it (claude included).
-    if (nsPid) {
-      try {
-        process.kill(nsPid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    server?.kill("SIGKILL");
+    await host?.close();
     await api?.close();
     await new Promise((resolve) => receiver?.close(resolve));
-    // The empty mount points stay: another suite's namespace may be using them right now, and
-    // removing a mount point detaches the mounts on it in every namespace.
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
   // Last: the agent user goes once its processes are gone (the teardown above ends them).
   afterAll(() => removeTestAgents(AGENT_USER, UID_BASE));

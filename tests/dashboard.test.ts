@@ -18,10 +18,18 @@ import * as os from "os";
 import * as path from "path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
-import { realClaudeBin } from "./fixtures/real-claude";
-import { unavailableSuite } from "./real-suite";
-import { freePort, poll, removeTestAgents, runAsync } from "./support";
-import { AGENTCTL, WRAPPER, TMUX_CONF, BUNDLE, MANAGED, MANAGED_DIR, LIB_DIR } from "./host-files";
+import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import {
+  databaseQuestion,
+  offlineClaudeEnv,
+  pane,
+  RealHost,
+  target,
+  tmux,
+  unavailableSuite,
+} from "./real-suite";
+import { CHROMIUM, CHROMIUM_FLAGS, freePort, poll, removeTestAgents, runAsync } from "./support";
+import { AGENTCTL } from "./host-files";
 import { webUnitArgv } from "./fixtures/web-unit";
 
 const AGENT_USER = "claudeweb";
@@ -33,17 +41,6 @@ const stateOf = (h: { homes: string }, n: number): string =>
 const COUNT = 2;
 const NONCE = randomBytes(4).toString("hex");
 const API_KEY = `sk-ant-api03-WEBTEST${NONCE}${"k".repeat(60)}`;
-const CHROMIUM = "/usr/bin/chromium";
-export const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 /** Where the 375×812 screenshot goes (gitignored .cache/). */
 const SHOTS = path.resolve(__dirname, "..", ".cache", "dashboard");
 
@@ -60,32 +57,10 @@ const suite =
         `dashboard tests skipped: they need root, ${CHROMIUM} and tmux, setpriv, flock, jq, npm, unshare, mount`,
       );
 
-interface Host {
-  dir: string;
-  sock: string;
-  ws: string;
-  homes: string;
-  run: string;
-  port: number;
-  env: NodeJS.ProcessEnv;
-  tmuxServer?: ChildProcess;
-  web?: ChildProcess;
-  webLog: string[];
-}
+/** The host (tests/real-suite.ts), with the dashboard this suite starts beside it. */
+type Host = RealHost & { port: number; web?: ChildProcess; webLog: string[] };
 
-function tmux(sock: string, args: string[]): string {
-  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const target = (n: number) => `=agents:=agent-${n}`;
-const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
-
-function atPrompt(text: string): boolean {
-  const lines = text.split("\n");
-  return lines.some((l, i) => i > 0 && /^❯(\s|$)/.test(l) && /^─{20,}/.test(lines[i - 1]));
-}
+const atPrompt = atClaudePrompt;
 
 /** The input box's line (the last `❯` line): what a stray key would have typed into. */
 const inputLine = (text: string): string | undefined =>
@@ -93,6 +68,30 @@ const inputLine = (text: string): string | undefined =>
     .split("\n")
     .filter((l) => /^❯/.test(l))
     .pop();
+
+/**
+ * What had been typed into agent-N's input box when a marker typed now arrived: tmux handles keys
+ * in the order they come, so any key the dashboard sent before is there ahead of the marker. The
+ * marker is erased again; the text before it is returned ("" when nothing was typed).
+ */
+async function typedBefore(h: Host, n: number): Promise<string> {
+  const mark = `zq${NONCE.replace(/\d/g, "")}mark`;
+  tmux(h.sock, ["send-keys", "-t", target(n), "-l", mark]);
+  const line = await poll(
+    `agent-${n}'s input to show the marker`,
+    () => inputLine(pane(h, n))?.includes(mark) && (inputLine(pane(h, n)) as string),
+    10_000,
+    50,
+  );
+  tmux(h.sock, ["send-keys", "-t", target(n), "-N", String(mark.length), "BSpace"]);
+  await poll(
+    `agent-${n}'s marker erased`,
+    () => !inputLine(pane(h, n))?.includes(mark),
+    10_000,
+    50,
+  );
+  return line.replace(/^❯\s*/, "").slice(0, line.replace(/^❯\s*/, "").indexOf(mark)).trim();
+}
 
 interface StatusFile {
   state: string;
@@ -148,8 +147,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
   let h: Host;
   let token = "";
   let context: BrowserContext;
+  let profile = "";
   let page: Page;
-  const made: string[] = [];
   const host = () => `127.0.0.1:${h.port}`;
 
   async function openAgent(n: number): Promise<void> {
@@ -184,106 +183,27 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
-    const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-"));
-    fs.chmodSync(dir, 0o755);
-    h = {
-      dir,
-      sock: path.join(dir, "run", "tmux.sock"),
-      ws: path.join(dir, "workspaces"),
-      homes: path.join(dir, "homes"),
-      run: path.join(dir, "run"),
-      port: await freePort(),
-      webLog: [],
-      env: {
-        PATH: process.env.PATH,
-        LANG: "C.UTF-8",
-        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
-        AGENT_WRAPPER: WRAPPER,
-        AGENTCTL_TMUX_CONF: TMUX_CONF,
-        AGENT_HOST_JS: BUNDLE,
+    const port = await freePort();
+    const host = new RealHost({
+      name: "dashboard",
+      user: AGENT_USER,
+      uidBase: UID_BASE,
+      apiKey: API_KEY,
+      stack: {
+        "agent-host:agentCount": String(COUNT),
+        "agent-host:agentPermissionMode": "manual",
+        "agent-host:anthropicBaseUrl": api.url,
+        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+        "agent-host:dashboardPort": String(port),
       },
-    };
-    const secrets = path.join(dir, "secrets");
-    fs.mkdirSync(secrets, { mode: 0o700 });
-    const keyFile = path.join(secrets, "anthropic-api-key");
-    fs.writeFileSync(keyFile, `${API_KEY}\n`, { mode: 0o600 });
-    const conf: Record<string, string> = {
-      AGENT_COUNT: String(COUNT),
-      AGENT_USER,
-      PERMISSION_MODE: "manual",
-      CLAUDE_BIN: bin,
-      ANTHROPIC_BASE_URL: api.url,
-      CLAUDE_ENV: [
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-        `HTTPS_PROXY=${deadProxy}`,
-        `HTTP_PROXY=${deadProxy}`,
-        "NO_PROXY=127.0.0.1,localhost",
-      ].join(" "),
-      START_STAGGER_SECONDS: "0.25",
-      RESTART_BACKOFF_MIN_SECONDS: "1",
-      RESTART_BACKOFF_MAX_SECONDS: "2",
-      STOP_TIMEOUT_SECONDS: "10",
-      WORKSPACES_DIR: h.ws,
-      AGENT_UID_BASE: String(UID_BASE),
-      AGENT_HOMES_DIR: h.homes,
-      STATE_DIR: path.join(dir, "legacy-state"),
-      RUN_DIR: h.run,
-      TMUX_SOCKET: h.sock,
-      API_KEY_FILE: keyFile,
-      LOGIN_TOKEN_FILE: path.join(dir, "login-token"),
-      NOTIFY_WEBHOOK_FILE: path.join(secrets, "notify-webhook-url"),
-      DASHBOARD_PORT: String(h.port),
-      DASHBOARD_TOKEN_FILE: path.join(secrets, "dashboard-token"),
-    };
-    fs.writeFileSync(
-      path.join(dir, "host.conf"),
-      `${Object.entries(conf)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("\n")}\n`,
-    );
-    const managed = path.join(dir, "managed");
-    const lib = path.join(dir, "lib");
-    fs.mkdirSync(managed, { mode: 0o755 });
-    fs.mkdirSync(lib, { mode: 0o755 });
-    fs.copyFileSync(MANAGED, path.join(managed, "managed-settings.json"));
-    fs.copyFileSync(BUNDLE, path.join(lib, "agent-host.js"));
-    fs.chmodSync(path.join(managed, "managed-settings.json"), 0o644);
-    fs.chmodSync(path.join(lib, "agent-host.js"), 0o755);
-    for (const mountPoint of [MANAGED_DIR, LIB_DIR]) {
-      if (!fs.existsSync(mountPoint)) {
-        fs.mkdirSync(mountPoint, { recursive: true, mode: 0o755 });
-        made.push(mountPoint);
-      }
-    }
-    h.tmuxServer = spawn(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount --bind "$1" "$2" && mount --bind "$3" "$4" && exec "$5" server',
-        "sh",
-        managed,
-        MANAGED_DIR,
-        lib,
-        LIB_DIR,
-        AGENTCTL,
-      ],
-      { env: h.env, stdio: "ignore" },
-    );
-    await poll(
-      "the tmux server",
-      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
-      15_000,
-      100,
-    );
+      site: { CLAUDE_BIN: bin },
+      namespace: "mount",
+    });
+    h = Object.assign(host, { port, webLog: [] as string[] });
+    await h.start();
     // The dashboard as agent-host-web.service runs it: the unit's ExecStart (its Node flags), with
     // the bundle the managed hooks run (the one it runs the recorder from after a deny).
-    const [node, ...webArgs] = webUnitArgv(process.execPath, path.join(lib, "agent-host.js"));
+    const [node, ...webArgs] = webUnitArgv(process.execPath, h.env.AGENT_HOST_JS as string);
     h.web = spawn(node, webArgs, { env: h.env, stdio: ["ignore", "ignore", "pipe"] });
     h.web.stderr?.on("data", (d: Buffer) => h.webLog.push(...d.toString().trim().split("\n")));
     await poll(
@@ -314,7 +234,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
     fs.mkdirSync(SHOTS, { recursive: true });
     context = await chromium.launchPersistentContext(
-      fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-")),
+      (profile = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-"))),
       {
         executablePath: CHROMIUM,
         headless: true,
@@ -332,29 +252,13 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   afterAll(async () => {
     await context?.close();
-    if (!h) return;
-    const pids = fs.existsSync(h.run)
-      ? fs
-          .readdirSync(h.run)
-          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
-          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
-      : [];
-    h.web?.kill("SIGTERM");
-    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
-    h.tmuxServer?.kill("SIGTERM");
-    for (const p of pids) {
-      try {
-        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
-          process.kill(p, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
+    h?.web?.kill("SIGTERM");
+    await h?.close();
     await api?.close();
-    for (const d of made) fs.rmdirSync(d);
-    fs.rmSync(h.dir, { recursive: true, force: true });
-    removeTestAgents(AGENT_USER, UID_BASE);
   });
+  // Last: the agent users go once their processes are gone (the teardown above ends them).
+  afterAll(() => removeTestAgents(AGENT_USER, UID_BASE));
 
   test("the page: every agent with state, SINCE and WHY; the token leaves the address bar; no other origin is asked", async () => {
     expect(page.url()).toBe(`http://127.0.0.1:${h.port}/`);
@@ -506,22 +410,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   test("a question: the page offers its options; tapping one answers it", async () => {
     api.reply({
-      toolUse: {
-        name: "AskUserQuestion",
-        input: {
-          questions: [
-            {
-              question: `Which database for ${NONCE}?`,
-              header: "Database",
-              options: [
-                { label: "Postgres", description: "relational" },
-                { label: "SQLite", description: "embedded" },
-              ],
-              multiSelect: false,
-            },
-          ],
-        },
-      },
+      toolUse: databaseQuestion(NONCE),
     });
     api.reply({ text: `SQLite it is for ${NONCE}.` });
     await sendFromPage(1, `pick a database ${NONCE}`);
@@ -557,7 +446,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
   test("rotating the token: the page's old token gets 401 and the page says how to get a new one", async () => {
     const rotated = await runAsync(AGENTCTL, ["web", "--rotate-token"], h.env);
     expect(rotated.code).toBe(0);
-    const file = path.join(h.dir, "secrets", "dashboard-token");
+    const file = h.dashboardTokenFile;
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     const fresh = fs.readFileSync(file, "utf8").trim();
     expect(fresh).not.toBe(token);
@@ -589,7 +478,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
     // As an agent would try it: agent-1's own uid, the installed paths. The token file stays closed to
     // it and unchanged; the port answers 401 without the token.
-    const tokenFile = path.join(h.dir, "secrets", "dashboard-token");
+    const tokenFile = h.dashboardTokenFile;
     const before = fs.readFileSync(tokenFile, "utf8");
     const asAgent = (cmd: string[]) =>
       runAsync(
@@ -646,7 +535,6 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     );
 
     // A foreign Origin on a POST, token or not; nothing is typed.
-    const inputBefore = inputLine(pane(h, 1));
     const foreign = await request(
       h.port,
       "POST",
@@ -695,8 +583,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await other.close();
     await new Promise<void>((r) => evil.close(() => r()));
     expect(statuses.every((s) => s === 403)).toBe(true);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(inputLine(pane(h, 1))).toBe(inputBefore);
+    expect(await typedBefore(h, 1)).toBe("");
     expect(pane(h, 1)).not.toMatch(/from evil|cross-site/);
     expect(api.requests.some((r) => /from evil|cross-site/.test(conversation(r)))).toBe(false);
 

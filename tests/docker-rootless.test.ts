@@ -328,7 +328,20 @@ suite(
             // gone
           }
       }
-      await new Promise((r) => setTimeout(r, 3000));
+      // Each daemon's process group, given 3 s to end on SIGTERM before SIGKILL.
+      const groupGone = (pgid: number) => {
+        try {
+          process.kill(-pgid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      };
+      await until("the agents' Docker daemons to exit", 3000, () =>
+        [...agents.values()].every((a) => !a.daemon?.pid || groupGone(a.daemon.pid))
+          ? true
+          : undefined,
+      ).catch(() => undefined);
       for (const a of agents.values()) {
         if (a.daemon?.pid)
           try {

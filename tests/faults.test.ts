@@ -14,15 +14,14 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
 import { APPLY_STEPS } from "../host/apply/journal";
 import { BASE_CONFIG, one, runProgram, unwrap } from "./harness";
+import { writeClaudeStandin, writeSiteConf } from "./fixtures/host-tree";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, poll, removeTestAgents } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
 const APPLY = path.join(REPO, "cloud-init/host/apply");
-const STANDIN = path.join(REPO, "tests/fixtures/claude");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 const ADMIN = `faults-admin-${process.pid}`;
 /** The agents' user prefix: the product makes faults-agent-N (uid 61900+N); removed after. */
@@ -237,49 +236,30 @@ suite("faults: the host keeps its word (issue 23)", () => {
     sh("mount", ["-o", "loop", img, p.ws()]);
     mounted = true;
     // The claude the agents run: draws the input box, then the recording stand-in.
-    const standin = path.join(bin, "claude-standin");
-    fs.copyFileSync(STANDIN, standin);
-    fs.chmodSync(standin, 0o755);
-    fs.mkdirSync(path.dirname(p.claudeBin()), { recursive: true, mode: 0o755 });
     const rule = "─".repeat(60);
-    fs.writeFileSync(
-      p.claudeBin(),
-      [
-        "#!/bin/sh",
-        "# CLAUDE_BIN written by tests/faults.test.ts: the pinned version for install-claude-code,",
-        "# Claude Code's input box in the pane, then the recording stand-in.",
-        `[ "$1" = --version ] && { echo '${DEFAULT_CLAUDE_CODE_VERSION} (Claude Code)'; exit 0; }`,
-        `printf '%s\\n' '${rule}' '❯ ' '${rule}'`,
-        `exec '${standin}' "$@"`,
-        "",
-      ].join("\n"),
-      { mode: 0o755 },
-    );
-    fs.mkdirSync(path.dirname(p.confLocal()), { recursive: true, mode: 0o755 });
-    fs.writeFileSync(
-      p.confLocal(),
-      [
-        "# tests/faults.test.ts: this sandbox's users and paths under AGENT_HOST_ROOT",
-        `AGENT_USER=${AGENT}`,
-        `ADMIN_USER=${ADMIN}`,
-        `CLAUDE_BIN=${p.claudeBin()}`,
-        `WORKSPACES_DIR=${p.ws()}`,
-        `DATA_MOUNT=${p.ws()}`,
-        `AGENT_UID_BASE=${UID_BASE}`,
-        `AGENT_HOMES_DIR=${p.homes()}`,
-        `STATE_DIR=${path.join(ROOT, "data/home/agent/.agent-host")}`,
-        `RUN_DIR=${p.run()}`,
-        `TMUX_SOCKET=${p.sock()}`,
-        `API_KEY_FILE=${p.keyFile()}`,
-        `LOGIN_TOKEN_FILE=${path.join(ROOT, "data/agent-host/claude-login-token")}`,
-        `NOTIFY_WEBHOOK_FILE=${path.join(ROOT, "etc/agent-host/secrets/notify-webhook-url")}`,
-        "START_STAGGER_SECONDS=0.05",
-        "RESTART_BACKOFF_MIN_SECONDS=1",
-        "RESTART_BACKOFF_MAX_SECONDS=4",
-        "STOP_TIMEOUT_SECONDS=5",
-        "",
-      ].join("\n"),
-    );
+    writeClaudeStandin(p.claudeBin(), bin, "tests/faults.test.ts", [
+      "# Claude Code's input box in the pane, as the real 2.1.331 draws it",
+      `printf '%s\\n' '${rule}' '❯ ' '${rule}'`,
+    ]);
+    writeSiteConf(p.confLocal(), "tests/faults.test.ts", {
+      AGENT_USER: AGENT,
+      ADMIN_USER: ADMIN,
+      CLAUDE_BIN: p.claudeBin(),
+      WORKSPACES_DIR: p.ws(),
+      DATA_MOUNT: p.ws(),
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: p.homes(),
+      STATE_DIR: path.join(ROOT, "data/home/agent/.agent-host"),
+      RUN_DIR: p.run(),
+      TMUX_SOCKET: p.sock(),
+      API_KEY_FILE: p.keyFile(),
+      LOGIN_TOKEN_FILE: path.join(ROOT, "data/agent-host/claude-login-token"),
+      NOTIFY_WEBHOOK_FILE: path.join(ROOT, "etc/agent-host/secrets/notify-webhook-url"),
+      START_STAGGER_SECONDS: "0.05",
+      RESTART_BACKOFF_MIN_SECONDS: "1",
+      RESTART_BACKOFF_MAX_SECONDS: "4",
+      STOP_TIMEOUT_SECONDS: "5",
+    });
     note("rendering the program");
     const first = await deploy(2, key);
     note("the first apply");

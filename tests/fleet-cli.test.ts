@@ -13,18 +13,17 @@
 // SetEnv (kept by sudo) carries AGENT_HOST_ROOT and the prefixed config, wrapper and tmux.conf,
 // because agentctl's defaults are the VM's absolute paths; as in fleet-ssh, sshd runs in its own
 // mount namespace where the prefix's usr/local/lib is bound on /usr/local/lib.
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
-import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
-import { APPLY_PATH } from "../components/agent-fleet";
 import { BASE_CONFIG, runProgram, unwrap, type ProgramRun } from "./harness";
 import { unavailableSuite } from "./real-suite";
-import { removeTestAgents, waitFor } from "./support";
+import { writeClaudeStandin, writeSiteConf } from "./fixtures/host-tree";
+import { LoopbackSshd, SSHD_TOOLS } from "./fixtures/sshd";
+import { poll, removeTestAgents, waitFor } from "./support";
 
 const REPO = path.resolve(__dirname, "..");
-const STANDIN = path.join(REPO, "tests/fixtures/claude");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 const TS_NODE = path.join(REPO, "node_modules/.bin/ts-node");
 const AGENTS_SCRIPT = path.join(REPO, "scripts/agents.ts");
@@ -32,16 +31,7 @@ const COUNTS = [2, 3, 2];
 const NONCE = `fleet-cli-${process.pid}-${Date.now()}`;
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-const TOOLS = [
-  "/usr/sbin/sshd",
-  "ssh",
-  "ssh-keygen",
-  "sudo",
-  "visudo",
-  "unshare",
-  "tmux",
-  "script",
-];
+const TOOLS = [...SSHD_TOOLS, "tmux", "script"];
 const haveTools = TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
 const port22Free = (address: string) =>
   spawnSync("sh", ["-c", `ss -ltnH 'sport = :22' | grep -E '(0.0.0.0|${address}|\\*):22 '`])
@@ -59,9 +49,7 @@ function sh(cmd: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
-const uidOf = (user: string) => Number(sh("id", ["-u", user]).trim());
-
-/** One loopback host: users, a host tree, sudo, and sshd on ADDRESS:22. */
+/** One loopback host: users, a host tree, sudo, and sshd on ADDRESS:22 (tests/fixtures/sshd.ts). */
 class HostSandbox {
   readonly base: string;
   readonly root: string;
@@ -69,10 +57,8 @@ class HostSandbox {
   /** The agents' user prefix: the product makes fcli-gI-N (uid uidBase+N); removed after. */
   readonly agent: string;
   readonly uidBase: number;
-  readonly sudoers: string;
   readonly address: string;
-  sshd?: ChildProcess;
-  hostKey = "";
+  sshd?: LoopbackSshd;
   private readonly users: string[] = [];
 
   constructor(readonly index: number) {
@@ -84,7 +70,6 @@ class HostSandbox {
     this.agent = `fcli-g${index}`;
     // One machine, three hosts: each its own uid range, as each VM has its own passwd.
     this.uidBase = 62300 + index * 100;
-    this.sudoers = `/etc/sudoers.d/agent-host-fleet-cli-${process.pid}-${index}`;
   }
 
   get conf(): string {
@@ -92,6 +77,9 @@ class HostSandbox {
   }
   get sock(): string {
     return path.join(this.root, "run/agent-host/tmux.sock");
+  }
+  get hostKey(): string {
+    return this.sshd?.hostKey ?? "";
   }
 
   private ensureUser(name: string): void {
@@ -102,128 +90,55 @@ class HostSandbox {
 
   async start(deployPublicKey: string): Promise<void> {
     const { root, base, admin, agent } = this;
-    const sshDir = path.join(base, "ssh");
     const bin = path.join(base, "bin");
     for (const d of [root, bin]) fs.mkdirSync(d, { mode: 0o755 });
-    fs.mkdirSync(sshDir, { mode: 0o700 });
     this.ensureUser(admin);
     removeTestAgents(agent, this.uidBase);
-    sh("usermod", ["-p", "*", admin]);
-    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host", "-f", `${sshDir}/host`]);
-    this.hostKey = fs
-      .readFileSync(`${sshDir}/host.pub`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .slice(0, 2)
-      .join(" ");
-
-    const keys = path.join(root, "home", admin, ".ssh/authorized_keys");
-    // sshd reads it as the user (StrictModes): every directory on the way is 0755, .ssh is theirs.
-    fs.mkdirSync(path.dirname(keys), { recursive: true, mode: 0o755 });
-    fs.chmodSync(path.dirname(keys), 0o700);
-    fs.chownSync(path.dirname(keys), uidOf(admin), uidOf(admin));
-    fs.writeFileSync(keys, `${deployPublicKey}\n`, { mode: 0o600 });
-    fs.chownSync(keys, uidOf(admin), uidOf(admin));
-
     const p = (rel: string) => path.join(root, rel);
-    fs.mkdirSync(p("etc/agent-host"), { recursive: true, mode: 0o755 });
-    fs.writeFileSync(
-      p("etc/agent-host/host.conf.local"),
-      [
-        "# tests/fleet-cli.test.ts: this host's users and paths under AGENT_HOST_ROOT",
-        `AGENT_USER=${agent}`,
-        `ADMIN_USER=${admin}`,
-        `CLAUDE_BIN=${p("usr/local/bin/claude")}`,
-        `WORKSPACES_DIR=${p("workspaces")}`,
-        `AGENT_UID_BASE=${this.uidBase}`,
-        `AGENT_HOMES_DIR=${p("data/home")}`,
-        `STATE_DIR=${p("data/home/agent/.agent-host")}`,
-        `RUN_DIR=${p("run/agent-host")}`,
-        `TMUX_SOCKET=${this.sock}`,
-        `API_KEY_FILE=${p("etc/agent-host/secrets/anthropic-api-key")}`,
-        "START_STAGGER_SECONDS=0.05",
-        "STOP_TIMEOUT_SECONDS=5",
-        "",
-      ].join("\n"),
-    );
-    const standin = path.join(bin, "claude-standin");
-    fs.copyFileSync(STANDIN, standin);
-    fs.chmodSync(standin, 0o755);
-    fs.mkdirSync(p("usr/local/bin"), { recursive: true, mode: 0o755 });
+    const by = "tests/fleet-cli.test.ts";
+    this.sshd = new LoopbackSshd({
+      base,
+      root,
+      admin,
+      address: this.address,
+      port: 22,
+      setEnv: {
+        AGENT_HOST_ROOT: root,
+        AGENT_WRAPPER: p("usr/local/lib/agent-host/agent-wrapper"),
+        AGENTCTL_TMUX_CONF: p("etc/agent-host/tmux.conf"),
+        AGENTCTL_CONFIG: this.conf,
+      },
+      path: [bin, p("usr/local/bin")],
+      sudoers: `/etc/sudoers.d/agent-host-fleet-cli-${process.pid}-${this.index}`,
+      by,
+    });
+    writeSiteConf(p("etc/agent-host/host.conf.local"), by, {
+      AGENT_USER: agent,
+      ADMIN_USER: admin,
+      CLAUDE_BIN: p("usr/local/bin/claude"),
+      WORKSPACES_DIR: p("workspaces"),
+      AGENT_UID_BASE: String(this.uidBase),
+      AGENT_HOMES_DIR: p("data/home"),
+      STATE_DIR: p("data/home/agent/.agent-host"),
+      RUN_DIR: p("run/agent-host"),
+      TMUX_SOCKET: this.sock,
+      API_KEY_FILE: p("etc/agent-host/secrets/anthropic-api-key"),
+      START_STAGGER_SECONDS: "0.05",
+      STOP_TIMEOUT_SECONDS: "5",
+    });
     // host-2's claude first draws Claude Code's input box as 2.1.331 shows it at its prompt (a `❯`
     // line right under the box's top rule: host/agents/facts.ts paneView, captured from the real
     // binary), so agentctl sees its agents at their prompt and `send` types into them; the other
     // hosts' agents stay "starting" (no box, no hook), which `send` refuses.
     const rule = "─".repeat(40);
-    const box = this.index === 2 ? `printf '%s\\n' '${rule}' '❯ ' '${rule}'\n` : "";
-    fs.writeFileSync(
-      p("usr/local/bin/claude"),
-      `#!/bin/sh\n[ "$1" = --version ] && { echo '${DEFAULT_CLAUDE_CODE_VERSION} (Claude Code)'; exit 0; }\n${box}exec '${standin}' "$@"\n`,
-      { mode: 0o755 },
-    );
+    const box = this.index === 2 ? [`printf '%s\\n' '${rule}' '❯ ' '${rule}'`] : [];
+    writeClaudeStandin(p("usr/local/bin/claude"), bin, by, box);
     fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
-    const sudoers = [
-      `Defaults:${admin} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF AGENTCTL_CONFIG"`,
-      `Defaults:${admin} secure_path="${bin}:${p("usr/local/bin")}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"`,
-      `${admin} ALL=(root) NOPASSWD: ALL`,
-      "",
-    ].join("\n");
-    fs.writeFileSync(`${sshDir}/sudoers`, sudoers, { mode: 0o440 });
-    sh("visudo", ["-c", "-q", "-f", `${sshDir}/sudoers`]);
-    fs.writeFileSync(this.sudoers, sudoers, { mode: 0o440 });
-
-    const lib = p("usr/local/lib");
-    fs.mkdirSync(path.join(lib, "agent-host"), { recursive: true, mode: 0o755 });
-    fs.copyFileSync(path.join(REPO, "cloud-init/host/apply"), path.join(root, APPLY_PATH));
-    fs.chmodSync(path.join(root, APPLY_PATH), 0o755);
-    const config = `${sshDir}/sshd_config`;
-    fs.writeFileSync(
-      config,
-      [
-        `ListenAddress ${this.address}:22`,
-        `HostKey ${sshDir}/host`,
-        `PidFile ${sshDir}/sshd.pid`,
-        `AuthorizedKeysFile ${path.join(root, "home/%u/.ssh/authorized_keys")}`,
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "PermitRootLogin no",
-        `AllowUsers ${admin}`,
-        "PrintMotd no",
-        "PrintLastLog no",
-        `SetEnv AGENT_HOST_ROOT=${root} AGENT_WRAPPER=${p("usr/local/lib/agent-host/agent-wrapper")} AGENTCTL_TMUX_CONF=${p("etc/agent-host/tmux.conf")} AGENTCTL_CONFIG=${this.conf}`,
-        "",
-      ].join("\n"),
-    );
-    fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-    sh("/usr/sbin/sshd", ["-t", "-f", config]);
-    let log = "";
-    this.sshd = spawn(
-      "unshare",
-      [
-        ...["--mount", "--propagation", "private", "--", "sh", "-c"],
-        'mount --bind "$1" /usr/local/lib && exec /usr/sbin/sshd -D -e -f "$2"',
-        ...["sh", lib, config],
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    this.sshd.stderr?.on("data", (d: Buffer) => (log += d.toString()));
-    await waitFor(
-      "sshd to listen",
-      () => log.includes(`Server listening on ${this.address} port 22`),
-      10_000,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; sshd said: ${log}`);
-    });
+    await this.sshd.start(deployPublicKey);
   }
 
   async stopSshd(): Promise<void> {
-    const sshd = this.sshd;
-    if (!sshd || sshd.exitCode !== null) return;
-    const exited = new Promise((r) => sshd.once("exit", r));
-    sshd.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+    await this.sshd?.stopSshd();
   }
 
   tmux(args: string[]): string {
@@ -232,8 +147,7 @@ class HostSandbox {
 
   async dispose(): Promise<void> {
     if (fs.existsSync(this.sock)) spawnSync("tmux", ["-S", this.sock, "kill-server"]);
-    await this.stopSshd();
-    fs.rmSync(this.sudoers, { force: true });
+    await this.sshd?.stop();
     for (const user of this.users) spawnSync("userdel", ["--remove", user]);
     removeTestAgents(this.agent, this.uidBase);
     fs.rmSync(this.base, { recursive: true, force: true });
@@ -360,16 +274,21 @@ suite("npm run agents across three hosts on loopback", () => {
     );
     outputsFile = writeOutputs(path.join(dir, "outputs.json"), (h) => h.hostKey);
     // Every agent's claude has started (a PID in its row), asked the way the lead asks.
-    const deadline = Date.now() + 60_000;
-    for (let last = ""; ;) {
-      const r = await agents(["--outputs", outputsFile, "status"]);
-      const rows = tableLines(r.stdout).slice(1);
-      const running = rows.filter((l) => /^\S+\s+agent-\d+\s+\S+\s+\S+\s+\d+\s/.test(l));
-      if (r.code === 0 && running.length === 7) break;
-      last = `${r.stdout}${r.stderr}`;
-      if (Date.now() > deadline) throw new Error(`not every agent running after 60 s:\n${last}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    let last = "";
+    await poll(
+      "every agent running",
+      async () => {
+        const r = await agents(["--outputs", outputsFile, "status"]);
+        const rows = tableLines(r.stdout).slice(1);
+        const running = rows.filter((l) => /^\S+\s+agent-\d+\s+\S+\s+\S+\s+\d+\s/.test(l));
+        last = `${r.stdout}${r.stderr}`;
+        return r.code === 0 && running.length === 7;
+      },
+      60_000,
+      500,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}:\n${last}`);
+    });
   });
 
   afterAll(async () => {

@@ -14,7 +14,7 @@
 // /usr/local/lib/agent-host/apply: sshd runs in its own mount namespace where the prefix's
 // usr/local/lib is bound there. No systemd is PID 1 here, so agentctl starts the tmux server
 // itself (apply skips systemctl).
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as files from "../cloud-init/files";
@@ -34,10 +34,18 @@ import {
 } from "./harness";
 import { unavailableSuite } from "./real-suite";
 import { ExecTrace, secretExposures, underProgram, type Exec } from "./fixtures/exec-trace";
-import { filesContaining, freePort, removeTestAgents, standinRecords, waitFor } from "./support";
+import { writeClaudeStandin, writeSiteConf } from "./fixtures/host-tree";
+import { LoopbackSshd, SSHD_TOOLS, sshKeygen } from "./fixtures/sshd";
+import {
+  alive,
+  filesContaining,
+  freePort,
+  removeTestAgents,
+  standinRecords,
+  waitFor,
+} from "./support";
 
 const REPO = path.resolve(__dirname, "..");
-const STANDIN = path.join(REPO, "tests/fixtures/claude");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
 // Per run, so two runs of this file at once (several sessions share this machine) never remove
 // each other's users or sudo rule.
@@ -56,17 +64,7 @@ const CHANGED_MARK = "# changed by tests/fleet-ssh.test.ts\n";
 const SSH_TIMEOUT_MS = 120_000;
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-const TOOLS = [
-  "/usr/sbin/sshd",
-  "ssh",
-  "ssh-keygen",
-  "sudo",
-  "visudo",
-  "unshare",
-  "tmux",
-  "setpriv",
-  "flock",
-];
+const TOOLS = [...SSHD_TOOLS, "tmux", "setpriv", "flock"];
 const haveTools = TOOLS.every((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
 const suite =
   isRoot && haveTools
@@ -118,7 +116,7 @@ const p = {
   cloudInitLog: () => path.join(ROOT, "var/log/cloud-init-output.log"),
 };
 
-let sshd: ChildProcess | undefined;
+let sshd: LoopbackSshd | undefined;
 let sshdPort = 0;
 let knownHosts = "";
 let deployKey = { privateKey: "", publicKey: "" };
@@ -263,15 +261,6 @@ function recordOf(agent: string, pid: number): Promise<StandinRecord> {
   return waitFor(`${agent}'s stand-in record for pid ${pid}`, () =>
     records(agent).find((r) => r.pid === pid),
   );
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The remote.Command the program registered, with the values it carries. */
@@ -611,73 +600,55 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
     BASE = fs.mkdtempSync("/var/lib/agent-host-fleet-ssh-");
     fs.chmodSync(BASE, 0o755);
     ROOT = path.join(BASE, "root");
-    const sshDir = path.join(BASE, "ssh");
     const bin = path.join(BASE, "bin");
     fs.mkdirSync(ROOT, { mode: 0o755 });
-    fs.mkdirSync(sshDir, { mode: 0o700 });
-    fs.mkdirSync(bin, { mode: 0o755 });
 
     ensureUser(ADMIN);
     removeTestAgents(AGENT, UID_BASE);
-    // A locked password ("!") makes sshd without PAM refuse even key logins; "*" is no password.
-    sh("usermod", ["-p", "*", ADMIN]);
-
-    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f", `${sshDir}/deploy`]);
-    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host", "-f", `${sshDir}/host`]);
+    sshdPort = await freePort();
+    // sshd's SetEnv (kept by sudo): agentctl's defaults for the wrapper and tmux.conf are the
+    // VM's absolute paths, which apply does not prefix.
+    sshd = new LoopbackSshd({
+      base: BASE,
+      root: ROOT,
+      admin: ADMIN,
+      address: "127.0.0.1",
+      port: sshdPort,
+      setEnv: {
+        AGENT_HOST_ROOT: ROOT,
+        AGENT_WRAPPER: p.wrapper(),
+        AGENTCTL_TMUX_CONF: p.tmuxConf(),
+        CLAUDE_NPM_PREFIX: path.join(ROOT, "usr/local"),
+      },
+      path: [bin],
+      sudoers: SUDOERS,
+      by: "tests/fleet-ssh.test.ts",
+    });
+    const sshDir = sshd.sshDir;
+    sshKeygen(`${sshDir}/deploy`, "deploy");
     deployKey = {
       privateKey: fs.readFileSync(`${sshDir}/deploy`, "utf8"),
       publicKey: fs.readFileSync(`${sshDir}/deploy.pub`, "utf8").trim(),
     };
 
-    // What cloud-init leaves on a new VM before the first reconcile: the admin user's key.
-    const adminSsh = path.dirname(p.adminKeys());
-    fs.mkdirSync(adminSsh, { recursive: true, mode: 0o755 });
-    fs.chmodSync(adminSsh, 0o700);
-    fs.chownSync(adminSsh, uidOf(ADMIN), uidOf(ADMIN));
-    fs.writeFileSync(p.adminKeys(), `${deployKey.publicKey}\n`, { mode: 0o600 });
-    fs.chownSync(p.adminKeys(), uidOf(ADMIN), uidOf(ADMIN));
-
     // Site overrides apply appends to host.conf: the test's users and paths, short delays.
-    fs.mkdirSync(path.dirname(p.confLocal()), { recursive: true, mode: 0o755 });
-    fs.writeFileSync(
-      p.confLocal(),
-      [
-        "# tests/fleet-ssh.test.ts: this host's users and paths under AGENT_HOST_ROOT",
-        `AGENT_USER=${AGENT}`,
-        `AGENT_UID_BASE=${UID_BASE}`,
-        `AGENT_HOMES_DIR=${p.homes()}`,
-        `ADMIN_USER=${ADMIN}`,
-        `CLAUDE_BIN=${p.claudeBin()}`,
-        `WORKSPACES_DIR=${p.ws()}`,
-        `STATE_DIR=${path.join(ROOT, "data/home/agent/.agent-host")}`,
-        `RUN_DIR=${p.run()}`,
-        `TMUX_SOCKET=${p.sock()}`,
-        `API_KEY_FILE=${p.keyFile()}`,
-        "START_STAGGER_SECONDS=0.05",
-        "RESTART_BACKOFF_MIN_SECONDS=1",
-        "RESTART_BACKOFF_MAX_SECONDS=4",
-        "STOP_TIMEOUT_SECONDS=5",
-        "",
-      ].join("\n"),
-    );
-    // CLAUDE_BIN: the pinned version for install-claude-code's check (so it installs nothing,
-    // as on a VM that already has it), the recording stand-in for everything else.
-    fs.mkdirSync(path.dirname(p.claudeBin()), { recursive: true, mode: 0o755 });
-    // The agent user runs it: a copy in our 0755 tree, since CI's clone may be in a 0700 dir.
-    const standin = path.join(bin, "claude-standin");
-    fs.copyFileSync(STANDIN, standin);
-    fs.chmodSync(standin, 0o755);
-    fs.writeFileSync(
-      p.claudeBin(),
-      [
-        "#!/bin/sh",
-        "# CLAUDE_BIN stand-in written by tests/fleet-ssh.test.ts",
-        `[ "$1" = --version ] && { echo '${DEFAULT_CLAUDE_CODE_VERSION} (Claude Code)'; exit 0; }`,
-        `exec '${standin}' "$@"`,
-        "",
-      ].join("\n"),
-      { mode: 0o755 },
-    );
+    writeSiteConf(p.confLocal(), "tests/fleet-ssh.test.ts", {
+      AGENT_USER: AGENT,
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: p.homes(),
+      ADMIN_USER: ADMIN,
+      CLAUDE_BIN: p.claudeBin(),
+      WORKSPACES_DIR: p.ws(),
+      STATE_DIR: path.join(ROOT, "data/home/agent/.agent-host"),
+      RUN_DIR: p.run(),
+      TMUX_SOCKET: p.sock(),
+      API_KEY_FILE: p.keyFile(),
+      START_STAGGER_SECONDS: "0.05",
+      RESTART_BACKOFF_MIN_SECONDS: "1",
+      RESTART_BACKOFF_MAX_SECONDS: "4",
+      STOP_TIMEOUT_SECONDS: "5",
+    });
+    writeClaudeStandin(p.claudeBin(), bin, "tests/fleet-ssh.test.ts");
     fs.symlinkSync(CLOUD_INIT_STANDIN, path.join(bin, "cloud-init"));
     // Harness only: this machine reaches the npm registry through a TLS-inspecting proxy whose CA
     // the machine's global npmrc names (cafile). install-claude-code's `npm install -g --prefix`
@@ -686,83 +657,9 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
       fs.mkdirSync(path.join(ROOT, "usr/local/etc"), { recursive: true, mode: 0o755 });
       fs.copyFileSync("/etc/npmrc", path.join(ROOT, "usr/local/etc/npmrc"));
     }
-
-    const sudoers = [
-      "# tests/fleet-ssh.test.ts: the loopback admin user, as cloud-init sets up agent-admin",
-      `Defaults:${ADMIN} env_keep += "AGENT_HOST_ROOT AGENT_WRAPPER AGENTCTL_TMUX_CONF CLAUDE_NPM_PREFIX"`,
-      `Defaults:${ADMIN} secure_path="${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"`,
-      `${ADMIN} ALL=(root) NOPASSWD: ALL`,
-      "",
-    ].join("\n");
-    fs.writeFileSync(`${sshDir}/sudoers`, sudoers, { mode: 0o440 });
-    sh("visudo", ["-c", "-q", "-f", `${sshDir}/sudoers`]);
-    fs.writeFileSync(SUDOERS, sudoers, { mode: 0o440 });
-
-    sshdPort = await freePort();
-    const sshdConfig = `${sshDir}/sshd_config`;
-    fs.writeFileSync(
-      sshdConfig,
-      [
-        "# tests/fleet-ssh.test.ts: loopback only, key only, one user",
-        `Port ${sshdPort}`,
-        "ListenAddress 127.0.0.1",
-        `HostKey ${sshDir}/host`,
-        `PidFile ${sshDir}/sshd.pid`,
-        `AuthorizedKeysFile ${path.join(ROOT, "home/%u/.ssh/authorized_keys")}`,
-        "StrictModes yes",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "PermitRootLogin no",
-        `AllowUsers ${ADMIN}`,
-        "PrintMotd no",
-        "PrintLastLog no",
-        `SetEnv AGENT_HOST_ROOT=${ROOT} AGENT_WRAPPER=${p.wrapper()} AGENTCTL_TMUX_CONF=${p.tmuxConf()} CLAUDE_NPM_PREFIX=${path.join(ROOT, "usr/local")}`,
-        "",
-      ].join("\n"),
-    );
-    // sshd refuses to start without its privilege-separation directory (systemd makes it at
-    // boot). It stays: another run's sshd may be using it.
-    fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-    sh("/usr/sbin/sshd", ["-t", "-f", sshdConfig]);
-    // The command string runs /usr/local/lib/agent-host/apply, which cloud-init put there at
-    // first boot and every run re-installs from the bundle. Here that is the prefixed copy:
-    // sshd (and so every session, apply, and the tmux server agentctl starts) runs in its own
-    // mount namespace where $ROOT/usr/local/lib is bound on /usr/local/lib. Nothing outside
-    // BASE is written and the machine's own /usr/local/lib is untouched.
-    const lib = path.join(ROOT, "usr/local/lib");
-    fs.mkdirSync(path.join(lib, "agent-host"), { recursive: true, mode: 0o755 });
-    fs.copyFileSync(path.join(REPO, "cloud-init/host/apply"), path.join(ROOT, APPLY_PATH));
-    fs.chmodSync(path.join(ROOT, APPLY_PATH), 0o755);
-    let sshdLog = "";
-    sshd = spawn(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount --bind "$1" /usr/local/lib && exec /usr/sbin/sshd -D -e -f "$2"',
-        "sh",
-        lib,
-        sshdConfig,
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    sshd.stderr?.on("data", (d: Buffer) => (sshdLog += d.toString()));
-    await waitFor(
-      "sshd to listen",
-      () => sshdLog.includes(`Server listening on 127.0.0.1 port ${sshdPort}`),
-      10_000,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; sshd said: ${sshdLog}`);
-    });
-    const hostPub = fs.readFileSync(`${sshDir}/host.pub`, "utf8").trim();
+    await sshd.start(deployKey.publicKey);
     knownHosts = `${sshDir}/known_hosts`;
-    fs.writeFileSync(knownHosts, `[127.0.0.1]:${sshdPort} ${hostPub}\n`);
+    fs.writeFileSync(knownHosts, sshd.knownHostsLine());
   });
 
   afterAll(async () => {
@@ -779,14 +676,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
         }
       },
     );
-    if (sshd && sshd.exitCode === null) {
-      const exited = new Promise((r) => sshd?.once("exit", r));
-      sshd.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
-      clearTimeout(timer);
-    }
-    fs.rmSync(SUDOERS, { force: true });
+    await sshd?.stop();
     for (const user of createdUsers) spawnSync("userdel", ["--remove", user]);
     removeTestAgents(AGENT, UID_BASE);
     if (BASE) fs.rmSync(BASE, { recursive: true, force: true });

@@ -122,9 +122,13 @@ function git(user: string, cwd: string, args: string[]): string {
   return r.stdout.trim();
 }
 
+/** The users this run made, removed (with their homes) at its end. */
+const createdUsers: string[] = [];
+
 function ensureUser(name: string, shell = "/bin/bash"): void {
   if (spawnSync("id", ["-u", name]).status !== 0) {
     sh("useradd", ["--create-home", "--shell", shell, name]);
+    createdUsers.push(name);
   }
   // A locked password ("!") makes sshd without PAM refuse even key logins; "*" is no password.
   sh("usermod", ["-p", "*", name]);
@@ -525,6 +529,7 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     // The stand-in claudes die with their panes; whatever the agents left, pid by pid, and users.
     removeTestAgents(PREFIX, UID_BASE);
     if (BASE) fs.rmSync(BASE, { recursive: true, force: true });
+    for (const user of createdUsers.splice(0)) spawnSync("userdel", ["--remove", user]);
   });
 
   describe("an HTTPS repository with a GitHub token", () => {

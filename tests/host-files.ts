@@ -1,7 +1,7 @@
 // Where the host files live in the repo (what cloud-init ships to the VM, HOST.md), and where the
 // VM has the ones Claude Code's managed hooks name: shared by the suites that run them for real.
 import * as path from "path";
-import { hostSettingsFor, renderHostConf } from "../cloud-init/host-config";
+import { hostSettingsFor, renderBootHostConf, renderHostConf } from "../cloud-init/host-config";
 import { parseConfig } from "../config";
 
 export const REPO = path.resolve(__dirname, "..");
@@ -37,6 +37,11 @@ const SITE_KEYS = new Set([
   "RESTART_BACKOFF_MIN_SECONDS",
   "RESTART_BACKOFF_MAX_SECONDS",
   "STOP_TIMEOUT_SECONDS",
+  "DASHBOARD_TOKEN_FILE",
+  // The auto-stop's delays in seconds (the stack has whole minutes) and the stand-in systemctl.
+  "AUTO_STOP_SECONDS",
+  "AUTO_STOP_POLL_SECONDS",
+  "AUTO_STOP_COMMAND",
 ]);
 
 /**
@@ -48,6 +53,7 @@ const SITE_KEYS = new Set([
 export function productHostConf(
   stack: Record<string, string>,
   site: Record<string, string>,
+  render = renderHostConf,
 ): string {
   const outside = Object.keys(site).filter((k) => !SITE_KEYS.has(k));
   if (outside.length > 0) {
@@ -64,5 +70,9 @@ export function productHostConf(
   const local = Object.entries(site)
     .map(([k, v]) => `${k}=${v}\n`)
     .join("");
-  return `${renderHostConf(hostSettingsFor(config, []))}# --- appended from host.conf.local (this test machine) ---\n${local}`;
+  return `${render(hostSettingsFor(config, []))}# --- appended from host.conf.local (this test machine) ---\n${local}`;
 }
+
+/** The host.conf cloud-init writes at first boot (renderBootHostConf), with the site's overrides. */
+export const bootHostConf = (stack: Record<string, string>, site: Record<string, string>) =>
+  productHostConf(stack, site, renderBootHostConf);

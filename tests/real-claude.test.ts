@@ -16,23 +16,16 @@
 // every restarted agent signs in with it.
 //
 // Figures (time for 12 agents to reach the prompt, their memory) are printed, not asserted.
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
-import { unavailableSuite } from "./real-suite";
-import {
-  filesContaining,
-  freePort,
-  poll,
-  removeTestAgents,
-  runAsync,
-  type RunResult,
-} from "./support";
-import { REPO, AGENTCTL, WRAPPER, TMUX_CONF } from "./host-files";
+import { offlineClaudeEnv, pane, RealHost, tmux, typePrompt, unavailableSuite } from "./real-suite";
+import { alive, filesContaining, poll, removeTestAgents, type RunResult } from "./support";
+import { AGENTCTL } from "./host-files";
+import { HOST_FILES } from "../cloud-init/files";
 import { agentDockerEnv } from "../host/docker/rootless";
 
 const AGENT_USER = "claudereal";
@@ -72,23 +65,9 @@ interface Row {
   last_exit_reason: string | null;
 }
 
-interface Host {
-  dir: string;
-  conf: string;
-  sock: string;
-  ws: string;
-  homes: string;
-  run: string;
-  keyFile: string;
-  tokenFile: string;
-  env: NodeJS.ProcessEnv;
-  server?: ChildProcess;
-}
+type Host = RealHost;
 
-/** agentctl without blocking this process: the stand-in API answers from its event loop. */
-function ctl(h: Host, args: string[], stdin?: string): Promise<RunResult> {
-  return runAsync(AGENTCTL, args, h.env, stdin);
-}
+const ctl = (h: Host, args: string[], stdin?: string): Promise<RunResult> => h.ctl(args, stdin);
 
 async function status(h: Host): Promise<Row[]> {
   const r = await ctl(h, ["status", "--json"]);
@@ -97,54 +76,17 @@ async function status(h: Host): Promise<Row[]> {
   return (JSON.parse(r.stdout) as { agents: Row[] }).agents.sort((a, b) => num(a) - num(b));
 }
 
-function tmux(sock: string, args: string[]): string {
-  const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tmux ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const target = (n: number) => `=agents:=agent-${n}`;
-const pane = (h: Host, n: number) => tmux(h.sock, ["capture-pane", "-p", "-t", target(n)]);
-
 const atPrompt = atClaudePrompt;
-
-/** Types a prompt the way a person does: the text, then (once it shows) Enter. */
-async function typePrompt(h: Host, n: number, text: string): Promise<void> {
-  tmux(h.sock, ["send-keys", "-t", target(n), "-l", text]);
-  await poll(`agent-${n} to show the typed text`, () => pane(h, n).includes(text), 20_000, 200);
-  tmux(h.sock, ["send-keys", "-t", target(n), "Enter"]);
-}
 
 const conversation = (r: RecordedRequest) => JSON.stringify(r.body?.messages ?? []);
 
-function writeConf(h: Host, extra: Record<string, string>): void {
-  const base: Record<string, string> = {
-    AGENT_COUNT: String(COUNT),
-    AGENT_MAX: "24",
-    AGENT_USER,
-    PERMISSION_MODE: "bypassPermissions",
-    START_STAGGER_SECONDS: "0.25",
-    RESTART_BACKOFF_MIN_SECONDS: "1",
-    RESTART_BACKOFF_MAX_SECONDS: "2",
-    STOP_TIMEOUT_SECONDS: "10",
-    WORKSPACES_DIR: h.ws,
-    AGENT_UID_BASE: String(UID_BASE),
-    AGENT_HOMES_DIR: h.homes,
-    STATE_DIR: path.join(h.dir, "legacy-state"),
-    RUN_DIR: h.run,
-    TMUX_SOCKET: h.sock,
-    API_KEY_FILE: h.keyFile,
-    LOGIN_TOKEN_FILE: h.tokenFile,
-  };
-  const all = { ...base, ...extra };
-  fs.writeFileSync(
-    h.conf,
-    `# written by tests/real-claude.test.ts\n${Object.entries(all)
-      .map(([k, v]) => `${k}=${v}`)
-      .join("\n")}\n`,
-  );
-}
-
+/** The stack config of the suite's host (the stack's own renderer writes host.conf from it). */
+const stackConfig = (api: MessagesApi, claudeEnv: string[]): Record<string, string> => ({
+  "agent-host:agentCount": String(COUNT),
+  "agent-host:agentPermissionMode": "bypassPermissions",
+  "agent-host:anthropicBaseUrl": api.url,
+  "agent-host:claudeEnv": JSON.stringify(claudeEnv),
+});
 function claudePid(h: Host, n: number): number {
   return Number(fs.readFileSync(path.join(h.run, `agent-${n}`, "pid"), "utf8").trim());
 }
@@ -170,78 +112,33 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
   jest.setTimeout(300_000);
   let api: MessagesApi;
   let h: Host;
-  let claudeEnv: string;
+  let claudeEnv: string[];
 
   beforeAll(async () => {
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}`, models: [VERTEX.model] });
-    const deadProxy = `http://127.0.0.1:${await freePort()}`;
-    claudeEnv = [
-      "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-      `HTTPS_PROXY=${deadProxy}`,
-      `HTTP_PROXY=${deadProxy}`,
-      "NO_PROXY=127.0.0.1,localhost",
-    ].join(" ");
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "real-claude-"));
-    fs.chmodSync(dir, 0o755);
-    h = {
-      dir,
-      conf: path.join(dir, "host.conf"),
-      sock: path.join(dir, "run", "tmux.sock"),
-      ws: path.join(dir, "workspaces"),
-      homes: path.join(dir, "homes"),
-      run: path.join(dir, "run"),
-      keyFile: path.join(dir, "secrets", "anthropic-api-key"),
-      tokenFile: path.join(dir, "data", "agent-host", "claude-login-token"),
-      env: {
-        PATH: process.env.PATH,
-        LANG: "C.UTF-8",
-        AGENTCTL_CONFIG: path.join(dir, "host.conf"),
-        AGENT_WRAPPER: WRAPPER,
-        AGENTCTL_TMUX_CONF: TMUX_CONF,
-        // status runs as root: the repo's bundle, wherever the clone is.
-        AGENT_HOST_JS: path.join(REPO, "cloud-init/host/agent-host.js"),
-      },
-    };
-    writeConf(h, { CLAUDE_BIN: bin, ANTHROPIC_BASE_URL: api.url, CLAUDE_ENV: claudeEnv });
-    fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
-    fs.writeFileSync(h.keyFile, `${API_KEY}\n`, { mode: 0o600 });
-    h.server = spawn(AGENTCTL, ["server"], { env: h.env, stdio: "ignore" });
-    await poll(
-      "the tmux server",
-      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
-      15_000,
-      100,
-    );
+    claudeEnv = await offlineClaudeEnv();
+    h = new RealHost({
+      name: "real-claude",
+      user: AGENT_USER,
+      uidBase: UID_BASE,
+      apiKey: API_KEY,
+      stack: stackConfig(api, claudeEnv),
+      site: { CLAUDE_BIN: bin },
+    });
+    await h.start();
   });
 
   afterAll(async () => {
-    if (!h) return;
-    const pids = fs.existsSync(h.run)
-      ? fs
-          .readdirSync(h.run)
-          .filter((a) => /^agent-\d+$/.test(a) && fs.existsSync(path.join(h.run, a, "pid")))
-          .map((a) => Number(fs.readFileSync(path.join(h.run, a, "pid"), "utf8")))
-      : [];
-    spawnSync("tmux", ["-S", h.sock, "kill-server"]);
-    h.server?.kill("SIGTERM");
-    // Each claude dies with its pane (SIGHUP); any that did not, pid by pid.
-    for (const p of pids) {
-      try {
-        if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("claude"))
-          process.kill(p, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    await h?.close();
     await api?.close();
-    fs.rmSync(h.dir, { recursive: true, force: true });
     removeTestAgents(AGENT_USER, UID_BASE);
   });
 
   test(`${COUNT} agents reach the ❯ prompt with no keypress, in bypassPermissions mode`, async () => {
-    const t0 = Date.now();
+    // The deploy (apply, in beforeAll) reconciled them; the figures count from its start.
+    const t0 = h.deployedAt;
     const r = await ctl(h, ["reconcile", String(COUNT)]);
     expect(r.code).toBe(0);
     const ready = new Map<number, number>();
@@ -282,7 +179,7 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     console.log(
       `real claude ${COUNT} agents: ${(Math.max(...ready.values()) / 1000).toFixed(
         1,
-      )} s to the last prompt (first ${(Math.min(...ready.values()) / 1000).toFixed(
+      )} s from the deploy to the last prompt (first ${(Math.min(...ready.values()) / 1000).toFixed(
         1,
       )} s); memory ${(mem / 2 ** 20).toFixed(0)} MiB in all, ${(mem / COUNT / 2 ** 20).toFixed(0)} MiB each`,
     );
@@ -372,11 +269,22 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     expect(looping.exit_code).toBe(137);
     expect(looping.last_exit_reason).toBe("killed by signal 9 (SIGKILL)");
     // From the first restarting on, no poll says running: a claude alive for a second between two
-    // crashes is not running.
-    for (let i = 0; i < 15; i++) {
+    // crashes is not running. Asked while each next claude is alive (when a lenient status would
+    // say running), and again in the backoff after it is killed.
+    const state12 = async () => ((await status(h)).find((x) => x.name === "agent-12") as Row).state;
+    for (let i = 0; i < 6; i++) {
+      await poll(
+        `agent-12's next claude (${i + 1} of 6)`,
+        () => {
+          const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, "utf8")) : 0;
+          return pid > 0 && !killed.has(pid) && alive(pid);
+        },
+        30_000,
+        50,
+      );
+      seen.push(await state12());
       killNewClaude();
-      seen.push(((await status(h)).find((x) => x.name === "agent-12") as Row).state);
-      await new Promise((res) => setTimeout(res, 200));
+      seen.push(await state12());
     }
     expect(seen.filter((x) => x !== "restarting")).toEqual([]);
     // Left alone, it comes back: restarting for its first STABLE_RUN_SECONDS, then running.
@@ -532,17 +440,25 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
 
   test("Vertex AI: the agent reaches :streamRawPredict with no key anywhere on the host", async () => {
     fs.rmSync(h.tokenFile, { force: true });
-    writeConf(h, {
-      CLAUDE_BIN: realClaudeBin(),
-      AGENT_COUNT: "1",
-      CLAUDE_PROVIDER: "vertex",
-      VERTEX_PROJECT_ID: VERTEX.project,
-      VERTEX_REGION: VERTEX.region,
-      VERTEX_BASE_URL: `${api.url}/v1`,
-      CLAUDE_MODEL: VERTEX.model,
+    // The stack's project is the Vertex project (config.ts: vertexProjectId is gcp:project).
+    const { "agent-host:anthropicBaseUrl": _anthropicOnly, ...onVertex } = stackConfig(api, [
+      ...claudeEnv,
       // On the VM google-auth gets the service account's token from the metadata server.
-      CLAUDE_ENV: `${claudeEnv} CLAUDE_CODE_SKIP_VERTEX_AUTH=1`,
-    });
+      "CLAUDE_CODE_SKIP_VERTEX_AUTH=1",
+    ]);
+    // A deploy of the new config (pulumi config set claudeProvider vertex; pulumi up), no key.
+    await h.apply(
+      {
+        ...onVertex,
+        "gcp:project": VERTEX.project,
+        "agent-host:agentCount": "1",
+        "agent-host:claudeProvider": "vertex",
+        "agent-host:vertexRegion": VERTEX.region,
+        "agent-host:vertexBaseUrl": `${api.url}/v1`,
+        "agent-host:claudeModel": VERTEX.model,
+      },
+      null,
+    );
     expect((await ctl(h, ["reconcile", "1"])).code).toBe(0);
     expect((await ctl(h, ["restart", "1"])).code).toBe(0);
     const row = await poll(
@@ -581,9 +497,14 @@ suite("the real Claude Code under agentctl, against a stand-in API", () => {
     // Its own Docker (dockerMode rootless, the default): host/docker/rootless.ts agentDockerEnv.
     for (const pair of agentDockerEnv(1, "rootless"))
       expect(env.get(pair.split("=")[0])).toBe(pair.slice(pair.indexOf("=") + 1));
-    // No key file, no login, and no Anthropic key or token in any file the host has.
+    // No key file, no login, and no Anthropic key or token in any file the host has: the two this
+    // suite used nowhere, and no other one but in the shipped host files' own text (agentctl and
+    // the wrapper name the prefixes they check).
     expect(fs.existsSync(h.keyFile) || fs.existsSync(h.tokenFile)).toBe(false);
-    expect(filesContaining(h.dir, "sk-ant-a")).toEqual([]);
-    expect(filesContaining(h.dir, "sk-ant-o")).toEqual([]);
+    expect(filesContaining(h.dir, API_KEY)).toEqual([]);
+    expect(filesContaining(h.dir, RECORDED_TOKEN)).toEqual([]);
+    const shipped = HOST_FILES.map((f) => path.join(h.root, f.path));
+    expect(filesContaining(h.dir, "sk-ant-a", shipped)).toEqual([]);
+    expect(filesContaining(h.dir, "sk-ant-o", shipped)).toEqual([]);
   });
 });

@@ -43,6 +43,7 @@ describe("npm run render", () => {
     expect(result.stderr).toContain("agent-host:anthropicApiKey is encrypted");
     expect(result.stderr).toContain("agent-host:deployPrivateKey is encrypted");
     expect(result.stdout).not.toContain("secure:");
+    fs.rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
   test("piped into head, it stops quietly", () => {

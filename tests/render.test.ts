@@ -39,6 +39,7 @@ function render(overrides: Record<string, string> = {}): string {
 
 const COUNTS = [1, 10, 20];
 const work = mkdtempSync(path.join(tmpdir(), "render-test-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe.each(COUNTS)("user-data for %i agents", (count) => {
   const text = render({ "agent-host:agentCount": String(count) });

@@ -35,6 +35,16 @@ export function filesContaining(dir: string, needle: string, except: string[] = 
   return hits.sort();
 }
 
+/** Whether a process with this pid exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,6 +56,20 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Debian's chromium, which the dashboard's browser tests and its benchmark drive (playwright-core). */
+export const CHROMIUM = "/usr/bin/chromium";
+/** Headless, and nothing that reaches past 127.0.0.1. */
+export const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 /** The JSON lines the stand-in claude (tests/fixtures/claude) recorded in a state folder. */
 export function standinRecords<T>(agentStateDir: string): T[] {
