@@ -245,6 +245,12 @@ function claudesStarted(n: number, old = new Map<string, number>(), ms?: number)
   );
 }
 
+/** The conversation `agent` (agent-N) runs, as its own user's state folder records it. */
+function sessionIdOf(agent: string): string {
+  const home = path.join(p.homes(), `${AGENT}-${agent.replace("agent-", "")}`);
+  return fs.readFileSync(path.join(home, ".agent-host", "session-id"), "utf8").trim();
+}
+
 function records(agent: string): StandinRecord[] {
   // agent-N's state is in its own home (issue 20): HOMES/fleet-agent-N/.agent-host.
   return standinRecords<StandinRecord>(
@@ -860,22 +866,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
   // Day-2 paths the docs promise (docs/operations.md), after the runs above: 12 agents running.
   test("an API key rotation: stored root-only, every agent restarted with the new key, each on its own conversation", async () => {
     const before = await allRunning(12);
-    const sessions = new Map(
-      agentNames(12).map((n) => [
-        n,
-        fs
-          .readFileSync(
-            path.join(
-              p.homes(),
-              `${AGENT}-${n.replace("agent-", "")}`,
-              ".agent-host",
-              "session-id",
-            ),
-            "utf8",
-          )
-          .trim(),
-      ]),
-    );
+    const sessions = new Map(agentNames(12).map((n) => [n, sessionIdOf(n)]));
     const r = await sshRun(await program(12, ROTATED_KEY_CANARY));
     expect([r.code, r.stdout]).toEqual([0, summary(12, [])]);
     expect(r.stderr).toContain("apply: stored a new API key (root-only, 0600)");
@@ -939,22 +930,7 @@ suite("the fleet's reconcile command over a real sshd on 127.0.0.1", () => {
   // Last: from here on the agents run the real binary, not the recording stand-in.
   test("a Claude Code version change: the new version installed by npm, every agent restarted on it with --resume of its own conversation", async () => {
     const before = await allRunning(12);
-    const sessions = new Map(
-      agentNames(12).map((n) => [
-        n,
-        fs
-          .readFileSync(
-            path.join(
-              p.homes(),
-              `${AGENT}-${n.replace("agent-", "")}`,
-              ".agent-host",
-              "session-id",
-            ),
-            "utf8",
-          )
-          .trim(),
-      ]),
-    );
+    const sessions = new Map(agentNames(12).map((n) => [n, sessionIdOf(n)]));
     // npm downloads the release's native binary (~200 MB): minutes on a loaded machine.
     const r = await sshRun(
       await program(12, ROTATED_KEY_CANARY, {

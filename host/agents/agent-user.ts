@@ -316,6 +316,16 @@ export function ensureAgent(
   return a;
 }
 
+/** Whether a path is there, never following a link (root looks into agents' folders). */
+export function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether `dir` is a real directory (not a link) of `uid`'s, 0700: read with lstat, never followed. */
 function ownDir(dir: string, uid: number): boolean {
   try {

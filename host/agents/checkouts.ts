@@ -7,7 +7,7 @@
 import { spawnSync, type StdioOptions } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { agentCwd, asAgentArgv, type AgentUser } from "./agent-user";
+import { agentCwd, asAgentArgv, lexists, type AgentUser } from "./agent-user";
 import type { Agents } from "./agents";
 import { isDir } from "./agents";
 import { namesOrNone } from "./reconcile";
@@ -47,16 +47,6 @@ export function asAgent(
 function git(a: Agents, u: AgentUser, args: readonly string[], opts: AsAgentOptions = {}) {
   return asAgent(u, a.conf.workspacesDir, ["git", ...args], opts);
 }
-
-/** Whether a path is there, never following a link (root looks into agents' folders). */
-const lexists = (p: string): boolean => {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Missing, or a directory with nothing in it (an unreadable one counts as empty, as find did). */
 function missingOrEmpty(ws: string): boolean {

@@ -9,20 +9,12 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { lexists } from "./agent-user";
 
 const COMPLETE = "agent-host-own-checkout";
 
-const exists = (p: string): boolean => {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 function copyIfThere(from: string, to: string): void {
-  if (!exists(from)) return;
+  if (!lexists(from)) return;
   fs.mkdirSync(path.dirname(to), { recursive: true });
   fs.copyFileSync(from, to);
 }
@@ -31,14 +23,14 @@ export function ownCheckout(ws: string): string {
   const dotgit = path.join(ws, ".git");
   const scratch = path.join(ws, ".git.migrating");
   const link = path.join(ws, ".git.worktree-link");
-  const st = exists(dotgit) ? fs.lstatSync(dotgit) : undefined;
+  const st = lexists(dotgit) ? fs.lstatSync(dotgit) : undefined;
   if (st?.isDirectory()) {
-    if (exists(scratch)) fs.rmSync(scratch, { recursive: true, force: true });
+    if (lexists(scratch)) fs.rmSync(scratch, { recursive: true, force: true });
     fs.rmSync(link, { force: true });
     return "already a repository of its own";
   }
   if (!st) {
-    if (!exists(path.join(scratch, COMPLETE)))
+    if (!lexists(path.join(scratch, COMPLETE)))
       throw new Error(`${dotgit} is missing and no complete copy is in ${scratch}`);
   } else {
     if (!st.isFile()) throw new Error(`${dotgit} is neither a file nor a folder`);

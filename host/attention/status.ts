@@ -11,7 +11,7 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import { agentCwd, agentIds, asAgentArgv, type AgentUser } from "../agents/agent-user";
+import { agentCwd, agentIds, asAgentArgv, lexists, type AgentUser } from "../agents/agent-user";
 import { GIT_QUERY_TIMEOUT_SECONDS } from "../agents/checkouts";
 import type { HostConf } from "../conf/conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
@@ -372,16 +372,6 @@ function agentUser(conf: HostConf, n: number): AgentUser | undefined {
     .find((l) => l.startsWith(`${ids.name}:`));
   return line?.split(":")[2] === String(ids.uid) ? ids : undefined;
 }
-
-/** Whether a path is there, never following a link (an agent's home is the agent's). */
-const lexists = (p: string): boolean => {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * git (here: a sh running git) as the agent, never as root: a repository's config can name
