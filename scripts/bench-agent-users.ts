@@ -3,30 +3,47 @@
 // tests/hostile-agent.test.ts and tests/upgrade-users.test.ts. Run as root, under the shared lock:
 //   flock /tmp/agent-host-system.lock npm run --silent bench:agent-users [-- RUNS]
 //
-// For each product (the last commit before per-agent users, read from git, and this tree): a real
-// tmux server, 12 agents of the stand-in claude, then
+// "Before" is the last main commit with one shared agent user: LEGACY_COMMIT, the first parent of
+// the merge that brought per-agent users (c8b3180 "Merge branch 'h20-users'"). Its host files come
+// from a `git worktree add` of that commit in /tmp, its bundle built there by its own
+// scripts/build-host.ts (the bundle is not tracked); the worktree is removed after.
+//
+// For each product (before, and this tree): a real tmux server, 12 agents of the stand-in claude,
+// then, RUNS times (min/median/max):
 // - the time to add agent 13: `agentctl reconcile 13` (wall time of the command) and until agent
 //   13's claude runs (its wrapper's pid file, a live process) — with per-agent users that
-//   includes useradd, the home, the workspace and the state folders;
+//   includes useradd, the home, the workspace and the state folders. Between runs agent 13 goes
+//   again (reconcile 12) and its user, home, state and workspace are removed, so every run adds
+//   it as a first 12 → 13 does;
 // - the supervisor's memory per agent: PSS and RSS of each agent-wrapper (the pane's process);
-// - the disk an agent's own files take before any work: its home and state (du).
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+// - the disk an agent's own files take before any work: its state (in its home, with per-agent
+//   users) and its workspace (du).
+// The real claude's memory per agent is printed by npm run bench:scale (the same binary and pages
+// under either design); the rootless Docker daemon's start and idle PSS by
+// tests/docker-rootless.test.ts (docs/operations.md, "Benchmarks").
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { pidsOfUid } from "../host/agents/migrate";
+import { stats } from "./bench-support";
 
 const REPO = path.resolve(__dirname, "..");
-const LEGACY_COMMIT = "285b86cd8d98b3880e55359180cb5a68923a035f";
+/** c8b3180^1: main just before "Merge branch 'h20-users'", which brought per-agent users. */
+const LEGACY_COMMIT = "e8521ce621b97cb0c10ef786adb619a809431337";
 const RUNS = Math.max(1, Number(process.argv[2] ?? 3));
 const PREFIX = "benchusers";
 const UID_BASE = 61700;
 
 const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
-function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv): string {
-  const r = spawnSync(cmd, args, { env, encoding: "utf8", timeout: 120_000 });
+function must(
+  cmd: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+  opts: { cwd?: string } = {},
+): string {
+  const r = spawnSync(cmd, args, { env, encoding: "utf8", timeout: 120_000, ...opts });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}: ${r.stderr}`);
   return r.stdout;
 }
@@ -56,24 +73,62 @@ function rollup(pid: number): { pss: number; rss: number } {
   return { pss: kb("Pss"), rss: kb("Rss") };
 }
 
+function killUid(uid: number): void {
+  for (const pid of pidsOfUid(uid))
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+}
+
+/** Removes the user (and group) `name` if it carries the benchmark's id for it. */
+function removeUser(name: string, uid: number): void {
+  const pw = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
+  if (pw.status === 0 && pw.stdout.split(":")[2] === String(uid)) spawnSync("userdel", [name]);
+  const gr = spawnSync("getent", ["group", name], { encoding: "utf8" });
+  if (gr.status === 0 && gr.stdout.split(":")[2] === String(uid)) spawnSync("groupdel", [name]);
+}
+
 function removeUsers(): void {
-  for (let n = 0; n <= 14; n++) {
-    const name = n === 0 ? PREFIX : `${PREFIX}-${n}`;
-    const pw = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
-    if (pw.status === 0 && pw.stdout.split(":")[2] === String(UID_BASE + n))
-      spawnSync("userdel", [name]);
-    const gr = spawnSync("getent", ["group", name], { encoding: "utf8" });
-    if (gr.status === 0 && gr.stdout.split(":")[2] === String(UID_BASE + n))
-      spawnSync("groupdel", [name]);
+  for (let n = 0; n <= 14; n++) removeUser(n === 0 ? PREFIX : `${PREFIX}-${n}`, UID_BASE + n);
+}
+
+/** The legacy commit's host files, its bundle built by its own build script in a worktree. */
+function buildLegacy(into: string): void {
+  const tree = path.join(
+    fs.mkdtempSync(path.join(os.tmpdir(), "bench-agent-users-legacy-")),
+    "tree",
+  );
+  must("git", ["-C", REPO, "worktree", "add", "--quiet", "--detach", tree, LEGACY_COMMIT]);
+  try {
+    fs.symlinkSync(path.join(REPO, "node_modules"), path.join(tree, "node_modules"));
+    must(
+      path.join(REPO, "node_modules/.bin/ts-node"),
+      ["--transpile-only", "scripts/build-host.ts"],
+      process.env,
+      { cwd: tree },
+    );
+    const host = path.join(tree, "cloud-init/host");
+    for (const f of fs.readdirSync(host)) {
+      fs.copyFileSync(path.join(host, f), path.join(into, f));
+      fs.chmodSync(path.join(into, f), 0o755);
+    }
+  } finally {
+    spawnSync("git", ["-C", REPO, "worktree", "remove", "--force", tree]);
+    fs.rmSync(path.dirname(tree), { recursive: true, force: true });
   }
 }
 
 interface Figures {
-  reconcileMs: number;
-  runningMs: number;
+  reconcileMs: number[];
+  runningMs: number[];
   pss: number;
   rss: number;
-  diskKb: number;
+  stateKb: number;
+  workspaceKb: number;
+  /** What stateKb measured. */
+  ownLabel: string;
 }
 
 async function measure(product: "legacy" | "current"): Promise<Figures> {
@@ -83,23 +138,12 @@ async function measure(product: "legacy" | "current"): Promise<Figures> {
   if (product === "legacy") {
     lib = path.join(dir, "lib");
     fs.mkdirSync(lib, { mode: 0o755 });
-    for (const f of ["agentctl", "agent-wrapper", "agent-host.js", "seed-claude-config"])
-      fs.writeFileSync(
-        path.join(lib, f),
-        execFileSync("git", ["-C", REPO, "show", `${LEGACY_COMMIT}:cloud-init/host/${f}`]),
-        { mode: 0o755 },
-      );
+    buildLegacy(lib);
     // The shared user, as cloud-init made it before.
     must("groupadd", ["--gid", String(UID_BASE), PREFIX]);
     must("useradd", [
-      "--uid",
-      String(UID_BASE),
-      "--gid",
-      String(UID_BASE),
-      "-M",
-      "-d",
-      path.join(dir, "home"),
-      PREFIX,
+      ...["--uid", String(UID_BASE), "--gid", String(UID_BASE)],
+      ...["-M", "-d", path.join(dir, "home"), PREFIX],
     ]);
     fs.mkdirSync(path.join(dir, "home"), { mode: 0o750 });
     fs.chownSync(path.join(dir, "home"), UID_BASE, UID_BASE);
@@ -114,8 +158,10 @@ async function measure(product: "legacy" | "current"): Promise<Figures> {
     conf,
     [
       `AGENT_USER=${PREFIX}`,
-      `AGENT_UID_BASE=${UID_BASE}`,
-      `AGENT_HOMES_DIR=${path.join(dir, "homes")}`,
+      // Keys the shared-user product did not know (its parser may refuse them).
+      ...(product === "current"
+        ? [`AGENT_UID_BASE=${UID_BASE}`, `AGENT_HOMES_DIR=${path.join(dir, "homes")}`]
+        : []),
       `STATE_DIR=${state}`,
       `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
       `RUN_DIR=${run}`,
@@ -132,7 +178,7 @@ async function measure(product: "legacy" | "current"): Promise<Figures> {
     AGENTCTL_CONFIG: conf,
     AGENT_WRAPPER: path.join(lib, "agent-wrapper"),
     AGENT_HOST_JS: path.join(lib, "agent-host.js"),
-    AGENTCTL_TMUX_CONF: path.join(REPO, "cloud-init/host/tmux.conf"),
+    AGENTCTL_TMUX_CONF: path.join(lib, "tmux.conf"),
   };
   delete env.TMUX;
   const agentctl = path.join(lib, "agentctl");
@@ -143,52 +189,59 @@ async function measure(product: "legacy" | "current"): Promise<Figures> {
         ? true
         : undefined,
     );
+    const own =
+      product === "legacy" ? path.join(state, "agent-13") : path.join(dir, "homes", `${PREFIX}-13`);
+    const workspace = path.join(dir, "workspaces", "agent-13");
+    const du = (p: string) => Number(must("du", ["-sk", p]).split("\t")[0]);
     const add: number[] = [];
     const up: number[] = [];
+    let stateKb = 0;
+    let workspaceKb = 0;
+    must(agentctl, ["reconcile", "12"], env);
+    for (let n = 1; n <= 12; n++) await until(`agent-${n}`, () => claudePid(run, n));
     for (let i = 0; i < RUNS; i++) {
-      must(agentctl, ["reconcile", "12"], env);
-      for (let n = 1; n <= 12; n++) await until(`agent-${n}`, () => claudePid(run, n));
       const t0 = process.hrtime.bigint();
       must(agentctl, ["reconcile", "13"], env);
       add.push(ms(t0));
       await until("agent-13's claude", () => claudePid(run, 13));
       up.push(ms(t0));
+      stateKb = du(own);
+      workspaceKb = du(workspace);
+      if (i === RUNS - 1) break;
+      // Agent 13 goes, with everything of its own, so the next run adds it as the first did.
+      must(agentctl, ["reconcile", "12"], env);
+      await until("agent-13 stopped", () => (claudePid(run, 13) ? undefined : true));
+      if (product === "current") {
+        killUid(UID_BASE + 13);
+        removeUser(`${PREFIX}-13`, UID_BASE + 13);
+      }
+      for (const p of [own, workspace, path.join(run, "agent-13")])
+        fs.rmSync(p, { recursive: true, force: true });
     }
     // The panes' processes: each agent's wrapper.
     const panes = must("tmux", [
-      "-S",
-      path.join(run, "tmux.sock"),
-      "list-panes",
-      "-s",
-      "-t",
-      "=agents",
-      "-F",
-      "#{pane_pid} #{window_name}",
+      ...["-S", path.join(run, "tmux.sock"), "list-panes", "-s", "-t", "=agents"],
+      ...["-F", "#{pane_pid} #{window_name}"],
     ]);
     const wrappers = panes
       .split("\n")
       .filter((l) => / agent-\d+$/.test(l))
       .map((l) => Number(l.split(" ")[0]));
     const mem = wrappers.map(rollup);
-    const perWrapper = {
+    return {
+      reconcileMs: add,
+      runningMs: up,
       pss: mem.reduce((a, m) => a + m.pss, 0) / Math.max(1, mem.length),
       rss: mem.reduce((a, m) => a + m.rss, 0) / Math.max(1, mem.length),
+      stateKb,
+      workspaceKb,
+      ownLabel: product === "legacy" ? "STATE_DIR/agent-13" : "its home (state inside)",
     };
-    const own =
-      product === "legacy" ? path.join(state, "agent-13") : path.join(dir, "homes", `${PREFIX}-13`);
-    const diskKb = Number(must("du", ["-sk", own]).split("\t")[0]);
-    return { reconcileMs: median(add), runningMs: median(up), ...perWrapper, diskKb };
   } finally {
     spawnSync("tmux", ["-S", path.join(run, "tmux.sock"), "kill-server"]);
     server.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 500));
-    for (let n = 0; n <= 13; n++)
-      for (const pid of pidsOfUid(UID_BASE + n))
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // gone
-        }
+    for (let n = 0; n <= 13; n++) killUid(UID_BASE + n);
     removeUsers();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -199,11 +252,23 @@ async function main(): Promise<void> {
   removeUsers();
   const before = await measure("legacy");
   const after = await measure("current");
-  const row = (label: string, f: Figures) =>
-    `${label.padEnd(26)} reconcile 12→13 ${f.reconcileMs.toFixed(0).padStart(5)} ms   agent-13 running ${f.runningMs.toFixed(0).padStart(5)} ms   wrapper PSS ${f.pss.toFixed(0)} KiB RSS ${f.rss.toFixed(0)} KiB   agent's own files ${f.diskKb} KiB`;
-  console.log(`medians of ${RUNS} runs, 12 running agents, stand-in claude`);
-  console.log(row("shared user (before)", before));
-  console.log(row("one user per agent (now)", after));
+  console.log(
+    `${RUNS} runs each, 12 running agents of the stand-in claude; before = ${LEGACY_COMMIT.slice(0, 7)} (one shared user), now = this tree (one user per agent)`,
+  );
+  for (const [label, f] of [
+    ["before (shared user)", before],
+    ["now (one user per agent)", after],
+  ] as const) {
+    console.log(`${label}:`);
+    console.log(`  agentctl reconcile 12 → 13 (exit):     ${stats(f.reconcileMs)}`);
+    console.log(`  until agent-13's claude runs:          ${stats(f.runningMs)}`);
+    console.log(
+      `  agent-wrapper, mean of 13:             PSS ${f.pss.toFixed(0)} KiB, RSS ${f.rss.toFixed(0)} KiB`,
+    );
+    console.log(
+      `  agent-13's own files before any work:  ${f.ownLabel} ${f.stateKb} KiB, workspace ${f.workspaceKb} KiB (du)`,
+    );
+  }
 }
 
 void main().catch((error: Error) => {

@@ -227,6 +227,16 @@ async function main(): Promise<void> {
       }
     }
 
+    // Memory per agent (at 10 agents, idle at ❯): the pane's process tree, wrapper and claude.
+    const panePids = sh("tmux", [
+      ...["-S", host.sock, "list-panes", "-s", "-t", "=agents", "-F", "#{pane_pid} #{window_name}"],
+    ])
+      .split("\n")
+      .filter((l) => / agent-\d+$/.test(l))
+      .map((l) => Number(l.split(" ")[0]));
+    const wrapperMem = panePids.map((pid) => rollup([pid]));
+    const treeMem = panePids.map((pid) => rollup(descendants(pid)));
+
     // One real claude on its own: agent-1's, cloned into a bare tmux server.
     const pid1 = claudePidOf(host, 1);
     if (!pid1) throw new Error("agent-1 has no claude");
@@ -276,6 +286,10 @@ async function main(): Promise<void> {
     console.log(`  baseline: one SSH round trip (ssh … true):      ${stats(roundTrip)}`);
     console.log(`  baseline: one real claude alone, start to ❯:    ${stats(alone)}`);
     console.log(`  goal (issue 25): 10 → 12 < 10000 ms`);
+    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length) / 1024;
+    console.log(
+      `  memory per agent, ${panePids.length} idle at ❯ (mean): wrapper PSS ${mean(wrapperMem.map((m) => m.pss)).toFixed(1)} MiB RSS ${mean(wrapperMem.map((m) => m.rss)).toFixed(1)} MiB; wrapper + claude tree PSS ${mean(treeMem.map((m) => m.pss)).toFixed(0)} MiB RSS ${mean(treeMem.map((m) => m.rss)).toFixed(0)} MiB`,
+    );
   } finally {
     await h?.close().catch((e: Error) => console.error(`cleanup: ${e.message}`));
     await sshd?.stop().catch((e: Error) => console.error(`cleanup: ${e.message}`));
@@ -284,6 +298,42 @@ async function main(): Promise<void> {
     if (madeAdmin) spawnSync("userdel", ["--remove", ADMIN]);
     fs.rmSync(base, { recursive: true, force: true });
   }
+}
+
+/** `root` and every process under it. */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone
+    }
+  }
+  const under = (pid: number): boolean => {
+    for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p) ?? 0, i++)
+      if (p === root) return true;
+    return false;
+  };
+  return [...parent.keys()].filter(under);
+}
+
+/** Summed PSS and RSS (KiB) of these processes (smaps_rollup). */
+function rollup(pids: number[]): { pss: number; rss: number } {
+  let pss = 0;
+  let rss = 0;
+  for (const pid of pids) {
+    try {
+      const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+      const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+      pss += kb("Pss");
+      rss += kb("Rss");
+    } catch {
+      // gone
+    }
+  }
+  return { pss, rss };
 }
 
 /** The lone claude's pane (its only window) shows the prompt. */
