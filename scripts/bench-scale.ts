@@ -34,8 +34,8 @@ import { ms, stats } from "./bench-support";
 
 const RUNS = Math.max(1, Number(process.argv[2] ?? 3));
 const USER = "benchscale";
-/** Its agent users benchscale-N (uid 61800+N), made by the product, removed after. */
-const UID_BASE = 61800;
+/** Its agent users benchscale-N (uid 62900+N), made by the product, removed after. */
+const UID_BASE = 62900;
 const ADMIN = `bench-scale-admin-${process.pid}`;
 const SUDOERS = `/etc/sudoers.d/agent-host-bench-scale-${process.pid}`;
 const API_KEY = `sk-ant-api03-BENCHSCALE${randomBytes(4).toString("hex")}${"k".repeat(60)}`;
