@@ -19,13 +19,29 @@
 // - the disk an agent's own files take before any work: its state (in its home, with per-agent
 //   users) and its workspace (du).
 // The real claude's memory per agent is printed by npm run bench:scale (the same binary and pages
-// under either design); the rootless Docker daemon's start and idle PSS by
-// tests/docker-rootless.test.ts (docs/operations.md, "Benchmarks").
+// under either design).
+//
+// Then agent 13's Docker (dockerMode rootless; the same design before and now: the daemon user is
+// agent-13, uid 2013, by the fixed scheme of host/docker/rootless.ts), RUNS times, each with a
+// fresh home: its first `docker version`, with the environment the wrapper hands claude
+// (`agent-host.js docker-env 13`), through agent-docker@2013.socket, until it returns; then the
+// idle daemon stack's PSS and RSS (every process of uid 2013). The product's own Docker step
+// (setUpAgentDocker: subordinate ids), launcher (agent-dockerd) and unit files are used; what
+// stands in for systemd, which is not PID 1 here (as in tests/docker-rootless.test.ts):
+// systemd-socket-activate listens on the socket unit's ListenStream= and, on the first
+// connection, runs the relay unit as uid 2013: its ExecStartPre (`systemctl --user start
+// agent-dockerd.service`, a Type=notify unit: it returns once the daemon is ready) is the launcher
+// started in the background and waited for until the daemon answers on its own socket; then its
+// ExecStart (systemd-socket-proxyd). /run/user/2013 is made as logind makes it, and /dev/net/tun
+// is 0666 as udev makes it. /etc/subuid, /etc/subgid and /dev/net/tun's mode are put back after.
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { pidsOfUid } from "../host/agents/migrate";
+import { parseHostConf } from "../host/conf/conf";
+import { setUpAgentDocker } from "../host/docker/docker-main";
+import { agentDockerSocket, agentUid, agentUserName } from "../host/docker/rootless";
 import { stats } from "./bench-support";
 
 const REPO = path.resolve(__dirname, "..");
@@ -247,11 +263,189 @@ async function measure(product: "legacy" | "current"): Promise<Figures> {
   }
 }
 
+const SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+const DOCKER_TOOLS = [
+  ...["docker", "rootlesskit", "slirp4netns", "newuidmap", "setpriv", "systemd-socket-activate"],
+  "/usr/lib/systemd/systemd-socket-proxyd",
+];
+
+/** A unit file's KEY= value (cloud-init/systemd). */
+function unitLine(file: string, key: string): string {
+  const m = new RegExp(`^${key}=(.*)$`, "m").exec(
+    fs.readFileSync(path.join(REPO, "cloud-init/systemd", file), "utf8"),
+  );
+  if (!m) throw new Error(`${file} has no ${key}=`);
+  return m[1];
+}
+
+interface DockerFigures {
+  firstUseMs: number[];
+  pssKib: number[];
+  rssKib: number[];
+  processes: number;
+}
+
+/** Agent 13's first `docker version` through its socket, and its idle daemon stack (above). */
+async function dockerFirstUse(): Promise<DockerFigures | string> {
+  const missing = DOCKER_TOOLS.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status);
+  if (missing.length > 0 || !fs.existsSync("/dev/net/tun"))
+    return `skipped: needs /dev/net/tun and ${missing.join(", ")}`;
+  const n = 13;
+  const name = agentUserName(n);
+  const uid = agentUid(n);
+  if (spawnSync("getent", ["passwd", name]).status === 0)
+    return `skipped: a user ${name} exists already (not this benchmark's)`;
+  const tmp = fs.mkdtempSync(path.join("/var/tmp", "bench-agent-users-docker-"));
+  fs.chmodSync(tmp, 0o755);
+  const saved = {
+    subuid: fs.existsSync("/etc/subuid") ? fs.readFileSync("/etc/subuid", "utf8") : undefined,
+    subgid: fs.existsSync("/etc/subgid") ? fs.readFileSync("/etc/subgid", "utf8") : undefined,
+    tun: fs.statSync("/dev/net/tun").mode & 0o7777,
+  };
+  const runtime = `/run/user/${uid}`;
+  const sock = agentDockerSocket(n);
+  let relay: ChildProcess | undefined;
+  let madeUser = false;
+  const figures: DockerFigures = { firstUseMs: [], pssKib: [], rssKib: [], processes: 0 };
+  const home = path.join(tmp, "home");
+  const stop = async () => {
+    if (relay?.pid)
+      try {
+        process.kill(-relay.pid, "SIGTERM");
+      } catch {
+        // gone
+      }
+    relay = undefined;
+    for (const sig of ["SIGTERM", "SIGKILL"] as const) {
+      for (const pid of pidsOfUid(uid))
+        try {
+          process.kill(pid, sig);
+        } catch {
+          // gone
+        }
+      await until(
+        "agent-13's daemon to exit",
+        () => (pidsOfUid(uid).length ? undefined : true),
+        5000,
+      ).catch(() => undefined);
+    }
+    fs.rmSync(runtime, { recursive: true, force: true });
+    fs.rmSync(sock, { force: true });
+    fs.rmSync(home, { recursive: true, force: true });
+  };
+  try {
+    must("groupadd", ["--gid", String(uid), name]);
+    must("useradd", [
+      ...["--uid", String(uid), "--gid", String(uid), "-M", "-d", home, "-s", "/bin/bash", name],
+    ]);
+    madeUser = true;
+    const conf = path.join(tmp, "host.conf");
+    fs.writeFileSync(conf, "DOCKER_MODE=rootless\n");
+    // The product's Docker step, as reconcile runs it for 13 agents.
+    setUpAgentDocker(parseHostConf("DOCKER_MODE=rootless\nAGENT_USER=agent\n", conf), n, () => {});
+    const launcher = path.join(tmp, "agent-dockerd");
+    fs.copyFileSync(path.join(REPO, "cloud-init/host/agent-dockerd"), launcher);
+    fs.chmodSync(launcher, 0o755);
+    const envRun = must(
+      "node",
+      [path.join(REPO, "cloud-init/host/agent-host.js"), "docker-env", String(n)],
+      {
+        ...process.env,
+        AGENTCTL_CONFIG: conf,
+      },
+    );
+    const dockerEnv = envRun.trim().split("\n");
+    fs.chmodSync("/dev/net/tun", 0o666);
+    fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o755 });
+    const listen = unitLine("agent-docker@.socket", "ListenStream").replace("%i", String(uid));
+    if (listen !== sock)
+      throw new Error(`the socket unit listens on ${listen}, docker-env says ${sock}`);
+    const socketMode = parseInt(unitLine("agent-docker@.socket", "SocketMode"), 8);
+    const proxy = unitLine("agent-docker@.service", "ExecStart").replace(/%i/g, String(uid));
+    const ownSock = `${runtime}/docker.sock`;
+    const log = path.join(tmp, "dockerd.log");
+    // ExecStartPre (the user manager starting agent-dockerd.service and waiting for it), ExecStart.
+    const relayScript = [
+      `setsid "$1" >>"$2" 2>&1 </dev/null &`,
+      `i=0; until DOCKER_HOST="unix://${ownSock}" docker version >/dev/null 2>&1; do`,
+      `  i=$((i+1)); [ "$i" -lt 900 ] || exit 1; sleep 0.1; done`,
+      `exec ${proxy}`,
+    ].join("\n");
+    for (let i = 0; i < RUNS; i++) {
+      for (const dir of [home, path.join(home, "workspace")]) {
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        fs.chownSync(dir, uid, uid);
+      }
+      fs.mkdirSync(runtime, { recursive: true, mode: 0o700 });
+      fs.chmodSync(runtime, 0o700);
+      fs.chownSync(runtime, uid, uid);
+      relay = spawn(
+        "systemd-socket-activate",
+        [
+          ...["-l", sock],
+          ...[`-E`, `HOME=${home}`, `-E`, `USER=${name}`, `-E`, `PATH=${SYSTEM_PATH}`],
+          ...[`-E`, `XDG_RUNTIME_DIR=${runtime}`],
+          ...["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--init-groups", "--"],
+          ...["sh", "-c", relayScript, "relay", launcher, log],
+        ],
+        { stdio: "ignore", detached: true },
+      );
+      await until(sock, () => (fs.existsSync(sock) ? true : undefined), 10_000);
+      // What PID 1 does with SocketUser= and SocketMode=.
+      fs.chownSync(sock, uid, uid);
+      fs.chmodSync(sock, socketMode);
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(
+        "setpriv",
+        [
+          ...[`--reuid=${uid}`, `--regid=${uid}`, "--init-groups", "--", "env", "-i"],
+          ...[`HOME=${home}`, `USER=${name}`, `PATH=${SYSTEM_PATH}`, ...dockerEnv],
+          ...["docker", "version", "--format", "{{.Server.Version}}"],
+        ],
+        { cwd: path.join(home, "workspace"), encoding: "utf8", timeout: 150_000 },
+      );
+      const took = ms(t0);
+      if (r.status !== 0) {
+        const tail = fs.existsSync(log) ? fs.readFileSync(log, "utf8").slice(-2000) : "";
+        throw new Error(`agent-13's first docker version: exit ${r.status}: ${r.stderr}\n${tail}`);
+      }
+      figures.firstUseMs.push(took);
+      // Idle: every process of the agent's uid (launcher, rootlesskit, slirp4netns, dockerd,
+      // containerd, the relay).
+      await new Promise((res) => setTimeout(res, 3000));
+      const pids = pidsOfUid(uid);
+      const mem = pids.map((pid) => {
+        try {
+          return rollup(pid);
+        } catch {
+          return { pss: 0, rss: 0 };
+        }
+      });
+      figures.processes = pids.length;
+      figures.pssKib.push(mem.reduce((a, m) => a + m.pss, 0));
+      figures.rssKib.push(mem.reduce((a, m) => a + m.rss, 0));
+      await stop();
+    }
+    return figures;
+  } finally {
+    await stop();
+    if (madeUser) {
+      spawnSync("userdel", [name]);
+      spawnSync("groupdel", [name]);
+    }
+    if (saved.subuid !== undefined) fs.writeFileSync("/etc/subuid", saved.subuid);
+    if (saved.subgid !== undefined) fs.writeFileSync("/etc/subgid", saved.subgid);
+    fs.chmodSync("/dev/net/tun", saved.tun);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root: it creates users and drops to them");
   removeUsers();
   const before = await measure("legacy");
   const after = await measure("current");
+  const docker = await dockerFirstUse();
   console.log(
     `${RUNS} runs each, 12 running agents of the stand-in claude; before = ${LEGACY_COMMIT.slice(0, 7)} (one shared user), now = this tree (one user per agent)`,
   );
@@ -267,6 +461,21 @@ async function main(): Promise<void> {
     );
     console.log(
       `  agent-13's own files before any work:  ${f.ownLabel} ${f.stateKb} KiB, workspace ${f.workspaceKb} KiB (du)`,
+    );
+  }
+  console.log("agent-13's rootless Docker (the same under either design), a fresh home each run:");
+  if (typeof docker === "string") {
+    console.log(`  ${docker}`);
+  } else {
+    console.log(`  first docker version through its socket: ${stats(docker.firstUseMs)}`);
+    console.log(
+      `  idle daemon stack, ${docker.processes} processes: PSS ${stats(
+        docker.pssKib.map((k) => k / 1024),
+        "MiB",
+      )}; RSS ${stats(
+        docker.rssKib.map((k) => k / 1024),
+        "MiB",
+      )}`,
     );
   }
 }
