@@ -295,6 +295,9 @@ async function dockerFirstUse(): Promise<DockerFigures | string> {
   const uid = agentUid(n);
   if (spawnSync("getent", ["passwd", name]).status === 0)
     return `skipped: a user ${name} exists already (not this benchmark's)`;
+  const group = spawnSync("getent", ["group", String(uid)], { encoding: "utf8" });
+  if (group.status === 0 && group.stdout.split(":")[0] !== name)
+    return `skipped: gid ${uid} is the group ${group.stdout.split(":")[0]} (not this benchmark's)`;
   const tmp = fs.mkdtempSync(path.join("/var/tmp", "bench-agent-users-docker-"));
   fs.chmodSync(tmp, 0o755);
   const saved = {
@@ -334,7 +337,7 @@ async function dockerFirstUse(): Promise<DockerFigures | string> {
     fs.rmSync(home, { recursive: true, force: true });
   };
   try {
-    must("groupadd", ["--gid", String(uid), name]);
+    if (group.status !== 0) must("groupadd", ["--gid", String(uid), name]);
     must("useradd", [
       ...["--uid", String(uid), "--gid", String(uid), "-M", "-d", home, "-s", "/bin/bash", name],
     ]);
@@ -445,7 +448,6 @@ async function main(): Promise<void> {
   removeUsers();
   const before = await measure("legacy");
   const after = await measure("current");
-  const docker = await dockerFirstUse();
   console.log(
     `${RUNS} runs each, 12 running agents of the stand-in claude; before = ${LEGACY_COMMIT.slice(0, 7)} (one shared user), now = this tree (one user per agent)`,
   );
@@ -464,6 +466,7 @@ async function main(): Promise<void> {
     );
   }
   console.log("agent-13's rootless Docker (the same under either design), a fresh home each run:");
+  const docker = await dockerFirstUse().catch((e: Error) => `failed: ${e.message}`);
   if (typeof docker === "string") {
     console.log(`  ${docker}`);
   } else {
