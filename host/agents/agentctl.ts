@@ -84,9 +84,14 @@ export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
 export function reconcile(a: Agents, argv: readonly string[]): number {
   const { conf, log } = a;
   const args = parseReconcileArgs(argv, conf);
-  a.ensureServer(args.boot);
+  // The lock first, then one tmux client for both questions: is the server up, and which windows
+  // does the session have (read under the lock). A server that is down is waited for or started.
   a.takeLock();
-  a.ensureSession();
+  if (a.probe()) a.ensureSession(a.windows);
+  else {
+    a.ensureServer(args.boot);
+    a.ensureSession();
+  }
   const retry = `agentctl reconcile ${args.count}`;
   const failed: AgentFailure[] = [];
   for (const id of a.windows.duplicates) {

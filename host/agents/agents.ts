@@ -27,6 +27,8 @@ const TMUX_TIMEOUT_MS = 30_000;
 /** The line startAgents' tmux sequence prints after each agent it started. */
 const STARTED_MARK = "agentctl-started ";
 const LIST_WINDOWS = ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT];
+/** What probe's first command prints: the server answered. */
+const SERVER_UP = "agentctl-server-up";
 
 export type Log = (line: string) => void;
 
@@ -45,7 +47,8 @@ export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
     return value;
   };
   return {
-    self: need("AGENTCTL_SELF"),
+    // agentctl passes itself as called; the control window runs it by its real path.
+    self: fs.realpathSync(need("AGENTCTL_SELF")),
     wrapper: need("AGENTCTL_WRAPPER"),
     tmuxConf: need("AGENTCTL_TMUX_CONF"),
   };
@@ -109,6 +112,18 @@ export class Agents {
 
   serverUp(): boolean {
     return this.tryTmux(["list-sessions"]).status === 0;
+  }
+
+  /**
+   * Whether the tmux server is up and, when it is, the session's windows (into `windows`; none
+   * without a session), with one tmux client: what reconcile asks first under its lock.
+   */
+  probe(): boolean {
+    const r = this.tryTmux(["display-message", "-p", SERVER_UP, ";", ...LIST_WINDOWS]);
+    const lines = r.stdout.split("\n");
+    if (lines[0] !== SERVER_UP) return false;
+    this.windows = parseWindowList(r.status === 0 ? lines.slice(1).join("\n") : "");
+    return true;
   }
 
   sessionUp(): boolean {
@@ -191,14 +206,13 @@ export class Agents {
 
   /**
    * The session with its permanent control window: removing agents can never end the session.
-   * Reads the windows: one list-windows, which lists nothing only when there is no session (a
-   * session always has a window; the server is up). A missing session is created by the next
+   * Reads the windows (or takes `listed`, just read by probe): one list-windows, which lists
+   * nothing only when there is no session (a session always has a window; the server is up). A missing session is created by the next
    * startAgents, in the same tmux call as the agents' windows (the control window's monitor is a
    * Node start that would otherwise compete with the rest of the reconcile), or by createSession.
    */
-  ensureSession(): void {
+  ensureSession(listed = this.readWindows()): void {
     const watch = this.watchArgs();
-    const listed = this.readWindows();
     if (listed.byName.size === 0 && listed.duplicates.length === 0) {
       this.sessionToCreate = true;
       return;
@@ -334,7 +348,9 @@ export class Agents {
       return failed;
     }
     const seq: string[] = this.sessionToCreate ? [...this.newSession(), ";"] : [];
-    for (const { agent, delay } of ready) {
+    // The last delay first: a wrapper with a delay only sleeps, and the one that sets up and starts
+    // claude at once (delay 0) then competes with no other start of this sequence for the CPU.
+    for (const { agent, delay } of [...ready].reverse()) {
       const existing = this.windows.byName.get(`agent-${agent}`);
       seq.push(
         ...(existing
