@@ -15,6 +15,7 @@ import {
   type AgentUser,
 } from "./agent-user";
 import type { HostConf } from "../conf/conf";
+import { legacyUid } from "./migrate";
 import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
 export const CONTROL_WINDOW = "control";
@@ -264,11 +265,20 @@ export class Agents {
     return made;
   }
 
-  /** Looks up the users of agents 1..count with one getent, for ensureAgent. */
+  /**
+   * Looks up the users of agents 1..count, and whether any user has the uid of the shared user of
+   * older hosts (legacyUidInUse), with one getent: for ensureAgent and the migration.
+   */
   knowAgents(count: number): void {
     const names = Array.from({ length: count }, (_, k) => agentIds(this.conf, k + 1).name);
-    this.users = lookupUsers(names);
+    const legacy = String(legacyUid(this.conf));
+    this.users = lookupUsers([...names, legacy]);
+    this.legacyUidInUse = this.users.has(legacy);
+    this.ensured.clear();
   }
+
+  /** A user has the uid of the shared user of older hosts (as knowAgents last found). */
+  legacyUidInUse = true;
 
   private readonly ensured = new Map<number, AgentIds>();
   private users?: Map<string, AgentUser>;
