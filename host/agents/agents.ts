@@ -28,6 +28,8 @@ const TMUX_TIMEOUT_MS = 30_000;
 /** The line startAgents' tmux sequence prints after each agent it started. */
 const STARTED_MARK = "agentctl-started ";
 const LIST_WINDOWS = ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT];
+/** The session's size when it is made (no client is attached yet). */
+const SIZE = ["-x", "200", "-y", "50"];
 /** What probe's first command prints: the server answered. */
 const SERVER_UP = "agentctl-server-up";
 
@@ -240,8 +242,23 @@ export class Agents {
   }
 
   private newSession(): string[] {
-    const size = ["-x", "200", "-y", "50"];
-    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...this.watchArgs()];
+    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...SIZE, ...this.watchArgs()];
+  }
+
+  /** The control window in a session that has none, at the first free index (0). */
+  private newControlWindow(): string[] {
+    return ["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...this.watchArgs()];
+  }
+
+  /**
+   * The session made with agent i's window (new-session puts it at index 0), which then moves to
+   * index i, as newWindow would have put it; its options as newWindow sets them.
+   */
+  private newSessionWith(i: number, delay: string): string[] {
+    const name = `agent-${i}`;
+    const create = ["new-session", "-d", "-s", SESSION, "-n", name, ...SIZE];
+    const move = ["move-window", "-s", `=${SESSION}:=${name}`, "-t", `=${SESSION}:${i}`];
+    return [...create, ...this.wrapperArgs(i, delay), ...this.windowOptions(name), ";", ...move];
   }
 
   workspace(i: number): string {
@@ -306,12 +323,16 @@ export class Agents {
    */
   private newWindow(i: number, delay: string, index: string): string[] {
     const name = `agent-${i}`;
+    const create = ["new-window", "-d", "-t", `=${SESSION}:${index}`, "-n", name];
+    return [...create, ...this.wrapperArgs(i, delay), ...this.windowOptions(name)];
+  }
+
+  /** "; set-option …" for each option an agent's window needs: claude never renames it. */
+  private windowOptions(name: string): string[] {
     const target = `=${SESSION}:=${name}`;
-    const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
+    return ["automatic-rename", "allow-rename"].flatMap((o) => [
       ...[";", "set-option", "-w", "-t", target, o, "off"],
     ]);
-    const create = ["new-window", "-d", "-t", `=${SESSION}:${index}`, "-n", name];
-    return [...create, ...this.wrapperArgs(i, delay), ...options];
   }
 
   /**
@@ -357,18 +378,24 @@ export class Agents {
       this.createSession();
       return failed;
     }
-    const seq: string[] = this.sessionToCreate ? [...this.newSession(), ";"] : [];
-    // The last delay first: a wrapper with a delay only sleeps, and the one that sets up and starts
-    // claude at once (delay 0) then competes with no other start of this sequence for the CPU.
-    for (const { agent, delay } of [...ready].reverse()) {
+    // The last delay first: a wrapper with a delay only sleeps, and what starts working at once
+    // (the wrapper with delay 0, and the control window's monitor: Node starts both) comes last,
+    // competing with no other start of this sequence for the CPU. A session to make is made with
+    // the first agent's window (moved to its index), its control window added at the end.
+    const creating = this.sessionToCreate;
+    const seq: string[] = [];
+    for (const [k, { agent, delay }] of [...ready].reverse().entries()) {
       const existing = this.windows.byName.get(`agent-${agent}`);
       seq.push(
         ...(existing
           ? ["respawn-pane", "-k", "-t", existing.id, ...this.wrapperArgs(agent, delay)]
-          : this.newWindow(agent, delay, String(agent))),
+          : creating && k === 0
+            ? this.newSessionWith(agent, delay)
+            : this.newWindow(agent, delay, String(agent))),
         ...[";", "display-message", "-p", `${STARTED_MARK}${agent}`, ";"],
       );
     }
+    if (creating) seq.push(...this.newControlWindow(), ";");
     seq.push(...LIST_WINDOWS);
     const r = this.tryTmux(seq);
     const lines = r.stdout.split("\n");
@@ -387,6 +414,8 @@ export class Agents {
       if (this.windows.byName.size > 0) {
         this.sessionToCreate = false;
         this.log(`created tmux session ${SESSION}`);
+        // Its control window came at the end of the sequence, which stopped before it.
+        this.ensureSession(this.windows);
       } else this.createSession();
     }
     this.readWindows();
