@@ -26,7 +26,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { BASE_CONFIG, one, runProgram, unwrap } from "../tests/harness";
 import { startMessagesApi, type MessagesApi } from "../tests/fixtures/messages-api";
-import { atClaudePrompt, realClaudeBin } from "../tests/fixtures/real-claude";
+import { atClaudePrompt, REAL_CLAUDE_VERSION, realClaudeBin } from "../tests/fixtures/real-claude";
 import { LoopbackSshd, sshKeygen } from "../tests/fixtures/sshd";
 import { offlineClaudeEnv, pane, RealHost } from "../tests/real-suite";
 import { freePort, poll, removeTestAgents, runAsync, type RunResult } from "../tests/support";
@@ -282,7 +282,7 @@ async function main(): Promise<void> {
 
     console.log("");
     console.log(
-      `real Claude Code ${path.basename(path.dirname(path.dirname(bin)))}, ${RUNS} runs each (2 shared cores), host with 10 agents at ❯:`,
+      `real Claude Code ${REAL_CLAUDE_VERSION}, ${RUNS} runs each (2 shared cores), host with 10 agents at ❯:`,
     );
     console.log(`  10 → 12 over SSH, until both new agents show ❯:  ${stats(toPrompt)}`);
     console.log(`    of which the ssh command (start to exit):     ${stats(sshReturned)}`);
