@@ -203,7 +203,7 @@ export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;
 
 /**
  * Variables every claude gets from agent-wrapper itself, its own host.conf keys or a secret file:
- * claudeEnv (CLAUDE_ENV on the host) may not set them. host.conf is world-readable, so no
+ * claudeEnv (on the host too) may not set them. host.conf is world-readable, so no
  * credential may come that way either.
  */
 export const RESERVED_CLAUDE_ENV: readonly string[] = [
@@ -234,7 +234,7 @@ export const RESERVED_CLAUDE_ENV: readonly string[] = [
 
 /**
  * The first pair of a NAME=value list for every claude's environment that breaks the rule, and
- * why (words to follow the pair), or undefined. The stack (claudeEnv) and the host (CLAUDE_ENV)
+ * why (words to follow the pair), or undefined. The stack (claudeEnv) and the host (host.conf)
  * apply it alike.
  */
 export function claudeEnvProblem(
