@@ -306,12 +306,6 @@ export const SCRIPT_VARS = {
     api_key_file: "API_KEY_FILE",
     login_token_file: "LOGIN_TOKEN_FILE",
     claude_provider: "CLAUDE_PROVIDER",
-    vertex_project_id: "VERTEX_PROJECT_ID",
-    vertex_region: "VERTEX_REGION",
-    vertex_base_url: "VERTEX_BASE_URL",
-    anthropic_base_url: "ANTHROPIC_BASE_URL",
-    claude_model: "CLAUDE_MODEL",
-    claude_env: "CLAUDE_ENV",
   },
   "data-disk": {
     agent_user: "AGENT_USER",
