@@ -3,8 +3,11 @@
 // host knows, with values the host's rules take; HOST.md documents exactly those keys with their
 // defaults; and no script parses host.conf, or keeps a default, of its own again (seven parsers had
 // drifted on whitespace and on defaults: AGENT_MEMORY_MAX_MB was 2048 in bash, 3072 in TypeScript).
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
+import { BUNDLE_PATH } from "../cloud-init/host-bundle";
 import {
   ADMIN_USER_NAME,
   AGENT_USER_PREFIX,
@@ -207,4 +210,61 @@ test.each([
     new RegExp(`^${key}=.* in /etc/agent-host/host.conf `),
   );
   expect(conf.errors[key as HostKey]).toMatch(message);
+});
+
+describe("agent-host.js conf --vars: a script's own names", () => {
+  const run = (args: string[], text: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "conf-vars-"));
+    try {
+      fs.writeFileSync(path.join(dir, "host.conf"), text);
+      const r = spawnSync(
+        "node",
+        [BUNDLE_PATH, "conf", "--file", path.join(dir, "host.conf"), ...args],
+        {
+          encoding: "utf8",
+        },
+      );
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  test("prints each of the script's variables, in its table's order, defaults filled in", () => {
+    const r = run(["--as", "data-disk", "--vars", "data-disk"], "RUN_DIR=/run/x\nAGENT_MAX=3\n");
+    expect(r).toEqual({
+      status: 0,
+      stderr: "",
+      stdout: Object.entries(SCRIPT_VARS["data-disk"])
+        .map(([name, key]) => `${name}=${key === "RUN_DIR" ? "/run/x" : HOST_KEYS[key].default}\n`)
+        .join(""),
+    });
+  });
+
+  test("names pick among the script's; a key's own name, or another script's, is refused", () => {
+    expect(run(["--vars", "agentctl", "admin_user"], "ADMIN_USER=boss\n").stdout).toBe(
+      "admin_user=boss\n",
+    );
+    const key = run(["--as", "agentctl", "--vars", "agentctl", "ADMIN_USER"], "");
+    expect([key.status, key.stdout, key.stderr]).toEqual([
+      2,
+      "",
+      "agentctl: conf: 'ADMIN_USER' is not one of agentctl's\n",
+    ]);
+    const other = run(["--vars", "agentctl", "data_mount"], "");
+    expect([other.status, other.stdout]).toEqual([2, ""]);
+    const unknown = run(["--vars", "nobody"], "");
+    expect([unknown.status, unknown.stdout]).toEqual([2, ""]);
+    expect(unknown.stderr).toMatch(/--vars 'nobody' is not a script that reads host.conf/);
+  });
+
+  test("a bad value of one of its keys: exit 2, nothing on stdout, the key, value and fix named", () => {
+    const r = run(["--as", "data-disk", "--vars", "data-disk"], "DATA_MOUNT=/\n");
+    expect([r.status, r.stdout]).toEqual([2, ""]);
+    expect(r.stderr).toMatch(
+      /^data-disk: DATA_MOUNT=\/ in .*host\.conf must not be \/; fix the config\n$/,
+    );
+    // Another script's key being bad does not stop this one.
+    expect(run(["--vars", "install-claude-code"], "DATA_MOUNT=/\n").status).toBe(0);
+  });
 });
