@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import { ensureAgent } from "./agents/agent-user";
+import { ensureAgentIdRange } from "./agents/id-range";
 import { agentctlConf } from "./agents/agentctl";
 import { agentctlMain, failed, log } from "./agents/agentctl-main";
 import { activityOf, autostopCommand, autostopStatus } from "./cost/autostop-main";
@@ -126,6 +127,17 @@ function prepareAgent(argv: string[]): number {
   return 0;
 }
 
+/**
+ * `reserve-ids`: what first-boot runs before the first agent user is made: login.defs' UID_MAX and
+ * GID_MAX below the agents' uid base (host/agents/id-range.ts), under AGENT_HOST_ROOT.
+ */
+function reserveIds(argv: string[]): number {
+  if (argv.length !== 0) throw new UsageError("reserve-ids takes no arguments");
+  const conf = loadHostConf();
+  ensureAgentIdRange(process.env.AGENT_HOST_ROOT ?? "", conf.agentUidBase, log);
+  return 0;
+}
+
 export async function run(cmd: string | undefined, rest: string[]): Promise<number> {
   try {
     switch (cmd) {
@@ -139,6 +151,8 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return await status(rest);
       case "prepare-agent":
         return prepareAgent(rest);
+      case "reserve-ids":
+        return reserveIds(rest);
       case "watch":
         return await monitor(true);
       case "monitor":
@@ -162,7 +176,7 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, web, autostop, autostop-status, claude-env, docker-env, docker-idle)`,
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, reserve-ids, watch, monitor, send, notify-test, web, autostop, autostop-status, claude-env, docker-env, docker-idle)`,
         );
         return 2;
     }

@@ -33,6 +33,7 @@ import {
   type SecretValue,
 } from "./bundle";
 import { ensureAgentHome } from "../agents/agent-user";
+import { ensureAgentIdRange } from "../agents/id-range";
 import {
   badCredentialHost,
   configureGit,
@@ -360,7 +361,11 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
       j.owe({ reload: false });
     });
     j.step("packages", () => installExtraPackages(conf.extraPackages));
-    j.step("git", () => setUpGit(conf, bundle.gitCredentials, p, args.agents));
+    j.step("git", () => {
+      // Before any agent user is made: useradd's automatic ids kept below the agents' (id-range.ts).
+      ensureAgentIdRange(p.root, conf.agentUidBase, applyLog);
+      setUpGit(conf, bundle.gitCredentials, p, args.agents);
+    });
     const agentctlEnv = { AGENTCTL_CONFIG: p.conf };
     const reconcile = ["reconcile", String(args.agents), "--json"];
     j.step("reconcile", () => {

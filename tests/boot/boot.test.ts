@@ -46,6 +46,24 @@ const stateDir = (name: string): string => `/data/home/${name}/.agent-host`;
 /** Agent N's user: agent-N, uid = gid = 2000 + N (host/agents/agent-user.ts). */
 const agentUid = (name: string): number =>
   DEFAULT_AGENT_UID_BASE + Number(name.replace("agent-", ""));
+/**
+ * `useradd NAME` with no -u in the guest (its own /etc, never the build machine's): the uid and the
+ * user group's gid it picks are below the agents' base, and login.defs says why.
+ */
+function expectAllocatedBelowAgents(vm: Machine, name: string): void {
+  vm.sh(`useradd --no-create-home ${name}`);
+  const [uid, gid] = vm.sh(`id -u ${name}; id -g ${name}`).trim().split("\n").map(Number);
+  expect(uid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
+  expect(gid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
+  expect(vm.sh("grep -E '^(UID|GID)_MAX' /etc/login.defs").split(/\s+/).filter(Boolean)).toEqual([
+    "UID_MAX",
+    String(DEFAULT_AGENT_UID_BASE - 1),
+    "GID_MAX",
+    String(DEFAULT_AGENT_UID_BASE - 1),
+  ]);
+  figure(`useradd ${name} with no -u after the agents: uid ${uid}, gid ${gid}`);
+}
+
 /** How long the same claude processes must stay up to count as running. */
 const STABLE_MS = 5000;
 
@@ -566,6 +584,10 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     `reconcile to ${N + 2} and back to ${N} as the admin over SSH keeps the removed workspaces`,
     10 * MINUTE,
     async () => {
+      // Someone else's user, made after the agents with no -u (as the GCE guest agent does for a
+      // metadata SSH key, or an admin's `useradd bob`): useradd's automatic id stays below the
+      // agents' base (host/agents/id-range.ts), so the scale-up below finds agent-4's uid free.
+      expectAllocatedBelowAgents(vm, "boot-test-somebody");
       adminSsh(`sudo -n agentctl reconcile ${N + 2}`);
       const up = await waitAgents(vm, N + 2, `after reconcile ${N + 2}`);
       expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
@@ -732,6 +754,8 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
           `${agentUid(name)}:${agentUid(name)}`,
         );
       }
+      // The fresh root filesystem's useradd is kept below the agents' ids too (first-boot).
+      expectAllocatedBelowAgents(vm, "boot-test-somebody-2");
       // The agents scaled away before the replacement kept their workspaces too.
       expect(vm.sh(`cat /workspaces/agent-${N + 1}/boot-test-marker`).trim()).toBe("kept");
     },
