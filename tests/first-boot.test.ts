@@ -35,8 +35,10 @@ function setup(failing?: string) {
     env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, AGENT_HOST_ROOT: root },
   });
   const recorded = fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").trim().split("\n") : [];
+  const defs = path.join(root, "etc/login.defs");
+  const loginDefs = fs.existsSync(defs) ? fs.readFileSync(defs, "utf8") : undefined;
   fs.rmSync(root, { recursive: true, force: true });
-  return { status: result.status, stderr: result.stderr, calls: recorded };
+  return { status: result.status, stderr: result.stderr, calls: recorded, loginDefs };
 }
 
 test("runs every step in order", () => {
@@ -51,6 +53,10 @@ test("runs every step in order", () => {
     "systemctl enable --now agent-host-autostop.service",
     "systemctl enable --now agent-host-web.service",
   ]);
+  // Before any agent user exists: useradd's automatic ids kept below the agents' (id-range.ts),
+  // in the prefixed root's login.defs, never the build machine's.
+  expect(r.loginDefs).toMatch(/^UID_MAX\s+1999$/m);
+  expect(r.loginDefs).toMatch(/^GID_MAX\s+1999$/m);
 });
 
 test.each([
