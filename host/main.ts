@@ -33,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "conf") return confMain(rest);
   if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
+  if (cmd === "web") return (await import("./web/main")).webCommand(rest);
   const { run } = await import("./commands");
   return run(cmd, rest);
 }
