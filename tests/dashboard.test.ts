@@ -421,9 +421,23 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     );
     const asked = recorded(h, 2) as StatusFile;
     expect(asked.reason).toBe(`Bash: ${command}`);
-    // The lead, attached to agent-2's window, presses Esc at the dialog.
-    tmux(h.sock, ["send-keys", "-t", target(2), "Escape"]);
-    const pressed = Date.now();
+    // The lead, attached to agent-2's window, presses Esc at the dialog (again if the first key
+    // came before the dialog took input: it still shows 3 s later).
+    let pressed = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      tmux(h.sock, ["send-keys", "-t", target(2), "Escape"]);
+      pressed = Date.now();
+      const gone = await poll(
+        "agent-2's dialog gone",
+        () => !/Do you want to proceed\?/.test(pane(h, 2)),
+        3000,
+        50,
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (gone) break;
+    }
     await poll(
       "agent-2's pane back at its prompt, the call refused",
       () =>
