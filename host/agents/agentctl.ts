@@ -6,7 +6,7 @@ import * as path from "path";
 import { type Agents, type Log } from "./agents";
 import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
 import { legacyAgents, legacyUid, migrateAgent, pidsOfUid, retireLegacyUser } from "./migrate";
-import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
+import { firstError, loadHostConf, scriptKeys, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
   faultLine,
@@ -31,34 +31,10 @@ import { setUpAgentDocker } from "../docker/docker-main";
 import { SESSION } from "./tmux";
 
 /**
- * The host.conf keys agentctl reads, for itself and for the wrappers it starts: its bash
- * CONF_KEYS (tests/reconcile-unit.test.ts fails when the two differ).
+ * The host.conf keys agentctl reads, for itself and for the wrappers it starts: its variables
+ * in host/conf/conf.ts SCRIPT_VARS, which its bash load_config gets.
  */
-export const AGENTCTL_KEYS: readonly HostKey[] = [
-  "AGENT_COUNT",
-  "AGENT_MAX",
-  "AGENT_USER",
-  "AGENT_UID_BASE",
-  "AGENT_HOMES_DIR",
-  "ADMIN_USER",
-  "STATE_DIR",
-  "AGENT_MEMORY_MAX_MB",
-  "AGENT_CPU_QUOTA_PERCENT",
-  "AGENTS_MEMORY_MAX_MB",
-  "START_STAGGER_SECONDS",
-  "STOP_TIMEOUT_SECONDS",
-  "WORKSPACES_DIR",
-  "RUN_DIR",
-  "TMUX_SOCKET",
-  "GIT_REPOSITORY",
-  "CLAUDE_BIN",
-  "PERMISSION_MODE",
-  "CLAUDE_PROVIDER",
-  "API_KEY_FILE",
-  "LOGIN_TOKEN_FILE",
-  "CLAUDE_ENV",
-  "DOCKER_MODE",
-];
+export const AGENTCTL_KEYS: readonly HostKey[] = scriptKeys("agentctl");
 
 /**
  * host.conf as agentctl's load_config reads it (for the commands agentctl hands over without
@@ -76,29 +52,35 @@ export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
 /**
  * `reconcile [N] [--json] [--boot]`: run exactly N agents. Adds the missing, respawns the dead,
  * stops the surplus (their workspaces and conversations are kept). The desired count
- * (RUN_DIR/desired, what status lists) moves to N only when every agent it needed started: an
+ * (conf.runDir/desired, what status lists) moves to N only when every agent it needed started: an
  * agent that cannot start (a full disk, say) leaves it where it was, is named with its cause in
- * RUN_DIR/reconcile.json and on stderr, and the exit status is 1. Agents that were running keep
+ * conf.runDir/reconcile.json and on stderr, and the exit status is 1. Agents that were running keep
  * running.
  */
 export function reconcile(a: Agents, argv: readonly string[]): number {
   const { conf, log } = a;
   const args = parseReconcileArgs(argv, conf);
-  a.ensureServer(args.boot);
+  // The lock first, then one tmux client for both questions: is the server up, and which windows
+  // does the session have (read under the lock). A server that is down is waited for or started.
   a.takeLock();
-  a.ensureSession();
+  if (a.probe()) a.ensureSession(a.windows);
+  else {
+    a.ensureServer(args.boot);
+    a.ensureSession();
+  }
   const retry = `agentctl reconcile ${args.count}`;
   const failed: AgentFailure[] = [];
   for (const id of a.windows.duplicates) {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
-  migrateLegacy(a);
+  // One getent: the agents' users, and whether the shared user of older hosts is there at all.
+  a.knowAgents(args.count);
+  migrateLegacy(a, args.count);
   // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
   // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
   // failure of that agent: it is named and not started, the count is not claimed, and the others
   // still start (one agent never holds the rest up).
-  a.knowAgents(args.count);
   for (let i = 1; i <= args.count; i++) {
     try {
       a.ensureAgent(i);
@@ -143,7 +125,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   const text = readText(desiredFile);
   const before = text === undefined ? NaN : Number(text);
   // With none before (a first reconcile that failed), 0: status then lists the agents that have a
-  // window, never AGENT_COUNT's phantoms.
+  // window, never phantoms of host.conf's agent count.
   const desired = failed.length === 0 ? args.count : Number.isSafeInteger(before) ? before : 0;
   if (failed.length === 0 || text === undefined) fs.writeFileSync(desiredFile, `${desired}\n`);
   const record: ReconcileRecord = {
@@ -201,10 +183,13 @@ function writeRecord(file: string, record: ReconcileRecord, log: Log): void {
  * user, stop; that user is retired; each agent's files move onto its own user. The stopped agents
  * start again below (their panes are dead), each as its own user, resuming its conversation.
  */
-function migrateLegacy(a: Agents): void {
+function migrateLegacy(a: Agents, count: number): void {
   const conf = a.conf;
   const pending = legacyAgents(conf);
-  if (pending.length === 0 && pidsOfUid(legacyUid(conf)).length === 0) return;
+  // Nothing to move, and no processes of the shared user: none when no user has its uid (a host
+  // that never had one), so /proc is only read where one is or was.
+  if (pending.length === 0 && (!a.legacyUidInUse || pidsOfUid(legacyUid(conf)).length === 0))
+    return;
   a.log(
     `moving ${namesOrNone(pending)} from the shared user ${conf.agentUser} (uid ${legacyUid(conf)}) onto a user each`,
   );
@@ -213,6 +198,8 @@ function migrateLegacy(a: Agents): void {
   retireLegacyUser(conf, a.log);
   for (const n of pending) migrateAgent(conf, n, process.argv[1], a.log);
   a.readWindows();
+  // The migration made users: look them up again.
+  a.knowAgents(count);
 }
 
 function stopSurplus(a: Agents, surplus: number[]): void {
