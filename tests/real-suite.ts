@@ -229,8 +229,11 @@ export class RealHost {
     fs.writeFileSync(this.conf, bootHostConf(options.stack, site), { mode: 0o644 });
   }
 
-  /** Starts the tmux server (waited for), then the first deploy through apply. */
-  async start(): Promise<void> {
+  /**
+   * Starts the tmux server (waited for), then the first deploy through apply (unless `deploy` is
+   * false: the suite runs it itself, e.g. to time it).
+   */
+  async start(deploy = true): Promise<void> {
     // As agent-host.service starts it after cloud-init: the files cloud-init wrote are the
     // repo's (apply installs the same).
     const serverEnv = {
@@ -292,7 +295,7 @@ export class RealHost {
     ).catch((e: Error) => {
       throw new Error(`${e.message}; agentctl server said: ${said}`);
     });
-    await this.apply();
+    if (deploy) await this.apply();
   }
 
   /**
