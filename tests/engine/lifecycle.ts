@@ -144,7 +144,8 @@ export const FORCE_NEW: Record<string, string[]> = {
   // google/tpgiamresource/resource_iam_member.go (role, member), iam_project.go (project)
   "gcp:projects/iAMMember:IAMMember": ["project", "role", "member"],
   // google/services/compute/iam_compute_instance.go, ComputeInstanceIamSchema: the instance it is
-  // on (project, zone, instance_name) is ForceNew, as are role and member (google/tpgiamresource/resource_iam_member.go, IamMemberBaseSchema).
+  // on (project, zone, instance_name) is ForceNew, as are role and member
+  // (google/tpgiamresource/resource_iam_member.go, IamMemberBaseSchema).
   "gcp:compute/instanceIAMMember:InstanceIAMMember": [
     "project",
     "zone",
