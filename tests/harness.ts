@@ -440,9 +440,13 @@ export async function runProgram(
   state = { resources: [], constructed: [], invokes: [], invokeArgs: [], options };
   pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
   const warnings: string[] = [];
-  const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(async (message: string) => {
+  // A plain swap rather than jest.spyOn: the benchmarks (scripts/bench-scale.ts) run the program
+  // outside jest. pulumi.log's exports are assignable (what spyOn itself relies on).
+  const log = pulumi.log as { warn: typeof pulumi.log.warn };
+  const originalWarn = log.warn;
+  log.warn = async (message: string) => {
     warnings.push(message);
-  });
+  };
   try {
     const main =
       options.program ??
@@ -473,7 +477,7 @@ export async function runProgram(
     await registrationsSettled().catch(() => undefined);
     throw error;
   } finally {
-    warn.mockRestore();
+    log.warn = originalWarn;
   }
 }
 

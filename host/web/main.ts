@@ -3,7 +3,7 @@
 //   web --url           print http://127.0.0.1:PORT/#token=TOKEN (root: the token is root-only)
 //   web --rotate-token  replace the token; pages holding the old one get 401 from the next request
 import * as path from "path";
-import { firstError, loadHostConf } from "../conf/conf";
+import { firstErrorOf, loadHostConf } from "../conf/conf";
 import { UsageError } from "../agents/send";
 import { Dashboard } from "./server";
 import { dashboardUrl, ensureToken, writeToken } from "./token";
@@ -14,7 +14,7 @@ export async function webMain(argv: string[], log: (line: string) => void): Prom
   if (argv.length > 1 || (argv.length === 1 && !["--url", "--rotate-token"].includes(argv[0])))
     throw new UsageError(`web: unknown argument '${argv.join(" ")}'. ${USAGE}`);
   const conf = loadHostConf();
-  const bad = firstError(conf, ["DASHBOARD_PORT", "DASHBOARD_TOKEN_FILE", "TMUX_SOCKET"]);
+  const bad = firstErrorOf(conf, ["dashboardPort", "dashboardTokenFile", "tmuxSocket"]);
   if (bad) throw new UsageError(bad);
   if (typeof process.getuid === "function" && process.getuid() !== 0)
     throw new UsageError("web: run it as root (sudo agentctl web ...): the token is root-only");
