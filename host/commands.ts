@@ -161,8 +161,6 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return sendCommand(rest);
       case "notify-test":
         return await notifyTest();
-      case "web":
-        return await (await import("./web/main")).webMain(rest, log);
       case "autostop":
         return await autostopCommand(loadHostConf(), log);
       case "claude-env":

@@ -44,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "conf") return confMain(rest);
   if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
+  if (cmd === "web") return (await import("./web/main")).webCommand(rest);
   // reconcile and its kin load agentctl's modules alone (host/agents/agentctl-main.ts).
   if (AGENTCTL_COMMANDS.has(cmd))
     return (await import("./agents/agentctl-main")).agentctlMain(cmd, rest) ?? 2;

@@ -24,6 +24,8 @@ export interface SentOptions {
   deletedWith: string;
   /** URNs of every resource this one depends on (dependsOn and inputs). */
   dependencies: string[];
+  /** Input property → the URNs its value came from (RegisterResourceRequest.propertyDependencies). */
+  propertyDependencies: Record<string, string[]>;
   /** Alias specs as the Node SDK sends them (mapAliasesForRequest), resolved by the engine. */
   aliases: Alias[];
 }
@@ -201,6 +203,9 @@ type RegisterRequest = {
   getProtect(): boolean | undefined;
   getDeletedwith(): string;
   getDependenciesList(): string[];
+  getPropertydependenciesMap(): {
+    forEach(callback: (deps: { getUrnsList(): string[] }, key: string) => void): void;
+  };
   getAliasesList(): {
     getUrn(): string;
     getSpec():
@@ -249,6 +254,15 @@ MockMonitor.prototype.newUrn = function (parent: string, type: string, name: str
   return generateUrn(pulumi.getStack(), pulumi.getProject(), parent, type, name);
 };
 
+/** The request's property dependencies, as the engine reads them (key → URNs). */
+function propertyDependenciesOf(req: RegisterRequest): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  req.getPropertydependenciesMap().forEach((deps, key) => {
+    out[key] = deps.getUrnsList();
+  });
+  return out;
+}
+
 const originalRegister = MockMonitor.prototype.registerResource;
 MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unknown) {
   const deleteBeforeReplace = req.getDeletebeforereplacedefined()
@@ -275,6 +289,7 @@ MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unk
       protect: req.getProtect() ?? false,
       deletedWith: req.getDeletedwith(),
       dependencies: req.getDependenciesList(),
+      propertyDependencies: propertyDependenciesOf(req),
       aliases: aliasesOf(req),
     },
   };
