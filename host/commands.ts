@@ -7,7 +7,7 @@ import { ensureAgentIdRange } from "./agents/id-range";
 import { agentctlConf } from "./agents/agentctl";
 import { agentctlMain, failed, log } from "./agents/agentctl-main";
 import { activityOf, autostopCommand, autostopStatus } from "./cost/autostop-main";
-import { loadHostConf } from "./conf/conf";
+import { DEFAULT_CONFIG, loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
@@ -129,12 +129,14 @@ function prepareAgent(argv: string[]): number {
 
 /**
  * `reserve-ids`: what first-boot runs before the first agent user is made: login.defs' UID_MAX and
- * GID_MAX below the agents' uid base (host/agents/id-range.ts), under AGENT_HOST_ROOT.
+ * GID_MAX below the agents' uid base (host/agents/id-range.ts); host.conf and login.defs both
+ * under AGENT_HOST_ROOT.
  */
 function reserveIds(argv: string[]): number {
   if (argv.length !== 0) throw new UsageError("reserve-ids takes no arguments");
-  const conf = loadHostConf();
-  ensureAgentIdRange(process.env.AGENT_HOST_ROOT ?? "", conf.agentUidBase, log);
+  const root = process.env.AGENT_HOST_ROOT ?? "";
+  const conf = loadHostConf(process.env, process.env.AGENTCTL_CONFIG || `${root}${DEFAULT_CONFIG}`);
+  ensureAgentIdRange(root, conf.agentUidBase, log);
   return 0;
 }
 
