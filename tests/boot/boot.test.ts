@@ -47,21 +47,26 @@ const stateDir = (name: string): string => `/data/home/${name}/.agent-host`;
 const agentUid = (name: string): number =>
   DEFAULT_AGENT_UID_BASE + Number(name.replace("agent-", ""));
 /**
- * `useradd NAME` with no -u in the guest (its own /etc, never the build machine's): the uid and the
- * user group's gid it picks are below the agents' base, and login.defs says why.
+ * `useradd NAME` with no -u in the guest (its own /etc, never the build machine's), as the GCE
+ * guest agent does for an instance SSH key or an admin would: the uid and user group's gid it got.
  */
-function expectAllocatedBelowAgents(vm: Machine, name: string): void {
+function addUserWithoutUid(vm: Machine, name: string): { uid: number; gid: number } {
   vm.sh(`useradd --no-create-home ${name}`);
   const [uid, gid] = vm.sh(`id -u ${name}; id -g ${name}`).trim().split("\n").map(Number);
-  expect(uid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
-  expect(gid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
+  figure(`useradd ${name} with no -u after the agents exist: uid ${uid}, gid ${gid}`);
+  return { uid, gid };
+}
+
+/** Those ids are below the agents' base, because login.defs' range ends there (id-range.ts). */
+function expectBelowAgents(vm: Machine, ids: { uid: number; gid: number }): void {
+  expect(ids.uid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
+  expect(ids.gid).toBeLessThan(DEFAULT_AGENT_UID_BASE);
   expect(vm.sh("grep -E '^(UID|GID)_MAX' /etc/login.defs").split(/\s+/).filter(Boolean)).toEqual([
     "UID_MAX",
     String(DEFAULT_AGENT_UID_BASE - 1),
     "GID_MAX",
     String(DEFAULT_AGENT_UID_BASE - 1),
   ]);
-  figure(`useradd ${name} with no -u after the agents: uid ${uid}, gid ${gid}`);
 }
 
 /** How long the same claude processes must stay up to count as running. */
@@ -587,8 +592,11 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       // Someone else's user, made after the agents with no -u (as the GCE guest agent does for a
       // metadata SSH key, or an admin's `useradd bob`): useradd's automatic id stays below the
       // agents' base (host/agents/id-range.ts), so the scale-up below finds agent-4's uid free.
-      expectAllocatedBelowAgents(vm, "boot-test-somebody");
+      // The scale-up runs before the ids are checked, so a regression shows as the lead sees it:
+      // reconcile refusing agent-${N + 1}'s uid, held by that user.
+      const somebody = addUserWithoutUid(vm, "boot-test-somebody");
       adminSsh(`sudo -n agentctl reconcile ${N + 2}`);
+      expectBelowAgents(vm, somebody);
       const up = await waitAgents(vm, N + 2, `after reconcile ${N + 2}`);
       expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
       const extra = expectedNames(N + 2).slice(N);
@@ -755,7 +763,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
         );
       }
       // The fresh root filesystem's useradd is kept below the agents' ids too (first-boot).
-      expectAllocatedBelowAgents(vm, "boot-test-somebody-2");
+      expectBelowAgents(vm, addUserWithoutUid(vm, "boot-test-somebody-2"));
       // The agents scaled away before the replacement kept their workspaces too.
       expect(vm.sh(`cat /workspaces/agent-${N + 1}/boot-test-marker`).trim()).toBe("kept");
     },
