@@ -593,7 +593,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       // metadata SSH key, or an admin's `useradd bob`): useradd's automatic id stays below the
       // agents' base (host/agents/id-range.ts), so the scale-up below finds agent-4's uid free.
       // The scale-up runs before the ids are checked, so a regression shows as the lead sees it:
-      // reconcile refusing agent-${N + 1}'s uid, held by that user.
+      // reconcile refusing agent-4's uid, held by that user.
       const somebody = addUserWithoutUid(vm, "boot-test-somebody");
       adminSsh(`sudo -n agentctl reconcile ${N + 2}`);
       expectBelowAgents(vm, somebody);
