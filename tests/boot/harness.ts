@@ -301,8 +301,10 @@ export class Machine {
    * read-only /proc/sys, PROC_INACCESSIBLE_REG and PROC_READ_ONLY), leaving the plain /proc a
    * VM has. The kernel refuses a new proc mount in a user namespace while locked mounts cover
    * anything in the visible proc but a permanently empty directory (fs/namespace.c,
-   * mnt_already_visible), so under nspawn's /proc no rootless container can start: runc's
-   * "mount proc to rootfs at /proc: operation not permitted".
+   * mnt_already_visible), so under nspawn's /proc no rootless container could start (runc mounts
+   * a proc for each); and the agent's dockerd does not even start: "Enabling IP forwarding
+   * failed: open /proc/sys/net/ipv4/ip_forward: read-only file system" (its own network
+   * namespace's sysctl, writable on a VM; seen in this guest).
    *
    * Not done at boot: the guest shares the host's kernel, and with /proc/sys writable the guest's
    * systemd-sysctl would set the build machine's sysctls (fs.protected_regular, kernel.pid_max).
@@ -310,17 +312,18 @@ export class Machine {
    * has nspawn's /proc again. Returns the mount points it removed.
    */
   revealProc(): string[] {
-    const mountInfo = this.sh("cat /proc/self/mountinfo");
-    // Field 5 is the mount point (octal escapes for spaces; nspawn's have none).
-    const covered = mountInfo
-      .split("\n")
-      .map((line) => line.split(" ")[4])
-      .filter((where): where is string => !!where && where.startsWith("/proc/"));
-    // The last mounted first: a read-only remount sits on its own bind.
-    for (const where of [...covered].reverse()) this.sh(`umount -l -- '${where}'`);
-    const left = this.sh("awk '$5 ~ \"^/proc/\" { print $5 }' /proc/self/mountinfo").trim();
-    if (left) throw new Error(`still mounted over the guest's /proc: ${left}`);
-    return [...new Set(covered)];
+    const covered = (): string[] =>
+      this.sh("awk '$5 ~ \"^/proc/\" { print $5 }' /proc/self/mountinfo")
+        .split("\n")
+        .filter(Boolean);
+    const before = covered();
+    // Deepest first (the boot id nspawn binds inside /proc/sys before the read-only /proc/sys);
+    // a lazy unmount takes the mounts below it along, so "not mounted" afterwards is fine.
+    for (const where of [...new Set(before)].sort((a, b) => b.length - a.length))
+      this.exec(["umount", "-l", "--", where]);
+    const left = covered();
+    if (left.length > 0) throw new Error(`still mounted over the guest's /proc: ${left.join(" ")}`);
+    return [...new Set(before)];
   }
 
   /** The container's PID 1 as the host sees it: systemd-nspawn's child. */
