@@ -3,28 +3,17 @@
 import * as fs from "fs";
 import * as os from "os";
 import { ensureAgent } from "./agents/agent-user";
-import { agentctlPaths, Agents } from "./agents/agents";
-import {
-  agentctlConf,
-  attachSelect,
-  loginRestart,
-  logs,
-  reconcile,
-  restart,
-} from "./agents/agentctl";
+import { agentctlConf } from "./agents/agentctl";
+import { agentctlMain, failed, log } from "./agents/agentctl-main";
 import { activityOf, autostopCommand, autostopStatus } from "./cost/autostop-main";
 import { loadHostConf } from "./conf/conf";
 import { Monitor, webhookReader } from "./attention/monitor";
 import { attachCommand, Notifier } from "./attention/notify";
 import { parseSendArgs, readStdinText, send, UsageError } from "./agents/send";
-import { checkAgentMax, faultLine } from "./agents/reconcile";
+import { checkAgentMax } from "./agents/reconcile";
 import { statusRows, toJson, toTable } from "./attention/status";
 import { healthText, healthy, hostHealth } from "./attention/health";
 import { parseArgs } from "util";
-
-const log = (line: string): void => {
-  process.stderr.write(`agentctl: ${line}\n`);
-};
 
 async function status(argv: string[]): Promise<number> {
   let json: boolean;
@@ -108,15 +97,6 @@ function sendCommand(argv: string[]): number {
 }
 
 /**
- * The agents' windows as agentctl's bash resolved its files (its env: AGENTCTL_SELF, …). `checked`:
- * host.conf is read as load_config reads it (agentctl did not read it first).
- */
-const agents = (checked = true): Agents => {
-  const conf = checked ? agentctlConf(process.env, log) : loadHostConf();
-  return new Agents(conf, agentctlPaths(process.env), log, process.env);
-};
-
-/**
  * `prepare-agent N`: what the wrapper runs (as root) before it starts agent N: the user, the home,
  * the workspace and the state folders (host/agents/agent-user.ts ensureAgent), then the ids and
  * paths as KEY=value lines for the wrapper. Nothing else in the wrapper touches an agent's path as
@@ -150,15 +130,11 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
   try {
     switch (cmd) {
       case "reconcile":
-        return reconcile(agents(), rest);
       case "restart":
-        return restart(agents(), rest);
       case "logs":
-        return logs(agents(), rest);
       case "attach-select":
-        return attachSelect(agents(false), rest);
       case "login-restart":
-        return loginRestart(agents(false));
+        return agentctlMain(cmd, rest) ?? 2;
       case "status":
         return await status(rest);
       case "prepare-agent":
@@ -189,18 +165,6 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return 2;
     }
   } catch (error) {
-    if (error instanceof UsageError) {
-      log(error.message);
-      return 2;
-    }
-    // One line, whatever the fault: a system error (a full disk, a permission) also says what to do.
-    const e = error as NodeJS.ErrnoException;
-    const retry = `agentctl ${[cmd ?? "", ...rest].join(" ").trim()}`;
-    log(
-      typeof e?.code === "string" ? faultLine(e, "", retry) : oneLine(e?.message ?? String(error)),
-    );
-    return 1;
+    return failed(error, cmd, rest);
   }
 }
-
-const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ");

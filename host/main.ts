@@ -25,6 +25,14 @@
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
 
+const AGENTCTL_COMMANDS = new Set([
+  "reconcile",
+  "restart",
+  "logs",
+  "attach-select",
+  "login-restart",
+]);
+
 // `hook` runs on every hook event while claude waits: it loads the recorder alone (fs, path). The
 // other commands (monitor, notifier, tmux, send) load on demand.
 export async function main(argv: string[]): Promise<number> {
@@ -33,6 +41,9 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "conf") return confMain(rest);
   if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
+  // reconcile and its kin load agentctl's modules alone (host/agents/agentctl-main.ts).
+  if (AGENTCTL_COMMANDS.has(cmd))
+    return (await import("./agents/agentctl-main")).agentctlMain(cmd, rest) ?? 2;
   const { run } = await import("./commands");
   return run(cmd, rest);
 }

@@ -6,7 +6,8 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { removeTestAgents } from "../tests/support";
+import * as net from "net";
+import { freePort, removeTestAgents } from "../tests/support";
 
 export const ROOT = path.resolve(__dirname, "..");
 export const AGENTCTL = path.join(ROOT, "cloud-init/host/agentctl");
@@ -139,6 +140,37 @@ export class BenchFleet {
     spawnSync("tmux", ["-S", this.sock, "kill-server"]);
     for (const c of this.children.splice(0)) c.kill("SIGTERM");
     await until("the tmux server to end", () => (this.tmuxUp() ? undefined : true));
+  }
+
+  /**
+   * A real git server for the repositories in `base` (git daemon on 127.0.0.1, read-only, as
+   * `nobody`, who must own them), once it accepts connections: a remote as GIT_REPOSITORY names
+   * one. Its git:// URL; `close` ends it.
+   */
+  async gitDaemon(base: string): Promise<string> {
+    const port = await freePort();
+    const daemon = path.join(must("git", ["--exec-path"]).trim(), "git-daemon");
+    const args = [`--listen=127.0.0.1`, `--port=${port}`, `--base-path=${base}`, "--export-all"];
+    const c = spawn(daemon, [...args, "--user=nobody", "--group=nogroup", base], {
+      env: { PATH: process.env.PATH, HOME: "/nonexistent" },
+      stdio: "ignore",
+    });
+    this.children.push(c);
+    const connects = () =>
+      new Promise<boolean>((resolve) => {
+        const s = net.connect(port, "127.0.0.1", () => {
+          s.end();
+          resolve(true);
+        });
+        s.on("error", () => resolve(false));
+      });
+    const deadline = Date.now() + 10_000;
+    while (!(await connects())) {
+      if (c.exitCode !== null) throw new Error(`git daemon exited with ${c.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`git daemon not listening on 127.0.0.1:${port}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return `git://127.0.0.1:${port}`;
   }
 
   /** Runs agentctl with the fleet's environment; its stdout. */

@@ -558,9 +558,13 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     ]);
     const rows = status(h);
     expect(rows.find((r) => r.name === "agent-2")?.restarts).toBeGreaterThanOrEqual(1);
+    // The whole row on failure: which agent, and the exit and reason that moved it.
     for (const r of rows.filter((x) => x.name !== "agent-2")) {
-      expect(r.state).toBe("running");
-      expect(r.pid).toBe(pids.get(r.name));
+      expect({ row: r, state: r.state, pid: r.pid }).toEqual({
+        row: r,
+        state: "running",
+        pid: pids.get(r.name),
+      });
     }
   });
 

@@ -57,6 +57,8 @@ interface Status {
   agents: Row[];
 }
 interface Ran {
+  /** apply's pid: its work folder is apply.PID. */
+  pid: number;
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -133,7 +135,7 @@ function apply(d: { args: string[]; stdin: string }, extra: NodeJS.ProcessEnv = 
     const done = () => {
       if (!exited) return;
       clearTimeout(timer);
-      resolve({ code: exited[0], signal: exited[1], stdout, stderr });
+      resolve({ pid: child.pid as number, code: exited[0], signal: exited[1], stdout, stderr });
     };
     child.stdout.on("end", () => ++ended === 2 && done());
     child.stderr.on("end", () => ++ended === 2 && done());
@@ -529,7 +531,12 @@ suite("faults: the host keeps its word (issue 23)", () => {
         expect.stringContaining("was cut off after step"),
       ]);
       expect(fs.readFileSync(p.keyFile(), "utf8")).toBe(key);
-      expect(fs.readdirSync(WORK_PARENT).filter((e) => e.startsWith("apply."))).toEqual([]);
+      // On failure, both runs' words: which apply left its folder, and what the re-run removed.
+      expect({
+        left: fs.readdirSync(WORK_PARENT).filter((e) => e.startsWith("apply.")),
+        cut: [cut.pid, cut.stderr],
+        again: [again.pid, again.stderr],
+      }).toEqual({ left: [], cut: [cut.pid, cut.stderr], again: [again.pid, again.stderr] });
       const after = await running(3);
       for (const n of names(3)) {
         // Restarted exactly once for the new key: by the re-run, or already by the cut-off run.

@@ -33,7 +33,8 @@ export function lookupUser(name: string): AgentUser | undefined {
 /**
  * Several users from NSS with one getent (`getent passwd a b c` prints the ones that exist and
  * exits 2 when any is missing): a reconcile of 12 agents spawns one process, not 12. Keyed by the
- * name asked for; a missing user has no entry.
+ * name asked for, or by the uid when a key is a uid (all digits: no user name is); a missing user
+ * has no entry.
  */
 export function lookupUsers(names: readonly string[]): Map<string, AgentUser> {
   const out = new Map<string, AgentUser>();
@@ -43,7 +44,9 @@ export function lookupUsers(names: readonly string[]): Map<string, AgentUser> {
   const wanted = new Set(names);
   for (const line of (r.stdout ?? "").split("\n")) {
     const u = parsePasswd(line);
-    if (u && wanted.has(u.name) && !out.has(u.name)) out.set(u.name, u);
+    if (!u) continue;
+    for (const key of [u.name, String(u.uid)])
+      if (wanted.has(key) && !out.has(key)) out.set(key, u);
   }
   return out;
 }

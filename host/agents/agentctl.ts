@@ -84,21 +84,27 @@ export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
 export function reconcile(a: Agents, argv: readonly string[]): number {
   const { conf, log } = a;
   const args = parseReconcileArgs(argv, conf);
-  a.ensureServer(args.boot);
+  // The lock first, then one tmux client for both questions: is the server up, and which windows
+  // does the session have (read under the lock). A server that is down is waited for or started.
   a.takeLock();
-  a.ensureSession();
+  if (a.probe()) a.ensureSession(a.windows);
+  else {
+    a.ensureServer(args.boot);
+    a.ensureSession();
+  }
   const retry = `agentctl reconcile ${args.count}`;
   const failed: AgentFailure[] = [];
   for (const id of a.windows.duplicates) {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
-  migrateLegacy(a);
+  // One getent: the agents' users, and whether the shared user of older hosts is there at all.
+  a.knowAgents(args.count);
+  migrateLegacy(a, args.count);
   // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
   // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
   // failure of that agent: it is named and not started, the count is not claimed, and the others
   // still start (one agent never holds the rest up).
-  a.knowAgents(args.count);
   for (let i = 1; i <= args.count; i++) {
     try {
       a.ensureAgent(i);
@@ -201,10 +207,13 @@ function writeRecord(file: string, record: ReconcileRecord, log: Log): void {
  * user, stop; that user is retired; each agent's files move onto its own user. The stopped agents
  * start again below (their panes are dead), each as its own user, resuming its conversation.
  */
-function migrateLegacy(a: Agents): void {
+function migrateLegacy(a: Agents, count: number): void {
   const conf = a.conf;
   const pending = legacyAgents(conf);
-  if (pending.length === 0 && pidsOfUid(legacyUid(conf)).length === 0) return;
+  // Nothing to move, and no processes of the shared user: none when no user has its uid (a host
+  // that never had one), so /proc is only read where one is or was.
+  if (pending.length === 0 && (!a.legacyUidInUse || pidsOfUid(legacyUid(conf)).length === 0))
+    return;
   a.log(
     `moving ${namesOrNone(pending)} from the shared user ${conf.agentUser} (uid ${legacyUid(conf)}) onto a user each`,
   );
@@ -213,6 +222,8 @@ function migrateLegacy(a: Agents): void {
   retireLegacyUser(conf, a.log);
   for (const n of pending) migrateAgent(conf, n, process.argv[1], a.log);
   a.readWindows();
+  // The migration made users: look them up again.
+  a.knowAgents(count);
 }
 
 function stopSurplus(a: Agents, surplus: number[]): void {

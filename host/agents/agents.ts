@@ -15,6 +15,7 @@ import {
   type AgentUser,
 } from "./agent-user";
 import type { HostConf } from "../conf/conf";
+import { legacyUid } from "./migrate";
 import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
 export const CONTROL_WINDOW = "control";
@@ -27,6 +28,10 @@ const TMUX_TIMEOUT_MS = 30_000;
 /** The line startAgents' tmux sequence prints after each agent it started. */
 const STARTED_MARK = "agentctl-started ";
 const LIST_WINDOWS = ["list-windows", "-t", `=${SESSION}`, "-F", WINDOW_FORMAT];
+/** The session's size when it is made (no client is attached yet). */
+const SIZE = ["-x", "200", "-y", "50"];
+/** What probe's first command prints: the server answered. */
+const SERVER_UP = "agentctl-server-up";
 
 export type Log = (line: string) => void;
 
@@ -45,7 +50,8 @@ export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
     return value;
   };
   return {
-    self: need("AGENTCTL_SELF"),
+    // agentctl passes itself as called; the control window runs it by its real path.
+    self: fs.realpathSync(need("AGENTCTL_SELF")),
     wrapper: need("AGENTCTL_WRAPPER"),
     tmuxConf: need("AGENTCTL_TMUX_CONF"),
   };
@@ -109,6 +115,18 @@ export class Agents {
 
   serverUp(): boolean {
     return this.tryTmux(["list-sessions"]).status === 0;
+  }
+
+  /**
+   * Whether the tmux server is up and, when it is, the session's windows (into `windows`; none
+   * without a session), with one tmux client: what reconcile asks first under its lock.
+   */
+  probe(): boolean {
+    const r = this.tryTmux(["display-message", "-p", SERVER_UP, ";", ...LIST_WINDOWS]);
+    const lines = r.stdout.split("\n");
+    if (lines[0] !== SERVER_UP) return false;
+    this.windows = parseWindowList(r.status === 0 ? lines.slice(1).join("\n") : "");
+    return true;
   }
 
   sessionUp(): boolean {
@@ -191,14 +209,13 @@ export class Agents {
 
   /**
    * The session with its permanent control window: removing agents can never end the session.
-   * Reads the windows: one list-windows, which lists nothing only when there is no session (a
-   * session always has a window; the server is up). A missing session is created by the next
+   * Reads the windows (or takes `listed`, just read by probe): one list-windows, which lists
+   * nothing only when there is no session (a session always has a window; the server is up). A missing session is created by the next
    * startAgents, in the same tmux call as the agents' windows (the control window's monitor is a
    * Node start that would otherwise compete with the rest of the reconcile), or by createSession.
    */
-  ensureSession(): void {
+  ensureSession(listed = this.readWindows()): void {
     const watch = this.watchArgs();
-    const listed = this.readWindows();
     if (listed.byName.size === 0 && listed.duplicates.length === 0) {
       this.sessionToCreate = true;
       return;
@@ -225,8 +242,23 @@ export class Agents {
   }
 
   private newSession(): string[] {
-    const size = ["-x", "200", "-y", "50"];
-    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...size, ...this.watchArgs()];
+    return ["new-session", "-d", "-s", SESSION, "-n", CONTROL_WINDOW, ...SIZE, ...this.watchArgs()];
+  }
+
+  /** The control window in a session that has none, at the first free index (0). */
+  private newControlWindow(): string[] {
+    return ["new-window", "-d", "-t", `=${SESSION}:`, "-n", CONTROL_WINDOW, ...this.watchArgs()];
+  }
+
+  /**
+   * The session made with agent i's window (new-session puts it at index 0), which then moves to
+   * index i, as newWindow would have put it; its options as newWindow sets them.
+   */
+  private newSessionWith(i: number, delay: string): string[] {
+    const name = `agent-${i}`;
+    const create = ["new-session", "-d", "-s", SESSION, "-n", name, ...SIZE];
+    const move = ["move-window", "-s", `=${SESSION}:=${name}`, "-t", `=${SESSION}:${i}`];
+    return [...create, ...this.wrapperArgs(i, delay), ...this.windowOptions(name), ";", ...move];
   }
 
   workspace(i: number): string {
@@ -250,11 +282,20 @@ export class Agents {
     return made;
   }
 
-  /** Looks up the users of agents 1..count with one getent, for ensureAgent. */
+  /**
+   * Looks up the users of agents 1..count, and whether any user has the uid of the shared user of
+   * older hosts (legacyUidInUse), with one getent: for ensureAgent and the migration.
+   */
   knowAgents(count: number): void {
     const names = Array.from({ length: count }, (_, k) => agentIds(this.conf, k + 1).name);
-    this.users = lookupUsers(names);
+    const legacy = String(legacyUid(this.conf));
+    this.users = lookupUsers([...names, legacy]);
+    this.legacyUidInUse = this.users.has(legacy);
+    this.ensured.clear();
   }
+
+  /** A user has the uid of the shared user of older hosts (as knowAgents last found). */
+  legacyUidInUse = true;
 
   private readonly ensured = new Map<number, AgentIds>();
   private users?: Map<string, AgentUser>;
@@ -282,12 +323,16 @@ export class Agents {
    */
   private newWindow(i: number, delay: string, index: string): string[] {
     const name = `agent-${i}`;
+    const create = ["new-window", "-d", "-t", `=${SESSION}:${index}`, "-n", name];
+    return [...create, ...this.wrapperArgs(i, delay), ...this.windowOptions(name)];
+  }
+
+  /** "; set-option …" for each option an agent's window needs: claude never renames it. */
+  private windowOptions(name: string): string[] {
     const target = `=${SESSION}:=${name}`;
-    const options = ["automatic-rename", "allow-rename"].flatMap((o) => [
+    return ["automatic-rename", "allow-rename"].flatMap((o) => [
       ...[";", "set-option", "-w", "-t", target, o, "off"],
     ]);
-    const create = ["new-window", "-d", "-t", `=${SESSION}:${index}`, "-n", name];
-    return [...create, ...this.wrapperArgs(i, delay), ...options];
   }
 
   /**
@@ -333,16 +378,24 @@ export class Agents {
       this.createSession();
       return failed;
     }
-    const seq: string[] = this.sessionToCreate ? [...this.newSession(), ";"] : [];
-    for (const { agent, delay } of ready) {
+    // The last delay first: a wrapper with a delay only sleeps, and what starts working at once
+    // (the wrapper with delay 0, and the control window's monitor: Node starts both) comes last,
+    // competing with no other start of this sequence for the CPU. A session to make is made with
+    // the first agent's window (moved to its index), its control window added at the end.
+    const creating = this.sessionToCreate;
+    const seq: string[] = [];
+    for (const [k, { agent, delay }] of [...ready].reverse().entries()) {
       const existing = this.windows.byName.get(`agent-${agent}`);
       seq.push(
         ...(existing
           ? ["respawn-pane", "-k", "-t", existing.id, ...this.wrapperArgs(agent, delay)]
-          : this.newWindow(agent, delay, String(agent))),
+          : creating && k === 0
+            ? this.newSessionWith(agent, delay)
+            : this.newWindow(agent, delay, String(agent))),
         ...[";", "display-message", "-p", `${STARTED_MARK}${agent}`, ";"],
       );
     }
+    if (creating) seq.push(...this.newControlWindow(), ";");
     seq.push(...LIST_WINDOWS);
     const r = this.tryTmux(seq);
     const lines = r.stdout.split("\n");
@@ -361,6 +414,8 @@ export class Agents {
       if (this.windows.byName.size > 0) {
         this.sessionToCreate = false;
         this.log(`created tmux session ${SESSION}`);
+        // Its control window came at the end of the sequence, which stopped before it.
+        this.ensureSession(this.windows);
       } else this.createSession();
     }
     this.readWindows();
