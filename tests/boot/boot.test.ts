@@ -785,10 +785,9 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
         code: 1,
         err: expect.stringMatching(/No such container/),
       });
-      expect(await asAgent(two, `docker rm -f ${id3}`)).toMatchObject({
-        code: 1,
-        err: expect.stringMatching(/No such container/),
-      });
+      // `rm -f` exits 0 for a container its daemon does not know (Docker 20.10): what counts is
+      // that agent-3's container is still there afterwards (checked below).
+      await asAgent(two, `docker rm -f ${id3}`);
       for (const sock of [
         `/run/agent-docker/${three.uid}.sock`,
         `/run/user/${three.uid}/docker.sock`,
