@@ -236,7 +236,7 @@ export const CONFIG_KEY_TABLE = {
     type: "string",
     default: "",
     description:
-      "Optional. An LLM gateway in front of Anthropic's API (ANTHROPIC_BASE_URL), https:// (http only on 127.0.0.1). Not a secret, so no user info, query string or key in it. Only with claudeProvider anthropic.",
+      "Optional. An LLM gateway in front of Anthropic's API (Claude Code's base URL), https:// (http only on 127.0.0.1). Not a secret, so no user info, query string or key in it. Only with claudeProvider anthropic.",
   },
   vertexBaseUrl: {
     type: "string",

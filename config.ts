@@ -443,7 +443,7 @@ function parseEachKey(get: Get, warnings: string[]) {
     repository: parseRepository(get("repository")),
     /** Debian/Ubuntu packages installed for every agent, sorted, no duplicates. */
     extraPackages: parseExtraPackages(get("extraPackages")),
-    /** NAME=value pairs every claude gets (CLAUDE_ENV on the host); never a credential. */
+    /** NAME=value pairs every claude gets (the host's claude environment); never a credential. */
     claudeEnv: parseClaudeEnv(get("claudeEnv")),
     gitCredentials: parseGitCredentials(get("gitCredentials")),
     /** Work hours: GCE starts and stops the VM on this schedule; undefined = no schedule. */
@@ -796,7 +796,7 @@ function parseExtraPackages(raw: string | undefined): string[] {
 }
 
 /**
- * claudeEnv: NAME=value pairs for every claude, by the host's own rule for CLAUDE_ENV
+ * claudeEnv: NAME=value pairs for every claude, by the host's own rule for it
  * (shared-rules.ts claudeEnvProblem), and never a credential: host.conf is world-readable.
  */
 function parseClaudeEnv(raw: string | undefined): string[] {

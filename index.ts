@@ -10,7 +10,7 @@ import { fingerprint } from "./components/host-key";
 import { sshCommands } from "./components/ssh-commands";
 import { startCommand, stoppedVmMessage, type VmLocation } from "./components/vm-status";
 import { readHostFiles } from "./cloud-init/files";
-import { ADMIN_USER, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
+import { ADMIN_USER_NAME, hostSettingsFor, renderHostConf } from "./cloud-init/host-config";
 import { encodeUserData, renderUserData } from "./cloud-init/render";
 import {
   agentCountOf,
@@ -190,7 +190,7 @@ function deployHost(shared: Shared, names: HostNames, diskExists: boolean): Depl
       instanceId: host.instanceId,
       agentCount,
       files: shared.files,
-      // host.conf follows the host's own agent count (AGENT_COUNT and the limits sized from it).
+      // host.conf follows the host's own agent count (the count and the limits sized from it).
       hostConf: renderHostConf(hostSettingsFor({ ...config, agentCount }, [])),
       adminAuthorizedKeys: adminKeys,
       apiKey: secretInput(raw["agent-host:anthropicApiKey"]),
@@ -208,7 +208,7 @@ function hostCommands(config: StackConfig, deployed: DeployedHost) {
   const commands = pulumi.output(deployed.host.publicIp).apply((address) =>
     sshCommands({
       connectVia: config.connectVia,
-      user: ADMIN_USER,
+      user: ADMIN_USER_NAME,
       keyFile,
       address,
       instance: deployed.vm.name,
@@ -239,7 +239,7 @@ function hostOutput(config: StackConfig, deployed: DeployedHost) {
     address: deployed.host.publicIp ?? null,
     zone: deployed.vm.zone,
     project: deployed.vm.project,
-    user: ADMIN_USER,
+    user: ADMIN_USER_NAME,
     identityFile: commands.keyFile,
     sshCommand: commands.ssh,
     attachCommand: commands.attach,

@@ -202,8 +202,22 @@ export const PERMISSION_MODES = [
 export const CLAUDE_PROVIDERS = ["anthropic", "vertex"] as const;
 
 /**
+ * The variables Claude Code reads for its provider, gateway and model, each set from a host.conf
+ * key of its own (host/agents/claude-env.ts providerEnv).
+ */
+export const CLAUDE_PROVIDER_ENV = {
+  model: "ANTHROPIC_MODEL",
+  useVertex: "CLAUDE_CODE_USE_VERTEX",
+  vertexProjectId: "ANTHROPIC_VERTEX_PROJECT_ID",
+  vertexRegion: "CLOUD_ML_REGION",
+  vertexBaseUrl: "ANTHROPIC_VERTEX_BASE_URL",
+  anthropicBaseUrl: "ANTHROPIC_BASE_URL",
+} as const;
+export type ClaudeProviderName = keyof typeof CLAUDE_PROVIDER_ENV;
+
+/**
  * Variables every claude gets from agent-wrapper itself, its own host.conf keys or a secret file:
- * claudeEnv (CLAUDE_ENV on the host) may not set them. host.conf is world-readable, so no
+ * claudeEnv (on the host too) may not set them. host.conf is world-readable, so no
  * credential may come that way either.
  */
 export const RESERVED_CLAUDE_ENV: readonly string[] = [
@@ -217,12 +231,7 @@ export const RESERVED_CLAUDE_ENV: readonly string[] = [
   "ANTHROPIC_API_KEY",
   "ANTHROPIC_AUTH_TOKEN",
   "CLAUDE_CODE_OAUTH_TOKEN",
-  "ANTHROPIC_BASE_URL",
-  "ANTHROPIC_MODEL",
-  "CLAUDE_CODE_USE_VERTEX",
-  "ANTHROPIC_VERTEX_PROJECT_ID",
-  "CLOUD_ML_REGION",
-  "ANTHROPIC_VERTEX_BASE_URL",
+  ...Object.values(CLAUDE_PROVIDER_ENV),
   "AGENT_HOST_AGENT",
   "AGENT_HOST_STATE_DIR",
   // Each agent's own Docker (host/docker/rootless.ts agentDockerEnv): one value per agent.
@@ -234,7 +243,7 @@ export const RESERVED_CLAUDE_ENV: readonly string[] = [
 
 /**
  * The first pair of a NAME=value list for every claude's environment that breaks the rule, and
- * why (words to follow the pair), or undefined. The stack (claudeEnv) and the host (CLAUDE_ENV)
+ * why (words to follow the pair), or undefined. The stack (claudeEnv) and the host (host.conf)
  * apply it alike.
  */
 export function claudeEnvProblem(

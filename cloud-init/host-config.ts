@@ -7,9 +7,9 @@ import { DEFAULT_CONFIG, HOST_KEYS } from "../host/conf/conf";
 
 // The users, the data device and the secret's path are the host's own defaults (host/conf/conf.ts):
 // the stack writes them out and names them in user-data and in the fleet's SSH login.
-export const ADMIN_USER = HOST_KEYS.ADMIN_USER.default;
-export const AGENT_USER = HOST_KEYS.AGENT_USER.default;
-// Agent N's user (AGENT_USER-N, uid = gid = AGENT_UID_BASE + N) is made by agentctl reconcile,
+export const ADMIN_USER_NAME = HOST_KEYS.ADMIN_USER.default;
+export const AGENT_USER_PREFIX = HOST_KEYS.AGENT_USER.default;
+// Agent N's user (AGENT_USER-N, uid = gid = the uid base + N) is made by agentctl reconcile,
 // not by user-data, which must not change with agentCount: host/agents/agent-user.ts.
 /** GCE shows the data disk as /dev/disk/by-id/google-<deviceName>. */
 export const DATA_DEVICE_NAME = "workspaces";
@@ -99,8 +99,8 @@ function hostConfLines(settings: HostSettings): [string, string | number | undef
   return [
     ["AGENT_COUNT", settings.agentCount],
     ["AGENT_MAX", settings.agentMax],
-    ["AGENT_USER", AGENT_USER],
-    ["ADMIN_USER", ADMIN_USER],
+    ["AGENT_USER", AGENT_USER_PREFIX],
+    ["ADMIN_USER", ADMIN_USER_NAME],
     ["AGENT_MEMORY_MAX_MB", settings.agentMemoryMaxMb],
     ["AGENT_CPU_QUOTA_PERCENT", settings.agentCpuQuotaPercent],
     ["AGENTS_MEMORY_MAX_MB", settings.agentsMemoryMaxMb],

@@ -2,7 +2,12 @@
 // import; the Pulumi program, `npm run render` and the boot test all call renderUserData().
 import { gunzipSync, gzipSync } from "zlib";
 import { stringify } from "yaml";
-import { ADMIN_USER, HOST_CONF_PATH, renderBootHostConf, type HostSettings } from "./host-config";
+import {
+  ADMIN_USER_NAME,
+  HOST_CONF_PATH,
+  renderBootHostConf,
+  type HostSettings,
+} from "./host-config";
 import { readHostFiles, type HostFileContent } from "./files";
 
 /** GCE refuses a metadata value above 256 KiB. */
@@ -95,7 +100,7 @@ export function renderUserData(
   const document = {
     users: [
       {
-        name: ADMIN_USER,
+        name: ADMIN_USER_NAME,
         gecos: "agent-host admin (deploys and operates the agents)",
         shell: "/bin/bash",
         sudo: "ALL=(ALL) NOPASSWD:ALL",

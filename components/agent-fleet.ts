@@ -16,7 +16,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import { publicBundleSha256, renderBundle, renderPublicBundle } from "../cloud-init/bundle";
 import type { HostFileContent } from "../cloud-init/files";
-import { ADMIN_USER } from "../cloud-init/host-config";
+import { ADMIN_USER_NAME } from "../cloud-init/host-config";
 import type { ConnectVia } from "../config";
 import { HOSTKEY_QUERY_PATH, hostKeyFromGuestAttributes, pinDecision } from "./host-key";
 
@@ -307,7 +307,7 @@ export class AgentFleet extends pulumi.ComponentResource {
           AGENT_HOST_VM: args.vm.name,
           AGENT_HOST_ZONE: args.vm.zone,
           AGENT_HOST_PROJECT: args.vm.project,
-          AGENT_HOST_USER: ADMIN_USER,
+          AGENT_HOST_USER: ADMIN_USER_NAME,
           AGENT_HOST_PIN_URN: pin.urn,
           AGENT_HOST_PROBE_ATTEMPTS: String(args.dialErrorLimit ?? 60),
         },
@@ -332,7 +332,7 @@ export class AgentFleet extends pulumi.ComponentResource {
       {
         connection: {
           host: args.host,
-          user: ADMIN_USER,
+          user: ADMIN_USER_NAME,
           privateKey: pulumi.secret(args.privateKey),
           // ssh.FixedHostKey with HostKeyAlgorithms [its type] (pulumi-command
           // provider/pkg/provider/remote/connection.go, SSHConfig): any other key fails the
@@ -381,7 +381,7 @@ export class AgentFleet extends pulumi.ComponentResource {
           AGENT_HOST_VM: args.vm.name,
           AGENT_HOST_ZONE: args.vm.zone,
           AGENT_HOST_PROJECT: args.vm.project,
-          AGENT_HOST_USER: ADMIN_USER,
+          AGENT_HOST_USER: ADMIN_USER_NAME,
           AGENT_HOST_HOST_KEY: this.hostKey,
         },
         addPreviousOutputInEnv: false,

@@ -147,10 +147,10 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return sendCommand(rest);
       case "notify-test":
         return await notifyTest();
-      case "web":
-        return await (await import("./web/main")).webMain(rest, log);
       case "autostop":
         return await autostopCommand(loadHostConf(), log);
+      case "claude-env":
+        return (await import("./agents/claude-env")).claudeEnvMain(rest);
       case "docker-env":
         return (await import("./docker/docker-main")).dockerEnvMain(rest);
       case "docker-idle":
@@ -160,7 +160,7 @@ export async function run(cmd: string | undefined, rest: string[]): Promise<numb
         return 0;
       default:
         log(
-          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, web, autostop, autostop-status, docker-env, docker-idle)`,
+          `agent-host.js: unknown command '${cmd ?? ""}' (hook, conf, status, reconcile, restart, logs, attach-select, login-restart, watch, monitor, send, notify-test, web, autostop, autostop-status, claude-env, docker-env, docker-idle)`,
         );
         return 2;
     }

@@ -3,8 +3,9 @@
 // it for the commands below; Claude Code's managed hooks call `hook` directly.
 //
 //   hook           record one hook event (stdin: the payload); as the agent, inside claude
-//   conf [--as NAME] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf through the one
-//                  parser (host/conf/conf.ts), as KEY=value lines: how the bash scripts read it
+//   conf [--as NAME] [--vars SCRIPT] [--file F] [--quiet] [--unchecked] [KEY...]  host.conf
+//                  through the one parser (host/conf/conf.ts), as KEY=value lines, or as the
+//                  script's own name=value lines (--vars): how the bash scripts read it
 //   apply --agents N --bundle-sha256 SHA --instance-id ID < bundle  the day-2 step (host/apply/apply.ts),
 //                  run by cloud-init/host/apply from the bundle being deployed
 //   status [--json]  agentctl status: one row per agent (host/attention/status.ts)
@@ -20,7 +21,9 @@
 //   prepare-agent N  (root, the wrapper) agent N's user, home, workspace and state folders, made
 //                  safely (host/agents/agent-user.ts); prints its ids and paths as KEY=value lines
 //   own-checkout WS  (as the agent, the migration) a shared worktree becomes its own repository
-//   docker-env N   the Docker variables agent-N's claude gets (agent-wrapper; host/docker/)
+//   claude-env N   what agent-N's claude gets from host.conf in its environment (agent-wrapper;
+//                  host/agents/claude-env.ts): the site's pairs, the provider's, its Docker's
+//   docker-env N   the Docker variables alone (host/docker/)
 //   docker-idle    stop the agents' idle rootless Docker daemons (agent-docker-idle.timer)
 import { confMain } from "./conf/conf";
 import { hookMain } from "./attention/hook";
@@ -41,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "conf") return confMain(rest);
   if (cmd === "own-checkout") return (await import("./agents/own-checkout")).ownCheckoutMain(rest);
   if (cmd === "apply") return (await import("./apply/apply")).applyMain(rest);
+  if (cmd === "web") return (await import("./web/main")).webCommand(rest);
   // reconcile and its kin load agentctl's modules alone (host/agents/agentctl-main.ts).
   if (AGENTCTL_COMMANDS.has(cmd))
     return (await import("./agents/agentctl-main")).agentctlMain(cmd, rest) ?? 2;

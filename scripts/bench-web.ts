@@ -245,6 +245,24 @@ async function main(): Promise<void> {
     const monitor = start(process.execPath, [bundle, "monitor"]);
     const bare = startNode([], ["-e", "setInterval(() => {}, 1e9)"]);
     const bareUnit = startNode(unitFlags, ["-e", "setInterval(() => {}, 1e9)"]);
+    // The floor for any dashboard written for Node: a Node HTTP server that does nothing but
+    // answer, with the unit's flags, asked as often as the dashboard's page is loaded below.
+    const httpPort = await freePort();
+    const bareHttp = startNode(unitFlags, [
+      "-e",
+      `require("http").createServer((q, r) => r.end("ok")).listen(${httpPort}, "127.0.0.1")`,
+    ]);
+    const askBareHttp = async (times: number): Promise<void> => {
+      for (let i = 0; i < times; i++)
+        await new Promise<void>((resolve, reject) =>
+          http
+            .get({ host: "127.0.0.1", port: httpPort, path: "/" }, (res) => {
+              res.resume();
+              res.on("end", resolve);
+            })
+            .on("error", reject),
+        );
+    };
     await new Promise<void>((r) => baseline.listen(0, "127.0.0.1", r));
     const basePort = (baseline.address() as net.AddressInfo).port;
     const context: BrowserContext = await chromium.launchPersistentContext(
@@ -355,7 +373,20 @@ async function main(): Promise<void> {
     await measure(`as the unit runs it: ${unitFlags.join(" ") || "no flags"}`, unitFlags);
     await measure("Node's defaults", []);
     for (const flags of VARIANTS) await measure(flags.join(" "), flags);
+    for (let i = 0; ; i++) {
+      const up = await askBareHttp(1).then(
+        () => true,
+        () => false,
+      );
+      if (up) break;
+      if (i >= 100) throw new Error("the bare HTTP server did not answer in 10 s");
+      await sleep(100);
+    }
+    await askBareHttp(RUNS * 3);
     console.log(`baseline memory: bare node (defaults) ${showMemory(bare.pid as number)}`);
+    console.log(
+      `baseline memory: a bare Node HTTP server (${unitFlags.join(" ") || "no flags"}), asked ${RUNS * 3 + 1} times: ${showMemory(bareHttp.pid as number)}`,
+    );
     console.log(
       `baseline memory: bare node (${unitFlags.join(" ") || "no flags"}) ${showMemory(bareUnit.pid as number)}`,
     );

@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { spawn } from "child_process";
+import { spawn, type ChildProcess } from "child_process";
 import { waitFor } from "./support";
 import { parseHostConf } from "../host/conf/conf";
 import { descendantStartedSince } from "../host/agents/facts";
@@ -320,6 +320,14 @@ describe("the state a person sees", () => {
     });
   });
 
+  /** Ends a child and waits for its exit. */
+  const end = (child: ChildProcess): Promise<void> =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGKILL");
+    });
+
   /** Waits until `pid` runs a program whose command line holds `word` (its exec is done). */
   const running = (pid: number, word: string) =>
     waitFor(`pid ${pid} to run ${word}`, () => {
@@ -333,26 +341,28 @@ describe("the state a person sees", () => {
   test("a process claude started since the dialog counts as running work; its own hooks do not", async () => {
     const since = Date.now();
     // What a hook's process looks like: node running agent-host.js hook.
-    const hook = spawn(process.execPath, [
-      "-e",
-      "setTimeout(() => {}, 5000)",
-      "/usr/local/lib/agent-host/agent-host.js",
-      "hook",
-    ]);
+    // No pipes to this process, and each one ended and waited for: a child left holding a pipe
+    // (`sh -c "sleep 5"` forks sleep, and killing sh left sleep with the pipes) kept jest from
+    // exiting for 5 s after the run ("Jest did not exit one second after the test run").
+    const hook = spawn(
+      process.execPath,
+      ["-e", "setTimeout(() => {}, 5000)", "/usr/local/lib/agent-host/agent-host.js", "hook"],
+      { stdio: "ignore" },
+    );
     try {
       await running(hook.pid as number, "agent-host.js");
       expect(descendantStartedSince(process.pid, since)).toBe(false);
-      const work = spawn("sh", ["-c", "sleep 5"]);
+      const work = spawn("sleep", ["5"], { stdio: "ignore" });
       try {
         await running(work.pid as number, "sleep");
         expect(descendantStartedSince(process.pid, since)).toBe(true);
         // A process older than the state does not count.
         expect(descendantStartedSince(process.pid, Date.now() + 1000)).toBe(false);
       } finally {
-        work.kill();
+        await end(work);
       }
     } finally {
-      hook.kill();
+      await end(hook);
     }
   });
 

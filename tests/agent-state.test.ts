@@ -13,12 +13,11 @@
 import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import * as http from "http";
-import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import { startWebhookReceiver, type Hit, type WebhookReceiver } from "./fixtures/webhook-receiver";
 import {
   offlineClaudeEnv,
   pane,
@@ -60,41 +59,6 @@ interface Row {
   state_seconds: number | null;
   needs_you: boolean;
   why: string;
-}
-
-interface Hit {
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  status: number;
-  at: number;
-}
-
-/** A webhook receiver on 127.0.0.1: records every request; answers from a script, else 200. */
-async function startReceiver() {
-  const hits: Hit[] = [];
-  const answers: { status: number; delayMs?: number }[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (d: Buffer) => (body += d.toString()));
-    req.on("end", () => {
-      const answer = answers.shift() ?? { status: 200 };
-      const at = Date.now();
-      setTimeout(() => {
-        hits.push({ path: req.url ?? "", headers: req.headers, body, status: answer.status, at });
-        res.writeHead(answer.status, { "content-type": "text/plain" });
-        res.end(answer.status === 200 ? "ok" : "scripted failure");
-      }, answer.delayMs ?? 0);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    hits,
-    answers,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
 }
 
 type Host = RealHost;
@@ -187,14 +151,14 @@ function delivered(hits: Hit[]) {
 suite("agent state from Claude Code's hooks, notifications and send, with the real claude", () => {
   jest.setTimeout(600_000);
   let api: MessagesApi;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: WebhookReceiver;
   let h: Host;
 
   beforeAll(async () => {
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
-    receiver = await startReceiver();
+    receiver = await startWebhookReceiver();
     // host.conf through the stack's own renderer; only this machine's users, paths and delays
     // are site overrides (host.conf.local).
     h = new RealHost({
@@ -202,7 +166,9 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       user: AGENT_USER,
       uidBase: UID_BASE,
       apiKey: API_KEY,
+      // The notifyWebhookUrl secret: through apply, as a deploy stores it.
       webhook: `json:${receiver.url}/hook`,
+      trustCa: receiver.caFile,
       stack: {
         "agent-host:agentCount": String(COUNT),
         "agent-host:agentPermissionMode": "manual",
@@ -603,13 +569,17 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
       event: "test",
     });
 
-    fs.writeFileSync(h.webhookFile, `slack:${receiver.url}/slack\n`);
+    // Each format is a deploy of another notifyWebhookUrl (pulumi config set --secret; pulumi up):
+    // apply stores it root-only, and notify-test reads what apply stored.
+    await h.apply(undefined, undefined, `slack:${receiver.url}/slack`);
+    expect(fs.readFileSync(h.webhookFile, "utf8")).toBe(`slack:${receiver.url}/slack`);
+    expect(fs.statSync(h.webhookFile).mode & 0o777).toBe(0o600);
     expect((await ctl(h, ["notify-test"])).code).toBe(0);
     const slack = receiver.hits[receiver.hits.length - 1];
     expect([slack.path, slack.headers["content-type"]]).toEqual(["/slack", "application/json"]);
     expect(Object.keys(JSON.parse(slack.body))).toEqual(["text"]);
 
-    fs.writeFileSync(h.webhookFile, `ntfy:${receiver.url}/agents-topic\n`);
+    await h.apply(undefined, undefined, `ntfy:${receiver.url}/agents-topic`);
     expect((await ctl(h, ["notify-test"])).code).toBe(0);
     const ntfy = receiver.hits[receiver.hits.length - 1];
     expect(ntfy.path).toBe("/agents-topic");
@@ -623,9 +593,13 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
     expect(refused.stderr).toContain("answered 404; giving up after 1 attempt(s)");
     expect(refused.stderr).not.toContain(receiver.url);
     receiver.answers.length = 0;
-    fs.writeFileSync(h.webhookFile, "");
+    // notifyWebhookUrl removed (pulumi config rm; pulumi up): apply removes the stored one.
+    await h.apply(undefined, undefined, null);
+    expect(fs.existsSync(h.webhookFile)).toBe(false);
     const none = await ctl(h, ["notify-test"]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain("pulumi config set --secret notifyWebhookUrl");
+    // Deployed again, for whatever runs next.
+    await h.apply(undefined, undefined, `json:${receiver.url}/hook`);
   });
 });

@@ -7,8 +7,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { StatusRow } from "../host/attention/status";
+import { CONFIG_KEY_TABLE } from "../config-keys";
 import { PERMISSION_MODES } from "../shared-rules";
-import { unavailableSuite } from "./real-suite";
+import { RealHost, unavailableSuite } from "./real-suite";
 import {
   agentNo,
   alive,
@@ -24,13 +25,18 @@ import {
 import { REPO, AGENTCTL, WRAPPER, TMUX_CONF, productHostConf } from "./host-files";
 
 const STANDIN_SOURCE = path.join(REPO, "tests/fixtures/claude");
-/** The agent user runs the stand-in: a copy in a 0755 dir, since CI's clone may be in a 0700 one. */
+/**
+ * The agent user runs the stand-in: a copy in a 0755 dir, since CI's clone may be in a 0700 one.
+ * It stands in for the stack's pinned Claude Code version (what it answers to --version, as apply's
+ * install-claude-code asks on every deploy).
+ */
 const STANDIN = (() => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentctl-standin-"));
   fs.chmodSync(dir, 0o755);
   const copy = path.join(dir, "claude");
   fs.copyFileSync(STANDIN_SOURCE, copy);
   fs.chmodSync(copy, 0o755);
+  fs.writeFileSync(path.join(dir, "version"), String(CONFIG_KEY_TABLE.claudeCodeVersion.default));
   return copy;
 })();
 const AGENT_USER = "agenttest";
@@ -110,31 +116,38 @@ function makeHost(name: string, agentCount: number): Host {
     },
   };
   delete h.env.TMUX;
-  // host.conf through the stack's own renderer (AGENT_MAX sized from the default machineType);
-  // this machine's user, paths and short delays are site overrides.
-  fs.writeFileSync(
-    h.conf,
-    productHostConf(
-      { "agent-host:agentCount": String(agentCount), "agent-host:agentPermissionMode": "default" },
-      {
-        AGENT_USER,
-        CLAUDE_BIN: STANDIN,
-        START_STAGGER_SECONDS: "0.05",
-        RESTART_BACKOFF_MIN_SECONDS: String(BACKOFF_MIN_SECONDS),
-        RESTART_BACKOFF_MAX_SECONDS: "4",
-        STOP_TIMEOUT_SECONDS: "5",
-        WORKSPACES_DIR: h.ws,
-        AGENT_UID_BASE: String(UID_BASE),
-        AGENT_HOMES_DIR: h.homes,
-        STATE_DIR: path.join(dir, "legacy-state"),
-        RUN_DIR: h.run,
-        TMUX_SOCKET: h.sock,
-        API_KEY_FILE: h.keyFile,
-      },
-    ),
-  );
+  fs.writeFileSync(h.conf, renderConf(h, agentCount, "default"));
   hosts.push(h);
   return h;
+}
+
+/**
+ * host.conf through the stack's own renderer (AGENT_MAX sized from the default machineType), for
+ * this agent count and permission mode; this machine's user, paths and short delays are site
+ * overrides.
+ */
+function renderConf(h: Host, agentCount: number, permissionMode: string): string {
+  return productHostConf(
+    {
+      "agent-host:agentCount": String(agentCount),
+      "agent-host:agentPermissionMode": permissionMode,
+    },
+    {
+      AGENT_USER,
+      CLAUDE_BIN: STANDIN,
+      START_STAGGER_SECONDS: "0.05",
+      RESTART_BACKOFF_MIN_SECONDS: String(BACKOFF_MIN_SECONDS),
+      RESTART_BACKOFF_MAX_SECONDS: "4",
+      STOP_TIMEOUT_SECONDS: "5",
+      WORKSPACES_DIR: h.ws,
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: h.homes,
+      STATE_DIR: path.join(h.dir, "legacy-state"),
+      RUN_DIR: h.run,
+      TMUX_SOCKET: h.sock,
+      API_KEY_FILE: h.keyFile,
+    },
+  );
 }
 
 /** Starts the tmux server the way agent-host.service does: `agentctl server`, in the foreground. */
@@ -246,21 +259,56 @@ function stopHost(h: Host): void {
   h.server?.kill("SIGTERM");
 }
 
+/**
+ * The main host, prepared as a VM is and deployed only through the product's apply
+ * (tests/real-suite.ts): the boot host.conf and the tmux server, then each deploy's bundle (host
+ * files, the rendered host.conf, the anthropicApiKey secret) installed by apply. Only this
+ * machine's user, paths and short delays are site overrides.
+ */
+function mainHost(): { real: RealHost; h: Host } {
+  const real = new RealHost({
+    name: "agentctl-main",
+    user: AGENT_USER,
+    uidBase: UID_BASE,
+    apiKey: API_KEY_CANARY,
+    stack: { "agent-host:agentCount": "12", "agent-host:agentPermissionMode": "default" },
+    site: {
+      CLAUDE_BIN: STANDIN,
+      START_STAGGER_SECONDS: "0.05",
+      RESTART_BACKOFF_MIN_SECONDS: String(BACKOFF_MIN_SECONDS),
+      RESTART_BACKOFF_MAX_SECONDS: "4",
+      STOP_TIMEOUT_SECONDS: "5",
+    },
+  });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...real.env };
+  delete env.TMUX;
+  const h: Host = {
+    dir: real.dir,
+    conf: real.conf,
+    sock: real.sock,
+    ws: real.ws,
+    homes: real.homes,
+    agents: { prefix: AGENT_USER, uidBase: UID_BASE, homes: real.homes },
+    run: real.run,
+    keyFile: real.keyFile,
+    env,
+  };
+  hosts.push(h);
+  return { real, h };
+}
+
 suite("agentctl and agent-wrapper on a real tmux server", () => {
   jest.setTimeout(60_000);
   let h: Host;
+  let real: RealHost;
 
   beforeAll(async () => {
     removeTestAgents(AGENT_USER, UID_BASE);
-    h = makeHost("main", 10);
-    fs.mkdirSync(path.dirname(h.keyFile), { mode: 0o700 });
-    fs.writeFileSync(h.keyFile, `${API_KEY_CANARY}\n`, { mode: 0o600 });
-    startServer(h);
-    await waitFor(
-      "the tmux server socket",
-      () => spawnSync("tmux", ["-S", h.sock, "list-sessions"]).status === 0,
-    );
-  });
+    ({ real, h } = mainHost());
+    // The tmux server as agent-host.service starts it; the first deploy is the first test's.
+    await real.start(false);
+    h.server = real.server;
+  }, 60_000);
 
   afterAll(async () => {
     const pids = hosts.flatMap((x) =>
@@ -278,15 +326,18 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
         }
       },
     );
+    await real?.close();
     for (const x of hosts) fs.rmSync(x.dir, { recursive: true, force: true });
     fs.rmSync(path.dirname(STANDIN), { recursive: true, force: true });
     removeTestAgents(AGENT_USER, UID_BASE);
   });
 
-  test("reconcile 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
-    const first = ctl(h, ["reconcile", "12", "--json"]);
-    expect(first.code).toBe(0);
-    expect(JSON.parse(first.stdout)).toEqual({
+  test("the first deploy (apply) reconciles 0 → 12, then 12 → 12 changes nothing (timed)", async () => {
+    const t0 = process.hrtime.bigint();
+    const deployed = await real.apply();
+    const first = { ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+    // apply's stdout is agentctl's JSON summary, and nothing else.
+    expect(JSON.parse(deployed.stdout)).toEqual({
       desired: 12,
       added: agentNames(12),
       removed: [],
@@ -310,7 +361,7 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expectExactly(h, 12);
     expect(await allRunning(h, 12)).toEqual(before);
     console.log(
-      `agentctl reconcile wall time: 0 → 12 ${first.ms.toFixed(0)} ms; no-op 12 → 12 ${noop.ms.toFixed(0)} ms`,
+      `agentctl: first deploy (apply, 0 → 12) ${first.ms.toFixed(0)} ms; no-op reconcile 12 → 12 ${noop.ms.toFixed(0)} ms (reconcile alone: npm run bench:agentctl)`,
     );
   });
 
@@ -776,9 +827,18 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect((await lastRecord(h, "agent-1")).env).toContain("ANTHROPIC_API_KEY");
     expect(leaks(API_KEY_CANARY)).toEqual([]);
 
-    fs.writeFileSync(h.keyFile, `${OAUTH_CANARY}\n`, { mode: 0o600 });
+    // anthropicApiKey set to an OAuth token (the stack takes either): a deploy, whose apply
+    // stores it root-only and restarts every agent with it.
     const before = (await allRunning(h, 10)).get("agent-1");
-    expect(ctl(h, ["restart", "1"]).code).toBe(0);
+    const rotated = await real.apply(
+      { "agent-host:agentCount": "10", "agent-host:agentPermissionMode": "default" },
+      OAUTH_CANARY,
+    );
+    expect(rotated.stderr).toContain("the API key changed: restarting every agent");
+    expect({ mode: fs.statSync(h.keyFile).mode & 0o777, uid: fs.statSync(h.keyFile).uid }).toEqual({
+      mode: 0o600,
+      uid: 0,
+    });
     await waitFor("agent-1 restarted", () =>
       status(h).find((r) => r.name === "agent-1" && r.state === "running" && r.pid !== before),
     );
@@ -809,6 +869,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
   test("PERMISSION_MODE: Claude Code 2.1's auto and manual start; a mode it lacks is refused, naming the key", async () => {
     const p = makeHost("modes", 1);
     const conf = fs.readFileSync(p.conf, "utf8");
+    // A hand-edited host.conf on purpose: the stack refuses yolo before rendering (config.ts), so
+    // only an edit on the host gets it this far, and agentctl must refuse it too.
     fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", "PERMISSION_MODE=yolo"));
     const bad = ctl(p, ["reconcile", "1"]);
     expect(bad.code).toBe(2);
@@ -831,7 +893,8 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
       ["manual", ["restart", "1"]],
     ];
     for (const [mode, command] of runs) {
-      fs.writeFileSync(p.conf, conf.replace("PERMISSION_MODE=default", `PERMISSION_MODE=${mode}`));
+      // A deploy of agentPermissionMode=mode: the host.conf the stack renders for it.
+      fs.writeFileSync(p.conf, renderConf(p, 1, mode));
       const started = ctl(p, command);
       expect(started.stderr).toBe(started.code === 0 ? started.stderr : "");
       expect(started.code).toBe(0);

@@ -217,6 +217,23 @@ describe("restarting the agents", () => {
     expect(confNeedsRestart({ ...before, [key]: value }, before)).toBe(true);
   });
 
+  test("the keys that restart the agents are the ones agent-wrapper hands claude", () => {
+    expect([...RESTART_KEYS].sort()).toEqual(
+      [
+        "CLAUDE_CODE_VERSION",
+        "PERMISSION_MODE",
+        "CLAUDE_PROVIDER",
+        "VERTEX_PROJECT_ID",
+        "VERTEX_REGION",
+        "VERTEX_BASE_URL",
+        "CLAUDE_MODEL",
+        "ANTHROPIC_BASE_URL",
+        "CLAUDE_ENV",
+        "DOCKER_MODE",
+      ].sort(),
+    );
+  });
+
   test("a rotated API key restarts every agent (a running agent keeps the key it started with)", () => {
     expect(agentsNeedRestart({ conf: false, apiKey: true })).toBe(true);
     expect(agentsNeedRestart({ conf: true, apiKey: false })).toBe(true);

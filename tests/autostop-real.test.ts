@@ -10,11 +10,10 @@
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import * as http from "http";
-import type { AddressInfo } from "net";
 import * as path from "path";
 import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
+import { startWebhookReceiver, type WebhookReceiver } from "./fixtures/webhook-receiver";
 import {
   offlineClaudeEnv,
   pane as paneOf,
@@ -90,8 +89,8 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
   let nsPid = 0;
   let sshd: ChildProcess | undefined;
   let daemon: ChildProcess | undefined;
-  const hooks: { body: string }[] = [];
-  let receiver: http.Server | undefined;
+  let receiver: WebhookReceiver | undefined;
+  const hooks = (): { body: string }[] => receiver?.hits ?? [];
 
   /** A command inside the test's namespaces (the PID namespace's /proc, the bind mounts). */
   const inNs = (args: string[]) => ["-t", String(nsPid), "-p", "-m", "--", ...args];
@@ -129,22 +128,15 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
     api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
-    receiver = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => (body += d.toString()));
-      req.on("end", () => {
-        hooks.push({ body });
-        res.writeHead(200).end("ok");
-      });
-    });
-    await new Promise<void>((resolve) => receiver?.listen(0, "127.0.0.1", resolve));
-    const port = (receiver.address() as AddressInfo).port;
+    receiver = await startWebhookReceiver();
     host = new RealHost({
       name: "autostop-real",
       user: AGENT_USER,
       uidBase: UID_BASE,
       apiKey: API_KEY,
-      webhook: `json:http://127.0.0.1:${port}/hook`,
+      // The notifyWebhookUrl secret, deployed through apply (an https URL, as the stack demands).
+      webhook: `json:${receiver.url}/hook`,
+      trustCa: receiver.caFile,
       stack: {
         "agent-host:agentCount": String(COUNT),
         // The agents run tools without asking: a tool call is a turn that holds the stop by itself.
@@ -196,7 +188,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
     // Ending the namespace's PID 1 ends every process in it (claude included).
     await host?.close();
     await api?.close();
-    await new Promise((resolve) => receiver?.close(resolve));
+    await receiver?.close();
   });
   // Last: the agent user goes once its processes are gone (the teardown above ends them).
   afterAll(() => removeTestAgents(AGENT_USER, UID_BASE));
@@ -414,7 +406,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
       // One auto-stop message on the notification channel, saying why and how to start again
       // (the monitor's own messages, such as agent-2's finished long turn, go there too).
       const stops = () =>
-        hooks
+        hooks()
           .map((x) => JSON.parse(x.body) as { event: string; text: string })
           .filter((b) => b.event === "auto-stop");
       await poll("the auto-stop notification", () => stops().length > 0, 120_000);
@@ -423,7 +415,7 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
         /stopping itself \(auto-stop\): stopping the VM after \d+s with every agent idle or waiting on a person and nobody attached/,
       );
       expect(stops()[0].text).toContain("startCommand");
-      for (const x of hooks) expect(x.body).not.toContain(API_KEY);
+      for (const x of hooks()) expect(x.body).not.toContain(API_KEY);
     });
   });
 });

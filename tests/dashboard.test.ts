@@ -408,6 +408,72 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(api.requests.slice(before).filter((r) => r.scripted)).toEqual([]);
   });
 
+  test("a Deny typed in the terminal (Esc in the pane, no hook fires): the page and agentctl status stop saying it needs permission within 10 s, and agree", async () => {
+    const command = `echo terminal-${NONCE} > terminal.txt`;
+    api.reply({ toolUse: { name: "Bash", input: { command, description: "write terminal.txt" } } });
+    await sendFromPage(2, `try the terminal one ${NONCE}`);
+    await pageShows(2, "needs-permission");
+    await poll(
+      "agent-2's permission dialog",
+      () => /Do you want to proceed\?/.test(pane(h, 2)),
+      30_000,
+      100,
+    );
+    const asked = recorded(h, 2) as StatusFile;
+    expect(asked.reason).toBe(`Bash: ${command}`);
+    // The lead, attached to agent-2's window, presses Esc at the dialog (again if the first key
+    // came before the dialog took input: it still shows 3 s later).
+    let pressed = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      tmux(h.sock, ["send-keys", "-t", target(2), "Escape"]);
+      pressed = Date.now();
+      const gone = await poll(
+        "agent-2's dialog gone",
+        () => !/Do you want to proceed\?/.test(pane(h, 2)),
+        3000,
+        50,
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (gone) break;
+    }
+    await poll(
+      "agent-2's pane back at its prompt, the call refused",
+      () =>
+        pane(h, 2).includes("Interrupted · What should Claude do instead?") && atPrompt(pane(h, 2)),
+      30_000,
+      100,
+    );
+    await page.waitForSelector('#card [data-agent="agent-2"][data-state="idle"]', {
+      state: "attached",
+      timeout: 15_000,
+    });
+    const onPage = Date.now() - pressed;
+    const why = `denied in the terminal: Bash: ${command}`;
+    expect(await page.textContent("#card .why")).toBe(why);
+    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
+      agents: Record<string, unknown>[];
+    };
+    const fromApi = await page.evaluate(async (t) => {
+      const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
+      return (await r.json()) as { agents: Record<string, unknown>[] };
+    }, token);
+    const row = (rows: Record<string, unknown>[]) => {
+      const r = rows.find((x) => x.name === "agent-2");
+      return [r?.agent_state, r?.why, r?.needs_you];
+    };
+    expect(row(cli.agents)).toEqual(["idle", why, false]);
+    expect(row(fromApi.agents)).toEqual(row(cli.agents));
+    console.log(`dashboard: Esc pressed in the pane -> idle on the page in ${onPage} ms`);
+    // HOOK_GRACE_MS (5 s from the record) + the pane cache (3 s) + the page's 1 s look.
+    expect(onPage).toBeLessThan(10_000);
+    // Claude Code fired no hook: the recorder's file still says needs-permission, unchanged.
+    const after = recorded(h, 2) as StatusFile;
+    expect([after.state, after.seq, after.event]).toEqual([asked.state, asked.seq, asked.event]);
+    expect(fs.existsSync(path.join(h.ws, "agent-2", "terminal.txt"))).toBe(false);
+  });
+
   test("a question: the page offers its options; tapping one answers it", async () => {
     api.reply({
       toolUse: databaseQuestion(NONCE),

@@ -5,6 +5,7 @@
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import {
+  dependentReplacements,
   LifecycleEngine,
   scheduleDeletes,
   type Program,
@@ -258,6 +259,127 @@ describe("replacement options (continueStepsFromDiff, applyReplaceOnChanges)", (
   });
 });
 
+describe("dependents of a delete-before-replace (calculateDependentReplacements)", () => {
+  // pulumi/pulumi pkg/engine/lifecycletest/delete_before_replace_test.go, TestDeleteBeforeReplace,
+  // over generateComplexTestDependencyGraph's snapshot:
+  //
+  //             A
+  //    _________|_________
+  //    B        C        D
+  //          ___|___  ___|___
+  //          E  F  G  H  I  J
+  //             |__|
+  //             K  L
+  //
+  // For R in (A, C, D): its first dependent has R as its provider, its second takes R's output in
+  // its replacing property "A", its third in its updating property "B"; K's "A" comes from F and
+  // G, L's "B" from F and G. The engine replaces A, B, C, E, F and K when A is replaced.
+  // Providers are not in the stand-in's state: the first dependents are deletedWith R instead,
+  // which requiresReplacement treats the same way (replaced whatever the diff).
+  const entry = (
+    name: string,
+    props: Record<string, string[]> = {},
+    deletedWith = "",
+  ): StateEntry => ({
+    urn: `urn:pulumi:dev::p::pkgA:m:typA::${name}`,
+    type: "pkgA:m:typA",
+    name,
+    parent: "",
+    custom: true,
+    id: name,
+    inputs: Object.fromEntries(Object.keys(props).map((k) => [k, `${name}-${k}`])),
+    outputs: {},
+    retainOnDelete: false,
+    importId: "",
+    protect: false,
+    deletedWith: deletedWith ? `urn:pulumi:dev::p::pkgA:m:typA::${deletedWith}` : "",
+    dependencies: [...new Set(Object.values(props).flat())].map(
+      (n) => `urn:pulumi:dev::p::pkgA:m:typA::${n}`,
+    ),
+    propertyDependencies: Object.fromEntries(
+      Object.entries(props).map(([k, ns]) => [
+        k,
+        ns.map((n) => `urn:pulumi:dev::p::pkgA:m:typA::${n}`),
+      ]),
+    ),
+    ignoreChanges: [],
+    // The test's provider: a change of "A" replaces (DiffF: ReplaceKeys ["A"]), of "B" updates.
+    replaceOnChanges: ["A"],
+  });
+  const snapshot = [
+    entry("A", { A: [] }),
+    entry("B", {}, "A"),
+    entry("C", { A: ["A"] }),
+    entry("D", { B: ["A"] }),
+    entry("E", {}, "C"),
+    entry("F", { A: ["C"] }),
+    entry("G", { B: ["C"] }),
+    entry("H", {}, "D"),
+    entry("I", { A: ["D"] }),
+    entry("J", { B: ["D"] }),
+    entry("K", { A: ["F", "G"] }),
+    entry("L", { B: ["F", "G"] }),
+  ];
+  const names = (found: StateEntry[]) => found.map((e) => e.name);
+
+  test("A replaced: B, C, E, F and K with it, in dependency order; not D, G, H, I, J, L", () => {
+    expect(names(dependentReplacements(snapshot, snapshot[0], new Set()))).toEqual([
+      "B",
+      "C",
+      "E",
+      "F",
+      "K",
+    ]);
+  });
+
+  test("an input the resource ignores, or a component, is not replaced; URNs already stepped are skipped", () => {
+    const ignoring = snapshot.map((e) => (e.name === "C" ? { ...e, ignoreChanges: ["A"] } : e));
+    expect(names(dependentReplacements(ignoring, ignoring[0], new Set()))).toEqual(["B"]);
+    const component = snapshot.map((e) => (e.name === "F" ? { ...e, custom: false } : e));
+    expect(names(dependentReplacements(component, component[0], new Set()))).toEqual([
+      "B",
+      "C",
+      "E",
+    ]);
+    // impossibleDependents: C already registered in this deployment, so nothing below it.
+    expect(names(dependentReplacements(snapshot, snapshot[0], new Set([snapshot[2].urn])))).toEqual(
+      ["B"],
+    );
+  });
+
+  test("through the SDK: a disk replaced before its replacement takes the attachment naming it along", async () => {
+    await withEngine(async (engine) => {
+      const build = (size: number) => () => {
+        const disk = new gcp.compute.Disk("d", diskArgs("d", size));
+        const policy = new gcp.compute.ResourcePolicy("p", {
+          project: PROJECT,
+          region: "europe-west1",
+          name: "p",
+          snapshotSchedulePolicy: {
+            schedule: { dailySchedule: { daysInCycle: 1, startTime: "03:00" } },
+          },
+        });
+        // `disk` (ForceNew) comes from the disk: replaced with it. `labels` (in place) from the
+        // policy: not replaced when only the disk is.
+        new gcp.compute.DiskResourcePolicyAttachment("a", {
+          project: PROJECT,
+          zone: ZONE,
+          disk: disk.name,
+          name: policy.name,
+        });
+        new gcp.compute.Disk("other", { ...diskArgs("other"), labels: { of: disk.name } });
+      };
+      expect((await up(engine, build(20))).error).toBeUndefined();
+      const shrink = await up(engine, build(10));
+      expect(shrink.error).toBeUndefined();
+      expect(shrink.ops).toEqual({ d: "replace", a: "replace" });
+      // The attachment is created again after the disk it names.
+      const order = shrink.steps.map((x) => x.name);
+      expect(order.indexOf("d")).toBeLessThan(order.indexOf("a"));
+    });
+  });
+});
+
 describe("deletes (ScheduleDeletes, DeleteStep.Apply)", () => {
   test("deletedWith: no provider delete when the resource it goes with is deleted too", async () => {
     await withEngine(async (engine) => {
@@ -289,6 +411,9 @@ describe("deletes (ScheduleDeletes, DeleteStep.Apply)", () => {
       protect: false,
       deletedWith: "",
       dependencies,
+      propertyDependencies: {},
+      ignoreChanges: [],
+      replaceOnChanges: [],
     });
     const box = entry("box");
     const address = entry("address", [], "urn:box");

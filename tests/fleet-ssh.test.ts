@@ -19,7 +19,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as files from "../cloud-init/files";
 import { HOST_FILES } from "../cloud-init/files";
-import { ADMIN_USER } from "../cloud-init/host-config";
+import { ADMIN_USER_NAME } from "../cloud-init/host-config";
 import { APPLY_PATH } from "../components/agent-fleet";
 import { DEFAULT_CLAUDE_CODE_VERSION } from "../config";
 import {
@@ -279,7 +279,7 @@ function reconcileCommand(run: ProgramRun): {
   const resource = one(run, "command:remote:Command");
   const inputs = unwrap(resource.inputs) as Record<string, any>;
   expect(inputs.update).toBe(inputs.create);
-  expect(inputs.connection.user).toBe(ADMIN_USER);
+  expect(inputs.connection.user).toBe(ADMIN_USER_NAME);
   expect(inputs.connection.host).toBe(MOCK_IP);
   return {
     resource,

@@ -24,6 +24,8 @@ export interface SentOptions {
   deletedWith: string;
   /** URNs of every resource this one depends on (dependsOn and inputs). */
   dependencies: string[];
+  /** Input property → the URNs its value came from (RegisterResourceRequest.propertyDependencies). */
+  propertyDependencies: Record<string, string[]>;
   /** Alias specs as the Node SDK sends them (mapAliasesForRequest), resolved by the engine. */
   aliases: Alias[];
 }
@@ -201,6 +203,9 @@ type RegisterRequest = {
   getProtect(): boolean | undefined;
   getDeletedwith(): string;
   getDependenciesList(): string[];
+  getPropertydependenciesMap(): {
+    forEach(callback: (deps: { getUrnsList(): string[] }, key: string) => void): void;
+  };
   getAliasesList(): {
     getUrn(): string;
     getSpec():
@@ -249,6 +254,15 @@ MockMonitor.prototype.newUrn = function (parent: string, type: string, name: str
   return generateUrn(pulumi.getStack(), pulumi.getProject(), parent, type, name);
 };
 
+/** The request's property dependencies, as the engine reads them (key → URNs). */
+function propertyDependenciesOf(req: RegisterRequest): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  req.getPropertydependenciesMap().forEach((deps, key) => {
+    out[key] = deps.getUrnsList();
+  });
+  return out;
+}
+
 const originalRegister = MockMonitor.prototype.registerResource;
 MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unknown) {
   const deleteBeforeReplace = req.getDeletebeforereplacedefined()
@@ -275,6 +289,7 @@ MockMonitor.prototype.registerResource = function (req: RegisterRequest, cb: unk
       protect: req.getProtect() ?? false,
       deletedWith: req.getDeletedwith(),
       dependencies: req.getDependenciesList(),
+      propertyDependencies: propertyDependenciesOf(req),
       aliases: aliasesOf(req),
     },
   };
@@ -425,9 +440,13 @@ export async function runProgram(
   state = { resources: [], constructed: [], invokes: [], invokeArgs: [], options };
   pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
   const warnings: string[] = [];
-  const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(async (message: string) => {
+  // A plain swap rather than jest.spyOn: the benchmarks (scripts/bench-scale.ts) run the program
+  // outside jest. pulumi.log's exports are assignable (what spyOn itself relies on).
+  const log = pulumi.log as { warn: typeof pulumi.log.warn };
+  const originalWarn = log.warn;
+  log.warn = async (message: string) => {
     warnings.push(message);
-  });
+  };
   try {
     const main =
       options.program ??
@@ -458,7 +477,7 @@ export async function runProgram(
     await registrationsSettled().catch(() => undefined);
     throw error;
   } finally {
-    warn.mockRestore();
+    log.warn = originalWarn;
   }
 }
 

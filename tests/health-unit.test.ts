@@ -216,6 +216,28 @@ describe("state that heals from the pane", () => {
     ).toBe("working");
   });
 
+  test("a permission refused in the terminal (no hook fires): the pane back at its prompt makes it idle", () => {
+    const asked = { ...rec("needs-permission", started + 1000), reason: "Bash: rm -rf build" };
+    const e = effectiveState(facts({ pane: "prompt" }), asked);
+    expect([e.state, e.reason, e.needsYou, e.since]).toEqual([
+      "idle",
+      "denied in the terminal: Bash: rm -rf build",
+      false,
+      undefined,
+    ]);
+    // The dialog still shows, or claude works on (the spinner), or the pane shows nothing telling:
+    // still waiting as recorded.
+    for (const pane of ["permission-dialog", "working", "unknown"] as const)
+      expect(effectiveState(facts({ pane }), asked).state).toBe("needs-permission");
+    // A fresh record (the dialog may not be drawn yet) is believed.
+    const fresh = { ...asked, updated: started + 60_000 - HOOK_GRACE_MS + 1 };
+    expect(effectiveState(facts({ pane: "prompt" }), fresh).state).toBe("needs-permission");
+    // Approved: its command's process shows it runs, whatever the pane.
+    expect(effectiveState(facts({ pane: "prompt", childSinceState: true }), asked).state).toBe(
+      "working",
+    );
+  });
+
   test("paneView reads Claude Code's input box, its dialog and a turn in progress", () => {
     const rule = "─".repeat(40);
     expect(paneView(`hello\n${rule}\n❯ \n${rule}\n  ? for shortcuts\n`)).toBe("prompt");

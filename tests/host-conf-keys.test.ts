@@ -3,11 +3,14 @@
 // host knows, with values the host's rules take; HOST.md documents exactly those keys with their
 // defaults; and no script parses host.conf, or keeps a default, of its own again (seven parsers had
 // drifted on whitespace and on defaults: AGENT_MEMORY_MAX_MB was 2048 in bash, 3072 in TypeScript).
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
+import { BUNDLE_PATH } from "../cloud-init/host-bundle";
 import {
-  ADMIN_USER,
-  AGENT_USER,
+  ADMIN_USER_NAME,
+  AGENT_USER_PREFIX,
   API_KEY_PATH,
   DATA_DEVICE_NAME,
   hostSettingsFor,
@@ -16,7 +19,14 @@ import {
   type HostSettings,
 } from "../cloud-init/host-config";
 import { parseConfig } from "../config";
-import { HOST_KEYS, HOST_KEY_NAMES, parseHostConf, type HostKey } from "../host/conf/conf";
+import {
+  HOST_KEYS,
+  HOST_KEY_NAMES,
+  SCRIPT_VARS,
+  parseHostConf,
+  type HostKey,
+  type Script,
+} from "../host/conf/conf";
 import { BASE_CONFIG } from "./harness";
 
 const HOST = path.join(__dirname, "..", "cloud-init");
@@ -61,12 +71,18 @@ function hostMdRows(): [string, string][] {
   });
 }
 
-/** The scripts that read host.conf, and the keys each says it reads (its CONF_KEYS array). */
-const SCRIPTS = ["agentctl", "agent-wrapper", "data-disk", "install-claude-code", "install-docker"];
-function confKeys(file: string): string[] {
-  const m = /readonly -a CONF_KEYS=\(([^)]*)\)/.exec(read(`host/${file}`));
-  if (!m) throw new Error(`host/${file} has no CONF_KEYS array`);
-  return m[1].split(/\s+/).filter(Boolean);
+/** The scripts that read host.conf; conf.ts SCRIPT_VARS names the variables each gets. */
+const SCRIPTS = Object.keys(SCRIPT_VARS) as Script[];
+/** Every variable name some script gets from host.conf. */
+const ALL_VARS = new Set(SCRIPTS.flatMap((s) => Object.keys(SCRIPT_VARS[s])));
+/** The host.conf variables a script expands (`${name}`, `${name%...}`, `${CONF[name]}`). */
+function varsUsed(text: string): string[] {
+  const code = text
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n");
+  const used = [...code.matchAll(/\$\{(?:CONF\[)?([a-z_][a-z0-9_]*)/g)].map((m) => m[1]);
+  return [...new Set(used.filter((v) => ALL_VARS.has(v)))].sort();
 }
 
 test.each([
@@ -96,7 +112,7 @@ test("the fixed values the stack writes are the host's defaults", () => {
     HOST_KEYS.API_KEY_FILE.default,
     HOST_KEYS.DATA_DEVICE.default,
   ]);
-  expect([AGENT_USER, ADMIN_USER, API_KEY_PATH]).toEqual([
+  expect([AGENT_USER_PREFIX, ADMIN_USER_NAME, API_KEY_PATH]).toEqual([
     conf.AGENT_USER,
     conf.ADMIN_USER,
     conf.API_KEY_FILE,
@@ -108,17 +124,21 @@ test.each(SCRIPTS)(
   "%s reads host.conf only through agent-host.js conf, with no parser or defaults of its own",
   (file) => {
     const text = read(`host/${file}`);
-    const keys = confKeys(file);
-    expect(keys.filter((k) => !(HOST_KEY_NAMES as string[]).includes(k))).toEqual([]);
-    expect(text).toMatch(/node "\$\{AGENT_HOST_JS\}" conf .*"\$\{CONF_KEYS\[@\]\}"/);
+    const vars = SCRIPT_VARS[file] as Record<string, HostKey>;
+    expect(text).toMatch(new RegExp(`node "\\$\\{AGENT_HOST_JS\\}" conf .*--vars ${file}\\b`));
     // The old shapes: a KEY=value read loop, a sed of one key, a table of defaults.
     expect(text).not.toMatch(/\[\[ "\$\{line\}" =~ \^/);
     expect(text).not.toMatch(/sed -n "s\/\^\$1=/);
-    expect(text).not.toMatch(/set_defaults|KNOWN_KEYS/);
-    for (const k of keys as HostKey[]) {
+    expect(text).not.toMatch(/set_defaults|KNOWN_KEYS|CONF_KEYS/);
+    for (const [name, k] of Object.entries(vars)) {
       const def = HOST_KEYS[k].default;
-      if (def.length > 2) expect([k, text.includes(`${k}=${def}`)]).toEqual([k, false]);
+      if (def.length > 2) expect([name, text.includes(`${name}=${def}`)]).toEqual([name, false]);
     }
+    // It uses only variables load_config gets for it, and (agentctl, which checks the wrappers'
+    // keys too, aside) every one it gets.
+    const used = varsUsed(text);
+    expect(used.filter((v) => !(v in vars))).toEqual([]);
+    if (file !== "agentctl") expect(used).toEqual(Object.keys(vars).sort());
   },
 );
 
@@ -190,4 +210,61 @@ test.each([
     new RegExp(`^${key}=.* in /etc/agent-host/host.conf `),
   );
   expect(conf.errors[key as HostKey]).toMatch(message);
+});
+
+describe("agent-host.js conf --vars: a script's own names", () => {
+  const run = (args: string[], text: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "conf-vars-"));
+    try {
+      fs.writeFileSync(path.join(dir, "host.conf"), text);
+      const r = spawnSync(
+        "node",
+        [BUNDLE_PATH, "conf", "--file", path.join(dir, "host.conf"), ...args],
+        {
+          encoding: "utf8",
+        },
+      );
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  test("prints each of the script's variables, in its table's order, defaults filled in", () => {
+    const r = run(["--as", "data-disk", "--vars", "data-disk"], "RUN_DIR=/run/x\nAGENT_MAX=3\n");
+    expect(r).toEqual({
+      status: 0,
+      stderr: "",
+      stdout: Object.entries(SCRIPT_VARS["data-disk"])
+        .map(([name, key]) => `${name}=${key === "RUN_DIR" ? "/run/x" : HOST_KEYS[key].default}\n`)
+        .join(""),
+    });
+  });
+
+  test("names pick among the script's; a key's own name, or another script's, is refused", () => {
+    expect(run(["--vars", "agentctl", "admin_user"], "ADMIN_USER=boss\n").stdout).toBe(
+      "admin_user=boss\n",
+    );
+    const key = run(["--as", "agentctl", "--vars", "agentctl", "ADMIN_USER"], "");
+    expect([key.status, key.stdout, key.stderr]).toEqual([
+      2,
+      "",
+      "agentctl: conf: 'ADMIN_USER' is not one of agentctl's\n",
+    ]);
+    const other = run(["--vars", "agentctl", "data_mount"], "");
+    expect([other.status, other.stdout]).toEqual([2, ""]);
+    const unknown = run(["--vars", "nobody"], "");
+    expect([unknown.status, unknown.stdout]).toEqual([2, ""]);
+    expect(unknown.stderr).toMatch(/--vars 'nobody' is not a script that reads host.conf/);
+  });
+
+  test("a bad value of one of its keys: exit 2, nothing on stdout, the key, value and fix named", () => {
+    const r = run(["--as", "data-disk", "--vars", "data-disk"], "DATA_MOUNT=/\n");
+    expect([r.status, r.stdout]).toEqual([2, ""]);
+    expect(r.stderr).toMatch(
+      /^data-disk: DATA_MOUNT=\/ in .*host\.conf must not be \/; fix the config\n$/,
+    );
+    // Another script's key being bad does not stop this one.
+    expect(run(["--vars", "install-claude-code"], "DATA_MOUNT=/\n").status).toBe(0);
+  });
 });

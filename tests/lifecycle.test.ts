@@ -6,6 +6,7 @@
 import { VM_ROLES } from "../components/agent-host";
 import {
   changedPaths,
+  dependentReplacements,
   LifecycleEngine,
   processIgnoreChanges,
   replaces,
@@ -252,6 +253,45 @@ describe("the whole life of a stack", () => {
       "agent-host-reconcile": "update",
     });
     expectHealthy();
+  });
+});
+
+describe("a VM replaced before its replacement takes its dependents along (calculateDependentReplacements)", () => {
+  test("work hours on, image changed: the host-key pin and the schedule's IAM grant on the VM are replaced with it", async () => {
+    const engine = new LifecycleEngine();
+    try {
+      const config = {
+        ...BASE_CONFIG,
+        "agent-host:workHoursStart": "08:00",
+        "agent-host:workHoursStop": "19:00",
+      };
+      expect((await engine.up(config)).error).toBeUndefined();
+      const vm = engine.entryNamed("agent-host-vm")!;
+      // What `pulumi up` deletes ahead of the VM: the resources whose replacing inputs come from
+      // it (the grant's instanceName is ForceNew; the pin's inputs change by its triggers).
+      expect(
+        dependentReplacements([...engine.state.values()], vm, new Set()).map((e) => e.name),
+      ).toEqual(["agent-host-schedule-agent", "agent-host-hostkey"]);
+      const log = await engine.up({
+        ...config,
+        "agent-host:image": "ubuntu-os-cloud/ubuntu-2504-amd64",
+      });
+      report("image change with work hours", log);
+      expect(log.error).toBeUndefined();
+      // The grant names the VM by name only, and the name is the same: its own diff is empty. The
+      // engine replaces it anyway (its instanceName is unknown while the VM is replaced), which is
+      // what GCE needs: an instance's IAM policy goes with the deleted instance.
+      expect(log.ops).toEqual({
+        "agent-host-vm": "replace",
+        "agent-host-schedule-agent": "replace",
+        "agent-host-hostkey": "replace",
+        "agent-host-hostkey-check": "update",
+        "agent-host-hostkey-probe": "update",
+        "agent-host-reconcile": "update",
+      });
+    } finally {
+      engine.dispose();
+    }
   });
 });
 

@@ -38,7 +38,7 @@ export function unavailableSuite(reason: string): jest.Describe {
  * - what cloud-init leaves before the first deploy: the boot host.conf (the stack's
  *   renderBootHostConf) and the tmux server agent-host.service starts (`agentctl server`);
  * - then the fleet's reconcile command, as the mocked program registers it (its command line and
- *   its stdin: the bundle with the host files, host.conf and the API key), run by
+ *   its stdin: the bundle with the host files, host.conf, the API key and the webhook), run by
  *   cloud-init/host/apply with this folder as AGENT_HOST_ROOT: it installs the host files,
  *   host.conf (with the site's host.conf.local appended), the key (root-only), and reconciles.
  * The site overrides (host.conf.local) are only this machine's users, paths and delays
@@ -59,11 +59,16 @@ export interface RealHostOptions {
   /** The anthropicApiKey secret, if any: it reaches the host only through apply. */
   apiKey?: string;
   /**
-   * The notification webhook file's content. The stack takes only https:// (config.ts,
-   * notifyWebhookUrl) and the receivers here are http on 127.0.0.1, so this one secret is written
-   * by the test, root-only, after each apply.
+   * The notifyWebhookUrl secret, if any: like the key, it reaches the host only through apply
+   * (the bundle's secret line; apply stores it root-only). An https:// URL, as the stack demands:
+   * tests/fixtures/webhook-receiver.ts, with `trustCa`.
    */
   webhook?: string;
+  /**
+   * A certificate the host's node trusts besides its own CAs (NODE_EXTRA_CA_CERTS): the loopback
+   * HTTPS receiver's self-signed one, as a VM trusts a public CA.
+   */
+  trustCa?: string;
   /** Stack config on top of the mocked program's project: agent-host:<key> → value. */
   stack: Record<string, string>;
   /** More site overrides (tests/host-files.ts SITE_KEYS) beside the folder's paths. */
@@ -162,6 +167,8 @@ export class RealHost {
   /** The mount points this host made (MANAGED_DIR, LIB_DIR were missing); removed by close. */
   readonly made: string[] = [];
   private stack: Record<string, string>;
+  /** The notifyWebhookUrl of the last deploy (null: none). */
+  private webhook: string | null;
   private readonly bin: string;
 
   constructor(readonly options: RealHostOptions) {
@@ -183,6 +190,7 @@ export class RealHost {
     this.tokenFile = path.join(this.dir, "data", "agent-host", "claude-login-token");
     this.bin = path.join(this.dir, "bin");
     this.stack = options.stack;
+    this.webhook = options.webhook ?? null;
     this.env = {
       PATH: process.env.PATH,
       LANG: "C.UTF-8",
@@ -190,6 +198,7 @@ export class RealHost {
       AGENT_WRAPPER: at("usr/local/lib/agent-host/agent-wrapper"),
       AGENTCTL_TMUX_CONF: at("etc/agent-host/tmux.conf"),
       AGENT_HOST_JS: at("usr/local/lib/agent-host/agent-host.js"),
+      ...(options.trustCa ? { NODE_EXTRA_CA_CERTS: options.trustCa } : {}),
     };
     for (const d of [this.root, this.bin, at(MANAGED_DIR.slice(1)), at(LIB_DIR.slice(1))])
       fs.mkdirSync(d, { recursive: true, mode: 0o755 });
@@ -220,8 +229,11 @@ export class RealHost {
     fs.writeFileSync(this.conf, bootHostConf(options.stack, site), { mode: 0o644 });
   }
 
-  /** Starts the tmux server (waited for), then the first deploy through apply. */
-  async start(): Promise<void> {
+  /**
+   * Starts the tmux server (waited for), then the first deploy through apply (unless `deploy` is
+   * false: the suite runs it itself, e.g. to time it).
+   */
+  async start(deploy = true): Promise<void> {
     // As agent-host.service starts it after cloud-init: the files cloud-init wrote are the
     // repo's (apply installs the same).
     const serverEnv = {
@@ -283,7 +295,7 @@ export class RealHost {
     ).catch((e: Error) => {
       throw new Error(`${e.message}; agentctl server said: ${said}`);
     });
-    await this.apply();
+    if (deploy) await this.apply();
   }
 
   /**
@@ -294,15 +306,21 @@ export class RealHost {
     stack: Record<string, string> = this.stack,
     /** The anthropicApiKey secret; null: none (a provider without one). */
     apiKey: string | null = this.options.apiKey ?? null,
+    /** The notifyWebhookUrl secret; null: none (apply removes the stored one). @default the last */
+    webhook: string | null = this.webhook,
   ): Promise<RunResult> {
     this.stack = stack;
+    this.webhook = webhook;
     this.deployedAt = Date.now();
     // Loaded here: the Pulumi mocks are only for the suites that deploy.
     const { BASE_CONFIG, one, runProgram, unwrap } = await import("./harness");
-    const key: Record<string, string> = apiKey ? { "agent-host:anthropicApiKey": apiKey } : {};
+    const secrets: Record<string, string> = {
+      ...(apiKey ? { "agent-host:anthropicApiKey": apiKey } : {}),
+      ...(webhook ? { "agent-host:notifyWebhookUrl": webhook } : {}),
+    };
     const program = await runProgram(
-      { ...BASE_CONFIG, ...stack, ...key },
-      { secretKeys: Object.keys(key) },
+      { ...BASE_CONFIG, ...stack, ...secrets },
+      { secretKeys: Object.keys(secrets) },
     );
     const command = unwrap(one(program, "command:remote:Command").inputs) as {
       create: string;
@@ -328,8 +346,6 @@ export class RealHost {
       command.stdin,
     );
     if (r.code !== 0) throw new Error(`apply exited ${r.code}:\n${r.stderr.slice(-4000)}`);
-    if (this.options.webhook !== undefined)
-      fs.writeFileSync(this.webhookFile, `${this.options.webhook}\n`, { mode: 0o600 });
     return r;
   }
 

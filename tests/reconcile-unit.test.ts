@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { AGENTCTL_KEYS, agentctlConf } from "../host/agents/agentctl";
-import { parseHostConf } from "../host/conf/conf";
+import { SCRIPT_VARS, parseHostConf } from "../host/conf/conf";
 import {
   agentsWithWindows,
   liveAgents,
@@ -295,12 +295,10 @@ describe("restart and logs arguments", () => {
 });
 
 describe("the host.conf keys agentctl checks", () => {
-  test("agent-host.js checks exactly the keys agentctl's load_config reads (CONF_KEYS)", () => {
+  test("agent-host.js checks exactly the keys agentctl's load_config reads (its SCRIPT_VARS)", () => {
     const text = fs.readFileSync(AGENTCTL, "utf8");
-    const list = /^readonly -a CONF_KEYS=\(([^)]*)\)/m.exec(text)?.[1];
-    expect(list).toBeDefined();
-    const bash = (list ?? "").split(/\s+/).filter(Boolean);
-    expect([...AGENTCTL_KEYS].sort()).toEqual(bash.sort());
+    expect(text).toMatch(/^ {2}conf="\$\(.* conf --as agentctl --vars agentctl\)"/m);
+    expect([...AGENTCTL_KEYS].sort()).toEqual(Object.values(SCRIPT_VARS.agentctl).sort());
   });
 
   test("a bad value of one of them is refused naming key, value and file; another key's is not", () => {

@@ -59,7 +59,7 @@ const COPIES: Copy[] = [
   {
     file: "install-claude-code",
     rule: "the CLAUDE_CODE_SOURCE values (config.ts CLAUDE_CODE_SOURCES)",
-    find: caseArms("${CONF[CLAUDE_CODE_SOURCE]}"),
+    find: caseArms("${CONF[claude_code_source]}"),
     ts: CLAUDE_CODE_SOURCES.join(" "),
     normalize: words,
   },

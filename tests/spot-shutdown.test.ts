@@ -274,7 +274,7 @@ describe("the systemd side of a shutdown", () => {
 
   test("each claude's scope is stopped with the service, and killed soon after the wrapper's budget", () => {
     expect(wrapper).toContain("-p PartOf=agent-host.service");
-    expect(wrapper).toContain('-p "TimeoutStopSec=$((${SHUTDOWN_STOP_TIMEOUT_SECONDS%.*} + 5))"');
+    expect(wrapper).toContain('-p "TimeoutStopSec=$((${shutdown_stop_timeout_seconds%.*} + 5))"');
   });
 
   test("agents stop before the data disk is unmounted (ordered after it, so stopped before it)", () => {

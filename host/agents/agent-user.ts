@@ -4,7 +4,7 @@
 // programs git runs (core.fsmonitor, hooks), so git never runs as root.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import { HOST_KEYS } from "../conf/conf";
+import { KEY, defaultOf } from "../conf/conf";
 
 /** The PATH every program run for the agent gets (root's own environment never crosses over). */
 export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -83,7 +83,7 @@ export function agentCwd(u: AgentUser): string {
 // ---------------------------------------------------------------------------------------------
 // One Unix user per agent (issue 20). The scheme, defined here once and imported by everything
 // else (reconcile, the wrapper through `agent-host.js prepare-agent`, status, the monitor, apply,
-// the Docker set-up): agent N is the user AGENT_USER-N (agent-1, agent-2, …) with
+// the Docker set-up): agent N is the user <agentUser>-N (agent-1, agent-2, …) with
 // uid = gid = the uid base + N (2001, 2002, …). The number is the whole identity, so the uid is
 // the same after a reboot, a VM replacement (a new image with other users in it) and a
 // scale-down and up, and the files on the data disk keep their owner. The base itself
@@ -98,12 +98,12 @@ export interface AgentConf {
 }
 
 /** The uid base's default, from host.conf's key table: also the uid of the shared user of older hosts. */
-export const DEFAULT_AGENT_UID_BASE = Number(HOST_KEYS.AGENT_UID_BASE.default);
+export const DEFAULT_AGENT_UID_BASE = Number(defaultOf("agentUidBase"));
 
 /** Agent n's uid (and gid): the uid base + n. */
 export const agentUid = (n: number, base = DEFAULT_AGENT_UID_BASE): number => base + n;
 
-/** Agent n's user (and group) name: AGENT_USER-n. */
+/** Agent n's user (and group) name: <agentUser>-n. */
 export const agentUserName = (n: number, prefix = "agent"): string => `${prefix}-${n}`;
 
 /** Everything the host knows about agent n's identity and its paths. Pure. */
@@ -187,7 +187,7 @@ export function ensureAgentUser(
   lookup: (name: string) => AgentUser | undefined = lookupUser,
 ): { created: boolean } {
   const a = agentIds(conf, n);
-  const fix = `agent-host pins agent-${n} to ${a.name} with uid = gid = ${a.uid} (AGENT_UID_BASE ${conf.agentUidBase} + ${n}) so files on the data disk keep their owner; remove or renumber that entry, or set AGENT_UID_BASE`;
+  const fix = `agent-host pins agent-${n} to ${a.name} with uid = gid = ${a.uid} (${KEY.agentUidBase} ${conf.agentUidBase} + ${n}) so files on the data disk keep their owner; remove or renumber that entry, or set ${KEY.agentUidBase}`;
   const user = lookup(a.name);
   if (user) {
     if (user.uid !== a.uid || user.gid !== a.gid)

@@ -6,7 +6,7 @@ import * as path from "path";
 import { type Agents, type Log } from "./agents";
 import { agentsWithUnsavedWork, prepareCheckouts } from "./checkouts";
 import { legacyAgents, legacyUid, migrateAgent, pidsOfUid, retireLegacyUser } from "./migrate";
-import { firstError, loadHostConf, type HostConf, type HostKey } from "../conf/conf";
+import { firstError, loadHostConf, scriptKeys, type HostConf, type HostKey } from "../conf/conf";
 import {
   agentsWithWindows,
   faultLine,
@@ -31,34 +31,10 @@ import { setUpAgentDocker } from "../docker/docker-main";
 import { SESSION } from "./tmux";
 
 /**
- * The host.conf keys agentctl reads, for itself and for the wrappers it starts: its bash
- * CONF_KEYS (tests/reconcile-unit.test.ts fails when the two differ).
+ * The host.conf keys agentctl reads, for itself and for the wrappers it starts: its variables
+ * in host/conf/conf.ts SCRIPT_VARS, which its bash load_config gets.
  */
-export const AGENTCTL_KEYS: readonly HostKey[] = [
-  "AGENT_COUNT",
-  "AGENT_MAX",
-  "AGENT_USER",
-  "AGENT_UID_BASE",
-  "AGENT_HOMES_DIR",
-  "ADMIN_USER",
-  "STATE_DIR",
-  "AGENT_MEMORY_MAX_MB",
-  "AGENT_CPU_QUOTA_PERCENT",
-  "AGENTS_MEMORY_MAX_MB",
-  "START_STAGGER_SECONDS",
-  "STOP_TIMEOUT_SECONDS",
-  "WORKSPACES_DIR",
-  "RUN_DIR",
-  "TMUX_SOCKET",
-  "GIT_REPOSITORY",
-  "CLAUDE_BIN",
-  "PERMISSION_MODE",
-  "CLAUDE_PROVIDER",
-  "API_KEY_FILE",
-  "LOGIN_TOKEN_FILE",
-  "CLAUDE_ENV",
-  "DOCKER_MODE",
-];
+export const AGENTCTL_KEYS: readonly HostKey[] = scriptKeys("agentctl");
 
 /**
  * host.conf as agentctl's load_config reads it (for the commands agentctl hands over without
@@ -76,9 +52,9 @@ export function agentctlConf(env: NodeJS.ProcessEnv, log: Log): HostConf {
 /**
  * `reconcile [N] [--json] [--boot]`: run exactly N agents. Adds the missing, respawns the dead,
  * stops the surplus (their workspaces and conversations are kept). The desired count
- * (RUN_DIR/desired, what status lists) moves to N only when every agent it needed started: an
+ * (conf.runDir/desired, what status lists) moves to N only when every agent it needed started: an
  * agent that cannot start (a full disk, say) leaves it where it was, is named with its cause in
- * RUN_DIR/reconcile.json and on stderr, and the exit status is 1. Agents that were running keep
+ * conf.runDir/reconcile.json and on stderr, and the exit status is 1. Agents that were running keep
  * running.
  */
 export function reconcile(a: Agents, argv: readonly string[]): number {
@@ -149,7 +125,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   const text = readText(desiredFile);
   const before = text === undefined ? NaN : Number(text);
   // With none before (a first reconcile that failed), 0: status then lists the agents that have a
-  // window, never AGENT_COUNT's phantoms.
+  // window, never phantoms of host.conf's agent count.
   const desired = failed.length === 0 ? args.count : Number.isSafeInteger(before) ? before : 0;
   if (failed.length === 0 || text === undefined) fs.writeFileSync(desiredFile, `${desired}\n`);
   const record: ReconcileRecord = {

@@ -14,14 +14,14 @@ import {
   type AgentIds,
   type AgentUser,
 } from "./agent-user";
-import type { HostConf } from "../conf/conf";
+import { rawOf, type HostConf } from "../conf/conf";
 import { legacyUid } from "./migrate";
 import { listWindows, parseWindowList, SESSION, WINDOW_FORMAT, type WindowList } from "./tmux";
 
 export const CONTROL_WINDOW = "control";
 /** How long `reconcile --boot` waits for the tmux server that systemd is starting. */
 export const BOOT_SOCKET_WAIT_SECONDS = 60;
-/** How long a command waits for another agentctl's lock (RUN_DIR/agentctl.lock). */
+/** How long a command waits for another agentctl's lock (conf.runDir/agentctl.lock). */
 export const LOCK_WAIT_SECONDS = 300;
 const POLL_MS = 100;
 const TMUX_TIMEOUT_MS = 30_000;
@@ -58,7 +58,7 @@ export function agentctlPaths(env: NodeJS.ProcessEnv): AgentctlPaths {
 }
 
 /**
- * `install -d -m MODE` of a root-only folder (RUN_DIR and what is in it): parents as needed; the
+ * `install -d -m MODE` of a root-only folder (conf.runDir and what is in it): parents as needed; the
  * mode set even if it exists. Never for a path an agent can write (agent-user.ts has those).
  */
 export function installDir(dir: string, mode: number): void {
@@ -180,7 +180,7 @@ export class Agents {
   }
 
   /**
-   * RUN_DIR/agentctl.lock, held until this process exits. flock(1) locks the open file this
+   * conf.runDir/agentctl.lock, held until this process exits. flock(1) locks the open file this
    * process hands it as fd 3, so the lock is the same flock(2) lock agentctl's bash took and
    * outlives the flock process; an exit (or a crash) releases it.
    */
@@ -433,8 +433,8 @@ export class Agents {
 
   /**
    * Asks the given agents to exit: a stop marker (so the wrapper does not restart claude) and
-   * SIGTERM to the wrapper, which forwards it to claude. Waits up to STOP_TIMEOUT_SECONDS+5 for
-   * their panes to die. Workspaces and STATE_DIR (session id, conversation) are never touched.
+   * SIGTERM to the wrapper, which forwards it to claude. Waits up to conf.stopTimeoutSeconds+5 for
+   * their panes to die. Workspaces and agents' state (session id, conversation) are never touched.
    */
   requestStop(agents: readonly number[]): void {
     for (const i of agents) {
@@ -454,7 +454,7 @@ export class Agents {
       if (pending === 0) return;
       if (epochSeconds() >= deadline) {
         this.log(
-          `warning: ${pending} agent(s) did not exit within ${this.conf.raw.STOP_TIMEOUT_SECONDS}s; killing them`,
+          `warning: ${pending} agent(s) did not exit within ${rawOf(this.conf, "stopTimeoutSeconds")}s; killing them`,
         );
         return;
       }
@@ -474,7 +474,7 @@ export class Agents {
     }
   }
 
-  /** RUN_DIR/agent-N/FILE without its trailing newlines; undefined if unreadable. */
+  /** conf.runDir/agent-N/FILE without its trailing newlines; undefined if unreadable. */
   readRunFile(i: number, file: string): string | undefined {
     try {
       return fs
@@ -509,7 +509,7 @@ export class Agents {
     }
   }
 
-  /** The systemd scopes the wrappers recorded (RUN_DIR/agent-*\/unit), in glob order. */
+  /** The systemd scopes the wrappers recorded (conf.runDir/agent-*\/unit), in glob order. */
   private agentUnits(): string[] {
     let dirs: string[];
     try {

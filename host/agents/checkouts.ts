@@ -1,4 +1,4 @@
-// git for agentctl reconcile: each agent's workspace is a clone of GIT_REPOSITORY of its own, on
+// git for agentctl reconcile: each agent's workspace is a clone of conf.gitRepository of its own, on
 // its own branch agent-N (HOST.md, "Repository"), made and queried AS that agent, never as root:
 // a repository's config can name programs git runs (core.fsmonitor, hooks), and the credentials
 // are in the agent's own git config, readable by the agent only. No object store is shared: a

@@ -1,5 +1,5 @@
 // What agentctl knows about each agent's process, gathered as root: the tmux window, the wrapper's
-// run files (RUN_DIR/agent-N: pid, last-exit) and /proc. Feeds host/attention/effective.ts.
+// run files (conf.runDir/agent-N: pid, last-exit) and /proc. Feeds host/attention/effective.ts.
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -96,7 +96,7 @@ function runsACommand(pid: number): boolean {
   return !argv.some((a) => a.includes("agent-host.js"));
 }
 
-/** Agent numbers to report: 1..desired (last reconcile, else AGENT_COUNT) plus any window. */
+/** Agent numbers to report: 1..desired (last reconcile, else conf.agentCount) plus any window. */
 export function agentNumbers(conf: HostConf, windows: ReadonlyMap<number, unknown>): number[] {
   const text = readSmall(path.join(conf.runDir, "desired"));
   const desired = text === undefined ? NaN : Number(text);

@@ -1,12 +1,12 @@
 // agentctl reconcile, restart and logs: the pure parts (arguments, the plan, stagger, output),
 // unit-tested without tmux (tests/reconcile-unit.test.ts). host/agents/agentctl.ts runs them against
 // the real server (host/agents/agents.ts) and the git checkouts (host/agents/checkouts.ts).
-import type { HostConf } from "../conf/conf";
+import { KEY, rawOf, type HostConf } from "../conf/conf";
 import { UsageError } from "./send";
 import { agentNumber, type Window } from "./tmux";
 import { parseArgs } from "util";
 
-/** agentctl's whole-number rule for counts and --lines (host.conf's AGENT_COUNT rule too). */
+/** agentctl's whole-number rule for counts and --lines (host.conf's agent count rule too). */
 const COUNT_RE = /^[1-9][0-9]{0,5}$/;
 
 /** "agent-3 agent-7", or "none". */
@@ -22,7 +22,7 @@ export interface ReconcileArgs {
 
 type CountConf = Pick<HostConf, "agentCount" | "agentMax" | "file" | "raw">;
 
-/** `reconcile [N] [--json] [--boot]`; N defaults to AGENT_COUNT. Throws UsageError (exit 2). */
+/** `reconcile [N] [--json] [--boot]`; N defaults to host.conf's count. Throws UsageError (exit 2). */
 export function parseReconcileArgs(argv: readonly string[], conf: CountConf): ReconcileArgs {
   let json = false;
   let boot = false;
@@ -38,15 +38,15 @@ export function parseReconcileArgs(argv: readonly string[], conf: CountConf): Re
   }
   const max = conf.agentMax;
   if (count === "") {
-    count = conf.raw.AGENT_COUNT;
+    count = rawOf(conf, "agentCount");
     if (!COUNT_RE.test(count))
       throw new UsageError(
-        `AGENT_COUNT=${count} in ${conf.file} is not a whole number from 1 to ${max}; fix the config or pass a count: 'agentctl reconcile 12'`,
+        `${KEY.agentCount}=${count} in ${conf.file} is not a whole number from 1 to ${max}; fix the config or pass a count: 'agentctl reconcile 12'`,
       );
   }
   if (!COUNT_RE.test(count))
     throw new UsageError(
-      `invalid agent count '${count}': give a whole number from 1 to ${max} (AGENT_MAX), e.g. 'agentctl reconcile 12'`,
+      `invalid agent count '${count}': give a whole number from 1 to ${max} (${KEY.agentMax}), e.g. 'agentctl reconcile 12'`,
     );
   checkAgentMax(Number(count), conf);
   return { count: Number(count), json, boot };
@@ -56,7 +56,7 @@ export function parseReconcileArgs(argv: readonly string[], conf: CountConf): Re
 export function checkAgentMax(count: number, conf: CountConf): void {
   if (count > conf.agentMax)
     throw new UsageError(
-      `agent count ${count} is above AGENT_MAX=${conf.agentMax} (sized from this machine's memory in ${conf.file}); use at most ${conf.agentMax} or deploy a larger machineType`,
+      `agent count ${count} is above ${KEY.agentMax}=${conf.agentMax} (sized from this machine's memory in ${conf.file}); use at most ${conf.agentMax} or deploy a larger machineType`,
     );
 }
 
@@ -229,10 +229,10 @@ export function paneTail(captured: string, lines: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What the last reconcile did, for `agentctl status` (RUN_DIR/reconcile.json): the desired count
+// What the last reconcile did, for `agentctl status` (conf.runDir/reconcile.json): the desired count
 // moves only when every agent it asked for started, and a failure names the agent and the cause.
 
-/** RUN_DIR/reconcile.json: what the last reconcile did (host/attention/health.ts reads it). */
+/** conf.runDir/reconcile.json: what the last reconcile did (host/attention/health.ts reads it). */
 export const RECONCILE_RECORD = "reconcile.json";
 
 export interface AgentFailure {

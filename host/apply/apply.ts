@@ -251,7 +251,7 @@ function ensureService(unitsChanged: boolean): void {
   systemctl("start", ...units.slice(0, 2));
   // They read host.conf when they start: a restart applies a changed autoStopMinutes or stop
   // command, and a changed dashboardPort. The auto-stop's quiet clock survives
-  // (RUN_DIR/autostop.json), and this deploy's own SSH session holds the stop meanwhile; an open
+  // (conf.runDir/autostop.json), and this deploy's own SSH session holds the stop meanwhile; an open
   // dashboard page reconnects by itself within a second.
   systemctl("restart", ...units.slice(2));
 }

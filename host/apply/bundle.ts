@@ -4,6 +4,7 @@ import { createHash } from "crypto";
 import { BUNDLE_HEADER } from "../../cloud-init/bundle";
 import { PACKAGE_NAME_RE } from "../../shared-rules";
 import { parseArgs } from "util";
+import { KEY, keysThatChange } from "../conf/conf";
 
 /**
  * A refusal of apply's arguments, or of the host.conf being installed (as `agent-host.js conf`
@@ -152,22 +153,10 @@ export function parseBundle(text: string, expectedSha256: string): Bundle {
 }
 
 /**
- * host.conf keys agent-wrapper reads when it starts claude: a change to one needs every agent
- * restarted (conversations resume).
+ * host.conf keys agent-wrapper hands to claude when it starts it: a change to one needs every
+ * agent restarted (conversations resume). Each key says so itself (host/conf/conf.ts `changes`).
  */
-export const RESTART_KEYS = [
-  "CLAUDE_CODE_VERSION",
-  "PERMISSION_MODE",
-  "CLAUDE_PROVIDER",
-  "VERTEX_PROJECT_ID",
-  "VERTEX_REGION",
-  "VERTEX_BASE_URL",
-  "CLAUDE_MODEL",
-  "ANTHROPIC_BASE_URL",
-  "CLAUDE_ENV",
-  // The wrapper hands claude DOCKER_HOST (rootless) or none (shared): host/docker/rootless.ts.
-  "DOCKER_MODE",
-] as const;
+export const RESTART_KEYS = keysThatChange("agents");
 
 /** Whether the host.conf being installed changes a key in RESTART_KEYS (values as written). */
 export function confNeedsRestart(
@@ -178,9 +167,10 @@ export function confNeedsRestart(
 }
 
 /**
- * Whether apply runs install-docker again: DOCKER_SOURCE or DOCKER_MODE changed, or the host.conf
- * being replaced predates DOCKER_MODE (a host from before per-agent Docker: its agents must move off
- * the root daemon). No host.conf at all means first boot, where first-boot ran install-docker.
+ * Whether apply runs install-docker again: a key it installs from changed (the Docker source or
+ * mode: conf.ts `changes`), or the host.conf being replaced predates the Docker mode (a host from
+ * before per-agent Docker: its agents must move off the root daemon). No host.conf at all means
+ * first boot, where first-boot ran install-docker.
  */
 export function dockerNeedsInstall(
   oldText: string | undefined,
@@ -188,8 +178,8 @@ export function dockerNeedsInstall(
   old: Readonly<Record<string, string>>,
 ): boolean {
   if (oldText === undefined) return false;
-  if (!/^DOCKER_MODE=/m.test(oldText)) return true;
-  return next.DOCKER_SOURCE !== old.DOCKER_SOURCE || next.DOCKER_MODE !== old.DOCKER_MODE;
+  if (!new RegExp(`^${KEY.dockerMode}=`, "m").test(oldText)) return true;
+  return keysThatChange("docker").some((k) => next[k] !== old[k]);
 }
 
 /**
@@ -202,7 +192,7 @@ export function agentsNeedRestart(changed: { conf: boolean; apiKey: boolean }): 
 }
 
 /**
- * EXTRA_PACKAGES as names for apt-get's argv, each checked again here (the stack checked them
+ * host.conf's extra packages as names for apt-get's argv, each checked again here (the stack checked them
  * too): a name that is not a Debian package name is refused, never passed on.
  */
 export function extraPackageNames(list: string): string[] {
@@ -210,7 +200,7 @@ export function extraPackageNames(list: string): string[] {
   const bad = names.find((n) => !PACKAGE_NAME_RE.test(n));
   if (bad !== undefined)
     throw new ApplyError(
-      `refusing '${bad}' in EXTRA_PACKAGES: not a Debian package name; fix extraPackages`,
+      `refusing '${bad}' in ${KEY.extraPackages}: not a Debian package name; fix extraPackages`,
     );
   return names;
 }

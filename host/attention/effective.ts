@@ -112,6 +112,14 @@ export function effectiveState(facts: ProcessFacts, recorded: Recorded | undefin
     // No hook fires when a person approves: the command's process is the sign it runs.
     return make("working", `approved, running ${recorded.reason}`, recorded.since);
   }
+  if (recorded.state === "needs-permission" && facts.pane === "prompt" && age >= HOOK_GRACE_MS) {
+    // Claude Code 2.1.331 fires no hook when its permission dialog is refused in the terminal
+    // (Esc, or the "No" option: "Interrupted · What should Claude do instead?"; an approval fires
+    // PostToolUse, or starts the command's process above): the record would say needs-permission
+    // until the next prompt. The dialog has gone and claude waits at its prompt: it was refused.
+    // (tests/dashboard.test.ts presses Esc in the real pane.) Since: unknown (no event marks it).
+    return make("idle", `denied in the terminal: ${recorded.reason}`);
+  }
   return make(recorded.state, recorded.reason, recorded.since);
 }
 

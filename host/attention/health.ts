@@ -7,7 +7,7 @@
 // gathering below reads the files and the filesystems, as root.
 import * as fs from "fs";
 import * as path from "path";
-import type { HostConf } from "../conf/conf";
+import { KEY, type HostConf } from "../conf/conf";
 import { agentIds } from "../agents/agent-user";
 import {
   currentBootId,
@@ -29,7 +29,7 @@ export interface Problem {
 }
 
 export interface DiskUse {
-  /** The folders on this filesystem that matter, e.g. "/workspaces (WORKSPACES_DIR)". */
+  /** The folders on this filesystem that matter, e.g. "/workspaces (the workspaces key)". */
   what: string;
   path: string;
   availBytes: number;
@@ -44,7 +44,7 @@ export interface StateFolder {
   dir: string;
   uid: number;
   mode: number;
-  /** The uid its recorder runs as, when known (AGENT_USER's); else anything but root will do. */
+  /** The uid its recorder runs as, when known (an agent's); else anything but root will do. */
   expectedUid?: number;
 }
 
@@ -289,8 +289,8 @@ export function hostHealth(
     reconcile: parseReconcileRecord(readText(path.join(conf.runDir, RECONCILE_RECORD))),
     disks: diskUse([
       { what: `${conf.dataMount} (the data disk)`, path: conf.dataMount },
-      { what: `${conf.workspacesDir} (WORKSPACES_DIR)`, path: conf.workspacesDir },
-      { what: `${conf.agentHomesDir} (AGENT_HOMES_DIR)`, path: conf.agentHomesDir },
+      { what: `${conf.workspacesDir} (${KEY.workspacesDir})`, path: conf.workspacesDir },
+      { what: `${conf.agentHomesDir} (${KEY.agentHomesDir})`, path: conf.agentHomesDir },
       { what: "/ (the boot disk)", path: `${root}/` },
     ]),
     stateFolders: stateFolders(conf, agents),

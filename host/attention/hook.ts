@@ -1,7 +1,7 @@
 // The recorder: what Claude Code's managed hooks run (cloud-init/claude/managed-settings.json),
 // once per hook event, as the agent user, inside claude's own environment. It reads the payload on
-// stdin, updates STATE_DIR/agent-N/status.json and events.jsonl, and exits 0 at once: no network,
-// no tmux, no output (a UserPromptSubmit hook's stdout would be added to the prompt).
+// stdin, updates status.json and events.jsonl in the agent's state folder, and exits 0 at once: no
+// network, no tmux, no output (a UserPromptSubmit hook's stdout would be added to the prompt).
 //
 // Which agent: the wrapper sets AGENT_HOST_STATE_DIR (the agent's own state folder) in claude's
 // environment; a claude started by hand, without it, is not an agent and is left alone.

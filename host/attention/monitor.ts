@@ -2,7 +2,7 @@
 // reads every agent's state, marks the windows that need a person in tmux (window option
 // @agent_mark, shown by tmux.conf's window-status formats; session option @agents_waiting in the
 // status line), sends the notifications, and redraws the live view. Only one monitor notifies at a
-// time (RUN_DIR/monitor.pid); a second `agentctl watch` only shows.
+// time (conf.runDir/monitor.pid); a second `agentctl watch` only shows.
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -64,7 +64,7 @@ function loadSeen(file: string): Map<number, number> {
     for (const [k, s] of Object.entries(v))
       if (/^\d+$/.test(k) && typeof s === "number") seen.set(Number(k), s);
   } catch {
-    // First start (RUN_DIR is a tmpfs: also after a reboot): start from the current transitions.
+    // First start (conf.runDir is a tmpfs: also after a reboot): start from the current transitions.
   }
   return seen;
 }

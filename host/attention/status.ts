@@ -2,7 +2,7 @@
 // the process facts (host/agents/facts.ts), claude's pid, uptime, CPU and memory (its whole process
 // tree, from /proc), the workspace's size, the checkout's branch and unsaved work (git, as the
 // agent), restarts and sign-in. One process for every agent: gathering runs the per-agent tools
-// (du, git, capture-pane) side by side, and everything else is read from /proc and RUN_DIR.
+// (du, git, capture-pane) side by side, and everything else is read from /proc and conf.runDir.
 //
 // COLUMNS declares every field once, in JSON order: the table header (none = JSON only), the
 // JSON key and type, and the table cell. A new column is one COLUMNS entry plus where its value

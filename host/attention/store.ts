@@ -1,4 +1,4 @@
-// The state files on disk, per agent, in the agent's own state folder (STATE_DIR/agent-N, which
+// The state files on disk, per agent, in the agent's own state folder (AGENT_HOST_STATE_DIR, which
 // the agent owns: the recorder runs as the agent, inside claude's hooks):
 //   status.json   the current Recorded state (host/attention/state.ts), replaced atomically
 //   events.jsonl  one Transition per line, bounded (oldest half dropped past EVENTS_MAX_BYTES)

@@ -67,15 +67,29 @@ interface KeySpec<K extends Kind = Kind> {
   /** How the TypeScript host code sees it (HostConf); bash gets the text. */
   kind: K;
   rule?: Rule;
+  /**
+   * What apply does when a deploy changes the value (host/apply/bundle.ts): "agents" restarts
+   * every agent (agent-wrapper hands the value to claude when it starts it), "docker" runs
+   * install-docker again.
+   */
+  changes?: readonly Change[];
 }
+type Change = "agents" | "docker";
 
-const text = (def: string, rule?: Rule): KeySpec<"text"> => ({ default: def, kind: "text", rule });
+const text = (def: string, rule?: Rule, changes?: readonly Change[]): KeySpec<"text"> => ({
+  default: def,
+  kind: "text",
+  rule,
+  changes,
+});
 const num = (def: string, rule: Rule): KeySpec<"number"> => ({
   default: def,
   kind: "number",
   rule,
 });
 const flag = (def: string): KeySpec<"bool"> => ({ default: def, kind: "bool", rule: bool });
+/** A key agent-wrapper hands to claude: a change restarts every agent (conversations resume). */
+const forClaude = (spec: KeySpec<"text">): KeySpec<"text"> => ({ ...spec, changes: ["agents"] });
 
 /** Every host.conf key, in HOST.md's order. HOST.md documents each; tests/host-conf-keys checks both. */
 export const HOST_KEYS = {
@@ -97,36 +111,37 @@ export const HOST_KEYS = {
   ),
   AGENT_HOMES_DIR: text("/data/home", absolutePath),
   ADMIN_USER: text("agent-admin", userName),
-  PERMISSION_MODE: text(
-    "default",
-    oneOf(
-      PERMISSION_MODES,
-      `is not a Claude Code permission mode; use one of: ${PERMISSION_MODES.join(" ")}`,
+  PERMISSION_MODE: forClaude(
+    text(
+      "default",
+      oneOf(
+        PERMISSION_MODES,
+        `is not a Claude Code permission mode; use one of: ${PERMISSION_MODES.join(" ")}`,
+      ),
     ),
   ),
-  CLAUDE_PROVIDER: text(
-    "anthropic",
-    oneOf(CLAUDE_PROVIDERS, "is not anthropic or vertex; fix the config"),
+  CLAUDE_PROVIDER: forClaude(
+    text("anthropic", oneOf(CLAUDE_PROVIDERS, "is not anthropic or vertex; fix the config")),
   ),
-  VERTEX_PROJECT_ID: text(""),
-  VERTEX_REGION: text(""),
-  VERTEX_BASE_URL: text(
-    "",
-    orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")),
+  VERTEX_PROJECT_ID: forClaude(text("")),
+  VERTEX_REGION: forClaude(text("")),
+  VERTEX_BASE_URL: forClaude(
+    text("", orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"))),
   ),
-  CLAUDE_MODEL: text(""),
-  ANTHROPIC_BASE_URL: text(
-    "",
-    orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config")),
+  CLAUDE_MODEL: forClaude(text("")),
+  ANTHROPIC_BASE_URL: forClaude(
+    text("", orEmpty(matches(/^https?:\/\/\S+$/, "is not an http(s) URL; fix the config"))),
   ),
-  CLAUDE_ENV: text("", claudeEnv),
+  CLAUDE_ENV: forClaude(text("", claudeEnv)),
   // Empty until the stack writes it; install-claude-code refuses to run without one.
-  CLAUDE_CODE_VERSION: text(
-    "",
-    orEmpty(
-      matches(
-        CLAUDE_CODE_VERSION_RE,
-        "is not an exact release such as 2.1.331; fix claudeCodeVersion in the stack config",
+  CLAUDE_CODE_VERSION: forClaude(
+    text(
+      "",
+      orEmpty(
+        matches(
+          CLAUDE_CODE_VERSION_RE,
+          "is not an exact release such as 2.1.331; fix claudeCodeVersion in the stack config",
+        ),
       ),
     ),
   ),
@@ -173,8 +188,9 @@ export const HOST_KEYS = {
     "/data",
     (v) => absolutePath(v) ?? (v === "/" ? "must not be /; fix the config" : undefined),
   ),
-  DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES)),
-  DOCKER_MODE: text("rootless", oneOf(DOCKER_MODES)),
+  DOCKER_SOURCE: text("docker-apt", oneOf(DOCKER_SOURCES), ["docker"]),
+  // The wrapper hands claude DOCKER_HOST (rootless) or none (shared): host/docker/rootless.ts.
+  DOCKER_MODE: text("rootless", oneOf(DOCKER_MODES), ["agents", "docker"]),
   DOCKER_KEY_URL: text(
     "https://download.docker.com/linux/ubuntu/gpg",
     matches(/^(https|file):\/\//, "is not an https:// (or a local file://) URL; fix the config"),
@@ -220,6 +236,102 @@ export type HostConf = { [K in HostKey as Camel<K>]: KindType<Spec<K>["kind"]> }
 
 export const camel = (key: string): string =>
   key.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** A typed field of HostConf: what host code names a key by (agentMax for AGENT_MAX). */
+export type HostField = Camel<HostKey>;
+
+/**
+ * The host.conf key of each field, for what the host says to people (`${KEY.agentMax}=...`):
+ * the host code names keys only through this, so a key is renamed here and in its writer.
+ */
+export const KEY = Object.fromEntries(HOST_KEY_NAMES.map((k) => [camel(k), k])) as {
+  [K in HostKey as Camel<K>]: K;
+};
+
+/** A field's default, as host.conf writes it. */
+export const defaultOf = (field: HostField): string => HOST_KEYS[KEY[field]].default;
+
+/** A field's text as written (defaults filled in, before its rule): `conf.raw` by field. */
+export const rawOf = (conf: Pick<HostConf, "raw">, field: HostField): string =>
+  conf.raw[KEY[field]];
+
+/** The keys whose change needs `change` when a deploy installs a new host.conf (KeySpec.changes). */
+export const keysThatChange = (change: Change): HostKey[] =>
+  HOST_KEY_NAMES.filter((k) => (HOST_KEYS[k] as KeySpec).changes?.includes(change));
+
+/**
+ * What each bash script reads, under the name it uses: `agent-host.js conf --vars SCRIPT` prints
+ * `name=value` for each (checked, defaults filled in). The scripts name no host.conf key, so
+ * renaming a key touches this table, not them; a script's variables are its own lowercase
+ * globals, set once by its load_config. agentctl's list also covers what the wrappers it starts
+ * read (it refuses a bad value before it starts any).
+ */
+export const SCRIPT_VARS = {
+  agentctl: {
+    agent_count: "AGENT_COUNT",
+    agent_max: "AGENT_MAX",
+    agent_user: "AGENT_USER",
+    agent_uid_base: "AGENT_UID_BASE",
+    agent_homes_dir: "AGENT_HOMES_DIR",
+    admin_user: "ADMIN_USER",
+    state_dir: "STATE_DIR",
+    agent_memory_max_mb: "AGENT_MEMORY_MAX_MB",
+    agent_cpu_quota_percent: "AGENT_CPU_QUOTA_PERCENT",
+    agents_memory_max_mb: "AGENTS_MEMORY_MAX_MB",
+    start_stagger_seconds: "START_STAGGER_SECONDS",
+    stop_timeout_seconds: "STOP_TIMEOUT_SECONDS",
+    workspaces_dir: "WORKSPACES_DIR",
+    run_dir: "RUN_DIR",
+    tmux_socket: "TMUX_SOCKET",
+    git_repository: "GIT_REPOSITORY",
+    claude_bin: "CLAUDE_BIN",
+    permission_mode: "PERMISSION_MODE",
+    claude_provider: "CLAUDE_PROVIDER",
+    api_key_file: "API_KEY_FILE",
+    login_token_file: "LOGIN_TOKEN_FILE",
+    claude_env: "CLAUDE_ENV",
+    docker_mode: "DOCKER_MODE",
+  },
+  "agent-wrapper": {
+    permission_mode: "PERMISSION_MODE",
+    claude_bin: "CLAUDE_BIN",
+    agent_memory_max_mb: "AGENT_MEMORY_MAX_MB",
+    agent_cpu_quota_percent: "AGENT_CPU_QUOTA_PERCENT",
+    start_stagger_seconds: "START_STAGGER_SECONDS",
+    restart_backoff_min_seconds: "RESTART_BACKOFF_MIN_SECONDS",
+    restart_backoff_max_seconds: "RESTART_BACKOFF_MAX_SECONDS",
+    stop_timeout_seconds: "STOP_TIMEOUT_SECONDS",
+    shutdown_stop_timeout_seconds: "SHUTDOWN_STOP_TIMEOUT_SECONDS",
+    run_dir: "RUN_DIR",
+    api_key_file: "API_KEY_FILE",
+    login_token_file: "LOGIN_TOKEN_FILE",
+    claude_provider: "CLAUDE_PROVIDER",
+  },
+  "data-disk": {
+    agent_user: "AGENT_USER",
+    workspaces_dir: "WORKSPACES_DIR",
+    run_dir: "RUN_DIR",
+    data_device: "DATA_DEVICE",
+    data_mount: "DATA_MOUNT",
+  },
+  "install-claude-code": {
+    claude_code_version: "CLAUDE_CODE_VERSION",
+    claude_code_source: "CLAUDE_CODE_SOURCE",
+    claude_bin: "CLAUDE_BIN",
+  },
+  "install-docker": {
+    docker_source: "DOCKER_SOURCE",
+    docker_mode: "DOCKER_MODE",
+    docker_key_url: "DOCKER_KEY_URL",
+    docker_key_fingerprint: "DOCKER_KEY_FINGERPRINT",
+    docker_apt_url: "DOCKER_APT_URL",
+  },
+} as const satisfies Record<string, Record<string, HostKey>>;
+export type Script = keyof typeof SCRIPT_VARS;
+const isScript = (s: string): s is Script => Object.prototype.hasOwnProperty.call(SCRIPT_VARS, s);
+
+/** The keys a script reads (SCRIPT_VARS), e.g. the ones agentctl refuses a bad value of. */
+export const scriptKeys = (script: Script): HostKey[] => Object.values(SCRIPT_VARS[script]);
 
 function typed(spec: KeySpec, value: string): string | number | boolean {
   if (spec.kind === "number") return Number(value);
@@ -275,16 +387,25 @@ export function firstError(conf: HostConf, keys: readonly HostKey[]): string | u
   return keys.map((k) => conf.errors[k]).find(Boolean);
 }
 
+/** firstError by the fields host code reads (e.g. ["dashboardPort", "tmuxSocket"]). */
+export const firstErrorOf = (conf: HostConf, fields: readonly HostField[]): string | undefined =>
+  firstError(
+    conf,
+    fields.map((f) => KEY[f]),
+  );
+
 /**
- * `agent-host.js conf [--as NAME] [--file FILE] [--quiet] [--unchecked] [KEY...]`: how the bash
- * scripts read host.conf. Prints `KEY=value` for each KEY (every key if none), defaults filled in;
- * warnings go to stderr as `NAME: warning: ...` unless --quiet. Exit 2, printing nothing on
- * stdout, when a requested key breaks its rule: a script never acts on a value it did not check.
- * --unchecked prints the values as written (apply only compares the file it replaces).
+ * `agent-host.js conf [--as NAME] [--vars SCRIPT] [--file FILE] [--quiet] [--unchecked] [KEY...]`:
+ * how the bash scripts read host.conf. With --vars, prints `name=value` for each of SCRIPT's
+ * variables (SCRIPT_VARS; the positionals pick among its names); without, `KEY=value` for each
+ * KEY (every key if none). Defaults filled in; warnings go to stderr as `NAME: warning: ...`
+ * unless --quiet. Exit 2, printing nothing on stdout, when a requested key breaks its rule: a
+ * script never acts on a value it did not check. --unchecked prints the values as written.
  */
 export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): number {
   const options = {
     as: { type: "string" },
+    vars: { type: "string" },
     file: { type: "string" },
     quiet: { type: "boolean" },
     unchecked: { type: "boolean" },
@@ -300,8 +421,15 @@ export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   const file = typeof values.file === "string" ? values.file : undefined;
   const quiet = values.quiet === true;
   const checked = values.unchecked !== true;
-  const keys: HostKey[] = [];
+  const script = typeof values.vars === "string" ? values.vars : undefined;
+  const names: string[] = [];
   const say = (line: string) => process.stderr.write(`${as}: ${line}\n`);
+  if (script !== undefined && !isScript(script))
+    return (say(`conf: --vars '${script}' is not a script that reads host.conf`), 2);
+  const vars: Readonly<Record<string, HostKey>> =
+    script === undefined
+      ? Object.fromEntries(HOST_KEY_NAMES.map((k) => [k, k]))
+      : SCRIPT_VARS[script];
   for (const token of tokens) {
     if (token.kind === "option-terminator") continue;
     const word = token.kind === "positional" ? token.value : token.rawName;
@@ -311,14 +439,20 @@ export function confMain(argv: string[], env: NodeJS.ProcessEnv = process.env): 
       if (!needsValue && token.value !== undefined) {
         return (say(`conf: ${word} takes no value`), 2);
       }
-    } else if (isHostKey(word)) keys.push(word);
+    } else if (Object.prototype.hasOwnProperty.call(vars, word)) names.push(word);
+    else if (script !== undefined) return (say(`conf: '${word}' is not one of ${script}'s`), 2);
     else return (say(`conf: '${word}' is not a host.conf key (see HOST.md)`), 2);
   }
   const conf = loadHostConf(env, file);
   if (!quiet) for (const w of conf.warnings) say(`warning: ${w}`);
-  const wanted = keys.length > 0 ? keys : HOST_KEY_NAMES;
-  const error = checked && firstError(conf, wanted);
+  const wanted = names.length > 0 ? names : Object.keys(vars);
+  const error =
+    checked &&
+    firstError(
+      conf,
+      wanted.map((n) => vars[n]),
+    );
   if (error) return (say(error), 2);
-  process.stdout.write(wanted.map((k) => `${k}=${conf.raw[k]}\n`).join(""));
+  process.stdout.write(wanted.map((n) => `${n}=${conf.raw[vars[n]]}\n`).join(""));
   return 0;
 }

@@ -1,7 +1,7 @@
 // Agent-aware auto-stop, the daemon (agent-host-autostop.service runs `agent-host.js autostop`):
 // every poll it reads the agents' states and who is there, decides (host/cost/autostop.ts), records
 // the decision for `agentctl status`, and when the quiet time is over it tells the notification
-// channel and runs the stop command (host.conf AUTO_STOP_COMMAND, default `systemctl poweroff`).
+// channel and runs the stop command (host.conf's autoStopCommand, default `systemctl poweroff`).
 //
 // A poweroff from inside the guest is a clean ACPI shutdown; GCE then shows the VM as TERMINATED
 // (stopped) and keeps its persistent disks and its static address ("Stop or restart a Compute
@@ -18,10 +18,11 @@ import {
   type AutoStopDecision,
   type Presence,
 } from "./autostop";
+import { KEY } from "../conf/conf";
 
 export const STATE_FILE = "autostop.json";
 
-/** What the daemon keeps in RUN_DIR (a tmpfs: gone at boot, where the quiet time restarts anyway). */
+/** What the daemon keeps in conf.runDir (a tmpfs: gone at boot, where the quiet time restarts anyway). */
 export interface AutoStopState {
   /** Epoch ms something last held the VM up. */
   lastBusyAt?: number;
@@ -69,7 +70,7 @@ export interface AutoStopSettings {
   /** Quiet time before the stop, ms; 0 = off. */
   limitMs: number;
   pollMs: number;
-  /** AUTO_STOP_COMMAND. */
+  /** conf.autoStopCommand. */
   command: string;
   /** Stop after this many polls (tests); undefined: until the process is stopped. */
   maxPolls?: number;
@@ -121,7 +122,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function runAutoStop(settings: AutoStopSettings, deps: AutoStopDeps): Promise<number> {
   fs.mkdirSync(settings.runDir, { recursive: true, mode: 0o700 });
   if (settings.limitMs <= 0) {
-    deps.log("auto-stop is off (AUTO_STOP_SECONDS=0)");
+    deps.log(`auto-stop is off (${KEY.autoStopSeconds}=0)`);
     writeState(settings.runDir, {
       line: describeDecision({ kind: "off" }, deps.now(), 0),
       updated: deps.now(),

@@ -8,7 +8,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookupUsers } from "../agents/agent-user";
-import { firstError, loadHostConf, type HostConf } from "../conf/conf";
+import { firstErrorOf, loadHostConf, type HostConf } from "../conf/conf";
 import type { DockerMode } from "../../shared-rules";
 import {
   agentDockerEnv,
@@ -163,7 +163,7 @@ export function dockerEnvMain(argv: readonly string[], env = process.env): numbe
     return 2;
   }
   const conf = loadHostConf(env);
-  const error = firstError(conf, ["DOCKER_MODE"]);
+  const error = firstErrorOf(conf, ["dockerMode"]);
   if (error) {
     process.stderr.write(`agent-host.js docker-env: ${error}\n`);
     return 2;

@@ -1,4 +1,4 @@
-// The dashboard's token: 256 random bits made on the VM, in a root-only file (DASHBOARD_TOKEN_FILE,
+// The dashboard's token: 256 random bits made on the VM, in a root-only file (conf.dashboardTokenFile,
 // in /etc/agent-host/secrets/, a 0700 root folder). Never in metadata, argv, logs or the page; the
 // lead gets it from `sudo agentctl web --url` and the page keeps it in the URL fragment, which a
 // browser never sends. The server re-reads the file when it changes, so a rotation takes effect

@@ -27,6 +27,12 @@
 //   deleteBeforeReplace option overrides the provider either way (continueStepsFromDiff:
 //   goal.DeleteBeforeReplace != nil). Otherwise create the replacement first and delete the old
 //   one with the other deletes, at the end.
+// - Dependents of a delete-before-replace (step_generator.go, calculateDependentReplacements,
+//   over pkg/resource/graph's DependencyGraph.DependingOn): before the old resource is deleted,
+//   every transitive dependent whose replacing input comes from a replaced resource (that input
+//   made unknown, then the provider's diff) or that is deletedWith one is deleted first, in
+//   reverse dependency order, and replaced when the program registers it again (generateSteps,
+//   `recreating`). dependentReplacements below.
 // - protect: a protected resource is neither replaced ("unable to replace resource … as it is
 //   currently marked for protection", continueStepsFromDiff: new.Protect && old.Protect) nor
 //   deleted ("cannot be deleted because it is protected", step.go DeleteStep.Apply, unless the
@@ -137,6 +143,16 @@ export const FORCE_NEW: Record<string, string[]> = {
   "gcp:serviceaccount/account:Account": ["accountId", "project"],
   // google/tpgiamresource/resource_iam_member.go (role, member), iam_project.go (project)
   "gcp:projects/iAMMember:IAMMember": ["project", "role", "member"],
+  // google/services/compute/iam_compute_instance.go, ComputeInstanceIamSchema: the instance it is
+  // on (project, zone, instance_name) is ForceNew, as are role and member
+  // (google/tpgiamresource/resource_iam_member.go, IamMemberBaseSchema).
+  "gcp:compute/instanceIAMMember:InstanceIAMMember": [
+    "project",
+    "zone",
+    "instanceName",
+    "role",
+    "member",
+  ],
   // resource_compute_resource_policy.go (snapshot_schedule_policy updates in place)
   "gcp:compute/resourcePolicy:ResourcePolicy": ["project", "region"],
   // resource_compute_disk_resource_policy_attachment.go
@@ -180,6 +196,11 @@ export interface StateEntry {
   deletedWith: Urn;
   /** URNs this resource depends on (dependsOn and inputs). */
   dependencies: Urn[];
+  /** Input property → the URNs its value came from (State.PropertyDependencies). */
+  propertyDependencies: Record<string, Urn[]>;
+  /** The options the engine diffs it with again when a dependency is replaced (State fields). */
+  ignoreChanges: string[];
+  replaceOnChanges: string[];
 }
 
 export interface CloudDisk {
@@ -421,6 +442,80 @@ export function scheduleDeletes(order: StateEntry[], condemned: StateEntry[]): S
   return antichains.reverse();
 }
 
+/** The SDK's and the engine's unknown value (sdk/nodejs/runtime/rpc.ts unknownValue). */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/**
+ * DependencyGraph.DependingOn (pkg/resource/graph/dependency_graph.go), includeChildren false:
+ * a linear scan of the snapshot after `root`, taking every resource that depends on the root or
+ * on one already taken, through its dependencies, property dependencies or deletedWith (not its
+ * parent), skipping the URNs in `ignore`. Providers are the default ones here, not in the state,
+ * so the provider edge is not scanned.
+ */
+export function dependingOn(order: StateEntry[], root: StateEntry, ignore: Set<Urn>): StateEntry[] {
+  const at = order.indexOf(root);
+  if (at < 0) throw new Error(`could not determine index for resource ${root.urn}`);
+  const dependentSet = new Set<Urn>([root.urn]);
+  const dependents: StateEntry[] = [];
+  for (const candidate of order.slice(at + 1)) {
+    if (ignore.has(candidate.urn)) continue;
+    const deps = [
+      ...candidate.dependencies,
+      ...Object.values(candidate.propertyDependencies).flat(),
+      ...(candidate.deletedWith ? [candidate.deletedWith] : []),
+    ];
+    if (deps.some((dep) => dependentSet.has(dep))) {
+      dependents.push(candidate);
+      dependentSet.add(candidate.urn);
+    }
+  }
+  return dependents;
+}
+
+/**
+ * calculateDependentReplacements (pkg/resource/deploy/step_generator.go): the resources a
+ * delete-before-replace of `root` replaces too, in dependency order. For each transitive
+ * dependent (dependingOn, ignoring the URNs this deployment already stepped: its
+ * impossibleDependents), requiresReplacement: a component never; one deletedWith a replaced
+ * resource always; otherwise, when an input's property dependencies reach the replace set, that
+ * input becomes unknown and the provider's diff (ignoreChanges applied, then
+ * applyReplaceOnChanges) decides. The diff is the stand-in's: FORCE_NEW (an unknown at a ForceNew
+ * path replaces; an unknown above a nested ForceNew path is taken as an update) and
+ * replaceOnChanges.
+ */
+export function dependentReplacements(
+  order: StateEntry[],
+  root: StateEntry,
+  ignore: Set<Urn>,
+): StateEntry[] {
+  const replaceSet = new Set<Urn>([root.urn]);
+  const requiresReplacement = (r: StateEntry): boolean => {
+    if (!r.custom) return false;
+    if (r.deletedWith && replaceSet.has(r.deletedWith)) return true;
+    let hasDependencyInReplaceSet = false;
+    const inputsForDiff: Inputs = {};
+    for (const [key, value] of Object.entries(r.inputs)) {
+      const reaches = (r.propertyDependencies[key] ?? []).some((dep) => replaceSet.has(dep));
+      if (reaches) hasDependencyInReplaceSet = true;
+      inputsForDiff[key] = reaches ? UNKNOWN : value;
+    }
+    if (!hasDependencyInReplaceSet) return false;
+    const goal = processIgnoreChanges(inputsForDiff, r.inputs, r.ignoreChanges);
+    const paths = changedPaths(r.inputs, goal);
+    return (
+      replaces(r.type, paths, r.inputs, goal) || replaceOnChangesHit(paths, r.replaceOnChanges)
+    );
+  };
+  const toReplace: StateEntry[] = [];
+  for (const d of dependingOn(order, root, ignore)) {
+    if (requiresReplacement(d)) {
+      toReplace.push(d);
+      replaceSet.add(d.urn);
+    }
+  }
+  return toReplace;
+}
+
 /** What the engine did to one resource. */
 export interface Step {
   urn: Urn;
@@ -476,6 +571,11 @@ export class LifecycleEngine implements MockEngine {
   private seen = new Set<Urn>();
   /** Old URN → the new URN that claimed it through an alias (stepGenerator.aliased). */
   private aliased = new Map<Urn, Urn>();
+  /**
+   * Old URNs deleted in this deployment ahead of a delete-before-replace (sg.deletes): a
+   * dependent registered again is recreated; one the program dropped is already gone.
+   */
+  private deletes = new Set<Urn>();
   /** The failed step and the steps skipped after it (concurrentSteps: what depends on them waits). */
   private blocked = new Set<Urn>();
   private resolver = new AliasResolver("dev", "agent-host");
@@ -517,6 +617,7 @@ export class LifecycleEngine implements MockEngine {
     this.seen = new Set();
     this.aliased = new Map();
     this.blocked = new Set();
+    this.deletes = new Set();
     this.resolver = new AliasResolver(this.stack, "agent-host");
     this.olds = new Map(this.state);
     this.next = new Map();
@@ -535,12 +636,16 @@ export class LifecycleEngine implements MockEngine {
       return this.log();
     }
     this.state = new Map(this.next);
+    // A dependent deleted ahead of a delete-before-replace that the program no longer
+    // registers: already gone (GenerateDeletes skips sg.pendingDeletes).
+    const gone = unclaimed.filter((old) => this.deletes.has(old.urn));
+    for (const old of gone) this.record(old, "delete");
     // The replaced olds and what the program no longer registers, in dependency order.
     const replaced = [...this.pendingDelete, ...this.replacedOlds];
     this.pendingDelete = [];
     this.runDeletes(
       [...replaced, ...this.olds.values()],
-      [...replaced, ...unclaimed],
+      [...replaced, ...unclaimed.filter((old) => !this.deletes.has(old.urn))],
       new Set(replaced),
     );
     return this.log();
@@ -719,6 +824,9 @@ export class LifecycleEngine implements MockEngine {
       protect: options.protect,
       deletedWith: options.deletedWith,
       dependencies: options.dependencies,
+      propertyDependencies: options.propertyDependencies,
+      ignoreChanges: options.ignoreChanges,
+      replaceOnChanges: options.replaceOnChanges,
     };
     if (!registration.custom) {
       // A component: no provider, a create when new, otherwise the same.
@@ -727,6 +835,17 @@ export class LifecycleEngine implements MockEngine {
     }
     let old = found ? { ...found, urn } : undefined;
     const goalInputs = unwrap(args.inputs) as Inputs;
+    if (old && this.deletes.has(urn)) {
+      // generateSteps, `recreating` (sg.deletes[urn]): deleted earlier in this deployment as a
+      // dependent of a delete-before-replace, so a replacement whatever the diff
+      // (ReplaceStep + CreateReplacementStep), built from the goal after processIgnoreChanges
+      // (continueStepsFromImport).
+      this.deletes.delete(urn);
+      const goal = processIgnoreChanges(goalInputs, old.inputs, options.ignoreChanges);
+      const { id, outputs } = this.createInCloud(old.type, goal);
+      this.record(base, "replace");
+      return { ...old, ...base, id, inputs: goal, outputs, importId: options.importId };
+    }
     const importId = options.importId;
     const oldImportId = old ? old.importId || old.id : "";
     let imported = false;
@@ -779,13 +898,45 @@ export class LifecycleEngine implements MockEngine {
     }
     const deleteFirst = options.deleteBeforeReplace ?? NAME_FIELD[old.type] !== undefined;
     if (deleteFirst) {
-      // DeleteReplacementStep, then CreateReplacementStep. A retained old one stays in the cloud.
+      // First the dependents that the replacement replaces too (calculateDependentReplacements),
+      // deleted in reverse dependency order, then the old one (DeleteReplacementStep), then
+      // CreateReplacementStep. A retained old one stays in the cloud.
+      this.deleteDependents(found ?? old, urn);
       if (!old.retainOnDelete) this.deleteFromCloud(old);
     }
     const { id, outputs } = this.createInCloud(old.type, goal);
     if (!deleteFirst && found) this.replacedOlds.push(found);
     this.record(base, "replace");
     return { ...next, id, inputs: goal, outputs };
+  }
+
+  /**
+   * continueStepsFromDiff's delete-before-replace of `root` (its old state; `urn`: its new URN):
+   * the dependents it replaces too are deleted first, in reverse dependency order, each once
+   * (sg.pendingDeletes); a protected one stops the deployment. Then the old root is marked
+   * deleted, so a dependent deletedWith it makes no provider delete (DeleteStep.Apply,
+   * isDeletedWith), and a retained one stays in the cloud.
+   */
+  private deleteDependents(root: StateEntry, urn: Urn): void {
+    const impossibleDependents = new Set<Urn>([...this.seen, ...this.deletes]);
+    const toReplace = dependentReplacements([...this.olds.values()], root, impossibleDependents);
+    const condemned: StateEntry[] = [];
+    for (const dependent of [...toReplace].reverse()) {
+      if (this.deletes.has(dependent.urn)) continue;
+      if (dependent.protect) {
+        throw new Error(
+          `unable to replace resource "${dependent.urn}" as part of replacing "${urn}" as it is currently marked for protection. To unprotect the resource, remove the \`protect\` flag from the resource in your Pulumi program and run \`pulumi up\`, or use the command:\n\`pulumi state unprotect '${dependent.urn}'\``,
+        );
+      }
+      condemned.push(dependent);
+      this.deletes.add(dependent.urn);
+    }
+    this.deletes.add(root.urn);
+    for (const dependent of condemned) {
+      if (dependent.retainOnDelete) continue;
+      if (dependent.deletedWith && this.deletes.has(dependent.deletedWith)) continue;
+      this.deleteFromCloud(dependent);
+    }
   }
 
   /** ImportStep: read the object by ID; its inputs are what was read. */
