@@ -202,14 +202,14 @@ export class TestUsers {
     const left: string[] = [];
     for (const name of this.created.splice(0)) {
       const home = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.split(":")[5];
-      await poll(
-        `${name}'s processes to end`,
-        () => spawnSync("pgrep", ["-u", name]).status === 1,
-        15_000,
-      ).catch(() => {
-        // Still running after the suite's own teardown: its processes, ended by pid.
+      const ended = () => spawnSync("pgrep", ["-u", name]).status === 1;
+      await poll(`${name}'s processes to end`, ended, 15_000).catch(async () => {
+        // Still running after the suite's own teardown: its processes, ended by pid. A killed
+        // child of this process stays a zombie (userdel counts it) until the event loop reaps
+        // it: wait for them to be gone, never userdel right after the kill.
         const pids = spawnSync("pgrep", ["-u", name], { encoding: "utf8" }).stdout.split("\n");
         for (const pid of pids.filter(Boolean)) process.kill(Number(pid), "SIGKILL");
+        await poll(`${name}'s killed processes to be reaped`, ended, 10_000).catch(() => undefined);
       });
       const r = spawnSync("userdel", ["--remove", name], { encoding: "utf8" });
       if (r.status !== 0 && r.status !== 12) left.push(`userdel ${name}: ${r.stderr.trim()}`);

@@ -585,6 +585,259 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
     },
   );
 
+  // Issue 20's proof, in the booted guest: two agents run the same compose file at once, each
+  // through the Docker the product gives it (the environment its wrapper hands claude, the
+  // socket agentctl reconcile enabled, the daemon that socket starts in the agent's own user
+  // manager), each on its own port block; neither can see or stop the other's containers.
+  const DOCKER_AGENTS = [2, 3];
+  /** The documented scheme (docs/security.md, host/docker/rootless.ts): 100 ports from 20000. */
+  const portBase = (n: number): number => 20000 + (n - 1) * 100;
+  /** agent-N's pinned subordinate ids: 65,536 from 1,000,000,000 + N * 65,536. */
+  const subIdStart = (n: number): number => 1_000_000_000 + n * 65536;
+  /** What of the agent's environment a shell of its own passes on (no secrets: none are set here). */
+  const AGENT_ENV =
+    /^(HOME|USER|LOGNAME|PATH|SHELL|LANG|DOCKER_[A-Z_]+|AGENT_PORT_[A-Z]+|COMPOSE_[A-Z_]+)=/;
+  const COMPOSE = [
+    'version: "3"',
+    "services:",
+    "  web:",
+    "    image: busybox:local",
+    '    command: ["sh", "-c", "echo $$WHO > /www/index.html; exec httpd -f -p 8080 -h /www"]',
+    "    environment:",
+    "      WHO: ${COMPOSE_PROJECT_NAME}",
+    "    ports:",
+    '      - "${AGENT_PORT_BASE}:8080"',
+    "",
+  ].join("\n");
+
+  interface DockerAgent {
+    n: number;
+    name: string;
+    uid: number;
+    env: string[];
+  }
+
+  /** A command as the agent in the guest: its uid and groups, its claude's environment, its workspace. */
+  function asAgent(
+    a: DockerAgent,
+    script: string,
+    opts: { env?: string[]; input?: string; timeoutMs?: number } = {},
+  ): Promise<{ code: number | null; out: string; err: string }> {
+    return vm
+      .execAsync(
+        [
+          "setpriv",
+          `--reuid=${a.uid}`,
+          `--regid=${a.uid}`,
+          "--init-groups",
+          "--",
+          "env",
+          "-i",
+          ...a.env,
+          ...(opts.env ?? []),
+          "bash",
+          "-c",
+          `cd /workspaces/${a.name} && ${script}`,
+        ],
+        { input: opts.input, timeoutMs: opts.timeoutMs ?? 3 * MINUTE },
+      )
+      .then((r) => ({ code: r.status, out: r.stdout.trim(), err: r.stderr.trim() }));
+  }
+
+  /** The processes of agent-N's Docker: its user manager's tree and its socket relay. */
+  function dockerStack(uid: number): GuestProcess[] {
+    return vm
+      .processes()
+      .filter((p) =>
+        p.cgroup.some(
+          (line) =>
+            /^\d+:(name=systemd)?:/.test(line) &&
+            (line.includes(`/user@${uid}.service`) ||
+              line.includes(`/agent-docker@${uid}.service`)),
+        ),
+      );
+  }
+  const pssMiB = (procs: GuestProcess[]): string =>
+    (procs.reduce((sum, p) => sum + p.pssKib, 0) / 1024).toFixed(1);
+
+  step(
+    "rootless Docker: agent-2 and agent-3 run the same compose file at once, each its own daemon and port block",
+    12 * MINUTE,
+    async () => {
+      const bin = claudeRealPath(vm);
+      const running = runningAgents(vm, N, bin)!;
+      const agents: DockerAgent[] = DOCKER_AGENTS.map((n) => {
+        const name = `agent-${n}`;
+        const claude = running.find((a) => a.name === name)!.claude;
+        // The environment the product gave this agent's claude (the wrapper's agent_env).
+        const env = vm
+          .sh(`tr '\\0' '\\n' < /proc/${claude.pid}/environ`)
+          .split("\n")
+          .filter((v) => AGENT_ENV.test(v));
+        return { n, name, uid: agentUid(name), env };
+      });
+      for (const a of agents) {
+        expect(a.env).toEqual(
+          expect.arrayContaining([
+            `DOCKER_HOST=unix:///run/agent-docker/${a.uid}.sock`,
+            `AGENT_PORT_BASE=${portBase(a.n)}`,
+            "AGENT_PORT_COUNT=100",
+            `COMPOSE_PROJECT_NAME=${a.name}`,
+          ]),
+        );
+        // Nothing runs behind the socket before the agent's first `docker`.
+        expect(vm.sh(`systemctl is-active agent-docker@${a.uid}.socket`).trim()).toBe("active");
+        expect(vm.exec(["systemctl", "is-active", `user@${a.uid}.service`]).stdout.trim()).toBe(
+          "inactive",
+        );
+        expect(vm.exec(["pgrep", "-u", String(a.uid), "-x", "dockerd"]).status).toBe(1);
+        expect(vm.sh(`grep '^${a.name}:' /etc/subuid /etc/subgid`).trim().split("\n")).toEqual([
+          `/etc/subuid:${a.name}:${subIdStart(a.n)}:65536`,
+          `/etc/subgid:${a.name}:${subIdStart(a.n)}:65536`,
+        ]);
+      }
+      const unmounted = vm.revealProc();
+      figure(`rootless Docker: nspawn's mounts over /proc taken away (${unmounted.join(" ")})`);
+
+      // The first `docker` of each agent: the socket starts the relay, the agent's user manager
+      // and, in it, the daemon. Both at once, as two agents would.
+      const firstCalls = await Promise.all(
+        agents.map(async (a) => {
+          const started = Date.now();
+          const info = await asAgent(
+            a,
+            "docker info --format '{{.DockerRootDir}} {{json .SecurityOptions}}'",
+          );
+          return { a, info, ms: Date.now() - started };
+        }),
+      );
+      for (const { a, info, ms } of firstCalls) {
+        expect([a.name, info.code, info.err]).toEqual([a.name, 0, ""]);
+        expect(info.out).toContain(`/data/home/${a.name}/.local/share/docker `);
+        expect(info.out).toContain("rootless");
+        figure(
+          `rootless Docker: ${a.name}'s first docker call (socket -> user manager -> daemon): ${ms} ms`,
+        );
+      }
+      const warm = Date.now();
+      expect((await asAgent(agents[0], "docker version --format '{{.Server.Version}}'")).code).toBe(
+        0,
+      );
+      figure(`rootless Docker: a docker call with the daemon up: ${Date.now() - warm} ms`);
+
+      for (const a of agents) {
+        // The daemon runs as the agent, in its user manager, in a user namespace of its pinned ids.
+        const dockerd = vm.processes().filter((p) => p.comm === "dockerd" && p.uid === a.uid);
+        expect(dockerd).toHaveLength(1);
+        expect(
+          dockerd[0].cgroup.some((line) =>
+            new RegExp(`/user@${a.uid}\\.service/.*agent-dockerd\\.service`).test(line),
+          ),
+        ).toBe(true);
+        expect(
+          vm
+            .sh(`cat /proc/${dockerd[0].pid}/uid_map`)
+            .trim()
+            .split("\n")
+            .map((l) => l.trim().split(/\s+/)),
+        ).toEqual([
+          ["0", String(a.uid), "1"],
+          ["1", String(subIdStart(a.n)), "65536"],
+        ]);
+        const stack = dockerStack(a.uid);
+        figure(
+          `rootless Docker: ${a.name}'s idle stack, ${stack.length} processes (${[...new Set(stack.map((p) => p.comm))].join(" ")}): ${pssMiB(stack)} MiB PSS`,
+        );
+      }
+      // agent-1 never used Docker: nothing of its runs.
+      expect(vm.exec(["systemctl", "is-active", "user@2001.service"]).stdout.trim()).toBe(
+        "inactive",
+      );
+
+      // An image from nothing (no registry here): busybox-static from the test machine, as the
+      // agent would build one from a base image it pulled. The same compose file in both workspaces.
+      const busybox = fs.readFileSync(fs.realpathSync("/bin/busybox")).toString("base64");
+      await Promise.all(
+        agents.map(async (a) => {
+          const imported = await asAgent(
+            a,
+            "set -e; rm -rf img; mkdir -p img/bin img/usr/bin img/www; base64 -d > img/usr/bin/busybox; " +
+              "chmod 0755 img/usr/bin/busybox; for t in $(img/usr/bin/busybox --list); do ln -s /usr/bin/busybox img/bin/$t; done; " +
+              "tar -C img -c . | docker import - busybox:local >/dev/null; rm -rf img; " +
+              "docker image ls --format '{{.Repository}}:{{.Tag}}'",
+            { input: busybox },
+          );
+          expect([a.name, imported.code, imported.out]).toEqual([a.name, 0, "busybox:local"]);
+          await asAgent(a, "cat > docker-compose.yml", { input: COMPOSE });
+        }),
+      );
+      const ups = await Promise.all(agents.map((a) => asAgent(a, "docker-compose up -d 2>&1")));
+      for (const [i, up] of ups.entries())
+        expect([agents[i].name, up.code, up.out]).toEqual([agents[i].name, 0, expect.anything()]);
+
+      const ids = new Map<number, string>();
+      for (const a of agents) {
+        const ps = await asAgent(
+          a,
+          "docker ps --no-trunc --format '{{.ID}} {{.Names}} {{.Ports}}'",
+        );
+        const [id, containerName, ...ports] = ps.out.split(" ");
+        expect(id).toMatch(/^[0-9a-f]{64}$/);
+        expect(containerName).toMatch(new RegExp(`^${a.name}[_-]web[_-]1$`));
+        expect(ports.join(" ")).toContain(`0.0.0.0:${portBase(a.n)}->8080/tcp`);
+        ids.set(a.n, id);
+        // Its own service on the port its environment names, from its own shell (60 tries, 1 s apart).
+        const body = await asAgent(
+          a,
+          'for i in $(seq 60); do curl -fsS --max-time 3 "http://127.0.0.1:${AGENT_PORT_BASE}/" && exit 0; sleep 1; done; exit 1',
+        );
+        expect([a.name, body.code, body.out]).toEqual([a.name, 0, a.name]);
+        const stack = dockerStack(a.uid);
+        figure(
+          `rootless Docker: ${a.name} with one container: ${stack.length} processes, ${pssMiB(stack)} MiB PSS`,
+        );
+      }
+
+      // agent-2 against agent-3's Docker: its own daemon knows nothing of agent-3's container, and
+      // agent-3's sockets (the activation socket, the daemon's own) refuse it.
+      const [two, three] = agents;
+      const id3 = ids.get(3)!;
+      const ps = await asAgent(two, "docker ps -a -q --no-trunc");
+      expect([ps.code, ps.out.includes(id3)]).toEqual([0, false]);
+      expect(await asAgent(two, `docker stop ${id3}`)).toMatchObject({
+        code: 1,
+        err: expect.stringMatching(/No such container/),
+      });
+      // `rm -f` exits 0 for a container its daemon does not know (Docker 20.10): what counts is
+      // that agent-3's container is still there afterwards (checked below).
+      await asAgent(two, `docker rm -f ${id3}`);
+      for (const sock of [
+        `/run/agent-docker/${three.uid}.sock`,
+        `/run/user/${three.uid}/docker.sock`,
+      ]) {
+        const r = await asAgent(two, `docker ps`, { env: [`DOCKER_HOST=unix://${sock}`] });
+        expect([sock, r.code === 0, /permission denied/.test(r.err)]).toEqual([sock, false, true]);
+      }
+      expect((await asAgent(three, "docker ps -q --no-trunc")).out).toBe(id3);
+      expect(vm.sh(`curl -fsS --max-time 3 http://127.0.0.1:${portBase(3)}/`).trim()).toBe(
+        "agent-3",
+      );
+
+      // What agent-docker-idle.service does to an idle daemon (systemctl stop user@<uid>.service),
+      // then the agent's next `docker`: started again through the socket, its image kept.
+      expect((await asAgent(two, "docker-compose down -t 1 2>&1")).code).toBe(0);
+      vm.sh(`systemctl stop user@${two.uid}.service`);
+      expect(vm.exec(["pgrep", "-u", String(two.uid), "-x", "dockerd"]).status).toBe(1);
+      const restart = Date.now();
+      const again = await asAgent(two, "docker image ls --format '{{.Repository}}:{{.Tag}}'");
+      expect([again.code, again.out]).toEqual([0, "busybox:local"]);
+      figure(
+        `rootless Docker: agent-2's daemon stopped, its next docker call: ${Date.now() - restart} ms`,
+      );
+      expect((await asAgent(three, "docker-compose down -t 1 2>&1")).code).toBe(0);
+    },
+  );
+
   step(
     `reconcile to ${N + 2} and back to ${N} as the admin over SSH keeps the removed workspaces`,
     10 * MINUTE,

@@ -44,6 +44,8 @@ export const HOST_TOOLS: Record<string, string> = {
   blkid: "util-linux",
   "ssh-keygen": "openssh-client",
   ssh: "openssh-client",
+  // The rootless Docker step's image is busybox from the test machine (no registry here).
+  busybox: "busybox-static",
 };
 
 export function missingHostTools(): string[] {
@@ -259,6 +261,11 @@ export class Machine {
         `--directory=${this.root}`,
         // GCE shows the data disk here (its udev rules make the link); a container has no udev.
         `--bind=${this.opts.disk.device}:/dev/disk/by-id/google-workspaces`,
+        // nspawn's own system-call filter leaves out the keyring calls (nspawn-seccomp.c,
+        // add_syscall_filters: "@keyring (NB: keyring is not namespaced!)"), which a VM's kernel
+        // never filters; runc joins a new session keyring for every container and fails on EPERM
+        // ("unable to join session keyring"). Allowed back, as on the VM.
+        "--system-call-filter=@keyring",
         "--boot",
       ],
       { stdio: ["ignore", out, out], detached: true },
@@ -281,6 +288,42 @@ export class Machine {
       },
       200,
     );
+    // udev's 50-udev-default.rules makes /dev/net/tun 0666 on every VM (KERNEL=="tun",
+    // MODE="0666"); nspawn copies the host's node into the container's own /dev with the host's
+    // mode (nspawn.c, copy_devnodes), and a container runs no udev. The guest's node, not the
+    // host's, gets the VM's mode: rootless Docker's slirp4netns opens it as the agent.
+    const tun = this.exec(["chmod", "0666", "/dev/net/tun"]);
+    if (tun.status !== 0) throw new Error(`chmod /dev/net/tun in the guest: ${tun.stderr}`);
+  }
+
+  /**
+   * Takes away what nspawn mounts over the container's /proc (nspawn-mount.c, mount_all: the
+   * read-only /proc/sys, PROC_INACCESSIBLE_REG and PROC_READ_ONLY), leaving the plain /proc a
+   * VM has. The kernel refuses a new proc mount in a user namespace while locked mounts cover
+   * anything in the visible proc but a permanently empty directory (fs/namespace.c,
+   * mnt_already_visible), so under nspawn's /proc no rootless container could start (runc mounts
+   * a proc for each); and the agent's dockerd does not even start: "Enabling IP forwarding
+   * failed: open /proc/sys/net/ipv4/ip_forward: read-only file system" (its own network
+   * namespace's sysctl, writable on a VM; seen in this guest).
+   *
+   * Not done at boot: the guest shares the host's kernel, and with /proc/sys writable the guest's
+   * systemd-sysctl would set the build machine's sysctls (fs.protected_regular, kernel.pid_max).
+   * Call it once the boot is done and before the first rootless daemon starts; the next boot
+   * has nspawn's /proc again. Returns the mount points it removed.
+   */
+  revealProc(): string[] {
+    const covered = (): string[] =>
+      this.sh("awk '$5 ~ \"^/proc/\" { print $5 }' /proc/self/mountinfo")
+        .split("\n")
+        .filter(Boolean);
+    const before = covered();
+    // Deepest first (the boot id nspawn binds inside /proc/sys before the read-only /proc/sys);
+    // a lazy unmount takes the mounts below it along, so "not mounted" afterwards is fine.
+    for (const where of [...new Set(before)].sort((a, b) => b.length - a.length))
+      this.exec(["umount", "-l", "--", where]);
+    const left = covered();
+    if (left.length > 0) throw new Error(`still mounted over the guest's /proc: ${left.join(" ")}`);
+    return [...new Set(before)];
   }
 
   /** The container's PID 1 as the host sees it: systemd-nspawn's child. */
@@ -295,34 +338,56 @@ export class Machine {
     return undefined;
   }
 
+  /** nsenter's argv for a command in the guest, as root with a clean environment. */
+  private nsenterArgv(argv: string[]): string[] {
+    const leader = this.leaderPid();
+    if (leader === undefined) throw new Error(`${this.opts.name} is not running`);
+    return [
+      "--target",
+      String(leader),
+      "--all",
+      "--",
+      "env",
+      "-i",
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "HOME=/root",
+      "LANG=C.UTF-8",
+      ...argv,
+    ];
+  }
+
   /** Runs a command in the guest as root with a clean environment. */
   exec(
     argv: string[],
     opts: { input?: string; timeoutMs?: number } = {},
   ): SpawnSyncReturns<string> {
-    const leader = this.leaderPid();
-    if (leader === undefined) throw new Error(`${this.opts.name} is not running`);
-    return spawnSync(
-      "nsenter",
-      [
-        "--target",
-        String(leader),
-        "--all",
-        "--",
-        "env",
-        "-i",
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME=/root",
-        "LANG=C.UTF-8",
-        ...argv,
-      ],
-      {
-        input: opts.input,
-        encoding: "utf8",
-        timeout: opts.timeoutMs ?? 60_000,
-        maxBuffer: 64 * 1024 * 1024,
-      },
-    );
+    return spawnSync("nsenter", this.nsenterArgv(argv), {
+      input: opts.input,
+      encoding: "utf8",
+      timeout: opts.timeoutMs ?? 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+  }
+
+  /** exec without waiting: for commands that must run at the same time. Killed at the deadline. */
+  execAsync(
+    argv: string[],
+    opts: { input?: string; timeoutMs?: number } = {},
+  ): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const child = spawn("nsenter", this.nsenterArgv(argv), { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdin.end(opts.input ?? "");
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+    return new Promise((resolve, reject) => {
+      child.on("error", reject);
+      child.on("close", (status) => {
+        clearTimeout(timer);
+        resolve({ status, stdout, stderr });
+      });
+    });
   }
 
   /** exec that throws with the output when the command fails. */
