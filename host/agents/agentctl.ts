@@ -89,11 +89,6 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     }
   }
   const unmade = new Set(failed.map((f) => f.agent));
-  const made = new Map(
-    Array.from({ length: args.count }, (_, k) => k + 1)
-      .filter((i) => !unmade.has(i))
-      .map((i) => [i, a.ensureAgent(i)] as const),
-  );
   // At boot the network (and, on a first boot, the git credentials apply brings) may not be there
   // yet, and a fetch must not hold up the agents: the next reconcile (apply's) makes checkouts.
   try {
@@ -106,7 +101,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   // Before any agent starts: its DOCKER_HOST socket exists, and no agent is left in the docker
   // group in rootless mode. After the agents' users exist (they own the sockets).
   try {
-    setUpAgentDocker(conf, args.count, log, process.env, made);
+    setUpAgentDocker(conf, args.count, log);
   } catch (error) {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }

@@ -7,13 +7,14 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { agentIds, lookupUsers, type AgentUser } from "../agents/agent-user";
+import { lookupUsers } from "../agents/agent-user";
 import { firstErrorOf, loadHostConf, type HostConf } from "../conf/conf";
 import type { DockerMode } from "../../shared-rules";
 import {
   agentDockerEnv,
   agentSubIds,
   agentUid,
+  agentUserName,
   dockerGroupChanges,
   idleDaemons,
   isContainerShim,
@@ -112,23 +113,15 @@ function stopAgentDocker(uid: number, log: Log): void {
  * in the docker group and no per-agent socket runs. Agents above count lose their socket (and
  * daemon); their images and volumes stay in their home.
  */
-export function setUpAgentDocker(
-  conf: HostConf,
-  count: number,
-  log: Log,
-  env = process.env,
-  known?: ReadonlyMap<number, AgentUser>,
-): void {
+export function setUpAgentDocker(conf: HostConf, count: number, log: Log, env = process.env): void {
   const mode = conf.dockerMode as DockerMode;
   const numbers = Array.from({ length: count }, (_, i) => i + 1);
-  const name = (n: number) => agentIds(conf, n).name;
-  // The users reconcile just made (known), else one getent for every agent's user: reconcile's
-  // time is mostly the processes it starts.
-  const users = known ? undefined : lookupUsers(numbers.map(name));
+  // One getent for every agent's user (reconcile's time is mostly the processes it starts).
+  const users = lookupUsers(numbers.map((n) => agentUserName(n)));
   const agents = numbers.flatMap((n) => {
-    const user = known ? known.get(n) : users?.get(name(n));
+    const user = users.get(agentUserName(n));
     if (user) return [{ n, user }];
-    log(`docker: no user ${name(n)} yet; its Docker is set up on the next reconcile`);
+    log(`docker: no user ${agentUserName(n)} yet; its Docker is set up on the next reconcile`);
     return [];
   });
   const changes = dockerGroupChanges(
