@@ -15,8 +15,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { AGENTCTL, BenchFleet, claudePid, median, ms, must, stats, until } from "./bench-support";
 
-const AGENT_USER = "agenttest";
-/** The product makes agenttest-N (uid 62100+N, homes under the bench's folder); removed after. */
+const AGENT_USER = "agentbench";
+/** The product makes agentbench-N (uid 62100+N, homes under the bench's folder); removed after. */
 const UID_BASE = 62100;
 const AGENTS = 12;
 const RUNS = Math.max(1, Number(process.argv[2] ?? 5));

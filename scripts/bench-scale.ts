@@ -29,7 +29,14 @@ import { startMessagesApi, type MessagesApi } from "../tests/fixtures/messages-a
 import { atClaudePrompt, REAL_CLAUDE_VERSION, realClaudeBin } from "../tests/fixtures/real-claude";
 import { LoopbackSshd, sshKeygen } from "../tests/fixtures/sshd";
 import { offlineClaudeEnv, pane, RealHost } from "../tests/real-suite";
-import { freePort, poll, removeTestAgents, runAsync, type RunResult } from "../tests/support";
+import {
+  descendants,
+  freePort,
+  poll,
+  removeTestAgents,
+  runAsync,
+  type RunResult,
+} from "../tests/support";
 import { ms, stats } from "./bench-support";
 
 const RUNS = Math.max(1, Number(process.argv[2] ?? 3));
@@ -304,25 +311,6 @@ async function main(): Promise<void> {
     if (madeAdmin) spawnSync("userdel", ["--remove", ADMIN]);
     fs.rmSync(base, { recursive: true, force: true });
   }
-}
-
-/** `root` and every process under it. */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const d of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone
-    }
-  }
-  const under = (pid: number): boolean => {
-    for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p) ?? 0, i++)
-      if (p === root) return true;
-    return false;
-  };
-  return [...parent.keys()].filter(under);
 }
 
 /** Summed PSS and RSS (KiB) of these processes (smaps_rollup). */

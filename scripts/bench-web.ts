@@ -37,8 +37,8 @@ import { webUnitNodeFlags } from "../tests/fixtures/web-unit";
 import { CHROMIUM, CHROMIUM_FLAGS, freePort, removeTestAgents } from "../tests/support";
 import { AGENTCTL, BUNDLE, must, ROOT, stats, until } from "./bench-support";
 
-const AGENT_USER = "agenttest";
-/** The product makes agenttest-N (uid 62200+N, homes under the bench's folder); removed after. */
+const AGENT_USER = "agentweb";
+/** The product makes agentweb-N (uid 62200+N, homes under the bench's folder); removed after. */
 const UID_BASE = 62200;
 const AGENTS = 12;
 const ARGS = process.argv.slice(2);

@@ -29,6 +29,7 @@ import { agentDockerSocket, agentSubIds, agentUid, agentUserName } from "../host
 import { parseHostConf } from "../host/conf/conf";
 import { unavailableSuite } from "./real-suite";
 import { BUNDLE, REPO } from "./host-files";
+import { SAME_COMPOSE_FILE, descendants } from "./support";
 
 const AGENTS = [3, 4];
 const LAUNCHER = path.join(REPO, "cloud-init/host/agent-dockerd");
@@ -159,21 +160,7 @@ function createUser(n: number): Agent {
 
 /** All processes whose parent chain reaches `root` (the daemon stack), with their PSS in KiB. */
 function stackPss(rootPid: number): { pids: number[]; pssKib: number } {
-  const parent = new Map<number, number>();
-  for (const d of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone
-    }
-  }
-  const inTree = (pid: number): boolean => {
-    for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p) ?? 0, i++)
-      if (p === rootPid) return true;
-    return false;
-  };
-  const pids = [...parent.keys()].filter(inTree);
+  const pids = descendants(rootPid);
   let pssKib = 0;
   for (const pid of pids) {
     try {
@@ -432,22 +419,9 @@ suite(
       expect(fs.statSync(path.join(a.workspace, "result")).uid).toBe(a.uid);
     });
 
-    const COMPOSE = [
-      'version: "3"',
-      "services:",
-      "  web:",
-      "    image: busybox:local",
-      '    command: ["sh", "-c", "echo $$WHO > /www/index.html; exec httpd -f -p 8080 -h /www"]',
-      "    environment:",
-      "      WHO: ${COMPOSE_PROJECT_NAME}",
-      "    ports:",
-      '      - "${AGENT_PORT_BASE}:8080"',
-      "",
-    ].join("\n");
-
     test("the same compose file runs for both agents at once, each on its own port block", async () => {
       for (const a of agents.values()) {
-        fs.writeFileSync(path.join(a.workspace, "docker-compose.yml"), COMPOSE);
+        fs.writeFileSync(path.join(a.workspace, "docker-compose.yml"), SAME_COMPOSE_FILE);
         fs.chownSync(path.join(a.workspace, "docker-compose.yml"), a.uid, a.uid);
       }
       const ups = [...agents.values()].map((a) => asAgent(a, "docker-compose up -d 2>&1"));

@@ -220,3 +220,39 @@ export class TestUsers {
     if (left.length > 0) throw new Error(`the suite left behind: ${left.join("; ")}`);
   }
 }
+
+/** `root` and every process under it (parent chains from /proc/PID/stat, at most 64 deep). */
+export function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone
+    }
+  }
+  const under = (pid: number): boolean => {
+    for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p) ?? 0, i++)
+      if (p === root) return true;
+    return false;
+  };
+  return [...parent.keys()].filter(under);
+}
+
+/**
+ * One compose file two agents run at once (docker-rootless, the boot test): a web page saying
+ * whose project it is, published on the agent's own AGENT_PORT_BASE.
+ */
+export const SAME_COMPOSE_FILE = [
+  'version: "3"',
+  "services:",
+  "  web:",
+  "    image: busybox:local",
+  '    command: ["sh", "-c", "echo $$WHO > /www/index.html; exec httpd -f -p 8080 -h /www"]',
+  "    environment:",
+  "      WHO: ${COMPOSE_PROJECT_NAME}",
+  "    ports:",
+  '      - "${AGENT_PORT_BASE}:8080"',
+  "",
+].join("\n");

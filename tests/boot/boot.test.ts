@@ -22,6 +22,7 @@ import { parseHostConf } from "../../host/conf/conf";
 import { stopArgv } from "../../host/cost/autostop-run";
 import { atClaudePrompt } from "../fixtures/real-claude";
 import { unavailableSuite } from "../real-suite";
+import { SAME_COMPOSE_FILE } from "../support";
 import {
   DataDisk,
   Machine,
@@ -597,18 +598,6 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
   /** What of the agent's environment a shell of its own passes on (no secrets: none are set here). */
   const AGENT_ENV =
     /^(HOME|USER|LOGNAME|PATH|SHELL|LANG|DOCKER_[A-Z_]+|AGENT_PORT_[A-Z]+|COMPOSE_[A-Z_]+)=/;
-  const COMPOSE = [
-    'version: "3"',
-    "services:",
-    "  web:",
-    "    image: busybox:local",
-    '    command: ["sh", "-c", "echo $$WHO > /www/index.html; exec httpd -f -p 8080 -h /www"]',
-    "    environment:",
-    "      WHO: ${COMPOSE_PROJECT_NAME}",
-    "    ports:",
-    '      - "${AGENT_PORT_BASE}:8080"',
-    "",
-  ].join("\n");
 
   interface DockerAgent {
     n: number;
@@ -768,7 +757,7 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
             { input: busybox },
           );
           expect([a.name, imported.code, imported.out]).toEqual([a.name, 0, "busybox:local"]);
-          await asAgent(a, "cat > docker-compose.yml", { input: COMPOSE });
+          await asAgent(a, "cat > docker-compose.yml", { input: SAME_COMPOSE_FILE });
         }),
       );
       const ups = await Promise.all(agents.map((a) => asAgent(a, "docker-compose up -d 2>&1")));
