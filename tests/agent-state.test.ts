@@ -15,14 +15,14 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
-import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
-import { startWebhookReceiver, type Hit, type WebhookReceiver } from "./fixtures/webhook-receiver";
+import { type MessagesApi, type RecordedRequest } from "./fixtures/messages-api";
+import { atClaudePrompt } from "./fixtures/real-claude";
+import { type Hit, type WebhookReceiver } from "./fixtures/webhook-receiver";
 import {
-  offlineClaudeEnv,
   pane,
   databaseQuestion,
   RealHost,
+  startNotifyingHost,
   target,
   tmux,
   typePrompt,
@@ -155,30 +155,25 @@ suite("agent state from Claude Code's hooks, notifications and send, with the re
   let h: Host;
 
   beforeAll(async () => {
-    const bin = realClaudeBin();
-    removeTestAgents(AGENT_USER, UID_BASE);
-    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
-    receiver = await startWebhookReceiver();
     // host.conf through the stack's own renderer; only this machine's users, paths and delays
-    // are site overrides (host.conf.local).
-    h = new RealHost({
+    // are site overrides (host.conf.local). The notifyWebhookUrl secret: through apply.
+    ({
+      host: h,
+      api,
+      receiver,
+    } = await startNotifyingHost({
       name: "agent-state",
       user: AGENT_USER,
       uidBase: UID_BASE,
       apiKey: API_KEY,
-      // The notifyWebhookUrl secret: through apply, as a deploy stores it.
-      webhook: `json:${receiver.url}/hook`,
-      trustCa: receiver.caFile,
+      count: COUNT,
+      nonce: NONCE,
       stack: {
-        "agent-host:agentCount": String(COUNT),
         "agent-host:agentPermissionMode": "manual",
-        "agent-host:anthropicBaseUrl": api.url,
-        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
         "agent-host:notifyOnIdle": "true",
       },
-      site: { CLAUDE_BIN: bin },
       namespace: "mount",
-    });
+    }));
     await h.start();
   });
 

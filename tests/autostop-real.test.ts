@@ -11,13 +11,13 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
-import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
-import { startWebhookReceiver, type WebhookReceiver } from "./fixtures/webhook-receiver";
+import { type MessagesApi } from "./fixtures/messages-api";
+import { atClaudePrompt } from "./fixtures/real-claude";
+import { type WebhookReceiver } from "./fixtures/webhook-receiver";
 import {
-  offlineClaudeEnv,
   pane as paneOf,
   RealHost,
+  startNotifyingHost,
   typePrompt,
   unavailableSuite,
 } from "./real-suite";
@@ -125,35 +125,26 @@ suite("agent-aware auto-stop with the real claude, real tmux and a real sshd", (
       : [];
 
   beforeAll(async () => {
-    const bin = realClaudeBin();
-    removeTestAgents(AGENT_USER, UID_BASE);
-    api = await startMessagesApi({ defaultText: `stand-in ${NONCE}` });
-    receiver = await startWebhookReceiver();
-    host = new RealHost({
+    ({ host, api, receiver } = await startNotifyingHost({
       name: "autostop-real",
       user: AGENT_USER,
       uidBase: UID_BASE,
       apiKey: API_KEY,
-      // The notifyWebhookUrl secret, deployed through apply (an https URL, as the stack demands).
-      webhook: `json:${receiver.url}/hook`,
-      trustCa: receiver.caFile,
+      count: COUNT,
+      nonce: NONCE,
       stack: {
-        "agent-host:agentCount": String(COUNT),
         // The agents run tools without asking: a tool call is a turn that holds the stop by itself.
         "agent-host:agentPermissionMode": "bypassPermissions",
-        "agent-host:anthropicBaseUrl": api.url,
-        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
         "agent-host:autoStopMinutes": "10",
       },
       site: (x) => ({
-        CLAUDE_BIN: bin,
         // Seconds, not the stack's whole minutes, and the stand-in systemctl below.
         AUTO_STOP_SECONDS: String(QUIET_SECONDS),
         AUTO_STOP_POLL_SECONDS: "0.5",
         AUTO_STOP_COMMAND: `${path.join(x.dir, "stop-bin", "systemctl")} poweroff`,
       }),
       namespace: "mount+pid",
-    });
+    }));
     dir = host.dir;
     sock = host.sock;
     // The agents' homes: agent N's state is in its own HOME/.agent-host (issue 20).

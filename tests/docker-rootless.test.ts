@@ -28,7 +28,7 @@ import { setUpAgentDocker } from "../host/docker/docker-main";
 import { agentDockerSocket, agentSubIds, agentUid, agentUserName } from "../host/docker/rootless";
 import { parseHostConf } from "../host/conf/conf";
 import { unavailableSuite } from "./real-suite";
-import { BUNDLE, REPO } from "./host-files";
+import { BUNDLE, productHostConf, REPO } from "./host-files";
 import { SAME_COMPOSE_FILE, descendants } from "./support";
 
 const AGENTS = [3, 4];
@@ -213,12 +213,12 @@ suite(
       expect(run("usermod", ["--append", "--groups", "docker", "agent-3"]).status).toBe(0);
 
       // The product's own Docker step (what agentctl reconcile runs as root), for agents 1..4.
-      const conf = parseHostConf(
-        "DOCKER_MODE=rootless\nAGENT_USER=agent\n",
-        path.join(tmp, "host.conf"),
-      );
+      // host.conf as the stack renders it for dockerMode rootless (the agents are the product's
+      // own agent-N users, so no site override).
+      const text = productHostConf({ "agent-host:dockerMode": "rootless" }, {});
+      fs.writeFileSync(path.join(tmp, "host.conf"), text);
+      const conf = parseHostConf(text, path.join(tmp, "host.conf"));
       setUpAgentDocker(conf, 4, (line) => setupLog.push(line));
-      fs.writeFileSync(path.join(tmp, "host.conf"), "DOCKER_MODE=rootless\n");
 
       fs.chmodSync("/dev/net/tun", 0o666);
       const relayExec = unitLine("agent-docker@.service", "ExecStart").split(" ");

@@ -5,6 +5,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { bootHostConf } from "./host-files";
 
 const SCRIPT = path.join(__dirname, "..", "cloud-init", "host", "first-boot");
 // Installed beside first-boot on the VM: the host's one host.conf parser.
@@ -18,7 +19,8 @@ function setup(failing?: string) {
   fs.mkdirSync(lib, { recursive: true });
   fs.mkdirSync(bin);
   fs.mkdirSync(path.join(root, "etc/agent-host"), { recursive: true });
-  fs.writeFileSync(path.join(root, "etc/agent-host/host.conf"), "AGENT_USER=agent\n");
+  // What user-data writes before first-boot runs: the boot host.conf the stack renders.
+  fs.writeFileSync(path.join(root, "etc/agent-host/host.conf"), bootHostConf({}, {}));
   const stub = (file: string, name: string) =>
     fs.writeFileSync(
       file,

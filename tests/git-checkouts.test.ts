@@ -17,6 +17,8 @@ import * as path from "path";
 import { parse } from "yaml";
 import { BASE_CONFIG, one, plainStrings, runProgram, unwrap, type ProgramRun } from "./harness";
 import { ExecTrace, readTrace, secretExposures, straceArgv } from "./fixtures/exec-trace";
+import { writeSiteConf } from "./fixtures/host-tree";
+import { bootHostConf } from "./host-files";
 import { unavailableSuite } from "./real-suite";
 import { filesContaining, freePort, removeTestAgents, waitFor } from "./support";
 import { cloudInitUserData } from "./user-data";
@@ -144,28 +146,34 @@ function writeExecutable(file: string, text: string): void {
  */
 class Host {
   readonly root: string;
-  constructor(readonly tag: string) {
+  /** This machine's users and paths (tests/host-files.ts SITE_KEYS), pointed at this root. */
+  private readonly site: Record<string, string>;
+  /** The scenario's stack config: `stack` what it deploys (the boot host.conf is rendered from it). */
+  constructor(
+    readonly tag: string,
+    private readonly stack: Record<string, string>,
+  ) {
     this.root = path.join(BASE, "host");
-    fs.mkdirSync(path.join(this.root, "etc/agent-host"), { recursive: true, mode: 0o755 });
-    // What the VM's host.conf says, pointed at this root (apply appends host.conf.local).
-    fs.writeFileSync(
+    this.site = {
+      AGENT_USER: PREFIX,
+      AGENT_UID_BASE: String(UID_BASE),
+      AGENT_HOMES_DIR: agentHomes(),
+      ADMIN_USER: OTHER,
+      CLAUDE_BIN: path.join(BASE, "bin/claude"),
+      START_STAGGER_SECONDS: "0.05",
+      RESTART_BACKOFF_MIN_SECONDS: "1",
+      STOP_TIMEOUT_SECONDS: "5",
+      WORKSPACES_DIR: this.ws(),
+      STATE_DIR: path.join(this.root, `state-${tag}`),
+      RUN_DIR: this.run(),
+      TMUX_SOCKET: this.sock(),
+      API_KEY_FILE: path.join(this.root, "etc/agent-host/secrets/anthropic-api-key"),
+    };
+    // The site's host.conf.local: apply appends it to the host.conf the stack renders.
+    writeSiteConf(
       path.join(this.root, "etc/agent-host/host.conf.local"),
-      [
-        `AGENT_USER=${PREFIX}`,
-        `AGENT_UID_BASE=${UID_BASE}`,
-        `AGENT_HOMES_DIR=${agentHomes()}`,
-        `ADMIN_USER=${OTHER}`,
-        `CLAUDE_BIN=${path.join(BASE, "bin/claude")}`,
-        "START_STAGGER_SECONDS=0.05",
-        "RESTART_BACKOFF_MIN_SECONDS=1",
-        "STOP_TIMEOUT_SECONDS=5",
-        `WORKSPACES_DIR=${this.ws()}`,
-        `STATE_DIR=${path.join(this.root, `state-${tag}`)}`,
-        `RUN_DIR=${this.run()}`,
-        `TMUX_SOCKET=${this.sock()}`,
-        `API_KEY_FILE=${path.join(this.root, "etc/agent-host/secrets/anthropic-api-key")}`,
-        "",
-      ].join("\n"),
+      `tests/git-checkouts.test.ts (${tag})`,
+      this.site,
     );
   }
   ws(name?: string): string {
@@ -196,8 +204,11 @@ class Host {
 
   /** The tmux server, started the way agent-host.service starts it (`agentctl server`). */
   async startServer(): Promise<void> {
+    // What cloud-init writes before agent-host.service starts: the boot host.conf the stack
+    // renders (renderBootHostConf) with this site's overrides. Beside the shared host.conf, since
+    // both scenarios' hosts share one root (apply installs the full host.conf there).
     const conf = path.join(this.root, `server-${this.tag}.conf`);
-    fs.writeFileSync(conf, `RUN_DIR=${this.run()}\nTMUX_SOCKET=${this.sock()}\n`);
+    fs.writeFileSync(conf, bootHostConf(this.stack, this.site));
     const proc = spawn(path.join(REPO, "cloud-init/host/agentctl"), ["server"], {
       env: {
         ...this.env(),
@@ -547,7 +558,7 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     });
 
     beforeAll(async () => {
-      h = new Host("a");
+      h = new Host("a", config());
       await h.startServer();
       run = await runProgram(config(), { secretKeys: ["agent-host:gitCredentials"] });
       const { command, stdin } = stdinOf(run);
@@ -850,19 +861,17 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     const keyBody = () => sshKey.split("\n")[2];
 
     beforeAll(async () => {
-      h = new Host("b");
+      const config = {
+        ...BASE_CONFIG,
+        "agent-host:agentCount": "2",
+        "agent-host:repository": ssh(),
+        "agent-host:gitCredentials": sshKey.trimEnd(),
+        "agent-host:gitUserName": "Agent Host Test",
+        "agent-host:gitUserEmail": "agents@example.test",
+      };
+      h = new Host("b", config);
       await h.startServer();
-      run = await runProgram(
-        {
-          ...BASE_CONFIG,
-          "agent-host:agentCount": "2",
-          "agent-host:repository": ssh(),
-          "agent-host:gitCredentials": sshKey.trimEnd(),
-          "agent-host:gitUserName": "Agent Host Test",
-          "agent-host:gitUserEmail": "agents@example.test",
-        },
-        { secretKeys: ["agent-host:gitCredentials"] },
-      );
+      run = await runProgram(config, { secretKeys: ["agent-host:gitCredentials"] });
       const { command, stdin } = stdinOf(run);
       applied = await h.apply(command, stdin, [keyBody()]);
     });

@@ -3,6 +3,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { writeSiteConf } from "./fixtures/host-tree";
+import { startMessagesApi, type MessagesApi } from "./fixtures/messages-api";
+import { realClaudeBin } from "./fixtures/real-claude";
+import { startWebhookReceiver, type WebhookReceiver } from "./fixtures/webhook-receiver";
 import {
   AGENTCTL,
   bootHostConf,
@@ -13,7 +16,7 @@ import {
   TMUX_CONF,
   WRAPPER,
 } from "./host-files";
-import { freePort, poll, runAsync, type RunResult } from "./support";
+import { freePort, poll, removeTestAgents, runAsync, type RunResult } from "./support";
 
 const APPLY = path.join(REPO, "cloud-init/host/apply");
 const CLOUD_INIT_STANDIN = path.join(REPO, "tests/fixtures/cloud-init");
@@ -409,4 +412,35 @@ function mountedAnywhere(dir: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * A RealHost whose real claudes talk to a loopback Messages API (tests/fixtures/messages-api.ts)
+ * and notify a loopback HTTPS receiver (tests/fixtures/webhook-receiver.ts), as agent-state and
+ * autostop-real run theirs: the suite's agent users are removed first (a run that was killed
+ * leaves them), the receiver's URL is the notifyWebhookUrl secret (through apply, with its
+ * certificate trusted as a VM trusts a public CA), and the stack sends the agents to the API
+ * with the offline CLAUDE_ENV. CLAUDE_BIN, the real claude, is a site override like the paths.
+ */
+export async function startNotifyingHost(
+  options: Omit<RealHostOptions, "webhook" | "trustCa"> & { count: number; nonce: string },
+): Promise<{ host: RealHost; api: MessagesApi; receiver: WebhookReceiver }> {
+  const bin = realClaudeBin();
+  removeTestAgents(options.user, options.uidBase);
+  const api = await startMessagesApi({ defaultText: `stand-in ${options.nonce}` });
+  const receiver = await startWebhookReceiver();
+  const { site, stack } = options;
+  const host = new RealHost({
+    ...options,
+    webhook: `json:${receiver.url}/hook`,
+    trustCa: receiver.caFile,
+    stack: {
+      "agent-host:agentCount": String(options.count),
+      "agent-host:anthropicBaseUrl": api.url,
+      "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+      ...stack,
+    },
+    site: (h) => ({ CLAUDE_BIN: bin, ...(typeof site === "function" ? site(h) : site) }),
+  });
+  return { host, api, receiver };
 }
