@@ -403,6 +403,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     }, token);
     expect(late.status).toBe(409);
     expect(late.body.error).toMatch(/nothing was typed/);
+    // A negative check's observation window: no key reaches agent-2's input line in the 1.5 s
+    // after the refused approve.
     await new Promise((r) => setTimeout(r, 1500));
     expect(inputLine(pane(h, 2))).toBe(inputBefore);
     expect(api.requests.slice(before).filter((r) => r.scripted)).toEqual([]);

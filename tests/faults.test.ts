@@ -142,7 +142,8 @@ function apply(d: { args: string[]; stdin: string }, extra: NodeJS.ProcessEnv = 
     child.on("exit", (code, signal) => {
       exited = [code, signal];
       if (ended === 2) done();
-      // A process apply started may hold its stderr open: its exit is what counts.
+      // A process apply started may hold its stderr open: its exit is what counts. Not a fixed
+      // sleep: done() runs when both streams end, or 2 s after the exit at the latest.
       else setTimeout(done, 2000);
     });
     child.stdin.end(d.stdin);

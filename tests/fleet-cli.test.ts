@@ -376,7 +376,7 @@ suite("npm run agents across three hosts on loopback", () => {
       table = (await agents(["--outputs", outputsFile, "status"])).stdout;
       if (tableLines(table).some((l) => /^host-2\s+agent-3\s+idle\s/.test(l))) break;
       if (Date.now() > deadline) throw new Error(`host-2's agent-3 never idle:\n${table}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the poll interval
     }
     const r = await agents(["--outputs", outputsFile, "send", "host-2/agent-3", text]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: r.stderr });

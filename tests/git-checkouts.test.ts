@@ -217,13 +217,17 @@ class Host {
         // Before apply installs the host files: the parser agentctl reads host.conf through.
         AGENT_HOST_JS: path.join(REPO, "cloud-init/host/agent-host.js"),
       },
-      stdio: "ignore",
+      stdio: ["ignore", "ignore", "pipe"],
     });
+    let said = "";
+    proc.stderr?.on("data", (d: Buffer) => (said += d.toString()));
     tmuxServers.push({ sock: this.sock(), proc });
     await waitFor(
       "the tmux server",
       () => spawnSync("tmux", ["-S", this.sock(), "list-sessions"]).status === 0,
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; agentctl server said: ${said}`);
+    });
   }
 
   /**

@@ -462,6 +462,33 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
     expect(read.stdout).toMatch(/Permission denied/);
   });
 
+  /** Agent n's wrapper.log (empty before its first line). */
+  const wrapperLog = (n: number): string => {
+    const log = path.join(p.run(), `agent-${n}`, "wrapper.log");
+    return fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
+  };
+  /**
+   * The lines of agent n's wrapper.log that end a start attempt (cloud-init/host/agent-wrapper):
+   * claude started, or root's side refused (prepare-agent's "could not", "refusing").
+   */
+  const attempts = (n: number): string[] =>
+    wrapperLog(n)
+      .split("\n")
+      .filter((l) => /starting claude|could not|refusing/.test(l));
+  /**
+   * Waits until each agent's wrapper has ended an attempt after its first `since(n)` ones, and
+   * its log's last word is not a restart still to come ("restarting in Ns").
+   */
+  const attemptsRan = (what: string, agents: number[], since: (n: number) => number) =>
+    waitFor(
+      what,
+      () =>
+        agents.every(
+          (n) => attempts(n).length > since(n) && !/restarting in \S+s\n$/.test(wrapperLog(n)),
+        ),
+      30_000,
+    );
+
   test("symlinks planted on every path root touches: crash restart, reconcile, restart, apply, status, a hook — root's files stay as they were", async () => {
     before = snapshot(guarded());
     const pids = await running(2);
@@ -495,32 +522,34 @@ suite("a hostile agent, on a host installed by the product's own apply", () => {
     expect(plant2.status).toBe(0);
 
     // A crash: both claudes die; their wrappers restart them (prepare-agent, session id, seed).
+    // Each step below ends once every wrapper it set off has run root's side over the links (it
+    // started claude or refused, not merely scheduled a restart), so the snapshot sees its effect.
+    const beforeCrash = new Map([1, 2].map((n) => [n, attempts(n).length]));
     for (const n of [1, 2]) process.kill(pids.get(`agent-${n}`) as number, "SIGKILL");
-    await waitFor(
-      "both wrappers to have tried a restart",
-      () =>
-        [1, 2].every((n) => {
-          const log = path.join(p.run(), `agent-${n}`, "wrapper.log");
-          return (
-            fs.existsSync(log) &&
-            /could not|refusing|not a uuid|exited with code/.test(fs.readFileSync(log, "utf8"))
-          );
-        }),
-      30_000,
+    await attemptsRan("both wrappers' restarts after the crash", [1, 2], (n) =>
+      Number(beforeCrash.get(n)),
     );
-    await new Promise((r) => setTimeout(r, 2500));
     // The hook, as agent 1, into its linked state files.
     asAgent(1, `exec node '${p.js()}' hook`, [`AGENT_HOST_STATE_DIR=${state(1)}`], payload("Stop"));
     // agentctl's commands, and the whole deploy again.
     const r1 = ctl(["reconcile", "3", "--json"]);
     ctl(["status"]);
     ctl(["status", "--json"]);
+    const beforeRestart = new Map([1, 2, 3].map((n) => [n, attempts(n).length]));
     ctl(["restart", "all"]);
-    await new Promise((r) => setTimeout(r, 2500));
+    await attemptsRan("every wrapper's start after restart all", [1, 2, 3], (n) =>
+      Number(beforeRestart.get(n)),
+    );
     const again = await apply();
     ctl(["reconcile", "2"]);
     ctl(["status", "--json"]);
-    await new Promise((r) => setTimeout(r, 2500));
+    // What may still run after the deploy and reconcile 2 is a restart one of them set off in
+    // agent 1's or 2's wrapper: each has ended its last attempt, none is pending.
+    await attemptsRan(
+      "agent-1's and agent-2's wrappers to have no restart pending",
+      [1, 2],
+      () => 0,
+    );
 
     const after = snapshot(guarded());
     expect([...after.entries()]).toEqual([...before.entries()]);
