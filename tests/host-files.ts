@@ -37,6 +37,7 @@ const SITE_KEYS = new Set([
   "RESTART_BACKOFF_MIN_SECONDS",
   "RESTART_BACKOFF_MAX_SECONDS",
   "STOP_TIMEOUT_SECONDS",
+  "SHUTDOWN_STOP_TIMEOUT_SECONDS",
   "DASHBOARD_TOKEN_FILE",
   // The auto-stop's delays in seconds (the stack has whole minutes) and the stand-in systemctl.
   "AUTO_STOP_SECONDS",

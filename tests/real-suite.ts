@@ -428,19 +428,27 @@ export async function startNotifyingHost(
   const bin = realClaudeBin();
   removeTestAgents(options.user, options.uidBase);
   const api = await startMessagesApi({ defaultText: `stand-in ${options.nonce}` });
-  const receiver = await startWebhookReceiver();
-  const { site, stack } = options;
-  const host = new RealHost({
-    ...options,
-    webhook: `json:${receiver.url}/hook`,
-    trustCa: receiver.caFile,
-    stack: {
-      "agent-host:agentCount": String(options.count),
-      "agent-host:anthropicBaseUrl": api.url,
-      "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
-      ...stack,
-    },
-    site: (h) => ({ CLAUDE_BIN: bin, ...(typeof site === "function" ? site(h) : site) }),
-  });
-  return { host, api, receiver };
+  // The suite closes what this returns; what started before a failure here is closed here.
+  let receiver: WebhookReceiver | undefined;
+  try {
+    receiver = await startWebhookReceiver();
+    const { site, stack } = options;
+    const host = new RealHost({
+      ...options,
+      webhook: `json:${receiver.url}/hook`,
+      trustCa: receiver.caFile,
+      stack: {
+        "agent-host:agentCount": String(options.count),
+        "agent-host:anthropicBaseUrl": api.url,
+        "agent-host:claudeEnv": JSON.stringify(await offlineClaudeEnv()),
+        ...stack,
+      },
+      site: (h) => ({ CLAUDE_BIN: bin, ...(typeof site === "function" ? site(h) : site) }),
+    });
+    return { host, api, receiver };
+  } catch (error) {
+    await receiver?.close();
+    await api.close();
+    throw error;
+  }
 }

@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { HOST_KEYS } from "../host/conf/conf";
+import { productHostConf } from "./host-files";
 import { unavailableSuite } from "./real-suite";
 import { removeTestAgents, waitFor } from "./support";
 
@@ -64,22 +65,26 @@ function makeHost(): Host {
   const homes = path.join(dir, "homes");
   const state = path.join(homes, `${AGENT_USER}-1`, ".agent-host");
   const conf = path.join(dir, "host.conf");
+  // host.conf as the stack renders it for one agent; only this machine's user, paths and stop
+  // budgets are site overrides.
   fs.writeFileSync(
     conf,
-    [
-      `AGENT_USER=${AGENT_USER}`,
-      `CLAUDE_BIN=${bin}`,
-      `STOP_TIMEOUT_SECONDS=${AGENTCTL_BUDGET}`,
-      `SHUTDOWN_STOP_TIMEOUT_SECONDS=${SHUTDOWN_BUDGET}`,
-      "START_STAGGER_SECONDS=0",
-      `WORKSPACES_DIR=${path.join(dir, "workspaces")}`,
-      `AGENT_UID_BASE=${UID_BASE}`,
-      `AGENT_HOMES_DIR=${homes}`,
-      `STATE_DIR=${path.join(dir, "legacy-state")}`,
-      `RUN_DIR=${path.join(dir, "run")}`,
-      `API_KEY_FILE=${path.join(dir, "no-key")}`,
-      "",
-    ].join("\n"),
+    productHostConf(
+      { "agent-host:agentCount": "1" },
+      {
+        AGENT_USER,
+        CLAUDE_BIN: bin,
+        STOP_TIMEOUT_SECONDS: String(AGENTCTL_BUDGET),
+        SHUTDOWN_STOP_TIMEOUT_SECONDS: String(SHUTDOWN_BUDGET),
+        START_STAGGER_SECONDS: "0",
+        WORKSPACES_DIR: path.join(dir, "workspaces"),
+        AGENT_UID_BASE: String(UID_BASE),
+        AGENT_HOMES_DIR: homes,
+        STATE_DIR: path.join(dir, "legacy-state"),
+        RUN_DIR: path.join(dir, "run"),
+        API_KEY_FILE: path.join(dir, "no-key"),
+      },
+    ),
   );
   const env: NodeJS.ProcessEnv = { ...process.env, AGENTCTL_CONFIG: conf };
   delete env.TMUX;
