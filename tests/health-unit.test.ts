@@ -238,6 +238,49 @@ describe("state that heals from the pane", () => {
     );
   });
 
+  test("a question declined in the terminal (Esc, no hook fires): the pane back at its prompt makes it idle", () => {
+    const asked: Recorded = {
+      ...rec("needs-answer", started + 1000),
+      reason: "Which database?",
+      event: "PermissionRequest",
+    };
+    const e = effectiveState(facts({ pane: "prompt" }), asked);
+    expect([e.state, e.reason, e.needsYou, e.since]).toEqual([
+      "idle",
+      "declined in the terminal: Which database?",
+      false,
+      undefined,
+    ]);
+    // The dialog still shows (paneView reads it as nothing telling, below), or the answered
+    // question's turn goes on: still waiting as recorded, until PostToolUse says otherwise.
+    for (const pane of ["unknown", "working", "permission-dialog"] as const)
+      expect(effectiveState(facts({ pane }), asked).state).toBe("needs-answer");
+    expect(effectiveState(facts({}), asked).state).toBe("needs-answer");
+    // A fresh record (the dialog may not be drawn yet) is believed.
+    const fresh = { ...asked, updated: started + 60_000 - HOOK_GRACE_MS + 1 };
+    expect(effectiveState(facts({ pane: "prompt" }), fresh).state).toBe("needs-answer");
+    // A working or idle record at its prompt is left as it is (the rule is the question's only).
+    expect(effectiveState(facts({ pane: "prompt" }), rec("working", started + 1000)).state).toBe(
+      "working",
+    );
+  });
+
+  test("paneView: Claude Code 2.1.331's question dialog, in each state it was captured in, is no prompt; declined, it is", () => {
+    // Captured with the real binary (tests/dashboard.test.ts): the dialog as drawn, after Down,
+    // and with "Type something." chosen and typed into; then the pane after Esc.
+    const rule = "─".repeat(60);
+    const head = `❯ pick a database\n${rule}\n ☐ Database\nWhich database for x?\n`;
+    const foot = `${rule}\n  4. Chat about this\nEnter to select · ↑/↓ to navigate · Esc to cancel\n`;
+    const dialogs = [
+      `${head}❯ 1. Postgres\n     relational\n  2. SQLite\n     embedded\n  3. Type something.\n${foot}`,
+      `${head}  1. Postgres\n     relational\n❯ 2. SQLite\n     embedded\n  3. Type something.\n${foot}`,
+      `${head}  1. Postgres\n     relational\n  2. SQLite\n     embedded\n❯ 3. MariaDB\n${foot}`,
+    ];
+    for (const d of dialogs) expect(paneView(d)).toBe("unknown");
+    const declined = `❯ pick a database\n● Declined to answer Claude's questions:\n  ⎿  · Which database for x? (Postgres / SQLite)\n${rule}\n❯ \n${rule}\n  ⏸ manual mode on · ? for shortcuts\n`;
+    expect(paneView(declined)).toBe("prompt");
+  });
+
   test("paneView reads Claude Code's input box, its dialog and a turn in progress", () => {
     const rule = "─".repeat(40);
     expect(paneView(`hello\n${rule}\n❯ \n${rule}\n  ? for shortcuts\n`)).toBe("prompt");

@@ -120,6 +120,15 @@ export function effectiveState(facts: ProcessFacts, recorded: Recorded | undefin
     // (tests/dashboard.test.ts presses Esc in the real pane.) Since: unknown (no event marks it).
     return make("idle", `denied in the terminal: ${recorded.reason}`);
   }
+  if (recorded.state === "needs-answer" && facts.pane === "prompt" && age >= HOOK_GRACE_MS) {
+    // Nor when its question (AskUserQuestion) is closed in the terminal with Esc: the pane says
+    // "Declined to answer Claude's questions:" over the input box, no request goes to the model,
+    // and the record would say needs-answer until the next prompt (an answer fires PostToolUse,
+    // and the turn goes on). The question's dialog, its options moved through or "Type something."
+    // typed into, never puts a `❯` line under a rule (tests/dashboard.test.ts presses Esc in the
+    // real pane). Since: unknown, as above.
+    return make("idle", `declined in the terminal: ${recorded.reason}`);
+  }
   return make(recorded.state, recorded.reason, recorded.since);
 }
 
