@@ -156,15 +156,27 @@ export function removeTestAgents(prefix: string, uidBase: number, max = 40): voi
     const name = `${prefix}-${n}`;
     const pw = spawnSync("getent", ["passwd", name], { encoding: "utf8" });
     if (pw.status === 0 && pw.stdout.split(":")[2] === String(uidBase + n)) {
-      // What the suite's agents left running, pid by pid (those uids are the suite's own).
-      for (const pid of pidsOfUid(uidBase + n)) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // gone
+      // What the suite's agents left running, pid by pid (those uids are the suite's own). A
+      // SIGKILLed process is still in /proc until it has died and been reaped, and userdel refuses
+      // a user with any process ("currently used by process N"): under load that was seen to leave
+      // a suite's user behind (fleet-agent-8). So wait for them to be gone, 10 s at most.
+      const uid = uidBase + n;
+      const deadline = Date.now() + 10_000;
+      for (let left = pidsOfUid(uid); left.length > 0; left = pidsOfUid(uid)) {
+        for (const pid of left) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // gone
+          }
         }
+        if (Date.now() > deadline) break;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
       }
-      spawnSync("userdel", [name]);
+      const r = spawnSync("userdel", [name], { encoding: "utf8" });
+      if (r.status !== 0) {
+        throw new Error(`removeTestAgents: userdel ${name} exited ${r.status}: ${r.stderr.trim()}`);
+      }
     }
     const gr = spawnSync("getent", ["group", name], { encoding: "utf8" });
     if (gr.status === 0 && gr.stdout.split(":")[2] === String(uidBase + n))
