@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
+import * as os from "os";
 import * as path from "path";
 import { pidsOfUid } from "../host/agents/migrate";
 
@@ -176,6 +177,17 @@ export function removeTestAgents(prefix: string, uidBase: number, max = 40): voi
       const r = spawnSync("userdel", [name], { encoding: "utf8" });
       if (r.status !== 0) {
         throw new Error(`removeTestAgents: userdel ${name} exited ${r.status}: ${r.stderr.trim()}`);
+      }
+    }
+    // What the real Claude Code left in the shared /tmp as that uid (claude-UID, cc-socks-UID,
+    // cc-socks): the uid is the suite's own, so whatever it owns there is the suite's too.
+    for (const entry of fs.readdirSync(os.tmpdir())) {
+      const file = path.join(os.tmpdir(), entry);
+      try {
+        if (fs.lstatSync(file).uid === uidBase + n)
+          fs.rmSync(file, { recursive: true, force: true });
+      } catch {
+        // gone
       }
     }
     const gr = spawnSync("getent", ["group", name], { encoding: "utf8" });
