@@ -72,14 +72,20 @@ export const CHROMIUM_FLAGS = [
   "--disable-sync",
 ];
 
-/** The JSON lines the stand-in claude (tests/fixtures/claude) recorded in a state folder. */
+/**
+ * The JSON lines the stand-in claude (tests/fixtures/claude) recorded in a state folder: complete
+ * lines only. bash's printf writes a long record (argv and environment) in more than one write(2),
+ * so a reader can catch the last line half written; it counts once its newline is there (a
+ * stressed CI run failed fleet-ssh with "Unexpected end of JSON input" on such a line).
+ */
 export function standinRecords<T>(agentStateDir: string): T[] {
   const f = path.join(agentStateDir, "claude", "standin.jsonl");
   if (!fs.existsSync(f)) return [];
-  return fs
-    .readFileSync(f, "utf8")
-    .trim()
+  const text = fs.readFileSync(f, "utf8");
+  return text
+    .slice(0, text.lastIndexOf("\n") + 1)
     .split("\n")
+    .filter((l) => l !== "")
     .map((l) => JSON.parse(l) as T);
 }
 
