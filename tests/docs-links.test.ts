@@ -79,3 +79,58 @@ test("the anchor rules are GitHub's", () => {
 test.each(markdown)("%s: every relative link resolves", (file) => {
   expect(broken(file)).toEqual([]);
 });
+
+// Paths named in prose, comments and workflows (a script a comment tells you to run, a test a doc
+// cites) name files that exist: from the repository's root or from the naming file's folder, or
+// a build output .gitignore lists (cloud-init/host/agent-host.js). A rename leaves none behind.
+const NAMED_PATH =
+  /(?:^|[^\w./-])((?:scripts|tests|host|components|cloud-init|docs|\.ci|\.github)\/[\w./-]+\.(?:ts|js|sh|md|ya?ml|json|jsonl|txt))(?![\w])/g;
+
+// Named relative to something else, on purpose: the bundle's source is relative to cloud-init/.
+const NOT_FROM_HERE = new Set(["tests/host-bundle.test.ts: host/agent-host.js"]);
+
+/** The repository paths a text names. */
+export function namedPaths(text: string): string[] {
+  return [...text.matchAll(NAMED_PATH)].map((m) => m[1]);
+}
+
+function missingPaths(): string[] {
+  const tracked = execFileSync("git", ["ls-files", "-z"], { cwd: ROOT, encoding: "utf8" })
+    .split("\0")
+    // this file's own examples are not references
+    .filter((file) => !["", "package-lock.json", "tests/docs-links.test.ts"].includes(file));
+  const missing: string[] = [];
+  for (const file of tracked) {
+    const full = path.join(ROOT, file);
+    if (!existsSync(full) || statSync(full).isDirectory()) continue;
+    for (const named of namedPaths(readFileSync(full, "utf8"))) {
+      const candidates = [named, path.join(path.dirname(file), named)];
+      const found = candidates.some((c) => existsSync(path.join(ROOT, c)));
+      const where = `${file}: ${named}`;
+      if (!found && !candidates.some(ignored) && !NOT_FROM_HERE.has(where)) missing.push(where);
+    }
+  }
+  return [...new Set(missing)];
+}
+
+function ignored(file: string): boolean {
+  try {
+    execFileSync("git", ["check-ignore", "-q", "--no-index", file], { cwd: ROOT });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test("namedPaths finds a path in prose, a comment and a command line", () => {
+  expect(
+    namedPaths(
+      "# scripts/check-workflows.ts runs it\nsee `docs/cicd.md`, (tests/fixtures/a.jsonl).",
+    ),
+  ).toEqual(["scripts/check-workflows.ts", "docs/cicd.md", "tests/fixtures/a.jsonl"]);
+  expect(namedPaths("/usr/local/lib/agent-host/host/a.ts and my-scripts/x.sh")).toEqual([]);
+});
+
+test("every repository path a tracked file names is there (or is built)", () => {
+  expect(missingPaths()).toEqual([]);
+});
