@@ -181,6 +181,51 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     return Date.now() - rec.since;
   }
 
+  /**
+   * The lead presses Esc in agent-n's pane, again if the first key came before the dialog took
+   * input (`open` still true 3 s later); returns when the last key was sent.
+   */
+  async function escInPane(n: number, open: () => boolean): Promise<number> {
+    let pressed = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      tmux(h.sock, ["send-keys", "-t", target(n), "Escape"]);
+      pressed = Date.now();
+      const gone = await poll(`agent-${n}'s dialog gone`, () => !open(), 3000, 50).then(
+        () => true,
+        () => false,
+      );
+      if (gone) break;
+    }
+    return pressed;
+  }
+
+  /**
+   * Waits for agent-n idle on the page, then checks that the page, agentctl status and the API
+   * agree on it: idle, `why`, not needing the lead. Returns ms from `since` to the page.
+   */
+  async function idleEverywhere(n: number, why: string, since: number): Promise<number> {
+    await page.waitForSelector(`#card [data-agent="agent-${n}"][data-state="idle"]`, {
+      state: "attached",
+      timeout: 15_000,
+    });
+    const onPage = Date.now() - since;
+    expect(await page.textContent("#card .why")).toBe(why);
+    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
+      agents: Record<string, unknown>[];
+    };
+    const fromApi = await page.evaluate(async (t) => {
+      const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
+      return (await r.json()) as { agents: Record<string, unknown>[] };
+    }, token);
+    const row = (rows: Record<string, unknown>[]) => {
+      const r = rows.find((x) => x.name === `agent-${n}`);
+      return [r?.agent_state, r?.why, r?.needs_you];
+    };
+    expect(row(cli.agents)).toEqual(["idle", why, false]);
+    expect(row(fromApi.agents)).toEqual(row(cli.agents));
+    return onPage;
+  }
+
   beforeAll(async () => {
     const bin = realClaudeBin();
     removeTestAgents(AGENT_USER, UID_BASE);
@@ -425,23 +470,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     );
     const asked = recorded(h, 2) as StatusFile;
     expect(asked.reason).toBe(`Bash: ${command}`);
-    // The lead, attached to agent-2's window, presses Esc at the dialog (again if the first key
-    // came before the dialog took input: it still shows 3 s later).
-    let pressed = 0;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      tmux(h.sock, ["send-keys", "-t", target(2), "Escape"]);
-      pressed = Date.now();
-      const gone = await poll(
-        "agent-2's dialog gone",
-        () => !/Do you want to proceed\?/.test(pane(h, 2)),
-        3000,
-        50,
-      ).then(
-        () => true,
-        () => false,
-      );
-      if (gone) break;
-    }
+    // The lead, attached to agent-2's window, presses Esc at the dialog.
+    const pressed = await escInPane(2, () => /Do you want to proceed\?/.test(pane(h, 2)));
     await poll(
       "agent-2's pane back at its prompt, the call refused",
       () =>
@@ -449,26 +479,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       30_000,
       100,
     );
-    await page.waitForSelector('#card [data-agent="agent-2"][data-state="idle"]', {
-      state: "attached",
-      timeout: 15_000,
-    });
-    const onPage = Date.now() - pressed;
-    const why = `denied in the terminal: Bash: ${command}`;
-    expect(await page.textContent("#card .why")).toBe(why);
-    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
-      agents: Record<string, unknown>[];
-    };
-    const fromApi = await page.evaluate(async (t) => {
-      const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
-      return (await r.json()) as { agents: Record<string, unknown>[] };
-    }, token);
-    const row = (rows: Record<string, unknown>[]) => {
-      const r = rows.find((x) => x.name === "agent-2");
-      return [r?.agent_state, r?.why, r?.needs_you];
-    };
-    expect(row(cli.agents)).toEqual(["idle", why, false]);
-    expect(row(fromApi.agents)).toEqual(row(cli.agents));
+    const onPage = await idleEverywhere(2, `denied in the terminal: Bash: ${command}`, pressed);
     console.log(`dashboard: Esc pressed in the pane -> idle on the page in ${onPage} ms`);
     // HOOK_GRACE_MS (5 s from the record) + the pane cache (3 s) + the page's 1 s look.
     expect(onPage).toBeLessThan(10_000);
@@ -522,43 +533,14 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(await page.getAttribute('#card [data-agent="agent-2"]', "data-state")).toBe(
       "needs-answer",
     );
-    // Esc (again if the first key came before the dialog took input).
-    let pressed = 0;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      tmux(h.sock, ["send-keys", "-t", target(2), "Escape"]);
-      pressed = Date.now();
-      const gone = await poll("agent-2's question gone", () => !dialog(), 3000, 50).then(
-        () => true,
-        () => false,
-      );
-      if (gone) break;
-    }
+    const pressed = await escInPane(2, dialog);
     await poll(
       "agent-2's pane back at its prompt, the question declined",
       () => pane(h, 2).includes("Declined to answer Claude's questions:") && atPrompt(pane(h, 2)),
       30_000,
       100,
     );
-    await page.waitForSelector('#card [data-agent="agent-2"][data-state="idle"]', {
-      state: "attached",
-      timeout: 15_000,
-    });
-    const onPage = Date.now() - pressed;
-    const why = `declined in the terminal: ${question}`;
-    expect(await page.textContent("#card .why")).toBe(why);
-    const cli = JSON.parse((await runAsync(AGENTCTL, ["status", "--json"], h.env)).stdout) as {
-      agents: Record<string, unknown>[];
-    };
-    const fromApi = await page.evaluate(async (t) => {
-      const r = await fetch("/api/agents", { headers: { Authorization: `Bearer ${t}` } });
-      return (await r.json()) as { agents: Record<string, unknown>[] };
-    }, token);
-    const row = (rows: Record<string, unknown>[]) => {
-      const r = rows.find((x) => x.name === "agent-2");
-      return [r?.agent_state, r?.why, r?.needs_you];
-    };
-    expect(row(cli.agents)).toEqual(["idle", why, false]);
-    expect(row(fromApi.agents)).toEqual(row(cli.agents));
+    const onPage = await idleEverywhere(2, `declined in the terminal: ${question}`, pressed);
     console.log(`dashboard: Esc at the question -> idle on the page in ${onPage} ms`);
     // HOOK_GRACE_MS (5 s from the record) + the pane cache (3 s) + the page's 1 s look.
     expect(onPage).toBeLessThan(10_000);
