@@ -15,13 +15,14 @@ export const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
 export const newToken = (): string => randomBytes(TOKEN_BYTES).toString("base64url");
 
 /**
- * The token in `file`, when it is a root-owned regular file no one else can read or write and
- * holds a well-formed token; undefined otherwise (the server then refuses every API request).
+ * The token in `file`, when it is a regular file of `owner` (root on the VM) no one else can read
+ * or write and holds a well-formed token; undefined otherwise (the server then refuses every API
+ * request). Tests name their own uid as the owner, so the rules run without root.
  */
-export function readToken(file: string): string | undefined {
+export function readToken(file: string, owner = 0): string | undefined {
   try {
     const st = fs.lstatSync(file);
-    if (!st.isFile() || st.uid !== 0 || (st.mode & 0o077) !== 0) return undefined;
+    if (!st.isFile() || st.uid !== owner || (st.mode & 0o077) !== 0) return undefined;
   } catch {
     return undefined;
   }
@@ -38,8 +39,8 @@ export function writeToken(file: string): string {
 }
 
 /** The token, made first when there is none (or the file is not a valid root-only token). */
-export function ensureToken(file: string): string {
-  return readToken(file) ?? writeToken(file);
+export function ensureToken(file: string, owner = 0): string {
+  return readToken(file, owner) ?? writeToken(file);
 }
 
 /** Re-reads the token only when the file changed (inode, size, mtime). */
