@@ -26,7 +26,7 @@ export function readToken(file: string, owner = 0): string | undefined {
   } catch {
     return undefined;
   }
-  const text = readBounded(file, 256, 0)?.trim();
+  const text = readBounded(file, 256, owner)?.trim();
   return text !== undefined && TOKEN_RE.test(text) ? text : undefined;
 }
 
