@@ -234,10 +234,10 @@ describe("systemd reads the units as written", () => {
     // A template is verified through an instance: agent-3's.
     for (const t of ["agent-docker@.socket", "agent-docker@.service"])
       fs.symlinkSync(t, path.join(dir, t.replace("@", `@${agentUid(3)}`)));
-    const verify = (args: string[]) =>
+    const verify = (args: string[], unitPath = `${dir}:`) =>
       spawnSync("systemd-analyze", ["verify", "--man=no", ...args], {
         encoding: "utf8",
-        env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:`, XDG_RUNTIME_DIR: runtime },
+        env: { ...process.env, SYSTEMD_UNIT_PATH: unitPath, XDG_RUNTIME_DIR: runtime },
       });
     // A unit with a key systemd does not know: proof that verify reads units on this machine.
     fs.writeFileSync(
@@ -253,10 +253,13 @@ describe("systemd reads the units as written", () => {
     ];
     // As a user where no manager runs (a container: no /run/systemd, sd_booted(3)), systemd 252's
     // system-mode verify stops before reading a unit (it cannot make /run/systemd); the units
-    // then go through user mode, the same unit-file parser. The canary shows which one read them.
+    // then go through user mode, the same unit-file parser, with the distro's system units on the
+    // path for what they name (user@.service). The canary shows which mode read them.
     const readsUnits = (r: { stderr: string }) => r.stderr.includes("verify-canary.service");
-    let system = verify(units.map((u) => path.join(dir, u)));
-    if (!readsUnits(system)) system = verify(["--user", ...units.map((u) => path.join(dir, u))]);
+    const files = units.map((u) => path.join(dir, u));
+    let system = verify(files);
+    if (!readsUnits(system))
+      system = verify(["--user", ...files], `${dir}:/usr/lib/systemd/system:`);
     const user = verify(["--user", path.join(SYSTEMD, "user", "agent-dockerd.service")]);
     // What systemd says about the units names them. Other lines are about this machine: with no
     // manager running, 252 says it cannot create /run/systemd, and 255 finds no system bus.
