@@ -346,6 +346,16 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     });
     expectExactly(h, 12);
     const before = await allRunning(h, 12);
+    // The first deploy installs the API key (a key change): the agents it starts already have it,
+    // so none is stopped and started again (apply once restarted all 12 right after starting them).
+    expect(deployed.stderr.split("\n").filter((l) => /restarted agent-/.test(l))).toEqual([]);
+    for (const name of agentNames(12)) {
+      const log = fs.readFileSync(path.join(h.run, name, "wrapper.log"), "utf8");
+      expect({ name, stops: log.split("\n").filter((l) => /stop requested/.test(l)) }).toEqual({
+        name,
+        stops: [],
+      });
+    }
 
     const noop = ctl(h, ["reconcile", "12", "--json"]);
     expect(noop.code).toBe(0);

@@ -245,12 +245,13 @@ describe("output", () => {
 describe("restart and logs arguments", () => {
   const w = windows({ control: live("@0"), "agent-1": live("@1"), "agent-10": dead("@10") });
 
-  test("restart takes exactly one argument", () => {
-    expect(parseRestartArgs(["all"])).toBe("all");
-    expect(parseRestartArgs(["3"])).toBe("3");
-    for (const argv of [[], ["1", "2"]])
+  test("restart takes exactly one argument, or apply's `all --if-any`", () => {
+    expect(parseRestartArgs(["all"])).toEqual({ target: "all", ifAny: false });
+    expect(parseRestartArgs(["3"])).toEqual({ target: "3", ifAny: false });
+    expect(parseRestartArgs(["all", "--if-any"])).toEqual({ target: "all", ifAny: true });
+    for (const argv of [[], ["1", "2"], ["3", "--if-any"], ["--if-any"], ["--if-any", "all"]])
       expect(refusal(() => parseRestartArgs(argv))).toBe(
-        "restart takes one argument, N or all; e.g. 'agentctl restart 3'",
+        "restart takes one argument, N or all (all --if-any: none is no error); e.g. 'agentctl restart 3'",
       );
   });
 

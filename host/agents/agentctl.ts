@@ -212,9 +212,13 @@ function stopSurplus(a: Agents, surplus: number[]): void {
   a.stopAgents(surplus);
 }
 
-/** `restart N|all`: stop the agent's wrapper and start it again (its conversation resumes). */
+/** `restart N|all [--if-any]`: stop the agent's wrapper and start it again (its conversation resumes). */
 export function restart(a: Agents, argv: readonly string[]): number {
-  const target = parseRestartArgs(argv);
+  const { target, ifAny } = parseRestartArgs(argv);
+  if (ifAny && !(a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0)) {
+    a.log("restart all: no agents are running; each starts with the current settings");
+    return 0;
+  }
   if (!a.serverUp())
     throw new Error(`no tmux server on ${a.conf.tmuxSocket}; run 'agentctl reconcile' first`);
   const byName = a.readWindows().byName;

@@ -157,11 +157,17 @@ export function reconcileText(s: ReconcileSummary): string {
   return `${head}; added ${namesOrNone(s.added)}; removed ${namesOrNone(s.removed)}; restarted ${namesOrNone(s.restarted)}\n`;
 }
 
-/** `restart N|all`: "all" or the agent number as given. */
-export function parseRestartArgs(argv: readonly string[]): string {
-  if (argv.length !== 1)
-    throw new UsageError("restart takes one argument, N or all; e.g. 'agentctl restart 3'");
-  return argv[0];
+/** `restart N|all`: "all" or the agent number as given; `all --if-any` for apply. */
+export function parseRestartArgs(argv: readonly string[]): { target: string; ifAny: boolean } {
+  // `all --if-any`: apply's form. With no agent (or no tmux server) there is nothing to restart,
+  // and that is not an error: every agent reconcile starts reads the new settings then.
+  if (argv.length === 2 && argv[0] === "all" && argv[1] === "--if-any")
+    return { target: "all", ifAny: true };
+  if (argv.length !== 1 || argv[0].startsWith("-"))
+    throw new UsageError(
+      "restart takes one argument, N or all (all --if-any: none is no error); e.g. 'agentctl restart 3'",
+    );
+  return { target: argv[0], ifAny: false };
 }
 
 /**

@@ -367,6 +367,17 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
       setUpGit(conf, bundle.gitCredentials, p, args.agents);
     });
     const agentctlEnv = { AGENTCTL_CONFIG: p.conf };
+    // The agents that ran before this apply restart first, then reconcile adds the new ones: an
+    // agent reconcile starts already reads the new settings, and restarting it (a first deploy's
+    // every agent, before) cost each a second start, and its first conversation's claude.
+    j.step("restart", () => {
+      const owed = j.state.restart_owed;
+      if (owed === null) return;
+      applyLog(`${owed}: restarting every agent (conversations resume)`);
+      const rc = runRoot(p.agentctl, ["restart", "all", "--if-any"], { env: agentctlEnv });
+      if (rc !== 0) throw new ApplyError(`agentctl restart all failed (exit ${rc})`);
+      j.owe({ restart: null });
+    });
     const reconcile = ["reconcile", String(args.agents), "--json"];
     j.step("reconcile", () => {
       const rc = runRoot(p.agentctl, reconcile, { env: agentctlEnv, stdout: "inherit" });
@@ -374,14 +385,6 @@ function apply(args: ApplyArgs, bundle: Bundle, p: ApplyPaths, j: Journal): numb
         throw new ApplyError(
           `agentctl reconcile ${args.agents} failed (exit ${rc}; its reason is above and in 'sudo agentctl status')`,
         );
-    });
-    j.step("restart", () => {
-      const owed = j.state.restart_owed;
-      if (owed === null) return;
-      applyLog(`${owed}: restarting every agent (conversations resume)`);
-      const rc = runRoot(p.agentctl, ["restart", "all"], { env: agentctlEnv });
-      if (rc !== 0) throw new ApplyError(`agentctl restart all failed (exit ${rc})`);
-      j.owe({ restart: null });
     });
     j.finish();
     return 0;

@@ -28,8 +28,8 @@ export const APPLY_STEPS = [
   "services",
   "packages",
   "git",
-  "reconcile",
   "restart",
+  "reconcile",
 ] as const;
 export type ApplyStep = (typeof APPLY_STEPS)[number];
 
