@@ -547,6 +547,38 @@ suite("the agents' git against real git servers on 127.0.0.1", () => {
     for (const user of createdUsers.splice(0)) spawnSync("userdel", ["--remove", user]);
   });
 
+  // The trace every apply here runs under (tests/fixtures/exec-trace.ts). A stressed CI run once
+  // saw strace never detach (it sat in wait4 on a zombie tracee); the test then hung, and the
+  // strace it left attached failed the tests after it.
+  test("the exec trace: a strace that does not detach in time is killed, and what it logged is read", async () => {
+    const shell = spawn("bash", ["-c", 'while read -r l; do /bin/echo "$l" >/dev/null; done'], {
+      stdio: ["pipe", "ignore", "ignore"],
+    });
+    let trace: ExecTrace | undefined;
+    try {
+      const out = path.join(BASE, `stuck-${Date.now()}.strace`);
+      trace = await ExecTrace.attach([shell.pid as number], out, { detachMs: 2_000 });
+      shell.stdin?.write("before-the-hang\n");
+      await waitFor("the traced echo in the log", () =>
+        fs.readFileSync(out, "utf8").includes('"before-the-hang"'),
+      );
+      // strace stops answering, as it did in wait4.
+      process.kill(trace.pid, "SIGSTOP");
+      const execs = await trace.stop();
+      expect(execs.filter((e) => e.argv.includes("before-the-hang")).map((e) => e.path)).toEqual([
+        "/bin/echo",
+      ]);
+      // The kernel detached the shell when strace died: it still runs what it reads, and ends.
+      shell.stdin?.end("after-the-trace\n");
+      await waitFor("the shell to end", () => shell.exitCode !== null, 15_000);
+      expect(shell.exitCode).toBe(0);
+    } finally {
+      shell.kill("SIGKILL");
+      // A stop that failed leaves strace stopped: the suite would never end.
+      if (trace && fs.existsSync(`/proc/${trace.pid}`)) process.kill(trace.pid, "SIGKILL");
+    }
+  });
+
   describe("an HTTPS repository with a GitHub token", () => {
     let h: Host;
     let run: ProgramRun;
