@@ -8,7 +8,7 @@ import * as path from "path";
 import { spawn, type ChildProcess } from "child_process";
 import { waitFor } from "./support";
 import { parseHostConf } from "../host/conf/conf";
-import { descendantStartedSince } from "../host/agents/facts";
+import { descendantStartedSince, onItsWayBack, stopPending } from "../host/agents/facts";
 import { effectiveState, sortForStatus, type ProcessFacts } from "../host/attention/effective";
 import { recordHook } from "../host/attention/hook";
 import {
@@ -308,6 +308,46 @@ describe("the state a person sees", () => {
     expect(effectiveState({ ...up, signedOut: "401 from the API" }, rec("idle", 9000)).state).toBe(
       "signed-out",
     );
+  });
+
+  // `agentctl restart all` stops every agent before it starts any: a pane that died first stays
+  // dead until the last one has stopped. The monitor must not tell the lead it stopped for good.
+  test("a dead pane agentctl stopped a moment ago is on its way back: not exited, nobody paged", () => {
+    expect(
+      effectiveState(
+        { n: 3, window: true, dead: true, exitCode: 0, stopping: true },
+        rec("idle", 9000),
+      ),
+    ).toMatchObject({ state: "starting", needsYou: false });
+  });
+
+  test("stopPending: a stop marker younger than requestStop's wait and the starts after it", () => {
+    const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "stop-pending-"));
+    try {
+      const conf = parseHostConf(`RUN_DIR=${runDir}\nSTOP_TIMEOUT_SECONDS=20\n`);
+      const now = Date.now();
+      expect(stopPending(conf, 3, now)).toBe(false);
+      fs.mkdirSync(path.join(runDir, "agent-3"));
+      const marker = path.join(runDir, "agent-3", "stop");
+      fs.writeFileSync(marker, "");
+      expect(stopPending(conf, 3, now)).toBe(true);
+      expect(stopPending(conf, 4, now)).toBe(false);
+      // 20 s to stop, 5 s more, 30 s for the starts: 55 s; an agentctl gone longer never finished.
+      const at = (ago: number) => fs.utimesSync(marker, (now - ago) / 1000, (now - ago) / 1000);
+      at(54_000);
+      expect(stopPending(conf, 3, now)).toBe(true);
+      at(56_000);
+      expect(stopPending(conf, 3, now)).toBe(false);
+      // Started again: the `restarted` marker covers the moment until the pane is respawned.
+      expect(onItsWayBack(conf, 3, now)).toBe(false);
+      const restarted = path.join(runDir, "agent-3", "restarted");
+      fs.writeFileSync(restarted, "");
+      expect(onItsWayBack(conf, 3, now)).toBe(true);
+      fs.utimesSync(restarted, (now - 11_000) / 1000, (now - 11_000) / 1000);
+      expect(onItsWayBack(conf, 3, now)).toBe(false);
+    } finally {
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
   });
 
   test("an approved command that runs is working (no hook fires on approval)", () => {

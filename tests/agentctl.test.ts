@@ -813,6 +813,48 @@ suite("agentctl and agent-wrapper on a real tmux server", () => {
     expect(logs.stdout.trimEnd().split("\n").length).toBeLessThanOrEqual(3);
   });
 
+  // restart all stops every agent before it starts any, so a pane that died at once stays dead
+  // while a slow one takes its stop budget. Status (and the monitor, from the same state) must
+  // show it on its way back: an "exited" there pages the lead about an agent nobody stopped.
+  test("restart all: an agent already stopped while another takes its stop budget is restarting, never exited", async () => {
+    ctl(h, ["reconcile", "3"]);
+    const before = await allRunning(h, 3);
+    const slow = path.join(stateOf(h, "agent-3"), "claude", "standin-ignore-term");
+    fs.writeFileSync(slow, "");
+    try {
+      let done = false;
+      const restarting = ctlAsync(h, ["restart", "all"]).finally(() => (done = true));
+      const seen: Row[] = [];
+      // agent-3 holds restart all for STOP_TIMEOUT_SECONDS (5): polled until restart ends.
+      await waitFor(
+        "restart all to end",
+        () => {
+          seen.push(...status(h).filter((r) => r.name !== "agent-3"));
+          return done;
+        },
+        40_000,
+      );
+      const r = await restarting;
+      expect(r.stderr).toContain("restarted agent-3");
+      expect(r.code).toBe(0);
+      // agent-3's claude held out until the wrapper's SIGKILL: the others stayed stopped that long.
+      expect(r.ms).toBeGreaterThanOrEqual(5_000);
+      const stopped = seen.filter((row) => row.pid === null);
+      expect(stopped.map((row) => row.name)).toContain("agent-1");
+      expect(
+        stopped.filter((row) => row.state === "exited" || row.agent_state === "exited"),
+      ).toEqual([]);
+      const why = "agentctl stopped it a moment ago (a restart or a scale-down)";
+      expect(stopped.filter((row) => row.name === "agent-1" && row.why === why)).toContainEqual(
+        expect.objectContaining({ state: "restarting", needs_you: false }),
+      );
+    } finally {
+      fs.rmSync(slow, { force: true });
+    }
+    const after = await allRunning(h, 3);
+    for (const n of [1, 2, 3]) expect(after.get(`agent-${n}`)).not.toBe(before.get(`agent-${n}`));
+  });
+
   test("the API key never shows in argv, panes or logs; an OAuth token goes to CLAUDE_CODE_OAUTH_TOKEN", async () => {
     ctl(h, ["reconcile", "10"]);
     await allRunning(h, 10);

@@ -37,6 +37,15 @@ describe("processState: the window and the wrapper's run files", () => {
     expect(processState({ ...live, dead: true }, {}, alive(5)).text).toBe("exited (code ?)");
   });
 
+  test("a dead pane agentctl stopped a moment ago (restart, scale-down): restarting, not exited", () => {
+    expect(processState({ ...live, dead: true, exitCode: 0 }, {}, alive(5), true)).toEqual({
+      state: "restarting",
+      text: "stopping (agentctl restart or scale-down)",
+      exitCode: 0,
+      pid: null,
+    });
+  });
+
   test("claude alive: running, with its pid", () => {
     expect(processState(live, { pid: "4242" }, alive(300))).toEqual({
       state: "running",

@@ -302,12 +302,17 @@ export class Agents {
 
   /**
    * Agent i's files before its window starts: run folder, no stop marker. reconcile made the agent
-   * (ensureAgent) and the wrapper checks it again (prepare-agent).
+   * (ensureAgent) and the wrapper checks it again (prepare-agent). A stop marker gives way to a
+   * `restarted` one, written first, so that from the stop to the respawn one of them is there for
+   * the monitor (host/agents/facts.ts onItsWayBack).
    */
   private prepareStart(i: number): void {
-    const name = `agent-${i}`;
-    installDir(path.join(this.conf.runDir, name), 0o700);
-    fs.rmSync(path.join(this.conf.runDir, name, "stop"), { force: true });
+    const dir = path.join(this.conf.runDir, `agent-${i}`);
+    installDir(dir, 0o700);
+    const stop = path.join(dir, "stop");
+    if (!fs.existsSync(stop)) return;
+    fs.writeFileSync(path.join(dir, "restarted"), "");
+    fs.rmSync(stop, { force: true });
   }
 
   /** What agent i's pane runs: the wrapper in its workspace, with `delay`. */

@@ -23,6 +23,47 @@ const readSmall = (file: string): string | undefined => {
   }
 };
 
+/** What `stopPending` allows past requestStop's own wait, for the starts that follow a restart's stops. */
+const STOP_SLACK_SECONDS = 30;
+
+/** How long after agentctl restarted an agent a dead pane still counts as its respawn to come. */
+const RESTART_GRACE_MS = 10_000;
+
+/** A regular file at `file` written within [now - ms, now + ms]. */
+function freshFile(file: string, now: number, ms: number): boolean {
+  try {
+    const st = fs.lstatSync(file);
+    const age = now - st.mtimeMs;
+    return st.isFile() && age <= ms && age > -ms;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * agentctl asked agent n to stop a moment ago and may not be done (a restart, a scale-down): its
+ * stop marker (conf.runDir/agent-N/stop, written by requestStop) is younger than requestStop's
+ * wait (stopTimeoutSeconds + 5) plus STOP_SLACK_SECONDS. A restart stops every agent before it
+ * starts any, so a pane that died first stays dead that long: it is restarting, not stopped. An
+ * older marker on a dead pane is an agentctl that never finished: the agent has stopped.
+ */
+export function stopPending(conf: HostConf, n: number, now = Date.now()): boolean {
+  const budgetMs = (Math.trunc(conf.stopTimeoutSeconds) + 5 + STOP_SLACK_SECONDS) * 1000;
+  return freshFile(path.join(conf.runDir, `agent-${n}`, "stop"), now, budgetMs);
+}
+
+/**
+ * Agent n's pane, listed dead a moment ago, is on its way back: agentctl stopped it to restart or
+ * remove it (stopPending), or is starting it again. Starting, agentctl writes a `restarted` marker
+ * before it removes the stop marker, then respawns the pane: a listing taken before the respawn
+ * and a look at the markers after it still find one (host/agents/agents.ts prepareStart). A pane
+ * that dies again after RESTART_GRACE_MS has stopped, and says so.
+ */
+export function onItsWayBack(conf: HostConf, n: number, now = Date.now()): boolean {
+  const dir = path.join(conf.runDir, `agent-${n}`);
+  return stopPending(conf, n, now) || freshFile(path.join(dir, "restarted"), now, RESTART_GRACE_MS);
+}
+
 /** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from Node). */
 const CLOCK_TICKS = 100;
 
@@ -208,6 +249,7 @@ export function snapshot(conf: HostConf, listed?: ReadonlyMap<number, WindowInfo
     recorded.set(n, rec);
     const facts: ProcessFacts = { n, window: w !== undefined, dead: w?.dead ?? false };
     if (w?.exitCode !== undefined) facts.exitCode = w.exitCode;
+    if (w?.dead && onItsWayBack(conf, n)) facts.stopping = true;
     const pid = Number(readSmall(path.join(run, "pid")));
     const st = Number.isSafeInteger(pid) && pid > 0 ? procStat(pid) : undefined;
     if (w && !w.dead && st) {

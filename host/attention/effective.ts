@@ -12,6 +12,8 @@ export interface ProcessFacts {
   window: boolean;
   /** Its pane is dead (the wrapper ended: stopped for good or failed). */
   dead: boolean;
+  /** agentctl stopped it a moment ago, to restart or remove it (host/agents/facts.ts onItsWayBack). */
+  stopping?: boolean;
   exitCode?: number;
   /** claude's pid, while it runs. */
   pid?: number;
@@ -66,6 +68,9 @@ export function effectiveState(facts: ProcessFacts, recorded: Recorded | undefin
     needsYou: needsYou(state),
   });
   if (!facts.window) return make("missing", "no window (agentctl reconcile starts it)");
+  if (facts.dead && facts.stopping) {
+    return make("starting", "agentctl stopped it a moment ago (a restart or a scale-down)");
+  }
   if (facts.dead) {
     return make(
       "exited",

@@ -15,7 +15,7 @@ import { agentCwd, agentIds, asAgentArgv, lexists, type AgentUser } from "../age
 import { GIT_QUERY_TIMEOUT_SECONDS } from "../agents/checkouts";
 import type { HostConf } from "../conf/conf";
 import { humanDuration, sortForStatus, type Effective } from "./effective";
-import { KEY_REJECTED_RE, NEEDS_LOGIN_RE, paneText, snapshot } from "../agents/facts";
+import { KEY_REJECTED_RE, NEEDS_LOGIN_RE, onItsWayBack, paneText, snapshot } from "../agents/facts";
 import { healthy, type Problem } from "./health";
 import { oneLine } from "./text";
 import { agentWindows, tmux, type WindowInfo } from "../agents/tmux";
@@ -196,14 +196,27 @@ export interface ProcessState {
 const whole = (s: string | undefined): number | undefined =>
   s !== undefined && /^-?\d+$/.test(s.trim()) ? Number(s.trim()) : undefined;
 
-/** etimes: seconds claude has run, when `pid` is alive (undefined when it is not). */
+/**
+ * etimes: seconds claude has run, when `pid` is alive (undefined when it is not). stopping:
+ * agentctl stopped it a moment ago (host/agents/facts.ts onItsWayBack), so a dead pane is on its way
+ * back or out.
+ */
 export function processState(
   window: WindowInfo | undefined,
   files: RunFiles,
   etimes: (pid: number) => number | undefined,
+  stopping = false,
 ): ProcessState {
   const none = { exitCode: null, pid: null };
   if (!window) return { state: "missing", text: "missing", ...none };
+  if (window.dead && stopping) {
+    return {
+      state: "restarting",
+      text: "stopping (agentctl restart or scale-down)",
+      exitCode: window.exitCode ?? null,
+      pid: null,
+    };
+  }
   if (window.dead) {
     return {
       state: "exited",
@@ -459,7 +472,7 @@ async function gatherRow(
     const p = procs.get(pid);
     return p ? Math.max(0, Math.floor(up - p.startTicks / CLOCK_TICKS)) : undefined;
   };
-  const proc = processState(window, files, etimes);
+  const proc = processState(window, files, etimes, window?.dead === true && onItsWayBack(conf, n));
   const live = window !== undefined && !window.dead;
   const ws = ids.workspace;
   // The pane was read a moment ago for the sign-in check of snapshot() (host/agents/facts.ts caches it).
