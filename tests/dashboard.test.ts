@@ -21,6 +21,7 @@ import { startMessagesApi, type MessagesApi, type RecordedRequest } from "./fixt
 import { atClaudePrompt, realClaudeBin } from "./fixtures/real-claude";
 import {
   databaseQuestion,
+  stackQuestion,
   offlineClaudeEnv,
   pane,
   RealHost,
@@ -590,6 +591,41 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       60_000,
     );
     expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
+    await pageShows(1, "idle");
+  });
+
+  test("a question of two parts: the page offers each part's options in turn, then Submit; the model gets both answers", async () => {
+    api.reply({ toolUse: stackQuestion(NONCE) });
+    api.reply({ text: `Postgres and Memcached for ${NONCE}.` });
+    await sendFromPage(1, `pick a stack ${NONCE}`);
+    await pageShows(1, "needs-answer");
+    const buttons = () => page.$$eval("#actions button", (b) => b.map((x) => x.textContent));
+    const offered = async (want: string[], what: string) => {
+      const shown = await poll(
+        what,
+        async () => {
+          const now = await buttons();
+          return JSON.stringify(now) === JSON.stringify(want) ? now : undefined;
+        },
+        15_000,
+        50,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}; the pane:\n${pane(h, 1)}`);
+      });
+      expect(shown).toEqual(want);
+    };
+    await offered(["1. Postgres", "2. SQLite"], "the first part's options");
+    await page.tap('#actions [data-option="1"]');
+    await offered(["1. Redis", "2. Memcached"], "the second part's options");
+    expect(await page.textContent("#pane")).toContain(`Which cache for ${NONCE}?`);
+    await page.tap('#actions [data-option="2"]');
+    await offered(["1. Submit answers", "2. Cancel"], "the review's options");
+    await page.tap('#actions [data-option="1"]');
+    const answered = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(`=\\"Memcached\\"`),
+      60_000,
+    );
+    expect(conversation(answered)).toContain(`=\\"Postgres\\"`);
     await pageShows(1, "idle");
   });
 

@@ -116,6 +116,25 @@ export const databaseQuestion = (nonce: string) => ({
   },
 });
 
+/** One AskUserQuestion of two parts: Claude Code asks them one after the other, then for a submit. */
+export const stackQuestion = (nonce: string) => ({
+  name: "AskUserQuestion",
+  input: {
+    questions: [
+      databaseQuestion(nonce).input.questions[0],
+      {
+        question: `Which cache for ${nonce}?`,
+        header: "Cache",
+        options: [
+          { label: "Redis", description: "a server" },
+          { label: "Memcached", description: "plain keys" },
+        ],
+        multiSelect: false,
+      },
+    ],
+  },
+});
+
 /** tmux on a server's socket; its stdout, or an error with its stderr. */
 export function tmux(sock: string, args: string[]): string {
   const r = spawnSync("tmux", ["-S", sock, ...args], { encoding: "utf8" });

@@ -71,6 +71,22 @@ const IDLE_PANE = `❯ list three steps
   ⏸ manual mode on · ? for shortcuts · ← for agents
 `;
 
+/** Claude Code 2.1.331's review of a question of two parts, as tests/dashboard.test.ts captured it. */
+const REVIEW_PANE = `❯ pick a stack
+────────────────────────────────────────────────────────────────────────────────
+←  ☒ Database  ☒ Cache  ✔ Submit  →
+
+Review your answers
+
+ ● Which database?
+   → Postgres
+ ● Which cache?
+   → Memcached
+
+❯ 1. Submit answers
+  2. Cancel
+`;
+
 describe("the dialog in a pane", () => {
   test("a permission: Yes is 1, No is its own digit (4 here, not always 3)", () => {
     const p = parsePrompt(PERMISSION_PANE);
@@ -94,6 +110,25 @@ describe("the dialog in a pane", () => {
     expect(answerKey(p, "option", 2)).toEqual({ key: "2" });
     expect(answerKey(p, "option", 4)).toEqual({ refused: expect.stringContaining("no option 4") });
     expect(answerKey(p, "approve")).toEqual({ refused: expect.stringContaining("question") });
+  });
+
+  test("a question's review (no footer): Submit answers is 1, Cancel 2, and only at the pane's bottom", () => {
+    const p = parsePrompt(REVIEW_PANE);
+    expect(p).toEqual({
+      kind: "question",
+      options: [
+        { n: 1, label: "Submit answers" },
+        { n: 2, label: "Cancel" },
+      ],
+    });
+    expect(answerKey(p, "option", 1)).toEqual({ key: "1" });
+    expect(answerKey(p, "approve")).toEqual({ refused: expect.stringContaining("question") });
+    // The same words in a reply, with the input box under them, are no dialog.
+    const replied = `${REVIEW_PANE}\n● Done.\n\n${"─".repeat(80)}\n❯ \n${"─".repeat(80)}\n  ? for shortcuts\n`;
+    expect(parsePrompt(replied)).toBeUndefined();
+    // Nor are the two options without the heading, or other options under it.
+    expect(parsePrompt(REVIEW_PANE.replace("Review your answers", "Your answers"))).toBeUndefined();
+    expect(parsePrompt(REVIEW_PANE.replace("2. Cancel", "2. Cancel it"))).toBeUndefined();
   });
 
   test("a numbered list in a reply, with no dialog under it, is no dialog", () => {

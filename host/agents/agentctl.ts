@@ -212,10 +212,15 @@ function stopSurplus(a: Agents, surplus: number[]): void {
   a.stopAgents(surplus);
 }
 
+/** The tmux server is up and has a window of at least one agent. */
+function hasAgents(a: Agents): boolean {
+  return a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0;
+}
+
 /** `restart N|all [--if-any]`: stop the agent's wrapper and start it again (its conversation resumes). */
 export function restart(a: Agents, argv: readonly string[]): number {
   const { target, ifAny } = parseRestartArgs(argv);
-  if (ifAny && !(a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0)) {
+  if (ifAny && !hasAgents(a)) {
     a.log("restart all: no agents are running; each starts with the current settings");
     return 0;
   }
@@ -269,8 +274,7 @@ export function attachSelect(a: Agents, argv: readonly string[]): number {
 
 /** After `agentctl login` stored the token: every agent restarts with it, if there are any. */
 export function loginRestart(a: Agents): number {
-  if (a.serverUp() && agentsWithWindows(a.readWindows().byName).length > 0)
-    return restart(a, ["all"]);
+  if (hasAgents(a)) return restart(a, ["all"]);
   a.log("no agents are running; they will use the login when they start");
   return 0;
 }

@@ -14,10 +14,22 @@
 //                                             4. Chat about this
 //                                            Enter to select · ↑/↓ to navigate · Esc to cancel
 //
+// A question of several parts (one AskUserQuestion with two questions) shows its parts one after
+// the other, each as above, a digit moving on to the next; then a review with no footer at all:
+//
+//   ←  ☒ Database  ☒ Cache  ✔ Submit  →
+//   Review your answers
+//    ● Which database for …?
+//      → Postgres
+//    ● Which cache for …?
+//      → Memcached
+//   ❯ 1. Submit answers
+//     2. Cancel
+//
 // A digit picks its option at once (no Enter): "1" runs the tool, the digit of "No" refuses it
 // (as Esc does: "Interrupted · What should Claude do instead?"), a question's digit answers it
-// ("Which db? → SQLite" in the tool result). "Type something." and "Chat about this" open text
-// input instead of answering, so they are not offered.
+// ("Which db? → SQLite" in the tool result; on the review, 1 sends every part's answer). "Type
+// something." and "Chat about this" open text input instead of answering, so they are not offered.
 
 export interface PromptOption {
   n: number;
@@ -32,24 +44,45 @@ export interface Prompt {
 const OPTION_RE = /^\s*(?:❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
 const FOOTER_RE = /Esc to cancel/;
 const NOT_ANSWERS = new Set(["Type something.", "Chat about this"]);
+/** The review of a question of several parts: this heading, then exactly these two options. */
+const REVIEW_RE = /^\s*Review your answers\s*$/;
+const REVIEW_OPTIONS = ["Submit answers", "Cancel"];
 
-/**
- * The dialog at the bottom of a pane, or undefined when none shows. Only the last run of options
- * numbered 1, 2, 3 … counts (a reply above may hold a numbered list too), and only with Claude
- * Code's footer ("Esc to cancel") below it.
- */
-export function parsePrompt(pane: string): Prompt | undefined {
-  const lines = pane.replace(/\s+$/, "").split("\n");
-  const footer = lines.map((l) => FOOTER_RE.test(l)).lastIndexOf(true);
-  if (footer < 0) return undefined;
+/** The last run of options numbered 1, 2, 3 … in `lines` (a reply above may hold a list too). */
+function lastRun(lines: readonly string[]): PromptOption[] {
   let run: PromptOption[] = [];
-  for (const line of lines.slice(0, footer)) {
+  for (const line of lines) {
     const m = OPTION_RE.exec(line);
     if (!m) continue;
     const n = Number(m[1]);
     if (n === 1) run = [{ n, label: m[2] }];
     else if (run.length > 0 && n === run[run.length - 1].n + 1) run.push({ n, label: m[2] });
   }
+  return run;
+}
+
+/**
+ * The review of a question of several parts, which has no footer: its two options must be the
+ * pane's last lines, under the heading "Review your answers" (the input box and its footer stand
+ * below anything the model writes, so a reply cannot end the pane this way).
+ */
+function review(lines: readonly string[]): Prompt | undefined {
+  const tail = lines.slice(-REVIEW_OPTIONS.length).map((l) => OPTION_RE.exec(l));
+  if (tail.some((m, k) => m?.[1] !== String(k + 1) || m?.[2] !== REVIEW_OPTIONS[k]))
+    return undefined;
+  if (!lines.slice(0, -REVIEW_OPTIONS.length).some((l) => REVIEW_RE.test(l))) return undefined;
+  return { kind: "question", options: REVIEW_OPTIONS.map((label, k) => ({ n: k + 1, label })) };
+}
+
+/**
+ * The dialog at the bottom of a pane, or undefined when none shows: the last run of options
+ * numbered 1, 2, 3 … above Claude Code's footer ("Esc to cancel"), or a question's review.
+ */
+export function parsePrompt(pane: string): Prompt | undefined {
+  const lines = pane.replace(/\s+$/, "").split("\n");
+  const footer = lines.map((l) => FOOTER_RE.test(l)).lastIndexOf(true);
+  if (footer < 0) return review(lines);
+  const run = lastRun(lines.slice(0, footer));
   if (run.length < 2) return undefined;
   if (run[0].label === "Yes" && run.some((o) => o.label === "No"))
     return { kind: "permission", options: run };
