@@ -167,6 +167,23 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await page.waitForFunction(() => document.getElementById("msg")?.textContent === "Sent.");
   }
 
+  /** Waits for the open agent's buttons to be exactly `want` (in order); the pane in the error. */
+  async function offered(want: string[], what: string): Promise<void> {
+    const buttons = () => page.$$eval("#actions button", (b) => b.map((x) => x.textContent));
+    const shown = await poll(
+      what,
+      async () => {
+        const now = await buttons();
+        return JSON.stringify(now) === JSON.stringify(want) ? now : undefined;
+      },
+      15_000,
+      50,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; agent-1's pane:\n${pane(h, 1)}`);
+    });
+    expect(shown).toEqual(want);
+  }
+
   /** Waits for the recorder's transition, then for the page; returns ms from the one to the other. */
   async function pageShows(n: number, state: string): Promise<number> {
     const rec = await poll(
@@ -599,21 +616,6 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     api.reply({ text: `Postgres and Memcached for ${NONCE}.` });
     await sendFromPage(1, `pick a stack ${NONCE}`);
     await pageShows(1, "needs-answer");
-    const buttons = () => page.$$eval("#actions button", (b) => b.map((x) => x.textContent));
-    const offered = async (want: string[], what: string) => {
-      const shown = await poll(
-        what,
-        async () => {
-          const now = await buttons();
-          return JSON.stringify(now) === JSON.stringify(want) ? now : undefined;
-        },
-        15_000,
-        50,
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}; the pane:\n${pane(h, 1)}`);
-      });
-      expect(shown).toEqual(want);
-    };
     await offered(["1. Postgres", "2. SQLite"], "the first part's options");
     await page.tap('#actions [data-option="1"]');
     await offered(["1. Redis", "2. Memcached"], "the second part's options");
@@ -626,6 +628,30 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       60_000,
     );
     expect(conversation(answered)).toContain(`=\\"Postgres\\"`);
+    await pageShows(1, "idle");
+  });
+
+  test("a question that takes several options: the page ticks them, Next leads to the review, Submit sends them all", async () => {
+    api.reply({ toolUse: databaseQuestion(NONCE, true) });
+    api.reply({ text: `Both then, ${NONCE}.` });
+    await sendFromPage(1, `pick databases ${NONCE}`);
+    await pageShows(1, "needs-answer");
+    await offered(["1. ☐ Postgres", "2. ☐ SQLite", "Next →"], "the boxes, none ticked");
+    const asked = api.requests.length;
+    await page.tap('#actions [data-option="1"]');
+    await offered(["1. ☑ Postgres", "2. ☐ SQLite", "Next →"], "Postgres ticked");
+    await page.tap('#actions [data-option="2"]');
+    await offered(["1. ☑ Postgres", "2. ☑ SQLite", "Next →"], "both ticked");
+    // Nothing goes to the model while the lead ticks.
+    expect(api.requests.slice(asked).filter((r) => r.scripted)).toEqual([]);
+    await page.tap("#actions #next");
+    await offered(["1. Submit answers", "2. Cancel"], "the review's options");
+    await page.tap('#actions [data-option="1"]');
+    const answered = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(`=\\"Postgres, SQLite\\"`),
+      60_000,
+    );
+    expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
     await pageShows(1, "idle");
   });
 

@@ -99,7 +99,7 @@ export async function offlineClaudeEnv(): Promise<string[]> {
 }
 
 /** An AskUserQuestion tool use, as Claude Code 2.1.331 takes it: one question, two options. */
-export const databaseQuestion = (nonce: string) => ({
+export const databaseQuestion = (nonce: string, multiSelect = false) => ({
   name: "AskUserQuestion",
   input: {
     questions: [
@@ -110,7 +110,7 @@ export const databaseQuestion = (nonce: string) => ({
           { label: "Postgres", description: "relational" },
           { label: "SQLite", description: "embedded" },
         ],
-        multiSelect: false,
+        multiSelect,
       },
     ],
   },

@@ -14,7 +14,7 @@ import {
   parseSendBody,
   tokenMatches,
 } from "../host/web/guard";
-import { answerKey, parsePrompt } from "../host/web/prompt";
+import { answerKey, keyArgs, NEXT_KEY, parsePrompt } from "../host/web/prompt";
 import { dashboardUrl, ensureToken, readToken, TOKEN_RE, writeToken } from "../host/web/token";
 import { patchRows } from "../host/web/rows";
 import { COLUMNS, toJson, type StatusRow } from "../host/attention/status";
@@ -87,6 +87,25 @@ Review your answers
   2. Cancel
 `;
 
+/** Claude Code 2.1.331's question that takes several options, Postgres ticked (tests/dashboard.test.ts). */
+const MULTI_PANE = `❯ pick databases
+────────────────────────────────────────────────────────────────────────────────
+←  ☒ Database  ✔ Submit  →
+
+Which database?
+
+❯ 1. [✔] Postgres
+         relational
+  2. [ ] SQLite
+         embedded
+  3. [ ] Type something
+     Submit
+────────────────────────────────────────────────────────────────────────────────
+  4. Chat about this
+
+Enter to select · ↑/↓ to navigate · Esc to cancel
+`;
+
 describe("the dialog in a pane", () => {
   test("a permission: Yes is 1, No is its own digit (4 here, not always 3)", () => {
     const p = parsePrompt(PERMISSION_PANE);
@@ -129,6 +148,31 @@ describe("the dialog in a pane", () => {
     // Nor are the two options without the heading, or other options under it.
     expect(parsePrompt(REVIEW_PANE.replace("Review your answers", "Your answers"))).toBeUndefined();
     expect(parsePrompt(REVIEW_PANE.replace("2. Cancel", "2. Cancel it"))).toBeUndefined();
+  });
+
+  test("a question that takes several options: ticks read from the boxes, digits tick, Next is Right by name", () => {
+    const p = parsePrompt(MULTI_PANE);
+    expect(p).toEqual({
+      kind: "question",
+      multiSelect: true,
+      options: [
+        { n: 1, label: "Postgres", checked: true },
+        { n: 2, label: "SQLite", checked: false },
+      ],
+    });
+    expect(answerKey(p, "option", 2)).toEqual({ key: "2" });
+    expect(answerKey(p, "option", 3)).toEqual({ refused: expect.stringContaining("no option 3") });
+    expect(answerKey(p, "next")).toEqual({ key: NEXT_KEY });
+    expect(keyArgs(NEXT_KEY)).toEqual(["Right"]);
+    // A digit is never a key name: "-l" before it, always.
+    expect(keyArgs("2")).toEqual(["-l", "2"]);
+    // A question that takes one option moves on by itself: no Next.
+    expect(answerKey(parsePrompt(QUESTION_PANE), "next")).toEqual({
+      refused: expect.stringContaining("takes one option"),
+    });
+    expect(answerKey(parsePrompt(PERMISSION_PANE), "next")).toEqual({
+      refused: expect.stringContaining("permission"),
+    });
   });
 
   test("a numbered list in a reply, with no dialog under it, is no dialog", () => {
@@ -181,10 +225,12 @@ describe("the door", () => {
   test("bodies: exact fields, typed", () => {
     expect(parseAnswer('{"action":"approve"}')).toEqual({ action: "approve" });
     expect(parseAnswer('{"action":"option","option":2}')).toEqual({ action: "option", option: 2 });
+    expect(parseAnswer('{"action":"next"}')).toEqual({ action: "next" });
     for (const bad of [
       "",
       "[]",
       '{"action":"approve","option":1}',
+      '{"action":"next","option":1}',
       '{"action":"option","option":"2"}',
       '{"action":"option","option":10}',
       '{"action":"rm -rf"}',

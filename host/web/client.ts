@@ -22,7 +22,11 @@ interface Status {
 interface PaneView {
   name: string;
   text: string;
-  prompt: { kind: "permission" | "question"; options: { n: number; label: string }[] } | null;
+  prompt: {
+    kind: "permission" | "question";
+    options: { n: number; label: string; checked?: boolean }[];
+    multiSelect?: boolean;
+  } | null;
 }
 
 const TOKEN_KEY = "agent-host-dashboard-token";
@@ -220,17 +224,23 @@ function actions(view: PaneView, row: Row | undefined): void {
       button("deny", "Deny", answer({ action: "deny" }, "Denied.")),
     );
   } else {
-    box.replaceChildren(
-      ...p.options.map((o) => {
-        const b = button(
-          "",
-          `${o.n}. ${o.label}`,
-          answer({ action: "option", option: o.n }, `Answered ${o.n}.`),
-        );
-        b.dataset.option = String(o.n);
-        return b;
-      }),
-    );
+    // A question that takes several options: each button ticks or unticks its option (the pane
+    // shows which are ticked), and Next moves on to the next part or the review's Submit.
+    const options = p.options.map((o) => {
+      const box = p.multiSelect ? `${o.checked ? "☑" : "☐"} ` : "";
+      const done = p.multiSelect ? `Ticked or unticked ${o.n}.` : `Answered ${o.n}.`;
+      const b = button(
+        "",
+        `${o.n}. ${box}${o.label}`,
+        answer({ action: "option", option: o.n }, done),
+      );
+      b.dataset.option = String(o.n);
+      return b;
+    });
+    const next = p.multiSelect
+      ? [button("next", "Next →", answer({ action: "next" }, "Next."))]
+      : [];
+    box.replaceChildren(...options, ...next);
   }
 }
 

@@ -93,12 +93,18 @@ export function jsonObject(text: string, allowed: readonly string[]): Record<str
 }
 
 export type Answer =
-  { action: "approve" } | { action: "deny" } | { action: "option"; option: number };
+  | { action: "approve" }
+  | { action: "deny" }
+  | { action: "next" }
+  | { action: "option"; option: number };
 
-/** POST /answer's body: {"action":"approve"} | {"action":"deny"} | {"action":"option","option":N}. */
+/**
+ * POST /answer's body: {"action":"approve"} | {"action":"deny"} | {"action":"option","option":N}
+ * | {"action":"next"} (a question that takes several options: on to its next part or review).
+ */
 export function parseAnswer(text: string): Answer {
   const o = jsonObject(text, ["action", "option"]);
-  if (o.action === "approve" || o.action === "deny") {
+  if (o.action === "approve" || o.action === "deny" || o.action === "next") {
     if (o.option !== undefined) throw new BadRequest(`'option' goes only with action "option"`);
     return { action: o.action };
   }
@@ -108,7 +114,7 @@ export function parseAnswer(text: string): Answer {
       throw new BadRequest("option must be a whole number from 1 to 9");
     return { action: "option", option: n };
   }
-  throw new BadRequest(`action must be "approve", "deny" or "option"`);
+  throw new BadRequest(`action must be "approve", "deny", "option" or "next"`);
 }
 
 /** POST /send's body: {"text": "..."}; the text's own limits are agentctl send's (send.ts). */

@@ -26,6 +26,21 @@
 //   ❯ 1. Submit answers
 //     2. Cancel
 //
+// A question that takes several options (multiSelect) boxes them, and a digit ticks or unticks
+// its option; Right moves on (to its next part, or to the review above, the only way to submit):
+//
+//   ←  ☐ Database  ✔ Submit  →
+//   Which database?
+//   ❯ 1. [✔] Postgres
+//            relational
+//     2. [ ] SQLite
+//            embedded
+//     3. [ ] Type something
+//        Submit
+//   ────────
+//     4. Chat about this
+//   Enter to select · ↑/↓ to navigate · Esc to cancel
+//
 // A digit picks its option at once (no Enter): "1" runs the tool, the digit of "No" refuses it
 // (as Esc does: "Interrupted · What should Claude do instead?"), a question's digit answers it
 // ("Which db? → SQLite" in the tool result; on the review, 1 sends every part's answer). "Type
@@ -34,16 +49,24 @@
 export interface PromptOption {
   n: number;
   label: string;
+  /** A question that takes several options: whether this one is ticked. */
+  checked?: boolean;
 }
 
 export interface Prompt {
   kind: "permission" | "question";
   options: PromptOption[];
+  /** A question that takes several options: digits tick them, "next" moves on. */
+  multiSelect?: boolean;
 }
 
 const OPTION_RE = /^\s*(?:❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
 const FOOTER_RE = /Esc to cancel/;
-const NOT_ANSWERS = new Set(["Type something.", "Chat about this"]);
+const NOT_ANSWERS = new Set(["Type something.", "Type something", "Chat about this"]);
+/** An option of a question that takes several: "[ ] label" or "[✔] label". */
+const BOX_RE = /^\[( |✔)\]\s+(\S.*)$/;
+/** The key that moves a question that takes several options on (a tmux key name, not text). */
+export const NEXT_KEY = "Right";
 /** The review of a question of several parts: this heading, then exactly these two options. */
 const REVIEW_RE = /^\s*Review your answers\s*$/;
 const REVIEW_OPTIONS = ["Submit answers", "Cancel"];
@@ -86,10 +109,26 @@ export function parsePrompt(pane: string): Prompt | undefined {
   if (run.length < 2) return undefined;
   if (run[0].label === "Yes" && run.some((o) => o.label === "No"))
     return { kind: "permission", options: run };
+  return question(run);
+}
+
+/** A question's options: the boxed ones of a question that takes several, or the plain ones. */
+function question(run: readonly PromptOption[]): Prompt {
+  const boxed = run.map((o) => ({ o, m: BOX_RE.exec(o.label) }));
+  const multi = boxed.filter(({ o }) => !NOT_ANSWERS.has(o.label));
+  if (multi.length > 0 && multi.every(({ m }) => m)) {
+    const options = boxed.flatMap(({ o, m }) =>
+      m && !NOT_ANSWERS.has(m[2]) ? [{ n: o.n, label: m[2], checked: m[1] === "✔" }] : [],
+    );
+    return { kind: "question", options, multiSelect: true };
+  }
   return { kind: "question", options: run.filter((o) => !NOT_ANSWERS.has(o.label)) };
 }
 
-export type AnswerAction = "approve" | "deny" | "option";
+export type AnswerAction = "approve" | "deny" | "option" | "next";
+
+/** send-keys' arguments for a key answerKey chose: a digit as a literal key, NEXT_KEY by name. */
+export const keyArgs = (key: string): string[] => (key === NEXT_KEY ? [key] : ["-l", key]);
 
 /** The key to send for an answer, or why it cannot be given to this prompt. */
 export function answerKey(
@@ -107,6 +146,10 @@ export function answerKey(
   }
   if (prompt.kind !== "question")
     return { refused: "its dialog asks for a permission; approve or deny it" };
+  if (action === "next")
+    return prompt.multiSelect
+      ? { key: NEXT_KEY }
+      : { refused: "its question takes one option, and picking it moves on; pick an option" };
   const o = prompt.options.find((x) => x.n === option);
   return o
     ? { key: String(o.n) }

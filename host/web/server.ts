@@ -6,7 +6,7 @@
 //   GET  /api/events              the same rows as server-sent events, pushed on every change
 //   GET  /api/agents/NAME/pane    the pane's screen as text, and the dialog it shows (prompt.ts)
 //   POST /api/agents/NAME/send    {"text": "..."}: `agentctl send`'s rules and code (send.ts)
-//   POST /api/agents/NAME/answer  {"action": "approve"|"deny"|"option", "option": N}
+//   POST /api/agents/NAME/answer  {"action": "approve"|"deny"|"option"|"next", "option": N}
 //
 // A deny is recorded by the dashboard itself: Claude Code fires no hook after a refused permission
 // (host/attention/state.ts onDashboardDeny), so once the dialog has left the pane the recorder runs
@@ -43,7 +43,7 @@ import {
   parseSendBody,
   tokenMatches,
 } from "./guard";
-import { answerKey, parsePrompt } from "./prompt";
+import { answerKey, keyArgs, parsePrompt } from "./prompt";
 import { tokenReader } from "./token";
 import { PAGE_HTML, pageCsp } from "./page";
 
@@ -466,7 +466,8 @@ export class Dashboard {
     this.liveWindow(n);
     const snap = snapshot(this.opts.conf);
     const row = snap.rows.find((r) => r.n === n);
-    const waiting = answer.action === "option" ? "needs-answer" : "needs-permission";
+    const question = answer.action === "option" || answer.action === "next";
+    const waiting = question ? "needs-answer" : "needs-permission";
     if (row?.state !== waiting)
       throw new HttpError(
         409,
@@ -478,8 +479,14 @@ export class Dashboard {
       answer.action === "option" ? answer.option : undefined,
     );
     if ("refused" in key) throw new HttpError(409, `agent-${n}: ${key.refused}; nothing was typed`);
-    // -l: the digit as a literal key, never a key name tmux would interpret.
-    const r = tmux(this.opts.conf.tmuxSocket, ["send-keys", "-t", windowTarget(n), "-l", key.key]);
+    // A digit goes as a literal key (-l), never as a key name tmux would interpret; "next" is the
+    // one key name sent (keyArgs).
+    const r = tmux(this.opts.conf.tmuxSocket, [
+      "send-keys",
+      "-t",
+      windowTarget(n),
+      ...keyArgs(key.key),
+    ]);
     if (r.code !== 0) throw new Error(`tmux send-keys: ${r.stderr.trim()}`);
     this.opts.log(`web: ${answer.action} ${key.key} for agent-${n}`);
     const seq = snap.recorded.get(n)?.seq;
