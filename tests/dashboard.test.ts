@@ -184,6 +184,32 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(shown).toEqual(want);
   }
 
+  /** agent-1 asks `question` (AskUserQuestion) when the page sends it `prompt`; then it says done. */
+  async function ask(
+    question: { name: string; input: Record<string, unknown> },
+    prompt: string,
+  ): Promise<void> {
+    api.reply({ toolUse: question });
+    api.reply({ text: `Noted, ${NONCE}.` });
+    await sendFromPage(1, prompt);
+    await pageShows(1, "needs-answer");
+  }
+
+  /**
+   * At the review of agent-1's question: Submit answers from the page. The model's next request,
+   * which must hold `answer`; agent-1 idle again after it.
+   */
+  async function submitReview(answer: string): Promise<RecordedRequest> {
+    await offered(["1. Submit answers", "2. Cancel"], "the review's options");
+    await page.tap('#actions [data-option="1"]');
+    const answered = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(answer),
+      60_000,
+    );
+    await pageShows(1, "idle");
+    return answered;
+  }
+
   /** Waits for the recorder's transition, then for the page; returns ms from the one to the other. */
   async function pageShows(n: number, state: string): Promise<number> {
     const rec = await poll(
@@ -612,30 +638,18 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
   });
 
   test("a question of two parts: the page offers each part's options in turn, then Submit; the model gets both answers", async () => {
-    api.reply({ toolUse: stackQuestion(NONCE) });
-    api.reply({ text: `Postgres and Memcached for ${NONCE}.` });
-    await sendFromPage(1, `pick a stack ${NONCE}`);
-    await pageShows(1, "needs-answer");
+    await ask(stackQuestion(NONCE), `pick a stack ${NONCE}`);
     await offered(["1. Postgres", "2. SQLite"], "the first part's options");
     await page.tap('#actions [data-option="1"]');
     await offered(["1. Redis", "2. Memcached"], "the second part's options");
     expect(await page.textContent("#pane")).toContain(`Which cache for ${NONCE}?`);
     await page.tap('#actions [data-option="2"]');
-    await offered(["1. Submit answers", "2. Cancel"], "the review's options");
-    await page.tap('#actions [data-option="1"]');
-    const answered = await api.waitForRequest(
-      (r) => r.scripted && conversation(r).includes(`=\\"Memcached\\"`),
-      60_000,
-    );
+    const answered = await submitReview(`=\\"Memcached\\"`);
     expect(conversation(answered)).toContain(`=\\"Postgres\\"`);
-    await pageShows(1, "idle");
   });
 
   test("a question that takes several options: the page ticks them, Next leads to the review, Submit sends them all", async () => {
-    api.reply({ toolUse: databaseQuestion(NONCE, true) });
-    api.reply({ text: `Both then, ${NONCE}.` });
-    await sendFromPage(1, `pick databases ${NONCE}`);
-    await pageShows(1, "needs-answer");
+    await ask(databaseQuestion(NONCE, true), `pick databases ${NONCE}`);
     await offered(["1. ☐ Postgres", "2. ☐ SQLite", "Next →"], "the boxes, none ticked");
     const asked = api.requests.length;
     await page.tap('#actions [data-option="1"]');
@@ -645,14 +659,8 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     // Nothing goes to the model while the lead ticks.
     expect(api.requests.slice(asked).filter((r) => r.scripted)).toEqual([]);
     await page.tap("#actions #next");
-    await offered(["1. Submit answers", "2. Cancel"], "the review's options");
-    await page.tap('#actions [data-option="1"]');
-    const answered = await api.waitForRequest(
-      (r) => r.scripted && conversation(r).includes(`=\\"Postgres, SQLite\\"`),
-      60_000,
-    );
+    const answered = await submitReview(`=\\"Postgres, SQLite\\"`);
     expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
-    await pageShows(1, "idle");
   });
 
   test("send refuses an agent that is working, as agentctl send does", async () => {
