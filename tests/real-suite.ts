@@ -98,7 +98,10 @@ export async function offlineClaudeEnv(): Promise<string[]> {
   ];
 }
 
-/** An AskUserQuestion tool use, as Claude Code 2.1.331 takes it: one question, two options. */
+/**
+ * An AskUserQuestion tool use, as Claude Code 2.1.331 takes it: one question, two options; with
+ * `multiSelect`, one that takes several (Claude Code boxes them).
+ */
 export const databaseQuestion = (nonce: string, multiSelect = false) => ({
   name: "AskUserQuestion",
   input: {

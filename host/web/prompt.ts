@@ -115,8 +115,8 @@ export function parsePrompt(pane: string): Prompt | undefined {
 /** A question's options: the boxed ones of a question that takes several, or the plain ones. */
 function question(run: readonly PromptOption[]): Prompt {
   const boxed = run.map((o) => ({ o, m: BOX_RE.exec(o.label) }));
-  const multi = boxed.filter(({ o }) => !NOT_ANSWERS.has(o.label));
-  if (multi.length > 0 && multi.every(({ m }) => m)) {
+  const answers = boxed.filter(({ o }) => !NOT_ANSWERS.has(o.label));
+  if (answers.length > 0 && answers.every(({ m }) => m)) {
     const options = boxed.flatMap(({ o, m }) =>
       m && !NOT_ANSWERS.has(m[2]) ? [{ n: o.n, label: m[2], checked: m[1] === "✔" }] : [],
     );
