@@ -17,6 +17,7 @@ import {
 import { answerKey, keyArgs, NEXT_KEY, parsePrompt } from "../host/web/prompt";
 import { dashboardUrl, ensureToken, readToken, TOKEN_RE, writeToken } from "../host/web/token";
 import { patchRows } from "../host/web/rows";
+import { runAs } from "../host/web/run-as";
 import { COLUMNS, toJson, type StatusRow } from "../host/attention/status";
 import { sortForStatus, type AgentState, type Effective } from "../host/attention/effective";
 import { applyHook, type Recorded } from "../host/attention/state";
@@ -400,5 +401,15 @@ describe("a deny the dashboard typed (Claude Code fires no hook after it)", () =
       applyHook(working, { hook_event_name: "DashboardDeny", seq: working.seq }, t0 + 300),
     ).toBeUndefined();
     expect(applyHook(undefined, { hook_event_name: "DashboardDeny", seq: 1 }, t0)).toBeUndefined();
+  });
+});
+
+describe("the recorder's run as the agent", () => {
+  test("a setpriv that ends without reading its input is a refusal with its reason, not a crash of the server", async () => {
+    // Past a pipe's buffer (64 KiB), so the write is still going when setpriv has already exited.
+    const input = "x".repeat(1024 * 1024);
+    await expect(runAs(["--bogus-option", "true"], os.tmpdir(), input)).rejects.toThrow(
+      /^the recorder exited 1: .*bogus-option/s,
+    );
   });
 });

@@ -23,7 +23,6 @@ import * as fs from "fs";
 import * as http from "http";
 import type { AddressInfo } from "net";
 import type { HostConf } from "../conf/conf";
-import { spawn } from "child_process";
 import { snapshot } from "../agents/facts";
 import { agentCwd, agentIds, asAgentArgv, lookupUser } from "../agents/agent-user";
 import { send, sendText, UsageError } from "../agents/send";
@@ -46,6 +45,7 @@ import {
 import { answerKey, keyArgs, parsePrompt } from "./prompt";
 import { tokenReader } from "./token";
 import { PAGE_HTML, pageCsp } from "./page";
+import { runAs } from "./run-as";
 
 /** Process facts (not hook-driven) are looked at this often while a page is connected. */
 export const POLL_MS = 1000;
@@ -60,7 +60,6 @@ const RESCAN_MS = 5000;
 /** After a deny, the pane is looked at this often for the dialog to go, for at most DENY_WAIT_MS. */
 const DENY_LOOK_MS = 50;
 const DENY_WAIT_MS = 5000;
-const RECORDER_TIMEOUT_MS = 10_000;
 
 export interface DashboardOptions {
   conf: HostConf;
@@ -526,27 +525,6 @@ export class Dashboard {
       JSON.stringify({ hook_event_name: "DashboardDeny", seq }),
     );
   }
-}
-
-/** setpriv ARGS with `input` on stdin; rejects on a non-zero exit or after RECORDER_TIMEOUT_MS. */
-function runAs(args: string[], cwd: string, input: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("setpriv", args, {
-      cwd,
-      env: {},
-      stdio: ["pipe", "ignore", "pipe"],
-      timeout: RECORDER_TIMEOUT_MS,
-    });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-500)));
-    child.on("error", reject);
-    child.on("close", (code, signal) =>
-      code === 0
-        ? resolve()
-        : reject(new Error(`the recorder exited ${code ?? signal}: ${err.trim()}`)),
-    );
-    child.stdin.end(input);
-  });
 }
 
 function need(method: string, want: string): void {
