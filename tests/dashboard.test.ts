@@ -623,6 +623,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(await page.$$eval("#actions button", (b) => b.map((x) => x.textContent))).toEqual([
       "1. Postgres",
       "2. SQLite",
+      "Chat about this",
     ]);
     await page.tap('#actions [data-option="2"]');
     const answered = await api.waitForRequest(
@@ -635,9 +636,9 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   test("a question of two parts: the page offers each part's options in turn, then Submit; the model gets both answers", async () => {
     await ask(stackQuestion(NONCE), `pick a stack ${NONCE}`);
-    await offered(["1. Postgres", "2. SQLite"], "the first part's options");
+    await offered(["1. Postgres", "2. SQLite", "Chat about this"], "the first part's options");
     await page.tap('#actions [data-option="1"]');
-    await offered(["1. Redis", "2. Memcached"], "the second part's options");
+    await offered(["1. Redis", "2. Memcached", "Chat about this"], "the second part's options");
     expect(await page.textContent("#pane")).toContain(`Which cache for ${NONCE}?`);
     await page.tap('#actions [data-option="2"]');
     const answered = await submitReview(`=\\"Memcached\\"`);
@@ -646,17 +647,80 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
 
   test("a question that takes several options: the page ticks them, Next leads to the review, Submit sends them all", async () => {
     await ask(databaseQuestion(NONCE, true), `pick databases ${NONCE}`);
-    await offered(["1. ☐ Postgres", "2. ☐ SQLite", "Next →"], "the boxes, none ticked");
+    await offered(
+      ["1. ☐ Postgres", "2. ☐ SQLite", "Next →", "Chat about this"],
+      "the boxes, none ticked",
+    );
     const asked = api.requests.length;
     await page.tap('#actions [data-option="1"]');
-    await offered(["1. ☑ Postgres", "2. ☐ SQLite", "Next →"], "Postgres ticked");
+    await offered(["1. ☑ Postgres", "2. ☐ SQLite", "Next →", "Chat about this"], "Postgres ticked");
     await page.tap('#actions [data-option="2"]');
-    await offered(["1. ☑ Postgres", "2. ☑ SQLite", "Next →"], "both ticked");
+    await offered(["1. ☑ Postgres", "2. ☑ SQLite", "Next →", "Chat about this"], "both ticked");
     // Nothing goes to the model while the lead ticks.
     expect(api.requests.slice(asked).filter((r) => r.scripted)).toEqual([]);
     await page.tap("#actions #next");
     const answered = await submitReview(`=\\"Postgres, SQLite\\"`);
     expect(conversation(answered)).toContain(`Which database for ${NONCE}?`);
+  });
+
+  test("a question the lead would rather talk over: Chat about this from the page, the cursor moved in the terminal first; the model is asked what to clarify, and the page's next message reaches it", async () => {
+    const question = `Which database for ${NONCE}-chat?`;
+    await ask(databaseQuestion(`${NONCE}-chat`), `pick or talk ${NONCE}`);
+    await offered(
+      ["1. Postgres", "2. SQLite", "Chat about this"],
+      "the options and Chat about this",
+    );
+    // The lead, attached a moment ago, left the cursor on SQLite: no digit picks Chat about this,
+    // so the page's keys must start from where the cursor is.
+    tmux(h.sock, ["send-keys", "-t", target(1), "Down"]);
+    await poll("the cursor on SQLite", () => /^❯ 2\. SQLite/m.test(pane(h, 1)), 10_000, 50);
+    await page.tap("#actions #chat");
+    const told = await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes("The user wants to clarify these questions"),
+      60_000,
+    );
+    // Claude Code's tool result for this question: declined, for a conversation; no answer in it.
+    const blocks = (told.body?.messages ?? []).flatMap((m: { content?: unknown }) =>
+      Array.isArray(m.content) ? (m.content as Record<string, unknown>[]) : [],
+    );
+    const use = blocks.find(
+      (b) => b.type === "tool_use" && JSON.stringify(b.input).includes(question),
+    );
+    const result = blocks.find((b) => b.type === "tool_result" && b.tool_use_id === use?.id);
+    expect(result).toMatchObject({ type: "tool_result", is_error: true });
+    expect(String(result?.content)).toContain("The user wants to clarify these questions");
+    expect(String(result?.content)).toContain("(No answer provided)");
+    await pageShows(1, "idle");
+    api.reply({ text: `Understood, ${NONCE}.` });
+    await sendFromPage(1, `I meant the cache, not the database ${NONCE}`);
+    await api.waitForRequest(
+      (r) => r.scripted && conversation(r).includes(`I meant the cache, not the database ${NONCE}`),
+      60_000,
+    );
+    await pageShows(1, "idle");
+    // Two at once (a double tap, a second tab): one is typed, the other refused, none of its keys
+    // between the first one's.
+    await ask(databaseQuestion(`${NONCE}-chat2`), `again, pick or talk ${NONCE}`);
+    await offered(["1. Postgres", "2. SQLite", "Chat about this"], "the options again");
+    const both = await page.evaluate(async (t) => {
+      const one = () =>
+        fetch("/api/agents/agent-1/answer", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ action: "chat" }),
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: string } }));
+      return Promise.all([one(), one()]);
+    }, token);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(both.find((r) => r.status === 409)?.body.error).toMatch(/still being typed/);
+    await api.waitForRequest(
+      (r) =>
+        r.scripted &&
+        conversation(r).includes(`${NONCE}-chat2`) &&
+        conversation(r).includes("The user wants to clarify these questions"),
+      60_000,
+    );
+    await pageShows(1, "idle");
   });
 
   test("send refuses an agent that is working, as agentctl send does", async () => {

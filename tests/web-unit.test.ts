@@ -117,7 +117,7 @@ describe("the dialog in a pane", () => {
     expect(answerKey(p, "option", 2)).toEqual({ refused: expect.stringContaining("permission") });
   });
 
-  test("a question: its labelled options only, never 'Type something.' or 'Chat about this'", () => {
+  test("a question: its labelled options only, never 'Type something.'; 'Chat about this' and the cursor apart", () => {
     const p = parsePrompt(QUESTION_PANE);
     expect(p).toEqual({
       kind: "question",
@@ -126,6 +126,8 @@ describe("the dialog in a pane", () => {
         { n: 2, label: "SQLite" },
         { n: 3, label: "Mongo" },
       ],
+      chat: 5,
+      cursor: 1,
     });
     expect(answerKey(p, "option", 2)).toEqual({ key: "2" });
     expect(answerKey(p, "option", 4)).toEqual({ refused: expect.stringContaining("no option 4") });
@@ -160,6 +162,8 @@ describe("the dialog in a pane", () => {
         { n: 1, label: "Postgres", checked: true },
         { n: 2, label: "SQLite", checked: false },
       ],
+      chat: 4,
+      cursor: 1,
     });
     expect(answerKey(p, "option", 2)).toEqual({ key: "2" });
     expect(answerKey(p, "option", 3)).toEqual({ refused: expect.stringContaining("no option 3") });
@@ -173,6 +177,38 @@ describe("the dialog in a pane", () => {
     });
     expect(answerKey(parsePrompt(PERMISSION_PANE), "next")).toEqual({
       refused: expect.stringContaining("permission"),
+    });
+  });
+
+  test("Chat about this: the cursor moves a line per key toward it, then Enter; all by key name", () => {
+    const at = (pane: string, cursorLine: RegExp) =>
+      parsePrompt(
+        pane.replace("❯ 1.", "  1.").replace(cursorLine, (l) => l.replace(/^ {2}/, "❯ ")),
+      );
+    // From 1 (and from Type something., whose text input the cursor passes through): Down.
+    expect(answerKey(parsePrompt(QUESTION_PANE), "chat")).toEqual({ key: "Down" });
+    expect(answerKey(at(QUESTION_PANE, /^ {2}4\. Type something\.$/m), "chat")).toEqual({
+      key: "Down",
+    });
+    // On it: Enter. Past it (a wrap, or a key taken twice): Up.
+    const onChat = at(QUESTION_PANE, /^ {2}5\. Chat about this$/m);
+    expect(onChat?.cursor).toBe(5);
+    expect(answerKey(onChat, "chat")).toEqual({ key: "Enter" });
+    expect(answerKey({ ...onChat!, cursor: 6 }, "chat")).toEqual({ key: "Up" });
+    // On a line with no number (a multiSelect's Submit): Down, to the option under it.
+    expect(answerKey({ ...parsePrompt(MULTI_PANE)!, cursor: undefined }, "chat")).toEqual({
+      key: "Down",
+    });
+    for (const key of ["Down", "Up", "Enter"]) expect(keyArgs(key)).toEqual([key]);
+    // No such option: the review, a permission, no dialog.
+    expect(answerKey(parsePrompt(REVIEW_PANE), "chat")).toEqual({
+      refused: "its question has no 'Chat about this'",
+    });
+    expect(answerKey(parsePrompt(PERMISSION_PANE), "chat")).toEqual({
+      refused: expect.stringContaining("permission"),
+    });
+    expect(answerKey(parsePrompt(IDLE_PANE), "chat")).toEqual({
+      refused: "no dialog shows in its pane",
     });
   });
 
@@ -227,11 +263,13 @@ describe("the door", () => {
     expect(parseAnswer('{"action":"approve"}')).toEqual({ action: "approve" });
     expect(parseAnswer('{"action":"option","option":2}')).toEqual({ action: "option", option: 2 });
     expect(parseAnswer('{"action":"next"}')).toEqual({ action: "next" });
+    expect(parseAnswer('{"action":"chat"}')).toEqual({ action: "chat" });
     for (const bad of [
       "",
       "[]",
       '{"action":"approve","option":1}',
       '{"action":"next","option":1}',
+      '{"action":"chat","option":4}',
       '{"action":"option","option":"2"}',
       '{"action":"option","option":10}',
       '{"action":"rm -rf"}',

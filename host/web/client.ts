@@ -26,6 +26,8 @@ interface PaneView {
     kind: "permission" | "question";
     options: { n: number; label: string; checked?: boolean }[];
     multiSelect?: boolean;
+    chat?: number;
+    cursor?: number;
   } | null;
 }
 
@@ -240,7 +242,19 @@ function actions(view: PaneView, row: Row | undefined): void {
     const next = p.multiSelect
       ? [button("next", "Next →", answer({ action: "next" }, "Next."))]
       : [];
-    box.replaceChildren(...options, ...next);
+    // Declines the question for a conversation: the model asks what to clarify, and the send box
+    // answers it once the agent is idle.
+    const chat =
+      p.chat === undefined
+        ? []
+        : [
+            button(
+              "chat",
+              "Chat about this",
+              answer({ action: "chat" }, "Asked to talk it over: reply with Send once it asks."),
+            ),
+          ];
+    box.replaceChildren(...options, ...next, ...chat);
   }
 }
 

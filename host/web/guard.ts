@@ -96,15 +96,17 @@ export type Answer =
   | { action: "approve" }
   | { action: "deny" }
   | { action: "next" }
+  | { action: "chat" }
   | { action: "option"; option: number };
 
 /**
  * POST /answer's body: {"action":"approve"} | {"action":"deny"} | {"action":"option","option":N}
- * | {"action":"next"} (a question that takes several options: on to its next part or review).
+ * | {"action":"next"} (a question that takes several options: on to its next part or review)
+ * | {"action":"chat"} (a question's "Chat about this": declined, for the lead to talk it over).
  */
 export function parseAnswer(text: string): Answer {
   const o = jsonObject(text, ["action", "option"]);
-  if (o.action === "approve" || o.action === "deny" || o.action === "next") {
+  if (o.action === "approve" || o.action === "deny" || o.action === "next" || o.action === "chat") {
     if (o.option !== undefined) throw new BadRequest(`'option' goes only with action "option"`);
     return { action: o.action };
   }
@@ -114,7 +116,7 @@ export function parseAnswer(text: string): Answer {
       throw new BadRequest("option must be a whole number from 1 to 9");
     return { action: "option", option: n };
   }
-  throw new BadRequest(`action must be "approve", "deny", "option" or "next"`);
+  throw new BadRequest(`action must be "approve", "deny", "option", "next" or "chat"`);
 }
 
 /** POST /send's body: {"text": "..."}; the text's own limits are agentctl send's (send.ts). */

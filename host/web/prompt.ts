@@ -44,7 +44,10 @@
 // A digit picks its option at once (no Enter): "1" runs the tool, the digit of "No" refuses it
 // (as Esc does: "Interrupted · What should Claude do instead?"), a question's digit answers it
 // ("Which db? → SQLite" in the tool result; on the review, 1 sends every part's answer). "Type
-// something." and "Chat about this" open text input instead of answering, so they are not offered.
+// something." opens text input instead of answering, so it is not offered. "Chat about this" takes
+// no digit: the cursor goes to it (↑/↓, one line at a time) and Enter picks it. It declines the
+// question and tells the model "The user wants to clarify these questions … Start by asking them
+// what they would like to clarify", and the agent is idle again, for the lead's next message.
 
 export interface PromptOption {
   n: number;
@@ -58,30 +61,45 @@ export interface Prompt {
   options: PromptOption[];
   /** A question that takes several options: digits tick them, "next" moves on. */
   multiSelect?: boolean;
+  /** A question's "Chat about this": its number, which no digit picks (see above). */
+  chat?: number;
+  /** A question's option the cursor (❯) is on; none when it is on a line without a number. */
+  cursor?: number;
 }
 
-const OPTION_RE = /^\s*(?:❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
+const OPTION_RE = /^\s*(❯\s*)?([1-9])\.\s+(\S.*?)\s*$/;
 const FOOTER_RE = /Esc to cancel/;
-const NOT_ANSWERS = new Set(["Type something.", "Type something", "Chat about this"]);
+const CHAT = "Chat about this";
+const NOT_ANSWERS = new Set(["Type something.", "Type something", CHAT]);
 /** An option of a question that takes several: "[ ] label" or "[✔] label". */
 const BOX_RE = /^\[( |✔)\]\s+(\S.*)$/;
 /** The key that moves a question that takes several options on (a tmux key name, not text). */
 export const NEXT_KEY = "Right";
+/** The keys that take the cursor to "Chat about this" and pick it (tmux key names, not text). */
+export const CHAT_KEYS = ["Down", "Up", "Enter"] as const;
+/** The tmux key names the dashboard sends; any other key goes as literal text (keyArgs). */
+const KEY_NAMES = new Set<string>([NEXT_KEY, ...CHAT_KEYS]);
 /** The review of a question of several parts: this heading, then exactly these two options. */
 const REVIEW_RE = /^\s*Review your answers\s*$/;
 const REVIEW_OPTIONS = ["Submit answers", "Cancel"];
 
-/** The last run of options numbered 1, 2, 3 … in `lines` (a reply above may hold a list too). */
-function lastRun(lines: readonly string[]): PromptOption[] {
+/**
+ * The last run of options numbered 1, 2, 3 … in `lines` (a reply above may hold a list too), and
+ * the option of that run the cursor (❯) is on.
+ */
+function lastRun(lines: readonly string[]): { run: PromptOption[]; cursor?: number } {
   let run: PromptOption[] = [];
+  let cursor: number | undefined;
   for (const line of lines) {
     const m = OPTION_RE.exec(line);
     if (!m) continue;
-    const n = Number(m[1]);
-    if (n === 1) run = [{ n, label: m[2] }];
-    else if (run.length > 0 && n === run[run.length - 1].n + 1) run.push({ n, label: m[2] });
+    const n = Number(m[2]);
+    if (n === 1) [run, cursor] = [[{ n, label: m[3] }], undefined];
+    else if (run.length > 0 && n === run[run.length - 1].n + 1) run.push({ n, label: m[3] });
+    else continue;
+    if (m[1]) cursor = n;
   }
-  return run;
+  return { run, cursor };
 }
 
 /**
@@ -91,7 +109,7 @@ function lastRun(lines: readonly string[]): PromptOption[] {
  */
 function review(lines: readonly string[]): Prompt | undefined {
   const tail = lines.slice(-REVIEW_OPTIONS.length).map((l) => OPTION_RE.exec(l));
-  if (tail.some((m, k) => m?.[1] !== String(k + 1) || m?.[2] !== REVIEW_OPTIONS[k]))
+  if (tail.some((m, k) => m?.[2] !== String(k + 1) || m?.[3] !== REVIEW_OPTIONS[k]))
     return undefined;
   if (!lines.slice(0, -REVIEW_OPTIONS.length).some((l) => REVIEW_RE.test(l))) return undefined;
   return { kind: "question", options: REVIEW_OPTIONS.map((label, k) => ({ n: k + 1, label })) };
@@ -105,11 +123,12 @@ export function parsePrompt(pane: string): Prompt | undefined {
   const lines = pane.replace(/\s+$/, "").split("\n");
   const footer = lines.map((l) => FOOTER_RE.test(l)).lastIndexOf(true);
   if (footer < 0) return review(lines);
-  const run = lastRun(lines.slice(0, footer));
+  const { run, cursor } = lastRun(lines.slice(0, footer));
   if (run.length < 2) return undefined;
   if (run[0].label === "Yes" && run.some((o) => o.label === "No"))
     return { kind: "permission", options: run };
-  return question(run);
+  const chat = run.find((o) => o.label === CHAT)?.n;
+  return { ...question(run), ...(chat === undefined ? {} : { chat, cursor }) };
 }
 
 /** A question's options: the boxed ones of a question that takes several, or the plain ones. */
@@ -125,10 +144,10 @@ function question(run: readonly PromptOption[]): Prompt {
   return { kind: "question", options: run.filter((o) => !NOT_ANSWERS.has(o.label)) };
 }
 
-export type AnswerAction = "approve" | "deny" | "option" | "next";
+export type AnswerAction = "approve" | "deny" | "option" | "next" | "chat";
 
-/** send-keys' arguments for a key answerKey chose: a digit as a literal key, NEXT_KEY by name. */
-export const keyArgs = (key: string): string[] => (key === NEXT_KEY ? [key] : ["-l", key]);
+/** send-keys' arguments for a key answerKey chose: a digit as a literal key, KEY_NAMES by name. */
+export const keyArgs = (key: string): string[] => (KEY_NAMES.has(key) ? [key] : ["-l", key]);
 
 /** The key to send for an answer, or why it cannot be given to this prompt. */
 export function answerKey(
@@ -146,6 +165,12 @@ export function answerKey(
   }
   if (prompt.kind !== "question")
     return { refused: "its dialog asks for a permission; approve or deny it" };
+  if (action === "chat") {
+    if (prompt.chat === undefined) return { refused: `its question has no '${CHAT}'` };
+    // One step at a time: the caller sends it, reads the pane again, and asks for the next.
+    if (prompt.cursor === prompt.chat) return { key: "Enter" };
+    return { key: prompt.cursor !== undefined && prompt.cursor > prompt.chat ? "Up" : "Down" };
+  }
   if (action === "next")
     return prompt.multiSelect
       ? { key: NEXT_KEY }

@@ -6,7 +6,7 @@
 //   GET  /api/events              the same rows as server-sent events, pushed on every change
 //   GET  /api/agents/NAME/pane    the pane's screen as text, and the dialog it shows (prompt.ts)
 //   POST /api/agents/NAME/send    {"text": "..."}: `agentctl send`'s rules and code (send.ts)
-//   POST /api/agents/NAME/answer  {"action": "approve"|"deny"|"option"|"next", "option": N}
+//   POST /api/agents/NAME/answer  {"action": "approve"|"deny"|"option"|"next"|"chat", "option": N}
 //
 // A deny is recorded by the dashboard itself: Claude Code fires no hook after a refused permission
 // (host/attention/state.ts onDashboardDeny), so once the dialog has left the pane the recorder runs
@@ -60,6 +60,10 @@ const RESCAN_MS = 5000;
 /** After a deny, the pane is looked at this often for the dialog to go, for at most DENY_WAIT_MS. */
 const DENY_LOOK_MS = 50;
 const DENY_WAIT_MS = 5000;
+/** "Chat about this": at most this many keys (moves and Enter), each once the pane redrew. */
+const CHAT_MOVES_MAX = 12;
+const REDRAW_LOOK_MS = 30;
+const REDRAW_WAIT_MS = 1000;
 
 export interface DashboardOptions {
   conf: HostConf;
@@ -413,7 +417,7 @@ export class Dashboard {
       if (parts[2] === "answer") {
         need(method, "POST");
         const answer = parseAnswer(await body(req, ANSWER_BODY_MAX));
-        return json(res, 200, JSON.stringify(this.answer(n, answer)));
+        return json(res, 200, JSON.stringify(await this.answer(n, answer)));
       }
     }
     throw new HttpError(404, "not found");
@@ -461,40 +465,80 @@ export class Dashboard {
     return { sent: `agent-${n}` };
   }
 
-  private answer(n: number, answer: ReturnType<typeof parseAnswer>) {
+  /** The agents an answer is being typed into (Chat about this takes several keys, a redraw apart). */
+  private readonly answering = new Set<number>();
+
+  private async answer(n: number, answer: ReturnType<typeof parseAnswer>) {
+    // One answer at a time per agent: no key of a second one lands between a first one's keys.
+    if (this.answering.has(n))
+      throw new HttpError(409, `agent-${n}: an answer is still being typed; nothing was typed`);
+    this.answering.add(n);
+    try {
+      return await this.answerNow(n, answer);
+    } finally {
+      this.answering.delete(n);
+    }
+  }
+
+  private async answerNow(n: number, answer: ReturnType<typeof parseAnswer>) {
     this.liveWindow(n);
     const snap = snapshot(this.opts.conf);
     const row = snap.rows.find((r) => r.n === n);
-    const question = answer.action === "option" || answer.action === "next";
+    const question =
+      answer.action === "option" || answer.action === "next" || answer.action === "chat";
     const waiting = question ? "needs-answer" : "needs-permission";
     if (row?.state !== waiting)
       throw new HttpError(
         409,
         `agent-${n} is ${row?.state ?? "missing"}, not ${waiting}; nothing was typed`,
       );
-    const key = answerKey(
-      parsePrompt(this.capture(n)),
-      answer.action,
-      answer.action === "option" ? answer.option : undefined,
-    );
+    const option = answer.action === "option" ? answer.option : undefined;
+    let pane = this.capture(n);
+    let key = answerKey(parsePrompt(pane), answer.action, option);
     if ("refused" in key) throw new HttpError(409, `agent-${n}: ${key.refused}; nothing was typed`);
-    // A digit goes as a literal key (-l), never as a key name tmux would interpret; "next" is the
-    // one key name sent (keyArgs).
-    const r = tmux(this.opts.conf.tmuxSocket, [
-      "send-keys",
-      "-t",
-      windowTarget(n),
-      ...keyArgs(key.key),
-    ]);
-    if (r.code !== 0) throw new Error(`tmux send-keys: ${r.stderr.trim()}`);
-    this.opts.log(`web: ${answer.action} ${key.key} for agent-${n}`);
+    // "Chat about this" takes no digit: the cursor moves a line per key, and the pane is read
+    // again after each, until it is on that option and Enter picks it (host/web/prompt.ts).
+    const sent: string[] = [];
+    for (;;) {
+      this.sendKey(n, key.key);
+      sent.push(key.key);
+      if (answer.action !== "chat" || key.key === "Enter") break;
+      if (sent.length >= CHAT_MOVES_MAX)
+        throw new HttpError(409, `agent-${n}: its cursor did not reach 'Chat about this'`);
+      pane = await this.redrawn(n, pane);
+      key = answerKey(parsePrompt(pane), "chat");
+      if ("refused" in key)
+        throw new HttpError(409, `agent-${n}: ${key.refused} any more (its dialog changed)`);
+    }
+    this.opts.log(`web: ${answer.action} ${sent.join(" ")} for agent-${n}`);
     const seq = snap.recorded.get(n)?.seq;
     if (answer.action === "deny" && seq !== undefined)
       void this.recordDeny(n, seq).catch((error: Error) =>
         this.opts.log(`web: agent-${n}'s deny was not recorded: ${error.message}`),
       );
     void this.look();
-    return { agent: `agent-${n}`, action: answer.action, key: key.key };
+    return { agent: `agent-${n}`, action: answer.action, key: sent.join(" ") };
+  }
+
+  /** One key answerKey chose into agent-N's pane: a digit as a literal key, never a key name. */
+  private sendKey(n: number, key: string): void {
+    const r = tmux(this.opts.conf.tmuxSocket, [
+      "send-keys",
+      "-t",
+      windowTarget(n),
+      ...keyArgs(key),
+    ]);
+    if (r.code !== 0) throw new Error(`tmux send-keys: ${r.stderr.trim()}`);
+  }
+
+  /** agent-N's pane once it differs from `before` (Claude Code redrew it), within a second. */
+  private async redrawn(n: number, before: string): Promise<string> {
+    const deadline = Date.now() + REDRAW_WAIT_MS;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, REDRAW_LOOK_MS));
+      const now = this.capture(n);
+      if (now !== before || Date.now() > deadline) return now;
+    }
   }
 
   /**
