@@ -114,6 +114,18 @@ function recorded(h: Host, n: number): StatusFile | undefined {
 
 const conversation = (r: RecordedRequest) => JSON.stringify(r.body?.messages ?? []);
 
+/** In a request to the model: the tool_result for the first tool_use that `isUse` picks. */
+function toolResult(
+  r: RecordedRequest,
+  isUse: (block: Record<string, unknown>) => boolean,
+): Record<string, unknown> | undefined {
+  const blocks = (r.body?.messages ?? []).flatMap((m: { content?: unknown }) =>
+    Array.isArray(m.content) ? (m.content as Record<string, unknown>[]) : [],
+  );
+  const use = blocks.find((b) => b.type === "tool_use" && isUse(b));
+  return blocks.find((b) => b.type === "tool_result" && b.tool_use_id === use?.id);
+}
+
 interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -165,6 +177,27 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     await page.fill("#send-text", text);
     await page.click("#send");
     await page.waitForFunction(() => document.getElementById("msg")?.textContent === "Sent.");
+  }
+
+  /** POSTs each body to agent-N's /answer from the page, all at once: each reply's status and body. */
+  function answersFromPage(
+    n: number,
+    bodies: unknown[],
+  ): Promise<{ status: number; body: { error?: string } }[]> {
+    return page.evaluate(
+      ({ t, n, bodies }) =>
+        Promise.all(
+          bodies.map(async (b) => {
+            const r = await fetch(`/api/agents/agent-${n}/answer`, {
+              method: "POST",
+              headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
+              body: JSON.stringify(b),
+            });
+            return { status: r.status, body: (await r.json()) as { error?: string } };
+          }),
+        ),
+      { t: token, n, bodies },
+    );
   }
 
   /** Waits for agent-1's buttons to be exactly `want`, in order; fails with its pane otherwise. */
@@ -480,14 +513,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     expect(fs.existsSync(path.join(h.ws, "agent-2", "denied.txt"))).toBe(false);
     // No dialog any more: approving now is refused and no key reaches the agent.
     const inputBefore = inputLine(pane(h, 2));
-    const late = await page.evaluate(async (t) => {
-      const r = await fetch("/api/agents/agent-2/answer", {
-        method: "POST",
-        headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ action: "approve" }),
-      });
-      return { status: r.status, body: (await r.json()) as { error: string } };
-    }, token);
+    const [late] = await answersFromPage(2, [{ action: "approve" }]);
     expect(late.status).toBe(409);
     expect(late.body.error).toMatch(/nothing was typed/);
     // A negative check's observation window: no key reaches agent-2's input line in the 1.5 s
@@ -595,11 +621,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       (r) => r.scripted && conversation(r).includes(`carry on without it ${NONCE}`),
       60_000,
     );
-    const blocks = (next.body?.messages ?? []).flatMap((m: { content?: unknown }) =>
-      Array.isArray(m.content) ? (m.content as Record<string, unknown>[]) : [],
-    );
-    const use = blocks.find((b) => b.type === "tool_use" && b.name === "AskUserQuestion");
-    const result = blocks.find((b) => b.type === "tool_result" && b.tool_use_id === use?.id);
+    const result = toolResult(next, (b) => b.name === "AskUserQuestion");
     console.log(
       `dashboard: the model's tool_result for the declined question: ${JSON.stringify(result)}`,
     );
@@ -680,13 +702,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
       60_000,
     );
     // Claude Code's tool result for this question: declined, for a conversation; no answer in it.
-    const blocks = (told.body?.messages ?? []).flatMap((m: { content?: unknown }) =>
-      Array.isArray(m.content) ? (m.content as Record<string, unknown>[]) : [],
-    );
-    const use = blocks.find(
-      (b) => b.type === "tool_use" && JSON.stringify(b.input).includes(question),
-    );
-    const result = blocks.find((b) => b.type === "tool_result" && b.tool_use_id === use?.id);
+    const result = toolResult(told, (b) => JSON.stringify(b.input).includes(question));
     expect(result).toMatchObject({ type: "tool_result", is_error: true });
     expect(String(result?.content)).toContain("The user wants to clarify these questions");
     expect(String(result?.content)).toContain("(No answer provided)");
@@ -702,15 +718,7 @@ suite("the dashboard in a real browser, driving real Claude Code agents", () => 
     // between the first one's.
     await ask(databaseQuestion(`${NONCE}-chat2`), `again, pick or talk ${NONCE}`);
     await offered(["1. Postgres", "2. SQLite", "Chat about this"], "the options again");
-    const both = await page.evaluate(async (t) => {
-      const one = () =>
-        fetch("/api/agents/agent-1/answer", {
-          method: "POST",
-          headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" },
-          body: JSON.stringify({ action: "chat" }),
-        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: string } }));
-      return Promise.all([one(), one()]);
-    }, token);
+    const both = await answersFromPage(1, [{ action: "chat" }, { action: "chat" }]);
     expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
     expect(both.find((r) => r.status === 409)?.body.error).toMatch(/still being typed/);
     await api.waitForRequest(

@@ -76,7 +76,7 @@ const BOX_RE = /^\[( |✔)\]\s+(\S.*)$/;
 /** The key that moves a question that takes several options on (a tmux key name, not text). */
 export const NEXT_KEY = "Right";
 /** The keys that take the cursor to "Chat about this" and pick it (tmux key names, not text). */
-export const CHAT_KEYS = ["Down", "Up", "Enter"] as const;
+const CHAT_KEYS = ["Down", "Up", "Enter"];
 /** The tmux key names the dashboard sends; any other key goes as literal text (keyArgs). */
 const KEY_NAMES = new Set<string>([NEXT_KEY, ...CHAT_KEYS]);
 /** The review of a question of several parts: this heading, then exactly these two options. */

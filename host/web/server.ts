@@ -484,9 +484,8 @@ export class Dashboard {
     this.liveWindow(n);
     const snap = snapshot(this.opts.conf);
     const row = snap.rows.find((r) => r.n === n);
-    const question =
-      answer.action === "option" || answer.action === "next" || answer.action === "chat";
-    const waiting = question ? "needs-answer" : "needs-permission";
+    const permission = answer.action === "approve" || answer.action === "deny";
+    const waiting = permission ? "needs-permission" : "needs-answer";
     if (row?.state !== waiting)
       throw new HttpError(
         409,
