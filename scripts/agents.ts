@@ -1,4 +1,5 @@
-// `npm run agents -- status | attach host-2/agent-3 | send host-2/agent-3 "…"`: every host of the
+// `npm run agents -- status | attach host-2/agent-3 | send host-2/agent-3 "…"` (scripts/agents-cli.js
+// bundles this file and runs it): every host of the
 // stack from the laptop. Reads `pulumi stack output --json` (or --outputs FILE), reaches each host
 // over SSH with the host key the deploy pinned (scripts/fleet-view.ts builds the known_hosts file
 // and the argv), every call bounded by --timeout, all hosts at once for status. The decisions are
@@ -31,7 +32,7 @@ interface Ran {
 }
 
 /** ssh with this argv, stdin given, killed after `timeoutSeconds`. */
-function runSsh(argv: string[], stdin: string, timeoutSeconds: number): Promise<Ran> {
+export function runSsh(argv: string[], stdin: string, timeoutSeconds: number): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn("ssh", argv, { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -57,7 +58,15 @@ function runSsh(argv: string[], stdin: string, timeoutSeconds: number): Promise<
 }
 
 function readOutputs(file: string | undefined): unknown {
-  if (file !== undefined) return JSON.parse(fs.readFileSync(file, "utf8"));
+  if (file !== undefined) {
+    try {
+      return JSON.parse(fs.readFileSync(file, "utf8"));
+    } catch (error) {
+      throw new FleetError(
+        `--outputs ${file}: ${(error as Error).message}; save the stack's outputs with 'pulumi stack output --json > ${file}'`,
+      );
+    }
+  }
   const r = spawnSync("pulumi", ["stack", "output", "--json"], {
     encoding: "utf8",
     timeout: 60_000,
@@ -70,7 +79,12 @@ function readOutputs(file: string | undefined): unknown {
   return JSON.parse(r.stdout);
 }
 
-async function hostStatus(host: FleetHost, options: SshOptions, timeout: number) {
+/** One host's `agentctl status --json` over ssh, or why it could not be had. */
+export async function hostStatus(
+  host: FleetHost,
+  options: SshOptions,
+  timeout: number,
+): Promise<HostStatus> {
   try {
     const argv = sshArgv(host, options, ["sudo", "agentctl", "status", "--json"]);
     const r = await runSsh(argv, "", timeout);
@@ -84,24 +98,36 @@ async function hostStatus(host: FleetHost, options: SshOptions, timeout: number)
   }
 }
 
+/** Every host's status at once (each bounded by `timeout` seconds), in the hosts' order. */
+export function fleetStatus(
+  hosts: readonly FleetHost[],
+  options: SshOptions,
+  timeout: number,
+): Promise<HostStatus[]> {
+  return Promise.all(hosts.map((h) => hostStatus(h, options, timeout)));
+}
+
+/** The known_hosts file of `hosts` in `dir`, and ssh's options for a call bounded by `timeout`. */
+export function sshOptions(hosts: readonly FleetHost[], dir: string, timeout: number): SshOptions {
+  const knownHostsFile = path.join(dir, "known_hosts");
+  fs.writeFileSync(knownHostsFile, knownHostsText(hosts), { mode: 0o600 });
+  return {
+    knownHostsFile,
+    // The handshake's share of the call's bound.
+    connectTimeoutSeconds: Math.max(1, Math.min(10, Math.floor(timeout / 2))),
+    home: os.homedir(),
+  };
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseAgentsArgs(argv);
   const hosts = hostsFromOutputs(readOutputs(args.outputsFile));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agent-host-agents-"));
   try {
-    const knownHostsFile = path.join(dir, "known_hosts");
-    fs.writeFileSync(knownHostsFile, knownHostsText(hosts), { mode: 0o600 });
-    const options: SshOptions = {
-      knownHostsFile,
-      // The handshake's share of the call's bound.
-      connectTimeoutSeconds: Math.max(1, Math.min(10, Math.floor(args.timeoutSeconds / 2))),
-      home: os.homedir(),
-    };
+    const options = sshOptions(hosts, dir, args.timeoutSeconds);
     const run = args.run;
     if (run.command === "status") {
-      const results: HostStatus[] = await Promise.all(
-        hosts.map((h) => hostStatus(h, options, args.timeoutSeconds)),
-      );
+      const results = await fleetStatus(hosts, options, args.timeoutSeconds);
       process.stdout.write(fleetTable(fleetRows(results)));
       return results.some((r) => "error" in r) ? 2 : 0;
     }
@@ -131,10 +157,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    process.stderr.write(`agents: ${error.message}\n`);
-    process.exit(error instanceof FleetError ? 64 : 1);
-  },
-);
+/** Runs the command and exits with its code (64: bad input); what scripts/agents-cli.js calls. */
+export function cli(argv: string[]): void {
+  main(argv).then(
+    (code) => process.exit(code),
+    (error: Error) => {
+      process.stderr.write(`agents: ${error.message}\n`);
+      process.exit(error instanceof FleetError ? 64 : 1);
+    },
+  );
+}
+
+// Run directly (ts-node scripts/agents.ts …) as well; the benchmark (scripts/bench-fleet.ts) loads
+// it for fleetStatus and runs no command.
+if (require.main === module) cli(process.argv.slice(2));

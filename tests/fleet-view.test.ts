@@ -2,6 +2,10 @@
 // checked, the known_hosts file from the pinned keys, each ssh argv (pinning, strict checking,
 // bounded waits, IAP), `host-2/agent-3`, and the merged table (HOST column, who needs the lead
 // first, an unreachable host as one row). The processes are proven by tests/fleet-cli.test.ts.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import type { StatusRow } from "../host/attention/status";
 import {
   fleetRows,
@@ -248,6 +252,34 @@ describe("one table for every host", () => {
     expect(() => parseStatusJson("{}")).toThrow("did not print a list of agents");
     expect(() => parseStatusJson("Permission denied")).toThrow(
       'agentctl status --json printed no JSON: "Permission denied"',
+    );
+  });
+});
+
+// `npm run agents` itself (scripts/agents-cli.js: scripts/agents.ts bundled, run by node), for what it
+// decides before any ssh: an outputs file it cannot read or parse is bad input (64), named with the
+// fix.
+describe("npm run agents: an outputs file it cannot use", () => {
+  const script = path.join(__dirname, "../scripts/agents-cli.js");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agents-outputs-"));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test.each([
+    ["missing", undefined, "ENOENT"],
+    ["not JSON", "{", "JSON"],
+  ])("%s: exit 64, the file and the fix named", (_, text, why) => {
+    const file = path.join(dir, "outputs.json");
+    fs.rmSync(file, { force: true });
+    if (text !== undefined) fs.writeFileSync(file, text);
+    const r = spawnSync(process.execPath, [script, "--outputs", file, "status"], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 64, stdout: "" });
+    expect(r.stderr).toContain(`agents: --outputs ${file}: `);
+    expect(r.stderr).toContain(why);
+    expect(r.stderr).toContain(
+      `save the stack's outputs with 'pulumi stack output --json > ${file}'`,
     );
   });
 });
