@@ -27,7 +27,7 @@ import {
   type ReconcileRecord,
 } from "./reconcile";
 import { UsageError } from "./send";
-import { setUpAgentDocker } from "../docker/docker-main";
+import { dockerUserNames, setUpAgentDocker } from "../docker/docker-main";
 import { SESSION } from "./tmux";
 
 /**
@@ -74,8 +74,9 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
     log(`killing duplicate window ${id}`);
     a.tmux(["kill-window", "-t", id]);
   }
-  // One getent: the agents' users, and whether the shared user of older hosts is there at all.
-  a.knowAgents(args.count);
+  // One getent: the agents' users, whether the shared user of older hosts is there at all, and the
+  // users the Docker step sets up (on the VM the agents' own: one question, not two).
+  a.knowAgents(args.count, dockerUserNames(args.count));
   migrateLegacy(a, args.count);
   // One user per agent, made before anything runs for it (a scale-up creates the new ones). An
   // agent that cannot be made (a full disk, a link it planted where its state folder was) is a
@@ -101,7 +102,7 @@ export function reconcile(a: Agents, argv: readonly string[]): number {
   // Before any agent starts: its DOCKER_HOST socket exists, and no agent is left in the docker
   // group in rootless mode. After the agents' users exist (they own the sockets).
   try {
-    setUpAgentDocker(conf, args.count, log);
+    setUpAgentDocker(conf, args.count, log, process.env, (names) => a.knownUsers(names));
   } catch (error) {
     failed.push({ agent: 0, error: faultLine(error, conf.workspacesDir, retry) });
   }

@@ -284,14 +284,29 @@ export class Agents {
 
   /**
    * Looks up the users of agents 1..count, and whether any user has the uid of the shared user of
-   * older hosts (legacyUidInUse), with one getent: for ensureAgent and the migration.
+   * older hosts (legacyUidInUse), with one getent: for ensureAgent and the migration; and the
+   * `also` names with them (the Docker step's, knownUsers: on the VM the same names).
    */
-  knowAgents(count: number): void {
+  knowAgents(count: number, also: readonly string[] = []): void {
     const names = Array.from({ length: count }, (_, k) => agentIds(this.conf, k + 1).name);
     const legacy = String(legacyUid(this.conf));
-    this.users = lookupUsers([...names, legacy]);
+    this.users = lookupUsers([...new Set([...names, ...also, legacy])]);
     this.legacyUidInUse = this.users.has(legacy);
     this.ensured.clear();
+  }
+
+  /**
+   * Of `names`, the users knowAgents found, or ensureAgent has made or checked since (a scale-up
+   * makes its new agents' users in between): what a second getent would say now, without one.
+   */
+  knownUsers(names: readonly string[]): Map<string, AgentUser> {
+    const made = new Map([...this.ensured.values()].map((u) => [u.name, u] as const));
+    const out = new Map<string, AgentUser>();
+    for (const name of names) {
+      const user = made.get(name) ?? this.users?.get(name);
+      if (user) out.set(name, user);
+    }
+    return out;
   }
 
   /** A user has the uid of the shared user of older hosts (as knowAgents last found). */

@@ -7,7 +7,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { lookupUsers } from "../agents/agent-user";
+import { lookupUsers, type AgentUser } from "../agents/agent-user";
 import { firstErrorOf, loadHostConf, type HostConf } from "../conf/conf";
 import type { DockerMode } from "../../shared-rules";
 import {
@@ -113,13 +113,25 @@ function stopAgentDocker(uid: number, log: Log): void {
  * in the docker group and no per-agent socket runs. Agents above count lose their socket (and
  * daemon); their images and volumes stay in their home.
  */
-export function setUpAgentDocker(conf: HostConf, count: number, log: Log, env = process.env): void {
+/** The users the Docker step looks up for agents 1..count. */
+export const dockerUserNames = (count: number): string[] =>
+  Array.from({ length: count }, (_, i) => agentUserName(i + 1));
+
+export function setUpAgentDocker(
+  conf: HostConf,
+  count: number,
+  log: Log,
+  env = process.env,
+  users: (names: readonly string[]) => Map<string, AgentUser> = lookupUsers,
+): void {
   const mode = conf.dockerMode as DockerMode;
-  const numbers = Array.from({ length: count }, (_, i) => i + 1);
-  // One getent for every agent's user (reconcile's time is mostly the processes it starts).
-  const users = lookupUsers(numbers.map((n) => agentUserName(n)));
+  // One getent for every agent's user (reconcile's time is mostly the processes it starts), or
+  // none: reconcile passes the users its own getent found (dockerUserNames) and it made since.
+  const names = dockerUserNames(count);
+  const found = users(names);
+  const numbers = names.map((_, i) => i + 1);
   const agents = numbers.flatMap((n) => {
-    const user = users.get(agentUserName(n));
+    const user = found.get(agentUserName(n));
     if (user) return [{ n, user }];
     log(`docker: no user ${agentUserName(n)} yet; its Docker is set up on the next reconcile`);
     return [];

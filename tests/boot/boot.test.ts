@@ -839,6 +839,18 @@ describeBoot(`boot: the rendered user-data under systemd-nspawn (N=${N})`, () =>
       const somebody = addUserWithoutUid(vm, "boot-test-somebody");
       adminSsh(`sudo -n agentctl reconcile ${N + 2}`);
       expectBelowAgents(vm, somebody);
+      // The same reconcile that made the new agents' users set up their Docker (their socket,
+      // their subordinate ids), not the next one: its Docker step knows the users it just made.
+      for (const name of expectedNames(N + 2).slice(N)) {
+        const n = Number(name.slice("agent-".length));
+        expect({
+          name,
+          socket: vm
+            .exec(["systemctl", "is-active", `agent-docker@${agentUid(name)}.socket`])
+            .stdout.trim(),
+          subuid: vm.exec(["grep", `^${name}:`, "/etc/subuid"]).stdout.trim(),
+        }).toEqual({ name, socket: "active", subuid: `${name}:${subIdStart(n)}:65536` });
+      }
       const up = await waitAgents(vm, N + 2, `after reconcile ${N + 2}`);
       expect(up.map((a) => a.name)).toEqual(expectedNames(N + 2));
       const extra = expectedNames(N + 2).slice(N);
