@@ -107,16 +107,16 @@ function stopAgentDocker(uid: number, log: Log): void {
   run("systemctl", ["stop", `user@${uid}.service`], log);
 }
 
+/** The users the Docker step looks up for agents 1..count. */
+export const dockerUserNames = (count: number): string[] =>
+  Array.from({ length: count }, (_, i) => agentUserName(i + 1));
+
 /**
  * agentctl reconcile's Docker step, as root, for agents 1..count: in rootless mode no agent stays
  * in the docker group, each has its pinned subordinate ids and its socket; in shared mode each is
  * in the docker group and no per-agent socket runs. Agents above count lose their socket (and
  * daemon); their images and volumes stay in their home.
  */
-/** The users the Docker step looks up for agents 1..count. */
-export const dockerUserNames = (count: number): string[] =>
-  Array.from({ length: count }, (_, i) => agentUserName(i + 1));
-
 export function setUpAgentDocker(
   conf: HostConf,
   count: number,
@@ -129,11 +129,10 @@ export function setUpAgentDocker(
   // none: reconcile passes the users its own getent found (dockerUserNames) and it made since.
   const names = dockerUserNames(count);
   const found = users(names);
-  const numbers = names.map((_, i) => i + 1);
-  const agents = numbers.flatMap((n) => {
-    const user = found.get(agentUserName(n));
-    if (user) return [{ n, user }];
-    log(`docker: no user ${agentUserName(n)} yet; its Docker is set up on the next reconcile`);
+  const agents = names.flatMap((name, i) => {
+    const user = found.get(name);
+    if (user) return [{ n: i + 1, user }];
+    log(`docker: no user ${name} yet; its Docker is set up on the next reconcile`);
     return [];
   });
   const changes = dockerGroupChanges(
