@@ -1,9 +1,9 @@
-// `npm run agents -- status | attach host-2/agent-3 | send host-2/agent-3 "…"` (scripts/agents-cli.js
-// bundles this file and runs it): every host of the
-// stack from the laptop. Reads `pulumi stack output --json` (or --outputs FILE), reaches each host
-// over SSH with the host key the deploy pinned (scripts/fleet-view.ts builds the known_hosts file
-// and the argv), every call bounded by --timeout, all hosts at once for status. The decisions are
-// in scripts/fleet-view.ts (tests/fleet-view.test.ts); this file runs processes.
+// `npm run agents -- status | attach host-2/agent-3 | send host-2/agent-3 "…"`: every host of the
+// stack from the laptop (scripts/agents-cli.js bundles this file and runs it). Reads `pulumi stack
+// output --json` (or --outputs FILE), reaches each host over SSH with the host key the deploy
+// pinned (scripts/fleet-view.ts builds the known_hosts file and the argv), every call bounded by
+// --timeout, all hosts at once for status. The decisions are in scripts/fleet-view.ts
+// (tests/fleet-view.test.ts); this file runs processes.
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -32,7 +32,7 @@ interface Ran {
 }
 
 /** ssh with this argv, stdin given, killed after `timeoutSeconds`. */
-export function runSsh(argv: string[], stdin: string, timeoutSeconds: number): Promise<Ran> {
+function runSsh(argv: string[], stdin: string, timeoutSeconds: number): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn("ssh", argv, { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -80,7 +80,7 @@ function readOutputs(file: string | undefined): unknown {
 }
 
 /** One host's `agentctl status --json` over ssh, or why it could not be had. */
-export async function hostStatus(
+async function hostStatus(
   host: FleetHost,
   options: SshOptions,
   timeout: number,

@@ -13,8 +13,9 @@
 // - one host: scripts/agents.ts's fleetStatus for host-1 alone (ssh, sudo, `agentctl status
 //   --json` of 12 agents, parsed), in this process;
 // - three hosts: the same for the three, at once, as `npm run agents -- status` does;
-// - both again as the lead runs them, `npm run agents -- --outputs F status` (its ts-node start
-//   included: the same for one host and three, so it brings the ratio towards 1).
+// - both again as the lead runs them, `npm run agents -- --outputs F status` without npm's own
+//   start (scripts/agents-cli.js: its esbuild and Node start are in both, so they bring the ratio
+//   towards 1).
 // All three hosts share this machine's two cores, where three VMs would each have their own: the
 // three-host figure here carries three hosts' agentctl on one machine, more than a fleet pays.
 import { execFileSync } from "child_process";
